@@ -1,0 +1,1 @@
+//! Hub configuration (being written).

@@ -1,0 +1,18 @@
+//! The Wangge hub: one process a district runs.
+//!
+//! Data flow, one module per stage:
+//! `broker` (embedded rumqttd or an external broker) → `ingest` (verify edge, dedup batch,
+//! store, ack) → `timeseries` (embedded store and/or InfluxDB sink) and `registry` (components,
+//! sensors, edges, departments, tokens) → `api` (REST, OpenAPI, metrics). `serve` wires them.
+//!
+//! Seams kept behind small traits so a district can grow past one machine:
+//! [`registry::RegistryStore`] (SQLite now, PostgreSQL later), [`timeseries::TimeSeriesSink`]
+//! (embedded store, InfluxDB v2 API) and the broker (`broker`).
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod ingest;
+pub mod registry;
+pub mod serve;
+pub mod timeseries;

@@ -1,0 +1,1 @@
+//! Wires the broker, ingest, storage and API into one running hub (being written).

@@ -1,0 +1,39 @@
+//! Wangge wire formats, shared by the edge, the hub and sensor firmware.
+//!
+//! Two families of messages live here:
+//!
+//! * **Serial sensor frames** ([`SensorFrame`]): what a smart sensor writes on a UART.
+//!   One frame is `COBS( version | postcard(frame) | CRC-32 ) 0x00`. [`encode_frame`]
+//!   writes one, [`FrameDecoder`] pulls frames out of an arbitrary byte stream,
+//!   resynchronising after garbage and counting every bad frame by reason.
+//!   This part is `no_std` and allocation-free so firmware can link it.
+//! * **Edge ↔ hub messages** ([`uplink`], needs the `alloc` feature): canonical
+//!   [`uplink::Reading`]s, the [`uplink::UplinkBatch`] an edge publishes, the hub's
+//!   [`uplink::Ack`] and the edge's [`uplink::EdgeStatus`].
+//!
+//! The byte layout is specified in `protocol/README.md`; a test pins its worked example.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod cobs;
+mod decoder;
+mod frame;
+mod quantity;
+mod value;
+
+#[cfg(feature = "alloc")]
+pub mod uplink;
+
+pub use decoder::{DecodeStats, FrameDecoder, FrameError};
+pub use frame::{
+    encode_frame, EncodeError, Measurement, SensorFrame, FRAME_VERSION, MAX_ENCODED_FRAME_BYTES,
+    MAX_FRAME_BYTES, MAX_SENSOR_ID_BYTES, MAX_VALUES,
+};
+pub use quantity::{Quantity, UnknownQuantity};
+pub use value::Value;
+
+/// CRC-32/ISO-HDLC (the zlib / Ethernet CRC): poly 0x04C11DB7 reflected, init and xorout 0xFFFFFFFF.
+pub const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
