@@ -1,0 +1,12 @@
+//! Wangge edge agent: reads sensors over MQTT and serial lines, normalizes their dialects
+//! into canonical readings, keeps them in a durable on-disk buffer, and forwards them to the
+//! hub in MAC-sealed batches, dropping a reading only once the hub acknowledges it stored.
+//!
+//! Data flow (one module per step):
+//! `source` (mqtt, serial) → `normalize` (profile, validate, dedup) → `buffer` (segmented
+//! log, group commit) → `uplink` (batcher, link) → hub. `local_api` serves health, metrics,
+//! a live tail and buffer stats; `check` is the technician's pre-flight.
+
+pub mod config;
+pub mod normalize;
+pub mod registry;

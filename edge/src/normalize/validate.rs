@@ -1,0 +1,166 @@
+//! Validation: marks quality instead of dropping, and fixes untrustworthy clocks.
+//!
+//! * value outside the quantity's physical range → `bad`
+//! * jump from the previous value larger than the quantity's plausible step → `suspect`
+//! * timestamp missing or more than `future_skew_max_ms` ahead → edge receive time + flag
+//! * repeated (sensor, seq) → dropped and counted (the only thing validation drops)
+//! * sensor not in the registry → forwarded, flagged `unregistered`
+
+use super::dedup::Dedup;
+use super::profile::{mask_of, QuantityMask, Report};
+use protocol::uplink::{Quality, Reading, ReadingFlags, SensorId};
+use protocol::{Quantity, Value};
+use std::collections::{HashMap, HashSet};
+
+/// Physical range and plausible step per quantity (canonical units). `None`: no check.
+/// Defaults from the sensor catalogue; documented in edge/README.md.
+pub fn default_limits(q: Quantity) -> (Option<(f64, f64)>, Option<f64>) {
+    use Quantity::*;
+    match q {
+        Tilt => (Some((0.0, 180.0)), None),
+        WaterLevel => (Some((0.0, 1000.0)), Some(300.0)),
+        Battery | FillLevel | Humidity => (Some((0.0, 100.0)), None),
+        Voltage => (Some((0.0, 500.0)), None),
+        Current => (Some((0.0, 100.0)), None),
+        Power => (Some((0.0, 50_000.0)), None),
+        Pressure => (Some((0.0, 4.0)), Some(1.5)),
+        Smoke => (Some((0.0, 100.0)), None),
+        Gas => (Some((0.0, 100.0)), None),
+        ResidualCurrent => (Some((0.0, 10_000.0)), None),
+        CableTemp => (Some((-40.0, 250.0)), Some(80.0)),
+        Pm25 => (Some((0.0, 2000.0)), None),
+        Noise => (Some((0.0, 160.0)), None),
+        Temperature => (Some((-60.0, 90.0)), Some(30.0)),
+        FaultCode => (Some((0.0, i32::MAX as f64)), None),
+        _ => (None, None),
+    }
+}
+
+/// What validation did with one report.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub duplicate: bool,
+    pub ts_from_edge: bool,
+    pub unregistered: bool,
+    pub bad: u32,
+    pub suspect: u32,
+}
+
+pub struct Validator {
+    registered: HashSet<String>,
+    dedup: Dedup,
+    /// Last good value per sensor and quantity code (NaN: none yet), for the jump check.
+    last: HashMap<Box<str>, [f64; 24]>,
+    future_skew_ns: i64,
+    default_urgent: QuantityMask,
+}
+
+impl Validator {
+    pub fn new(
+        registered: HashSet<String>,
+        future_skew_ms: u64,
+        default_urgent: QuantityMask,
+    ) -> Self {
+        Validator {
+            registered,
+            dedup: Dedup::default(),
+            last: HashMap::new(),
+            future_skew_ns: (future_skew_ms as i64).saturating_mul(1_000_000),
+            default_urgent,
+        }
+    }
+
+    pub fn is_registered(&self, sensor: &str) -> bool {
+        self.registered.contains(sensor)
+    }
+
+    /// Validates one report received at `recv_ns` (edge clock) and appends its readings.
+    pub fn validate(&mut self, r: &Report, recv_ns: i64, out: &mut Vec<Reading>) -> Outcome {
+        let mut o = Outcome::default();
+        if let Some(seq) = r.seq {
+            if !self.dedup.first_time(&r.sensor, seq) {
+                o.duplicate = true;
+                return o;
+            }
+        }
+        let mut flags = ReadingFlags::default();
+        let ts_ns = match r.ts_ns {
+            Some(ts) if ts <= recv_ns.saturating_add(self.future_skew_ns) => ts,
+            _ => {
+                o.ts_from_edge = true;
+                flags = flags.with(ReadingFlags::TS_FROM_EDGE);
+                recv_ns
+            }
+        };
+        if !self.registered.contains(r.sensor.as_str()) {
+            o.unregistered = true;
+            flags = flags.with(ReadingFlags::UNREGISTERED);
+        }
+        let urgent = if r.urgent != 0 {
+            r.urgent
+        } else {
+            self.default_urgent
+        };
+        if !self.last.contains_key(r.sensor.as_str()) {
+            self.last.insert(r.sensor.as_str().into(), [f64::NAN; 24]);
+        }
+        let last = self
+            .last
+            .get_mut(r.sensor.as_str())
+            .expect("inserted above");
+        for &(q, v) in &r.values {
+            let quality = quality(last, q, v);
+            match quality {
+                Quality::Bad => o.bad += 1,
+                Quality::Suspect => o.suspect += 1,
+                Quality::Good => {}
+            }
+            let f = if urgent & mask_of(q) != 0 {
+                flags.with(ReadingFlags::URGENT)
+            } else {
+                flags
+            };
+            out.push(Reading {
+                sensor: SensorId(r.sensor.clone()),
+                quantity: q,
+                value: v,
+                ts_ns,
+                quality,
+                flags: f,
+            });
+        }
+        o
+    }
+
+    pub fn sensors_seen(&self) -> usize {
+        self.dedup.sensors()
+    }
+}
+
+fn quality(last: &mut [f64; 24], q: Quantity, v: Value) -> Quality {
+    if !v.is_finite() {
+        return Quality::Bad;
+    }
+    if q.is_bool() {
+        return Quality::Good;
+    }
+    let x = v.as_f64();
+    let (range, step) = default_limits(q);
+    if let Some((lo, hi)) = range {
+        if x < lo || x > hi {
+            return Quality::Bad;
+        }
+    }
+    let Some(step) = step else {
+        return Quality::Good;
+    };
+    // Only good values become the reference, so after one spike the return to normal is
+    // not marked suspect too.
+    let prev = &mut last[q.code() as usize];
+    if !prev.is_nan() && (x - *prev).abs() > step {
+        Quality::Suspect
+    } else {
+        *prev = x;
+        Quality::Good
+    }
+}
