@@ -1,1 +1,216 @@
-//! (being written)
+//! The MQTT broker edges talk to, behind one small seam.
+//!
+//! Whatever the broker (the embedded rumqttd by default, or an external one such as mosquitto
+//! reached with rumqttc), the rest of the hub sees the same [`BrokerHandle`]: a bounded stream
+//! of [`Inbound`] messages on the edge topics (`wangge/v1/edges/+/batches`, `.../status`) and a
+//! bounded queue of [`Outbound`] publishes (acks). Backpressure flows through both queues: if
+//! ingest is slow, the broker link stops reading and the broker's own limits apply.
+//!
+//! Edge identity: the embedded broker authenticates every connection with username = edge id
+//! and the secret the hub issued (checked against the registry's salted hash on each CONNECT).
+//! rumqttd has no per-topic ACL, so a logged-in edge could still publish under another edge's
+//! topic; the ingest path therefore trusts a batch only if its topic's edge id, the batch's
+//! `edge_id` and its HMAC (keyed by that edge's secret) all agree.
+
+pub mod embedded;
+pub mod external;
+
+use crate::registry::RegistryStore;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Broker settings (`[broker]` in the hub config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `embedded` (default): rumqttd inside the hub. `external`: connect to another broker.
+    pub mode: BrokerMode,
+    /// Plain MQTT listener of the embedded broker. Default `0.0.0.0:1883`.
+    pub listen: SocketAddr,
+    /// TLS listener of the embedded broker, when configured (default port 8883).
+    pub tls: Option<TlsListenerConfig>,
+    /// Largest MQTT payload accepted, bytes. Default 1 MiB (a 500-reading batch is ≈ 20 KiB).
+    pub max_payload_bytes: usize,
+    /// QoS 1 messages in flight per edge connection. Default 100.
+    pub max_inflight_count: usize,
+    /// Most simultaneous connections. Default 10 000.
+    pub max_connections: usize,
+    /// Seconds an accepted socket may take to send CONNECT. Default 10.
+    pub connect_timeout_ms: u16,
+    /// Capacity of the inbound queue between the broker link and ingest, messages. Default 1024.
+    pub inbound_queue_max: usize,
+    /// External-broker mode only.
+    pub external: Option<ExternalBrokerConfig>,
+}
+
+/// Which broker the hub uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerMode {
+    #[default]
+    Embedded,
+    External,
+}
+
+/// TLS (rustls) listener of the embedded broker. Edges use the same username/secret over it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    /// Default `0.0.0.0:8883`.
+    #[serde(default = "default_tls_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert_path: PathBuf,
+    /// PEM private key (PKCS#8 or RSA).
+    pub key_path: PathBuf,
+}
+
+/// Connection to an external broker (e.g. mosquitto with `pattern write wangge/v1/edges/%u/#`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalBrokerConfig {
+    pub host: String,
+    /// Default 1883.
+    #[serde(default = "default_external_port")]
+    pub port: u16,
+    /// Default `wangge-hub`.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_tls_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8883))
+}
+fn default_external_port() -> u16 {
+    1883
+}
+fn default_client_id() -> String {
+    "wangge-hub".to_string()
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            mode: BrokerMode::Embedded,
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            tls: None,
+            max_payload_bytes: 1 << 20,
+            max_inflight_count: 100,
+            max_connections: 10_000,
+            connect_timeout_ms: 10_000,
+            inbound_queue_max: 1024,
+            external: None,
+        }
+    }
+}
+
+/// A message an edge published on one of the hub's subscriptions.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub topic: String,
+    pub payload: Bytes,
+}
+
+/// A message the hub publishes (acks), QoS 1.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub topic: String,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker config: {0}")]
+    Config(String),
+    #[error("broker link: {0}")]
+    Link(String),
+    #[error("broker listener {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running broker connection: the seam between the broker and ingest.
+pub struct BrokerHandle {
+    inbound: Mutex<Option<mpsc::Receiver<Inbound>>>,
+    outbound: mpsc::Sender<Outbound>,
+    /// Address of the plain listener (embedded mode).
+    pub listen: Option<SocketAddr>,
+    /// Address of the TLS listener (embedded mode, when configured).
+    pub tls_listen: Option<SocketAddr>,
+    /// Counts of refused logins, for `/metrics`.
+    pub metrics: Arc<BrokerMetrics>,
+}
+
+impl BrokerHandle {
+    pub(crate) fn new(
+        inbound: mpsc::Receiver<Inbound>,
+        outbound: mpsc::Sender<Outbound>,
+        listen: Option<SocketAddr>,
+        tls_listen: Option<SocketAddr>,
+        metrics: Arc<BrokerMetrics>,
+    ) -> Self {
+        BrokerHandle {
+            inbound: Mutex::new(Some(inbound)),
+            outbound,
+            listen,
+            tls_listen,
+            metrics,
+        }
+    }
+
+    /// The inbound stream; it has one consumer (ingest), so this returns `None` the second time.
+    pub fn take_inbound(&self) -> Option<mpsc::Receiver<Inbound>> {
+        self.inbound.lock().ok()?.take()
+    }
+
+    /// Where to queue publishes (acks).
+    pub fn outbound(&self) -> mpsc::Sender<Outbound> {
+        self.outbound.clone()
+    }
+}
+
+/// Broker-level counters.
+#[derive(Debug, Default)]
+pub struct BrokerMetrics {
+    pub logins_accepted: std::sync::atomic::AtomicU64,
+    pub logins_refused: std::sync::atomic::AtomicU64,
+}
+
+impl BrokerMetrics {
+    /// Appends Prometheus text exposition of the broker counters.
+    pub fn render_prometheus(&self, out: &mut String) {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = writeln!(
+            out,
+            "# HELP wangge_broker_logins_total MQTT logins at the embedded broker by result.\n\
+             # TYPE wangge_broker_logins_total counter\n\
+             wangge_broker_logins_total{{result=\"accepted\"}} {}\n\
+             wangge_broker_logins_total{{result=\"refused\"}} {}",
+            self.logins_accepted.load(Relaxed),
+            self.logins_refused.load(Relaxed)
+        );
+    }
+}
+
+/// Starts the configured broker (embedded rumqttd, or a link to an external one).
+/// Must be called inside a tokio runtime (the external mode spawns a task).
+pub fn start(
+    cfg: &BrokerConfig,
+    registry: Arc<dyn RegistryStore>,
+) -> Result<BrokerHandle, BrokerError> {
+    match cfg.mode {
+        BrokerMode::Embedded => embedded::start(cfg, registry),
+        BrokerMode::External => external::start(cfg),
+    }
+}

@@ -3,6 +3,9 @@
 //! Readings are identified by (sensor, quantity, ts_ns) in every store: writing one twice
 //! stores it once. Both sinks can run at once (embedded for the dashboard, InfluxDB for analysts).
 
+pub mod embedded;
+pub mod influx;
+
 use protocol::uplink::{Quality, Reading};
 
 /// A reading with the registry context it is stored under (tags in InfluxDB).

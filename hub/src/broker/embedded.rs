@@ -1,0 +1,243 @@
+//! The embedded rumqttd broker.
+//!
+//! rumqttd 0.19 facts this module is built on (read from its source):
+//! - `ConnectionSettings::external_auth` takes a closure `(client_id, username, password) -> bool`
+//!   called on every CONNECT, so logins are checked against the registry live (a revoked or new
+//!   edge takes effect at its next login) instead of a static username/password map.
+//! - There is no per-topic ACL; identity of batches is enforced by ingest (topic, batch and HMAC).
+//! - `Broker::start` blocks forever and binds its listeners inside its own threads, so a bind
+//!   failure is only logged. We therefore resolve port 0 to a free port first and wait until the
+//!   listener accepts connections before returning.
+//! - The in-process link (`Broker::link`) subscribes at QoS 0 and publishes at QoS 0. Acks reach
+//!   the edge at QoS 0; a lost ack only makes the edge resend, and a resent batch is acked as a
+//!   duplicate without being stored twice.
+//! - A publish on a topic that matches no subscription is an error for the publishing link unless
+//!   the topic's filter exists, so the edge topics are `initialized_filters`.
+
+use super::{BrokerConfig, BrokerError, BrokerHandle, BrokerMetrics, Inbound, Outbound};
+use crate::registry::RegistryStore;
+use protocol::uplink::topics;
+use rumqttd::{Broker, Config, ConnectionSettings, Notification, RouterConfig, ServerSettings};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Filter for the acks the hub publishes (must exist before the first ack, see module doc).
+const ALL_ACKS: &str = "wangge/v1/edges/+/acks";
+/// How long `start` waits for the listeners to accept connections.
+const LISTEN_WAIT_MS: u64 = 10_000;
+/// Outbound (ack) queue capacity, messages.
+const OUTBOUND_QUEUE_MAX: usize = 4096;
+
+pub(super) fn start(
+    cfg: &BrokerConfig,
+    registry: Arc<dyn RegistryStore>,
+) -> Result<BrokerHandle, BrokerError> {
+    if cfg.max_payload_bytes == 0 || cfg.inbound_queue_max == 0 {
+        return Err(BrokerError::Config(
+            "max_payload_bytes and inbound_queue_max must be > 0".into(),
+        ));
+    }
+    let metrics = Arc::new(BrokerMetrics::default());
+    let listen = resolve_port(cfg.listen)?;
+    let mut servers = HashMap::new();
+    servers.insert(
+        "plain".to_string(),
+        server_settings("wangge-mqtt", listen, None, cfg, &registry, &metrics),
+    );
+    let mut tls_listen = None;
+    if let Some(tls) = &cfg.tls {
+        for p in [&tls.cert_path, &tls.key_path] {
+            std::fs::metadata(p).map_err(|e| {
+                BrokerError::Config(format!("broker.tls: cannot read {}: {e}", p.display()))
+            })?;
+        }
+        let addr = resolve_port(tls.listen)?;
+        let tls_cfg = rumqttd::TlsConfig::Rustls {
+            capath: None,
+            certpath: tls.cert_path.display().to_string(),
+            keypath: tls.key_path.display().to_string(),
+        };
+        servers.insert(
+            "tls".to_string(),
+            server_settings(
+                "wangge-mqtts",
+                addr,
+                Some(tls_cfg),
+                cfg,
+                &registry,
+                &metrics,
+            ),
+        );
+        tls_listen = Some(addr);
+    }
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: cfg.max_connections,
+            max_outgoing_packet_count: 200,
+            // The router keeps each filter's data in memory segments: bounded at 4 × 16 MiB.
+            // If ingest falls further behind, the oldest unread batches are skipped; the edges
+            // resend them because they were never acked.
+            max_segment_size: 16 << 20,
+            max_segment_count: 4,
+            custom_segment: None,
+            initialized_filters: Some(vec![
+                topics::ALL_BATCHES.to_string(),
+                topics::ALL_STATUS.to_string(),
+                ALL_ACKS.to_string(),
+            ]),
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(servers),
+        ..Default::default()
+    };
+
+    let mut broker = Broker::new(config);
+    let (mut link_tx, mut link_rx) = broker
+        .link("wangge-hub-ingest")
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    for filter in [topics::ALL_BATCHES, topics::ALL_STATUS] {
+        link_tx
+            .subscribe(filter)
+            .map_err(|e| BrokerError::Link(e.to_string()))?;
+    }
+    std::thread::Builder::new()
+        .name("rumqttd".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded broker stopped");
+            }
+        })
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+
+    let (in_tx, in_rx) = mpsc::channel(cfg.inbound_queue_max);
+    std::thread::Builder::new()
+        .name("broker-link-rx".into())
+        .spawn(move || loop {
+            match link_rx.recv() {
+                Ok(Some(Notification::Forward(f))) => {
+                    let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
+                    let msg = Inbound {
+                        topic,
+                        payload: f.publish.payload,
+                    };
+                    if in_tx.blocking_send(msg).is_err() {
+                        return; // ingest is gone
+                    }
+                }
+                Ok(Some(Notification::Unschedule)) => {
+                    // The router paused us because our buffer was full; we drained it.
+                    if link_rx.ready().is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "embedded broker link closed");
+                    return;
+                }
+            }
+        })
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE_MAX);
+    std::thread::Builder::new()
+        .name("broker-link-tx".into())
+        .spawn(move || {
+            while let Some(m) = out_rx.blocking_recv() {
+                if let Err(e) = link_tx.publish(m.topic, m.payload) {
+                    tracing::error!(error = %e, "embedded broker link closed");
+                    return;
+                }
+            }
+        })
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+
+    wait_listening(listen)?;
+    if let Some(addr) = tls_listen {
+        wait_listening(addr)?;
+    }
+    tracing::info!(%listen, ?tls_listen, "embedded MQTT broker listening");
+    Ok(BrokerHandle::new(
+        in_rx,
+        out_tx,
+        Some(listen),
+        tls_listen,
+        metrics,
+    ))
+}
+
+fn server_settings(
+    name: &str,
+    listen: SocketAddr,
+    tls: Option<rumqttd::TlsConfig>,
+    cfg: &BrokerConfig,
+    registry: &Arc<dyn RegistryStore>,
+    metrics: &Arc<BrokerMetrics>,
+) -> ServerSettings {
+    let registry = registry.clone();
+    let metrics = metrics.clone();
+    let auth = move |_client_id: String, username: String, password: String| -> bool {
+        let ok = match registry.edge_credentials(&username) {
+            Ok(Some(creds)) => creds.verify_password(&password),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(error = %e, edge_id = %username, "registry unavailable for login");
+                false
+            }
+        };
+        if ok {
+            metrics.logins_accepted.fetch_add(1, Relaxed);
+        } else {
+            metrics.logins_refused.fetch_add(1, Relaxed);
+            tracing::warn!(edge_id = %username, "MQTT login refused");
+        }
+        ok
+    };
+    ServerSettings {
+        name: name.to_string(),
+        listen,
+        tls,
+        next_connection_delay_ms: 1,
+        connections: ConnectionSettings {
+            connection_timeout_ms: cfg.connect_timeout_ms,
+            max_payload_size: cfg.max_payload_bytes,
+            max_inflight_count: cfg.max_inflight_count,
+            auth: None,
+            external_auth: Some(Arc::new(auth)),
+            dynamic_filters: true,
+        },
+    }
+}
+
+/// rumqttd binds inside its own thread and cannot report the port it got, so port 0 is
+/// resolved here to a port that was free a moment ago.
+fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l = TcpListener::bind(addr).map_err(|source| BrokerError::Listen { addr, source })?;
+    l.local_addr()
+        .map_err(|source| BrokerError::Listen { addr, source })
+}
+
+fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
+    let mut probe = addr;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let deadline = Instant::now() + Duration::from_millis(LISTEN_WAIT_MS);
+    loop {
+        match TcpStream::connect_timeout(&probe, Duration::from_millis(200)) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(BrokerError::Listen { addr, source: e })
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! The embedded time-series store: SQLite (WAL) under the data dir, one table per UTC day.
+//!
+//! Layout, chosen for the insert pattern (see README "Embedded store: why this layout"):
+//! - `series(id, sensor, quantity)` maps each (sensor, quantity) to a small integer, cached in
+//!   memory, so a row is four integers/reals instead of carrying the sensor string.
+//! - readings live in `r_<day>` tables (`day` = days since the Unix epoch, UTC),
+//!   `PRIMARY KEY (series, ts) WITHOUT ROWID`: a series' points are contiguous for range queries
+//!   and `INSERT OR IGNORE` on the key makes readings idempotent on (sensor, quantity, ts).
+//!   Partitioning by day keeps the B-tree that takes the inserts small (the cost of inserting in
+//!   time order into a sensor-keyed tree grows with its size), and retention is `DROP TABLE`.
+//! - every `write` is one transaction with its rows sorted by (day, series, ts), so consecutive
+//!   rows of a series land on the same leaf page; the ingest path groups several batches per
+//!   `write` (group commit), one fsync per group.
+
+use super::{Bucket, Point, StoredReading, TimeSeriesQuery, TimeSeriesSink, TsError};
+use protocol::uplink::Quality;
+use protocol::Quantity;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+const FILE_NAME: &str = "timeseries.sqlite";
+
+/// Embedded store settings (`[timeseries.embedded]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedConfig {
+    /// Directory of `timeseries.sqlite`. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Readings older than this are deleted (whole days). Default 90.
+    pub retention_days: u32,
+    /// `full` (default: an acked reading survives power loss) or `normal` (survives a crash of
+    /// the hub process, not of the machine; faster).
+    pub synchronous: Synchronous,
+    /// SQLite page cache of the writer, MiB. Default 64.
+    pub cache_mib: u32,
+}
+
+/// SQLite `synchronous` pragma in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    #[default]
+    Full,
+    Normal,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            data_dir: PathBuf::from("./data"),
+            retention_days: 90,
+            synchronous: Synchronous::Full,
+            cache_mib: 64,
+        }
+    }
+}
+
+/// The embedded store. One writer connection and one reader connection (WAL lets queries run
+/// while a batch commits).
+pub struct EmbeddedStore {
+    writer: Mutex<Writer>,
+    reader: Mutex<Connection>,
+    retention_days: u32,
+}
+
+struct Writer {
+    conn: Connection,
+    series: HashMap<(String, u8), i64>,
+    partitions: BTreeSet<i64>,
+    /// Day on which retention last ran; it runs again when the day changes.
+    retention_day: i64,
+}
+
+fn db_err(e: rusqlite::Error) -> TsError {
+    TsError::Store(e.to_string())
+}
+
+fn table(day: i64) -> String {
+    // Days before 1970 are negative; keep the name a valid identifier.
+    if day < 0 {
+        format!("r_m{}", -day)
+    } else {
+        format!("r_{day}")
+    }
+}
+
+fn quality_code(q: Quality) -> i64 {
+    match q {
+        Quality::Good => 0,
+        Quality::Suspect => 1,
+        Quality::Bad => 2,
+    }
+}
+
+fn quality_of(code: i64) -> Quality {
+    match code {
+        0 => Quality::Good,
+        1 => Quality::Suspect,
+        _ => Quality::Bad,
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn list_partitions(conn: &Connection) -> Result<BTreeSet<i64>, TsError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'r\\_%' ESCAPE '\\'",
+        )
+        .map_err(db_err)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db_err)?;
+    let mut out = BTreeSet::new();
+    for n in names {
+        let n = n.map_err(db_err)?;
+        let day = match n.strip_prefix("r_m") {
+            Some(neg) => neg.parse::<i64>().map(|d| -d),
+            None => n[2..].parse::<i64>(),
+        };
+        if let Ok(d) = day {
+            out.insert(d);
+        }
+    }
+    Ok(out)
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) `<data_dir>/timeseries.sqlite` and applies retention.
+    pub fn open(cfg: &EmbeddedConfig) -> Result<Self, TsError> {
+        if cfg.retention_days == 0 {
+            return Err(TsError::Store(
+                "timeseries.embedded.retention_days must be > 0".into(),
+            ));
+        }
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+            TsError::Store(format!(
+                "cannot create data dir {}: {e}",
+                cfg.data_dir.display()
+            ))
+        })?;
+        let path = cfg.data_dir.join(FILE_NAME);
+        let conn = Connection::open(&path).map_err(db_err)?;
+        let sync = match cfg.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = {sync};
+             PRAGMA cache_size = -{};
+             PRAGMA temp_store = MEMORY;
+             CREATE TABLE IF NOT EXISTS series (
+                 id INTEGER PRIMARY KEY,
+                 sensor TEXT NOT NULL,
+                 quantity INTEGER NOT NULL,
+                 UNIQUE (sensor, quantity)
+             );",
+            u64::from(cfg.cache_mib) * 1024
+        ))
+        .map_err(db_err)?;
+        let mut series = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT id, sensor, quantity FROM series")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u8>(2)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                let (id, sensor, q) = row.map_err(db_err)?;
+                series.insert((sensor, q), id);
+            }
+        }
+        let partitions = list_partitions(&conn)?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err)?;
+        reader
+            .execute_batch("PRAGMA cache_size = -16384;")
+            .map_err(db_err)?;
+        let store = EmbeddedStore {
+            writer: Mutex::new(Writer {
+                conn,
+                series,
+                partitions,
+                retention_day: i64::MIN,
+            }),
+            reader: Mutex::new(reader),
+            retention_days: cfg.retention_days,
+        };
+        store.enforce_retention(now_ns())?;
+        Ok(store)
+    }
+
+    /// The oldest day (days since epoch) kept at `now_ns`.
+    fn first_kept_day(&self, now_ns: i64) -> i64 {
+        now_ns.div_euclid(DAY_NS) - i64::from(self.retention_days)
+    }
+
+    /// Drops the day tables that fell out of retention at `now_ns`. Runs at open and whenever
+    /// a write sees a new day; callable directly (tests, maintenance).
+    pub fn enforce_retention(&self, now_ns: i64) -> Result<usize, TsError> {
+        let mut w = self
+            .writer
+            .lock()
+            .map_err(|_| TsError::Store("writer lock poisoned".into()))?;
+        self.enforce_retention_locked(&mut w, now_ns)
+    }
+
+    fn enforce_retention_locked(&self, w: &mut Writer, now_ns: i64) -> Result<usize, TsError> {
+        let first = self.first_kept_day(now_ns);
+        let old: Vec<i64> = w.partitions.range(..first).copied().collect();
+        for day in &old {
+            w.conn
+                .execute_batch(&format!("DROP TABLE IF EXISTS {}", table(*day)))
+                .map_err(db_err)?;
+            w.partitions.remove(day);
+        }
+        w.retention_day = now_ns.div_euclid(DAY_NS);
+        if !old.is_empty() {
+            tracing::info!(days = old.len(), "time-series retention dropped old days");
+        }
+        Ok(old.len())
+    }
+
+    fn write_rows(&self, readings: &[StoredReading]) -> Result<(), TsError> {
+        let now = now_ns();
+        let mut guard = self
+            .writer
+            .lock()
+            .map_err(|_| TsError::Store("writer lock poisoned".into()))?;
+        let w = &mut *guard;
+        if now.div_euclid(DAY_NS) != w.retention_day {
+            self.enforce_retention_locked(w, now)?;
+        }
+        let first_kept = self.first_kept_day(now);
+        let tx = w.conn.transaction().map_err(db_err)?;
+        let mut new_series: Vec<((String, u8), i64)> = Vec::new();
+        // (day, series, ts, value, quality)
+        let mut rows: Vec<(i64, i64, i64, f64, i64)> = Vec::with_capacity(readings.len());
+        for r in readings {
+            let rd = &r.reading;
+            let day = rd.ts_ns.div_euclid(DAY_NS);
+            if day < first_kept {
+                continue; // already out of retention: storing it would be deleted next run
+            }
+            let key = (rd.sensor.0.clone(), rd.quantity.code());
+            let id = match w.series.get(&key) {
+                Some(id) => *id,
+                None => match new_series.iter().find(|(k, _)| *k == key) {
+                    Some((_, id)) => *id,
+                    None => {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO series (sensor, quantity) VALUES (?1, ?2)",
+                            params![key.0, key.1],
+                        )
+                        .map_err(db_err)?;
+                        let id: i64 = tx
+                            .query_row(
+                                "SELECT id FROM series WHERE sensor = ?1 AND quantity = ?2",
+                                params![key.0, key.1],
+                                |r| r.get(0),
+                            )
+                            .map_err(db_err)?;
+                        new_series.push((key, id));
+                        id
+                    }
+                },
+            };
+            rows.push((
+                day,
+                id,
+                rd.ts_ns,
+                rd.value.as_f64(),
+                quality_code(rd.quality),
+            ));
+        }
+        rows.sort_unstable_by_key(|r| (r.0, r.1, r.2));
+        let mut new_days = Vec::new();
+        let mut i = 0;
+        while i < rows.len() {
+            let day = rows[i].0;
+            if !w.partitions.contains(&day) {
+                tx.execute_batch(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (
+                         series INTEGER NOT NULL, ts INTEGER NOT NULL,
+                         value REAL NOT NULL, quality INTEGER NOT NULL,
+                         PRIMARY KEY (series, ts)) WITHOUT ROWID",
+                    table(day)
+                ))
+                .map_err(db_err)?;
+                new_days.push(day);
+            }
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO {} (series, ts, value, quality) VALUES (?1, ?2, ?3, ?4)",
+                    table(day)
+                ))
+                .map_err(db_err)?;
+            while i < rows.len() && rows[i].0 == day {
+                let (_, s, ts, v, q) = rows[i];
+                stmt.execute(params![s, ts, v, q]).map_err(db_err)?;
+                i += 1;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        w.series.extend(new_series);
+        w.partitions.extend(new_days);
+        Ok(())
+    }
+
+    fn series_id(
+        &self,
+        conn: &Connection,
+        sensor: &str,
+        q: Quantity,
+    ) -> Result<Option<i64>, TsError> {
+        conn.query_row(
+            "SELECT id FROM series WHERE sensor = ?1 AND quantity = ?2",
+            params![sensor, q.code()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)
+    }
+
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>, TsError> {
+        self.reader
+            .lock()
+            .map_err(|_| TsError::Store("reader lock poisoned".into()))
+    }
+
+    /// Day tables that exist and overlap `[from_ns, to_ns)`, oldest first.
+    fn days_in(&self, conn: &Connection, from_ns: i64, to_ns: i64) -> Result<Vec<i64>, TsError> {
+        if to_ns <= from_ns {
+            return Ok(Vec::new());
+        }
+        let (a, b) = (from_ns.div_euclid(DAY_NS), (to_ns - 1).div_euclid(DAY_NS));
+        Ok(list_partitions(conn)?.range(a..=b).copied().collect())
+    }
+}
+
+impl TimeSeriesSink for EmbeddedStore {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn write(&self, readings: &[StoredReading]) -> Result<(), TsError> {
+        self.write_rows(readings)
+    }
+}
+
+impl TimeSeriesQuery for EmbeddedStore {
+    fn points(
+        &self,
+        sensor: &str,
+        quantity: Quantity,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<Point>, TsError> {
+        let conn = self.reader()?;
+        let Some(series) = self.series_id(&conn, sensor, quantity)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for day in self.days_in(&conn, from_ns, to_ns)? {
+            if out.len() >= limit {
+                break;
+            }
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT ts, value, quality FROM {} WHERE series = ?1 AND ts >= ?2 AND ts < ?3
+                     ORDER BY ts LIMIT ?4",
+                    table(day)
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(
+                    params![series, from_ns, to_ns, (limit - out.len()) as i64],
+                    |r| {
+                        Ok(Point {
+                            ts_ns: r.get(0)?,
+                            value: r.get(1)?,
+                            quality: quality_of(r.get(2)?),
+                        })
+                    },
+                )
+                .map_err(db_err)?;
+            for p in rows {
+                out.push(p.map_err(db_err)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn downsample(
+        &self,
+        sensor: &str,
+        quantity: Quantity,
+        from_ns: i64,
+        to_ns: i64,
+        step_ns: i64,
+    ) -> Result<Vec<Bucket>, TsError> {
+        if step_ns <= 0 {
+            return Err(TsError::Store("downsample step must be > 0".into()));
+        }
+        let conn = self.reader()?;
+        let Some(series) = self.series_id(&conn, sensor, quantity)? else {
+            return Ok(Vec::new());
+        };
+        // bucket index -> (min, max, sum, count); a bucket can span two day tables.
+        let mut buckets: std::collections::BTreeMap<i64, (f64, f64, f64, u64)> = Default::default();
+        for day in self.days_in(&conn, from_ns, to_ns)? {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT (ts - ?2) / ?4, min(value), max(value), sum(value), count(*) FROM {}
+                     WHERE series = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY 1",
+                    table(day)
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![series, from_ns, to_ns, step_ns], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, f64>(1)?,
+                        r.get::<_, f64>(2)?,
+                        r.get::<_, f64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                let (idx, mn, mx, sum, n) = row.map_err(db_err)?;
+                let e = buckets
+                    .entry(idx)
+                    .or_insert((f64::INFINITY, f64::NEG_INFINITY, 0.0, 0));
+                e.0 = e.0.min(mn);
+                e.1 = e.1.max(mx);
+                e.2 += sum;
+                e.3 += n as u64;
+            }
+        }
+        Ok(buckets
+            .into_iter()
+            .map(|(idx, (min, max, sum, count))| Bucket {
+                ts_ns: from_ns + idx * step_ns,
+                min,
+                max,
+                mean: sum / count as f64,
+                count,
+            })
+            .collect())
+    }
+
+    fn latest(&self, sensor: &str) -> Result<Vec<(Quantity, Point)>, TsError> {
+        let conn = self.reader()?;
+        let mut series = Vec::new();
+        {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, quantity FROM series WHERE sensor = ?1")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![sensor], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, u8>(1)?))
+                })
+                .map_err(db_err)?;
+            for r in rows {
+                series.push(r.map_err(db_err)?);
+            }
+        }
+        let days: Vec<i64> = list_partitions(&conn)?.into_iter().rev().collect();
+        let mut out = Vec::new();
+        for (id, code) in series {
+            let Some(q) = Quantity::from_code(code) else {
+                continue;
+            };
+            for day in &days {
+                let p = conn
+                    .prepare_cached(&format!(
+                        "SELECT ts, value, quality FROM {} WHERE series = ?1 ORDER BY ts DESC LIMIT 1",
+                        table(*day)
+                    ))
+                    .map_err(db_err)?
+                    .query_row(params![id], |r| {
+                        Ok(Point {
+                            ts_ns: r.get(0)?,
+                            value: r.get(1)?,
+                            quality: quality_of(r.get(2)?),
+                        })
+                    })
+                    .optional()
+                    .map_err(db_err)?;
+                if let Some(p) = p {
+                    out.push((q, p));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

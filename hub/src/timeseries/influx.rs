@@ -1,0 +1,561 @@
+//! The InfluxDB v2 API sink (InfluxDB 2.x, VictoriaMetrics, any `/api/v2/write` server).
+//!
+//! Every write goes first to a durable spill on disk (line protocol, appended, fsynced once per
+//! `write`), and `write` returns as soon as that is durable: the edge's ack then never waits for
+//! the server. A drain thread sends the spill to the server in POSTs of `batch_size` lines
+//! through the `influxdb2` crate's `write_line_protocol` (the spill is already line protocol,
+//! so nothing is re-parsed or rebuilt into `DataPoint`s), retrying with exponential backoff.
+//! An outage of the server therefore loses nothing: the spill grows (bounded by
+//! `spill_bytes_max`; when full, `write` fails, ingest does not ack, and the edges keep the
+//! readings in their own buffers) and drains when the server returns.
+//!
+//! Schema (one point per reading):
+//! - measurement: the quantity name (`tilt`, `pressure`, …; units as in the catalogue)
+//! - tags: `sensor`, `edge`, and when the sensor is assigned `component`, `grid`, `department`
+//!   (the owner department)
+//! - fields: `value` (float; booleans 0/1), `quality` (integer: 0 good, 1 suspect, 2 bad)
+//! - timestamp: the reading's `ts_ns` (nanosecond precision)
+//!
+//! A reading is identified by (measurement, tags, ts): InfluxDB overwrites a rewritten point, so
+//! a resend after a crash between POST and the saved drain position stores nothing twice.
+//! VictoriaMetrics does the same when started with `-dedup.minScrapeInterval=1ms`.
+
+use super::{StoredReading, TimeSeriesSink, TsError};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// InfluxDB sink settings (`[timeseries.influx]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxConfig {
+    /// e.g. `http://127.0.0.1:8086`.
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: String,
+    /// Lines per POST. Default 5000.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Directory of the durable spill. Default `./data/influx-spill`.
+    #[serde(default = "default_spill_dir")]
+    pub spill_dir: PathBuf,
+    /// Bound of the spill, bytes; when full, writes fail (and edges keep their data). Default 1 GiB.
+    #[serde(default = "default_spill_bytes_max")]
+    pub spill_bytes_max: u64,
+    /// Longest wait between retries, ms. Default 10 000.
+    #[serde(default = "default_retry_backoff_ms_max")]
+    pub retry_backoff_ms_max: u64,
+    /// Timeout of one POST, ms. Default 30 000.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_batch_size() -> usize {
+    5000
+}
+fn default_spill_dir() -> PathBuf {
+    PathBuf::from("./data/influx-spill")
+}
+fn default_spill_bytes_max() -> u64 {
+    1 << 30
+}
+fn default_retry_backoff_ms_max() -> u64 {
+    10_000
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+
+impl InfluxConfig {
+    /// A config with defaults for everything but the server coordinates.
+    pub fn new(url: &str, org: &str, bucket: &str, token: &str) -> Self {
+        InfluxConfig {
+            url: url.into(),
+            org: org.into(),
+            bucket: bucket.into(),
+            token: token.into(),
+            batch_size: default_batch_size(),
+            spill_dir: default_spill_dir(),
+            spill_bytes_max: default_spill_bytes_max(),
+            retry_backoff_ms_max: default_retry_backoff_ms_max(),
+            request_timeout_ms: default_request_timeout_ms(),
+        }
+    }
+}
+
+/// A spill segment is closed and a new one started past this size.
+const SEGMENT_BYTES_MAX: u64 = 64 << 20;
+/// Largest read from the spill per POST (a chunk ends on a line boundary).
+const CHUNK_BYTES_MAX: usize = 4 << 20;
+const POS_FILE: &str = "drain.pos";
+
+/// Counters of the InfluxDB sink.
+#[derive(Debug, Default)]
+pub struct InfluxMetrics {
+    pub points_sent: AtomicU64,
+    pub posts_ok: AtomicU64,
+    pub posts_failed: AtomicU64,
+    /// Lines the server refused as malformed (HTTP 400/422); skipped, not retried.
+    pub lines_rejected: AtomicU64,
+    /// Bytes written to the spill and not yet sent.
+    pub spill_backlog_bytes: AtomicU64,
+    /// Microseconds of the last successful POST.
+    pub last_post_us: AtomicU64,
+}
+
+impl InfluxMetrics {
+    pub fn render_prometheus(&self, out: &mut String) {
+        let m = [
+            (
+                "wangge_influx_points_sent_total",
+                "counter",
+                "Points the server accepted.",
+                self.points_sent.load(Relaxed),
+            ),
+            (
+                "wangge_influx_posts_ok_total",
+                "counter",
+                "Successful write POSTs.",
+                self.posts_ok.load(Relaxed),
+            ),
+            (
+                "wangge_influx_posts_failed_total",
+                "counter",
+                "Failed write POSTs (retried).",
+                self.posts_failed.load(Relaxed),
+            ),
+            (
+                "wangge_influx_lines_rejected_total",
+                "counter",
+                "Lines refused by the server as malformed.",
+                self.lines_rejected.load(Relaxed),
+            ),
+            (
+                "wangge_influx_spill_backlog_bytes",
+                "gauge",
+                "Spilled bytes not yet written to the server.",
+                self.spill_backlog_bytes.load(Relaxed),
+            ),
+            (
+                "wangge_influx_last_post_microseconds",
+                "gauge",
+                "Duration of the last successful POST.",
+                self.last_post_us.load(Relaxed),
+            ),
+        ];
+        for (name, kind, help, v) in m {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+}
+
+struct SpillWriter {
+    file: File,
+    seg: u64,
+    len: u64,
+}
+
+struct Shared {
+    dir: PathBuf,
+    /// (current segment, its durable length): the drain reads only up to here.
+    committed: Mutex<(u64, u64)>,
+    wake: Condvar,
+    stop: AtomicBool,
+    metrics: Arc<InfluxMetrics>,
+}
+
+/// The sink. Dropping it stops the drain thread (what is spilled stays on disk).
+pub struct InfluxSink {
+    writer: Mutex<SpillWriter>,
+    shared: Arc<Shared>,
+    spill_bytes_max: u64,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> TsError {
+    TsError::Store(format!("influx spill {what} {}: {e}", path.display()))
+}
+
+fn seg_path(dir: &Path, seg: u64) -> PathBuf {
+    dir.join(format!("{seg:016}.lp"))
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u64>, TsError> {
+    let mut segs = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| io_err("read", dir, e))? {
+        let e = e.map_err(|e| io_err("read", dir, e))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name.strip_suffix(".lp").and_then(|s| s.parse::<u64>().ok()) {
+            segs.push(n);
+        }
+    }
+    segs.sort_unstable();
+    Ok(segs)
+}
+
+fn escape_tag(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            ',' | '=' | ' ' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Appends one line of line protocol for `r`.
+pub fn line_of(out: &mut String, r: &StoredReading) {
+    let rd = &r.reading;
+    out.push_str(rd.quantity.name());
+    let tags: [(&str, Option<&str>); 5] = [
+        ("component", r.component_id.as_deref()),
+        ("department", r.department.as_deref()),
+        ("edge", Some(r.edge_id.as_str())),
+        ("grid", r.grid_cell.as_deref()),
+        ("sensor", Some(rd.sensor.as_str())),
+    ];
+    for (k, v) in tags {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            out.push(',');
+            out.push_str(k);
+            out.push('=');
+            escape_tag(out, v);
+        }
+    }
+    let v = rd.value.as_f64();
+    let v = if v.is_finite() { v } else { 0.0 };
+    let q = match rd.quality {
+        protocol::uplink::Quality::Good => 0,
+        protocol::uplink::Quality::Suspect => 1,
+        protocol::uplink::Quality::Bad => 2,
+    };
+    let _ = writeln!(out, " value={v:?},quality={q}i {}", rd.ts_ns);
+}
+
+impl InfluxSink {
+    /// Opens the spill (recovering a torn tail) and starts the drain thread.
+    pub fn start(cfg: &InfluxConfig) -> Result<Self, TsError> {
+        if cfg.batch_size == 0 {
+            return Err(TsError::Store(
+                "timeseries.influx.batch_size must be > 0".into(),
+            ));
+        }
+        let dir = cfg.spill_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("create", &dir, e))?;
+        let segs = list_segments(&dir)?;
+        let seg = segs.last().copied().unwrap_or(1);
+        let path = seg_path(&dir, seg);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_err("open", &path, e))?;
+        // A write torn by a crash was never acknowledged: cut it back to the last full line.
+        let len = {
+            let mut buf = Vec::new();
+            file.seek(SeekFrom::Start(0))
+                .and_then(|_| file.read_to_end(&mut buf))
+                .map_err(|e| io_err("read", &path, e))?;
+            let good = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            if good != buf.len() {
+                file.set_len(good as u64)
+                    .map_err(|e| io_err("truncate", &path, e))?;
+            }
+            good as u64
+        };
+        let metrics = Arc::new(InfluxMetrics::default());
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            committed: Mutex::new((seg, len)),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            metrics,
+        });
+        let (pos_seg, pos_off) = read_pos(&dir);
+        let mut backlog = 0;
+        for s in &segs {
+            let l = std::fs::metadata(seg_path(&dir, *s))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if *s > pos_seg {
+                backlog += l;
+            } else if *s == pos_seg {
+                backlog += l.saturating_sub(pos_off);
+            }
+        }
+        shared.metrics.spill_backlog_bytes.store(backlog, Relaxed);
+        // influxdb2 0.5 builds on reqwest 0.11 (the hub uses 0.12), so the request timeout is
+        // applied around the call instead of on the HTTP client.
+        let client = influxdb2::ClientBuilder::new(&cfg.url, &cfg.org, &cfg.token)
+            .build()
+            .map_err(|e| TsError::Store(format!("influx client: {e}")))?;
+        let drain_shared = shared.clone();
+        let drain_cfg = cfg.clone();
+        let drain = std::thread::Builder::new()
+            .name("influx-drain".into())
+            .spawn(move || drain_loop(drain_shared, client, drain_cfg))
+            .map_err(|e| TsError::Store(format!("influx drain thread: {e}")))?;
+        Ok(InfluxSink {
+            writer: Mutex::new(SpillWriter { file, seg, len }),
+            shared,
+            spill_bytes_max: cfg.spill_bytes_max,
+            drain: Some(drain),
+        })
+    }
+
+    pub fn metrics(&self) -> Arc<InfluxMetrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Bytes spilled and not yet accepted by the server.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.shared.metrics.spill_backlog_bytes.load(Relaxed)
+    }
+
+    fn spill(&self, readings: &[StoredReading]) -> Result<(), TsError> {
+        let mut body = String::with_capacity(readings.len() * 128);
+        for r in readings {
+            line_of(&mut body, r);
+        }
+        if self.backlog_bytes() + body.len() as u64 > self.spill_bytes_max {
+            return Err(TsError::Unavailable(format!(
+                "influx spill full ({} bytes); the server has been unreachable",
+                self.backlog_bytes()
+            )));
+        }
+        let mut w = self
+            .writer
+            .lock()
+            .map_err(|_| TsError::Store("spill lock poisoned".into()))?;
+        if w.len >= SEGMENT_BYTES_MAX {
+            let seg = w.seg + 1;
+            let path = seg_path(&self.shared.dir, seg);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| io_err("open", &path, e))?;
+            *w = SpillWriter { file, seg, len: 0 };
+        }
+        let path = seg_path(&self.shared.dir, w.seg);
+        if let Err(e) = w
+            .file
+            .write_all(body.as_bytes())
+            .and_then(|_| w.file.sync_data())
+        {
+            // Undo a partial append so the segment stays whole lines.
+            let len = w.len;
+            let _ = w.file.set_len(len);
+            return Err(io_err("append", &path, e));
+        }
+        w.len += body.len() as u64;
+        self.shared
+            .metrics
+            .spill_backlog_bytes
+            .fetch_add(body.len() as u64, Relaxed);
+        if let Ok(mut c) = self.shared.committed.lock() {
+            *c = (w.seg, w.len);
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for InfluxSink {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Relaxed);
+        self.shared.wake.notify_all();
+        if let Some(h) = self.drain.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl TimeSeriesSink for InfluxSink {
+    fn name(&self) -> &'static str {
+        "influx"
+    }
+
+    fn write(&self, readings: &[StoredReading]) -> Result<(), TsError> {
+        if readings.is_empty() {
+            return Ok(());
+        }
+        self.spill(readings)
+    }
+}
+
+fn read_pos(dir: &Path) -> (u64, u64) {
+    std::fs::read_to_string(dir.join(POS_FILE))
+        .ok()
+        .and_then(|s| {
+            let (a, b) = s.trim().split_once(' ')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .unwrap_or((0, 0))
+}
+
+fn write_pos(dir: &Path, seg: u64, off: u64) {
+    // Not fsynced: losing it only resends points the server overwrites in place.
+    let tmp = dir.join("drain.pos.tmp");
+    if std::fs::write(&tmp, format!("{seg} {off}\n")).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join(POS_FILE));
+    }
+}
+
+fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "influx drain cannot start a runtime");
+            return;
+        }
+    };
+    let dir = shared.dir.clone();
+    let (mut seg, mut off) = read_pos(&dir);
+    let mut backoff_ms = 100u64;
+    let mut buf = vec![0u8; CHUNK_BYTES_MAX];
+    while !shared.stop.load(Relaxed) {
+        let (cur_seg, cur_len) = match shared.committed.lock() {
+            Ok(c) => *c,
+            Err(_) => return,
+        };
+        let segs = match list_segments(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "influx spill unreadable");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        // Start at the oldest segment not fully drained.
+        if let Some(first) = segs.iter().copied().find(|s| *s >= seg) {
+            if first != seg {
+                seg = first;
+                off = 0;
+            }
+        }
+        let end = if seg == cur_seg {
+            cur_len
+        } else {
+            std::fs::metadata(seg_path(&dir, seg))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        if off >= end {
+            if seg < cur_seg {
+                // Fully sent and closed: delete it and move on.
+                let _ = std::fs::remove_file(seg_path(&dir, seg));
+                seg += 1;
+                off = 0;
+                write_pos(&dir, seg, off);
+                continue;
+            }
+            if let Ok(g) = shared.committed.lock() {
+                let _ = shared
+                    .wake
+                    .wait_timeout_while(g, Duration::from_millis(500), |c| {
+                        *c == (cur_seg, cur_len) && !shared.stop.load(Relaxed)
+                    });
+            }
+            continue;
+        }
+        // Read up to batch_size lines (and CHUNK_BYTES_MAX bytes) from (seg, off).
+        let want = ((end - off) as usize).min(CHUNK_BYTES_MAX);
+        let path = seg_path(&dir, seg);
+        let n = match File::open(&path).and_then(|mut f| {
+            f.seek(SeekFrom::Start(off))?;
+            f.read_exact(&mut buf[..want])?;
+            Ok(want)
+        }) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "influx spill read failed");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let mut lines = 0usize;
+        let mut cut = 0usize;
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                lines += 1;
+                cut = i + 1;
+                if lines == cfg.batch_size {
+                    break;
+                }
+            }
+        }
+        if cut == 0 {
+            // A single line longer than the chunk cannot happen (lines are < 1 KiB); skip a byte
+            // rather than spin.
+            off += 1;
+            continue;
+        }
+        let body = buf[..cut].to_vec();
+        let started = Instant::now();
+        let timeout = Duration::from_millis(cfg.request_timeout_ms);
+        let result = rt
+            .block_on(async {
+                tokio::time::timeout(
+                    timeout,
+                    client.write_line_protocol(&cfg.org, &cfg.bucket, body),
+                )
+                .await
+            })
+            .map_err(|_| format!("no answer within {} ms", cfg.request_timeout_ms));
+        let m = &shared.metrics;
+        match result {
+            Ok(Ok(())) => {
+                m.posts_ok.fetch_add(1, Relaxed);
+                m.points_sent.fetch_add(lines as u64, Relaxed);
+                m.last_post_us
+                    .store(started.elapsed().as_micros() as u64, Relaxed);
+                backoff_ms = 100;
+            }
+            Ok(Err(influxdb2::RequestError::Http { status, text }))
+                if status.as_u16() == 400 || status.as_u16() == 422 =>
+            {
+                m.lines_rejected.fetch_add(lines as u64, Relaxed);
+                tracing::error!(%status, %text, lines, "influx server refused lines; skipped");
+            }
+            other => {
+                let e = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e,
+                    Ok(Ok(())) => String::new(),
+                };
+                m.posts_failed.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, backoff_ms, "influx write failed; retrying");
+                let deadline = Instant::now() + Duration::from_millis(backoff_ms);
+                while Instant::now() < deadline && !shared.stop.load(Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff_ms = (backoff_ms * 2).min(cfg.retry_backoff_ms_max);
+                continue;
+            }
+        }
+        off += cut as u64;
+        m.spill_backlog_bytes.fetch_sub(
+            (cut as u64).min(m.spill_backlog_bytes.load(Relaxed)),
+            Relaxed,
+        );
+        write_pos(&dir, seg, off);
+    }
+}
