@@ -1,1 +1,484 @@
-//! (being written)
+//! The HTTP API under `/api/v1` (contract in `shared/BRIEF.md` "Public contracts"), `/metrics`
+//! and `/api/v1/openapi.json` generated from these handlers with utoipa.
+//!
+//! Every route but `health` and `openapi.json` needs `Authorization: Bearer TOKEN` (401
+//! without a valid one, 403 without the scope). Errors are `{"error":{"code","message"}}`.
+//! Bodies and query strings are bounded; bad input is a 4xx naming the field, never a 5xx.
+//! `/metrics` is open so a Prometheus scraper needs no token (it reveals counts only).
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+mod readings;
+pub mod time;
+
+use crate::registry::{
+    Component, ComponentFilter, ComponentInput, ComponentStatus, Edge, Page, Principal,
+    RegistryAdmin, RegistryStats, Scope, UnassignedSensor,
+};
+use crate::timeseries::TimeSeriesQuery;
+use auth::need;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use error::{rejection, ApiError, ErrorBody};
+use metrics::{ApiMetrics, MetricsSource};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// Bounds on what a client may send or ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLimits {
+    /// Largest request body accepted (413 above).
+    pub body_bytes_max: usize,
+    /// Longest query string accepted (414 above).
+    pub query_bytes_max: usize,
+    /// Largest `limit` of a list page.
+    pub page_limit_max: usize,
+    /// Page size when the client gives no `limit`.
+    pub page_limit_default: usize,
+    /// Most points one readings response returns (raw or downsampled).
+    pub points_max: usize,
+    /// A readings range longer than this is downsampled even without `step`.
+    pub raw_range_max_ms: u64,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            body_bytes_max: 64 * 1024,
+            query_bytes_max: 2048,
+            page_limit_max: 1000,
+            page_limit_default: 100,
+            points_max: 10_000,
+            raw_range_max_ms: 6 * 3600 * 1000,
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<dyn RegistryAdmin>,
+    /// `None` when no time-series store is running: readings answer 503.
+    pub readings: Option<Arc<dyn TimeSeriesQuery>>,
+    /// The configured admin token (config `admin_token` or `WANGGE_ADMIN_TOKEN`), if any.
+    pub admin_token: Option<Arc<str>>,
+    pub limits: ApiLimits,
+    pub metrics: Arc<ApiMetrics>,
+    /// Other stages' metrics (ingest, storage), appended to `/metrics`.
+    pub metric_sources: Vec<Arc<dyn MetricsSource>>,
+    pub started: std::time::Instant,
+}
+
+impl AppState {
+    pub fn new(registry: Arc<dyn RegistryAdmin>) -> AppState {
+        AppState {
+            registry,
+            readings: None,
+            admin_token: None,
+            limits: ApiLimits::default(),
+            metrics: Arc::new(ApiMetrics::default()),
+            metric_sources: Vec::new(),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+/// Runs registry calls (synchronous SQLite) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/components", get(list_components).post(create_component))
+        .route(
+            "/components/{id}",
+            get(get_component)
+                .put(put_component)
+                .delete(delete_component),
+        )
+        .route(
+            "/components/{id}/readings",
+            get(readings::component_readings),
+        )
+        .route("/edges", get(list_edges))
+        .route("/stats", get(stats))
+        .route("/sensors/unassigned", get(list_unassigned))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi_json))
+        .merge(protected);
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.limits.body_bytes_max))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            state.limits.body_bytes_max,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), bound_query))
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state)
+}
+
+async fn count(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    state.metrics.count_response(resp.status().as_u16());
+    resp
+}
+
+async fn bound_query(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let len = req.uri().query().map_or(0, str::len);
+    if len > state.limits.query_bytes_max {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "too_large",
+            format!(
+                "query string is {len} bytes, at most {} accepted",
+                state.limits.query_bytes_max
+            ),
+        ));
+    }
+    Ok(next.run(req).await)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no route {} {}", req.method(), req.uri().path()))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the hub answers.
+    pub status: String,
+    pub version: String,
+    pub uptime_s: u64,
+}
+
+/// Liveness; needs no token.
+#[utoipa::path(get, path = "/api/v1/health", tag = "hub",
+    responses((status = 200, body = Health)))]
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_s: state.started.elapsed().as_secs(),
+    })
+}
+
+/// The OpenAPI document of this API; needs no token.
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.metric_sources),
+    )
+        .into_response()
+}
+
+/// Query of `GET components`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ComponentQuery {
+    /// Component type, e.g. `manhole_cover`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub component_type: Option<String>,
+    /// Grid cell id.
+    pub grid: Option<String>,
+    /// Owner or maintainer department id.
+    pub department: Option<String>,
+    /// normal | alarm | offline | maintenance
+    pub status: Option<String>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// Query of the other lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComponentPage {
+    pub items: Vec<Component>,
+    /// Cursor of the next page; null on the last.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EdgePage {
+    pub items: Vec<Edge>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnassignedPage {
+    pub items: Vec<UnassignedSensor>,
+    pub next: Option<String>,
+}
+
+fn page_limit(state: &AppState, limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(state.limits.page_limit_default),
+        Some(0) => Err(ApiError::field("limit", "must be at least 1")),
+        Some(n) if n > state.limits.page_limit_max => Err(ApiError::field(
+            "limit",
+            format!("{n} exceeds the maximum {}", state.limits.page_limit_max),
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+fn bounded_text(name: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
+    const TEXT_BYTES_MAX: usize = 128;
+    match v {
+        Some(s) if s.len() > TEXT_BYTES_MAX => Err(ApiError::field(
+            name,
+            format!("longer than {TEXT_BYTES_MAX} bytes"),
+        )),
+        other => Ok(other.filter(|s| !s.is_empty())),
+    }
+}
+
+/// Components, filtered, ordered by id, cursor-paginated.
+#[utoipa::path(get, path = "/api/v1/components", tag = "components", params(ComponentQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = ComponentPage), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
+async fn list_components(
+    State(state): State<AppState>,
+    q: Result<Query<ComponentQuery>, QueryRejection>,
+) -> Result<Json<Page<Component>>, ApiError> {
+    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
+    let status = match bounded_text("status", q.status)? {
+        None => None,
+        Some(s) => Some(ComponentStatus::from_name(&s).ok_or_else(|| {
+            ApiError::field(
+                "status",
+                format!("{s:?} is not one of normal, alarm, offline, maintenance"),
+            )
+        })?),
+    };
+    let filter = ComponentFilter {
+        component_type: bounded_text("type", q.component_type)?,
+        grid_cell: bounded_text("grid", q.grid)?,
+        department: bounded_text("department", q.department)?,
+        status,
+        after: bounded_text("cursor", q.cursor)?,
+        limit: page_limit(&state, q.limit)?,
+    };
+    let reg = state.registry.clone();
+    blocking(move || Ok(reg.list_components(&filter)?))
+        .await
+        .map(Json)
+}
+
+/// One component.
+#[utoipa::path(get, path = "/api/v1/components/{id}", tag = "components",
+    params(("id" = String, Path, description = "16-digit component code")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Component), (status = 404, body = ErrorBody)))]
+async fn get_component(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Component>, ApiError> {
+    let reg = state.registry.clone();
+    blocking(move || {
+        reg.component(&id)?
+            .ok_or_else(|| ApiError::not_found(format!("component {id}")))
+    })
+    .await
+    .map(Json)
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v)
+        .map_err(|e| rejection(e.status(), e.body_text()))
+}
+
+/// Registers a component. Its code is validated (16 digits, known region, known class);
+/// omitted type/owner/maintainer come from its class.
+#[utoipa::path(post, path = "/api/v1/components", tag = "components", request_body = ComponentInput,
+    security(("bearer" = [])),
+    responses((status = 201, body = Component), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_component(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    b: Result<Json<ComponentInput>, JsonRejection>,
+) -> Result<(StatusCode, Json<Component>), ApiError> {
+    need(&p, Scope::Write)?;
+    let input = body(b)?;
+    let reg = state.registry.clone();
+    let c = blocking(move || Ok(reg.create_component(&input)?)).await?;
+    Ok((StatusCode::CREATED, Json(c)))
+}
+
+/// Creates or replaces a component.
+#[utoipa::path(put, path = "/api/v1/components/{id}", tag = "components", request_body = ComponentInput,
+    params(("id" = String, Path, description = "16-digit component code")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Component), (status = 201, body = Component),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn put_component(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    b: Result<Json<ComponentInput>, JsonRejection>,
+) -> Result<(StatusCode, Json<Component>), ApiError> {
+    need(&p, Scope::Write)?;
+    let input = body(b)?;
+    let reg = state.registry.clone();
+    let (c, created) = blocking(move || Ok(reg.put_component(&id, &input)?)).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(c)))
+}
+
+/// Removes a component; its sensors stay registered, unattached.
+#[utoipa::path(delete, path = "/api/v1/components/{id}", tag = "components",
+    params(("id" = String, Path, description = "16-digit component code")),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_component(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    need(&p, Scope::Write)?;
+    let reg = state.registry.clone();
+    blocking(move || {
+        if reg.delete_component(&id)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(ApiError::not_found(format!("component {id}")))
+        }
+    })
+    .await
+}
+
+/// Edge boxes: online, last seen, version, reported backlog.
+#[utoipa::path(get, path = "/api/v1/edges", tag = "edges", params(PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = EdgePage), (status = 401, body = ErrorBody)))]
+async fn list_edges(
+    State(state): State<AppState>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page<Edge>>, ApiError> {
+    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
+    let limit = page_limit(&state, q.limit)?;
+    let after = bounded_text("cursor", q.cursor)?;
+    let reg = state.registry.clone();
+    blocking(move || Ok(reg.list_edges(after.as_deref(), limit)?))
+        .await
+        .map(Json)
+}
+
+/// Sensors that sent readings but are not registered, for an operator to assign.
+#[utoipa::path(get, path = "/api/v1/sensors/unassigned", tag = "sensors", params(PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = UnassignedPage)))]
+async fn list_unassigned(
+    State(state): State<AppState>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page<UnassignedSensor>>, ApiError> {
+    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
+    let limit = page_limit(&state, q.limit)?;
+    let after = bounded_text("cursor", q.cursor)?;
+    let reg = state.registry.clone();
+    blocking(move || Ok(reg.list_unassigned_sensors(after.as_deref(), limit)?))
+        .await
+        .map(Json)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    pub registry: RegistryStats,
+    pub uptime_s: u64,
+}
+
+/// Registry counts (components by status and type, sensors, edges online).
+#[utoipa::path(get, path = "/api/v1/stats", tag = "hub", security(("bearer" = [])),
+    responses((status = 200, body = Stats)))]
+async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
+    let reg = state.registry.clone();
+    let registry = blocking(move || Ok(reg.stats()?)).await?;
+    Ok(Json(Stats {
+        registry,
+        uptime_s: state.started.elapsed().as_secs(),
+    }))
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Wangge hub API", description = "Registry, readings and edges of a Wangge hub."),
+    paths(
+        health,
+        list_components,
+        create_component,
+        get_component,
+        put_component,
+        delete_component,
+        readings::component_readings,
+        list_edges,
+        list_unassigned,
+        stats
+    ),
+    components(schemas(
+        Component, ComponentInput, ComponentStatus, ComponentPage, Edge, EdgePage,
+        UnassignedSensor, UnassignedPage, RegistryStats, Stats, Health, ErrorBody,
+        error::ErrorDetail, readings::Readings, readings::PointOut
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;

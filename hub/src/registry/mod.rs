@@ -2,7 +2,38 @@
 //!
 //! Only this module talks to the registry database. Other modules use [`RegistryStore`].
 
+pub mod codes;
+mod migrations;
+pub mod model;
+pub mod seed;
+pub mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteRegistry;
+
 use protocol::uplink::EdgeStatus;
+
+/// Now as UTC nanoseconds since the Unix epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 in UTC: milliseconds when the time has no finer part, else nanoseconds.
+pub fn format_ts(ts_ns: i64) -> String {
+    let t = if ts_ns >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ts_ns as u64)
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_nanos(ts_ns.unsigned_abs())
+    };
+    if ts_ns % 1_000_000 == 0 {
+        humantime::format_rfc3339_millis(t).to_string()
+    } else {
+        humantime::format_rfc3339_nanos(t).to_string()
+    }
+}
 
 /// Where a sensor's readings belong. A sensor not in the registry has no assignment; its
 /// readings are still stored and the sensor is listed for assignment.
@@ -104,6 +135,12 @@ pub enum RegistryError {
     Invalid(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// Bad input, naming the field at fault.
+    #[error("{field}: {reason}")]
+    Field { field: String, reason: String },
+    /// The request conflicts with what is stored (e.g. creating an existing component).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// The registry as the ingest path sees it. Implemented by the SQLite store; PostgreSQL can follow.
@@ -125,4 +162,44 @@ pub trait RegistryStore: Send + Sync + 'static {
         edge_id: &str,
         at_ns: i64,
     ) -> Result<(), RegistryError>;
+}
+
+/// The registry as operators and the API see it: components, edges, tokens, stats.
+/// Implemented by [`SqliteRegistry`]; a PostgreSQL store would implement it too.
+pub trait RegistryAdmin: RegistryStore {
+    /// Components matching `filter`, ordered by id, at most `filter.limit`, keyset-paginated.
+    fn list_components(&self, filter: &ComponentFilter) -> Result<Page<Component>, RegistryError>;
+    fn component(&self, id: &str) -> Result<Option<Component>, RegistryError>;
+    /// Validates (code shape, known region and class, known grid cell and departments) and stores a
+    /// new component; `Conflict` if it exists.
+    fn create_component(&self, input: &ComponentInput) -> Result<Component, RegistryError>;
+    /// Creates or replaces the component `id`; the bool is true if it was created.
+    fn put_component(
+        &self,
+        id: &str,
+        input: &ComponentInput,
+    ) -> Result<(Component, bool), RegistryError>;
+    /// True if the component existed. Its sensors stay registered, unattached.
+    fn delete_component(&self, id: &str) -> Result<bool, RegistryError>;
+    fn component_sensors(&self, component_id: &str) -> Result<Vec<Sensor>, RegistryError>;
+    fn list_edges(&self, after: Option<&str>, limit: usize) -> Result<Page<Edge>, RegistryError>;
+    fn list_unassigned_sensors(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<UnassignedSensor>, RegistryError>;
+    fn stats(&self) -> Result<RegistryStats, RegistryError>;
+    /// Issues (or re-issues) an edge's secret; returns it. Only its hash and MAC key are stored.
+    fn add_edge(
+        &self,
+        edge_id: &str,
+        name: Option<&str>,
+        site: Option<&str>,
+    ) -> Result<String, RegistryError>;
+    fn revoke_edge(&self, edge_id: &str) -> Result<(), RegistryError>;
+    /// Issues an API token; returns it (printed once, stored hashed).
+    fn add_token(&self, department: Option<&str>, scope: Scope) -> Result<String, RegistryError>;
+    /// The principal of a valid, unrevoked issued token, or `None`.
+    fn verify_token(&self, token: &str) -> Result<Option<Principal>, RegistryError>;
+    fn revoke_token(&self, token_id: &str) -> Result<(), RegistryError>;
 }

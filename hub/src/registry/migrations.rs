@@ -1,0 +1,50 @@
+//! Schema migrations, kept as SQL files in `hub/migrations/` and compiled in.
+//!
+//! Applied in order inside one transaction each; the applied version is tracked in
+//! `schema_migrations` so a registry opened by an older hub is brought up to date on start.
+
+use rusqlite::{params, Connection};
+
+/// (version, file name, SQL). Append only: an applied migration is never edited.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_registry.sql",
+        include_str!("../../migrations/0001_registry.sql"),
+    ),
+    (
+        2,
+        "0002_events.sql",
+        include_str!("../../migrations/0002_events.sql"),
+    ),
+];
+
+/// Applies every migration newer than the database's version; returns the resulting version.
+pub fn apply(conn: &mut Connection) -> rusqlite::Result<i64> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             name TEXT NOT NULL,
+             applied_at_ns INTEGER NOT NULL
+         );",
+    )?;
+    let mut current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (version, name, sql) in MIGRATIONS {
+        if *version <= current {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations(version, name, applied_at_ns) VALUES (?1, ?2, ?3)",
+            params![version, name, super::now_ns()],
+        )?;
+        tx.commit()?;
+        current = *version;
+    }
+    Ok(current)
+}
