@@ -7,6 +7,7 @@
 //! log, group commit) → `uplink` (batcher, link) → hub. `local_api` serves health, metrics,
 //! a live tail and buffer stats; `check` is the technician's pre-flight.
 
+pub mod buffer;
 pub mod config;
 pub mod normalize;
 pub mod registry;

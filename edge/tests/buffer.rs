@@ -1,0 +1,229 @@
+//! The durable buffer on a real disk: crash recovery, the acked cursor, bounds and eviction.
+
+use edge::buffer::{Buffer, BufferOptions, Lane};
+use protocol::uplink::{GapReason, Quality, Reading, ReadingFlags};
+use protocol::{Quantity, Value};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn opts() -> BufferOptions {
+    BufferOptions {
+        buffer_bytes_max: 1 << 30,
+        segment_bytes_max: 8 << 20,
+    }
+}
+
+fn reading(sensor: &str, i: i64, urgent: bool) -> Reading {
+    Reading {
+        sensor: sensor.into(),
+        quantity: if urgent {
+            Quantity::Alarm
+        } else {
+            Quantity::Tilt
+        },
+        value: if urgent {
+            Value::Bool(true)
+        } else {
+            Value::Float(i as f64)
+        },
+        ts_ns: 1_732_500_000_000_000_000 + i,
+        quality: Quality::Good,
+        flags: if urgent {
+            ReadingFlags(ReadingFlags::URGENT)
+        } else {
+            ReadingFlags::default()
+        },
+    }
+}
+
+fn drain(b: &mut Buffer) -> Vec<Reading> {
+    let mut all = Vec::new();
+    while let Some(t) = b.take(500).unwrap() {
+        b.ack(t.lane, t.end).unwrap();
+        all.extend(t.readings);
+    }
+    all
+}
+
+fn last_segment(dir: &Path, lane: &str) -> PathBuf {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join(lane))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+#[test]
+fn readings_are_handed_out_only_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    b.append(&reading("S", 1, false)).unwrap();
+    assert!(b.take(500).unwrap().is_none(), "not synced yet");
+    b.sync_now().unwrap();
+    assert_eq!(b.take(500).unwrap().unwrap().readings.len(), 1);
+}
+
+#[test]
+fn a_restart_resumes_from_the_acked_cursor_and_never_resends_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut b = Buffer::open(dir.path(), opts()).unwrap();
+        for i in 0..1000 {
+            b.append(&reading("S", i, false)).unwrap();
+        }
+        b.sync_now().unwrap();
+        let t = b.take(600).unwrap().unwrap();
+        assert_eq!(t.readings.len(), 600);
+        b.ack(t.lane, t.end).unwrap();
+        b.persist_cursor().unwrap();
+        // Taken but never acked: must come back after the restart.
+        let t = b.take(100).unwrap().unwrap();
+        assert_eq!(t.readings.len(), 100);
+    }
+    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    assert_eq!(b.recovery.unacked, 400);
+    assert_eq!(b.epoch(), 2);
+    let rest = drain(&mut b);
+    assert_eq!(rest.len(), 400);
+    assert_eq!(rest[0].ts_ns, reading("S", 600, false).ts_ns);
+}
+
+#[test]
+fn kill_9_mid_write_torn_tail_is_truncated_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut b = Buffer::open(dir.path(), opts()).unwrap();
+        for i in 0..100 {
+            b.append(&reading("S", i, false)).unwrap();
+        }
+        b.sync_now().unwrap();
+    }
+    // The process died halfway through writing a record: a header and part of a payload.
+    let seg = last_segment(dir.path(), "normal");
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9]).unwrap();
+    drop(f);
+    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    assert_eq!(b.recovery.records_dropped, 1);
+    assert_eq!(b.recovery.bytes_dropped, 11);
+    assert_eq!(b.stats().recovery_records_dropped, 1);
+    assert_eq!(
+        drain(&mut b).len(),
+        100,
+        "everything synced before the crash survives"
+    );
+    // And the log is appendable after recovery.
+    b.append(&reading("S", 100, false)).unwrap();
+    b.sync_now().unwrap();
+    assert_eq!(drain(&mut b).len(), 1);
+}
+
+#[test]
+fn a_corrupted_last_record_is_dropped_by_its_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut b = Buffer::open(dir.path(), opts()).unwrap();
+        for i in 0..50 {
+            b.append(&reading("S", i, false)).unwrap();
+        }
+        b.sync_now().unwrap();
+    }
+    let seg = last_segment(dir.path(), "normal");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    assert_eq!(b.recovery.records_dropped, 1);
+    assert_eq!(drain(&mut b).len(), 49);
+}
+
+#[test]
+fn urgent_readings_go_out_ahead_of_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    for i in 0..1000 {
+        b.append(&reading("S", i, false)).unwrap();
+    }
+    b.append(&reading("ALARM", 0, true)).unwrap();
+    b.sync_now().unwrap();
+    let t = b.take(500).unwrap().unwrap();
+    assert_eq!(t.lane, Lane::Urgent);
+    assert_eq!(t.readings[0].sensor.as_str(), "ALARM");
+}
+
+#[test]
+fn a_full_buffer_evicts_oldest_normal_first_never_urgent_and_reports_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = BufferOptions {
+        buffer_bytes_max: 256 * 1024,
+        segment_bytes_max: 16 * 1024,
+    };
+    let mut b = Buffer::open(dir.path(), small.clone()).unwrap();
+    for i in 0..200 {
+        b.append(&reading("ALARM", i, true)).unwrap();
+    }
+    let total = 20_000;
+    for i in 0..total {
+        b.append(&reading("S", i, false)).unwrap();
+        if i % 1000 == 0 {
+            b.sync_now().unwrap();
+        }
+    }
+    b.sync_now().unwrap();
+    let stats = b.stats();
+    assert!(
+        stats.bytes <= small.buffer_bytes_max,
+        "{} bytes",
+        stats.bytes
+    );
+    assert!(stats.evicted_records > 0);
+    assert_eq!(stats.evicted_urgent_records, 0);
+    let gaps = b.take_gaps();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(gaps[0].sensor.as_str(), "S");
+    assert_eq!(gaps[0].reason, GapReason::BufferFull);
+    assert_eq!(gaps[0].count, stats.evicted_records);
+    let all = drain(&mut b);
+    let alarms = all.iter().filter(|r| r.sensor.as_str() == "ALARM").count();
+    assert_eq!(
+        alarms, 200,
+        "no urgent reading evicted while normal ones remained"
+    );
+    let normal = all.len() - alarms;
+    assert_eq!(
+        normal as u64 + gaps[0].count,
+        total as u64,
+        "every drop is counted"
+    );
+    // The survivors are the newest ones: the gap ends right before the first survivor.
+    let first_normal = all.iter().find(|r| r.sensor.as_str() == "S").unwrap();
+    assert_eq!(gaps[0].to_ns + 1, first_normal.ts_ns);
+}
+
+#[test]
+fn urgent_readings_are_evicted_only_when_nothing_else_remains() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = BufferOptions {
+        buffer_bytes_max: 64 * 1024,
+        segment_bytes_max: 8 * 1024,
+    };
+    let mut b = Buffer::open(dir.path(), small.clone()).unwrap();
+    for i in 0..10 {
+        b.append(&reading("S", i, false)).unwrap();
+    }
+    for i in 0..5000 {
+        b.append(&reading("ALARM", i, true)).unwrap();
+    }
+    b.sync_now().unwrap();
+    let s = b.stats();
+    assert!(s.bytes <= small.buffer_bytes_max);
+    assert_eq!(
+        s.evicted_records - s.evicted_urgent_records,
+        10,
+        "the normal ones went first"
+    );
+    assert!(s.evicted_urgent_records > 0);
+}
