@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use protocol::{FrameDecoder, MAX_ENCODED_FRAME_BYTES};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, rest)) = data.split_first() else { return };
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
     let chunk = (chunk as usize % 64) + 1;
     let mut dec: FrameDecoder = FrameDecoder::new();
     let mut outcomes = 0u64;

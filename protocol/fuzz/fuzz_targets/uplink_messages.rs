@@ -11,7 +11,8 @@ fuzz_target!(|data: &[u8]| {
         // Nobody forges an HMAC-SHA256 tag by mutation.
         assert!(unverified.verify(&[7; 32]).is_err());
         let key = protocol::uplink::mac_key("fuzz");
-        let again = UplinkBatch::open(&batch.seal(&key)).expect("re-sealed batch opens");
+        let sealed = batch.seal(&key);
+        let again = UplinkBatch::open(&sealed).expect("re-sealed batch opens");
         assert_eq!(again.verify(&key).expect("own key verifies").seq, batch.seq);
     }
     let _ = Ack::decode(data);
