@@ -1,0 +1,452 @@
+//! Edge (rumqttc) → embedded rumqttd → ingest → embedded store, with real parts.
+
+mod ingest_support;
+
+use hub::broker::{self, BrokerConfig, BrokerHandle, TlsListenerConfig};
+use hub::ingest::{self, IngestConfig, IngestHandle, RejectReason};
+use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
+use hub::timeseries::{TimeSeriesQuery, TimeSeriesSink};
+use ingest_support::*;
+use protocol::uplink::{mac_key, topics, AckOutcome, EdgeStatus};
+use protocol::Quantity;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+struct Hub {
+    broker: BrokerHandle,
+    ingest: IngestHandle,
+    store: Arc<EmbeddedStore>,
+}
+
+impl Hub {
+    fn port(&self) -> u16 {
+        self.broker.listen.expect("embedded listener").port()
+    }
+}
+
+fn start_hub(dir: &Path, registry: Arc<MemRegistry>, tls: Option<TlsListenerConfig>) -> Hub {
+    let cfg = BrokerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls,
+        ..Default::default()
+    };
+    let broker = broker::start(&cfg, registry.clone()).expect("broker starts");
+    let store = Arc::new(
+        EmbeddedStore::open(&EmbeddedConfig {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        })
+        .expect("store opens"),
+    );
+    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
+    let ingest = ingest::spawn(
+        &IngestConfig {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        },
+        &broker,
+        registry,
+        sinks,
+    )
+    .expect("ingest starts");
+    Hub {
+        broker,
+        ingest,
+        store,
+    }
+}
+
+fn stored(store: &EmbeddedStore, sensor: &str) -> usize {
+    store
+        .points(
+            sensor,
+            Quantity::Tilt,
+            i64::MIN / 2,
+            i64::MAX / 2,
+            1_000_000,
+        )
+        .unwrap()
+        .len()
+}
+
+async fn login(port: u16, id: &str, secret: &str) -> Edge {
+    match connect_edge(port, id, secret, None).await {
+        Login::Ok(e) => e,
+        Login::Refused(e) => panic!("login of {id} refused: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_batch_is_stored_before_it_is_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(MemRegistry::default());
+    let secret = reg.add_edge("edge-1");
+    reg.assign("MH-0001", "3205080101000001");
+    let hub = start_hub(dir.path(), reg.clone(), None);
+    let mut edge = login(hub.port(), "edge-1", &secret).await;
+    let mut events = hub.ingest.subscribe();
+
+    let t0 = now_ns() - 3_600_000_000_000;
+    let mut rs = readings("MH-0001", t0, 300);
+    rs.extend(readings("NEW-SENSOR", t0, 200));
+    let b = batch("edge-1", 1, 1, rs);
+    edge.publish_batch("edge-1", &b, &mac_key(&secret)).await;
+
+    let ack = edge.next_ack().await;
+    assert_eq!(
+        (ack.epoch, ack.seq, ack.outcome),
+        (1, 1, AckOutcome::Stored)
+    );
+    // The ack is published only after the store's transaction committed.
+    assert_eq!(stored(&hub.store, "MH-0001"), 300);
+    assert_eq!(
+        stored(&hub.store, "NEW-SENSOR"),
+        200,
+        "unassigned sensors are stored"
+    );
+    assert!(reg
+        .unassigned
+        .lock()
+        .unwrap()
+        .contains(&("NEW-SENSOR".to_string(), "edge-1".to_string())));
+    assert!(reg.seen.lock().unwrap().iter().any(|(e, _)| e == "edge-1"));
+
+    let group = events.recv().await.expect("stored readings are broadcast");
+    assert_eq!(group.readings.len(), 500);
+    assert!(group
+        .readings
+        .windows(2)
+        .all(|w| w[0].reading.ts_ns <= w[1].reading.ts_ns));
+    let assigned = group
+        .readings
+        .iter()
+        .find(|r| r.reading.sensor.as_str() == "MH-0001")
+        .unwrap();
+    assert_eq!(assigned.component_id.as_deref(), Some("3205080101000001"));
+    let m = hub.ingest.metrics();
+    assert_eq!(
+        m.readings_stored.load(std::sync::atomic::Ordering::Relaxed),
+        500
+    );
+    let mut text = String::new();
+    m.render_prometheus(&mut text);
+    assert!(
+        text.contains("wangge_ingest_readings_stored_total 500"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_batch_is_stored_once_even_after_a_hub_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(MemRegistry::default());
+    let secret = reg.add_edge("edge-1");
+    let key = mac_key(&secret);
+    let t0 = now_ns() - 60_000_000_000;
+    let b = batch("edge-1", 7, 42, readings("MH-0002", t0, 250));
+    {
+        let hub = start_hub(dir.path(), reg.clone(), None);
+        let mut edge = login(hub.port(), "edge-1", &secret).await;
+        edge.publish_batch("edge-1", &b, &key).await;
+        assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
+        edge.publish_batch("edge-1", &b, &key).await;
+        assert_eq!(edge.next_ack().await.outcome, AckOutcome::Duplicate);
+        assert_eq!(stored(&hub.store, "MH-0002"), 250);
+    }
+    // A new hub (broker, ingest, store) on the same data dir.
+    let hub = start_hub(dir.path(), reg.clone(), None);
+    let mut edge = login(hub.port(), "edge-1", &secret).await;
+    edge.publish_batch("edge-1", &b, &key).await;
+    let ack = edge.next_ack().await;
+    assert_eq!(
+        (ack.epoch, ack.seq, ack.outcome),
+        (7, 42, AckOutcome::Duplicate)
+    );
+    assert_eq!(stored(&hub.store, "MH-0002"), 250);
+    let m = hub.ingest.metrics();
+    assert_eq!(
+        m.batches_duplicate
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        m.readings_stored.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_a_cannot_publish_as_edge_b() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(MemRegistry::default());
+    let secret_a = reg.add_edge("edge-a");
+    let _secret_b = reg.add_edge("edge-b");
+    let hub = start_hub(dir.path(), reg.clone(), None);
+    let mut a = login(hub.port(), "edge-a", &secret_a).await;
+    let key_a = mac_key(&secret_a);
+    let t0 = now_ns() - 60_000_000_000;
+    let m = hub.ingest.metrics();
+
+    // Forged: on B's topic, naming B, but A can only sign with A's key.
+    let forged = batch("edge-b", 1, 1, readings("FORGED-1", t0, 10));
+    a.publish_batch("edge-b", &forged, &key_a).await;
+    // Naming A (valid MAC for A) but on B's topic.
+    let misrouted = batch("edge-a", 1, 2, readings("FORGED-2", t0, 10));
+    a.publish_batch("edge-b", &misrouted, &key_a).await;
+    // Naming B on A's own topic.
+    let claims_b = batch("edge-b", 1, 3, readings("FORGED-3", t0, 10));
+    a.publish_batch("edge-a", &claims_b, &key_a).await;
+    // A legitimate batch after them proves the forged ones were processed (in order) first.
+    let ok = batch("edge-a", 1, 4, readings("REAL-1", t0, 10));
+    a.publish_batch("edge-a", &ok, &key_a).await;
+    let ack = a.next_ack().await;
+    assert_eq!((ack.seq, ack.outcome), (4, AckOutcome::Stored));
+
+    assert_eq!(m.rejected(RejectReason::BadMac), 1);
+    assert_eq!(m.rejected(RejectReason::WrongEdge), 2);
+    for s in ["FORGED-1", "FORGED-2", "FORGED-3"] {
+        assert_eq!(stored(&hub.store, s), 0, "{s} must not be stored");
+    }
+    assert_eq!(stored(&hub.store, "REAL-1"), 10);
+    let mut text = String::new();
+    m.render_prometheus(&mut text);
+    assert!(text.contains("wangge_ingest_rejected_total{reason=\"wrong_edge\"} 2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bad_mac_and_oversize_are_rejected_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(MemRegistry::default());
+    let secret = reg.add_edge("edge-1");
+    let hub = start_hub(dir.path(), reg.clone(), None);
+    let mut edge = login(hub.port(), "edge-1", &secret).await;
+    let t0 = now_ns() - 60_000_000_000;
+    let m = hub.ingest.metrics();
+
+    edge.publish_raw(
+        &topics::batches("edge-1"),
+        b"not a batch at all, just garbage bytes....".to_vec(),
+    )
+    .await;
+    // A valid batch cut short (e.g. a torn write on the edge).
+    let whole = batch("edge-1", 1, 9, readings("TORN-1", t0, 5)).seal(&mac_key(&secret));
+    edge.publish_raw(
+        &topics::batches("edge-1"),
+        whole[..whole.len() / 2].to_vec(),
+    )
+    .await;
+    let wrong_key = mac_key("not-the-secret");
+    edge.publish_batch(
+        "edge-1",
+        &batch("edge-1", 1, 1, readings("BAD-1", t0, 5)),
+        &wrong_key,
+    )
+    .await;
+    edge.publish_raw(&topics::status("edge-1"), b"\x01garbage".to_vec())
+        .await;
+    edge.publish_batch(
+        "edge-1",
+        &batch("edge-1", 1, 2, readings("BIG-1", t0, 10_001)),
+        &mac_key(&secret),
+    )
+    .await;
+    edge.publish_batch(
+        "edge-1",
+        &batch("edge-1", 1, 3, readings("OK-1", t0, 5)),
+        &mac_key(&secret),
+    )
+    .await;
+    let ack = edge.next_ack().await;
+    assert_eq!(ack.seq, 3, "only the valid batch is acked");
+    // The status topic is a different subscription: it may be processed after the ack.
+    eventually("malformed messages counted", 30, || {
+        m.rejected(RejectReason::Malformed) == 2
+    })
+    .await;
+    // The garbage's first byte is not a known message version.
+    assert_eq!(m.rejected(RejectReason::UnknownVersion), 1);
+    assert_eq!(m.rejected(RejectReason::BadMac), 1);
+    assert_eq!(m.rejected(RejectReason::Oversize), 1);
+    assert_eq!(stored(&hub.store, "BAD-1"), 0);
+    assert_eq!(stored(&hub.store, "BIG-1"), 0);
+    assert_eq!(stored(&hub.store, "OK-1"), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_refused_at_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(MemRegistry::default());
+    let secret = reg.add_edge("edge-1");
+    let hub = start_hub(dir.path(), reg.clone(), None);
+    assert!(matches!(
+        connect_edge(hub.port(), "edge-1", "wrong-secret", None).await,
+        Login::Refused(_)
+    ));
+    assert!(matches!(
+        connect_edge(hub.port(), "no-such-edge", &secret, None).await,
+        Login::Refused(_)
+    ));
+    // Revoked credentials no longer log in.
+    let revoked_secret = reg.add_edge("edge-r");
+    reg.edges.lock().unwrap().get_mut("edge-r").unwrap().revoked = true;
+    assert!(matches!(
+        connect_edge(hub.port(), "edge-r", &revoked_secret, None).await,
+        Login::Refused(_)
+    ));
+    assert!(matches!(
+        connect_edge(hub.port(), "edge-1", &secret, None).await,
+        Login::Ok(_)
+    ));
+    let m = &hub.broker.metrics;
+    assert_eq!(
+        m.logins_refused.load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    assert_eq!(
+        m.logins_accepted.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_status_is_recorded_in_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(MemRegistry::default());
+    let secret = reg.add_edge("edge-1");
+    let hub = start_hub(dir.path(), reg.clone(), None);
+    let edge = login(hub.port(), "edge-1", &secret).await;
+    let status = EdgeStatus {
+        edge_id: "edge-1".into(),
+        online: true,
+        version: "0.1.0".into(),
+        epoch: 3,
+        backlog_readings: 1234,
+        backlog_bytes: 56789,
+        oldest_unacked_ns: Some(1),
+        ts_ns: now_ns(),
+    };
+    edge.publish_raw(&topics::status("edge-1"), status.encode())
+        .await;
+    // Another edge's status on edge-1's topic is refused.
+    let other = EdgeStatus {
+        edge_id: "edge-2".into(),
+        ..status.clone()
+    };
+    edge.publish_raw(&topics::status("edge-1"), other.encode())
+        .await;
+    let m = hub.ingest.metrics();
+    eventually("status recorded and forgery counted", 30, || {
+        !reg.statuses.lock().unwrap().is_empty() && m.rejected(RejectReason::WrongEdge) == 1
+    })
+    .await;
+    assert_eq!(reg.statuses.lock().unwrap()[0], status);
+    assert_eq!(reg.statuses.lock().unwrap().len(), 1);
+}
+
+/// Self-signed CA and a server certificate for `localhost`, made with the openssl CLI.
+fn make_certs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=wangge-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    (dir.join("server.pem"), dir.join("server.key"), ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_delivers_over_the_tls_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert_path, key_path, ca) = make_certs(certs.path());
+    let reg = Arc::new(MemRegistry::default());
+    let secret = reg.add_edge("edge-tls");
+    let hub = start_hub(
+        dir.path(),
+        reg.clone(),
+        Some(TlsListenerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cert_path,
+            key_path,
+        }),
+    );
+    let tls_port = hub.broker.tls_listen.expect("tls listener").port();
+    assert!(matches!(
+        connect_edge(tls_port, "edge-tls", "wrong", Some(ca.clone())).await,
+        Login::Refused(_)
+    ));
+    let mut edge = match connect_edge(tls_port, "edge-tls", &secret, Some(ca)).await {
+        Login::Ok(e) => e,
+        Login::Refused(e) => panic!("TLS login refused: {e}"),
+    };
+    let t0 = now_ns() - 60_000_000_000;
+    edge.publish_batch(
+        "edge-tls",
+        &batch("edge-tls", 1, 1, readings("TLS-1", t0, 20)),
+        &mac_key(&secret),
+    )
+    .await;
+    assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
+    assert_eq!(stored(&hub.store, "TLS-1"), 20);
+}

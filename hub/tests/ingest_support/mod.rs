@@ -1,0 +1,232 @@
+//! Shared parts of the ingest tests: an in-memory registry, an MQTT edge client, batches.
+#![allow(dead_code)]
+
+use hub::registry::{secrets, EdgeCredentials, RegistryError, RegistryStore, SensorAssignment};
+use protocol::uplink::{
+    mac_key, topics, Ack, EdgeStatus, Quality, Reading, ReadingFlags, UplinkBatch,
+};
+use protocol::{Quantity, Value};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The registry as ingest sees it, in memory (the SQLite one belongs to the registry module).
+#[derive(Default)]
+pub struct MemRegistry {
+    pub edges: Mutex<HashMap<String, EdgeCredentials>>,
+    pub sensors: Mutex<HashMap<String, SensorAssignment>>,
+    pub statuses: Mutex<Vec<EdgeStatus>>,
+    pub seen: Mutex<Vec<(String, i64)>>,
+    pub unassigned: Mutex<Vec<(String, String)>>,
+}
+
+impl MemRegistry {
+    /// Issues credentials for `edge_id` and returns the secret (as `hub edge add` would).
+    pub fn add_edge(&self, edge_id: &str) -> String {
+        let secret = secrets::generate();
+        self.edges.lock().unwrap().insert(
+            edge_id.to_string(),
+            EdgeCredentials {
+                edge_id: edge_id.to_string(),
+                password_hash: secrets::hash(&secret),
+                mac_key: mac_key(&secret),
+                revoked: false,
+            },
+        );
+        secret
+    }
+
+    pub fn assign(&self, sensor: &str, component: &str) {
+        self.sensors.lock().unwrap().insert(
+            sensor.to_string(),
+            SensorAssignment {
+                sensor_id: sensor.to_string(),
+                component_id: Some(component.to_string()),
+                component_type: Some("manhole_cover".into()),
+                grid_cell: Some("grid-1".into()),
+                owner_department: Some("water".into()),
+                maintainer_department: None,
+            },
+        );
+    }
+}
+
+impl RegistryStore for MemRegistry {
+    fn sensor_assignment(
+        &self,
+        sensor_id: &str,
+    ) -> Result<Option<SensorAssignment>, RegistryError> {
+        Ok(self.sensors.lock().unwrap().get(sensor_id).cloned())
+    }
+    fn edge_credentials(&self, edge_id: &str) -> Result<Option<EdgeCredentials>, RegistryError> {
+        Ok(self.edges.lock().unwrap().get(edge_id).cloned())
+    }
+    fn record_edge_status(&self, status: &EdgeStatus) -> Result<(), RegistryError> {
+        self.statuses.lock().unwrap().push(status.clone());
+        Ok(())
+    }
+    fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError> {
+        self.seen.lock().unwrap().push((edge_id.to_string(), at_ns));
+        Ok(())
+    }
+    fn note_unassigned_sensor(
+        &self,
+        sensor_id: &str,
+        edge_id: &str,
+        _at_ns: i64,
+    ) -> Result<(), RegistryError> {
+        self.unassigned
+            .lock()
+            .unwrap()
+            .push((sensor_id.to_string(), edge_id.to_string()));
+        Ok(())
+    }
+}
+
+/// `n` readings of `sensor` (tilt), one per second from `t0_ns`.
+pub fn readings(sensor: &str, t0_ns: i64, n: usize) -> Vec<Reading> {
+    (0..n)
+        .map(|i| Reading {
+            sensor: sensor.into(),
+            quantity: Quantity::Tilt,
+            value: Value::Float(i as f64 * 0.5),
+            ts_ns: t0_ns + i as i64 * 1_000_000_000,
+            quality: Quality::Good,
+            flags: ReadingFlags::default(),
+        })
+        .collect()
+}
+
+pub fn batch(edge: &str, epoch: u64, seq: u64, readings: Vec<Reading>) -> UplinkBatch {
+    UplinkBatch {
+        edge_id: edge.into(),
+        epoch,
+        seq,
+        readings,
+        gaps: vec![],
+    }
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// An MQTT client acting as an edge: logs in as `id`, listens to its acks.
+pub struct Edge {
+    pub id: String,
+    pub client: AsyncClient,
+    pub acks: mpsc::Receiver<Ack>,
+}
+
+/// How an edge's login ended.
+pub enum Login {
+    Ok(Edge),
+    Refused(String),
+}
+
+pub async fn connect_edge(
+    port: u16,
+    id: &str,
+    password: &str,
+    tls_ca_pem: Option<Vec<u8>>,
+) -> Login {
+    let host = if tls_ca_pem.is_some() {
+        "localhost"
+    } else {
+        "127.0.0.1"
+    };
+    let mut opts = MqttOptions::new(format!("{id}-{}", rand::random::<u32>()), host, port);
+    opts.set_credentials(id, password);
+    opts.set_keep_alive(Duration::from_secs(10));
+    opts.set_max_packet_size(2 << 20, 2 << 20);
+    if let Some(ca) = tls_ca_pem {
+        opts.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            },
+        ));
+    }
+    let (client, mut el) = AsyncClient::new(opts, 1000);
+    let (ack_tx, acks) = mpsc::channel(10_000);
+    let (up_tx, mut up_rx) = mpsc::channel::<Result<(), String>>(1);
+    let ack_topic = topics::acks(id);
+    let sub = client.clone();
+    tokio::spawn(async move {
+        let mut connected = false;
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    connected = true;
+                    let _ = sub.subscribe(&ack_topic, QoS::AtLeastOnce).await;
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = up_tx.try_send(Ok(()));
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Ok(a) = Ack::decode(&p.payload) {
+                        if ack_tx.send(a).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if !connected {
+                        let _ = up_tx.try_send(Err(e.to_string()));
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(Duration::from_secs(30), up_rx.recv()).await {
+        Ok(Some(Ok(()))) => Login::Ok(Edge {
+            id: id.to_string(),
+            client,
+            acks,
+        }),
+        Ok(Some(Err(e))) => Login::Refused(e),
+        Ok(None) => Login::Refused("connection task ended".into()),
+        Err(_) => Login::Refused("no CONNACK within 30 s".into()),
+    }
+}
+
+impl Edge {
+    pub async fn publish_raw(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish queued");
+    }
+
+    /// Seals with `key` and publishes on the batch topic of `topic_edge`.
+    pub async fn publish_batch(&self, topic_edge: &str, b: &UplinkBatch, key: &[u8; 32]) {
+        self.publish_raw(&topics::batches(topic_edge), b.seal(key))
+            .await;
+    }
+
+    /// Next ack, waiting at most 30 s.
+    pub async fn next_ack(&mut self) -> Ack {
+        tokio::time::timeout(Duration::from_secs(30), self.acks.recv())
+            .await
+            .expect("an ack within 30 s")
+            .expect("ack stream open")
+    }
+}
+
+/// Polls `f` until it returns true, at most `secs` seconds.
+pub async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
