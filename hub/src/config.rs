@@ -1,1 +1,300 @@
-//! Hub configuration (being written).
+//! Hub configuration: `config/hub.toml`, or nothing at all.
+//!
+//! With no file the hub runs on embedded defaults: embedded MQTT broker on `0.0.0.0:1883`,
+//! HTTP on `0.0.0.0:8080`, registry and time series under `./data`. Every section is optional
+//! and every unknown key is an error naming the file, line and field.
+//!
+//! `data_dir` is the one place data lives: the registry (`registry.sqlite`), the embedded
+//! time series, ingest's dedup state and the InfluxDB spill go under it unless a section names
+//! another path explicitly.
+
+use crate::api::ApiLimits;
+use crate::broker::BrokerConfig;
+use crate::ingest::IngestConfig;
+use crate::timeseries::embedded::EmbeddedConfig;
+use crate::timeseries::influx::InfluxConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Environment variable that supplies (and overrides) the admin token, for the demo.
+pub const ADMIN_TOKEN_ENV: &str = "WANGGE_ADMIN_TOKEN";
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Where the hub keeps its data. Default `./data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// A bearer token with admin scope, for the demo. Prefer `hub token add` in production;
+    /// `WANGGE_ADMIN_TOKEN` overrides it. Default: none.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    /// `[broker]`: embedded rumqttd (default) or an external broker.
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    /// `[ingest]`: group commit and dedup.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// `[timeseries]`: the embedded store (always on: it answers the API's readings queries).
+    #[serde(default)]
+    pub timeseries: EmbeddedConfig,
+    /// `[influx]`: also write readings to an InfluxDB v2 API server. Default: off.
+    #[serde(default)]
+    pub influx: Option<InfluxConfig>,
+}
+
+/// `[http]`: the API listener and its bounds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Largest request body, bytes. Default 65536.
+    pub body_bytes_max: usize,
+    /// Longest query string, bytes. Default 2048.
+    pub query_bytes_max: usize,
+    /// Largest list page. Default 1000.
+    pub page_limit_max: usize,
+    /// Page size without `limit`. Default 100.
+    pub page_limit_default: usize,
+    /// Most points in one readings response. Default 10000.
+    pub points_max: usize,
+    /// Ranges longer than this are downsampled even without `step`, ms. Default 6 h.
+    pub raw_range_max_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let l = ApiLimits::default();
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            body_bytes_max: l.body_bytes_max,
+            query_bytes_max: l.query_bytes_max,
+            page_limit_max: l.page_limit_max,
+            page_limit_default: l.page_limit_default,
+            points_max: l.points_max,
+            raw_range_max_ms: l.raw_range_max_ms,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn limits(&self) -> ApiLimits {
+        ApiLimits {
+            body_bytes_max: self.body_bytes_max,
+            query_bytes_max: self.query_bytes_max,
+            page_limit_max: self.page_limit_max,
+            page_limit_default: self.page_limit_default,
+            points_max: self.points_max,
+            raw_range_max_ms: self.raw_range_max_ms,
+        }
+    }
+}
+
+/// `[registry]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// The SQLite file. Default `<data_dir>/registry.sqlite`.
+    pub path: Option<PathBuf>,
+    /// Seed directory (`regions.csv`, `classes.csv`, …) imported at start when the registry has
+    /// no components yet. Default: none (start empty; use `hub registry import DIR`).
+    pub seed_dir: Option<PathBuf>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            data_dir: default_data_dir(),
+            admin_token: None,
+            http: HttpConfig::default(),
+            registry: RegistryConfig::default(),
+            broker: BrokerConfig::default(),
+            ingest: IngestConfig::default(),
+            timeseries: EmbeddedConfig::default(),
+            influx: None,
+        }
+    }
+}
+
+/// A config file that could not be used: the message names file, line and field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {field}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        reason: String,
+    },
+}
+
+impl HubConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses `text` (named `path` in errors) and validates it.
+    pub fn parse(path: &Path, text: &str) -> Result<HubConfig, ConfigError> {
+        let cfg: HubConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let h = &self.http;
+        for (field, v) in [
+            ("http.body_bytes_max", h.body_bytes_max),
+            ("http.query_bytes_max", h.query_bytes_max),
+            ("http.page_limit_max", h.page_limit_max),
+            ("http.page_limit_default", h.page_limit_default),
+            ("http.points_max", h.points_max),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if h.page_limit_default > h.page_limit_max {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "http.page_limit_default",
+                reason: format!(
+                    "{} exceeds page_limit_max {}",
+                    h.page_limit_default, h.page_limit_max
+                ),
+            });
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "admin_token",
+                reason: "shorter than 16 characters".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Points every stage's paths that were left at their defaults under `data_dir`.
+    pub fn resolve_paths(&mut self) {
+        let default_dir = default_data_dir();
+        if self.ingest.data_dir == default_dir {
+            self.ingest.data_dir = self.data_dir.clone();
+        }
+        if self.timeseries.data_dir == default_dir {
+            self.timeseries.data_dir = self.data_dir.clone();
+        }
+        if let Some(influx) = &mut self.influx {
+            if influx.spill_dir == default_dir.join("influx-spill") {
+                influx.spill_dir = self.data_dir.join("influx-spill");
+            }
+        }
+    }
+
+    /// The registry's SQLite file.
+    pub fn registry_path(&self) -> PathBuf {
+        self.registry
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("registry.sqlite"))
+    }
+
+    /// The admin token: `WANGGE_ADMIN_TOKEN` if set and non-empty, else the file's.
+    pub fn effective_admin_token(&self) -> Option<String> {
+        std::env::var(ADMIN_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| self.admin_token.clone())
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_means_embedded_defaults() {
+        let c = HubConfig::parse(Path::new("x.toml"), "").unwrap();
+        assert_eq!(c, HubConfig::default());
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.broker.listen.port(), 1883);
+        assert_eq!(c.registry_path(), PathBuf::from("./data/registry.sqlite"));
+    }
+
+    #[test]
+    fn an_unknown_key_names_file_line_and_field() {
+        let text = "data_dir = \"d\"\n[http]\nlisten = \"127.0.0.1:1\"\nbody_bytes = 5\n";
+        let e = HubConfig::parse(Path::new("hub.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("hub.toml:4:1: unknown field `body_bytes`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_repo_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/hub.toml");
+        let c = HubConfig::load(&path).unwrap();
+        assert_eq!(c.http.listen.port(), 8080);
+    }
+
+    #[test]
+    fn stage_paths_follow_data_dir() {
+        let mut c = HubConfig::parse(
+            Path::new("x.toml"),
+            "data_dir = \"/srv/hub\"\n[influx]\nurl = \"http://x\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\n",
+        )
+        .unwrap();
+        c.resolve_paths();
+        assert_eq!(c.ingest.data_dir, PathBuf::from("/srv/hub"));
+        assert_eq!(c.timeseries.data_dir, PathBuf::from("/srv/hub"));
+        assert_eq!(
+            c.influx.unwrap().spill_dir,
+            PathBuf::from("/srv/hub/influx-spill")
+        );
+    }
+}

@@ -1,1 +1,208 @@
-fn main() {}
+//! The `hub` binary: `serve`, and the operator commands on the registry (seed import/export,
+//! edge credentials, API tokens). Errors exit non-zero with one line naming the file, line and
+//! field at fault.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hub::config::HubConfig;
+use hub::registry::{seed, RegistryAdmin, Scope};
+use hub::serve::{self, Overrides};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Wangge hub: embedded MQTT broker, ingest, time-series storage, shared registry and HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "hub", version, about)]
+struct Cli {
+    /// Config file (TOML). Without one the hub runs on embedded defaults (MQTT :1883,
+    /// HTTP :8080, data under ./data).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (registry, time series, dedup state); overrides the config's `data_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub until SIGINT/SIGTERM.
+    Serve {
+        /// HTTP listen address, e.g. 127.0.0.1:8080.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+        /// MQTT listen address of the embedded broker, e.g. 127.0.0.1:1883.
+        #[arg(long, value_name = "ADDR")]
+        mqtt: Option<SocketAddr>,
+    },
+    /// Seed import/export as CSV (regions, classes, departments, grid_cells, edges, components, sensors).
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Edge credentials.
+    Edge {
+        #[command(subcommand)]
+        command: EdgeCommand,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Import DIR/*.csv in one transaction: a bad row fails all of it (`file:line: field: reason`).
+    Import { dir: PathBuf },
+    /// Write the registry to DIR/*.csv in the import format (no credentials, no tokens).
+    Export { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum EdgeCommand {
+    /// Issue (or re-issue) an edge's secret. Prints it once on stdout; only its hash is stored.
+    Add {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Revoke an edge: it can no longer log in nor have batches accepted.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Read,
+    Write,
+    Admin,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Issue an API token. Prints it once on stdout; only its hash is stored.
+    Add {
+        /// The department the token acts for (optional for admin tokens).
+        #[arg(long)]
+        department: Option<String>,
+        #[arg(long, value_enum)]
+        scope: ScopeArg,
+    },
+    /// Revoke a token by its id (the part between `wgt_` and the dot).
+    Revoke { id: String },
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<HubConfig> {
+    let mut cfg = match &cli.config {
+        Some(path) => HubConfig::load(path)?,
+        None => HubConfig::default(),
+    };
+    if let Some(d) = &cli.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    cfg.resolve_paths();
+    Ok(cfg)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // rumqttd logs every connection at info; its warnings are what matter here.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("hub: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = load_config(&cli)?;
+    match cli.command {
+        Command::Serve { http, mqtt } => {
+            let mut cfg = cfg;
+            Overrides {
+                data_dir: None,
+                http,
+                mqtt,
+            }
+            .apply(&mut cfg);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            rt.block_on(serve::run(cfg))
+        }
+        Command::Registry { command } => {
+            // Seed import at start is for `serve`; here the operator names the directory.
+            let mut cfg = cfg;
+            cfg.registry.seed_dir = None;
+            let reg = serve::open_registry(&cfg)?;
+            match command {
+                RegistryCommand::Import { dir } => {
+                    let s = seed::import_dir(&reg, &dir)?;
+                    println!("imported {s}");
+                }
+                RegistryCommand::Export { dir } => {
+                    let s = seed::export_dir(&reg, &dir)?;
+                    println!("exported {s}");
+                }
+            }
+            Ok(())
+        }
+        Command::Edge { command } => {
+            let mut cfg = cfg;
+            cfg.registry.seed_dir = None;
+            let reg = serve::open_registry(&cfg)?;
+            match command {
+                EdgeCommand::Add { id, name, site } => {
+                    let secret = reg.add_edge(&id, name.as_deref(), site.as_deref())?;
+                    eprintln!(
+                        "edge {id}: MQTT username {id}, password below (shown once, stored hashed)"
+                    );
+                    println!("{secret}");
+                }
+                EdgeCommand::Revoke { id } => {
+                    reg.revoke_edge(&id)?;
+                    eprintln!("edge {id}: revoked");
+                }
+            }
+            Ok(())
+        }
+        Command::Token { command } => {
+            let mut cfg = cfg;
+            cfg.registry.seed_dir = None;
+            let reg = serve::open_registry(&cfg)?;
+            match command {
+                TokenCommand::Add { department, scope } => {
+                    let scope = match scope {
+                        ScopeArg::Read => Scope::Read,
+                        ScopeArg::Write => Scope::Write,
+                        ScopeArg::Admin => Scope::Admin,
+                    };
+                    let token = reg.add_token(department.as_deref(), scope)?;
+                    eprintln!(
+                        "token for {} ({}) below: shown once, stored hashed",
+                        department.as_deref().unwrap_or("no department"),
+                        scope.name()
+                    );
+                    println!("{token}");
+                }
+                TokenCommand::Revoke { id } => {
+                    reg.revoke_token(&id)?;
+                    eprintln!("token {id}: revoked");
+                }
+            }
+            Ok(())
+        }
+    }
+}

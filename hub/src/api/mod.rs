@@ -137,9 +137,34 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Counts every response, and rewrites the few plain-text errors produced below the handlers
+/// (tower-http's 413, axum's 405) into the API's JSON error shape.
 async fn count(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
-    state.metrics.count_response(resp.status().as_u16());
+    let status = resp.status();
+    state.metrics.count_response(status.as_u16());
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let (code, message) = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "too_large",
+                format!("request body exceeds {} bytes", state.limits.body_bytes_max),
+            ),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                "method not allowed on this path".to_string(),
+            ),
+            s => (
+                "invalid_request",
+                s.canonical_reason().unwrap_or("error").to_string(),
+            ),
+        };
+        return ApiError::new(status, code, message).into_response();
+    }
     resp
 }
 

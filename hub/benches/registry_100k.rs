@@ -1,0 +1,238 @@
+//! Registry at district scale: 100k components (and one sensor each) in the SQLite registry.
+//! Prints figures; no assertions. Run: `cargo bench -p hub --bench registry_100k`.
+//!
+//! Measures (1) bulk load time, (2) in-process lookup latency of `sensor_assignment` (the
+//! ingest path's call) and `component` (the API's), (3) a filtered page of 100, and (4) the RSS
+//! of a real `hub serve` process over that registry plus HTTP latency of `GET components/{id}`.
+
+use hub::registry::sqlite::upsert_component;
+use hub::registry::{
+    seed, Component, ComponentFilter, ComponentStatus, RegistryAdmin, RegistryError, RegistryStore,
+    SqliteRegistry,
+};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const COMPONENTS: usize = 100_000;
+const LOOKUPS: usize = 100_000;
+const CLASSES: [(&str, &str, &str); 4] = [
+    ("0101", "manhole_cover", "sw"),
+    ("0118", "street_light", "zm"),
+    ("0113", "fire_hydrant", "xf"),
+    ("0650", "flood_gauge", "sw"),
+];
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    (at(0.5), at(0.99), *v.last().unwrap())
+}
+
+/// A deterministic spread of ids over the registry.
+fn pick(i: usize) -> usize {
+    (i.wrapping_mul(2_654_435_761)) % COMPONENTS
+}
+
+fn component_id(i: usize) -> String {
+    let (class, _, _) = CLASSES[i % CLASSES.len()];
+    format!("120111{class}{:06}", i / CLASSES.len())
+}
+
+fn load(reg: &SqliteRegistry) -> Result<(), RegistryError> {
+    let grids = [
+        "120111001001",
+        "120111001002",
+        "120111001003",
+        "120111002001",
+        "120111002002",
+        "120111002003",
+    ];
+    reg.write(|tx| {
+        for i in 0..COMPONENTS {
+            let (_, ty, owner) = CLASSES[i % CLASSES.len()];
+            let c = Component {
+                id: component_id(i),
+                component_type: ty.to_string(),
+                name: format!("bench component {i}"),
+                address: format!("天津市西青区测试路{i}号"),
+                lat: Some(39.1 + (i % 1000) as f64 * 1e-4),
+                lon: Some(117.0 + (i % 997) as f64 * 1e-4),
+                grid_cell: Some(grids[i % grids.len()].to_string()),
+                owner_department: Some(owner.to_string()),
+                maintainer_department: Some(owner.to_string()),
+                status: ComponentStatus::Normal,
+            };
+            upsert_component(tx, &c)?;
+            tx.execute(
+                "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge)
+                 VALUES (?1, ?2, ?3, 'bench', '', 60, 'edge-xq-01')",
+                rusqlite::params![format!("B-{i:06}"), c.id, ty],
+            )
+            .map_err(|e| RegistryError::Db(e.to_string()))?;
+        }
+        Ok::<_, RegistryError>(())
+    })
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
+    seed::import_dir(
+        &reg,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry"),
+    )
+    .unwrap();
+    let t = Instant::now();
+    load(&reg).unwrap();
+    let load_s = t.elapsed().as_secs_f64();
+    println!(
+        "load: {COMPONENTS} components + {COMPONENTS} sensors in one transaction: {load_s:.2} s ({:.0} components/s)",
+        COMPONENTS as f64 / load_s
+    );
+    let db_bytes = std::fs::metadata(data.join("registry.sqlite"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "registry.sqlite: {:.1} MiB",
+        db_bytes as f64 / (1 << 20) as f64
+    );
+
+    let mut lat = Vec::with_capacity(LOOKUPS);
+    for i in 0..LOOKUPS {
+        let id = format!("B-{:06}", pick(i));
+        let t = Instant::now();
+        let a = reg.sensor_assignment(&id).unwrap();
+        lat.push(t.elapsed());
+        assert!(a.is_some());
+    }
+    let (p50, p99, max) = percentiles(lat);
+    println!("sensor_assignment (ingest lookup), {LOOKUPS} random: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+
+    let mut lat = Vec::with_capacity(LOOKUPS);
+    for i in 0..LOOKUPS {
+        let id = component_id(pick(i));
+        let t = Instant::now();
+        let c = reg.component(&id).unwrap();
+        lat.push(t.elapsed());
+        assert!(c.is_some());
+    }
+    let (p50, p99, max) = percentiles(lat);
+    println!("component(id), {LOOKUPS} random: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+
+    let mut lat = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..200 {
+        let t = Instant::now();
+        let page = reg
+            .list_components(&ComponentFilter {
+                component_type: Some("street_light".into()),
+                department: Some("zm".into()),
+                after: after.clone(),
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        lat.push(t.elapsed());
+        after = page.next;
+    }
+    let (p50, p99, max) = percentiles(lat);
+    println!("list_components type+department page of 100 (200 pages): p50 {p50:?}, p99 {p99:?}, max {max:?}");
+    let token = reg
+        .add_token(Some("sw"), hub::registry::Scope::Read)
+        .unwrap();
+    drop(reg);
+
+    // A real hub over that registry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mqtt = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http
+            .get(format!("{base}/api/v1/health"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "hub did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("hub serve RSS after start: {} MiB", rss_kib(child.id()) / 1024);
+        let mut lat = Vec::new();
+        for i in 0..5000 {
+            let id = component_id(pick(i));
+            let t = Instant::now();
+            let r = http
+                .get(format!("{base}/api/v1/components/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            let _ = r.bytes().await.unwrap();
+            lat.push(t.elapsed());
+        }
+        let (p50, p99, max) = percentiles(lat);
+        println!("HTTP GET components/{{id}} (token check + lookup), 5000 sequential: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+        let mut lat = Vec::new();
+        let mut cursor = String::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let r: serde_json::Value = http
+                .get(format!("{base}/api/v1/components?limit=100{cursor}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            lat.push(t.elapsed());
+            cursor = r["next"]
+                .as_str()
+                .map(|n| format!("&cursor={n}"))
+                .unwrap_or_default();
+        }
+        let (p50, p99, max) = percentiles(lat);
+        println!("HTTP GET components?limit=100 (200 pages): p50 {p50:?}, p99 {p99:?}, max {max:?}");
+        println!("hub serve RSS after queries: {} MiB", rss_kib(child.id()) / 1024);
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}

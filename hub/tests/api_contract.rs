@@ -1,0 +1,622 @@
+//! The HTTP API contract (shared/BRIEF.md "Public contracts"), tested against a real
+//! `hub serve` process on free ports in a temp dir, killed by PID when the test ends.
+
+use protocol::uplink::{Quality, Reading, ReadingFlags};
+use protocol::{Quantity, Value};
+use reqwest::StatusCode;
+use serde_json::{json, Value as Json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HUB: &str = env!("CARGO_BIN_EXE_hub");
+const ADMIN: &str = "test-admin-token-0123456789";
+
+fn seed_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `hub ARGS --data-dir DIR` to completion; returns stdout, panics with stderr on failure.
+fn hub_cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(HUB)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hub {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A running `hub serve`; killed by PID on drop.
+struct Hub {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Hub {
+    /// A hub with the repo's seed imported.
+    async fn seeded() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        hub_cli(&data, &["registry", "import", seed_dir().to_str().unwrap()]);
+        Hub::start(dir).await
+    }
+
+    async fn start(dir: tempfile::TempDir) -> Hub {
+        let data = dir.path().join("data");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
+        let child = Command::new(HUB)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--http")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--mqtt")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .env("WANGGE_ADMIN_TOKEN", ADMIN)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let hub = Hub {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = hub.http.get(hub.url("/api/v1/health")).send().await {
+                if r.status() == StatusCode::OK {
+                    return hub;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hub did not answer health in 30 s: {}",
+                std::fs::read_to_string(hub.dir.path().join("hub.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn token(&self, department: &str, scope: &str) -> String {
+        hub_cli(
+            &self.data(),
+            &["token", "add", "--department", department, "--scope", scope],
+        )
+        .trim()
+        .to_string()
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Json>,
+    ) -> (StatusCode, Json) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let json = if text.is_empty() {
+            Json::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, json)
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Json) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+}
+
+/// The error shape, and the field named in its message.
+fn assert_error(body: &Json, code: &str, mentions: &str) {
+    let e = &body["error"];
+    assert_eq!(e["code"], code, "{body}");
+    let msg = e["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(mentions),
+        "message {msg:?} should mention {mentions:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_route_but_health_and_openapi_needs_a_valid_token() {
+    let hub = Hub::seeded().await;
+    let (s, body) = hub.get("/api/v1/health", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    for path in [
+        "/api/v1/components",
+        "/api/v1/components/1201110101000001",
+        "/api/v1/components/1201110101000001/readings?quantity=tilt",
+        "/api/v1/edges",
+        "/api/v1/stats",
+        "/api/v1/sensors/unassigned",
+    ] {
+        let (s, body) = hub.get(path, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} without a token");
+        assert_error(&body, "unauthorized", "Authorization");
+        let (s, _) = hub.get(path, Some("wgt_0000.nope")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} with a forged token");
+    }
+    let (s, _) = hub
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/components",
+            None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The demo admin token from the environment works.
+    let (s, body) = hub.get("/api/v1/stats", Some(ADMIN)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["registry"]["components"], 200);
+}
+
+#[tokio::test]
+async fn a_read_token_reads_but_cannot_write() {
+    let hub = Hub::seeded().await;
+    let read = hub.token("sw", "read");
+    let (s, _) = hub
+        .get("/api/v1/components/1201110101000001", Some(&read))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, body) = hub
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/components",
+            Some(&read),
+            Some(json!({"id": "1201110101009999"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_error(&body, "forbidden", "needs write");
+    let (s, _) = hub
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/components/1201110101000001",
+            Some(&read),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = hub
+        .get("/api/v1/components/1201110101000001", Some(&read))
+        .await;
+    assert_eq!(s, StatusCode::OK, "a refused delete deleted nothing");
+}
+
+#[tokio::test]
+async fn a_component_round_trips_through_create_read_update_delete() {
+    let hub = Hub::seeded().await;
+    let w = hub.token("sw", "write");
+    let id = "1201110102009001";
+    let (s, created) = hub
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/components",
+            Some(&w),
+            Some(
+                json!({"id": id, "name": "测试井盖", "grid_cell": "120111001001",
+                        "lat": 39.155, "lon": 117.045}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    // Type and owner come from class 0102 (sewage manhole cover → sw).
+    assert_eq!(created["type"], "manhole_cover");
+    assert_eq!(created["owner_department"], "sw");
+    assert_eq!(created["status"], "normal");
+
+    let (s, got) = hub.get(&format!("/api/v1/components/{id}"), Some(&w)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(got, created);
+
+    let (s, again) = hub
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/components",
+            Some(&w),
+            Some(json!({"id": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error(&again, "conflict", id);
+
+    let (s, put) = hub
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/components/{id}"),
+            Some(&w),
+            Some(json!({"name": "改名井盖", "grid_cell": "120111001002",
+                        "maintainer_department": "cg", "status": "maintenance"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{put}");
+    assert_eq!(put["name"], "改名井盖");
+    assert_eq!(put["maintainer_department"], "cg");
+
+    let (s, list) = hub
+        .get(
+            "/api/v1/components?status=maintenance&grid=120111001002&department=cg",
+            Some(&w),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["items"][0]["id"], id);
+    assert_eq!(list["next"], Json::Null);
+
+    let (s, _) = hub
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/components/{id}"),
+            Some(&w),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body) = hub.get(&format!("/api/v1/components/{id}"), Some(&w)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found", id);
+    let (s, _) = hub
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/components/{id}"),
+            Some(&w),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_naming_the_field_never_a_5xx() {
+    let hub = Hub::seeded().await;
+    let w = hub.token("sw", "write");
+    let post = |body: Json| {
+        let hub = &hub;
+        let w = w.clone();
+        async move {
+            hub.call(
+                reqwest::Method::POST,
+                "/api/v1/components",
+                Some(&w),
+                Some(body),
+            )
+            .await
+        }
+    };
+    for (body, field, mention) in [
+        (json!({"id": "12011101020090"}), "id", "16 digits"),
+        (json!({"id": "120111010200900x"}), "id", "digits only"),
+        (
+            json!({"id": "9999990102009001"}),
+            "id",
+            "unknown region 999999",
+        ),
+        (
+            json!({"id": "1201119902009001"}),
+            "id",
+            "unknown component class 9902",
+        ),
+        (
+            json!({"id": "1201110102009001", "type": "street_light"}),
+            "type",
+            "does not match",
+        ),
+        (
+            json!({"id": "1201110102009001", "grid_cell": "x"}),
+            "grid_cell",
+            "unknown grid cell",
+        ),
+        (
+            json!({"id": "1201110102009001", "owner_department": "x"}),
+            "owner_department",
+            "unknown department",
+        ),
+        (
+            json!({"id": "1201110102009001", "lat": 123.0}),
+            "lat",
+            "outside",
+        ),
+        (json!({"name": "no id"}), "id", "required"),
+    ] {
+        let (s, resp) = post(body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {resp}");
+        assert_error(&resp, "invalid_field", mention);
+        assert_eq!(resp["error"]["field"], field, "{resp}");
+    }
+    // Unknown and mistyped JSON fields are named; malformed JSON is a 400.
+    let (s, resp) = post(json!({"id": "1201110102009001", "colour": "red"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&resp, "invalid_request", "colour");
+    let (s, resp) = post(json!({"id": "1201110102009001", "status": "broken"})).await;
+    assert!(s.is_client_error());
+    assert_error(&resp, "invalid_request", "status");
+    let resp = hub
+        .http
+        .post(hub.url("/api/v1/components"))
+        .bearer_auth(&w)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // Bodies are bounded.
+    let big = json!({"id": "1201110102009001", "name": "x".repeat(100_000)});
+    let (s, _) = post(big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // PUT: the body's id must match the path's.
+    let (s, resp) = hub
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/components/1201110101000001",
+            Some(&w),
+            Some(json!({"id": "1201110101000002"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(resp["error"]["field"], "id");
+
+    // Queries: bounded limit, known filters, known quantity, valid times.
+    for (path, mention) in [
+        ("/api/v1/components?limit=100000", "limit"),
+        ("/api/v1/components?limit=0", "limit"),
+        ("/api/v1/components?limit=abc", "limit"),
+        ("/api/v1/components?status=sleepy", "status"),
+        ("/api/v1/components?colour=red", "colour"),
+        ("/api/v1/edges?limit=5000", "limit"),
+        ("/api/v1/components/1201110101000001/readings", "quantity"),
+        ("/api/v1/components/1201110101000001/readings?quantity=warp", "quantity"),
+        ("/api/v1/components/1201110101000001/readings?quantity=tilt&from=yesterday", "from"),
+        ("/api/v1/components/1201110101000001/readings?quantity=tilt&from=1732500000000&to=1732400000000", "from"),
+        ("/api/v1/components/1201110101000001/readings?quantity=tilt&step=soon", "step"),
+        ("/api/v1/components/1201110101000001/readings?quantity=tilt&step=1ms", "step"),
+    ] {
+        let (s, resp) = hub.get(path, Some(&w)).await;
+        assert!(s.is_client_error(), "{path} → {s} {resp}");
+        let msg = resp["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(mention), "{path}: {msg:?} should mention {mention}");
+    }
+    let long = format!("/api/v1/components?type={}", "x".repeat(5000));
+    let (s, _) = hub.get(&long, Some(&w)).await;
+    assert_eq!(s, StatusCode::URI_TOO_LONG);
+    let (s, _) = hub
+        .get(
+            "/api/v1/components/1201110101009999/readings?quantity=tilt",
+            Some(&w),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pagination_walks_every_component_once_with_a_bounded_page() {
+    let hub = Hub::seeded().await;
+    let r = hub.token("cg", "read");
+    let mut ids = Vec::new();
+    let mut path = "/api/v1/components?limit=64".to_string();
+    let mut pages = 0;
+    loop {
+        let (s, page) = hub.get(&path, Some(&r)).await;
+        assert_eq!(s, StatusCode::OK);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 64);
+        ids.extend(items.iter().map(|c| c["id"].as_str().unwrap().to_string()));
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/v1/components?limit=64&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(ids.len(), 200);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, ids, "ordered by id, no repeats");
+    // Default page size 100.
+    let (_, page) = hub.get("/api/v1/components", Some(&r)).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 100);
+    // Type filter.
+    let (_, page) = hub
+        .get("/api/v1/components?type=fire_hydrant&limit=1000", Some(&r))
+        .await;
+    let items = page["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(items.iter().all(|c| c["type"] == "fire_hydrant"));
+}
+
+#[tokio::test]
+async fn openapi_is_public_and_lists_the_contract_paths() {
+    let hub = Hub::seeded().await;
+    let (s, doc) = hub.get("/api/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/components",
+        "/api/v1/components/{id}",
+        "/api/v1/components/{id}/readings",
+        "/api/v1/edges",
+        "/api/v1/health",
+        "/api/v1/stats",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "openapi lacks {p}: {:?}",
+            paths.keys()
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let resp = hub.http.get(hub.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE hub_http_requests_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE wangge_ingest"),
+        "ingest metrics included: {text}"
+    );
+}
+
+#[tokio::test]
+async fn edges_list_shows_issued_credentials_but_never_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    hub_cli(&data, &["registry", "import", seed_dir().to_str().unwrap()]);
+    let secret = hub_cli(
+        &data,
+        &["edge", "add", "edge-xq-02", "--name", "李七庄网关"],
+    );
+    let secret = secret.trim();
+    assert_eq!(secret.len(), 48);
+    let hub = Hub::start(dir).await;
+    let (s, page) = hub.get("/api/v1/edges", Some(ADMIN)).await;
+    assert_eq!(s, StatusCode::OK);
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let e = items.iter().find(|e| e["id"] == "edge-xq-02").unwrap();
+    assert_eq!(e["name"], "李七庄网关");
+    assert_eq!(e["has_credentials"], true);
+    assert_eq!(e["online"], false);
+    assert!(!page.to_string().contains(secret));
+    let (s, page) = hub.get("/api/v1/sensors/unassigned", Some(ADMIN)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(page["items"], json!([]));
+}
+
+#[tokio::test]
+async fn readings_come_back_raw_and_downsampled_merged_over_the_components_sensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    hub_cli(&data, &["registry", "import", seed_dir().to_str().unwrap()]);
+    // Readings written straight into the embedded store the hub opens.
+    // Within retention: a whole hour, 3 to 4 hours ago.
+    let hour_ns: i64 = 3_600_000_000_000;
+    let base_ns = (hub::registry::now_ns() / hour_ns - 4) * hour_ns;
+    {
+        use hub::timeseries::{embedded, StoredReading, TimeSeriesSink};
+        let store = embedded::EmbeddedStore::open(&embedded::EmbeddedConfig {
+            data_dir: data.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let readings: Vec<StoredReading> = (0..120)
+            .map(|i| StoredReading {
+                reading: Reading {
+                    sensor: "MH-0001".into(),
+                    quantity: Quantity::Tilt,
+                    value: Value::Float(i as f64),
+                    ts_ns: base_ns + i * 60_000_000_000,
+                    quality: if i == 5 {
+                        Quality::Suspect
+                    } else {
+                        Quality::Good
+                    },
+                    flags: ReadingFlags::default(),
+                },
+                edge_id: "edge-xq-01".into(),
+                component_id: Some("1201110101000001".into()),
+                grid_cell: None,
+                department: None,
+            })
+            .collect();
+        store.write(&readings).unwrap();
+    }
+    let hub = Hub::start(dir).await;
+    let r = hub.token("sw", "read");
+    // `to` in +08:00: 10 minutes after `from`.
+    let to =
+        hub::registry::format_ts(base_ns + 8 * hour_ns + 600_000_000_000).replace('Z', "%2B08:00");
+    let path = format!(
+        "/api/v1/components/1201110101000001/readings?quantity=tilt&from={}&to={to}",
+        hub::registry::format_ts(base_ns)
+    );
+    let (s, body) = hub.get(&path, Some(&r)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 10, "from inclusive, to exclusive: {body}");
+    assert_eq!(points[0]["ts"], hub::registry::format_ts(base_ns));
+    assert_eq!(points[0]["value"], 0.0);
+    assert_eq!(points[0]["quality"], "good");
+    assert_eq!(points[5]["quality"], "suspect");
+    assert_eq!(body["step_ms"], Json::Null);
+
+    // Unix ms and an explicit step: 10-minute buckets of 10 readings each.
+    let path = format!(
+        "/api/v1/components/1201110101000001/readings?quantity=tilt&from={}&to={}&step=10m",
+        base_ns / 1_000_000,
+        base_ns / 1_000_000 + 3_600_000
+    );
+    let (s, body) = hub.get(&path, Some(&r)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 6, "{body}");
+    assert_eq!(points[0]["min"], 0.0);
+    assert_eq!(points[0]["max"], 9.0);
+    assert_eq!(points[0]["value"], 4.5);
+    assert_eq!(points[0]["count"], 10);
+    assert_eq!(body["step_ms"], 600_000);
+
+    // Another quantity of the same component: nothing, not an error.
+    let (s, body) = hub
+        .get(
+            &format!(
+                "/api/v1/components/1201110101000001/readings?quantity=battery&from={}",
+                base_ns / 1_000_000
+            ),
+            Some(&r),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["points"], json!([]));
+}

@@ -1,0 +1,239 @@
+//! The `hub` command line: help, config errors, seed import/export, edge and token issuing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const HUB: &str = env!("CARGO_BIN_EXE_hub");
+
+fn seed_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry")
+}
+
+fn hub(args: &[&str], data: &Path) -> Output {
+    Command::new(HUB)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn copy_seed(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(seed_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "csv") {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["registry", "import", "--help"],
+        vec!["registry", "export", "--help"],
+        vec!["edge", "add", "--help"],
+        vec!["edge", "revoke", "--help"],
+        vec!["token", "add", "--help"],
+    ] {
+        let o = Command::new(HUB).args(&args).output().unwrap();
+        assert!(o.status.success(), "hub {args:?}");
+        assert!(
+            stdout(&o).contains("Usage: hub"),
+            "hub {args:?}: {}",
+            stdout(&o)
+        );
+    }
+    let o = Command::new(HUB)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    for flag in ["--config", "--data-dir", "--http", "--mqtt"] {
+        assert!(stdout(&o).contains(flag), "serve --help lacks {flag}");
+    }
+}
+
+#[test]
+fn a_bad_config_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg,
+        "data_dir = \"d\"\n[http]\nlisten = \"127.0.0.1:0\"\nbody_size = 1\n",
+    )
+    .unwrap();
+    let o = Command::new(HUB)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("hub.toml:4:1: unknown field `body_size`"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn import_errors_name_file_line_and_field_and_import_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed");
+    copy_seed(&seed);
+    let path = seed.join("components.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // Line 51: class 9999 does not exist.
+    let id = lines[50].split(',').next().unwrap().to_string();
+    lines[50] = lines[50].replacen(&id, &format!("{}99{}", &id[..6], &id[8..]), 1);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+
+    let data = dir.path().join("data");
+    let o = hub(&["registry", "import", seed.to_str().unwrap()], &data);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("components.csv:51: id: unknown component class 99"),
+        "{err}"
+    );
+
+    // Nothing half-imported.
+    let out = dir.path().join("out");
+    let o = hub(&["registry", "export", out.to_str().unwrap()], &data);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "regions.csv",
+        "departments.csv",
+        "components.csv",
+        "sensors.csv",
+    ] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "{f} should hold only its header: {text}"
+        );
+    }
+}
+
+#[test]
+fn export_and_import_round_trip_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let o = hub(&["registry", "import", seed_dir().to_str().unwrap()], &a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("components.csv: 200"), "{}", stdout(&o));
+    let ex1 = dir.path().join("ex1");
+    assert!(hub(&["registry", "export", ex1.to_str().unwrap()], &a)
+        .status
+        .success());
+    let b = dir.path().join("b");
+    assert!(hub(&["registry", "import", ex1.to_str().unwrap()], &b)
+        .status
+        .success());
+    let ex2 = dir.path().join("ex2");
+    assert!(hub(&["registry", "export", ex2.to_str().unwrap()], &b)
+        .status
+        .success());
+    for f in [
+        "regions.csv",
+        "classes.csv",
+        "grid_cells.csv",
+        "components.csv",
+        "sensors.csv",
+        "edges.csv",
+        "departments.csv",
+    ] {
+        assert_eq!(
+            std::fs::read(ex1.join(f)).unwrap(),
+            std::fs::read(ex2.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // The seed's sensors come back identically (export adds only the optional calibration column).
+    let seed = std::fs::read_to_string(seed_dir().join("sensors.csv")).unwrap();
+    let exported = std::fs::read_to_string(ex1.join("sensors.csv")).unwrap();
+    assert_eq!(seed.lines().count(), exported.lines().count());
+    assert!(
+        exported.contains("MH-0001,1201110101000001,manhole_cover,gridsense,GW-01,60,edge-xq-01,")
+    );
+}
+
+#[test]
+fn edge_secrets_and_tokens_are_printed_once_and_stored_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(
+        hub(&["registry", "import", seed_dir().to_str().unwrap()], &data)
+            .status
+            .success()
+    );
+    let o = hub(&["edge", "add", "edge-xq-01"], &data);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let secret = stdout(&o).trim().to_string();
+    assert_eq!(secret.len(), 48, "{secret}");
+    assert!(stderr(&o).contains("shown once"));
+
+    let o = hub(
+        &["token", "add", "--department", "sw", "--scope", "write"],
+        &data,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let token = stdout(&o).trim().to_string();
+    assert!(token.starts_with("wgt_"), "{token}");
+    let token_secret = token.split_once('.').unwrap().1.to_string();
+
+    // Neither secret is anywhere in the data dir.
+    for e in std::fs::read_dir(&data).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap_or_default();
+        for s in [&secret, &token_secret] {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                "a secret was stored in clear"
+            );
+        }
+    }
+    // Library view of the same registry: the secret verifies.
+    {
+        use hub::registry::{RegistryAdmin, RegistryStore, SqliteRegistry};
+        let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
+        assert!(reg
+            .edge_credentials("edge-xq-01")
+            .unwrap()
+            .unwrap()
+            .verify_password(&secret));
+        assert!(reg.verify_token(&token).unwrap().is_some());
+    }
+    let o = hub(&["edge", "revoke", "edge-xq-01"], &data);
+    assert!(o.status.success());
+    let o = hub(&["edge", "revoke", "edge-nope"], &data);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("edge-nope"));
+    let o = hub(
+        &["token", "add", "--department", "nowhere", "--scope", "read"],
+        &data,
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("department: unknown department"),
+        "{}",
+        stderr(&o)
+    );
+    let o = hub(
+        &["token", "add", "--department", "sw", "--scope", "root"],
+        &data,
+    );
+    assert!(!o.status.success());
+}
