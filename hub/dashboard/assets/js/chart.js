@@ -1,0 +1,60 @@
+// Charts drawn with the vendored uPlot (window.uPlot, loaded by index.html).
+
+import { current, t } from "./i18n.js";
+
+const COLORS = ["#1f6feb", "#e8590c", "#2e9d5b", "#9c36b5", "#c9a100", "#0b7285"];
+
+function width(el) {
+  return Math.max(320, Math.floor(el.getBoundingClientRect().width || el.parentElement.clientWidth || 600) - 4);
+}
+
+/**
+ * A time series: `points` as the hub returns them ({ts, value, min?, max?}); downsampled
+ * points also draw their min and max, so a short spike stays visible at 7 days.
+ */
+export function timeChart(el, points, { unit = "", step = false, height = 200 } = {}) {
+  const xs = points.map((p) => Date.parse(p.ts) / 1000);
+  const data = [xs, points.map((p) => p.value)];
+  const series = [{}, { label: t("chart.value") + (unit ? ` (${unit})` : ""), stroke: COLORS[0], width: 1.5, paths: step ? uPlot.paths.stepped({ align: 1 }) : undefined }];
+  if (points.some((p) => p.min !== undefined)) {
+    data.push(points.map((p) => p.min ?? p.value), points.map((p) => p.max ?? p.value));
+    series.push({ label: t("chart.min"), stroke: "#9fb8e8", width: 1, dash: [4, 3] });
+    series.push({ label: t("chart.max"), stroke: "#9fb8e8", width: 1, dash: [4, 3] });
+  }
+  const opts = {
+    width: width(el),
+    height,
+    series,
+    axes: [{}, { size: 56 }],
+    scales: { x: { time: true } },
+    tzDate: (ts) => new Date(ts * 1000),
+    fmtDate: (tpl) => uPlot.fmtDate(tpl, current() === "zh" ? zhNames : undefined),
+    legend: { live: true },
+  };
+  return new uPlot(opts, data, el);
+}
+
+const zhNames = {
+  MMMM: ["一月", "二月", "三月", "四月", "五月", "六月", "七月", "八月", "九月", "十月", "十一月", "十二月"],
+  MMM: ["1月", "2月", "3月", "4月", "5月", "6月", "7月", "8月", "9月", "10月", "11月", "12月"],
+  WWWW: ["星期日", "星期一", "星期二", "星期三", "星期四", "星期五", "星期六"],
+  WWW: ["周日", "周一", "周二", "周三", "周四", "周五", "周六"],
+};
+
+/** A bar chart of `values` per category label. */
+export function barChart(el, labels, values, { label = "", height = 220 } = {}) {
+  const xs = labels.map((_, i) => i);
+  const opts = {
+    width: width(el),
+    height,
+    series: [{}, { label, fill: "rgba(31,111,235,.55)", stroke: COLORS[0], width: 1, paths: uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false } }],
+    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
+    axes: [
+      { values: (u, splits) => splits.map((i) => (Number.isInteger(i) && labels[i] !== undefined ? labels[i] : "")), splits: () => xs, gap: 4 },
+      { size: 50 },
+    ],
+    legend: { show: !!label },
+    cursor: { show: true },
+  };
+  return new uPlot(opts, [xs, values], el);
+}

@@ -1,0 +1,82 @@
+// Edges page: each edge box's state, last contact, backlog and how long the backlog will take
+// to drain at the rate it is shrinking between refreshes (the hub reports backlog, not rate).
+
+import * as api from "../api.js";
+import { t } from "../i18n.js";
+import { h, badge, fmtTime, fmtAge, fmtDuration, errorBox, empty } from "../util.js";
+
+/** How often the page asks the hub again. */
+const REFRESH_INTERVAL_MS = 10000;
+/** Previous sample per edge: {backlog, at}, kept across visits so the estimate starts sooner. */
+const samples = new Map();
+
+function fmtBytes(n) {
+  if (!n) return "0 B";
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return (i ? n.toFixed(1) : n) + " " + units[i];
+}
+
+/** Seconds left at the drain rate since the previous sample, or a word when it cannot be said. */
+function drain(edge, now) {
+  const prev = samples.get(edge.id);
+  samples.set(edge.id, { backlog: edge.backlog_readings, at: now, est: prev && prev.est });
+  if (!edge.backlog_readings) return t("edges.drained");
+  if (!prev || now <= prev.at) return t("edges.measuring");
+  const rate = (prev.backlog - edge.backlog_readings) / ((now - prev.at) / 1000);
+  if (rate <= 0) return prev.backlog === edge.backlog_readings ? t("edges.not_draining") : t("edges.growing");
+  const est = fmtDuration((edge.backlog_readings / rate) * 1000);
+  samples.get(edge.id).est = est;
+  return est;
+}
+
+export async function render(main) {
+  main.append(h("h1", {}, t("nav.edges")));
+  const panel = h("section", { class: "panel", id: "edges" });
+  main.append(panel);
+  const draw = async () => {
+    let items;
+    try {
+      items = (await api.all("edges")).items;
+    } catch (e) {
+      empty(panel).append(errorBox(e));
+      return;
+    }
+    const now = Date.now();
+    const online = items.filter((e) => e.online).length;
+    empty(panel).append(
+      h("div", { class: "cards" },
+        h("div", { class: "card normal" }, h("div", { class: "n" }, online), h("div", { class: "l" }, t("edges.online"))),
+        h("div", { class: "card offline" }, h("div", { class: "n" }, items.length - online), h("div", { class: "l" }, t("edges.offline"))),
+      ),
+      h("p", {}),
+      items.length
+        ? h("table", {},
+            h("thead", {}, h("tr", {},
+              h("th", {}, t("edges.id")), h("th", {}, t("edges.name")), h("th", {}, t("edges.site")), h("th", {}, t("edges.state")),
+              h("th", {}, t("edges.last_seen")), h("th", { class: "num" }, t("edges.backlog")), h("th", { class: "num" }, t("edges.backlog_bytes")),
+              h("th", {}, t("edges.drain")), h("th", {}, t("edges.version")),
+            )),
+            h("tbody", {}, items.map((e) =>
+              h("tr", { dataset: { edge: e.id } },
+                h("td", {}, e.id), h("td", {}, e.name), h("td", {}, e.site),
+                h("td", {}, e.revoked ? badge("alarm", t("edges.revoked")) : e.online ? badge("online", t("edges.state_online")) : badge("offline", t("edges.state_offline"))),
+                h("td", {}, e.last_seen ? [fmtTime(e.last_seen), h("div", { class: "muted" }, t("edges.ago", { d: fmtAge(e.last_seen) }))] : t("edges.never")),
+                h("td", { class: "num" }, e.backlog_readings),
+                h("td", { class: "num" }, fmtBytes(e.backlog_bytes)),
+                h("td", {}, drain(e, now)),
+                h("td", {}, e.version || "—"),
+              ),
+            )),
+          )
+        : h("p", { class: "muted" }, t("edges.none")),
+    );
+  };
+  await draw();
+  const timer = setInterval(draw, REFRESH_INTERVAL_MS);
+  return () => clearInterval(timer);
+}
