@@ -1,0 +1,818 @@
+//! Rules: turn readings (and silence) into conditions raised and cleared.
+//!
+//! Every rule is evaluated per (component, rule) with O(1) state, in reading-timestamp order:
+//! a reading older than or equal to the last one a rule has seen is ignored by that rule, so a
+//! resent backlog can never raise twice, and a backlog that arrives late is evaluated with its
+//! true times and its conditions are marked `late`.
+
+use crate::model::{Severity, Trigger};
+use protocol::uplink::Quality;
+use protocol::Quantity;
+use serde::Deserialize;
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+const NS_PER_S: i64 = 1_000_000_000;
+const MIN_PER_DAY: u16 = 24 * 60;
+/// The event type raised by silence; offline rules always use it.
+pub const OFFLINE_EVENT: &str = "device.offline";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: rule #{index} ({event}): field `{field}`: {reason}")]
+    Invalid {
+        path: String,
+        index: usize,
+        event: String,
+        field: &'static str,
+        reason: String,
+    },
+}
+
+/// `config/rules.toml`: settings plus one `[[rule]]` table per rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesFile {
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// Evaluation settings shared by all rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// A condition whose reading is older than this when evaluated is marked `late`. Default 120 s.
+    pub late_after_s: u64,
+    /// Whether readings of quality `suspect` may raise (they may always clear). Default false.
+    pub suspect_triggers: bool,
+    /// Local time offset used by permitted/active hours windows, minutes east of UTC. Default 480 (UTC+8).
+    pub utc_offset_min: i32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            late_after_s: 120,
+            suspect_triggers: false,
+            utc_offset_min: 480,
+        }
+    }
+}
+
+/// One rule as written in the config file; validated into a [`Rule`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Component type from the catalogue, or `*` for every type.
+    pub component_type: String,
+    /// Event type raised, e.g. `manhole.displaced`. Several rules may raise the same type
+    /// (it is raised while any of them holds).
+    pub event: String,
+    pub severity: Severity,
+    /// `threshold`, `state`, `rate` or `offline`.
+    pub kind: String,
+    pub quantity: Option<String>,
+    /// `>`, `>=`, `<`, `<=` (threshold and rate).
+    pub op: Option<String>,
+    /// Threshold value (threshold), or limit per minute (rate).
+    pub value: Option<f64>,
+    /// Clear only once the value is back past the threshold by this much. Default 0.
+    #[serde(default)]
+    pub hysteresis: f64,
+    /// Raise only once the condition has held for this long (reading time). Default 0.
+    #[serde(default)]
+    pub for_s: u64,
+    /// State rules: the boolean value that raises. Default true.
+    pub equals: Option<bool>,
+    /// Only while this boolean quantity was last seen true (e.g. `lamp_on`).
+    pub while_true: Option<String>,
+    /// Raise only outside these local hours, `HH:MM-HH:MM` (e.g. a door's permitted hours).
+    pub permitted_hours: Option<String>,
+    /// Raise only inside these local hours, `HH:MM-HH:MM` (e.g. when an intrusion sensor is armed).
+    pub active_hours: Option<String>,
+    /// Offline rules: silence longer than this many expected intervals. Default 3.
+    pub interval_factor: Option<f64>,
+    /// Set false to keep a rule in the file but not evaluate it. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A comparison with its hysteresis-aware inverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl Op {
+    fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            ">" | "gt" => Op::Gt,
+            ">=" | "ge" => Op::Ge,
+            "<" | "lt" => Op::Lt,
+            "<=" | "le" => Op::Le,
+            _ => return None,
+        })
+    }
+
+    /// Raise at `v op x`.
+    fn raises(self, v: f64, x: f64) -> bool {
+        match self {
+            Op::Gt => v > x,
+            Op::Ge => v >= x,
+            Op::Lt => v < x,
+            Op::Le => v <= x,
+        }
+    }
+
+    /// Clear only past the threshold by `h`: for `>=` at `v < x - h`, for `<` at `v >= x + h`…
+    fn clears(self, v: f64, x: f64, h: f64) -> bool {
+        match self {
+            Op::Gt => v <= x - h,
+            Op::Ge => v < x - h,
+            Op::Lt => v >= x + h,
+            Op::Le => v > x + h,
+        }
+    }
+}
+
+/// A daily window in local minutes since midnight; `start > end` wraps past midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_min: u16,
+    pub end_min: u16,
+}
+
+impl Window {
+    fn parse(s: &str) -> Option<Window> {
+        let (a, b) = s.split_once('-')?;
+        let hm = |t: &str| -> Option<u16> {
+            let (h, m) = t.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h <= 24 && m < 60 && h * 60 + m <= MIN_PER_DAY).then_some(h * 60 + m)
+        };
+        Some(Window {
+            start_min: hm(a)?,
+            end_min: hm(b)?,
+        })
+    }
+
+    fn contains(self, minute: u16) -> bool {
+        if self.start_min <= self.end_min {
+            minute >= self.start_min && minute < self.end_min
+        } else {
+            minute >= self.start_min || minute < self.end_min
+        }
+    }
+}
+
+/// What a rule looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleKind {
+    Threshold {
+        quantity: Quantity,
+        op: Op,
+        value: f64,
+        hysteresis: f64,
+    },
+    State {
+        quantity: Quantity,
+        equals: bool,
+    },
+    /// Rate of change per minute between consecutive readings.
+    Rate {
+        quantity: Quantity,
+        op: Op,
+        per_min: f64,
+        hysteresis: f64,
+    },
+    Offline {
+        interval_factor: f64,
+    },
+}
+
+/// A validated rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// None = every component type.
+    pub component_type: Option<String>,
+    pub event_type: Arc<str>,
+    pub severity: Severity,
+    pub kind: RuleKind,
+    pub for_ns: i64,
+    pub guard: Option<Quantity>,
+    /// (window, true = raise only inside, false = raise only outside).
+    pub window: Option<(Window, bool)>,
+}
+
+impl Rule {
+    fn quantity(&self) -> Option<Quantity> {
+        match self.kind {
+            RuleKind::Threshold { quantity, .. }
+            | RuleKind::State { quantity, .. }
+            | RuleKind::Rate { quantity, .. } => Some(quantity),
+            RuleKind::Offline { .. } => None,
+        }
+    }
+}
+
+/// The validated rule set.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub settings: Settings,
+    pub rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    /// Loads and validates a rules file; errors name the file, rule and field.
+    pub fn load(path: &Path) -> Result<RuleSet, RulesError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        RuleSet::parse(&text, &path.display().to_string())
+    }
+
+    /// The defaults shipped in `config/rules.toml`, compiled in so the hub runs without config.
+    pub fn defaults() -> RuleSet {
+        RuleSet::parse(DEFAULT_RULES, "config/rules.toml (built in)")
+            .expect("the built-in rules file is valid (tested)")
+    }
+
+    /// The text of the built-in rules file (to derive variants from).
+    pub fn defaults_text() -> &'static str {
+        DEFAULT_RULES
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<RuleSet, RulesError> {
+        let file: RulesFile = toml::from_str(text).map_err(|e| RulesError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut rules = Vec::new();
+        for (i, rc) in file.rules.iter().enumerate() {
+            if rc.enabled {
+                rules.push(validate(rc, i + 1, path)?);
+            }
+        }
+        Ok(RuleSet {
+            settings: file.settings,
+            rules,
+        })
+    }
+}
+
+/// The default rules file, kept in the repo at `config/rules.toml`.
+pub const DEFAULT_RULES: &str = include_str!("../../../config/rules.toml");
+
+fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<Rule, RulesError> {
+    let bad = |field: &'static str, reason: String| RulesError::Invalid {
+        path: path.to_string(),
+        index,
+        event: rc.event.clone(),
+        field,
+        reason,
+    };
+    let quantity = |field: &'static str, name: &Option<String>| -> Result<Quantity, RulesError> {
+        let name = name
+            .as_deref()
+            .ok_or_else(|| bad(field, "required for this kind".into()))?;
+        Quantity::from_name(name).map_err(|_| bad(field, format!("unknown quantity {name:?}")))
+    };
+    let op = || -> Result<Op, RulesError> {
+        let s = rc
+            .op
+            .as_deref()
+            .ok_or_else(|| bad("op", "required (>, >=, <, <=)".into()))?;
+        Op::parse(s).ok_or_else(|| bad("op", format!("{s:?} is not one of >, >=, <, <=")))
+    };
+    let value = || -> Result<f64, RulesError> {
+        rc.value
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| bad("value", "required, a finite number".into()))
+    };
+    if rc.hysteresis < 0.0 || !rc.hysteresis.is_finite() {
+        return Err(bad("hysteresis", "must be ≥ 0".into()));
+    }
+    let kind = match rc.kind.as_str() {
+        "threshold" => RuleKind::Threshold {
+            quantity: quantity("quantity", &rc.quantity)?,
+            op: op()?,
+            value: value()?,
+            hysteresis: rc.hysteresis,
+        },
+        "state" => {
+            let q = quantity("quantity", &rc.quantity)?;
+            if !q.is_bool() {
+                return Err(bad("quantity", format!("{} is not boolean", q.name())));
+            }
+            RuleKind::State {
+                quantity: q,
+                equals: rc.equals.unwrap_or(true),
+            }
+        }
+        "rate" => RuleKind::Rate {
+            quantity: quantity("quantity", &rc.quantity)?,
+            op: op()?,
+            per_min: value()?,
+            hysteresis: rc.hysteresis,
+        },
+        "offline" => {
+            if rc.event != OFFLINE_EVENT {
+                return Err(bad("event", format!("offline rules raise {OFFLINE_EVENT}")));
+            }
+            let f = rc.interval_factor.unwrap_or(3.0);
+            if !(f.is_finite() && f >= 1.0) {
+                return Err(bad("interval_factor", "must be ≥ 1".into()));
+            }
+            RuleKind::Offline { interval_factor: f }
+        }
+        other => {
+            return Err(bad(
+                "kind",
+                format!("{other:?} is not one of threshold, state, rate, offline"),
+            ))
+        }
+    };
+    let guard = match &rc.while_true {
+        None => None,
+        Some(_) => {
+            let q = quantity("while_true", &rc.while_true)?;
+            if !q.is_bool() {
+                return Err(bad("while_true", format!("{} is not boolean", q.name())));
+            }
+            Some(q)
+        }
+    };
+    let window = match (&rc.permitted_hours, &rc.active_hours) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "permitted_hours",
+                "use either permitted_hours or active_hours".into(),
+            ))
+        }
+        (Some(p), None) => Some((
+            Window::parse(p)
+                .ok_or_else(|| bad("permitted_hours", format!("{p:?} is not HH:MM-HH:MM")))?,
+            false,
+        )),
+        (None, Some(a)) => Some((
+            Window::parse(a)
+                .ok_or_else(|| bad("active_hours", format!("{a:?} is not HH:MM-HH:MM")))?,
+            true,
+        )),
+        (None, None) => None,
+    };
+    Ok(Rule {
+        component_type: (rc.component_type != "*").then(|| rc.component_type.clone()),
+        event_type: Arc::from(rc.event.as_str()),
+        severity: rc.severity,
+        kind,
+        for_ns: i64::try_from(rc.for_s)
+            .ok()
+            .and_then(|s| s.checked_mul(NS_PER_S))
+            .ok_or_else(|| bad("for_s", "too large".into()))?,
+        guard,
+        window,
+    })
+}
+
+/// One reading as the rules see it (the hub builds it after mapping sensor → component).
+#[derive(Debug, Clone)]
+pub struct RuleInput<'a> {
+    pub component_id: &'a str,
+    pub component_type: &'a str,
+    pub sensor_id: &'a str,
+    /// The sensor's expected reporting interval, seconds (0 = no offline detection).
+    pub interval_s: u32,
+    pub quantity: Quantity,
+    /// Booleans as 0/1.
+    pub value: f64,
+    /// The reading's timestamp, UTC ns.
+    pub ts_ns: i64,
+    pub quality: Quality,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionKind {
+    Raised,
+    Cleared,
+}
+
+/// A rule's verdict: a condition began or ended on a component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub kind: ConditionKind,
+    pub component_id: String,
+    pub event_type: String,
+    pub severity: Severity,
+    pub trigger: Trigger,
+    /// The triggering reading was older than `late_after_s` when evaluated.
+    pub late: bool,
+}
+
+/// Per (component, rule): the O(1) state.
+#[derive(Debug, Clone, Default)]
+struct RuleState {
+    last_ts: i64,
+    guard_ts: i64,
+    /// The last verdict on the rule's own quantity (re-used when only the guard changes).
+    main: Option<bool>,
+    pending_since: Option<i64>,
+    raised: bool,
+    guard: Option<bool>,
+    prev: Option<(i64, f64)>,
+}
+
+/// The rules that apply to one component type, and which event slot each feeds.
+#[derive(Debug, Default)]
+struct TypePlan {
+    rules: Vec<usize>,
+    /// Per rule in `rules`: index into the component's event-slot counters.
+    slot: Vec<usize>,
+    slots: usize,
+    offline: Option<usize>,
+}
+
+#[derive(Debug)]
+struct ComponentState {
+    plan: Arc<TypePlan>,
+    states: Vec<RuleState>,
+    /// Per event type: how many of its rules currently hold (raised when > 0).
+    raised_rules: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct SensorWatch {
+    component_id: String,
+    component_type: String,
+    interval_ns: i64,
+    last_seen_ns: i64,
+    offline: bool,
+}
+
+/// Evaluates readings against a [`RuleSet`], keeping O(1) state per (component, rule).
+#[derive(Debug)]
+pub struct Evaluator {
+    set: RuleSet,
+    plans: HashMap<String, Arc<TypePlan>>,
+    components: HashMap<String, ComponentState>,
+    sensors: HashMap<String, SensorWatch>,
+}
+
+impl Evaluator {
+    pub fn new(set: RuleSet) -> Evaluator {
+        Evaluator {
+            set,
+            plans: HashMap::new(),
+            components: HashMap::new(),
+            sensors: HashMap::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.set
+    }
+
+    fn plan_for(&mut self, component_type: &str) -> Arc<TypePlan> {
+        if let Some(p) = self.plans.get(component_type) {
+            return p.clone();
+        }
+        let mut plan = TypePlan::default();
+        let mut slot_names: Vec<Arc<str>> = Vec::new();
+        for (i, r) in self.set.rules.iter().enumerate() {
+            let applies = r
+                .component_type
+                .as_deref()
+                .is_none_or(|t| t == component_type);
+            if !applies {
+                continue;
+            }
+            if matches!(r.kind, RuleKind::Offline { .. }) {
+                // A type-specific offline rule wins over the `*` one.
+                if plan.offline.is_none() || r.component_type.is_some() {
+                    plan.offline = Some(i);
+                }
+                continue;
+            }
+            let slot = match slot_names.iter().position(|n| *n == r.event_type) {
+                Some(s) => s,
+                None => {
+                    slot_names.push(r.event_type.clone());
+                    slot_names.len() - 1
+                }
+            };
+            plan.rules.push(i);
+            plan.slot.push(slot);
+        }
+        plan.slots = slot_names.len();
+        let plan = Arc::new(plan);
+        self.plans.insert(component_type.to_string(), plan.clone());
+        plan
+    }
+
+    /// Starts offline detection for a sensor that has not reported yet (e.g. at hub start, with
+    /// `last_seen_ns` = its last stored reading or now).
+    pub fn watch_sensor(
+        &mut self,
+        sensor_id: &str,
+        component_id: &str,
+        component_type: &str,
+        interval_s: u32,
+        last_seen_ns: i64,
+    ) {
+        let w = self
+            .sensors
+            .entry(sensor_id.to_string())
+            .or_insert_with(|| SensorWatch {
+                component_id: component_id.to_string(),
+                component_type: component_type.to_string(),
+                interval_ns: 0,
+                last_seen_ns,
+                offline: false,
+            });
+        w.interval_ns = i64::from(interval_s) * NS_PER_S;
+        w.last_seen_ns = w.last_seen_ns.max(last_seen_ns);
+    }
+
+    /// Evaluates one reading. `now_ns` only decides whether conditions are marked `late`.
+    pub fn evaluate(&mut self, r: &RuleInput<'_>, now_ns: i64) -> Vec<Condition> {
+        let mut out = Vec::new();
+        let late_ns = i64::try_from(self.set.settings.late_after_s)
+            .unwrap_or(i64::MAX / NS_PER_S)
+            .saturating_mul(NS_PER_S);
+        let late = now_ns.saturating_sub(r.ts_ns) > late_ns;
+        self.observe_sensor(r, late, &mut out);
+        if r.quality == Quality::Bad {
+            return out;
+        }
+        let may_raise = r.quality == Quality::Good || self.set.settings.suspect_triggers;
+        if !self.components.contains_key(r.component_id) {
+            let plan = self.plan_for(r.component_type);
+            self.components.insert(
+                r.component_id.to_string(),
+                ComponentState {
+                    states: vec![RuleState::default(); plan.rules.len()],
+                    raised_rules: vec![0; plan.slots],
+                    plan,
+                },
+            );
+        }
+        let Some(cs) = self.components.get_mut(r.component_id) else {
+            return out;
+        };
+        let offset_min = self.set.settings.utc_offset_min;
+        for (k, &ri) in cs.plan.rules.iter().enumerate() {
+            let rule = &self.set.rules[ri];
+            let is_main = rule.quantity() == Some(r.quantity);
+            let is_guard = rule.guard == Some(r.quantity);
+            if !is_main && !is_guard {
+                continue;
+            }
+            let st = &mut cs.states[k];
+            // Reading-time order, per rule and input: replays and stragglers never re-raise.
+            let last = if is_main { st.last_ts } else { st.guard_ts };
+            if r.ts_ns <= last {
+                continue;
+            }
+            let holds = if is_main {
+                st.last_ts = r.ts_ns;
+                match main_holds(rule, st, r) {
+                    Some(h) => {
+                        st.main = Some(h);
+                        h
+                    }
+                    None => continue,
+                }
+            } else {
+                st.guard_ts = r.ts_ns;
+                st.guard = Some(r.value != 0.0);
+                // A guard change re-evaluates the rule's last verdict.
+                st.main.unwrap_or(false)
+            };
+            let in_window = rule
+                .window
+                .is_none_or(|(w, inside)| w.contains(local_minute(r.ts_ns, offset_min)) == inside);
+            let guarded = rule.guard.is_none() || st.guard == Some(true);
+            let holds = holds && in_window && guarded;
+            let slot = cs.plan.slot[k];
+            let threshold = rule_threshold(rule);
+            if holds {
+                if st.raised {
+                    continue;
+                }
+                if !may_raise {
+                    continue;
+                }
+                let since = *st.pending_since.get_or_insert(r.ts_ns);
+                if r.ts_ns - since >= rule.for_ns {
+                    st.raised = true;
+                    st.pending_since = None;
+                    cs.raised_rules[slot] = cs.raised_rules[slot].saturating_add(1);
+                    if cs.raised_rules[slot] == 1 {
+                        out.push(condition(ConditionKind::Raised, rule, r, threshold, late));
+                    }
+                }
+            } else {
+                st.pending_since = None;
+                if st.raised {
+                    st.raised = false;
+                    cs.raised_rules[slot] = cs.raised_rules[slot].saturating_sub(1);
+                    if cs.raised_rules[slot] == 0 {
+                        out.push(condition(ConditionKind::Cleared, rule, r, threshold, late));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Liveness: any reading (even a bad one) proves the sensor alive and clears `device.offline`.
+    fn observe_sensor(&mut self, r: &RuleInput<'_>, late: bool, out: &mut Vec<Condition>) {
+        if r.interval_s == 0 && !self.sensors.contains_key(r.sensor_id) {
+            return;
+        }
+        if !self.sensors.contains_key(r.sensor_id) {
+            self.watch_sensor(
+                r.sensor_id,
+                r.component_id,
+                r.component_type,
+                r.interval_s,
+                r.ts_ns,
+            );
+        }
+        let Some(w) = self.sensors.get_mut(r.sensor_id) else {
+            return;
+        };
+        if r.interval_s > 0 {
+            w.interval_ns = i64::from(r.interval_s) * NS_PER_S;
+        }
+        if r.ts_ns > w.last_seen_ns {
+            w.last_seen_ns = r.ts_ns;
+        }
+        if w.offline {
+            w.offline = false;
+            let (comp, ctype) = (w.component_id.clone(), w.component_type.clone());
+            let severity = self
+                .plan_for(&ctype)
+                .offline
+                .map(|i| self.set.rules[i].severity)
+                .unwrap_or(Severity::Major);
+            out.push(Condition {
+                kind: ConditionKind::Cleared,
+                component_id: comp,
+                event_type: OFFLINE_EVENT.to_string(),
+                severity,
+                trigger: Trigger {
+                    quantity: r.quantity.name().to_string(),
+                    value: trigger_value(r.quantity, r.value),
+                    threshold: None,
+                    ts_ns: r.ts_ns,
+                },
+                late,
+            });
+        }
+    }
+
+    /// The clock tick: raises `device.offline` for every sensor silent longer than its rule allows.
+    pub fn tick(&mut self, now_ns: i64) -> Vec<Condition> {
+        let mut out = Vec::new();
+        let mut silent = Vec::new();
+        for (id, w) in &self.sensors {
+            if !w.offline && w.interval_ns > 0 {
+                silent.push((id.clone(), w.component_type.clone()));
+            }
+        }
+        for (id, ctype) in silent {
+            let Some(ri) = self.plan_for(&ctype).offline else {
+                continue;
+            };
+            let rule = &self.set.rules[ri];
+            let RuleKind::Offline { interval_factor } = rule.kind else {
+                continue;
+            };
+            let Some(w) = self.sensors.get_mut(&id) else {
+                continue;
+            };
+            let limit_ns = (w.interval_ns as f64 * interval_factor) as i64;
+            let silence_ns = now_ns - w.last_seen_ns;
+            if silence_ns > limit_ns {
+                w.offline = true;
+                out.push(Condition {
+                    kind: ConditionKind::Raised,
+                    component_id: w.component_id.clone(),
+                    event_type: OFFLINE_EVENT.to_string(),
+                    severity: rule.severity,
+                    trigger: Trigger {
+                        quantity: "silence_s".to_string(),
+                        value: Json::from(silence_ns / NS_PER_S),
+                        threshold: Some(limit_ns as f64 / NS_PER_S as f64),
+                        ts_ns: w.last_seen_ns + limit_ns,
+                    },
+                    late: false,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The main verdict of a rule on its own quantity, hysteresis included; None = not decidable yet.
+fn main_holds(rule: &Rule, st: &mut RuleState, r: &RuleInput<'_>) -> Option<bool> {
+    match rule.kind {
+        RuleKind::Threshold {
+            op,
+            value,
+            hysteresis,
+            ..
+        } => Some(if st.raised {
+            !op.clears(r.value, value, hysteresis)
+        } else {
+            op.raises(r.value, value)
+        }),
+        RuleKind::State { equals, .. } => Some((r.value != 0.0) == equals),
+        RuleKind::Rate {
+            op,
+            per_min,
+            hysteresis,
+            ..
+        } => {
+            let prev = st.prev.replace((r.ts_ns, r.value));
+            let (pts, pv) = prev?;
+            let dt_min = (r.ts_ns - pts) as f64 / (60.0 * NS_PER_S as f64);
+            if dt_min <= 0.0 {
+                return None;
+            }
+            let rate = (r.value - pv) / dt_min;
+            Some(if st.raised {
+                !op.clears(rate, per_min, hysteresis)
+            } else {
+                op.raises(rate, per_min)
+            })
+        }
+        RuleKind::Offline { .. } => None,
+    }
+}
+
+fn rule_threshold(rule: &Rule) -> Option<f64> {
+    match rule.kind {
+        RuleKind::Threshold { value, .. } => Some(value),
+        RuleKind::Rate { per_min, .. } => Some(per_min),
+        RuleKind::State { .. } | RuleKind::Offline { .. } => None,
+    }
+}
+
+fn trigger_value(q: Quantity, v: f64) -> Json {
+    if q.is_bool() {
+        Json::Bool(v != 0.0)
+    } else {
+        serde_json::Number::from_f64(v)
+            .map(Json::Number)
+            .unwrap_or(Json::Null)
+    }
+}
+
+fn condition(
+    kind: ConditionKind,
+    rule: &Rule,
+    r: &RuleInput<'_>,
+    threshold: Option<f64>,
+    late: bool,
+) -> Condition {
+    Condition {
+        kind,
+        component_id: r.component_id.to_string(),
+        event_type: rule.event_type.to_string(),
+        severity: rule.severity,
+        trigger: Trigger {
+            quantity: r.quantity.name().to_string(),
+            value: trigger_value(r.quantity, r.value),
+            threshold,
+            ts_ns: r.ts_ns,
+        },
+        late,
+    }
+}
+
+/// Local minute of the day for a UTC timestamp.
+fn local_minute(ts_ns: i64, offset_min: i32) -> u16 {
+    let min = ts_ns.div_euclid(60 * NS_PER_S) + i64::from(offset_min);
+    min.rem_euclid(i64::from(MIN_PER_DAY)) as u16
+}

@@ -1,0 +1,420 @@
+//! Every rule kind, evaluated in reading-timestamp order.
+
+use protocol::uplink::Quality;
+use protocol::Quantity;
+use wangge_events::rules::{Condition, ConditionKind, Evaluator, RuleInput, RuleSet};
+
+const S: i64 = 1_000_000_000;
+/// 2024-11-25T00:00:00Z = 08:00 local (UTC+8).
+const T0: i64 = 1_732_492_800 * S;
+
+fn reading<'a>(component_type: &'a str, q: Quantity, value: f64, ts_ns: i64) -> RuleInput<'a> {
+    RuleInput {
+        component_id: "C1",
+        component_type,
+        sensor_id: "S1",
+        interval_s: 60,
+        quantity: q,
+        value,
+        ts_ns,
+        quality: Quality::Good,
+    }
+}
+
+fn feed(ev: &mut Evaluator, ctype: &str, q: Quantity, series: &[(i64, f64)]) -> Vec<Condition> {
+    let mut out = Vec::new();
+    for &(t, v) in series {
+        out.extend(ev.evaluate(&reading(ctype, q, v, T0 + t * S), T0 + t * S));
+    }
+    out
+}
+
+fn kinds(c: &[Condition]) -> Vec<(ConditionKind, &str, i64)> {
+    c.iter()
+        .map(|c| (c.kind, c.event_type.as_str(), (c.trigger.ts_ns - T0) / S))
+        .collect()
+}
+
+#[test]
+fn the_built_in_rules_file_is_valid_and_covers_the_catalogue() {
+    let set = RuleSet::defaults();
+    let mut types: Vec<&str> = set.rules.iter().map(|r| &*r.event_type).collect();
+    types.sort();
+    types.dedup();
+    for t in [
+        "manhole.displaced",
+        "light.fault",
+        "hydrant.low_pressure",
+        "hydrant.impact",
+        "flood.warning",
+        "flood.danger",
+        "fire.smoke",
+        "gas.leak",
+        "security.door_open",
+        "security.intrusion",
+        "elevator.entrapment",
+        "elevator.fault",
+        "electrical.leakage",
+        "sanitation.bin_full",
+        "environment.pm25_high",
+        "device.offline",
+        "device.battery_low",
+    ] {
+        assert!(types.contains(&t), "missing default rule for {t}");
+    }
+}
+
+#[test]
+fn config_errors_name_the_rule_and_field() {
+    let text = "[[rule]]\ncomponent_type = \"x\"\nevent = \"a.b\"\nseverity = \"major\"\nkind = \"threshold\"\nquantity = \"tilt\"\nop = \"~\"\nvalue = 1.0\n";
+    let err = RuleSet::parse(text, "rules.toml").unwrap_err().to_string();
+    assert!(
+        err.contains("rules.toml") && err.contains("rule #1") && err.contains("`op`"),
+        "{err}"
+    );
+    let unknown = "[[rule]]\ncomponent_type = \"x\"\nevent = \"a.b\"\nseverity = \"major\"\nkind = \"state\"\nquantity = \"opened\"\ncolour = 1\n";
+    let err = RuleSet::parse(unknown, "rules.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("colour") && err.contains("line"), "{err}");
+}
+
+#[test]
+fn threshold_with_hysteresis_raises_once_and_clears_below_threshold_minus_h() {
+    // flood.warning: ≥ 15 cm, hysteresis 3 → clears only below 12.
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    let out = feed(
+        &mut ev,
+        "flood_gauge",
+        Quantity::WaterLevel,
+        &[
+            (0, 10.0),
+            (60, 15.0),
+            (120, 14.0),
+            (180, 13.0),
+            (240, 16.0),
+            (300, 11.9),
+            (360, 15.5),
+        ],
+    );
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (ConditionKind::Raised, "flood.warning", 60),
+            (ConditionKind::Cleared, "flood.warning", 300),
+            (ConditionKind::Raised, "flood.warning", 360),
+        ]
+    );
+    assert_eq!(out[0].trigger.threshold, Some(15.0));
+    assert!(!out[0].late);
+}
+
+#[test]
+fn for_at_least_a_duration_needs_the_condition_to_hold_that_long() {
+    // hydrant.low_pressure: < 0.14 MPa for 60 s.
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    let out = feed(
+        &mut ev,
+        "fire_hydrant",
+        Quantity::Pressure,
+        &[
+            (0, 0.10),
+            (30, 0.20),
+            (40, 0.10),
+            (70, 0.10),
+            (100, 0.12),
+            (130, 0.30),
+        ],
+    );
+    // The dip at 0 lasted < 60 s; the one from 40 held until 100 (60 s).
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (ConditionKind::Raised, "hydrant.low_pressure", 100),
+            (ConditionKind::Cleared, "hydrant.low_pressure", 130),
+        ]
+    );
+}
+
+#[test]
+fn boolean_states_raise_and_clear_and_two_rules_share_one_event() {
+    // manhole.displaced: opened, or tilt > 15° for 10 s.
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    let mut out = feed(
+        &mut ev,
+        "manhole_cover",
+        Quantity::Opened,
+        &[(0, 0.0), (10, 1.0)],
+    );
+    out.extend(feed(
+        &mut ev,
+        "manhole_cover",
+        Quantity::Tilt,
+        &[(11, 40.0), (30, 40.0)],
+    ));
+    // The tilt rule now also holds, but the event is already raised: nothing new.
+    out.extend(feed(
+        &mut ev,
+        "manhole_cover",
+        Quantity::Opened,
+        &[(40, 0.0)],
+    ));
+    // Still tilted: not cleared yet.
+    out.extend(feed(&mut ev, "manhole_cover", Quantity::Tilt, &[(50, 1.0)]));
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (ConditionKind::Raised, "manhole.displaced", 10),
+            (ConditionKind::Cleared, "manhole.displaced", 50),
+        ]
+    );
+    assert_eq!(out[0].trigger.value, serde_json::json!(true));
+}
+
+#[test]
+fn permitted_hours_raise_only_outside_them() {
+    // security.door_open: outside 06:00-22:00 local (UTC+8). T0 = 08:00 local.
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    let day = feed(
+        &mut ev,
+        "door_contact",
+        Quantity::DoorOpen,
+        &[(0, 1.0), (60, 0.0)],
+    );
+    assert!(
+        day.is_empty(),
+        "a door opened at 08:00 for a minute is fine: {day:?}"
+    );
+    // 23:00 local = T0 + 15 h.
+    let night = 15 * 3600;
+    let out = feed(
+        &mut ev,
+        "door_contact",
+        Quantity::DoorOpen,
+        &[(night, 1.0), (night + 30, 0.0)],
+    );
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (ConditionKind::Raised, "security.door_open", night),
+            (ConditionKind::Cleared, "security.door_open", night + 30),
+        ]
+    );
+}
+
+#[test]
+fn a_door_held_open_by_day_raises_after_five_minutes() {
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    let out = feed(
+        &mut ev,
+        "door_contact",
+        Quantity::DoorOpen,
+        &[(0, 1.0), (120, 1.0), (300, 1.0), (360, 0.0)],
+    );
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (ConditionKind::Raised, "security.door_open", 300),
+            (ConditionKind::Cleared, "security.door_open", 360),
+        ]
+    );
+}
+
+#[test]
+fn active_hours_raise_only_inside_them() {
+    let text = r#"
+[[rule]]
+component_type = "intrusion"
+event = "security.intrusion"
+severity = "critical"
+kind = "state"
+quantity = "motion"
+active_hours = "22:00-06:00"
+"#;
+    let mut ev = Evaluator::new(RuleSet::parse(text, "t").unwrap());
+    // 08:00 local: disarmed.
+    assert!(feed(
+        &mut ev,
+        "intrusion",
+        Quantity::Motion,
+        &[(0, 1.0), (10, 0.0)]
+    )
+    .is_empty());
+    // 23:00 local: armed (window wraps past midnight).
+    let night = 15 * 3600;
+    let out = feed(&mut ev, "intrusion", Quantity::Motion, &[(night, 1.0)]);
+    assert_eq!(
+        kinds(&out),
+        vec![(ConditionKind::Raised, "security.intrusion", night)]
+    );
+}
+
+#[test]
+fn a_street_light_fault_needs_the_lamp_switched_on() {
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    // Off and no current: fine.
+    let mut out = feed(&mut ev, "street_light", Quantity::LampOn, &[(0, 0.0)]);
+    out.extend(feed(
+        &mut ev,
+        "street_light",
+        Quantity::Current,
+        &[(0, 0.0), (400, 0.0)],
+    ));
+    assert!(out.is_empty(), "{out:?}");
+    // Switched on (same timestamp as a current reading, as one message carries both), no current.
+    out.extend(feed(
+        &mut ev,
+        "street_light",
+        Quantity::LampOn,
+        &[(600, 1.0)],
+    ));
+    out.extend(feed(
+        &mut ev,
+        "street_light",
+        Quantity::Current,
+        &[(600, 0.01), (900, 0.01)],
+    ));
+    assert_eq!(
+        kinds(&out),
+        vec![(ConditionKind::Raised, "light.fault", 900)]
+    );
+    // Lamp switched off clears it.
+    let off = feed(&mut ev, "street_light", Quantity::LampOn, &[(1000, 0.0)]);
+    assert_eq!(off[0].kind, ConditionKind::Cleared);
+}
+
+#[test]
+fn rate_of_change_per_minute() {
+    let text = r#"
+[[rule]]
+component_type = "flood_gauge"
+event = "flood.rising"
+severity = "minor"
+kind = "rate"
+quantity = "water_level"
+op = ">="
+value = 5.0
+hysteresis = 1.0
+"#;
+    let mut ev = Evaluator::new(RuleSet::parse(text, "t").unwrap());
+    let out = feed(
+        &mut ev,
+        "flood_gauge",
+        Quantity::WaterLevel,
+        // +2/min, +6/min (raise), +4.5/min (holds: clears below 4), +1/min (clear)
+        &[(0, 0.0), (60, 2.0), (120, 8.0), (180, 12.5), (240, 13.5)],
+    );
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (ConditionKind::Raised, "flood.rising", 120),
+            (ConditionKind::Cleared, "flood.rising", 240),
+        ]
+    );
+}
+
+#[test]
+fn battery_low_on_any_component_type() {
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    let out = feed(
+        &mut ev,
+        "smoke_detector",
+        Quantity::Battery,
+        &[(0, 50.0), (60, 19.0), (120, 22.0), (180, 26.0)],
+    );
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (ConditionKind::Raised, "device.battery_low", 60),
+            (ConditionKind::Cleared, "device.battery_low", 180),
+        ]
+    );
+}
+
+#[test]
+fn offline_after_three_silent_intervals_and_back_online_on_the_next_reading() {
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    feed(&mut ev, "waste_bin", Quantity::FillLevel, &[(0, 10.0)]);
+    assert!(
+        ev.tick(T0 + 179 * S).is_empty(),
+        "2.98 intervals is not yet offline"
+    );
+    let out = ev.tick(T0 + 181 * S);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].kind, out[0].event_type.as_str()),
+        (ConditionKind::Raised, "device.offline")
+    );
+    assert_eq!(out[0].trigger.ts_ns, T0 + 180 * S);
+    assert!(ev.tick(T0 + 500 * S).is_empty(), "raised once");
+    let back = feed(&mut ev, "waste_bin", Quantity::FillLevel, &[(600, 11.0)]);
+    assert_eq!(
+        kinds(&back),
+        vec![(ConditionKind::Cleared, "device.offline", 600)]
+    );
+}
+
+#[test]
+fn watched_sensors_that_never_report_go_offline() {
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    ev.watch_sensor("S9", "C9", "gas_detector", 30, T0);
+    let out = ev.tick(T0 + 91 * S);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].component_id, "C9");
+}
+
+#[test]
+fn bad_readings_never_trigger_and_suspect_ones_are_configurable() {
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    let mut r = reading("gas_detector", Quantity::Gas, 99.0, T0);
+    r.quality = Quality::Bad;
+    assert!(ev.evaluate(&r, T0).is_empty());
+    r.quality = Quality::Suspect;
+    r.ts_ns += S;
+    assert!(
+        ev.evaluate(&r, T0).is_empty(),
+        "suspect does not raise by default"
+    );
+
+    let text =
+        RuleSet::defaults_text().replace("suspect_triggers = false", "suspect_triggers = true");
+    let mut ev = Evaluator::new(RuleSet::parse(&text, "t").unwrap());
+    assert_eq!(
+        ev.evaluate(&r, T0).len(),
+        1,
+        "suspect raises when configured"
+    );
+}
+
+#[test]
+fn a_late_backlog_raises_with_true_times_marked_late_and_never_re_raises() {
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    let now = T0 + 3600 * S;
+    // A backlog from an hour ago arrives: gas leak at 60 s, cleared at 120 s.
+    let series = [(0, 5.0), (60, 25.0), (120, 10.0)];
+    let mut out = Vec::new();
+    for &(t, v) in &series {
+        out.extend(ev.evaluate(&reading("gas_detector", Quantity::Gas, v, T0 + t * S), now));
+    }
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (ConditionKind::Raised, "gas.leak", 60),
+            (ConditionKind::Cleared, "gas.leak", 120)
+        ]
+    );
+    assert!(out.iter().all(|c| c.late));
+    // The same backlog resent (edge retry): nothing.
+    for &(t, v) in &series {
+        assert!(ev
+            .evaluate(&reading("gas_detector", Quantity::Gas, v, T0 + t * S), now)
+            .is_empty());
+    }
+    // A straggler older than what was seen: nothing.
+    assert!(ev
+        .evaluate(
+            &reading("gas_detector", Quantity::Gas, 50.0, T0 + 90 * S),
+            now
+        )
+        .is_empty());
+}
