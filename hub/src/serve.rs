@@ -134,7 +134,8 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     state.admin_token = cfg.effective_admin_token().map(Arc::from);
     state.limits = cfg.http.limits();
     state.metric_sources = metric_sources;
-    let app = api::router(state);
+    // The dashboard (SPA at `/`, assets embedded) has no fallback, so it merges beside the API.
+    let app = api::router(state).merge(wangge_dashboard::router());
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("bind HTTP {}", cfg.http.listen))?;
