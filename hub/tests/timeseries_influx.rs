@@ -1,0 +1,235 @@
+//! The InfluxDB v2 sink against a real VictoriaMetrics process, including an outage.
+
+use hub::timeseries::influx::{InfluxConfig, InfluxSink};
+use hub::timeseries::{StoredReading, TimeSeriesSink};
+use protocol::uplink::{Quality, Reading, ReadingFlags};
+use protocol::{Quantity, Value};
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const S: i64 = 1_000_000_000;
+
+/// A victoria-metrics process, killed (by its pid) when dropped.
+struct Vm {
+    child: Child,
+    port: u16,
+}
+
+impl Vm {
+    fn start(data: &Path, port: u16) -> Vm {
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", data.display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            // InfluxDB overwrites a rewritten point; VictoriaMetrics keeps one sample per
+            // series and timestamp only with deduplication on.
+            .arg("-dedup.minScrapeInterval=1ms")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics is installed (scripts/install-test-deps)");
+        let vm = Vm { child, port };
+        wait("victoria-metrics health", 30, || {
+            http_get(port, "/health").is_some_and(|b| b.contains("OK"))
+        });
+        vm
+    }
+
+    /// Graceful stop (SIGTERM): VictoriaMetrics flushes what it acknowledged. (A SIGKILL can
+    /// lose the last second of points it had already acknowledged: the server's own limit.)
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Minimal HTTP/1.0 GET (the test avoids depending on an async client).
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.lines()
+        .next()?
+        .contains(" 200 ")
+        .then(|| body.to_string())
+}
+
+fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (sensor, ts) of every exported `tilt_value` sample, and how many samples in total.
+fn exported(port: u16) -> (HashSet<(String, i64)>, usize) {
+    let _ = http_get(port, "/internal/force_flush");
+    let body = http_get(port, "/api/v1/export?match[]=tilt_value").unwrap_or_default();
+    let mut set = HashSet::new();
+    let mut total = 0;
+    for line in body.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("export line is JSON");
+        let sensor = v["metric"]["sensor"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for ts in v["timestamps"].as_array().into_iter().flatten() {
+            total += 1;
+            set.insert((sensor.clone(), ts.as_i64().unwrap_or_default()));
+        }
+    }
+    (set, total)
+}
+
+fn group(g: i64, t0: i64, n: i64) -> Vec<StoredReading> {
+    (0..n)
+        .map(|i| StoredReading {
+            reading: Reading {
+                sensor: format!("MH-{:04}", i % 50).as_str().into(),
+                quantity: Quantity::Tilt,
+                value: Value::Float((g * n + i) as f64),
+                // Millisecond timestamps (VictoriaMetrics keeps ms), distinct per (sensor, ts).
+                ts_ns: t0 + (g * n + i) * 1_000_000,
+                quality: Quality::Good,
+                flags: ReadingFlags::default(),
+            },
+            edge_id: "edge-1".into(),
+            component_id: Some(format!("32050801010000{:02}", i % 50)),
+            grid_cell: Some("grid 1".into()),
+            department: Some("water,supply".into()),
+        })
+        .collect()
+}
+
+#[test]
+fn an_outage_of_the_server_loses_nothing_and_duplicates_nothing() {
+    let vm_data = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut vm = Some(Vm::start(vm_data.path(), port));
+    let mut cfg = InfluxConfig::new(&vm.as_ref().unwrap().url(), "wangge", "readings", "token");
+    cfg.spill_dir = spill.path().to_path_buf();
+    cfg.batch_size = 1000;
+    cfg.retry_backoff_ms_max = 500;
+    let sink = InfluxSink::start(&cfg).unwrap();
+    let metrics = sink.metrics();
+    let (groups, n) = (20i64, 1000i64);
+    let t0 = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+        - 3600 * S)
+        / 1_000_000
+        * 1_000_000;
+
+    for g in 0..5 {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    wait("first 5000 points sent", 60, || {
+        metrics
+            .points_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 5000
+    });
+    // The server goes away mid-stream; writes still succeed (spilled durably).
+    vm.take().unwrap().stop();
+    for g in 5..15 {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    // A resend of an earlier group (as after a hub crash before its ack).
+    sink.write(&group(2, t0, n)).unwrap();
+    wait("the drain notices the outage", 60, || {
+        metrics
+            .posts_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    });
+    assert!(sink.backlog_bytes() > 0, "readings wait in the spill");
+    // The server returns (same data, same port).
+    let vm = Vm::start(vm_data.path(), port);
+    for g in 15..groups {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    let want = (groups * n) as usize;
+    let mut seen = 0;
+    wait("every reading readable in VictoriaMetrics", 120, || {
+        let n = exported(vm.port).0.len();
+        if n != seen {
+            eprintln!("exported {n} of {want}");
+            seen = n;
+        }
+        n >= want
+    });
+    let _ = seen;
+    wait("spill drained", 60, || sink.backlog_bytes() == 0);
+    let (set, total) = exported(vm.port);
+    assert_eq!(set.len(), want);
+    assert_eq!(total, want, "each reading exactly once");
+    let mut text = String::new();
+    metrics.render_prometheus(&mut text);
+    assert!(
+        text.contains("wangge_influx_spill_backlog_bytes 0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn spilled_readings_are_sent_by_the_next_process() {
+    let vm_data = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cfg = InfluxConfig::new(
+        &format!("http://127.0.0.1:{port}"),
+        "wangge",
+        "readings",
+        "t",
+    );
+    cfg.spill_dir = spill.path().to_path_buf();
+    cfg.retry_backoff_ms_max = 300;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = (now_ms - 7_200_000) * 1_000_000;
+    {
+        // No server at all: everything stays in the spill when the hub stops.
+        let sink = InfluxSink::start(&cfg).unwrap();
+        sink.write(&group(0, t0, 3000)).unwrap();
+        assert!(sink.backlog_bytes() > 0);
+    }
+    let vm = Vm::start(vm_data.path(), port);
+    let sink = InfluxSink::start(&cfg).unwrap();
+    wait("spilled readings delivered after restart", 120, || {
+        exported(vm.port).0.len() >= 3000
+    });
+    wait("spill drained", 60, || sink.backlog_bytes() == 0);
+    assert_eq!(exported(vm.port).1, 3000);
+}
