@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 /// A config error, already phrased for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source} (fix: check the path given to --config)")]
+    #[error("{path}: cannot read: {source} (fix: {fix})")]
     Read {
         path: String,
         source: std::io::Error,
+        fix: &'static str,
     },
     #[error("{path}:{line}:{column}: {message} (fix: {fix})")]
     Parse {
@@ -383,6 +384,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
+            fix: "check the path given to --config",
         })?;
         Config::parse(path, &text)
     }
@@ -428,7 +430,10 @@ impl Config {
                 "use the edge id the hub issued, e.g. \"edge-xq-01\"",
             ));
         }
-        if self.hub.secret.is_none() && self.hub.secret_file.is_none() {
+        if self.hub.secret.is_none()
+            && self.hub.secret_file.is_none()
+            && std::env::var_os("WANGGE_EDGE_SECRET").is_none()
+        {
             return Err(self.invalid(
                 "hub.secret",
                 "no secret configured",
@@ -514,8 +519,14 @@ impl Config {
         Ok(())
     }
 
-    /// The edge's secret, from `hub.secret` or the first line of `hub.secret_file`.
+    /// The edge's secret: `$WANGGE_EDGE_SECRET` if set, else `hub.secret`, else the first
+    /// line of `hub.secret_file`.
     pub fn secret(&self) -> Result<String, ConfigError> {
+        if let Ok(s) = std::env::var("WANGGE_EDGE_SECRET") {
+            if !s.is_empty() {
+                return Ok(s);
+            }
+        }
         if let Some(s) = &self.hub.secret {
             return Ok(s.clone());
         }
@@ -523,6 +534,7 @@ impl Config {
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
+            fix: "write the secret the hub issued (`hub edge add ID`) to hub.secret_file, or set hub.secret / $WANGGE_EDGE_SECRET",
         })?;
         Ok(text.lines().next().unwrap_or("").trim().to_string())
     }

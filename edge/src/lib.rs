@@ -8,6 +8,13 @@
 //! a live tail and buffer stats; `check` is the technician's pre-flight.
 
 pub mod buffer;
+pub mod check;
 pub mod config;
+pub mod ingest;
+pub mod local_api;
+pub mod metrics;
 pub mod normalize;
 pub mod registry;
+pub mod run;
+pub mod source;
+pub mod uplink;

@@ -10,6 +10,7 @@ pub fn load_csv(path: &Path, edge_id: &str) -> Result<HashSet<String>, ConfigErr
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
+        fix: "point edge.registry at the registry seed sensors.csv",
     })?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();

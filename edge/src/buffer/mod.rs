@@ -597,20 +597,45 @@ impl Buffer {
         Ok(())
     }
 
-    /// Persists the acked cursors if they moved (atomic rename; two fsyncs).
-    pub fn persist_cursor(&mut self) -> io::Result<()> {
+    /// The acked cursors if they moved since the last persist; write them with
+    /// [`write_cursor`] outside the lock, then call [`Buffer::cursor_persisted`].
+    pub fn cursor_to_persist(&self) -> Option<(PathBuf, [u64; 2])> {
         let acked = [self.logs[0].acked, self.logs[1].acked];
-        if acked == self.persisted_acked {
-            return Ok(());
-        }
-        let mut bytes = Vec::with_capacity(20);
-        bytes.extend_from_slice(&acked[0].to_le_bytes());
-        bytes.extend_from_slice(&acked[1].to_le_bytes());
-        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        write_atomically(&self.dir, CURSOR_FILE, &bytes)?;
+        (acked != self.persisted_acked).then(|| (self.dir.clone(), acked))
+    }
+
+    pub fn cursor_persisted(&mut self, acked: [u64; 2]) {
         self.persisted_acked = acked;
+    }
+
+    /// Persists the acked cursors now if they moved (tests, shutdown).
+    pub fn persist_cursor(&mut self) -> io::Result<()> {
+        if let Some((dir, acked)) = self.cursor_to_persist() {
+            write_cursor(&dir, acked)?;
+            self.cursor_persisted(acked);
+        }
         Ok(())
+    }
+
+    /// Timestamp of the next reading the uplink will take (the oldest not yet in flight).
+    pub fn peek_ts(&mut self) -> Option<i64> {
+        for lane in Lane::ALL {
+            let log = &mut self.logs[lane as usize];
+            if log.durable > log.read.index {
+                let saved = (log.read.clone(), log.reader.take());
+                let mut one = Vec::with_capacity(1);
+                let ok = log.take(1, &mut one).is_ok();
+                log.read = saved.0;
+                log.reader = None;
+                drop(saved.1);
+                if ok {
+                    if let Some(r) = one.first() {
+                        return Some(r.ts_ns);
+                    }
+                }
+            }
+        }
+        None
     }
 
     pub fn stats(&self) -> BufferStats {
@@ -622,6 +647,16 @@ impl Buffer {
             ..self.stats.clone()
         }
     }
+}
+
+/// Writes the acked cursors (atomic rename; two fsyncs). Safe to call without the lock.
+pub fn write_cursor(dir: &Path, acked: [u64; 2]) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(20);
+    bytes.extend_from_slice(&acked[0].to_le_bytes());
+    bytes.extend_from_slice(&acked[1].to_le_bytes());
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    write_atomically(dir, CURSOR_FILE, &bytes)
 }
 
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {

@@ -33,6 +33,7 @@ impl Normalizer {
                 return Err(ConfigError::Read {
                     path: dir.display().to_string(),
                     source,
+                    fix: "check edge.profiles_dir (default: profiles next to the config)",
                 })
             }
         };

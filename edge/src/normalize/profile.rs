@@ -226,6 +226,7 @@ impl Profile {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
+            fix: "check edge.profiles_dir and the profile file",
         })?;
         let file: ProfileFile = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
         Profile::compile(&path.display().to_string(), file)

@@ -1,0 +1,238 @@
+//! `edge check`: the technician's pre-flight. One line per check, `OK` or `FAIL` with the
+//! reason and the fix; any failure makes the command exit non-zero.
+
+use crate::config::Config;
+use crate::normalize::Normalizer;
+use crate::{registry, source, uplink};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet};
+use std::time::Duration;
+
+/// One check's verdict.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.ok {
+            write!(f, "OK   {}: {}", self.name, self.detail)
+        } else {
+            write!(f, "FAIL {}: {} (fix: {})", self.name, self.detail, self.fix)
+        }
+    }
+}
+
+fn ok(name: impl Into<String>, detail: impl Into<String>) -> Verdict {
+    Verdict {
+        name: name.into(),
+        ok: true,
+        detail: detail.into(),
+        fix: String::new(),
+    }
+}
+
+fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Verdict {
+    Verdict {
+        name: name.into(),
+        ok: false,
+        detail: detail.into(),
+        fix: fix.into(),
+    }
+}
+
+/// Runs every check, printing each line as it completes.
+pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    let emit = |v: Verdict, out: &mut Vec<Verdict>| {
+        println!("{v}");
+        out.push(v);
+    };
+    emit(
+        ok("config", format!("{} parsed", cfg.source_path.display())),
+        &mut out,
+    );
+    match Normalizer::load(&cfg.edge.profiles_dir, cfg) {
+        Ok(n) => emit(ok("profiles", n.profile_names().join(", ")), &mut out),
+        Err(e) => emit(
+            fail(
+                "profiles",
+                e.to_string(),
+                "correct the profile file named above",
+            ),
+            &mut out,
+        ),
+    }
+    match registry::registered(cfg) {
+        Ok(s) => emit(
+            ok("registry", format!("{} registered sensors", s.len())),
+            &mut out,
+        ),
+        Err(e) => emit(
+            fail(
+                "registry",
+                e.to_string(),
+                "point edge.registry at the sensors CSV",
+            ),
+            &mut out,
+        ),
+    }
+    emit(check_data_dir(cfg), &mut out);
+    let secret = cfg.secret();
+    if let Err(e) = &secret {
+        let hub = format!("hub ({}:{})", cfg.hub.host, cfg.hub.port);
+        let v = Verdict {
+            name: "hub.secret".into(),
+            ok: false,
+            detail: e.to_string(),
+            fix: String::new(),
+        };
+        println!("FAIL {}: {}", v.name, v.detail);
+        out.push(v);
+        emit(
+            fail(
+                hub,
+                "not checked: no secret to log in with",
+                "fix hub.secret first",
+            ),
+            &mut out,
+        );
+    }
+    for s in &cfg.serial {
+        let name = format!("serial {} ({})", s.name, s.path.display());
+        let v = match source::serial::open(s) {
+            Ok(_) => ok(name, format!("opened at {} baud", s.baud)),
+            Err(e) => fail(
+                name,
+                e.to_string(),
+                "check the cable/USB adapter and the path (`edge ports` lists ports present)",
+            ),
+        };
+        emit(v, &mut out);
+    }
+    for s in &cfg.mqtt {
+        let name = format!("mqtt {} ({}:{})", s.name, s.host, s.port);
+        let opts = source::mqtt::options(s, &format!("{}-check", cfg.edge.id));
+        emit(
+            mqtt_connect(
+                name,
+                opts,
+                timeout,
+                "check mqtt.host/port and that the site broker runs",
+                "check mqtt.username/password",
+            )
+            .await,
+            &mut out,
+        );
+    }
+    if let Ok(secret) = &secret {
+        let name = format!("hub ({}:{})", cfg.hub.host, cfg.hub.port);
+        match uplink::mqtt_options(cfg, secret, "-check") {
+            Ok(opts) => emit(
+                mqtt_connect(
+                    name,
+                    opts,
+                    timeout,
+                    "check hub.host/port, the network and the firewall; is the hub running?",
+                    "check edge.id and hub.secret against what the hub issued",
+                )
+                .await,
+                &mut out,
+            ),
+            Err(e) => emit(fail(name, e.to_string(), "check hub.ca_file"), &mut out),
+        }
+    }
+    match std::net::TcpListener::bind(cfg.local_api.listen) {
+        Ok(_) => emit(ok("local_api", format!("{} free", cfg.local_api.listen)), &mut out),
+        Err(e) => emit(
+            fail(
+                "local_api",
+                format!("{}: {e}", cfg.local_api.listen),
+                "another process (a running edge?) holds the port; stop it or change local_api.listen",
+            ),
+            &mut out,
+        ),
+    }
+    out
+}
+
+fn check_data_dir(cfg: &Config) -> Verdict {
+    let dir = &cfg.edge.data_dir;
+    let name = format!("data_dir ({})", dir.display());
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return fail(
+            name,
+            e.to_string(),
+            "create the directory or set edge.data_dir",
+        );
+    }
+    let probe = dir.join(".edge-check");
+    if let Err(e) = std::fs::write(&probe, b"x").and_then(|_| std::fs::remove_file(&probe)) {
+        return fail(
+            name,
+            format!("not writable: {e}"),
+            "fix permissions or set edge.data_dir",
+        );
+    }
+    match free_bytes(dir) {
+        Some(free) if free < cfg.buffer.buffer_bytes_max / 2 => fail(
+            name,
+            format!(
+                "only {} MiB free for buffer_bytes_max {} MiB",
+                free >> 20,
+                cfg.buffer.buffer_bytes_max >> 20
+            ),
+            "free disk space or lower buffer.buffer_bytes_max",
+        ),
+        Some(free) => ok(name, format!("writable, {} MiB free", free >> 20)),
+        None => ok(name, "writable"),
+    }
+}
+
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; c is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Connects once and waits for CONNACK.
+async fn mqtt_connect(
+    name: String,
+    mut opts: rumqttc::MqttOptions,
+    timeout: Duration,
+    fix_unreachable: &str,
+    fix_refused: &str,
+) -> Verdict {
+    opts.set_clean_session(true);
+    let (client, mut el) = AsyncClient::new(opts, 4);
+    let res = tokio::time::timeout(timeout, async {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(c))) => return Ok(c.code),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    let _ = client.try_disconnect();
+    match res {
+        Ok(Ok(ConnectReturnCode::Success)) => ok(name, "connected"),
+        Ok(Ok(code)) => fail(name, format!("refused: {code:?}"), fix_refused),
+        Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => {
+            fail(name, format!("refused: {code:?}"), fix_refused)
+        }
+        Ok(Err(e)) => fail(name, format!("unreachable: {e}"), fix_unreachable),
+        Err(_) => fail(
+            name,
+            format!("no answer within {} s", timeout.as_secs()),
+            fix_unreachable,
+        ),
+    }
+}

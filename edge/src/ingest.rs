@@ -1,0 +1,214 @@
+//! The path every reading takes from a source into the buffer: normalize → validate →
+//! append, plus the group-commit thread that makes appended readings durable.
+
+use crate::buffer::{self, Buffer};
+use crate::metrics::{Metrics, SourceMetrics};
+use crate::normalize::profile::Report;
+use crate::normalize::validate::Validator;
+use crate::normalize::Normalizer;
+use protocol::uplink::Reading;
+use protocol::SensorFrame;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, Notify};
+
+/// Live readings for `edge tail`: bounded; a slow tail loses readings, never the agent.
+pub const TAIL_CAPACITY: usize = 4096;
+
+pub struct Ingest {
+    pub normalizer: Normalizer,
+    pub validator: Mutex<Validator>,
+    pub buffer: Arc<Mutex<Buffer>>,
+    pub metrics: Arc<Metrics>,
+    pub tail: broadcast::Sender<Arc<Reading>>,
+    /// Wakes the sync thread early when `flush_records` are pending.
+    sync_kick: SyncSender<()>,
+    flush_records: u64,
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl Ingest {
+    pub fn new(
+        normalizer: Normalizer,
+        validator: Validator,
+        buffer: Arc<Mutex<Buffer>>,
+        metrics: Arc<Metrics>,
+        flush_records: u64,
+    ) -> (Arc<Ingest>, Receiver<()>) {
+        let (sync_kick, kicks) = std::sync::mpsc::sync_channel(1);
+        let (tail, _) = broadcast::channel(TAIL_CAPACITY);
+        (
+            Arc::new(Ingest {
+                normalizer,
+                validator: Mutex::new(validator),
+                buffer,
+                metrics,
+                tail,
+                sync_kick,
+                flush_records,
+            }),
+            kicks,
+        )
+    }
+
+    /// One MQTT message from a site broker.
+    pub fn mqtt_message(&self, src: &SourceMetrics, topic: &str, payload: &[u8]) {
+        src.messages.fetch_add(1, Relaxed);
+        let mut reports = Vec::new();
+        match self.normalizer.mqtt(topic, payload, &mut reports) {
+            Ok(skipped) => {
+                if skipped > 0 {
+                    self.metrics
+                        .values_skipped
+                        .fetch_add(skipped as u64, Relaxed);
+                    self.metrics.reject("bad_value", topic);
+                }
+                self.accept(src, &reports);
+            }
+            Err(e) => self.metrics.reject(e.reason(), topic),
+        }
+    }
+
+    /// One text line from a serial port.
+    pub fn text_line(&self, src: &SourceMetrics, line: &str) {
+        src.messages.fetch_add(1, Relaxed);
+        match self.normalizer.text_line(line) {
+            Ok((report, skipped)) => {
+                if skipped > 0 {
+                    self.metrics
+                        .values_skipped
+                        .fetch_add(skipped as u64, Relaxed);
+                    self.metrics.reject("bad_value", &src.name);
+                }
+                self.accept(src, std::slice::from_ref(&report));
+            }
+            Err(e) => self.metrics.reject(e.reason(), &src.name),
+        }
+    }
+
+    /// One decoded binary frame from a serial port.
+    pub fn frame(&self, src: &SourceMetrics, frame: &SensorFrame<'_>) {
+        src.messages.fetch_add(1, Relaxed);
+        let report = self.normalizer.frame(frame);
+        self.accept(src, std::slice::from_ref(&report));
+    }
+
+    fn accept(&self, src: &SourceMetrics, reports: &[Report]) {
+        let recv = now_ns();
+        let mut readings = Vec::new();
+        if let Ok(mut v) = self.validator.lock() {
+            for r in reports {
+                let o = v.validate(r, recv, &mut readings);
+                let m = &self.metrics;
+                if o.duplicate {
+                    m.duplicates.fetch_add(1, Relaxed);
+                }
+                if o.ts_from_edge {
+                    m.ts_from_edge.fetch_add(1, Relaxed);
+                }
+                if o.unregistered {
+                    m.unregistered.fetch_add(r.values.len() as u64, Relaxed);
+                }
+                m.quality_bad.fetch_add(u64::from(o.bad), Relaxed);
+                m.quality_suspect.fetch_add(u64::from(o.suspect), Relaxed);
+            }
+        }
+        if readings.is_empty() {
+            return;
+        }
+        src.readings_in.fetch_add(readings.len() as u64, Relaxed);
+        let pending = match self.buffer.lock() {
+            Ok(mut b) => {
+                for r in &readings {
+                    if let Err(e) = b.append(r) {
+                        self.metrics.buffer_errors.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, "buffer append failed");
+                    }
+                }
+                b.pending_sync()
+            }
+            Err(_) => 0,
+        };
+        if pending >= self.flush_records {
+            let _ = self.sync_kick.try_send(());
+        }
+        if self.tail.receiver_count() > 0 {
+            for r in readings {
+                let _ = self.tail.send(Arc::new(r));
+            }
+        }
+    }
+}
+
+/// Group commit: every `flush_interval` (or sooner when kicked) fdatasync what is pending,
+/// outside the buffer lock, then persist the acked cursor if it moved. Runs on its own
+/// thread so an fsync never stalls the async runtime.
+pub fn spawn_sync_thread(
+    buffer: Arc<Mutex<Buffer>>,
+    metrics: Arc<Metrics>,
+    kicks: Receiver<()>,
+    flush_interval: Duration,
+    durable: Arc<Notify>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("buffer-sync".into())
+        .spawn(move || loop {
+            let last = stop.load(Relaxed);
+            match kicks.recv_timeout(flush_interval) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                // Ingest is gone (shutdown): keep the interval without a busy loop.
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(flush_interval),
+            }
+            let ticket = match buffer.lock() {
+                Ok(mut b) => b.prepare_sync(),
+                Err(_) => return,
+            };
+            match ticket {
+                Ok(Some(t)) => match t.run() {
+                    Ok(()) => {
+                        if let Ok(mut b) = buffer.lock() {
+                            b.complete_sync(t);
+                        }
+                        metrics.syncs.fetch_add(1, Relaxed);
+                        durable.notify_one();
+                    }
+                    Err(e) => {
+                        metrics.buffer_errors.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, "fdatasync failed");
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    metrics.buffer_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, "buffer flush failed");
+                }
+            }
+            let cursor = buffer.lock().ok().and_then(|b| b.cursor_to_persist());
+            if let Some((dir, acked)) = cursor {
+                match buffer::write_cursor(&dir, acked) {
+                    Ok(()) => {
+                        if let Ok(mut b) = buffer.lock() {
+                            b.cursor_persisted(acked);
+                        }
+                    }
+                    Err(e) => {
+                        metrics.buffer_errors.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, "cursor write failed");
+                    }
+                }
+            }
+            if last {
+                return;
+            }
+        })
+        .expect("spawn buffer-sync thread")
+}

@@ -1,0 +1,169 @@
+//! Counters for `/metrics` (Prometheus text) and `/health`: atomics on the hot path,
+//! a small bounded map only for rejects by (reason, topic).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Distinct (reason, topic) pairs kept; later ones count under topic `(other)`.
+const REJECT_KEYS_MAX: usize = 1000;
+
+/// One ingest source (an MQTT broker or a serial port).
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    pub name: String,
+    pub kind: &'static str,
+    pub up: AtomicBool,
+    pub messages: AtomicU64,
+    pub readings_in: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub sources: Mutex<Vec<Arc<SourceMetrics>>>,
+    /// (reason, topic or port) → count.
+    rejects: Mutex<BTreeMap<(String, String), u64>>,
+    pub duplicates: AtomicU64,
+    pub ts_from_edge: AtomicU64,
+    pub unregistered: AtomicU64,
+    pub quality_bad: AtomicU64,
+    pub quality_suspect: AtomicU64,
+    pub values_skipped: AtomicU64,
+    pub buffer_errors: AtomicU64,
+    pub syncs: AtomicU64,
+    pub uplink_connected: AtomicBool,
+    pub batches_sent: AtomicU64,
+    pub batches_resent: AtomicU64,
+    pub batches_acked: AtomicU64,
+    pub readings_out: AtomicU64,
+    pub gaps_reported: AtomicU64,
+    pub acks_unexpected: AtomicU64,
+    /// Readings acked per second (EWMA), ×1000 for integer storage.
+    pub drain_rate_milli: AtomicU64,
+    pub ingest_rate_milli: AtomicU64,
+}
+
+impl Metrics {
+    pub fn source(&self, name: &str, kind: &'static str) -> Arc<SourceMetrics> {
+        let s = Arc::new(SourceMetrics {
+            name: name.into(),
+            kind,
+            ..Default::default()
+        });
+        if let Ok(mut v) = self.sources.lock() {
+            v.push(s.clone());
+        }
+        s
+    }
+
+    pub fn reject(&self, reason: &str, topic: &str) {
+        if let Ok(mut m) = self.rejects.lock() {
+            let key = (reason.to_string(), topic.to_string());
+            if m.len() < REJECT_KEYS_MAX || m.contains_key(&key) {
+                *m.entry(key).or_default() += 1;
+            } else {
+                *m.entry((reason.to_string(), "(other)".into())).or_default() += 1;
+            }
+        }
+    }
+
+    /// Rejects summed by reason.
+    pub fn rejects_by_reason(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        if let Ok(m) = self.rejects.lock() {
+            for ((reason, _), n) in m.iter() {
+                *out.entry(reason.clone()).or_default() += n;
+            }
+        }
+        out
+    }
+
+    pub fn readings_in(&self) -> u64 {
+        self.sources
+            .lock()
+            .map(|v| v.iter().map(|s| s.readings_in.load(Relaxed)).sum())
+            .unwrap_or(0)
+    }
+
+    /// Prometheus text exposition; `extra` appends gauges owned elsewhere (buffer).
+    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+        let mut o = String::with_capacity(4096);
+        let sources = self.sources.lock().map(|v| v.clone()).unwrap_or_default();
+        let _ = writeln!(o, "# TYPE edge_readings_in_total counter");
+        for s in &sources {
+            let _ = writeln!(
+                o,
+                "edge_readings_in_total{{source=\"{}\",kind=\"{}\"}} {}",
+                s.name,
+                s.kind,
+                s.readings_in.load(Relaxed)
+            );
+        }
+        let _ = writeln!(o, "# TYPE edge_messages_in_total counter");
+        for s in &sources {
+            let _ = writeln!(
+                o,
+                "edge_messages_in_total{{source=\"{}\",kind=\"{}\"}} {}",
+                s.name,
+                s.kind,
+                s.messages.load(Relaxed)
+            );
+        }
+        let _ = writeln!(o, "# TYPE edge_source_up gauge");
+        for s in &sources {
+            let _ = writeln!(
+                o,
+                "edge_source_up{{source=\"{}\",kind=\"{}\"}} {}",
+                s.name,
+                s.kind,
+                u8::from(s.up.load(Relaxed))
+            );
+            let _ = writeln!(
+                o,
+                "edge_source_reconnects_total{{source=\"{}\"}} {}",
+                s.name,
+                s.reconnects.load(Relaxed)
+            );
+        }
+        let _ = writeln!(o, "# TYPE edge_rejects_total counter");
+        if let Ok(m) = self.rejects.lock() {
+            for ((reason, topic), n) in m.iter() {
+                let topic = topic.replace(['"', '\\', '\n'], "_");
+                let _ = writeln!(
+                    o,
+                    "edge_rejects_total{{reason=\"{reason}\",topic=\"{topic}\"}} {n}"
+                );
+            }
+        }
+        let counters = [
+            ("edge_duplicates_dropped_total", &self.duplicates),
+            ("edge_ts_from_edge_total", &self.ts_from_edge),
+            ("edge_unregistered_readings_total", &self.unregistered),
+            ("edge_quality_bad_total", &self.quality_bad),
+            ("edge_quality_suspect_total", &self.quality_suspect),
+            ("edge_values_skipped_total", &self.values_skipped),
+            ("edge_buffer_errors_total", &self.buffer_errors),
+            ("edge_buffer_syncs_total", &self.syncs),
+            ("edge_batches_sent_total", &self.batches_sent),
+            ("edge_batches_resent_total", &self.batches_resent),
+            ("edge_batches_acked_total", &self.batches_acked),
+            ("edge_readings_out_total", &self.readings_out),
+            ("edge_gaps_reported_total", &self.gaps_reported),
+            ("edge_acks_unexpected_total", &self.acks_unexpected),
+        ];
+        for (name, c) in counters {
+            let _ = writeln!(o, "# TYPE {name} counter\n{name} {}", c.load(Relaxed));
+        }
+        let _ = writeln!(
+            o,
+            "# TYPE edge_uplink_connected gauge\nedge_uplink_connected {}",
+            u8::from(self.uplink_connected.load(Relaxed))
+        );
+        for (name, help, v) in extra {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        o
+    }
+}

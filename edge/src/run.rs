@@ -1,0 +1,153 @@
+//! `edge run`: wires sources → ingest → buffer → uplink, plus the local API.
+
+use crate::buffer::{Buffer, BufferOptions};
+use crate::config::Config;
+use crate::ingest::{spawn_sync_thread, Ingest};
+use crate::local_api::{self, ApiState};
+use crate::metrics::Metrics;
+use crate::normalize::validate::Validator;
+use crate::normalize::Normalizer;
+use crate::{registry, source, uplink};
+use anyhow::Context;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let secret = cfg.secret()?;
+    let normalizer = Normalizer::load(&cfg.edge.profiles_dir, &cfg)?;
+    let registered = registry::registered(&cfg)?;
+    tracing::info!(
+        edge_id = %cfg.edge.id,
+        profiles = ?normalizer.profile_names(),
+        registered = registered.len(),
+        "starting"
+    );
+    let default_urgent = cfg
+        .validate
+        .urgent
+        .iter()
+        .filter_map(|q| protocol::Quantity::from_name(q).ok())
+        .fold(0, |m, q| m | crate::normalize::profile::mask_of(q));
+    let validator = Validator::new(registered, cfg.validate.future_skew_max_ms, default_urgent);
+    let buffer_dir = cfg.edge.data_dir.join("buffer");
+    let buffer = Buffer::open(
+        &buffer_dir,
+        BufferOptions {
+            buffer_bytes_max: cfg.buffer.buffer_bytes_max,
+            segment_bytes_max: cfg.buffer.segment_bytes_max,
+        },
+    )
+    .with_context(|| format!("opening the buffer in {}", buffer_dir.display()))?;
+    let r = &buffer.recovery;
+    tracing::info!(
+        epoch = buffer.epoch(),
+        segments = r.segments,
+        records = r.records,
+        unacked = r.unacked,
+        records_dropped = r.records_dropped,
+        bytes_dropped = r.bytes_dropped,
+        "buffer recovered"
+    );
+    // One line on stdout a supervisor or test can parse.
+    println!(
+        "recovery: epoch={} segments={} records={} unacked={} records_dropped={} bytes_dropped={}",
+        buffer.epoch(),
+        r.segments,
+        r.records,
+        r.unacked,
+        r.records_dropped,
+        r.bytes_dropped
+    );
+    let buffer = Arc::new(Mutex::new(buffer));
+    let metrics = Arc::new(Metrics::default());
+    let (ingest, kicks) = Ingest::new(
+        normalizer,
+        validator,
+        buffer.clone(),
+        metrics.clone(),
+        cfg.buffer.flush_records,
+    );
+    let durable = Arc::new(Notify::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let _sync = spawn_sync_thread(
+        buffer.clone(),
+        metrics.clone(),
+        kicks,
+        Duration::from_millis(cfg.buffer.flush_interval_ms),
+        durable.clone(),
+        stop,
+    );
+    let up = uplink::spawn(&cfg, &secret, buffer.clone(), metrics.clone(), durable)?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.local_api.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "local_api.listen {}: port in use? (is another edge running? set local_api.listen)",
+                cfg.local_api.listen
+            )
+        })?;
+    let app = local_api::router(ApiState {
+        ingest: ingest.clone(),
+        uplink: up.shared.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "local API stopped");
+        }
+    });
+    tokio::spawn(local_api::rate_sampler(ingest.clone()));
+
+    let topics = ingest.normalizer.topics();
+    for src in cfg.mqtt.clone() {
+        let t = if src.topics.is_empty() {
+            topics.clone()
+        } else {
+            src.topics.clone()
+        };
+        tokio::spawn(source::mqtt::run(
+            src,
+            cfg.edge.id.clone(),
+            t,
+            ingest.clone(),
+        ));
+    }
+    for src in cfg.serial.clone() {
+        tokio::spawn(source::serial::run(src, ingest.clone()));
+    }
+    println!(
+        "edge {} running; local API on http://{}",
+        cfg.edge.id, cfg.local_api.listen
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: syncing the buffer");
+    if let Ok(mut b) = buffer.lock() {
+        b.sync_now()?;
+        b.persist_cursor()?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,99 @@
+//! Reads one serial line: binary frames (COBS + CRC + postcard) or text lines. A port that
+//! disappears (USB unplugged, pty closed) is reopened with backoff and reported, not fatal.
+
+use super::text::{Line, LineSplitter};
+use super::Backoff;
+use crate::config::{Parity, SerialFormat, SerialSource};
+use crate::ingest::Ingest;
+use protocol::FrameDecoder;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio_serial::{DataBits, SerialPortBuilderExt, SerialStream, StopBits};
+
+/// Opens the port with its configured line settings.
+pub fn open(src: &SerialSource) -> Result<SerialStream, tokio_serial::Error> {
+    let data_bits = match src.data_bits {
+        5 => DataBits::Five,
+        6 => DataBits::Six,
+        7 => DataBits::Seven,
+        _ => DataBits::Eight,
+    };
+    let parity = match src.parity {
+        Parity::None => tokio_serial::Parity::None,
+        Parity::Odd => tokio_serial::Parity::Odd,
+        Parity::Even => tokio_serial::Parity::Even,
+    };
+    let stop_bits = if src.stop_bits == 2 {
+        StopBits::Two
+    } else {
+        StopBits::One
+    };
+    tokio_serial::new(src.path.to_string_lossy(), src.baud)
+        .data_bits(data_bits)
+        .parity(parity)
+        .stop_bits(stop_bits)
+        .timeout(Duration::from_millis(100))
+        .open_native_async()
+}
+
+/// Runs forever: open, read, decode; reopen with backoff when the port goes away.
+pub async fn run(src: SerialSource, ingest: Arc<Ingest>) {
+    let metrics = ingest.metrics.source(&src.name, "serial");
+    let mut backoff = Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_millis(src.reopen_backoff_max_ms),
+    );
+    let mut reported_missing = false;
+    loop {
+        let mut port = match open(&src) {
+            Ok(p) => p,
+            Err(e) => {
+                if !reported_missing {
+                    tracing::warn!(port = %src.name, path = %src.path.display(), error = %e, "serial port unavailable; retrying");
+                    reported_missing = true;
+                }
+                metrics.up.store(false, Relaxed);
+                metrics.reconnects.fetch_add(1, Relaxed);
+                tokio::time::sleep(backoff.step()).await;
+                continue;
+            }
+        };
+        tracing::info!(port = %src.name, path = %src.path.display(), "serial port open");
+        reported_missing = false;
+        backoff.reset();
+        metrics.up.store(true, Relaxed);
+        let mut frames: FrameDecoder = FrameDecoder::new();
+        let mut lines = LineSplitter::default();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = match port.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(e) => {
+                    tracing::warn!(port = %src.name, error = %e, "serial port lost");
+                    break;
+                }
+            };
+            match src.format {
+                SerialFormat::Binary => frames.feed(&buf[..n], |f| match f {
+                    Ok(frame) => ingest.frame(&metrics, &frame),
+                    Err(e) => {
+                        metrics.messages.fetch_add(1, Relaxed);
+                        ingest.metrics.reject(e.reason(), &src.name)
+                    }
+                }),
+                SerialFormat::Text => lines.feed(&buf[..n], |l| match l {
+                    Line::Text(t) => ingest.text_line(&metrics, t),
+                    Line::TooLong => ingest.metrics.reject("too_long", &src.name),
+                    Line::NotUtf8 => ingest.metrics.reject("not_utf8", &src.name),
+                }),
+            }
+        }
+        metrics.up.store(false, Relaxed);
+        metrics.reconnects.fetch_add(1, Relaxed);
+        tokio::time::sleep(backoff.step()).await;
+    }
+}

@@ -1,0 +1,412 @@
+//! Real parts for the edge's end-to-end tests: mosquitto brokers, an acking hub stub that
+//! speaks exactly the `protocol/README.md` §2 contract, the real `edge` binary, and a tiny
+//! HTTP client for its local API. Every process is killed by PID when its guard drops.
+#![allow(dead_code)]
+
+use protocol::uplink::{mac_key, topics, Ack, AckOutcome, Reading, UplinkBatch};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-secret";
+pub const EDGE_ID: &str = "edge-test";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until true or `secs` elapse; panics with `what` on timeout.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
+
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        Mosquitto::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\nmax_inflight_messages 0\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto installed (scripts/install-test-deps)");
+        wait_until(10, "mosquitto listening", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the stub hub stored: batches deduplicated by (epoch, seq), like the real hub.
+#[derive(Default)]
+pub struct Store {
+    pub batches: HashSet<(u64, u64)>,
+    pub duplicate_batches: u64,
+    pub bad_mac: u64,
+    /// Every reading from every distinct batch, in arrival order, with its epoch.
+    pub readings: Vec<(u64, Reading)>,
+    pub gaps: u64,
+}
+
+impl Store {
+    /// Distinct (sensor, quantity, ts) stored.
+    pub fn unique(&self) -> usize {
+        self.keys().len()
+    }
+    pub fn keys(&self) -> HashSet<(String, u8, i64)> {
+        self.readings
+            .iter()
+            .map(|(_, r)| (r.sensor.0.clone(), r.quantity.code(), r.ts_ns))
+            .collect()
+    }
+    /// Readings stored more than once (resent by a new epoch).
+    pub fn repeats(&self) -> usize {
+        self.readings.len() - self.unique()
+    }
+    pub fn per_epoch(&self) -> HashMap<u64, usize> {
+        let mut m = HashMap::new();
+        for (e, _) in &self.readings {
+            *m.entry(*e).or_default() += 1;
+        }
+        m
+    }
+}
+
+/// A hub stand-in: verifies each batch's MAC, stores it once, then acks it.
+pub struct HubStub {
+    pub store: Arc<Mutex<Store>>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl HubStub {
+    pub fn start(port: u16, store: Arc<Mutex<Store>>) -> HubStub {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = store.clone();
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = ready.clone();
+        rt.spawn(async move {
+            let mut o = MqttOptions::new(format!("hub-stub-{}", free_port()), "127.0.0.1", port);
+            o.set_max_packet_size(1 << 20, 1 << 20);
+            o.set_keep_alive(Duration::from_secs(5));
+            let (client, mut el) = AsyncClient::new(o, 1024);
+            let key = mac_key(SECRET);
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = client
+                            .subscribe(topics::ALL_BATCHES, QoS::AtLeastOnce)
+                            .await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        r.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let batch = match UplinkBatch::open(&p.payload).and_then(|u| u.verify(&key))
+                        {
+                            Ok(b) => b,
+                            Err(_) => {
+                                s.lock().unwrap().bad_mac += 1;
+                                continue;
+                            }
+                        };
+                        let outcome = {
+                            let mut st = s.lock().unwrap();
+                            if st.batches.insert((batch.epoch, batch.seq)) {
+                                st.gaps += batch.gaps.iter().map(|g| g.count).sum::<u64>();
+                                for r in batch.readings {
+                                    st.readings.push((batch.epoch, r));
+                                }
+                                AckOutcome::Stored
+                            } else {
+                                st.duplicate_batches += 1;
+                                AckOutcome::Duplicate
+                            }
+                        };
+                        let ack = Ack {
+                            epoch: batch.epoch,
+                            seq: batch.seq,
+                            outcome,
+                        };
+                        let _ = client
+                            .publish(
+                                topics::acks(batch.edge_id.as_str()),
+                                QoS::AtLeastOnce,
+                                false,
+                                ack.encode(),
+                            )
+                            .await;
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        wait_until(10, "hub stub subscribed", || {
+            ready.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        HubStub {
+            store,
+            rt: Some(rt),
+        }
+    }
+}
+
+impl Drop for HubStub {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub struct EdgeConfig {
+    pub site_port: u16,
+    pub hub_port: u16,
+    pub api_port: u16,
+    pub data_dir: PathBuf,
+    pub extra: String,
+}
+
+impl EdgeConfig {
+    pub fn render(&self) -> String {
+        let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/profiles");
+        format!(
+            r#"
+[edge]
+id = "{EDGE_ID}"
+data_dir = "{data}"
+profiles_dir = "{profiles}"
+sensors = ["T-0000"]
+
+[hub]
+host = "127.0.0.1"
+port = {hub}
+secret = "{SECRET}"
+keepalive_s = 5
+
+[[mqtt]]
+name = "site"
+host = "127.0.0.1"
+port = {site}
+
+[uplink]
+ack_timeout_ms = 1500
+status_interval_ms = 500
+
+[local_api]
+listen = "127.0.0.1:{api}"
+{extra}
+"#,
+            data = self.data_dir.display(),
+            profiles = profiles.display(),
+            hub = self.hub_port,
+            site = self.site_port,
+            api = self.api_port,
+            extra = self.extra,
+        )
+    }
+}
+
+/// The real `edge run` process.
+pub struct EdgeProc {
+    child: Child,
+    pub api_port: u16,
+    pub stdout: PathBuf,
+}
+
+impl EdgeProc {
+    pub fn start(dir: &Path, cfg: &EdgeConfig, tag: &str) -> EdgeProc {
+        let path = dir.join(format!("edge-{tag}.toml"));
+        std::fs::write(&path, cfg.render()).unwrap();
+        let stdout = dir.join(format!("edge-{tag}.out"));
+        let child = Command::new(env!("CARGO_BIN_EXE_edge"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(dir.join(format!("edge-{tag}.err"))).unwrap())
+            .spawn()
+            .unwrap();
+        let p = EdgeProc {
+            child,
+            api_port: cfg.api_port,
+            stdout,
+        };
+        wait_until(20, "edge local API up", || p.get("/health").is_some());
+        p
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn get(&self, path: &str) -> Option<String> {
+        http_get(self.api_port, path)
+    }
+
+    /// A counter or gauge from `/metrics` (sum over label sets that contain `labels`).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.get("/metrics").unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.starts_with(name)
+                    && (l.len() == name.len() || matches!(l.as_bytes()[name.len()], b' ' | b'{'))
+            })
+            .filter(|l| l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn source_up(&self, name: &str) -> bool {
+        self.metric("edge_source_up", &format!("source=\"{name}\"")) >= 1.0
+    }
+
+    pub fn recovery_line(&self) -> String {
+        std::fs::read_to_string(&self.stdout)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("recovery:"))
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+impl Drop for EdgeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let (head, body) = body.split_once("\r\n\r\n")?;
+    head.contains(" 200 ").then(|| body.to_string())
+}
+
+/// A sensor-side publisher on the site broker (QoS 1, waits for every PUBACK).
+pub struct Publisher {
+    rt: tokio::runtime::Runtime,
+    client: AsyncClient,
+    acked: Arc<std::sync::atomic::AtomicU64>,
+    sent: u64,
+}
+
+impl Publisher {
+    pub fn connect(port: u16) -> Publisher {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut o = MqttOptions::new(format!("pub-{}", free_port()), "127.0.0.1", port);
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        o.set_inflight(200);
+        let (client, mut el) = AsyncClient::new(o, 1000);
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let a = acked.clone();
+        rt.spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Publisher {
+            rt,
+            client,
+            acked,
+            sent: 0,
+        }
+    }
+
+    pub fn publish(&mut self, topic: &str, payload: Vec<u8>) {
+        let c = self.client.clone();
+        let t = topic.to_string();
+        self.rt
+            .block_on(async move { c.publish(t, QoS::AtLeastOnce, false, payload).await })
+            .unwrap();
+        self.sent += 1;
+    }
+
+    /// Waits until the broker acknowledged everything published so far.
+    pub fn flush(&self) {
+        let want = self.sent;
+        wait_until(30, "broker PUBACKs", || {
+            self.acked.load(std::sync::atomic::Ordering::SeqCst) >= want
+        });
+    }
+}
+
+/// A canonical-JSON reading: 2 quantities per message, unique ts per (sensor, n).
+pub fn canonical(sensor_no: usize, n: u64) -> (String, Vec<u8>) {
+    let ts_ms = 1_732_500_000_000u64 + n;
+    (
+        format!("sensors/T-{sensor_no:04}/readings"),
+        format!(
+            r#"{{"ts":{ts_ms},"seq":{n},"values":{{"tilt":{},"battery":{}}}}}"#,
+            n % 90,
+            n % 100
+        )
+        .into_bytes(),
+    )
+}
