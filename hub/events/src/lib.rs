@@ -1,7 +1,305 @@
 //! Wangge component events: rules → conditions → events in a closed loop → shared with departments
 //! → delivered over SSE, signed webhooks and MQTT.
+//!
+//! Code map (the data flow):
+//! - [`rules`]: readings (and silence) → [`rules::Condition`]s, O(1) state per (component, rule).
+//! - [`store`]: conditions and transitions → events, history and the outbox (`changes`), in SQLite.
+//! - [`lifecycle`]: which action leads where; deadlines per severity.
+//! - [`sharing`]: which department sees which event.
+//! - [`delivery`]: webhooks (signed, retried, durable) and MQTT publications from the outbox.
+//! - [`http`]: the axum routes the hub nests under `/api/v1` (REST, SSE).
+//! - [`report`]: the evaluation report (综合评价).
+//!
+//! Invariant: every change of an event is one SQLite transaction that also writes its history row
+//! and its outbox row; every delivery channel reads the outbox, so none can miss a change.
+
+pub mod delivery;
+pub mod http;
 pub mod lifecycle;
 pub mod model;
+pub mod report;
 pub mod rules;
 pub mod sharing;
+pub mod status;
 pub mod store;
+
+use crate::delivery::WebhookConfig;
+use crate::lifecycle::Deadlines;
+use crate::model::{Actor, Change, ComponentCtx, Event};
+use crate::rules::{Evaluator, RuleInput, RuleSet};
+use crate::sharing::SharingConfig;
+use crate::status::ComponentStatus;
+use crate::store::{AuditEntry, EventStore, SqliteStore, StoreError, TransitionRequest};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+pub use crate::http::{router, Authorizer};
+pub use crate::model::Scope;
+
+/// The registry facts the events engine needs, implemented by the hub from its registry.
+pub trait ComponentDirectory: Send + Sync {
+    /// Type, grid cell, owner and maintainer of a component; None if unknown.
+    fn component(&self, component_id: &str) -> Option<ComponentCtx>;
+
+    /// Readings received vs expected per component in `[from_ns, to_ns)`, for the evaluation
+    /// report's data completeness. The default knows none.
+    fn reading_counts(&self, _from_ns: i64, _to_ns: i64) -> Vec<ReadingCount> {
+        Vec::new()
+    }
+}
+
+/// Data completeness of one component over a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadingCount {
+    pub component_id: String,
+    pub received: u64,
+    pub expected: u64,
+}
+
+/// Everything the engine is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct EventsConfig {
+    pub rules: Option<RuleSet>,
+    pub sharing: SharingConfig,
+    pub deadlines: Deadlines,
+    pub webhooks: WebhookConfig,
+}
+
+impl EventsConfig {
+    /// The built-in defaults (`config/rules.toml`, `config/sharing.toml` compiled in).
+    pub fn defaults() -> EventsConfig {
+        EventsConfig {
+            rules: Some(RuleSet::defaults()),
+            sharing: SharingConfig::defaults(),
+            deadlines: Deadlines::default(),
+            webhooks: WebhookConfig::default(),
+        }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn EventStore>,
+    evaluator: Mutex<Evaluator>,
+    sharing: SharingConfig,
+    directory: Arc<dyn ComponentDirectory>,
+    webhooks: WebhookConfig,
+    /// The latest committed cursor: SSE streams, the webhook worker and the MQTT publisher wait on it.
+    feed: watch::Sender<i64>,
+}
+
+/// The events engine handle: cheap to clone, shared by ingest, the API and the delivery tasks.
+#[derive(Clone)]
+pub struct Events {
+    inner: Arc<Inner>,
+}
+
+impl Events {
+    /// Opens the SQLite store at `path` (e.g. `<data_dir>/events.db`).
+    pub fn open(
+        path: &Path,
+        config: EventsConfig,
+        directory: Arc<dyn ComponentDirectory>,
+    ) -> Result<Events, StoreError> {
+        let store = SqliteStore::open(path, config.deadlines.clone())?;
+        Events::with_store(Arc::new(store), config, directory)
+    }
+
+    /// Uses any [`EventStore`] implementation.
+    pub fn with_store(
+        store: Arc<dyn EventStore>,
+        config: EventsConfig,
+        directory: Arc<dyn ComponentDirectory>,
+    ) -> Result<Events, StoreError> {
+        let last = store.last_cursor()?;
+        let (feed, _) = watch::channel(last);
+        Ok(Events {
+            inner: Arc::new(Inner {
+                store,
+                evaluator: Mutex::new(Evaluator::new(
+                    config.rules.unwrap_or_else(RuleSet::defaults),
+                )),
+                sharing: config.sharing,
+                directory,
+                webhooks: config.webhooks,
+                feed,
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    pub fn sharing(&self) -> &SharingConfig {
+        &self.inner.sharing
+    }
+
+    pub fn directory(&self) -> &Arc<dyn ComponentDirectory> {
+        &self.inner.directory
+    }
+
+    pub fn webhook_config(&self) -> &WebhookConfig {
+        &self.inner.webhooks
+    }
+
+    fn evaluator(&self) -> std::sync::MutexGuard<'_, Evaluator> {
+        self.inner
+            .evaluator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Feeds one stored reading through the rules; returns the event changes it caused.
+    /// Call it after the reading is stored, in per-sensor timestamp order.
+    pub fn ingest(&self, input: &RuleInput<'_>, now_ns: i64) -> Result<Vec<Change>, StoreError> {
+        let conditions = self.evaluator().evaluate(input, now_ns);
+        self.apply(conditions, now_ns)
+    }
+
+    /// Starts offline detection for a registered sensor before its first reading.
+    pub fn watch_sensor(
+        &self,
+        sensor_id: &str,
+        component_id: &str,
+        component_type: &str,
+        interval_s: u32,
+        last_seen_ns: i64,
+    ) {
+        self.evaluator().watch_sensor(
+            sensor_id,
+            component_id,
+            component_type,
+            interval_s,
+            last_seen_ns,
+        );
+    }
+
+    /// The clock tick: `device.offline` for silent sensors, overdue flags for late cases.
+    pub fn tick(&self, now_ns: i64) -> Result<Vec<Change>, StoreError> {
+        let conditions = self.evaluator().tick(now_ns);
+        let mut changes = self.apply(conditions, now_ns)?;
+        let overdue = self.inner.store.mark_overdue(now_ns)?;
+        if let Some(last) = overdue.last() {
+            self.notify(last.cursor);
+        }
+        changes.extend(overdue);
+        Ok(changes)
+    }
+
+    fn apply(
+        &self,
+        conditions: Vec<rules::Condition>,
+        now_ns: i64,
+    ) -> Result<Vec<Change>, StoreError> {
+        let mut changes = Vec::new();
+        for c in conditions {
+            if let Some(ch) = self.inner.store.apply_condition(&c, now_ns)? {
+                tracing::info!(event_id = ch.event.id, component_id = %ch.event.component_id,
+                    event_type = %ch.event.event_type, version = ch.event.version, "event change");
+                self.notify(ch.cursor);
+                changes.push(ch);
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Moves an event through the closed loop on behalf of `actor` (access checked by the caller).
+    pub fn transition(
+        &self,
+        id: i64,
+        actor: &Actor,
+        req: &TransitionRequest,
+        now_ns: i64,
+    ) -> Result<Change, StoreError> {
+        let ch = self
+            .inner
+            .store
+            .transition(id, &actor.label(), req, now_ns)?;
+        self.notify(ch.cursor);
+        Ok(ch)
+    }
+
+    /// Wakes every consumer of the change feed.
+    pub fn notify(&self, cursor: i64) {
+        self.inner.feed.send_if_modified(|c| {
+            if cursor > *c {
+                *c = cursor;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// A receiver that changes whenever a new change is committed.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.inner.feed.subscribe()
+    }
+
+    /// Whether `department` receives `event` per the sharing rules.
+    pub fn visible_to(&self, department: &str, event: &Event) -> bool {
+        let ctx = self.inner.directory.component(&event.component_id);
+        self.inner
+            .sharing
+            .visible_to(department, event, ctx.as_ref())
+    }
+
+    /// Whether `actor` may see `event` (admin sees all).
+    pub fn actor_sees(&self, actor: &Actor, event: &Event) -> bool {
+        let ctx = self.inner.directory.component(&event.component_id);
+        self.inner.sharing.actor_sees(actor, event, ctx.as_ref())
+    }
+
+    /// Records an out-of-scope attempt.
+    pub fn audit_denied(&self, actor: &Actor, action: &str, event_id: Option<i64>, reason: &str) {
+        let entry = AuditEntry {
+            at_ns: model::now_ns(),
+            actor: actor.name.clone(),
+            department: actor.department.clone(),
+            action: action.to_string(),
+            event_id,
+            reason: reason.to_string(),
+        };
+        tracing::warn!(actor = %actor.label(), action, ?event_id, reason, "access denied");
+        if let Err(e) = self.inner.store.audit(&entry) {
+            tracing::error!(error = %e, "audit write failed");
+        }
+    }
+
+    /// A component's status as its events say (normal / alarm / offline / maintenance).
+    pub fn component_status(&self, component_id: &str) -> Result<ComponentStatus, StoreError> {
+        Ok(status::component_status(
+            &self.inner.store.active_for_component(component_id)?,
+        ))
+    }
+
+    /// The MQTT messages for one change: `(wangge/v1/events/{department}/{type}, Event JSON)`,
+    /// one per department that receives the event.
+    pub fn mqtt_publications(&self, change: &Change) -> Vec<(String, String)> {
+        let ctx = self.inner.directory.component(&change.event.component_id);
+        self.inner
+            .sharing
+            .recipients(&change.event, ctx.as_ref())
+            .into_iter()
+            .map(|d| {
+                (
+                    delivery::mqtt_topic(&d, &change.event.event_type),
+                    change.body.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Runs [`Events::tick`] every `period` (spawn it; abort it on shutdown).
+    pub async fn run_ticker(self, period: std::time::Duration) {
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = self.tick(model::now_ns()) {
+                tracing::error!(error = %e, "events tick failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! A component's status follows its events.
+
+use crate::model::{Event, Status};
+use crate::rules::OFFLINE_EVENT;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentStatus {
+    Normal,
+    Alarm,
+    Offline,
+    Maintenance,
+}
+
+impl ComponentStatus {
+    pub const fn name(self) -> &'static str {
+        match self {
+            ComponentStatus::Normal => "normal",
+            ComponentStatus::Alarm => "alarm",
+            ComponentStatus::Offline => "offline",
+            ComponentStatus::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// Derives status from a component's active (not closed) events, strongest first:
+/// `offline` while a `device.offline` condition holds; `alarm` while any other condition holds
+/// and nobody is working on it yet (open / acknowledged); `maintenance` while a case is being
+/// handled (dispatched / in progress); else `normal` (a resolved case awaits only verification).
+pub fn component_status(active: &[Event]) -> ComponentStatus {
+    let holding = |e: &&Event| e.status != Status::Closed && e.cleared_at_ns.is_none();
+    if active
+        .iter()
+        .filter(holding)
+        .any(|e| e.event_type == OFFLINE_EVENT)
+    {
+        return ComponentStatus::Offline;
+    }
+    if active
+        .iter()
+        .filter(holding)
+        .any(|e| matches!(e.status, Status::Open | Status::Acknowledged))
+    {
+        return ComponentStatus::Alarm;
+    }
+    if active.iter().any(|e| {
+        matches!(e.status, Status::Dispatched | Status::InProgress) && e.event_type != OFFLINE_EVENT
+    }) {
+        return ComponentStatus::Maintenance;
+    }
+    ComponentStatus::Normal
+}

@@ -1,0 +1,133 @@
+//! Small in-memory stand-ins for what the hub provides: its registry and its token store.
+#![allow(dead_code)]
+
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use wangge_events::model::{Actor, ComponentCtx, Scope, Trigger};
+use wangge_events::rules::{Condition, ConditionKind};
+use wangge_events::{Authorizer, ComponentDirectory, ReadingCount};
+
+pub const S: i64 = 1_000_000_000;
+
+pub struct Directory(pub HashMap<String, ComponentCtx>);
+
+impl ComponentDirectory for Directory {
+    fn component(&self, id: &str) -> Option<ComponentCtx> {
+        self.0.get(id).cloned()
+    }
+    fn reading_counts(&self, _from: i64, _to: i64) -> Vec<ReadingCount> {
+        vec![ReadingCount {
+            component_id: "1201110101000001".into(),
+            received: 90,
+            expected: 100,
+        }]
+    }
+}
+
+fn ctx(t: &str, grid: &str, owner: &str, maintainer: &str) -> ComponentCtx {
+    ComponentCtx {
+        component_type: t.into(),
+        grid_cell: grid.into(),
+        owner_department: owner.into(),
+        maintainer_department: maintainer.into(),
+    }
+}
+
+/// Two components from the registry seed: a water-supply manhole cover (sw) and a smoke detector (xf).
+pub fn directory() -> Arc<Directory> {
+    let mut m = HashMap::new();
+    m.insert(
+        "1201110101000001".into(),
+        ctx("manhole_cover", "120111001001", "sw", "sw"),
+    );
+    m.insert(
+        "1201110651000001".into(),
+        ctx("smoke_detector", "120111002001", "xf", "xf"),
+    );
+    Arc::new(Directory(m))
+}
+
+pub const MANHOLE: &str = "1201110101000001";
+pub const SMOKE: &str = "1201110651000001";
+
+pub struct Tokens(pub HashMap<String, Actor>);
+
+impl Authorizer for Tokens {
+    fn authorize(&self, bearer: &str) -> Option<Actor> {
+        self.0.get(bearer).cloned()
+    }
+}
+
+pub fn tokens() -> Arc<Tokens> {
+    let mut m = HashMap::new();
+    let mut add = |tok: &str, name: &str, dept: Option<&str>, scope| {
+        m.insert(
+            tok.to_string(),
+            Actor {
+                name: name.into(),
+                department: dept.map(str::to_string),
+                scope,
+            },
+        );
+    };
+    add("admin-token", "admin", None, Scope::Admin);
+    add("sw-write", "wang", Some("sw"), Scope::Write);
+    add("sw-read", "li", Some("sw"), Scope::Read);
+    add("xf-write", "zhao", Some("xf"), Scope::Write);
+    add("hb-write", "chen", Some("hb"), Scope::Write);
+    Arc::new(Tokens(m))
+}
+
+pub fn raised(component: &str, event_type: &str, ts_s: i64) -> Condition {
+    Condition {
+        kind: ConditionKind::Raised,
+        component_id: component.into(),
+        event_type: event_type.into(),
+        severity: wangge_events::model::Severity::Critical,
+        trigger: Trigger {
+            quantity: "tilt".into(),
+            value: json!(40.0),
+            threshold: Some(15.0),
+            ts_ns: ts_s * S,
+        },
+        late: false,
+    }
+}
+
+pub fn cleared(component: &str, event_type: &str, ts_s: i64) -> Condition {
+    Condition {
+        kind: ConditionKind::Cleared,
+        ..raised(component, event_type, ts_s)
+    }
+}
+
+/// Serves a router on 127.0.0.1:0; the server task ends with the runtime.
+pub async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
+}
+
+/// Polls `f` until it returns Some, for at most 30 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

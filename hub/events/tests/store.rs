@@ -1,0 +1,475 @@
+//! The closed loop in the store: one active event per (component, type), repeats, clears,
+//! every transition and refusal, history, deadlines, the outbox.
+
+mod common;
+
+use common::*;
+use std::sync::{Arc, Barrier};
+use wangge_events::lifecycle::{self, Action, Deadlines};
+use wangge_events::model::{Scope, Status};
+use wangge_events::status::ComponentStatus;
+use wangge_events::store::{EventStore, SqliteStore, StoreError, TransitionRequest};
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("events.db"), Deadlines::default()).unwrap()
+}
+
+fn act(action: Action) -> TransitionRequest {
+    TransitionRequest {
+        action,
+        department: None,
+        note: None,
+    }
+}
+
+#[test]
+fn a_repeat_increments_the_count_and_clearing_sets_cleared_at_without_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let first = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 100), 100 * S)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.event.version, first.event.count, first.event.status),
+        (1, 1, Status::Open)
+    );
+    // The same raise again (a replay) changes nothing.
+    assert!(store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 100), 101 * S)
+        .unwrap()
+        .is_none());
+    let cleared_ch = store
+        .apply_condition(&cleared(MANHOLE, "manhole.displaced", 200), 200 * S)
+        .unwrap()
+        .unwrap();
+    assert_eq!(cleared_ch.event.cleared_at_ns, Some(200 * S));
+    assert_eq!(
+        cleared_ch.event.status,
+        Status::Open,
+        "clearing does not close"
+    );
+    // A new occurrence while the case is still open: same event, count 2, cleared_at reset.
+    let again = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 300), 300 * S)
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.event.id, first.event.id);
+    assert_eq!(
+        (
+            again.event.count,
+            again.event.version,
+            again.event.cleared_at_ns
+        ),
+        (2, 3, None)
+    );
+    let json = again.event.to_json();
+    for k in [
+        "id",
+        "version",
+        "component_id",
+        "type",
+        "severity",
+        "status",
+        "raised_at",
+        "cleared_at",
+        "count",
+        "department",
+        "deadline",
+        "overdue",
+        "late",
+        "trigger",
+    ] {
+        assert!(json.get(k).is_some(), "Event JSON lacks {k}: {json}");
+    }
+    assert_eq!(json["trigger"]["threshold"], 15.0);
+}
+
+#[test]
+fn every_lifecycle_transition_is_recorded_with_its_actor_time_and_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
+        .unwrap()
+        .unwrap()
+        .event
+        .id;
+    let steps = [
+        (Action::Acknowledge, None, Status::Acknowledged),
+        (Action::Dispatch, Some("sw"), Status::Dispatched),
+        (Action::Dispatch, Some("cg"), Status::Dispatched),
+        (Action::Start, None, Status::InProgress),
+        (Action::Resolve, None, Status::Resolved),
+        (Action::Reopen, None, Status::Open),
+        (Action::Acknowledge, None, Status::Acknowledged),
+        (Action::Dispatch, Some("sw"), Status::Dispatched),
+        (Action::Start, None, Status::InProgress),
+        (Action::Resolve, None, Status::Resolved),
+        (Action::Close, None, Status::Closed),
+        (Action::Reopen, None, Status::Open),
+    ];
+    let mut version = 1;
+    for (i, (action, dept, want)) in steps.iter().enumerate() {
+        let req = TransitionRequest {
+            action: *action,
+            department: dept.map(str::to_string),
+            note: Some(format!("step {i}")),
+        };
+        let ch = store
+            .transition(id, "sw/wang", &req, (10 + i as i64) * S)
+            .unwrap();
+        assert_eq!(ch.event.status, *want, "after {}", action.name());
+        version += 1;
+        assert_eq!(ch.event.version, version);
+    }
+    let history = store.history(id).unwrap();
+    assert_eq!(history.len(), 1 + steps.len());
+    assert_eq!(
+        (history[0].actor.as_str(), history[0].action.as_str()),
+        ("system", "raise")
+    );
+    for (h, (action, dept, want)) in history[1..].iter().zip(steps.iter()) {
+        assert_eq!(h.actor, "sw/wang");
+        assert_eq!(h.action, action.name());
+        assert_eq!(h.to_status, want.name());
+        assert!(h.note.as_deref().unwrap().starts_with("step "));
+        if *action == Action::Dispatch {
+            assert_eq!(h.department.as_deref(), *dept);
+        }
+    }
+    let e = store.get(id).unwrap().unwrap();
+    assert_eq!(e.department.as_deref(), Some("sw"));
+    assert!(e.acknowledged_at_ns.is_some());
+}
+
+#[test]
+fn invalid_transitions_are_refused_naming_the_allowed_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // Walk one event through every status, trying every action that is not allowed there.
+    let id = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
+        .unwrap()
+        .unwrap()
+        .event
+        .id;
+    let path = [
+        Action::Acknowledge,
+        Action::Dispatch,
+        Action::Start,
+        Action::Resolve,
+        Action::Close,
+    ];
+    let mut refused = 0;
+    for step in 0..=path.len() {
+        let status = store.get(id).unwrap().unwrap().status;
+        for action in Action::ALL {
+            if lifecycle::next(status, action).is_some() {
+                continue;
+            }
+            match store.transition(id, "sw/wang", &act(action), 5 * S) {
+                Err(StoreError::InvalidTransition {
+                    status: s, allowed, ..
+                }) => {
+                    assert_eq!(s, status.name());
+                    assert_eq!(allowed, lifecycle::allowed(status));
+                    refused += 1;
+                }
+                other => panic!(
+                    "{} from {} should be refused: {other:?}",
+                    action.name(),
+                    status.name()
+                ),
+            }
+        }
+        if let Some(a) = path.get(step) {
+            let req = TransitionRequest {
+                action: *a,
+                department: Some("sw".into()),
+                note: None,
+            };
+            store.transition(id, "sw/wang", &req, 6 * S).unwrap();
+        }
+    }
+    assert!(refused >= 25, "refusals checked: {refused}");
+    // Refusals leave no trace in the history.
+    assert_eq!(store.history(id).unwrap().len(), 1 + path.len());
+}
+
+#[test]
+fn dispatch_needs_a_department() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
+        .unwrap()
+        .unwrap()
+        .event
+        .id;
+    store
+        .transition(id, "a", &act(Action::Acknowledge), S)
+        .unwrap();
+    assert!(matches!(
+        store.transition(id, "a", &act(Action::Dispatch), S),
+        Err(StoreError::MissingDepartment)
+    ));
+}
+
+#[test]
+fn one_active_event_per_component_and_type_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let a = Arc::new(SqliteStore::open(&path, Deadlines::default()).unwrap());
+    // A second, independent connection (as a second hub worker would have).
+    let b = Arc::new(SqliteStore::open(&path, Deadlines::default()).unwrap());
+    const COMPONENTS: usize = 30;
+    let barrier = Arc::new(Barrier::new(2));
+    let run = |store: Arc<SqliteStore>, barrier: Arc<Barrier>| {
+        std::thread::spawn(move || {
+            let mut created = 0;
+            for i in 0..COMPONENTS {
+                barrier.wait();
+                let c = raised(&format!("C{i}"), "manhole.displaced", 10);
+                if let Some(ch) = store.apply_condition(&c, 10 * S).unwrap() {
+                    assert_eq!(ch.event.version, 1);
+                    created += 1;
+                }
+            }
+            created
+        })
+    };
+    let ta = run(a.clone(), barrier.clone());
+    let tb = run(b.clone(), barrier.clone());
+    let created = ta.join().unwrap() + tb.join().unwrap();
+    assert_eq!(
+        created, COMPONENTS,
+        "each condition created exactly one event"
+    );
+    for i in 0..COMPONENTS {
+        let active = a.active_for_component(&format!("C{i}")).unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].count, 1);
+    }
+    // The store itself refuses a second active row, whoever writes it.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let err = raw
+        .execute(
+            "INSERT INTO events (version, component_id, type, severity, status, raised_at_ns, count, deadline_ns, \
+             trigger_quantity, trigger_value, trigger_ts_ns, created_at_ns) \
+             VALUES (1, 'C0', 'manhole.displaced', 'critical', 'open', 1, 1, 1, 'tilt', '1', 1, 1)",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+}
+
+#[test]
+fn a_late_backlog_does_not_re_raise_what_a_closed_case_saw_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 100), 100 * S)
+        .unwrap()
+        .unwrap()
+        .event
+        .id;
+    store
+        .apply_condition(&cleared(MANHOLE, "manhole.displaced", 200), 200 * S)
+        .unwrap()
+        .unwrap();
+    for (a, d) in [
+        (Action::Acknowledge, None),
+        (Action::Dispatch, Some("sw")),
+        (Action::Start, None),
+        (Action::Resolve, None),
+        (Action::Close, None),
+    ] {
+        let req = TransitionRequest {
+            action: a,
+            department: d.map(str::to_string),
+            note: None,
+        };
+        store.transition(id, "sw/wang", &req, 300 * S).unwrap();
+    }
+    // The evaluator lost its state (hub restart) and a resent backlog raises at 150 again.
+    assert!(store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 150), 400 * S)
+        .unwrap()
+        .is_none());
+    // A genuinely new occurrence after the clear opens a new case.
+    let new = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 500), 500 * S)
+        .unwrap()
+        .unwrap();
+    assert_ne!(new.event.id, id);
+    // Closed cases can be reopened only while no other case is active.
+    let err = store
+        .transition(id, "sw/wang", &act(Action::Reopen), 600 * S)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+}
+
+#[test]
+fn late_conditions_keep_their_true_time_and_are_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut c = raised(SMOKE, "fire.smoke", 100);
+    c.late = true;
+    let e = store.apply_condition(&c, 5000 * S).unwrap().unwrap().event;
+    assert!(e.late);
+    assert_eq!(e.raised_at_ns, 100 * S);
+    assert_eq!(e.created_at_ns, 5000 * S);
+}
+
+#[test]
+fn overdue_events_are_flagged_once_per_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let deadlines = Deadlines {
+        critical_s: 60,
+        ..Deadlines::default()
+    };
+    let store = SqliteStore::open(&dir.path().join("events.db"), deadlines).unwrap();
+    let e = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 100), 100 * S)
+        .unwrap()
+        .unwrap()
+        .event;
+    assert_eq!(e.deadline_ns, 160 * S);
+    assert!(store.mark_overdue(159 * S).unwrap().is_empty());
+    let flagged = store.mark_overdue(161 * S).unwrap();
+    assert_eq!(flagged.len(), 1);
+    assert!(flagged[0].event.overdue);
+    assert_eq!(flagged[0].event.version, 2);
+    assert!(
+        store.mark_overdue(500 * S).unwrap().is_empty(),
+        "flagged once"
+    );
+}
+
+#[test]
+fn component_status_follows_its_events() {
+    use wangge_events::status::component_status;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let status = |s: &SqliteStore| component_status(&s.active_for_component(MANHOLE).unwrap());
+    assert_eq!(status(&store), ComponentStatus::Normal);
+    let id = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
+        .unwrap()
+        .unwrap()
+        .event
+        .id;
+    assert_eq!(status(&store), ComponentStatus::Alarm);
+    store
+        .apply_condition(&raised(MANHOLE, "device.offline", 2), 2 * S)
+        .unwrap()
+        .unwrap();
+    assert_eq!(status(&store), ComponentStatus::Offline);
+    store
+        .apply_condition(&cleared(MANHOLE, "device.offline", 3), 3 * S)
+        .unwrap()
+        .unwrap();
+    assert_eq!(status(&store), ComponentStatus::Alarm);
+    store
+        .transition(id, "a", &act(Action::Acknowledge), 4 * S)
+        .unwrap();
+    let req = TransitionRequest {
+        action: Action::Dispatch,
+        department: Some("sw".into()),
+        note: None,
+    };
+    store.transition(id, "a", &req, 5 * S).unwrap();
+    assert_eq!(status(&store), ComponentStatus::Maintenance);
+    store
+        .apply_condition(&cleared(MANHOLE, "manhole.displaced", 6), 6 * S)
+        .unwrap()
+        .unwrap();
+    for a in [Action::Start, Action::Resolve, Action::Close] {
+        store.transition(id, "a", &act(a), 7 * S).unwrap();
+    }
+    let offline = store.active_for_component(MANHOLE).unwrap();
+    assert_eq!(
+        offline.len(),
+        1,
+        "the cleared offline case is still open until verified"
+    );
+    assert_eq!(status(&store), ComponentStatus::Normal);
+}
+
+#[test]
+fn the_outbox_survives_a_reopen_and_cursors_keep_increasing() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let store = open(&dir);
+        let id = store
+            .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
+            .unwrap()
+            .unwrap()
+            .event
+            .id;
+        store
+            .transition(id, "sw/wang", &act(Action::Acknowledge), 2 * S)
+            .unwrap();
+        store.changes_after(0, 100).unwrap()
+    };
+    assert_eq!(before.len(), 2);
+    let store = open(&dir);
+    let after = store.changes_after(0, 100).unwrap();
+    assert_eq!(
+        before
+            .iter()
+            .map(|c| (c.cursor, c.body.clone()))
+            .collect::<Vec<_>>(),
+        after
+            .iter()
+            .map(|c| (c.cursor, c.body.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(after[1].event.status, Status::Acknowledged);
+    assert_eq!(after[1].event.version, 2);
+    let next = store
+        .apply_condition(&raised(SMOKE, "fire.smoke", 3), 3 * S)
+        .unwrap()
+        .unwrap();
+    assert!(next.cursor > after[1].cursor);
+    assert_eq!(store.last_cursor().unwrap(), next.cursor);
+}
+
+#[test]
+fn sharing_rules_decide_which_departments_see_an_event() {
+    use wangge_events::sharing::SharingConfig;
+    use wangge_events::ComponentDirectory;
+    let sharing = SharingConfig::defaults();
+    let dir = directory();
+    let dirt = tempfile::tempdir().unwrap();
+    let store = open(&dirt);
+    let e = store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
+        .unwrap()
+        .unwrap()
+        .event;
+    let ctx = dir.component(MANHOLE);
+    // Owner/maintainer sw, cg by event type, jd by grid cell 120111001*; not xf, hb.
+    assert_eq!(sharing.recipients(&e, ctx.as_ref()), vec!["cg", "jd", "sw"]);
+    assert!(!sharing.visible_to("hb", &e, ctx.as_ref()));
+    let admin = wangge_events::model::Actor {
+        name: "root".into(),
+        department: None,
+        scope: Scope::Admin,
+    };
+    assert!(sharing.actor_sees(&admin, &e, None));
+    // Dispatch to hb makes it visible to hb.
+    let mut dispatched = e.clone();
+    dispatched.department = Some("hb".into());
+    assert!(sharing.visible_to("hb", &dispatched, ctx.as_ref()));
+    let smoke = store
+        .apply_condition(&raised(SMOKE, "fire.smoke", 1), S)
+        .unwrap()
+        .unwrap()
+        .event;
+    assert_eq!(
+        sharing.recipients(&smoke, dir.component(SMOKE).as_ref()),
+        vec!["xf"]
+    );
+}
