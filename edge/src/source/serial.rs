@@ -12,6 +12,22 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio_serial::{DataBits, SerialPortBuilderExt, SerialStream, StopBits};
 
+/// How long a silent line waits before its port is probed for a hang-up.
+const IDLE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// True if the device reports a hang-up or error (POLLHUP / POLLERR / POLLNVAL).
+fn hung_up(port: &SerialStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: port.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let rc = unsafe { libc::poll(&mut fds, 1, 0) };
+    rc > 0 && fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
 /// Opens the port with its configured line settings.
 pub fn open(src: &SerialSource) -> Result<SerialStream, tokio_serial::Error> {
     let data_bits = match src.data_bits {
@@ -68,11 +84,21 @@ pub async fn run(src: SerialSource, ingest: Arc<Ingest>) {
         let mut lines = LineSplitter::default();
         let mut buf = vec![0u8; 4096];
         loop {
-            let n = match port.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
-                Err(e) => {
+            let read = tokio::time::timeout(IDLE_PROBE_INTERVAL, port.read(&mut buf)).await;
+            let n = match read {
+                // Quiet line: make sure it is still there (a closed pty or an unplugged
+                // adapter shows as a hang-up that an async read may never wake up for).
+                Err(_) => {
+                    if hung_up(&port) {
+                        tracing::warn!(port = %src.name, "serial port hung up");
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Ok(Err(e)) => {
                     tracing::warn!(port = %src.name, error = %e, "serial port lost");
                     break;
                 }

@@ -1,0 +1,150 @@
+//! Serial lines through real pseudo-terminals: binary frames and text lines with garbage in
+//! between are counted by reason while good data still reaches the hub; a port that goes
+//! away is reported, not fatal.
+
+mod common;
+
+use common::*;
+use nix::pty::openpty;
+use nix::sys::termios;
+use protocol::{encode_frame, Measurement, Quantity, SensorFrame, Value};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+
+/// A pty pair in raw mode: we write on the master, the edge opens the slave's path.
+struct Pty {
+    master: File,
+    _slave: OwnedFd,
+    path: std::path::PathBuf,
+}
+
+fn pty() -> Pty {
+    let p = openpty(None, None).unwrap();
+    // openpty(3) does not set close-on-exec: without it the edge child would inherit the
+    // master and the line could never "go away".
+    for fd in [&p.master, &p.slave] {
+        use std::os::fd::AsRawFd;
+        nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .unwrap();
+    }
+    let mut t = termios::tcgetattr(&p.slave).unwrap();
+    termios::cfmakeraw(&mut t);
+    termios::tcsetattr(&p.slave, termios::SetArg::TCSANOW, &t).unwrap();
+    let path = nix::unistd::ttyname(&p.slave).unwrap();
+    Pty {
+        master: File::from(p.master),
+        _slave: p.slave,
+        path,
+    }
+}
+
+fn frame(sensor: &str, seq: u32) -> Vec<u8> {
+    let mut values = heapless::Vec::new();
+    values
+        .push(Measurement {
+            quantity: Quantity::Tilt,
+            value: Value::Float(f64::from(seq % 90)),
+        })
+        .unwrap();
+    values
+        .push(Measurement {
+            quantity: Quantity::Battery,
+            value: Value::Int(80),
+        })
+        .unwrap();
+    let f = SensorFrame {
+        sensor_id: sensor,
+        seq,
+        ts_ms: Some(1_732_500_000_000 + u64::from(seq)),
+        values,
+    };
+    let mut buf = [0u8; 200];
+    let n = encode_frame(&f, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+#[test]
+fn garbage_on_pty_serial_lines_is_counted_and_good_frames_and_lines_still_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Mosquitto::start();
+    let hub = Mosquitto::start();
+    let mut a = pty();
+    let mut b = pty();
+    let cfg = EdgeConfig {
+        site_port: site.port,
+        hub_port: hub.port,
+        api_port: free_port(),
+        data_dir: dir.path().join("data"),
+        extra: format!(
+            "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nbaud = 115200\n\n\
+             [[serial]]\nname = \"B\"\npath = \"{}\"\nformat = \"text\"\nbaud = 9600\nparity = \"none\"\nstop_bits = 1\n",
+            a.path.display(),
+            b.path.display()
+        ),
+    };
+    let store = Arc::new(Mutex::new(Store::default()));
+    let _stub = HubStub::start(hub.port, store.clone());
+    let edge = EdgeProc::start(dir.path(), &cfg, "serial");
+    wait_until(20, "serial ports open", || {
+        edge.source_up("A") && edge.source_up("B")
+    });
+
+    // Line A: 200 good frames, with line noise, a corrupted frame and an overlong run between.
+    let mut bytes = vec![0u8];
+    for seq in 0..200u32 {
+        bytes.extend(frame("MH-0041", seq));
+        match seq % 50 {
+            10 => bytes.extend([0x13, 0x37, 0xff, 0x00]),
+            20 => {
+                let mut bad = frame("MH-0041", 9999);
+                bad[5] ^= 0x55;
+                bytes.extend(bad);
+            }
+            30 => {
+                bytes.extend(vec![0x42; 400]);
+                bytes.push(0);
+            }
+            _ => {}
+        }
+    }
+    for chunk in bytes.chunks(97) {
+        a.master.write_all(chunk).unwrap();
+    }
+    // Line B: 100 good text lines with junk lines between.
+    for seq in 0..100u32 {
+        writeln!(
+            b.master,
+            "id=HY-0013 seq={seq} t={} p=312.5kPa tilt=1.2deg leak=0\r",
+            1_732_500_000_000u64 + u64::from(seq)
+        )
+        .unwrap();
+        if seq % 25 == 0 {
+            b.master.write_all(b"\xff\xfe garbage\r\n").unwrap();
+            b.master.write_all(b"no equals signs here\r\n").unwrap();
+        }
+    }
+    b.master.flush().unwrap();
+
+    let want = 200 * 2 + 100 * 3;
+    wait_until(30, "serial readings at the hub", || {
+        store.lock().unwrap().unique() >= want
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(store.lock().unwrap().unique(), want);
+    let rejects = |reason: &str| edge.metric("edge_rejects_total", &format!("reason=\"{reason}\""));
+    wait_until(10, "garbage counted", || {
+        rejects("crc") >= 4.0 && rejects("too_long") >= 4.0 && rejects("not_utf8") >= 4.0
+    });
+    assert!(rejects("missing_sensor") >= 4.0, "junk text lines counted");
+
+    // The USB adapter is unplugged: reported (source down), the agent keeps running.
+    drop(a);
+    wait_until(20, "port A reported down", || !edge.source_up("A"));
+    assert!(edge.get("/health").is_some());
+    assert!(edge.source_up("B"));
+}
