@@ -1,0 +1,371 @@
+//! The HTTP routes served for real on 127.0.0.1:0: tokens, department isolation (403 + audit),
+//! transitions and 409s, the SSE stream resumed with Last-Event-ID across a store reopen.
+
+mod common;
+
+use common::*;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use wangge_events::model::now_ns;
+use wangge_events::rules::RuleInput;
+use wangge_events::{Events, EventsConfig};
+
+fn events_at(dir: &std::path::Path) -> Events {
+    Events::open(
+        &dir.join("events.db"),
+        EventsConfig::defaults(),
+        directory(),
+    )
+    .unwrap()
+}
+
+async fn start(events: &Events) -> String {
+    let app = axum::Router::new().nest("/api/v1", wangge_events::router(events.clone(), tokens()));
+    format!("http://{}/api/v1", serve(app).await)
+}
+
+/// A manhole cover opened now: raises `manhole.displaced` through the default rules.
+fn open_manhole(events: &Events, ts_ns: i64) -> i64 {
+    let r = RuleInput {
+        component_id: MANHOLE,
+        component_type: "manhole_cover",
+        sensor_id: "MH-0001",
+        interval_s: 60,
+        quantity: protocol::Quantity::Opened,
+        value: 1.0,
+        ts_ns,
+        quality: protocol::uplink::Quality::Good,
+    };
+    let changes = events.ingest(&r, now_ns()).unwrap();
+    assert_eq!(changes.len(), 1, "one change: {changes:?}");
+    changes[0].event.id
+}
+
+async fn get(client: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
+    let r = client.get(url).bearer_auth(token).send().await.unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(client: &reqwest::Client, url: &str, token: &str, body: Value) -> (u16, Value) {
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_get_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events_at(dir.path());
+    let base = start(&events).await;
+    let client = reqwest::Client::new();
+    let r = client.get(format!("{base}/events")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (code, _) = get(&client, &format!("{base}/events"), "wrong").await;
+    assert_eq!(code, 401);
+}
+
+#[tokio::test]
+async fn the_closed_loop_over_http_with_409_naming_the_allowed_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events_at(dir.path());
+    let base = start(&events).await;
+    let client = reqwest::Client::new();
+    let id = open_manhole(&events, now_ns());
+
+    let (code, list) = get(
+        &client,
+        &format!("{base}/events?status=open&type=manhole.displaced"),
+        "sw-read",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["next"], Value::Null);
+    assert_eq!(list["items"][0]["id"], id);
+
+    let url = format!("{base}/events/{id}/transitions");
+    let (code, err) = post(&client, &url, "sw-write", json!({"action": "resolve"})).await;
+    assert_eq!(code, 409);
+    assert_eq!(err["error"]["code"], "invalid_transition");
+    assert_eq!(err["error"]["allowed"], json!(["acknowledge"]));
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("acknowledge"));
+
+    let (code, err) = post(&client, &url, "sw-write", json!({"action": "fly"})).await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+
+    let (code, err) = post(&client, &url, "sw-read", json!({"action": "acknowledge"})).await;
+    assert_eq!(code, 403, "read-only token: {err}");
+
+    for (action, dept, status) in [
+        ("acknowledge", None, "acknowledged"),
+        ("dispatch", Some("sw"), "dispatched"),
+        ("start", None, "in_progress"),
+        ("resolve", None, "resolved"),
+        ("close", None, "closed"),
+    ] {
+        let mut body = json!({"action": action, "note": format!("{action} by wang")});
+        if let Some(d) = dept {
+            body["department"] = json!(d);
+        }
+        let (code, ev) = post(&client, &url, "sw-write", body).await;
+        assert_eq!(code, 200, "{action}: {ev}");
+        assert_eq!(ev["status"], status);
+    }
+    let (code, ev) = get(&client, &format!("{base}/events/{id}"), "sw-read").await;
+    assert_eq!(code, 200);
+    let history = ev["history"].as_array().unwrap();
+    assert_eq!(history.len(), 6);
+    assert_eq!(history[2]["actor"], "sw/wang");
+    assert_eq!(history[2]["department"], "sw");
+    assert_eq!(history[5]["action"], "close");
+    assert_eq!(ev["version"], 6);
+}
+
+#[tokio::test]
+async fn a_department_sees_and_acts_only_on_what_is_shared_with_it_and_attempts_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events_at(dir.path());
+    let base = start(&events).await;
+    let client = reqwest::Client::new();
+    let id = open_manhole(&events, now_ns());
+
+    // hb (environment) is not named by any sharing rule for a manhole cover.
+    let (code, list) = get(&client, &format!("{base}/events"), "hb-write").await;
+    assert_eq!(code, 200);
+    assert!(list["items"].as_array().unwrap().is_empty());
+    let (code, err) = get(&client, &format!("{base}/events/{id}"), "hb-write").await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (code, _) = post(
+        &client,
+        &format!("{base}/events/{id}/transitions"),
+        "hb-write",
+        json!({"action": "acknowledge"}),
+    )
+    .await;
+    assert_eq!(code, 403);
+    // xf sees the smoke detector's events, not this one.
+    let (code, _) = get(&client, &format!("{base}/events/{id}"), "xf-write").await;
+    assert_eq!(code, 403);
+    // The owner department and admin see it.
+    assert_eq!(
+        get(&client, &format!("{base}/events/{id}"), "sw-read")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get(&client, &format!("{base}/events/{id}"), "admin-token")
+            .await
+            .0,
+        200
+    );
+
+    let (code, audit) = get(&client, &format!("{base}/audit"), "admin-token").await;
+    assert_eq!(code, 200);
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{audit}");
+    assert!(items
+        .iter()
+        .any(|a| a["department"] == "hb" && a["action"] == "acknowledge" && a["event_id"] == id));
+    assert!(items
+        .iter()
+        .any(|a| a["department"] == "xf" && a["action"] == "read"));
+    assert_eq!(
+        get(&client, &format!("{base}/audit"), "sw-write").await.0,
+        403
+    );
+
+    // Dispatched to hb, it becomes visible to hb.
+    post(
+        &client,
+        &format!("{base}/events/{id}/transitions"),
+        "sw-write",
+        json!({"action": "acknowledge"}),
+    )
+    .await;
+    post(
+        &client,
+        &format!("{base}/events/{id}/transitions"),
+        "sw-write",
+        json!({"action": "dispatch", "department": "hb"}),
+    )
+    .await;
+    assert_eq!(
+        get(&client, &format!("{base}/events/{id}"), "hb-write")
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_evaluation_report_per_department_and_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events_at(dir.path());
+    let base = start(&events).await;
+    let client = reqwest::Client::new();
+    let id = open_manhole(&events, now_ns());
+    post(
+        &client,
+        &format!("{base}/events/{id}/transitions"),
+        "sw-write",
+        json!({"action": "acknowledge"}),
+    )
+    .await;
+    let (code, report) = get(
+        &client,
+        &format!("{base}/reports/evaluation"),
+        "admin-token",
+    )
+    .await;
+    assert_eq!(code, 200, "{report}");
+    let depts = report["departments"].as_array().unwrap();
+    let sw = depts.iter().find(|d| d["department"] == "sw").unwrap();
+    assert_eq!(sw["events_received"], 1);
+    assert_eq!(sw["acknowledged"], 1);
+    assert!(sw["time_to_acknowledge_s"]["p50"].as_f64().unwrap() >= 0.0);
+    assert_eq!(sw["overdue"], 0);
+    assert!(depts.iter().any(|d| d["department"] == "cg"));
+    assert_eq!(report["components"][0]["completeness"], 0.9);
+    // A department sees only its own row.
+    let (_, mine) = get(&client, &format!("{base}/reports/evaluation"), "hb-write").await;
+    assert_eq!(mine["departments"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["departments"][0]["events_received"], 0);
+    let (code, _) = get(
+        &client,
+        &format!("{base}/reports/evaluation?from=yesterday"),
+        "admin-token",
+    )
+    .await;
+    assert_eq!(code, 400);
+}
+
+/// Reads SSE frames until `n` `id:`s have arrived; returns (id, data) pairs.
+async fn read_sse(resp: reqwest::Response, n: usize) -> Vec<(i64, Value)> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while out.len() < n {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("SSE frames within 30 s")
+            .expect("stream open")
+            .unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse::<i64>().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if let Some(id) = id {
+                out.push((id, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_sse_stream_resumes_from_last_event_id_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let first_ids = {
+        let events = events_at(dir.path());
+        let base = start(&events).await;
+        let resp = client
+            .get(format!("{base}/events/stream"))
+            .bearer_auth("sw-read")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let id = open_manhole(&events, now_ns());
+        events
+            .transition(id, &tokens().0["sw-write"], &ack(), now_ns())
+            .unwrap();
+        let got = read_sse(resp, 2).await;
+        assert_eq!(got[0].1["status"], "open");
+        assert_eq!(got[1].1["status"], "acknowledged");
+        assert!(got[0].0 < got[1].0);
+        got
+    };
+    // "Restart": a new store handle on the same file, a new server. Changes happen while the
+    // consumer is away; it resumes from the first id it saw and gets everything after it once.
+    let events = events_at(dir.path());
+    let base = start(&events).await;
+    let id = first_ids[0].1["id"].as_i64().unwrap();
+    let dispatch = wangge_events::store::TransitionRequest {
+        action: wangge_events::lifecycle::Action::Dispatch,
+        department: Some("sw".into()),
+        note: None,
+    };
+    events
+        .transition(id, &tokens().0["sw-write"], &dispatch, now_ns())
+        .unwrap();
+    let resp = client
+        .get(format!("{base}/events/stream"))
+        .bearer_auth("sw-read")
+        .header("Last-Event-ID", first_ids[0].0.to_string())
+        .send()
+        .await
+        .unwrap();
+    let got = read_sse(resp, 2).await;
+    assert_eq!(got[0].0, first_ids[1].0);
+    assert_eq!(got[0].1["version"], 2);
+    assert_eq!(got[1].1["status"], "dispatched");
+    assert_eq!(got[1].1["version"], 3);
+    // A department that does not see the event gets nothing of it (the smoke detector's event comes through).
+    let resp = client
+        .get(format!("{base}/events/stream"))
+        .bearer_auth("xf-write")
+        .header("Last-Event-ID", "0")
+        .send()
+        .await
+        .unwrap();
+    let smoke = RuleInput {
+        component_id: SMOKE,
+        component_type: "smoke_detector",
+        sensor_id: "SD-0001",
+        interval_s: 60,
+        quantity: protocol::Quantity::Alarm,
+        value: 1.0,
+        ts_ns: now_ns(),
+        quality: protocol::uplink::Quality::Good,
+    };
+    events.ingest(&smoke, now_ns()).unwrap();
+    let got = read_sse(resp, 1).await;
+    assert_eq!(got[0].1["type"], "fire.smoke");
+}
+
+fn ack() -> wangge_events::store::TransitionRequest {
+    wangge_events::store::TransitionRequest {
+        action: wangge_events::lifecycle::Action::Acknowledge,
+        department: None,
+        note: None,
+    }
+}
