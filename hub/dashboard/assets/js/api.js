@@ -58,6 +58,8 @@ export async function request(method, path, { query, body } = {}) {
   if (!resp.ok) {
     const err = (data && data.error) || {};
     const e = new ApiError(resp.status, err.code || String(resp.status), err.message || text || resp.statusText);
+    // A 409 on a transition lists the actions the event's state allows.
+    e.allowed = Array.isArray(err.allowed) ? err.allowed : null;
     if (resp.status === 401) onUnauthorized(e);
     throw e;
   }

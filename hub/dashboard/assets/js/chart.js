@@ -16,7 +16,8 @@ export function timeChart(el, points, { unit = "", step = false, height = 200 } 
   const xs = points.map((p) => Date.parse(p.ts) / 1000);
   const data = [xs, points.map((p) => p.value)];
   const series = [{}, { label: t("chart.value") + (unit ? ` (${unit})` : ""), stroke: COLORS[0], width: 1.5, paths: step ? uPlot.paths.stepped({ align: 1 }) : undefined }];
-  if (points.some((p) => p.min !== undefined)) {
+  // Booleans are drawn as steps of their mean; their min/max would only repeat 0 and 1.
+  if (!step && points.some((p) => p.min !== undefined)) {
     data.push(points.map((p) => p.min ?? p.value), points.map((p) => p.max ?? p.value));
     series.push({ label: t("chart.min"), stroke: "#9fb8e8", width: 1, dash: [4, 3] });
     series.push({ label: t("chart.max"), stroke: "#9fb8e8", width: 1, dash: [4, 3] });

@@ -77,7 +77,9 @@ export function fmtNum(v, digits = 2) {
 
 /** An error panel naming what failed, with the hub's message. 403 gets its own wording. */
 export function errorBox(e) {
-  const msg = e && e.status === 403 ? t("error.forbidden") : e && e.status === 0 ? t("error.network") : t("error.generic");
+  // A 404 "no route" means this hub does not have the feature (an older or partial build).
+  const missing = e && e.status === 404 && /^no route/.test(e.message || "");
+  const msg = missing ? t("error.unavailable") : e && e.status === 403 ? t("error.forbidden") : e && e.status === 0 ? t("error.network") : t("error.generic");
   return h("div", { class: "error" }, msg, e && e.message ? ": " + e.message : "");
 }
 

@@ -4,7 +4,7 @@
 
 import * as api from "../api.js";
 import { t, label } from "../i18n.js";
-import { h, fmtNum, errorBox, empty } from "../util.js";
+import { h, fmtNum, fmtDuration, fmtTime, errorBox, empty } from "../util.js";
 import { barChart } from "../chart.js";
 
 const PERIODS = [
@@ -13,7 +13,7 @@ const PERIODS = [
   { key: "range.30d", ms: 30 * 24 * 3600e3 },
 ];
 /** Columns preferred for the bar chart, in order, when a table has them. */
-const CHART_PREFERENCE = ["on_time_closure_rate", "completeness", "events_received", "overdue", "received"];
+const CHART_PREFERENCE = ["events_received", "completeness", "on_time_closure_rate", "overdue", "received"];
 /** Rows a table shows before the rest is folded away. */
 const ROWS_SHOWN_MAX = 200;
 let periodIndex = 1;
@@ -38,7 +38,7 @@ export async function render(main) {
     const tables = Object.entries(report || {}).filter(([, v]) => Array.isArray(v));
     const scalars = Object.entries(report || {}).filter(([, v]) => v === null || typeof v !== "object");
     if (scalars.length) {
-      body.append(h("section", { class: "panel" }, h("dl", { class: "kv" }, scalars.map(([k, v]) => [h("dt", {}, label("col", k)), h("dd", {}, fmtCell(k, v))]))));
+      body.append(h("section", { class: "panel" }, h("dl", { class: "kv" }, scalars.map(([k, v]) => [h("dt", {}, label("col", k)), h("dd", {}, k === "from" || k === "to" ? fmtTime(v) : fmtCell(k, v))]))));
     }
     if (!tables.length) body.append(h("p", { class: "muted" }, t("eval.empty")));
     for (const [name, rows] of tables) body.append(table(name, rows));
@@ -49,13 +49,23 @@ export async function render(main) {
 function fmtCell(col, v) {
   if (v === null || v === undefined) return "—";
   if (typeof v === "number" && /rate|completeness|ratio/.test(col) && v <= 1) return (v * 100).toFixed(1) + " %";
-  if (typeof v === "number" && /_ms$/.test(col)) return fmtNum(v / 60000, 1) + " min";
-  if (typeof v === "number" && /_s$/.test(col)) return fmtNum(v / 60, 1) + " min";
+  if (typeof v === "number" && /_ms(\.|$)/.test(col)) return fmtDuration(v);
+  if (typeof v === "number" && /_s(\.|$)/.test(col)) return fmtDuration(v * 1000);
   if (typeof v === "object") return JSON.stringify(v);
   return typeof v === "number" ? fmtNum(v) : String(v);
 }
 
-function table(name, rows) {
+/** Nested objects (e.g. `time_to_acknowledge_s: {p50, p90}`) become dotted columns. */
+function flatten(row, prefix = "", out = {}) {
+  for (const [k, v] of Object.entries(row || {})) {
+    if (v && typeof v === "object" && !Array.isArray(v)) flatten(v, prefix + k + ".", out);
+    else out[prefix + k] = v;
+  }
+  return out;
+}
+
+function table(name, rawRows) {
+  const rows = rawRows.map((r) => flatten(r));
   const panel = h("section", { class: "panel", id: "eval-" + name }, h("h2", {}, label("col", name)));
   if (!rows.length) {
     panel.append(h("p", { class: "muted" }, t("eval.empty")));

@@ -139,6 +139,7 @@ function actForm(e, refresh) {
       submit.disabled = false;
       msg.className = "error";
       msg.textContent = (err.status === 409 ? t("act.conflict") : err.status === 403 ? t("error.forbidden") : t("error.generic")) + ": " + err.message;
+      if (err.allowed) msg.append(h("div", {}, t("act.allowed"), " ", err.allowed.length ? err.allowed.map((a) => label("action", a)).join("、") : "—"));
     }
   });
   return h("div", {},

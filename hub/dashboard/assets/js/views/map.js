@@ -47,7 +47,7 @@ function cellsFrom(comps) {
     b.lon_max = Math.max(b.lon_max, c.lon);
     cells.set(c.grid_cell, b);
   }
-  const pad = 0.0015;
+  const pad = 0.0008;
   return [...cells.values()].map((b) => ({ ...b, lat_min: b.lat_min - pad, lat_max: b.lat_max + pad, lon_min: b.lon_min - pad, lon_max: b.lon_max + pad }));
 }
 
@@ -76,7 +76,7 @@ export async function render(main, args, ctx) {
       empty(body).append(errorBox(e));
       return;
     }
-    empty(body).append(drawMap(comps, only, localStorage.getItem(TILE_KEY) || ""), legend());
+    empty(body).append(drawMap(comps, await registryCells(), only, localStorage.getItem(TILE_KEY) || ""), legend());
   };
   await draw();
   return refreshOnLive(ctx, draw);
@@ -86,10 +86,19 @@ function legend() {
   return h("div", { class: "legend" }, COMPONENT_STATUSES.map((st) => h("span", { class: st }, label("status", st))));
 }
 
-function drawMap(comps, only, tileUrl) {
+/** The registry's grid cells with bounds, if the hub serves `GET grid_cells`; else []. */
+async function registryCells() {
+  try {
+    return (await api.all("grid_cells")).items.filter((c) => [c.lat_min, c.lat_max, c.lon_min, c.lon_max].every((v) => typeof v === "number"));
+  } catch {
+    return [];
+  }
+}
+
+function drawMap(comps, registered, only, tileUrl) {
   const placed = comps.filter((c) => c.lat != null && c.lon != null);
   if (!placed.length) return h("p", { class: "muted" }, t("map.none"));
-  const cells = cellsFrom(placed);
+  const cells = registered.length ? registered : cellsFrom(placed);
   const lats = cells.flatMap((c) => [c.lat_min, c.lat_max]);
   const lons = cells.flatMap((c) => [c.lon_min, c.lon_max]);
   for (const c of placed) {
@@ -102,7 +111,9 @@ function drawMap(comps, only, tileUrl) {
   const z = Math.max(0, Math.min(19, Math.floor(Math.log2((MAP_WIDTH_PX * 360) / (span * TILE_PX)))));
   const [x0, y0] = project(latMax, lonMin, z);
   const [x1, y1] = project(latMin, lonMax, z);
-  const m = 20;
+  // Sizes in world pixels, scaled to the drawn area so dots and labels read the same at any zoom.
+  const u = Math.max(x1 - x0, y1 - y0) / 700;
+  const m = 22 * u;
   const svg = s("svg", { class: "map", id: "map", viewBox: `${x0 - m} ${y0 - m} ${x1 - x0 + 2 * m} ${y1 - y0 + 2 * m}`, preserveAspectRatio: "xMidYMid meet" });
   if (tileUrl) {
     const g = s("g", { class: "tiles" });
@@ -118,8 +129,8 @@ function drawMap(comps, only, tileUrl) {
     const [cx0, cy0] = project(c.lat_max, c.lon_min, z);
     const [cx1, cy1] = project(c.lat_min, c.lon_max, z);
     svg.append(
-      s("rect", { class: "cell", x: cx0, y: cy0, width: cx1 - cx0, height: cy1 - cy0 }, s("title", {}, c.name || c.id)),
-      s("text", { class: "cell-label", x: cx0 + 4, y: cy0 + 13 }, c.name || c.id.slice(-6)),
+      s("rect", { class: "cell", x: cx0, y: cy0, width: cx1 - cx0, height: cy1 - cy0, "stroke-width": u }, s("title", {}, c.name || c.id)),
+      s("text", { class: "cell-label", x: cx0, y: cy0 - 4 * u, "font-size": 11 * u }, c.name || c.id),
     );
   }
   // Alarms last so they are drawn on top.
@@ -129,7 +140,7 @@ function drawMap(comps, only, tileUrl) {
     const [x, y] = project(c.lat, c.lon, z);
     svg.append(
       s("circle", {
-        cx: x, cy: y, r: c.status === "alarm" ? 7 : 5,
+        cx: x, cy: y, r: (c.status === "alarm" ? 7 : 5) * u, "stroke-width": 1.5 * u,
         style: `fill: var(--${c.status}, #888)`,
         "data-component": c.id, "data-status": c.status,
         onclick: () => (location.hash = "#/component/" + encodeURIComponent(c.id)),

@@ -1,0 +1,628 @@
+//! The dashboard in a real browser: headless Debian Chromium driven over WebDriver
+//! (chromedriver + fantoccini) against the real `hub` binary, fed real readings through its
+//! embedded MQTT broker by a client acting as the seed's edge.
+//!
+//! The story: a facility manager signs in, sees the overview and the map, opens the manhole
+//! cover that is in alarm, sees its tilt chart, acknowledges its event and dispatches it to
+//! 城管, and sees the status change; a 消防 (fire brigade) token does not see that event.
+//! Each page is saved to `target/screenshots/` for a person to look at.
+//!
+//! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use protocol::uplink::{mac_key, topics, Quality, Reading, ReadingFlags, UplinkBatch};
+use protocol::{Quantity, Value};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value as Json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use wangge_tests::{bin, free_port, port_open, workspace_root, Proc};
+
+/// The seed's water-supply manhole cover on MH-0001, owned by 水务 (sw), in grid 120111001001.
+const COMPONENT: &str = "1201110101000001";
+const SENSOR: &str = "MH-0001";
+const EDGE: &str = "edge-xq-01";
+/// How long any one browser or API condition may take before the test fails.
+const WAIT_S: u64 = 30;
+
+fn chromium() -> Option<(PathBuf, PathBuf)> {
+    let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())?;
+    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())?;
+    Some((browser, driver))
+}
+
+/// Runs a `hub` CLI command on `data`, returning its stdout (the printed secret or token).
+fn hub_cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin("hub"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run hub");
+    assert!(
+        out.status.success(),
+        "hub {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Hub {
+    proc: Proc,
+    http: u16,
+    mqtt: u16,
+    admin: String,
+    sw: String,
+    xf: String,
+    edge_secret: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    fn start() -> Hub {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let seed = workspace_root().join("config/registry");
+        hub_cli(
+            &data,
+            &["registry", "import", seed.to_str().expect("utf-8 path")],
+        );
+        let edge_secret = hub_cli(&data, &["edge", "add", EDGE]);
+        let admin = hub_cli(&data, &["token", "add", "--scope", "admin"]);
+        let sw = hub_cli(
+            &data,
+            &["token", "add", "--scope", "write", "--department", "sw"],
+        );
+        let xf = hub_cli(
+            &data,
+            &["token", "add", "--scope", "write", "--department", "xf"],
+        );
+        let (http, mqtt) = (free_port(), free_port());
+        let mut cmd = Command::new(bin("hub"));
+        cmd.current_dir(dir.path())
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("serve")
+            .arg("--http")
+            .arg(format!("127.0.0.1:{http}"))
+            .arg("--mqtt")
+            .arg(format!("127.0.0.1:{mqtt}"));
+        let proc = Proc::spawn("hub", cmd, &dir.path().join("hub.log")).expect("start hub");
+        let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+        while !(port_open(http) && port_open(mqtt)) {
+            assert!(
+                Instant::now() < deadline,
+                "hub did not listen: {}",
+                proc.log_tail(3000)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Hub {
+            proc,
+            http,
+            mqtt,
+            admin,
+            sw,
+            xf,
+            edge_secret,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    async fn api(&self, token: &str, path: &str) -> (u16, Json) {
+        let resp = reqwest::Client::new()
+            .get(self.url(&format!("/api/v1/{path}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("hub answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Json::Null))
+    }
+}
+
+/// Publishes `readings` as the seed's edge (sealed with its secret) and waits for every ack:
+/// only then are they stored.
+async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
+    let mut opts = MqttOptions::new("dashboard-test-edge", "127.0.0.1", hub.mqtt);
+    opts.set_credentials(EDGE, &hub.edge_secret);
+    opts.set_keep_alive(Duration::from_secs(10));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 100);
+    client
+        .subscribe(topics::acks(EDGE), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe queued");
+    let key = mac_key(&hub.edge_secret);
+    let epoch = 1;
+    let chunks: Vec<Vec<Reading>> = readings.chunks(200).map(|c| c.to_vec()).collect();
+    let batches = chunks.len();
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    let mut subscribed = false;
+    let mut acked = std::collections::BTreeSet::new();
+    while acked.len() < batches {
+        assert!(
+            Instant::now() < deadline,
+            "acks {acked:?} of {batches} batches"
+        );
+        let ev = tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
+            .await
+            .expect("MQTT progress");
+        match ev {
+            Ok(Event::Incoming(Packet::SubAck(_))) if !subscribed => {
+                subscribed = true;
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let b = UplinkBatch {
+                        edge_id: EDGE.into(),
+                        epoch,
+                        seq: i as u64 + 1,
+                        readings: chunk.clone(),
+                        gaps: vec![],
+                    };
+                    client
+                        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, b.seal(&key))
+                        .await
+                        .expect("publish queued");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Ok(a) = protocol::uplink::Ack::decode(&p.payload) {
+                    acked.insert(a.seq);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!(
+                "edge connection failed: {e}; hub log: {}",
+                hub.proc.log_tail(3000)
+            ),
+        }
+    }
+    let _ = client.disconnect().await;
+}
+
+/// 30 minutes of a manhole cover: level, then knocked over in the last 3 minutes (tilt 25°,
+/// opened), which the catalogue's `manhole.displaced` rule (tilt > 15° for 10 s) raises as
+/// critical.
+fn displaced_cover_readings() -> Vec<Reading> {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as i64;
+    let step_ns = 5_000_000_000i64;
+    let n = 360;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let ts_ns = now_ns - (n - i) * step_ns;
+        let knocked = i >= n - 36;
+        let r = |quantity, value| Reading {
+            sensor: SENSOR.into(),
+            quantity,
+            value,
+            ts_ns,
+            quality: Quality::Good,
+            flags: ReadingFlags::default(),
+        };
+        let wobble = ((i % 7) as f64) * 0.3;
+        out.push(r(
+            Quantity::Tilt,
+            Value::Float(if knocked { 25.0 + wobble } else { 1.0 + wobble }),
+        ));
+        out.push(r(Quantity::Battery, Value::Float(87.0 - i as f64 * 0.01)));
+        out.push(r(Quantity::Opened, Value::Bool(knocked)));
+        out.push(r(
+            Quantity::WaterLevel,
+            Value::Float(12.0 + (i as f64 / 30.0).sin() * 3.0),
+        ));
+    }
+    out
+}
+
+async fn browser(driver: &Path, browser: &Path, dir: &Path) -> (Proc, Client) {
+    let port = free_port();
+    let mut cmd = Command::new(driver);
+    cmd.arg(format!("--port={port}"));
+    let proc = Proc::spawn("chromedriver", cmd, &dir.join("chromedriver.log"))
+        .expect("start chromedriver");
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    while !port_open(port) {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen: {}",
+            proc.log_tail(2000)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = dir.join("chromium-profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_string(),
+        json!({
+            "binary": browser,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1000", "--lang=zh-CN",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    // Two rustls crypto backends end up linked in this test binary; pick one explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = ClientBuilder::rustls()
+        .expect("TLS roots")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|e| panic!("WebDriver session: {e}; {}", proc.log_tail(2000)));
+    (proc, client)
+}
+
+/// Waits for a CSS selector to match, failing with `what` after WAIT_S.
+async fn find(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            return e;
+        }
+        if Instant::now() >= deadline {
+            let _ = shot(c, &format!("failed-{}", what.replace(' ', "-"))).await;
+            panic!("timed out waiting for {what} ({css})");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots dir");
+    dir
+}
+
+async fn shot(c: &Client, name: &str) -> PathBuf {
+    // Let charts and late requests settle: a screenshot is for people, not an assertion.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let png = c.screenshot().await.expect("screenshot");
+    let path = screenshots_dir().join(format!("{name}.png"));
+    std::fs::write(&path, png).expect("write screenshot");
+    path
+}
+
+async fn goto(c: &Client, hub: &Hub, hash: &str) {
+    c.goto(&hub.url(&format!("/{hash}")))
+        .await
+        .expect("navigate");
+}
+
+async fn sign_in(c: &Client, hub: &Hub, token: &str) {
+    goto(c, hub, "").await;
+    let input = find(c, "#token", "the sign-in form").await;
+    input.send_keys(token).await.expect("type token");
+    c.find(Locator::Css("#signin-submit"))
+        .await
+        .expect("submit button")
+        .click()
+        .await
+        .expect("submit");
+    find(c, "#view-overview", "the overview after sign-in").await;
+}
+
+/// Chooses `action` (and `department`), writes `note` and submits on the open event.
+async fn act(c: &Client, action: &str, department: Option<&str>, note: &str) {
+    let action_sel = find(c, "#act-action", "the action form").await;
+    action_sel
+        .select_by_value(action)
+        .await
+        .expect("choose action");
+    if let Some(d) = department {
+        c.find(Locator::Css("#act-department"))
+            .await
+            .expect("department select")
+            .select_by_value(d)
+            .await
+            .expect("choose department");
+    }
+    c.find(Locator::Css("#act-note"))
+        .await
+        .expect("note")
+        .send_keys(note)
+        .await
+        .expect("type note");
+    c.find(Locator::Css("#act-submit"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click submit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does_not_see_it() {
+    let Some((chromium_bin, driver_bin)) = chromium() else {
+        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
+    };
+    let hub = Hub::start();
+    send_as_edge(&hub, displaced_cover_readings()).await;
+
+    // The events engine raises manhole.displaced and marks the component in alarm. Where the
+    // events API is not mounted yet, the event part below cannot run: say so loudly.
+    let (events_status, _) = hub.api(&hub.admin, "events").await;
+    let events_mounted = events_status != 404;
+    let mut event_id: Option<i64> = None;
+    if events_mounted {
+        let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+        loop {
+            let (_, v) = hub
+                .api(&hub.admin, &format!("events?component={COMPONENT}"))
+                .await;
+            let found = v["items"].as_array().and_then(|items| {
+                items
+                    .iter()
+                    .find(|e| e["type"] == "manhole.displaced")
+                    .and_then(|e| e["id"].as_i64())
+            });
+            if let Some(id) = found {
+                event_id = Some(id);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no manhole.displaced event for {COMPONENT}: {v}; hub log: {}",
+                hub.proc.log_tail(3000)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    } else {
+        eprintln!(
+            "NOTE: the hub does not serve /api/v1/events yet: the event steps (acknowledge, \
+             dispatch, department scope) are SKIPPED; the component is put in alarm via the registry"
+        );
+        // PUT replaces the whole component: send it back with only the status changed.
+        let (_, mut comp) = hub
+            .api(&hub.admin, &format!("components/{COMPONENT}"))
+            .await;
+        comp["status"] = json!("alarm");
+        let resp = reqwest::Client::new()
+            .put(hub.url(&format!("/api/v1/components/{COMPONENT}")))
+            .bearer_auth(&hub.admin)
+            .json(&comp)
+            .send()
+            .await
+            .expect("hub answers");
+        assert!(
+            resp.status().is_success(),
+            "PUT status alarm: {}",
+            resp.status()
+        );
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut driver, c) = browser(&driver_bin, &chromium_bin, dir.path()).await;
+    c.set_window_size(1400, 1000).await.expect("window size");
+
+    // A wrong token is refused on the sign-in page itself.
+    goto(&c, &hub, "").await;
+    find(&c, "#token", "the sign-in form")
+        .await
+        .send_keys("wgt_nope.nope")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#signin-submit"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click");
+    find(&c, "#app .signin .error", "the refusal of a bad token").await;
+    shot(&c, "signin").await;
+
+    // Overview: counts and open events.
+    sign_in(&c, &hub, &hub.admin).await;
+    find(&c, "#component-counts .card.alarm", "component counts").await;
+    if events_mounted {
+        find(
+            &c,
+            &format!("#open-events tr[data-event=\"{}\"]", event_id.unwrap_or(-1)),
+            "the open event on the overview",
+        )
+        .await;
+    }
+    shot(&c, "overview").await;
+
+    // Map: the alarm component is drawn and clickable.
+    goto(&c, &hub, "#/map").await;
+    let dot = find(
+        &c,
+        &format!("svg.map circle[data-component=\"{COMPONENT}\"][data-status=\"alarm\"]"),
+        "the alarm on the map",
+    )
+    .await;
+    shot(&c, "map").await;
+    dot.click().await.expect("click the component on the map");
+
+    // Component page: details, latest values and the tilt chart drawn by uPlot.
+    find(&c, "#view-component #details", "the component page").await;
+    find(
+        &c,
+        ".chart[data-quantity=\"tilt\"] canvas",
+        "the tilt chart",
+    )
+    .await;
+    let latest = find(
+        &c,
+        "#latest .value[data-quantity=\"tilt\"] .v",
+        "the latest tilt",
+    )
+    .await;
+    let latest_text = latest.text().await.expect("text");
+    assert!(
+        latest_text.contains('°'),
+        "latest tilt shows {latest_text:?}"
+    );
+    shot(&c, "component").await;
+    c.find(Locator::Css("#range button[data-range=\"range.7d\"]"))
+        .await
+        .expect("7 d button")
+        .click()
+        .await
+        .expect("choose 7 d");
+    find(
+        &c,
+        "#range button.on[data-range=\"range.7d\"]",
+        "the 7 d range",
+    )
+    .await;
+    find(
+        &c,
+        ".chart[data-quantity=\"tilt\"] canvas",
+        "the 7 d tilt chart",
+    )
+    .await;
+
+    if let Some(id) = event_id {
+        // The component page lists its event; from there the manager opens it and acts.
+        find(
+            &c,
+            &format!("#component-events [data-event=\"{id}\"]"),
+            "the component's event",
+        )
+        .await;
+        goto(&c, &hub, &format!("#/events/{id}")).await;
+        find(&c, "#event-detail [data-status=\"open\"]", "the open event").await;
+        act(&c, "acknowledge", None, "已到现场核实").await;
+        find(
+            &c,
+            "#event-detail [data-status=\"acknowledged\"]",
+            "the acknowledged status",
+        )
+        .await;
+        act(&c, "dispatch", Some("cg"), "请城管处置").await;
+        find(
+            &c,
+            "#event-detail [data-status=\"dispatched\"]",
+            "the dispatched status",
+        )
+        .await;
+        find(
+            &c,
+            &format!("#event-list tr[data-event=\"{id}\"][data-status=\"dispatched\"]"),
+            "the list's new status",
+        )
+        .await;
+        // An action the state does not allow shows the hub's 409 message.
+        act(&c, "close", None, "").await;
+        let msg = find(
+            &c,
+            "#act-message.error",
+            "the refusal of a disallowed action",
+        )
+        .await;
+        let text = msg.text().await.expect("text");
+        assert!(!text.is_empty(), "409 message shown");
+        shot(&c, "events").await;
+        let (_, v) = hub.api(&hub.admin, &format!("events/{id}")).await;
+        assert_eq!(v["status"], "dispatched", "{v}");
+        assert_eq!(v["department"], "cg", "{v}");
+    } else {
+        goto(&c, &hub, "#/events").await;
+        find(&c, "#event-list", "the events page").await;
+        shot(&c, "events").await;
+    }
+
+    goto(&c, &hub, "#/edges").await;
+    find(
+        &c,
+        &format!("#edges tr[data-edge=\"{EDGE}\"]"),
+        "the edge row",
+    )
+    .await;
+    shot(&c, "edges").await;
+
+    goto(&c, &hub, "#/evaluation").await;
+    find(
+        &c,
+        "#view-evaluation .panel, #view-evaluation .error, #view-evaluation .muted",
+        "the evaluation page",
+    )
+    .await;
+    shot(&c, "evaluation").await;
+
+    // The interface switches to English and back.
+    c.find(Locator::Css("header button[data-lang=\"en\"]"))
+        .await
+        .expect("EN")
+        .click()
+        .await
+        .expect("click EN");
+    let nav = find(&c, "#nav-overview", "the navigation").await;
+    assert_eq!(nav.text().await.expect("text"), "Overview");
+    shot(&c, "evaluation-en").await;
+    c.find(Locator::Css("header button[data-lang=\"zh\"]"))
+        .await
+        .expect("中文")
+        .click()
+        .await
+        .expect("click 中文");
+    let nav = find(&c, "#nav-overview", "the navigation").await;
+    assert_eq!(nav.text().await.expect("text"), "总览");
+
+    // Scope: the fire brigade's token does not see the water authority's manhole event; the
+    // owner (水务) does.
+    if let Some(id) = event_id {
+        let (_, v) = hub.api(&hub.xf, "events").await;
+        let ids: Vec<i64> = v["items"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
+            .unwrap_or_default();
+        assert!(!ids.contains(&id), "xf sees event {id}: {v}");
+        let (_, v) = hub.api(&hub.sw, "events").await;
+        let ids: Vec<i64> = v["items"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
+            .unwrap_or_default();
+        assert!(ids.contains(&id), "sw (owner) does not see event {id}: {v}");
+
+        c.find(Locator::Css("#signout"))
+            .await
+            .expect("sign out")
+            .click()
+            .await
+            .expect("click");
+        sign_in(&c, &hub, &hub.xf).await;
+        goto(&c, &hub, "#/events").await;
+        find(&c, "#event-list h2", "the xf events list").await;
+        assert!(
+            c.find(Locator::Css(&format!(
+                "#event-list tr[data-event=\"{id}\"]"
+            )))
+            .await
+            .is_err(),
+            "the xf token's events page lists event {id}"
+        );
+        shot(&c, "events-department-xf").await;
+        goto(&c, &hub, &format!("#/events/{id}")).await;
+        find(
+            &c,
+            "#event-detail .error",
+            "the refusal of another department's event",
+        )
+        .await;
+    }
+
+    let _ = c.close().await;
+    driver.terminate(Duration::from_secs(5));
+}
