@@ -523,6 +523,23 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
             "the list's new status",
         )
         .await;
+        // Live updates: another actor starts the work through the API; the open page follows
+        // over SSE without being reloaded.
+        find(&c, "#live.up", "the live (SSE) connection").await;
+        let resp = reqwest::Client::new()
+            .post(hub.url(&format!("/api/v1/events/{id}/transitions")))
+            .bearer_auth(&hub.admin)
+            .json(&json!({"action": "start", "note": "现场处置中"}))
+            .send()
+            .await
+            .expect("hub answers");
+        assert!(resp.status().is_success(), "start: {}", resp.status());
+        find(
+            &c,
+            "#event-detail [data-status=\"in_progress\"]",
+            "the live in_progress status",
+        )
+        .await;
         // An action the state does not allow shows the hub's 409 message.
         act(&c, "close", None, "").await;
         let msg = find(
@@ -535,7 +552,7 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
         assert!(!text.is_empty(), "409 message shown");
         shot(&c, "events").await;
         let (_, v) = hub.api(&hub.admin, &format!("events/{id}")).await;
-        assert_eq!(v["status"], "dispatched", "{v}");
+        assert_eq!(v["status"], "in_progress", "{v}");
         assert_eq!(v["department"], "cg", "{v}");
     } else {
         goto(&c, &hub, "#/events").await;
