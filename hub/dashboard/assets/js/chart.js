@@ -43,13 +43,14 @@ const zhNames = {
 };
 
 /** A bar chart of `values` per category label. */
-export function barChart(el, labels, values, { label = "", height = 220 } = {}) {
+export function barChart(el, labels, values, { label = "", category = "", height = 220 } = {}) {
   const xs = labels.map((_, i) => i);
   const opts = {
     width: width(el),
     height,
-    series: [{}, { label, fill: "rgba(31,111,235,.55)", stroke: COLORS[0], width: 1, paths: uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false } }],
-    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
+    series: [{ label: category, value: (u, i) => (i == null ? "--" : labels[i] ?? "") }, { label, fill: "rgba(31,111,235,.55)", stroke: COLORS[0], width: 1, paths: uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false } }],
+    // Bars start at zero, or a 96 % bar would look like a tenth of a 100 % one.
+    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     axes: [
       { values: (u, splits) => splits.map((i) => (Number.isInteger(i) && labels[i] !== undefined ? labels[i] : "")), splits: () => xs, gap: 4 },
       { size: 50 },

@@ -59,9 +59,10 @@ function details(c) {
   );
 }
 
-function showValue(q, v) {
+/** A value with its unit; booleans as yes/no. */
+export function showValue(q, v) {
   if (v === null || v === undefined) return "—";
-  if (BOOLEAN.has(q)) return v >= 0.5 ? t("bool.true") : t("bool.false");
+  if (BOOLEAN.has(q)) return v === true || v >= 0.5 ? t("bool.true") : t("bool.false");
   return fmtNum(v) + (UNITS[q] ? " " + UNITS[q] : "");
 }
 

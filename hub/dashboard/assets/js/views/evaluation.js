@@ -71,8 +71,10 @@ function table(name, rawRows) {
     panel.append(h("p", { class: "muted" }, t("eval.empty")));
     return panel;
   }
-  const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  const numeric = cols.filter((c) => rows.some((r) => typeof r[c] === "number"));
+  const all = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const numeric = all.filter((c) => rows.some((r) => typeof r[c] === "number"));
+  // What a row is about (department, component) first, then its figures.
+  const cols = [...all.filter((c) => !numeric.includes(c)), ...numeric];
   const key = cols.find((c) => !numeric.includes(c)) || cols[0];
   const chartBox = h("div", { class: "bars" });
   if (numeric.length) {
@@ -81,7 +83,7 @@ function table(name, rawRows) {
     const chart = (col) => {
       empty(chartBox);
       const shown = rows.slice(0, 40);
-      barChart(chartBox, shown.map((r) => shortLabel(key, r[key])), shown.map((r) => (typeof r[col] === "number" ? r[col] : null)), { label: label("col", col) });
+      barChart(chartBox, shown.map((r) => shortLabel(key, r[key])), shown.map((r) => (typeof r[col] === "number" ? r[col] : null)), { label: label("col", col), category: label("col", key) });
     };
     panel.append(h("div", { class: "toolbar" }, h("label", {}, t("eval.chart")), pick), chartBox);
     requestAnimationFrame(() => chart(pick.value));
@@ -93,13 +95,14 @@ function table(name, rawRows) {
         h("tr", {}, cols.map((c) => h("td", { class: numeric.includes(c) ? "num" : "" }, c === "department" ? label("dept", r[c]) : c === "component_id" ? h("a", { href: "#/component/" + encodeURIComponent(r[c]) }, r[c]) : fmtCell(c, r[c])))),
       )),
     ),
-    rows.length > ROWS_SHOWN_MAX ? h("p", { class: "muted" }, t("list.cut")) : null,
   );
+  if (rows.length > ROWS_SHOWN_MAX) panel.append(h("p", { class: "muted" }, t("list.cut")));
   return panel;
 }
 
 function shortLabel(key, v) {
   if (key === "department") return label("dept", v);
   const s = String(v ?? "");
-  return s.length > 8 ? "…" + s.slice(-6) : s;
+  // Component codes differ in class and serial: the last 10 digits tell them apart.
+  return s.length > 12 ? "…" + s.slice(-10) : s;
 }

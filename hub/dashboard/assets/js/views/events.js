@@ -5,7 +5,7 @@
 import * as api from "../api.js";
 import { t, label } from "../i18n.js";
 import { h, badge, bySeverityThenAge, ACTIONS, EVENT_STATUSES, SEVERITIES, fmtTime, fmtAge, fmtNum, errorBox, empty } from "../util.js";
-import { history } from "./component.js";
+import { history, showValue } from "./component.js";
 import { refreshOnLive } from "./common.js";
 
 /** Filters survive navigation between events during the session. */
@@ -109,7 +109,7 @@ function detail(e, refresh) {
       row("event.cleared", fmtTime(e.cleared_at)),
       row("event.count", e.count),
       row("event.deadline", [fmtTime(e.deadline), e.overdue ? [" ", badge("overdue", t("event.overdue"))] : null]),
-      row("event.trigger", tr.quantity ? `${label("qty", tr.quantity)} = ${fmtNum(tr.value)}${tr.threshold != null ? " (" + t("event.threshold") + " " + fmtNum(tr.threshold) + ")" : ""} @ ${fmtTime(tr.ts)}` : null),
+      row("event.trigger", tr.quantity ? `${label("qty", tr.quantity)} = ${showValue(tr.quantity, tr.value)}${tr.threshold != null ? " (" + t("event.threshold") + " " + fmtNum(tr.threshold) + ")" : ""} @ ${fmtTime(tr.ts)}` : null),
     ),
     h("h2", { style: "margin-top:14px" }, t("event.history")),
     history(e.history),
