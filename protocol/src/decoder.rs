@@ -157,7 +157,7 @@ impl<const N: usize> FrameDecoder<N> {
             Err(e) => return Some(Err(e)),
         };
         match postcard::take_from_bytes::<SensorFrame<'_>>(&self.buf[1..1 + body]) {
-            Ok((frame, rest)) if rest.is_empty() => {
+            Ok((frame, [])) => {
                 self.stats.frames += 1;
                 Some(Ok(frame))
             }

@@ -238,7 +238,7 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, UplinkError> {
         return Err(UplinkError::UnknownVersion(version));
     }
     match postcard::take_from_bytes(body) {
-        Ok((msg, rest)) if rest.is_empty() => Ok(msg),
+        Ok((msg, [])) => Ok(msg),
         _ => Err(UplinkError::Malformed),
     }
 }
