@@ -386,6 +386,21 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // The event puts its component in alarm (the registry status follows the events).
+        let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+        loop {
+            let (_, comp) = hub
+                .api(&hub.admin, &format!("components/{COMPONENT}"))
+                .await;
+            if comp["status"] == "alarm" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "event {event_id:?} raised but component {COMPONENT} is not in alarm: {comp}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     } else {
         eprintln!(
             "NOTE: the hub does not serve /api/v1/events yet: the event steps (acknowledge, \

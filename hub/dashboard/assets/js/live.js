@@ -14,7 +14,12 @@ const FRAME_BYTES_MAX = 1 << 20;
 export class Live {
   constructor(onEvent, onState) {
     this.onEvent = onEvent;
-    this.onState = onState;
+    /** Whether the stream is connected now, for a header drawn after the change. */
+    this.up = false;
+    this.onState = (up) => {
+      this.up = up;
+      onState(up);
+    };
     this.lastId = null;
     this.abort = null;
     this.stopped = true;

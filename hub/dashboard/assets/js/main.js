@@ -118,7 +118,7 @@ async function render() {
   const main = h("main", { id: "view-" + name });
   app.append(header(name === "component" ? "map" : name), main);
   live.start();
-  live.onState(!!live.abort && !live.stopped && live.delay === 1000);
+  live.onState(live.up);
   const ctx = { onLive: (f) => liveListeners.add(f) };
   try {
     cleanup = (await VIEWS[name].render(main, args, ctx)) || null;
