@@ -29,7 +29,7 @@ fn workload() -> Vec<(String, &'static str, String, Quantity, f64, i64)> {
     for i in 0..READINGS {
         let c = i % COMPONENTS;
         let (t, q, normal, excursion) = kinds[c % kinds.len()];
-        let v = if (i / COMPONENTS + c) % 50 == 0 {
+        let v = if (i / COMPONENTS + c).is_multiple_of(50) {
             excursion
         } else {
             normal
