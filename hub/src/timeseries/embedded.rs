@@ -69,7 +69,8 @@ pub struct EmbeddedStore {
 
 struct Writer {
     conn: Connection,
-    series: HashMap<(String, u8), i64>,
+    /// sensor → (quantity code, series id); looked up by `&str` without allocating.
+    series: HashMap<String, Vec<(u8, i64)>>,
     partitions: BTreeSet<i64>,
     /// Day on which retention last ran; it runs again when the day changes.
     retention_day: i64,
@@ -86,6 +87,23 @@ fn table(day: i64) -> String {
     } else {
         format!("r_{day}")
     }
+}
+
+/// Rows per multi-row INSERT statement (4 parameters each; SQLite allows 32 766).
+const ROWS_PER_INSERT: usize = 128;
+
+fn insert_sql(day: i64, rows: usize) -> String {
+    let mut sql = format!(
+        "INSERT OR IGNORE INTO {} (series, ts, value, quality) VALUES ",
+        table(day)
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?)");
+    }
+    sql
 }
 
 fn quality_code(q: Quality) -> i64 {
@@ -159,6 +177,7 @@ impl EmbeddedStore {
              PRAGMA synchronous = {sync};
              PRAGMA cache_size = -{};
              PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = 16384;
              CREATE TABLE IF NOT EXISTS series (
                  id INTEGER PRIMARY KEY,
                  sensor TEXT NOT NULL,
@@ -184,7 +203,7 @@ impl EmbeddedStore {
                 .map_err(db_err)?;
             for row in rows {
                 let (id, sensor, q) = row.map_err(db_err)?;
-                series.insert((sensor, q), id);
+                series.entry(sensor).or_insert_with(Vec::new).push((q, id));
             }
         }
         let partitions = list_partitions(&conn)?;
@@ -262,25 +281,34 @@ impl EmbeddedStore {
             if day < first_kept {
                 continue; // already out of retention: storing it would be deleted next run
             }
-            let key = (rd.sensor.0.clone(), rd.quantity.code());
-            let id = match w.series.get(&key) {
-                Some(id) => *id,
-                None => match new_series.iter().find(|(k, _)| *k == key) {
+            let code = rd.quantity.code();
+            let cached = w
+                .series
+                .get(rd.sensor.as_str())
+                .and_then(|v| v.iter().find(|(q, _)| *q == code))
+                .map(|(_, id)| *id);
+            let id = match cached {
+                Some(id) => id,
+                None => match new_series
+                    .iter()
+                    .find(|((s, q), _)| *q == code && s == rd.sensor.as_str())
+                {
                     Some((_, id)) => *id,
                     None => {
+                        let sensor = rd.sensor.as_str();
                         tx.execute(
                             "INSERT OR IGNORE INTO series (sensor, quantity) VALUES (?1, ?2)",
-                            params![key.0, key.1],
+                            params![sensor, code],
                         )
                         .map_err(db_err)?;
                         let id: i64 = tx
                             .query_row(
                                 "SELECT id FROM series WHERE sensor = ?1 AND quantity = ?2",
-                                params![key.0, key.1],
+                                params![sensor, code],
                                 |r| r.get(0),
                             )
                             .map_err(db_err)?;
-                        new_series.push((key, id));
+                        new_series.push(((sensor.to_string(), code), id));
                         id
                     }
                 },
@@ -309,20 +337,38 @@ impl EmbeddedStore {
                 .map_err(db_err)?;
                 new_days.push(day);
             }
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO {} (series, ts, value, quality) VALUES (?1, ?2, ?3, ?4)",
-                    table(day)
-                ))
+            let end = i + rows[i..].iter().take_while(|r| r.0 == day).count();
+            // Multi-row INSERTs: one statement step for ROWS_PER_INSERT rows.
+            let mut many = tx
+                .prepare_cached(&insert_sql(day, ROWS_PER_INSERT))
                 .map_err(db_err)?;
-            while i < rows.len() && rows[i].0 == day {
+            while end - i >= ROWS_PER_INSERT {
+                let chunk = &rows[i..i + ROWS_PER_INSERT];
+                let params: Vec<&dyn rusqlite::ToSql> = chunk
+                    .iter()
+                    .flat_map(|r| {
+                        [
+                            &r.1 as &dyn rusqlite::ToSql,
+                            &r.2 as &dyn rusqlite::ToSql,
+                            &r.3 as &dyn rusqlite::ToSql,
+                            &r.4 as &dyn rusqlite::ToSql,
+                        ]
+                    })
+                    .collect();
+                many.execute(params.as_slice()).map_err(db_err)?;
+                i += ROWS_PER_INSERT;
+            }
+            let mut one = tx.prepare_cached(&insert_sql(day, 1)).map_err(db_err)?;
+            while i < end {
                 let (_, s, ts, v, q) = rows[i];
-                stmt.execute(params![s, ts, v, q]).map_err(db_err)?;
+                one.execute(params![s, ts, v, q]).map_err(db_err)?;
                 i += 1;
             }
         }
         tx.commit().map_err(db_err)?;
-        w.series.extend(new_series);
+        for ((sensor, code), id) in new_series {
+            w.series.entry(sensor).or_default().push((code, id));
+        }
         w.partitions.extend(new_days);
         Ok(())
     }
