@@ -92,7 +92,9 @@ struct Log {
     durable: u64,
     acked: u64,
     read: ReadPos,
-    reader: Option<(u64, File)>,
+    /// Buffered: records are read sequentially; read-ahead past `durable` is harmless
+    /// because the log is append-only (bytes at an offset never change).
+    reader: Option<(u64, io::BufReader<File>)>,
 }
 
 impl Log {
@@ -261,7 +263,7 @@ impl Log {
             if self.reader.as_ref().map(|r| r.0) != Some(seg.first) {
                 let mut f = File::open(&seg.path)?;
                 f.seek(SeekFrom::Start(self.read.offset))?;
-                self.reader = Some((seg.first, f));
+                self.reader = Some((seg.first, io::BufReader::with_capacity(64 * 1024, f)));
             }
             let (_, f) = self.reader.as_mut().expect("set above");
             let mut header = [0u8; record::HEADER_BYTES];
