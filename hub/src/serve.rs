@@ -1,5 +1,5 @@
-//! `hub serve`: wires registry → broker → ingest → time-series sinks → HTTP API, and runs
-//! until SIGINT/SIGTERM.
+//! `hub serve`: wires registry → broker → ingest → time-series sinks → HTTP API (and the
+//! dashboard at `/`), and runs until SIGINT/SIGTERM.
 //!
 //! Start order follows the data flow's dependencies: the registry first (the broker checks
 //! logins against it), the sinks (ingest needs them), the broker, ingest, and the API last so

@@ -532,6 +532,24 @@ async fn edges_list_shows_issued_credentials_but_never_secrets() {
     let (s, page) = hub.get("/api/v1/sensors/unassigned", Some(ADMIN)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(page["items"], json!([]));
+    // Reference lists for the dashboard: grid cells with bounds, departments.
+    let (s, page) = hub.get("/api/v1/grid_cells?limit=5", Some(ADMIN)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    assert!(page["next"].is_string());
+    let (_, page) = hub
+        .get(
+            "/api/v1/grid_cells?cursor=120111001002&limit=1",
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(page["items"][0]["id"], "120111001003");
+    assert_eq!(page["items"][0]["lat_min"], 39.162);
+    let (s, page) = hub.get("/api/v1/departments", Some(ADMIN)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(page["items"].as_array().unwrap().len(), 12);
+    let (s, _) = hub.get("/api/v1/departments", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

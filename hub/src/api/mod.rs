@@ -13,8 +13,8 @@ mod readings;
 pub mod time;
 
 use crate::registry::{
-    Component, ComponentFilter, ComponentInput, ComponentStatus, Edge, Page, Principal,
-    RegistryAdmin, RegistryStats, Scope, UnassignedSensor,
+    Component, ComponentFilter, ComponentInput, ComponentStatus, Department, Edge, GridCell, Page,
+    Principal, RegistryAdmin, RegistryStats, Scope, UnassignedSensor,
 };
 use crate::timeseries::TimeSeriesQuery;
 use auth::need;
@@ -116,6 +116,8 @@ pub fn router(state: AppState) -> Router {
         .route("/edges", get(list_edges))
         .route("/stats", get(stats))
         .route("/sensors/unassigned", get(list_unassigned))
+        .route("/grid_cells", get(list_grid_cells))
+        .route("/departments", get(list_departments))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -454,6 +456,52 @@ async fn list_unassigned(
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct GridCellPage {
+    pub items: Vec<GridCell>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DepartmentPage {
+    pub items: Vec<Department>,
+    pub next: Option<String>,
+}
+
+/// Grid cells (网格) with their bounding boxes, for maps and filters.
+#[utoipa::path(get, path = "/api/v1/grid_cells", tag = "registry", params(PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = GridCellPage)))]
+async fn list_grid_cells(
+    State(state): State<AppState>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page<GridCell>>, ApiError> {
+    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
+    let limit = page_limit(&state, q.limit)?;
+    let after = bounded_text("cursor", q.cursor)?;
+    let reg = state.registry.clone();
+    blocking(move || Ok(reg.list_grid_cells(after.as_deref(), limit)?))
+        .await
+        .map(Json)
+}
+
+/// Departments (部门).
+#[utoipa::path(get, path = "/api/v1/departments", tag = "registry", params(PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = DepartmentPage)))]
+async fn list_departments(
+    State(state): State<AppState>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page<Department>>, ApiError> {
+    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
+    let limit = page_limit(&state, q.limit)?;
+    let after = bounded_text("cursor", q.cursor)?;
+    let reg = state.registry.clone();
+    blocking(move || Ok(reg.list_departments(after.as_deref(), limit)?))
+        .await
+        .map(Json)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Stats {
     pub registry: RegistryStats,
     pub uptime_s: u64,
@@ -497,11 +545,14 @@ impl utoipa::Modify for BearerAuth {
         readings::component_readings,
         list_edges,
         list_unassigned,
+        list_grid_cells,
+        list_departments,
         stats
     ),
     components(schemas(
         Component, ComponentInput, ComponentStatus, ComponentPage, Edge, EdgePage,
-        UnassignedSensor, UnassignedPage, RegistryStats, Stats, Health, ErrorBody,
+        UnassignedSensor, UnassignedPage, GridCell, GridCellPage, Department, DepartmentPage,
+        RegistryStats, Stats, Health, ErrorBody,
         error::ErrorDetail, readings::Readings, readings::PointOut
     )),
     modifiers(&BearerAuth)

@@ -189,6 +189,18 @@ pub trait RegistryAdmin: RegistryStore {
         limit: usize,
     ) -> Result<Page<UnassignedSensor>, RegistryError>;
     fn stats(&self) -> Result<RegistryStats, RegistryError>;
+    /// Grid cells ordered by id, keyset-paginated.
+    fn list_grid_cells(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<GridCell>, RegistryError>;
+    /// Departments ordered by id, keyset-paginated.
+    fn list_departments(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Department>, RegistryError>;
     /// Issues (or re-issues) an edge's secret; returns it. Only its hash and MAC key are stored.
     fn add_edge(
         &self,

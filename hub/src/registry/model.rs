@@ -187,3 +187,25 @@ pub struct RegistryStats {
     pub departments: u64,
     pub grid_cells: u64,
 }
+
+/// A grid cell (网格): street or community level; `parent` is the enclosing cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GridCell {
+    pub id: String,
+    pub name: String,
+    pub parent: Option<String>,
+    /// Bounding box, when known (the map draws it).
+    pub lat_min: Option<f64>,
+    pub lon_min: Option<f64>,
+    pub lat_max: Option<f64>,
+    pub lon_max: Option<f64>,
+}
+
+/// A department (部门) that owns, maintains or receives what is shared with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Department {
+    pub id: String,
+    pub name: String,
+    pub duty: String,
+    pub contact: String,
+}

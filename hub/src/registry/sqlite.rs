@@ -115,6 +115,17 @@ impl SqliteRegistry {
     }
 }
 
+/// Cuts a `limit + 1` query result to a page; the extra row only says there is a next page.
+fn paginate<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(key)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
 /// A poisoned lock only means another thread panicked mid-statement; SQLite rolled that back.
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -604,6 +615,57 @@ impl RegistryAdmin for SqliteRegistry {
                 grid_cells: count("SELECT COUNT(*) FROM grid_cells")?,
             })
         })
+    }
+
+    fn list_grid_cells(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<GridCell>, RegistryError> {
+        let limit = limit.max(1);
+        let items = self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
+                 FROM grid_cells WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![after.unwrap_or(""), (limit + 1) as i64], |r| {
+                Ok(GridCell {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    parent: r.get(2)?,
+                    lat_min: r.get(3)?,
+                    lon_min: r.get(4)?,
+                    lat_max: r.get(5)?,
+                    lon_max: r.get(6)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(paginate(items, limit, |g| g.id.clone()))
+    }
+
+    fn list_departments(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Department>, RegistryError> {
+        let limit = limit.max(1);
+        let items = self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, name, duty, contact FROM departments
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![after.unwrap_or(""), (limit + 1) as i64], |r| {
+                Ok(Department {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    duty: r.get(2)?,
+                    contact: r.get(3)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(paginate(items, limit, |d| d.id.clone()))
     }
 
     fn add_edge(
