@@ -115,7 +115,7 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
     }
     for s in &cfg.mqtt {
         let name = format!("mqtt {} ({}:{})", s.name, s.host, s.port);
-        let opts = source::mqtt::options(s, &format!("{}-check", cfg.edge.id));
+        let opts = source::mqtt::options(s, &cfg.edge.id, secret.as_deref().ok());
         emit(
             mqtt_connect(
                 name,

@@ -162,6 +162,10 @@ pub struct MqttSource {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// Log in with the edge's own id and secret (e.g. when the site broker is the hub's
+    /// embedded broker, which only admits registered edges). Overrides username/password.
+    #[serde(default)]
+    pub use_hub_credentials: bool,
     /// Topic filters to subscribe; default: every profile's topic plus `sensors/+/readings`.
     #[serde(default)]
     pub topics: Vec<String>,

@@ -110,6 +110,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(source::mqtt::run(
             src,
             cfg.edge.id.clone(),
+            secret.clone(),
             t,
             ingest.clone(),
         ));
