@@ -146,6 +146,19 @@ fn actor(state: &ApiState, headers: &HeaderMap) -> Result<Actor, ApiError> {
         .ok_or_else(|| unauthorized("invalid token"))
 }
 
+/// Runs store work off the async threads (SQLite calls block).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("worker failed: {e}"),
+        )
+    })?
+}
+
 fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
     s.parse::<i64>()
         .map_err(|_| ApiError::bad_request(format!("path `{what}`: {s:?} is not an integer id")))
@@ -207,15 +220,20 @@ async fn list_events(
         before_id: q.get("cursor").map(|c| parse_id(c, "cursor")).transpose()?,
         limit,
     };
-    let page = state.events.store().list(&query)?;
-    let next = (page.len() == limit)
-        .then(|| page.last().map(|e| e.id.to_string()))
-        .flatten();
-    let items: Vec<Json_> = page
-        .iter()
-        .filter(|e| state.events.actor_sees(&actor, e))
-        .map(|e| e.to_json())
-        .collect();
+    let events = state.events.clone();
+    let (items, next) = blocking(move || {
+        let page = events.store().list(&query)?;
+        let next = (page.len() == limit)
+            .then(|| page.last().map(|e| e.id.to_string()))
+            .flatten();
+        let items: Vec<Json_> = page
+            .iter()
+            .filter(|e| events.actor_sees(&actor, e))
+            .map(|e| e.to_json())
+            .collect();
+        Ok((items, next))
+    })
+    .await?;
     Ok(Json(json!({ "items": items, "next": next })))
 }
 
@@ -226,22 +244,23 @@ async fn get_event(
 ) -> Result<Json<Json_>, ApiError> {
     let actor = actor(&state, &headers)?;
     let id = parse_id(&id, "id")?;
-    let event = state
-        .events
-        .store()
-        .get(id)?
-        .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
-    if !state.events.actor_sees(&actor, &event) {
-        state
-            .events
-            .audit_denied(&actor, "read", Some(id), "event not shared with department");
-        return Err(ApiError::forbidden(format!(
-            "event {id} is not shared with your department"
-        )));
-    }
-    let mut body = event.to_json();
-    body["history"] = json!(state.events.store().history(id)?);
-    Ok(Json(body))
+    let events = state.events.clone();
+    blocking(move || {
+        let event = events
+            .store()
+            .get(id)?
+            .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
+        if !events.actor_sees(&actor, &event) {
+            events.audit_denied(&actor, "read", Some(id), "event not shared with department");
+            return Err(ApiError::forbidden(format!(
+                "event {id} is not shared with your department"
+            )));
+        }
+        let mut body = event.to_json();
+        body["history"] = json!(events.store().history(id)?);
+        Ok(Json(body))
+    })
+    .await
 }
 
 async fn transition(
@@ -283,32 +302,33 @@ async fn transition(
         department: text("department", 64)?,
         note: text("note", 4096)?,
     };
-    let event = state
-        .events
-        .store()
-        .get(id)?
-        .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
-    if !state.events.actor_sees(&actor, &event) {
-        state.events.audit_denied(
-            &actor,
-            action.name(),
-            Some(id),
-            "event not shared with department",
-        );
-        return Err(ApiError::forbidden(format!(
-            "event {id} is not shared with your department"
-        )));
-    }
-    if actor.scope < Scope::Write {
-        state
-            .events
-            .audit_denied(&actor, action.name(), Some(id), "read-only token");
-        return Err(ApiError::forbidden(
-            "a read-only token cannot act on events",
-        ));
-    }
-    let change = state.events.transition(id, &actor, &req, now_ns())?;
-    Ok(Json(change.event.to_json()))
+    let events = state.events.clone();
+    blocking(move || {
+        let event = events
+            .store()
+            .get(id)?
+            .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
+        if !events.actor_sees(&actor, &event) {
+            events.audit_denied(
+                &actor,
+                action.name(),
+                Some(id),
+                "event not shared with department",
+            );
+            return Err(ApiError::forbidden(format!(
+                "event {id} is not shared with your department"
+            )));
+        }
+        if actor.scope < Scope::Write {
+            events.audit_denied(&actor, action.name(), Some(id), "read-only token");
+            return Err(ApiError::forbidden(
+                "a read-only token cannot act on events",
+            ));
+        }
+        let change = events.transition(id, &actor, &req, now_ns())?;
+        Ok(Json(change.event.to_json()))
+    })
+    .await
 }
 
 /// Where a stream stands: the last cursor read and the visible changes not yet sent.
@@ -356,24 +376,36 @@ async fn stream(
                 return Some((Ok(ev), s));
             }
             s.feed.borrow_and_update();
-            match s.events.store().changes_after(s.cursor, SSE_PAGE) {
-                Ok(changes) if !changes.is_empty() => {
-                    if let Some(last) = changes.last() {
-                        s.cursor = last.cursor;
-                    }
-                    let (events, actor) = (&s.events, &s.actor);
-                    let visible: Vec<Change> = changes
-                        .into_iter()
-                        .filter(|c| events.actor_sees(actor, &c.event))
-                        .collect();
+            let (events, actor, cursor) = (s.events.clone(), s.actor.clone(), s.cursor);
+            let page = tokio::task::spawn_blocking(move || {
+                events
+                    .store()
+                    .changes_after(cursor, SSE_PAGE)
+                    .map(|changes| {
+                        let last = changes.last().map(|c| c.cursor);
+                        let visible: Vec<Change> = changes
+                            .into_iter()
+                            .filter(|c| events.actor_sees(&actor, &c.event))
+                            .collect();
+                        (last, visible)
+                    })
+            })
+            .await;
+            match page {
+                Ok(Ok((Some(last), visible))) => {
+                    s.cursor = last;
                     s.pending.extend(visible);
                     continue;
                 }
-                Ok(_) => {}
-                Err(e) => {
+                Ok(Ok((None, _))) => {}
+                Ok(Err(e)) => {
                     tracing::error!(error = %e, "sse: reading the outbox failed");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "sse: worker failed");
+                    return None;
                 }
             }
             if s.feed.changed().await.is_err() {

@@ -153,8 +153,16 @@ impl Events {
     /// Feeds one stored reading through the rules; returns the event changes it caused.
     /// Call it after the reading is stored, in per-sensor timestamp order.
     pub fn ingest(&self, input: &RuleInput<'_>, now_ns: i64) -> Result<Vec<Change>, StoreError> {
-        let conditions = self.evaluator().evaluate(input, now_ns);
-        self.apply(conditions, now_ns)
+        // The evaluator lock is held while the conditions are stored, so two ingest tasks can never
+        // store one component's raise and clear in the wrong order. Stores are rare (only changes).
+        let mut evaluator = self.evaluator();
+        let conditions = evaluator.evaluate(input, now_ns);
+        if conditions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let changes = self.apply(conditions, now_ns);
+        drop(evaluator);
+        changes
     }
 
     /// Starts offline detection for a registered sensor before its first reading.
@@ -177,8 +185,10 @@ impl Events {
 
     /// The clock tick: `device.offline` for silent sensors, overdue flags for late cases.
     pub fn tick(&self, now_ns: i64) -> Result<Vec<Change>, StoreError> {
-        let conditions = self.evaluator().tick(now_ns);
+        let mut evaluator = self.evaluator();
+        let conditions = evaluator.tick(now_ns);
         let mut changes = self.apply(conditions, now_ns)?;
+        drop(evaluator);
         let overdue = self.inner.store.mark_overdue(now_ns)?;
         if let Some(last) = overdue.last() {
             self.notify(last.cursor);

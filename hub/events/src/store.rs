@@ -391,9 +391,11 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let change = match active_event(&tx, &c.component_id, &c.event_type)? {
             Some(mut e) => {
+                // A repeat is a new occurrence after the condition cleared. A raise while it still
+                // holds is a duplicate (a replay, or an evaluator that restarted) and changes nothing.
                 let stale = match e.cleared_at_ns {
                     Some(cleared) => c.trigger.ts_ns <= cleared,
-                    None => c.trigger.ts_ns <= e.trigger.ts_ns,
+                    None => true,
                 };
                 if stale {
                     return Ok(None);

@@ -39,6 +39,11 @@ fn a_repeat_increments_the_count_and_clearing_sets_cleared_at_without_closing() 
         .apply_condition(&raised(MANHOLE, "manhole.displaced", 100), 101 * S)
         .unwrap()
         .is_none());
+    // A newer raise while the condition still holds (an evaluator restarted) is not a new occurrence.
+    assert!(store
+        .apply_condition(&raised(MANHOLE, "manhole.displaced", 150), 150 * S)
+        .unwrap()
+        .is_none());
     let cleared_ch = store
         .apply_condition(&cleared(MANHOLE, "manhole.displaced", 200), 200 * S)
         .unwrap()
