@@ -471,7 +471,10 @@ impl Profile {
         let mut values = Vec::with_capacity(values_obj.len());
         for (name, raw) in values_obj {
             let Some(field) = self.fields.get(name.as_str()) else {
-                *skipped += 1;
+                // With values at the top level, the id/seq/time fields sit among them.
+                if !self.is_meta_key(name) {
+                    *skipped += 1;
+                }
                 continue;
             };
             match convert_json(field, raw) {
@@ -492,6 +495,13 @@ impl Profile {
             values,
             urgent: self.urgent,
         })
+    }
+
+    fn is_meta_key(&self, key: &str) -> bool {
+        self.values_field.is_empty()
+            && [&self.sensor_field, &self.seq_field, &self.ts_field]
+                .iter()
+                .any(|p| p.as_ref().is_some_and(|p| p.len() == 1 && p[0] == key))
     }
 
     fn calibrate(
