@@ -238,3 +238,69 @@ fn a_config_typo_is_reported_with_file_line_and_field() {
         "{text}"
     );
 }
+
+#[test]
+fn edge_tail_streams_normalized_readings_and_edge_buffer_reports_the_backlog() {
+    use std::io::BufRead;
+    let (dir, site, hub, cfg) = setup("");
+    let edge = EdgeProc::start(dir.path(), &cfg, "tail");
+    wait_until(20, "site source up", || edge.source_up("site"));
+    let api = format!("127.0.0.1:{}", edge.api_port);
+    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["tail", "--sensor", "T-0003", "--api", &api])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // No hub stub: everything stays in the backlog.
+    let mut p = Publisher::connect(site.port);
+    let mut line = None;
+    for round in 0..50u64 {
+        publish_range(&mut p, 10, round * 10, round * 10 + 10);
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            line = Some(l);
+            break;
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let line = line.expect("edge tail printed a reading");
+    assert!(
+        line.contains("T-0003") && (line.contains("tilt=") || line.contains("battery=")),
+        "{line}"
+    );
+    assert!(!line.contains("T-0004"), "{line}");
+
+    wait_until(10, "backlog visible", || {
+        edge.metric("edge_buffer_records", "") > 0.0
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["buffer", "--api", &api])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for want in [
+        "backlog:",
+        "oldest:",
+        "drain rate:",
+        "time to drain:",
+        "uplink:",
+    ] {
+        assert!(text.contains(want), "{want} missing in:\n{text}");
+    }
+    assert!(!text.contains("backlog:      0 readings"), "{text}");
+    drop(hub);
+}
