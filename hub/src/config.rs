@@ -47,6 +47,34 @@ pub struct HubConfig {
     /// `[influx]`: also write readings to an InfluxDB v2 API server. Default: off.
     #[serde(default)]
     pub influx: Option<InfluxConfig>,
+    /// `[events]`: the events engine (rules, closed loop, sharing, delivery).
+    #[serde(default)]
+    pub events: EventsSection,
+}
+
+/// `[events]`: where the events engine's rules and sharing rules come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    /// Evaluate rules and serve `/api/v1/events…`. Default true.
+    pub enabled: bool,
+    /// Rules file (format of `config/rules.toml`). Default: the built-in copy of it.
+    pub rules_path: Option<PathBuf>,
+    /// Sharing rules (format of `config/sharing.toml`). Default: the built-in copy of it.
+    pub sharing_path: Option<PathBuf>,
+    /// Clock tick for `device.offline` and overdue flags, ms. Default 1000.
+    pub tick_interval_ms: u64,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        EventsSection {
+            enabled: true,
+            rules_path: None,
+            sharing_path: None,
+            tick_interval_ms: 1000,
+        }
+    }
 }
 
 /// `[http]`: the API listener and its bounds.
@@ -123,6 +151,7 @@ impl Default for HubConfig {
             ingest: IngestConfig::default(),
             timeseries: EmbeddedConfig::default(),
             influx: None,
+            events: EventsSection::default(),
         }
     }
 }
@@ -197,6 +226,13 @@ impl HubConfig {
                     "{} exceeds page_limit_max {}",
                     h.page_limit_default, h.page_limit_max
                 ),
+            });
+        }
+        if self.events.tick_interval_ms == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "events.tick_interval_ms",
+                reason: "must be at least 1".into(),
             });
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {

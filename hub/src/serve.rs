@@ -129,13 +129,34 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         }
     });
 
+    let admin_token = cfg.effective_admin_token();
+    let events_router = if cfg.events.enabled {
+        let (events, router, lagged) =
+            start_events(&cfg, &registry, &ingest_handle, admin_token.clone())?;
+        metric_sources.push(Arc::new(move || {
+            format!(
+                "# HELP wangge_events_groups_missed_total Stored reading groups the rules missed because they fell behind.\n\
+                 # TYPE wangge_events_groups_missed_total counter\n\
+                 wangge_events_groups_missed_total {}\n",
+                lagged.load(std::sync::atomic::Ordering::Relaxed)
+            )
+        }));
+        drop(events);
+        Some(router)
+    } else {
+        None
+    };
+
     let mut state = AppState::new(registry.clone() as Arc<dyn RegistryAdmin>);
     state.readings = Some(embedded.clone() as Arc<dyn TimeSeriesQuery>);
-    state.admin_token = cfg.effective_admin_token().map(Arc::from);
+    state.admin_token = admin_token.map(Arc::from);
     state.limits = cfg.http.limits();
     state.metric_sources = metric_sources;
     // The dashboard (SPA at `/`, assets embedded) has no fallback, so it merges beside the API.
-    let app = api::router(state).merge(wangge_dashboard::router());
+    let mut app = api::router(state).merge(wangge_dashboard::router());
+    if let Some(r) = events_router {
+        app = app.merge(axum::Router::new().nest("/api/v1", r));
+    }
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("bind HTTP {}", cfg.http.listen))?;
@@ -177,4 +198,164 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// The registry as the events engine sees it.
+struct RegistryDirectory(Arc<SqliteRegistry>);
+
+impl wangge_events::ComponentDirectory for RegistryDirectory {
+    fn component(&self, component_id: &str) -> Option<wangge_events::model::ComponentCtx> {
+        let c = self.0.component(component_id).ok()??;
+        Some(wangge_events::model::ComponentCtx {
+            component_type: c.component_type,
+            grid_cell: c.grid_cell.unwrap_or_default(),
+            owner_department: c.owner_department.unwrap_or_default(),
+            maintainer_department: c.maintainer_department.unwrap_or_default(),
+        })
+    }
+}
+
+/// The hub's tokens for the events routes: the same admin token and issued tokens as the API.
+struct HubAuth {
+    registry: Arc<SqliteRegistry>,
+    admin_token: Option<String>,
+}
+
+impl wangge_events::Authorizer for HubAuth {
+    fn authorize(&self, bearer: &str) -> Option<wangge_events::model::Actor> {
+        use wangge_events::model::Actor;
+        use wangge_events::Scope as S;
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|a| crate::api::auth::same(a, bearer))
+        {
+            return Some(Actor {
+                name: "admin".to_string(),
+                department: None,
+                scope: S::Admin,
+            });
+        }
+        let p = self.registry.verify_token(bearer).ok()??;
+        Some(Actor {
+            name: format!("token:{}", p.token_id),
+            department: p.department,
+            scope: match p.scope {
+                crate::registry::Scope::Read => S::Read,
+                crate::registry::Scope::Write => S::Write,
+                crate::registry::Scope::Admin => S::Admin,
+            },
+        })
+    }
+}
+
+/// How often the rules thread forgets its sensor → component cache, so registry edits apply.
+const SENSOR_CACHE_MS: u64 = 60_000;
+
+/// Opens the events engine (`<data_dir>/events.db`), feeds it every stored group of readings
+/// on a dedicated thread, starts its clock tick and webhook delivery, and returns its routes.
+/// MQTT delivery of events is not started: the embedded broker does not route hub-published
+/// topics other than acks yet.
+fn start_events(
+    cfg: &HubConfig,
+    registry: &Arc<SqliteRegistry>,
+    ingest: &ingest::IngestHandle,
+    admin_token: Option<String>,
+) -> anyhow::Result<(
+    wangge_events::Events,
+    axum::Router,
+    Arc<std::sync::atomic::AtomicU64>,
+)> {
+    let mut ecfg = wangge_events::EventsConfig::defaults();
+    if let Some(p) = &cfg.events.rules_path {
+        ecfg.rules =
+            Some(wangge_events::rules::RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    if let Some(p) = &cfg.events.sharing_path {
+        ecfg.sharing =
+            wangge_events::sharing::SharingConfig::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let path = cfg.data_dir.join("events.db");
+    let events =
+        wangge_events::Events::open(&path, ecfg, Arc::new(RegistryDirectory(registry.clone())))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("open events store {}", path.display()))?;
+
+    // Offline detection starts for every attached sensor, even one that never reports.
+    let now = crate::registry::now_ns();
+    for s in registry.sensor_contexts()? {
+        events.watch_sensor(
+            &s.sensor_id,
+            &s.component_id,
+            &s.component_type,
+            s.interval_s,
+            now,
+        );
+    }
+
+    let lagged = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut rx = ingest.subscribe();
+    let (ev, reg, missed) = (events.clone(), registry.clone(), lagged.clone());
+    std::thread::Builder::new()
+        .name("events-rules".into())
+        .spawn(move || {
+            use std::collections::HashMap;
+            use tokio::sync::broadcast::error::RecvError;
+            let mut cache: HashMap<String, Option<crate::registry::SensorContext>> = HashMap::new();
+            let mut cache_at = std::time::Instant::now();
+            loop {
+                let group = match rx.blocking_recv() {
+                    Ok(g) => g,
+                    Err(RecvError::Lagged(n)) => {
+                        missed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(groups = n, "events rules fell behind ingest; groups missed");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                if cache_at.elapsed() > Duration::from_millis(SENSOR_CACHE_MS) {
+                    cache.clear();
+                    cache_at = std::time::Instant::now();
+                }
+                for sr in &group.readings {
+                    if sr.component_id.is_none() {
+                        continue;
+                    }
+                    let r = &sr.reading;
+                    let ctx = cache
+                        .entry(r.sensor.as_str().to_string())
+                        .or_insert_with(|| reg.sensor_context(r.sensor.as_str()).ok().flatten());
+                    let Some(ctx) = ctx else { continue };
+                    let input = wangge_events::rules::RuleInput {
+                        component_id: &ctx.component_id,
+                        component_type: &ctx.component_type,
+                        sensor_id: r.sensor.as_str(),
+                        interval_s: ctx.interval_s,
+                        quantity: r.quantity,
+                        value: r.value.as_f64(),
+                        ts_ns: r.ts_ns,
+                        quality: r.quality,
+                    };
+                    if let Err(e) = ev.ingest(&input, wangge_events::model::now_ns()) {
+                        tracing::error!(error = %e, sensor = r.sensor.as_str(), "events: storing a condition failed");
+                    }
+                }
+            }
+        })
+        .context("start the events rules thread")?;
+
+    tokio::spawn(
+        events
+            .clone()
+            .run_ticker(Duration::from_millis(cfg.events.tick_interval_ms)),
+    );
+    tokio::spawn(wangge_events::delivery::run_webhooks(events.clone()));
+    let router = wangge_events::router(
+        events.clone(),
+        Arc::new(HubAuth {
+            registry: registry.clone(),
+            admin_token,
+        }),
+    );
+    Ok((events, router, lagged))
 }

@@ -13,7 +13,7 @@ use axum::response::Response;
 const TOKEN_BYTES_MAX: usize = 256;
 
 /// Constant-time equality for the configured admin token.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

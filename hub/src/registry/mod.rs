@@ -189,6 +189,10 @@ pub trait RegistryAdmin: RegistryStore {
         limit: usize,
     ) -> Result<Page<UnassignedSensor>, RegistryError>;
     fn stats(&self) -> Result<RegistryStats, RegistryError>;
+    /// Every sensor attached to a component, with the component's type and the sensor's interval.
+    fn sensor_contexts(&self) -> Result<Vec<SensorContext>, RegistryError>;
+    /// The same for one sensor; `None` if unknown or not attached.
+    fn sensor_context(&self, sensor_id: &str) -> Result<Option<SensorContext>, RegistryError>;
     /// Grid cells ordered by id, keyset-paginated.
     fn list_grid_cells(
         &self,

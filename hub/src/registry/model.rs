@@ -209,3 +209,13 @@ pub struct Department {
     pub duty: String,
     pub contact: String,
 }
+
+/// What rule evaluation needs about a sensor attached to a component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorContext {
+    pub sensor_id: String,
+    pub component_id: String,
+    pub component_type: String,
+    /// Expected reporting interval (offline detection).
+    pub interval_s: u32,
+}

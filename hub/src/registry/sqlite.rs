@@ -115,6 +115,18 @@ impl SqliteRegistry {
     }
 }
 
+const SENSOR_CONTEXT_SQL: &str = "SELECT s.id, s.component_id, c.type, s.interval_s
+     FROM sensors s JOIN components c ON c.id = s.component_id WHERE 1 = 1";
+
+fn sensor_context_row(r: &Row<'_>) -> rusqlite::Result<SensorContext> {
+    Ok(SensorContext {
+        sensor_id: r.get(0)?,
+        component_id: r.get(1)?,
+        component_type: r.get(2)?,
+        interval_s: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+    })
+}
+
 /// Cuts a `limit + 1` query result to a page; the extra row only says there is a next page.
 fn paginate<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
     let next = if items.len() > limit {
@@ -614,6 +626,22 @@ impl RegistryAdmin for SqliteRegistry {
                 departments: count("SELECT COUNT(*) FROM departments")?,
                 grid_cells: count("SELECT COUNT(*) FROM grid_cells")?,
             })
+        })
+    }
+
+    fn sensor_contexts(&self) -> Result<Vec<SensorContext>, RegistryError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!("{SENSOR_CONTEXT_SQL} ORDER BY s.id"))?;
+            let rows = st.query_map([], sensor_context_row)?;
+            rows.collect()
+        })
+    }
+
+    fn sensor_context(&self, sensor_id: &str) -> Result<Option<SensorContext>, RegistryError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("{SENSOR_CONTEXT_SQL} AND s.id = ?1"))?
+                .query_row([sensor_id], sensor_context_row)
+                .optional()
         })
     }
 
