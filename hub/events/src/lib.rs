@@ -78,6 +78,47 @@ impl EventsConfig {
     }
 }
 
+/// The `[events]` section a hub config file can embed (all optional; defaults are built in).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// Rules file; default: the built-in `config/rules.toml`.
+    pub rules_file: Option<std::path::PathBuf>,
+    /// Sharing file; default: the built-in `config/sharing.toml`.
+    pub sharing_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub deadlines: Deadlines,
+    #[serde(default)]
+    pub webhooks: WebhookConfig,
+}
+
+/// Why the events configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Rules(#[from] rules::RulesError),
+    #[error(transparent)]
+    Sharing(#[from] sharing::SharingError),
+}
+
+impl EventsSection {
+    /// Loads the files it names (errors name the file, rule and field).
+    pub fn load(&self) -> Result<EventsConfig, ConfigError> {
+        Ok(EventsConfig {
+            rules: Some(match &self.rules_file {
+                Some(p) => RuleSet::load(p)?,
+                None => RuleSet::defaults(),
+            }),
+            sharing: match &self.sharing_file {
+                Some(p) => SharingConfig::load(p)?,
+                None => SharingConfig::defaults(),
+            },
+            deadlines: self.deadlines.clone(),
+            webhooks: self.webhooks.clone(),
+        })
+    }
+}
+
 struct Inner {
     store: Arc<dyn EventStore>,
     evaluator: Mutex<Evaluator>,

@@ -418,3 +418,31 @@ fn a_late_backlog_raises_with_true_times_marked_late_and_never_re_raises() {
         )
         .is_empty());
 }
+
+#[test]
+fn the_events_section_of_a_hub_config_loads_the_files_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        RuleSet::defaults_text().replace(
+            "value = 20.0\nhysteresis = 5.0\n",
+            "value = 25.0\nhysteresis = 5.0\n",
+        ),
+    )
+    .unwrap();
+    let text = format!(
+        "rules_file = {:?}\n[deadlines]\ncritical_s = 600\n[webhooks]\nbackoff_initial_ms = 10\n",
+        rules.display().to_string()
+    );
+    let section: wangge_events::EventsSection = toml::from_str(&text).unwrap();
+    let cfg = section.load().unwrap();
+    assert_eq!(cfg.deadlines.critical_s, 600);
+    assert_eq!(cfg.webhooks.backoff_initial_ms, 10);
+    assert!(cfg.rules.unwrap().rules.len() >= 17);
+    let missing: wangge_events::EventsSection =
+        toml::from_str("sharing_file = \"/nonexistent/sharing.toml\"").unwrap();
+    let err = missing.load().unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/sharing.toml"), "{err}");
+    assert!(toml::from_str::<wangge_events::EventsSection>("colour = 1").is_err());
+}
