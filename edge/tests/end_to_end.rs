@@ -304,3 +304,22 @@ fn edge_tail_streams_normalized_readings_and_edge_buffer_reports_the_backlog() {
     assert!(!text.contains("backlog:      0 readings"), "{text}");
     drop(hub);
 }
+
+#[test]
+fn the_hub_sees_a_retained_online_status_with_backlog_and_the_last_will_when_the_edge_dies() {
+    let (dir, site, hub, cfg) = setup("");
+    let watch = StatusWatch::start(hub.port);
+    let mut edge = EdgeProc::start(dir.path(), &cfg, "will");
+    wait_until(20, "online status", || watch.online() == Some(true));
+    // No stub: readings pile up and the periodic status reports the backlog.
+    wait_until(20, "site source up", || edge.source_up("site"));
+    let mut p = Publisher::connect(site.port);
+    publish_range(&mut p, 5, 0, 100);
+    wait_until(20, "status with backlog", || {
+        watch.last.lock().unwrap().as_ref().is_some_and(|s| {
+            s.online && s.backlog_readings == 200 && s.oldest_unacked_ns.is_some() && s.epoch == 1
+        })
+    });
+    edge.kill9();
+    wait_until(20, "last will: offline", || watch.online() == Some(false));
+}

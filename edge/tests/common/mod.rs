@@ -414,3 +414,62 @@ pub fn canonical(sensor_no: usize, n: u64) -> (String, Vec<u8>) {
         .into_bytes(),
     )
 }
+
+/// Watches the retained status topic of the edge on the hub broker.
+pub struct StatusWatch {
+    pub last: Arc<Mutex<Option<protocol::uplink::EdgeStatus>>>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl StatusWatch {
+    pub fn start(port: u16) -> StatusWatch {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let last = Arc::new(Mutex::new(None));
+        let l = last.clone();
+        rt.spawn({
+            async move {
+                {
+                    let o = MqttOptions::new(
+                        format!("status-watch-{}", free_port()),
+                        "127.0.0.1",
+                        port,
+                    );
+                    let (client, mut el) = AsyncClient::new(o, 16);
+                    loop {
+                        match el.poll().await {
+                            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                                let _ = client
+                                    .subscribe(topics::status(EDGE_ID), QoS::AtLeastOnce)
+                                    .await;
+                            }
+                            Ok(Event::Incoming(Packet::Publish(p))) => {
+                                if let Ok(s) = protocol::uplink::EdgeStatus::decode(&p.payload) {
+                                    *l.lock().unwrap() = Some(s);
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        }
+                    }
+                }
+            }
+        });
+        StatusWatch { last, rt: Some(rt) }
+    }
+
+    pub fn online(&self) -> Option<bool> {
+        self.last.lock().unwrap().as_ref().map(|s| s.online)
+    }
+}
+
+impl Drop for StatusWatch {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
