@@ -81,3 +81,18 @@ export async function all(path, query = {}) {
   }
   return { items, cut: true };
 }
+
+let departmentsCache = null;
+/**
+ * The registry's departments [{id, name, …}], fetched once per sign-in; [] when the hub
+ * does not serve them (callers fall back to what they know).
+ */
+export async function departments() {
+  if (!departmentsCache) {
+    departmentsCache = all("departments").then((r) => r.items).catch(() => []);
+  }
+  return departmentsCache;
+}
+export function forgetDepartments() {
+  departmentsCache = null;
+}

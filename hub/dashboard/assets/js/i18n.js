@@ -29,10 +29,20 @@ export function t(key, vars) {
   return s;
 }
 
-/** A label for a value of an enumeration (status, severity, type…): `prefix.value`, or the value itself. */
+/** Names the registry gives (departments…), used where the dictionary has no entry. */
+const registryNames = {};
+export function registerNames(prefix, names) {
+  registryNames[prefix] = { ...(registryNames[prefix] || {}), ...names };
+}
+
+/**
+ * A label for a value of an enumeration (status, severity, type…): `prefix.value` from the
+ * dictionary, else the registry's name for it, else the value itself.
+ */
 export function label(prefix, value) {
   if (value === null || value === undefined || value === "") return "—";
   const key = prefix + "." + value;
   const s = t(key);
-  return s === key ? String(value) : s;
+  if (s !== key) return s;
+  return (registryNames[prefix] && registryNames[prefix][value]) || String(value);
 }

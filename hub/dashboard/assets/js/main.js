@@ -1,7 +1,7 @@
 // The app shell: sign-in, navigation, language switch, hash routing and live updates.
 
 import * as api from "./api.js";
-import { load as loadI18n, t, setLang, current, LANGS } from "./i18n.js";
+import { load as loadI18n, t, setLang, current, LANGS, registerNames } from "./i18n.js";
 import { h, empty } from "./util.js";
 import { Live } from "./live.js";
 import * as overview from "./views/overview.js";
@@ -97,7 +97,7 @@ function header(active) {
     h("span", { class: "right" },
       h("span", { id: "live", class: "live" }, t("live.off")),
       langSwitch(),
-      h("button", { id: "signout", onclick: () => { api.setToken(""); live.stop(); render(); } }, t("signin.out")),
+      h("button", { id: "signout", onclick: () => { api.setToken(""); api.forgetDepartments(); live.stop(); render(); } }, t("signin.out")),
     ),
   );
 }
@@ -119,6 +119,8 @@ async function render() {
   app.append(header(name === "component" ? "map" : name), main);
   live.start();
   live.onState(live.up);
+  // Department names for labels where the dictionary has none (a registry's own departments).
+  registerNames("dept", Object.fromEntries((await api.departments()).map((d) => [d.id, d.name])));
   const ctx = { onLive: (f) => liveListeners.add(f) };
   try {
     cleanup = (await VIEWS[name].render(main, args, ctx)) || null;

@@ -10,8 +10,8 @@ import { refreshOnLive } from "./common.js";
 
 /** Filters survive navigation between events during the session. */
 const filters = { status: "", type: "", severity: "", department: "" };
-/** Department ids of the seed, offered for dispatch alongside those seen in the data. */
-const KNOWN_DEPARTMENTS = ["cg", "sw", "xf", "ga", "zm", "jd", "rq", "dl", "tx", "rl", "sj", "hb"];
+/** Department ids of the seed: the choices when the hub does not list its departments. */
+const SEED_DEPARTMENTS = ["cg", "sw", "xf", "ga", "zm", "jd", "rq", "dl", "tx", "rl", "sj", "hb"];
 const EVENT_TYPES = [
   "manhole.displaced", "light.fault", "hydrant.low_pressure", "hydrant.impact", "flood.warning", "flood.danger",
   "fire.smoke", "gas.leak", "security.door_open", "security.intrusion", "elevator.entrapment", "elevator.fault",
@@ -20,6 +20,8 @@ const EVENT_TYPES = [
 
 export async function render(main, args, ctx) {
   const selected = args[0] || "";
+  const listed = (await api.departments()).map((d) => d.id);
+  const departments = listed.length ? listed : SEED_DEPARTMENTS;
   main.append(h("h1", {}, t("nav.events")));
   const sel = (name, values, labelPrefix) =>
     h("select", { id: "filter-" + name, onchange: (ev) => { filters[name] = ev.target.value; drawList(); } },
@@ -31,7 +33,7 @@ export async function render(main, args, ctx) {
       h("label", {}, t("event.status")), sel("status", EVENT_STATUSES, "estatus"),
       h("label", {}, t("event.type")), sel("type", EVENT_TYPES, "etype"),
       h("label", {}, t("event.severity")), sel("severity", SEVERITIES, "severity"),
-      h("label", {}, t("event.department")), sel("department", KNOWN_DEPARTMENTS, "dept"),
+      h("label", {}, t("event.department")), sel("department", departments, "dept"),
     ),
   );
   const layout = h("div", { class: "grid2" });
@@ -88,14 +90,14 @@ export async function render(main, args, ctx) {
       empty(detailPanel).append(errorBox(err));
       return;
     }
-    empty(detailPanel).append(detail(e, async () => { await Promise.all([drawList(), drawDetail()]); }));
+    empty(detailPanel).append(detail(e, departments, async () => { await Promise.all([drawList(), drawDetail()]); }));
   }
 
   await Promise.all([drawList(), drawDetail()]);
   return refreshOnLive(ctx, () => Promise.all([drawList(), drawDetail()]));
 }
 
-function detail(e, refresh) {
+function detail(e, departments, refresh) {
   const row = (k, v) => [h("dt", {}, t(k)), h("dd", {}, v ?? "—")];
   const tr = e.trigger || {};
   return h("div", { dataset: { event: e.id, status: e.status } },
@@ -113,14 +115,14 @@ function detail(e, refresh) {
     ),
     h("h2", { style: "margin-top:14px" }, t("event.history")),
     history(e.history),
-    actForm(e, refresh),
+    actForm(e, departments, refresh),
   );
 }
 
-function actForm(e, refresh) {
+function actForm(e, departments, refresh) {
   const action = h("select", { id: "act-action" }, ACTIONS.map((a) => h("option", { value: a }, label("action", a))));
   const dept = h("select", { id: "act-department" },
-    KNOWN_DEPARTMENTS.map((d) => h("option", { value: d, selected: d === e.department ? "selected" : null }, label("dept", d))),
+    departments.map((d) => h("option", { value: d, selected: d === e.department ? "selected" : null }, label("dept", d))),
   );
   const deptWrap = h("span", { style: "display:none" }, h("label", {}, t("event.department"), " "), dept);
   const note = h("textarea", { id: "act-note", placeholder: t("act.note") });
