@@ -145,6 +145,17 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
             Err(e) => emit(fail(name, e.to_string(), "check hub.ca_file"), &mut out),
         }
     }
+    if let Some(sb) = &cfg.site_broker {
+        let v = match std::net::TcpListener::bind(sb.listen) {
+            Ok(_) => ok("site_broker", format!("{} free", sb.listen)),
+            Err(e) => fail(
+                "site_broker",
+                format!("{}: {e}", sb.listen),
+                "another process holds the port; stop it or change site_broker.listen",
+            ),
+        };
+        emit(v, &mut out);
+    }
     match std::net::TcpListener::bind(cfg.local_api.listen) {
         Ok(_) => emit(ok("local_api", format!("{} free", cfg.local_api.listen)), &mut out),
         Err(e) => emit(

@@ -69,6 +69,9 @@ pub struct Config {
     /// Site brokers to subscribe to (sensors publish there).
     #[serde(default)]
     pub mqtt: Vec<MqttSource>,
+    /// Run an MQTT broker inside the edge for sensors to publish to (sites without one).
+    #[serde(default)]
+    pub site_broker: Option<SiteBrokerSection>,
     /// Serial lines with sensors on them.
     #[serde(default)]
     pub serial: Vec<SerialSource>,
@@ -176,6 +179,37 @@ pub struct MqttSource {
 
 fn default_backoff_max_ms() -> u64 {
     5000
+}
+
+/// `[site_broker]`: the embedded rumqttd sensors publish to; the agent subscribes to it with
+/// every profile's topic, like to a `[[mqtt]]` source named `embedded`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteBrokerSection {
+    /// Listen address. Default 0.0.0.0:1884 (1883 is the hub's).
+    #[serde(default = "default_site_listen")]
+    pub listen: SocketAddr,
+    /// Sensor login; when unset the broker admits anyone who can reach it.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Default 1000.
+    #[serde(default = "default_site_max_connections")]
+    pub max_connections: usize,
+    /// Default 262144.
+    #[serde(default = "default_site_max_payload_bytes")]
+    pub max_payload_bytes: usize,
+}
+
+fn default_site_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 1884))
+}
+fn default_site_max_connections() -> usize {
+    1000
+}
+fn default_site_max_payload_bytes() -> usize {
+    256 * 1024
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

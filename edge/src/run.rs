@@ -101,7 +101,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(local_api::rate_sampler(ingest.clone()));
 
     let topics = ingest.normalizer.topics();
-    for src in cfg.mqtt.clone() {
+    let mut mqtt_sources = cfg.mqtt.clone();
+    if let Some(sb) = &cfg.site_broker {
+        let addr = source::embedded_broker::start(sb)?;
+        mqtt_sources.push(crate::config::MqttSource {
+            name: "embedded".into(),
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            username: sb.username.clone(),
+            password: sb.password.clone(),
+            use_hub_credentials: false,
+            topics: Vec::new(),
+            reconnect_backoff_max_ms: 1000,
+        });
+    }
+    for src in mqtt_sources {
         let t = if src.topics.is_empty() {
             topics.clone()
         } else {

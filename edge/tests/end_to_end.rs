@@ -323,3 +323,21 @@ fn the_hub_sees_a_retained_online_status_with_backlog_and_the_last_will_when_the
     edge.kill9();
     wait_until(20, "last will: offline", || watch.online() == Some(false));
 }
+
+#[test]
+fn sensors_can_publish_to_the_edges_own_embedded_broker() {
+    let broker_port = free_port();
+    let (dir, _site, hub, cfg) = setup(&format!(
+        "[site_broker]\nlisten = \"127.0.0.1:{broker_port}\"\n"
+    ));
+    let store = Arc::new(Mutex::new(Store::default()));
+    let _stub = HubStub::start(hub.port, store.clone());
+    let edge = EdgeProc::start(dir.path(), &cfg, "embedded");
+    wait_until(20, "embedded source up", || edge.source_up("embedded"));
+    let mut p = Publisher::connect(broker_port);
+    publish_range(&mut p, 10, 0, 500);
+    wait_until(30, "readings at the hub", || {
+        store.lock().unwrap().unique() >= 1000
+    });
+    assert_eq!(store.lock().unwrap().unique(), 1000);
+}

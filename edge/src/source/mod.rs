@@ -1,6 +1,7 @@
 //! Ingest sources: site MQTT brokers and serial lines. Each runs as its own task, survives
 //! its peer going away (reconnect / reopen with backoff) and feeds [`crate::ingest::Ingest`].
 
+pub mod embedded_broker;
 pub mod mqtt;
 pub mod serial;
 pub mod text;
