@@ -350,6 +350,7 @@ fn start_events(
             .run_ticker(Duration::from_millis(cfg.events.tick_interval_ms)),
     );
     tokio::spawn(wangge_events::delivery::run_webhooks(events.clone()));
+    tokio::spawn(sync_component_status(events.clone(), registry.clone()));
     let router = wangge_events::router(
         events.clone(),
         Arc::new(HubAuth {
@@ -358,4 +359,66 @@ fn start_events(
         }),
     );
     Ok((events, router, lagged))
+}
+
+/// Durable cursor (in the events store) of the component-status sync.
+const STATUS_CURSOR: &str = "hub_component_status";
+/// Event changes read per pass of the status sync.
+const STATUS_PAGE: usize = 256;
+
+/// Keeps each component's `status` in the registry equal to what its events say (normal /
+/// alarm / offline / maintenance), so `GET components?status=alarm` and the dashboard see it.
+/// Follows the events outbox from a durable cursor: a restart resumes where it stopped.
+async fn sync_component_status(events: wangge_events::Events, registry: Arc<SqliteRegistry>) {
+    use crate::registry::ComponentStatus as C;
+    use wangge_events::status::ComponentStatus as E;
+    let mut feed = events.subscribe();
+    loop {
+        feed.borrow_and_update();
+        let (ev, reg) = (events.clone(), registry.clone());
+        let pass = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+            let store = ev.store();
+            let cursor = store.get_cursor(STATUS_CURSOR).map_err(|e| e.to_string())?;
+            let changes = store
+                .changes_after(cursor, STATUS_PAGE)
+                .map_err(|e| e.to_string())?;
+            let mut done = std::collections::HashSet::new();
+            for ch in &changes {
+                let id = ch.event.component_id.as_str();
+                if done.insert(id.to_string()) {
+                    let status = match ev.component_status(id).map_err(|e| e.to_string())? {
+                        E::Normal => C::Normal,
+                        E::Alarm => C::Alarm,
+                        E::Offline => C::Offline,
+                        E::Maintenance => C::Maintenance,
+                    };
+                    reg.set_component_status(id, status)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            if let Some(last) = changes.last() {
+                store
+                    .set_cursor(STATUS_CURSOR, last.cursor)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(changes.len())
+        })
+        .await;
+        match pass {
+            Ok(Ok(n)) if n == STATUS_PAGE => continue,
+            Ok(Ok(_)) => {
+                if feed.changed().await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "component status sync failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "component status sync task failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }

@@ -216,6 +216,33 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     assert_eq!(event["status"], "open");
     assert_eq!(event["count"], 1);
 
+    // The component's status follows its events (in the registry, so filters see it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, c) = get(
+            &http,
+            &format!("{}/components/{COMPONENT}", hub.base),
+            ADMIN,
+        )
+        .await;
+        if c["status"] == "alarm" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "component status stayed {}",
+            c["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, list) = get(
+        &http,
+        &format!("{}/components?status=alarm", hub.base),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(list["items"][0]["id"], COMPONENT, "{list}");
+
     // The owner department's write token acts on it through the hub's token store.
     let r = http
         .post(format!("{}/events/{}/transitions", hub.base, event["id"]))

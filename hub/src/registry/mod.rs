@@ -179,6 +179,12 @@ pub trait RegistryAdmin: RegistryStore {
         id: &str,
         input: &ComponentInput,
     ) -> Result<(Component, bool), RegistryError>;
+    /// Sets a component's status (the events engine derives it); false if the component is unknown.
+    fn set_component_status(
+        &self,
+        id: &str,
+        status: ComponentStatus,
+    ) -> Result<bool, RegistryError>;
     /// True if the component existed. Its sensors stay registered, unattached.
     fn delete_component(&self, id: &str) -> Result<bool, RegistryError>;
     fn component_sensors(&self, component_id: &str) -> Result<Vec<Sensor>, RegistryError>;

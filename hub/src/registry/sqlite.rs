@@ -512,6 +512,22 @@ impl RegistryAdmin for SqliteRegistry {
         })
     }
 
+    fn set_component_status(
+        &self,
+        id: &str,
+        status: ComponentStatus,
+    ) -> Result<bool, RegistryError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE components SET status = ?2, updated_at_ns = ?3
+                 WHERE id = ?1 AND status <> ?2",
+                params![id, status.name(), now_ns()],
+            )
+            .map_err(db)?;
+            exists(tx, "components", "id", id).map_err(db)
+        })
+    }
+
     fn delete_component(&self, id: &str) -> Result<bool, RegistryError> {
         self.write(|tx| {
             tx.execute("DELETE FROM components WHERE id = ?1", [id])
