@@ -154,12 +154,15 @@ impl Events {
     ) -> Result<Events, StoreError> {
         let last = store.last_cursor()?;
         let (feed, _) = watch::channel(last);
+        // Re-attach what the store still holds raised, so a restart cannot leave it uncleared.
+        let mut evaluator = Evaluator::new(config.rules.unwrap_or_else(RuleSet::defaults));
+        for (component_id, event_type) in store.raised_conditions()? {
+            evaluator.restore_raised(&component_id, &event_type);
+        }
         Ok(Events {
             inner: Arc::new(Inner {
                 store,
-                evaluator: Mutex::new(Evaluator::new(
-                    config.rules.unwrap_or_else(RuleSet::defaults),
-                )),
+                evaluator: Mutex::new(evaluator),
                 sharing: config.sharing,
                 directory,
                 webhooks: config.webhooks,

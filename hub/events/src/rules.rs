@@ -448,6 +448,8 @@ struct TypePlan {
     /// Per rule in `rules`: index into the component's event-slot counters.
     slot: Vec<usize>,
     slots: usize,
+    /// Event type of each slot.
+    slot_names: Vec<Arc<str>>,
     offline: Option<usize>,
 }
 
@@ -457,6 +459,9 @@ struct ComponentState {
     states: Vec<RuleState>,
     /// Per event type: how many of its rules currently hold (raised when > 0).
     raised_rules: Vec<u8>,
+    /// Per event type: the store holds it raised from before a restart, and no rule has confirmed
+    /// it yet; the first verdict that it does not hold clears it.
+    restored: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -475,6 +480,9 @@ pub struct Evaluator {
     plans: HashMap<String, Arc<TypePlan>>,
     components: HashMap<String, ComponentState>,
     sensors: HashMap<String, SensorWatch>,
+    /// Conditions the store still holds raised (from before a restart), per component, waiting for
+    /// the component's first reading to be re-attached to its rules.
+    restored: HashMap<String, Vec<String>>,
 }
 
 impl Evaluator {
@@ -484,6 +492,7 @@ impl Evaluator {
             plans: HashMap::new(),
             components: HashMap::new(),
             sensors: HashMap::new(),
+            restored: HashMap::new(),
         }
     }
 
@@ -523,9 +532,25 @@ impl Evaluator {
             plan.slot.push(slot);
         }
         plan.slots = slot_names.len();
+        plan.slot_names = slot_names;
         let plan = Arc::new(plan);
         self.plans.insert(component_type.to_string(), plan.clone());
         plan
+    }
+
+    /// Re-attaches a condition the store still holds raised (not cleared) after a restart, so the
+    /// first reading that shows it no longer holds clears it.
+    pub fn restore_raised(&mut self, component_id: &str, event_type: &str) {
+        if let Some(cs) = self.components.get_mut(component_id) {
+            if let Some(slot) = cs.plan.slot_names.iter().position(|n| &**n == event_type) {
+                cs.restored[slot] = cs.raised_rules[slot] == 0;
+                return;
+            }
+        }
+        self.restored
+            .entry(component_id.to_string())
+            .or_default()
+            .push(event_type.to_string());
     }
 
     /// Starts offline detection for a sensor that has not reported yet (e.g. at hub start, with
@@ -571,6 +596,13 @@ impl Evaluator {
                 ComponentState {
                     states: vec![RuleState::default(); plan.rules.len()],
                     raised_rules: vec![0; plan.slots],
+                    restored: {
+                        let held = self.restored.remove(r.component_id).unwrap_or_default();
+                        plan.slot_names
+                            .iter()
+                            .map(|n| held.iter().any(|h| **h == **n))
+                            .collect()
+                    },
                     plan,
                 },
             );
@@ -623,6 +655,7 @@ impl Evaluator {
                 }
                 let since = *st.pending_since.get_or_insert(r.ts_ns);
                 if r.ts_ns - since >= rule.for_ns {
+                    cs.restored[slot] = false;
                     st.raised = true;
                     st.pending_since = None;
                     cs.raised_rules[slot] = cs.raised_rules[slot].saturating_add(1);
@@ -632,7 +665,11 @@ impl Evaluator {
                 }
             } else {
                 st.pending_since = None;
-                if st.raised {
+                if cs.restored[slot] && cs.raised_rules[slot] == 0 && !st.raised {
+                    // Held raised before a restart, and no longer holds: clear it.
+                    cs.restored[slot] = false;
+                    out.push(condition(ConditionKind::Cleared, rule, r, threshold, late));
+                } else if st.raised {
                     st.raised = false;
                     cs.raised_rules[slot] = cs.raised_rules[slot].saturating_sub(1);
                     if cs.raised_rules[slot] == 0 {
@@ -646,6 +683,40 @@ impl Evaluator {
 
     /// Liveness: any reading (even a bad one) proves the sensor alive and clears `device.offline`.
     fn observe_sensor(&mut self, r: &RuleInput<'_>, late: bool, out: &mut Vec<Condition>) {
+        // Offline from before a restart: this reading brings the component back.
+        let restored_offline = self
+            .restored
+            .get_mut(r.component_id)
+            .and_then(|held| {
+                held.iter()
+                    .position(|t| t == OFFLINE_EVENT)
+                    .map(|i| held.swap_remove(i))
+            })
+            .is_some();
+        if restored_offline {
+            if let Some(w) = self.sensors.get_mut(r.sensor_id) {
+                w.offline = true; // cleared just below, with the usual condition
+            } else {
+                let severity = self
+                    .plan_for(r.component_type)
+                    .offline
+                    .map(|i| self.set.rules[i].severity)
+                    .unwrap_or(Severity::Major);
+                out.push(Condition {
+                    kind: ConditionKind::Cleared,
+                    component_id: r.component_id.to_string(),
+                    event_type: OFFLINE_EVENT.to_string(),
+                    severity,
+                    trigger: Trigger {
+                        quantity: r.quantity.name().to_string(),
+                        value: trigger_value(r.quantity, r.value),
+                        threshold: None,
+                        ts_ns: r.ts_ns,
+                    },
+                    late,
+                });
+            }
+        }
         if r.interval_s == 0 && !self.sensors.contains_key(r.sensor_id) {
             return;
         }

@@ -148,6 +148,9 @@ pub trait EventStore: Send + Sync {
     /// Events the hub registered in `[from, to)` (for the evaluation report).
     fn created_between(&self, from_ns: i64, to_ns: i64) -> Result<Vec<Event>>;
     fn changes_after(&self, cursor: i64, limit: usize) -> Result<Vec<Change>>;
+    /// (component, type) of every event whose condition still holds (not cleared, not closed):
+    /// what the rules re-attach to after a restart.
+    fn raised_conditions(&self) -> Result<Vec<(String, String)>>;
     fn last_cursor(&self) -> Result<i64>;
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>>;
@@ -728,6 +731,15 @@ impl EventStore for SqliteStore {
             });
         }
         Ok(out)
+    }
+
+    fn raised_conditions(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT component_id, type FROM events WHERE status <> 'closed' AND cleared_at_ns IS NULL",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn last_cursor(&self) -> Result<i64> {

@@ -446,3 +446,36 @@ fn the_events_section_of_a_hub_config_loads_the_files_it_names() {
     assert!(err.contains("/nonexistent/sharing.toml"), "{err}");
     assert!(toml::from_str::<wangge_events::EventsSection>("colour = 1").is_err());
 }
+
+#[test]
+fn conditions_held_before_a_restart_clear_on_the_first_reading_that_shows_them_gone() {
+    // A fresh evaluator (hub restarted) told what the store still holds raised.
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    ev.restore_raised("C1", "gas.leak");
+    ev.restore_raised("C1", "device.offline");
+    // Still leaking: nothing new to say (the store already has it), but the offline case clears.
+    let out = feed(&mut ev, "gas_detector", Quantity::Gas, &[(0, 40.0)]);
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (ConditionKind::Cleared, "device.offline", 0),
+            (ConditionKind::Raised, "gas.leak", 0)
+        ]
+    );
+    let out = feed(&mut ev, "gas_detector", Quantity::Gas, &[(60, 2.0)]);
+    assert_eq!(kinds(&out), vec![(ConditionKind::Cleared, "gas.leak", 60)]);
+
+    // Restored and gone on the first reading.
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    ev.restore_raised("C1", "flood.warning");
+    let out = feed(
+        &mut ev,
+        "flood_gauge",
+        Quantity::WaterLevel,
+        &[(0, 3.0), (60, 2.0)],
+    );
+    assert_eq!(
+        kinds(&out),
+        vec![(ConditionKind::Cleared, "flood.warning", 0)]
+    );
+}

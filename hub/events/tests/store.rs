@@ -478,3 +478,57 @@ fn sharing_rules_decide_which_departments_see_an_event() {
         vec!["xf"]
     );
 }
+
+#[test]
+fn a_hub_restart_does_not_leave_a_raised_event_uncleared() {
+    use wangge_events::rules::RuleInput;
+    use wangge_events::{Events, EventsConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let reading = |v: f64, t: i64| RuleInput {
+        component_id: "C1",
+        component_type: "gas_detector",
+        sensor_id: "G1",
+        interval_s: 60,
+        quantity: protocol::Quantity::Gas,
+        value: v,
+        ts_ns: t * S,
+        quality: protocol::uplink::Quality::Good,
+    };
+    let open = || {
+        Events::open(
+            &dir.path().join("events.db"),
+            EventsConfig::defaults(),
+            directory(),
+        )
+        .unwrap()
+    };
+    let id = {
+        let events = open();
+        let id = events.ingest(&reading(40.0, 100), 100 * S).unwrap()[0]
+            .event
+            .id;
+        // Silent long enough to be offline too; then the hub stops.
+        assert_eq!(events.tick(400 * S).unwrap().len(), 1);
+        id
+    };
+    // A new evaluator knows nothing; the first reading after the restart shows both conditions gone.
+    let events = open();
+    let changes = events.ingest(&reading(1.0, 420), 420 * S).unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    let gas = changes
+        .iter()
+        .find(|c| c.event.event_type == "gas.leak")
+        .unwrap();
+    assert_eq!(
+        (gas.event.id, gas.event.cleared_at_ns, gas.event.count),
+        (id, Some(420 * S), 1)
+    );
+    let offline = changes
+        .iter()
+        .find(|c| c.event.event_type == "device.offline")
+        .unwrap();
+    assert_eq!(offline.event.cleared_at_ns, Some(420 * S));
+    // And it raises again normally afterwards (a repeat on the still-open case).
+    let again = events.ingest(&reading(50.0, 480), 480 * S).unwrap();
+    assert_eq!(again[0].event.count, 2);
+}
