@@ -11,7 +11,8 @@
 //! - `query`: latency of a 24 h chart (288 five-minute buckets) from the embedded store.
 //!
 //! Sizes via env: `BENCH_READINGS` (default 2 000 000), `BENCH_SENSORS` (default 2000),
-//! `BENCH_EDGES` (default 4), `BENCH_BATCH` (readings per batch, default 500).
+//! `BENCH_EDGES` (default 4), `BENCH_BATCH` (readings per batch, default 500), `BENCH_WINDOW`
+//! (unacked batches per edge, default 32), `BENCH_GROUP` (rows per write in `store`, default 25 000).
 
 #[path = "../tests/ingest_support/mod.rs"]
 mod ingest_support;
@@ -66,7 +67,7 @@ fn bench_store(total: usize, sensors: usize) {
         ..Default::default()
     })
     .unwrap();
-    let group = 25_000;
+    let group = env("BENCH_GROUP", 25_000);
     let t0 = now_ns() - (total / sensors) as i64 * S;
     let started = Instant::now();
     let mut i = 0;
@@ -113,7 +114,7 @@ async fn drive_edges(
     let edges = secrets.len();
     let per_edge = total / edges / batch;
     let t0 = now_ns() - (total / sensors) as i64 * S;
-    let window = 32usize;
+    let window = env("BENCH_WINDOW", 32);
     let mut tasks = Vec::new();
     let mut clients = Vec::new();
     for (e, (id, secret)) in secrets.iter().enumerate() {
@@ -212,6 +213,7 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
         sinks,
     )
     .unwrap();
+    let window = env("BENCH_WINDOW", 32);
     let started = Instant::now();
     let rate = drive_edges(
         b.listen.unwrap().port(),
@@ -231,7 +233,7 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
         "embedded store"
     };
     println!(
-        "e2e {what}: {stored} readings, {edges} edges, batches of {batch}, {sensors} sensors: \
+        "e2e {what}: {stored} readings, {edges} edges x {window} unacked, batches of {batch}, {sensors} sensors: \
          {rate:.0} readings/s acked ({:.1} batches per group commit)",
         m.batches_stored.load(Relaxed) as f64 / groups as f64
     );

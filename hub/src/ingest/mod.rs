@@ -46,9 +46,12 @@ use tokio::sync::{broadcast, mpsc};
 pub struct IngestConfig {
     /// Where `ingest.sqlite` (the dedup table) lives. Default `./data`.
     pub data_dir: PathBuf,
-    /// Most batches stored in one group commit. Default 64.
+    /// Most batches stored in one group commit. Default 512. Groups form from what is already
+    /// waiting, so they grow only when the store is the bottleneck; larger groups put more rows
+    /// of each series on each touched page (benchmarked: 20k series, 25k-row groups 66k rows/s,
+    /// 100k-row groups 190k rows/s).
     pub group_batches_max: usize,
-    /// Most readings in one group commit. Default 50 000.
+    /// Most readings in one group commit. Default 200 000.
     pub group_readings_max: usize,
     /// A batch with more readings is refused (`oversize`). Default 10 000.
     pub max_readings_per_batch: usize,
@@ -66,8 +69,8 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             data_dir: PathBuf::from("./data"),
-            group_batches_max: 64,
-            group_readings_max: 50_000,
+            group_batches_max: 512,
+            group_readings_max: 200_000,
             max_readings_per_batch: 10_000,
             dedup_keep_days: 7,
             assignment_cache_ms: 60_000,
