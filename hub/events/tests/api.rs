@@ -369,3 +369,139 @@ fn ack() -> wangge_events::store::TransitionRequest {
         note: None,
     }
 }
+
+#[tokio::test]
+async fn subscriptions_belong_to_their_department_and_lists_page_with_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events_at(dir.path());
+    let base = start(&events).await;
+    let client = reqwest::Client::new();
+    let (code, sub) = post(
+        &client,
+        &format!("{base}/subscriptions"),
+        "sw-write",
+        json!({"url": "http://127.0.0.1:9/hook"}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        sub["secret"].as_str().unwrap().len(),
+        64,
+        "generated secret"
+    );
+    let sid = sub["id"].as_i64().unwrap();
+    // Another department neither sees, reads nor deletes it; attempts are audited.
+    let (_, list) = get(&client, &format!("{base}/subscriptions"), "xf-write").await;
+    assert!(list["items"].as_array().unwrap().is_empty());
+    assert_eq!(
+        get(
+            &client,
+            &format!("{base}/subscriptions/{sid}/deliveries"),
+            "xf-write"
+        )
+        .await
+        .0,
+        403
+    );
+    let del = client
+        .delete(format!("{base}/subscriptions/{sid}"))
+        .bearer_auth("xf-write")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status().as_u16(), 403);
+    let (code, _) = post(
+        &client,
+        &format!("{base}/subscriptions"),
+        "sw-write",
+        json!({"url": "http://x/", "department": "xf"}),
+    )
+    .await;
+    assert_eq!(code, 403, "cannot subscribe for another department");
+    let (code, _) = post(
+        &client,
+        &format!("{base}/subscriptions"),
+        "sw-read",
+        json!({"url": "http://x/"}),
+    )
+    .await;
+    assert_eq!(code, 403, "read-only");
+    let (code, err) = post(
+        &client,
+        &format!("{base}/subscriptions"),
+        "sw-write",
+        json!({"url": "ftp://x"}),
+    )
+    .await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (_, audit) = get(&client, &format!("{base}/audit"), "admin-token").await;
+    assert!(audit["items"].as_array().unwrap().len() >= 3);
+    // The owner lists and deletes it.
+    let (_, list) = get(&client, &format!("{base}/subscriptions"), "sw-read").await;
+    assert_eq!(list["items"][0]["id"], sid);
+    assert!(
+        list["items"][0].get("secret").is_none(),
+        "secrets are shown once"
+    );
+    let del = client
+        .delete(format!("{base}/subscriptions/{sid}"))
+        .bearer_auth("sw-write")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status().as_u16(), 204);
+
+    // Paging: 3 events, pages of 2.
+    for ts in 1..=3 {
+        let r = RuleInput {
+            component_id: MANHOLE,
+            component_type: "manhole_cover",
+            sensor_id: "MH-0001",
+            interval_s: 60,
+            quantity: protocol::Quantity::Battery,
+            value: 10.0,
+            ts_ns: ts * 1_000_000_000,
+            quality: protocol::uplink::Quality::Good,
+        };
+        events.ingest(&r, now_ns()).unwrap();
+        let id = events.store().list(&Default::default()).unwrap()[0].id;
+        for a in ["acknowledge", "dispatch", "start", "resolve", "close"] {
+            let (code, _) = post(
+                &client,
+                &format!("{base}/events/{id}/transitions"),
+                "admin-token",
+                json!({"action": a, "department": "sw"}),
+            )
+            .await;
+            assert_eq!(code, 200);
+        }
+        let clear = RuleInput {
+            value: 90.0,
+            ts_ns: ts * 1_000_000_000 + 500_000_000,
+            ..r
+        };
+        events.ingest(&clear, now_ns()).unwrap();
+    }
+    let (_, page1) = get(
+        &client,
+        &format!("{base}/events?limit=2&type=device.battery_low"),
+        "sw-read",
+    )
+    .await;
+    assert_eq!(page1["items"].as_array().unwrap().len(), 2);
+    let next = page1["next"].as_str().unwrap().to_string();
+    let (_, page2) = get(
+        &client,
+        &format!("{base}/events?limit=2&type=device.battery_low&cursor={next}"),
+        "sw-read",
+    )
+    .await;
+    assert_eq!(page2["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page2["next"], Value::Null);
+    let (code, err) = get(&client, &format!("{base}/events?colour=red"), "sw-read").await;
+    assert_eq!(code, 400);
+    assert!(err["error"]["message"].as_str().unwrap().contains("colour"));
+}
