@@ -341,3 +341,58 @@ fn sensors_can_publish_to_the_edges_own_embedded_broker() {
     });
     assert_eq!(store.lock().unwrap().unique(), 1000);
 }
+
+#[test]
+fn the_uplink_runs_over_tls_verified_with_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let site = Mosquitto::start();
+    let (hub, tls_port) = Mosquitto::start_with_tls(&certs);
+    let store = Arc::new(Mutex::new(Store::default()));
+    let _stub = HubStub::start(hub.port, store.clone());
+    let cfg = EdgeConfig {
+        site_port: site.port,
+        hub_port: tls_port,
+        api_port: free_port(),
+        data_dir: dir.path().join("data"),
+        extra: String::new(),
+    };
+    // hub.ca_file goes into [hub]: render, then insert it there.
+    let text = cfg.render().replacen(
+        "keepalive_s = 5\n",
+        &format!("keepalive_s = 5\nca_file = \"{}\"\n", certs.ca.display()),
+        1,
+    );
+    let path = dir.path().join("edge-tls.toml");
+    std::fs::write(&path, &text).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["check", "--timeout-s", "5", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(out.contains("OK   hub ("), "{out}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(20, "edge API", || {
+        http_get(cfg.api_port, "/health").is_some()
+    });
+    let mut p = Publisher::connect(site.port);
+    wait_until(20, "site source up", || {
+        http_get(cfg.api_port, "/metrics")
+            .is_some_and(|m| m.contains("edge_source_up{source=\"site\",kind=\"mqtt\"} 1"))
+    });
+    publish_range(&mut p, 5, 0, 200);
+    let ok = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        store.lock().unwrap().unique() >= 400
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "readings over TLS reached the hub");
+}

@@ -75,6 +75,130 @@ impl Mosquitto {
     }
 }
 
+/// A self-signed CA and a server certificate for 127.0.0.1 (openssl CLI), for TLS tests.
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn make_certs(dir: &Path) -> TestCerts {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl CLI");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=wangge-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    // mosquitto started as root drops to its own user before reading the key: test files
+    // must be world-readable (test-only key material).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    TestCerts {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    }
+}
+
+impl Mosquitto {
+    /// A broker with a plain listener (for the stub) and a TLS listener (for the edge).
+    pub fn start_with_tls(certs: &TestCerts) -> (Mosquitto, u16) {
+        let port = free_port();
+        let tls_port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "per_listener_settings false\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n\
+                 listener {port} 127.0.0.1\n\
+                 listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+                certs.ca.display(),
+                certs.cert.display(),
+                certs.key.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto installed");
+        wait_until(10, "mosquitto listening (plain + TLS)", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+        });
+        (
+            Mosquitto {
+                child,
+                port,
+                _dir: dir,
+            },
+            tls_port,
+        )
+    }
+}
+
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
