@@ -233,3 +233,37 @@ fn spilled_readings_are_sent_by_the_next_process() {
     wait("spill drained", 60, || sink.backlog_bytes() == 0);
     assert_eq!(exported(vm.port).1, 3000);
 }
+
+#[test]
+fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
+    let vm_data = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let vm = Vm::start(vm_data.path(), free_port());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = (now_ms - 600_000) * 1_000_000;
+    // Two whole lines and half of a third, as a crash in the middle of an append leaves them
+    // (that write was never fsynced, so never acked).
+    let mut body = String::new();
+    for r in group(0, t0, 3) {
+        hub::timeseries::influx::line_of(&mut body, &r);
+    }
+    let cut = body.len() - 20;
+    std::fs::write(spill.path().join("0000000000000001.lp"), &body[..cut]).unwrap();
+    let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "t");
+    cfg.spill_dir = spill.path().to_path_buf();
+    let sink = InfluxSink::start(&cfg).unwrap();
+    wait("the two whole lines delivered", 60, || {
+        exported(vm.port).0.len() >= 2
+    });
+    wait("spill drained", 60, || sink.backlog_bytes() == 0);
+    assert_eq!(exported(vm.port).1, 2);
+    assert_eq!(
+        sink.metrics()
+            .lines_rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
