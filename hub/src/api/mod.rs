@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod error;
+mod events_doc;
 pub mod metrics;
 mod readings;
 pub mod time;
@@ -547,13 +548,26 @@ impl utoipa::Modify for BearerAuth {
         list_unassigned,
         list_grid_cells,
         list_departments,
-        stats
+        stats,
+        events_doc::list_events,
+        events_doc::get_event,
+        events_doc::transition,
+        events_doc::stream,
+        events_doc::list_subscriptions,
+        events_doc::create_subscription,
+        events_doc::get_subscription,
+        events_doc::delete_subscription,
+        events_doc::list_deliveries,
+        events_doc::evaluation,
+        events_doc::audit
     ),
     components(schemas(
         Component, ComponentInput, ComponentStatus, ComponentPage, Edge, EdgePage,
         UnassignedSensor, UnassignedPage, GridCell, GridCellPage, Department, DepartmentPage,
         RegistryStats, Stats, Health, ErrorBody,
-        error::ErrorDetail, readings::Readings, readings::PointOut
+        error::ErrorDetail, readings::Readings, readings::PointOut, events_doc::Event,
+        events_doc::EventTrigger, events_doc::EventPage, events_doc::Transition,
+        events_doc::NewSubscription, events_doc::Subscription, events_doc::Delivery
     )),
     modifiers(&BearerAuth)
 )]

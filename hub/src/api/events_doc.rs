@@ -1,0 +1,177 @@
+//! OpenAPI entries for the events routes. The routes themselves live in the `wangge-events`
+//! crate (`hub/events/src/http.rs`, mounted by `serve` under `/api/v1` when `[events] enabled`,
+//! the default); that crate does not depend on utoipa, so their contract is described here, in
+//! the hub's one OpenAPI document. These functions are never routed. Full semantics:
+//! `hub/events/README.md` "API notes".
+#![allow(dead_code)]
+
+use super::error::ErrorBody;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+/// What raised the event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTrigger {
+    pub quantity: String,
+    pub value: f64,
+    pub threshold: Option<f64>,
+    /// RFC 3339, the reading's time.
+    pub ts: String,
+}
+
+/// One event (事件/案件): the same JSON in REST, SSE, webhooks and MQTT.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Event {
+    pub id: i64,
+    /// Increments on every change (idempotency key with `id`).
+    pub version: i64,
+    pub component_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// critical | major | minor | info
+    pub severity: String,
+    /// open | acknowledged | dispatched | in_progress | resolved | closed
+    pub status: String,
+    pub raised_at: String,
+    pub cleared_at: Option<String>,
+    pub count: i64,
+    /// Assigned by `dispatch`.
+    pub department: Option<String>,
+    pub deadline: Option<String>,
+    pub overdue: bool,
+    /// Raised from a late backlog (true time kept).
+    pub late: bool,
+    pub trigger: EventTrigger,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub items: Vec<Event>,
+    pub next: Option<String>,
+}
+
+/// Body of `POST events/{id}/transitions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Transition {
+    /// acknowledge | dispatch | start | resolve | close | reopen
+    pub action: String,
+    /// Required by `dispatch`.
+    pub department: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Body of `POST subscriptions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewSubscription {
+    pub url: String,
+    /// HMAC-SHA256 key of `X-Wangge-Signature`; generated (and shown once) when absent.
+    pub secret: Option<String>,
+    /// Patterns such as `fire.*`; empty = all.
+    pub event_types: Option<Vec<String>>,
+    pub department: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Subscription {
+    pub id: i64,
+    pub url: String,
+    pub department: Option<String>,
+    pub event_types: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Delivery {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub event_id: i64,
+    pub version: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    pub status: Option<String>,
+    #[param(rename = "type")]
+    pub event_type: Option<String>,
+    pub component: Option<String>,
+    pub department: Option<String>,
+    /// RFC 3339 or Unix ms, on `raised_at`.
+    pub since: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RangeQuery {
+    /// RFC 3339 or Unix ms; default 30 days before `to`.
+    pub from: Option<String>,
+    /// RFC 3339 or Unix ms; default now.
+    pub to: Option<String>,
+}
+
+/// Events visible to the token (sharing rules), newest first.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub fn list_events() {}
+
+/// One event, with its history of transitions.
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Event), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub fn get_event() {}
+
+/// Moves an event through the closed loop; 409 names the allowed actions.
+#[utoipa::path(post, path = "/api/v1/events/{id}/transitions", tag = "events",
+    params(("id" = i64, Path)), request_body = Transition, security(("bearer" = [])),
+    responses((status = 200, body = Event), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub fn transition() {}
+
+/// Server-sent events (`event: event`, `data:` Event JSON, `id:` cursor), resumable with
+/// `Last-Event-ID`.
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/event-stream", body = String)))]
+pub fn stream() {}
+
+/// Webhook subscriptions of the token's department (admin: all).
+#[utoipa::path(get, path = "/api/v1/subscriptions", tag = "subscriptions", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Subscription>)))]
+pub fn list_subscriptions() {}
+
+/// Creates a webhook subscription; the secret is shown once.
+#[utoipa::path(post, path = "/api/v1/subscriptions", tag = "subscriptions",
+    request_body = NewSubscription, security(("bearer" = [])),
+    responses((status = 201, body = Subscription), (status = 400, body = ErrorBody)))]
+pub fn create_subscription() {}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Subscription), (status = 404, body = ErrorBody)))]
+pub fn get_subscription() {}
+
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub fn delete_subscription() {}
+
+/// Delivery attempts of a subscription.
+#[utoipa::path(get, path = "/api/v1/subscriptions/{id}/deliveries", tag = "subscriptions",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Vec<Delivery>)))]
+pub fn list_deliveries() {}
+
+/// Evaluation (综合评价) per department and per component over a period.
+#[utoipa::path(get, path = "/api/v1/reports/evaluation", tag = "reports", params(RangeQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
+pub fn evaluation() {}
+
+/// Audit log (admin): refused and accepted actions.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "reports", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody)))]
+pub fn audit() {}
