@@ -17,7 +17,10 @@ pub struct Proc {
 impl Proc {
     /// Spawns `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let err = out.try_clone()?;
         let child = cmd
             .stdin(Stdio::null())
@@ -25,7 +28,11 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
-        Ok(Proc { name: name.to_string(), child, log: log.to_path_buf() })
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -64,7 +71,9 @@ impl Proc {
     pub fn log_tail(&self, n: usize) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();
         let start = s.len().saturating_sub(n);
-        let start = (start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
+        let start = (start..s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(s.len());
         s[start..].to_string()
     }
 }
@@ -88,24 +97,35 @@ pub fn free_port() -> u16 {
 
 /// The workspace root (where `target/` lives).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Path of a workspace binary built by `cargo build --workspace --bins` (the test command does it).
 pub fn bin(name: &str) -> PathBuf {
     let root = workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     for profile in ["debug", "release"] {
         let p = target.join(profile).join(name);
         if p.exists() {
             return p;
         }
     }
-    panic!("binary {name} not built: run `cargo build --workspace --bins` first (scripts/test does)")
+    panic!(
+        "binary {name} not built: run `cargo build --workspace --bins` first (scripts/test does)"
+    )
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or fails with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -120,7 +140,8 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 
 /// True once something accepts TCP connections on 127.0.0.1:`port`.
 pub fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+        .is_ok()
 }
 
 /// A mosquitto broker on a free port, configured not to drop QoS 1 messages for slow subscribers.
@@ -144,12 +165,20 @@ impl Mosquitto {
         let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .find(|p| Path::new(p).exists())
-            .ok_or_else(|| anyhow::anyhow!("mosquitto not installed (scripts/install-test-deps installs it)"))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("mosquitto not installed (scripts/install-test-deps installs it)")
+            })?;
         let mut cmd = Command::new(exe);
         cmd.arg("-c").arg(&conf);
         let proc = Proc::spawn("mosquitto", cmd, &dir.path().join("mosquitto.log"))?;
-        wait_for("mosquitto to listen", Duration::from_secs(10), || port_open(port).then_some(()))?;
-        Ok(Mosquitto { port, proc, _dir: dir })
+        wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            port_open(port).then_some(())
+        })?;
+        Ok(Mosquitto {
+            port,
+            proc,
+            _dir: dir,
+        })
     }
 }
 
@@ -172,14 +201,27 @@ impl VictoriaMetrics {
         let exe = ["/usr/bin/victoria-metrics", "/usr/sbin/victoria-metrics"]
             .into_iter()
             .find(|p| Path::new(p).exists())
-            .ok_or_else(|| anyhow::anyhow!("victoria-metrics not installed (scripts/install-test-deps installs it)"))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "victoria-metrics not installed (scripts/install-test-deps installs it)"
+                )
+            })?;
         let mut cmd = Command::new(exe);
-        cmd.arg(format!("-storageDataPath={}", data.path().join("vm").display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg("-retentionPeriod=100y")
-            .arg("-search.disableCache");
+        cmd.arg(format!(
+            "-storageDataPath={}",
+            data.path().join("vm").display()
+        ))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=100y")
+        .arg("-search.disableCache");
         let proc = Proc::spawn("victoria-metrics", cmd, &data.path().join("vm.log"))?;
-        wait_for("victoria-metrics to listen", Duration::from_secs(20), || port_open(port).then_some(()))?;
+        wait_for(
+            "victoria-metrics to listen",
+            Duration::from_secs(20),
+            || port_open(port).then_some(()),
+        )?;
         Ok(VictoriaMetrics { port, proc, data })
     }
 }
+
+pub mod system;

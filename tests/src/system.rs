@@ -1,0 +1,461 @@
+//! The whole system on loopback: a hub, a site broker (mosquitto), an edge, and firmware-sim,
+//! each a real process in one temp dir. Tests kill and restart pieces and compare what the hub
+//! stored with what the simulator recorded.
+
+use crate::{bin, free_port, port_open, wait_for, workspace_root, Mosquitto, Proc};
+use anyhow::{bail, Context};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub const EDGE_ID: &str = "edge-xq-01";
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+
+/// A hub process on free ports with its data dir; restartable on the same ports and data.
+pub struct Hub {
+    pub proc: Option<Proc>,
+    pub data: PathBuf,
+    pub http: u16,
+    pub mqtt: u16,
+    pub config: PathBuf,
+    pub edge_secret: String,
+    log: PathBuf,
+    http_client: reqwest::blocking::Client,
+}
+
+impl Hub {
+    /// Imports the seed registry and issues the edge's secret (no process yet).
+    /// `extra_config` is appended to the hub's TOML config (e.g. an `[influx]` section).
+    pub fn prepare(dir: &Path, extra_config: &str) -> anyhow::Result<Hub> {
+        let data = dir.join("hub");
+        std::fs::create_dir_all(&data)?;
+        let config = dir.join("hub.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n{extra_config}\n",
+                data.display().to_string()
+            ),
+        )?;
+        let hub = Hub {
+            proc: None,
+            data,
+            http: free_port(),
+            mqtt: free_port(),
+            config,
+            edge_secret: String::new(),
+            log: dir.join("hub.log"),
+            http_client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+        };
+        let seed = workspace_root().join("config/registry");
+        let out = hub.command(&["registry", "import"]).arg(&seed).output()?;
+        if !out.status.success() {
+            bail!(
+                "hub registry import failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = hub.command(&["edge", "add", EDGE_ID]).output()?;
+        if !out.status.success() {
+            bail!(
+                "hub edge add failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let edge_secret = String::from_utf8(out.stdout)?.trim().to_string();
+        Ok(Hub { edge_secret, ..hub })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("hub"));
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env(hub_admin_env().0, hub_admin_env().1);
+        c
+    }
+
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let mut c = self.command(&["serve"]);
+        c.arg("--http").arg(format!("127.0.0.1:{}", self.http));
+        c.arg("--mqtt").arg(format!("127.0.0.1:{}", self.mqtt));
+        c.env("RUST_LOG", "info");
+        self.proc = Some(Proc::spawn("hub", c, &self.log)?);
+        let http = self.http;
+        wait_for("the hub's HTTP API", Duration::from_secs(30), || {
+            self.http_client
+                .get(format!("http://127.0.0.1:{http}/api/v1/health"))
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+        })
+        .with_context(|| self.log_tail())?;
+        wait_for("the hub's MQTT listener", Duration::from_secs(10), || {
+            port_open(self.mqtt).then_some(())
+        })?;
+        Ok(())
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        s.chars()
+            .rev()
+            .take(3000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    }
+
+    /// GET an API path with the admin token.
+    pub fn get(&self, path_and_query: &str) -> anyhow::Result<Json> {
+        let r = self
+            .http_client
+            .get(format!("http://127.0.0.1:{}{path_and_query}", self.http))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()?;
+        let status = r.status();
+        let body = r.text()?;
+        if !status.is_success() {
+            bail!("GET {path_and_query}: {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Raw points of one quantity of one component in [from_ns, to_ns).
+    pub fn points(
+        &self,
+        component: &str,
+        quantity: &str,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> anyhow::Result<Vec<(i64, f64)>> {
+        let j = self.get(&format!(
+            "/api/v1/components/{component}/readings?quantity={quantity}&from={}&to={}",
+            from_ns / 1_000_000,
+            to_ns / 1_000_000 + 1
+        ))?;
+        let points = j["points"].as_array().context("points array")?;
+        points
+            .iter()
+            .map(|p| {
+                let ts = match &p["ts"] {
+                    Json::Number(n) => n.as_i64().context("ts")? * 1_000_000,
+                    Json::String(s) => parse_rfc3339_ns(s)?,
+                    other => bail!("ts {other}"),
+                };
+                let v = match &p["value"] {
+                    Json::Bool(b) => f64::from(u8::from(*b)),
+                    other => other.as_f64().context("value")?,
+                };
+                Ok((ts, v))
+            })
+            .collect()
+    }
+}
+
+fn hub_admin_env() -> (&'static str, &'static str) {
+    ("WANGGE_ADMIN_TOKEN", ADMIN_TOKEN)
+}
+
+/// Parses `2024-11-25T02:00:00.123456789Z` to Unix ns (UTC only; what the hub emits).
+pub fn parse_rfc3339_ns(s: &str) -> anyhow::Result<i64> {
+    let s = s.strip_suffix('Z').context("UTC timestamp")?;
+    let (date, time) = s.split_once('T').context("T")?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (
+        d.next().context("y")??,
+        d.next().context("m")??,
+        d.next().context("d")??,
+    );
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>());
+    let (hh, mm, ss) = (
+        t.next().context("h")??,
+        t.next().context("m")??,
+        t.next().context("s")??,
+    );
+    let frac_ns: i64 = format!("{frac:0<9}")[..9].parse()?;
+    // days from civil (Howard Hinnant)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + frac_ns)
+}
+
+/// The edge agent: config written for this system's ports and paths.
+pub struct Edge {
+    pub proc: Option<Proc>,
+    pub config: PathBuf,
+    pub api_port: u16,
+    log: PathBuf,
+}
+
+impl Edge {
+    pub fn prepare(dir: &Path, hub: &Hub, site: &Mosquitto) -> anyhow::Result<Edge> {
+        let root = workspace_root();
+        let api_port = free_port();
+        let config = dir.join("edge.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[edge]
+id = "{EDGE_ID}"
+data_dir = {data:?}
+registry = {registry:?}
+profiles_dir = {profiles:?}
+
+[hub]
+host = "127.0.0.1"
+port = {hub_port}
+secret = "{secret}"
+
+[[mqtt]]
+name = "site"
+host = "127.0.0.1"
+port = {site_port}
+
+[[serial]]
+name = "A"
+path = {tty_a:?}
+format = "binary"
+baud = 115200
+
+[[serial]]
+name = "B"
+path = {tty_b:?}
+format = "text"
+baud = 9600
+
+[uplink]
+ack_timeout_ms = 3000
+
+[local_api]
+listen = "127.0.0.1:{api_port}"
+"#,
+                data = dir.join("edge-data").display().to_string(),
+                registry = root
+                    .join("config/registry/sensors.csv")
+                    .display()
+                    .to_string(),
+                profiles = root.join("config/profiles").display().to_string(),
+                hub_port = hub.mqtt,
+                secret = hub.edge_secret,
+                site_port = site.port,
+                tty_a = dir.join("ttyA").display().to_string(),
+                tty_b = dir.join("ttyB").display().to_string(),
+            ),
+        )?;
+        Ok(Edge {
+            proc: None,
+            config,
+            api_port,
+            log: dir.join("edge.log"),
+        })
+    }
+
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let mut c = Command::new(bin("edge"));
+        c.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info");
+        self.proc = Some(Proc::spawn("edge", c, &self.log)?);
+        let port = self.api_port;
+        wait_for("the edge's local API", Duration::from_secs(30), || {
+            port_open(port).then_some(())
+        })
+        .with_context(|| self.log_tail())?;
+        Ok(())
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        s.chars()
+            .rev()
+            .take(3000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    }
+}
+
+/// One reading the simulator says a correct receiver must end up with (`--record` line).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Recorded {
+    pub sensor: String,
+    pub quantity: String,
+    pub value: Json,
+    pub ts_ms: Option<i64>,
+    pub seq: Option<u64>,
+}
+
+impl Recorded {
+    pub fn value_f64(&self) -> f64 {
+        match &self.value {
+            Json::Bool(b) => f64::from(u8::from(*b)),
+            other => other.as_f64().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+pub fn read_record(path: &Path) -> anyhow::Result<Vec<Recorded>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// sensor id → component id, from the seed.
+pub fn sensor_components() -> anyhow::Result<HashMap<String, String>> {
+    let text = std::fs::read_to_string(workspace_root().join("config/registry/sensors.csv"))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            Some((f.next()?.to_string(), f.next()?.to_string()))
+        })
+        .collect())
+}
+
+/// Runs firmware-sim to completion with `args` (plus record/summary files in `dir`),
+/// returning (record, summary).
+pub fn simulate(dir: &Path, tag: &str, args: &[String]) -> anyhow::Result<(Vec<Recorded>, Json)> {
+    let record = dir.join(format!("{tag}.record.jsonl"));
+    let summary = dir.join(format!("{tag}.summary.json"));
+    let mut c = Command::new(bin("firmware-sim"));
+    c.current_dir(workspace_root())
+        .arg("run")
+        .args(args)
+        .arg("--record")
+        .arg(&record)
+        .arg("--summary")
+        .arg(&summary);
+    let log = dir.join(format!("{tag}.sim.log"));
+    let mut p = Proc::spawn("firmware-sim", c, &log)?;
+    let status = wait_for("firmware-sim to finish", Duration::from_secs(300), || {
+        p.try_wait()
+    })?;
+    if !status.success() {
+        bail!("firmware-sim failed: {}", p.log_tail(3000));
+    }
+    let summary: Json = serde_json::from_str(&std::fs::read_to_string(&summary)?)?;
+    Ok((read_record(&record)?, summary))
+}
+
+/// How one (sensor, quantity) series at the hub differs from what was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diff {
+    pub sensor: String,
+    pub quantity: String,
+    pub stored: usize,
+    pub sent: usize,
+    /// The first (ts_ns, value) pair that differs, when the counts agree.
+    pub mismatch: Option<((i64, f64), (i64, f64))>,
+    /// Timestamps stored but not sent, and sent but not stored (stamped series only).
+    pub extra_ts: Vec<i64>,
+    pub missing_ts: Vec<i64>,
+}
+
+impl Diff {
+    /// More stored than sent, or something stored that was never sent: a duplicate or an invention.
+    pub fn is_excess(&self) -> bool {
+        self.stored > self.sent || self.mismatch.is_some()
+    }
+}
+
+/// Compares what the hub stored with what was recorded: for each (sensor, quantity), the
+/// timestamps and values must be equal (readings whose sensor sent no timestamp — stamped by the
+/// edge — are compared by count). Returns the series that differ.
+pub fn compare_with_hub(
+    hub: &Hub,
+    record: &[Recorded],
+    window_ns: (i64, i64),
+) -> anyhow::Result<Vec<Diff>> {
+    let components = sensor_components()?;
+    let mut want: BTreeMap<(String, String), Vec<&Recorded>> = BTreeMap::new();
+    for r in record {
+        want.entry((r.sensor.clone(), r.quantity.clone()))
+            .or_default()
+            .push(r);
+    }
+    let mut diffs = Vec::new();
+    for ((sensor, quantity), recs) in &want {
+        let component = components
+            .get(sensor)
+            .with_context(|| format!("{sensor}: not in the seed"))?;
+        let mut got = hub.points(component, quantity, window_ns.0, window_ns.1)?;
+        let stored = got.len();
+        let stamped = recs.iter().all(|r| r.ts_ms.is_some());
+        let sent_ts: std::collections::BTreeSet<i64> = recs
+            .iter()
+            .filter_map(|r| r.ts_ms)
+            .map(|t| t * 1_000_000)
+            .collect();
+        let got_ts: std::collections::BTreeSet<i64> = got.iter().map(|p| p.0).collect();
+        let diff = |mismatch| Diff {
+            sensor: sensor.clone(),
+            quantity: quantity.clone(),
+            stored,
+            sent: recs.len(),
+            mismatch,
+            extra_ts: if stamped {
+                got_ts.difference(&sent_ts).copied().collect()
+            } else {
+                vec![]
+            },
+            missing_ts: if stamped {
+                sent_ts.difference(&got_ts).copied().collect()
+            } else {
+                vec![]
+            },
+        };
+        if got.len() != recs.len() {
+            diffs.push(diff(None));
+            continue;
+        }
+        if !stamped {
+            continue; // edge-stamped: the count is all that can be compared
+        }
+        let mut sent: Vec<(i64, f64)> = recs
+            .iter()
+            .map(|r| (r.ts_ms.unwrap_or_default() * 1_000_000, r.value_f64()))
+            .collect();
+        sent.sort_by_key(|p| p.0);
+        got.sort_by_key(|p| p.0);
+        if let Some((w, g)) = sent
+            .iter()
+            .zip(&got)
+            .find(|(w, g)| w.0 != g.0 || (w.1 - g.1).abs() > 1e-6 * w.1.abs().max(1.0))
+        {
+            diffs.push(diff(Some((*w, *g))));
+        }
+    }
+    Ok(diffs)
+}

@@ -1,0 +1,260 @@
+//! firmware-sim → edge → hub, all real processes: every reading the simulator recorded is
+//! readable through the hub's API exactly once — also across crashes and outages.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wangge_tests::system::{compare_with_hub, simulate, Edge, Hub, Recorded};
+use wangge_tests::{wait_for, Mosquitto, VictoriaMetrics};
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// The time window that holds every reading of a run (sensor clocks fast-forward; edge-stamped
+/// readings carry wall time).
+fn window(record: &[Recorded], started_ns: i64) -> (i64, i64) {
+    let min = record.iter().filter_map(|r| r.ts_ms).min().unwrap_or(0) * 1_000_000;
+    let max = record.iter().filter_map(|r| r.ts_ms).max().unwrap_or(0) * 1_000_000;
+    if record.iter().all(|r| r.ts_ms.is_some()) {
+        // Only this run's sensor-clock range: another run's readings stay outside.
+        return (min, max + 1_000_000);
+    }
+    (
+        min.min(started_ns) - 60_000_000_000,
+        max.max(now_ns()) + 60_000_000_000,
+    )
+}
+
+/// Waits until the hub holds exactly what was recorded (or fails listing the differences).
+fn assert_hub_has_exactly(hub: &Hub, record: &[Recorded], started_ns: i64, timeout: Duration) {
+    let w = window(record, started_ns);
+    let mut last = Vec::new();
+    let res = wait_for(
+        "the hub to store every recorded reading",
+        timeout,
+        || match compare_with_hub(hub, record, w) {
+            Ok(d) if d.is_empty() => Some(()),
+            Ok(d) => {
+                last = d.iter().map(|d| format!("{d:?}")).collect();
+                std::thread::sleep(Duration::from_millis(500));
+                None
+            }
+            Err(e) => {
+                last = vec![e.to_string()];
+                None
+            }
+        },
+    );
+    if res.is_err() {
+        panic!(
+            "{} differences, first: {:#?}\nhub log: {}",
+            last.len(),
+            &last[..last.len().min(15)],
+            hub.log_tail()
+        );
+    }
+}
+
+/// Sensor clocks start `hours_ago` in the past: at interval scale 0.02 they run 50× faster than
+/// the wall clock, and the edge (rightly) distrusts timestamps more than 5 min in the future.
+fn start_hours_ago(hours_ago: i64) -> String {
+    (now_ns() / 1_000_000 - hours_ago * 3_600_000).to_string()
+}
+
+fn sim_args(dir: &Path, site: &Mosquitto, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "--start".into(),
+        start_hours_ago(2),
+        "--mqtt".into(),
+        format!("127.0.0.1:{}", site.port),
+        "--pty-a".into(),
+        dir.join("ttyA").display().to_string(),
+        "--pty-b".into(),
+        dir.join("ttyB").display().to_string(),
+        "--interval-scale".into(),
+        "0.02".into(),
+    ];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+#[test]
+fn every_reading_the_simulator_sent_is_stored_exactly_once_in_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let influx = format!(
+        "[influx]\nurl = \"http://127.0.0.1:{}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n",
+        vm.port
+    );
+    let mut hub = Hub::prepare(dir.path(), &influx).unwrap();
+    hub.start().unwrap();
+    let site = Mosquitto::start().unwrap();
+    let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
+    edge.start().unwrap();
+    let started = now_ns();
+    let (record, summary) = simulate(
+        dir.path(),
+        "all",
+        &sim_args(
+            dir.path(),
+            &site,
+            &[
+                "--count",
+                "3",
+                "--seed",
+                "11",
+                "--scenario",
+                "config/scenarios/faults.toml",
+            ],
+        ),
+    )
+    .unwrap();
+    assert!(
+        record.len() > 1500,
+        "the run covers all 200 sensors: {} readings",
+        record.len()
+    );
+    assert_eq!(
+        summary["totals"]["readings"].as_u64(),
+        Some(record.len() as u64),
+        "summary and record agree"
+    );
+    assert_hub_has_exactly(&hub, &record, started, Duration::from_secs(120));
+
+    // VictoriaMetrics got the same readings, once each.
+    let client = reqwest::blocking::Client::new();
+    let want = record.len();
+    let mut got = 0;
+    let counted = wait_for(
+        "VictoriaMetrics to hold every reading",
+        Duration::from_secs(60),
+        || {
+            let _ = client
+                .get(format!("http://127.0.0.1:{}/internal/force_flush", vm.port))
+                .send();
+            let body = client
+                .get(format!("http://127.0.0.1:{}/api/v1/export", vm.port))
+                .query(&[("match[]", "{__name__=~\".+_value\"}")])
+                .send()
+                .ok()?
+                .text()
+                .ok()?;
+            got = body
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|s| s["timestamps"].as_array().map_or(0, |a| a.len()))
+                .sum::<usize>();
+            if got == want {
+                Some(())
+            } else {
+                std::thread::sleep(Duration::from_millis(500));
+                None
+            }
+        },
+    );
+    assert!(
+        counted.is_ok(),
+        "VictoriaMetrics holds {got} points, {want} were sent"
+    );
+    edge.kill9();
+    hub.kill9();
+}
+
+#[test]
+fn a_hub_killed_mid_stream_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::prepare(dir.path(), "").unwrap();
+    hub.start().unwrap();
+    let site = Mosquitto::start().unwrap();
+    let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
+    edge.start().unwrap();
+    let started = now_ns();
+    let args = sim_args(dir.path(), &site, &["--count", "6", "--seed", "12"]);
+    let d = dir.path().to_path_buf();
+    let sim = std::thread::spawn(move || simulate(&d, "crash", &args));
+    // Let readings flow, then pull the plug on the hub twice.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_secs(4));
+        hub.kill9();
+        std::thread::sleep(Duration::from_secs(2));
+        hub.start().unwrap();
+    }
+    let (record, _) = sim.join().unwrap().unwrap();
+    assert_hub_has_exactly(&hub, &record, started, Duration::from_secs(120));
+    edge.kill9();
+    hub.kill9();
+}
+
+#[test]
+fn an_edge_killed_mid_stream_resends_nothing_twice_and_loses_nothing_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::prepare(dir.path(), "").unwrap();
+    hub.start().unwrap();
+    let site = Mosquitto::start().unwrap();
+    let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
+    edge.start().unwrap();
+    let started = now_ns();
+    // MQTT sensors only: what they publish while the edge is dead is not the edge's to keep.
+    // Not lumen: its readings carry the edge's receive time, so they could not be told apart
+    // from the second run's by time window.
+    let before_args = vec![
+        "--profiles".to_string(),
+        "canonical,acme,gridsense".into(),
+        "--mqtt".to_string(),
+        format!("127.0.0.1:{}", site.port),
+        "--interval-scale".into(),
+        "0.02".into(),
+        "--count".into(),
+        "6".into(),
+        "--seed".into(),
+        "13".into(),
+        "--start".into(),
+        start_hours_ago(4),
+    ];
+    let d = dir.path().to_path_buf();
+    let sim = std::thread::spawn(move || simulate(&d, "before", &before_args));
+    std::thread::sleep(Duration::from_secs(4));
+    edge.kill9();
+    let (before, _) = sim.join().unwrap().unwrap();
+    edge.start().unwrap();
+    // Everything sent after the restart arrives, once; from before, nothing arrives twice.
+    let (after, _) = simulate(
+        dir.path(),
+        "after",
+        &sim_args(dir.path(), &site, &["--count", "3", "--seed", "14"]),
+    )
+    .unwrap();
+    assert_hub_has_exactly(&hub, &after, started, Duration::from_secs(120));
+    let diffs = compare_with_hub(&hub, &before, window(&before, started)).unwrap();
+    let duplicated: Vec<_> = diffs.iter().filter(|d| d.is_excess()).collect();
+    assert!(
+        duplicated.is_empty(),
+        "readings stored more than once or altered: {duplicated:#?}"
+    );
+    edge.kill9();
+    hub.kill9();
+}
+
+#[test]
+fn a_hub_unreachable_for_60_s_gets_the_whole_backlog_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::prepare(dir.path(), "").unwrap();
+    hub.start().unwrap();
+    let site = Mosquitto::start().unwrap();
+    let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
+    edge.start().unwrap();
+    let started = now_ns();
+    hub.kill9();
+    let args = sim_args(dir.path(), &site, &["--count", "4", "--seed", "15"]);
+    let d = dir.path().to_path_buf();
+    let sim = std::thread::spawn(move || simulate(&d, "outage", &args));
+    std::thread::sleep(Duration::from_secs(60));
+    hub.start().unwrap();
+    let (record, _) = sim.join().unwrap().unwrap();
+    assert_hub_has_exactly(&hub, &record, started, Duration::from_secs(180));
+    edge.kill9();
+    hub.kill9();
+}
