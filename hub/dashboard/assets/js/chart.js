@@ -1,6 +1,6 @@
 // Charts drawn with the vendored uPlot (window.uPlot, loaded by index.html).
 
-import { current, t } from "./i18n.js";
+import { t } from "./i18n.js";
 
 const COLORS = ["#1f6feb", "#e8590c", "#2e9d5b", "#9c36b5", "#c9a100", "#0b7285"];
 
@@ -22,25 +22,26 @@ export function timeChart(el, points, { unit = "", step = false, height = 200 } 
     series.push({ label: t("chart.min"), stroke: "#9fb8e8", width: 1, dash: [4, 3] });
     series.push({ label: t("chart.max"), stroke: "#9fb8e8", width: 1, dash: [4, 3] });
   }
+  series[0] = { label: t("chart.time"), value: (u, ts) => (ts == null ? "--" : stamp(ts, true)) };
   const opts = {
     width: width(el),
     height,
     series,
-    axes: [{}, { size: 56 }],
+    // 24-hour local times in both languages; dates only where the range spans days.
+    axes: [{ values: (u, splits) => { const days = (u.scales.x.max - u.scales.x.min) > 36 * 3600; return splits.map((ts) => stamp(ts, days)); } }, { size: 56 }],
     scales: { x: { time: true } },
-    tzDate: (ts) => new Date(ts * 1000),
-    fmtDate: (tpl) => uPlot.fmtDate(tpl, current() === "zh" ? zhNames : undefined),
     legend: { live: true },
   };
   return new uPlot(opts, data, el);
 }
 
-const zhNames = {
-  MMMM: ["一月", "二月", "三月", "四月", "五月", "六月", "七月", "八月", "九月", "十月", "十一月", "十二月"],
-  MMM: ["1月", "2月", "3月", "4月", "5月", "6月", "7月", "8月", "9月", "10月", "11月", "12月"],
-  WWWW: ["星期日", "星期一", "星期二", "星期三", "星期四", "星期五", "星期六"],
-  WWW: ["周日", "周一", "周二", "周三", "周四", "周五", "周六"],
-};
+/** `HH:mm`, or `MM-DD HH:mm` with `withDate`, local time. */
+function stamp(ts, withDate) {
+  const d = new Date(ts * 1000);
+  const p = (n) => String(n).padStart(2, "0");
+  const hm = `${p(d.getHours())}:${p(d.getMinutes())}`;
+  return withDate ? `${p(d.getMonth() + 1)}-${p(d.getDate())} ${hm}` : hm;
+}
 
 /** A bar chart of `values` per category label. */
 export function barChart(el, labels, values, { label = "", category = "", height = 220 } = {}) {
