@@ -72,7 +72,8 @@ function table(name, rawRows) {
     return panel;
   }
   const all = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  const numeric = all.filter((c) => rows.some((r) => typeof r[c] === "number"));
+  // A column is a figure when its values are numbers, or all empty (a rate with nothing closed yet).
+  const numeric = all.filter((c) => rows.some((r) => typeof r[c] === "number") || rows.every((r) => r[c] == null));
   // What a row is about (department, component) first, then its figures.
   const cols = [...all.filter((c) => !numeric.includes(c)), ...numeric];
   const key = cols.find((c) => !numeric.includes(c)) || cols[0];

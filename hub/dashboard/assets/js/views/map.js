@@ -125,13 +125,17 @@ function drawMap(comps, registered, only, tileUrl) {
     }
     svg.append(g);
   }
-  for (const c of cells) {
+  // All cells first, then all labels, so a neighbouring cell never covers a label.
+  const boxes = cells.map((c) => {
     const [cx0, cy0] = project(c.lat_max, c.lon_min, z);
     const [cx1, cy1] = project(c.lat_min, c.lon_max, z);
-    svg.append(
-      s("rect", { class: "cell", x: cx0, y: cy0, width: cx1 - cx0, height: cy1 - cy0, "stroke-width": u }, s("title", {}, c.name || c.id)),
-      s("text", { class: "cell-label", x: cx0, y: cy0 - 4 * u, "font-size": 11 * u }, c.name || c.id),
-    );
+    return { c, cx0, cy0, cx1, cy1 };
+  });
+  for (const { c, cx0, cy0, cx1, cy1 } of boxes) {
+    svg.append(s("rect", { class: "cell", x: cx0, y: cy0, width: cx1 - cx0, height: cy1 - cy0, "stroke-width": u }, s("title", {}, c.name || c.id)));
+  }
+  for (const { c, cx0, cy0 } of boxes) {
+    svg.append(s("text", { class: "cell-label", x: cx0 + 3 * u, y: cy0 + 12 * u, "font-size": 11 * u }, c.name || c.id));
   }
   // Alarms last so they are drawn on top.
   const order = { normal: 0, maintenance: 1, offline: 2, alarm: 3 };
