@@ -358,71 +358,43 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     let hub = Hub::start();
     send_as_edge(&hub, displaced_cover_readings()).await;
 
-    // The events engine raises manhole.displaced and marks the component in alarm. Where the
-    // events API is not mounted yet, the event part below cannot run: say so loudly.
-    let (events_status, _) = hub.api(&hub.admin, "events").await;
-    let events_mounted = events_status != 404;
-    let mut event_id: Option<i64> = None;
-    if events_mounted {
-        let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-        loop {
-            let (_, v) = hub
-                .api(&hub.admin, &format!("events?component={COMPONENT}"))
-                .await;
-            let found = v["items"].as_array().and_then(|items| {
-                items
-                    .iter()
-                    .find(|e| e["type"] == "manhole.displaced")
-                    .and_then(|e| e["id"].as_i64())
-            });
-            if let Some(id) = found {
-                event_id = Some(id);
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no manhole.displaced event for {COMPONENT}: {v}; hub log: {}",
-                hub.proc.log_tail(3000)
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    // The events engine raises manhole.displaced from these readings.
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    let id = loop {
+        let (status, v) = hub
+            .api(&hub.admin, &format!("events?component={COMPONENT}"))
+            .await;
+        assert_ne!(status, 404, "the hub does not serve /api/v1/events");
+        let found = v["items"].as_array().and_then(|items| {
+            items
+                .iter()
+                .find(|e| e["type"] == "manhole.displaced")
+                .and_then(|e| e["id"].as_i64())
+        });
+        if let Some(id) = found {
+            break id;
         }
-        // The event puts its component in alarm (the registry status follows the events).
-        let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-        loop {
-            let (_, comp) = hub
-                .api(&hub.admin, &format!("components/{COMPONENT}"))
-                .await;
-            if comp["status"] == "alarm" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "event {event_id:?} raised but component {COMPONENT} is not in alarm: {comp}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    } else {
-        eprintln!(
-            "NOTE: the hub does not serve /api/v1/events yet: the event steps (acknowledge, \
-             dispatch, department scope) are SKIPPED; the component is put in alarm via the registry"
+        assert!(
+            Instant::now() < deadline,
+            "no manhole.displaced event for {COMPONENT}: {v}; hub log: {}",
+            hub.proc.log_tail(3000)
         );
-        // PUT replaces the whole component: send it back with only the status changed.
-        let (_, mut comp) = hub
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The event puts its component in alarm (the registry status follows the events).
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    loop {
+        let (_, comp) = hub
             .api(&hub.admin, &format!("components/{COMPONENT}"))
             .await;
-        comp["status"] = json!("alarm");
-        let resp = reqwest::Client::new()
-            .put(hub.url(&format!("/api/v1/components/{COMPONENT}")))
-            .bearer_auth(&hub.admin)
-            .json(&comp)
-            .send()
-            .await
-            .expect("hub answers");
+        if comp["status"] == "alarm" {
+            break;
+        }
         assert!(
-            resp.status().is_success(),
-            "PUT status alarm: {}",
-            resp.status()
+            Instant::now() < deadline,
+            "event {id} raised but component {COMPONENT} is not in alarm: {comp}"
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -448,14 +420,12 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     // Overview: counts and open events.
     sign_in(&c, &hub, &hub.admin).await;
     find(&c, "#component-counts .card.alarm", "component counts").await;
-    if events_mounted {
-        find(
-            &c,
-            &format!("#open-events tr[data-event=\"{}\"]", event_id.unwrap_or(-1)),
-            "the open event on the overview",
-        )
-        .await;
-    }
+    find(
+        &c,
+        &format!("#open-events tr[data-event=\"{id}\"]"),
+        "the open event on the overview",
+    )
+    .await;
     shot(&c, "overview").await;
 
     // Map: the alarm component is drawn and clickable.
@@ -508,72 +478,66 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     )
     .await;
 
-    if let Some(id) = event_id {
-        // The component page lists its event; from there the manager opens it and acts.
-        find(
-            &c,
-            &format!("#component-events [data-event=\"{id}\"]"),
-            "the component's event",
-        )
-        .await;
-        goto(&c, &hub, &format!("#/events/{id}")).await;
-        find(&c, "#event-detail [data-status=\"open\"]", "the open event").await;
-        act(&c, "acknowledge", None, "已到现场核实").await;
-        find(
-            &c,
-            "#event-detail [data-status=\"acknowledged\"]",
-            "the acknowledged status",
-        )
-        .await;
-        act(&c, "dispatch", Some("cg"), "请城管处置").await;
-        find(
-            &c,
-            "#event-detail [data-status=\"dispatched\"]",
-            "the dispatched status",
-        )
-        .await;
-        find(
-            &c,
-            &format!("#event-list tr[data-event=\"{id}\"][data-status=\"dispatched\"]"),
-            "the list's new status",
-        )
-        .await;
-        // Live updates: another actor starts the work through the API; the open page follows
-        // over SSE without being reloaded.
-        find(&c, "#live.up", "the live (SSE) connection").await;
-        let resp = reqwest::Client::new()
-            .post(hub.url(&format!("/api/v1/events/{id}/transitions")))
-            .bearer_auth(&hub.admin)
-            .json(&json!({"action": "start", "note": "现场处置中"}))
-            .send()
-            .await
-            .expect("hub answers");
-        assert!(resp.status().is_success(), "start: {}", resp.status());
-        find(
-            &c,
-            "#event-detail [data-status=\"in_progress\"]",
-            "the live in_progress status",
-        )
-        .await;
-        // An action the state does not allow shows the hub's 409 message.
-        act(&c, "close", None, "").await;
-        let msg = find(
-            &c,
-            "#act-message.error",
-            "the refusal of a disallowed action",
-        )
-        .await;
-        let text = msg.text().await.expect("text");
-        assert!(!text.is_empty(), "409 message shown");
-        shot(&c, "events").await;
-        let (_, v) = hub.api(&hub.admin, &format!("events/{id}")).await;
-        assert_eq!(v["status"], "in_progress", "{v}");
-        assert_eq!(v["department"], "cg", "{v}");
-    } else {
-        goto(&c, &hub, "#/events").await;
-        find(&c, "#event-list", "the events page").await;
-        shot(&c, "events").await;
-    }
+    // The component page lists its event; from there the manager opens it and acts.
+    find(
+        &c,
+        &format!("#component-events [data-event=\"{id}\"]"),
+        "the component's event",
+    )
+    .await;
+    goto(&c, &hub, &format!("#/events/{id}")).await;
+    find(&c, "#event-detail [data-status=\"open\"]", "the open event").await;
+    act(&c, "acknowledge", None, "已到现场核实").await;
+    find(
+        &c,
+        "#event-detail [data-status=\"acknowledged\"]",
+        "the acknowledged status",
+    )
+    .await;
+    act(&c, "dispatch", Some("cg"), "请城管处置").await;
+    find(
+        &c,
+        "#event-detail [data-status=\"dispatched\"]",
+        "the dispatched status",
+    )
+    .await;
+    find(
+        &c,
+        &format!("#event-list tr[data-event=\"{id}\"][data-status=\"dispatched\"]"),
+        "the list's new status",
+    )
+    .await;
+    // Live updates: another actor starts the work through the API; the open page follows
+    // over SSE without being reloaded.
+    find(&c, "#live.up", "the live (SSE) connection").await;
+    let resp = reqwest::Client::new()
+        .post(hub.url(&format!("/api/v1/events/{id}/transitions")))
+        .bearer_auth(&hub.admin)
+        .json(&json!({"action": "start", "note": "现场处置中"}))
+        .send()
+        .await
+        .expect("hub answers");
+    assert!(resp.status().is_success(), "start: {}", resp.status());
+    find(
+        &c,
+        "#event-detail [data-status=\"in_progress\"]",
+        "the live in_progress status",
+    )
+    .await;
+    // An action the state does not allow shows the hub's 409 message.
+    act(&c, "close", None, "").await;
+    let msg = find(
+        &c,
+        "#act-message.error",
+        "the refusal of a disallowed action",
+    )
+    .await;
+    let text = msg.text().await.expect("text");
+    assert!(!text.is_empty(), "409 message shown");
+    shot(&c, "events").await;
+    let (_, v) = hub.api(&hub.admin, &format!("events/{id}")).await;
+    assert_eq!(v["status"], "in_progress", "{v}");
+    assert_eq!(v["department"], "cg", "{v}");
 
     goto(&c, &hub, "#/edges").await;
     find(
@@ -614,46 +578,44 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
 
     // Scope: the fire brigade's token does not see the water authority's manhole event; the
     // owner (水务) does.
-    if let Some(id) = event_id {
-        let (_, v) = hub.api(&hub.xf, "events").await;
-        let ids: Vec<i64> = v["items"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
-            .unwrap_or_default();
-        assert!(!ids.contains(&id), "xf sees event {id}: {v}");
-        let (_, v) = hub.api(&hub.sw, "events").await;
-        let ids: Vec<i64> = v["items"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
-            .unwrap_or_default();
-        assert!(ids.contains(&id), "sw (owner) does not see event {id}: {v}");
+    let (_, v) = hub.api(&hub.xf, "events").await;
+    let ids: Vec<i64> = v["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
+        .unwrap_or_default();
+    assert!(!ids.contains(&id), "xf sees event {id}: {v}");
+    let (_, v) = hub.api(&hub.sw, "events").await;
+    let ids: Vec<i64> = v["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
+        .unwrap_or_default();
+    assert!(ids.contains(&id), "sw (owner) does not see event {id}: {v}");
 
-        c.find(Locator::Css("#signout"))
-            .await
-            .expect("sign out")
-            .click()
-            .await
-            .expect("click");
-        sign_in(&c, &hub, &hub.xf).await;
-        goto(&c, &hub, "#/events").await;
-        find(&c, "#event-list h2", "the xf events list").await;
-        assert!(
-            c.find(Locator::Css(&format!(
-                "#event-list tr[data-event=\"{id}\"]"
-            )))
-            .await
-            .is_err(),
-            "the xf token's events page lists event {id}"
-        );
-        shot(&c, "events-department-xf").await;
-        goto(&c, &hub, &format!("#/events/{id}")).await;
-        find(
-            &c,
-            "#event-detail .error",
-            "the refusal of another department's event",
-        )
-        .await;
-    }
+    c.find(Locator::Css("#signout"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    sign_in(&c, &hub, &hub.xf).await;
+    goto(&c, &hub, "#/events").await;
+    find(&c, "#event-list h2", "the xf events list").await;
+    assert!(
+        c.find(Locator::Css(&format!(
+            "#event-list tr[data-event=\"{id}\"]"
+        )))
+        .await
+        .is_err(),
+        "the xf token's events page lists event {id}"
+    );
+    shot(&c, "events-department-xf").await;
+    goto(&c, &hub, &format!("#/events/{id}")).await;
+    find(
+        &c,
+        "#event-detail .error",
+        "the refusal of another department's event",
+    )
+    .await;
 
     let _ = c.close().await;
     driver.terminate(Duration::from_secs(5));
