@@ -86,19 +86,29 @@ function legend() {
   return h("div", { class: "legend" }, COMPONENT_STATUSES.map((st) => h("span", { class: st }, label("status", st))));
 }
 
-/** The registry's grid cells with bounds, if the hub serves `GET grid_cells`; else []. */
+/** The registry's grid cells (`GET grid_cells`); [] when the hub does not serve them. */
 async function registryCells() {
   try {
-    return (await api.all("grid_cells")).items.filter((c) => [c.lat_min, c.lat_max, c.lon_min, c.lon_max].every((v) => typeof v === "number"));
+    return (await api.all("grid_cells")).items;
   } catch {
     return [];
   }
 }
 
+const hasBounds = (c) => [c.lat_min, c.lat_max, c.lon_min, c.lon_max].every((v) => typeof v === "number");
+
 function drawMap(comps, registered, only, tileUrl) {
   const placed = comps.filter((c) => c.lat != null && c.lon != null);
   if (!placed.length) return h("p", { class: "muted" }, t("map.none"));
-  const cells = registered.length ? registered : cellsFrom(placed);
+  // The registry's bounds where it has them; the other cells from their components.
+  const bounded = registered.filter(hasBounds);
+  const names = new Map(registered.map((c) => [c.id, c.name]));
+  const cells = [
+    ...bounded,
+    ...cellsFrom(placed)
+      .filter((d) => !bounded.some((b) => b.id === d.id))
+      .map((d) => ({ ...d, name: names.get(d.id) })),
+  ];
   const lats = cells.flatMap((c) => [c.lat_min, c.lat_max]);
   const lons = cells.flatMap((c) => [c.lon_min, c.lon_max]);
   for (const c of placed) {
