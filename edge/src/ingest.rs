@@ -8,11 +8,11 @@ use crate::normalize::validate::Validator;
 use crate::normalize::Normalizer;
 use protocol::uplink::Reading;
 use protocol::SensorFrame;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
 /// Live readings for `edge tail`: bounded; a slow tail loses readings, never the agent.
 pub const TAIL_CAPACITY: usize = 4096;
@@ -26,6 +26,10 @@ pub struct Ingest {
     /// Wakes the sync thread early when `flush_records` are pending.
     sync_kick: SyncSender<()>,
     flush_records: u64,
+    /// The buffer's `appended_total` after the last append (a source's durability mark).
+    last_appended: AtomicU64,
+    /// The buffer's `durable_total`, published by the sync thread.
+    durable_rx: watch::Receiver<u64>,
 }
 
 pub fn now_ns() -> i64 {
@@ -42,9 +46,10 @@ impl Ingest {
         buffer: Arc<Mutex<Buffer>>,
         metrics: Arc<Metrics>,
         flush_records: u64,
-    ) -> (Arc<Ingest>, Receiver<()>) {
+    ) -> (Arc<Ingest>, Receiver<()>, watch::Sender<u64>) {
         let (sync_kick, kicks) = std::sync::mpsc::sync_channel(1);
         let (tail, _) = broadcast::channel(TAIL_CAPACITY);
+        let (durable_tx, durable_rx) = watch::channel(0);
         (
             Arc::new(Ingest {
                 normalizer,
@@ -54,9 +59,23 @@ impl Ingest {
                 tail,
                 sync_kick,
                 flush_records,
+                last_appended: AtomicU64::new(0),
+                durable_rx,
             }),
             kicks,
+            durable_tx,
         )
+    }
+
+    /// The mark every reading ingested so far is covered by: once `durable()` reaches it,
+    /// they are all on disk.
+    pub fn mark(&self) -> u64 {
+        self.last_appended.load(Relaxed)
+    }
+
+    /// Watches how many appended readings are durable.
+    pub fn durable(&self) -> watch::Receiver<u64> {
+        self.durable_rx.clone()
     }
 
     /// One MQTT message from a site broker.
@@ -133,6 +152,7 @@ impl Ingest {
                         tracing::error!(error = %e, "buffer append failed");
                     }
                 }
+                self.last_appended.store(b.appended_total(), Relaxed);
                 b.pending_sync()
             }
             Err(_) => 0,
@@ -157,6 +177,7 @@ pub fn spawn_sync_thread(
     kicks: Receiver<()>,
     flush_interval: Duration,
     durable: Arc<Notify>,
+    durable_total: watch::Sender<u64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
@@ -191,6 +212,13 @@ pub fn spawn_sync_thread(
                     metrics.buffer_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "buffer flush failed");
                 }
+            }
+            if let Ok(b) = buffer.lock() {
+                durable_total.send_if_modified(|v| {
+                    let changed = *v != b.durable_total();
+                    *v = b.durable_total();
+                    changed
+                });
             }
             let cursor = buffer.lock().ok().and_then(|b| b.cursor_to_persist());
             if let Some((dir, acked)) = cursor {

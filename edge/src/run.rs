@@ -62,7 +62,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     let buffer = Arc::new(Mutex::new(buffer));
     let metrics = Arc::new(Metrics::default());
-    let (ingest, kicks) = Ingest::new(
+    let (ingest, kicks, durable_total) = Ingest::new(
         normalizer,
         validator,
         buffer.clone(),
@@ -77,6 +77,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         kicks,
         Duration::from_millis(cfg.buffer.flush_interval_ms),
         durable.clone(),
+        durable_total,
         stop,
     );
     let up = uplink::spawn(&cfg, &secret, buffer.clone(), metrics.clone(), durable)?;

@@ -396,3 +396,28 @@ fn the_uplink_runs_over_tls_verified_with_the_configured_ca() {
     let _ = child.wait();
     assert!(ok, "readings over TLS reached the hub");
 }
+
+#[test]
+fn site_messages_are_acknowledged_to_the_broker_once_durable() {
+    // With at most 5 unacknowledged QoS 1 messages towards the edge, 1000 messages only get
+    // through if the edge really sends its (post-fsync) PUBACKs.
+    let dir = tempfile::tempdir().unwrap();
+    let site = Mosquitto::start_with(free_port(), "max_inflight_messages 5\n");
+    let hub = Mosquitto::start();
+    let cfg = EdgeConfig {
+        site_port: site.port,
+        hub_port: hub.port,
+        api_port: free_port(),
+        data_dir: dir.path().join("data"),
+        extra: String::new(),
+    };
+    let store = Arc::new(Mutex::new(Store::default()));
+    let _stub = HubStub::start(hub.port, store.clone());
+    let edge = EdgeProc::start(dir.path(), &cfg, "acks");
+    wait_until(20, "site source up", || edge.source_up("site"));
+    let mut p = Publisher::connect(site.port);
+    publish_range(&mut p, 10, 0, 1000);
+    wait_until(30, "all readings at the hub", || {
+        store.lock().unwrap().unique() >= 2000
+    });
+}

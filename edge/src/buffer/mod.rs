@@ -358,6 +358,10 @@ pub struct Buffer {
     /// Gaps from evictions, waiting to ride on the next batch.
     gaps: Vec<Gap>,
     persisted_acked: [u64; 2],
+    /// Readings appended since open, and how many of them are durable: sources acknowledge
+    /// their input (MQTT PUBACK) only once their readings are durable.
+    appended_total: u64,
+    durable_total: u64,
     epoch: u64,
     stats: BufferStats,
     pub recovery: RecoveryReport,
@@ -375,6 +379,7 @@ pub struct Taken {
 /// Handles to fdatasync outside the lock, with the index each makes durable.
 pub struct SyncTicket {
     files: Vec<(Lane, Arc<File>, u64)>,
+    appended_total: u64,
 }
 
 impl SyncTicket {
@@ -413,6 +418,8 @@ impl Buffer {
             scratch: Vec::with_capacity(256),
             gaps: Vec::new(),
             persisted_acked: acked,
+            appended_total: 0,
+            durable_total: 0,
             epoch,
             stats,
             recovery,
@@ -445,7 +452,20 @@ impl Buffer {
         let scratch = std::mem::take(&mut self.scratch);
         let res = self.logs[lane as usize].append(&scratch, self.opts.segment_bytes_max);
         self.scratch = scratch;
+        if res.is_ok() {
+            self.appended_total += 1;
+        }
         res
+    }
+
+    /// Readings appended since open (a mark a source can wait on).
+    pub fn appended_total(&self) -> u64 {
+        self.appended_total
+    }
+
+    /// Readings appended since open that are durable (fdatasync'ed).
+    pub fn durable_total(&self) -> u64 {
+        self.durable_total
     }
 
     /// Frees space: the oldest normal segment, or the oldest urgent one only when normal
@@ -524,11 +544,19 @@ impl Buffer {
                 }
             }
         }
-        Ok((!files.is_empty()).then_some(SyncTicket { files }))
+        if files.is_empty() {
+            self.durable_total = self.appended_total;
+            return Ok(None);
+        }
+        Ok(Some(SyncTicket {
+            files,
+            appended_total: self.appended_total,
+        }))
     }
 
     /// Marks what a ticket synced as durable (readable by the uplink).
     pub fn complete_sync(&mut self, t: SyncTicket) {
+        self.durable_total = self.durable_total.max(t.appended_total);
         for (lane, _, upto) in t.files {
             let log = &mut self.logs[lane as usize];
             log.durable = log.durable.max(upto.min(log.next_index));

@@ -3,10 +3,41 @@
 use super::Backoff;
 use crate::config::MqttSource;
 use crate::ingest::Ingest;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Messages received and not yet acknowledged to the broker (waiting for group commit).
+const ACKS_PENDING_MAX: usize = 65_536;
+
+/// Acknowledges each QoS 1 message to the site broker only once every reading ingested up
+/// to it is durable, so a crash before the fdatasync makes the broker redeliver instead of
+/// losing it (a redelivery is dropped as a duplicate (sensor, seq) if it was kept after all).
+async fn ack_when_durable(
+    client: AsyncClient,
+    mut durable: watch::Receiver<u64>,
+    mut rx: mpsc::Receiver<(u64, Publish)>,
+) {
+    let mut waiting: std::collections::VecDeque<(u64, Publish)> = Default::default();
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => waiting.push_back(m),
+                None => return,
+            },
+            r = durable.changed() => if r.is_err() { return },
+        }
+        let upto = *durable.borrow();
+        while waiting.front().is_some_and(|(mark, _)| *mark <= upto) {
+            let (_, p) = waiting.pop_front().expect("front exists");
+            if client.ack(&p).await.is_err() {
+                return;
+            }
+        }
+    }
+}
 
 /// Largest sensor message accepted (a gateway message with many items is a few KB).
 pub const MESSAGE_BYTES_MAX: usize = 256 * 1024;
@@ -21,6 +52,8 @@ pub fn options(src: &MqttSource, edge_id: &str, secret: Option<&str>) -> MqttOpt
     o.set_keep_alive(Duration::from_secs(10));
     o.set_clean_session(true);
     o.set_max_packet_size(MESSAGE_BYTES_MAX, 64 * 1024);
+    // PUBACK only once the message's readings are durable (see `run`).
+    o.set_manual_acks(true);
     if let (true, Some(secret)) = (src.use_hub_credentials, secret) {
         o.set_credentials(edge_id, secret);
     } else if let (Some(u), Some(p)) = (&src.username, &src.password) {
@@ -39,6 +72,8 @@ pub async fn run(
 ) {
     let metrics = ingest.metrics.source(&src.name, "mqtt");
     let (client, mut el) = AsyncClient::new(options(&src, &edge_id, Some(&secret)), 64);
+    let (ack_tx, ack_rx) = mpsc::channel(ACKS_PENDING_MAX);
+    tokio::spawn(ack_when_durable(client.clone(), ingest.durable(), ack_rx));
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
         Duration::from_millis(src.reconnect_backoff_max_ms),
@@ -57,6 +92,16 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 ingest.mqtt_message(&metrics, &p.topic, &p.payload);
+                if p.qos != QoS::AtMostOnce {
+                    let token = Publish {
+                        payload: bytes::Bytes::new(),
+                        ..p
+                    };
+                    // Bounded: when full, stop reading the broker until acks catch up.
+                    if ack_tx.send((ingest.mark(), token)).await.is_err() {
+                        return;
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => {

@@ -48,12 +48,17 @@ impl Mosquitto {
     }
 
     pub fn start_on(port: u16) -> Mosquitto {
+        Mosquitto::start_with(port, "max_inflight_messages 0\n")
+    }
+
+    /// A broker with `extra` config lines.
+    pub fn start_with(port: u16, extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\nmax_inflight_messages 0\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n{extra}"
             ),
         )
         .unwrap();
