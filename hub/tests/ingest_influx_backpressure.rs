@@ -1,0 +1,101 @@
+//! When a sink cannot store (InfluxDB down and its spill full), nothing is acked; when the
+//! server returns, the edge's resend is stored and acked. Real broker, real VictoriaMetrics.
+
+mod ingest_support;
+
+use hub::broker::{self, BrokerConfig};
+use hub::ingest::{self, IngestConfig};
+use hub::timeseries::influx::{InfluxConfig, InfluxSink};
+use hub::timeseries::TimeSeriesSink;
+use ingest_support::*;
+use protocol::uplink::{mac_key, AckOutcome};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Vm(Child);
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spill_stops_acks_until_the_server_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm_data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reg = Arc::new(MemRegistry::default());
+    let secret = reg.add_edge("edge-1");
+    let key = mac_key(&secret);
+    let b = broker::start(
+        &BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Default::default()
+        },
+        reg.clone(),
+    )
+    .unwrap();
+    let mut cfg = InfluxConfig::new(&format!("http://127.0.0.1:{port}"), "o", "b", "t");
+    cfg.spill_dir = dir.path().join("spill");
+    cfg.spill_bytes_max = 3_000; // a 30-reading batch is ≈ 2 KB of line protocol
+    cfg.retry_backoff_ms_max = 200;
+    let influx = Arc::new(InfluxSink::start(&cfg).unwrap());
+    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![influx.clone()];
+    let ing = ingest::spawn(
+        &IngestConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        },
+        &b,
+        reg.clone(),
+        sinks,
+    )
+    .unwrap();
+    let m = ing.metrics();
+    let mut edge = match connect_edge(b.listen.unwrap().port(), "edge-1", &secret, None).await {
+        Login::Ok(e) => e,
+        Login::Refused(e) => panic!("{e}"),
+    };
+    let t0 = now_ns() - 600_000_000_000;
+    let b1 = batch("edge-1", 1, 1, readings("MH-1", t0, 30));
+    let b2 = batch("edge-1", 1, 2, readings("MH-2", t0, 30));
+
+    // No server: the first batch fits in the spill and is acked.
+    edge.publish_batch("edge-1", &b1, &key).await;
+    assert_eq!(edge.next_ack().await.seq, 1);
+    // The second does not fit: not stored, not acked.
+    edge.publish_batch("edge-1", &b2, &key).await;
+    eventually("the failed group is counted", 30, || {
+        m.groups_failed.load(Relaxed) >= 1
+    })
+    .await;
+    assert_eq!(m.acks_sent.load(Relaxed), 1, "no ack for an unstored batch");
+    assert!(edge.acks.try_recv().is_err());
+
+    // The server returns; the spill drains; the edge's resend is stored and acked.
+    let _vm = Vm(Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", vm_data.path().display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-dedup.minScrapeInterval=1ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("victoria-metrics is installed"));
+    let ack = loop {
+        edge.publish_batch("edge-1", &b2, &key).await;
+        if let Ok(Some(a)) = tokio::time::timeout(Duration::from_secs(1), edge.acks.recv()).await {
+            break a;
+        }
+    };
+    assert_eq!((ack.seq, ack.outcome), (2, AckOutcome::Stored));
+    eventually("spill drained", 60, || influx.backlog_bytes() == 0).await;
+    assert_eq!(influx.metrics().points_sent.load(Relaxed), 60);
+}
