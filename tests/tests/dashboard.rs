@@ -430,14 +430,21 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
 
     // Map: the alarm component is drawn and clickable.
     goto(&c, &hub, "#/map").await;
-    let dot = find(
-        &c,
-        &format!("svg.map circle[data-component=\"{COMPONENT}\"][data-status=\"alarm\"]"),
-        "the alarm on the map",
-    )
-    .await;
+    let dot_css = format!("svg.map circle[data-component=\"{COMPONENT}\"][data-status=\"alarm\"]");
+    find(&c, &dot_css, "the alarm on the map").await;
     shot(&c, "map").await;
-    dot.click().await.expect("click the component on the map");
+    // A live update may redraw the map between finding the dot and clicking it: find again.
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    loop {
+        let dot = find(&c, &dot_css, "the alarm on the map").await;
+        if dot.click().await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "could not click the alarm on the map"
+        );
+    }
 
     // Component page: details, latest values and the tilt chart drawn by uPlot.
     find(&c, "#view-component #details", "the component page").await;

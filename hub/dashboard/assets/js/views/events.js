@@ -88,16 +88,25 @@ export async function render(main, args, ctx) {
       e = await api.get("events/" + encodeURIComponent(selected));
     } catch (err) {
       empty(detailPanel).append(errorBox(err));
+      form = null;
       return;
     }
-    empty(detailPanel).append(detail(e, departments, async () => { await Promise.all([drawList(), drawDetail()]); }));
+    // The action form is built once per event and kept across redraws, so a live update
+    // never throws away a note being typed; only the facts and the history are redrawn.
+    if (!form || !form.isConnected) {
+      form = actForm(e, departments, async () => { await Promise.all([drawList(), drawDetail()]); });
+      empty(detailPanel).append(info, form);
+    }
+    info.replaceChildren(detail(e));
   }
+  const info = h("div", {});
+  let form = null;
 
   await Promise.all([drawList(), drawDetail()]);
   return refreshOnLive(ctx, () => Promise.all([drawList(), drawDetail()]));
 }
 
-function detail(e, departments, refresh) {
+function detail(e) {
   const row = (k, v) => [h("dt", {}, t(k)), h("dd", {}, v ?? "—")];
   const tr = e.trigger || {};
   return h("div", { dataset: { event: e.id, status: e.status } },
@@ -115,7 +124,6 @@ function detail(e, departments, refresh) {
     ),
     h("h2", { style: "margin-top:14px" }, t("event.history")),
     history(e.history),
-    actForm(e, departments, refresh),
   );
 }
 
@@ -136,6 +144,10 @@ function actForm(e, departments, refresh) {
     submit.disabled = true;
     try {
       await api.post(`events/${e.id}/transitions`, body);
+      note.value = "";
+      msg.className = "";
+      msg.textContent = "";
+      submit.disabled = false;
       await refresh();
     } catch (err) {
       submit.disabled = false;
