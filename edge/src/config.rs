@@ -362,6 +362,21 @@ pub struct ValidateSection {
     /// Urgent quantities for sensors without a profile (canonical JSON, serial binary).
     #[serde(default = "default_urgent")]
     pub urgent: Vec<String>,
+    /// Overrides of the built-in physical range / plausible step per quantity:
+    /// `[validate.limits] pressure = { min = 0.0, max = 2.5, jump = 1.0 }`.
+    #[serde(default)]
+    pub limits: std::collections::BTreeMap<String, LimitSpec>,
+}
+
+/// Range and plausible step of one quantity (canonical units); an unset bound keeps the
+/// built-in default.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Largest plausible change from the last good value; larger is `suspect`.
+    pub jump: Option<f64>,
 }
 
 fn default_future_skew_max_ms() -> u64 {
@@ -379,6 +394,7 @@ impl Default for ValidateSection {
         ValidateSection {
             future_skew_max_ms: default_future_skew_max_ms(),
             urgent: default_urgent(),
+            limits: Default::default(),
         }
     }
 }
@@ -525,6 +541,24 @@ impl Config {
                     format!("unknown quantity {q:?}"),
                     "use canonical quantity names (tilt, alarm, opened, ...)",
                 ));
+            }
+        }
+        for (q, l) in &self.validate.limits {
+            if protocol::Quantity::from_name(q).is_err() {
+                return Err(self.invalid(
+                    &format!("validate.limits.{q}"),
+                    format!("unknown quantity {q:?}"),
+                    "use canonical quantity names",
+                ));
+            }
+            if let (Some(lo), Some(hi)) = (l.min, l.max) {
+                if lo > hi {
+                    return Err(self.invalid(
+                        &format!("validate.limits.{q}"),
+                        format!("min {lo} > max {hi}"),
+                        "swap min and max",
+                    ));
+                }
             }
         }
         for (sensor, per_q) in &self.calibration {

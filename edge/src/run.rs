@@ -30,7 +30,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .iter()
         .filter_map(|q| protocol::Quantity::from_name(q).ok())
         .fold(0, |m, q| m | crate::normalize::profile::mask_of(q));
-    let validator = Validator::new(registered, cfg.validate.future_skew_max_ms, default_urgent);
+    let overrides: Vec<_> = cfg
+        .validate
+        .limits
+        .iter()
+        .filter_map(|(q, l)| Some((protocol::Quantity::from_name(q).ok()?, *l)))
+        .collect();
+    let validator = Validator::new(registered, cfg.validate.future_skew_max_ms, default_urgent)
+        .with_limits(crate::normalize::validate::limits_with(&overrides));
     let buffer_dir = cfg.edge.data_dir.join("buffer");
     let buffer = Buffer::open(
         &buffer_dir,

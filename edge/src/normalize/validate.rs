@@ -46,7 +46,30 @@ pub struct Outcome {
     pub suspect: u32,
 }
 
+/// Range and step per quantity code.
+pub type Limits = [(Option<(f64, f64)>, Option<f64>); 24];
+
+/// The built-in table, with `overrides` (from `[validate.limits]`) applied.
+pub fn limits_with(overrides: &[(Quantity, crate::config::LimitSpec)]) -> Limits {
+    let mut t: Limits = [(None, None); 24];
+    for q in Quantity::ALL {
+        t[q.code() as usize] = default_limits(*q);
+    }
+    for (q, o) in overrides {
+        let (range, step) = &mut t[q.code() as usize];
+        let (lo, hi) = range.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+        let lo = o.min.unwrap_or(lo);
+        let hi = o.max.unwrap_or(hi);
+        *range = (lo.is_finite() || hi.is_finite()).then_some((lo, hi));
+        if o.jump.is_some() {
+            *step = o.jump;
+        }
+    }
+    t
+}
+
 pub struct Validator {
+    limits: Limits,
     registered: HashSet<String>,
     dedup: Dedup,
     /// Last good value per sensor and quantity code (NaN: none yet), for the jump check.
@@ -62,12 +85,19 @@ impl Validator {
         default_urgent: QuantityMask,
     ) -> Self {
         Validator {
+            limits: limits_with(&[]),
             registered,
             dedup: Dedup::default(),
             last: HashMap::new(),
             future_skew_ns: (future_skew_ms as i64).saturating_mul(1_000_000),
             default_urgent,
         }
+    }
+
+    /// Replaces the range/step table (config overrides).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn is_registered(&self, sensor: &str) -> bool {
@@ -109,7 +139,7 @@ impl Validator {
             .get_mut(r.sensor.as_str())
             .expect("inserted above");
         for &(q, v) in &r.values {
-            let quality = quality(last, q, v);
+            let quality = quality(&self.limits, last, q, v);
             match quality {
                 Quality::Bad => o.bad += 1,
                 Quality::Suspect => o.suspect += 1,
@@ -137,7 +167,7 @@ impl Validator {
     }
 }
 
-fn quality(last: &mut [f64; 24], q: Quantity, v: Value) -> Quality {
+fn quality(limits: &Limits, last: &mut [f64; 24], q: Quantity, v: Value) -> Quality {
     if !v.is_finite() {
         return Quality::Bad;
     }
@@ -145,7 +175,7 @@ fn quality(last: &mut [f64; 24], q: Quantity, v: Value) -> Quality {
         return Quality::Good;
     }
     let x = v.as_f64();
-    let (range, step) = default_limits(q);
+    let (range, step) = limits[q.code() as usize];
     if let Some((lo, hi)) = range {
         if x < lo || x > hi {
             return Quality::Bad;
@@ -162,5 +192,38 @@ fn quality(last: &mut [f64; 24], q: Quantity, v: Value) -> Quality {
     } else {
         *prev = x;
         Quality::Good
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LimitSpec;
+
+    #[test]
+    fn configured_limits_override_the_built_in_table() {
+        let t = limits_with(&[(
+            Quantity::Pressure,
+            LimitSpec {
+                min: None,
+                max: Some(2.5),
+                jump: Some(0.5),
+            },
+        )]);
+        assert_eq!(
+            t[Quantity::Pressure.code() as usize],
+            (Some((0.0, 2.5)), Some(0.5))
+        );
+        let report = Report {
+            sensor: "HY-1".into(),
+            seq: None,
+            ts_ns: Some(1),
+            values: vec![(Quantity::Pressure, Value::Float(3.0))],
+            urgent: 0,
+        };
+        let mut v = Validator::new(HashSet::new(), 300_000, 0).with_limits(t);
+        let mut out = Vec::new();
+        v.validate(&report, 2, &mut out);
+        assert_eq!(out[0].quality, Quality::Bad);
     }
 }
