@@ -156,8 +156,8 @@ impl Events {
         let (feed, _) = watch::channel(last);
         // Re-attach what the store still holds raised, so a restart cannot leave it uncleared.
         let mut evaluator = Evaluator::new(config.rules.unwrap_or_else(RuleSet::defaults));
-        for (component_id, event_type) in store.raised_conditions()? {
-            evaluator.restore_raised(&component_id, &event_type);
+        for (component_id, event_type, since_ns) in store.raised_conditions()? {
+            evaluator.restore_raised(&component_id, &event_type, since_ns);
         }
         Ok(Events {
             inner: Arc::new(Inner {

@@ -461,7 +461,8 @@ struct ComponentState {
     raised_rules: Vec<u8>,
     /// Per event type: the store holds it raised from before a restart, and no rule has confirmed
     /// it yet; the first verdict that it does not hold clears it.
-    restored: Vec<bool>,
+    /// Holds the trigger time: only a newer reading may clear it (a resent backlog may not).
+    restored: Vec<Option<i64>>,
 }
 
 #[derive(Debug)]
@@ -482,7 +483,7 @@ pub struct Evaluator {
     sensors: HashMap<String, SensorWatch>,
     /// Conditions the store still holds raised (from before a restart), per component, waiting for
     /// the component's first reading to be re-attached to its rules.
-    restored: HashMap<String, Vec<String>>,
+    restored: HashMap<String, Vec<(String, i64)>>,
 }
 
 impl Evaluator {
@@ -539,18 +540,18 @@ impl Evaluator {
     }
 
     /// Re-attaches a condition the store still holds raised (not cleared) after a restart, so the
-    /// first reading that shows it no longer holds clears it.
-    pub fn restore_raised(&mut self, component_id: &str, event_type: &str) {
+    /// first reading newer than `since_ns` (its trigger time) that shows it no longer holds clears it.
+    pub fn restore_raised(&mut self, component_id: &str, event_type: &str, since_ns: i64) {
         if let Some(cs) = self.components.get_mut(component_id) {
             if let Some(slot) = cs.plan.slot_names.iter().position(|n| &**n == event_type) {
-                cs.restored[slot] = cs.raised_rules[slot] == 0;
+                cs.restored[slot] = (cs.raised_rules[slot] == 0).then_some(since_ns);
                 return;
             }
         }
         self.restored
             .entry(component_id.to_string())
             .or_default()
-            .push(event_type.to_string());
+            .push((event_type.to_string(), since_ns));
     }
 
     /// Starts offline detection for a sensor that has not reported yet (e.g. at hub start, with
@@ -600,7 +601,7 @@ impl Evaluator {
                         let held = self.restored.remove(r.component_id).unwrap_or_default();
                         plan.slot_names
                             .iter()
-                            .map(|n| held.iter().any(|h| **h == **n))
+                            .map(|n| held.iter().find(|(h, _)| **h == **n).map(|(_, t)| *t))
                             .collect()
                     },
                     plan,
@@ -655,7 +656,7 @@ impl Evaluator {
                 }
                 let since = *st.pending_since.get_or_insert(r.ts_ns);
                 if r.ts_ns - since >= rule.for_ns {
-                    cs.restored[slot] = false;
+                    cs.restored[slot] = None;
                     st.raised = true;
                     st.pending_since = None;
                     cs.raised_rules[slot] = cs.raised_rules[slot].saturating_add(1);
@@ -665,9 +666,12 @@ impl Evaluator {
                 }
             } else {
                 st.pending_since = None;
-                if cs.restored[slot] && cs.raised_rules[slot] == 0 && !st.raised {
+                let restored_gone = cs.restored[slot].is_some_and(|since| r.ts_ns > since)
+                    && cs.raised_rules[slot] == 0
+                    && !st.raised;
+                if restored_gone {
                     // Held raised before a restart, and no longer holds: clear it.
-                    cs.restored[slot] = false;
+                    cs.restored[slot] = None;
                     out.push(condition(ConditionKind::Cleared, rule, r, threshold, late));
                 } else if st.raised {
                     st.raised = false;
@@ -689,7 +693,7 @@ impl Evaluator {
             .get_mut(r.component_id)
             .and_then(|held| {
                 held.iter()
-                    .position(|t| t == OFFLINE_EVENT)
+                    .position(|(t, since)| t == OFFLINE_EVENT && r.ts_ns > *since)
                     .map(|i| held.swap_remove(i))
             })
             .is_some();

@@ -148,9 +148,9 @@ pub trait EventStore: Send + Sync {
     /// Events the hub registered in `[from, to)` (for the evaluation report).
     fn created_between(&self, from_ns: i64, to_ns: i64) -> Result<Vec<Event>>;
     fn changes_after(&self, cursor: i64, limit: usize) -> Result<Vec<Change>>;
-    /// (component, type) of every event whose condition still holds (not cleared, not closed):
+    /// (component, type, trigger time) of every event whose condition still holds (not cleared, not closed):
     /// what the rules re-attach to after a restart.
-    fn raised_conditions(&self) -> Result<Vec<(String, String)>>;
+    fn raised_conditions(&self) -> Result<Vec<(String, String, i64)>>;
     fn last_cursor(&self) -> Result<i64>;
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>>;
@@ -733,12 +733,12 @@ impl EventStore for SqliteStore {
         Ok(out)
     }
 
-    fn raised_conditions(&self) -> Result<Vec<(String, String)>> {
+    fn raised_conditions(&self) -> Result<Vec<(String, String, i64)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT component_id, type FROM events WHERE status <> 'closed' AND cleared_at_ns IS NULL",
+            "SELECT component_id, type, trigger_ts_ns FROM events WHERE status <> 'closed' AND cleared_at_ns IS NULL",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

@@ -451,8 +451,8 @@ fn the_events_section_of_a_hub_config_loads_the_files_it_names() {
 fn conditions_held_before_a_restart_clear_on_the_first_reading_that_shows_them_gone() {
     // A fresh evaluator (hub restarted) told what the store still holds raised.
     let mut ev = Evaluator::new(RuleSet::defaults());
-    ev.restore_raised("C1", "gas.leak");
-    ev.restore_raised("C1", "device.offline");
+    ev.restore_raised("C1", "gas.leak", T0 - 60 * S);
+    ev.restore_raised("C1", "device.offline", T0 - 60 * S);
     // Still leaking: nothing new to say (the store already has it), but the offline case clears.
     let out = feed(&mut ev, "gas_detector", Quantity::Gas, &[(0, 40.0)]);
     assert_eq!(
@@ -467,7 +467,10 @@ fn conditions_held_before_a_restart_clear_on_the_first_reading_that_shows_them_g
 
     // Restored and gone on the first reading.
     let mut ev = Evaluator::new(RuleSet::defaults());
-    ev.restore_raised("C1", "flood.warning");
+    ev.restore_raised("C1", "flood.warning", T0 - 60 * S);
+    // A resent reading from before the trigger says nothing about now.
+    let stale = feed(&mut ev, "flood_gauge", Quantity::WaterLevel, &[(-120, 3.0)]);
+    assert!(stale.is_empty(), "{stale:?}");
     let out = feed(
         &mut ev,
         "flood_gauge",
