@@ -133,6 +133,23 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     let events_router = if cfg.events.enabled {
         let (events, router, lagged) =
             start_events(&cfg, &registry, &ingest_handle, admin_token.clone())?;
+        // Events on `wangge/v1/events/{department}/{type}` through the hub's own broker link.
+        let outbound = broker_handle.outbound();
+        tokio::spawn(wangge_events::delivery::run_mqtt(
+            events.clone(),
+            move |topic, payload| {
+                let outbound = outbound.clone();
+                async move {
+                    outbound
+                        .send(broker::Outbound {
+                            topic,
+                            payload: bytes::Bytes::from(payload.into_bytes()),
+                        })
+                        .await
+                        .map_err(|_| "broker link closed".to_string())
+                }
+            },
+        ));
         metric_sources.push(Arc::new(move || {
             format!(
                 "# HELP wangge_events_groups_missed_total Stored reading groups the rules missed because they fell behind.\n\
@@ -254,8 +271,7 @@ const SENSOR_CACHE_MS: u64 = 60_000;
 
 /// Opens the events engine (`<data_dir>/events.db`), feeds it every stored group of readings
 /// on a dedicated thread, starts its clock tick and webhook delivery, and returns its routes.
-/// MQTT delivery of events is not started: the embedded broker does not route hub-published
-/// topics other than acks yet.
+/// (MQTT delivery is started by `run`, which holds the broker handle.)
 fn start_events(
     cfg: &HubConfig,
     registry: &Arc<SqliteRegistry>,

@@ -112,7 +112,8 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut el) = AsyncClient::new(opts, 100);
     let (ack_tx, mut acks) = tokio::sync::mpsc::channel::<Ack>(100);
-    let (sub_tx, mut subscribed) = tokio::sync::mpsc::channel::<()>(1);
+    let (sub_tx, mut subscribed) = tokio::sync::mpsc::channel::<()>(2);
+    let (mqtt_ev_tx, mut mqtt_events) = tokio::sync::mpsc::channel::<(String, Json)>(100);
     let sub = client.clone();
     tokio::spawn(async move {
         loop {
@@ -121,9 +122,18 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
                     let _ = sub
                         .subscribe(topics::acks("edge-xq-01"), QoS::AtLeastOnce)
                         .await;
+                    // The platform side: events published on the hub's broker.
+                    let _ = sub.subscribe("wangge/v1/events/#", QoS::AtLeastOnce).await;
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     let _ = sub_tx.try_send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p)))
+                    if p.topic.starts_with("wangge/v1/events/") =>
+                {
+                    if let Ok(j) = serde_json::from_slice::<Json>(&p.payload) {
+                        let _ = mqtt_ev_tx.send((p.topic.clone(), j)).await;
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if let Ok(a) = Ack::decode(&p.payload) {
@@ -135,9 +145,11 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(30), subscribed.recv())
-        .await
-        .expect("edge logged in and subscribed within 30 s");
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(30), subscribed.recv())
+            .await
+            .expect("edge logged in and subscribed within 30 s");
+    }
 
     // 21 readings, 1 s apart, tilt 25° (> 15° for ≥ 10 s → manhole.displaced, critical).
     let t0 = (now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
@@ -215,6 +227,21 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     assert_eq!(event["severity"], "critical");
     assert_eq!(event["status"], "open");
     assert_eq!(event["count"], 1);
+
+    // Delivered over MQTT, one publication per receiving department (the owner sw among them),
+    // with the same Event JSON.
+    let want = "wangge/v1/events/sw/manhole.displaced";
+    let mut seen = Vec::new();
+    while !seen.iter().any(|t| t == want) {
+        let (topic, body) = tokio::time::timeout(Duration::from_secs(30), mqtt_events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {want} within 30 s; saw {seen:?}"))
+            .unwrap();
+        if body["id"] == event["id"] {
+            assert_eq!(body["type"], "manhole.displaced");
+            seen.push(topic);
+        }
+    }
 
     // The component's status follows its events (in the registry, so filters see it).
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -89,6 +89,8 @@ pub(super) fn start(
                 topics::ALL_BATCHES.to_string(),
                 topics::ALL_STATUS.to_string(),
                 ALL_ACKS.to_string(),
+                // Events the hub publishes (`wangge_events::delivery::run_mqtt`).
+                "wangge/v1/events/#".to_string(),
             ]),
             shared_subscriptions_strategy: Default::default(),
         },
