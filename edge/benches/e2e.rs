@@ -43,6 +43,7 @@ fn main() {
         api_port: free_port(),
         data_dir: dir.path().join("data"),
         extra: String::new(),
+        uplink_extra: String::new(),
     };
     let edge = EdgeProc::start(dir.path(), &cfg, "bench");
     wait_until(20, "site source up", || edge.source_up("site"));

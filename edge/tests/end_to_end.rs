@@ -18,6 +18,7 @@ fn setup(extra: &str) -> (tempfile::TempDir, Mosquitto, Mosquitto, EdgeConfig) {
         api_port: free_port(),
         data_dir: dir.path().join("data"),
         extra: extra.to_string(),
+        uplink_extra: String::new(),
     };
     (dir, site, hub, cfg)
 }
@@ -356,6 +357,7 @@ fn the_uplink_runs_over_tls_verified_with_the_configured_ca() {
         api_port: free_port(),
         data_dir: dir.path().join("data"),
         extra: String::new(),
+        uplink_extra: String::new(),
     };
     // hub.ca_file goes into [hub]: render, then insert it there.
     let text = cfg.render().replacen(
@@ -410,6 +412,7 @@ fn site_messages_are_acknowledged_to_the_broker_once_durable() {
         api_port: free_port(),
         data_dir: dir.path().join("data"),
         extra: String::new(),
+        uplink_extra: String::new(),
     };
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
@@ -420,4 +423,33 @@ fn site_messages_are_acknowledged_to_the_broker_once_durable() {
     wait_until(30, "all readings at the hub", || {
         store.lock().unwrap().unique() >= 2000
     });
+}
+
+#[test]
+fn a_full_buffer_while_the_hub_is_away_reports_every_evicted_reading_as_a_gap() {
+    let (dir, site, hub, mut cfg) =
+        setup("[buffer]\nbuffer_bytes_max = 65536\nsegment_bytes_max = 8192\n");
+    // A small in-flight window so most of the backlog is on disk, not in memory.
+    cfg.uplink_extra = "inflight_batches_max = 1\nbatch_readings_max = 100\n".into();
+    let edge = EdgeProc::start(dir.path(), &cfg, "full");
+    wait_until(20, "site source up", || edge.source_up("site"));
+    // No hub stub yet: batches go unacked and the disk bound forces evictions.
+    let mut p = Publisher::connect(site.port);
+    publish_range(&mut p, 10, 0, 3000);
+    wait_until(20, "evictions", || {
+        edge.metric("edge_buffer_evicted_total", "") > 0.0
+    });
+    assert!(edge.metric("edge_buffer_bytes", "") <= 65536.0);
+
+    let store = Arc::new(Mutex::new(Store::default()));
+    let _stub = HubStub::start(hub.port, store.clone());
+    wait_until(60, "survivors and gaps at the hub", || {
+        let st = store.lock().unwrap();
+        st.unique() as u64 + st.gaps == 6000
+    });
+    let st = store.lock().unwrap();
+    let evicted = edge.metric("edge_buffer_evicted_total", "");
+    assert!(st.gaps > 0);
+    assert_eq!(st.gaps as f64, evicted, "every eviction reported as a gap");
+    assert_eq!(st.readings.len(), st.unique(), "none stored twice");
 }

@@ -86,6 +86,7 @@ fn garbage_on_pty_serial_lines_is_counted_and_good_frames_and_lines_still_flow()
             a.path.display(),
             b.path.display()
         ),
+        uplink_extra: String::new(),
     };
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());

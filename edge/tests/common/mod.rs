@@ -342,7 +342,10 @@ pub struct EdgeConfig {
     pub hub_port: u16,
     pub api_port: u16,
     pub data_dir: PathBuf,
+    /// Appended at the end (new sections).
     pub extra: String,
+    /// Appended inside `[uplink]`.
+    pub uplink_extra: String,
 }
 
 impl EdgeConfig {
@@ -370,6 +373,7 @@ port = {site}
 [uplink]
 ack_timeout_ms = 1500
 status_interval_ms = 500
+{uplink_extra}
 
 [local_api]
 listen = "127.0.0.1:{api}"
@@ -381,6 +385,7 @@ listen = "127.0.0.1:{api}"
             site = self.site_port,
             api = self.api_port,
             extra = self.extra,
+            uplink_extra = self.uplink_extra,
         )
     }
 }
