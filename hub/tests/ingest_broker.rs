@@ -450,3 +450,28 @@ async fn an_edge_delivers_over_the_tls_listener() {
     assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
     assert_eq!(stored(&hub.store, "TLS-1"), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_publishes_on_other_topics_do_not_cut_the_edges_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(MemRegistry::default());
+    let secret = reg.add_edge("edge-1");
+    let hub = start_hub(dir.path(), reg.clone(), None);
+    let mut edge = login(hub.port(), "edge-1", &secret).await;
+    let out = hub.broker.outbound();
+    // An event nobody subscribed to, and a topic outside the hub's filters: rumqttd would
+    // disconnect the hub's link for the latter if it were published.
+    for topic in ["wangge/v1/events/water/manhole.displaced", "somewhere/else"] {
+        out.send(hub::broker::Outbound {
+            topic: topic.into(),
+            payload: bytes::Bytes::from_static(b"{}"),
+        })
+        .await
+        .unwrap();
+    }
+    let t0 = now_ns() - 60_000_000_000;
+    let b = batch("edge-1", 1, 1, readings("AFTER-1", t0, 5));
+    edge.publish_batch("edge-1", &b, &mac_key(&secret)).await;
+    assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
+    assert_eq!(stored(&hub.store, "AFTER-1"), 5);
+}

@@ -11,8 +11,9 @@
 //! - The in-process link (`Broker::link`) subscribes at QoS 0 and publishes at QoS 0. Acks reach
 //!   the edge at QoS 0; a lost ack only makes the edge resend, and a resent batch is acked as a
 //!   duplicate without being stored twice.
-//! - A publish on a topic that matches no subscription is an error for the publishing link unless
-//!   the topic's filter exists, so the edge topics are `initialized_filters`.
+//! - A publish on a topic that matches no filter disconnects the publishing link, so the edge
+//!   topics and `wangge/v1/events/#` are `initialized_filters`, and the hub's link refuses to
+//!   publish anywhere else (it would lose every edge otherwise).
 
 use super::{BrokerConfig, BrokerError, BrokerHandle, BrokerMetrics, Inbound, Outbound};
 use crate::registry::RegistryStore;
@@ -27,6 +28,21 @@ use tokio::sync::mpsc;
 
 /// Filter for the acks the hub publishes (must exist before the first ack, see module doc).
 const ALL_ACKS: &str = "wangge/v1/edges/+/acks";
+/// Filter for the events the hub publishes (`wangge/v1/events/{department}/{type}`).
+const ALL_EVENTS: &str = "wangge/v1/events/#";
+
+/// True if the hub's own link may publish on `topic`: only topics under an initialized filter.
+/// rumqttd's router treats a publish that matches no filter as failed and disconnects the
+/// publishing connection (`append_to_commitlog` → `handle_disconnection`); the hub's link also
+/// receives every batch, so anything else is dropped and logged instead (defensive: the test
+/// `hub_publishes_on_other_topics_do_not_cut_the_edges_off` did not observe the disconnect).
+fn publishable(topic: &str) -> bool {
+    topic.starts_with("wangge/v1/events/")
+        || (topics::edge_of(topic).is_some()
+            && topic.ends_with("/acks")
+            && topic.matches('/').count() == 4)
+}
+
 /// How long `start` waits for the listeners to accept connections.
 const LISTEN_WAIT_MS: u64 = 10_000;
 /// Outbound (ack) queue capacity, messages.
@@ -90,7 +106,7 @@ pub(super) fn start(
                 topics::ALL_STATUS.to_string(),
                 ALL_ACKS.to_string(),
                 // Events the hub publishes (`wangge_events::delivery::run_mqtt`).
-                "wangge/v1/events/#".to_string(),
+                ALL_EVENTS.to_string(),
             ]),
             shared_subscriptions_strategy: Default::default(),
         },
@@ -151,6 +167,10 @@ pub(super) fn start(
         .name("broker-link-tx".into())
         .spawn(move || {
             while let Some(m) = out_rx.blocking_recv() {
+                if !publishable(&m.topic) {
+                    tracing::error!(topic = %m.topic, "hub publish on a topic outside its filters dropped");
+                    continue;
+                }
                 if let Err(e) = link_tx.publish(m.topic, m.payload) {
                     tracing::error!(error = %e, "embedded broker link closed");
                     return;
@@ -241,5 +261,19 @@ fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_hub_link_publishes_only_under_its_filters() {
+        assert!(super::publishable("wangge/v1/edges/edge-1/acks"));
+        assert!(super::publishable(
+            "wangge/v1/events/water/manhole.displaced"
+        ));
+        assert!(!super::publishable("wangge/v1/edges/edge-1/batches"));
+        assert!(!super::publishable("wangge/v1/edges/a/b/acks"));
+        assert!(!super::publishable("other/topic"));
     }
 }
