@@ -10,7 +10,7 @@
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use protocol::uplink::{mac_key, topics, Quality, Reading, ReadingFlags, UplinkBatch};
+use protocol::uplink::{mac_key, topics, EdgeStatus, Quality, Reading, ReadingFlags, UplinkBatch};
 use protocol::{Quantity, Value};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
@@ -23,6 +23,8 @@ use wangge_tests::{bin, free_port, port_open, workspace_root, Proc};
 const COMPONENT: &str = "1201110101000001";
 const SENSOR: &str = "MH-0001";
 const EDGE: &str = "edge-xq-01";
+/// The version the test's edge reports in its status.
+const EDGE_VERSION: &str = "0.1.0-dashboard-test";
 /// How long any one browser or API condition may take before the test fails.
 const WAIT_S: u64 = 30;
 
@@ -175,6 +177,26 @@ async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
                         .await
                         .expect("publish queued");
                 }
+                // What the edges page shows: version and the backlog still to send.
+                let status = EdgeStatus {
+                    edge_id: EDGE.into(),
+                    online: true,
+                    version: EDGE_VERSION.to_string(),
+                    epoch,
+                    backlog_readings: 1200,
+                    backlog_bytes: 96 * 1024,
+                    oldest_unacked_ns: None,
+                    ts_ns: now_ns(),
+                };
+                client
+                    .publish(
+                        topics::status(EDGE),
+                        QoS::AtLeastOnce,
+                        false,
+                        status.encode(),
+                    )
+                    .await
+                    .expect("publish queued");
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if let Ok(a) = protocol::uplink::Ack::decode(&p.payload) {
@@ -191,14 +213,61 @@ async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
     let _ = client.disconnect().await;
 }
 
+/// Reports the edge's status (version, backlog) as the edge would, waiting for the broker's
+/// PubAck.
+async fn publish_status(hub: &Hub, backlog_readings: u64) {
+    let mut opts = MqttOptions::new(
+        format!("dashboard-test-status-{backlog_readings}"),
+        "127.0.0.1",
+        hub.mqtt,
+    );
+    opts.set_credentials(EDGE, &hub.edge_secret);
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (client, mut el) = AsyncClient::new(opts, 10);
+    let status = EdgeStatus {
+        edge_id: EDGE.into(),
+        online: true,
+        version: EDGE_VERSION.to_string(),
+        epoch: 1,
+        backlog_readings,
+        backlog_bytes: backlog_readings * 80,
+        oldest_unacked_ns: None,
+        ts_ns: now_ns(),
+    };
+    client
+        .publish(
+            topics::status(EDGE),
+            QoS::AtLeastOnce,
+            false,
+            status.encode(),
+        )
+        .await
+        .expect("publish queued");
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
+            .await
+            .expect("MQTT progress");
+        match ev {
+            Ok(Event::Incoming(Packet::PubAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => panic!("status connection failed: {e}"),
+        }
+    }
+    let _ = client.disconnect().await;
+}
+
 /// 30 minutes of a manhole cover: level, then knocked over in the last 3 minutes (tilt 25°,
 /// opened), which the catalogue's `manhole.displaced` rule (tilt > 15° for 10 s) raises as
 /// critical.
-fn displaced_cover_readings() -> Vec<Reading> {
-    let now_ns = std::time::SystemTime::now()
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
-        .as_nanos() as i64;
+        .as_nanos() as i64
+}
+
+fn displaced_cover_readings() -> Vec<Reading> {
+    let now_ns = now_ns();
     let step_ns = 5_000_000_000i64;
     let n = 360;
     let mut out = Vec::new();
@@ -551,6 +620,34 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
         &c,
         &format!("#edges tr[data-edge=\"{EDGE}\"]"),
         "the edge row",
+    )
+    .await;
+    // The status the edge reported (version, backlog) reaches the page; the page refreshes
+    // itself every 10 s, so wait up to WAIT_S.
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    loop {
+        let row = find(
+            &c,
+            &format!("#edges tr[data-edge=\"{EDGE}\"]"),
+            "the edge row",
+        )
+        .await;
+        let text = row.text().await.unwrap_or_default();
+        if text.contains(EDGE_VERSION) && text.contains("1200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edge row without the reported status: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The backlog shrinks: the page estimates when it will be drained from the rate it saw.
+    publish_status(&hub, 600).await;
+    find(
+        &c,
+        &format!("#edges tr[data-edge=\"{EDGE}\"] td[data-drain=\"estimate\"]"),
+        "the drain estimate",
     )
     .await;
     shot(&c, "edges").await;

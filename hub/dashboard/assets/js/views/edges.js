@@ -21,17 +21,31 @@ function fmtBytes(n) {
   return (i ? n.toFixed(1) : n) + " " + units[i];
 }
 
-/** Seconds left at the drain rate since the previous sample, or a word when it cannot be said. */
+/** A backlog unchanged this long is reported as not draining. */
+const NOT_DRAINING_AFTER_MS = 60000;
+
+/**
+ * Time left at the rate the backlog shrank between its last two changes, or a word when it
+ * cannot be said: [kind, text], kind one of drained | measuring | not_draining | growing | estimate.
+ * Edges report their backlog periodically, so an unchanged value keeps the last estimate until
+ * NOT_DRAINING_AFTER_MS.
+ */
 function drain(edge, now) {
   const prev = samples.get(edge.id);
-  samples.set(edge.id, { backlog: edge.backlog_readings, at: now, est: prev && prev.est });
-  if (!edge.backlog_readings) return t("edges.drained");
-  if (!prev || now <= prev.at) return t("edges.measuring");
-  const rate = (prev.backlog - edge.backlog_readings) / ((now - prev.at) / 1000);
-  if (rate <= 0) return prev.backlog === edge.backlog_readings ? t("edges.not_draining") : t("edges.growing");
-  const est = fmtDuration((edge.backlog_readings / rate) * 1000);
-  samples.get(edge.id).est = est;
-  return est;
+  const backlog = edge.backlog_readings;
+  const keep = (kind, text) => {
+    samples.set(edge.id, { backlog, at: now, kind, text });
+    return [kind, text];
+  };
+  if (!backlog) return keep("drained", t("edges.drained"));
+  if (prev && prev.backlog === backlog) {
+    if (now - prev.at >= NOT_DRAINING_AFTER_MS) return ["not_draining", t("edges.not_draining")];
+    return [prev.kind, prev.text];
+  }
+  if (!prev || now <= prev.at) return keep("measuring", t("edges.measuring"));
+  const rate = (prev.backlog - backlog) / ((now - prev.at) / 1000);
+  if (rate < 0) return keep("growing", t("edges.growing"));
+  return keep("estimate", fmtDuration((backlog / rate) * 1000));
 }
 
 export async function render(main) {
@@ -68,7 +82,7 @@ export async function render(main) {
                 h("td", {}, e.last_seen ? [fmtTime(e.last_seen), h("div", { class: "muted" }, t("edges.ago", { d: fmtAge(e.last_seen) }))] : t("edges.never")),
                 h("td", { class: "num" }, e.backlog_readings),
                 h("td", { class: "num" }, fmtBytes(e.backlog_bytes)),
-                h("td", {}, drain(e, now)),
+                ((d) => h("td", { dataset: { drain: d[0] } }, d[1]))(drain(e, now)),
                 h("td", {}, e.version || "—"),
               ),
             )),
