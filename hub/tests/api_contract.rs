@@ -66,10 +66,19 @@ impl Hub {
     }
 
     async fn start(dir: tempfile::TempDir) -> Hub {
+        Hub::start_with(dir, "").await
+    }
+
+    /// Starts with a config file holding `config` (plus the test's ports and data dir).
+    async fn start_with(dir: tempfile::TempDir, config: &str) -> Hub {
         let data = dir.path().join("data");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
+        let config_path = dir.path().join("hub.toml");
+        std::fs::write(&config_path, config).unwrap();
         let child = Command::new(HUB)
+            .arg("--config")
+            .arg(&config_path)
             .arg("serve")
             .arg("--data-dir")
             .arg(&data)
@@ -590,7 +599,8 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
             .collect();
         store.write(&readings).unwrap();
     }
-    let hub = Hub::start(dir).await;
+    // Small pages, so raw paging with `next` is exercised.
+    let hub = Hub::start_with(dir, "[http]\npoints_max = 50\n").await;
     let r = hub.token("sw", "read");
     // `to` in +08:00: 10 minutes after `from`.
     let to =
@@ -624,6 +634,35 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
     assert_eq!(points[0]["value"], 4.5);
     assert_eq!(points[0]["count"], 10);
     assert_eq!(body["step_ms"], 600_000);
+
+    // `step=raw` over more than `points_max` points: pages cut by `next`, no repeats, no gaps.
+    let mut from = (base_ns / 1_000_000).to_string();
+    let mut values = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (s, body) = hub
+            .get(
+                &format!(
+                    "/api/v1/components/1201110101000001/readings?quantity=tilt&step=raw&from={}&to={}",
+                    from.replace('+', "%2B"),
+                    base_ns / 1_000_000 + 7_200_000
+                ),
+                Some(&r),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        pages += 1;
+        for p in body["points"].as_array().unwrap() {
+            values.push(p["value"].as_f64().unwrap());
+            assert_ne!(p["quality"], "aggregate");
+        }
+        match body["next"].as_str() {
+            Some(n) => from = n.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(values, (0..120).map(|i| i as f64).collect::<Vec<_>>());
 
     // Another quantity of the same component: nothing, not an error.
     let (s, body) = hub

@@ -31,6 +31,7 @@ pub struct ReadingsQuery {
     /// End (exclusive): RFC 3339 or Unix ms. Default: now.
     pub to: Option<String>,
     /// Downsampling step (`30s`, `5m`, `1h` or ms): one point per step with min/max/mean.
+    /// `raw`: raw points whatever the range (paged with `next`).
     pub step: Option<String>,
 }
 
@@ -56,6 +57,9 @@ pub struct Readings {
     pub points: Vec<PointOut>,
     /// The step in ms when downsampled, null for raw points.
     pub step_ms: Option<u64>,
+    /// Raw points only: more points exist from this time on (RFC 3339, ns precision); ask again
+    /// with `from` = `next`. Null when the range is complete.
+    pub next: Option<String>,
 }
 
 /// A component's readings of one quantity over a time range.
@@ -94,6 +98,7 @@ pub async fn component_readings(
     let range = to - from;
     let limits = state.limits;
     let step_ns: Option<i64> = match &q.step {
+        Some(s) if s == "raw" => None,
         Some(s) => {
             let d = parse_duration(s).map_err(|e| ApiError::field("step", e))?;
             let ns = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
@@ -164,7 +169,7 @@ pub async fn component_readings(
                 }
                 None => {
                     for p in store
-                        .points(&s.id, quantity, from, to, limits.points_max)
+                        .points(&s.id, quantity, from, to, limits.points_max + 1)
                         .map_err(ts_err)?
                     {
                         out.push((
@@ -183,12 +188,42 @@ pub async fn component_readings(
             }
         }
         out.sort_by_key(|(ts, _)| *ts);
-        out.truncate(limits.points_max);
-        Ok(out.into_iter().map(|(_, p)| p).collect::<Vec<_>>())
+        // A full page of raw points: cut at a timestamp boundary so `from = next` neither
+        // repeats nor skips a point (several sensors may share a timestamp).
+        let mut next = None;
+        if step_ns.is_none() && out.len() > limits.points_max {
+            let first_omitted = out[limits.points_max].0;
+            out.truncate(limits.points_max);
+            while out.last().is_some_and(|(ts, _)| *ts == first_omitted) {
+                out.pop();
+            }
+            if out.is_empty() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "too_many_points",
+                    format!(
+                        "more than {} points share one timestamp; narrow the range",
+                        limits.points_max
+                    ),
+                ));
+            }
+            next = Some(format_ts_ns(first_omitted));
+        } else {
+            out.truncate(limits.points_max);
+        }
+        Ok((out.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), next))
     })
     .await?;
+    let (points, next) = points;
     Ok(Json(Readings {
         points,
         step_ms: step_ns.map(|s| (s / 1_000_000) as u64),
+        next,
     }))
+}
+
+/// RFC 3339 with all nine fractional digits: a cursor must not lose sub-millisecond precision.
+fn format_ts_ns(ts_ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ts_ns.max(0) as u64);
+    humantime::format_rfc3339_nanos(t).to_string()
 }
