@@ -149,3 +149,75 @@ fn garbage_on_pty_serial_lines_is_counted_and_good_frames_and_lines_still_flow()
     assert!(edge.get("/health").is_some());
     assert!(edge.source_up("B"));
 }
+
+#[test]
+fn an_unplugged_port_is_retried_and_reading_resumes_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Mosquitto::start();
+    let hub = Mosquitto::start();
+    // The config names a stable symlink (like /dev/serial/by-id/...), re-pointed on replug.
+    let link = dir.path().join("ttyWANGGE");
+    let mut a = pty();
+    std::os::unix::fs::symlink(&a.path, &link).unwrap();
+    let cfg = EdgeConfig {
+        site_port: site.port,
+        hub_port: hub.port,
+        api_port: free_port(),
+        data_dir: dir.path().join("data"),
+        extra: format!(
+            "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nreopen_backoff_max_ms = 500\n",
+            link.display()
+        ),
+        uplink_extra: String::new(),
+    };
+    let store = Arc::new(Mutex::new(Store::default()));
+    let _stub = HubStub::start(hub.port, store.clone());
+    let edge = EdgeProc::start(dir.path(), &cfg, "replug");
+    wait_until(20, "port open", || edge.source_up("A"));
+
+    // `edge ports` shows the configured path and where it points.
+    let cfg_path = dir.path().join("edge-replug.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["ports", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "configured A {}: present -> {}",
+            link.display(),
+            a.path.display()
+        )),
+        "{text}"
+    );
+
+    for seq in 0..50 {
+        a.master.write_all(&frame("MH-0041", seq)).unwrap();
+    }
+    wait_until(30, "first readings", || {
+        store.lock().unwrap().unique() >= 100
+    });
+
+    // Unplugged...
+    drop(a);
+    std::fs::remove_file(&link).unwrap();
+    wait_until(20, "reported down", || !edge.source_up("A"));
+    let reconnects = edge.metric("edge_source_reconnects_total", "source=\"A\"");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        edge.metric("edge_source_reconnects_total", "source=\"A\"") > reconnects,
+        "retrying with backoff"
+    );
+    // ... and plugged back in (a new device behind the same name).
+    let mut b = pty();
+    std::os::unix::fs::symlink(&b.path, &link).unwrap();
+    wait_until(20, "port reopened", || edge.source_up("A"));
+    for seq in 50..100 {
+        b.master.write_all(&frame("MH-0041", seq)).unwrap();
+    }
+    wait_until(30, "readings after replug", || {
+        store.lock().unwrap().unique() >= 200
+    });
+    assert_eq!(store.lock().unwrap().unique(), 200);
+}
