@@ -29,7 +29,10 @@ export class Live {
   start() {
     if (!this.stopped) return;
     this.stopped = false;
-    this.loop();
+    // A loop from before a stop may still be sleeping: each start gets its own generation
+    // and an older loop ends when it wakes.
+    this.gen = (this.gen || 0) + 1;
+    this.loop(this.gen);
   }
 
   stop() {
@@ -38,15 +41,16 @@ export class Live {
     this.onState(false);
   }
 
-  async loop() {
-    while (!this.stopped) {
+  async loop(gen) {
+    const current = () => !this.stopped && gen === this.gen;
+    while (current()) {
       try {
         await this.once();
       } catch (e) {
-        if (this.stopped) return;
+        if (!current()) return;
       }
+      if (!current()) return;
       this.onState(false);
-      if (this.stopped) return;
       await new Promise((r) => setTimeout(r, this.delay));
       this.delay = Math.min(this.delay * 2, RETRY_DELAY_MAX_MS);
     }
@@ -57,6 +61,12 @@ export class Live {
     const headers = { Authorization: "Bearer " + token(), Accept: "text/event-stream" };
     if (this.lastId !== null) headers["Last-Event-ID"] = this.lastId;
     const resp = await fetch(url("events/stream"), { headers, signal: this.abort.signal });
+    if (resp.status === 401 || resp.status === 403) {
+      // Retrying cannot help a refused token; the next sign-in starts the stream again.
+      this.stopped = true;
+      this.onState(false);
+      throw new Error("stream refused: " + resp.status);
+    }
     if (!resp.ok || !resp.body) throw new Error("stream " + resp.status);
     this.onState(true);
     this.delay = 1000;
