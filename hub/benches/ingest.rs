@@ -12,7 +12,8 @@
 //!
 //! Sizes via env: `BENCH_READINGS` (default 2 000 000), `BENCH_SENSORS` (default 2000),
 //! `BENCH_EDGES` (default 4), `BENCH_BATCH` (readings per batch, default 500), `BENCH_WINDOW`
-//! (unacked batches per edge, default 32), `BENCH_GROUP` (rows per write in `store`, default 25 000).
+//! (unacked batches per edge, default 32), `BENCH_GROUP` (rows per write in `store`, default 25 000),
+//! `BENCH_BOTH_SINKS=1` (`influx` writes to the embedded store too, both sinks at once).
 
 #[path = "../tests/ingest_support/mod.rs"]
 mod ingest_support;
@@ -187,22 +188,24 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
     };
     let b = broker::start(&cfg, reg.clone()).unwrap();
     let mut influx_sink = None;
-    let sinks: Vec<Arc<dyn TimeSeriesSink>> = match influx {
-        None => vec![Arc::new(
+    let both = std::env::var("BENCH_BOTH_SINKS").is_ok();
+    let mut sinks: Vec<Arc<dyn TimeSeriesSink>> = Vec::new();
+    if influx.is_none() || both {
+        sinks.push(Arc::new(
             EmbeddedStore::open(&EmbeddedConfig {
                 data_dir: dir.path().to_path_buf(),
                 ..Default::default()
             })
             .unwrap(),
-        )],
-        Some(url) => {
-            let mut c = InfluxConfig::new(url, "wangge", "bench", "token");
-            c.spill_dir = dir.path().join("spill");
-            let s = Arc::new(InfluxSink::start(&c).unwrap());
-            influx_sink = Some(s.clone());
-            vec![s]
-        }
-    };
+        ));
+    }
+    if let Some(url) = influx {
+        let mut c = InfluxConfig::new(url, "wangge", "bench", "token");
+        c.spill_dir = dir.path().join("spill");
+        let s = Arc::new(InfluxSink::start(&c).unwrap());
+        influx_sink = Some(s.clone());
+        sinks.push(s);
+    }
     let ing = ingest::spawn(
         &IngestConfig {
             data_dir: dir.path().to_path_buf(),

@@ -1,14 +1,17 @@
-//! When a sink cannot store (InfluxDB down and its spill full), nothing is acked; when the
-//! server returns, the edge's resend is stored and acked. Real broker, real VictoriaMetrics.
+//! When one sink cannot store (InfluxDB down and its spill full), nothing is acked even though
+//! the other sink stored; when the server returns, the edge's resend is stored and acked, and the
+//! embedded store still holds each reading once. Real broker, real VictoriaMetrics.
 
 mod ingest_support;
 
 use hub::broker::{self, BrokerConfig};
 use hub::ingest::{self, IngestConfig};
+use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::influx::{InfluxConfig, InfluxSink};
-use hub::timeseries::TimeSeriesSink;
+use hub::timeseries::{TimeSeriesQuery, TimeSeriesSink};
 use ingest_support::*;
 use protocol::uplink::{mac_key, AckOutcome};
+use protocol::Quantity;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
@@ -48,7 +51,15 @@ async fn a_full_spill_stops_acks_until_the_server_returns() {
     cfg.spill_bytes_max = 3_000; // a 30-reading batch is ≈ 2 KB of line protocol
     cfg.retry_backoff_ms_max = 200;
     let influx = Arc::new(InfluxSink::start(&cfg).unwrap());
-    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![influx.clone()];
+    // Both sinks at once: the embedded store succeeds every time, the InfluxDB sink does not.
+    let store = Arc::new(
+        EmbeddedStore::open(&EmbeddedConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone(), influx.clone()];
     let ing = ingest::spawn(
         &IngestConfig {
             data_dir: dir.path().to_path_buf(),
@@ -98,4 +109,10 @@ async fn a_full_spill_stops_acks_until_the_server_returns() {
     assert_eq!((ack.seq, ack.outcome), (2, AckOutcome::Stored));
     eventually("spill drained", 60, || influx.backlog_bytes() == 0).await;
     assert_eq!(influx.metrics().points_sent.load(Relaxed), 60);
+    // The embedded store took MH-2 on every attempt, and holds it once.
+    let n = store
+        .points("MH-2", Quantity::Tilt, 0, i64::MAX, 1000)
+        .unwrap()
+        .len();
+    assert_eq!(n, 30);
 }

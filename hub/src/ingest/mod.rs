@@ -29,7 +29,7 @@ pub mod metrics;
 
 use crate::broker::{BrokerHandle, Inbound, Outbound};
 use crate::registry::{RegistryStore, SensorAssignment};
-use crate::timeseries::{StoredReading, TimeSeriesSink};
+use crate::timeseries::{StoredReading, TimeSeriesSink, TsError};
 pub use metrics::{IngestMetrics, RejectReason, SinkStats};
 use protocol::uplink::{topics, Ack, AckOutcome, EdgeStatus, UplinkBatch, UplinkError};
 use serde::{Deserialize, Serialize};
@@ -388,19 +388,41 @@ impl Worker {
         }
         if !accepted.is_empty() {
             readings.sort_by_key(|r| r.reading.ts_ns);
-            for sink in &self.sinks {
-                let t = Instant::now();
-                let res = sink.write(&readings);
-                let us = t.elapsed().as_micros() as u64;
-                self.metrics.sink_write(sink.name(), us, res.is_ok());
+            // Every sink writes the group at the same time (each on its own scoped thread but
+            // the first); the group counts as stored only if all of them succeeded.
+            let results: Vec<(&'static str, u64, Result<(), TsError>)> =
+                std::thread::scope(|scope| {
+                    let timed = |sink: &Arc<dyn TimeSeriesSink>| {
+                        let t = Instant::now();
+                        let res = sink.write(&readings);
+                        (sink.name(), t.elapsed().as_micros() as u64, res)
+                    };
+                    let others: Vec<_> = self.sinks[1..]
+                        .iter()
+                        .map(|sink| scope.spawn(move || timed(sink)))
+                        .collect();
+                    let mut out = vec![timed(&self.sinks[0])];
+                    for h in others {
+                        out.push(h.join().unwrap_or_else(|_| {
+                            ("unknown", 0, Err(TsError::Store("sink panicked".into())))
+                        }));
+                    }
+                    out
+                });
+            let mut failed = false;
+            for (name, us, res) in results {
+                self.metrics.sink_write(name, us, res.is_ok());
                 if let Err(e) = res {
-                    self.metrics.groups_failed.fetch_add(1, Relaxed);
-                    tracing::error!(sink = sink.name(), error = %e, batches = accepted.len(),
+                    failed = true;
+                    tracing::error!(sink = name, error = %e, batches = accepted.len(),
                         "sink write failed; batches not acked, edges will resend");
-                    // Duplicates were stored earlier: they may still be acked.
-                    self.ack_all(&duplicates, AckOutcome::Duplicate);
-                    return;
                 }
+            }
+            if failed {
+                self.metrics.groups_failed.fetch_add(1, Relaxed);
+                // Duplicates were stored earlier: they may still be acked.
+                self.ack_all(&duplicates, AckOutcome::Duplicate);
+                return;
             }
             let ids = accepted
                 .iter()
