@@ -677,3 +677,67 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["points"], json!([]));
 }
+
+#[tokio::test]
+async fn an_unassigned_sensor_is_attached_to_a_component_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    hub_cli(&data, &["registry", "import", seed_dir().to_str().unwrap()]);
+    {
+        // What ingest records when an unregistered sensor reports.
+        use hub::registry::{RegistryStore, SqliteRegistry};
+        let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
+        reg.note_unassigned_sensor("XX-9", "edge-xq-01", hub::registry::now_ns())
+            .unwrap();
+    }
+    let hub = Hub::start(dir).await;
+    let (read, write) = (hub.token("sw", "read"), hub.token("sw", "write"));
+    let (s, page) = hub.get("/api/v1/sensors/unassigned", Some(&read)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(page["items"][0]["sensor_id"], "XX-9", "{page}");
+    let (s, _) = hub.get("/api/v1/sensors/XX-9", Some(&read)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let attach = json!({"component_id": "1201110101000001", "type": "manhole_cover",
+                        "profile": "gridsense", "interval_s": 30, "edge": "edge-xq-01"});
+    let (s, _) = hub
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/sensors/XX-9",
+            Some(&read),
+            Some(attach.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (body, field) in [
+        (json!({"component_id": "1201110101009999"}), "component_id"),
+        (json!({"edge": "edge-nowhere"}), "edge"),
+        (json!({"interval_s": 0}), "interval_s"),
+    ] {
+        let (s, resp) = hub
+            .call(
+                reqwest::Method::PUT,
+                "/api/v1/sensors/XX-9",
+                Some(&write),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{resp}");
+        assert_eq!(resp["error"]["field"], field, "{resp}");
+    }
+    let (s, sensor) = hub
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/sensors/XX-9",
+            Some(&write),
+            Some(attach),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sensor}");
+    assert_eq!(sensor["component_id"], "1201110101000001");
+    assert_eq!(sensor["interval_s"], 30);
+    let (_, got) = hub.get("/api/v1/sensors/XX-9", Some(&read)).await;
+    assert_eq!(got, sensor);
+    let (_, page) = hub.get("/api/v1/sensors/unassigned", Some(&read)).await;
+    assert_eq!(page["items"], json!([]), "attached: no longer listed");
+}

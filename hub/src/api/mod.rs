@@ -15,7 +15,7 @@ pub mod time;
 
 use crate::registry::{
     Component, ComponentFilter, ComponentInput, ComponentStatus, Department, Edge, GridCell, Page,
-    Principal, RegistryAdmin, RegistryStats, Scope, UnassignedSensor,
+    Principal, RegistryAdmin, RegistryStats, Scope, Sensor, SensorInput, UnassignedSensor,
 };
 use crate::timeseries::TimeSeriesQuery;
 use auth::need;
@@ -117,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/edges", get(list_edges))
         .route("/stats", get(stats))
         .route("/sensors/unassigned", get(list_unassigned))
+        .route("/sensors/{id}", get(get_sensor).put(put_sensor))
         .route("/grid_cells", get(list_grid_cells))
         .route("/departments", get(list_departments))
         .route_layer(middleware::from_fn_with_state(
@@ -468,6 +469,46 @@ pub struct DepartmentPage {
     pub next: Option<String>,
 }
 
+/// One registered sensor.
+#[utoipa::path(get, path = "/api/v1/sensors/{id}", tag = "sensors",
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Sensor), (status = 404, body = ErrorBody)))]
+async fn get_sensor(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Sensor>, ApiError> {
+    let reg = state.registry.clone();
+    blocking(move || {
+        reg.sensor(&id)?
+            .ok_or_else(|| ApiError::not_found(format!("sensor {id}")))
+    })
+    .await
+    .map(Json)
+}
+
+/// Registers a sensor or attaches it to a component (e.g. one listed in `sensors/unassigned`).
+#[utoipa::path(put, path = "/api/v1/sensors/{id}", tag = "sensors", request_body = SensorInput,
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Sensor), (status = 201, body = Sensor),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn put_sensor(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    b: Result<Json<SensorInput>, JsonRejection>,
+) -> Result<(StatusCode, Json<Sensor>), ApiError> {
+    need(&p, Scope::Write)?;
+    let input = body(b)?;
+    let reg = state.registry.clone();
+    let (s, created) = blocking(move || Ok(reg.put_sensor(&id, &input)?)).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(s)))
+}
+
 /// Grid cells (网格) with their bounding boxes, for maps and filters.
 #[utoipa::path(get, path = "/api/v1/grid_cells", tag = "registry", params(PageQuery),
     security(("bearer" = [])),
@@ -546,6 +587,8 @@ impl utoipa::Modify for BearerAuth {
         readings::component_readings,
         list_edges,
         list_unassigned,
+        get_sensor,
+        put_sensor,
         list_grid_cells,
         list_departments,
         stats,
@@ -563,7 +606,7 @@ impl utoipa::Modify for BearerAuth {
     ),
     components(schemas(
         Component, ComponentInput, ComponentStatus, ComponentPage, Edge, EdgePage,
-        UnassignedSensor, UnassignedPage, GridCell, GridCellPage, Department, DepartmentPage,
+        UnassignedSensor, UnassignedPage, Sensor, SensorInput, GridCell, GridCellPage, Department, DepartmentPage,
         RegistryStats, Stats, Health, ErrorBody,
         error::ErrorDetail, readings::Readings, readings::PointOut, events_doc::Event,
         events_doc::EventTrigger, events_doc::EventPage, events_doc::Transition,

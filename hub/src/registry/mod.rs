@@ -188,6 +188,9 @@ pub trait RegistryAdmin: RegistryStore {
     /// True if the component existed. Its sensors stay registered, unattached.
     fn delete_component(&self, id: &str) -> Result<bool, RegistryError>;
     fn component_sensors(&self, component_id: &str) -> Result<Vec<Sensor>, RegistryError>;
+    fn sensor(&self, id: &str) -> Result<Option<Sensor>, RegistryError>;
+    /// Registers or replaces a sensor (component and edge must exist); true if created.
+    fn put_sensor(&self, id: &str, input: &SensorInput) -> Result<(Sensor, bool), RegistryError>;
     fn list_edges(&self, after: Option<&str>, limit: usize) -> Result<Page<Edge>, RegistryError>;
     fn list_unassigned_sensors(
         &self,

@@ -219,3 +219,21 @@ pub struct SensorContext {
     /// Expected reporting interval (offline detection).
     pub interval_s: u32,
 }
+
+/// Body of `PUT sensors/{id}`: registers a sensor or (re)attaches it to a component.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SensorInput {
+    /// The component it measures; null leaves it registered but unattached.
+    pub component_id: Option<String>,
+    #[serde(rename = "type")]
+    pub sensor_type: Option<String>,
+    /// Edge profile (vendor dialect), e.g. `gridsense`.
+    pub profile: Option<String>,
+    /// Transport address on the edge (serial port, MQTT topic part, …).
+    pub address: Option<String>,
+    /// Expected reporting interval, seconds. Default 60.
+    pub interval_s: Option<i64>,
+    /// The edge it reports through.
+    pub edge: Option<String>,
+}

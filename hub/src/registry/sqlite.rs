@@ -115,6 +115,21 @@ impl SqliteRegistry {
     }
 }
 
+const SENSOR_SQL: &str =
+    "SELECT id, component_id, type, profile, address, interval_s, edge FROM sensors";
+
+fn sensor_row(r: &Row<'_>) -> rusqlite::Result<Sensor> {
+    Ok(Sensor {
+        id: r.get(0)?,
+        component_id: r.get(1)?,
+        sensor_type: r.get(2)?,
+        profile: r.get(3)?,
+        address: r.get(4)?,
+        interval_s: r.get(5)?,
+        edge: r.get(6)?,
+    })
+}
+
 const SENSOR_CONTEXT_SQL: &str = "SELECT s.id, s.component_id, c.type, s.interval_s
      FROM sensors s JOIN components c ON c.id = s.component_id WHERE 1 = 1";
 
@@ -533,6 +548,73 @@ impl RegistryAdmin for SqliteRegistry {
             tx.execute("DELETE FROM components WHERE id = ?1", [id])
                 .map(|n| n > 0)
                 .map_err(db)
+        })
+    }
+
+    fn sensor(&self, id: &str) -> Result<Option<Sensor>, RegistryError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("{SENSOR_SQL} WHERE id = ?1"))?
+                .query_row([id], sensor_row)
+                .optional()
+        })
+    }
+
+    fn put_sensor(&self, id: &str, input: &SensorInput) -> Result<(Sensor, bool), RegistryError> {
+        let id = id.trim();
+        if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == '/') {
+            return Err(field(
+                "id",
+                "1 to 64 characters, no '/' or control characters",
+            ));
+        }
+        let interval_s = input.interval_s.unwrap_or(60);
+        if interval_s <= 0 {
+            return Err(field(
+                "interval_s",
+                format!("{interval_s} is not a positive number of seconds"),
+            ));
+        }
+        let component = non_empty(&input.component_id);
+        let edge = non_empty(&input.edge);
+        self.write(|tx| {
+            if let Some(c) = &component {
+                if !exists(tx, "components", "id", c).map_err(db)? {
+                    return Err(field("component_id", format!("unknown component {c:?}")));
+                }
+            }
+            if let Some(e) = &edge {
+                if !exists(tx, "edges", "id", e).map_err(db)? {
+                    return Err(field("edge", format!("unknown edge {e:?}")));
+                }
+            }
+            let existed = exists(tx, "sensors", "id", id).map_err(db)?;
+            let sensor = Sensor {
+                id: id.to_string(),
+                component_id: component.clone(),
+                sensor_type: input.sensor_type.clone().unwrap_or_default(),
+                profile: input.profile.clone().unwrap_or_default(),
+                address: input.address.clone().unwrap_or_default(),
+                interval_s,
+                edge: edge.clone(),
+            };
+            tx.execute(
+                "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET component_id = excluded.component_id,
+                     type = excluded.type, profile = excluded.profile, address = excluded.address,
+                     interval_s = excluded.interval_s, edge = excluded.edge",
+                params![
+                    sensor.id,
+                    sensor.component_id,
+                    sensor.sensor_type,
+                    sensor.profile,
+                    sensor.address,
+                    sensor.interval_s,
+                    sensor.edge
+                ],
+            )
+            .map_err(db)?;
+            Ok((sensor, !existed))
         })
     }
 
