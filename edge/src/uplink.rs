@@ -85,6 +85,7 @@ enum LinkEvent {
 /// Drives the hub connection; reports connects, disconnects and acks to the batcher.
 async fn link_task(
     mut el: EventLoop,
+    client: AsyncClient,
     acks_topic: String,
     tx: mpsc::Sender<LinkEvent>,
     metrics: Arc<Metrics>,
@@ -94,6 +95,12 @@ async fn link_task(
         match el.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
+                // Batches go out only once acks can come back: after the SUBACK.
+                if let Err(e) = client.try_subscribe(acks_topic.clone(), QoS::AtLeastOnce) {
+                    tracing::warn!(error = %e, "subscribe to acks failed");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
                 metrics.uplink_connected.store(true, Relaxed);
                 tracing::info!("uplink connected");
                 if tx.send(LinkEvent::Connected).await.is_err() {
@@ -159,7 +166,13 @@ pub fn spawn(
     let (client, el) = AsyncClient::new(opts, 64);
     let (tx, rx) = mpsc::channel(LINK_EVENTS_CAPACITY);
     let edge_id = cfg.edge.id.clone();
-    tokio::spawn(link_task(el, topics::acks(&edge_id), tx, metrics.clone()));
+    tokio::spawn(link_task(
+        el,
+        client.clone(),
+        topics::acks(&edge_id),
+        tx,
+        metrics.clone(),
+    ));
     let shared = Arc::new(UplinkShared::default());
     let epoch = buffer.lock().map(|b| b.epoch()).unwrap_or(0);
     let b = Batcher {
@@ -209,12 +222,6 @@ impl Batcher {
                     None => return,
                     Some(LinkEvent::Connected) => {
                         self.connected = true;
-                        if let Err(e) = self
-                            .client
-                            .try_subscribe(topics::acks(&self.edge_id), QoS::AtLeastOnce)
-                        {
-                            tracing::warn!(error = %e, "subscribe to acks failed");
-                        }
                         self.publish_status();
                         // Resend everything unacked, same (epoch, seq): the hub dedups.
                         for f in &mut self.inflight {
@@ -253,6 +260,14 @@ impl Batcher {
                 self.metrics
                     .gaps_reported
                     .fetch_add(f.gaps.len() as u64, Relaxed);
+                if !f.gaps.is_empty() {
+                    if let Ok(mut b) = self.buffer.lock() {
+                        if let Err(e) = b.gaps_acked(f.seq) {
+                            self.metrics.buffer_errors.fetch_add(1, Relaxed);
+                            tracing::error!(error = %e, "persisting gaps failed");
+                        }
+                    }
+                }
             }
             _ => {
                 self.metrics.acks_unexpected.fetch_add(1, Relaxed);
@@ -333,7 +348,7 @@ impl Batcher {
                     return;
                 }
             };
-            let gaps = b.take_gaps();
+            let gaps = b.take_gaps(self.next_seq);
             drop(b);
             if taken.lane == Lane::Normal {
                 self.waiting_since = None;

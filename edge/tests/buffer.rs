@@ -181,7 +181,7 @@ fn a_full_buffer_evicts_oldest_normal_first_never_urgent_and_reports_gaps() {
     );
     assert!(stats.evicted_records > 0);
     assert_eq!(stats.evicted_urgent_records, 0);
-    let gaps = b.take_gaps();
+    let gaps = b.take_gaps(0);
     assert_eq!(gaps.len(), 1);
     assert_eq!(gaps[0].sensor.as_str(), "S");
     assert_eq!(gaps[0].reason, GapReason::BufferFull);
@@ -226,4 +226,39 @@ fn urgent_readings_are_evicted_only_when_nothing_else_remains() {
         "the normal ones went first"
     );
     assert!(s.evicted_urgent_records > 0);
+}
+
+#[test]
+fn unacknowledged_gaps_survive_a_crash_and_are_reported_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = BufferOptions {
+        buffer_bytes_max: 64 * 1024,
+        segment_bytes_max: 8 * 1024,
+    };
+    let evicted;
+    {
+        let mut b = Buffer::open(dir.path(), small.clone()).unwrap();
+        for i in 0..5000 {
+            b.append(&reading("S", i, false)).unwrap();
+        }
+        b.sync_now().unwrap();
+        evicted = b.stats().evicted_records;
+        assert!(evicted > 0);
+        // Taken for batch 7, never acked: the process dies.
+        assert_eq!(b.take_gaps(7)[0].count, evicted);
+    }
+    let mut b = Buffer::open(dir.path(), small.clone()).unwrap();
+    let gaps = b.take_gaps(0);
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(
+        gaps[0].count, evicted,
+        "the loss is still reported after the crash"
+    );
+    b.gaps_acked(0).unwrap();
+    drop(b);
+    let mut b = Buffer::open(dir.path(), small).unwrap();
+    assert!(
+        b.take_gaps(0).is_empty(),
+        "an acked gap is not reported twice"
+    );
 }

@@ -357,6 +357,8 @@ pub struct Buffer {
     scratch: Vec<u8>,
     /// Gaps from evictions, waiting to ride on the next batch.
     gaps: Vec<Gap>,
+    /// Gaps riding on batches not yet acked, by batch seq (persisted with `gaps`).
+    gaps_inflight: BTreeMap<u64, Vec<Gap>>,
     persisted_acked: [u64; 2],
     /// Readings appended since open, and how many of them are durable: sources acknowledge
     /// their input (MQTT PUBACK) only once their readings are durable.
@@ -392,6 +394,7 @@ impl SyncTicket {
 }
 
 const CURSOR_FILE: &str = "cursor";
+const GAPS_FILE: &str = "gaps";
 const EPOCH_FILE: &str = "epoch";
 
 impl Buffer {
@@ -416,7 +419,8 @@ impl Buffer {
             opts,
             logs: [urgent, normal],
             scratch: Vec::with_capacity(256),
-            gaps: Vec::new(),
+            gaps: read_gaps(&dir.join(GAPS_FILE)),
+            gaps_inflight: BTreeMap::new(),
             persisted_acked: acked,
             appended_total: 0,
             durable_total: 0,
@@ -512,6 +516,7 @@ impl Buffer {
             e.1 = e.1.max(r.ts_ns);
             e.2 += 1;
         }
+        let changed = !per_sensor.is_empty();
         for (sensor, (from_ns, to_ns, count)) in per_sensor {
             // Bounded: at most one pending gap per sensor, merged.
             if let Some(g) = self.gaps.iter_mut().find(|g| g.sensor.as_str() == sensor) {
@@ -528,7 +533,22 @@ impl Buffer {
                 });
             }
         }
+        if changed {
+            self.persist_gaps()?;
+        }
         Ok(true)
+    }
+
+    /// Writes every unacknowledged gap (pending and in flight) so a crash cannot lose the
+    /// report of a loss. Rare (evictions, acks of batches carrying gaps): done in place.
+    fn persist_gaps(&self) -> io::Result<()> {
+        let all: Vec<&Gap> = self
+            .gaps
+            .iter()
+            .chain(self.gaps_inflight.values().flatten())
+            .collect();
+        let bytes = postcard::to_allocvec(&all).map_err(|e| io::Error::other(e.to_string()))?;
+        write_atomically(&self.dir, GAPS_FILE, &bytes)
     }
 
     /// Flushes the append buffers and returns what to fdatasync, if anything is pending.
@@ -603,14 +623,21 @@ impl Buffer {
         Ok(None)
     }
 
-    /// Gaps to report on the next batch (moved out; the caller keeps them until acked).
-    pub fn take_gaps(&mut self) -> Vec<Gap> {
-        std::mem::take(&mut self.gaps)
+    /// Gaps to report on batch `seq`; they stay on disk until [`Buffer::gaps_acked`].
+    pub fn take_gaps(&mut self, seq: u64) -> Vec<Gap> {
+        let gaps = std::mem::take(&mut self.gaps);
+        if !gaps.is_empty() {
+            self.gaps_inflight.insert(seq, gaps.clone());
+        }
+        gaps
     }
 
-    /// Gives back gaps of a batch that will not be acked in this epoch.
-    pub fn return_gaps(&mut self, gaps: Vec<Gap>) {
-        self.gaps.extend(gaps);
+    /// The hub acked batch `seq`: its gaps are reported.
+    pub fn gaps_acked(&mut self, seq: u64) -> io::Result<()> {
+        if self.gaps_inflight.remove(&seq).is_some() {
+            self.persist_gaps()?;
+        }
+        Ok(())
     }
 
     /// The hub acked everything below `end` in `lane`.
@@ -698,6 +725,14 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     }
     std::fs::rename(&tmp, dir.join(name))?;
     File::open(dir)?.sync_all()
+}
+
+/// Gaps not acked before the last shutdown or crash: reported again in this epoch.
+fn read_gaps(path: &Path) -> Vec<Gap> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| postcard::from_bytes::<Vec<Gap>>(&b).ok())
+        .unwrap_or_default()
 }
 
 fn read_u64_file(path: &Path) -> io::Result<Option<u64>> {

@@ -82,13 +82,16 @@ pub async fn run(
         match el.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff.reset();
-                metrics.up.store(true, Relaxed);
                 tracing::info!(source = %src.name, "site broker connected");
                 for t in &topics {
                     if let Err(e) = client.try_subscribe(t.clone(), QoS::AtLeastOnce) {
                         tracing::warn!(source = %src.name, topic = %t, error = %e, "subscribe failed");
                     }
                 }
+            }
+            // "Up" means receiving: only once the broker confirmed the subscriptions.
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                metrics.up.store(true, Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 ingest.mqtt_message(&metrics, &p.topic, &p.payload);
