@@ -230,10 +230,10 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
     let m = ing.metrics();
     let stored = m.readings_stored.load(Relaxed);
     let groups = m.groups_committed.load(Relaxed).max(1);
-    let what = if influx.is_some() {
-        "influx sink (spill)"
-    } else {
-        "embedded store"
+    let what = match (influx.is_some(), both) {
+        (true, true) => "embedded store + influx sink",
+        (true, false) => "influx sink (spill)",
+        _ => "embedded store",
     };
     println!(
         "e2e {what}: {stored} readings, {edges} edges x {window} unacked, batches of {batch}, {sensors} sensors: \
