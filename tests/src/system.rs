@@ -140,14 +140,28 @@ impl Hub {
         from_ns: i64,
         to_ns: i64,
     ) -> anyhow::Result<Vec<(i64, f64)>> {
-        let j = self.get(&format!(
-            "/api/v1/components/{component}/readings?quantity={quantity}&from={}&to={}",
-            from_ns / 1_000_000,
-            to_ns / 1_000_000 + 1
-        ))?;
-        let points = j["points"].as_array().context("points array")?;
+        // `step=raw`: raw points whatever the range; pages follow `next` (the hub's API).
+        let mut pages = Vec::new();
+        let mut from = (from_ns / 1_000_000).to_string();
+        loop {
+            let j = self.get(&format!(
+                "/api/v1/components/{component}/readings?quantity={quantity}&step=raw&from={}&to={}",
+                from,
+                to_ns / 1_000_000 + 1
+            ))?;
+            let next = j["next"].as_str().map(str::to_string);
+            pages.push(j);
+            match next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        let mut points = Vec::new();
+        for j in &pages {
+            points.extend(j["points"].as_array().context("points array")?.iter());
+        }
         points
-            .iter()
+            .into_iter()
             .map(|p| {
                 let ts = match &p["ts"] {
                     Json::Number(n) => n.as_i64().context("ts")? * 1_000_000,
