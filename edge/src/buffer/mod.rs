@@ -95,6 +95,8 @@ struct Log {
     /// Buffered: records are read sequentially; read-ahead past `durable` is harmless
     /// because the log is append-only (bytes at an offset never change).
     reader: Option<(u64, io::BufReader<File>)>,
+    /// Sum of `segments[..].bytes`, kept so the byte bound costs nothing per append.
+    bytes_total: u64,
 }
 
 impl Log {
@@ -131,7 +133,9 @@ impl Log {
                 offset: 0,
             },
             reader: None,
+            bytes_total: 0,
         };
+        log.bytes_total = log.segments.iter().map(|s| s.bytes).sum();
         if next_index > end || log.segments.is_empty() {
             log.new_segment()?;
         } else {
@@ -205,7 +209,11 @@ impl Log {
     }
 
     fn bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.bytes).sum()
+        debug_assert_eq!(
+            self.bytes_total,
+            self.segments.iter().map(|s| s.bytes).sum::<u64>()
+        );
+        self.bytes_total
     }
 
     fn append(&mut self, encoded: &[u8], segment_bytes_max: u64) -> io::Result<()> {
@@ -220,6 +228,7 @@ impl Log {
             .back_mut()
             .expect("a log always has a segment");
         s.bytes += encoded.len() as u64;
+        self.bytes_total += encoded.len() as u64;
         s.records += 1;
         self.next_index += 1;
         Ok(())
@@ -302,6 +311,7 @@ impl Log {
         self.acked = self.acked.max(end);
         while self.segments.len() > 1 && self.segments[0].end() <= self.acked {
             let s = self.segments.pop_front().expect("len > 1");
+            self.bytes_total -= s.bytes;
             std::fs::remove_file(&s.path)?;
         }
         Ok(())
@@ -316,6 +326,7 @@ impl Log {
             self.new_segment()?;
         }
         let s = self.segments.pop_front().expect("len > 1");
+        self.bytes_total -= s.bytes;
         let mut bytes = Vec::new();
         File::open(&s.path)?.read_to_end(&mut bytes)?;
         std::fs::remove_file(&s.path)?;
