@@ -48,6 +48,9 @@ pub struct InfluxConfig {
     /// Bound of the spill, bytes; when full, writes fail (and edges keep their data). Default 1 GiB.
     #[serde(default = "default_spill_bytes_max")]
     pub spill_bytes_max: u64,
+    /// POSTs in flight at once (consecutive pieces of the spill). Default 4.
+    #[serde(default = "default_parallel_posts")]
+    pub parallel_posts: usize,
     /// Longest wait between retries, ms. Default 10 000.
     #[serde(default = "default_retry_backoff_ms_max")]
     pub retry_backoff_ms_max: u64,
@@ -58,6 +61,9 @@ pub struct InfluxConfig {
 
 fn default_batch_size() -> usize {
     5000
+}
+fn default_parallel_posts() -> usize {
+    4
 }
 fn default_spill_dir() -> PathBuf {
     PathBuf::from("./data/influx-spill")
@@ -81,6 +87,7 @@ impl InfluxConfig {
             bucket: bucket.into(),
             token: token.into(),
             batch_size: default_batch_size(),
+            parallel_posts: default_parallel_posts(),
             spill_dir: default_spill_dir(),
             spill_bytes_max: default_spill_bytes_max(),
             retry_backoff_ms_max: default_retry_backoff_ms_max(),
@@ -91,8 +98,8 @@ impl InfluxConfig {
 
 /// A spill segment is closed and a new one started past this size.
 const SEGMENT_BYTES_MAX: u64 = 64 << 20;
-/// Largest read from the spill per POST (a chunk ends on a line boundary).
-const CHUNK_BYTES_MAX: usize = 4 << 20;
+/// Largest read from the spill per round of POSTs (pieces end on line boundaries).
+const CHUNK_BYTES_MAX: usize = 8 << 20;
 const POS_FILE: &str = "drain.pos";
 
 /// Counters of the InfluxDB sink.
@@ -105,7 +112,7 @@ pub struct InfluxMetrics {
     pub lines_rejected: AtomicU64,
     /// Bytes written to the spill and not yet sent.
     pub spill_backlog_bytes: AtomicU64,
-    /// Microseconds of the last successful POST.
+    /// Microseconds of the last successful round of POSTs.
     pub last_post_us: AtomicU64,
 }
 
@@ -248,9 +255,9 @@ pub fn line_of(out: &mut String, r: &StoredReading) {
 impl InfluxSink {
     /// Opens the spill (recovering a torn tail) and starts the drain thread.
     pub fn start(cfg: &InfluxConfig) -> Result<Self, TsError> {
-        if cfg.batch_size == 0 {
+        if cfg.batch_size == 0 || cfg.parallel_posts == 0 {
             return Err(TsError::Store(
-                "timeseries.influx.batch_size must be > 0".into(),
+                "influx.batch_size and influx.parallel_posts must be > 0".into(),
             ));
         }
         let dir = cfg.spill_dir.clone();
@@ -491,66 +498,82 @@ fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig)
                 continue;
             }
         };
-        let mut lines = 0usize;
-        let mut cut = 0usize;
+        // Split into up to `parallel_posts` pieces of `batch_size` lines, POSTed at once.
+        let mut pieces: Vec<(usize, usize, usize)> = Vec::new(); // (from, to, lines)
+        let (mut from, mut lines) = (0usize, 0usize);
         for (i, b) in buf[..n].iter().enumerate() {
             if *b == b'\n' {
                 lines += 1;
-                cut = i + 1;
                 if lines == cfg.batch_size {
-                    break;
+                    pieces.push((from, i + 1, lines));
+                    (from, lines) = (i + 1, 0);
+                    if pieces.len() == cfg.parallel_posts {
+                        break;
+                    }
                 }
             }
         }
-        if cut == 0 {
+        if lines > 0 && pieces.len() < cfg.parallel_posts {
+            let to = buf[..n]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            if to > from {
+                pieces.push((from, to, lines));
+            }
+        }
+        let Some(&(_, cut, _)) = pieces.last() else {
             // A single line longer than the chunk cannot happen (lines are < 1 KiB); skip a byte
             // rather than spin.
             off += 1;
             continue;
-        }
-        let body = buf[..cut].to_vec();
+        };
         let started = Instant::now();
         let timeout = Duration::from_millis(cfg.request_timeout_ms);
-        let result = rt
-            .block_on(async {
-                tokio::time::timeout(
-                    timeout,
-                    client.write_line_protocol(&cfg.org, &cfg.bucket, body),
-                )
-                .await
-            })
-            .map_err(|_| format!("no answer within {} ms", cfg.request_timeout_ms));
-        let m = &shared.metrics;
-        match result {
-            Ok(Ok(())) => {
-                m.posts_ok.fetch_add(1, Relaxed);
-                m.points_sent.fetch_add(lines as u64, Relaxed);
-                m.last_post_us
-                    .store(started.elapsed().as_micros() as u64, Relaxed);
-                backoff_ms = 100;
-            }
-            Ok(Err(influxdb2::RequestError::Http { status, text }))
-                if status.as_u16() == 400 || status.as_u16() == 422 =>
-            {
-                m.lines_rejected.fetch_add(lines as u64, Relaxed);
-                tracing::error!(%status, %text, lines, "influx server refused lines; skipped");
-            }
-            other => {
-                let e = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e,
-                    Ok(Ok(())) => String::new(),
-                };
-                m.posts_failed.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, backoff_ms, "influx write failed; retrying");
-                let deadline = Instant::now() + Duration::from_millis(backoff_ms);
-                while Instant::now() < deadline && !shared.stop.load(Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
+        let results = rt.block_on(futures::future::join_all(pieces.iter().map(
+            |&(a, b, _)| {
+                let body = buf[a..b].to_vec();
+                let client = &client;
+                let (org, bucket) = (&cfg.org, &cfg.bucket);
+                async move {
+                    tokio::time::timeout(timeout, client.write_line_protocol(org, bucket, body))
+                        .await
+                        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))
                 }
-                backoff_ms = (backoff_ms * 2).min(cfg.retry_backoff_ms_max);
-                continue;
+            },
+        )));
+        let m = &shared.metrics;
+        let mut retry = None;
+        for (result, &(_, _, lines)) in results.into_iter().zip(&pieces) {
+            match result {
+                Ok(Ok(())) => {
+                    m.posts_ok.fetch_add(1, Relaxed);
+                    m.points_sent.fetch_add(lines as u64, Relaxed);
+                }
+                Ok(Err(influxdb2::RequestError::Http { status, text }))
+                    if status.as_u16() == 400 || status.as_u16() == 422 =>
+                {
+                    m.lines_rejected.fetch_add(lines as u64, Relaxed);
+                    tracing::error!(%status, %text, lines, "influx server refused lines; skipped");
+                }
+                Ok(Err(e)) => retry = Some(e.to_string()),
+                Err(e) => retry = Some(e),
             }
         }
+        if let Some(e) = retry {
+            // Pieces that succeeded are sent again with the rest: the server overwrites them.
+            m.posts_failed.fetch_add(1, Relaxed);
+            tracing::warn!(error = %e, backoff_ms, "influx write failed; retrying");
+            let deadline = Instant::now() + Duration::from_millis(backoff_ms);
+            while Instant::now() < deadline && !shared.stop.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            backoff_ms = (backoff_ms * 2).min(cfg.retry_backoff_ms_max);
+            continue;
+        }
+        backoff_ms = 100;
+        m.last_post_us
+            .store(started.elapsed().as_micros() as u64, Relaxed);
         off += cut as u64;
         m.spill_backlog_bytes.fetch_sub(
             (cut as u64).min(m.spill_backlog_bytes.load(Relaxed)),
