@@ -215,7 +215,7 @@ async fn edge_a_cannot_publish_as_edge_b() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_bad_mac_and_oversize_are_rejected_and_counted() {
+async fn garbage_bad_mac_oversize_and_nan_are_rejected_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Arc::new(MemRegistry::default());
     let secret = reg.add_edge("edge-1");
@@ -251,14 +251,19 @@ async fn garbage_bad_mac_and_oversize_are_rejected_and_counted() {
         &mac_key(&secret),
     )
     .await;
-    edge.publish_batch(
-        "edge-1",
-        &batch("edge-1", 1, 3, readings("OK-1", t0, 5)),
-        &mac_key(&secret),
-    )
-    .await;
+    // Two NaN/inf values among valid readings: dropped and counted, the rest stored and acked.
+    let mut ok = readings("OK-1", t0, 7);
+    ok[2].value = protocol::Value::Float(f64::NAN);
+    ok[4].value = protocol::Value::Float(f64::INFINITY);
+    edge.publish_batch("edge-1", &batch("edge-1", 1, 3, ok), &mac_key(&secret))
+        .await;
     let ack = edge.next_ack().await;
     assert_eq!(ack.seq, 3, "only the valid batch is acked");
+    assert_eq!(
+        m.readings_dropped_non_finite
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
     // The status topic is a different subscription: it may be processed after the ack.
     eventually("malformed messages counted", 30, || {
         m.rejected(RejectReason::Malformed) == 2

@@ -83,6 +83,8 @@ pub struct IngestMetrics {
     /// Groups not stored because a sink failed; their batches are not acked (edges resend).
     pub groups_failed: AtomicU64,
     pub registry_errors: AtomicU64,
+    /// Readings with a NaN or infinite value, dropped from otherwise valid batches.
+    pub readings_dropped_non_finite: AtomicU64,
     rejects: [AtomicU64; 8],
     sinks: Mutex<Vec<SinkStats>>,
 }
@@ -177,6 +179,11 @@ impl IngestMetrics {
                 "wangge_ingest_groups_failed_total",
                 "Groups not stored because a sink failed (not acked).",
                 &self.groups_failed,
+            ),
+            (
+                "wangge_ingest_readings_dropped_non_finite_total",
+                "Readings with NaN/infinite values dropped.",
+                &self.readings_dropped_non_finite,
             ),
             (
                 "wangge_ingest_registry_errors_total",

@@ -325,6 +325,18 @@ impl Worker {
             self.reject(RejectReason::Oversize, &msg.topic, &detail);
             return None;
         }
+        // NaN/inf cannot be stored (SQLite turns NaN into NULL) and would block the batch's ack
+        // forever: such readings are dropped and counted, the rest of the batch is stored.
+        let mut batch = batch;
+        let before = batch.readings.len();
+        batch.readings.retain(|r| r.value.is_finite());
+        let dropped = (before - batch.readings.len()) as u64;
+        if dropped > 0 {
+            self.metrics
+                .readings_dropped_non_finite
+                .fetch_add(dropped, Relaxed);
+            tracing::warn!(topic = %msg.topic, dropped, "non-finite reading values dropped");
+        }
         Some(batch)
     }
 
