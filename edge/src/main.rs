@@ -186,7 +186,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Buffer { config, api, json } => {
             let addr = api_addr(&config, api)?;
             let mut body = String::new();
-            http_get(addr, "/buffer")?.read_to_string(&mut body)?;
+            match http_get(addr, "/buffer") {
+                Ok(mut r) => {
+                    r.read_to_string(&mut body)?;
+                }
+                Err(e) => {
+                    // The agent is down: read the buffer directory instead (read-only).
+                    let cfg = load(&config).map_err(|_| e)?;
+                    let dir = cfg.edge.data_dir.join("buffer");
+                    let s = edge::buffer::offline_stats(&dir)
+                        .with_context(|| format!("reading {}", dir.display()))?;
+                    println!(
+                        "agent not running (local API unreachable): read from {}",
+                        dir.display()
+                    );
+                    println!(
+                        "backlog:      {} readings ({} urgent), {} bytes on disk",
+                        s.unacked, s.urgent_unacked, s.bytes
+                    );
+                    let oldest = s
+                        .oldest_unacked_ns
+                        .map(|t| {
+                            humantime::format_rfc3339_millis(
+                                std::time::UNIX_EPOCH + Duration::from_nanos(t.max(0) as u64),
+                            )
+                            .to_string()
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    println!("oldest:       {oldest}");
+                    println!(
+                        "last epoch:   {}; torn tail bytes recovery will drop: {}",
+                        s.epoch, s.torn_bytes
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             if json {
                 println!("{body}");
                 return Ok(ExitCode::SUCCESS);

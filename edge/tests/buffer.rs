@@ -262,3 +262,27 @@ fn unacknowledged_gaps_survive_a_crash_and_are_reported_again() {
         "an acked gap is not reported twice"
     );
 }
+
+#[test]
+fn the_backlog_can_be_read_offline_without_touching_the_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut b = Buffer::open(dir.path(), opts()).unwrap();
+        for i in 0..300 {
+            b.append(&reading("S", i, false)).unwrap();
+        }
+        b.append(&reading("ALARM", 0, true)).unwrap();
+        b.sync_now().unwrap();
+        let t = b.take(100).unwrap().unwrap(); // the urgent one
+        b.ack(t.lane, t.end).unwrap();
+        let t = b.take(100).unwrap().unwrap();
+        b.ack(t.lane, t.end).unwrap();
+        b.persist_cursor().unwrap();
+    }
+    let seg = last_segment(dir.path(), "normal");
+    let before = std::fs::read(&seg).unwrap();
+    let s = edge::buffer::offline_stats(dir.path()).unwrap();
+    assert_eq!((s.unacked, s.urgent_unacked, s.epoch), (200, 0, 1));
+    assert_eq!(s.oldest_unacked_ns, Some(reading("S", 100, false).ts_ns));
+    assert_eq!(std::fs::read(&seg).unwrap(), before, "read-only");
+}

@@ -775,3 +775,49 @@ fn read_cursor(path: &Path) -> io::Result<[u64; 2]> {
         Err(e) => Err(e),
     }
 }
+
+/// What `edge buffer` shows when the agent is not running: read from disk, changing nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfflineStats {
+    pub bytes: u64,
+    pub unacked: u64,
+    pub urgent_unacked: u64,
+    pub oldest_unacked_ns: Option<i64>,
+    /// Bytes at segment tails that recovery will drop (torn or corrupt).
+    pub torn_bytes: u64,
+    pub epoch: u64,
+}
+
+/// Scans the buffer directory read-only (no recovery, no truncation).
+pub fn offline_stats(dir: &Path) -> io::Result<OfflineStats> {
+    let acked = read_cursor(&dir.join(CURSOR_FILE))?;
+    let mut st = OfflineStats {
+        epoch: read_u64_file(&dir.join(EPOCH_FILE))?.unwrap_or(0),
+        ..Default::default()
+    };
+    for lane in Lane::ALL {
+        let lane_dir = dir.join(lane.name());
+        if !lane_dir.exists() {
+            continue;
+        }
+        for (first, path) in segment::list(&lane_dir)? {
+            let bytes = std::fs::read(&path)?;
+            st.bytes += bytes.len() as u64;
+            let (mut off, mut index) = (0usize, first);
+            while let record::Decoded::Record(r, n) = record::decode(&bytes[off..]) {
+                if index >= acked[lane as usize] {
+                    st.unacked += 1;
+                    if lane == Lane::Urgent {
+                        st.urgent_unacked += 1;
+                    }
+                    st.oldest_unacked_ns =
+                        Some(st.oldest_unacked_ns.map_or(r.ts_ns, |t| t.min(r.ts_ns)));
+                }
+                off += n;
+                index += 1;
+            }
+            st.torn_bytes += (bytes.len() - off) as u64;
+        }
+    }
+    Ok(st)
+}
