@@ -36,6 +36,8 @@ pub struct BufferReport {
     pub eta_s: Option<f64>,
     pub evicted_readings: u64,
     pub recovery_records_dropped: u64,
+    /// Records unreadable while running (damage after recovery), skipped.
+    pub unreadable_skipped: u64,
     pub uplink_connected: bool,
 }
 
@@ -76,6 +78,7 @@ pub fn buffer_report(s: &ApiState) -> BufferReport {
         },
         evicted_readings: stats.evicted_records,
         recovery_records_dropped: stats.recovery_records_dropped,
+        unreadable_skipped: stats.unreadable_skipped,
         uplink_connected: m.uplink_connected.load(Relaxed),
     }
 }
@@ -132,6 +135,11 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
             "edge_buffer_recovery_dropped_total",
             "torn records dropped at start-up",
             b.recovery_records_dropped as f64,
+        ),
+        (
+            "edge_buffer_unreadable_skipped_total",
+            "records unreadable while running (damage after recovery), skipped",
+            b.unreadable_skipped as f64,
         ),
         (
             "edge_oldest_unacked_age_seconds",

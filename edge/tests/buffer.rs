@@ -286,3 +286,28 @@ fn the_backlog_can_be_read_offline_without_touching_the_buffer() {
     assert_eq!(s.oldest_unacked_ns, Some(reading("S", 100, false).ts_ns));
     assert_eq!(std::fs::read(&seg).unwrap(), before, "read-only");
 }
+
+#[test]
+fn a_record_damaged_while_running_is_skipped_and_counted_not_a_stall() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    for i in 0..100 {
+        b.append(&reading("S", i, false)).unwrap();
+    }
+    b.sync_now().unwrap();
+    // Bit rot in the middle of the active segment, after recovery ran.
+    let seg = last_segment(dir.path(), "normal");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let first = drain(&mut b);
+    assert!(!first.is_empty() && first.len() < 100, "{}", first.len());
+    assert_eq!(b.stats().unreadable_skipped, 100 - first.len() as u64);
+    // New readings go to a fresh segment and still flow.
+    for i in 100..110 {
+        b.append(&reading("S", i, false)).unwrap();
+    }
+    b.sync_now().unwrap();
+    assert_eq!(drain(&mut b).len(), 10);
+}

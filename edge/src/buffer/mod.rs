@@ -70,6 +70,8 @@ pub struct BufferStats {
     pub epoch: u64,
     pub recovery_records_dropped: u64,
     pub recovery_bytes_dropped: u64,
+    /// Records found unreadable while running (after recovery) and skipped.
+    pub unreadable_skipped: u64,
 }
 
 /// Where the reader is.
@@ -97,6 +99,8 @@ struct Log {
     reader: Option<(u64, io::BufReader<File>)>,
     /// Sum of `segments[..].bytes`, kept so the byte bound costs nothing per append.
     bytes_total: u64,
+    /// Records skipped because they were unreadable after recovery.
+    skipped: u64,
 }
 
 impl Log {
@@ -134,6 +138,7 @@ impl Log {
             },
             reader: None,
             bytes_total: 0,
+            skipped: 0,
         };
         log.bytes_total = log.segments.iter().map(|s| s.bytes).sum();
         if next_index > end || log.segments.is_empty() {
@@ -275,31 +280,41 @@ impl Log {
                 self.reader = Some((seg.first, io::BufReader::with_capacity(64 * 1024, f)));
             }
             let (_, f) = self.reader.as_mut().expect("set above");
-            let mut header = [0u8; record::HEADER_BYTES];
-            f.read_exact(&mut header)?;
-            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-            let mut rec = header.to_vec();
-            rec.resize(
-                record::HEADER_BYTES + len.min(record::PAYLOAD_BYTES_MAX as usize),
-                0,
-            );
-            f.read_exact(&mut rec[record::HEADER_BYTES..])?;
-            match record::decode(&rec) {
-                record::Decoded::Record(r, n) => {
+            match read_record(f) {
+                Ok(record::Decoded::Record(r, n)) => {
                     out.push(r);
                     self.read.offset += n as u64;
                     self.read.index += 1;
                 }
-                _ => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "{} log: corrupt record at {} offset {}",
-                            self.lane.name(),
-                            self.read.segment,
-                            self.read.offset
-                        ),
-                    ))
+                // Damage after recovery (bit rot, a truncated file): never stall the uplink on
+                // it. Skip the rest of this segment (sealing it first if it is the active one)
+                // and count what was skipped.
+                other => {
+                    let seg_end = seg.end();
+                    let seg_first = seg.first;
+                    tracing::error!(
+                        lane = self.lane.name(),
+                        segment = seg_first,
+                        offset = self.read.offset,
+                        result = ?other.as_ref().map(|_| "corrupt").map_err(|e| e.to_string()),
+                        "unreadable record in the buffer; skipping the rest of its segment"
+                    );
+                    self.skipped += seg_end.saturating_sub(self.read.index);
+                    if self.segments.back().map(|s| s.first) == Some(seg_first) {
+                        self.new_segment()?;
+                    }
+                    let next = self
+                        .segments
+                        .iter()
+                        .find(|s| s.first > seg_first)
+                        .map(|s| s.first)
+                        .expect("a later segment exists: the active one was just sealed");
+                    self.read = ReadPos {
+                        index: next,
+                        segment: next,
+                        offset: 0,
+                    };
+                    self.reader = None;
                 }
             }
         }
@@ -712,6 +727,7 @@ impl Buffer {
             records_unacked: self.logs[0].unacked() + self.logs[1].unacked(),
             urgent_unacked: self.logs[0].unacked(),
             durable_unread: self.unread(Lane::Urgent) + self.unread(Lane::Normal),
+            unreadable_skipped: self.logs[0].skipped + self.logs[1].skipped,
             ..self.stats.clone()
         }
     }
@@ -725,6 +741,20 @@ pub fn write_cursor(dir: &Path, acked: [u64; 2]) -> io::Result<()> {
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     write_atomically(dir, CURSOR_FILE, &bytes)
+}
+
+/// Reads one record from a sequential reader.
+fn read_record(f: &mut impl Read) -> io::Result<record::Decoded> {
+    let mut header = [0u8; record::HEADER_BYTES];
+    f.read_exact(&mut header)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if len == 0 || len > record::PAYLOAD_BYTES_MAX as usize {
+        return Ok(record::Decoded::Corrupt);
+    }
+    let mut rec = header.to_vec();
+    rec.resize(record::HEADER_BYTES + len, 0);
+    f.read_exact(&mut rec[record::HEADER_BYTES..])?;
+    Ok(record::decode(&rec))
 }
 
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
