@@ -741,3 +741,73 @@ async fn an_unassigned_sensor_is_attached_to_a_component_through_the_api() {
     let (_, page) = hub.get("/api/v1/sensors/unassigned", Some(&read)).await;
     assert_eq!(page["items"], json!([]), "attached: no longer listed");
 }
+
+#[tokio::test]
+async fn a_department_writes_only_the_components_it_owns_or_maintains() {
+    let hub = Hub::seeded().await;
+    let sw = hub.token("sw", "write");
+    // 1201110118000001: a street lamp owned and maintained by zm.
+    let (s, body) = hub
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/components/1201110118000001",
+            Some(&sw),
+            Some(json!({"name": "not ours"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert_error(&body, "forbidden", "department sw");
+    let (s, _) = hub
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/components/1201110118000001",
+            Some(&sw),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Creating a component whose class gives it to zm: refused; with sw as maintainer: allowed.
+    let (s, _) = hub
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/components",
+            Some(&sw),
+            Some(json!({"id": "1201110118009001"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, c) = hub
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/components",
+            Some(&sw),
+            Some(json!({"id": "1201110118009001", "maintainer_department": "sw"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    // Attaching a sensor to another department's component: refused.
+    let (s, _) = hub
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/sensors/XX-1",
+            Some(&sw),
+            Some(json!({"component_id": "1201110118000001"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Admin may change anything; the lamp is unchanged by the refused calls.
+    let (s, lamp) = hub
+        .get("/api/v1/components/1201110118000001", Some(ADMIN))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_ne!(lamp["name"], "not ours");
+    let (s, _) = hub
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/components/1201110118000001",
+            Some(ADMIN),
+            Some(json!({"name": "admin rename"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}

@@ -354,6 +354,46 @@ async fn get_component(
     .map(Json)
 }
 
+/// A department's write token may change only components its department owns or maintains
+/// (before and after the change); admin tokens may change any.
+fn may_write(p: &Principal, c: &Component) -> bool {
+    p.scope == Scope::Admin
+        || p.department.as_deref().is_some_and(|d| {
+            c.owner_department.as_deref() == Some(d)
+                || c.maintainer_department.as_deref() == Some(d)
+        })
+}
+
+fn not_yours(p: &Principal, id: &str) -> ApiError {
+    ApiError::forbidden(format!(
+        "component {id} is neither owned nor maintained by department {}",
+        p.department.as_deref().unwrap_or("(none)")
+    ))
+}
+
+/// Checks a write on component `id` (its current state, if any, and the `input` it would get).
+fn check_component_write(
+    reg: &dyn RegistryAdmin,
+    p: &Principal,
+    id: &str,
+    input: Option<&ComponentInput>,
+) -> Result<(), ApiError> {
+    if p.scope == Scope::Admin {
+        return Ok(());
+    }
+    if let Some(existing) = reg.component(id)? {
+        if !may_write(p, &existing) {
+            return Err(not_yours(p, id));
+        }
+    }
+    if let Some(input) = input {
+        if !may_write(p, &reg.preview_component(id, input)?) {
+            return Err(not_yours(p, id));
+        }
+    }
+    Ok(())
+}
+
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(v)| v)
         .map_err(|e| rejection(e.status(), e.body_text()))
@@ -373,7 +413,13 @@ async fn create_component(
     need(&p, Scope::Write)?;
     let input = body(b)?;
     let reg = state.registry.clone();
-    let c = blocking(move || Ok(reg.create_component(&input)?)).await?;
+    let c = blocking(move || {
+        if let Some(id) = input.id.as_deref().filter(|i| !i.trim().is_empty()) {
+            check_component_write(reg.as_ref(), &p, id.trim(), Some(&input))?;
+        }
+        Ok(reg.create_component(&input)?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(c)))
 }
 
@@ -392,7 +438,11 @@ async fn put_component(
     need(&p, Scope::Write)?;
     let input = body(b)?;
     let reg = state.registry.clone();
-    let (c, created) = blocking(move || Ok(reg.put_component(&id, &input)?)).await?;
+    let (c, created) = blocking(move || {
+        check_component_write(reg.as_ref(), &p, &id, Some(&input))?;
+        Ok(reg.put_component(&id, &input)?)
+    })
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -414,6 +464,7 @@ async fn delete_component(
     need(&p, Scope::Write)?;
     let reg = state.registry.clone();
     blocking(move || {
+        check_component_write(reg.as_ref(), &p, &id, None)?;
         if reg.delete_component(&id)? {
             Ok(StatusCode::NO_CONTENT)
         } else {
@@ -500,7 +551,15 @@ async fn put_sensor(
     need(&p, Scope::Write)?;
     let input = body(b)?;
     let reg = state.registry.clone();
-    let (s, created) = blocking(move || Ok(reg.put_sensor(&id, &input)?)).await?;
+    let (s, created) = blocking(move || {
+        // A department attaches sensors only to, and moves them only from, its own components.
+        let current = reg.sensor(&id)?.and_then(|s| s.component_id);
+        for c in current.iter().chain(input.component_id.iter()) {
+            check_component_write(reg.as_ref(), &p, c, None)?;
+        }
+        Ok(reg.put_sensor(&id, &input)?)
+    })
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {

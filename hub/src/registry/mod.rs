@@ -173,6 +173,12 @@ pub trait RegistryAdmin: RegistryStore {
     /// Validates (code shape, known region and class, known grid cell and departments) and stores a
     /// new component; `Conflict` if it exists.
     fn create_component(&self, input: &ComponentInput) -> Result<Component, RegistryError>;
+    /// What `create_component`/`put_component` would store, without storing it (same checks).
+    fn preview_component(
+        &self,
+        id: &str,
+        input: &ComponentInput,
+    ) -> Result<Component, RegistryError>;
     /// Creates or replaces the component `id`; the bool is true if it was created.
     fn put_component(
         &self,

@@ -506,6 +506,14 @@ impl RegistryAdmin for SqliteRegistry {
         })
     }
 
+    fn preview_component(
+        &self,
+        id: &str,
+        input: &ComponentInput,
+    ) -> Result<Component, RegistryError> {
+        self.read(|c| Ok(validate_component(c, id, input)))?
+    }
+
     fn put_component(
         &self,
         id: &str,
