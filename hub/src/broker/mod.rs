@@ -41,7 +41,9 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Seconds an accepted socket may take to send CONNECT. Default 10.
     pub connect_timeout_ms: u16,
-    /// Capacity of the inbound queue between the broker link and ingest, messages. Default 1024.
+    /// Capacity of the inbound queue between the broker link and ingest, messages. Default 512.
+    /// Memory bound: `inbound_queue_max × max_payload_bytes` (512 MiB worst case, ≈ 10 MiB with
+    /// 500-reading batches); it also bounds an ingest group (512 × 500 readings ≥ the 200k cap).
     pub inbound_queue_max: usize,
     /// External-broker mode only.
     pub external: Option<ExternalBrokerConfig>,
@@ -106,7 +108,7 @@ impl Default for BrokerConfig {
             max_inflight_count: 100,
             max_connections: 10_000,
             connect_timeout_ms: 10_000,
-            inbound_queue_max: 1024,
+            inbound_queue_max: 512,
             external: None,
         }
     }
