@@ -14,6 +14,7 @@ use protocol::uplink::{mac_key, topics, EdgeStatus, Quality, Reading, ReadingFla
 use protocol::{Quantity, Value};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -297,10 +298,25 @@ fn displaced_cover_readings() -> Vec<Reading> {
     out
 }
 
-async fn browser(driver: &Path, browser: &Path, dir: &Path) -> (Proc, Client) {
+/// chromedriver and the Chromium it starts, in a process group of their own: dropping this
+/// (also when the test panics) kills the whole group by its id, so no browser outlives the test.
+struct DriverGroup {
+    proc: Proc,
+}
+
+impl Drop for DriverGroup {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.proc.pid() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+async fn browser(driver: &Path, browser: &Path, dir: &Path) -> (DriverGroup, Client) {
     let port = free_port();
     let mut cmd = Command::new(driver);
-    cmd.arg(format!("--port={port}"));
+    cmd.arg(format!("--port={port}")).process_group(0);
     let proc = Proc::spawn("chromedriver", cmd, &dir.join("chromedriver.log"))
         .expect("start chromedriver");
     let deadline = Instant::now() + Duration::from_secs(WAIT_S);
@@ -335,7 +351,7 @@ async fn browser(driver: &Path, browser: &Path, dir: &Path) -> (Proc, Client) {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .unwrap_or_else(|e| panic!("WebDriver session: {e}; {}", proc.log_tail(2000)));
-    (proc, client)
+    (DriverGroup { proc }, client)
 }
 
 /// Waits for a CSS selector to match, failing with `what` after WAIT_S.
@@ -722,5 +738,5 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     .await;
 
     let _ = c.close().await;
-    driver.terminate(Duration::from_secs(5));
+    driver.proc.terminate(Duration::from_secs(5));
 }
