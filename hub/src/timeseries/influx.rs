@@ -192,6 +192,13 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> TsError {
     TsError::Store(format!("influx spill {what} {}: {e}", path.display()))
 }
 
+/// Makes a new segment's directory entry durable (its contents are fsynced on every write).
+fn sync_dir(dir: &Path) -> Result<(), TsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("sync", dir, e))
+}
+
 fn seg_path(dir: &Path, seg: u64) -> PathBuf {
     dir.join(format!("{seg:016}.lp"))
 }
@@ -271,6 +278,7 @@ impl InfluxSink {
             .append(true)
             .open(&path)
             .map_err(|e| io_err("open", &path, e))?;
+        sync_dir(&dir)?;
         // A write torn by a crash was never acknowledged: cut it back to the last full line.
         let len = {
             let mut buf = Vec::new();
@@ -356,6 +364,7 @@ impl InfluxSink {
                 .append(true)
                 .open(&path)
                 .map_err(|e| io_err("open", &path, e))?;
+            sync_dir(&self.shared.dir)?;
             *w = SpillWriter { file, seg, len: 0 };
         }
         let path = seg_path(&self.shared.dir, w.seg);
