@@ -93,6 +93,16 @@ export async function departments() {
   }
   return departmentsCache;
 }
+let gridCellsCache = null;
+/** The registry's grid cells [{id, name, …}], fetched once per sign-in; [] when not served. */
+export async function gridCells() {
+  if (!gridCellsCache) {
+    gridCellsCache = all("grid_cells").then((r) => r.items).catch(() => []);
+  }
+  return gridCellsCache;
+}
+/** Forgets the registry lists cached for the signed-in token. */
 export function forgetDepartments() {
   departmentsCache = null;
+  gridCellsCache = null;
 }

@@ -121,6 +121,7 @@ async function render() {
   live.onState(live.up);
   // Department names for labels where the dictionary has none (a registry's own departments).
   registerNames("dept", Object.fromEntries((await api.departments()).map((d) => [d.id, d.name])));
+  registerNames("grid", Object.fromEntries((await api.gridCells()).map((c) => [c.id, c.name])));
   const ctx = { onLive: (f) => liveListeners.add(f) };
   try {
     cleanup = (await VIEWS[name].render(main, args, ctx)) || null;

@@ -51,7 +51,7 @@ function details(c) {
       row("component.type", label("ctype", c.type)),
       row("component.address", c.address),
       row("component.position", c.lat != null ? `${fmtNum(c.lat, 6)}, ${fmtNum(c.lon, 6)}` : null),
-      row("component.grid", c.grid_cell),
+      row("component.grid", c.grid_cell && label("grid", c.grid_cell) !== c.grid_cell ? `${label("grid", c.grid_cell)} (${c.grid_cell})` : c.grid_cell),
       row("component.owner", label("dept", c.owner_department)),
       row("component.maintainer", label("dept", c.maintainer_department)),
       row("component.status", badge(c.status, label("status", c.status))),

@@ -89,7 +89,7 @@ function legend() {
 /** The registry's grid cells (`GET grid_cells`); [] when the hub does not serve them. */
 async function registryCells() {
   try {
-    return (await api.all("grid_cells")).items;
+    return await api.gridCells();
   } catch {
     return [];
   }
