@@ -366,6 +366,14 @@ pub struct ValidateSection {
     /// `[validate.limits] pressure = { min = 0.0, max = 2.5, jump = 1.0 }`.
     #[serde(default)]
     pub limits: std::collections::BTreeMap<String, LimitSpec>,
+    /// Flood guard: reports one sensor may send per second, sustained (token bucket). Reports
+    /// beyond it are dropped and counted (`edge_rejects_total{reason="rate_limited"}`). Default 20.
+    #[serde(default = "default_sensor_reports_per_s_max")]
+    pub sensor_reports_per_s_max: f64,
+    /// Flood guard: reports one sensor may send back to back before the rate applies — large
+    /// enough for a store-and-forward sensor emptying its memory. Default 2000.
+    #[serde(default = "default_sensor_burst_reports_max")]
+    pub sensor_burst_reports_max: u32,
 }
 
 /// Range and plausible step of one quantity (canonical units); an unset bound keeps the
@@ -382,6 +390,12 @@ pub struct LimitSpec {
 fn default_future_skew_max_ms() -> u64 {
     300_000
 }
+fn default_sensor_reports_per_s_max() -> f64 {
+    20.0
+}
+fn default_sensor_burst_reports_max() -> u32 {
+    2000
+}
 fn default_urgent() -> Vec<String> {
     ["alarm", "opened", "trapped", "leak"]
         .iter()
@@ -395,6 +409,8 @@ impl Default for ValidateSection {
             future_skew_max_ms: default_future_skew_max_ms(),
             urgent: default_urgent(),
             limits: Default::default(),
+            sensor_reports_per_s_max: default_sensor_reports_per_s_max(),
+            sensor_burst_reports_max: default_sensor_burst_reports_max(),
         }
     }
 }

@@ -127,6 +127,9 @@ impl Ingest {
             for r in reports {
                 let o = v.validate(r, recv, &mut readings);
                 let m = &self.metrics;
+                if o.rate_limited {
+                    m.reject("rate_limited", &r.sensor);
+                }
                 if o.duplicate {
                     m.duplicates.fetch_add(1, Relaxed);
                 }

@@ -37,7 +37,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .filter_map(|(q, l)| Some((protocol::Quantity::from_name(q).ok()?, *l)))
         .collect();
     let validator = Validator::new(registered, cfg.validate.future_skew_max_ms, default_urgent)
-        .with_limits(crate::normalize::validate::limits_with(&overrides));
+        .with_limits(crate::normalize::validate::limits_with(&overrides))
+        .with_rate_limit(crate::normalize::validate::RateLimit {
+            reports_per_s_max: cfg.validate.sensor_reports_per_s_max,
+            burst_reports_max: cfg.validate.sensor_burst_reports_max,
+        });
     let buffer_dir = cfg.edge.data_dir.join("buffer");
     let buffer = Buffer::open(
         &buffer_dir,

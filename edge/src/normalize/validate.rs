@@ -5,6 +5,8 @@
 //! * timestamp missing or more than `future_skew_max_ms` ahead → edge receive time + flag
 //! * repeated (sensor, seq) → dropped and counted (the only thing validation drops)
 //! * sensor not in the registry → forwarded, flagged `unregistered`
+//! * more reports from one sensor than its token bucket allows → dropped, counted
+//!   (`rate_limited`): one flooding sensor cannot fill the buffer for everyone else
 
 use super::dedup::Dedup;
 use super::profile::{mask_of, QuantityMask, Report};
@@ -39,6 +41,8 @@ pub fn default_limits(q: Quantity) -> (Option<(f64, f64)>, Option<f64>) {
 /// What validation did with one report.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
+    /// Dropped by the per-sensor flood guard (nothing else was checked).
+    pub rate_limited: bool,
     pub duplicate: bool,
     pub ts_from_edge: bool,
     pub unregistered: bool,
@@ -68,8 +72,23 @@ pub fn limits_with(overrides: &[(Quantity, crate::config::LimitSpec)]) -> Limits
     t
 }
 
+/// Per-sensor flood guard: a token bucket of `burst_reports_max` reports refilled at
+/// `reports_per_s_max`. A non-positive or non-finite rate disables it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub reports_per_s_max: f64,
+    pub burst_reports_max: u32,
+}
+
+/// Sensors whose bucket is tracked; past this (a flood of invented sensor ids) the table is
+/// cleared, which only ever errs towards accepting.
+const RATE_SENSORS_MAX: usize = 100_000;
+
 pub struct Validator {
     limits: Limits,
+    rate: Option<RateLimit>,
+    /// sensor → (tokens left, edge time of the last refill in ns).
+    buckets: HashMap<Box<str>, (f64, i64)>,
     registered: HashSet<String>,
     dedup: Dedup,
     /// Last good value per sensor and quantity code (NaN: none yet), for the jump check.
@@ -86,6 +105,8 @@ impl Validator {
     ) -> Self {
         Validator {
             limits: limits_with(&[]),
+            rate: None,
+            buckets: HashMap::new(),
             registered,
             dedup: Dedup::default(),
             last: HashMap::new(),
@@ -100,6 +121,39 @@ impl Validator {
         self
     }
 
+    /// Enables the per-sensor flood guard.
+    pub fn with_rate_limit(mut self, rate: RateLimit) -> Self {
+        let on = rate.reports_per_s_max.is_finite() && rate.reports_per_s_max > 0.0;
+        self.rate = on.then_some(rate);
+        self
+    }
+
+    /// Takes one token from `sensor`'s bucket; false when it is empty.
+    fn admit(&mut self, sensor: &str, recv_ns: i64) -> bool {
+        let Some(rate) = self.rate else {
+            return true;
+        };
+        let cap = f64::from(rate.burst_reports_max.max(1));
+        if !self.buckets.contains_key(sensor) {
+            if self.buckets.len() >= RATE_SENSORS_MAX {
+                self.buckets.clear();
+            }
+            self.buckets.insert(sensor.into(), (cap, recv_ns));
+        }
+        let Some((tokens, at)) = self.buckets.get_mut(sensor) else {
+            return true;
+        };
+        let elapsed_s = (recv_ns.saturating_sub(*at)).max(0) as f64 / 1e9;
+        *tokens = (*tokens + elapsed_s * rate.reports_per_s_max).min(cap);
+        *at = recv_ns;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     pub fn is_registered(&self, sensor: &str) -> bool {
         self.registered.contains(sensor)
     }
@@ -107,6 +161,10 @@ impl Validator {
     /// Validates one report received at `recv_ns` (edge clock) and appends its readings.
     pub fn validate(&mut self, r: &Report, recv_ns: i64, out: &mut Vec<Reading>) -> Outcome {
         let mut o = Outcome::default();
+        if !self.admit(&r.sensor, recv_ns) {
+            o.rate_limited = true;
+            return o;
+        }
         if let Some(seq) = r.seq {
             if !self.dedup.first_time(&r.sensor, seq) {
                 o.duplicate = true;
@@ -225,5 +283,34 @@ mod tests {
         let mut out = Vec::new();
         v.validate(&report, 2, &mut out);
         assert_eq!(out[0].quality, Quality::Bad);
+    }
+
+    #[test]
+    fn a_flooding_sensor_is_cut_to_its_rate_and_others_are_untouched() {
+        let mut v = Validator::new(HashSet::new(), 300_000, 0).with_rate_limit(RateLimit {
+            reports_per_s_max: 10.0,
+            burst_reports_max: 5,
+        });
+        let report = |sensor: &str| Report {
+            sensor: sensor.into(),
+            seq: None,
+            ts_ns: Some(1),
+            values: vec![(Quantity::Temperature, Value::Float(20.0))],
+            urgent: 0,
+        };
+        let mut out = Vec::new();
+        // 20 reports within the same instant: the burst of 5 passes, 15 are cut.
+        let limited = (0..20)
+            .filter(|_| v.validate(&report("FLOOD"), 1_000, &mut out).rate_limited)
+            .count();
+        assert_eq!((out.len(), limited), (5, 15));
+        // Another sensor has its own bucket.
+        assert!(!v.validate(&report("QUIET"), 1_000, &mut out).rate_limited);
+        // 0.5 s later the flooding sensor has earned 5 tokens back.
+        let later = 1_000 + 500_000_000;
+        let admitted = (0..10)
+            .filter(|_| !v.validate(&report("FLOOD"), later, &mut out).rate_limited)
+            .count();
+        assert_eq!(admitted, 5);
     }
 }
