@@ -21,6 +21,8 @@ pub struct Hub {
     pub mqtt: u16,
     pub config: PathBuf,
     pub edge_secret: String,
+    /// `RUST_LOG` for the next `start` (default `info`).
+    pub rust_log: String,
     log: PathBuf,
     http_client: reqwest::blocking::Client,
 }
@@ -46,6 +48,7 @@ impl Hub {
             mqtt: free_port(),
             config,
             edge_secret: String::new(),
+            rust_log: "info".into(),
             log: dir.join("hub.log"),
             http_client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -70,6 +73,16 @@ impl Hub {
         Ok(Hub { edge_secret, ..hub })
     }
 
+    /// Where the hub's stdout/stderr go.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// A `hub --config … <args>` command (admin token set), for CLI tests.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        self.command(args)
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("hub"));
         c.arg("--config")
@@ -83,7 +96,7 @@ impl Hub {
         let mut c = self.command(&["serve"]);
         c.arg("--http").arg(format!("127.0.0.1:{}", self.http));
         c.arg("--mqtt").arg(format!("127.0.0.1:{}", self.mqtt));
-        c.env("RUST_LOG", "info");
+        c.env("RUST_LOG", &self.rust_log);
         self.proc = Some(Proc::spawn("hub", c, &self.log)?);
         let http = self.http;
         wait_for("the hub's HTTP API", Duration::from_secs(30), || {
@@ -216,11 +229,23 @@ pub struct Edge {
     pub proc: Option<Proc>,
     pub config: PathBuf,
     pub api_port: u16,
+    /// `RUST_LOG` for the next `start` (default `info`).
+    pub rust_log: String,
     log: PathBuf,
 }
 
 impl Edge {
     pub fn prepare(dir: &Path, hub: &Hub, site: &Mosquitto) -> anyhow::Result<Edge> {
+        Self::prepare_with(dir, hub, site, "")
+    }
+
+    /// Like `prepare`, with `extra` appended to the edge's TOML (e.g. a `[validate]` section).
+    pub fn prepare_with(
+        dir: &Path,
+        hub: &Hub,
+        site: &Mosquitto,
+        extra: &str,
+    ) -> anyhow::Result<Edge> {
         let root = workspace_root();
         let api_port = free_port();
         let config = dir.join("edge.toml");
@@ -260,6 +285,7 @@ ack_timeout_ms = 3000
 
 [local_api]
 listen = "127.0.0.1:{api_port}"
+{extra}
 "#,
                 data = dir.join("edge-data").display().to_string(),
                 registry = root
@@ -278,6 +304,7 @@ listen = "127.0.0.1:{api_port}"
             proc: None,
             config,
             api_port,
+            rust_log: "info".into(),
             log: dir.join("edge.log"),
         })
     }
@@ -287,7 +314,7 @@ listen = "127.0.0.1:{api_port}"
         c.arg("run")
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", &self.rust_log);
         self.proc = Some(Proc::spawn("edge", c, &self.log)?);
         let port = self.api_port;
         wait_for("the edge's local API", Duration::from_secs(30), || {
@@ -303,6 +330,24 @@ listen = "127.0.0.1:{api_port}"
         }
     }
 
+    /// Where the edge's stdout/stderr go.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The local API's `/metrics` text (Prometheus exposition).
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        let r = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?
+            .get(format!("http://127.0.0.1:{}/metrics", self.api_port))
+            .send()?;
+        if !r.status().is_success() {
+            bail!("edge /metrics: {}", r.status());
+        }
+        Ok(r.text()?)
+    }
+
     pub fn log_tail(&self) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();
         s.chars()
@@ -313,6 +358,29 @@ listen = "127.0.0.1:{api_port}"
             .rev()
             .collect()
     }
+}
+
+/// Sum of the samples of `metric` whose label set contains every `labels` pair (`k="v"`), from
+/// Prometheus text. 0 when absent.
+pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name_labels, value) = l.rsplit_once(' ')?;
+            let (name, rest) = match name_labels.split_once('{') {
+                Some((n, r)) => (n, r),
+                None => (name_labels, ""),
+            };
+            if name != metric {
+                return None;
+            }
+            labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
 }
 
 /// One reading the simulator says a correct receiver must end up with (`--record` line).
