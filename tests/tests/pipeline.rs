@@ -64,6 +64,16 @@ fn start_hours_ago(hours_ago: i64) -> String {
     (now_ns() / 1_000_000 - hours_ago * 3_600_000).to_string()
 }
 
+/// A running hub (seeded, with `hub_config` appended to its config), site broker and edge.
+fn running_system(dir: &Path, hub_config: &str) -> (Hub, Mosquitto, Edge) {
+    let mut hub = Hub::prepare(dir, hub_config).unwrap();
+    hub.start().unwrap();
+    let site = Mosquitto::start().unwrap();
+    let mut edge = Edge::prepare(dir, &hub, &site).unwrap();
+    edge.start().unwrap();
+    (hub, site, edge)
+}
+
 fn sim_args(dir: &Path, site: &Mosquitto, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "--start".into(),
@@ -89,11 +99,7 @@ fn every_reading_the_simulator_sent_is_stored_exactly_once_in_both_stores() {
         "[influx]\nurl = \"http://127.0.0.1:{}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n",
         vm.port
     );
-    let mut hub = Hub::prepare(dir.path(), &influx).unwrap();
-    hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
-    let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
-    edge.start().unwrap();
+    let (mut hub, site, mut edge) = running_system(dir.path(), &influx);
     let started = now_ns();
     let (record, summary) = simulate(
         dir.path(),
@@ -166,11 +172,7 @@ fn every_reading_the_simulator_sent_is_stored_exactly_once_in_both_stores() {
 #[test]
 fn a_hub_killed_mid_stream_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = Hub::prepare(dir.path(), "").unwrap();
-    hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
-    let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
-    edge.start().unwrap();
+    let (mut hub, site, mut edge) = running_system(dir.path(), "");
     let started = now_ns();
     let args = sim_args(dir.path(), &site, &["--count", "6", "--seed", "12"]);
     let d = dir.path().to_path_buf();
@@ -191,11 +193,7 @@ fn a_hub_killed_mid_stream_loses_and_duplicates_nothing() {
 #[test]
 fn an_edge_killed_mid_stream_resends_nothing_twice_and_loses_nothing_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = Hub::prepare(dir.path(), "").unwrap();
-    hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
-    let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
-    edge.start().unwrap();
+    let (mut hub, site, mut edge) = running_system(dir.path(), "");
     let started = now_ns();
     // MQTT sensors only: what they publish while the edge is dead is not the edge's to keep.
     // Not lumen: its readings carry the edge's receive time, so they could not be told apart
@@ -241,11 +239,7 @@ fn an_edge_killed_mid_stream_resends_nothing_twice_and_loses_nothing_after_resta
 #[test]
 fn a_hub_unreachable_for_60_s_gets_the_whole_backlog_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = Hub::prepare(dir.path(), "").unwrap();
-    hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
-    let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
-    edge.start().unwrap();
+    let (mut hub, site, mut edge) = running_system(dir.path(), "");
     let started = now_ns();
     hub.kill9();
     let args = sim_args(dir.path(), &site, &["--count", "4", "--seed", "15"]);
