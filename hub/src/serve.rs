@@ -131,8 +131,13 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
 
     let admin_token = cfg.effective_admin_token();
     let events_router = if cfg.events.enabled {
-        let (events, router, lagged) =
-            start_events(&cfg, &registry, &ingest_handle, admin_token.clone())?;
+        let (events, router, lagged) = start_events(
+            &cfg,
+            &registry,
+            &embedded,
+            &ingest_handle,
+            admin_token.clone(),
+        )?;
         // Events on `wangge/v1/events/{department}/{type}` through the hub's own broker link.
         let outbound = broker_handle.outbound();
         tokio::spawn(wangge_events::delivery::run_mqtt(
@@ -217,18 +222,65 @@ async fn shutdown_signal() {
     }
 }
 
-/// The registry as the events engine sees it.
-struct RegistryDirectory(Arc<SqliteRegistry>);
+/// The registry (and, for data completeness, the embedded store) as the events engine sees it.
+struct RegistryDirectory {
+    registry: Arc<SqliteRegistry>,
+    store: Arc<EmbeddedStore>,
+}
 
 impl wangge_events::ComponentDirectory for RegistryDirectory {
     fn component(&self, component_id: &str) -> Option<wangge_events::model::ComponentCtx> {
-        let c = self.0.component(component_id).ok()??;
+        let c = self.registry.component(component_id).ok()??;
         Some(wangge_events::model::ComponentCtx {
             component_type: c.component_type,
             grid_cell: c.grid_cell.unwrap_or_default(),
             owner_department: c.owner_department.unwrap_or_default(),
             maintainer_department: c.maintainer_department.unwrap_or_default(),
         })
+    }
+
+    /// Per component: reports received (distinct timestamps of its sensors in the embedded
+    /// store) vs expected (the part of the period up to now divided by each sensor's interval).
+    fn reading_counts(&self, from_ns: i64, to_ns: i64) -> Vec<wangge_events::ReadingCount> {
+        let sensors = match self.registry.sensor_contexts() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "data completeness: cannot list sensors");
+                return Vec::new();
+            }
+        };
+        let received = self
+            .store
+            .report_counts(from_ns, to_ns)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "data completeness: cannot count readings");
+                Default::default()
+            });
+        let span_ns = to_ns
+            .min(crate::registry::now_ns())
+            .saturating_sub(from_ns)
+            .max(0);
+        let mut per_component: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for s in sensors {
+            let expected = if s.interval_s == 0 {
+                0
+            } else {
+                u64::try_from(span_ns / (i64::from(s.interval_s) * 1_000_000_000)).unwrap_or(0)
+            };
+            let e = per_component.entry(s.component_id).or_default();
+            e.0 += received.get(&s.sensor_id).copied().unwrap_or(0);
+            e.1 += expected;
+        }
+        per_component
+            .into_iter()
+            .map(
+                |(component_id, (received, expected))| wangge_events::ReadingCount {
+                    component_id,
+                    received,
+                    expected,
+                },
+            )
+            .collect()
     }
 }
 
@@ -275,6 +327,7 @@ const SENSOR_CACHE_MS: u64 = 60_000;
 fn start_events(
     cfg: &HubConfig,
     registry: &Arc<SqliteRegistry>,
+    store: &Arc<EmbeddedStore>,
     ingest: &ingest::IngestHandle,
     admin_token: Option<String>,
 ) -> anyhow::Result<(
@@ -292,10 +345,16 @@ fn start_events(
             wangge_events::sharing::SharingConfig::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let path = cfg.data_dir.join("events.db");
-    let events =
-        wangge_events::Events::open(&path, ecfg, Arc::new(RegistryDirectory(registry.clone())))
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("open events store {}", path.display()))?;
+    let events = wangge_events::Events::open(
+        &path,
+        ecfg,
+        Arc::new(RegistryDirectory {
+            registry: registry.clone(),
+            store: store.clone(),
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .with_context(|| format!("open events store {}", path.display()))?;
 
     // Offline detection starts for every attached sensor, even one that never reports.
     let now = crate::registry::now_ns();

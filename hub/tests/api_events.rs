@@ -281,6 +281,29 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     let s = r.status();
     let body: Json = r.json().await.unwrap_or(Json::Null);
     assert!(s.is_success(), "{s} {body}");
+    // Data completeness in the evaluation report: the 21 reports of MH-0001 are counted as
+    // received; expected is one per 60 s interval of the period up to now (≈ 1 h 1 min here).
+    let from_ms = t0 / 1_000_000 - 3_600_000;
+    let (s, report) = get(
+        &http,
+        &format!(
+            "{}/reports/evaluation?from={from_ms}&to={}",
+            hub.base,
+            now_ns() / 1_000_000 + 1000
+        ),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let c = report["components"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["component_id"] == COMPONENT))
+        .unwrap_or_else(|| panic!("no completeness for {COMPONENT}: {report}"))
+        .clone();
+    assert_eq!(c["received"], 21, "{c}");
+    let expected = c["expected"].as_u64().unwrap_or(0);
+    assert!((60..=70).contains(&expected), "{c}");
+
     // Without a token: 401, as on every other route.
     let r = http
         .get(format!("{}/events", hub.base))

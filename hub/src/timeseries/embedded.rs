@@ -394,6 +394,33 @@ impl EmbeddedStore {
             .map_err(|_| TsError::Store("reader lock poisoned".into()))
     }
 
+    /// Reports received per sensor in `[from_ns, to_ns)`: distinct timestamps, so a report
+    /// carrying several quantities counts once. The "received" side of data completeness in the
+    /// evaluation report (an operator query: it scans the day tables of the range).
+    pub fn report_counts(&self, from_ns: i64, to_ns: i64) -> Result<HashMap<String, u64>, TsError> {
+        let conn = self.reader()?;
+        let mut out: HashMap<String, u64> = HashMap::new();
+        for day in self.days_in(&conn, from_ns, to_ns)? {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT s.sensor, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
+                     WHERE r.ts >= ?1 AND r.ts < ?2 GROUP BY s.sensor",
+                    table(day)
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![from_ns, to_ns], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                let (sensor, n) = row.map_err(db_err)?;
+                *out.entry(sensor).or_default() += u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
     /// Day tables that exist and overlap `[from_ns, to_ns)`, oldest first.
     fn days_in(&self, conn: &Connection, from_ns: i64, to_ns: i64) -> Result<Vec<i64>, TsError> {
         if to_ns <= from_ns {
