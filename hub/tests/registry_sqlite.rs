@@ -34,11 +34,11 @@ fn migrations_are_applied_once_and_data_survives_reopen() {
     let path = dir.path().join("registry.sqlite");
     {
         let reg = SqliteRegistry::open(&path).unwrap();
-        assert_eq!(reg.schema_version().unwrap(), 2);
+        assert_eq!(reg.schema_version().unwrap(), 3);
         import_dir(&reg, &seed_dir()).unwrap();
     }
     let reg = SqliteRegistry::open(&path).unwrap();
-    assert_eq!(reg.schema_version().unwrap(), 2);
+    assert_eq!(reg.schema_version().unwrap(), 3);
     assert_eq!(reg.stats().unwrap().components, 200);
 }
 
@@ -297,4 +297,35 @@ fn tokens_verify_only_with_their_secret_and_carry_scope() {
     assert!(reg.add_token(None, Scope::Read).is_err());
     reg.revoke_token(&p.token_id).unwrap();
     assert!(reg.verify_token(&t).unwrap().is_none());
+}
+
+#[test]
+fn gaps_an_edge_reports_are_recorded_once_and_shown_on_the_edge() {
+    use protocol::uplink::{Gap, GapReason};
+    let (_d, reg) = seeded();
+    let gaps = [
+        Gap {
+            sensor: "MH-0001".into(),
+            from_ns: 1,
+            to_ns: 9,
+            count: 7,
+            reason: GapReason::BufferFull,
+        },
+        Gap {
+            sensor: "MH-0002".into(),
+            from_ns: 3,
+            to_ns: 4,
+            count: 2,
+            reason: GapReason::Recovery,
+        },
+    ];
+    reg.record_gaps("edge-xq-01", 5, 11, &gaps, 100).unwrap();
+    // The same batch resent after a lost ack: nothing counted twice.
+    reg.record_gaps("edge-xq-01", 5, 11, &gaps, 200).unwrap();
+    let e = &reg.list_edges(None, 10).unwrap().items[0];
+    assert_eq!(e.readings_lost, 9);
+    // A later batch's gap adds up.
+    reg.record_gaps("edge-xq-01", 5, 12, &gaps[..1], 300)
+        .unwrap();
+    assert_eq!(reg.list_edges(None, 10).unwrap().items[0].readings_lost, 16);
 }

@@ -436,6 +436,29 @@ impl Worker {
                 self.ack_all(&duplicates, AckOutcome::Duplicate);
                 return;
             }
+            // Gaps ride on their batches: recorded before the ack (idempotently), and a batch
+            // whose gaps could not be recorded is not acked, so the edge resends it.
+            let (accepted, unrecorded): (Vec<_>, Vec<_>) = accepted.into_iter().partition(|a| {
+                a.batch.gaps.is_empty()
+                    || self
+                        .registry
+                        .record_gaps(
+                            a.batch.edge_id.as_str(),
+                            a.batch.epoch,
+                            a.batch.seq,
+                            &a.batch.gaps,
+                            now,
+                        )
+                        .inspect_err(|e| {
+                            self.metrics.registry_errors.fetch_add(1, Relaxed);
+                            tracing::error!(error = %e, edge_id = %a.batch.edge_id,
+                                    "cannot record gaps; batch not acked, the edge will resend");
+                        })
+                        .is_ok()
+            });
+            if !unrecorded.is_empty() {
+                self.metrics.groups_failed.fetch_add(1, Relaxed);
+            }
             let ids = accepted
                 .iter()
                 .map(|a| (a.batch.edge_id.as_str(), a.batch.epoch, a.batch.seq));

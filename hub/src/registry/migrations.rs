@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_events.sql",
         include_str!("../../migrations/0002_events.sql"),
     ),
+    (
+        3,
+        "0003_gaps.sql",
+        include_str!("../../migrations/0003_gaps.sql"),
+    ),
 ];
 
 /// Applies every migration newer than the database's version; returns the resulting version.

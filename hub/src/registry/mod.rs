@@ -11,7 +11,7 @@ pub mod sqlite;
 pub use model::*;
 pub use sqlite::SqliteRegistry;
 
-use protocol::uplink::EdgeStatus;
+use protocol::uplink::{EdgeStatus, Gap};
 
 /// Now as UTC nanoseconds since the Unix epoch.
 pub fn now_ns() -> i64 {
@@ -155,6 +155,16 @@ pub trait RegistryStore: Send + Sync + 'static {
     fn record_edge_status(&self, status: &EdgeStatus) -> Result<(), RegistryError>;
     /// Records that an edge delivered a batch at `at_ns`.
     fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError>;
+    /// Records the gaps (readings lost on the edge) carried by batch (edge, epoch, seq);
+    /// idempotent, so a resent batch records nothing twice.
+    fn record_gaps(
+        &self,
+        edge_id: &str,
+        epoch: u64,
+        seq: u64,
+        gaps: &[Gap],
+        at_ns: i64,
+    ) -> Result<(), RegistryError>;
     /// Lists a sensor that sent readings but is not registered, for an operator to assign.
     fn note_unassigned_sensor(
         &self,

@@ -124,6 +124,8 @@ pub struct Edge {
     /// True once `hub edge add` issued a secret.
     pub has_credentials: bool,
     pub revoked: bool,
+    /// Readings the edge reported lost (gaps: buffer full, crash recovery), all time.
+    pub readings_lost: u64,
 }
 
 /// A sensor that sent readings but is not registered.

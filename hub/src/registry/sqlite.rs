@@ -328,6 +328,7 @@ fn edge_row(r: &Row<'_>) -> rusqlite::Result<Edge> {
         backlog_bytes: r.get::<_, i64>(7)?.max(0) as u64,
         has_credentials: r.get(8)?,
         revoked: r.get(9)?,
+        readings_lost: r.get::<_, i64>(10)?.max(0) as u64,
     })
 }
 
@@ -414,6 +415,45 @@ impl RegistryStore for SqliteRegistry {
                 params![edge_id, at_ns],
             )
             .map_err(db)
+        })?;
+        Ok(())
+    }
+
+    fn record_gaps(
+        &self,
+        edge_id: &str,
+        epoch: u64,
+        seq: u64,
+        gaps: &[protocol::uplink::Gap],
+        at_ns: i64,
+    ) -> Result<(), RegistryError> {
+        self.write(|tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO edge_gaps(edge_id, epoch, seq, sensor_id, from_ns, to_ns,
+                         count, reason, received_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(db)?;
+            for g in gaps {
+                let reason = match g.reason {
+                    protocol::uplink::GapReason::BufferFull => "buffer_full",
+                    protocol::uplink::GapReason::Recovery => "recovery",
+                };
+                st.execute(params![
+                    edge_id,
+                    epoch as i64,
+                    seq as i64,
+                    g.sensor.as_str(),
+                    g.from_ns,
+                    g.to_ns,
+                    i64::try_from(g.count).unwrap_or(i64::MAX),
+                    reason,
+                    at_ns
+                ])
+                .map_err(db)?;
+            }
+            Ok(())
         })?;
         Ok(())
     }
@@ -652,7 +692,8 @@ impl RegistryAdmin for SqliteRegistry {
         let mut items = self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, name, site, online, last_seen_ns, version, backlog_readings,
-                        backlog_bytes, password_hash IS NOT NULL, revoked
+                        backlog_bytes, password_hash IS NOT NULL, revoked,
+                        (SELECT COALESCE(SUM(g.count), 0) FROM edge_gaps g WHERE g.edge_id = edges.id)
                  FROM edges WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
             let rows = st.query_map(params![after.unwrap_or(""), (limit + 1) as i64], edge_row)?;

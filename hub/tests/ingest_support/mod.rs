@@ -20,6 +20,7 @@ pub struct MemRegistry {
     pub statuses: Mutex<Vec<EdgeStatus>>,
     pub seen: Mutex<Vec<(String, i64)>>,
     pub unassigned: Mutex<Vec<(String, String)>>,
+    pub gaps: Mutex<Vec<(String, protocol::uplink::Gap)>>,
 }
 
 impl MemRegistry {
@@ -69,6 +70,18 @@ impl RegistryStore for MemRegistry {
     }
     fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError> {
         self.seen.lock().unwrap().push((edge_id.to_string(), at_ns));
+        Ok(())
+    }
+    fn record_gaps(
+        &self,
+        edge_id: &str,
+        _epoch: u64,
+        _seq: u64,
+        gaps: &[protocol::uplink::Gap],
+        _at_ns: i64,
+    ) -> Result<(), RegistryError> {
+        let mut g = self.gaps.lock().unwrap();
+        g.extend(gaps.iter().map(|gap| (edge_id.to_string(), gap.clone())));
         Ok(())
     }
     fn note_unassigned_sensor(
