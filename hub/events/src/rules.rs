@@ -585,7 +585,7 @@ impl Evaluator {
             .unwrap_or(i64::MAX / NS_PER_S)
             .saturating_mul(NS_PER_S);
         let late = now_ns.saturating_sub(r.ts_ns) > late_ns;
-        self.observe_sensor(r, late, &mut out);
+        self.observe_sensor(r, late, r.ts_ns.max(now_ns), &mut out);
         if r.quality == Quality::Bad {
             return out;
         }
@@ -686,14 +686,24 @@ impl Evaluator {
     }
 
     /// Liveness: any reading (even a bad one) proves the sensor alive and clears `device.offline`.
-    fn observe_sensor(&mut self, r: &RuleInput<'_>, late: bool, out: &mut Vec<Condition>) {
+    /// `seen_ns` is the later of the reading's time and its arrival (`now_ns`): silence is judged
+    /// against the clock tick (hub time), so a sensor whose clock lags (skew, a late backlog, a
+    /// replay) must not look silent while its readings keep arriving — it would otherwise be raised
+    /// offline on every tick and cleared on every reading.
+    fn observe_sensor(
+        &mut self,
+        r: &RuleInput<'_>,
+        late: bool,
+        seen_ns: i64,
+        out: &mut Vec<Condition>,
+    ) {
         // Offline from before a restart: this reading brings the component back.
         let restored_offline = self
             .restored
             .get_mut(r.component_id)
             .and_then(|held| {
                 held.iter()
-                    .position(|(t, since)| t == OFFLINE_EVENT && r.ts_ns > *since)
+                    .position(|(t, since)| t == OFFLINE_EVENT && seen_ns > *since)
                     .map(|i| held.swap_remove(i))
             })
             .is_some();
@@ -730,7 +740,7 @@ impl Evaluator {
                 r.component_id,
                 r.component_type,
                 r.interval_s,
-                r.ts_ns,
+                seen_ns,
             );
         }
         let Some(w) = self.sensors.get_mut(r.sensor_id) else {
@@ -739,8 +749,8 @@ impl Evaluator {
         if r.interval_s > 0 {
             w.interval_ns = i64::from(r.interval_s) * NS_PER_S;
         }
-        if r.ts_ns > w.last_seen_ns {
-            w.last_seen_ns = r.ts_ns;
+        if seen_ns > w.last_seen_ns {
+            w.last_seen_ns = seen_ns;
         }
         if w.offline {
             w.offline = false;

@@ -355,6 +355,25 @@ fn offline_after_three_silent_intervals_and_back_online_on_the_next_reading() {
 }
 
 #[test]
+fn a_sensor_whose_clock_lags_is_not_offline_while_its_readings_keep_arriving() {
+    // Silence is judged on the hub's clock (tick), so liveness is the later of reading time and
+    // arrival: a sensor an hour behind (skew, a replayed backlog, a fast-forwarded simulator)
+    // reporting every 60 s is alive, and would otherwise be raised offline on every tick.
+    let mut ev = Evaluator::new(RuleSet::defaults());
+    ev.watch_sensor("S1", "C1", "waste_bin", 60, T0);
+    for k in 0..10 {
+        let now = T0 + k * 60 * S;
+        let r = reading("waste_bin", Quantity::FillLevel, 10.0, now - 3600 * S);
+        assert!(ev.evaluate(&r, now).is_empty(), "reading {k}");
+        assert!(ev.tick(now + 30 * S).is_empty(), "tick after reading {k}");
+    }
+    // Once they stop arriving, it goes offline 3 intervals after the last arrival.
+    let last = T0 + 9 * 60 * S;
+    assert!(ev.tick(last + 179 * S).is_empty());
+    assert_eq!(ev.tick(last + 181 * S).len(), 1);
+}
+
+#[test]
 fn watched_sensors_that_never_report_go_offline() {
     let mut ev = Evaluator::new(RuleSet::defaults());
     ev.watch_sensor("S9", "C9", "gas_detector", 30, T0);
