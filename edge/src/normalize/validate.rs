@@ -166,7 +166,7 @@ impl Validator {
             return o;
         }
         if let Some(seq) = r.seq {
-            if !self.dedup.first_time(&r.sensor, seq) {
+            if !self.dedup.first_time(&r.sensor, seq, r.ts_ns) {
                 o.duplicate = true;
                 return o;
             }

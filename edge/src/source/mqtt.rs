@@ -44,13 +44,12 @@ pub const MESSAGE_BYTES_MAX: usize = 256 * 1024;
 
 /// Connection options; `secret` is used when `use_hub_credentials` is set.
 pub fn options(src: &MqttSource, edge_id: &str, secret: Option<&str>) -> MqttOptions {
-    let mut o = MqttOptions::new(
-        format!("{edge_id}-src-{}{}", src.name, std::process::id() % 100_000),
-        &src.host,
-        src.port,
-    );
+    // A stable client id and a persistent session: after a crash or restart the broker
+    // redelivers what was received but not yet PUBACKed (not yet durable here), and keeps QoS 1
+    // messages published while the agent was down (within the broker's queue limits).
+    let mut o = MqttOptions::new(format!("{edge_id}-src-{}", src.name), &src.host, src.port);
     o.set_keep_alive(Duration::from_secs(10));
-    o.set_clean_session(true);
+    o.set_clean_session(false);
     o.set_max_packet_size(MESSAGE_BYTES_MAX, 64 * 1024);
     // PUBACK only once the message's readings are durable (see `run`).
     o.set_manual_acks(true);
