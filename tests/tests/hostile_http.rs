@@ -1,0 +1,110 @@
+//! The hub's HTTP API fuzzed from its own OpenAPI document by schemathesis (PyPI), against a
+//! real `hub serve`: with the admin token, a department read token, and an invalid token, no
+//! request may get a 5xx. Skips (saying so) only when schemathesis is not installed
+//! (`scripts/install-test-deps` installs it with pip).
+
+use std::process::Command;
+use std::time::Duration;
+use wangge_tests::system::{Hub, ADMIN_TOKEN};
+use wangge_tests::{wait_for, Proc};
+
+fn schemathesis() -> Option<String> {
+    let ok = Command::new("schemathesis")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then(|| "schemathesis".to_string())
+}
+
+/// One bounded schemathesis run (`max_time_s` of generation); returns (passed, output).
+fn fuzz(
+    dir: &std::path::Path,
+    hub: &Hub,
+    tag: &str,
+    token: &str,
+    max_time_s: u64,
+) -> (bool, String) {
+    let log = dir.join(format!("schemathesis-{tag}.log"));
+    let mut c = Command::new("schemathesis");
+    c.arg("run")
+        .arg(format!("http://127.0.0.1:{}/api/v1/openapi.json", hub.http))
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["-c", "not_a_server_error"])
+        .args(["--max-time", &max_time_s.to_string()])
+        // Server-sent events never end: a request to it would only time out.
+        .args(["--exclude-path-regex", "events/stream"])
+        .args(["-w", "2", "--suppress-health-check", "all", "--no-color"])
+        .args(["--seed", "20261126"])
+        .env("NO_COLOR", "1");
+    let mut p = Proc::spawn("schemathesis", c, &log).expect("start schemathesis");
+    let status = wait_for(
+        "schemathesis to finish",
+        Duration::from_secs(max_time_s + 60),
+        || p.try_wait(),
+    );
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    (status.is_ok_and(|s| s.success()), out)
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let start = s.len().saturating_sub(n);
+    let start = (start..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    &s[start..]
+}
+
+#[test]
+fn the_api_answers_no_5xx_to_schemathesis_with_valid_and_invalid_tokens() {
+    if schemathesis().is_none() {
+        eprintln!(
+            "SKIPPED: schemathesis is not installed (scripts/install-test-deps installs it: \
+             python3 -m pip install schemathesis)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::prepare(dir.path(), "").unwrap();
+    let out = hub
+        .cli(&["token", "add", "--department", "sw", "--scope", "read"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dept_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    hub.start().unwrap();
+
+    let runs = [
+        ("admin", ADMIN_TOKEN.to_string(), 40),
+        ("department", dept_token, 20),
+        ("invalid", "wgt_nosuch.0000000000000000".to_string(), 15),
+    ];
+    let mut failed = Vec::new();
+    for (tag, token, secs) in &runs {
+        let (ok, out) = fuzz(dir.path(), &hub, tag, token, *secs);
+        let summary = out
+            .lines()
+            .filter(|l| l.contains("generated") || l.contains("passed") || l.contains("failed"))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        println!("schemathesis ({tag} token, {secs} s): {summary}");
+        if !ok {
+            failed.push(format!("--- {tag} token ---\n{}", tail(&out, 6000)));
+        }
+    }
+    assert!(
+        hub.proc.as_mut().unwrap().try_wait().is_none(),
+        "the hub died: {}",
+        hub.log_tail()
+    );
+    assert!(
+        failed.is_empty(),
+        "schemathesis found server errors:\n{}\nhub log: {}",
+        failed.join("\n"),
+        hub.log_tail()
+    );
+    hub.kill9();
+}
