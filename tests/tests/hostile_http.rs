@@ -26,7 +26,9 @@ fn fuzz(
 ) -> (bool, String) {
     let log = dir.join(format!("schemathesis-{tag}.log"));
     let mut c = Command::new("schemathesis");
-    c.arg("run")
+    // Its cache (`.schemathesis/`) goes into the temp dir, not the checkout.
+    c.current_dir(dir)
+        .arg("run")
         .arg(format!("http://127.0.0.1:{}/api/v1/openapi.json", hub.http))
         .args(["-H", &format!("Authorization: Bearer {token}")])
         .args(["-c", "not_a_server_error"])
