@@ -319,8 +319,8 @@ fn hostile_mqtt_messages_are_counted_by_reason_and_good_readings_arrive_exactly_
         send_good(&site);
     }
 
-    // A payload beyond the edge's 256 KB message limit: the MQTT client drops the connection
-    // (counted as a reconnect, not a reject) and comes back; the edge stays up.
+    // A payload beyond the edge's 256 KB message limit: received, counted as too_large and
+    // acknowledged (so the persistent session does not redeliver it), never ingested.
     let before = counters(&edge);
     let oversize = format!(
         r#"{{"values":{{"water_level":"{}"}}}}"#,
@@ -333,17 +333,43 @@ fn hostile_mqtt_messages_are_counted_by_reason_and_good_readings_arrive_exactly_
         false,
     );
     wait_for(
-        "the edge to reconnect after the oversize message",
+        "the oversize message counted",
         Duration::from_secs(30),
         || {
             let c = counters(&edge);
-            (c["reconnects"] > before["reconnects"] && site_up(&edge)).then_some(())
+            let got = c.get("reject:too_large").copied().unwrap_or(0.0);
+            (got > before.get("reject:too_large").copied().unwrap_or(0.0) && site_up(&edge))
+                .then_some(())
         },
     )
     .unwrap_or_else(|e| panic!("{e}\nedge log: {}", edge.log_tail()));
     report.push(format!(
         "{:40} → {:?}",
         "oversize 1 MB payload",
+        delta(&before, &counters(&edge))
+    ));
+    // A packet beyond what the MQTT client reads at all (16 MiB): the connection breaks, the
+    // edge discards its site session once to drop the message (a persistent session would
+    // redeliver it forever), reconnects persistent, and carries on.
+    let before = counters(&edge);
+    let huge = vec![b'z'; 17 * 1024 * 1024];
+    publish(&site, "sensors/MH-0032/readings", &huge, false);
+    wait_for(
+        "the edge to drop the huge packet and come back",
+        Duration::from_secs(30),
+        || {
+            let c = counters(&edge);
+            (c["reconnects"] > before["reconnects"]
+                && c.get("reject:too_large").copied().unwrap_or(0.0)
+                    > before.get("reject:too_large").copied().unwrap_or(0.0)
+                && site_up(&edge))
+            .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nedge log: {}", edge.log_tail()));
+    report.push(format!(
+        "{:40} → {:?}",
+        "17 MiB packet",
         delta(&before, &counters(&edge))
     ));
     send_good(&site);

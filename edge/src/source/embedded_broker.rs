@@ -49,8 +49,8 @@ pub fn start(cfg: &SiteBrokerSection) -> anyhow::Result<SocketAddr> {
         router: RouterConfig {
             max_connections: cfg.max_connections,
             max_outgoing_packet_count: 200,
-            // Bounded: 4 × 16 MiB of unread messages per filter.
-            max_segment_size: 16 << 20,
+            // Bounded: 4 × 8 MiB of messages per filter (kept in memory until segments roll over).
+            max_segment_size: 8 << 20,
             max_segment_count: 4,
             custom_segment: None,
             initialized_filters: None,

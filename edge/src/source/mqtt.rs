@@ -39,8 +39,14 @@ async fn ack_when_durable(
     }
 }
 
-/// Largest sensor message accepted (a gateway message with many items is a few KB).
+/// Largest sensor message accepted (a gateway message with many items is a few KB); larger
+/// ones are received, counted as `too_large` and acknowledged, never ingested.
 pub const MESSAGE_BYTES_MAX: usize = 256 * 1024;
+/// Largest MQTT packet the client reads at all. A bigger one breaks the connection; because the
+/// session is persistent the broker would redeliver it forever, so the next connect discards
+/// the session once (see `run`). Site brokers should cap messages (mosquitto
+/// `message_size_limit`) well below this.
+pub const PACKET_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Connection options; `secret` is used when `use_hub_credentials` is set.
 pub fn options(src: &MqttSource, edge_id: &str, secret: Option<&str>) -> MqttOptions {
@@ -50,7 +56,7 @@ pub fn options(src: &MqttSource, edge_id: &str, secret: Option<&str>) -> MqttOpt
     let mut o = MqttOptions::new(format!("{edge_id}-src-{}", src.name), &src.host, src.port);
     o.set_keep_alive(Duration::from_secs(10));
     o.set_clean_session(false);
-    o.set_max_packet_size(MESSAGE_BYTES_MAX, 64 * 1024);
+    o.set_max_packet_size(PACKET_BYTES_MAX, 64 * 1024);
     // PUBACK only once the message's readings are durable (see `run`).
     o.set_manual_acks(true);
     if let (true, Some(secret)) = (src.use_hub_credentials, secret) {
@@ -77,8 +83,18 @@ pub async fn run(
         Duration::from_millis(100),
         Duration::from_millis(src.reconnect_backoff_max_ms),
     );
+    // Set after a packet too large to read: the next connect starts a clean session to drop it
+    // (a persistent session would redeliver it forever), then the persistent one is restored.
+    let mut purging = false;
     loop {
         match el.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) if purging => {
+                purging = false;
+                el.mqtt_options.set_clean_session(false);
+                tracing::warn!(source = %src.name,
+                    "site session discarded to drop an oversized message; reconnecting persistent");
+                let _ = client.try_disconnect();
+            }
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff.reset();
                 tracing::info!(source = %src.name, "site broker connected");
@@ -93,7 +109,11 @@ pub async fn run(
                 metrics.up.store(true, Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                ingest.mqtt_message(&metrics, &p.topic, &p.payload);
+                if p.payload.len() > MESSAGE_BYTES_MAX {
+                    ingest.metrics.reject("too_large", &p.topic);
+                } else {
+                    ingest.mqtt_message(&metrics, &p.topic, &p.payload);
+                }
                 if p.qos != QoS::AtMostOnce {
                     let token = Publish {
                         payload: bytes::Bytes::new(),
@@ -107,6 +127,16 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                if matches!(
+                    &e,
+                    rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                        rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_)
+                    ))
+                ) {
+                    ingest.metrics.reject("too_large", &src.name);
+                    purging = true;
+                    el.mqtt_options.set_clean_session(true);
+                }
                 if metrics.up.swap(false, Relaxed) {
                     tracing::warn!(source = %src.name, error = %e, "site broker lost");
                 }

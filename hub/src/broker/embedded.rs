@@ -95,10 +95,12 @@ pub(super) fn start(
         router: RouterConfig {
             max_connections: cfg.max_connections,
             max_outgoing_packet_count: 200,
-            // The router keeps each filter's data in memory segments: bounded at 4 × 16 MiB.
-            // If ingest falls further behind, the oldest unread batches are skipped; the edges
-            // resend them because they were never acked.
-            max_segment_size: 16 << 20,
+            // The router keeps each filter's data in memory segments, read or not, until they
+            // roll over: bounded at 4 × 8 MiB per filter (≈ 1600 batches of 500 readings), which
+            // bounds the hub's RSS (4 × 16 MiB let it climb past 200 MiB in the soak). If ingest
+            // falls further behind, the oldest unread batches are skipped; the edges resend them
+            // because they were never acked.
+            max_segment_size: 8 << 20,
             max_segment_count: 4,
             custom_segment: None,
             initialized_filters: Some(vec![
