@@ -6,40 +6,9 @@
 mod common;
 
 use common::*;
-use nix::pty::openpty;
-use nix::sys::termios;
 use protocol::{encode_frame, Measurement, Quantity, SensorFrame, Value, MAX_SENSOR_ID_BYTES};
-use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
-
-struct Pty {
-    master: File,
-    _slave: OwnedFd,
-    path: std::path::PathBuf,
-}
-
-fn pty() -> Pty {
-    let p = openpty(None, None).unwrap();
-    for fd in [&p.master, &p.slave] {
-        use std::os::fd::AsRawFd;
-        nix::fcntl::fcntl(
-            fd.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .unwrap();
-    }
-    let mut t = termios::tcgetattr(&p.slave).unwrap();
-    termios::cfmakeraw(&mut t);
-    termios::tcsetattr(&p.slave, termios::SetArg::TCSANOW, &t).unwrap();
-    let path = nix::unistd::ttyname(&p.slave).unwrap();
-    Pty {
-        master: File::from(p.master),
-        _slave: p.slave,
-        path,
-    }
-}
 
 fn small_frame(seq: u32) -> Vec<u8> {
     let mut values = heapless::Vec::new();

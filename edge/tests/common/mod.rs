@@ -607,3 +607,34 @@ impl Drop for StatusWatch {
         }
     }
 }
+
+/// A pty pair in raw mode: a test writes on the master, the edge opens the slave's path.
+pub struct Pty {
+    pub master: std::fs::File,
+    _slave: std::os::fd::OwnedFd,
+    pub path: PathBuf,
+}
+
+pub fn pty() -> Pty {
+    use nix::sys::termios;
+    let p = nix::pty::openpty(None, None).unwrap();
+    // openpty(3) does not set close-on-exec: without it the edge child would inherit the
+    // master and the line could never "go away".
+    for fd in [&p.master, &p.slave] {
+        use std::os::fd::AsRawFd;
+        nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .unwrap();
+    }
+    let mut t = termios::tcgetattr(&p.slave).unwrap();
+    termios::cfmakeraw(&mut t);
+    termios::tcsetattr(&p.slave, termios::SetArg::TCSANOW, &t).unwrap();
+    let path = nix::unistd::ttyname(&p.slave).unwrap();
+    Pty {
+        master: std::fs::File::from(p.master),
+        _slave: p.slave,
+        path,
+    }
+}
