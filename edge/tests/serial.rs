@@ -36,30 +36,8 @@ fn frame(sensor: &str, seq: u32) -> Vec<u8> {
 
 #[test]
 fn garbage_on_pty_serial_lines_is_counted_and_good_frames_and_lines_still_flow() {
-    let dir = tempfile::tempdir().unwrap();
-    let site = Mosquitto::start();
-    let hub = Mosquitto::start();
-    let mut a = pty();
-    let mut b = pty();
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: hub.port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: format!(
-            "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nbaud = 115200\n\n\
-             [[serial]]\nname = \"B\"\npath = \"{}\"\nformat = \"text\"\nbaud = 9600\nparity = \"none\"\nstop_bits = 1\n",
-            a.path.display(),
-            b.path.display()
-        ),
-        uplink_extra: String::new(),
-    };
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
-    let edge = EdgeProc::start(dir.path(), &cfg, "serial");
-    wait_until(20, "serial ports open", || {
-        edge.source_up("A") && edge.source_up("B")
-    });
+    let mut rig = SerialRig::start("serial");
+    let (a, b) = (&mut rig.a, &mut rig.b);
 
     // Line A: 200 good frames, with line noise, a corrupted frame and an overlong run between.
     let mut bytes = vec![0u8];
@@ -98,22 +76,20 @@ fn garbage_on_pty_serial_lines_is_counted_and_good_frames_and_lines_still_flow()
     b.master.flush().unwrap();
 
     let want = 200 * 2 + 100 * 3;
-    wait_until(30, "serial readings at the hub", || {
-        store.lock().unwrap().unique() >= want
-    });
+    wait_until(30, "serial readings at the hub", || rig.unique() >= want);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(store.lock().unwrap().unique(), want);
-    let rejects = |reason: &str| edge.metric("edge_rejects_total", &format!("reason=\"{reason}\""));
+    assert_eq!(rig.unique(), want);
+    let rejects = |reason: &str| rig.rejects(reason);
     wait_until(10, "garbage counted", || {
         rejects("crc") >= 4.0 && rejects("too_long") >= 4.0 && rejects("not_utf8") >= 4.0
     });
     assert!(rejects("missing_sensor") >= 4.0, "junk text lines counted");
 
     // The USB adapter is unplugged: reported (source down), the agent keeps running.
-    drop(a);
-    wait_until(20, "port A reported down", || !edge.source_up("A"));
-    assert!(edge.get("/health").is_some());
-    assert!(edge.source_up("B"));
+    drop(rig.a);
+    wait_until(20, "port A reported down", || !rig.edge.source_up("A"));
+    assert!(rig.edge.get("/health").is_some());
+    assert!(rig.edge.source_up("B"));
 }
 
 #[test]

@@ -136,30 +136,8 @@ fn with_version(frame: &[u8], v: u8) -> Vec<u8> {
 
 #[test]
 fn largest_frames_pass_and_wrong_versions_and_endless_runs_are_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let site = Mosquitto::start();
-    let hub = Mosquitto::start();
-    let mut a = pty();
-    let mut b = pty();
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: hub.port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: format!(
-            "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nbaud = 115200\n\n\
-             [[serial]]\nname = \"B\"\npath = \"{}\"\nformat = \"text\"\nbaud = 9600\n",
-            a.path.display(),
-            b.path.display()
-        ),
-        uplink_extra: String::new(),
-    };
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
-    let edge = EdgeProc::start(dir.path(), &cfg, "serial-hostile");
-    wait_until(20, "serial ports open", || {
-        edge.source_up("A") && edge.source_up("B")
-    });
+    let mut rig = SerialRig::start("serial-hostile");
+    let (a, b) = (&mut rig.a, &mut rig.b);
 
     // Line A.
     let long_id = "L".repeat(MAX_SENSOR_ID_BYTES);
@@ -200,30 +178,30 @@ fn largest_frames_pass_and_wrong_versions_and_endless_runs_are_counted() {
     // 3 good small frames × 1 value, the big frame's values, 3 lines × 3 values.
     let want = 3 + big_values + 3 * 3;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while store.lock().unwrap().unique() < want {
+    while rig.store.lock().unwrap().unique() < want {
         if std::time::Instant::now() > deadline {
-            let mut keys: Vec<_> = store.lock().unwrap().keys().into_iter().collect();
+            let mut keys: Vec<_> = rig.store.lock().unwrap().keys().into_iter().collect();
             keys.sort();
             panic!(
                 "the hub got {} of {want} readings: {keys:?}\nedge metrics:\n{}",
                 keys.len(),
-                edge.get("/metrics").unwrap_or_default()
+                rig.edge.get("/metrics").unwrap_or_default()
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let s = store.lock().unwrap();
+    let s = rig.store.lock().unwrap();
     assert_eq!(s.unique(), want, "every good frame and line, once");
     assert!(
         s.keys().iter().any(|(sensor, _, _)| sensor == &long_id),
         "the maximal frame was accepted"
     );
     drop(s);
-    let rejects = |reason: &str| edge.metric("edge_rejects_total", &format!("reason=\"{reason}\""));
+    let rejects = |reason: &str| rig.rejects(reason);
     wait_until(10, "wrong versions and endless runs counted", || {
         rejects("unknown_version") >= 4.0 && rejects("too_long") >= 2.0
     });
-    assert!(edge.get("/health").is_some(), "the edge is still up");
-    assert!(edge.source_up("A") && edge.source_up("B"));
+    assert!(rig.edge.get("/health").is_some(), "the edge is still up");
+    assert!(rig.edge.source_up("A") && rig.edge.source_up("B"));
 }

@@ -638,3 +638,67 @@ pub fn pty() -> Pty {
         path,
     }
 }
+
+/// What the serial tests share: two pty lines into a real edge — `A` binary frames at
+/// 115 200 baud, `B` text lines at 9 600 baud — whose uplink goes to an acking hub stub.
+pub struct SerialRig {
+    pub a: Pty,
+    pub b: Pty,
+    /// What the hub stub stored.
+    pub store: Arc<Mutex<Store>>,
+    pub edge: EdgeProc,
+    _stub: HubStub,
+    _site: Mosquitto,
+    _hub: Mosquitto,
+    _dir: tempfile::TempDir,
+}
+
+impl SerialRig {
+    /// Starts everything and waits until the edge has both ports open.
+    pub fn start(tag: &str) -> SerialRig {
+        let dir = tempfile::tempdir().unwrap();
+        let site = Mosquitto::start();
+        let hub = Mosquitto::start();
+        let (a, b) = (pty(), pty());
+        let cfg = EdgeConfig {
+            site_port: site.port,
+            hub_port: hub.port,
+            api_port: free_port(),
+            data_dir: dir.path().join("data"),
+            extra: format!(
+                "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nbaud = 115200\n\n\
+                 [[serial]]\nname = \"B\"\npath = \"{}\"\nformat = \"text\"\nbaud = 9600\nparity = \"none\"\nstop_bits = 1\n",
+                a.path.display(),
+                b.path.display()
+            ),
+            uplink_extra: String::new(),
+        };
+        let store = Arc::new(Mutex::new(Store::default()));
+        let stub = HubStub::start(hub.port, store.clone());
+        let edge = EdgeProc::start(dir.path(), &cfg, tag);
+        wait_until(20, "serial ports open", || {
+            edge.source_up("A") && edge.source_up("B")
+        });
+        SerialRig {
+            a,
+            b,
+            store,
+            edge,
+            _stub: stub,
+            _site: site,
+            _hub: hub,
+            _dir: dir,
+        }
+    }
+
+    /// Distinct readings the hub stub holds.
+    pub fn unique(&self) -> usize {
+        self.store.lock().unwrap().unique()
+    }
+
+    /// `edge_rejects_total` for one reason.
+    pub fn rejects(&self, reason: &str) -> f64 {
+        self.edge
+            .metric("edge_rejects_total", &format!("reason=\"{reason}\""))
+    }
+}
