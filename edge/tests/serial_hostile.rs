@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use protocol::{encode_frame, Measurement, Quantity, SensorFrame, Value, MAX_SENSOR_ID_BYTES};
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 fn small_frame(seq: u32) -> Vec<u8> {
     let mut values = heapless::Vec::new();
