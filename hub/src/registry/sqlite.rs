@@ -86,6 +86,25 @@ impl SqliteRegistry {
         })
     }
 
+    /// One keyset page: `sql` selects the rows whose key is `> ?1` in key order, `LIMIT ?2`
+    /// (one row more than `limit`, which only says that there is a next page).
+    fn page<T>(
+        &self,
+        sql: &str,
+        after: Option<&str>,
+        limit: usize,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        key: impl Fn(&T) -> String,
+    ) -> Result<Page<T>, RegistryError> {
+        let limit = limit.max(1);
+        let items = self.read(|c| {
+            let mut st = c.prepare_cached(sql)?;
+            let rows = st.query_map(params![after.unwrap_or(""), (limit + 1) as i64], row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(paginate(items, limit, key))
+    }
+
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -688,24 +707,16 @@ impl RegistryAdmin for SqliteRegistry {
     }
 
     fn list_edges(&self, after: Option<&str>, limit: usize) -> Result<Page<Edge>, RegistryError> {
-        let limit = limit.max(1);
-        let mut items = self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, name, site, online, last_seen_ns, version, backlog_readings,
+        self.page(
+            "SELECT id, name, site, online, last_seen_ns, version, backlog_readings,
                         backlog_bytes, password_hash IS NOT NULL, revoked,
                         (SELECT COALESCE(SUM(g.count), 0) FROM edge_gaps g WHERE g.edge_id = edges.id)
                  FROM edges WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![after.unwrap_or(""), (limit + 1) as i64], edge_row)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|e| e.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+            after,
+            limit,
+            edge_row,
+            |e| e.id.clone(),
+        )
     }
 
     fn list_unassigned_sensors(
@@ -713,18 +724,17 @@ impl RegistryAdmin for SqliteRegistry {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<UnassignedSensor>, RegistryError> {
-        let limit = limit.max(1);
-        let mut items = self.read(|c| {
-            // A sensor registered after it was first seen is no longer unassigned.
-            let mut st = c.prepare_cached(
-                "SELECT u.sensor_id, u.edge_id, u.first_seen_ns, u.last_seen_ns, u.seen_count
+        // A sensor registered after it was first seen is no longer unassigned.
+        self.page(
+            "SELECT u.sensor_id, u.edge_id, u.first_seen_ns, u.last_seen_ns, u.seen_count
                  FROM unassigned_sensors u
                  WHERE u.sensor_id > ?1
                    AND NOT EXISTS (SELECT 1 FROM sensors s WHERE s.id = u.sensor_id
                                    AND s.component_id IS NOT NULL)
                  ORDER BY u.sensor_id LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![after.unwrap_or(""), (limit + 1) as i64], |r| {
+            after,
+            limit,
+            |r| {
                 Ok(UnassignedSensor {
                     sensor_id: r.get(0)?,
                     edge_id: r.get(1)?,
@@ -732,16 +742,9 @@ impl RegistryAdmin for SqliteRegistry {
                     last_seen: super::format_ts(r.get(3)?),
                     seen_count: r.get::<_, i64>(4)?.max(0) as u64,
                 })
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|e| e.sensor_id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+            },
+            |u| u.sensor_id.clone(),
+        )
     }
 
     fn stats(&self) -> Result<RegistryStats, RegistryError> {
@@ -797,13 +800,12 @@ impl RegistryAdmin for SqliteRegistry {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<GridCell>, RegistryError> {
-        let limit = limit.max(1);
-        let items = self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
+        self.page(
+            "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
                  FROM grid_cells WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![after.unwrap_or(""), (limit + 1) as i64], |r| {
+            after,
+            limit,
+            |r| {
                 Ok(GridCell {
                     id: r.get(0)?,
                     name: r.get(1)?,
@@ -813,10 +815,9 @@ impl RegistryAdmin for SqliteRegistry {
                     lat_max: r.get(5)?,
                     lon_max: r.get(6)?,
                 })
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        Ok(paginate(items, limit, |g| g.id.clone()))
+            },
+            |g| g.id.clone(),
+        )
     }
 
     fn list_departments(
@@ -824,23 +825,21 @@ impl RegistryAdmin for SqliteRegistry {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<Department>, RegistryError> {
-        let limit = limit.max(1);
-        let items = self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, name, duty, contact FROM departments
+        self.page(
+            "SELECT id, name, duty, contact FROM departments
                  WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![after.unwrap_or(""), (limit + 1) as i64], |r| {
+            after,
+            limit,
+            |r| {
                 Ok(Department {
                     id: r.get(0)?,
                     name: r.get(1)?,
                     duty: r.get(2)?,
                     contact: r.get(3)?,
                 })
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        Ok(paginate(items, limit, |d| d.id.clone()))
+            },
+            |d| d.id.clone(),
+        )
     }
 
     fn add_edge(
