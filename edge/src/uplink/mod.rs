@@ -3,21 +3,24 @@
 //! broker PUBACK proves nothing about storage).
 //!
 //! Two tasks: the *link* owns the MQTT event loop (connect, backoff, acks in), the
-//! *batcher* owns the in-flight window (≤ `inflight_batches_max` batches in memory; the
+//! *batcher* drives the in-flight window (≤ `inflight_batches_max` batches in memory; the
 //! rest waits on disk), resends on reconnect and on ack timeout with the same (epoch, seq)
-//! so the hub deduplicates, and publishes the retained status.
+//! so the hub deduplicates, and publishes the retained status. The window's logic lives in
+//! [`window::DeliveryWindow`] without I/O, so a simulation can drive the same code.
 
-use crate::buffer::{Buffer, Lane};
+use crate::buffer::Buffer;
 use crate::config::{Config, UplinkSection};
 use crate::ingest::now_ns;
 use crate::metrics::Metrics;
-use protocol::uplink::{mac_key, topics, Ack, EdgeId, EdgeStatus, Gap, UplinkBatch};
+use protocol::uplink::{mac_key, topics, Ack, EdgeId, EdgeStatus};
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
+use window::{AckEffect, DeliveryWindow};
+
+pub mod window;
 
 /// Largest MQTT packet either way: a 5000-reading batch is ~250 KB.
 pub const PACKET_BYTES_MAX: usize = 1 << 20;
@@ -137,18 +140,6 @@ async fn link_task(
     }
 }
 
-struct InFlight {
-    seq: u64,
-    lane: Lane,
-    end: u64,
-    readings: u64,
-    min_ts: i64,
-    gaps: Vec<Gap>,
-    sealed: bytes::Bytes,
-    sent_at: Option<Instant>,
-    acked: bool,
-}
-
 pub struct Uplink {
     pub shared: Arc<UplinkShared>,
 }
@@ -177,17 +168,13 @@ pub fn spawn(
     let epoch = buffer.lock().map(|b| b.epoch()).unwrap_or(0);
     let b = Batcher {
         client,
-        edge_id,
-        key: mac_key(secret),
-        epoch,
-        next_seq: 0,
-        inflight: VecDeque::new(),
+        edge_id: edge_id.clone(),
+        window: DeliveryWindow::new(&edge_id, mac_key(secret), epoch, cfg.uplink.clone()),
         cfg: cfg.uplink.clone(),
         buffer,
         metrics,
         shared: shared.clone(),
         connected: false,
-        waiting_since: None,
     };
     tokio::spawn(b.run(rx, durable));
     Ok(Uplink { shared })
@@ -196,17 +183,13 @@ pub fn spawn(
 struct Batcher {
     client: AsyncClient,
     edge_id: String,
-    key: [u8; 32],
-    epoch: u64,
-    next_seq: u64,
-    inflight: VecDeque<InFlight>,
+    /// The delivery protocol itself (sans I/O); this task only carries its bytes.
+    window: DeliveryWindow,
     cfg: UplinkSection,
     buffer: Arc<Mutex<Buffer>>,
     metrics: Arc<Metrics>,
     shared: Arc<UplinkShared>,
     connected: bool,
-    /// When normal-lane readings started waiting for a partial batch.
-    waiting_since: Option<Instant>,
 }
 
 impl Batcher {
@@ -224,9 +207,7 @@ impl Batcher {
                         self.connected = true;
                         self.publish_status();
                         // Resend everything unacked, same (epoch, seq): the hub dedups.
-                        for f in &mut self.inflight {
-                            f.sent_at = None;
-                        }
+                        self.window.on_connected();
                     }
                     Some(LinkEvent::Disconnected) => self.connected = false,
                     Some(LinkEvent::Ack(ack)) => self.on_ack(ack),
@@ -248,72 +229,43 @@ impl Batcher {
     }
 
     fn on_ack(&mut self, ack: Ack) {
-        if ack.epoch != self.epoch {
-            self.metrics.acks_unexpected.fetch_add(1, Relaxed);
+        let Ok(mut b) = self.buffer.lock() else {
             return;
-        }
-        match self.inflight.iter_mut().find(|f| f.seq == ack.seq) {
-            Some(f) if !f.acked => {
-                f.acked = true;
+        };
+        let (effect, errors) = self.window.on_ack(ack, &mut b);
+        drop(b);
+        match effect {
+            AckEffect::Acked { readings, gaps, .. } => {
                 self.metrics.batches_acked.fetch_add(1, Relaxed);
-                self.metrics.readings_out.fetch_add(f.readings, Relaxed);
-                self.metrics
-                    .gaps_reported
-                    .fetch_add(f.gaps.len() as u64, Relaxed);
-                if !f.gaps.is_empty() {
-                    if let Ok(mut b) = self.buffer.lock() {
-                        if let Err(e) = b.gaps_acked(f.seq) {
-                            self.metrics.buffer_errors.fetch_add(1, Relaxed);
-                            tracing::error!(error = %e, "persisting gaps failed");
-                        }
-                    }
-                }
+                self.metrics.readings_out.fetch_add(readings, Relaxed);
+                self.metrics.gaps_reported.fetch_add(gaps, Relaxed);
             }
-            _ => {
+            AckEffect::Unexpected => {
                 self.metrics.acks_unexpected.fetch_add(1, Relaxed);
-                return;
             }
         }
-        // The cursor of a lane moves only over a prefix of acked batches of that lane.
-        for lane in Lane::ALL {
-            while let Some(pos) = self.inflight.iter().position(|f| f.lane == lane) {
-                if !self.inflight[pos].acked {
-                    break;
-                }
-                let f = self.inflight.remove(pos).expect("position is valid");
-                if let Ok(mut b) = self.buffer.lock() {
-                    if let Err(e) = b.ack(lane, f.end) {
-                        self.metrics.buffer_errors.fetch_add(1, Relaxed);
-                        tracing::error!(error = %e, "buffer ack failed");
-                    }
-                }
-            }
+        for e in errors {
+            self.metrics.buffer_errors.fetch_add(1, Relaxed);
+            tracing::error!(error = %e, "buffer ack failed");
         }
     }
 
     /// Publishes batches never sent, or sent longer than `ack_timeout_ms` ago.
     fn send_due(&mut self) {
-        let timeout = Duration::from_millis(self.cfg.ack_timeout_ms);
         let topic = topics::batches(&self.edge_id);
-        for f in self.inflight.iter_mut().filter(|f| !f.acked) {
-            let due = match f.sent_at {
-                None => true,
-                Some(t) => t.elapsed() >= timeout,
-            };
-            if !due {
-                continue;
-            }
+        let now = Instant::now();
+        for d in self.window.due(now) {
             match self
                 .client
-                .try_publish(topic.clone(), QoS::AtLeastOnce, false, f.sealed.clone())
+                .try_publish(topic.clone(), QoS::AtLeastOnce, false, d.sealed)
             {
                 Ok(()) => {
-                    if f.sent_at.is_some() {
+                    if d.resend {
                         self.metrics.batches_resent.fetch_add(1, Relaxed);
                     } else {
                         self.metrics.batches_sent.fetch_add(1, Relaxed);
                     }
-                    f.sent_at = Some(Instant::now());
+                    self.window.mark_sent(d.seq, now);
                 }
                 // The client's request queue is full: try again on the next tick.
                 Err(_) => break,
@@ -323,23 +275,11 @@ impl Batcher {
 
     /// Takes new batches from the buffer while the window has room.
     fn fill(&mut self) {
-        while self.inflight.len() < self.cfg.inflight_batches_max {
+        loop {
             let Ok(mut b) = self.buffer.lock() else {
                 return;
             };
-            let urgent = b.unread(Lane::Urgent);
-            let normal = b.unread(Lane::Normal);
-            if urgent == 0 && normal == 0 {
-                self.waiting_since = None;
-                return;
-            }
-            if urgent == 0 && (normal as usize) < self.cfg.batch_readings_max {
-                let since = *self.waiting_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < Duration::from_millis(self.cfg.batch_age_ms) {
-                    return;
-                }
-            }
-            let taken = match b.take(self.cfg.batch_readings_max) {
+            let taken = match self.window.take_batch(&mut b, Instant::now()) {
                 Ok(Some(t)) => t,
                 Ok(None) => return,
                 Err(e) => {
@@ -348,31 +288,8 @@ impl Batcher {
                     return;
                 }
             };
-            let gaps = b.take_gaps(self.next_seq);
             drop(b);
-            if taken.lane == Lane::Normal {
-                self.waiting_since = None;
-            }
-            let batch = UplinkBatch {
-                edge_id: EdgeId(self.edge_id.clone()),
-                epoch: self.epoch,
-                seq: self.next_seq,
-                readings: taken.readings,
-                gaps,
-            };
-            self.next_seq += 1;
-            let min_ts = batch.readings.iter().map(|r| r.ts_ns).min().unwrap_or(0);
-            self.inflight.push_back(InFlight {
-                seq: batch.seq,
-                lane: taken.lane,
-                end: taken.end,
-                readings: batch.readings.len() as u64,
-                min_ts,
-                sealed: batch.seal(&self.key).into(),
-                gaps: batch.gaps,
-                sent_at: None,
-                acked: false,
-            });
+            self.window.push(taken);
             self.send_due();
         }
     }
@@ -380,10 +297,10 @@ impl Batcher {
     fn update_shared(&self) {
         let s = &self.shared;
         s.inflight_batches
-            .store(self.inflight.len() as u64, Relaxed);
+            .store(self.window.inflight().count() as u64, Relaxed);
         s.inflight_readings
-            .store(self.inflight.iter().map(|f| f.readings).sum(), Relaxed);
-        let oldest = self.inflight.iter().map(|f| f.min_ts).min();
+            .store(self.window.inflight().map(|f| f.readings).sum(), Relaxed);
+        let oldest = self.window.inflight().map(|f| f.min_ts).min();
         s.oldest_unacked_ns.store(oldest.unwrap_or(0), Relaxed);
     }
 
@@ -392,7 +309,7 @@ impl Batcher {
             Ok(mut b) => (b.stats(), b.peek_ts()),
             Err(_) => return,
         };
-        let inflight_min = self.inflight.iter().map(|f| f.min_ts).min();
+        let inflight_min = self.window.inflight().map(|f| f.min_ts).min();
         let oldest = match (inflight_min, peek) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -401,7 +318,7 @@ impl Batcher {
             edge_id: EdgeId(self.edge_id.clone()),
             online: true,
             version: env!("CARGO_PKG_VERSION").into(),
-            epoch: self.epoch,
+            epoch: self.window.epoch(),
             backlog_readings: stats.records_unacked,
             backlog_bytes: stats.bytes,
             oldest_unacked_ns: oldest,
