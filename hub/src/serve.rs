@@ -13,10 +13,11 @@ use crate::timeseries::influx::InfluxSink;
 use crate::timeseries::{TimeSeriesQuery, TimeSeriesSink};
 use crate::{broker, ingest};
 use anyhow::Context;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the embedded store drops readings older than its retention.
 const RETENTION_INTERVAL_MS: u64 = 3_600_000;
@@ -99,11 +100,21 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         bm.render_prometheus(&mut s);
         s
     }));
-    let ingest_handle = ingest::spawn(
+    // The events engine first: its rules are ingest's last stage before the ack.
+    let admin_token = cfg.effective_admin_token();
+    let (events, rules_stage) = if cfg.events.enabled {
+        let (events, router, stage) =
+            start_events(&cfg, &registry, &embedded, admin_token.clone())?;
+        (Some((events, router)), Some(stage))
+    } else {
+        (None, None)
+    };
+    let ingest_handle = ingest::spawn_with_rules(
         &cfg.ingest,
         &broker_handle,
         registry.clone() as Arc<dyn RegistryStore>,
         sinks,
+        rules_stage,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("start ingest")?;
@@ -129,15 +140,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         }
     });
 
-    let admin_token = cfg.effective_admin_token();
-    let events_router = if cfg.events.enabled {
-        let (events, router, lagged) = start_events(
-            &cfg,
-            &registry,
-            &embedded,
-            &ingest_handle,
-            admin_token.clone(),
-        )?;
+    let events_router = if let Some((events, router)) = events {
         // Events on `wangge/v1/events/{department}/{type}` through the hub's own broker link.
         let outbound = broker_handle.outbound();
         tokio::spawn(wangge_events::delivery::run_mqtt(
@@ -155,14 +158,6 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
                 }
             },
         ));
-        metric_sources.push(Arc::new(move || {
-            format!(
-                "# HELP wangge_events_groups_missed_total Stored reading groups the rules missed because they fell behind.\n\
-                 # TYPE wangge_events_groups_missed_total counter\n\
-                 wangge_events_groups_missed_total {}\n",
-                lagged.load(std::sync::atomic::Ordering::Relaxed)
-            )
-        }));
         drop(events);
         Some(router)
     } else {
@@ -318,22 +313,22 @@ impl wangge_events::Authorizer for HubAuth {
     }
 }
 
-/// How often the rules thread forgets its sensor → component cache, so registry edits apply.
+/// How often the rules stage forgets its sensor → component cache, so registry edits apply.
 const SENSOR_CACHE_MS: u64 = 60_000;
 
-/// Opens the events engine (`<data_dir>/events.db`), feeds it every stored group of readings
-/// on a dedicated thread, starts its clock tick and webhook delivery, and returns its routes.
-/// (MQTT delivery is started by `run`, which holds the broker handle.)
+/// Opens the events engine (`<data_dir>/events.db`), starts its clock tick, webhook delivery
+/// and status sync, and returns it with its routes and the rules stage that ingest runs every
+/// stored group through before acking it. (MQTT delivery is started by `run`, which holds the
+/// broker handle.)
 fn start_events(
     cfg: &HubConfig,
     registry: &Arc<SqliteRegistry>,
     store: &Arc<EmbeddedStore>,
-    ingest: &ingest::IngestHandle,
     admin_token: Option<String>,
 ) -> anyhow::Result<(
     wangge_events::Events,
     axum::Router,
-    Arc<std::sync::atomic::AtomicU64>,
+    Box<dyn ingest::RulesStage>,
 )> {
     let mut ecfg = wangge_events::EventsConfig::defaults();
     if let Some(p) = &cfg.events.rules_path {
@@ -368,56 +363,13 @@ fn start_events(
         );
     }
 
-    let lagged = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut rx = ingest.subscribe();
-    let (ev, reg, missed) = (events.clone(), registry.clone(), lagged.clone());
-    std::thread::Builder::new()
-        .name("events-rules".into())
-        .spawn(move || {
-            use std::collections::HashMap;
-            use tokio::sync::broadcast::error::RecvError;
-            let mut cache: HashMap<String, Option<crate::registry::SensorContext>> = HashMap::new();
-            let mut cache_at = std::time::Instant::now();
-            loop {
-                let group = match rx.blocking_recv() {
-                    Ok(g) => g,
-                    Err(RecvError::Lagged(n)) => {
-                        missed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                        tracing::warn!(groups = n, "events rules fell behind ingest; groups missed");
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return,
-                };
-                if cache_at.elapsed() > Duration::from_millis(SENSOR_CACHE_MS) {
-                    cache.clear();
-                    cache_at = std::time::Instant::now();
-                }
-                for sr in &group.readings {
-                    if sr.component_id.is_none() {
-                        continue;
-                    }
-                    let r = &sr.reading;
-                    let ctx = cache
-                        .entry(r.sensor.as_str().to_string())
-                        .or_insert_with(|| reg.sensor_context(r.sensor.as_str()).ok().flatten());
-                    let Some(ctx) = ctx else { continue };
-                    let input = wangge_events::rules::RuleInput {
-                        component_id: &ctx.component_id,
-                        component_type: &ctx.component_type,
-                        sensor_id: r.sensor.as_str(),
-                        interval_s: ctx.interval_s,
-                        quantity: r.quantity,
-                        value: r.value.as_f64(),
-                        ts_ns: r.ts_ns,
-                        quality: r.quality,
-                    };
-                    if let Err(e) = ev.ingest(&input, wangge_events::model::now_ns()) {
-                        tracing::error!(error = %e, sensor = r.sensor.as_str(), "events: storing a condition failed");
-                    }
-                }
-            }
-        })
-        .context("start the events rules thread")?;
+    let stage = Box::new(RulesFeed {
+        events: events.clone(),
+        registry: registry.clone(),
+        cache: HashMap::new(),
+        cache_at: Instant::now(),
+        hooks: TestHooks::from_env(),
+    });
 
     tokio::spawn(
         events
@@ -433,7 +385,94 @@ fn start_events(
             admin_token,
         }),
     );
-    Ok((events, router, lagged))
+    Ok((events, router, stage))
+}
+
+/// The events rules as ingest's last stage: maps each stored reading's sensor to its component
+/// (cached) and feeds it to the rules. Ingest acks a group only after `evaluate` returned, so an
+/// acked reading has been evaluated; a reading seen again after a crash raises nothing twice.
+struct RulesFeed {
+    events: wangge_events::Events,
+    registry: Arc<SqliteRegistry>,
+    cache: HashMap<String, Option<crate::registry::SensorContext>>,
+    cache_at: Instant,
+    hooks: TestHooks,
+}
+
+impl ingest::RulesStage for RulesFeed {
+    fn evaluate(&mut self, group: &ingest::StoredGroup) {
+        self.hooks.before_group();
+        if self.cache_at.elapsed() > Duration::from_millis(SENSOR_CACHE_MS) {
+            self.cache.clear();
+            self.cache_at = Instant::now();
+        }
+        for sr in &group.readings {
+            if sr.component_id.is_none() {
+                continue;
+            }
+            let r = &sr.reading;
+            let registry = &self.registry;
+            let ctx = self
+                .cache
+                .entry(r.sensor.as_str().to_string())
+                .or_insert_with(|| registry.sensor_context(r.sensor.as_str()).ok().flatten());
+            let Some(ctx) = ctx else { continue };
+            let input = wangge_events::rules::RuleInput {
+                component_id: &ctx.component_id,
+                component_type: &ctx.component_type,
+                sensor_id: r.sensor.as_str(),
+                interval_s: ctx.interval_s,
+                quantity: r.quantity,
+                value: r.value.as_f64(),
+                ts_ns: r.ts_ns,
+                quality: r.quality,
+            };
+            if let Err(e) = self.events.ingest(&input, wangge_events::model::now_ns()) {
+                tracing::error!(error = %e, sensor = r.sensor.as_str(), "events: storing a condition failed");
+            }
+        }
+    }
+}
+
+/// Test-only hooks on the rules stage, read once from the environment at start, so system tests
+/// can hold the rules at a chosen point of a real hub process (`hub/tests/rules_replay.rs`):
+/// - `WANGGE_TEST_PAUSE_RULES=<file>`: before each group, wait while `<file>` exists (the test
+///   then `kill -9`s a hub whose group is stored but not evaluated, hence not acked);
+/// - `WANGGE_TEST_SLOW_RULES_MS=<ms>`: sleep this long before each group (rules slower than
+///   ingest).
+///
+/// Unset in production; the hub logs a warning when either is set.
+#[derive(Debug, Default)]
+struct TestHooks {
+    pause_file: Option<PathBuf>,
+    delay: Option<Duration>,
+}
+
+impl TestHooks {
+    fn from_env() -> TestHooks {
+        let hooks = TestHooks {
+            pause_file: std::env::var_os("WANGGE_TEST_PAUSE_RULES").map(PathBuf::from),
+            delay: std::env::var("WANGGE_TEST_SLOW_RULES_MS")
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(Duration::from_millis),
+        };
+        if hooks.pause_file.is_some() || hooks.delay.is_some() {
+            tracing::warn!(?hooks, "test hooks on the rules stage are active");
+        }
+        hooks
+    }
+
+    fn before_group(&self) {
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
+        }
+        if let Some(f) = &self.pause_file {
+            while f.exists() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 /// Durable cursor (in the events store) of the component-status sync.

@@ -85,6 +85,14 @@ pub struct IngestMetrics {
     pub registry_errors: AtomicU64,
     /// Readings with a NaN or infinite value, dropped from otherwise valid batches.
     pub readings_dropped_non_finite: AtomicU64,
+    /// Stored groups the rules stage evaluated (each then recorded and acked).
+    pub groups_evaluated: AtomicU64,
+    /// Time ingest waited for the rules stage to take a stored group, µs: the rules were
+    /// behind and ingest was held back (backpressure) instead of dropping the group.
+    pub rules_wait_us: AtomicU64,
+    /// Resent batches dropped because their first copy was stored and still waited for the
+    /// rules stage (its ack answers the resend).
+    pub batches_resent_in_flight: AtomicU64,
     rejects: [AtomicU64; 8],
     sinks: Mutex<Vec<SinkStats>>,
 }
@@ -190,6 +198,16 @@ impl IngestMetrics {
                 "Registry calls that failed during ingest.",
                 &self.registry_errors,
             ),
+            (
+                "wangge_ingest_groups_evaluated_total",
+                "Stored groups evaluated by the rules stage before their ack.",
+                &self.groups_evaluated,
+            ),
+            (
+                "wangge_ingest_batches_resent_in_flight_total",
+                "Resent batches dropped while their first copy waited for the rules (acked once it is done).",
+                &self.batches_resent_in_flight,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -198,6 +216,14 @@ impl IngestMetrics {
                 v.load(Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP wangge_ingest_rules_wait_seconds_total Time ingest waited for the rules stage \
+             (backpressure: the rules were behind).\n\
+             # TYPE wangge_ingest_rules_wait_seconds_total counter\n\
+             wangge_ingest_rules_wait_seconds_total {}",
+            self.rules_wait_us.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(
             out,
             "# HELP wangge_ingest_rejected_total Messages from edges refused, by reason.\n\

@@ -9,20 +9,30 @@
 //! 3. map each sensor to its component through the registry (cached), note unassigned sensors;
 //! 4. write the readings to every sink; one write per sink covers a whole group of batches
 //!    that were waiting (group commit: one fsync for many batches);
-//! 5. record the batches as stored, then publish `Ack` on `wangge/v1/edges/{id}/acks`.
+//! 5. hand the stored group to the rules stage ([`RulesStage`], the events engine) over a
+//!    bounded queue (`rules_queue_max` groups; a full queue blocks ingest: backpressure, never
+//!    a dropped group);
+//! 6. once the rules have evaluated the group: record its batches as stored (dedup), then
+//!    publish `Ack` on `wangge/v1/edges/{id}/acks`.
 //!
-//! If any sink fails, no batch of the group is acked: the edges keep and resend them.
+//! So an acked batch has been stored *and* seen by the rules. If the hub dies anywhere before
+//! step 6, the edge resends the batch: the sinks store it again without effect (idempotent on
+//! (sensor, quantity, ts)) and the rules see its readings again (re-evaluation raises nothing
+//! twice: `wangge_events::rules` and the events store's stale-raise checks). If any sink fails,
+//! no batch of the group is acked: the edges keep and resend them. A resend that arrives while
+//! its first copy waits for the rules is dropped (counted): the first copy's ack answers it.
 //! Status messages go to `RegistryStore::record_edge_status`.
 //!
-//! The work runs on one dedicated thread (sinks and registry are synchronous; the batches of a
-//! group must be stored before they are acked, so there is nothing to gain from more threads
-//! on 2 cores, and one writer keeps SQLite free of lock contention).
+//! Two threads: `ingest` (verify, dedup lookup, store: sinks and registry are synchronous and
+//! one writer keeps SQLite free of lock contention) and `ingest-rules` (rules, dedup insert,
+//! acks). They form a pipeline: ingest stores group N+1 while the rules evaluate group N.
 //!
-//! **Hook for the events engine**: [`IngestHandle::subscribe`] returns a
+//! **Observers**: [`IngestHandle::subscribe`] returns a
 //! `tokio::sync::broadcast::Receiver<Arc<StoredGroup>>`: every group of readings once it is
-//! stored in every sink (before its ack), readings sorted by timestamp. The channel is bounded
-//! (`observer_queue_max` groups); a receiver that falls behind gets `RecvError::Lagged(n)` and
-//! must recover (e.g. by querying the store for the missed interval); ingest never waits for it.
+//! stored in every sink and evaluated by the rules (before its ack), readings sorted by
+//! timestamp. Best effort, for watchers (tests, taps): the channel is bounded
+//! (`observer_queue_max` groups), a receiver that falls behind gets `RecvError::Lagged(n)`, and
+//! ingest never waits for it. Whatever must not miss a reading is a [`RulesStage`] instead.
 
 pub mod dedup;
 pub mod metrics;
@@ -36,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 
@@ -61,8 +71,12 @@ pub struct IngestConfig {
     pub assignment_cache_ms: u64,
     /// Most cached sensor mappings (the cache is cleared when full). Default 200 000.
     pub assignment_cache_max: usize,
-    /// Capacity of the stored-readings broadcast, groups. Default 256.
+    /// Capacity of the stored-readings broadcast for observers, groups. Default 256.
     pub observer_queue_max: usize,
+    /// Stored groups waiting for the rules stage, at most. Default 2: enough for ingest to store
+    /// the next group while the rules evaluate one; when full, ingest waits (backpressure).
+    /// Memory bound: `rules_queue_max × group_readings_max` readings.
+    pub rules_queue_max: usize,
 }
 
 impl Default for IngestConfig {
@@ -76,6 +90,7 @@ impl Default for IngestConfig {
             assignment_cache_ms: 60_000,
             assignment_cache_max: 200_000,
             observer_queue_max: 256,
+            rules_queue_max: 2,
         }
     }
 }
@@ -98,6 +113,26 @@ pub struct StoredGroup {
     pub readings: Vec<StoredReading>,
 }
 
+/// The last stage of ingest before the ack: the events rules. It gets every stored group, in
+/// the order they were stored, and the group's batches are recorded and acked only after
+/// [`RulesStage::evaluate`] returned — so no acked reading escapes the rules, even across a
+/// `kill -9` of the hub. It must therefore tolerate seeing a reading again (a resent batch
+/// after a crash) without raising anything twice.
+pub trait RulesStage: Send {
+    /// Evaluates one stored group (readings sorted by timestamp). Runs on the `ingest-rules`
+    /// thread; ingest stores the next group meanwhile.
+    fn evaluate(&mut self, group: &StoredGroup);
+}
+
+/// A batch's identity: (edge, epoch, seq).
+type BatchId = (String, u64, u64);
+
+/// A stored group on its way to the rules stage, then to dedup and the acks.
+struct StoredForRules {
+    group: Arc<StoredGroup>,
+    batches: Vec<BatchId>,
+}
+
 /// The running ingest. Dropping it does not stop the thread; it ends when the broker closes.
 pub struct IngestHandle {
     metrics: Arc<IngestMetrics>,
@@ -115,33 +150,71 @@ impl IngestHandle {
     }
 }
 
-/// Starts ingest on the broker's inbound stream, writing to `sinks` (all of them, in order).
+/// Starts ingest on the broker's inbound stream, writing to `sinks` (all of them, in order),
+/// without a rules stage (batches are acked once stored).
 pub fn spawn(
     cfg: &IngestConfig,
     broker: &BrokerHandle,
     registry: Arc<dyn RegistryStore>,
     sinks: Vec<Arc<dyn TimeSeriesSink>>,
 ) -> Result<IngestHandle, IngestError> {
-    if cfg.group_batches_max == 0 || cfg.group_readings_max == 0 || cfg.observer_queue_max == 0 {
+    spawn_with_rules(cfg, broker, registry, sinks, None)
+}
+
+/// Starts ingest like [`spawn`], with `rules` as the stage every stored group passes through
+/// before its batches are acked (see [`RulesStage`]).
+pub fn spawn_with_rules(
+    cfg: &IngestConfig,
+    broker: &BrokerHandle,
+    registry: Arc<dyn RegistryStore>,
+    sinks: Vec<Arc<dyn TimeSeriesSink>>,
+    rules: Option<Box<dyn RulesStage>>,
+) -> Result<IngestHandle, IngestError> {
+    if cfg.group_batches_max == 0
+        || cfg.group_readings_max == 0
+        || cfg.observer_queue_max == 0
+        || cfg.rules_queue_max == 0
+    {
         return Err(IngestError::Config(
-            "group_batches_max, group_readings_max and observer_queue_max must be > 0".into(),
+            "group_batches_max, group_readings_max, observer_queue_max and rules_queue_max \
+             must be > 0"
+                .into(),
         ));
     }
     if sinks.is_empty() {
         return Err(IngestError::Config("at least one time-series sink".into()));
     }
     let inbound = broker.take_inbound().ok_or(IngestError::InboundTaken)?;
-    let dedup = dedup::DedupStore::open(&cfg.data_dir, cfg.dedup_keep_days, now_ns())?;
+    let dedup = Arc::new(Mutex::new(dedup::DedupStore::open(
+        &cfg.data_dir,
+        cfg.dedup_keep_days,
+        now_ns(),
+    )?));
     let metrics = Arc::new(IngestMetrics::default());
     let (observers, _) = broadcast::channel(cfg.observer_queue_max);
+    let in_flight: Arc<Mutex<HashSet<BatchId>>> = Arc::default();
+    let (to_rules, from_ingest) = std::sync::mpsc::sync_channel(cfg.rules_queue_max);
+    let mut acker = Acker {
+        rules,
+        dedup: dedup.clone(),
+        in_flight: in_flight.clone(),
+        observers: observers.clone(),
+        outbound: broker.outbound(),
+        metrics: metrics.clone(),
+    };
+    std::thread::Builder::new()
+        .name("ingest-rules".into())
+        .spawn(move || acker.run(from_ingest))
+        .map_err(IngestError::Thread)?;
     let mut worker = Worker {
         cfg: cfg.clone(),
         registry,
         sinks,
         dedup,
+        in_flight,
+        to_rules,
         outbound: broker.outbound(),
         metrics: metrics.clone(),
-        observers: observers.clone(),
         assignments: HashMap::new(),
         last_prune: Instant::now(),
     };
@@ -150,6 +223,58 @@ pub fn spawn(
         .spawn(move || worker.run(inbound))
         .map_err(IngestError::Thread)?;
     Ok(IngestHandle { metrics, observers })
+}
+
+/// The dedup table, shared by the lookup (ingest thread) and the insert after the rules
+/// (`ingest-rules` thread). A poisoned lock still holds a usable connection.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The `ingest-rules` thread: rules, then dedup insert, then acks, group by group in order.
+struct Acker {
+    rules: Option<Box<dyn RulesStage>>,
+    dedup: Arc<Mutex<dedup::DedupStore>>,
+    /// Batches handed to this thread and not yet acked (see `Worker::process`).
+    in_flight: Arc<Mutex<HashSet<BatchId>>>,
+    observers: broadcast::Sender<Arc<StoredGroup>>,
+    outbound: mpsc::Sender<Outbound>,
+    metrics: Arc<IngestMetrics>,
+}
+
+impl Acker {
+    fn run(&mut self, groups: std::sync::mpsc::Receiver<StoredForRules>) {
+        while let Ok(stored) = groups.recv() {
+            if let Some(rules) = self.rules.as_mut() {
+                rules.evaluate(&stored.group);
+                self.metrics.groups_evaluated.fetch_add(1, Relaxed);
+            }
+            // No receiver is fine: nobody watches.
+            let _ = self.observers.send(stored.group);
+            let ids = stored
+                .batches
+                .iter()
+                .map(|(e, ep, s)| (e.as_str(), *ep, *s));
+            if let Err(e) = lock(&self.dedup).insert_all(ids, now_ns()) {
+                // The readings are stored (idempotently) and evaluated (idempotently): a
+                // resend is stored and evaluated again harmlessly.
+                tracing::error!(error = %e, "cannot record stored batches for dedup");
+            }
+            {
+                let mut in_flight = lock(&self.in_flight);
+                for id in &stored.batches {
+                    in_flight.remove(id);
+                }
+            }
+            send_acks(
+                &self.outbound,
+                &self.metrics,
+                &stored.batches,
+                AckOutcome::Stored,
+            );
+        }
+        tracing::info!("ingest rules stage stopped: ingest ended");
+    }
 }
 
 fn now_ns() -> i64 {
@@ -168,10 +293,14 @@ struct Worker {
     cfg: IngestConfig,
     registry: Arc<dyn RegistryStore>,
     sinks: Vec<Arc<dyn TimeSeriesSink>>,
-    dedup: dedup::DedupStore,
+    dedup: Arc<Mutex<dedup::DedupStore>>,
+    /// Batches stored and handed to the rules stage, not yet acked: a resend of one of them is
+    /// dropped here (its first copy's ack answers it) instead of being stored and evaluated
+    /// again. Shared with the `ingest-rules` thread, which removes them after the dedup insert.
+    in_flight: Arc<Mutex<HashSet<BatchId>>>,
+    to_rules: std::sync::mpsc::SyncSender<StoredForRules>,
     outbound: mpsc::Sender<Outbound>,
     metrics: Arc<IngestMetrics>,
-    observers: broadcast::Sender<Arc<StoredGroup>>,
     assignments: HashMap<String, (Option<SensorAssignment>, Instant)>,
     last_prune: Instant,
 }
@@ -190,7 +319,7 @@ impl Worker {
             self.process(group);
             if self.last_prune.elapsed() > Duration::from_secs(3600) {
                 self.last_prune = Instant::now();
-                if let Err(e) = self.dedup.prune(now_ns()) {
+                if let Err(e) = lock(&self.dedup).prune(now_ns()) {
                     tracing::error!(error = %e, "dedup prune failed");
                 }
             }
@@ -200,8 +329,8 @@ impl Worker {
 
     fn process(&mut self, group: Vec<Inbound>) {
         let mut accepted: Vec<Accepted> = Vec::new();
-        let mut duplicates: Vec<(String, u64, u64)> = Vec::new();
-        let mut in_group: HashSet<(String, u64, u64)> = HashSet::new();
+        let mut duplicates: Vec<BatchId> = Vec::new();
+        let mut in_group: HashSet<BatchId> = HashSet::new();
         let mut readings_n = 0usize;
         for msg in group {
             let Some(edge) = topics::edge_of(&msg.topic) else {
@@ -221,8 +350,14 @@ impl Worker {
                 continue;
             };
             let key = (batch.edge_id.0.clone(), batch.epoch, batch.seq);
+            if lock(&self.in_flight).contains(&key) {
+                self.metrics.batches_resent_in_flight.fetch_add(1, Relaxed);
+                tracing::debug!(edge_id = %key.0, epoch = key.1, seq = key.2,
+                    "resent batch still waiting for the rules; its ack will answer it");
+                continue;
+            }
             let known = in_group.contains(&key)
-                || match self.dedup.contains(&key.0, key.1, key.2) {
+                || match lock(&self.dedup).contains(&key.0, key.1, key.2) {
                     Ok(k) => k,
                     Err(e) => {
                         // Unknown: store it (idempotent) rather than risk acking unstored data.
@@ -370,7 +505,7 @@ impl Worker {
         a
     }
 
-    fn commit(&mut self, accepted: Vec<Accepted>, duplicates: Vec<(String, u64, u64)>) {
+    fn commit(&mut self, accepted: Vec<Accepted>, duplicates: Vec<BatchId>) {
         let now = now_ns();
         let mut readings =
             Vec::with_capacity(accepted.iter().map(|a| a.batch.readings.len()).sum());
@@ -459,13 +594,6 @@ impl Worker {
             if !unrecorded.is_empty() {
                 self.metrics.groups_failed.fetch_add(1, Relaxed);
             }
-            let ids = accepted
-                .iter()
-                .map(|a| (a.batch.edge_id.as_str(), a.batch.epoch, a.batch.seq));
-            if let Err(e) = self.dedup.insert_all(ids, now) {
-                // The readings are stored (idempotently); a resend is stored again harmlessly.
-                tracing::error!(error = %e, "cannot record stored batches for dedup");
-            }
             self.metrics.groups_committed.fetch_add(1, Relaxed);
             self.metrics
                 .readings_stored
@@ -483,13 +611,14 @@ impl Worker {
                     }
                 }
             }
-            // No receiver is fine: nobody listens yet.
-            let _ = self.observers.send(Arc::new(StoredGroup { readings }));
-            let ids: Vec<(String, u64, u64)> = accepted
+            let batches: Vec<BatchId> = accepted
                 .into_iter()
                 .map(|a| (a.batch.edge_id.0, a.batch.epoch, a.batch.seq))
                 .collect();
-            self.ack_all(&ids, AckOutcome::Stored);
+            self.hand_to_rules(StoredForRules {
+                group: Arc::new(StoredGroup { readings }),
+                batches,
+            });
         }
         self.metrics
             .batches_duplicate
@@ -497,23 +626,55 @@ impl Worker {
         self.ack_all(&duplicates, AckOutcome::Duplicate);
     }
 
-    fn ack_all(&self, ids: &[(String, u64, u64)], outcome: AckOutcome) {
-        for (edge, epoch, seq) in ids {
-            let ack = Ack {
-                epoch: *epoch,
-                seq: *seq,
-                outcome,
-            };
-            let out = Outbound {
-                topic: topics::acks(edge),
-                payload: ack.encode().into(),
-            };
-            if self.outbound.blocking_send(out).is_err() {
-                tracing::error!("broker outbound closed; ack not sent");
+    /// Queues a stored group for the rules stage, which records and acks it afterwards. Waits
+    /// while the queue is full (the rules are behind): the broker's inbound queue then fills
+    /// and holds the edges back; nothing is dropped.
+    fn hand_to_rules(&self, stored: StoredForRules) {
+        lock(&self.in_flight).extend(stored.batches.iter().cloned());
+        let stored = match self.to_rules.try_send(stored) {
+            Ok(()) => return,
+            Err(std::sync::mpsc::TrySendError::Full(s)) => s,
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                tracing::error!("ingest rules stage gone; batches not acked");
                 return;
             }
-            self.metrics.acks_sent.fetch_add(1, Relaxed);
+        };
+        let waited = Instant::now();
+        if self.to_rules.send(stored).is_err() {
+            tracing::error!("ingest rules stage gone; batches not acked");
         }
+        self.metrics
+            .rules_wait_us
+            .fetch_add(waited.elapsed().as_micros() as u64, Relaxed);
+    }
+
+    fn ack_all(&self, ids: &[BatchId], outcome: AckOutcome) {
+        send_acks(&self.outbound, &self.metrics, ids, outcome);
+    }
+}
+
+/// Publishes one `Ack` per batch on its edge's ack topic.
+fn send_acks(
+    outbound: &mpsc::Sender<Outbound>,
+    metrics: &IngestMetrics,
+    ids: &[BatchId],
+    outcome: AckOutcome,
+) {
+    for (edge, epoch, seq) in ids {
+        let ack = Ack {
+            epoch: *epoch,
+            seq: *seq,
+            outcome,
+        };
+        let out = Outbound {
+            topic: topics::acks(edge),
+            payload: ack.encode().into(),
+        };
+        if outbound.blocking_send(out).is_err() {
+            tracing::error!("broker outbound closed; ack not sent");
+            return;
+        }
+        metrics.acks_sent.fetch_add(1, Relaxed);
     }
 }
 
