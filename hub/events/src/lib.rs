@@ -159,6 +159,12 @@ impl Events {
         for (component_id, event_type, since_ns) in store.raised_conditions()? {
             evaluator.restore_raised(&component_id, &event_type, since_ns);
         }
+        // …and what was pending (a `for_s` condition holding, not yet raised), so a restart in
+        // the middle resumes the count instead of starting it over.
+        evaluator.log_pending_changes();
+        for (component_id, rule_key, since_ns) in store.pending_conditions()? {
+            evaluator.restore_pending(&component_id, &rule_key, since_ns);
+        }
         Ok(Events {
             inner: Arc::new(Inner {
                 store,
@@ -201,10 +207,22 @@ impl Events {
         // store one component's raise and clear in the wrong order. Stores are rare (only changes).
         let mut evaluator = self.evaluator();
         let conditions = evaluator.evaluate(input, now_ns);
-        if conditions.is_empty() {
+        let pending = evaluator.take_pending_changes();
+        if conditions.is_empty() && pending.is_empty() {
             return Ok(Vec::new());
         }
         let changes = self.apply(conditions, now_ns);
+        // Written before the caller acks the reading (the hub's rules stage runs before the ack).
+        for p in &pending {
+            if let Err(e) = self
+                .inner
+                .store
+                .set_pending(&p.component_id, &p.rule_key, p.since_ns)
+            {
+                tracing::error!(error = %e, component_id = %p.component_id, rule = %p.rule_key,
+                    "cannot record a pending duration condition; a restart would restart its count");
+            }
+        }
         drop(evaluator);
         changes
     }

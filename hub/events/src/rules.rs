@@ -474,6 +474,17 @@ struct SensorWatch {
     offline: bool,
 }
 
+/// A duration condition (`for_s` > 0) began holding (`since_ns` = its start) or stopped being
+/// pending (`None`: it raised or no longer holds). The events engine persists these so that a
+/// restart resumes the count (see [`Evaluator::restore_pending`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChange {
+    pub component_id: String,
+    /// Which rule: see [`Evaluator::rule_key`].
+    pub rule_key: String,
+    pub since_ns: Option<i64>,
+}
+
 /// Evaluates readings against a [`RuleSet`], keeping O(1) state per (component, rule).
 #[derive(Debug)]
 pub struct Evaluator {
@@ -484,6 +495,12 @@ pub struct Evaluator {
     /// Conditions the store still holds raised (from before a restart), per component, waiting for
     /// the component's first reading to be re-attached to its rules.
     restored: HashMap<String, Vec<(String, i64)>>,
+    /// Pending duration conditions from before a restart, per component: (rule key, since).
+    restored_pending: HashMap<String, Vec<(String, i64)>>,
+    /// Whether pending duration conditions are logged for [`Evaluator::take_pending_changes`]
+    /// (off unless someone drains the log, so it cannot grow without bound).
+    log_pending: bool,
+    pending_log: Vec<PendingChange>,
 }
 
 impl Evaluator {
@@ -494,7 +511,52 @@ impl Evaluator {
             components: HashMap::new(),
             sensors: HashMap::new(),
             restored: HashMap::new(),
+            restored_pending: HashMap::new(),
+            log_pending: false,
+            pending_log: Vec::new(),
         }
+    }
+
+    /// Logs every start and end of a pending duration condition for
+    /// [`Evaluator::take_pending_changes`] (the events engine persists them).
+    pub fn log_pending_changes(&mut self) {
+        self.log_pending = true;
+    }
+
+    /// The pending duration conditions that started or ended since the last call.
+    pub fn take_pending_changes(&mut self) -> Vec<PendingChange> {
+        std::mem::take(&mut self.pending_log)
+    }
+
+    /// A rule's identity across restarts: `<index in the rules file>:<event type>`. A changed
+    /// rules file may re-number rules; a pending condition restored onto a different rule of the
+    /// same event type then only shortens or lengthens that one wait.
+    pub fn rule_key(&self, rule_index: usize) -> String {
+        let event = self
+            .set
+            .rules
+            .get(rule_index)
+            .map_or("", |r| &*r.event_type);
+        format!("{rule_index}:{event}")
+    }
+
+    /// Re-attaches a duration condition that was pending (holding since `since_ns`, not yet
+    /// raised) before a restart: the component's rule resumes counting from `since_ns` instead of
+    /// from its next reading. Applies when the component's first reading arrives.
+    pub fn restore_pending(&mut self, component_id: &str, rule_key: &str, since_ns: i64) {
+        if let Some(cs) = self.components.get_mut(component_id) {
+            for (k, &ri) in cs.plan.rules.iter().enumerate() {
+                let key = format!("{ri}:{}", self.set.rules[ri].event_type);
+                if key == rule_key && !cs.states[k].raised {
+                    cs.states[k].pending_since.get_or_insert(since_ns);
+                }
+            }
+            return;
+        }
+        self.restored_pending
+            .entry(component_id.to_string())
+            .or_default()
+            .push((rule_key.to_string(), since_ns));
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -592,10 +654,25 @@ impl Evaluator {
         let may_raise = r.quality == Quality::Good || self.set.settings.suspect_triggers;
         if !self.components.contains_key(r.component_id) {
             let plan = self.plan_for(r.component_type);
+            let pending = self
+                .restored_pending
+                .remove(r.component_id)
+                .unwrap_or_default();
+            let states = plan
+                .rules
+                .iter()
+                .map(|&ri| {
+                    let key = self.rule_key(ri);
+                    RuleState {
+                        pending_since: pending.iter().find(|(k, _)| *k == key).map(|(_, t)| *t),
+                        ..RuleState::default()
+                    }
+                })
+                .collect();
             self.components.insert(
                 r.component_id.to_string(),
                 ComponentState {
-                    states: vec![RuleState::default(); plan.rules.len()],
+                    states,
                     raised_rules: vec![0; plan.slots],
                     restored: {
                         let held = self.restored.remove(r.component_id).unwrap_or_default();
@@ -654,7 +731,10 @@ impl Evaluator {
                 if !may_raise {
                     continue;
                 }
+                let was_pending = st.pending_since.is_some();
                 let since = *st.pending_since.get_or_insert(r.ts_ns);
+                // Only duration rules are ever pending across readings.
+                let log = self.log_pending && rule.for_ns > 0;
                 if r.ts_ns - since >= rule.for_ns {
                     cs.restored[slot] = None;
                     st.raised = true;
@@ -663,9 +743,17 @@ impl Evaluator {
                     if cs.raised_rules[slot] == 1 {
                         out.push(condition(ConditionKind::Raised, rule, r, threshold, late));
                     }
+                    if log && was_pending {
+                        self.pending_log.push(pending_change(r, ri, rule, None));
+                    }
+                } else if log && !was_pending {
+                    self.pending_log
+                        .push(pending_change(r, ri, rule, Some(since)));
                 }
             } else {
-                st.pending_since = None;
+                if st.pending_since.take().is_some() && self.log_pending && rule.for_ns > 0 {
+                    self.pending_log.push(pending_change(r, ri, rule, None));
+                }
                 let restored_gone = cs.restored[slot].is_some_and(|since| r.ts_ns > since)
                     && cs.raised_rules[slot] == 0
                     && !st.raised;
@@ -853,6 +941,19 @@ fn main_holds(rule: &Rule, st: &mut RuleState, r: &RuleInput<'_>) -> Option<bool
             })
         }
         RuleKind::Offline { .. } => None,
+    }
+}
+
+fn pending_change(
+    r: &RuleInput<'_>,
+    rule_index: usize,
+    rule: &Rule,
+    since_ns: Option<i64>,
+) -> PendingChange {
+    PendingChange {
+        component_id: r.component_id.to_string(),
+        rule_key: format!("{rule_index}:{}", rule.event_type),
+        since_ns,
     }
 }
 

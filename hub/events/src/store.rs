@@ -14,7 +14,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_events.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_events.sql"),
+    include_str!("../migrations/0002_pending_conditions.sql"),
+];
 /// How long a writer waits for another connection's transaction before giving up.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
 /// Longest page any list call returns.
@@ -151,6 +154,11 @@ pub trait EventStore: Send + Sync {
     /// (component, type, trigger time) of every event whose condition still holds (not cleared, not closed):
     /// what the rules re-attach to after a restart.
     fn raised_conditions(&self) -> Result<Vec<(String, String, i64)>>;
+    /// Records (`Some(since)`) or forgets (`None`) when a duration condition of rule `rule_key`
+    /// began holding on a component, so a restart resumes its count instead of starting over.
+    fn set_pending(&self, component_id: &str, rule_key: &str, since_ns: Option<i64>) -> Result<()>;
+    /// Every recorded pending duration condition: (component, rule key, since).
+    fn pending_conditions(&self) -> Result<Vec<(String, String, i64)>>;
     fn last_cursor(&self) -> Result<i64>;
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>>;
@@ -738,6 +746,32 @@ impl EventStore for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT component_id, type, trigger_ts_ns FROM events WHERE status <> 'closed' AND cleared_at_ns IS NULL",
         )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn set_pending(&self, component_id: &str, rule_key: &str, since_ns: Option<i64>) -> Result<()> {
+        let conn = self.conn();
+        match since_ns {
+            Some(since) => conn
+                .prepare_cached(
+                    "INSERT INTO pending_conditions (component_id, rule_key, since_ns) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT(component_id, rule_key) DO UPDATE SET since_ns = excluded.since_ns",
+                )?
+                .execute(params![component_id, rule_key, since])?,
+            None => conn
+                .prepare_cached(
+                    "DELETE FROM pending_conditions WHERE component_id = ?1 AND rule_key = ?2",
+                )?
+                .execute(params![component_id, rule_key])?,
+        };
+        Ok(())
+    }
+
+    fn pending_conditions(&self) -> Result<Vec<(String, String, i64)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT component_id, rule_key, since_ns FROM pending_conditions")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
