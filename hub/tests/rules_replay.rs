@@ -414,3 +414,56 @@ async fn rules_slower_than_ingest_hold_ingest_back_and_miss_no_alarm() {
          {evaluated} groups evaluated; resend: {duplicate_acks} duplicate ack, {resent_dropped} dropped in flight"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_killed_in_the_middle_of_a_for_s_condition_still_raises_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = seeded(dir.path());
+    let key = mac_key(&secret);
+    let (sensor, component) = manhole_covers().remove(1);
+    let pause = dir.path().join("pause-rules");
+
+    // Tilt > 15° must hold 10 s to raise. It holds 12 s in all: 6 s in a first batch, evaluated
+    // and acked (never resent), 6 s in a second one, stored when the hub is killed.
+    let hub = Hub::start(
+        dir.path(),
+        "hub-1",
+        "",
+        &[("WANGGE_TEST_PAUSE_RULES", pause.to_str().unwrap())],
+    )
+    .await;
+    let mut edge = hub.edge(&secret).await;
+    let t0 = (now_ns() / S - 120) * S;
+    let mut whole = displaced_batch(0, &sensor, t0);
+    whole.readings.truncate(13); // 0 s … 12 s
+    let second = UplinkBatch {
+        seq: 2,
+        readings: whole.readings.split_off(6), // 6 s … 12 s
+        ..whole.clone()
+    };
+    let first = UplinkBatch { seq: 1, ..whole };
+    edge.publish_batch(EDGE, &first, &key).await;
+    let ack = edge.next_ack().await;
+    assert_eq!((ack.seq, ack.outcome), (1, AckOutcome::Stored));
+    assert!(hub.displaced(&component).await.is_empty(), "6 s: pending");
+
+    std::fs::write(&pause, b"").unwrap();
+    edge.publish_batch(EDGE, &second, &key).await;
+    eventually("the second batch stored", &hub, async || {
+        hub.tilt_points(&component, t0).await == 13
+    })
+    .await;
+    assert!(edge.acks.try_recv().is_err(), "second batch not acked");
+    hub.kill9();
+    drop(edge);
+
+    // After the restart only the second batch comes again. The rules resume the count from 0 s
+    // (persisted in events.db), not from 6 s: the alarm is raised at 10 s.
+    let hub = Hub::start(dir.path(), "hub-2", "", &[]).await;
+    let mut edge = hub.edge(&secret).await;
+    edge.publish_batch(EDGE, &second, &key).await;
+    let ack = edge.next_ack().await;
+    assert_eq!((ack.seq, ack.outcome), (2, AckOutcome::Stored));
+    exactly_one_alarm(&hub, &component).await;
+    assert_eq!(hub.tilt_points(&component, t0).await, 13);
+}
