@@ -13,7 +13,9 @@
 //! Sizes via env: `BENCH_READINGS` (default 2 000 000), `BENCH_SENSORS` (default 2000),
 //! `BENCH_EDGES` (default 4), `BENCH_BATCH` (readings per batch, default 500), `BENCH_WINDOW`
 //! (unacked batches per edge, default 32), `BENCH_GROUP` (rows per write in `store`, default 25 000),
-//! `BENCH_BOTH_SINKS=1` (`influx` writes to the embedded store too, both sinks at once).
+//! `BENCH_BOTH_SINKS=1` (`influx` writes to the embedded store too, both sinks at once),
+//! `BENCH_RULES=1` (`e2e`: every stored reading also goes through the events rules before its
+//! batch is acked, as in `hub serve`).
 
 #[path = "../tests/ingest_support/mod.rs"]
 mod ingest_support;
@@ -206,7 +208,11 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
         influx_sink = Some(s.clone());
         sinks.push(s);
     }
-    let ing = ingest::spawn(
+    let rules = std::env::var("BENCH_RULES")
+        .is_ok()
+        .then(|| bench_rules(dir.path()));
+    let with_rules = if rules.is_some() { " + rules" } else { "" };
+    let ing = ingest::spawn_with_rules(
         &IngestConfig {
             data_dir: dir.path().to_path_buf(),
             ..Default::default()
@@ -214,6 +220,7 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
         &b,
         reg.clone(),
         sinks,
+        rules,
     )
     .unwrap();
     let window = env("BENCH_WINDOW", 32);
@@ -236,7 +243,7 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
         _ => "embedded store",
     };
     println!(
-        "e2e {what}: {stored} readings, {edges} edges x {window} unacked, batches of {batch}, {sensors} sensors: \
+        "e2e {what}{with_rules}: {stored} readings, {edges} edges x {window} unacked, batches of {batch}, {sensors} sensors: \
          {rate:.0} readings/s acked ({:.1} batches per group commit)",
         m.batches_stored.load(Relaxed) as f64 / groups as f64
     );
@@ -251,6 +258,47 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
             im.points_sent.load(Relaxed),
             im.points_sent.load(Relaxed) as f64 / secs
         );
+    }
+}
+
+/// The rules stage of `hub serve` for the bench: each sensor is its own manhole cover, every
+/// reading goes through `Events::ingest` (default rules, a real `events.db`).
+struct BenchRules(wangge_events::Events);
+
+struct NoDirectory;
+
+impl wangge_events::ComponentDirectory for NoDirectory {
+    fn component(&self, _: &str) -> Option<wangge_events::model::ComponentCtx> {
+        None
+    }
+}
+
+fn bench_rules(dir: &std::path::Path) -> Box<dyn ingest::RulesStage> {
+    let events = wangge_events::Events::open(
+        &dir.join("events.db"),
+        wangge_events::EventsConfig::defaults(),
+        Arc::new(NoDirectory),
+    )
+    .unwrap();
+    Box::new(BenchRules(events))
+}
+
+impl ingest::RulesStage for BenchRules {
+    fn evaluate(&mut self, group: &ingest::StoredGroup) {
+        for sr in &group.readings {
+            let r = &sr.reading;
+            let input = wangge_events::rules::RuleInput {
+                component_id: r.sensor.as_str(),
+                component_type: "manhole_cover",
+                sensor_id: r.sensor.as_str(),
+                interval_s: 60,
+                quantity: r.quantity,
+                value: r.value.as_f64(),
+                ts_ns: r.ts_ns,
+                quality: r.quality,
+            };
+            let _ = self.0.ingest(&input, now_ns());
+        }
     }
 }
 
