@@ -224,4 +224,5 @@ impl VictoriaMetrics {
     }
 }
 
+pub mod proxy;
 pub mod system;

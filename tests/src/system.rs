@@ -246,6 +246,18 @@ impl Edge {
         site: &Mosquitto,
         extra: &str,
     ) -> anyhow::Result<Edge> {
+        Self::prepare_via(dir, hub, site, hub.mqtt, extra)
+    }
+
+    /// Like `prepare_with`, with the uplink pointed at 127.0.0.1:`uplink_port` instead of the
+    /// hub's MQTT port: a fault-injecting proxy in front of the hub (`crate::proxy`).
+    pub fn prepare_via(
+        dir: &Path,
+        hub: &Hub,
+        site: &Mosquitto,
+        uplink_port: u16,
+        extra: &str,
+    ) -> anyhow::Result<Edge> {
         let root = workspace_root();
         let api_port = free_port();
         let config = dir.join("edge.toml");
@@ -293,7 +305,7 @@ listen = "127.0.0.1:{api_port}"
                     .display()
                     .to_string(),
                 profiles = root.join("config/profiles").display().to_string(),
-                hub_port = hub.mqtt,
+                hub_port = uplink_port,
                 secret = hub.edge_secret,
                 site_port = site.port,
                 tty_a = dir.join("ttyA").display().to_string(),
