@@ -43,6 +43,19 @@ fn publishable(topic: &str) -> bool {
             && topic.matches('/').count() == 4)
 }
 
+/// Segment size of the logs of small messages (acks, edge status), bytes. rumqttd counts only
+/// topic + payload against a segment (≈ 60 bytes for an ack) while each stored message costs
+/// ≈ 300 bytes of memory (its `PublishData`); with the batches' 8 MiB segments the ack logs
+/// would hold 130 000 acks per segment and grow for hours. 64 KiB ≈ 1 000 acks per segment,
+/// ≈ 4 000 per filter (≈ 1.3 MiB of memory): far more than the ≤ 16 acks an edge waits for.
+const SMALL_SEGMENT_BYTES: usize = 64 << 10;
+/// Segment size of the events log (`wangge/v1/events/#`), bytes: events are ≈ 1 KiB and rare;
+/// MQTT subscribers that fall behind by more than ≈ 1 000 events miss the oldest (the SSE
+/// stream and webhooks are the durable, resumable deliveries).
+const EVENTS_SEGMENT_BYTES: usize = 256 << 10;
+/// Segments kept per filter of the small logs (the active one included).
+const SMALL_SEGMENTS_MAX: usize = 4;
+
 /// How long `start` waits for the listeners to accept connections.
 const LISTEN_WAIT_MS: u64 = 10_000;
 /// Outbound (ack) queue capacity, messages.
@@ -55,6 +68,12 @@ pub(super) fn start(
     if cfg.max_payload_bytes == 0 || cfg.inbound_queue_max == 0 {
         return Err(BrokerError::Config(
             "max_payload_bytes and inbound_queue_max must be > 0".into(),
+        ));
+    }
+    // rumqttd panics on a segment under 1 KiB or zero segments.
+    if cfg.router_segment_bytes_max < 1024 || cfg.router_segments_max == 0 {
+        return Err(BrokerError::Config(
+            "broker.router_segment_bytes_max must be >= 1024 and router_segments_max > 0".into(),
         ));
     }
     let metrics = Arc::new(BrokerMetrics::default());
@@ -96,13 +115,13 @@ pub(super) fn start(
             max_connections: cfg.max_connections,
             max_outgoing_packet_count: 200,
             // The router keeps each filter's data in memory segments, read or not, until they
-            // roll over: bounded at 4 × 8 MiB per filter (≈ 1600 batches of 500 readings), which
-            // bounds the hub's RSS (4 × 16 MiB let it climb past 200 MiB in the soak). If ingest
-            // falls further behind, the oldest unread batches are skipped; the edges resend them
-            // because they were never acked.
-            max_segment_size: 8 << 20,
-            max_segment_count: 4,
-            custom_segment: None,
+            // roll over: a cache that fills, then stays (see `BrokerConfig::
+            // router_segment_bytes_max`). The batches log takes the configured size; the logs of
+            // small messages get small segments (`small_logs`), because rumqttd's accounting
+            // ignores the ≈ 300 bytes each stored message costs beyond its topic and payload.
+            max_segment_size: cfg.router_segment_bytes_max,
+            max_segment_count: cfg.router_segments_max,
+            custom_segment: Some(small_logs()),
             initialized_filters: Some(vec![
                 topics::ALL_BATCHES.to_string(),
                 topics::ALL_STATUS.to_string(),
@@ -195,6 +214,21 @@ pub(super) fn start(
     ))
 }
 
+/// Segment bounds of the filters that carry small messages. rumqttd applies an entry to every
+/// filter it matches, so `wangge/v1/edges/+/acks` also bounds each edge's own ack filter
+/// (`wangge/v1/edges/{id}/acks`, created when the edge subscribes; every ack is stored in both).
+fn small_logs() -> HashMap<String, rumqttd::SegmentConfig> {
+    let small = |bytes| rumqttd::SegmentConfig {
+        max_segment_size: bytes,
+        max_segment_count: SMALL_SEGMENTS_MAX,
+    };
+    HashMap::from([
+        (ALL_ACKS.to_string(), small(SMALL_SEGMENT_BYTES)),
+        (topics::ALL_STATUS.to_string(), small(SMALL_SEGMENT_BYTES)),
+        (ALL_EVENTS.to_string(), small(EVENTS_SEGMENT_BYTES)),
+    ])
+}
+
 fn server_settings(
     name: &str,
     listen: SocketAddr,
@@ -277,5 +311,28 @@ mod tests {
         assert!(!super::publishable("wangge/v1/edges/edge-1/batches"));
         assert!(!super::publishable("wangge/v1/edges/a/b/acks"));
         assert!(!super::publishable("other/topic"));
+    }
+
+    /// rumqttd picks a filter's segment bounds with `matches(filter, pattern)`; the bound on
+    /// memory relies on each edge's own ack filter matching the small-log pattern and on the
+    /// batches log keeping the configured size.
+    #[test]
+    fn ack_status_and_event_logs_get_small_segments_and_batches_the_configured_ones() {
+        let logs = super::small_logs();
+        let segment_of = |filter: &str| -> Vec<usize> {
+            logs.iter()
+                .filter(|(pattern, _)| rumqttd::protocol::matches(filter, pattern))
+                .map(|(_, c)| c.max_segment_size)
+                .collect()
+        };
+        let small = vec![super::SMALL_SEGMENT_BYTES];
+        assert_eq!(segment_of("wangge/v1/edges/edge-1/acks"), small);
+        assert_eq!(segment_of(super::ALL_ACKS), small);
+        assert_eq!(segment_of(protocol::uplink::topics::ALL_STATUS), small);
+        assert_eq!(
+            segment_of(super::ALL_EVENTS),
+            vec![super::EVENTS_SEGMENT_BYTES]
+        );
+        assert!(segment_of(protocol::uplink::topics::ALL_BATCHES).is_empty());
     }
 }

@@ -35,7 +35,11 @@ pub struct EmbeddedConfig {
     /// `full` (default: an acked reading survives power loss) or `normal` (survives a crash of
     /// the hub process, not of the machine; faster).
     pub synchronous: Synchronous,
-    /// SQLite page cache of the writer, MiB. Default 64.
+    /// SQLite page cache of the writer, MiB. Default 32. The cache fills with the pages the
+    /// inserts touch and then stays full: it is part of the hub's resident memory (≈ 1.1 ×
+    /// this, with SQLite's page headers), reached after ≈ 2.5 min at 8 000 readings/s over
+    /// 40 000 series. More only helps while it holds the last leaf page of every series;
+    /// at 40 000 series that is ≈ 160 MiB, so beyond that the OS page cache serves the misses.
     pub cache_mib: u32,
 }
 
@@ -54,7 +58,7 @@ impl Default for EmbeddedConfig {
             data_dir: PathBuf::from("./data"),
             retention_days: 90,
             synchronous: Synchronous::Full,
-            cache_mib: 64,
+            cache_mib: 32,
         }
     }
 }
