@@ -1000,8 +1000,8 @@ impl Totals {
 
 #[test]
 fn seeded_partitions_crashes_and_reorderings_lose_and_duplicate_nothing() {
+    let strict = env_u64("WANGGE_SIM_STRICT_EVICTION").unwrap_or(0) == 1;
     if let Some(seed) = env_u64("WANGGE_SIM_SEED") {
-        let strict = env_u64("WANGGE_SIM_STRICT_EVICTION").unwrap_or(0) == 1;
         let sc = Scenario::from_seed(seed);
         println!("seed {seed}: {sc:#?}");
         let out = run_seed(seed, Breakage::None, strict);
@@ -1024,7 +1024,7 @@ fn seeded_partitions_crashes_and_reorderings_lose_and_duplicate_nothing() {
     let started = std::time::Instant::now();
     let mut totals = Totals::default();
     for seed in 0..seeds {
-        let out = run_seed(seed, Breakage::None, false);
+        let out = run_seed(seed, Breakage::None, strict);
         if !out.violations.is_empty() {
             panic!(
                 "seed {seed} violated the delivery guarantees: {:#?}\n{}\nreproduce with:\n  {}",
