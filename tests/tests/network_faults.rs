@@ -1,0 +1,401 @@
+//! The edge↔hub link under network faults: the edge's uplink goes through a TCP proxy the test
+//! controls (`wangge_tests::proxy`) while firmware-sim streams all 200 sensors (MQTT through a
+//! mosquitto site broker, both serial lines) for 35 s. The hub becomes unreachable, the link is
+//! cut silently, slowed to a crawl, or flaps. After each fault: the hub holds exactly what the
+//! simulator recorded — nothing missing, nothing twice — the proxy's and the edge's counters show
+//! that the fault really hit (reconnects, resends), and neither process crashed.
+//!
+//! Each test takes about a minute of wall time (35 s of stream, then the drain and the check).
+
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wangge_tests::proxy::{Counts, Mode, Proxy};
+use wangge_tests::system::{compare_with_hub, metric_sum, simulate, Edge, Hub, Recorded};
+use wangge_tests::{wait_for, Mosquitto};
+
+/// Wall time firmware-sim streams in each test; the fault is applied inside it.
+const STREAM_SECONDS: u64 = 35;
+/// The link works normally this long before the fault, so there is traffic to disturb.
+const BEFORE_FAULT: Duration = Duration::from_secs(5);
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// The hub, a site broker, the proxy in front of the hub's MQTT port, and an edge whose uplink
+/// goes through the proxy; every part running, the uplink connected.
+struct System {
+    dir: tempfile::TempDir,
+    hub: Hub,
+    site: Mosquitto,
+    proxy: Proxy,
+    edge: Edge,
+    started_ns: i64,
+}
+
+impl System {
+    fn start() -> System {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hub = Hub::prepare(dir.path(), "").unwrap();
+        hub.start().unwrap();
+        let site = Mosquitto::start().unwrap();
+        let proxy = Proxy::start(hub.mqtt).unwrap();
+        let mut edge = Edge::prepare_via(dir.path(), &hub, &site, proxy.port, "").unwrap();
+        edge.start().unwrap();
+        let system = System {
+            dir,
+            hub,
+            site,
+            proxy,
+            edge,
+            started_ns: now_ns(),
+        };
+        system.wait_uplink(true, Duration::from_secs(30));
+        system
+    }
+
+    /// Streams every sensor for `STREAM_SECONDS` on a thread; join for (record, summary).
+    fn stream(&self, seed: u64) -> JoinHandle<anyhow::Result<(Vec<Recorded>, serde_json::Value)>> {
+        let dir = self.dir.path().to_path_buf();
+        let args = sim_args(&dir, self.site.port, seed);
+        std::thread::spawn(move || simulate(&dir, "stream", &args))
+    }
+
+    fn edge_metric(&self, name: &str) -> f64 {
+        self.edge
+            .metrics()
+            .map(|m| metric_sum(&m, name, &[]))
+            .unwrap_or(f64::NAN)
+    }
+
+    fn hub_metric(&self, name: &str) -> f64 {
+        reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", self.hub.http))
+            .and_then(|r| r.text())
+            .map(|m| metric_sum(&m, name, &[]))
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Waits until the edge reports its uplink up (or down); fails naming what it waited for.
+    fn wait_uplink(&self, connected: bool, timeout: Duration) -> Duration {
+        let t0 = Instant::now();
+        let want = if connected { 1.0 } else { 0.0 };
+        let what = if connected {
+            "the edge's uplink to come up"
+        } else {
+            "the edge to notice its uplink is down"
+        };
+        if let Err(e) = wait_for(what, timeout, || {
+            (self.edge_metric("edge_uplink_connected") == want).then_some(())
+        }) {
+            panic!(
+                "{e}; proxy {:?}\nedge log: {}",
+                self.proxy.counts(),
+                self.edge.log_tail()
+            );
+        }
+        t0.elapsed()
+    }
+
+    /// Sleeps until `until`, sampling the edge's backlog; returns the largest seen.
+    fn backlog_until(&self, until: Instant) -> f64 {
+        let mut max = self.edge_metric("edge_buffer_records");
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(500).min(until - Instant::now()));
+            max = max.max(self.edge_metric("edge_buffer_records"));
+        }
+        max
+    }
+
+    /// Joins the stream, then waits for the hub to hold exactly its record and the edge's
+    /// buffer to be empty, and checks that nothing crashed. Returns the record.
+    fn finish(
+        &mut self,
+        sim: JoinHandle<anyhow::Result<(Vec<Recorded>, serde_json::Value)>>,
+    ) -> Vec<Recorded> {
+        let (record, summary) = sim.join().unwrap().unwrap();
+        assert_eq!(
+            summary["totals"]["readings"].as_u64(),
+            Some(record.len() as u64),
+            "firmware-sim's summary and record agree"
+        );
+        assert!(
+            record.len() > 5000,
+            "the stream covers all 200 sensors for {STREAM_SECONDS} s: {} readings",
+            record.len()
+        );
+        let drain = Instant::now();
+        assert_hub_has_exactly(
+            &self.hub,
+            &record,
+            self.started_ns,
+            Duration::from_secs(150),
+        );
+        wait_for(
+            "the edge's buffer to drain",
+            Duration::from_secs(60),
+            || (self.edge_metric("edge_buffer_records") == 0.0).then_some(()),
+        )
+        .unwrap();
+        println!(
+            "{} readings stored exactly once; drained and checked {:.1} s after the stream ended",
+            record.len(),
+            drain.elapsed().as_secs_f64()
+        );
+        let hub_exit = self.hub.proc.as_mut().and_then(|p| p.try_wait());
+        assert!(
+            hub_exit.is_none(),
+            "the hub exited: {hub_exit:?}\n{}",
+            self.hub.log_tail()
+        );
+        let edge_exit = self.edge.proc.as_mut().and_then(|p| p.try_wait());
+        assert!(
+            edge_exit.is_none(),
+            "the edge exited: {edge_exit:?}\n{}",
+            self.edge.log_tail()
+        );
+        record
+    }
+
+    /// The counters a report prints after each fault.
+    fn print_counters(&self, fault: &str, before: Counts) {
+        let c = self.proxy.counts();
+        println!(
+            "{fault}: proxy accepted +{}, refused +{}, cut +{}, {} B up / {} B down in total; \
+             edge batches sent {}, resent {}, acked {}, acks unexpected {}; \
+             hub batches received {}, stored {}, duplicate {}, resent while in flight {}",
+            c.accepted - before.accepted,
+            c.refused - before.refused,
+            c.cut - before.cut,
+            c.bytes_up,
+            c.bytes_down,
+            self.edge_metric("edge_batches_sent_total"),
+            self.edge_metric("edge_batches_resent_total"),
+            self.edge_metric("edge_batches_acked_total"),
+            self.edge_metric("edge_acks_unexpected_total"),
+            self.hub_metric("wangge_ingest_batches_received_total"),
+            self.hub_metric("wangge_ingest_batches_stored_total"),
+            self.hub_metric("wangge_ingest_batches_duplicate_total"),
+            self.hub_metric("wangge_ingest_batches_resent_in_flight_total"),
+        );
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.edge.kill9();
+        self.hub.kill9();
+    }
+}
+
+fn sim_args(dir: &Path, site_port: u16, seed: u64) -> Vec<String> {
+    // Sensor clocks start 2 h back: at interval scale 0.02 they run 50× faster than the wall
+    // clock, and the edge (rightly) distrusts timestamps more than 5 min in the future.
+    let start_ms = now_ns() / 1_000_000 - 2 * 3_600_000;
+    [
+        "--start".to_string(),
+        start_ms.to_string(),
+        "--mqtt".into(),
+        format!("127.0.0.1:{site_port}"),
+        "--pty-a".into(),
+        dir.join("ttyA").display().to_string(),
+        "--pty-b".into(),
+        dir.join("ttyB").display().to_string(),
+        "--interval-scale".into(),
+        "0.02".into(),
+        "--duration".into(),
+        format!("{STREAM_SECONDS}s"),
+        "--seed".into(),
+        seed.to_string(),
+    ]
+    .into()
+}
+
+/// The time window that holds every reading of the run (edge-stamped readings carry wall time).
+fn window(record: &[Recorded], started_ns: i64) -> (i64, i64) {
+    let min = record.iter().filter_map(|r| r.ts_ms).min().unwrap_or(0) * 1_000_000;
+    let max = record.iter().filter_map(|r| r.ts_ms).max().unwrap_or(0) * 1_000_000;
+    (
+        min.min(started_ns) - 60_000_000_000,
+        max.max(now_ns()) + 60_000_000_000,
+    )
+}
+
+/// Waits until the hub holds exactly what was recorded, or fails listing the differences.
+fn assert_hub_has_exactly(hub: &Hub, record: &[Recorded], started_ns: i64, timeout: Duration) {
+    let w = window(record, started_ns);
+    let mut last = Vec::new();
+    let res = wait_for(
+        "the hub to store every recorded reading",
+        timeout,
+        || match compare_with_hub(hub, record, w) {
+            Ok(d) if d.is_empty() => Some(()),
+            Ok(d) => {
+                last = d.iter().map(|d| format!("{d:?}")).collect();
+                std::thread::sleep(Duration::from_millis(500));
+                None
+            }
+            Err(e) => {
+                last = vec![e.to_string()];
+                None
+            }
+        },
+    );
+    if res.is_err() {
+        panic!(
+            "{} differences, first: {:#?}\nhub log: {}",
+            last.len(),
+            &last[..last.len().min(15)],
+            hub.log_tail()
+        );
+    }
+}
+
+#[test]
+fn a_hub_unreachable_for_15_s_gets_every_reading_once_when_it_is_reachable_again() {
+    let mut s = System::start();
+    let sim = s.stream(21);
+    std::thread::sleep(BEFORE_FAULT);
+    let before = s.proxy.counts();
+    let fault_at = Instant::now();
+    s.proxy.set_mode(Mode::Refuse);
+    let noticed = s.wait_uplink(false, Duration::from_secs(30));
+    let backlog_max = s.backlog_until(fault_at + Duration::from_secs(15));
+    s.proxy.set_mode(Mode::Pass);
+    s.wait_uplink(true, Duration::from_secs(30));
+    let during = s.proxy.counts();
+    s.print_counters("unreachable 15 s", before);
+    println!(
+        "edge noticed after {:.1} s; largest backlog {backlog_max} readings",
+        noticed.as_secs_f64()
+    );
+    assert!(
+        during.cut > before.cut,
+        "the open uplink was reset: {during:?}"
+    );
+    assert!(
+        during.refused > before.refused,
+        "the edge kept trying while the hub was unreachable: {during:?}"
+    );
+    assert!(
+        during.accepted > before.accepted,
+        "the edge reconnected once the hub was reachable: {during:?}"
+    );
+    assert!(backlog_max > 0.0, "readings waited in the edge's buffer");
+    s.finish(sim);
+}
+
+#[test]
+fn a_silent_cut_is_noticed_by_keepalive_and_the_backlog_drains_after() {
+    let mut s = System::start();
+    let sim = s.stream(22);
+    std::thread::sleep(BEFORE_FAULT);
+    let before = s.proxy.counts();
+    let fault_at = Instant::now();
+    s.proxy.set_mode(Mode::Blackhole);
+    // Nothing is reset: only the MQTT keepalive (`hub.keepalive_s`, 10 s by default: a ping
+    // unanswered by the next one) can tell. 60 s is far beyond that.
+    let noticed = s.wait_uplink(false, Duration::from_secs(60));
+    // Stay silent 8 s more, so the edge's reconnect attempts vanish into the hole too (its MQTT
+    // connect times out after 5 s); the link then heals with those stale connections still
+    // open, as a real partition would, and their held CONNECTs reach the hub late.
+    let backlog_max = s.backlog_until(
+        (fault_at + Duration::from_secs(15)).max(Instant::now() + Duration::from_secs(8)),
+    );
+    let blackholed = fault_at.elapsed();
+    let silent = s.proxy.counts();
+    s.proxy.set_mode(Mode::Pass);
+    s.wait_uplink(true, Duration::from_secs(30));
+    let during = s.proxy.counts();
+    s.print_counters("blackhole", before);
+    let resent = s.edge_metric("edge_batches_resent_total");
+    println!(
+        "edge noticed the silent cut after {:.1} s; blackholed {:.1} s, {} connections tried while \
+         silent; largest backlog {backlog_max} readings; {} connections after healing",
+        noticed.as_secs_f64(),
+        blackholed.as_secs_f64(),
+        silent.accepted - before.accepted,
+        during.accepted - silent.accepted,
+    );
+    assert!(
+        silent.accepted > before.accepted,
+        "the edge gave up the silent connection and tried anew while the link was silent: {silent:?}"
+    );
+    assert!(
+        resent > 0.0,
+        "batches went unacknowledged past `uplink.ack_timeout_ms` and were resent"
+    );
+    assert!(backlog_max > 0.0, "readings waited in the edge's buffer");
+    s.finish(sim);
+}
+
+#[test]
+fn a_slow_link_delays_readings_but_loses_and_duplicates_none() {
+    let mut s = System::start();
+    let sim = s.stream(23);
+    std::thread::sleep(BEFORE_FAULT);
+    let before = s.proxy.counts();
+    let resent_before = s.edge_metric("edge_batches_resent_total");
+    let duplicate_before = s.hub_metric("wangge_ingest_batches_duplicate_total");
+    let fault_at = Instant::now();
+    // First a long link: 4 s each way, more than `uplink.ack_timeout_ms` (3 s in these tests),
+    // so every batch is resent while its ack is on the way, and the resend reaches the hub after
+    // the original was stored. The MQTT session survives it (a ping is answered in 8 s, within
+    // the 10 s keepalive), so the resends really arrive.
+    s.proxy.set_mode(Mode::Slow {
+        latency: Duration::from_secs(4),
+        bytes_per_s: 1_000_000,
+    });
+    let long_backlog = s.backlog_until(fault_at + Duration::from_secs(10));
+    s.print_counters("slow: 4 s latency, 10 s", before);
+    // Then a narrow one: this stream's batches take ≈ 8 KB/s, so at 4 KB/s the edge's window of
+    // unacked batches queues in the link, and keepalive pings wait behind it.
+    s.proxy.set_mode(Mode::Slow {
+        latency: Duration::from_millis(300),
+        bytes_per_s: 4_000,
+    });
+    let narrow_backlog = s.backlog_until(fault_at + Duration::from_secs(20));
+    s.proxy.set_mode(Mode::Pass);
+    s.print_counters("slow: then 300 ms and 4 KB/s, 10 s", before);
+    println!("largest backlog {long_backlog} readings (long link), {narrow_backlog} (narrow link)");
+    s.finish(sim);
+    s.print_counters("slow, after the drain", before);
+    let resent = s.edge_metric("edge_batches_resent_total") - resent_before;
+    let duplicate = s.hub_metric("wangge_ingest_batches_duplicate_total") - duplicate_before;
+    assert!(
+        resent > 0.0,
+        "acks came later than `uplink.ack_timeout_ms`, so the edge resent batches"
+    );
+    assert!(
+        duplicate > 0.0,
+        "the resent batches reached the hub and were deduplicated, not stored twice"
+    );
+}
+
+#[test]
+fn a_link_flapping_every_2_to_5_s_loses_and_duplicates_nothing() {
+    let mut s = System::start();
+    let sim = s.stream(24);
+    std::thread::sleep(BEFORE_FAULT);
+    let before = s.proxy.counts();
+    let pauses = s.proxy.flap(24, Duration::from_secs(20));
+    s.wait_uplink(true, Duration::from_secs(30));
+    let during = s.proxy.counts();
+    s.print_counters(&format!("flapping, {} cuts", pauses.len()), before);
+    println!("pauses between cuts: {pauses:?}");
+    assert!(pauses.len() >= 4, "20 s of 2–5 s pauses: {pauses:?}");
+    assert!(
+        during.cut - before.cut >= pauses.len() as u64,
+        "every flap cut the live uplink: {} cuts for {} flaps",
+        during.cut - before.cut,
+        pauses.len()
+    );
+    assert!(
+        during.accepted - before.accepted >= pauses.len() as u64,
+        "the edge reconnected after every cut: {during:?}"
+    );
+    s.finish(sim);
+}
