@@ -10,8 +10,9 @@
 //!   store → record → ack.
 //!
 //! Every fault is drawn from the seed: partitions, held-then-released links, latency, crash
-//! and restart of either host (the edge reopens its buffer from disk = a new epoch; the hub
-//! reopens its dedup table), and batches processed out of order by the hub. After healing
+//! and restart of either host (the edge reopens its buffer from disk = a new epoch, after a
+//! power loss in half the seeds: segments cut back to what was fsynced plus a torn record; the
+//! hub reopens its dedup table), and batches processed out of order by the hub. After healing
 //! and quiescence the checker asserts: every reading the edge made durable is in the store
 //! exactly once with its own value, unless the edge reported it in a gap; nothing is stored
 //! that was never appended. During the run: the hub never acks a batch whose readings are
@@ -118,6 +119,9 @@ struct Scenario {
     /// (start, duration, fault), sorted by start.
     faults: Vec<(Duration, Duration, Fault)>,
     latency_max_ms: u64,
+    /// Edge crashes are power losses: what was written after the last fsync is cut off,
+    /// leaving a torn record of up to this many bytes (0: a process kill, nothing cut).
+    power_loss_torn_bytes_max: u64,
 }
 
 impl Scenario {
@@ -171,6 +175,8 @@ impl Scenario {
             bogus_ack_percent: if r.chance(30) { r.range(1, 30) } else { 0 },
             faults,
             latency_max_ms: r.range(1, 50),
+            // Drawn last so the rest of every seed's scenario stays what it was.
+            power_loss_torn_bytes_max: if r.chance(50) { r.range(1, 40) } else { 0 },
         }
     }
 }
@@ -223,6 +229,10 @@ struct World {
     /// Fail on readings lost in the eviction hole instead of counting them.
     strict_eviction: bool,
     edge_idle: bool,
+    /// Segment file → bytes known fsynced (see [`synced_sizes`]).
+    synced: BTreeMap<PathBuf, u64>,
+    /// Unsynced bytes cut off by emulated power losses.
+    power_cut_bytes: u64,
     hub_busy: u64,
     unexpected_acks: u64,
     resends: u64,
@@ -284,6 +294,8 @@ async fn edge_life(
 ) -> turmoil::Result {
     let mut buffer = Buffer::open(&dir, sc.buffer.clone())?;
     let epoch = buffer.epoch();
+    // Whatever recovery kept is on disk for good.
+    synced_sizes(&dir, &mut world.borrow_mut().synced, true);
     let mut window = DeliveryWindow::new(EDGE, mac_key(SECRET), epoch, sc.uplink.clone());
     {
         let mut w = world.borrow_mut();
@@ -340,6 +352,7 @@ async fn edge_life(
         if let Some(since) = pending_since {
             if now.saturating_duration_since(since) >= Duration::from_millis(sc.sync_lag_ms) {
                 buffer.sync_now()?;
+                synced_sizes(&dir, &mut world.borrow_mut().synced, true);
                 // Like edge::ingest's sync task: the cursor is persisted after the commit.
                 cursor.persist(&mut buffer)?;
                 pending_since = None;
@@ -352,6 +365,7 @@ async fn edge_life(
             let before = cursor.refresh(&buffer);
             buffer.append(&reading(appended, sc.urgent_every))?;
             let after = cursor.refresh(&buffer);
+            synced_sizes(&dir, &mut world.borrow_mut().synced, false);
             for lane in Lane::ALL {
                 let to = after[lane as usize];
                 if to != before[lane as usize] {
@@ -716,6 +730,56 @@ impl Outcome {
     }
 }
 
+/// Tracks how much of each buffer segment file is fsynced, to emulate a power loss.
+/// `all`: everything on disk is synced now (after a group commit or an open). Otherwise only
+/// new segment files are noted: the buffer syncs a segment completely before starting the
+/// next one, so the previous newest file of that lane is durable as it stands.
+fn synced_sizes(dir: &Path, synced: &mut BTreeMap<PathBuf, u64>, all: bool) {
+    for lane in Lane::ALL {
+        let Ok(entries) = std::fs::read_dir(dir.join(lane.name())) else {
+            continue;
+        };
+        let mut files: Vec<(PathBuf, u64)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+            .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .collect();
+        files.sort();
+        for i in 0..files.len() {
+            let (path, len) = &files[i];
+            if all {
+                synced.insert(path.clone(), *len);
+            } else if !synced.contains_key(path) {
+                // Created (the directory is synced), nothing in it synced yet; the one before
+                // it was closed with a sync.
+                synced.insert(path.clone(), 0);
+                if let Some((prev, prev_len)) = i.checked_sub(1).map(|p| &files[p]) {
+                    synced.insert(prev.clone(), *prev_len);
+                }
+            }
+        }
+    }
+}
+
+/// After the edge host died: cut every segment back to what was fsynced, plus a few torn bytes.
+fn lose_power(synced: &BTreeMap<PathBuf, u64>, torn_max: u64, rng: &mut Rng) -> u64 {
+    let mut cut = 0;
+    for (path, len) in synced {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if meta.len() > *len {
+            let keep = *len + rng.range(0, torn_max).min(meta.len() - *len);
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
+                if f.set_len(keep).is_ok() {
+                    cut += meta.len() - keep;
+                }
+            }
+        }
+    }
+    cut
+}
+
 fn temp_root() -> tempfile::TempDir {
     // tmpfs when there is one: the buffer and SQLite fsync a lot, and the disk is not the
     // subject here.
@@ -771,6 +835,7 @@ fn run_seed(seed: u64, breakage: Breakage, strict_eviction: bool) -> Outcome {
     }
     actions.sort_by_key(|a| (a.0, a.1, a.3));
     let (mut crashed_edge, mut crashed_hub, mut parted, mut held) = (0u32, 0u32, 0u32, 0u32);
+    let mut power_rng = Rng(seed ^ 0x005e_ed0f_b007);
     let mut next = 0;
     let mut healed = false;
     let mut error = None;
@@ -808,6 +873,16 @@ fn run_seed(seed: u64, breakage: Breakage, strict_eviction: bool) -> Outcome {
                     crashed_edge += 1;
                     if crashed_edge == 1 {
                         sim.crash("edge");
+                        if sc.power_loss_torn_bytes_max > 0 {
+                            let mut w = world.borrow_mut();
+                            let cut =
+                                lose_power(&w.synced, sc.power_loss_torn_bytes_max, &mut power_rng);
+                            w.power_cut_bytes += cut;
+                            w.trace.push(format!(
+                                "{:>7} ms power loss: {cut} unsynced bytes cut",
+                                now.as_millis()
+                            ));
+                        }
                     }
                 }
                 (Fault::CrashEdge, false) => {
@@ -877,7 +952,7 @@ fn run_seed(seed: u64, breakage: Breakage, strict_eviction: bool) -> Outcome {
     check_final(&mut w, &sc);
     let summary = format!(
         "readings={} stored={} write_attempts={} gaps={} eviction_hole={} resends={} reconnects={} \
-         edge_starts={} hub_starts={} unexpected_acks={} sim_ms={sim_ms}",
+         edge_starts={} hub_starts={} unexpected_acks={} power_cut_bytes={} sim_ms={sim_ms}",
         sc.readings,
         w.store.len(),
         w.write_attempts,
@@ -888,6 +963,7 @@ fn run_seed(seed: u64, breakage: Breakage, strict_eviction: bool) -> Outcome {
         w.edge_starts,
         w.hub_starts,
         w.unexpected_acks,
+        w.power_cut_bytes,
     );
     Outcome {
         violations: std::mem::take(&mut w.violations),
@@ -974,7 +1050,7 @@ struct Totals {
 }
 
 impl Totals {
-    const FIELDS: [&'static str; 8] = [
+    const FIELDS: [&'static str; 9] = [
         "stored",
         "write_attempts",
         "gaps",
@@ -983,6 +1059,7 @@ impl Totals {
         "edge_starts",
         "hub_starts",
         "unexpected_acks",
+        "power_cut_bytes",
     ];
     fn add(&mut self, summary: &str) {
         for field in Self::FIELDS {
@@ -1039,7 +1116,7 @@ fn seeded_partitions_crashes_and_reorderings_lose_and_duplicate_nothing() {
         "delivery_sim: {seeds} seeds in {:.1} s, 0 violations: {} readings stored once in effect \
          from {} store writes ({} duplicates absorbed by idempotence), {} reported as gaps, {} \
          lost in the known eviction hole, {} batch resends, {} edge and {} hub crash-restarts, \
-         {} unexpected acks counted",
+         {} unexpected acks counted, {} unsynced bytes cut by power losses",
         started.elapsed().as_secs_f64(),
         totals.get("stored"),
         totals.get("write_attempts"),
@@ -1050,10 +1127,11 @@ fn seeded_partitions_crashes_and_reorderings_lose_and_duplicate_nothing() {
         totals.get("edge_starts") - seeds,
         totals.get("hub_starts") - seeds,
         totals.get("unexpected_acks"),
+        totals.get("power_cut_bytes"),
     );
     if seeds >= 100 {
         // The exploration is not trivial: every fault and every tolerated anomaly happened.
-        for field in ["gaps", "resends", "unexpected_acks"] {
+        for field in ["gaps", "resends", "unexpected_acks", "power_cut_bytes"] {
             assert!(totals.get(field) > 0, "no seed produced any {field}");
         }
         assert!(totals.get("edge_starts") > seeds, "no edge crash-restart");
