@@ -661,12 +661,13 @@ impl Evaluator {
             let states = plan
                 .rules
                 .iter()
-                .map(|&ri| {
-                    let key = self.rule_key(ri);
-                    RuleState {
-                        pending_since: pending.iter().find(|(k, _)| *k == key).map(|(_, t)| *t),
-                        ..RuleState::default()
-                    }
+                .map(|&ri| RuleState {
+                    // Keys are built only for a component restored with pending conditions.
+                    pending_since: pending
+                        .iter()
+                        .find(|(k, _)| *k == self.rule_key(ri))
+                        .map(|(_, t)| *t),
+                    ..RuleState::default()
                 })
                 .collect();
             self.components.insert(
