@@ -37,7 +37,9 @@ pub enum Mode {
     Refuse,
     /// A silent cut: connections stay open (new ones are accepted too) but nothing is forwarded in
     /// either direction, not even a close; only keepalives can tell. What was held is delivered
-    /// when the mode changes back, as TCP would after a partition heals.
+    /// when the mode changes back, as TCP would after a partition heals. (A reset, unlike a
+    /// close, still ends the connection at once: a peer resets only with data unread, which a
+    /// blackhole never delivers, so this does not arise with MQTT peers.)
     Blackhole,
     /// Each chunk is delivered no sooner than `latency` after it was read, and each direction of
     /// each connection carries at most `bytes_per_s`.
