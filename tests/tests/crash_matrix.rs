@@ -5,7 +5,7 @@
 //! * `kill -9`s the edge, the hub, or both, once per round, at a random time, and restarts them
 //!   after a random 0–8 s (rounds cycle through the three victims, so three rounds cover each);
 //! * emulates a power cut on the edge's disk buffer whenever the edge dies: a torn record or
-//!   random garbage appended to the newest segment (a write in flight);
+//!   random garbage appended to the newest segment of each lane (a write in flight);
 //! * stops VictoriaMetrics (the hub's InfluxDB-API sink) for ~10 s and restarts it on the same
 //!   port and data: SIGTERM by default; `WANGGE_CRASH_VM_STOP=kill9` for `kill -9`, which loses
 //!   readings today: VictoriaMetrics answers 204 seconds before the data is on its disk
@@ -558,9 +558,9 @@ fn edge_recovery(log: &Path, from_line: usize) -> Option<(u64, u64)> {
     Some((field("records_dropped")?, field("bytes_dropped")?))
 }
 
-/// The newest segment of the edge buffer's normal lane.
-fn newest_segment(edge_data: &Path) -> Option<PathBuf> {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(edge_data.join("buffer/normal"))
+/// The newest segment of one lane (`urgent`, `normal`) of the edge buffer, if it has any.
+fn newest_segment(edge_data: &Path, lane: &str) -> Option<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(edge_data.join("buffer").join(lane))
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "seg"))
@@ -572,7 +572,9 @@ fn newest_segment(edge_data: &Path) -> Option<PathBuf> {
 /// What one power cut did, for the checks after the restart.
 struct CutDone {
     round: usize,
-    segment: PathBuf,
+    /// The segments cut (the newest of each lane that has one).
+    segments: Vec<PathBuf>,
+    /// Bytes appended, over all of them.
     appended: usize,
     log_line: usize,
     /// (records_dropped, bytes_dropped) from the restarted edge's `recovery:` line.
@@ -700,23 +702,29 @@ fn run(schedule: &Schedule) {
             Step::KillEdge(i) => {
                 edge.kill9();
                 if let Some(cut) = &schedule.rounds[i].power_cut {
-                    let seg = newest_segment(&edge_data)
-                        .unwrap_or_else(|| panic!("round {i}: no buffer segment to cut"));
+                    // Both lanes were being written: each newest segment gets a torn tail.
+                    let segs: Vec<PathBuf> = ["urgent", "normal"]
+                        .iter()
+                        .filter_map(|lane| newest_segment(&edge_data, lane))
+                        .collect();
+                    assert!(!segs.is_empty(), "round {i}: no buffer segment to cut");
                     let bytes = cut.bytes();
-                    std::fs::OpenOptions::new()
-                        .append(true)
-                        .open(&seg)
-                        .and_then(|mut f| f.write_all(&bytes))
-                        .unwrap();
-                    println!(
-                        "          power cut: {} bytes appended to {}",
-                        bytes.len(),
-                        seg.display()
-                    );
+                    for seg in &segs {
+                        std::fs::OpenOptions::new()
+                            .append(true)
+                            .open(seg)
+                            .and_then(|mut f| f.write_all(&bytes))
+                            .unwrap();
+                        println!(
+                            "          power cut: {} bytes appended to {}",
+                            bytes.len(),
+                            seg.display()
+                        );
+                    }
                     pending_cut = Some(CutDone {
                         round: i,
-                        segment: seg,
-                        appended: bytes.len(),
+                        appended: bytes.len() * segs.len(),
+                        segments: segs,
                         log_line: line_count(edge.log_path()),
                         recovered: None,
                     });
@@ -780,13 +788,13 @@ fn run(schedule: &Schedule) {
             )
         });
         println!(
-            "round {}: edge recovery after the power cut on {}: records_dropped={records} bytes_dropped={bytes} (appended {})",
+            "round {}: edge recovery after the power cut on {:?}: records_dropped={records} bytes_dropped={bytes} (appended {})",
             c.round,
-            c.segment.display(),
+            c.segments,
             c.appended
         );
         assert!(
-            records >= 1 && bytes >= c.appended as u64,
+            records >= c.segments.len() as u64 && bytes >= c.appended as u64,
             "round {}: the restarted edge reports the torn tail ({} bytes appended): records_dropped={records} bytes_dropped={bytes}",
             c.round,
             c.appended
