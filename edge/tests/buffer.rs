@@ -311,3 +311,152 @@ fn a_record_damaged_while_running_is_skipped_and_counted_not_a_stall() {
     b.sync_now().unwrap();
     assert_eq!(drain(&mut b).len(), 10);
 }
+
+/// Small enough that 200 readings evict the first segments (≈ 30 readings per segment).
+fn tiny() -> BufferOptions {
+    BufferOptions {
+        buffer_bytes_max: 4096,
+        segment_bytes_max: 1024,
+    }
+}
+
+/// Appends readings `from..to` of sensor "S", synced.
+fn append_synced(b: &mut Buffer, from: i64, to: i64) {
+    for i in from..to {
+        b.append(&reading("S", i, false)).unwrap();
+    }
+    b.sync_now().unwrap();
+}
+
+fn gap_count(gaps: &[protocol::uplink::Gap]) -> u64 {
+    gaps.iter().map(|g| g.count).sum()
+}
+
+#[test]
+fn in_flight_readings_evicted_then_an_edge_restart_before_the_ack_are_reported_as_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (total, unsent_evicted);
+    {
+        let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+        append_synced(&mut b, 0, 40);
+        // Batch 0 carries readings 0..20 to the hub; its ack never comes.
+        let t = b.take(20).unwrap().unwrap();
+        assert_eq!((t.start, t.end), (0, 20));
+        // The hub stays silent and the buffer fills: the batch's segment is evicted.
+        append_synced(&mut b, 40, 200);
+        total = 200;
+        let s = b.stats();
+        assert_eq!(
+            s.evicted_in_flight_records, 20,
+            "the whole batch was evicted"
+        );
+        unsent_evicted = s.evicted_records;
+        assert_eq!(
+            gap_count(&b.take_gaps(1)),
+            unsent_evicted,
+            "only the never-sent readings are reported while the batch may still arrive"
+        );
+        b.persist_cursor().unwrap();
+        // The edge dies (or loses power) before the hub acks batch 0.
+    }
+    let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+    assert_eq!(b.recovery.in_flight_lost, 20);
+    let gaps = b.take_gaps(0);
+    assert_eq!(gaps.len(), 1, "merged per sensor: {gaps:?}");
+    assert_eq!(
+        gap_count(&gaps),
+        unsent_evicted + 20,
+        "the batch's readings are reported now, with the unsent ones of the last epoch"
+    );
+    assert_eq!(gaps[0].from_ns, reading("S", 0, false).ts_ns);
+    let survivors = drain(&mut b).len() as u64;
+    assert_eq!(
+        survivors + gap_count(&gaps),
+        total,
+        "every reading is either still sent or reported lost, exactly once"
+    );
+    // Acked: not reported a third time.
+    b.gaps_acked(0).unwrap();
+    drop(b);
+    let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+    assert_eq!(b.recovery.in_flight_lost, 0);
+    assert!(b.take_gaps(0).is_empty());
+}
+
+#[test]
+fn in_flight_readings_evicted_then_acked_are_never_reported_as_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let unsent_evicted;
+    {
+        let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+        append_synced(&mut b, 0, 40);
+        let t = b.take(20).unwrap().unwrap();
+        append_synced(&mut b, 40, 200);
+        assert_eq!(b.stats().evicted_in_flight_records, 20);
+        unsent_evicted = b.stats().evicted_records;
+        // The hub stored batch 0 and acks it: its readings arrived.
+        b.batch_acked(0, t.lane, t.start, t.end).unwrap();
+        b.ack(t.lane, t.end).unwrap();
+        b.persist_cursor().unwrap();
+        assert_eq!(gap_count(&b.take_gaps(1)), unsent_evicted);
+        // The edge restarts before the hub acks the batch carrying the gaps.
+    }
+    let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+    assert_eq!(b.recovery.in_flight_lost, 0, "an acked batch lost nothing");
+    let gaps = b.take_gaps(0);
+    assert_eq!(
+        gap_count(&gaps),
+        unsent_evicted,
+        "only the never-sent readings: none the hub stored"
+    );
+    let survivors = drain(&mut b).len() as u64;
+    assert_eq!(
+        survivors + gap_count(&gaps) + 20,
+        200,
+        "stored + gaps == sent"
+    );
+}
+
+#[test]
+fn a_batch_acked_out_of_order_loses_nothing_when_its_segment_is_evicted_before_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+        append_synced(&mut b, 0, 40);
+        let first = b.take(10).unwrap().unwrap();
+        let second = b.take(10).unwrap().unwrap();
+        assert_eq!((first.end, second.start, second.end), (10, 10, 20));
+        // The hub stored and acked the second batch first; the cursor cannot move past the
+        // first one, still unacked.
+        b.batch_acked(1, second.lane, second.start, second.end)
+            .unwrap();
+        append_synced(&mut b, 40, 200);
+        assert_eq!(b.stats().evicted_in_flight_records, 20);
+        b.persist_cursor().unwrap();
+    }
+    let b = Buffer::open(dir.path(), tiny()).unwrap();
+    assert_eq!(
+        b.recovery.in_flight_lost, 10,
+        "only the unacked batch's readings are lost"
+    );
+}
+
+#[test]
+fn an_unreadable_gaps_file_is_reported_and_the_buffer_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+        append_synced(&mut b, 0, 40);
+        b.take(20).unwrap().unwrap();
+        append_synced(&mut b, 40, 200);
+    }
+    let path = dir.path().join("gaps");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+    assert!(b.recovery.gaps_file_unreadable);
+    assert!(b.take_gaps(0).is_empty());
+    assert!(!drain(&mut b).is_empty(), "the readings on disk still flow");
+}

@@ -5,7 +5,9 @@
 //! * a record is handed to the uplink only once it is fsynced (`durable`), so the acked
 //!   cursor can never point past what survives a crash;
 //! * a record leaves the disk only when the hub acked it (segment deletion) or when the
-//!   byte bound forced an eviction, which is counted and reported as a [`Gap`];
+//!   byte bound forced an eviction, which is counted and reported as a [`Gap`] — at once if
+//!   the record was never sent; if it was in a batch still in flight, only when that batch
+//!   is never acked (the edge restarted first): see [`gaps`];
 //! * eviction takes the oldest `normal` segment first; `urgent` only when `normal` is empty;
 //! * after a restart reading resumes at the acked cursor (never "resend everything").
 //!
@@ -13,10 +15,12 @@
 //! delete-from-head, which a segmented log does with one write and one fdatasync per group;
 //! measured figures are in edge/README.md.
 
+pub mod gaps;
 pub mod record;
 pub mod segment;
 
-use protocol::uplink::{Gap, GapReason, Reading, ReadingFlags};
+use gaps::{GapsFile, InFlightLoss, GAPS_FILE};
+use protocol::uplink::{Gap, Reading, ReadingFlags};
 use segment::SegmentMeta;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -56,6 +60,11 @@ pub struct RecoveryReport {
     pub unacked: u64,
     pub bytes_dropped: u64,
     pub records_dropped: u64,
+    /// Readings evicted from the disk while their batch was in flight, whose batch the hub
+    /// had not acked when the last epoch ended: lost, reported as gaps in this one.
+    pub in_flight_lost: u64,
+    /// The `gaps` file could not be read (logged): what it owed the hub is not reported.
+    pub gaps_file_unreadable: bool,
 }
 
 /// Counters the buffer keeps (metrics, `edge buffer`).
@@ -65,8 +74,12 @@ pub struct BufferStats {
     pub records_unacked: u64,
     pub urgent_unacked: u64,
     pub durable_unread: u64,
+    /// Unsent readings evicted (each reported as part of a gap).
     pub evicted_records: u64,
     pub evicted_urgent_records: u64,
+    /// Readings evicted from the disk while in an unacked batch: delivered if the batch is
+    /// acked, reported as a gap if the edge restarts first.
+    pub evicted_in_flight_records: u64,
     pub epoch: u64,
     pub recovery_records_dropped: u64,
     pub recovery_bytes_dropped: u64,
@@ -332,11 +345,14 @@ impl Log {
         Ok(())
     }
 
-    /// Evicts the oldest segment; returns the unsent records it held (for gaps).
-    fn evict_oldest(&mut self) -> io::Result<Vec<Reading>> {
+    /// Takes the oldest segment out of the log and sorts its records into unsent and in
+    /// flight. Its file stays on disk for the caller to delete once the loss reports are
+    /// persisted: a crash in between may both resend and report them, never lose them
+    /// unreported.
+    fn evict_oldest(&mut self) -> io::Result<Option<Evicted>> {
         if self.segments.len() == 1 {
             if self.segments[0].records == 0 {
-                return Ok(Vec::new());
+                return Ok(None);
             }
             self.new_segment()?;
         }
@@ -344,14 +360,18 @@ impl Log {
         self.bytes_total -= s.bytes;
         let mut bytes = Vec::new();
         File::open(&s.path)?.read_to_end(&mut bytes)?;
-        std::fs::remove_file(&s.path)?;
-        let mut lost = Vec::new();
+        let mut ev = Evicted {
+            path: s.path.clone(),
+            unsent: Vec::new(),
+            in_flight: Vec::new(),
+        };
         let mut off = 0;
         let mut index = s.first;
         while let record::Decoded::Record(r, n) = record::decode(&bytes[off..]) {
-            // Records already handed to the uplink are in flight, not lost.
             if index >= self.read.index {
-                lost.push(r);
+                ev.unsent.push(r);
+            } else if index >= self.acked {
+                ev.in_flight.push((index, r));
             }
             off += n;
             index += 1;
@@ -366,7 +386,7 @@ impl Log {
             self.reader = None;
         }
         self.acked = self.acked.max(s.end());
-        Ok(lost)
+        Ok(Some(ev))
     }
 
     fn unacked(&self) -> u64 {
@@ -374,6 +394,31 @@ impl Log {
             .saturating_sub(self.acked.max(self.segments[0].first))
     }
 }
+
+/// A segment eviction took out of its log (see [`Log::evict_oldest`]).
+struct Evicted {
+    /// The segment file, deleted by [`Buffer::evict`] after the reports are persisted.
+    path: PathBuf,
+    /// Records never handed to the uplink: lost.
+    unsent: Vec<Reading>,
+    /// Records handed to the uplink and not acked, with their index: in flight.
+    in_flight: Vec<(u64, Reading)>,
+}
+
+/// A lane index range [`Buffer::take`] handed out for one batch, until the hub's ack moves
+/// the lane's cursor past it. Eviction needs it to tell which batch an evicted record rides
+/// on, and whether that batch was already acked out of order (then nothing is lost).
+#[derive(Debug, Clone)]
+struct TakenRange {
+    start: u64,
+    end: u64,
+    acked: bool,
+}
+
+/// Taken ranges kept per lane. The uplink holds at most `inflight_batches_max` batches, so
+/// this is only a guard: a range pushed out is treated as unknown, and an eviction reports
+/// its records as lost at once (over-reporting rather than losing silently).
+const TAKEN_RANGES_MAX: usize = 4096;
 
 /// The buffer: both logs, the cursor file and the byte bound.
 pub struct Buffer {
@@ -385,6 +430,10 @@ pub struct Buffer {
     gaps: Vec<Gap>,
     /// Gaps riding on batches not yet acked, by batch seq (persisted with `gaps`).
     gaps_inflight: BTreeMap<u64, Vec<Gap>>,
+    /// Readings evicted while their batch was in flight (persisted with `gaps`).
+    in_flight_losses: Vec<InFlightLoss>,
+    /// Per lane, the ranges handed out and not yet passed by the acked cursor, oldest first.
+    taken: [VecDeque<TakenRange>; 2],
     persisted_acked: [u64; 2],
     /// Readings appended since open, and how many of them are durable: sources acknowledge
     /// their input (MQTT PUBACK) only once their readings are durable.
@@ -420,7 +469,6 @@ impl SyncTicket {
 }
 
 const CURSOR_FILE: &str = "cursor";
-const GAPS_FILE: &str = "gaps";
 const EPOCH_FILE: &str = "epoch";
 
 impl Buffer {
@@ -432,6 +480,27 @@ impl Buffer {
         let epoch = read_u64_file(&dir.join(EPOCH_FILE))?.unwrap_or(0) + 1;
         write_atomically(dir, EPOCH_FILE, &epoch.to_le_bytes())?;
         let mut recovery = RecoveryReport::default();
+        // In-flight losses of the last epoch: their batches were never acked (an ack removes
+        // them), and their readings are neither on disk nor in anyone's memory any more.
+        // Converted in memory only: until the next write the file still says "in flight",
+        // and reopening converts them again, exactly once.
+        let mut owed = GapsFile::read(dir).unwrap_or_else(|| {
+            recovery.gaps_file_unreadable = true;
+            GapsFile::default()
+        });
+        for loss in std::mem::take(&mut owed.in_flight) {
+            for g in loss.gaps {
+                recovery.in_flight_lost += g.count;
+                gaps::merge_gap(&mut owed.reported, g);
+            }
+        }
+        if recovery.in_flight_lost > 0 {
+            tracing::warn!(
+                readings = recovery.in_flight_lost,
+                "readings evicted while in flight were never acked before the last shutdown \
+                 or crash: reported to the hub as gaps"
+            );
+        }
         let urgent = Log::open(Lane::Urgent, dir.join("urgent"), acked[0], &mut recovery)?;
         let normal = Log::open(Lane::Normal, dir.join("normal"), acked[1], &mut recovery)?;
         let stats = BufferStats {
@@ -445,8 +514,10 @@ impl Buffer {
             opts,
             logs: [urgent, normal],
             scratch: Vec::with_capacity(256),
-            gaps: read_gaps(&dir.join(GAPS_FILE)),
+            gaps: owed.reported,
             gaps_inflight: BTreeMap::new(),
+            in_flight_losses: Vec::new(),
+            taken: [VecDeque::new(), VecDeque::new()],
             persisted_acked: acked,
             appended_total: 0,
             durable_total: 0,
@@ -528,53 +599,77 @@ impl Buffer {
         } else {
             return Ok(false);
         };
-        let lost = self.logs[lane as usize].evict_oldest()?;
-        self.stats.evicted_records += lost.len() as u64;
+        let Some(ev) = self.logs[lane as usize].evict_oldest()? else {
+            return Ok(true);
+        };
+        self.stats.evicted_records += ev.unsent.len() as u64;
         if lane == Lane::Urgent {
-            self.stats.evicted_urgent_records += lost.len() as u64;
+            self.stats.evicted_urgent_records += ev.unsent.len() as u64;
         }
-        let mut per_sensor: BTreeMap<&str, (i64, i64, u64)> = BTreeMap::new();
-        for r in &lost {
-            let e = per_sensor
-                .entry(r.sensor.as_str())
-                .or_insert((r.ts_ns, r.ts_ns, 0));
-            e.0 = e.0.min(r.ts_ns);
-            e.1 = e.1.max(r.ts_ns);
-            e.2 += 1;
-        }
-        let changed = !per_sensor.is_empty();
-        for (sensor, (from_ns, to_ns, count)) in per_sensor {
-            // Bounded: at most one pending gap per sensor, merged.
-            if let Some(g) = self.gaps.iter_mut().find(|g| g.sensor.as_str() == sensor) {
-                g.from_ns = g.from_ns.min(from_ns);
-                g.to_ns = g.to_ns.max(to_ns);
-                g.count += count;
-            } else {
-                self.gaps.push(Gap {
-                    sensor: sensor.into(),
-                    from_ns,
-                    to_ns,
-                    count,
-                    reason: GapReason::BufferFull,
-                });
-            }
-        }
+        self.stats.evicted_in_flight_records += ev.in_flight.len() as u64;
+        let mut changed = gaps::merge_readings(&mut self.gaps, &ev.unsent);
+        changed |= self.note_in_flight_losses(lane, &ev.in_flight);
         if changed {
             self.persist_gaps()?;
         }
+        std::fs::remove_file(&ev.path)?;
         Ok(true)
     }
 
-    /// Writes every unacknowledged gap (pending and in flight) so a crash cannot lose the
-    /// report of a loss. Rare (evictions, acks of batches carrying gaps): done in place.
+    /// Files evicted in-flight records under the batch (taken range) they ride on. Records
+    /// of a batch already acked out of order arrived: nothing to note. Returns whether the
+    /// reports changed.
+    fn note_in_flight_losses(&mut self, lane: Lane, lost: &[(u64, Reading)]) -> bool {
+        let mut per_batch: BTreeMap<(u64, u64), Vec<&Reading>> = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for (index, r) in lost {
+            let taken = self.taken[lane as usize]
+                .iter()
+                .find(|t| t.start <= *index && *index < t.end);
+            match taken {
+                Some(t) if t.acked => {}
+                Some(t) => per_batch.entry((t.start, t.end)).or_default().push(r),
+                None => unknown.push(r),
+            }
+        }
+        let mut changed = gaps::merge_readings(&mut self.gaps, unknown);
+        for ((start, end), readings) in per_batch {
+            let lane_code = lane as u8;
+            let pos = self
+                .in_flight_losses
+                .iter()
+                .position(|l| (l.lane, l.start, l.end) == (lane_code, start, end));
+            let loss = match pos {
+                Some(p) => &mut self.in_flight_losses[p],
+                None => {
+                    self.in_flight_losses.push(InFlightLoss {
+                        lane: lane_code,
+                        start,
+                        end,
+                        gaps: Vec::new(),
+                    });
+                    self.in_flight_losses.last_mut().expect("just pushed")
+                }
+            };
+            changed |= gaps::merge_readings(&mut loss.gaps, readings);
+        }
+        changed
+    }
+
+    /// Writes every unacknowledged gap (pending and riding on a batch) and every in-flight
+    /// loss so a crash cannot lose the report of a loss. Rare (evictions, acks of batches
+    /// carrying or losing something): done in place.
     fn persist_gaps(&self) -> io::Result<()> {
-        let all: Vec<&Gap> = self
-            .gaps
-            .iter()
-            .chain(self.gaps_inflight.values().flatten())
-            .collect();
-        let bytes = postcard::to_allocvec(&all).map_err(|e| io::Error::other(e.to_string()))?;
-        write_atomically(&self.dir, GAPS_FILE, &bytes)
+        let file = GapsFile {
+            reported: self
+                .gaps
+                .iter()
+                .chain(self.gaps_inflight.values().flatten())
+                .cloned()
+                .collect(),
+            in_flight: self.in_flight_losses.clone(),
+        };
+        write_atomically(&self.dir, GAPS_FILE, &file.encode()?)
     }
 
     /// Flushes the append buffers and returns what to fdatasync, if anything is pending.
@@ -638,6 +733,15 @@ impl Buffer {
             let mut readings = Vec::with_capacity(max.min(self.unread(lane) as usize));
             let (start, end) = self.logs[lane as usize].take(max, &mut readings)?;
             if !readings.is_empty() {
+                let taken = &mut self.taken[lane as usize];
+                if taken.len() == TAKEN_RANGES_MAX {
+                    taken.pop_front();
+                }
+                taken.push_back(TakenRange {
+                    start,
+                    end,
+                    acked: false,
+                });
                 return Ok(Some(Taken {
                     lane,
                     start,
@@ -666,13 +770,49 @@ impl Buffer {
         Ok(())
     }
 
+    /// The hub acked the batch `seq` carrying `lane` indexes `start..end` (possibly before
+    /// earlier batches of the lane): its gaps are reported, and whatever of it an eviction
+    /// took from the disk arrived, so that is no loss.
+    pub fn batch_acked(&mut self, seq: u64, lane: Lane, start: u64, end: u64) -> io::Result<()> {
+        let range = self.taken[lane as usize]
+            .iter_mut()
+            .find(|t| (t.start, t.end) == (start, end));
+        if let Some(t) = range {
+            t.acked = true;
+        }
+        let mut changed = self.gaps_inflight.remove(&seq).is_some();
+        let before = self.in_flight_losses.len();
+        self.in_flight_losses
+            .retain(|l| (l.lane, l.start, l.end) != (lane as u8, start, end));
+        changed |= self.in_flight_losses.len() != before;
+        if changed {
+            self.persist_gaps()?;
+        }
+        Ok(())
+    }
+
     /// The hub acked everything below `end` in `lane`.
     pub fn ack(&mut self, lane: Lane, end: u64) -> io::Result<()> {
-        self.logs[lane as usize].ack(end)
+        self.logs[lane as usize].ack(end)?;
+        self.taken[lane as usize].retain(|t| t.end > end);
+        let before = self.in_flight_losses.len();
+        self.in_flight_losses
+            .retain(|l| l.lane != lane as u8 || l.end > end);
+        if self.in_flight_losses.len() != before {
+            self.persist_gaps()?;
+        }
+        Ok(())
     }
 
     /// Rewinds reading to the acked cursor (after the uplink dropped its in-flight batches).
+    /// Evicted readings of the dropped batches will not be sent again: reported as lost.
     pub fn rewind_to_acked(&mut self) -> io::Result<()> {
+        self.taken = [VecDeque::new(), VecDeque::new()];
+        for loss in std::mem::take(&mut self.in_flight_losses) {
+            for g in loss.gaps {
+                gaps::merge_gap(&mut self.gaps, g);
+            }
+        }
         for log in &mut self.logs {
             let to = log.acked.max(log.segments[0].first);
             log.seek_read(to)?;
@@ -766,14 +906,6 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     }
     std::fs::rename(&tmp, dir.join(name))?;
     File::open(dir)?.sync_all()
-}
-
-/// Gaps not acked before the last shutdown or crash: reported again in this epoch.
-fn read_gaps(path: &Path) -> Vec<Gap> {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| postcard::from_bytes::<Vec<Gap>>(&b).ok())
-        .unwrap_or_default()
 }
 
 fn read_u64_file(path: &Path) -> io::Result<Option<u64>> {

@@ -204,7 +204,8 @@ impl DeliveryWindow {
         }
     }
 
-    /// Applies the hub's ack: marks the batch acked, persists that its gaps are reported,
+    /// Applies the hub's ack: marks the batch acked, persists that its gaps are reported
+    /// (and that its readings arrived, should an eviction have taken them off the disk),
     /// and moves each lane's cursor over the prefix of acked batches of that lane.
     /// `Err` only when the buffer could not record a step (the ack itself is applied).
     pub fn on_ack(&mut self, ack: Ack, b: &mut Buffer) -> (AckEffect, Vec<io::Error>) {
@@ -215,10 +216,10 @@ impl DeliveryWindow {
         let effect = match self.inflight.iter_mut().find(|f| f.seq == ack.seq) {
             Some(f) if !f.acked => {
                 f.acked = true;
-                if !f.gaps.is_empty() {
-                    if let Err(e) = b.gaps_acked(f.seq) {
-                        errors.push(e);
-                    }
+                // Its gaps are delivered, and so are its readings an eviction took off the
+                // disk meanwhile: the buffer drops both reports.
+                if let Err(e) = b.batch_acked(f.seq, f.lane, f.start, f.end) {
+                    errors.push(e);
                 }
                 AckEffect::Acked {
                     seq: f.seq,
