@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const EDGE_ID: &str = "edge-xq-01";
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
@@ -552,4 +552,57 @@ pub fn compare_with_hub(
         }
     }
     Ok(diffs)
+}
+
+/// Wall clock, ns since the Unix epoch.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// The time window that holds every reading of a run (sensor clocks fast-forward; edge-stamped
+/// readings carry wall time).
+pub fn window(record: &[Recorded], started_ns: i64) -> (i64, i64) {
+    let min = record.iter().filter_map(|r| r.ts_ms).min().unwrap_or(0) * 1_000_000;
+    let max = record.iter().filter_map(|r| r.ts_ms).max().unwrap_or(0) * 1_000_000;
+    if record.iter().all(|r| r.ts_ms.is_some()) {
+        // Only this run's sensor-clock range: another run's readings stay outside.
+        return (min, max + 1_000_000);
+    }
+    (
+        min.min(started_ns) - 60_000_000_000,
+        max.max(now_ns()) + 60_000_000_000,
+    )
+}
+
+/// Waits until the hub holds exactly what was recorded (or fails listing the differences).
+pub fn assert_hub_has_exactly(hub: &Hub, record: &[Recorded], started_ns: i64, timeout: Duration) {
+    let w = window(record, started_ns);
+    let mut last = Vec::new();
+    let res = wait_for(
+        "the hub to store every recorded reading",
+        timeout,
+        || match compare_with_hub(hub, record, w) {
+            Ok(d) if d.is_empty() => Some(()),
+            Ok(d) => {
+                last = d.iter().map(|d| format!("{d:?}")).collect();
+                std::thread::sleep(Duration::from_millis(500));
+                None
+            }
+            Err(e) => {
+                last = vec![e.to_string()];
+                None
+            }
+        },
+    );
+    if res.is_err() {
+        panic!(
+            "{} differences, first: {:#?}\nhub log: {}",
+            last.len(),
+            &last[..last.len().min(15)],
+            hub.log_tail()
+        );
+    }
 }

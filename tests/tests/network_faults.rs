@@ -9,22 +9,17 @@
 
 use std::path::Path;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use wangge_tests::proxy::{Counts, Mode, Proxy};
-use wangge_tests::system::{compare_with_hub, metric_sum, simulate, Edge, Hub, Recorded};
+use wangge_tests::system::{
+    assert_hub_has_exactly, metric_sum, now_ns, simulate, Edge, Hub, Recorded,
+};
 use wangge_tests::{wait_for, Mosquitto};
 
 /// Wall time firmware-sim streams in each test; the fault is applied inside it.
 const STREAM_SECONDS: u64 = 35;
 /// The link works normally this long before the fault, so there is traffic to disturb.
 const BEFORE_FAULT: Duration = Duration::from_secs(5);
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
 
 /// The hub, a site broker, the proxy in front of the hub's MQTT port, and an edge whose uplink
 /// goes through the proxy; every part running, the uplink connected.
@@ -212,46 +207,6 @@ fn sim_args(dir: &Path, site_port: u16, seed: u64) -> Vec<String> {
         seed.to_string(),
     ]
     .into()
-}
-
-/// The time window that holds every reading of the run (edge-stamped readings carry wall time).
-fn window(record: &[Recorded], started_ns: i64) -> (i64, i64) {
-    let min = record.iter().filter_map(|r| r.ts_ms).min().unwrap_or(0) * 1_000_000;
-    let max = record.iter().filter_map(|r| r.ts_ms).max().unwrap_or(0) * 1_000_000;
-    (
-        min.min(started_ns) - 60_000_000_000,
-        max.max(now_ns()) + 60_000_000_000,
-    )
-}
-
-/// Waits until the hub holds exactly what was recorded, or fails listing the differences.
-fn assert_hub_has_exactly(hub: &Hub, record: &[Recorded], started_ns: i64, timeout: Duration) {
-    let w = window(record, started_ns);
-    let mut last = Vec::new();
-    let res = wait_for(
-        "the hub to store every recorded reading",
-        timeout,
-        || match compare_with_hub(hub, record, w) {
-            Ok(d) if d.is_empty() => Some(()),
-            Ok(d) => {
-                last = d.iter().map(|d| format!("{d:?}")).collect();
-                std::thread::sleep(Duration::from_millis(500));
-                None
-            }
-            Err(e) => {
-                last = vec![e.to_string()];
-                None
-            }
-        },
-    );
-    if res.is_err() {
-        panic!(
-            "{} differences, first: {:#?}\nhub log: {}",
-            last.len(),
-            &last[..last.len().min(15)],
-            hub.log_tail()
-        );
-    }
 }
 
 #[test]

@@ -2,61 +2,9 @@
 //! readable through the hub's API exactly once — also across crashes and outages.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wangge_tests::system::{compare_with_hub, simulate, Edge, Hub, Recorded};
+use std::time::Duration;
+use wangge_tests::system::{assert_hub_has_exactly, now_ns, simulate, Edge, Hub};
 use wangge_tests::{wait_for, Mosquitto, VictoriaMetrics};
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
-/// The time window that holds every reading of a run (sensor clocks fast-forward; edge-stamped
-/// readings carry wall time).
-fn window(record: &[Recorded], started_ns: i64) -> (i64, i64) {
-    let min = record.iter().filter_map(|r| r.ts_ms).min().unwrap_or(0) * 1_000_000;
-    let max = record.iter().filter_map(|r| r.ts_ms).max().unwrap_or(0) * 1_000_000;
-    if record.iter().all(|r| r.ts_ms.is_some()) {
-        // Only this run's sensor-clock range: another run's readings stay outside.
-        return (min, max + 1_000_000);
-    }
-    (
-        min.min(started_ns) - 60_000_000_000,
-        max.max(now_ns()) + 60_000_000_000,
-    )
-}
-
-/// Waits until the hub holds exactly what was recorded (or fails listing the differences).
-fn assert_hub_has_exactly(hub: &Hub, record: &[Recorded], started_ns: i64, timeout: Duration) {
-    let w = window(record, started_ns);
-    let mut last = Vec::new();
-    let res = wait_for(
-        "the hub to store every recorded reading",
-        timeout,
-        || match compare_with_hub(hub, record, w) {
-            Ok(d) if d.is_empty() => Some(()),
-            Ok(d) => {
-                last = d.iter().map(|d| format!("{d:?}")).collect();
-                std::thread::sleep(Duration::from_millis(500));
-                None
-            }
-            Err(e) => {
-                last = vec![e.to_string()];
-                None
-            }
-        },
-    );
-    if res.is_err() {
-        panic!(
-            "{} differences, first: {:#?}\nhub log: {}",
-            last.len(),
-            &last[..last.len().min(15)],
-            hub.log_tail()
-        );
-    }
-}
 
 /// Sensor clocks start `hours_ago` in the past: at interval scale 0.02 they run 50× faster than
 /// the wall clock, and the edge (rightly) distrusts timestamps more than 5 min in the future.
