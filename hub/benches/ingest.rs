@@ -247,6 +247,13 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
          {rate:.0} readings/s acked ({:.1} batches per group commit)",
         m.batches_stored.load(Relaxed) as f64 / groups as f64
     );
+    if !with_rules.is_empty() {
+        println!(
+            "rules stage: {:.2} s evaluating, ingest waited {:.2} s for it",
+            m.rules_us.load(Relaxed) as f64 / 1e6,
+            m.rules_wait_us.load(Relaxed) as f64 / 1e6
+        );
+    }
     if let Some(s) = influx_sink {
         let im = s.metrics();
         while s.backlog_bytes() > 0 {

@@ -93,6 +93,8 @@ pub struct IngestMetrics {
     /// Resent batches dropped because their first copy was stored and still waited for the
     /// rules stage (its ack answers the resend).
     pub batches_resent_in_flight: AtomicU64,
+    /// Time spent in the rules stage, µs (how busy the `ingest-rules` thread is).
+    pub rules_us: AtomicU64,
     rejects: [AtomicU64; 8],
     sinks: Mutex<Vec<SinkStats>>,
 }
@@ -223,6 +225,14 @@ impl IngestMetrics {
              # TYPE wangge_ingest_rules_wait_seconds_total counter\n\
              wangge_ingest_rules_wait_seconds_total {}",
             self.rules_wait_us.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wangge_ingest_rules_seconds_total Time spent evaluating stored groups in the \
+             rules stage.\n\
+             # TYPE wangge_ingest_rules_seconds_total counter\n\
+             wangge_ingest_rules_seconds_total {}",
+            self.rules_us.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(
             out,

@@ -246,7 +246,11 @@ impl Acker {
     fn run(&mut self, groups: std::sync::mpsc::Receiver<StoredForRules>) {
         while let Ok(stored) = groups.recv() {
             if let Some(rules) = self.rules.as_mut() {
+                let started = Instant::now();
                 rules.evaluate(&stored.group);
+                self.metrics
+                    .rules_us
+                    .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
                 self.metrics.groups_evaluated.fetch_add(1, Relaxed);
             }
             // No receiver is fine: nobody watches.
