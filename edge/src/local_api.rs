@@ -35,6 +35,9 @@ pub struct BufferReport {
     /// Seconds to empty the backlog at the current net drain rate; `None` if not draining.
     pub eta_s: Option<f64>,
     pub evicted_readings: u64,
+    /// Readings evicted from the disk while their batch was in flight (a gap only if the edge
+    /// restarts before that batch's ack).
+    pub evicted_in_flight_readings: u64,
     pub recovery_records_dropped: u64,
     /// Records unreadable while running (damage after recovery), skipped.
     pub unreadable_skipped: u64,
@@ -77,6 +80,7 @@ pub fn buffer_report(s: &ApiState) -> BufferReport {
             None
         },
         evicted_readings: stats.evicted_records,
+        evicted_in_flight_readings: stats.evicted_in_flight_records,
         recovery_records_dropped: stats.recovery_records_dropped,
         unreadable_skipped: stats.unreadable_skipped,
         uplink_connected: m.uplink_connected.load(Relaxed),
@@ -130,6 +134,11 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
             "edge_buffer_evicted_total",
             "readings evicted because the buffer was full",
             b.evicted_readings as f64,
+        ),
+        (
+            "edge_buffer_evicted_in_flight_total",
+            "readings evicted while their batch awaited the hub's ack (a gap only if the edge restarts first)",
+            b.evicted_in_flight_readings as f64,
         ),
         (
             "edge_buffer_recovery_dropped_total",

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub buffer_errors: AtomicU64,
     pub syncs: AtomicU64,
     pub uplink_connected: AtomicBool,
+    /// Uplink sessions established (connect + subscribe to acks): 1 + reconnects.
+    pub uplink_connects: AtomicU64,
     pub batches_sent: AtomicU64,
     pub batches_resent: AtomicU64,
     pub batches_acked: AtomicU64,
@@ -146,6 +148,7 @@ impl Metrics {
             ("edge_values_skipped_total", &self.values_skipped),
             ("edge_buffer_errors_total", &self.buffer_errors),
             ("edge_buffer_syncs_total", &self.syncs),
+            ("edge_uplink_connects_total", &self.uplink_connects),
             ("edge_batches_sent_total", &self.batches_sent),
             ("edge_batches_resent_total", &self.batches_resent),
             ("edge_batches_acked_total", &self.batches_acked),

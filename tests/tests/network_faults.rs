@@ -342,9 +342,14 @@ fn a_link_flapping_every_2_to_5_s_loses_and_duplicates_nothing() {
     let sim = s.stream(24);
     std::thread::sleep(BEFORE_FAULT);
     let before = s.proxy.counts();
+    let connects_before = s.edge_metric("edge_uplink_connects_total");
+    let resent_before = s.edge_metric("edge_batches_resent_total");
     let pauses = s.proxy.flap(24, Duration::from_secs(20));
     s.wait_uplink(true, Duration::from_secs(30));
     let during = s.proxy.counts();
+    let connects = s.edge_metric("edge_uplink_connects_total") - connects_before;
+    let resent = s.edge_metric("edge_batches_resent_total") - resent_before;
+    println!("edge: {connects} uplink sessions, {resent} batches resent");
     s.print_counters(&format!("flapping, {} cuts", pauses.len()), before);
     println!("pauses between cuts: {pauses:?}");
     assert!(pauses.len() >= 4, "20 s of 2–5 s pauses: {pauses:?}");
@@ -357,6 +362,15 @@ fn a_link_flapping_every_2_to_5_s_loses_and_duplicates_nothing() {
     assert!(
         during.accepted - before.accepted >= pauses.len() as u64,
         "the edge reconnected after every cut: {during:?}"
+    );
+    assert!(
+        connects >= pauses.len() as f64,
+        "the edge counts a new uplink session after every cut: {connects} for {} flaps",
+        pauses.len()
+    );
+    assert!(
+        resent > 0.0,
+        "batches unacked at a cut are sent again and counted as resent"
     );
     s.finish(sim);
 }

@@ -105,6 +105,7 @@ async fn link_task(
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 metrics.uplink_connected.store(true, Relaxed);
+                metrics.uplink_connects.fetch_add(1, Relaxed);
                 tracing::info!("uplink connected");
                 if tx.send(LinkEvent::Connected).await.is_err() {
                     return;

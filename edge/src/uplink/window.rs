@@ -35,7 +35,10 @@ pub struct InFlight {
     pub gaps: Vec<Gap>,
     /// The sealed bytes: resends are byte-identical.
     pub sealed: Bytes,
+    /// When it last went out; `None` if never or if it must go out again now (reconnect).
     pub sent_at: Option<Instant>,
+    /// It went out at least once (so the next send is a resend, also after a reconnect).
+    pub sent_before: bool,
     pub acked: bool,
 }
 
@@ -164,6 +167,7 @@ impl DeliveryWindow {
             sealed: batch.seal(&self.key).into(),
             gaps: batch.gaps,
             sent_at: None,
+            sent_before: false,
             acked: false,
         });
     }
@@ -192,7 +196,7 @@ impl DeliveryWindow {
             .map(|f| Due {
                 seq: f.seq,
                 sealed: f.sealed.clone(),
-                resend: f.sent_at.is_some(),
+                resend: f.sent_before,
             })
             .collect()
     }
@@ -201,6 +205,7 @@ impl DeliveryWindow {
     pub fn mark_sent(&mut self, seq: u64, now: Instant) {
         if let Some(f) = self.inflight.iter_mut().find(|f| f.seq == seq) {
             f.sent_at = Some(now);
+            f.sent_before = true;
         }
     }
 
