@@ -220,7 +220,7 @@ fn main() -> anyhow::Result<()> {
         .and_then(|r| r.text())
         .unwrap_or_default();
     for l in metrics.lines().filter(|l| {
-        l.starts_with("wangge_events_groups_missed_total")
+        l.starts_with("wangge_ingest_rules_wait_seconds_total")
             || l.starts_with("wangge_ingest_readings_stored_total")
             || l.starts_with("wangge_ingest_batches_stored_total")
     }) {
