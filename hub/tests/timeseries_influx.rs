@@ -1,4 +1,5 @@
-//! The InfluxDB v2 sink against a real VictoriaMetrics process, including an outage.
+//! The InfluxDB v2 sink against a real VictoriaMetrics process, including an outage, a `kill -9`
+//! of the server right after it acknowledged, and a restart no request saw.
 
 use hub::timeseries::influx::{InfluxConfig, InfluxSink};
 use hub::timeseries::{StoredReading, TimeSeriesSink};
@@ -36,13 +37,19 @@ impl Vm {
         vm
     }
 
-    /// Graceful stop (SIGTERM): VictoriaMetrics flushes what it acknowledged. (A SIGKILL can
-    /// lose the last second of points it had already acknowledged: the server's own limit.)
+    /// Graceful stop (SIGTERM): VictoriaMetrics flushes what it acknowledged.
     fn stop(mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
+        let _ = self.child.wait();
+    }
+
+    /// `kill -9`: VictoriaMetrics loses the points it acknowledged but still held in memory
+    /// (flushed every few seconds), which the sink's replay window must send again.
+    fn kill9(mut self) {
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
@@ -266,4 +273,138 @@ fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+}
+
+fn hour_ago_ms_aligned() -> i64 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+        - 3600 * S)
+        / 1_000_000
+        * 1_000_000
+}
+
+fn counter(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits until VictoriaMetrics exports `want` distinct readings (or nothing more arrives for
+/// 30 s with the spill drained), then checks each is there exactly once.
+fn assert_exactly_once(vm: &Vm, sink: &InfluxSink, want: usize) {
+    let (mut seen, mut since) = (usize::MAX, Instant::now());
+    wait("every reading readable in VictoriaMetrics", 180, || {
+        let n = exported(vm.port).0.len();
+        if n != seen {
+            eprintln!("exported {n} of {want}");
+            (seen, since) = (n, Instant::now());
+        }
+        n >= want || (sink.backlog_bytes() == 0 && since.elapsed() > Duration::from_secs(30))
+    });
+    wait("spill drained", 60, || sink.backlog_bytes() == 0);
+    let (set, total) = exported(vm.port);
+    assert_eq!(
+        set.len(),
+        want,
+        "{} of {want} readings missing from the server",
+        want.saturating_sub(set.len())
+    );
+    assert_eq!(total, want, "each reading exactly once");
+}
+
+#[test]
+fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicates_nothing() {
+    let vm_data = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let vm = Vm::start(vm_data.path(), port);
+    let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "token");
+    cfg.spill_dir = spill.path().to_path_buf();
+    cfg.batch_size = 1000;
+    cfg.retry_backoff_ms_max = 500;
+    assert_eq!(cfg.replay_window_ms, 30_000, "the default window");
+    let sink = InfluxSink::start(&cfg).unwrap();
+    let metrics = sink.metrics();
+    let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
+
+    for g in 0..5 {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    wait("5000 points acknowledged by the server", 60, || {
+        counter(&metrics.points_sent) >= 5000
+    });
+    // The server answers queries with them: it has them, in memory.
+    assert_eq!(exported(vm.port).0.len(), 5000);
+    std::thread::sleep(Duration::from_secs(1));
+    vm.kill9();
+    // Writes go on into the spill; the drain sees its POSTs fail.
+    for g in 5..10 {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    wait("the drain notices the server is gone", 60, || {
+        counter(&metrics.posts_failed) > 0
+    });
+    let vm = Vm::start(vm_data.path(), port);
+    for g in 10..15 {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    assert_exactly_once(&vm, &sink, 15 * n as usize);
+    let (replays, lines) = (counter(&metrics.replays), counter(&metrics.replayed_lines));
+    eprintln!("replays: {replays}, replayed lines: {lines}");
+    assert!(replays >= 1, "the failure triggered a replay");
+    assert!(
+        lines >= 5000,
+        "the 5000 acknowledged lines were sent again ({lines})"
+    );
+    let mut text = String::new();
+    metrics.render_prometheus(&mut text);
+    assert!(
+        text.contains("wangge_influx_replayed_lines_total"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_again() {
+    let vm_data = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let vm = Vm::start(vm_data.path(), port);
+    let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "token");
+    cfg.spill_dir = spill.path().to_path_buf();
+    cfg.batch_size = 1000;
+    // Shorter than the default so the test does not wait 30 s for the restart check.
+    cfg.replay_window_ms = 8_000;
+    let sink = InfluxSink::start(&cfg).unwrap();
+    let metrics = sink.metrics();
+    let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
+
+    for g in 0..3 {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    wait("3000 points acknowledged by the server", 60, || {
+        counter(&metrics.points_sent) >= 3000
+    });
+    // The sink reads the server's start time right after the first acknowledgement; the new
+    // process must start in a later second (`process_start_time_seconds` is whole seconds).
+    std::thread::sleep(Duration::from_millis(1500));
+    vm.kill9();
+    let vm = Vm::start(vm_data.path(), port);
+    // Nothing is written meanwhile: no request fails, only the start time can tell.
+    wait("the restart noticed by the server's start time", 60, || {
+        counter(&metrics.restarts_detected) > 0
+    });
+    assert_eq!(counter(&metrics.replays), 1);
+    for g in 3..6 {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    assert_exactly_once(&vm, &sink, 6 * n as usize);
+    eprintln!(
+        "restarts detected: {}, replays: {}, replayed lines: {}, failed posts: {}",
+        counter(&metrics.restarts_detected),
+        counter(&metrics.replays),
+        counter(&metrics.replayed_lines),
+        counter(&metrics.posts_failed)
+    );
+    assert!(counter(&metrics.replayed_lines) >= 3000);
 }

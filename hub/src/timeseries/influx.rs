@@ -19,8 +19,17 @@
 //! A reading is identified by (measurement, tags, ts): InfluxDB overwrites a rewritten point, so
 //! a resend after a crash between POST and the saved drain position stores nothing twice.
 //! VictoriaMetrics does the same when started with `-dedup.minScrapeInterval=1ms`.
+//!
+//! A 2xx is not durability at the server (VictoriaMetrics keeps acknowledged points in memory for
+//! seconds): acknowledged lines stay in the spill for `replay_window_ms` and are sent again when
+//! the server is seen failing or restarted ([`replay`], [`probe`]).
+
+mod probe;
+mod replay;
 
 use super::{StoredReading, TimeSeriesSink, TsError};
+use probe::Probe;
+use replay::{Incarnation, ReplayWindow, SpillPos};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -57,6 +66,14 @@ pub struct InfluxConfig {
     /// Timeout of one POST, ms. Default 30 000.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// How long acknowledged lines stay in the spill, ms, to be sent again if the server turns
+    /// out to have lost them (it failed a request or restarted). Default 30 000: VictoriaMetrics
+    /// acknowledges points held in memory and writes them to disk every
+    /// `-inmemoryDataFlushInterval` (5 s) plus its background merges (a `kill -9` 7 s after a
+    /// write lost it, 15 s after kept it, measured here), InfluxDB fsyncs its WAL in batches. The
+    /// window counts toward `spill_bytes_max`. 0 = trust the 2xx (the old behaviour).
+    #[serde(default = "default_replay_window_ms")]
+    pub replay_window_ms: u64,
 }
 
 fn default_batch_size() -> usize {
@@ -77,6 +94,9 @@ fn default_retry_backoff_ms_max() -> u64 {
 fn default_request_timeout_ms() -> u64 {
     30_000
 }
+fn default_replay_window_ms() -> u64 {
+    30_000
+}
 
 impl InfluxConfig {
     /// A config with defaults for everything but the server coordinates.
@@ -92,6 +112,7 @@ impl InfluxConfig {
             spill_bytes_max: default_spill_bytes_max(),
             retry_backoff_ms_max: default_retry_backoff_ms_max(),
             request_timeout_ms: default_request_timeout_ms(),
+            replay_window_ms: default_replay_window_ms(),
         }
     }
 }
@@ -100,7 +121,10 @@ impl InfluxConfig {
 const SEGMENT_BYTES_MAX: u64 = 64 << 20;
 /// Largest read from the spill per round of POSTs (pieces end on line boundaries).
 const CHUNK_BYTES_MAX: usize = 8 << 20;
+/// The settled position (see [`replay`]): where the next process starts sending.
 const POS_FILE: &str = "drain.pos";
+/// Least time between two looks at the server's `/metrics` while lines wait to settle.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Counters of the InfluxDB sink.
 #[derive(Debug, Default)]
@@ -112,6 +136,14 @@ pub struct InfluxMetrics {
     pub lines_rejected: AtomicU64,
     /// Bytes written to the spill and not yet sent.
     pub spill_backlog_bytes: AtomicU64,
+    /// Bytes sent and acknowledged, kept for the replay window (not settled yet).
+    pub spill_window_bytes: AtomicU64,
+    /// Times the drain rewound to the settled position because the server failed or restarted.
+    pub replays: AtomicU64,
+    /// Acknowledged lines sent again by those rewinds.
+    pub replayed_lines: AtomicU64,
+    /// Restarts noticed only by the server's changed start time (no request had failed).
+    pub restarts_detected: AtomicU64,
     /// Microseconds of the last successful round of POSTs.
     pub last_post_us: AtomicU64,
 }
@@ -148,6 +180,30 @@ impl InfluxMetrics {
                 "gauge",
                 "Spilled bytes not yet written to the server.",
                 self.spill_backlog_bytes.load(Relaxed),
+            ),
+            (
+                "wangge_influx_spill_window_bytes",
+                "gauge",
+                "Acknowledged bytes kept for the replay window.",
+                self.spill_window_bytes.load(Relaxed),
+            ),
+            (
+                "wangge_influx_replays_total",
+                "counter",
+                "Rewinds to the settled position after the server failed or restarted.",
+                self.replays.load(Relaxed),
+            ),
+            (
+                "wangge_influx_replayed_lines_total",
+                "counter",
+                "Acknowledged lines sent again because the server may have lost them.",
+                self.replayed_lines.load(Relaxed),
+            ),
+            (
+                "wangge_influx_server_restarts_detected_total",
+                "counter",
+                "Server restarts seen only by its changed process start time.",
+                self.restarts_detected.load(Relaxed),
             ),
             (
                 "wangge_influx_last_post_microseconds",
@@ -313,6 +369,16 @@ impl InfluxSink {
             }
         }
         shared.metrics.spill_backlog_bytes.store(backlog, Relaxed);
+        if backlog > 0 {
+            // From the settled position: lines never sent, and those acknowledged within the
+            // replay window before the last stop (the server may not have kept them).
+            tracing::info!(
+                bytes = backlog,
+                segment = pos_seg,
+                offset = pos_off,
+                "influx spill: sending from the settled position"
+            );
+        }
         // influxdb2 0.5 builds on reqwest 0.11 (the hub uses 0.12), so the request timeout is
         // applied around the call instead of on the HTTP client.
         let client = influxdb2::ClientBuilder::new(&cfg.url, &cfg.org, &cfg.token)
@@ -341,15 +407,24 @@ impl InfluxSink {
         self.shared.metrics.spill_backlog_bytes.load(Relaxed)
     }
 
+    /// Bytes the spill holds against `spill_bytes_max`: not yet accepted, or accepted within the
+    /// replay window.
+    pub fn held_bytes(&self) -> u64 {
+        self.backlog_bytes() + self.shared.metrics.spill_window_bytes.load(Relaxed)
+    }
+
     fn spill(&self, readings: &[StoredReading]) -> Result<(), TsError> {
         let mut body = String::with_capacity(readings.len() * 128);
         for r in readings {
             line_of(&mut body, r);
         }
-        if self.backlog_bytes() + body.len() as u64 > self.spill_bytes_max {
+        if self.held_bytes() + body.len() as u64 > self.spill_bytes_max {
             return Err(TsError::Unavailable(format!(
-                "influx spill full ({} bytes); the server has been unreachable",
-                self.backlog_bytes()
+                "influx spill full ({} bytes unsent, {} bytes in the replay window; \
+                 spill_bytes_max {}); the server has been unreachable or slow",
+                self.backlog_bytes(),
+                self.held_bytes() - self.backlog_bytes(),
+                self.spill_bytes_max
             )));
         }
         let mut w = self
@@ -432,6 +507,38 @@ fn write_pos(dir: &Path, seg: u64, off: u64) {
     }
 }
 
+/// Persists a new settled position and deletes the segments wholly before it (also any left
+/// behind by a crash between the two).
+fn settle_to(dir: &Path, (seg, off): SpillPos) {
+    write_pos(dir, seg, off);
+    for s in list_segments(dir).unwrap_or_default() {
+        if s < seg {
+            let _ = std::fs::remove_file(seg_path(dir, s));
+        }
+    }
+}
+
+/// The server may have lost what it acknowledged (`why`): move the drain back to the settled
+/// position, so the window is sent again once the server answers.
+fn replay_window(window: &mut ReplayWindow, pos: &mut SpillPos, m: &InfluxMetrics, why: &str) {
+    let Some(r) = window.rewind(Instant::now()) else {
+        return;
+    };
+    *pos = r.from;
+    m.spill_backlog_bytes.fetch_add(r.bytes, Relaxed);
+    m.spill_window_bytes.store(window.bytes(), Relaxed);
+    m.replays.fetch_add(1, Relaxed);
+    m.replayed_lines.fetch_add(r.lines, Relaxed);
+    tracing::warn!(
+        lines = r.lines,
+        bytes = r.bytes,
+        oldest_acked_s_ago = r.oldest_age.as_secs_f64(),
+        segment = r.from.0,
+        offset = r.from.1,
+        "influx server may have lost points it acknowledged ({why}); sending the replay window again"
+    );
+}
+
 fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -444,10 +551,50 @@ fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig)
         }
     };
     let dir = shared.dir.clone();
-    let (mut seg, mut off) = read_pos(&dir);
+    let m = &shared.metrics;
+    // Starts at the settled position: a restart resends the window of the process before.
+    let mut window = ReplayWindow::new(Duration::from_millis(cfg.replay_window_ms), read_pos(&dir));
+    let (mut seg, mut off) = window.settled();
+    // A fresh connection per look (at most one a second): a pooled one to a server that was
+    // killed would fail as if the new one were down.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap_or_default();
+    let timeout = Duration::from_millis(cfg.request_timeout_ms);
+    let mut last_probe: Option<Instant> = None;
     let mut backoff_ms = 100u64;
     let mut buf = vec![0u8; CHUNK_BYTES_MAX];
     while !shared.stop.load(Relaxed) {
+        // Lines wait to settle: look whether the server is still up, and the same process.
+        let now = Instant::now();
+        if window.wants_probe(now)
+            && last_probe.is_none_or(|t| now.duration_since(t) >= PROBE_INTERVAL)
+        {
+            last_probe = Some(now);
+            let mut pos = (seg, off);
+            match rt.block_on(probe::probe(&http, &cfg.url, &cfg.token, timeout)) {
+                Probe::Down(e) => {
+                    replay_window(&mut window, &mut pos, m, &format!("unreachable: {e}"))
+                }
+                Probe::Alive { started } => match window.observe_start(started) {
+                    Incarnation::Restarted { before, now: after } => {
+                        m.restarts_detected.fetch_add(1, Relaxed);
+                        let why = format!(
+                            "restarted: process_start_time_seconds {before} -> {after}, no request failed"
+                        );
+                        replay_window(&mut window, &mut pos, m, &why);
+                    }
+                    Incarnation::Same | Incarnation::Unknown => {
+                        if let Some(settled) = window.settle(now) {
+                            settle_to(&dir, settled);
+                        }
+                    }
+                },
+            }
+            (seg, off) = pos;
+            m.spill_window_bytes.store(window.bytes(), Relaxed);
+        }
         let (cur_seg, cur_len) = match shared.committed.lock() {
             Ok(c) => *c,
             Err(_) => return,
@@ -476,11 +623,9 @@ fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig)
         };
         if off >= end {
             if seg < cur_seg {
-                // Fully sent and closed: delete it and move on.
-                let _ = std::fs::remove_file(seg_path(&dir, seg));
+                // Fully sent and closed: move on (it is deleted once settled).
                 seg += 1;
                 off = 0;
-                write_pos(&dir, seg, off);
                 continue;
             }
             if let Ok(g) = shared.committed.lock() {
@@ -538,7 +683,6 @@ fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig)
             continue;
         };
         let started = Instant::now();
-        let timeout = Duration::from_millis(cfg.request_timeout_ms);
         let results = rt.block_on(futures::future::join_all(pieces.iter().map(
             |&(a, b, _)| {
                 let body = buf[a..b].to_vec();
@@ -551,8 +695,9 @@ fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig)
                 }
             },
         )));
-        let m = &shared.metrics;
         let mut retry = None;
+        // A connection error, a timeout or a 5xx: the server may have crashed.
+        let mut server_failed = false;
         for (result, &(_, _, lines)) in results.into_iter().zip(&pieces) {
             match result {
                 Ok(Ok(())) => {
@@ -565,13 +710,28 @@ fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig)
                     m.lines_rejected.fetch_add(lines as u64, Relaxed);
                     tracing::error!(%status, %text, lines, "influx server refused lines; skipped");
                 }
-                Ok(Err(e)) => retry = Some(e.to_string()),
-                Err(e) => retry = Some(e),
+                Ok(Err(e)) => {
+                    server_failed |= match &e {
+                        influxdb2::RequestError::Http { status, .. } => status.is_server_error(),
+                        influxdb2::RequestError::ReqwestProcessing { .. } => true,
+                        _ => false,
+                    };
+                    retry = Some(e.to_string());
+                }
+                Err(e) => {
+                    server_failed = true;
+                    retry = Some(e);
+                }
             }
         }
         if let Some(e) = retry {
             // Pieces that succeeded are sent again with the rest: the server overwrites them.
             m.posts_failed.fetch_add(1, Relaxed);
+            if server_failed {
+                let mut pos = (seg, off);
+                replay_window(&mut window, &mut pos, m, &format!("write failed: {e}"));
+                (seg, off) = pos;
+            }
             tracing::warn!(error = %e, backoff_ms, "influx write failed; retrying");
             let deadline = Instant::now() + Duration::from_millis(backoff_ms);
             while Instant::now() < deadline && !shared.stop.load(Relaxed) {
@@ -588,6 +748,10 @@ fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig)
             (cut as u64).min(m.spill_backlog_bytes.load(Relaxed)),
             Relaxed,
         );
-        write_pos(&dir, seg, off);
+        let lines = pieces.iter().map(|p| p.2 as u64).sum();
+        if let Some(settled) = window.acknowledged(Instant::now(), (seg, off), lines, cut as u64) {
+            settle_to(&dir, settled);
+        }
+        m.spill_window_bytes.store(window.bytes(), Relaxed);
     }
 }
