@@ -291,7 +291,7 @@ fn bench_rules(dir: &std::path::Path) -> Box<dyn ingest::RulesStage> {
 }
 
 impl ingest::RulesStage for BenchRules {
-    fn evaluate(&mut self, group: &ingest::StoredGroup) {
+    fn evaluate(&mut self, group: &ingest::StoredGroup) -> Result<(), String> {
         for sr in &group.readings {
             let r = &sr.reading;
             let input = wangge_events::rules::RuleInput {
@@ -304,8 +304,9 @@ impl ingest::RulesStage for BenchRules {
                 ts_ns: r.ts_ns,
                 quality: r.quality,
             };
-            let _ = self.0.ingest(&input, now_ns());
+            self.0.ingest(&input, now_ns()).map_err(|e| e.to_string())?;
         }
+        Ok(())
     }
 }
 

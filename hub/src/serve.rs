@@ -400,8 +400,11 @@ struct RulesFeed {
 }
 
 impl ingest::RulesStage for RulesFeed {
-    fn evaluate(&mut self, group: &ingest::StoredGroup) {
+    fn evaluate(&mut self, group: &ingest::StoredGroup) -> Result<(), String> {
         self.hooks.before_group();
+        // Every reading is evaluated even after a failure (the rules' state stays current);
+        // the events engine keeps the refused conditions and retries them in order.
+        let mut failed = None;
         if self.cache_at.elapsed() > Duration::from_millis(SENSOR_CACHE_MS) {
             self.cache.clear();
             self.cache_at = Instant::now();
@@ -428,9 +431,10 @@ impl ingest::RulesStage for RulesFeed {
                 quality: r.quality,
             };
             if let Err(e) = self.events.ingest(&input, wangge_events::model::now_ns()) {
-                tracing::error!(error = %e, sensor = r.sensor.as_str(), "events: storing a condition failed");
+                failed.get_or_insert_with(|| format!("sensor {}: {e}", r.sensor.as_str()));
             }
         }
+        failed.map_or(Ok(()), Err)
     }
 }
 

@@ -122,6 +122,9 @@ impl EventsSection {
 struct Inner {
     store: Arc<dyn EventStore>,
     evaluator: Mutex<Evaluator>,
+    /// Conditions the store refused (an I/O error, a full disk), oldest first: retried before
+    /// anything newer, on the next reading and on every tick, so a raise is late, never lost.
+    unstored: Mutex<Vec<rules::Condition>>,
     sharing: SharingConfig,
     directory: Arc<dyn ComponentDirectory>,
     webhooks: WebhookConfig,
@@ -169,6 +172,7 @@ impl Events {
             inner: Arc::new(Inner {
                 store,
                 evaluator: Mutex::new(evaluator),
+                unstored: Mutex::new(Vec::new()),
                 sharing: config.sharing,
                 directory,
                 webhooks: config.webhooks,
@@ -208,7 +212,7 @@ impl Events {
         let mut evaluator = self.evaluator();
         let conditions = evaluator.evaluate(input, now_ns);
         let pending = evaluator.take_pending_changes();
-        if conditions.is_empty() && pending.is_empty() {
+        if conditions.is_empty() && pending.is_empty() && self.unstored().is_empty() {
             return Ok(Vec::new());
         }
         let changes = self.apply(conditions, now_ns);
@@ -259,21 +263,58 @@ impl Events {
         Ok(changes)
     }
 
+    fn unstored(&self) -> std::sync::MutexGuard<'_, Vec<rules::Condition>> {
+        self.inner
+            .unstored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores conditions in order, after any the store refused before. On an error the
+    /// refused condition and everything after it wait in `unstored` (the evaluator has moved
+    /// on, so they would not come again) and the error is returned: the hub then does not ack
+    /// the readings, and the next reading or tick retries.
     fn apply(
         &self,
         conditions: Vec<rules::Condition>,
         now_ns: i64,
     ) -> Result<Vec<Change>, StoreError> {
+        let mut queue = self.unstored();
+        queue.extend(conditions);
         let mut changes = Vec::new();
-        for c in conditions {
-            if let Some(ch) = self.inner.store.apply_condition(&c, now_ns)? {
-                tracing::info!(event_id = ch.event.id, component_id = %ch.event.component_id,
-                    event_type = %ch.event.event_type, version = ch.event.version, "event change");
-                self.notify(ch.cursor);
-                changes.push(ch);
+        let mut stored = 0;
+        let mut failed = None;
+        for c in queue.iter() {
+            match self.inner.store.apply_condition(c, now_ns) {
+                Ok(change) => {
+                    stored += 1;
+                    if let Some(ch) = change {
+                        tracing::info!(event_id = ch.event.id, component_id = %ch.event.component_id,
+                            event_type = %ch.event.event_type, version = ch.event.version, "event change");
+                        self.notify(ch.cursor);
+                        changes.push(ch);
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
-        Ok(changes)
+        queue.drain(..stored);
+        match failed {
+            None => Ok(changes),
+            Some(e) => {
+                tracing::error!(error = %e, waiting = queue.len(),
+                    "events store refused a condition; kept to retry in order");
+                Err(e)
+            }
+        }
+    }
+
+    /// Conditions waiting for the store to accept them (see [`Events::ingest`]).
+    pub fn unstored_conditions(&self) -> usize {
+        self.unstored().len()
     }
 
     /// Moves an event through the closed loop on behalf of `actor` (access checked by the caller).

@@ -139,3 +139,54 @@ fn a_restart_in_the_middle_of_a_for_s_condition_still_raises_it() {
     assert_eq!(displaced(&ev).len(), 1);
     assert_eq!(displaced(&ev)[0].count, 1);
 }
+
+#[test]
+fn a_raise_the_store_refuses_is_kept_and_stored_when_the_store_works_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("events.db");
+    let ev = open(&db);
+    assert!(tilt(&ev, &[(-1, 1.0)]).is_empty());
+    assert!(tilt(&ev, &held(0, 9)).is_empty(), "pending: 10 s not yet");
+
+    // Another writer holds events.db locked past the store's busy timeout (10 s) when the
+    // condition has held 10 s: the raise fails.
+    let blocker = rusqlite::Connection::open(&db).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut refused = None;
+    for (s, v) in held(10, 20) {
+        let input = RuleInput {
+            component_id: MANHOLE,
+            component_type: "manhole_cover",
+            sensor_id: "MH-0001",
+            interval_s: 60,
+            quantity: Quantity::Tilt,
+            value: v,
+            ts_ns: T0 + s * S,
+            quality: Quality::Good,
+        };
+        if let Err(e) = ev.ingest(&input, T0 + s * S) {
+            refused = Some(e.to_string());
+            break;
+        }
+    }
+    assert!(
+        refused.is_some(),
+        "the hub must learn that the raise was not stored (it then does not ack)"
+    );
+    assert_eq!(
+        ev.unstored_conditions(),
+        1,
+        "the raise waits, it is not dropped"
+    );
+
+    // The lock goes away: the next tick stores the raise, once, with its original trigger.
+    blocker.execute_batch("ROLLBACK").unwrap();
+    ev.tick(T0 + 21 * S).unwrap();
+    assert_eq!(ev.unstored_conditions(), 0);
+    let events = displaced(&ev);
+    assert_eq!(events.len(), 1, "raised once: {events:?}");
+    assert_eq!(events[0].trigger.ts_ns, T0 + 10 * S);
+    // The resent readings (the batch was not acked) raise nothing more.
+    assert!(tilt(&ev, &held(0, 20)).is_empty());
+    assert_eq!(displaced(&ev).len(), 1);
+}

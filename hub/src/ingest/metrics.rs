@@ -87,6 +87,8 @@ pub struct IngestMetrics {
     pub readings_dropped_non_finite: AtomicU64,
     /// Stored groups the rules stage evaluated (each then recorded and acked).
     pub groups_evaluated: AtomicU64,
+    /// Stored groups not acked because the rules could not store an event change.
+    pub groups_rules_failed: AtomicU64,
     /// Time ingest waited for the rules stage to take a stored group, µs: the rules were
     /// behind and ingest was held back (backpressure) instead of dropping the group.
     pub rules_wait_us: AtomicU64,
@@ -204,6 +206,11 @@ impl IngestMetrics {
                 "wangge_ingest_groups_evaluated_total",
                 "Stored groups evaluated by the rules stage before their ack.",
                 &self.groups_evaluated,
+            ),
+            (
+                "wangge_ingest_groups_rules_failed_total",
+                "Stored groups not acked because the rules could not store an event change (the edges resend).",
+                &self.groups_rules_failed,
             ),
             (
                 "wangge_ingest_batches_resent_in_flight_total",

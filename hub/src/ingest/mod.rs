@@ -120,8 +120,10 @@ pub struct StoredGroup {
 /// after a crash) without raising anything twice.
 pub trait RulesStage: Send {
     /// Evaluates one stored group (readings sorted by timestamp). Runs on the `ingest-rules`
-    /// thread; ingest stores the next group meanwhile.
-    fn evaluate(&mut self, group: &StoredGroup);
+    /// thread; ingest stores the next group meanwhile. `Err` when an event the group raised or
+    /// cleared could not be stored: the group's batches are then neither recorded nor acked
+    /// (the edges resend them; the stage keeps what it could not store and retries it).
+    fn evaluate(&mut self, group: &StoredGroup) -> Result<(), String>;
 }
 
 /// A batch's identity: (edge, epoch, seq).
@@ -247,11 +249,23 @@ impl Acker {
         while let Ok(stored) = groups.recv() {
             if let Some(rules) = self.rules.as_mut() {
                 let started = Instant::now();
-                rules.evaluate(&stored.group);
+                let evaluated = rules.evaluate(&stored.group);
                 self.metrics
                     .rules_us
                     .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
                 self.metrics.groups_evaluated.fetch_add(1, Relaxed);
+                if let Err(e) = evaluated {
+                    // Not recorded, not acked: the edges resend, and the resend is stored and
+                    // evaluated again (both idempotent) once the events store works again.
+                    tracing::error!(error = %e, batches = stored.batches.len(),
+                        "the rules could not store an event change; the group is not acked");
+                    self.metrics.groups_rules_failed.fetch_add(1, Relaxed);
+                    let mut in_flight = lock(&self.in_flight);
+                    for id in &stored.batches {
+                        in_flight.remove(id);
+                    }
+                    continue;
+                }
             }
             // No receiver is fine: nobody watches.
             let _ = self.observers.send(stored.group);
