@@ -45,7 +45,7 @@ fn publishable(topic: &str) -> bool {
 
 /// Segment size of the logs of small messages (acks, edge status), bytes. rumqttd counts only
 /// topic + payload against a segment (≈ 60 bytes for an ack) while each stored message costs
-/// ≈ 300 bytes of memory (its `PublishData`); with the batches' 8 MiB segments the ack logs
+/// ≈ 300 bytes of memory (its `PublishData`); with the batches' 8 MiB segments (then) the ack logs
 /// would hold 130 000 acks per segment and grow for hours. 64 KiB ≈ 1 000 acks per segment,
 /// ≈ 4 000 per filter (≈ 1.3 MiB of memory): far more than the ≤ 16 acks an edge waits for.
 const SMALL_SEGMENT_BYTES: usize = 64 << 10;

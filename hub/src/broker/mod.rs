@@ -45,14 +45,17 @@ pub struct BrokerConfig {
     /// Memory bound: `inbound_queue_max × max_payload_bytes` (512 MiB worst case, ≈ 10 MiB with
     /// 500-reading batches); it also bounds an ingest group (512 × 500 readings ≥ the 200k cap).
     pub inbound_queue_max: usize,
-    /// Embedded broker: size of one in-memory segment of the batches log, bytes. Default 8 MiB.
+    /// Embedded broker: size of one in-memory segment of the batches log, bytes. Default 2 MiB.
     /// rumqttd keeps every message published on a filter in memory segments, read or not, and
     /// drops the oldest segment only when a new one is needed; so this log is a cache that
-    /// fills and then stays at `router_segments_max × router_segment_bytes_max` (+ one packet
-    /// per segment): ≈ 32 MiB by default, full after ≈ 2 min at 8 000 readings/s. It only has
-    /// to hold batches the hub's link has not read yet: ≤ 16 in flight per edge, so the
-    /// default holds ≈ 100 edges' worth of 20 KiB batches; a batch skipped because ingest fell
-    /// further behind is resent by its edge (it was never acked).
+    /// fills and then stays at `router_segments_max × router_segment_bytes_max` of payload,
+    /// 8 MiB by default, full after ≈ 1 min at 8 000 readings/s. Its memory is more than the
+    /// payload: each stored batch also pins the socket read buffer it was parsed from and a
+    /// ≈ 300-byte entry (the soak measured ≈ 1.3–1.7 × with 8 MiB segments, drifting up with
+    /// smaller batches). It only has to hold what the hub's link has not read yet, beyond the
+    /// `inbound_queue_max` batches already queued for ingest: 8 MiB is ≈ 400 more batches of
+    /// 20 KiB (edges keep ≤ 16 in flight each); a batch skipped because ingest fell further
+    /// behind is resent by its edge (it was never acked), not lost.
     pub router_segment_bytes_max: usize,
     /// Embedded broker: segments kept per filter (the active one included). Default 4.
     pub router_segments_max: usize,
@@ -120,7 +123,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             connect_timeout_ms: 10_000,
             inbound_queue_max: 512,
-            router_segment_bytes_max: 8 << 20,
+            router_segment_bytes_max: 2 << 20,
             router_segments_max: 4,
             external: None,
         }

@@ -23,6 +23,25 @@ use std::sync::Mutex;
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 const FILE_NAME: &str = "timeseries.sqlite";
+/// Page cache of the reader connection (chart and API queries), MiB.
+const READER_CACHE_MIB: i64 = 8;
+/// SQLite memory allowed beyond the writer's cache, for every other connection of the hub
+/// (time-series reader, registry, ingest dedup, events) and statements, MiB. Under the limit
+/// they share pages with the writer's cache, so this is less than the sum of their sizes.
+const OTHER_CONNECTIONS_MIB: i64 = 8;
+
+/// Bound on all SQLite memory in the process, bytes: `PRAGMA soft_heap_limit`.
+///
+/// Why: the bundled SQLite is built with `SQLITE_ENABLE_MEMORY_MANAGEMENT`, which makes every
+/// connection of the process share one page-cache group; a page freed by one connection's
+/// limit is recycled by another, and the group as a whole grows to the sum of every
+/// connection's `cache_size` (writer 32 + reader 8 + registry 4 × 2 + dedup 2 + events …), slowly,
+/// as the busy writer steals the idle connections' pages. The soak showed that creep (≈ 10 MiB
+/// over 5 min after the writer's own cache was full). Under the soft limit SQLite recycles
+/// instead of allocating, so its memory stays at ≈ this once full: `cache_mib` + 8 MiB.
+fn sqlite_memory_limit_bytes(cache_mib: u32) -> i64 {
+    (i64::from(cache_mib) + OTHER_CONNECTIONS_MIB) << 20
+}
 
 /// Embedded store settings (`[timeseries.embedded]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +59,7 @@ pub struct EmbeddedConfig {
     /// this, with SQLite's page headers), reached after ≈ 2.5 min at 8 000 readings/s over
     /// 40 000 series. More only helps while it holds the last leaf page of every series;
     /// at 40 000 series that is ≈ 160 MiB, so beyond that the OS page cache serves the misses.
+    /// All SQLite memory of the hub is bounded at this + 8 MiB (`sqlite_memory_limit_bytes`).
     pub cache_mib: u32,
 }
 
@@ -182,13 +202,15 @@ impl EmbeddedStore {
              PRAGMA cache_size = -{};
              PRAGMA temp_store = MEMORY;
              PRAGMA wal_autocheckpoint = 16384;
+             PRAGMA soft_heap_limit = {};
              CREATE TABLE IF NOT EXISTS series (
                  id INTEGER PRIMARY KEY,
                  sensor TEXT NOT NULL,
                  quantity INTEGER NOT NULL,
                  UNIQUE (sensor, quantity)
              );",
-            u64::from(cfg.cache_mib) * 1024
+            u64::from(cfg.cache_mib) * 1024,
+            sqlite_memory_limit_bytes(cfg.cache_mib)
         ))
         .map_err(db_err)?;
         let mut series = HashMap::new();
@@ -217,7 +239,10 @@ impl EmbeddedStore {
         )
         .map_err(db_err)?;
         reader
-            .execute_batch("PRAGMA cache_size = -16384;")
+            .execute_batch(&format!(
+                "PRAGMA cache_size = -{};",
+                READER_CACHE_MIB * 1024
+            ))
             .map_err(db_err)?;
         let store = EmbeddedStore {
             writer: Mutex::new(Writer {
