@@ -182,7 +182,8 @@ impl Mosquitto {
     }
 }
 
-/// A VictoriaMetrics server (InfluxDB v2 write API at `/api/v2/write`) on a free port.
+/// A VictoriaMetrics server (InfluxDB v2 write API at `/api/v2/write`) on a free port, with
+/// deduplication on (`-dedup.minScrapeInterval=1ms`).
 pub struct VictoriaMetrics {
     pub port: u16,
     pub proc: Proc,
@@ -213,7 +214,12 @@ impl VictoriaMetrics {
         ))
         .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
         .arg("-retentionPeriod=100y")
-        .arg("-search.disableCache");
+        .arg("-search.disableCache")
+        // One sample per series and millisecond, as InfluxDB overwrites a rewritten point: the
+        // hub's sink resends its replay window after a server failure and a batch after a hub
+        // crash, and those must collapse (VictoriaMetrics applies it when answering queries and
+        // exports, and in its merges).
+        .arg("-dedup.minScrapeInterval=1ms");
         let proc = Proc::spawn("victoria-metrics", cmd, &data.path().join("vm.log"))?;
         wait_for(
             "victoria-metrics to listen",

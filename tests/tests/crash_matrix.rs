@@ -7,10 +7,12 @@
 //! * emulates a power cut on the edge's disk buffer whenever the edge dies: a torn record or
 //!   random garbage appended to the newest segment of each lane (a write in flight);
 //! * stops VictoriaMetrics (the hub's InfluxDB-API sink) for ~10 s and restarts it on the same
-//!   port and data: SIGTERM by default; `WANGGE_CRASH_VM_STOP=kill9` for `kill -9`, which loses
-//!   readings today: VictoriaMetrics answers 204 seconds before the data is on its disk
-//!   (`-inmemoryDataFlushInterval`, 5 s), and the hub's spill does not send acknowledged lines
-//!   again (measured 2026-11-26: 449 of 4799 readings lost, those written ~6 s before the kill);
+//!   port and data: `kill -9` by default, SIGTERM with `WANGGE_CRASH_VM_STOP=sigterm`.
+//!   VictoriaMetrics answers 204 seconds before the data is on its disk
+//!   (`-inmemoryDataFlushInterval`, 5 s), so a `kill -9` loses what it acknowledged just before;
+//!   the hub's spill keeps acknowledged lines for its replay window and sends them again once the
+//!   server answers (before that window existed, seed 40 lost 765 of 4 799 readings). The server
+//!   runs with `-dedup.minScrapeInterval=1ms`, so a resent point is one sample: any repeat fails;
 //! * has the webhook receiver answer 503, then refuse connections, for ~10 s.
 //!
 //! Then, after the drain: the embedded store and VictoriaMetrics hold exactly the recorded
@@ -684,7 +686,11 @@ fn run(schedule: &Schedule) {
     let t0 = Instant::now();
     let sim = std::thread::spawn(move || simulate(&sim_dir, "stream", &args));
 
-    let vm_kill9 = std::env::var("WANGGE_CRASH_VM_STOP").as_deref() == Ok("kill9");
+    let vm_kill9 = match std::env::var("WANGGE_CRASH_VM_STOP").as_deref() {
+        Err(_) | Ok("kill9") => true,
+        Ok("sigterm") => false,
+        Ok(other) => panic!("WANGGE_CRASH_VM_STOP: `kill9` (default) or `sigterm`, not `{other}`"),
+    };
     let mut vm_slot: Option<VictoriaMetrics> = Some(vm);
     let mut vm_data: Option<tempfile::TempDir> = None;
     let mut cuts: Vec<CutDone> = Vec::new();
@@ -812,9 +818,10 @@ fn run(schedule: &Schedule) {
     assert_hub_has_exactly(&hub, &record, Duration::from_secs(180));
 
     // 3. VictoriaMetrics too: a sample for every reading, nothing else. The same point written
-    //    twice (a batch resent after a hub kill -9) is one point in InfluxDB's model (same series
-    //    and time: overwritten); VictoriaMetrics without `-dedup.minScrapeInterval` keeps both
-    //    samples, so repeats are counted and printed, not failed.
+    //    twice (a batch resent after a hub kill -9, the sink's replay window after the server's)
+    //    is one point in InfluxDB's model (same series and time: overwritten); VictoriaMetrics
+    //    runs with `-dedup.minScrapeInterval=1ms`, which it applies to exports as to queries
+    //    (checked: the same 100 points POSTed twice export as 100 at once), so a repeat fails.
     let vm_port = vm_slot.as_ref().expect("VictoriaMetrics running").port;
     let mut last = VmDiff::default();
     let vm_ok = wait_for(
@@ -822,7 +829,7 @@ fn run(schedule: &Schedule) {
         Duration::from_secs(90),
         || {
             last = vm_compare(vm_port, &record)?;
-            (last.missing.is_empty() && last.invented == 0)
+            (last.missing.is_empty() && last.invented == 0 && last.repeats == 0)
                 .then_some(())
                 .or_else(|| {
                     std::thread::sleep(Duration::from_millis(500));
@@ -830,8 +837,18 @@ fn run(schedule: &Schedule) {
                 })
         },
     );
+    let sink = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", hub.http))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let replays = format!(
+        "hub's sink: {} replays of {} acknowledged lines, {} server restarts seen by start time, {} failed POSTs (counted since the hub's last start)",
+        metric_sum(&sink, "wangge_influx_replays_total", &[]),
+        metric_sum(&sink, "wangge_influx_replayed_lines_total", &[]),
+        metric_sum(&sink, "wangge_influx_server_restarts_detected_total", &[]),
+        metric_sum(&sink, "wangge_influx_posts_failed_total", &[]),
+    );
     println!(
-        "VictoriaMetrics: {} samples for {} readings: {} missing, {} never sent, {} repeats of the same point",
+        "VictoriaMetrics: {} samples for {} readings: {} missing, {} never sent, {} repeats of the same point; {replays}",
         last.samples,
         record.len(),
         last.missing.len(),
@@ -849,17 +866,23 @@ fn run(schedule: &Schedule) {
             });
         panic!(
             "VictoriaMetrics misses {} of {} readings (sent between t={lo:.1} s and t={hi:.1} s of the stream; \
-             VictoriaMetrics stopped ({}) at t={:.1} s for {:.1} s), first: {:?}{}\nhub log: {}",
+             VictoriaMetrics stopped ({}) at t={:.1} s for {:.1} s), holds {} samples of readings never sent \
+             and {} repeats of the same point; first missing: {:?}{}\n{replays}\nhub log: {}",
             last.missing.len(),
             record.len(),
             if vm_kill9 { "kill -9" } else { "SIGTERM" },
             schedule.vm_down_at.as_secs_f64(),
             schedule.vm_down_for.as_secs_f64(),
+            last.invented,
+            last.repeats,
             &last.missing[..last.missing.len().min(10)],
-            if vm_kill9 {
+            if vm_kill9 && !last.missing.is_empty() {
                 "\nVictoriaMetrics answers 204 before its data is on disk (in-memory parts are flushed \
                  every -inmemoryDataFlushInterval, 5 s): a kill -9 loses what it accepted in the seconds \
-                 before, and the hub's spill, past those lines, does not send them again"
+                 before, which the hub's sink must send again from its replay window"
+            } else if last.repeats > 0 {
+                "\nrepeats: VictoriaMetrics runs with -dedup.minScrapeInterval=1ms (tests/src/lib.rs), \
+                 so the same point written twice must export once"
             } else {
                 ""
             },
