@@ -68,10 +68,10 @@ pub struct InfluxConfig {
     pub request_timeout_ms: u64,
     /// How long acknowledged lines stay in the spill, ms, to be sent again if the server turns
     /// out to have lost them (it failed a request or restarted). Default 30 000: VictoriaMetrics
-    /// acknowledges points held in memory and writes them to disk every
-    /// `-inmemoryDataFlushInterval` (5 s) plus its background merges (a `kill -9` 7 s after a
-    /// write lost it, 15 s after kept it, measured here), InfluxDB fsyncs its WAL in batches. The
-    /// window counts toward `spill_bytes_max`. 0 = trust the 2xx (the old behaviour).
+    /// acknowledges points held in memory and writes them to disk later (every
+    /// `-inmemoryDataFlushInterval`, 5 s, in current releases; with 1.79.5 a `kill -9` 7 s after
+    /// a write lost it, 15 s after kept it, measured here), InfluxDB may fsync its WAL in
+    /// batches. The window counts toward `spill_bytes_max`. 0 = trust the 2xx (the old way).
     #[serde(default = "default_replay_window_ms")]
     pub replay_window_ms: u64,
 }

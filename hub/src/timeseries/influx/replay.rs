@@ -1,7 +1,8 @@
 //! The replay window: lines the server acknowledged but may not have on its disk yet.
 //!
 //! A 2xx from the server is not durability. VictoriaMetrics answers 204 while the points sit in
-//! memory (flushed every `-inmemoryDataFlushInterval`, 5 s, then merged in the background), and
+//! memory (flushed every `-inmemoryDataFlushInterval`, 5 s, in current releases; 1.79.5 lost a
+//! write to a `kill -9` 7 s later and kept it 15 s later), and
 //! InfluxDB's WAL may be unsynced on some setups: a `kill -9` or power loss of the server loses
 //! what it acknowledged in the seconds before. So the spill keeps every acknowledged line for
 //! `replay_window_ms` more, and only lines acknowledged longer ago than that — by a server seen
