@@ -408,3 +408,37 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
     );
     assert!(counter(&metrics.replayed_lines) >= 3000);
 }
+
+#[test]
+fn a_restarted_sink_sends_the_window_of_the_process_before_it_again() {
+    let vm_data = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let vm = Vm::start(vm_data.path(), port);
+    let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "token");
+    cfg.spill_dir = spill.path().to_path_buf();
+    cfg.batch_size = 1000;
+    cfg.retry_backoff_ms_max = 500;
+    let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
+    {
+        let sink = InfluxSink::start(&cfg).unwrap();
+        for g in 0..3 {
+            sink.write(&group(g, t0, n)).unwrap();
+        }
+        wait("3000 points acknowledged by the server", 60, || {
+            counter(&sink.metrics().points_sent) >= 3000
+        });
+        // The hub stops (or dies) inside the window; then the server dies before its flush.
+    }
+    vm.kill9();
+    let vm = Vm::start(vm_data.path(), port);
+    let sink = InfluxSink::start(&cfg).unwrap();
+    assert!(
+        sink.backlog_bytes() > 0,
+        "the next process starts from the settled position, before the window"
+    );
+    for g in 3..5 {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    assert_exactly_once(&vm, &sink, 5 * n as usize);
+}
