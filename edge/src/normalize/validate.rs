@@ -93,6 +93,8 @@ pub struct Validator {
     dedup: Dedup,
     /// Last good value per sensor and quantity code (NaN: none yet), for the jump check.
     last: HashMap<Box<str>, [f64; 24]>,
+    /// Last receive-time stamp given to each clockless sensor (whole ms).
+    edge_stamps: HashMap<Box<str>, i64>,
     future_skew_ns: i64,
     default_urgent: QuantityMask,
 }
@@ -110,6 +112,7 @@ impl Validator {
             registered,
             dedup: Dedup::default(),
             last: HashMap::new(),
+            edge_stamps: HashMap::new(),
             future_skew_ns: (future_skew_ms as i64).saturating_mul(1_000_000),
             default_urgent,
         }
@@ -154,6 +157,27 @@ impl Validator {
         }
     }
 
+    /// The receive time as a sensor's timestamp: whole milliseconds, and later than the last
+    /// stamp this sensor got, so two reports arriving in one millisecond stay two readings in
+    /// every store — a reading is identified by (sensor, quantity, ts), and millisecond stores
+    /// (VictoriaMetrics) would merge them.
+    fn edge_stamp(&mut self, sensor: &str, recv_ns: i64) -> i64 {
+        const MS: i64 = 1_000_000;
+        let mut ts = recv_ns.div_euclid(MS) * MS;
+        match self.edge_stamps.get_mut(sensor) {
+            Some(last) => {
+                if ts <= *last {
+                    ts = *last + MS;
+                }
+                *last = ts;
+            }
+            None => {
+                self.edge_stamps.insert(sensor.into(), ts);
+            }
+        }
+        ts
+    }
+
     pub fn is_registered(&self, sensor: &str) -> bool {
         self.registered.contains(sensor)
     }
@@ -177,7 +201,7 @@ impl Validator {
             _ => {
                 o.ts_from_edge = true;
                 flags = flags.with(ReadingFlags::TS_FROM_EDGE);
-                recv_ns
+                self.edge_stamp(&r.sensor, recv_ns)
             }
         };
         if !self.registered.contains(r.sensor.as_str()) {
@@ -312,5 +336,29 @@ mod tests {
             .filter(|_| !v.validate(&report("FLOOD"), later, &mut out).rate_limited)
             .count();
         assert_eq!(admitted, 5);
+    }
+
+    #[test]
+    fn clockless_reports_in_one_millisecond_get_distinct_millisecond_stamps() {
+        let mut v = Validator::new(HashSet::new(), 300_000, 0);
+        let report = |sensor: &str| Report {
+            sensor: sensor.into(),
+            seq: None,
+            ts_ns: None,
+            values: vec![(Quantity::Current, Value::Float(0.4))],
+            urgent: 0,
+        };
+        let ms = 1_000_000;
+        let t = 1_732_500_000_123 * ms;
+        let mut out = Vec::new();
+        // Three reports 0.23 ms apart, then one long after: whole, increasing milliseconds.
+        for recv in [t + 100_000, t + 330_000, t + 560_000, t + 50 * ms + 7] {
+            assert!(v.validate(&report("SL-0024"), recv, &mut out).ts_from_edge);
+        }
+        let stamps: Vec<i64> = out.iter().map(|r| r.ts_ns).collect();
+        assert_eq!(stamps, vec![t, t + ms, t + 2 * ms, t + 50 * ms]);
+        // Another sensor in the same millisecond keeps the receive millisecond.
+        v.validate(&report("SL-0025"), t + 400_000, &mut out);
+        assert_eq!(out.last().unwrap().ts_ns, t);
     }
 }
