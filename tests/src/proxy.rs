@@ -6,6 +6,7 @@
 //! It runs on its own thread with its own tokio runtime, so it keeps working while the test's
 //! thread sleeps or blocks; the [`Proxy`] handle switches modes from any thread. Loopback only.
 
+use crate::SplitMix64;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -151,7 +152,7 @@ impl Proxy {
         let until = Instant::now() + total;
         let mut pauses = Vec::new();
         loop {
-            let pause = Duration::from_millis(2000 + rng.next() % 3001);
+            let pause = Duration::from_millis(2000 + rng.next_u64() % 3001);
             if Instant::now() + pause > until {
                 break;
             }
@@ -396,19 +397,6 @@ fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
 }
 
-/// A tiny seeded generator (SplitMix64): the flapping schedule needs no more, and no dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,7 +536,7 @@ mod tests {
     fn the_flapping_schedule_is_seeded() {
         let draw = |seed| {
             let mut r = SplitMix64(seed);
-            (0..8).map(|_| r.next() % 3001).collect::<Vec<_>>()
+            (0..8).map(|_| r.next_u64() % 3001).collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));

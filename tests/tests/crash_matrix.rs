@@ -38,8 +38,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wangge_tests::system::{
-    compare_with_hub, metric_sum, sensor_components, simulate, Edge, Hub, Recorded, ADMIN_TOKEN,
+    self, metric_sum, sensor_components, simulate, Edge, Hub, Recorded, ADMIN_TOKEN,
 };
+use wangge_tests::SplitMix64 as Rng;
 use wangge_tests::{free_port, wait_for, Mosquitto, VictoriaMetrics};
 
 /// The seed when `WANGGE_CRASH_SEED` is not set (printed at start). Chosen because its first hub
@@ -57,24 +58,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// SplitMix64: a tiny, well-mixed generator, so a seed means the same schedule on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [lo, hi] milliseconds.
-    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo + 1))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -153,7 +136,7 @@ impl Schedule {
         let stream = Duration::from_secs(60.max(20 * u64::from(rounds)));
         let slot = stream.as_millis() as u64 / u64::from(rounds);
         let victims = [Victim::Edge, Victim::Hub, Victim::Both];
-        let first = (rng.next() % 3) as usize;
+        let first = (rng.next_u64() % 3) as usize;
         let mut power_cuts = 0;
         let rounds = (0..rounds)
             .map(|i| {
@@ -162,16 +145,16 @@ impl Schedule {
                 let kill_at =
                     Duration::from_millis(slot * u64::from(i)) + rng.ms(1_000, slot - 10_000);
                 let down = rng.ms(0, 8_000);
-                let hub_first = rng.next().is_multiple_of(2);
+                let hub_first = rng.next_u64().is_multiple_of(2);
                 let power_cut = (victim != Victim::Hub).then(|| {
                     power_cuts += 1;
                     if power_cuts % 2 == 1 {
                         PowerCut::TornRecord {
-                            payload_written: (rng.next() % 39) as usize,
+                            payload_written: (rng.next_u64() % 39) as usize,
                         }
                     } else {
-                        let n = 1 + (rng.next() % 512) as usize;
-                        PowerCut::Garbage((0..n).map(|_| rng.next() as u8).collect())
+                        let n = 1 + (rng.next_u64() % 512) as usize;
+                        PowerCut::Garbage((0..n).map(|_| rng.next_u64() as u8).collect())
                     }
                 });
                 Round {
@@ -1032,39 +1015,14 @@ fn run(schedule: &Schedule) {
     hub.kill9();
 }
 
-/// Waits until the hub holds exactly what was recorded (or fails listing the differences).
+/// Waits until the hub holds exactly what was recorded (or fails listing the differences). Every
+/// streamed reading carries its sensor's time, so the comparison covers exactly this run's range.
 fn assert_hub_has_exactly(hub: &Hub, record: &[Recorded], timeout: Duration) {
-    let min = record.iter().filter_map(|r| r.ts_ms).min().unwrap_or(0) * 1_000_000;
-    let max = record.iter().filter_map(|r| r.ts_ms).max().unwrap_or(0) * 1_000_000;
     assert!(
         record.iter().all(|r| r.ts_ms.is_some()),
         "every streamed reading carries its sensor's time"
     );
-    let mut last = Vec::new();
-    let res = wait_for(
-        "the hub to store every recorded reading",
-        timeout,
-        || match compare_with_hub(hub, record, (min, max + 1_000_000)) {
-            Ok(d) if d.is_empty() => Some(()),
-            Ok(d) => {
-                last = d.iter().map(|d| format!("{d:?}")).collect();
-                std::thread::sleep(Duration::from_millis(500));
-                None
-            }
-            Err(e) => {
-                last = vec![e.to_string()];
-                None
-            }
-        },
-    );
-    if res.is_err() {
-        panic!(
-            "embedded store: {} series differ, first: {:#?}\nhub log: {}",
-            last.len(),
-            &last[..last.len().min(15)],
-            hub.log_tail()
-        );
-    }
+    system::assert_hub_has_exactly(hub, record, 0, timeout);
 }
 
 #[test]

@@ -40,6 +40,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use turmoil::net::{TcpListener, TcpStream};
+use wangge_tests::SplitMix64 as Rng;
 
 /// Seeds the default run explores (about a minute in a debug build on 2 cores).
 const DEFAULT_SEEDS: u64 = 1000;
@@ -55,27 +56,6 @@ const DRAIN_MAX: Duration = Duration::from_secs(120);
 const TICK: Duration = Duration::from_millis(20);
 /// A frame longer than this is a broken stream, not a batch.
 const FRAME_BYTES_MAX: usize = 1 << 20;
-
-/// splitmix64: every random choice of a run comes from here (no other randomness).
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 /// A deliberately broken protocol, to prove the checker can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
