@@ -1,44 +1,21 @@
 //! The HTTP API contract (shared/BRIEF.md "Public contracts"), tested against a real
 //! `hub serve` process on free ports in a temp dir, killed by PID when the test ends.
 
+mod hub_cli_support;
+
+use hub_cli_support::{free_port, hub_cli, HUB};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use reqwest::StatusCode;
 use serde_json::{json, Value as Json};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const HUB: &str = env!("CARGO_BIN_EXE_hub");
 const ADMIN: &str = "test-admin-token-0123456789";
 
 fn seed_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs `hub ARGS --data-dir DIR` to completion; returns stdout, panics with stderr on failure.
-fn hub_cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(HUB)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hub {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A running `hub serve`; killed by PID on drop.

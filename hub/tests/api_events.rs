@@ -3,42 +3,20 @@
 //! events engine raises the catalogue's event, visible under `/api/v1/events` with the hub's
 //! tokens. Real processes and sockets, temp dir, killed by PID on drop.
 
+mod hub_cli_support;
+
+use hub_cli_support::{free_port, hub_cli, HUB};
 use protocol::uplink::{topics, Ack, Quality, Reading, ReadingFlags, UplinkBatch};
 use protocol::{Quantity, Value};
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const HUB: &str = env!("CARGO_BIN_EXE_hub");
 const ADMIN: &str = "events-admin-token-0123456789";
 const COMPONENT: &str = "1201110101000001"; // water-supply manhole cover, owner sw, sensor MH-0001
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn hub_cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(HUB)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hub {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 struct Hub {
     child: Child,

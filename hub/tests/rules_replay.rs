@@ -10,47 +10,25 @@
 
 mod ingest_support;
 
+mod hub_cli_support;
+
+use hub_cli_support::{free_port, hub_cli, HUB};
 use ingest_support::{connect_edge, now_ns, Edge, Login};
 use protocol::uplink::{mac_key, AckOutcome, Quality, Reading, ReadingFlags, UplinkBatch};
 use protocol::{Quantity, Value};
 use reqwest::StatusCode;
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const HUB: &str = env!("CARGO_BIN_EXE_hub");
 const ADMIN: &str = "rules-replay-admin-token-0123456789";
 const EDGE: &str = "edge-xq-01";
 const S: i64 = 1_000_000_000;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn seed_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry")
-}
-
-fn hub_cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(HUB)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hub {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// A `hub serve` process, killed (SIGKILL, by PID) when dropped.
