@@ -386,7 +386,13 @@ fn validation_marks_quality_and_flags_instead_of_dropping() {
         &format!(r#"{{"seq":2,"ts":{future_ms},"values":{{"tilt":1}}}}"#),
     )
     .unwrap();
-    assert_eq!(r[0].ts_ns, RECV_NS);
+    // MH-0001's first report (seq 1, no time) took the receive millisecond: this one gets the
+    // next whole millisecond, so no two share a (sensor, quantity, ts).
+    assert_eq!(
+        r[0].ts_ns,
+        RECV_NS + 1_000_000,
+        "receive time, after the earlier stamp"
+    );
     assert!(r[0].flags.has(ReadingFlags::TS_FROM_EDGE));
     // Duplicate (sensor, seq) → dropped.
     let r = run(

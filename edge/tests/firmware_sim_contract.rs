@@ -109,7 +109,12 @@ fn firmware_sim_output_for_every_dialect_normalizes_to_its_record_exactly() {
             .position(|(ts, val)| {
                 let ts_ok = match ts {
                     Some(ms) => r.ts_ns == ms * 1_000_000,
-                    None => r.ts_ns == RECV_NS && r.flags.has(ReadingFlags::TS_FROM_EDGE),
+                    // Receive time in whole ms, one ms later per earlier report of the sensor.
+                    None => {
+                        r.flags.has(ReadingFlags::TS_FROM_EDGE)
+                            && (RECV_NS..RECV_NS + 1_000_000_000).contains(&r.ts_ns)
+                            && (r.ts_ns - RECV_NS) % 1_000_000 == 0
+                    }
                 };
                 let val_ok = match val {
                     serde_json::Value::Bool(b) => r.value == protocol::Value::Bool(*b),
