@@ -606,3 +606,25 @@ pub fn assert_hub_has_exactly(hub: &Hub, record: &[Recorded], started_ns: i64, t
         );
     }
 }
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Wall clock, ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    now_ns() / 1_000_000
+}
+
+/// The latest 22:30 local time (UTC+8, 14:30 UTC) at least two hours before now, as a sensor-clock
+/// start for the demo scenario: a run covers under an hour of sensor time, so all of it is night
+/// (permitted door hours are 06:00–22:00) and in the past (the edge distrusts future timestamps).
+pub fn night_start_ms() -> i64 {
+    let latest = now_ms() - 2 * HOUR_MS;
+    let day = latest.div_euclid(DAY_MS) * DAY_MS;
+    let t = day + 14 * HOUR_MS + 30 * 60_000;
+    if t <= latest {
+        t
+    } else {
+        t - DAY_MS
+    }
+}

@@ -36,9 +36,9 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use wangge_tests::system::{
-    self, metric_sum, sensor_components, simulate, Edge, Hub, Recorded, ADMIN_TOKEN,
+    self, metric_sum, night_start_ms, sensor_components, simulate, Edge, Hub, Recorded, ADMIN_TOKEN,
 };
 use wangge_tests::SplitMix64 as Rng;
 use wangge_tests::{free_port, wait_for, Mosquitto, VictoriaMetrics};
@@ -50,15 +50,6 @@ const DEFAULT_SEED: u64 = 40;
 const DEFAULT_ROUNDS: u32 = 3;
 /// Webhook subscription secret (the receiver verifies every signature with it).
 const WEBHOOK_SECRET: &str = "crash-matrix-webhook-secret";
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Victim {
@@ -429,19 +420,6 @@ fn id_string(v: &Json) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // The system and its checks.
-
-/// The latest 22:30 local time (14:30 UTC) at least two hours before now: night for the door rule
-/// (permitted hours 06:00–22:00), in the past for the edge's clock check (as events_e2e.rs).
-fn night_start_ms() -> i64 {
-    let latest = now_ms() - 2 * HOUR_MS;
-    let day = latest.div_euclid(DAY_MS) * DAY_MS;
-    let t = day + 14 * HOUR_MS + 30 * 60_000;
-    if t <= latest {
-        t
-    } else {
-        t - DAY_MS
-    }
-}
 
 /// Events the demo raises from its MQTT sensors with their own clocks (canonical, acme,
 /// gridsense): (sensor, type). The serial and lumen sensors of the demo are not streamed: a

@@ -19,32 +19,9 @@ use std::io::BufRead;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use wangge_tests::system::{sensor_components, Edge, Hub, ADMIN_TOKEN, EDGE_ID};
+use std::time::{Duration, Instant};
+use wangge_tests::system::{night_start_ms, sensor_components, Edge, Hub, ADMIN_TOKEN, EDGE_ID};
 use wangge_tests::{bin, wait_for, workspace_root, Mosquitto, Proc};
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// The latest 22:30 local time (14:30 UTC) at least two hours before now: the run covers under an
-/// hour of sensor time, so all of it is night (permitted door hours are 06:00–22:00) and past.
-fn night_start_ms() -> i64 {
-    let latest = now_ms() - 2 * HOUR_MS;
-    let day = latest.div_euclid(DAY_MS) * DAY_MS;
-    let t = day + 14 * HOUR_MS + 30 * 60_000;
-    if t <= latest {
-        t
-    } else {
-        t - DAY_MS
-    }
-}
 
 /// One expected event: the sensor whose incident raises it, its type and severity.
 struct Expect {

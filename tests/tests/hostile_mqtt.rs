@@ -5,16 +5,9 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wangge_tests::system::{metric_sum, sensor_components, Edge, Hub};
+use std::time::Duration;
+use wangge_tests::system::{metric_sum, now_ms, sensor_components, Edge, Hub};
 use wangge_tests::{wait_for, Mosquitto};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Publishes `payload` (any bytes) at QoS 1; with `lines`, each line of it is one message.
 fn publish(site: &Mosquitto, topic: &str, payload: &[u8], lines: bool) {
