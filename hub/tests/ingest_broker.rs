@@ -331,18 +331,32 @@ async fn edge_status_is_recorded_in_the_registry() {
         oldest_unacked_ns: Some(1),
         ts_ns: now_ns(),
     };
-    edge.publish_raw(&topics::status("edge-1"), status.encode())
+    let key = mac_key(&secret);
+    edge.publish_raw(&topics::status("edge-1"), status.seal(&key))
         .await;
     // Another edge's status on edge-1's topic is refused.
     let other = EdgeStatus {
         edge_id: "edge-2".into(),
         ..status.clone()
     };
-    edge.publish_raw(&topics::status("edge-1"), other.encode())
+    edge.publish_raw(&topics::status("edge-1"), other.seal(&key))
+        .await;
+    // So is edge-1's topic with a status edge-2 sealed (the broker has no per-topic ACL: only
+    // the tag tells who sent it), and an untagged one.
+    let secret_2 = reg.add_edge("edge-2");
+    let forged = EdgeStatus {
+        online: false,
+        ..status.clone()
+    };
+    edge.publish_raw(&topics::status("edge-1"), forged.seal(&mac_key(&secret_2)))
+        .await;
+    edge.publish_raw(&topics::status("edge-1"), forged.encode())
         .await;
     let m = hub.ingest.metrics();
-    eventually("status recorded and forgery counted", 30, || {
-        !reg.statuses.lock().unwrap().is_empty() && m.rejected(RejectReason::WrongEdge) == 1
+    eventually("status recorded and forgeries counted", 30, || {
+        !reg.statuses.lock().unwrap().is_empty()
+            && m.rejected(RejectReason::WrongEdge) == 1
+            && m.rejected(RejectReason::BadMac) + m.rejected(RejectReason::Malformed) == 2
     })
     .await;
     assert_eq!(reg.statuses.lock().unwrap()[0], status);

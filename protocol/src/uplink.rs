@@ -201,7 +201,7 @@ impl fmt::Display for UplinkError {
             UplinkError::UnknownVersion(v) => write!(f, "unknown message version {v}"),
             UplinkError::Empty => f.write_str("empty payload"),
             UplinkError::Malformed => f.write_str("malformed postcard body"),
-            UplinkError::BadMac => f.write_str("batch MAC does not verify"),
+            UplinkError::BadMac => f.write_str("MAC does not verify with the edge's key"),
         }
     }
 }
@@ -295,9 +295,37 @@ impl Ack {
 }
 
 impl EdgeStatus {
+    /// `version | postcard(status) | HMAC-SHA256(key, version | postcard(status))`, as a batch:
+    /// the hub's broker has no per-topic ACL, so only the tag proves which edge sent a status.
+    pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
+        let mut out = encode(self);
+        let t = tag(key, &out);
+        out.extend_from_slice(&t);
+        out
+    }
+
+    /// Verifies a sealed status with the key of the edge its topic names, then decodes it.
+    pub fn open(bytes: &[u8], key: &[u8; 32]) -> Result<EdgeStatus, UplinkError> {
+        if bytes.len() < 1 + MAC_BYTES {
+            return Err(if bytes.is_empty() {
+                UplinkError::Empty
+            } else {
+                UplinkError::Malformed
+            });
+        }
+        let (signed, t) = bytes.split_at(bytes.len() - MAC_BYTES);
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("hmac key of any length");
+        m.update(signed);
+        m.verify_slice(t).map_err(|_| UplinkError::BadMac)?;
+        decode(signed)
+    }
+
+    /// The body without a tag (tests and tools that only read a status).
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
+
+    /// Decodes an untagged body (see [`EdgeStatus::encode`]).
     pub fn decode(bytes: &[u8]) -> Result<EdgeStatus, UplinkError> {
         decode(bytes)
     }

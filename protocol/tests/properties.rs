@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use protocol::uplink::{
     Ack, AckOutcome, EdgeStatus, Gap, GapReason, Quality, Reading, ReadingFlags, UplinkBatch,
+    UplinkError,
 };
 use protocol::{
     encode_frame, FrameDecoder, FrameError, Measurement, Quantity, SensorFrame, Value,
@@ -172,6 +173,20 @@ proptest! {
         prop_assert_eq!(UplinkBatch::open(&sealed).unwrap().verify(&key).unwrap(), batch);
         let ack = Ack { epoch, seq, outcome: AckOutcome::Stored };
         prop_assert_eq!(Ack::decode(&ack.encode()).unwrap(), ack);
+        let status = EdgeStatus {
+            edge_id: edge.as_str().into(),
+            online: seq % 2 == 0,
+            version: "0.1.0".into(),
+            epoch,
+            backlog_readings: seq,
+            backlog_bytes: epoch,
+            oldest_unacked_ns: None,
+            ts_ns: 1,
+        };
+        let sealed = status.seal(&key);
+        prop_assert_eq!(EdgeStatus::open(&sealed, &key).unwrap(), status);
+        let other = protocol::uplink::mac_key(&format!("{secret}x"));
+        prop_assert_eq!(EdgeStatus::open(&sealed, &other), Err(UplinkError::BadMac));
     }
 
     #[test]

@@ -194,7 +194,7 @@ async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
                         topics::status(EDGE),
                         QoS::AtLeastOnce,
                         false,
-                        status.encode(),
+                        status.seal(&key),
                     )
                     .await
                     .expect("publish queued");
@@ -240,7 +240,7 @@ async fn publish_status(hub: &Hub, backlog_readings: u64) {
             topics::status(EDGE),
             QoS::AtLeastOnce,
             false,
-            status.encode(),
+            status.seal(&mac_key(&hub.edge_secret)),
         )
         .await
         .expect("publish queued");

@@ -60,7 +60,7 @@ pub fn mqtt_options(
     };
     o.set_last_will(LastWill::new(
         topics::status(id),
-        offline.encode(),
+        offline.seal(&mac_key(secret)),
         QoS::AtLeastOnce,
         true,
     ));
@@ -171,6 +171,7 @@ pub fn spawn(
         client,
         edge_id: edge_id.clone(),
         window: DeliveryWindow::new(&edge_id, mac_key(secret), epoch, cfg.uplink.clone()),
+        status_key: mac_key(secret),
         cfg: cfg.uplink.clone(),
         buffer,
         metrics,
@@ -186,6 +187,8 @@ struct Batcher {
     edge_id: String,
     /// The delivery protocol itself (sans I/O); this task only carries its bytes.
     window: DeliveryWindow,
+    /// Seals status messages (the hub counts only statuses tagged with this edge's key).
+    status_key: [u8; 32],
     cfg: UplinkSection,
     buffer: Arc<Mutex<Buffer>>,
     metrics: Arc<Metrics>,
@@ -329,7 +332,7 @@ impl Batcher {
             topics::status(&self.edge_id),
             QoS::AtLeastOnce,
             true,
-            st.encode(),
+            st.seal(&self.status_key),
         );
     }
 }

@@ -581,7 +581,9 @@ impl StatusWatch {
                                     .await;
                             }
                             Ok(Event::Incoming(Packet::Publish(p))) => {
-                                if let Ok(s) = protocol::uplink::EdgeStatus::decode(&p.payload) {
+                                if let Ok(s) =
+                                    protocol::uplink::EdgeStatus::open(&p.payload, &mac_key(SECRET))
+                                {
                                     *l.lock().unwrap() = Some(s);
                                 }
                             }

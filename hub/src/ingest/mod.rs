@@ -407,8 +407,13 @@ impl Worker {
         tracing::warn!(reason = reason.name(), %topic, %detail, "message from edge refused");
     }
 
+    /// A status counts only if it is sealed with the key of the edge its topic names (the
+    /// broker has no per-topic ACL: any logged-in edge could publish on another's topic).
     fn status(&self, edge: &str, msg: &Inbound) {
-        let status = match EdgeStatus::decode(&msg.payload) {
+        let Some(key) = self.edge_key(edge, &msg.topic) else {
+            return;
+        };
+        let status = match EdgeStatus::open(&msg.payload, &key) {
             Ok(s) => s,
             Err(e) => {
                 self.reject(reject_of(e), &msg.topic, &e.to_string());
@@ -427,6 +432,28 @@ impl Worker {
         }
     }
 
+    /// The MAC key of a known, unrevoked edge (refusals counted; a registry failure is not the
+    /// edge's fault: nothing is acked, it resends).
+    fn edge_key(&self, edge: &str, topic: &str) -> Option<[u8; 32]> {
+        let creds = match self.registry.edge_credentials(edge) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                self.reject(RejectReason::UnknownEdge, topic, "no credentials issued");
+                return None;
+            }
+            Err(e) => {
+                self.metrics.registry_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, edge_id = edge, "registry unavailable");
+                return None;
+            }
+        };
+        if creds.revoked {
+            self.reject(RejectReason::Revoked, topic, "credentials revoked");
+            return None;
+        }
+        Some(creds.mac_key)
+    }
+
     /// Topic edge, batch edge and HMAC must agree.
     fn verify(&self, edge: &str, msg: &Inbound) -> Option<UplinkBatch> {
         let unverified = match UplinkBatch::open(&msg.payload) {
@@ -441,28 +468,8 @@ impl Worker {
             self.reject(RejectReason::WrongEdge, &msg.topic, &detail);
             return None;
         }
-        let creds = match self.registry.edge_credentials(edge) {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                self.reject(
-                    RejectReason::UnknownEdge,
-                    &msg.topic,
-                    "no credentials issued",
-                );
-                return None;
-            }
-            Err(e) => {
-                // Not the edge's fault: not acked, it will resend.
-                self.metrics.registry_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, edge_id = edge, "registry unavailable");
-                return None;
-            }
-        };
-        if creds.revoked {
-            self.reject(RejectReason::Revoked, &msg.topic, "credentials revoked");
-            return None;
-        }
-        let batch = match unverified.verify(&creds.mac_key) {
+        let key = self.edge_key(edge, &msg.topic)?;
+        let batch = match unverified.verify(&key) {
             Ok(b) => b,
             Err(e) => {
                 self.reject(reject_of(e), &msg.topic, &e.to_string());

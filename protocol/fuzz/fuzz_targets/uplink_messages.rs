@@ -17,4 +17,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = Ack::decode(data);
     let _ = EdgeStatus::decode(data);
+    assert!(
+        EdgeStatus::open(data, &[7; 32]).is_err(),
+        "nobody forges a status tag by mutation"
+    );
 });
