@@ -83,6 +83,20 @@ impl Hub {
         self.command(args)
     }
 
+    /// Issues a token for `department` with `scope` (`hub token add`, printed once) and returns it.
+    pub fn add_token(&self, department: &str, scope: &str) -> anyhow::Result<String> {
+        let out = self
+            .command(&["token", "add", "--department", department, "--scope", scope])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "hub token add failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("hub"));
         c.arg("--config")
@@ -627,4 +641,30 @@ pub fn night_start_ms() -> i64 {
     } else {
         t - DAY_MS
     }
+}
+
+/// Sensor clocks start `hours_ago` in the past: at interval scale 0.02 they run 50× faster than
+/// the wall clock, and the edge (rightly) distrusts timestamps more than 5 min in the future.
+pub fn start_hours_ago(hours_ago: i64) -> String {
+    (now_ms() - hours_ago * HOUR_MS).to_string()
+}
+
+/// firmware-sim `run` arguments for a fast stream of the whole demo site: MQTT to the site broker
+/// on `site_port`, both serial lines as ptys in `dir`, interval scale 0.02, sensor clocks from 2 h
+/// ago; `extra` is appended (`--count`, `--duration`, `--seed`, …).
+pub fn sim_stream_args(dir: &Path, site_port: u16, extra: &[String]) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "--start".into(),
+        start_hours_ago(2),
+        "--mqtt".into(),
+        format!("127.0.0.1:{site_port}"),
+        "--pty-a".into(),
+        dir.join("ttyA").display().to_string(),
+        "--pty-b".into(),
+        dir.join("ttyB").display().to_string(),
+        "--interval-scale".into(),
+        "0.02".into(),
+    ];
+    a.extend_from_slice(extra);
+    a
 }

@@ -134,30 +134,6 @@ fn recipients(
     out
 }
 
-/// An API token issued with the hub's CLI (`hub token add --department D --scope read`).
-fn read_token(hub: &Hub, department: &str) -> String {
-    let out = Command::new(bin("hub"))
-        .arg("--config")
-        .arg(&hub.config)
-        .args([
-            "token",
-            "add",
-            "--department",
-            department,
-            "--scope",
-            "read",
-        ])
-        .env("WANGGE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hub token add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// GET with a token: (status, JSON body or null).
 fn get_as(hub: &Hub, token: &str, path: &str) -> (u16, Json) {
     let r = reqwest::blocking::Client::new()
@@ -473,7 +449,7 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
         );
     }
     for dept in departments() {
-        let token = read_token(&hub, &dept);
+        let token = hub.add_token(&dept, "read").unwrap();
         let listed: BTreeSet<String> = list_events(&hub, &token)
             .iter()
             .map(|e| e["id"].to_string())

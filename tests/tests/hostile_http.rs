@@ -67,16 +67,7 @@ fn the_api_answers_no_5xx_to_schemathesis_with_valid_and_invalid_tokens() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut hub = Hub::prepare(dir.path(), "").unwrap();
-    let out = hub
-        .cli(&["token", "add", "--department", "sw", "--scope", "read"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dept_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let dept_token = hub.add_token("sw", "read").unwrap();
     hub.start().unwrap();
 
     let runs = [

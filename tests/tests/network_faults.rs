@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wangge_tests::proxy::{Counts, Mode, Proxy};
 use wangge_tests::system::{
-    assert_hub_has_exactly, metric_sum, now_ns, simulate, Edge, Hub, Recorded,
+    assert_hub_has_exactly, metric_sum, now_ns, sim_stream_args, simulate, Edge, Hub, Recorded,
 };
 use wangge_tests::{wait_for, Mosquitto};
 
@@ -187,26 +187,13 @@ impl Drop for System {
 }
 
 fn sim_args(dir: &Path, site_port: u16, seed: u64) -> Vec<String> {
-    // Sensor clocks start 2 h back: at interval scale 0.02 they run 50× faster than the wall
-    // clock, and the edge (rightly) distrusts timestamps more than 5 min in the future.
-    let start_ms = now_ns() / 1_000_000 - 2 * 3_600_000;
-    [
-        "--start".to_string(),
-        start_ms.to_string(),
-        "--mqtt".into(),
-        format!("127.0.0.1:{site_port}"),
-        "--pty-a".into(),
-        dir.join("ttyA").display().to_string(),
-        "--pty-b".into(),
-        dir.join("ttyB").display().to_string(),
-        "--interval-scale".into(),
-        "0.02".into(),
-        "--duration".into(),
+    let extra = [
+        "--duration".to_string(),
         format!("{STREAM_SECONDS}s"),
         "--seed".into(),
         seed.to_string(),
-    ]
-    .into()
+    ];
+    sim_stream_args(dir, site_port, &extra)
 }
 
 #[test]

@@ -3,14 +3,10 @@
 
 use std::path::Path;
 use std::time::Duration;
-use wangge_tests::system::{assert_hub_has_exactly, now_ns, simulate, Edge, Hub};
+use wangge_tests::system::{
+    assert_hub_has_exactly, now_ns, sim_stream_args, simulate, start_hours_ago, Edge, Hub,
+};
 use wangge_tests::{wait_for, Mosquitto, VictoriaMetrics};
-
-/// Sensor clocks start `hours_ago` in the past: at interval scale 0.02 they run 50× faster than
-/// the wall clock, and the edge (rightly) distrusts timestamps more than 5 min in the future.
-fn start_hours_ago(hours_ago: i64) -> String {
-    (now_ns() / 1_000_000 - hours_ago * 3_600_000).to_string()
-}
 
 /// A running hub (seeded, with `hub_config` appended to its config), site broker and edge.
 fn running_system(dir: &Path, hub_config: &str) -> (Hub, Mosquitto, Edge) {
@@ -23,20 +19,8 @@ fn running_system(dir: &Path, hub_config: &str) -> (Hub, Mosquitto, Edge) {
 }
 
 fn sim_args(dir: &Path, site: &Mosquitto, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = vec![
-        "--start".into(),
-        start_hours_ago(2),
-        "--mqtt".into(),
-        format!("127.0.0.1:{}", site.port),
-        "--pty-a".into(),
-        dir.join("ttyA").display().to_string(),
-        "--pty-b".into(),
-        dir.join("ttyB").display().to_string(),
-        "--interval-scale".into(),
-        "0.02".into(),
-    ];
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    sim_stream_args(dir, site.port, &extra)
 }
 
 #[test]

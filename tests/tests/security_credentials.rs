@@ -77,16 +77,7 @@ fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
 fn edge_credentials_tokens_and_secrets_hold_against_the_real_hub() {
     let dir = tempfile::tempdir().unwrap();
     let mut hub = Hub::prepare(dir.path(), "").unwrap();
-    let out = hub
-        .cli(&["token", "add", "--department", "sw", "--scope", "read"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dept_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let dept_token = hub.add_token("sw", "read").unwrap();
     hub.rust_log = "debug".into();
     hub.start().unwrap();
     let site = Mosquitto::start().unwrap();
