@@ -185,21 +185,7 @@ fn an_outage_of_the_server_loses_nothing_and_duplicates_nothing() {
     for g in 15..groups {
         sink.write(&group(g, t0, n)).unwrap();
     }
-    let want = (groups * n) as usize;
-    let mut seen = 0;
-    wait("every reading readable in VictoriaMetrics", 120, || {
-        let n = exported(vm.port).0.len();
-        if n != seen {
-            eprintln!("exported {n} of {want}");
-            seen = n;
-        }
-        n >= want
-    });
-    let _ = seen;
-    wait("spill drained", 60, || sink.backlog_bytes() == 0);
-    let (set, total) = exported(vm.port);
-    assert_eq!(set.len(), want);
-    assert_eq!(total, want, "each reading exactly once");
+    assert_exactly_once(&vm, &sink, (groups * n) as usize);
     let mut text = String::new();
     metrics.render_prometheus(&mut text);
     assert!(

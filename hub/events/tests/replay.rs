@@ -24,21 +24,25 @@ fn open(path: &Path) -> Events {
     Events::open(path, EventsConfig::defaults(), directory()).unwrap()
 }
 
+/// The manhole cover's tilt reading `s` seconds after T0, in degrees.
+fn tilt_reading(s: i64, v: f64) -> RuleInput<'static> {
+    RuleInput {
+        component_id: MANHOLE,
+        component_type: "manhole_cover",
+        sensor_id: "MH-0001",
+        interval_s: 60,
+        quantity: Quantity::Tilt,
+        value: v,
+        ts_ns: T0 + s * S,
+        quality: Quality::Good,
+    }
+}
+
 /// Feeds tilt readings (seconds after T0, degrees) of the manhole cover's sensor.
 fn tilt(ev: &Events, series: &[(i64, f64)]) -> Vec<Change> {
     let mut out = Vec::new();
     for &(s, v) in series {
-        let input = RuleInput {
-            component_id: MANHOLE,
-            component_type: "manhole_cover",
-            sensor_id: "MH-0001",
-            interval_s: 60,
-            quantity: Quantity::Tilt,
-            value: v,
-            ts_ns: T0 + s * S,
-            quality: Quality::Good,
-        };
-        out.extend(ev.ingest(&input, T0 + s * S).unwrap());
+        out.extend(ev.ingest(&tilt_reading(s, v), T0 + s * S).unwrap());
     }
     out
 }
@@ -154,17 +158,7 @@ fn a_raise_the_store_refuses_is_kept_and_stored_when_the_store_works_again() {
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let mut refused = None;
     for (s, v) in held(10, 20) {
-        let input = RuleInput {
-            component_id: MANHOLE,
-            component_type: "manhole_cover",
-            sensor_id: "MH-0001",
-            interval_s: 60,
-            quantity: Quantity::Tilt,
-            value: v,
-            ts_ns: T0 + s * S,
-            quality: Quality::Good,
-        };
-        if let Err(e) = ev.ingest(&input, T0 + s * S) {
+        if let Err(e) = ev.ingest(&tilt_reading(s, v), T0 + s * S) {
             refused = Some(e.to_string());
             break;
         }
