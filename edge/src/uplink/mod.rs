@@ -167,11 +167,12 @@ pub fn spawn(
     ));
     let shared = Arc::new(UplinkShared::default());
     let epoch = buffer.lock().map(|b| b.epoch()).unwrap_or(0);
+    let key = mac_key(secret);
     let b = Batcher {
         client,
         edge_id: edge_id.clone(),
-        window: DeliveryWindow::new(&edge_id, mac_key(secret), epoch, cfg.uplink.clone()),
-        status_key: mac_key(secret),
+        window: DeliveryWindow::new(&edge_id, key, epoch, cfg.uplink.clone()),
+        status_key: key,
         cfg: cfg.uplink.clone(),
         buffer,
         metrics,
