@@ -130,7 +130,10 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
     }
     if let Ok(secret) = &secret {
         let name = format!("hub ({}:{})", cfg.hub.host, cfg.hub.port);
-        match uplink::mqtt_options(cfg, secret, "-check") {
+        // The hub binds the client id to the edge id, so while this edge runs, the check's
+        // login briefly replaces its connection; the edge reconnects and resends what was not
+        // acked (nothing is lost).
+        match uplink::mqtt_options(cfg, secret) {
             Ok(opts) => emit(
                 mqtt_connect(
                     name,

@@ -51,6 +51,26 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// MQTT credentials of department event consumers (`wangge/v1/events/{department}/#`).
+    MqttUser {
+        #[command(subcommand)]
+        command: MqttUserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MqttUserCommand {
+    /// Issue MQTT credentials for a department. Prints the username (also the only client id
+    /// it may use) and then the password on stdout, once; only the password's hash is stored.
+    /// It may subscribe to `wangge/v1/events/{department}/#` and nothing else, publish nothing.
+    Add {
+        #[arg(long)]
+        department: String,
+    },
+    /// Revoke by username: it can no longer log in, and its open connections are closed.
+    Revoke { username: String },
+    /// List department MQTT users (never their secrets).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +194,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 EdgeCommand::Revoke { id } => {
                     reg.revoke_edge(&id)?;
                     eprintln!("edge {id}: revoked");
+                }
+            }
+            Ok(())
+        }
+        Command::MqttUser { command } => {
+            let mut cfg = cfg;
+            cfg.registry.seed_dir = None;
+            let reg = serve::open_registry(&cfg)?;
+            match command {
+                MqttUserCommand::Add { department } => {
+                    let (username, secret) = reg.add_mqtt_user(&department)?;
+                    eprintln!(
+                        "department {department}: MQTT username (and client id) and password \
+                         below (shown once, stored hashed); it may subscribe to \
+                         wangge/v1/events/{department}/#"
+                    );
+                    println!("{username}");
+                    println!("{secret}");
+                }
+                MqttUserCommand::Revoke { username } => {
+                    reg.revoke_mqtt_user(&username)?;
+                    eprintln!("MQTT user {username}: revoked");
+                }
+                MqttUserCommand::List => {
+                    for u in reg.list_mqtt_users()? {
+                        println!(
+                            "{}\t{}\t{}",
+                            u.username,
+                            u.department_id,
+                            if u.revoked { "revoked" } else { "active" }
+                        );
+                    }
                 }
             }
             Ok(())

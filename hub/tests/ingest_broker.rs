@@ -183,20 +183,37 @@ async fn edge_a_cannot_publish_as_edge_b() {
     let secret_a = reg.add_edge("edge-a");
     let _secret_b = reg.add_edge("edge-b");
     let hub = start_hub(dir.path(), reg.clone(), None);
-    let mut a = login(hub.port(), "edge-a", &secret_a).await;
     let key_a = mac_key(&secret_a);
     let t0 = now_ns() - 60_000_000_000;
     let m = hub.ingest.metrics();
 
-    // Forged: on B's topic, naming B, but A can only sign with A's key.
-    let forged = batch("edge-b", 1, 1, readings("FORGED-1", t0, 10));
-    a.publish_batch("edge-b", &forged, &key_a).await;
-    // Naming A (valid MAC for A) but on B's topic.
-    let misrouted = batch("edge-a", 1, 2, readings("FORGED-2", t0, 10));
-    a.publish_batch("edge-b", &misrouted, &key_a).await;
+    // On B's topic: the broker gate cuts A's connection before the batch reaches ingest.
+    let forged = batch("edge-b", 1, 1, readings("FORGED-1", t0, 10)).seal(&key_a);
+    let forged_file = dir.path().join("forged.bin");
+    std::fs::write(&forged_file, forged).unwrap();
+    let out = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &hub.port().to_string(), "-V", "mqttv311"])
+        .args(["-i", "edge-a", "-u", "edge-a", "-P", &secret_a, "-q", "1"])
+        .args(["-t", &topics::batches("edge-b"), "-f"])
+        .arg(&forged_file)
+        .output()
+        .expect("mosquitto_pub (mosquitto-clients) is installed: scripts/install-test-deps");
+    assert!(!out.status.success(), "the forged publish must not be acknowledged");
+    eventually("the gate refused the publish", 10, || {
+        hub.broker.metrics.refused_publish.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+
+    // On its own topic, the batch is still checked: ingest trusts neither the topic alone nor
+    // the broker (defence in depth).
+    let mut a = login(hub.port(), "edge-a", &secret_a).await;
     // Naming B on A's own topic.
     let claims_b = batch("edge-b", 1, 3, readings("FORGED-3", t0, 10));
     a.publish_batch("edge-a", &claims_b, &key_a).await;
+    // Sealed with a key that is not A's.
+    let wrong_key = batch("edge-a", 1, 2, readings("FORGED-2", t0, 10));
+    a.publish_batch("edge-a", &wrong_key, &mac_key("not-edge-a's-secret"))
+        .await;
     // A legitimate batch after them proves the forged ones were processed (in order) first.
     let ok = batch("edge-a", 1, 4, readings("REAL-1", t0, 10));
     a.publish_batch("edge-a", &ok, &key_a).await;
@@ -204,14 +221,17 @@ async fn edge_a_cannot_publish_as_edge_b() {
     assert_eq!((ack.seq, ack.outcome), (4, AckOutcome::Stored));
 
     assert_eq!(m.rejected(RejectReason::BadMac), 1);
-    assert_eq!(m.rejected(RejectReason::WrongEdge), 2);
+    assert_eq!(m.rejected(RejectReason::WrongEdge), 1);
     for s in ["FORGED-1", "FORGED-2", "FORGED-3"] {
         assert_eq!(stored(&hub.store, s), 0, "{s} must not be stored");
     }
     assert_eq!(stored(&hub.store, "REAL-1"), 10);
     let mut text = String::new();
     m.render_prometheus(&mut text);
-    assert!(text.contains("wangge_ingest_rejected_total{reason=\"wrong_edge\"} 2"));
+    assert!(text.contains("wangge_ingest_rejected_total{reason=\"wrong_edge\"} 1"));
+    let mut text = String::new();
+    hub.broker.metrics.render_prometheus(&mut text);
+    assert!(text.contains("wangge_broker_refused_total{what=\"publish\"} 1"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,14 +35,11 @@ pub struct UplinkShared {
     pub oldest_unacked_ns: AtomicI64,
 }
 
-/// MQTT options for the hub connection: credentials, TLS, last will.
-pub fn mqtt_options(
-    cfg: &Config,
-    secret: &str,
-    client_suffix: &str,
-) -> anyhow::Result<MqttOptions> {
+/// MQTT options for the hub connection: credentials, TLS, last will. The client id is the edge
+/// id: the hub's broker refuses any other (so no one can take over another edge's session).
+pub fn mqtt_options(cfg: &Config, secret: &str) -> anyhow::Result<MqttOptions> {
     let id = &cfg.edge.id;
-    let mut o = MqttOptions::new(format!("{id}{client_suffix}"), &cfg.hub.host, cfg.hub.port);
+    let mut o = MqttOptions::new(id.clone(), &cfg.hub.host, cfg.hub.port);
     o.set_credentials(id.clone(), secret);
     o.set_keep_alive(Duration::from_secs(cfg.hub.keepalive_s.max(5)));
     o.set_clean_session(true);
@@ -154,7 +151,7 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     durable: Arc<Notify>,
 ) -> anyhow::Result<Uplink> {
-    let opts = mqtt_options(cfg, secret, "")?;
+    let opts = mqtt_options(cfg, secret)?;
     let (client, el) = AsyncClient::new(opts, 64);
     let (tx, rx) = mpsc::channel(LINK_EVENTS_CAPACITY);
     let edge_id = cfg.edge.id.clone();

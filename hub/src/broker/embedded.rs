@@ -1,27 +1,29 @@
-//! The embedded rumqttd broker.
+//! The embedded rumqttd broker, behind the gate.
 //!
 //! rumqttd 0.19 facts this module is built on (read from its source):
 //! - `ConnectionSettings::external_auth` takes a closure `(client_id, username, password) -> bool`
-//!   called on every CONNECT, so logins are checked against the registry live (a revoked or new
-//!   edge takes effect at its next login) instead of a static username/password map.
-//! - There is no per-topic ACL; identity of batches is enforced by ingest (topic, batch and HMAC).
+//!   called on every CONNECT. rumqttd has no per-topic ACL, so it listens on loopback only and
+//!   admits only connections the gate ([`super::gate`]) opened: their password is the gate's
+//!   per-process proof for the client id. The gate owns the public listeners (plain and TLS),
+//!   authenticates against the registry and enforces the topic rules.
 //! - `Broker::start` blocks forever and binds its listeners inside its own threads, so a bind
 //!   failure is only logged. We therefore resolve port 0 to a free port first and wait until the
 //!   listener accepts connections before returning.
 //! - The in-process link (`Broker::link`) subscribes at QoS 0 and publishes at QoS 0. Acks reach
 //!   the edge at QoS 0; a lost ack only makes the edge resend, and a resent batch is acked as a
-//!   duplicate without being stored twice.
+//!   duplicate without being stored twice. Its client id (`wangge-hub-ingest`) is one nobody
+//!   can take from outside: the gate refuses every client id starting with `wangge-hub`.
 //! - A publish on a topic that matches no filter disconnects the publishing link, so the edge
 //!   topics and `wangge/v1/events/#` are `initialized_filters`, and the hub's link refuses to
 //!   publish anywhere else (it would lose every edge otherwise).
 
+use super::gate::{Gate, GateSettings};
 use super::{BrokerConfig, BrokerError, BrokerHandle, BrokerMetrics, Inbound, Outbound};
 use crate::registry::RegistryStore;
 use protocol::uplink::topics;
 use rumqttd::{Broker, Config, ConnectionSettings, Notification, RouterConfig, ServerSettings};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -77,38 +79,28 @@ pub(super) fn start(
         ));
     }
     let metrics = Arc::new(BrokerMetrics::default());
-    let listen = resolve_port(cfg.listen)?;
+    let internal_key: [u8; 32] = rand::random();
+    let internal = resolve_port(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let mut servers = HashMap::new();
     servers.insert(
-        "plain".to_string(),
-        server_settings("wangge-mqtt", listen, None, cfg, &registry, &metrics),
+        "internal".to_string(),
+        server_settings("wangge-mqtt-internal", internal, cfg, internal_key),
     );
-    let mut tls_listen = None;
-    if let Some(tls) = &cfg.tls {
-        for p in [&tls.cert_path, &tls.key_path] {
-            std::fs::metadata(p).map_err(|e| {
-                BrokerError::Config(format!("broker.tls: cannot read {}: {e}", p.display()))
-            })?;
-        }
-        let addr = resolve_port(tls.listen)?;
-        let tls_cfg = rumqttd::TlsConfig::Rustls {
-            capath: None,
-            certpath: tls.cert_path.display().to_string(),
-            keypath: tls.key_path.display().to_string(),
-        };
-        servers.insert(
-            "tls".to_string(),
-            server_settings(
-                "wangge-mqtts",
-                addr,
-                Some(tls_cfg),
-                cfg,
-                &registry,
-                &metrics,
-            ),
-        );
-        tls_listen = Some(addr);
-    }
+    let tls_acceptor = match &cfg.tls {
+        Some(tls) => Some(super::tls::acceptor(tls)?),
+        None => None,
+    };
+    let plain = if cfg.tls.is_none() || cfg.keep_plain {
+        Some(bind(cfg.listen)?)
+    } else {
+        None
+    };
+    let tls_listener = match &cfg.tls {
+        Some(tls) => Some(bind(tls.listen)?),
+        None => None,
+    };
+    let listen = plain.as_ref().and_then(|l| l.local_addr().ok());
+    let tls_listen = tls_listener.as_ref().and_then(|l| l.local_addr().ok());
     let config = Config {
         id: 0,
         router: RouterConfig {
@@ -200,18 +192,34 @@ pub(super) fn start(
         })
         .map_err(|e| BrokerError::Link(e.to_string()))?;
 
-    wait_listening(listen)?;
-    if let Some(addr) = tls_listen {
-        wait_listening(addr)?;
+    wait_listening(internal)?;
+    let gate = Gate::new(
+        registry,
+        internal,
+        internal_key,
+        GateSettings {
+            max_payload_bytes: cfg.max_payload_bytes,
+            max_connections: cfg.max_connections,
+            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms.into()),
+            revocation_check: Duration::from_millis(cfg.revocation_check_ms.max(10)),
+        },
+        metrics.clone(),
+    );
+    for (listener, acceptor) in [(plain, None), (tls_listener, tls_acceptor)] {
+        if let Some(l) = listener {
+            let l = tokio::net::TcpListener::from_std(l).map_err(|source| BrokerError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+            tokio::spawn(gate.clone().serve(l, acceptor));
+        }
     }
-    tracing::info!(%listen, ?tls_listen, "embedded MQTT broker listening");
-    Ok(BrokerHandle::new(
-        in_rx,
-        out_tx,
-        Some(listen),
-        tls_listen,
-        metrics,
-    ))
+    tokio::spawn(gate.watch_revocations());
+    if tls_listen.is_some() && listen.is_none() {
+        tracing::info!("plain MQTT listener off: TLS is configured (broker.keep_plain = false)");
+    }
+    tracing::info!(?listen, ?tls_listen, %internal, "embedded MQTT broker listening behind the gate");
+    Ok(BrokerHandle::new(in_rx, out_tx, listen, tls_listen, metrics))
 }
 
 /// Segment bounds of the filters that carry small messages. rumqttd applies an entry to every
@@ -229,37 +237,25 @@ fn small_logs() -> HashMap<String, rumqttd::SegmentConfig> {
     ])
 }
 
+/// The loopback listener of rumqttd: it admits only the gate's connections (their password is
+/// the gate's proof for their client id; see [`Gate::internal_proof`]).
 fn server_settings(
     name: &str,
     listen: SocketAddr,
-    tls: Option<rumqttd::TlsConfig>,
     cfg: &BrokerConfig,
-    registry: &Arc<dyn RegistryStore>,
-    metrics: &Arc<BrokerMetrics>,
+    internal_key: [u8; 32],
 ) -> ServerSettings {
-    let registry = registry.clone();
-    let metrics = metrics.clone();
-    let auth = move |_client_id: String, username: String, password: String| -> bool {
-        let ok = match registry.edge_credentials(&username) {
-            Ok(Some(creds)) => creds.verify_password(&password),
-            Ok(None) => false,
-            Err(e) => {
-                tracing::error!(error = %e, edge_id = %username, "registry unavailable for login");
-                false
-            }
-        };
-        if ok {
-            metrics.logins_accepted.fetch_add(1, Relaxed);
-        } else {
-            metrics.logins_refused.fetch_add(1, Relaxed);
-            tracing::warn!(edge_id = %username, "MQTT login refused");
-        }
-        ok
+    let auth = move |client_id: String, username: String, password: String| -> bool {
+        username == client_id
+            && constant_time_eq(
+                password.as_bytes(),
+                Gate::internal_proof(&internal_key, &client_id).as_bytes(),
+            )
     };
     ServerSettings {
         name: name.to_string(),
         listen,
-        tls,
+        tls: None,
         next_connection_delay_ms: 1,
         connections: ConnectionSettings {
             connection_timeout_ms: cfg.connect_timeout_ms,
@@ -270,6 +266,18 @@ fn server_settings(
             dynamic_filters: true,
         },
     }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Binds a public listener now, so a taken port fails `hub serve` with its address.
+fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
+    let l = TcpListener::bind(addr).map_err(|source| BrokerError::Listen { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| BrokerError::Listen { addr, source })?;
+    Ok(l)
 }
 
 /// rumqttd binds inside its own thread and cannot report the port it got, so port 0 is

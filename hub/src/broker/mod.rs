@@ -6,20 +6,24 @@
 //! bounded queue of [`Outbound`] publishes (acks). Backpressure flows through both queues: if
 //! ingest is slow, the broker link stops reading and the broker's own limits apply.
 //!
-//! Edge identity: the embedded broker authenticates every connection with username = edge id
-//! and the secret the hub issued (checked against the registry's salted hash on each CONNECT).
-//! rumqttd has no per-topic ACL, so a logged-in edge could still publish under another edge's
-//! topic; the ingest path therefore trusts a batch only if its topic's edge id, the batch's
-//! `edge_id` and its HMAC (keyed by that edge's secret) all agree.
+//! Who may do what: in embedded mode the gate ([`gate`]) owns the public listeners and enforces
+//! the principals' rules ([`gate::acl`]) on CONNECT, SUBSCRIBE and PUBLISH before rumqttd sees a
+//! byte. Ingest still trusts a batch only if its topic's edge id, the batch's `edge_id` and its
+//! HMAC (keyed by that edge's secret) all agree: the broker is never trusted to say who sent what.
 
 pub mod embedded;
 pub mod external;
+pub mod gate;
+mod tls;
+
+pub use gate::acl::{MqttPrincipal, DEPARTMENT_USER_PREFIX, HUB_CLIENT_ID_PREFIX};
 
 use crate::registry::RegistryStore;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -33,6 +37,12 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// TLS listener of the embedded broker, when configured (default port 8883).
     pub tls: Option<TlsListenerConfig>,
+    /// With `tls` configured, keep the plain listener too. Default false: TLS configured means
+    /// plain MQTT is off, so a secret never crosses the network in the clear by accident.
+    pub keep_plain: bool,
+    /// How often the gate re-checks the credentials of open connections, ms; a revoked or
+    /// re-issued edge or department user is disconnected within this. Default 1000.
+    pub revocation_check_ms: u64,
     /// Largest MQTT payload accepted, bytes. Default 1 MiB (a 500-reading batch is ≈ 20 KiB).
     pub max_payload_bytes: usize,
     /// QoS 1 messages in flight per edge connection. Default 100.
@@ -118,6 +128,8 @@ impl Default for BrokerConfig {
             mode: BrokerMode::Embedded,
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             tls: None,
+            keep_plain: false,
+            revocation_check_ms: 1000,
             max_payload_bytes: 1 << 20,
             max_inflight_count: 100,
             max_connections: 10_000,
@@ -197,18 +209,31 @@ impl BrokerHandle {
     }
 }
 
-/// Broker-level counters.
+/// Broker-level counters (the gate's refusals among them).
 #[derive(Debug, Default)]
 pub struct BrokerMetrics {
-    pub logins_accepted: std::sync::atomic::AtomicU64,
-    pub logins_refused: std::sync::atomic::AtomicU64,
+    pub logins_accepted: AtomicU64,
+    pub logins_refused: AtomicU64,
+    /// CONNECT with a client id other than the username, or one of the hub's.
+    pub refused_client_id: AtomicU64,
+    /// CONNECT with a will the principal may not publish.
+    pub refused_will: AtomicU64,
+    /// Not MQTT 3.1.1, or a malformed frame.
+    pub refused_protocol: AtomicU64,
+    pub refused_subscribe: AtomicU64,
+    pub refused_publish: AtomicU64,
+    /// Connections refused because `broker.max_connections` were open.
+    pub refused_connection_cap: AtomicU64,
+    /// Open connections closed because their credentials were revoked or re-issued.
+    pub closed_revoked: AtomicU64,
+    /// Connections open through the gate now.
+    pub connections_open: AtomicU64,
 }
 
 impl BrokerMetrics {
     /// Appends Prometheus text exposition of the broker counters.
     pub fn render_prometheus(&self, out: &mut String) {
         use std::fmt::Write;
-        use std::sync::atomic::Ordering::Relaxed;
         let _ = writeln!(
             out,
             "# HELP wangge_broker_logins_total MQTT logins at the embedded broker by result.\n\
@@ -217,6 +242,36 @@ impl BrokerMetrics {
              wangge_broker_logins_total{{result=\"refused\"}} {}",
             self.logins_accepted.load(Relaxed),
             self.logins_refused.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wangge_broker_refused_total What the broker gate refused, by kind.\n\
+             # TYPE wangge_broker_refused_total counter"
+        );
+        for (what, n) in [
+            ("client_id", &self.refused_client_id),
+            ("will", &self.refused_will),
+            ("protocol", &self.refused_protocol),
+            ("subscribe", &self.refused_subscribe),
+            ("publish", &self.refused_publish),
+            ("connection_cap", &self.refused_connection_cap),
+        ] {
+            let _ = writeln!(
+                out,
+                "wangge_broker_refused_total{{what=\"{what}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wangge_broker_connections_closed_total Open MQTT connections the gate closed.\n\
+             # TYPE wangge_broker_connections_closed_total counter\n\
+             wangge_broker_connections_closed_total{{reason=\"revoked\"}} {}\n\
+             # HELP wangge_broker_connections MQTT connections open through the gate.\n\
+             # TYPE wangge_broker_connections gauge\n\
+             wangge_broker_connections {}",
+            self.closed_revoked.load(Relaxed),
+            self.connections_open.load(Relaxed)
         );
     }
 }

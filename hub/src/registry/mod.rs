@@ -67,6 +67,33 @@ impl EdgeCredentials {
     }
 }
 
+/// What the hub keeps of a department MQTT consumer's credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttUserCredentials {
+    /// `dept:{department}:{6 hex}`, also its only allowed client id.
+    pub username: String,
+    pub department_id: String,
+    /// `secrets::hash` of the issued secret.
+    pub password_hash: String,
+    pub revoked: bool,
+}
+
+impl MqttUserCredentials {
+    /// True if `password` is this user's secret and the user is not revoked.
+    pub fn verify_password(&self, password: &str) -> bool {
+        !self.revoked && secrets::verify(&self.password_hash, password)
+    }
+}
+
+/// A department MQTT user as `hub mqtt-user list` shows it (never the secret or its hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttUser {
+    pub username: String,
+    pub department_id: String,
+    pub revoked: bool,
+    pub created_at_ns: i64,
+}
+
 /// Salted hashing of issued secrets (edge passwords, API tokens).
 pub mod secrets {
     use sha2::{Digest, Sha256};
@@ -172,6 +199,14 @@ pub trait RegistryStore: Send + Sync + 'static {
         edge_id: &str,
         at_ns: i64,
     ) -> Result<(), RegistryError>;
+    /// A department MQTT user's credentials, or `None`. Stores without department MQTT users
+    /// (test doubles) deny every such login.
+    fn mqtt_user_credentials(
+        &self,
+        _username: &str,
+    ) -> Result<Option<MqttUserCredentials>, RegistryError> {
+        Ok(None)
+    }
 }
 
 /// The registry as operators and the API see it: components, edges, tokens, stats.
@@ -243,4 +278,9 @@ pub trait RegistryAdmin: RegistryStore {
     /// The principal of a valid, unrevoked issued token, or `None`.
     fn verify_token(&self, token: &str) -> Result<Option<Principal>, RegistryError>;
     fn revoke_token(&self, token_id: &str) -> Result<(), RegistryError>;
+
+    /// Issues MQTT credentials for department `department`: returns (username, secret).
+    fn add_mqtt_user(&self, department: &str) -> Result<(String, String), RegistryError>;
+    fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError>;
+    fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError>;
 }

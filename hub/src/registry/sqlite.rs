@@ -6,7 +6,7 @@
 use super::codes::ComponentCode;
 use super::model::*;
 use super::{
-    now_ns, secrets, EdgeCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment,
+    now_ns, secrets, EdgeCredentials, MqttUser, MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment,
 };
 use protocol::uplink::EdgeStatus;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -28,6 +28,8 @@ pub struct SqliteRegistry {
 
 /// (id, password_hash, mac_key, revoked) of an `edges` row.
 type EdgeRow = (String, Option<String>, Option<Vec<u8>>, bool);
+
+mod mqtt_users;
 
 fn db(e: rusqlite::Error) -> RegistryError {
     RegistryError::Db(e.to_string())
@@ -496,6 +498,13 @@ impl RegistryStore for SqliteRegistry {
         })?;
         Ok(())
     }
+
+    fn mqtt_user_credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<MqttUserCredentials>, RegistryError> {
+        self.mqtt_user_credentials_impl(username)
+    }
 }
 
 impl RegistryAdmin for SqliteRegistry {
@@ -859,6 +868,15 @@ impl RegistryAdmin for SqliteRegistry {
                 format!("{edge_id:?}: use letters, digits, '-', '_' or '.' (it is the MQTT username and a topic level)"),
             ));
         }
+        if edge_id.starts_with(crate::broker::HUB_CLIENT_ID_PREFIX) {
+            return Err(field(
+                "id",
+                format!(
+                    "{edge_id:?}: ids starting with {:?} are the hub's own MQTT client ids",
+                    crate::broker::HUB_CLIENT_ID_PREFIX
+                ),
+            ));
+        }
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
         let key = protocol::uplink::mac_key(&secret);
@@ -941,6 +959,18 @@ impl RegistryAdmin for SqliteRegistry {
             department,
             scope,
         }))
+    }
+
+    fn add_mqtt_user(&self, department: &str) -> Result<(String, String), RegistryError> {
+        self.add_mqtt_user_impl(department)
+    }
+
+    fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError> {
+        self.revoke_mqtt_user_impl(username)
+    }
+
+    fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError> {
+        self.list_mqtt_users_impl()
     }
 
     fn revoke_token(&self, token_id: &str) -> Result<(), RegistryError> {

@@ -153,7 +153,7 @@ pub async fn connect_edge(
     } else {
         "127.0.0.1"
     };
-    let mut opts = MqttOptions::new(format!("{id}-{}", rand::random::<u32>()), host, port);
+    let mut opts = MqttOptions::new(id, host, port);
     opts.set_credentials(id, password);
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_max_packet_size(2 << 20, 2 << 20);
