@@ -84,8 +84,8 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The edge: logs in with its issued secret, waits for its acks.
-    let mut opts = MqttOptions::new("edge-xq-01-test", "127.0.0.1", hub.mqtt_port);
+    // The edge: logs in with its issued secret (client id = edge id), waits for its acks.
+    let mut opts = MqttOptions::new("edge-xq-01", "127.0.0.1", hub.mqtt_port);
     opts.set_credentials("edge-xq-01", &secret);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut el) = AsyncClient::new(opts, 100);
@@ -93,6 +93,7 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     let (sub_tx, mut subscribed) = tokio::sync::mpsc::channel::<()>(2);
     let (mqtt_ev_tx, mut mqtt_events) = tokio::sync::mpsc::channel::<(String, Json)>(100);
     let sub = client.clone();
+    let edge_subscribed = sub_tx.clone();
     tokio::spawn(async move {
         loop {
             match el.poll().await {
@@ -100,18 +101,9 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
                     let _ = sub
                         .subscribe(topics::acks("edge-xq-01"), QoS::AtLeastOnce)
                         .await;
-                    // The platform side: events published on the hub's broker.
-                    let _ = sub.subscribe("wangge/v1/events/#", QoS::AtLeastOnce).await;
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = sub_tx.try_send(());
-                }
-                Ok(Event::Incoming(Packet::Publish(p)))
-                    if p.topic.starts_with("wangge/v1/events/") =>
-                {
-                    if let Ok(j) = serde_json::from_slice::<Json>(&p.payload) {
-                        let _ = mqtt_ev_tx.send((p.topic.clone(), j)).await;
-                    }
+                    let _ = edge_subscribed.try_send(());
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if let Ok(a) = Ack::decode(&p.payload) {
@@ -123,10 +115,41 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
             }
         }
     });
+    // The platform side: the owner department's MQTT consumer, with credentials the hub issued;
+    // it may read its own subtree only.
+    let issued = hub_cli(&data, &["mqtt-user", "add", "--department", "sw"]);
+    let (sw_user, sw_secret) = issued.split_once('\n').expect("username and password lines");
+    let mut opts = MqttOptions::new(sw_user, "127.0.0.1", hub.mqtt_port);
+    opts.set_credentials(sw_user, sw_secret.trim());
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (dept, mut dept_el) = AsyncClient::new(opts, 100);
+    tokio::spawn(async move {
+        loop {
+            match dept_el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = dept.subscribe("wangge/v1/events/sw/#", QoS::AtLeastOnce).await;
+                }
+                Ok(Event::Incoming(Packet::SubAck(a))) => {
+                    assert!(
+                        a.return_codes.iter().all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))),
+                        "the department's own subtree must be granted: {a:?}"
+                    );
+                    let _ = sub_tx.try_send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Ok(j) = serde_json::from_slice::<Json>(&p.payload) {
+                        let _ = mqtt_ev_tx.send((p.topic.clone(), j)).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    });
     for _ in 0..2 {
         tokio::time::timeout(Duration::from_secs(30), subscribed.recv())
             .await
-            .expect("edge logged in and subscribed within 30 s");
+            .expect("edge and department logged in and subscribed within 30 s");
     }
 
     // 21 readings, 1 s apart, tilt 25° (> 15° for ≥ 10 s → manhole.displaced, critical).
@@ -206,8 +229,8 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     assert_eq!(event["status"], "open");
     assert_eq!(event["count"], 1);
 
-    // Delivered over MQTT, one publication per receiving department (the owner sw among them),
-    // with the same Event JSON.
+    // Delivered over MQTT to the owner department's consumer, with the same Event JSON; it
+    // sees its own subtree only.
     let want = "wangge/v1/events/sw/manhole.displaced";
     let mut seen = Vec::new();
     while !seen.iter().any(|t| t == want) {
@@ -215,6 +238,7 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
             .await
             .unwrap_or_else(|_| panic!("no {want} within 30 s; saw {seen:?}"))
             .unwrap();
+        assert!(topic.starts_with("wangge/v1/events/sw/"), "{topic}");
         if body["id"] == event["id"] {
             assert_eq!(body["type"], "manhole.displaced");
             seen.push(topic);

@@ -97,6 +97,26 @@ impl Hub {
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }
 
+    /// Issues MQTT credentials for `department`'s event consumer (`hub mqtt-user add`):
+    /// (username, password). It may subscribe to `wangge/v1/events/{department}/#` only.
+    pub fn add_mqtt_user(&self, department: &str) -> anyhow::Result<(String, String)> {
+        let out = self
+            .command(&["mqtt-user", "add", "--department", department])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "hub mqtt-user add failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8(out.stdout)?;
+        let mut lines = text.lines();
+        match (lines.next(), lines.next()) {
+            (Some(u), Some(p)) => Ok((u.trim().to_string(), p.trim().to_string())),
+            _ => bail!("hub mqtt-user add printed {text:?}"),
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("hub"));
         c.arg("--config")

@@ -138,7 +138,7 @@ impl Hub {
 /// Publishes `readings` as the seed's edge (sealed with its secret) and waits for every ack:
 /// only then are they stored.
 async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
-    let mut opts = MqttOptions::new("dashboard-test-edge", "127.0.0.1", hub.mqtt);
+    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", hub.mqtt);
     opts.set_credentials(EDGE, &hub.edge_secret);
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -217,11 +217,7 @@ async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
 /// Reports the edge's status (version, backlog) as the edge would, waiting for the broker's
 /// PubAck.
 async fn publish_status(hub: &Hub, backlog_readings: u64) {
-    let mut opts = MqttOptions::new(
-        format!("dashboard-test-status-{backlog_readings}"),
-        "127.0.0.1",
-        hub.mqtt,
-    );
+    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", hub.mqtt);
     opts.set_credentials(EDGE, &hub.edge_secret);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut el) = AsyncClient::new(opts, 10);

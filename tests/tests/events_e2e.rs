@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wangge_tests::system::{night_start_ms, sensor_components, Edge, Hub, ADMIN_TOKEN, EDGE_ID};
+use wangge_tests::system::{night_start_ms, sensor_components, Edge, Hub, ADMIN_TOKEN};
 use wangge_tests::{bin, wait_for, workspace_root, Mosquitto, Proc};
 
 /// One expected event: the sensor whose incident raises it, its type and severity.
@@ -220,34 +220,48 @@ fn follow_sse(http: u16, log: Arc<Mutex<SseLog>>, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Subscribes to `wangge/v1/events/#` on the hub's broker (which admits only registered edges:
-/// the edge's credentials, another client id), resubscribing after every reconnect.
+/// Follows every department's events on the hub's broker, each with the MQTT credentials the
+/// hub issued to that department (`hub mqtt-user add`), which may read only its own subtree,
+/// resubscribing after every reconnect. A message outside a consumer's subtree fails the test.
 fn follow_mqtt(hub: &Hub, seen: Arc<Mutex<Vec<(String, Json)>>>, stop: Arc<AtomicBool>) {
     use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-    let mut opts = MqttOptions::new("e2e-events-watcher", "127.0.0.1", hub.mqtt);
-    opts.set_credentials(EDGE_ID, hub.edge_secret.clone());
-    opts.set_keep_alive(Duration::from_secs(5));
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut conn) = Client::new(opts, 64);
-    std::thread::spawn(move || {
-        for ev in conn.iter() {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = client.try_subscribe("wangge/v1/events/#", QoS::AtLeastOnce);
+    let departments = std::fs::read_to_string(workspace_root().join("config/registry/departments.csv"))
+        .expect("seed departments");
+    for department in departments.lines().skip(1).filter_map(|l| l.split(',').next()) {
+        let (user, secret) = hub.add_mqtt_user(department).expect("hub mqtt-user add");
+        let own = format!("wangge/v1/events/{department}/");
+        let filter = format!("{own}#");
+        let mut opts = MqttOptions::new(user.clone(), "127.0.0.1", hub.mqtt);
+        opts.set_credentials(user, secret);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut conn) = Client::new(opts, 64);
+        let (seen, stop) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for ev in conn.iter() {
+                if stop.load(Ordering::Relaxed) {
+                    return;
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Ok(j) = serde_json::from_slice::<Json>(&p.payload) {
-                        seen.lock().unwrap().push((p.topic.clone(), j));
+                match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce);
                     }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let topic = if p.topic.starts_with(&own) {
+                            p.topic.clone()
+                        } else {
+                            format!("LEAK: the {own} consumer got {}", p.topic)
+                        };
+                        if let Ok(j) = serde_json::from_slice::<Json>(&p.payload) {
+                            seen.lock().unwrap().push((topic, j));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(300)),
                 }
-                Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(300)),
             }
-        }
-    });
+        });
+    }
 }
 
 /// The events that must exist: (component, type) → (sensor, severity).
@@ -481,6 +495,9 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
         || {
             let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for (topic, j) in mqtt_seen.lock().unwrap().iter() {
+                if topic.starts_with("LEAK") {
+                    continue;
+                }
                 let rest = topic.strip_prefix("wangge/v1/events/")?;
                 let (dept, ty) = rest.split_once('/')?;
                 assert_eq!(
@@ -500,6 +517,14 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
     )
     .unwrap_or_else(|e| panic!("{e}: want {expected_recipients:#?}"));
     assert_eq!(published.len(), want.len());
+    let leaks: Vec<String> = mqtt_seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t.starts_with("LEAK"))
+        .map(|(t, _)| t.clone())
+        .collect();
+    assert!(leaks.is_empty(), "department consumers saw others' events: {leaks:?}");
 
     // 4. SSE: every change once, in cursor order, across the hub's kill -9 (resumed with
     //    Last-Event-ID); every event's latest version arrived.

@@ -15,9 +15,10 @@ use wangge_tests::{wait_for, Mosquitto};
 fn mqtt_login(port: u16, user: &str, password: &str) -> bool {
     Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311"])
-        .args(["-i", &format!("sec-test-{}", std::process::id())])
-        .args(["-u", user, "-P", password])
-        .args(["-t", &format!("wangge/probe/{user}"), "-m", "x", "-q", "1"])
+        .args(["-i", user, "-u", user, "-P", password])
+        // Its own batch topic: the only one an edge may publish on besides its status (the
+        // junk is then refused by ingest, counted as malformed).
+        .args(["-t", &format!("wangge/v1/edges/{user}/batches"), "-m", "x", "-q", "1"])
         .output()
         .expect("mosquitto_pub installed")
         .status

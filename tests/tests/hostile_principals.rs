@@ -1,0 +1,203 @@
+//! One stolen edge secret against the real system: a hub process (embedded broker behind its
+//! gate), edge A as a real `edge run` fed by firmware-sim through a mosquitto site broker, and an
+//! attacker holding edge B's issued credentials with stock mosquitto clients. While A streams,
+//! B tries to read A's topics and every department's events, to take A's and the hub's client
+//! ids, to publish on A's, event and unknown topics and to retain junk; each is refused, A's
+//! readings keep being stored, and a revoked B is disconnected. A department's MQTT
+//! credentials read exactly that department's subtree.
+//!
+//! The same principal rules are tried in-process, case by case, in
+//! `hub/tests/broker_gate.rs`; this test proves them on the shipped binaries.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wangge_tests::system::{metric_sum, sim_stream_args, simulate, Edge, Hub, EDGE_ID};
+use wangge_tests::{wait_for, Mosquitto};
+
+const EDGE_B: &str = "edge-b";
+
+/// `mosquitto_sub -v` as `user` with `client_id` on `filters`, its output lines collected.
+struct Spy {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Spy {
+    fn start(port: u16, user: &str, password: &str, client_id: &str, filters: &[&str]) -> Spy {
+        let mut c = Command::new("mosquitto_sub");
+        c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311", "-v"])
+            .args(["-u", user, "-P", password, "-i", client_id]);
+        for f in filters {
+            c.args(["-t", f]);
+        }
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub installed (scripts/install-test-deps)");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for l in BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(l);
+                }
+            });
+        }
+        Spy { child, lines }
+    }
+
+    fn topics_seen(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("wangge/"))
+            .cloned()
+            .collect()
+    }
+
+    fn exits_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Spy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn publish(port: u16, user: &str, password: &str, topic: &str, retain: bool) -> bool {
+    let mut c = Command::new("mosquitto_pub");
+    c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311", "-q", "1"])
+        .args(["-u", user, "-P", password, "-i", user, "-t", topic, "-m", "junk"]);
+    if retain {
+        c.arg("-r");
+    }
+    c.output().expect("mosquitto_pub").status.success()
+}
+
+fn hub_metric(hub: &Hub, name: &str, labels: &[(&str, &str)]) -> f64 {
+    reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", hub.http))
+        .and_then(|r| r.text())
+        .map(|m| metric_sum(&m, name, labels))
+        .unwrap_or(f64::NAN)
+}
+
+fn stored_readings(hub: &Hub) -> f64 {
+    hub_metric(hub, "wangge_ingest_readings_stored_total", &[])
+}
+
+#[test]
+fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::prepare(dir.path(), "").unwrap();
+    let out = hub.cli(&["edge", "add", EDGE_B]).output().unwrap();
+    assert!(out.status.success());
+    let b = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (sw_user, sw_secret) = hub.add_mqtt_user("sw").unwrap();
+    hub.start().unwrap();
+    let site = Mosquitto::start().unwrap();
+    let mut edge_a = Edge::prepare(dir.path(), &hub, &site).unwrap();
+    edge_a.start().unwrap();
+    let sim_dir = dir.path().to_path_buf();
+    let args = sim_stream_args(
+        &sim_dir,
+        site.port,
+        &["--duration".into(), "30s".into(), "--seed".into(), "7".into()],
+    );
+    let stream = std::thread::spawn(move || simulate(&sim_dir, "stream", &args));
+    wait_for("edge A's readings stored", Duration::from_secs(60), || {
+        (stored_readings(&hub) > 0.0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", edge_a.log_tail()));
+
+    // Reading what is not B's: each subscription refused, nothing ever delivered.
+    let a_all = format!("wangge/v1/edges/{EDGE_ID}/#");
+    let a_acks = format!("wangge/v1/edges/{EDGE_ID}/acks");
+    let mut spies: Vec<Spy> = Vec::new();
+    for f in [
+        a_all.as_str(),
+        a_acks.as_str(),
+        "wangge/v1/edges/+/batches",
+        "wangge/v1/events/#",
+        "#",
+    ] {
+        let before = hub_metric(&hub, "wangge_broker_refused_total", &[("what", "subscribe")]);
+        spies.push(Spy::start(hub.mqtt, EDGE_B, &b, EDGE_B, &[f]));
+        wait_for("the subscription refused", Duration::from_secs(10), || {
+            (hub_metric(&hub, "wangge_broker_refused_total", &[("what", "subscribe")]) > before)
+                .then_some(())
+        })
+        .unwrap();
+    }
+
+    // Taking over A's or the hub's client ids: refused at CONNECT.
+    for client_id in [EDGE_ID, "wangge-hub-ingest"] {
+        let mut s = Spy::start(hub.mqtt, EDGE_B, &b, client_id, &["x"]);
+        assert!(s.exits_within(Duration::from_secs(10)), "{client_id} kept open");
+    }
+    assert!(
+        hub_metric(&hub, "wangge_broker_refused_total", &[("what", "client_id")]) >= 2.0
+    );
+
+    // Publishing where B may not: each connection cut, nothing acknowledged.
+    for (topic, retain) in [
+        (format!("wangge/v1/edges/{EDGE_ID}/batches"), false),
+        (format!("wangge/v1/edges/{EDGE_ID}/status"), true),
+        (format!("wangge/v1/edges/{EDGE_ID}/acks"), false),
+        ("wangge/v1/events/sw/manhole.displaced".to_string(), false),
+        ("district/unknown".to_string(), false),
+        (format!("wangge/v1/edges/{EDGE_B}/batches"), true),
+    ] {
+        assert!(!publish(hub.mqtt, EDGE_B, &b, &topic, retain), "{topic} accepted");
+    }
+    assert!(
+        hub_metric(&hub, "wangge_broker_refused_total", &[("what", "publish")]) >= 6.0
+    );
+
+    // Meanwhile A's readings still flow in: the ingest link was never taken over.
+    let before = stored_readings(&hub);
+    wait_for("more of A's readings stored", Duration::from_secs(30), || {
+        (stored_readings(&hub) > before).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log_tail()));
+    let _ = stream.join();
+    for s in &spies {
+        assert!(s.topics_seen().is_empty(), "edge B read {:?}", s.topics_seen());
+    }
+
+    // The department's own credentials: its subtree yes, anything wider no.
+    let mut wide = Spy::start(hub.mqtt, &sw_user, &sw_secret, &sw_user, &["wangge/v1/events/#"]);
+    let _ = wide.exits_within(Duration::from_secs(2));
+    assert!(wide.topics_seen().is_empty());
+    drop(wide);
+    let mut own = Spy::start(hub.mqtt, &sw_user, &sw_secret, &sw_user, &["wangge/v1/events/sw/#"]);
+    assert!(!own.exits_within(Duration::from_secs(2)), "sw's own subtree refused");
+
+    // Revoking B closes its open connection (its own acks subscription), and it cannot return.
+    let mut b_session = Spy::start(hub.mqtt, EDGE_B, &b, EDGE_B, &[&format!("wangge/v1/edges/{EDGE_B}/acks")]);
+    assert!(!b_session.exits_within(Duration::from_secs(2)), "B's own session refused");
+    let out = hub.cli(&["edge", "revoke", EDGE_B]).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        b_session.exits_within(Duration::from_secs(10)),
+        "a revoked edge's open connection stayed open"
+    );
+    assert!(hub_metric(&hub, "wangge_broker_connections_closed_total", &[("reason", "revoked")]) >= 1.0);
+    assert!(!own.exits_within(Duration::from_millis(100)));
+}
