@@ -118,7 +118,9 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     // The platform side: the owner department's MQTT consumer, with credentials the hub issued;
     // it may read its own subtree only.
     let issued = hub_cli(&data, &["mqtt-user", "add", "--department", "sw"]);
-    let (sw_user, sw_secret) = issued.split_once('\n').expect("username and password lines");
+    let (sw_user, sw_secret) = issued
+        .split_once('\n')
+        .expect("username and password lines");
     let mut opts = MqttOptions::new(sw_user, "127.0.0.1", hub.mqtt_port);
     opts.set_credentials(sw_user, sw_secret.trim());
     opts.set_keep_alive(Duration::from_secs(10));
@@ -127,11 +129,15 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
         loop {
             match dept_el.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = dept.subscribe("wangge/v1/events/sw/#", QoS::AtLeastOnce).await;
+                    let _ = dept
+                        .subscribe("wangge/v1/events/sw/#", QoS::AtLeastOnce)
+                        .await;
                 }
                 Ok(Event::Incoming(Packet::SubAck(a))) => {
                     assert!(
-                        a.return_codes.iter().all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))),
+                        a.return_codes
+                            .iter()
+                            .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))),
                         "the department's own subtree must be granted: {a:?}"
                     );
                     let _ = sub_tx.try_send(());

@@ -135,7 +135,10 @@ fn publish(port: u16, user: &str, password: &str, topic: &str, retain: bool) -> 
     if retain {
         c.arg("-r");
     }
-    c.output().expect("mosquitto_pub is installed").status.success()
+    c.output()
+        .expect("mosquitto_pub is installed")
+        .status
+        .success()
 }
 
 /// Edge A's side, published with its own credentials the way an edge does: sealed batches.
@@ -144,7 +147,12 @@ async fn edge_a_publishes(hub: &Hub, secret: &str, seq: u64) {
     let ingest_support::Login::Ok(mut a) = login else {
         panic!("edge-a's own login refused");
     };
-    let b = batch("edge-a", 1, seq, readings("GATE-A", now_ns() - 10_000_000_000, 5));
+    let b = batch(
+        "edge-a",
+        1,
+        seq,
+        readings("GATE-A", now_ns() - 10_000_000_000, 5),
+    );
     a.publish_batch("edge-a", &b, &mac_key(secret)).await;
     assert_eq!(a.next_ack().await.seq, seq, "edge-a's batch is acked");
 }
@@ -171,7 +179,13 @@ async fn edge_b_cannot_subscribe_to_edge_as_topics_or_to_any_events() {
         .await;
     }
     // B may still subscribe to its own acks.
-    let own = Sub::start(hub.port, "edge-b", &b, "edge-b", &["wangge/v1/edges/edge-b/acks"]);
+    let own = Sub::start(
+        hub.port,
+        "edge-b",
+        &b,
+        "edge-b",
+        &["wangge/v1/edges/edge-b/acks"],
+    );
     edge_a_publishes(&hub, &a, 1).await;
     // The hub also publishes an event-like message; nobody but a department may see it.
     hub.broker
@@ -201,7 +215,9 @@ async fn no_one_can_take_over_another_edges_or_the_hubs_client_id() {
     let b = hub.registry.add_edge("edge-b", None, None).unwrap();
     for client_id in ["edge-a", "wangge-hub-ingest", "wangge-hub", "edge-b-2"] {
         let mut s = Sub::start(hub.port, "edge-b", &b, client_id, &["x"]);
-        let status = s.exited_within(10).expect("refused at CONNECT, not kept open");
+        let status = s
+            .exited_within(10)
+            .expect("refused at CONNECT, not kept open");
         assert!(!status.success(), "client id {client_id:?} must be refused");
     }
     assert_eq!(hub.broker.metrics.refused_client_id.load(Relaxed), 4);
@@ -259,8 +275,20 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
     ));
     eventually("the gate counted the refusal", 10, refused(n + 1)).await;
     // What an edge may publish still goes through: its own batches and retained status.
-    assert!(publish(hub.port, "edge-b", &b, &topics::batches("edge-b"), false));
-    assert!(publish(hub.port, "edge-b", &b, &topics::status("edge-b"), true));
+    assert!(publish(
+        hub.port,
+        "edge-b",
+        &b,
+        &topics::batches("edge-b"),
+        false
+    ));
+    assert!(publish(
+        hub.port,
+        "edge-b",
+        &b,
+        &topics::status("edge-b"),
+        true
+    ));
     edge_a_publishes(&hub, &a, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got: Vec<String> = watcher
@@ -268,7 +296,10 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
         .into_iter()
         .filter(|l| l.starts_with("wangge/"))
         .collect();
-    assert!(got.is_empty(), "forged events reached a department: {got:?}");
+    assert!(
+        got.is_empty(),
+        "forged events reached a department: {got:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,9 +307,23 @@ async fn a_will_on_someone_elses_topic_is_refused_at_connect() {
     let hub = start_hub();
     let b = hub.registry.add_edge("edge-b", None, None).unwrap();
     let out = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &hub.port.to_string(), "-V", "mqttv311"])
-        .args(["-u", "edge-b", "-P", &b, "-i", "edge-b", "-t", "x", "-W", "3"])
-        .args(["--will-topic", &topics::status("edge-a"), "--will-payload", "offline"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &hub.port.to_string(),
+            "-V",
+            "mqttv311",
+        ])
+        .args([
+            "-u", "edge-b", "-P", &b, "-i", "edge-b", "-t", "x", "-W", "3",
+        ])
+        .args([
+            "--will-topic",
+            &topics::status("edge-a"),
+            "--will-payload",
+            "offline",
+        ])
         .args(["--will-retain"])
         .output()
         .unwrap();
@@ -299,7 +344,9 @@ async fn a_department_user_receives_exactly_its_own_events() {
         hub.broker.metrics.refused_subscribe.load(Relaxed) == 1
     })
     .await;
-    assert!(spy.exited_within(5).is_some() || spy.lines().iter().all(|l| !l.starts_with("wangge/")));
+    assert!(
+        spy.exited_within(5).is_some() || spy.lines().iter().all(|l| !l.starts_with("wangge/"))
+    );
     // spy took over cg's client id (its own), so start cg's real consumer again.
     drop(cg_sub);
     let cg_sub = Sub::start(hub.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
@@ -307,7 +354,10 @@ async fn a_department_user_receives_exactly_its_own_events() {
     let deadline = Instant::now() + Duration::from_secs(10);
     // Publish until both consumers see one message each (subscriptions take a moment).
     loop {
-        for t in ["wangge/v1/events/cg/fire.smoke", "wangge/v1/events/sw/flood.warning"] {
+        for t in [
+            "wangge/v1/events/cg/fire.smoke",
+            "wangge/v1/events/sw/flood.warning",
+        ] {
             out.send(hub::broker::Outbound {
                 topic: t.into(),
                 payload: bytes::Bytes::from_static(b"{\"probe\":1}"),
@@ -320,9 +370,15 @@ async fn a_department_user_receives_exactly_its_own_events() {
         if seen(&cg_sub, "wangge/v1/events/cg/") && seen(&sw_sub, "wangge/v1/events/sw/") {
             break;
         }
-        assert!(Instant::now() < deadline, "consumers never saw their events");
+        assert!(
+            Instant::now() < deadline,
+            "consumers never saw their events"
+        );
     }
-    for (s, own) in [(&cg_sub, "wangge/v1/events/cg/"), (&sw_sub, "wangge/v1/events/sw/")] {
+    for (s, own) in [
+        (&cg_sub, "wangge/v1/events/cg/"),
+        (&sw_sub, "wangge/v1/events/sw/"),
+    ] {
         for l in s.lines().iter().filter(|l| l.starts_with("wangge/")) {
             assert!(l.starts_with(own), "a department saw another's event: {l}");
         }
@@ -347,16 +403,31 @@ async fn a_revoked_principals_open_connection_is_closed() {
     hub.registry.revoke_edge("edge-b").unwrap();
     hub.registry.revoke_mqtt_user(&cg).unwrap();
     // mosquitto_sub reconnects after a lost connection; the reconnect is refused, so it exits.
-    assert!(edge.exited_within(10).is_some(), "revoked edge still connected");
-    assert!(dept.exited_within(10).is_some(), "revoked department user still connected");
+    assert!(
+        edge.exited_within(10).is_some(),
+        "revoked edge still connected"
+    );
+    assert!(
+        dept.exited_within(10).is_some(),
+        "revoked department user still connected"
+    );
     assert_eq!(hub.broker.metrics.closed_revoked.load(Relaxed), 2);
     // Re-issuing a secret also ends the sessions of the old one.
     let old = hub.registry.add_edge("edge-b", None, None).unwrap();
-    let mut s = Sub::start(hub.port, "edge-b", &old, "edge-b", &[&topics::acks("edge-b")]);
+    let mut s = Sub::start(
+        hub.port,
+        "edge-b",
+        &old,
+        "edge-b",
+        &[&topics::acks("edge-b")],
+    );
     eventually("connected", 10, || {
         hub.broker.metrics.connections_open.load(Relaxed) == 1
     })
     .await;
     let _new = hub.registry.add_edge("edge-b", None, None).unwrap();
-    assert!(s.exited_within(10).is_some(), "old secret's session survived a re-issue");
+    assert!(
+        s.exited_within(10).is_some(),
+        "old secret's session survived a re-issue"
+    );
 }

@@ -192,15 +192,29 @@ async fn edge_a_cannot_publish_as_edge_b() {
     let forged_file = dir.path().join("forged.bin");
     std::fs::write(&forged_file, forged).unwrap();
     let out = std::process::Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &hub.port().to_string(), "-V", "mqttv311"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &hub.port().to_string(),
+            "-V",
+            "mqttv311",
+        ])
         .args(["-i", "edge-a", "-u", "edge-a", "-P", &secret_a, "-q", "1"])
         .args(["-t", &topics::batches("edge-b"), "-f"])
         .arg(&forged_file)
         .output()
         .expect("mosquitto_pub (mosquitto-clients) is installed: scripts/install-test-deps");
-    assert!(!out.status.success(), "the forged publish must not be acknowledged");
+    assert!(
+        !out.status.success(),
+        "the forged publish must not be acknowledged"
+    );
     eventually("the gate refused the publish", 10, || {
-        hub.broker.metrics.refused_publish.load(std::sync::atomic::Ordering::Relaxed) == 1
+        hub.broker
+            .metrics
+            .refused_publish
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
     })
     .await;
 
@@ -231,7 +245,10 @@ async fn edge_a_cannot_publish_as_edge_b() {
     assert!(text.contains("wangge_ingest_rejected_total{reason=\"wrong_edge\"} 1"));
     let mut text = String::new();
     hub.broker.metrics.render_prometheus(&mut text);
-    assert!(text.contains("wangge_broker_refused_total{what=\"publish\"} 1"), "{text}");
+    assert!(
+        text.contains("wangge_broker_refused_total{what=\"publish\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

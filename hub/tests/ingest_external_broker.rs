@@ -4,13 +4,17 @@ mod ingest_support;
 
 use hub::broker::{self, BrokerConfig, BrokerMode, ExternalBrokerConfig};
 use hub::ingest::{self, IngestConfig, RejectReason};
+use hub::registry::{seed, RegistryAdmin, SqliteRegistry};
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::{TimeSeriesQuery, TimeSeriesSink};
 use ingest_support::*;
+use protocol::uplink::topics;
 use protocol::uplink::{mac_key, AckOutcome};
 use protocol::Quantity;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// A mosquitto process on a free port, killed by its pid when dropped.
@@ -22,7 +26,11 @@ struct Mosquitto {
 
 impl Mosquitto {
     fn start() -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_with(tempfile::tempdir().unwrap(), "allow_anonymous true\n")
+    }
+
+    /// mosquitto with `settings` (after its listener) and its files in `dir`.
+    fn start_with(dir: tempfile::TempDir, settings: &str) -> Mosquitto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -31,7 +39,7 @@ impl Mosquitto {
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"),
+            format!("listener {port} 127.0.0.1\nmax_queued_messages 0\n{settings}"),
         )
         .unwrap();
         let child = Command::new("mosquitto")
@@ -78,6 +86,8 @@ async fn batches_through_an_external_broker_are_verified_stored_and_acked() {
             client_id: "wangge-hub-test".into(),
             username: None,
             password: None,
+            provision_dir: None,
+            mosquitto_pid_file: None,
         }),
         ..Default::default()
     };
@@ -137,4 +147,238 @@ async fn batches_through_an_external_broker_are_verified_stored_and_acked() {
             break;
         }
     }
+}
+
+/// `mosquitto_sub -v` lines, collected until dropped.
+struct Sub {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sub {
+    fn start(port: u16, user: &str, password: &str, client_id: &str, filter: &str) -> Sub {
+        let mut child = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-V",
+                "mqttv311",
+                "-v",
+            ])
+            .args([
+                "-u", user, "-P", password, "-i", client_id, "-t", filter, "-q", "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub is installed");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        Sub { child, lines }
+    }
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+    fn exited_within(&mut self, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The hub writes mosquitto's password and ACL files from its registry and has mosquitto reload
+/// them: each principal is confined by mosquitto itself, as by the embedded broker's gate
+/// (`hub/tests/broker_gate.rs`), except what mosquitto cannot express (SECURITY.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = Arc::new(SqliteRegistry::open(&work.path().join("registry.sqlite")).unwrap());
+    let seed_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry");
+    seed::import_dir(&reg, &seed_dir).unwrap();
+    let a = reg.add_edge("edge-a", None, None).unwrap();
+    let b = reg.add_edge("edge-b", None, None).unwrap();
+    let (cg, cg_secret) = reg.add_mqtt_user("cg").unwrap();
+    let mosq_dir = tempfile::tempdir().unwrap();
+    let files = mosq_dir.path().join("wangge");
+    let pid_file = mosq_dir.path().join("mosquitto.pid");
+    let external = ExternalBrokerConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        client_id: "wangge-hub".into(),
+        username: Some("wangge-hub".into()),
+        password: Some(hub::registry::secrets::generate()),
+        provision_dir: Some(files.clone()),
+        mosquitto_pid_file: Some(pid_file.clone()),
+    };
+    // The files exist before mosquitto starts (it refuses to start without them).
+    let mut first = hub::broker::mosquitto::Provisioner::new(
+        files.clone(),
+        None,
+        hub::broker::mosquitto::HubAccount {
+            username: "wangge-hub".into(),
+            broker_hash: hub::broker::mosquitto::password_hash(external.password.as_ref().unwrap()),
+        },
+    );
+    first.sync(&*reg).unwrap();
+    let settings = format!(
+        "user root\nallow_anonymous false\nuse_username_as_clientid true\npassword_file {}\nacl_file {}\npid_file {}\n",
+        files.join("passwd").display(),
+        files.join("acl").display(),
+        pid_file.display()
+    );
+    let mosq = Mosquitto::start_with(mosq_dir, &settings);
+    let cfg = BrokerConfig {
+        mode: BrokerMode::External,
+        revocation_check_ms: 200,
+        external: Some(ExternalBrokerConfig {
+            port: mosq.port,
+            ..external
+        }),
+        ..Default::default()
+    };
+    let link = broker::start(&cfg, reg.clone()).expect("external broker link");
+    let store = Arc::new(
+        EmbeddedStore::open(&EmbeddedConfig {
+            data_dir: work.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
+    let ing = ingest::spawn(
+        &IngestConfig {
+            data_dir: work.path().to_path_buf(),
+            ..Default::default()
+        },
+        &link,
+        reg.clone(),
+        sinks,
+    )
+    .unwrap();
+
+    // B's spies on A's topics and on every department's events; cg on its own subtree.
+    let spies = [
+        Sub::start(
+            mosq.port,
+            "edge-b",
+            &b,
+            "edge-b",
+            "wangge/v1/edges/edge-a/#",
+        ),
+        Sub::start(mosq.port, "edge-b", &b, "edge-b-2", "wangge/v1/events/#"),
+        Sub::start(mosq.port, "edge-b", &b, "edge-b-3", "#"),
+    ];
+    let cg_sub = Sub::start(mosq.port, &cg, &cg_secret, &cg, "wangge/v1/events/cg/#");
+    // B connecting with A's client id gets its own username as id (use_username_as_clientid):
+    // A's session is not taken over.
+    let _takeover = Sub::start(mosq.port, "edge-b", &b, "edge-a", "x");
+    let mut edge_a = match connect_edge(mosq.port, "edge-a", &a, None).await {
+        Login::Ok(e) => e,
+        Login::Refused(e) => panic!("{e}"),
+    };
+    let t0 = now_ns() - 60_000_000_000;
+    // B publishes on A's topic: mosquitto drops it, ingest never sees it.
+    let forged = batch("edge-a", 1, 1, readings("FORGED-M", t0, 10)).seal(&mac_key(&b));
+    let f = work.path().join("forged.bin");
+    std::fs::write(&f, forged).unwrap();
+    let _ = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &mosq.port.to_string(), "-q", "1"])
+        .args([
+            "-u",
+            "edge-b",
+            "-P",
+            &b,
+            "-t",
+            &topics::batches("edge-a"),
+            "-f",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let good = batch("edge-a", 1, 2, readings("MOSQ-A", t0, 20));
+    let ack = loop {
+        edge_a.publish_batch("edge-a", &good, &mac_key(&a)).await;
+        match tokio::time::timeout(Duration::from_secs(1), edge_a.acks.recv()).await {
+            Ok(Some(ack)) => break ack,
+            _ => continue,
+        }
+    };
+    assert_eq!(ack.seq, 2);
+    // Events from the hub: cg's reaches cg, sw's reaches nobody here.
+    for t in [
+        "wangge/v1/events/cg/fire.smoke",
+        "wangge/v1/events/sw/flood.warning",
+    ] {
+        link.outbound()
+            .send(hub::broker::Outbound {
+                topic: t.into(),
+                payload: bytes::Bytes::from_static(b"{}"),
+            })
+            .await
+            .unwrap();
+    }
+    eventually("cg got its event", 10, || {
+        cg_sub
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("wangge/v1/events/cg/"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(cg_sub
+        .lines()
+        .iter()
+        .all(|l| l.starts_with("wangge/v1/events/cg/")));
+    for s in &spies {
+        let seen: Vec<String> = s
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("wangge/"))
+            .collect();
+        assert!(seen.is_empty(), "edge-b read {seen:?}");
+    }
+    assert_eq!(
+        ing.metrics().rejected(RejectReason::BadMac),
+        0,
+        "the forged batch reached ingest"
+    );
+    assert!(store
+        .points("FORGED-M", Quantity::Tilt, 0, i64::MAX, 10)
+        .unwrap()
+        .is_empty());
+
+    // Revoking B: the hub rewrites the files and has mosquitto reload; B's sessions end and B
+    // cannot log in again.
+    let mut b_session = Sub::start(mosq.port, "edge-b", &b, "edge-b", &topics::acks("edge-b"));
+    assert!(!b_session.exited_within(1));
+    reg.revoke_edge("edge-b").unwrap();
+    assert!(
+        b_session.exited_within(15),
+        "a revoked edge stayed connected to mosquitto"
+    );
+    let mut again = Sub::start(mosq.port, "edge-b", &b, "edge-b", &topics::acks("edge-b"));
+    assert!(again.exited_within(10), "a revoked edge logged in again");
+    let passwd = std::fs::read_to_string(files.join("passwd")).unwrap();
+    assert!(!passwd.contains("edge-b:"), "{passwd}");
+    assert!(!passwd.contains(&b), "the password file holds hashes only");
 }

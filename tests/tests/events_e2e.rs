@@ -225,9 +225,14 @@ fn follow_sse(http: u16, log: Arc<Mutex<SseLog>>, stop: Arc<AtomicBool>) {
 /// resubscribing after every reconnect. A message outside a consumer's subtree fails the test.
 fn follow_mqtt(hub: &Hub, seen: Arc<Mutex<Vec<(String, Json)>>>, stop: Arc<AtomicBool>) {
     use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-    let departments = std::fs::read_to_string(workspace_root().join("config/registry/departments.csv"))
-        .expect("seed departments");
-    for department in departments.lines().skip(1).filter_map(|l| l.split(',').next()) {
+    let departments =
+        std::fs::read_to_string(workspace_root().join("config/registry/departments.csv"))
+            .expect("seed departments");
+    for department in departments
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+    {
         let (user, secret) = hub.add_mqtt_user(department).expect("hub mqtt-user add");
         let own = format!("wangge/v1/events/{department}/");
         let filter = format!("{own}#");
@@ -524,7 +529,10 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
         .filter(|(t, _)| t.starts_with("LEAK"))
         .map(|(t, _)| t.clone())
         .collect();
-    assert!(leaks.is_empty(), "department consumers saw others' events: {leaks:?}");
+    assert!(
+        leaks.is_empty(),
+        "department consumers saw others' events: {leaks:?}"
+    );
 
     // 4. SSE: every change once, in cursor order, across the hub's kill -9 (resumed with
     //    Last-Event-ID); every event's latest version arrived.

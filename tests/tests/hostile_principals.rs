@@ -27,8 +27,16 @@ struct Spy {
 impl Spy {
     fn start(port: u16, user: &str, password: &str, client_id: &str, filters: &[&str]) -> Spy {
         let mut c = Command::new("mosquitto_sub");
-        c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311", "-v"])
-            .args(["-u", user, "-P", password, "-i", client_id]);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-V",
+            "mqttv311",
+            "-v",
+        ])
+        .args(["-u", user, "-P", password, "-i", client_id]);
         for f in filters {
             c.args(["-t", f]);
         }
@@ -83,8 +91,19 @@ impl Drop for Spy {
 
 fn publish(port: u16, user: &str, password: &str, topic: &str, retain: bool) -> bool {
     let mut c = Command::new("mosquitto_pub");
-    c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311", "-q", "1"])
-        .args(["-u", user, "-P", password, "-i", user, "-t", topic, "-m", "junk"]);
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-V",
+        "mqttv311",
+        "-q",
+        "1",
+    ])
+    .args([
+        "-u", user, "-P", password, "-i", user, "-t", topic, "-m", "junk",
+    ]);
     if retain {
         c.arg("-r");
     }
@@ -118,7 +137,12 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
     let args = sim_stream_args(
         &sim_dir,
         site.port,
-        &["--duration".into(), "30s".into(), "--seed".into(), "7".into()],
+        &[
+            "--duration".into(),
+            "30s".into(),
+            "--seed".into(),
+            "7".into(),
+        ],
     );
     let stream = std::thread::spawn(move || simulate(&sim_dir, "stream", &args));
     wait_for("edge A's readings stored", Duration::from_secs(60), || {
@@ -137,10 +161,18 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
         "wangge/v1/events/#",
         "#",
     ] {
-        let before = hub_metric(&hub, "wangge_broker_refused_total", &[("what", "subscribe")]);
+        let before = hub_metric(
+            &hub,
+            "wangge_broker_refused_total",
+            &[("what", "subscribe")],
+        );
         spies.push(Spy::start(hub.mqtt, EDGE_B, &b, EDGE_B, &[f]));
         wait_for("the subscription refused", Duration::from_secs(10), || {
-            (hub_metric(&hub, "wangge_broker_refused_total", &[("what", "subscribe")]) > before)
+            (hub_metric(
+                &hub,
+                "wangge_broker_refused_total",
+                &[("what", "subscribe")],
+            ) > before)
                 .then_some(())
         })
         .unwrap();
@@ -149,10 +181,17 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
     // Taking over A's or the hub's client ids: refused at CONNECT.
     for client_id in [EDGE_ID, "wangge-hub-ingest"] {
         let mut s = Spy::start(hub.mqtt, EDGE_B, &b, client_id, &["x"]);
-        assert!(s.exits_within(Duration::from_secs(10)), "{client_id} kept open");
+        assert!(
+            s.exits_within(Duration::from_secs(10)),
+            "{client_id} kept open"
+        );
     }
     assert!(
-        hub_metric(&hub, "wangge_broker_refused_total", &[("what", "client_id")]) >= 2.0
+        hub_metric(
+            &hub,
+            "wangge_broker_refused_total",
+            &[("what", "client_id")]
+        ) >= 2.0
     );
 
     // Publishing where B may not: each connection cut, nothing acknowledged.
@@ -164,40 +203,77 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
         ("district/unknown".to_string(), false),
         (format!("wangge/v1/edges/{EDGE_B}/batches"), true),
     ] {
-        assert!(!publish(hub.mqtt, EDGE_B, &b, &topic, retain), "{topic} accepted");
+        assert!(
+            !publish(hub.mqtt, EDGE_B, &b, &topic, retain),
+            "{topic} accepted"
+        );
     }
-    assert!(
-        hub_metric(&hub, "wangge_broker_refused_total", &[("what", "publish")]) >= 6.0
-    );
+    assert!(hub_metric(&hub, "wangge_broker_refused_total", &[("what", "publish")]) >= 6.0);
 
     // Meanwhile A's readings still flow in: the ingest link was never taken over.
     let before = stored_readings(&hub);
-    wait_for("more of A's readings stored", Duration::from_secs(30), || {
-        (stored_readings(&hub) > before).then_some(())
-    })
+    wait_for(
+        "more of A's readings stored",
+        Duration::from_secs(30),
+        || (stored_readings(&hub) > before).then_some(()),
+    )
     .unwrap_or_else(|e| panic!("{e}\n{}", hub.log_tail()));
     let _ = stream.join();
     for s in &spies {
-        assert!(s.topics_seen().is_empty(), "edge B read {:?}", s.topics_seen());
+        assert!(
+            s.topics_seen().is_empty(),
+            "edge B read {:?}",
+            s.topics_seen()
+        );
     }
 
     // The department's own credentials: its subtree yes, anything wider no.
-    let mut wide = Spy::start(hub.mqtt, &sw_user, &sw_secret, &sw_user, &["wangge/v1/events/#"]);
+    let mut wide = Spy::start(
+        hub.mqtt,
+        &sw_user,
+        &sw_secret,
+        &sw_user,
+        &["wangge/v1/events/#"],
+    );
     let _ = wide.exits_within(Duration::from_secs(2));
     assert!(wide.topics_seen().is_empty());
     drop(wide);
-    let mut own = Spy::start(hub.mqtt, &sw_user, &sw_secret, &sw_user, &["wangge/v1/events/sw/#"]);
-    assert!(!own.exits_within(Duration::from_secs(2)), "sw's own subtree refused");
+    let mut own = Spy::start(
+        hub.mqtt,
+        &sw_user,
+        &sw_secret,
+        &sw_user,
+        &["wangge/v1/events/sw/#"],
+    );
+    assert!(
+        !own.exits_within(Duration::from_secs(2)),
+        "sw's own subtree refused"
+    );
 
     // Revoking B closes its open connection (its own acks subscription), and it cannot return.
-    let mut b_session = Spy::start(hub.mqtt, EDGE_B, &b, EDGE_B, &[&format!("wangge/v1/edges/{EDGE_B}/acks")]);
-    assert!(!b_session.exits_within(Duration::from_secs(2)), "B's own session refused");
+    let mut b_session = Spy::start(
+        hub.mqtt,
+        EDGE_B,
+        &b,
+        EDGE_B,
+        &[&format!("wangge/v1/edges/{EDGE_B}/acks")],
+    );
+    assert!(
+        !b_session.exits_within(Duration::from_secs(2)),
+        "B's own session refused"
+    );
     let out = hub.cli(&["edge", "revoke", EDGE_B]).output().unwrap();
     assert!(out.status.success());
     assert!(
         b_session.exits_within(Duration::from_secs(10)),
         "a revoked edge's open connection stayed open"
     );
-    assert!(hub_metric(&hub, "wangge_broker_connections_closed_total", &[("reason", "revoked")]) >= 1.0);
+    assert!(
+        hub_metric(
+            &hub,
+            "wangge_broker_connections_closed_total",
+            &[("reason", "revoked")]
+        ) >= 1.0
+    );
     assert!(!own.exits_within(Duration::from_millis(100)));
 }

@@ -18,7 +18,14 @@ fn mqtt_login(port: u16, user: &str, password: &str) -> bool {
         .args(["-i", user, "-u", user, "-P", password])
         // Its own batch topic: the only one an edge may publish on besides its status (the
         // junk is then refused by ingest, counted as malformed).
-        .args(["-t", &format!("wangge/v1/edges/{user}/batches"), "-m", "x", "-q", "1"])
+        .args([
+            "-t",
+            &format!("wangge/v1/edges/{user}/batches"),
+            "-m",
+            "x",
+            "-q",
+            "1",
+        ])
         .output()
         .expect("mosquitto_pub installed")
         .status

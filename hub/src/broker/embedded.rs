@@ -219,7 +219,9 @@ pub(super) fn start(
         tracing::info!("plain MQTT listener off: TLS is configured (broker.keep_plain = false)");
     }
     tracing::info!(?listen, ?tls_listen, %internal, "embedded MQTT broker listening behind the gate");
-    Ok(BrokerHandle::new(in_rx, out_tx, listen, tls_listen, metrics))
+    Ok(BrokerHandle::new(
+        in_rx, out_tx, listen, tls_listen, metrics,
+    ))
 }
 
 /// Segment bounds of the filters that carry small messages. rumqttd applies an entry to every

@@ -1,11 +1,14 @@
 //! External-broker mode: the hub is a client of another broker (mosquitto, EMQX…).
 //!
-//! Logins and topic ACLs are then that broker's job (mosquitto: `pattern write
-//! wangge/v1/edges/%u/#`); ingest still checks every batch's HMAC, so a broker without ACLs
-//! cannot let an edge publish as another. The session is persistent (clean_session = false)
+//! Logins and topic ACLs are then that broker's job. With `[broker.external] provision_dir` the
+//! hub writes them for mosquitto from the registry ([`super::mosquitto`]) and keeps them in step
+//! with it (every `broker.revocation_check_ms`); ingest still checks every batch's HMAC, so a
+//! broker whose ACLs are wrong cannot let an edge publish as another. The session is persistent (clean_session = false)
 //! so batches published while the hub reconnects wait in the broker.
 
+use super::mosquitto::{password_hash, HubAccount, Provisioner};
 use super::{BrokerConfig, BrokerError, BrokerHandle, BrokerMetrics, Inbound, Outbound};
+use crate::registry::RegistryStore;
 use protocol::uplink::topics;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::sync::Arc;
@@ -14,10 +17,57 @@ use tokio::sync::mpsc;
 
 const OUTBOUND_QUEUE_MAX: usize = 4096;
 
-pub(super) fn start(cfg: &BrokerConfig) -> Result<BrokerHandle, BrokerError> {
+pub(super) fn start(
+    cfg: &BrokerConfig,
+    registry: Arc<dyn RegistryStore>,
+) -> Result<BrokerHandle, BrokerError> {
     let ext = cfg.external.as_ref().ok_or_else(|| {
         BrokerError::Config("broker.mode = \"external\" needs a [broker.external] table".into())
     })?;
+    if let Some(dir) = &ext.provision_dir {
+        let (Some(username), Some(password)) = (&ext.username, &ext.password) else {
+            return Err(BrokerError::Config(
+                "broker.external.provision_dir needs broker.external.username and password \
+                 (the hub's own account on the broker)"
+                    .into(),
+            ));
+        };
+        let mut p = Provisioner::new(
+            dir.clone(),
+            ext.mosquitto_pid_file.clone(),
+            HubAccount {
+                username: username.clone(),
+                broker_hash: password_hash(password),
+            },
+        );
+        p.sync(&*registry)
+            .map_err(|e| BrokerError::Config(format!("broker.external.provision_dir: {e}")))?;
+        let every = Duration::from_millis(cfg.revocation_check_ms.max(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let registry = registry.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    let r = p.sync(&*registry);
+                    (p, r)
+                })
+                .await;
+                match r {
+                    Ok((back, r)) => {
+                        p = back;
+                        if let Err(e) = r {
+                            tracing::error!(error = %e, "external broker provisioning failed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "external broker provisioning task died");
+                        return;
+                    }
+                }
+            }
+        });
+    }
     let mut opts = MqttOptions::new(&ext.client_id, &ext.host, ext.port);
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_clean_session(false);

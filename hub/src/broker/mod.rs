@@ -14,6 +14,7 @@
 pub mod embedded;
 pub mod external;
 pub mod gate;
+pub mod mosquitto;
 mod tls;
 
 pub use gate::acl::{MqttPrincipal, DEPARTMENT_USER_PREFIX, HUB_CLIENT_ID_PREFIX};
@@ -110,6 +111,15 @@ pub struct ExternalBrokerConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// Where the hub writes mosquitto's `passwd` and `acl` files from the registry (edges and
+    /// department MQTT users), rewritten when credentials change. Default: none (the operator
+    /// provisions the broker). Needs `username` and `password` (the hub's own account).
+    #[serde(default)]
+    pub provision_dir: Option<PathBuf>,
+    /// mosquitto's `pid_file`: after rewriting the files the hub sends it SIGHUP, so mosquitto
+    /// reloads them and disconnects clients whose password no longer holds. Default: none.
+    #[serde(default)]
+    pub mosquitto_pid_file: Option<PathBuf>,
 }
 
 fn default_tls_listen() -> SocketAddr {
@@ -284,6 +294,6 @@ pub fn start(
 ) -> Result<BrokerHandle, BrokerError> {
     match cfg.mode {
         BrokerMode::Embedded => embedded::start(cfg, registry),
-        BrokerMode::External => external::start(cfg),
+        BrokerMode::External => external::start(cfg, registry),
     }
 }

@@ -8,8 +8,9 @@ use tokio_rustls::TlsAcceptor;
 /// Loads the certificate chain and key named in `[broker.tls]`; errors name the file.
 pub(super) fn acceptor(cfg: &TlsListenerConfig) -> Result<TlsAcceptor, BrokerError> {
     let read = |p: &std::path::Path| {
-        std::fs::read(p)
-            .map_err(|e| BrokerError::Config(format!("broker.tls: cannot read {}: {e}", p.display())))
+        std::fs::read(p).map_err(|e| {
+            BrokerError::Config(format!("broker.tls: cannot read {}: {e}", p.display()))
+        })
     };
     let certs = rustls_pemfile::certs(&mut read(&cfg.cert_path)?.as_slice())
         .collect::<Result<Vec<_>, _>>()
@@ -27,7 +28,10 @@ pub(super) fn acceptor(cfg: &TlsListenerConfig) -> Result<TlsAcceptor, BrokerErr
     }
     let key = rustls_pemfile::private_key(&mut read(&cfg.key_path)?.as_slice())
         .map_err(|e| {
-            BrokerError::Config(format!("broker.tls.key_path {}: {e}", cfg.key_path.display()))
+            BrokerError::Config(format!(
+                "broker.tls.key_path {}: {e}",
+                cfg.key_path.display()
+            ))
         })?
         .ok_or_else(|| {
             BrokerError::Config(format!(

@@ -94,6 +94,22 @@ pub struct MqttUser {
     pub created_at_ns: i64,
 }
 
+/// An account an external broker must know (`broker::mosquitto` writes them out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAccount {
+    /// MQTT username (and client id).
+    pub username: String,
+    pub kind: BrokerAccountKind,
+    /// The secret in the broker's own password format (mosquitto `$7$`).
+    pub broker_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerAccountKind {
+    Edge,
+    Department { department_id: String },
+}
+
 /// Salted hashing of issued secrets (edge passwords, API tokens).
 pub mod secrets {
     use sha2::{Digest, Sha256};
@@ -206,6 +222,11 @@ pub trait RegistryStore: Send + Sync + 'static {
         _username: &str,
     ) -> Result<Option<MqttUserCredentials>, RegistryError> {
         Ok(None)
+    }
+    /// Every unrevoked edge and department MQTT user with a broker hash, ordered by username
+    /// (for provisioning an external broker). Stores without them have none.
+    fn broker_accounts(&self) -> Result<Vec<BrokerAccount>, RegistryError> {
+        Ok(Vec::new())
     }
 }
 

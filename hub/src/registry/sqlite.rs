@@ -6,7 +6,8 @@
 use super::codes::ComponentCode;
 use super::model::*;
 use super::{
-    now_ns, secrets, EdgeCredentials, MqttUser, MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment,
+    now_ns, secrets, BrokerAccount, EdgeCredentials, MqttUser, MqttUserCredentials, RegistryAdmin,
+    RegistryError, RegistryStore, SensorAssignment,
 };
 use protocol::uplink::EdgeStatus;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -505,6 +506,10 @@ impl RegistryStore for SqliteRegistry {
     ) -> Result<Option<MqttUserCredentials>, RegistryError> {
         self.mqtt_user_credentials_impl(username)
     }
+
+    fn broker_accounts(&self) -> Result<Vec<BrokerAccount>, RegistryError> {
+        self.broker_accounts_impl()
+    }
 }
 
 impl RegistryAdmin for SqliteRegistry {
@@ -868,26 +873,35 @@ impl RegistryAdmin for SqliteRegistry {
                 format!("{edge_id:?}: use letters, digits, '-', '_' or '.' (it is the MQTT username and a topic level)"),
             ));
         }
-        if edge_id.starts_with(crate::broker::HUB_CLIENT_ID_PREFIX) {
-            return Err(field(
-                "id",
-                format!(
-                    "{edge_id:?}: ids starting with {:?} are the hub's own MQTT client ids",
-                    crate::broker::HUB_CLIENT_ID_PREFIX
-                ),
-            ));
+        for (prefix, whose) in [
+            (
+                crate::broker::HUB_CLIENT_ID_PREFIX,
+                "the hub's own MQTT client ids",
+            ),
+            (
+                crate::broker::DEPARTMENT_USER_PREFIX,
+                "department MQTT users",
+            ),
+        ] {
+            if edge_id.starts_with(prefix) {
+                return Err(field(
+                    "id",
+                    format!("{edge_id:?}: ids starting with {prefix:?} are {whose}"),
+                ));
+            }
         }
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
         let key = protocol::uplink::mac_key(&secret);
+        let broker_hash = crate::broker::mosquitto::password_hash(&secret);
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO edges(id, name, site, password_hash, mac_key, revoked)
-                 VALUES (?1, COALESCE(?2, ''), COALESCE(?3, ''), ?4, ?5, 0)
+                "INSERT INTO edges(id, name, site, password_hash, mac_key, revoked, broker_hash)
+                 VALUES (?1, COALESCE(?2, ''), COALESCE(?3, ''), ?4, ?5, 0, ?6)
                  ON CONFLICT(id) DO UPDATE SET password_hash = excluded.password_hash,
-                     mac_key = excluded.mac_key, revoked = 0,
+                     mac_key = excluded.mac_key, revoked = 0, broker_hash = excluded.broker_hash,
                      name = COALESCE(?2, name), site = COALESCE(?3, site)",
-                params![edge_id, name, site, hash, key.as_slice()],
+                params![edge_id, name, site, hash, key.as_slice(), broker_hash],
             )
             .map_err(db)
         })?;

@@ -11,9 +11,10 @@ use protocol::uplink::topics;
 /// 3.1.1 §3.1.4), so a taken hub id would be a district-wide outage.
 pub const HUB_CLIENT_ID_PREFIX: &str = "wangge-hub";
 
-/// Usernames of department MQTT consumers start with this; edge ids cannot contain ':', so
-/// the two kinds of MQTT principal never share a name.
-pub const DEPARTMENT_USER_PREFIX: &str = "dept:";
+/// Usernames of department MQTT consumers start with this, and no edge id may (`hub edge add`
+/// refuses it), so the two kinds of MQTT principal never share a name. (No ':' in it: mosquitto's
+/// password file splits a line at the first ':'.)
+pub const DEPARTMENT_USER_PREFIX: &str = "dept.";
 
 /// Someone logged in to the hub's broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +91,7 @@ mod tests {
     }
     fn dept(id: &str) -> MqttPrincipal {
         MqttPrincipal::Department {
-            username: format!("dept:{id}:1"),
+            username: format!("dept.{id}.1"),
             department_id: id.into(),
         }
     }
@@ -157,6 +158,6 @@ mod tests {
             &edge("wangge-hub-ingest"),
             "wangge-hub-ingest"
         ));
-        assert!(client_id_allowed(&dept("cg"), "dept:cg:1"));
+        assert!(client_id_allowed(&dept("cg"), "dept.cg.1"));
     }
 }

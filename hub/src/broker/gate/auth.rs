@@ -80,12 +80,8 @@ fn authenticate(
         })
     } else {
         registry.edge_credentials(username).map(|c| {
-            c.filter(|c| c.verify_password(password)).map(|c| {
-                (
-                    MqttPrincipal::Edge { edge_id: c.edge_id },
-                    c.password_hash,
-                )
-            })
+            c.filter(|c| c.verify_password(password))
+                .map(|c| (MqttPrincipal::Edge { edge_id: c.edge_id }, c.password_hash))
         })
     };
     looked_up.unwrap_or_else(|e| {

@@ -140,7 +140,9 @@ impl Gate {
                         .await;
                         match hs {
                             Ok(Ok(s)) => gate.connection(s, peer).await,
-                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
                     }
@@ -190,7 +192,8 @@ impl Gate {
                 return;
             }
         };
-        connect.password = Some(Self::internal_proof(&self.internal_key, &connect.client_id).into());
+        connect.password =
+            Some(Self::internal_proof(&self.internal_key, &connect.client_id).into());
         connect.username = Some(connect.client_id.clone());
         let mut broker = match TcpStream::connect(self.internal).await {
             Ok(b) => b,

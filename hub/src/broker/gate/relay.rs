@@ -53,7 +53,9 @@ pub(super) async fn read_frame<S: AsyncRead + Unpin>(
         if let Some(len) = wire::frame_len(&buf, max)? {
             if len != buf.len() {
                 // Only CONNECT may come before CONNACK; a client that pipelines is refused.
-                return Err(WireError::Malformed("CONNECT (data after it before CONNACK)"));
+                return Err(WireError::Malformed(
+                    "CONNECT (data after it before CONNACK)",
+                ));
             }
             return Ok(Some(buf.to_vec()));
         }

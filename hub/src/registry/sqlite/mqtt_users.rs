@@ -1,7 +1,9 @@
 //! Department MQTT consumers' credentials (table `mqtt_users`, migration 0004).
 
 use super::{db, exists, field, SqliteRegistry};
-use crate::registry::{secrets, MqttUser, MqttUserCredentials, RegistryError};
+use crate::registry::{
+    secrets, BrokerAccount, BrokerAccountKind, MqttUser, MqttUserCredentials, RegistryError,
+};
 use rusqlite::{params, OptionalExtension};
 
 impl SqliteRegistry {
@@ -31,12 +33,13 @@ impl SqliteRegistry {
         department: &str,
     ) -> Result<(String, String), RegistryError> {
         let username = format!(
-            "{}{department}:{}",
+            "{}{department}.{}",
             crate::broker::DEPARTMENT_USER_PREFIX,
             hex::encode(rand::random::<[u8; 3]>())
         );
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
+        let broker_hash = crate::broker::mosquitto::password_hash(&secret);
         self.write(|tx| {
             if !exists(tx, "departments", "id", department).map_err(db)? {
                 return Err(field(
@@ -45,9 +48,16 @@ impl SqliteRegistry {
                 ));
             }
             tx.execute(
-                "INSERT INTO mqtt_users(username, department_id, password_hash, revoked, created_at_ns)
-                 VALUES (?1, ?2, ?3, 0, ?4)",
-                params![username, department, hash, crate::registry::now_ns()],
+                "INSERT INTO mqtt_users(username, department_id, password_hash, broker_hash,
+                                        revoked, created_at_ns)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                params![
+                    username,
+                    department,
+                    hash,
+                    broker_hash,
+                    crate::registry::now_ns()
+                ],
             )
             .map_err(db)
         })?;
@@ -80,6 +90,30 @@ impl SqliteRegistry {
                     department_id: r.get(1)?,
                     revoked: r.get(2)?,
                     created_at_ns: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub(super) fn broker_accounts_impl(&self) -> Result<Vec<BrokerAccount>, RegistryError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, NULL, broker_hash FROM edges
+                   WHERE revoked = 0 AND broker_hash IS NOT NULL
+                 UNION ALL
+                 SELECT username, department_id, broker_hash FROM mqtt_users WHERE revoked = 0
+                 ORDER BY 1",
+            )?;
+            let rows = st.query_map([], |r| {
+                let department: Option<String> = r.get(1)?;
+                Ok(BrokerAccount {
+                    username: r.get(0)?,
+                    kind: match department {
+                        None => BrokerAccountKind::Edge,
+                        Some(department_id) => BrokerAccountKind::Department { department_id },
+                    },
+                    broker_hash: r.get(2)?,
                 })
             })?;
             rows.collect()
