@@ -380,7 +380,8 @@ async fn subscriptions_belong_to_their_department_and_lists_page_with_next() {
         &client,
         &format!("{base}/subscriptions"),
         "sw-write",
-        json!({"url": "http://127.0.0.1:9/hook"}),
+        // A public documentation address (TEST-NET-1): nothing is delivered in this test.
+        json!({"url": "http://192.0.2.10:9/hook"}),
     )
     .await;
     assert_eq!(code, 201);
