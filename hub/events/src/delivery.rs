@@ -28,8 +28,8 @@ pub const MQTT_CURSOR: &str = "mqtt";
 /// Changes read from the outbox per round.
 const FAN_OUT_PAGE: usize = 500;
 
-/// Webhook delivery limits.
-#[derive(Debug, Clone, Deserialize)]
+/// Webhook delivery limits and the SSRF guard's policy (`[events.webhooks]` in hub.toml).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     /// First retry delay; doubles per failed attempt. Default 1000 ms.

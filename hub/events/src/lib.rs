@@ -85,7 +85,12 @@ impl EventsConfig {
     }
 }
 
-/// The `[events]` section a hub config file can embed (all optional; defaults are built in).
+/// An `[events]` section for embedders of this crate (all optional; defaults are built in).
+///
+/// The hub does not use this type: its `[events]` is `hub::config::EventsSection` (keys
+/// `enabled`, `rules_path`, `sharing_path`, `tick_interval_ms`), which embeds the same
+/// [`Deadlines`] and [`WebhookConfig`], so `[events.deadlines]` and `[events.webhooks]` mean the
+/// same keys in both.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsSection {
