@@ -309,6 +309,12 @@ fn visible_page(
     Ok((items, next))
 }
 
+/// The answer for an event the caller may not see: the same 404 as for one that does not exist,
+/// so probing ids proves nothing (a 403 would say "it exists, elsewhere"). Still audited.
+fn hidden(id: i64) -> ApiError {
+    ApiError::not_found(format!("event {id} not found"))
+}
+
 async fn get_event(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -324,9 +330,7 @@ async fn get_event(
             .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
         if !events.actor_sees(&actor, &event) {
             events.audit_denied(&actor, "read", Some(id), "event not shared with department");
-            return Err(ApiError::forbidden(format!(
-                "event {id} is not shared with your department"
-            )));
+            return Err(hidden(id));
         }
         let mut body = event.to_json();
         body["history"] = json!(events.store().history(id)?);
@@ -387,9 +391,7 @@ async fn transition(
                 Some(id),
                 "event not shared with department",
             );
-            return Err(ApiError::forbidden(format!(
-                "event {id} is not shared with your department"
-            )));
+            return Err(hidden(id));
         }
         if actor.scope < Scope::Write {
             events.audit_denied(&actor, action.name(), Some(id), "read-only token");
