@@ -64,6 +64,14 @@ pub struct EventsSection {
     pub sharing_path: Option<PathBuf>,
     /// Clock tick for `device.offline` and overdue flags, ms. Default 1000.
     pub tick_interval_ms: u64,
+    /// `[events.deadlines]`: response deadline per severity (`critical_s` 7200, `major_s`
+    /// 86400, `minor_s` 259200, `info_s` 604800).
+    pub deadlines: wangge_events::lifecycle::Deadlines,
+    /// `[events.webhooks]`: delivery limits (`backoff_initial_ms` 1000, `backoff_max_ms`
+    /// 300000, `attempts_max` 100, `timeout_ms` 10000, `batch_max` 16, `poll_interval_ms` 1000)
+    /// and the SSRF guard: `allow` (CIDRs and host names whose private addresses webhooks may
+    /// reach; default empty) and `insecure_allow_loopback` (default false; tests only).
+    pub webhooks: wangge_events::delivery::WebhookConfig,
 }
 
 impl Default for EventsSection {
@@ -73,6 +81,8 @@ impl Default for EventsSection {
             rules_path: None,
             sharing_path: None,
             tick_interval_ms: 1000,
+            deadlines: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -235,6 +245,35 @@ impl HubConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        if let Err(e) = self.events.webhooks.egress() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "events.webhooks.allow",
+                reason: e.to_string(),
+            });
+        }
+        for (field, v) in [
+            (
+                "events.webhooks.timeout_ms",
+                self.events.webhooks.timeout_ms,
+            ),
+            (
+                "events.webhooks.attempts_max",
+                u64::from(self.events.webhooks.attempts_max),
+            ),
+            (
+                "events.webhooks.batch_max",
+                self.events.webhooks.batch_max as u64,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -316,6 +355,42 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/hub.toml");
         let c = HubConfig::load(&path).unwrap();
         assert_eq!(c.http.listen.port(), 8080);
+    }
+
+    #[test]
+    fn every_events_key_is_settable_including_deadlines_and_webhooks() {
+        let text = "[events]\ntick_interval_ms = 250\n[events.deadlines]\ncritical_s = 600\n\
+                    [events.webhooks]\nallow = [\"10.12.0.0/16\", \"platform.example\"]\n\
+                    insecure_allow_loopback = true\ntimeout_ms = 3000\n";
+        let c = HubConfig::parse(Path::new("hub.toml"), text).unwrap();
+        assert_eq!(c.events.tick_interval_ms, 250);
+        assert_eq!(c.events.deadlines.critical_s, 600);
+        assert_eq!(
+            c.events.webhooks.allow,
+            ["10.12.0.0/16", "platform.example"]
+        );
+        assert!(c.events.webhooks.insecure_allow_loopback);
+        assert_eq!(c.events.webhooks.timeout_ms, 3000);
+        let e = HubConfig::parse(
+            Path::new("hub.toml"),
+            "[events.webhooks]\nallow = [\"127.0.0.0/8\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("events.webhooks.allow") && e.contains("insecure_allow_loopback"),
+            "{e}"
+        );
+        let e = HubConfig::parse(
+            Path::new("hub.toml"),
+            "[events.webhooks]\nallow_all = true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("hub.toml:2:1: unknown field `allow_all`"),
+            "{e}"
+        );
     }
 
     #[test]

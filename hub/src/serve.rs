@@ -105,6 +105,13 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     let (events, rules_stage) = if cfg.events.enabled {
         let (events, router, stage) =
             start_events(&cfg, &registry, &embedded, admin_token.clone())?;
+        // `wangge_webhook_refused_total{stage,reason}`: the webhook SSRF guard's refusals.
+        let guard = events.egress().metrics().clone();
+        metric_sources.push(Arc::new(move || {
+            let mut s = String::new();
+            guard.render_prometheus(&mut s);
+            s
+        }));
         (Some((events, router)), Some(stage))
     } else {
         (None, None)
@@ -234,6 +241,16 @@ impl wangge_events::ComponentDirectory for RegistryDirectory {
         })
     }
 
+    /// Dispatch targets must be registered departments.
+    fn department_exists(&self, department: &str) -> bool {
+        self.registry
+            .department_exists(department)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot look a department up; refusing the dispatch");
+                false
+            })
+    }
+
     /// Per component: reports received (distinct timestamps of its sensors in the embedded
     /// store) vs expected (the part of the period up to now divided by each sensor's interval).
     fn reading_counts(&self, from_ns: i64, to_ns: i64) -> Vec<wangge_events::ReadingCount> {
@@ -331,6 +348,8 @@ fn start_events(
     Box<dyn ingest::RulesStage>,
 )> {
     let mut ecfg = wangge_events::EventsConfig::defaults();
+    ecfg.deadlines = cfg.events.deadlines.clone();
+    ecfg.webhooks = cfg.events.webhooks.clone();
     if let Some(p) = &cfg.events.rules_path {
         ecfg.rules =
             Some(wangge_events::rules::RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))?);

@@ -254,13 +254,25 @@ async fn a_component_round_trips_through_create_read_update_delete() {
     assert_eq!(s, StatusCode::CONFLICT);
     assert_error(&again, "conflict", id);
 
-    let (s, put) = hub
+    // Handing maintenance to another department is an admin act (the department's own write
+    // token is refused: see a_department_token_cannot_change_a_components_owner_or_maintainer).
+    let replacement = json!({"name": "改名井盖", "grid_cell": "120111001002",
+                             "maintainer_department": "cg", "status": "maintenance"});
+    let (s, refused) = hub
         .call(
             reqwest::Method::PUT,
             &format!("/api/v1/components/{id}"),
             Some(&w),
-            Some(json!({"name": "改名井盖", "grid_cell": "120111001002",
-                        "maintainer_department": "cg", "status": "maintenance"})),
+            Some(replacement.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    let (s, put) = hub
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/components/{id}"),
+            Some(ADMIN),
+            Some(replacement),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{put}");
@@ -759,7 +771,8 @@ async fn a_department_writes_only_the_components_it_owns_or_maintains() {
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    // Creating a component whose class gives it to zm: refused; with sw as maintainer: allowed.
+    // Creating a component whose class gives it to zm: refused; with sw only as maintainer:
+    // refused too (a department creates only what it both owns and maintains); as both: allowed.
     let (s, _) = hub
         .call(
             reqwest::Method::POST,
@@ -769,12 +782,21 @@ async fn a_department_writes_only_the_components_it_owns_or_maintains() {
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, c) = hub
+    let (s, body) = hub
         .call(
             reqwest::Method::POST,
             "/api/v1/components",
             Some(&sw),
             Some(json!({"id": "1201110118009001", "maintainer_department": "sw"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    let (s, c) = hub
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/components",
+            Some(&sw),
+            Some(json!({"id": "1201110118009001", "owner_department": "sw", "maintainer_department": "sw"})),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
@@ -803,4 +825,146 @@ async fn a_department_writes_only_the_components_it_owns_or_maintains() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_department_token_cannot_change_a_components_owner_or_maintainer() {
+    let hub = Hub::seeded().await;
+    let sw = hub.token("sw", "write");
+    let path = "/api/v1/components/1201110118009002";
+    let mine = json!({"owner_department": "sw", "maintainer_department": "sw", "name": "ours"});
+    let (s, c) = hub
+        .call(reqwest::Method::PUT, path, Some(&sw), Some(mine.clone()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    // Handing it over (owner or maintainer) or claiming it elsewhere: refused, nothing changes.
+    for (field, to) in [("owner_department", "zm"), ("maintainer_department", "zm")] {
+        let mut body = mine.clone();
+        body[field] = json!(to);
+        let (s, err) = hub
+            .call(reqwest::Method::PUT, path, Some(&sw), Some(body))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{field}: {err}");
+        assert_error(&err, "forbidden", "admin token");
+    }
+    // A PUT that omits the owner falls back to the class default (zm): a change, refused.
+    let (s, _) = hub
+        .call(
+            reqwest::Method::PUT,
+            path,
+            Some(&sw),
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, c) = hub.get(path, Some(ADMIN)).await;
+    assert_eq!(
+        (
+            c["owner_department"].clone(),
+            c["maintainer_department"].clone(),
+            c["name"].clone()
+        ),
+        (json!("sw"), json!("sw"), json!("ours"))
+    );
+    // Keeping them, the department edits its component; admin may hand it over.
+    let mut renamed = mine.clone();
+    renamed["name"] = json!("renamed");
+    let (s, _) = hub
+        .call(reqwest::Method::PUT, path, Some(&sw), Some(renamed))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut handed = mine.clone();
+    handed["owner_department"] = json!("zm");
+    let (s, c) = hub
+        .call(reqwest::Method::PUT, path, Some(ADMIN), Some(handed))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["owner_department"], "zm");
+}
+
+#[tokio::test]
+async fn events_webhooks_keys_in_hub_toml_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    hub_cli(
+        &dir.path().join("data"),
+        &["registry", "import", seed_dir().to_str().unwrap()],
+    );
+    let hub = Hub::start_with(
+        dir,
+        "[events.deadlines]\ncritical_s = 600\n[events.webhooks]\nallow = [\"10.12.0.0/16\"]\ntimeout_ms = 2000\n",
+    )
+    .await;
+    let sw = hub.token("sw", "write");
+    let subscribe = |url: &'static str| {
+        let sw = sw.clone();
+        let hub = &hub;
+        async move {
+            hub.call(
+                reqwest::Method::POST,
+                "/api/v1/subscriptions",
+                Some(&sw),
+                Some(json!({ "url": url })),
+            )
+            .await
+        }
+    };
+    let (s, body) = subscribe("http://10.12.3.4/hook").await;
+    assert_eq!(s, StatusCode::CREATED, "the allow-listed CIDR: {body}");
+    let (s, body) = subscribe("http://10.13.3.4/hook").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "url");
+    let (s, _) = subscribe("http://127.0.0.1:9/hook").await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "loopback without the switch"
+    );
+    let metrics = hub
+        .http
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "wangge_webhook_refused_total{stage=\"subscribe\",reason=\"private\"} 1",
+        "wangge_webhook_refused_total{stage=\"subscribe\",reason=\"loopback\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in /metrics");
+    }
+    drop(hub);
+
+    // The loopback switch from hub.toml: loopback accepted, and a warning at start.
+    let dir = tempfile::tempdir().unwrap();
+    hub_cli(
+        &dir.path().join("data"),
+        &["registry", "import", seed_dir().to_str().unwrap()],
+    );
+    let hub = Hub::start_with(dir, "[events.webhooks]\ninsecure_allow_loopback = true\n").await;
+    let sw = hub.token("sw", "write");
+    let (s, body) = hub
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/subscriptions",
+            Some(&sw),
+            Some(json!({"url": "http://127.0.0.1:9/hook"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, _) = hub
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/subscriptions",
+            Some(&sw),
+            Some(json!({"url": "http://169.254.169.254/"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "never link-local");
+    let log = std::fs::read_to_string(hub.dir.path().join("hub.log")).unwrap();
+    assert!(
+        log.contains("WARN") && log.contains("insecure_allow_loopback"),
+        "{log}"
+    );
 }

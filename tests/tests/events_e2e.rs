@@ -2,7 +2,7 @@
 //! (every dialect, both serial lines) → mosquitto site broker → edge → hub. Each incident raises
 //! exactly one event of the right type and severity on the right component (from
 //! `config/registry/sensors.csv`), each event reaches exactly the departments `config/sharing.toml`
-//! names (REST with department tokens, 403 elsewhere; MQTT `wangge/v1/events/{department}/{type}`),
+//! names (REST with department tokens, 404 elsewhere; MQTT `wangge/v1/events/{department}/{type}`),
 //! and the SSE stream delivers every change, resumed with `Last-Event-ID` across a hub `kill -9`.
 //!
 //! Clocks: the simulator runs 10× faster than the wall clock (`--interval-scale 0.1`) with its
@@ -453,7 +453,7 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
     }
 
     // 2. Each event is visible to exactly the departments the sharing rules name: in their lists,
-    //    readable by id, and 403 for everyone else.
+    //    readable by id, and 404 for everyone else (the same answer as for no such event).
     let sharing: toml::Value = toml::from_str(
         &std::fs::read_to_string(workspace_root().join("config/sharing.toml")).unwrap(),
     )
@@ -483,7 +483,7 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
             let id = e["id"].to_string();
             let id_path = id.trim_matches('"');
             let (status, body) = get_as(&hub, &token, &format!("/api/v1/events/{id_path}"));
-            let want_status = if should.contains(&id) { 200 } else { 403 };
+            let want_status = if should.contains(&id) { 200 } else { 404 };
             assert_eq!(
                 status, want_status,
                 "department {dept}, event {id} ({} on {}): {body}",

@@ -8,6 +8,7 @@
 //! MQTT: [`run_mqtt`] publishes each change on `wangge/v1/events/{department}/{type}` for every
 //! department that receives it, resuming from a durable cursor after a restart.
 
+use crate::egress::{AllowError, Egress, GuardedResolver, Refusal, RefusedAddress, Stage};
 use crate::model::now_ns;
 use crate::store::{AttemptOutcome, Delivery, Subscription};
 use crate::Events;
@@ -27,8 +28,8 @@ pub const MQTT_CURSOR: &str = "mqtt";
 /// Changes read from the outbox per round.
 const FAN_OUT_PAGE: usize = 500;
 
-/// Webhook delivery limits.
-#[derive(Debug, Clone, Deserialize)]
+/// Webhook delivery limits and the SSRF guard's policy (`[events.webhooks]` in hub.toml).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     /// First retry delay; doubles per failed attempt. Default 1000 ms.
@@ -43,6 +44,16 @@ pub struct WebhookConfig {
     pub batch_max: usize,
     /// Longest sleep between rounds when nothing wakes the worker. Default 1000 ms.
     pub poll_interval_ms: u64,
+    /// Private targets the operator permits (the SSRF guard refuses 10/8, 172.16/12,
+    /// 192.168/16, 100.64/10, fc00::/7 otherwise): CIDRs (`"10.12.0.0/16"`) or host names
+    /// (`"platform.example"`, exact, whose addresses may then be private). Never opens loopback,
+    /// link-local, unspecified, multicast or broadcast addresses. Default: empty.
+    pub allow: Vec<String>,
+    /// INSECURE, for tests and one-machine demos only: lets webhooks go to loopback
+    /// (127/8, ::1) — and so lets any department's write token reach the hub's own loopback
+    /// services. Link-local, unspecified and metadata addresses stay refused. Logged as a
+    /// warning at start. Default false.
+    pub insecure_allow_loopback: bool,
 }
 
 impl Default for WebhookConfig {
@@ -54,11 +65,18 @@ impl Default for WebhookConfig {
             timeout_ms: 10_000,
             batch_max: 16,
             poll_interval_ms: 1000,
+            allow: Vec::new(),
+            insecure_allow_loopback: false,
         }
     }
 }
 
 impl WebhookConfig {
+    /// The SSRF guard this configuration describes (an error names the bad `allow` entry).
+    pub fn egress(&self) -> Result<Egress, AllowError> {
+        Egress::new(&self.allow, self.insecure_allow_loopback)
+    }
+
     /// Delay before attempt `attempts + 1`, after `attempts` failures (≥ 1).
     pub fn backoff_ms(&self, attempts: u32) -> u64 {
         let exp = attempts.saturating_sub(1).min(32);
@@ -134,8 +152,86 @@ pub fn fan_out(events: &Events) -> Result<(), crate::store::StoreError> {
     Ok(())
 }
 
+/// What a department may learn about a failed attempt: a short class, never the response body
+/// nor the client's error text (which could carry what an internal host answered).
+pub mod error_class {
+    pub const TIMEOUT: &str = "timeout";
+    pub const CONNECT: &str = "connect";
+    pub const DNS: &str = "dns";
+    pub const REFUSED_ADDRESS: &str = "refused_address";
+    pub const HTTP_3XX: &str = "http_3xx";
+    pub const HTTP_4XX: &str = "http_4xx";
+    pub const HTTP_5XX: &str = "http_5xx";
+    pub const HTTP_OTHER: &str = "http_other";
+    pub const REQUEST: &str = "request";
+    /// Every class; anything else stored (rows from before the classes) is shown as `request`.
+    pub const ALL: [&str; 9] = [
+        TIMEOUT,
+        CONNECT,
+        DNS,
+        REFUSED_ADDRESS,
+        HTTP_3XX,
+        HTTP_4XX,
+        HTTP_5XX,
+        HTTP_OTHER,
+        REQUEST,
+    ];
+
+    /// The class to show for a stored error string.
+    pub fn shown(stored: &str) -> &'static str {
+        ALL.iter()
+            .find(|c| **c == stored)
+            .copied()
+            .unwrap_or(REQUEST)
+    }
+}
+
+/// The guard's refusal in a client error's source chain, if that is why it failed.
+fn refused_in(e: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<RefusedAddress>() {
+            return Some(r.reason);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn classify_error(e: &reqwest::Error) -> &'static str {
+    if refused_in(e).is_some() {
+        return error_class::REFUSED_ADDRESS;
+    }
+    if e.is_timeout() {
+        return error_class::TIMEOUT;
+    }
+    // The guarded resolver passes the system resolver's io::Error through.
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains("failed to lookup address") {
+            return error_class::DNS;
+        }
+        cur = err.source();
+    }
+    if e.is_connect() {
+        error_class::CONNECT
+    } else {
+        error_class::REQUEST
+    }
+}
+
+fn classify_status(code: reqwest::StatusCode) -> &'static str {
+    match code.as_u16() {
+        300..=399 => error_class::HTTP_3XX,
+        400..=499 => error_class::HTTP_4XX,
+        500..=599 => error_class::HTTP_5XX,
+        _ => error_class::HTTP_OTHER,
+    }
+}
+
 async fn attempt(
     client: &reqwest::Client,
+    egress: &Egress,
     cfg: &WebhookConfig,
     d: &Delivery,
     body: String,
@@ -144,26 +240,50 @@ async fn attempt(
     let attempt_no = d.attempts + 1;
     let uid = format!("{}.{}", d.id, attempt_no);
     let signature = sign(&sub.secret, body.as_bytes());
-    let sent = client
-        .post(&sub.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, signature)
-        .header(EVENT_ID_HEADER, d.event_id.to_string())
-        .header(DELIVERY_HEADER, &uid)
-        .header("X-Wangge-Event-Version", d.version.to_string())
-        .body(body)
-        .send()
-        .await;
-    let (http_status, error, success) = match sent {
-        Ok(resp) => {
-            let code = resp.status();
-            (
-                Some(i64::from(code.as_u16())),
-                (!code.is_success()).then(|| format!("HTTP {code}")),
-                code.is_success(),
-            )
+    // A literal address is never resolved, so the resolver cannot see it: checked here.
+    let literal = match reqwest::Url::parse(&sub.url) {
+        Ok(u) => egress
+            .check_literal(&u)
+            .map_err(|_| error_class::REFUSED_ADDRESS),
+        Err(_) => Err(error_class::REQUEST),
+    };
+    let (http_status, error, success) = match literal {
+        Err(class) => (None, Some(class), false),
+        Ok(()) => {
+            let sent = client
+                .post(&sub.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(SIGNATURE_HEADER, signature)
+                .header(EVENT_ID_HEADER, d.event_id.to_string())
+                .header(DELIVERY_HEADER, &uid)
+                .header("X-Wangge-Event-Version", d.version.to_string())
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                // The body is never read: it is the receiver's, and showing it would turn the
+                // hub into a reader of whatever answers at the URL.
+                Ok(resp) => {
+                    let code = resp.status();
+                    if code.is_redirection() {
+                        // Not followed (`redirect::Policy::none()`): a failed attempt.
+                        egress.metrics().count(Stage::Deliver, Refusal::Redirect);
+                    }
+                    (
+                        Some(i64::from(code.as_u16())),
+                        (!code.is_success()).then(|| classify_status(code)),
+                        code.is_success(),
+                    )
+                }
+                Err(e) => {
+                    if let Some(r) = refused_in(&e) {
+                        egress.metrics().count(Stage::Deliver, r);
+                    }
+                    tracing::debug!(delivery = %uid, error = %e, "webhook client error");
+                    (None, Some(classify_error(&e)), false)
+                }
+            }
         }
-        Err(e) => (None, Some(e.to_string()), false),
     };
     let failures = u32::try_from(attempt_no).unwrap_or(u32::MAX);
     let retry_at_ns = (!success && failures < cfg.attempts_max).then(|| {
@@ -177,10 +297,23 @@ async fn attempt(
     AttemptOutcome {
         delivery_uid: uid,
         http_status,
-        error,
+        error: error.map(str::to_string),
         success,
         retry_at_ns,
     }
+}
+
+/// The webhook HTTP client: the guard's resolver (connects only to checked addresses), no
+/// redirects, no proxy from the environment (a proxy would resolve and connect past the guard).
+pub fn webhook_client(cfg: &WebhookConfig, egress: &Egress) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(cfg.timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(std::sync::Arc::new(GuardedResolver {
+            egress: egress.clone(),
+        }))
+        .build()
 }
 
 /// One round: fan out, then attempt every due delivery (up to `batch_max` concurrently).
@@ -190,11 +323,12 @@ pub async fn deliver_round(
 ) -> Result<usize, crate::store::StoreError> {
     fan_out(events)?;
     let cfg = events.webhook_config();
+    let egress = events.egress();
     let due = events.store().due_deliveries(now_ns(), cfg.batch_max)?;
     let n = due.len();
     let outcomes = futures::future::join_all(
         due.iter()
-            .map(|(d, body, sub)| attempt(client, cfg, d, body.clone(), sub)),
+            .map(|(d, body, sub)| attempt(client, egress, cfg, d, body.clone(), sub)),
     )
     .await;
     for ((d, _, _), o) in due.iter().zip(outcomes) {
@@ -206,10 +340,7 @@ pub async fn deliver_round(
 /// The webhook worker: spawn it once; abort it on shutdown (all its state is in the store).
 pub async fn run_webhooks(events: Events) {
     let cfg = events.webhook_config().clone();
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_millis(cfg.timeout_ms))
-        .build()
-    {
+    let client = match webhook_client(&cfg, events.egress()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhook client could not be built; webhooks disabled");

@@ -69,6 +69,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     allowed: Option<Vec<&'static str>>,
+    /// The request field at fault, as the hub's own errors name it.
+    field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -78,6 +80,23 @@ impl ApiError {
             code,
             message: message.into(),
             allowed: None,
+            field: None,
+        }
+    }
+    /// 422: well-formed, but the value is refused (a forbidden webhook target, an unknown
+    /// department), naming the field.
+    fn unprocessable(
+        code: &'static str,
+        field: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            field: Some(field),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                format!("field `{field}`: {}", message.into()),
+            )
         }
     }
     fn bad_request(message: impl Into<String>) -> ApiError {
@@ -97,6 +116,9 @@ impl IntoResponse for ApiError {
         if let Some(a) = self.allowed {
             err["allowed"] = json!(a);
         }
+        if let Some(f) = self.field {
+            err["field"] = json!(f);
+        }
         (self.status, Json(json!({ "error": err }))).into_response()
     }
 }
@@ -110,6 +132,7 @@ impl From<StoreError> for ApiError {
                 code: "invalid_transition",
                 message: e.to_string(),
                 allowed: Some(allowed.clone()),
+                field: None,
             },
             StoreError::MissingDepartment => {
                 ApiError::bad_request("field `department`: dispatch needs a department")
@@ -221,20 +244,75 @@ async fn list_events(
         limit,
     };
     let events = state.events.clone();
-    let (items, next) = blocking(move || {
-        let page = events.store().list(&query)?;
-        let next = (page.len() == limit)
-            .then(|| page.last().map(|e| e.id.to_string()))
-            .flatten();
-        let items: Vec<Json_> = page
-            .iter()
-            .filter(|e| events.actor_sees(&actor, e))
-            .map(|e| e.to_json())
-            .collect();
-        Ok((items, next))
-    })
-    .await?;
+    let (items, next) = blocking(move || visible_page(&events, &actor, query, limit)).await?;
     Ok(Json(json!({ "items": items, "next": next })))
+}
+
+/// Rows read from the store per round while filling a page with visible events.
+const SCAN_PAGE: usize = 500;
+
+/// One page of the events `actor` sees, newest first, and the cursor of the next page.
+///
+/// Visibility is applied before the page is cut: the store is read in rounds until `limit`
+/// visible events are found plus one more (which proves a next page exists) or the store has
+/// no more rows. So `next` is non-null only when another visible event exists, a page is never
+/// empty with a `next`, and the cursor is the id of the last event returned — neither says
+/// anything about events the department cannot see. The cost is a scan of the hidden rows in
+/// between (rows are read by primary key, component lookups are cached per request).
+fn visible_page(
+    events: &Events,
+    actor: &Actor,
+    query: ListQuery,
+    limit: usize,
+) -> Result<(Vec<Json_>, Option<String>), ApiError> {
+    let mut ctx_cache: HashMap<String, Option<crate::model::ComponentCtx>> = HashMap::new();
+    let mut sees = |e: &crate::model::Event| {
+        if actor.scope == Scope::Admin {
+            return true;
+        }
+        let ctx = ctx_cache
+            .entry(e.component_id.clone())
+            .or_insert_with(|| events.directory().component(&e.component_id));
+        events.sharing().actor_sees(actor, e, ctx.as_ref())
+    };
+    let mut items = Vec::new();
+    let mut last_id = None;
+    let mut before = query.before_id;
+    let mut more = false;
+    'scan: loop {
+        let round = ListQuery {
+            before_id: before,
+            limit: SCAN_PAGE,
+            ..query.clone()
+        };
+        let rows = events.store().list(&round)?;
+        for e in &rows {
+            if sees(e) {
+                if items.len() == limit {
+                    more = true;
+                    break 'scan;
+                }
+                items.push(e.to_json());
+                last_id = Some(e.id);
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == SCAN_PAGE => before = Some(last.id),
+            _ => break,
+        }
+    }
+    let next = if more {
+        last_id.map(|id| id.to_string())
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+/// The answer for an event the caller may not see: the same 404 as for one that does not exist,
+/// so probing ids proves nothing (a 403 would say "it exists, elsewhere"). Still audited.
+fn hidden(id: i64) -> ApiError {
+    ApiError::not_found(format!("event {id} not found"))
 }
 
 async fn get_event(
@@ -252,9 +330,7 @@ async fn get_event(
             .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
         if !events.actor_sees(&actor, &event) {
             events.audit_denied(&actor, "read", Some(id), "event not shared with department");
-            return Err(ApiError::forbidden(format!(
-                "event {id} is not shared with your department"
-            )));
+            return Err(hidden(id));
         }
         let mut body = event.to_json();
         body["history"] = json!(events.store().history(id)?);
@@ -315,15 +391,32 @@ async fn transition(
                 Some(id),
                 "event not shared with department",
             );
-            return Err(ApiError::forbidden(format!(
-                "event {id} is not shared with your department"
-            )));
+            return Err(hidden(id));
         }
         if actor.scope < Scope::Write {
             events.audit_denied(&actor, action.name(), Some(id), "read-only token");
             return Err(ApiError::forbidden(
                 "a read-only token cannot act on events",
             ));
+        }
+        // A dispatch names who receives the event: only a registered department, or the
+        // event would be shared with a name that any later token could be issued for.
+        if action == Action::Dispatch {
+            if let Some(d) = req.department.as_deref() {
+                if !events.directory().department_exists(d) {
+                    events.audit_denied(
+                        &actor,
+                        action.name(),
+                        Some(id),
+                        "dispatch to an unknown department",
+                    );
+                    return Err(ApiError::unprocessable(
+                        "unknown_department",
+                        "department",
+                        format!("{d:?} is not a registered department"),
+                    ));
+                }
+            }
         }
         let change = events.transition(id, &actor, &req, now_ns())?;
         Ok(Json(change.event.to_json()))
@@ -526,6 +619,21 @@ async fn create_subscription(
             "a token without a department cannot subscribe",
         ));
     }
+    // The SSRF guard, last: only an authorised caller makes the hub resolve a name.
+    let timeout = std::time::Duration::from_millis(state.events.webhook_config().timeout_ms);
+    if let Err(refused) = state.events.egress().check_url(url, timeout).await {
+        state.events.audit_denied(
+            &actor,
+            "subscribe",
+            None,
+            &format!("webhook url refused: {refused}"),
+        );
+        return Err(ApiError::unprocessable(
+            "refused_url",
+            "url",
+            refused.to_string(),
+        ));
+    }
     let sub = state.events.store().create_subscription(
         url,
         &secret,
@@ -609,13 +717,13 @@ async fn list_deliveries(
                 "attempts": d.attempts,
                 "next_attempt": rfc3339(d.next_attempt_ns),
                 "last_status": d.last_status,
-                "last_error": d.last_error,
+                "last_error": d.last_error.as_deref().map(crate::delivery::error_class::shown),
                 "delivered_at": d.delivered_at_ns.map(rfc3339),
                 "history": attempts.iter().map(|a| json!({
                     "delivery": a.delivery_uid,
                     "at": rfc3339(a.at_ns),
                     "http_status": a.http_status,
-                    "error": a.error,
+                    "error": a.error.as_deref().map(crate::delivery::error_class::shown),
                 })).collect::<Vec<_>>(),
             })
         })

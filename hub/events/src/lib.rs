@@ -14,6 +14,7 @@
 //! and its outbox row; every delivery channel reads the outbox, so none can miss a change.
 
 pub mod delivery;
+pub mod egress;
 pub mod http;
 pub mod lifecycle;
 pub mod model;
@@ -47,6 +48,12 @@ pub trait ComponentDirectory: Send + Sync {
     fn reading_counts(&self, _from_ns: i64, _to_ns: i64) -> Vec<ReadingCount> {
         Vec::new()
     }
+
+    /// Whether `department` is registered (dispatch targets must be). The default knows none,
+    /// so a directory that cannot tell refuses every dispatch rather than allowing any name.
+    fn department_exists(&self, _department: &str) -> bool {
+        false
+    }
 }
 
 /// Data completeness of one component over a period.
@@ -78,7 +85,12 @@ impl EventsConfig {
     }
 }
 
-/// The `[events]` section a hub config file can embed (all optional; defaults are built in).
+/// An `[events]` section for embedders of this crate (all optional; defaults are built in).
+///
+/// The hub does not use this type: its `[events]` is `hub::config::EventsSection` (keys
+/// `enabled`, `rules_path`, `sharing_path`, `tick_interval_ms`), which embeds the same
+/// [`Deadlines`] and [`WebhookConfig`], so `[events.deadlines]` and `[events.webhooks]` mean the
+/// same keys in both.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsSection {
@@ -128,6 +140,8 @@ struct Inner {
     sharing: SharingConfig,
     directory: Arc<dyn ComponentDirectory>,
     webhooks: WebhookConfig,
+    /// The SSRF guard built from `webhooks` (allow list, loopback switch) and its counters.
+    egress: egress::Egress,
     /// The latest committed cursor: SSE streams, the webhook worker and the MQTT publisher wait on it.
     feed: watch::Sender<i64>,
 }
@@ -155,6 +169,17 @@ impl Events {
         config: EventsConfig,
         directory: Arc<dyn ComponentDirectory>,
     ) -> Result<Events, StoreError> {
+        let egress = config
+            .webhooks
+            .egress()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        if egress.insecure_allow_loopback() {
+            tracing::warn!(
+                "[events.webhooks] insecure_allow_loopback = true: webhooks may target loopback \
+                 (127/8, ::1), so any department's write token can make the hub POST to its own \
+                 loopback services; for tests and one-machine demos only"
+            );
+        }
         let last = store.last_cursor()?;
         let (feed, _) = watch::channel(last);
         // Re-attach what the store still holds raised, so a restart cannot leave it uncleared.
@@ -176,6 +201,7 @@ impl Events {
                 sharing: config.sharing,
                 directory,
                 webhooks: config.webhooks,
+                egress,
                 feed,
             }),
         })
@@ -195,6 +221,11 @@ impl Events {
 
     pub fn webhook_config(&self) -> &WebhookConfig {
         &self.inner.webhooks
+    }
+
+    /// The webhook SSRF guard (and its `wangge_webhook_refused_total` counters).
+    pub fn egress(&self) -> &egress::Egress {
+        &self.inner.egress
     }
 
     fn evaluator(&self) -> std::sync::MutexGuard<'_, Evaluator> {

@@ -69,7 +69,7 @@ pub fn allowed(from: Status) -> Vec<&'static str> {
 }
 
 /// Deadlines per severity, counted from the moment the hub registers the case.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Deadlines {
     /// Default 2 h.

@@ -41,6 +41,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("events database holds an invalid value: {0}")]
     Corrupt(String),
+    #[error("events configuration: {0}")]
+    Config(String),
     #[error("events database schema version {found} is newer than this build knows ({known})")]
     TooNew { found: i64, known: i64 },
 }

@@ -148,10 +148,19 @@ async fn a_department_sees_and_acts_only_on_what_is_shared_with_it_and_attempts_
     let (code, list) = get(&client, &format!("{base}/events"), "hb-write").await;
     assert_eq!(code, 200);
     assert!(list["items"].as_array().unwrap().is_empty());
+    // A hidden event answers exactly like one that does not exist (no existence oracle).
     let (code, err) = get(&client, &format!("{base}/events/{id}"), "hb-write").await;
+    let (_, missing) = get(&client, &format!("{base}/events/{}", id + 1000), "hb-write").await;
     assert_eq!(
         (code, err["error"]["code"].as_str()),
-        (403, Some("forbidden"))
+        (404, Some("not_found"))
+    );
+    assert_eq!(
+        err["error"]["message"].as_str().map(|m| m.replace(&id.to_string(), "ID")),
+        missing["error"]["message"]
+            .as_str()
+            .map(|m| m.replace(&(id + 1000).to_string(), "ID")),
+        "same message as a missing event"
     );
     let (code, _) = post(
         &client,
@@ -160,10 +169,10 @@ async fn a_department_sees_and_acts_only_on_what_is_shared_with_it_and_attempts_
         json!({"action": "acknowledge"}),
     )
     .await;
-    assert_eq!(code, 403);
+    assert_eq!(code, 404);
     // xf sees the smoke detector's events, not this one.
     let (code, _) = get(&client, &format!("{base}/events/{id}"), "xf-write").await;
-    assert_eq!(code, 403);
+    assert_eq!(code, 404);
     // The owner department and admin see it.
     assert_eq!(
         get(&client, &format!("{base}/events/{id}"), "sw-read")
@@ -380,7 +389,8 @@ async fn subscriptions_belong_to_their_department_and_lists_page_with_next() {
         &client,
         &format!("{base}/subscriptions"),
         "sw-write",
-        json!({"url": "http://127.0.0.1:9/hook"}),
+        // A public documentation address (TEST-NET-1): nothing is delivered in this test.
+        json!({"url": "http://192.0.2.10:9/hook"}),
     )
     .await;
     assert_eq!(code, 201);

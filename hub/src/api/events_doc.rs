@@ -129,7 +129,8 @@ pub fn get_event() {}
 /// Moves an event through the closed loop; 409 names the allowed actions.
 #[utoipa::path(post, path = "/api/v1/events/{id}/transitions", tag = "events",
     params(("id" = i64, Path)), request_body = Transition, security(("bearer" = [])),
-    responses((status = 200, body = Event), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Event), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "dispatch to an unregistered department")))]
 pub fn transition() {}
 
 /// Server-sent events (`event: event`, `data:` Event JSON, `id:` cursor), resumable with
@@ -146,7 +147,8 @@ pub fn list_subscriptions() {}
 /// Creates a webhook subscription; the secret is shown once.
 #[utoipa::path(post, path = "/api/v1/subscriptions", tag = "subscriptions",
     request_body = NewSubscription, security(("bearer" = [])),
-    responses((status = 201, body = Subscription), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = Subscription), (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "url refused by the SSRF guard")))]
 pub fn create_subscription() {}
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{id}", tag = "subscriptions",

@@ -372,6 +372,16 @@ fn not_yours(p: &Principal, id: &str) -> ApiError {
 }
 
 /// Checks a write on component `id` (its current state, if any, and the `input` it would get).
+///
+/// Besides "owned or maintained, before and after", a department token may not move
+/// responsibility: the owner and maintainer departments decide who sees the component's events
+/// (sharing) and who may change it, so a department that could set them could hand its
+/// components' events to anyone, or claim another department's component by naming itself
+/// maintainer. Hence, for a token that is not admin:
+/// - replacing a component keeps its owner and maintainer departments (403 otherwise);
+/// - creating one (POST, or PUT of a new id) requires the department to be both its owner and
+///   its maintainer (after the class defaults apply); assigning it to another department is an
+///   admin act.
 fn check_component_write(
     reg: &dyn RegistryAdmin,
     p: &Principal,
@@ -381,14 +391,46 @@ fn check_component_write(
     if p.scope == Scope::Admin {
         return Ok(());
     }
-    if let Some(existing) = reg.component(id)? {
-        if !may_write(p, &existing) {
+    let existing = reg.component(id)?;
+    if let Some(existing) = &existing {
+        if !may_write(p, existing) {
             return Err(not_yours(p, id));
         }
     }
-    if let Some(input) = input {
-        if !may_write(p, &reg.preview_component(id, input)?) {
-            return Err(not_yours(p, id));
+    let Some(input) = input else {
+        return Ok(());
+    };
+    let after = reg.preview_component(id, input)?;
+    match &existing {
+        Some(before) => {
+            if before.owner_department != after.owner_department
+                || before.maintainer_department != after.maintainer_department
+            {
+                return Err(ApiError::forbidden(format!(
+                    "component {id}: changing its owner or maintainer department needs an admin token \
+                     (owner {} → {}, maintainer {} → {})",
+                    before.owner_department.as_deref().unwrap_or("none"),
+                    after.owner_department.as_deref().unwrap_or("none"),
+                    before.maintainer_department.as_deref().unwrap_or("none"),
+                    after.maintainer_department.as_deref().unwrap_or("none"),
+                )));
+            }
+        }
+        None => {
+            let d = p.department.as_deref();
+            if d.is_none()
+                || after.owner_department.as_deref() != d
+                || after.maintainer_department.as_deref() != d
+            {
+                return Err(ApiError::forbidden(format!(
+                    "component {id}: department {} may create only components it both owns and \
+                     maintains (this one: owner {}, maintainer {}); assigning one to another \
+                     department needs an admin token",
+                    d.unwrap_or("(none)"),
+                    after.owner_department.as_deref().unwrap_or("none"),
+                    after.maintainer_department.as_deref().unwrap_or("none"),
+                )));
+            }
         }
     }
     Ok(())

@@ -108,6 +108,14 @@ impl SqliteRegistry {
         Ok(paginate(items, limit, key))
     }
 
+    /// Whether department `id` is registered (the events engine's dispatch check).
+    pub fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1 FROM departments WHERE id = ?1")?
+                .exists(params![id])
+        })
+    }
+
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,

@@ -24,7 +24,13 @@ impl ComponentDirectory for Directory {
             expected: 100,
         }]
     }
+    fn department_exists(&self, d: &str) -> bool {
+        DEPARTMENTS.contains(&d)
+    }
 }
+
+/// The registered departments of these tests.
+pub const DEPARTMENTS: [&str; 3] = ["sw", "xf", "hb"];
 
 fn ctx(t: &str, grid: &str, owner: &str, maintainer: &str) -> ComponentCtx {
     ComponentCtx {
