@@ -10,13 +10,13 @@ use hub::ingest::{self, IngestConfig, IngestHandle};
 use hub::registry::{seed, RegistryAdmin, SqliteRegistry};
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::TimeSeriesSink;
+use ingest_support::mosquitto_clients::{publish_once, Sub};
 use ingest_support::{batch, eventually, now_ns, readings};
 use protocol::uplink::{mac_key, topics};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Hub {
@@ -66,79 +66,8 @@ fn start_hub() -> Hub {
     }
 }
 
-/// A running `mosquitto_sub -v`, its lines collected.
-struct Sub {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Sub {
-    fn start(port: u16, user: &str, password: &str, client_id: &str, filters: &[&str]) -> Sub {
-        let mut c = Command::new("mosquitto_sub");
-        c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311"])
-            .args(["-u", user, "-P", password, "-i", client_id, "-v", "-q", "1"]);
-        for f in filters {
-            c.args(["-t", f]);
-        }
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mosquitto_sub (mosquitto-clients) is installed: scripts/install-test-deps");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for out in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for l in BufReader::new(out).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(l);
-                }
-            });
-        }
-        Sub { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// The exit status within `secs`, `None` if it still runs.
-    fn exited_within(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `mosquitto_pub` once; true if it got its message acknowledged (QoS 1) and exited 0.
 fn publish(port: u16, user: &str, password: &str, topic: &str, retain: bool) -> bool {
-    let mut c = Command::new("mosquitto_pub");
-    c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311"])
-        .args(["-u", user, "-P", password, "-i", user, "-q", "1"])
-        .args(["-t", topic, "-m", "junk"]);
-    if retain {
-        c.arg("-r");
-    }
-    c.output()
-        .expect("mosquitto_pub is installed")
-        .status
-        .success()
+    publish_once(port, user, password, topic, retain, None)
 }
 
 /// Edge A's side, published with its own credentials the way an edge does: sealed batches.
@@ -198,11 +127,7 @@ async fn edge_b_cannot_subscribe_to_edge_as_topics_or_to_any_events() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     for s in spies.iter().chain([&own]) {
-        let seen: Vec<String> = s
-            .lines()
-            .into_iter()
-            .filter(|l| l.starts_with("wangge/"))
-            .collect();
+        let seen = s.messages();
         assert!(seen.is_empty(), "edge-b received {seen:?}");
     }
     assert_eq!(hub.broker.metrics.refused_subscribe.load(Relaxed), 6);
@@ -291,11 +216,7 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
     ));
     edge_a_publishes(&hub, &a, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let got: Vec<String> = watcher
-        .lines()
-        .into_iter()
-        .filter(|l| l.starts_with("wangge/"))
-        .collect();
+    let got = watcher.messages();
     assert!(
         got.is_empty(),
         "forged events reached a department: {got:?}"

@@ -488,6 +488,10 @@ async fn an_edge_delivers_over_the_tls_listener() {
         }),
     );
     let tls_port = hub.broker.tls_listen.expect("tls listener").port();
+    assert_eq!(
+        hub.broker.listen, None,
+        "with TLS configured the plain listener is off (broker.keep_plain = false)"
+    );
     assert!(matches!(
         connect_edge(tls_port, "edge-tls", "wrong", Some(ca.clone())).await,
         Login::Refused(_)

@@ -7,14 +7,13 @@ use hub::ingest::{self, IngestConfig, RejectReason};
 use hub::registry::{seed, RegistryAdmin, SqliteRegistry};
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::{TimeSeriesQuery, TimeSeriesSink};
+use ingest_support::mosquitto_clients::{publish_once, Sub};
 use ingest_support::*;
 use protocol::uplink::topics;
 use protocol::uplink::{mac_key, AckOutcome};
 use protocol::Quantity;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// A mosquitto process on a free port, killed by its pid when dropped.
@@ -149,63 +148,6 @@ async fn batches_through_an_external_broker_are_verified_stored_and_acked() {
     }
 }
 
-/// `mosquitto_sub -v` lines, collected until dropped.
-struct Sub {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Sub {
-    fn start(port: u16, user: &str, password: &str, client_id: &str, filter: &str) -> Sub {
-        let mut child = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-V",
-                "mqttv311",
-                "-v",
-            ])
-            .args([
-                "-u", user, "-P", password, "-i", client_id, "-t", filter, "-q", "1",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub is installed");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let l = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                l.lock().unwrap().push(line);
-            }
-        });
-        Sub { child, lines }
-    }
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-    fn exited_within(&mut self, secs: u64) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The hub writes mosquitto's password and ACL files from its registry and has mosquitto reload
 /// them: each principal is confined by mosquitto itself, as by the embedded broker's gate
 /// (`hub/tests/broker_gate.rs`), except what mosquitto cannot express (SECURITY.md).
@@ -283,15 +225,15 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
             "edge-b",
             &b,
             "edge-b",
-            "wangge/v1/edges/edge-a/#",
+            &["wangge/v1/edges/edge-a/#"],
         ),
-        Sub::start(mosq.port, "edge-b", &b, "edge-b-2", "wangge/v1/events/#"),
-        Sub::start(mosq.port, "edge-b", &b, "edge-b-3", "#"),
+        Sub::start(mosq.port, "edge-b", &b, "edge-b-2", &["wangge/v1/events/#"]),
+        Sub::start(mosq.port, "edge-b", &b, "edge-b-3", &["#"]),
     ];
-    let cg_sub = Sub::start(mosq.port, &cg, &cg_secret, &cg, "wangge/v1/events/cg/#");
+    let cg_sub = Sub::start(mosq.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
     // B connecting with A's client id gets its own username as id (use_username_as_clientid):
     // A's session is not taken over.
-    let _takeover = Sub::start(mosq.port, "edge-b", &b, "edge-a", "x");
+    let _takeover = Sub::start(mosq.port, "edge-b", &b, "edge-a", &["x"]);
     let mut edge_a = match connect_edge(mosq.port, "edge-a", &a, None).await {
         Login::Ok(e) => e,
         Login::Refused(e) => panic!("{e}"),
@@ -301,20 +243,14 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
     let forged = batch("edge-a", 1, 1, readings("FORGED-M", t0, 10)).seal(&mac_key(&b));
     let f = work.path().join("forged.bin");
     std::fs::write(&f, forged).unwrap();
-    let _ = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &mosq.port.to_string(), "-q", "1"])
-        .args([
-            "-u",
-            "edge-b",
-            "-P",
-            &b,
-            "-t",
-            &topics::batches("edge-a"),
-            "-f",
-        ])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let _ = publish_once(
+        mosq.port,
+        "edge-b",
+        &b,
+        &topics::batches("edge-a"),
+        false,
+        Some(&f),
+    );
     let good = batch("edge-a", 1, 2, readings("MOSQ-A", t0, 20));
     let ack = loop {
         edge_a.publish_batch("edge-a", &good, &mac_key(&a)).await;
@@ -369,15 +305,30 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
 
     // Revoking B: the hub rewrites the files and has mosquitto reload; B's sessions end and B
     // cannot log in again.
-    let mut b_session = Sub::start(mosq.port, "edge-b", &b, "edge-b", &topics::acks("edge-b"));
-    assert!(!b_session.exited_within(1));
+    let mut b_session = Sub::start(
+        mosq.port,
+        "edge-b",
+        &b,
+        "edge-b",
+        &[&topics::acks("edge-b")],
+    );
+    assert!(b_session.exited_within(1).is_none());
     reg.revoke_edge("edge-b").unwrap();
     assert!(
-        b_session.exited_within(15),
+        b_session.exited_within(15).is_some(),
         "a revoked edge stayed connected to mosquitto"
     );
-    let mut again = Sub::start(mosq.port, "edge-b", &b, "edge-b", &topics::acks("edge-b"));
-    assert!(again.exited_within(10), "a revoked edge logged in again");
+    let mut again = Sub::start(
+        mosq.port,
+        "edge-b",
+        &b,
+        "edge-b",
+        &[&topics::acks("edge-b")],
+    );
+    assert!(
+        again.exited_within(10).is_some(),
+        "a revoked edge logged in again"
+    );
     let passwd = std::fs::read_to_string(files.join("passwd")).unwrap();
     assert!(!passwd.contains("edge-b:"), "{passwd}");
     assert!(!passwd.contains(&b), "the password file holds hashes only");

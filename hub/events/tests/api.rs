@@ -156,7 +156,9 @@ async fn a_department_sees_and_acts_only_on_what_is_shared_with_it_and_attempts_
         (404, Some("not_found"))
     );
     assert_eq!(
-        err["error"]["message"].as_str().map(|m| m.replace(&id.to_string(), "ID")),
+        err["error"]["message"]
+            .as_str()
+            .map(|m| m.replace(&id.to_string(), "ID")),
         missing["error"]["message"]
             .as_str()
             .map(|m| m.replace(&(id + 1000).to_string(), "ID")),

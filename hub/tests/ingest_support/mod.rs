@@ -1,6 +1,8 @@
 //! Shared parts of the ingest tests: an in-memory registry, an MQTT edge client, batches.
 #![allow(dead_code)]
 
+pub mod mosquitto_clients;
+
 use hub::registry::{secrets, EdgeCredentials, RegistryError, RegistryStore, SensorAssignment};
 use protocol::uplink::{
     mac_key, topics, Ack, EdgeStatus, Quality, Reading, ReadingFlags, UplinkBatch,
