@@ -93,6 +93,7 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     let (sub_tx, mut subscribed) = tokio::sync::mpsc::channel::<()>(2);
     let (mqtt_ev_tx, mut mqtt_events) = tokio::sync::mpsc::channel::<(String, Json)>(100);
     let sub = client.clone();
+    let ack_key = protocol::uplink::mac_key(&secret);
     tokio::spawn(async move {
         loop {
             match el.poll().await {
@@ -114,7 +115,7 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Ok(a) = Ack::decode(&p.payload) {
+                    if let Ok(a) = Ack::open(&p.payload, &ack_key, "edge-xq-01") {
                         let _ = ack_tx.send(a).await;
                     }
                 }

@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_gaps.sql",
         include_str!("../../migrations/0003_gaps.sql"),
     ),
+    (
+        4,
+        "0004_ingest_trust.sql",
+        include_str!("../../migrations/0004_ingest_trust.sql"),
+    ),
 ];
 
 /// Applies every migration newer than the database's version; returns the resulting version.
