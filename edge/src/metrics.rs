@@ -20,6 +20,19 @@ pub struct SourceMetrics {
     pub reconnects: AtomicU64,
 }
 
+/// Why an ack was ignored: no tag (`unsigned`), a tag that does not verify under this edge's
+/// key (`bad_mac`), sealed for another edge (`foreign`), an (epoch, seq) not in flight or
+/// already acked (`replayed`), another protocol version (`unknown_version`), or not decodable
+/// (`malformed`).
+pub const ACK_REJECT_REASONS: [&str; 6] = [
+    "unsigned",
+    "bad_mac",
+    "foreign",
+    "replayed",
+    "unknown_version",
+    "malformed",
+];
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub sources: Mutex<Vec<Arc<SourceMetrics>>>,
@@ -42,6 +55,9 @@ pub struct Metrics {
     pub readings_out: AtomicU64,
     pub gaps_reported: AtomicU64,
     pub acks_unexpected: AtomicU64,
+    /// Acks ignored, by reason (index into [`ACK_REJECT_REASONS`]): the buffer never moves on
+    /// them.
+    acks_rejected: [AtomicU64; ACK_REJECT_REASONS.len()],
     /// Readings acked per second (EWMA), ×1000 for integer storage.
     pub drain_rate_milli: AtomicU64,
     pub ingest_rate_milli: AtomicU64,
@@ -69,6 +85,24 @@ impl Metrics {
                 *m.entry((reason.to_string(), "(other)".into())).or_default() += 1;
             }
         }
+    }
+
+    /// Counts an ignored ack under `reason` (one of [`ACK_REJECT_REASONS`]; others count as
+    /// `malformed`).
+    pub fn ack_rejected(&self, reason: &str) {
+        let i = ACK_REJECT_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(ACK_REJECT_REASONS.len() - 1);
+        self.acks_rejected[i].fetch_add(1, Relaxed);
+    }
+
+    /// Acks ignored under `reason` so far.
+    pub fn acks_rejected(&self, reason: &str) -> u64 {
+        ACK_REJECT_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.acks_rejected[i].load(Relaxed))
     }
 
     /// Rejects summed by reason.
@@ -158,6 +192,18 @@ impl Metrics {
         ];
         for (name, c) in counters {
             let _ = writeln!(o, "# TYPE {name} counter\n{name} {}", c.load(Relaxed));
+        }
+        let _ = writeln!(
+            o,
+            "# HELP edge_acks_rejected_total Acks ignored (the buffer did not move), by reason.\n\
+             # TYPE edge_acks_rejected_total counter"
+        );
+        for (i, reason) in ACK_REJECT_REASONS.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "edge_acks_rejected_total{{reason=\"{reason}\"}} {}",
+                self.acks_rejected[i].load(Relaxed)
+            );
         }
         let _ = writeln!(
             o,

@@ -94,6 +94,7 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     let (mqtt_ev_tx, mut mqtt_events) = tokio::sync::mpsc::channel::<(String, Json)>(100);
     let sub = client.clone();
     let edge_subscribed = sub_tx.clone();
+    let ack_key = protocol::uplink::mac_key(&secret);
     tokio::spawn(async move {
         loop {
             match el.poll().await {
@@ -106,7 +107,7 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
                     let _ = edge_subscribed.try_send(());
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Ok(a) = Ack::decode(&p.payload) {
+                    if let Ok(a) = Ack::open(&p.payload, &ack_key, "edge-xq-01") {
                         let _ = ack_tx.send(a).await;
                     }
                 }

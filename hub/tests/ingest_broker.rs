@@ -280,7 +280,7 @@ async fn garbage_bad_mac_oversize_and_nan_are_rejected_and_counted() {
         &wrong_key,
     )
     .await;
-    edge.publish_raw(&topics::status("edge-1"), b"\x01garbage".to_vec())
+    edge.publish_raw(&topics::status("edge-1"), b"\x02garbage".to_vec())
         .await;
     edge.publish_batch(
         "edge-1",
@@ -363,6 +363,8 @@ async fn edge_status_is_recorded_in_the_registry() {
         online: true,
         version: "0.1.0".into(),
         epoch: 3,
+        counter: 1,
+        will_counter: 0,
         backlog_readings: 1234,
         backlog_bytes: 56789,
         oldest_unacked_ns: Some(1),

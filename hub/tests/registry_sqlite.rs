@@ -261,6 +261,8 @@ fn edge_status_and_unassigned_sensors_are_recorded() {
         online: true,
         version: "0.1.0".into(),
         epoch: 3,
+        counter: 1,
+        will_counter: 0,
         backlog_readings: 42,
         backlog_bytes: 4200,
         oldest_unacked_ns: None,
@@ -328,4 +330,91 @@ fn gaps_an_edge_reports_are_recorded_once_and_shown_on_the_edge() {
     reg.record_gaps("edge-xq-01", 5, 12, &gaps[..1], 300)
         .unwrap();
     assert_eq!(reg.list_edges(None, 10).unwrap().items[0].readings_lost, 16);
+}
+
+#[test]
+fn a_status_replayed_after_a_hub_restart_is_still_stale() {
+    use hub::registry::Freshness;
+    let (dir, reg) = seeded();
+    let st = |online: bool, counter: u64, will_counter: u64| protocol::uplink::EdgeStatus {
+        edge_id: "edge-xq-01".into(),
+        online,
+        version: "0.1.0".into(),
+        epoch: 5,
+        counter,
+        will_counter,
+        backlog_readings: counter,
+        backlog_bytes: 0,
+        oldest_unacked_ns: None,
+        ts_ns: 1,
+    };
+    assert_eq!(
+        reg.record_edge_status(&st(true, 1, 0)).unwrap(),
+        Freshness::Fresh
+    );
+    assert_eq!(
+        reg.record_edge_status(&st(true, 3, 2)).unwrap(),
+        Freshness::Fresh
+    );
+    drop(reg);
+    // The hub restarts: the mark (epoch 5, counter 3, will 2 pending) was persisted.
+    let reg = SqliteRegistry::open(&dir.path().join("registry.sqlite")).unwrap();
+    assert_eq!(
+        reg.record_edge_status(&st(true, 1, 0)).unwrap(),
+        Freshness::Stale
+    );
+    assert_eq!(
+        reg.record_edge_status(&st(false, 0, 0)).unwrap(),
+        Freshness::Stale
+    );
+    assert_eq!(
+        reg.record_edge_status(&st(true, 3, 2)).unwrap(),
+        Freshness::Same
+    );
+    assert_eq!(
+        reg.record_edge_status(&st(false, 2, 2)).unwrap(),
+        Freshness::AnnouncedWill
+    );
+    assert!(!reg.list_edges(None, 10).unwrap().items[0].online);
+    assert_eq!(
+        reg.record_edge_status(&st(false, 2, 2)).unwrap(),
+        Freshness::Stale
+    );
+    // A re-issued secret starts freshness over (a re-provisioned box restarts its epochs).
+    reg.add_edge("edge-xq-01", None, None).unwrap();
+    let mut again = st(true, 0, 0);
+    again.epoch = 1;
+    assert_eq!(reg.record_edge_status(&again).unwrap(), Freshness::Fresh);
+}
+
+#[test]
+fn a_foreign_sensor_is_audited_once_per_edge_and_sensor() {
+    let (_d, reg) = seeded();
+    assert!(reg
+        .audit_ingest(
+            "foreign_sensor",
+            "edge-xq-01",
+            "MH-9",
+            "sensor of edge-2",
+            1
+        )
+        .unwrap());
+    assert!(!reg
+        .audit_ingest(
+            "foreign_sensor",
+            "edge-xq-01",
+            "MH-9",
+            "sensor of edge-2",
+            2
+        )
+        .unwrap());
+    assert!(reg
+        .audit_ingest(
+            "foreign_sensor",
+            "edge-xq-02",
+            "MH-9",
+            "sensor of edge-2",
+            3
+        )
+        .unwrap());
 }

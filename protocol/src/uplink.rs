@@ -1,8 +1,9 @@
 //! Edge ↔ hub messages: canonical readings, uplink batches, acks and edge status.
 //!
-//! Every message is `version byte | postcard body`; an [`UplinkBatch`] is followed by a
-//! 32-byte HMAC-SHA256 tag keyed by the edge's MAC key, so the hub knows which edge really
-//! sent it whatever the broker does (see `protocol/README.md`).
+//! Every message is `version byte | postcard body | HMAC-SHA256 tag`: batches and statuses
+//! are sealed by the edge, acks by the hub, all under the edge's MAC key, each kind with its
+//! own domain-separation prefix in the MAC input so a tag of one kind never verifies as
+//! another (see `protocol/README.md`).
 
 use crate::{Quantity, Value};
 use alloc::string::String;
@@ -13,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Version byte of every edge ↔ hub message.
-pub const UPLINK_VERSION: u8 = 1;
-/// Length of the HMAC-SHA256 tag that ends an uplink batch.
+/// Version 2: acks are sealed and name their edge; statuses carry a freshness counter.
+pub const UPLINK_VERSION: u8 = 2;
+/// Length of the HMAC-SHA256 tag that ends every message.
 pub const MAC_BYTES: usize = 32;
 
 macro_rules! id_newtype {
@@ -141,8 +143,11 @@ pub struct UplinkBatch {
 }
 
 /// The hub's answer on `wangge/v1/edges/{edge_id}/acks`, sent only once the batch is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Sealed by the hub under the edge's key ([`Ack::seal`]) and naming the edge, so whoever can
+/// publish on the broker cannot make an edge drop readings the hub never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
+    pub edge_id: EdgeId,
     pub epoch: u64,
     pub seq: u64,
     pub outcome: AckOutcome,
@@ -166,6 +171,14 @@ pub struct EdgeStatus {
     pub online: bool,
     pub version: String,
     pub epoch: u64,
+    /// Freshness: counts this edge's statuses within `epoch` (the edge's last will included).
+    /// The hub keeps the newest (epoch, counter) it accepted and refuses anything not newer,
+    /// so a replayed status changes nothing.
+    pub counter: u64,
+    /// The counter of the last will the edge registered for its current connection (an
+    /// offline status names its own counter). The hub accepts that one will once even though
+    /// it is older than the online statuses that announced it.
+    pub will_counter: u64,
     pub backlog_readings: u64,
     pub backlog_bytes: u64,
     /// Timestamp of the oldest reading not yet acked, if any.
@@ -182,6 +195,10 @@ pub enum UplinkError {
     Malformed,
     /// The batch's tag does not verify with its edge's key: forged, or sent with a wrong secret.
     BadMac,
+    /// A whole, valid message body with no tag at all (an ack forged without a key).
+    Unsigned,
+    /// A correctly sealed message that names another edge.
+    Foreign,
 }
 
 impl UplinkError {
@@ -191,6 +208,8 @@ impl UplinkError {
             UplinkError::UnknownVersion(_) => "unknown_version",
             UplinkError::Malformed => "malformed",
             UplinkError::BadMac => "bad_mac",
+            UplinkError::Unsigned => "unsigned",
+            UplinkError::Foreign => "foreign",
         }
     }
 }
@@ -202,6 +221,8 @@ impl fmt::Display for UplinkError {
             UplinkError::Empty => f.write_str("empty payload"),
             UplinkError::Malformed => f.write_str("malformed postcard body"),
             UplinkError::BadMac => f.write_str("MAC does not verify with the edge's key"),
+            UplinkError::Unsigned => f.write_str("message carries no MAC"),
+            UplinkError::Foreign => f.write_str("message names another edge"),
         }
     }
 }
@@ -218,11 +239,67 @@ pub fn mac_key(secret: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn tag(key: &[u8; 32], signed: &[u8]) -> [u8; MAC_BYTES] {
+/// Which kind of message a tag seals. Its prefix goes into the MAC input before the message
+/// bytes, so a batch's tag can never be presented as a valid ack or status tag (nor the
+/// other way round), even if the bodies happened to decode as the other type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacDomain {
+    Batch,
+    Ack,
+    Status,
+}
+
+impl MacDomain {
+    pub const fn prefix(self) -> &'static [u8] {
+        match self {
+            MacDomain::Batch => b"wangge/v2/batch\0",
+            MacDomain::Ack => b"wangge/v2/ack\0",
+            MacDomain::Status => b"wangge/v2/status\0",
+        }
+    }
+}
+
+fn hmac(key: &[u8; 32], domain: MacDomain, signed: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length; this cannot fail.
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("hmac key of any length");
+    m.update(domain.prefix());
     m.update(signed);
-    m.finalize().into_bytes().into()
+    m
+}
+
+fn tag(key: &[u8; 32], domain: MacDomain, signed: &[u8]) -> [u8; MAC_BYTES] {
+    hmac(key, domain, signed).finalize().into_bytes().into()
+}
+
+/// Checks `bytes` = `signed | tag` under `key` in constant time and returns `signed`.
+fn check_tag<'a>(
+    key: &[u8; 32],
+    domain: MacDomain,
+    bytes: &'a [u8],
+) -> Result<&'a [u8], UplinkError> {
+    let (signed, t) = split_tag(bytes)?;
+    hmac(key, domain, signed)
+        .verify_slice(t)
+        .map_err(|_| UplinkError::BadMac)?;
+    Ok(signed)
+}
+
+/// Splits off the tag; the version byte is checked first so a peer of another protocol
+/// version is named as such, whatever its message looks like.
+fn split_tag(bytes: &[u8]) -> Result<(&[u8], &[u8]), UplinkError> {
+    let &version = bytes.first().ok_or(UplinkError::Empty)?;
+    if version != UPLINK_VERSION {
+        return Err(UplinkError::UnknownVersion(version));
+    }
+    if bytes.len() < 1 + MAC_BYTES {
+        return Err(UplinkError::Malformed);
+    }
+    Ok(bytes.split_at(bytes.len() - MAC_BYTES))
+}
+
+/// The version byte of a message, if any (for logs naming a peer's protocol version).
+pub fn version_of(bytes: &[u8]) -> Option<u8> {
+    bytes.first().copied()
 }
 
 fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
@@ -246,23 +323,13 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, UplinkError> {
 impl UplinkBatch {
     /// `version | postcard(batch) | HMAC-SHA256(key, version | postcard(batch))`.
     pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
-        let mut out = encode(self);
-        let t = tag(key, &out);
-        out.extend_from_slice(&t);
-        out
+        seal(self, key, MacDomain::Batch)
     }
 
     /// Decodes a sealed batch without checking its tag: the caller learns which edge it claims
     /// to be from, looks up that edge's key and calls [`Unverified::verify`].
     pub fn open(bytes: &[u8]) -> Result<Unverified<'_>, UplinkError> {
-        if bytes.len() < 1 + MAC_BYTES {
-            return Err(if bytes.is_empty() {
-                UplinkError::Empty
-            } else {
-                UplinkError::Malformed
-            });
-        }
-        let (signed, tag) = bytes.split_at(bytes.len() - MAC_BYTES);
+        let (signed, tag) = split_tag(bytes)?;
         let batch = decode(signed)?;
         Ok(Unverified { batch, signed, tag })
     }
@@ -278,19 +345,50 @@ pub struct Unverified<'a> {
 impl Unverified<'_> {
     /// Returns the batch if its tag verifies under `key` (constant-time comparison).
     pub fn verify(self, key: &[u8; 32]) -> Result<UplinkBatch, UplinkError> {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("hmac key of any length");
-        m.update(self.signed);
-        m.verify_slice(self.tag).map_err(|_| UplinkError::BadMac)?;
+        hmac(key, MacDomain::Batch, self.signed)
+            .verify_slice(self.tag)
+            .map_err(|_| UplinkError::BadMac)?;
         Ok(self.batch)
     }
 }
 
+fn seal<T: Serialize>(msg: &T, key: &[u8; 32], domain: MacDomain) -> Vec<u8> {
+    let mut out = encode(msg);
+    let t = tag(key, domain, &out);
+    out.extend_from_slice(&t);
+    out
+}
+
 impl Ack {
-    pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+    /// `version | postcard(ack) | HMAC-SHA256(key, "wangge/v2/ack" 00 | version | postcard(ack))`,
+    /// sealed by the hub under the key of the edge it answers.
+    pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
+        seal(self, key, MacDomain::Ack)
     }
-    pub fn decode(bytes: &[u8]) -> Result<Ack, UplinkError> {
-        decode(bytes)
+
+    /// Opens an ack addressed to `edge_id`: the version must be ours, the tag must verify
+    /// under `key` and the ack must name `edge_id`. A well-formed body without a tag is
+    /// [`UplinkError::Unsigned`], a sealed ack for another edge [`UplinkError::Foreign`].
+    /// Whether its (epoch, seq) is in flight is the edge's delivery window's business.
+    pub fn open(bytes: &[u8], key: &[u8; 32], edge_id: &str) -> Result<Ack, UplinkError> {
+        let &version = bytes.first().ok_or(UplinkError::Empty)?;
+        if version != UPLINK_VERSION {
+            return Err(UplinkError::UnknownVersion(version));
+        }
+        if decode::<Ack>(bytes).is_ok() {
+            return Err(UplinkError::Unsigned);
+        }
+        let ack: Ack = decode(check_tag(key, MacDomain::Ack, bytes)?)?;
+        if ack.edge_id.as_str() != edge_id {
+            return Err(UplinkError::Foreign);
+        }
+        Ok(ack)
+    }
+
+    /// The body without a tag. No edge accepts it ([`UplinkError::Unsigned`]); tests use it
+    /// to play a forger.
+    pub fn encode_unsigned(&self) -> Vec<u8> {
+        encode(self)
     }
 }
 
@@ -298,26 +396,14 @@ impl EdgeStatus {
     /// `version | postcard(status) | HMAC-SHA256(key, version | postcard(status))`, as a batch:
     /// the hub's broker has no per-topic ACL, so only the tag proves which edge sent a status.
     pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
-        let mut out = encode(self);
-        let t = tag(key, &out);
-        out.extend_from_slice(&t);
-        out
+        seal(self, key, MacDomain::Status)
     }
 
     /// Verifies a sealed status with the key of the edge its topic names, then decodes it.
+    /// Freshness is checked by the receiver against what it accepted before
+    /// ([`StatusMark::judge`]).
     pub fn open(bytes: &[u8], key: &[u8; 32]) -> Result<EdgeStatus, UplinkError> {
-        if bytes.len() < 1 + MAC_BYTES {
-            return Err(if bytes.is_empty() {
-                UplinkError::Empty
-            } else {
-                UplinkError::Malformed
-            });
-        }
-        let (signed, t) = bytes.split_at(bytes.len() - MAC_BYTES);
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("hmac key of any length");
-        m.update(signed);
-        m.verify_slice(t).map_err(|_| UplinkError::BadMac)?;
-        decode(signed)
+        decode(check_tag(key, MacDomain::Status, bytes)?)
     }
 
     /// The body without a tag (tests and tools that only read a status).
@@ -328,6 +414,64 @@ impl EdgeStatus {
     /// Decodes an untagged body (see [`EdgeStatus::encode`]).
     pub fn decode(bytes: &[u8]) -> Result<EdgeStatus, UplinkError> {
         decode(bytes)
+    }
+}
+
+/// What a receiver remembers of the last status it accepted from an edge, to refuse replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusMark {
+    pub epoch: u64,
+    pub counter: u64,
+    /// The will counter the last accepted online status announced, until that will arrives.
+    pub will_pending: Option<u64>,
+}
+
+/// How a status compares with the last accepted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Newer (epoch, counter): accept, remember [`StatusMark::after`].
+    Fresh,
+    /// The last will the accepted online status announced: accept once.
+    AnnouncedWill,
+    /// The status accepted last, again (a QoS 1 redelivery, the retained copy): harmless.
+    Same,
+    /// Older, or a will nobody announced: a replay, refused.
+    Stale,
+}
+
+impl StatusMark {
+    /// Judges `s` against `last` (`None`: nothing accepted yet, anything is fresh).
+    pub fn judge(last: Option<&StatusMark>, s: &EdgeStatus) -> Freshness {
+        let Some(last) = last else {
+            return Freshness::Fresh;
+        };
+        let (key, prev) = ((s.epoch, s.counter), (last.epoch, last.counter));
+        if key > prev {
+            Freshness::Fresh
+        } else if !s.online && s.epoch == last.epoch && last.will_pending == Some(s.counter) {
+            Freshness::AnnouncedWill
+        } else if key == prev {
+            Freshness::Same
+        } else {
+            Freshness::Stale
+        }
+    }
+
+    /// The mark after accepting `s` (judged `Fresh` or `AnnouncedWill`) over `last`.
+    pub fn after(last: Option<&StatusMark>, s: &EdgeStatus, f: Freshness) -> Option<StatusMark> {
+        match f {
+            Freshness::Fresh => Some(StatusMark {
+                epoch: s.epoch,
+                counter: s.counter,
+                will_pending: s.online.then_some(s.will_counter),
+            }),
+            // The will is spent: a second copy is stale.
+            Freshness::AnnouncedWill => last.map(|l| StatusMark {
+                will_pending: None,
+                ..*l
+            }),
+            Freshness::Same | Freshness::Stale => last.copied(),
+        }
     }
 }
 
@@ -399,18 +543,129 @@ mod tests {
             .is_err());
     }
 
-    #[test]
-    fn acks_and_status_round_trip_and_bad_versions_are_named() {
-        let ack = Ack {
-            epoch: 1,
-            seq: 2,
+    fn ack() -> Ack {
+        Ack {
+            edge_id: "edge-1".into(),
+            epoch: 7,
+            seq: 42,
             outcome: AckOutcome::Duplicate,
-        };
-        assert_eq!(Ack::decode(&ack.encode()), Ok(ack));
-        let mut b = ack.encode();
-        b[0] = 9;
-        assert_eq!(Ack::decode(&b), Err(UplinkError::UnknownVersion(9)));
-        assert_eq!(Ack::decode(&[]), Err(UplinkError::Empty));
+        }
+    }
+
+    fn status(online: bool, epoch: u64, counter: u64, will_counter: u64) -> EdgeStatus {
+        EdgeStatus {
+            edge_id: "edge-1".into(),
+            online,
+            version: "0.1.0".into(),
+            epoch,
+            counter,
+            will_counter,
+            backlog_readings: 0,
+            backlog_bytes: 0,
+            oldest_unacked_ns: None,
+            ts_ns: 1,
+        }
+    }
+
+    #[test]
+    fn a_sealed_ack_opens_only_for_its_edge_under_its_key() {
+        let key = mac_key("s3cret");
+        let bytes = ack().seal(&key);
+        assert_eq!(Ack::open(&bytes, &key, "edge-1"), Ok(ack()));
+        assert_eq!(
+            Ack::open(&bytes, &mac_key("other"), "edge-1"),
+            Err(UplinkError::BadMac)
+        );
+        assert_eq!(Ack::open(&bytes, &key, "edge-2"), Err(UplinkError::Foreign));
+        let mut tampered = bytes.clone();
+        tampered[3] ^= 1;
+        assert_eq!(
+            Ack::open(&tampered, &key, "edge-1"),
+            Err(UplinkError::BadMac)
+        );
+    }
+
+    #[test]
+    fn an_unsigned_or_old_version_ack_is_named_as_such() {
+        let key = mac_key("s3cret");
+        assert_eq!(
+            Ack::open(&ack().encode_unsigned(), &key, "edge-1"),
+            Err(UplinkError::Unsigned)
+        );
+        let mut old = ack().seal(&key);
+        old[0] = 1;
+        assert_eq!(
+            Ack::open(&old, &key, "edge-1"),
+            Err(UplinkError::UnknownVersion(1))
+        );
+        assert_eq!(Ack::open(&[], &key, "edge-1"), Err(UplinkError::Empty));
+        assert_eq!(
+            Ack::open(&[UPLINK_VERSION, 0xff], &key, "edge-1"),
+            Err(UplinkError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_tag_of_one_message_kind_never_verifies_as_another() {
+        let key = mac_key("s3cret");
+        // Same signed bytes, other domain: the batch tag over an ack body is refused.
+        let body = ack().encode_unsigned();
+        let mut as_batch = body.clone();
+        as_batch.extend_from_slice(&tag(&key, MacDomain::Batch, &body));
+        assert_eq!(
+            Ack::open(&as_batch, &key, "edge-1"),
+            Err(UplinkError::BadMac)
+        );
+        let st = status(true, 1, 1, 0).encode();
+        let mut as_ack = st.clone();
+        as_ack.extend_from_slice(&tag(&key, MacDomain::Ack, &st));
+        assert_eq!(EdgeStatus::open(&as_ack, &key), Err(UplinkError::BadMac));
+        let sealed = status(true, 1, 1, 0).seal(&key);
+        assert_eq!(EdgeStatus::open(&sealed, &key), Ok(status(true, 1, 1, 0)));
+    }
+
+    #[test]
+    fn a_replayed_online_status_is_stale_and_a_new_epoch_is_fresh() {
+        let first = status(true, 3, 1, 0);
+        let mark = StatusMark::after(None, &first, StatusMark::judge(None, &first));
+        let next = status(true, 3, 2, 0);
+        assert_eq!(StatusMark::judge(mark.as_ref(), &next), Freshness::Fresh);
+        let mark = StatusMark::after(mark.as_ref(), &next, Freshness::Fresh);
+        assert_eq!(StatusMark::judge(mark.as_ref(), &first), Freshness::Stale);
+        assert_eq!(StatusMark::judge(mark.as_ref(), &next), Freshness::Same);
+        assert_eq!(
+            StatusMark::judge(mark.as_ref(), &status(true, 4, 0, 0)),
+            Freshness::Fresh
+        );
+    }
+
+    #[test]
+    fn the_announced_will_is_accepted_once_and_an_old_one_never() {
+        // Connection 1: will 0, online 1 announcing will 0. Connection 2: will 2, online 3.
+        let online = status(true, 5, 3, 2);
+        let mark = StatusMark::after(None, &online, Freshness::Fresh);
+        assert_eq!(
+            StatusMark::judge(mark.as_ref(), &status(false, 5, 0, 0)),
+            Freshness::Stale,
+            "the will of an earlier connection"
+        );
+        let will = status(false, 5, 2, 2);
+        assert_eq!(
+            StatusMark::judge(mark.as_ref(), &will),
+            Freshness::AnnouncedWill
+        );
+        let mark = StatusMark::after(mark.as_ref(), &will, Freshness::AnnouncedWill);
+        assert_eq!(StatusMark::judge(mark.as_ref(), &will), Freshness::Stale);
+        assert_eq!(
+            StatusMark::judge(mark.as_ref(), &online),
+            Freshness::Same,
+            "the last online again changes nothing"
+        );
+        assert_eq!(
+            StatusMark::judge(mark.as_ref(), &status(false, 4, 9, 9)),
+            Freshness::Stale,
+            "a will of an older epoch"
+        );
     }
 
     #[test]

@@ -60,3 +60,27 @@ fn the_readme_is_in_sync_with_this_test() {
         "protocol/README.md must show the worked example's bytes"
     );
 }
+
+/// The sealed ack of protocol/README.md ("Worked example: a sealed ack"): edge `edge-1`, epoch
+/// 7, seq 42, stored, under the MAC key of the secret `s3cret`.
+const README_ACK_HEX: &str = "02 06 65 64 67 65 2d 31 07 2a 00 fa 35 63 62 bf 87 34 25 08 90 4a 31 91 43 1b 68 6c 30 8b 0c 75 f0 44 84 fc 37 0e 59 43 43 06 0d";
+
+#[test]
+fn the_readme_sealed_ack_has_the_documented_bytes_and_opens_only_for_its_edge() {
+    use protocol::uplink::{mac_key, Ack, AckOutcome, UplinkError};
+    let key = mac_key("s3cret");
+    let ack = Ack {
+        edge_id: "edge-1".into(),
+        epoch: 7,
+        seq: 42,
+        outcome: AckOutcome::Stored,
+    };
+    let sealed = ack.seal(&key);
+    println!("{}", hex(&sealed));
+    assert_eq!(hex(&sealed), README_ACK_HEX);
+    assert_eq!(Ack::open(&sealed, &key, "edge-1"), Ok(ack));
+    assert_eq!(
+        Ack::open(&sealed, &key, "edge-2"),
+        Err(UplinkError::Foreign)
+    );
+}

@@ -184,6 +184,9 @@ async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
                     online: true,
                     version: EDGE_VERSION.to_string(),
                     epoch,
+                    // Freshness: each status must be newer than the last for the hub to take it.
+                    counter: now_ns() as u64,
+                    will_counter: 0,
                     backlog_readings: 1200,
                     backlog_bytes: 96 * 1024,
                     oldest_unacked_ns: None,
@@ -200,7 +203,7 @@ async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
                     .expect("publish queued");
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Ok(a) = protocol::uplink::Ack::decode(&p.payload) {
+                if let Ok(a) = protocol::uplink::Ack::open(&p.payload, &key, EDGE) {
                     acked.insert(a.seq);
                 }
             }
@@ -226,6 +229,8 @@ async fn publish_status(hub: &Hub, backlog_readings: u64) {
         online: true,
         version: EDGE_VERSION.to_string(),
         epoch: 1,
+        counter: now_ns() as u64,
+        will_counter: 0,
         backlog_readings,
         backlog_bytes: backlog_readings * 80,
         oldest_unacked_ns: None,

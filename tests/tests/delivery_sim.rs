@@ -329,7 +329,7 @@ async fn edge_life(
         let now = sim_now();
         if let Some(bytes) = frame {
             conn_acked_at = now;
-            match Ack::decode(&bytes) {
+            match Ack::open(&bytes, &mac_key(SECRET), EDGE) {
                 Ok(ack) => on_ack(&world, &mut window, &mut buffer, ack, &mut cursor, breakage),
                 Err(e) => world
                     .borrow_mut()
@@ -477,6 +477,7 @@ fn on_ack(
         }
     }
     let ends: Vec<(Lane, u64)> = window.inflight().map(|f| (f.lane, f.end)).collect();
+    let (epoch, ack_seq) = (ack.epoch, ack.seq);
     let (effect, errors) = window.on_ack(ack, buffer);
     for e in errors {
         w.violation(format!("buffer error on ack: {e}"));
@@ -487,10 +488,10 @@ fn on_ack(
         }
     }
     match effect {
-        AckEffect::Acked { seq, .. } => w.note(format!("edge: ack ({},{seq})", ack.epoch)),
+        AckEffect::Acked { seq, .. } => w.note(format!("edge: ack ({epoch},{seq})")),
         AckEffect::Unexpected => {
             w.unexpected_acks += 1;
-            w.note(format!("edge: unexpected ack ({},{})", ack.epoch, ack.seq));
+            w.note(format!("edge: unexpected ack ({epoch},{ack_seq})"));
         }
     }
     // The acked cursor never passes a batch the hub has not acknowledged. Evictions move it
@@ -598,14 +599,17 @@ async fn hub_life(
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                     let acks = ingest_batch(&world, &dedup, &frame, step, breakage).await;
                     for ack in acks {
-                        let _ = ack_tx.send(ack.encode());
+                        let _ = ack_tx.send(ack.seal(&mac_key(SECRET)));
                         if bogus > 0 && rng.borrow_mut().chance(bogus) {
+                            // Sealed correctly but for a batch that was never sent: the
+                            // window must ignore it.
                             let wrong = Ack {
+                                edge_id: EDGE.into(),
                                 epoch: ack.epoch + 1000,
                                 seq: ack.seq,
                                 outcome: AckOutcome::Stored,
                             };
-                            let _ = ack_tx.send(wrong.encode());
+                            let _ = ack_tx.send(wrong.seal(&mac_key(SECRET)));
                         }
                     }
                     world.borrow_mut().hub_busy -= 1;
@@ -652,12 +656,14 @@ async fn ingest_batch(
     }
     if known {
         return vec![Ack {
+            edge_id: EDGE.into(),
             epoch,
             seq,
             outcome: AckOutcome::Duplicate,
         }];
     }
     let ack = Ack {
+        edge_id: EDGE.into(),
         epoch,
         seq,
         outcome: AckOutcome::Stored,

@@ -7,13 +7,23 @@
 //! rest waits on disk), resends on reconnect and on ack timeout with the same (epoch, seq)
 //! so the hub deduplicates, and publishes the retained status. The window's logic lives in
 //! [`window::DeliveryWindow`] without I/O, so a simulation can drive the same code.
+//!
+//! Acks are trusted only if sealed by the hub under this edge's key and naming this edge
+//! ([`Ack::open`]), and only for an (epoch, seq) in flight; anything else is ignored and
+//! counted in `edge_acks_rejected_total{reason}`.
+//!
+//! Statuses carry a counter for the hub's replay check: at each connect the link arms a last
+//! will (offline, counter c), then the batcher's online statuses count on from c + 1 and name
+//! c as the will the hub may accept once (see `protocol/README.md`).
 
 use crate::buffer::Buffer;
 use crate::config::{Config, UplinkSection};
 use crate::ingest::now_ns;
 use crate::metrics::Metrics;
-use protocol::uplink::{mac_key, topics, Ack, EdgeId, EdgeStatus};
+use crate::metrics::Metrics as EdgeMetrics;
+use protocol::uplink::{mac_key, topics, Ack, EdgeId, EdgeStatus, UplinkError, UPLINK_VERSION};
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,8 +45,101 @@ pub struct UplinkShared {
     pub oldest_unacked_ns: AtomicI64,
 }
 
-/// MQTT options for the hub connection: credentials, TLS, last will. The client id is the edge
-/// id: the hub's broker refuses any other (so no one can take over another edge's session).
+/// This edge's status counter within its epoch, shared by the link (which arms each
+/// connection's last will) and the batcher (online statuses).
+#[derive(Debug, Default)]
+pub struct StatusClock {
+    next: AtomicU64,
+    /// The counter of the will armed for the current connection.
+    will: AtomicU64,
+}
+
+impl StatusClock {
+    fn tick(&self) -> u64 {
+        self.next.fetch_add(1, Relaxed)
+    }
+}
+
+/// The offline status this edge leaves as its last will, counter `counter` in `epoch`.
+fn offline_status(edge_id: &str, epoch: u64, counter: u64) -> EdgeStatus {
+    EdgeStatus {
+        edge_id: EdgeId(edge_id.to_string()),
+        online: false,
+        version: env!("CARGO_PKG_VERSION").into(),
+        epoch,
+        counter,
+        will_counter: counter,
+        backlog_readings: 0,
+        backlog_bytes: 0,
+        oldest_unacked_ns: None,
+        ts_ns: now_ns(),
+    }
+}
+
+/// Arms the last will of the next connection: a fresh counter, remembered for the online
+/// statuses that will announce it.
+fn arm_will(
+    opts: &mut MqttOptions,
+    edge_id: &str,
+    epoch: u64,
+    key: &[u8; 32],
+    clock: &StatusClock,
+) {
+    let c = clock.tick();
+    clock.will.store(c, Relaxed);
+    opts.set_last_will(LastWill::new(
+        topics::status(edge_id),
+        offline_status(edge_id, epoch, c).seal(key),
+        QoS::AtLeastOnce,
+        true,
+    ));
+}
+
+/// Logs a warning per reason at most every `LOG_EVERY` (a flood of forged acks must not
+/// flood the log), with how many were suppressed.
+#[derive(Debug, Default)]
+struct RateLimitedWarn {
+    last: HashMap<&'static str, (Instant, u64)>,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl RateLimitedWarn {
+    fn warn(&mut self, reason: &'static str, detail: &str) {
+        let now = Instant::now();
+        let e = self.last.entry(reason).or_insert((now - LOG_EVERY, 0));
+        if now.duration_since(e.0) >= LOG_EVERY {
+            tracing::warn!(reason, suppressed = e.1, %detail, "ack ignored; the buffer keeps the batch");
+            *e = (now, 0);
+        } else {
+            e.1 += 1;
+        }
+    }
+}
+
+/// Counts and logs an ack that does not open.
+fn reject_ack(metrics: &EdgeMetrics, log: &mut RateLimitedWarn, e: UplinkError) {
+    metrics.ack_rejected(e.reason());
+    if let UplinkError::UnknownVersion(v) = e {
+        if log
+            .last
+            .get("unknown_version")
+            .is_none_or(|(t, _)| t.elapsed() >= LOG_EVERY)
+        {
+            tracing::error!(
+                reason = "unknown_version",
+                "the hub speaks protocol version {v}, this edge speaks {UPLINK_VERSION}: \
+                 its acks are ignored and nothing leaves the buffer until one is upgraded"
+            );
+        }
+    }
+    log.warn(e.reason(), &e.to_string());
+}
+
+/// MQTT options for the hub connection: credentials, TLS. No last will: the uplink arms one
+/// per connection ([`arm_will`]); `edge check` connects without one, so a check never marks
+/// the edge offline. The client id is the edge id: the hub's broker refuses any other (so no
+/// one can take over another edge's session).
 pub fn mqtt_options(cfg: &Config, secret: &str) -> anyhow::Result<MqttOptions> {
     let id = &cfg.edge.id;
     let mut o = MqttOptions::new(id.clone(), &cfg.hub.host, cfg.hub.port);
@@ -45,22 +148,6 @@ pub fn mqtt_options(cfg: &Config, secret: &str) -> anyhow::Result<MqttOptions> {
     o.set_clean_session(true);
     o.set_max_packet_size(PACKET_BYTES_MAX, PACKET_BYTES_MAX);
     o.set_inflight(u16::try_from(cfg.uplink.inflight_batches_max.max(2) * 2).unwrap_or(u16::MAX));
-    let offline = EdgeStatus {
-        edge_id: EdgeId(id.clone()),
-        online: false,
-        version: env!("CARGO_PKG_VERSION").into(),
-        epoch: 0,
-        backlog_readings: 0,
-        backlog_bytes: 0,
-        oldest_unacked_ns: None,
-        ts_ns: 0,
-    };
-    o.set_last_will(LastWill::new(
-        topics::status(id),
-        offline.seal(&mac_key(secret)),
-        QoS::AtLeastOnce,
-        true,
-    ));
     if let Some(ca_file) = &cfg.hub.ca_file {
         let ca = std::fs::read(ca_file)
             .map_err(|e| anyhow::anyhow!("hub.ca_file {}: {e}", ca_file.display()))?;
@@ -82,6 +169,14 @@ enum LinkEvent {
     Ack(Ack),
 }
 
+/// What the link needs to open acks and arm wills.
+struct LinkIdentity {
+    edge_id: String,
+    epoch: u64,
+    key: [u8; 32],
+    clock: Arc<StatusClock>,
+}
+
 /// Drives the hub connection; reports connects, disconnects and acks to the batcher.
 async fn link_task(
     mut el: EventLoop,
@@ -89,8 +184,17 @@ async fn link_task(
     acks_topic: String,
     tx: mpsc::Sender<LinkEvent>,
     metrics: Arc<Metrics>,
+    id: LinkIdentity,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut log = RateLimitedWarn::default();
+    arm_will(
+        &mut el.mqtt_options,
+        &id.edge_id,
+        id.epoch,
+        &id.key,
+        &id.clock,
+    );
     loop {
         match el.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -109,13 +213,13 @@ async fn link_task(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == acks_topic => {
-                match Ack::decode(&p.payload) {
+                match Ack::open(&p.payload, &id.key, &id.edge_id) {
                     Ok(ack) => {
                         if tx.send(LinkEvent::Ack(ack)).await.is_err() {
                             return;
                         }
                     }
-                    Err(e) => metrics.reject(e.reason(), &p.topic),
+                    Err(e) => reject_ack(&metrics, &mut log, e),
                 }
             }
             Ok(_) => {}
@@ -131,6 +235,15 @@ async fn link_task(
                 // The batcher resends every unacked batch itself after reconnect; rumqttc's
                 // own replay would only duplicate them.
                 el.pending.clear();
+                // The next connection gets a new will; the will of this one (if the broker
+                // published it) is the one the last online status announced.
+                arm_will(
+                    &mut el.mqtt_options,
+                    &id.edge_id,
+                    id.epoch,
+                    &id.key,
+                    &id.clock,
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -155,16 +268,23 @@ pub fn spawn(
     let (client, el) = AsyncClient::new(opts, 64);
     let (tx, rx) = mpsc::channel(LINK_EVENTS_CAPACITY);
     let edge_id = cfg.edge.id.clone();
+    let epoch = buffer.lock().map(|b| b.epoch()).unwrap_or(0);
+    let key = mac_key(secret);
+    let clock = Arc::new(StatusClock::default());
     tokio::spawn(link_task(
         el,
         client.clone(),
         topics::acks(&edge_id),
         tx,
         metrics.clone(),
+        LinkIdentity {
+            edge_id: edge_id.clone(),
+            epoch,
+            key,
+            clock: clock.clone(),
+        },
     ));
     let shared = Arc::new(UplinkShared::default());
-    let epoch = buffer.lock().map(|b| b.epoch()).unwrap_or(0);
-    let key = mac_key(secret);
     let b = Batcher {
         client,
         edge_id: edge_id.clone(),
@@ -175,6 +295,8 @@ pub fn spawn(
         metrics,
         shared: shared.clone(),
         connected: false,
+        clock,
+        log: RateLimitedWarn::default(),
     };
     tokio::spawn(b.run(rx, durable));
     Ok(Uplink { shared })
@@ -192,6 +314,8 @@ struct Batcher {
     metrics: Arc<Metrics>,
     shared: Arc<UplinkShared>,
     connected: bool,
+    clock: Arc<StatusClock>,
+    log: RateLimitedWarn,
 }
 
 impl Batcher {
@@ -231,6 +355,7 @@ impl Batcher {
     }
 
     fn on_ack(&mut self, ack: Ack) {
+        let (ack_epoch, ack_seq) = (ack.epoch, ack.seq);
         let Ok(mut b) = self.buffer.lock() else {
             return;
         };
@@ -242,8 +367,13 @@ impl Batcher {
                 self.metrics.readings_out.fetch_add(readings, Relaxed);
                 self.metrics.gaps_reported.fetch_add(gaps, Relaxed);
             }
+            // Sealed by the hub for us, but not for a batch in flight: a replay of an old ack
+            // (or the hub's second answer to a resend). Ignored: the cursor does not move.
             AckEffect::Unexpected => {
                 self.metrics.acks_unexpected.fetch_add(1, Relaxed);
+                self.metrics.ack_rejected("replayed");
+                let detail = format!("(epoch {}, seq {}) is not in flight", ack_epoch, ack_seq);
+                self.log.warn("replayed", &detail);
             }
         }
         for e in errors {
@@ -306,7 +436,7 @@ impl Batcher {
         s.oldest_unacked_ns.store(oldest.unwrap_or(0), Relaxed);
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
         let (stats, peek) = match self.buffer.lock() {
             Ok(mut b) => (b.stats(), b.peek_ts()),
             Err(_) => return,
@@ -321,6 +451,8 @@ impl Batcher {
             online: true,
             version: env!("CARGO_PKG_VERSION").into(),
             epoch: self.window.epoch(),
+            counter: self.clock.tick(),
+            will_counter: self.clock.will.load(Relaxed),
             backlog_readings: stats.records_unacked,
             backlog_bytes: stats.bytes,
             oldest_unacked_ns: oldest,

@@ -301,6 +301,7 @@ impl HubStub {
                             }
                         };
                         let ack = Ack {
+                            edge_id: batch.edge_id.clone(),
                             epoch: batch.epoch,
                             seq: batch.seq,
                             outcome,
@@ -310,7 +311,7 @@ impl HubStub {
                                 topics::acks(batch.edge_id.as_str()),
                                 QoS::AtLeastOnce,
                                 false,
-                                ack.encode(),
+                                ack.seal(&key),
                             )
                             .await;
                     }

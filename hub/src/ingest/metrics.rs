@@ -23,10 +23,40 @@ pub enum RejectReason {
     Oversize,
     /// A topic outside the edge contract.
     UnknownTopic,
+    /// A correctly sealed status not newer than the last accepted one: a replay.
+    StaleStatus,
+}
+
+/// Why a single reading of an otherwise accepted batch was refused (the batch is still stored
+/// and acked for its other readings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadingRejectReason {
+    /// The sensor is registered to another edge.
+    ForeignSensor,
+    /// The sensor is not registered and `[ingest] unregistered = "reject"`.
+    Unregistered,
+    /// Timestamp outside [now − `ts_past_max_s`, now + `ts_future_max_s`].
+    TsOutOfWindow,
+}
+
+impl ReadingRejectReason {
+    pub const ALL: [ReadingRejectReason; 3] = [
+        ReadingRejectReason::ForeignSensor,
+        ReadingRejectReason::Unregistered,
+        ReadingRejectReason::TsOutOfWindow,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReadingRejectReason::ForeignSensor => "foreign_sensor",
+            ReadingRejectReason::Unregistered => "unregistered",
+            ReadingRejectReason::TsOutOfWindow => "ts_out_of_window",
+        }
+    }
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::BadMac,
         RejectReason::WrongEdge,
         RejectReason::Malformed,
@@ -35,6 +65,7 @@ impl RejectReason {
         RejectReason::Revoked,
         RejectReason::Oversize,
         RejectReason::UnknownTopic,
+        RejectReason::StaleStatus,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -47,6 +78,7 @@ impl RejectReason {
             RejectReason::Revoked => "revoked",
             RejectReason::Oversize => "oversize",
             RejectReason::UnknownTopic => "unknown_topic",
+            RejectReason::StaleStatus => "stale_status",
         }
     }
 
@@ -97,13 +129,23 @@ pub struct IngestMetrics {
     pub batches_resent_in_flight: AtomicU64,
     /// Time spent in the rules stage, µs (how busy the `ingest-rules` thread is).
     pub rules_us: AtomicU64,
-    rejects: [AtomicU64; 8],
+    rejects: [AtomicU64; 9],
+    readings_rejected: [AtomicU64; 3],
     sinks: Mutex<Vec<SinkStats>>,
 }
 
 impl IngestMetrics {
     pub fn reject(&self, reason: RejectReason) {
         self.rejects[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn reading_rejected(&self, reason: ReadingRejectReason) {
+        self.readings_rejected[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Readings refused under `reason` so far.
+    pub fn readings_rejected(&self, reason: ReadingRejectReason) -> u64 {
+        self.readings_rejected[reason as usize].load(Relaxed)
     }
 
     /// Rejections counted under `reason` so far.
@@ -252,6 +294,20 @@ impl IngestMetrics {
                 "wangge_ingest_rejected_total{{reason=\"{}\"}} {}",
                 r.name(),
                 self.rejected(r)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wangge_ingest_readings_rejected_total Readings refused from accepted \
+             batches, by reason.\n\
+             # TYPE wangge_ingest_readings_rejected_total counter"
+        );
+        for r in ReadingRejectReason::ALL {
+            let _ = writeln!(
+                out,
+                "wangge_ingest_readings_rejected_total{{reason=\"{}\"}} {}",
+                r.name(),
+                self.readings_rejected(r)
             );
         }
         let sinks = self.sinks();

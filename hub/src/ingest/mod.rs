@@ -6,14 +6,21 @@
 //!    verify the HMAC with its key (`bad_mac`): all three must agree, so an edge can only publish
 //!    as itself whatever the broker allows;
 //! 2. dedup on (edge, epoch, seq) against the persisted [`dedup::DedupStore`];
-//! 3. map each sensor to its component through the registry (cached), note unassigned sensors;
+//! 3. trust nothing the batch claims about others: a reading is refused (counted in
+//!    `wangge_ingest_readings_rejected_total{reason}`, never stored, never seen by the rules) if
+//!    its timestamp is outside [now − `ts_past_max_s`, now + `ts_future_max_s`]
+//!    (`ts_out_of_window`), if its sensor is registered to another edge (`foreign_sensor`,
+//!    audited once per (edge, sensor) in the registry), or if the sensor is not registered and
+//!    `unregistered = "reject"` (`unregistered`); the batch is still stored and acked for the
+//!    rest, otherwise the edge would resend it forever. The rest is mapped to its component
+//!    through the registry (cached); unassigned sensors are noted;
 //! 4. write the readings to every sink; one write per sink covers a whole group of batches
 //!    that were waiting (group commit: one fsync for many batches);
 //! 5. hand the stored group to the rules stage ([`RulesStage`], the events engine) over a
 //!    bounded queue (`rules_queue_max` groups; a full queue blocks ingest: backpressure, never
 //!    a dropped group);
 //! 6. once the rules have evaluated the group: record its batches as stored (dedup), then
-//!    publish `Ack` on `wangge/v1/edges/{id}/acks`.
+//!    publish `Ack` on `wangge/v1/edges/{id}/acks`, sealed under the edge's key and naming it.
 //!
 //! So an acked batch has been stored *and* seen by the rules. If the hub dies anywhere before
 //! step 6, the edge resends the batch: the sinks store it again without effect (idempotent on
@@ -21,7 +28,9 @@
 //! twice: `wangge_events::rules` and the events store's stale-raise checks). If any sink fails,
 //! no batch of the group is acked: the edges keep and resend them. A resend that arrives while
 //! its first copy waits for the rules is dropped (counted): the first copy's ack answers it.
-//! Status messages go to `RegistryStore::record_edge_status`.
+//! Status messages go to `RegistryStore::record_edge_status`, which refuses replays (an
+//! (epoch, counter) not newer than the last accepted one, except the last will it announced):
+//! counted as `stale_status`.
 //!
 //! Two threads: `ingest` (verify, dedup lookup, store: sinks and registry are synchronous and
 //! one writer keeps SQLite free of lock contention) and `ingest-rules` (rules, dedup insert,
@@ -38,11 +47,16 @@ pub mod dedup;
 pub mod metrics;
 
 use crate::broker::{BrokerHandle, Inbound, Outbound};
+use crate::registry::Freshness;
 use crate::registry::{RegistryStore, SensorAssignment};
 use crate::timeseries::{StoredReading, TimeSeriesSink, TsError};
+pub use metrics::ReadingRejectReason;
 pub use metrics::{IngestMetrics, RejectReason, SinkStats};
-use protocol::uplink::{topics, Ack, AckOutcome, EdgeStatus, UplinkBatch, UplinkError};
+use protocol::uplink::{
+    topics, Ack, AckOutcome, EdgeId, EdgeStatus, UplinkBatch, UplinkError, UPLINK_VERSION,
+};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -77,6 +91,32 @@ pub struct IngestConfig {
     /// the next group while the rules evaluate one; when full, ingest waits (backpressure).
     /// Memory bound: `rules_queue_max × group_readings_max` readings.
     pub rules_queue_max: usize,
+    /// Readings of sensors that are not in the registry: `"store"` (default: stored without a
+    /// component, never evaluated against one, and listed for an operator to assign, so a new
+    /// sensor's data is not lost while it is being registered) or `"reject"` (counted as
+    /// `unregistered`, not stored; the sensor is still listed).
+    pub unregistered: UnregisteredPolicy,
+    /// Oldest reading accepted, seconds before the hub's clock. Default 2 592 000 (30 days): an
+    /// edge buffers up to `buffer_bytes_max` (1 GiB by default, millions of readings, weeks of
+    /// a site's traffic) through an outage and sends its backlog afterwards; 30 days covers
+    /// that backlog while refusing readings dated years back (a bad clock, or a forger
+    /// rewriting history).
+    pub ts_past_max_s: u64,
+    /// Newest reading accepted, seconds after the hub's clock. Default 600 (10 min): the edge
+    /// already replaces sensor clocks more than 5 min ahead with its own; 10 min leaves room
+    /// for the edge's own clock drift without letting a reading be dated into the future,
+    /// where it would shadow real readings in "latest value" queries.
+    pub ts_future_max_s: u64,
+}
+
+/// What ingest does with a reading of a sensor the registry does not know (`[ingest]
+/// unregistered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnregisteredPolicy {
+    #[default]
+    Store,
+    Reject,
 }
 
 impl Default for IngestConfig {
@@ -91,6 +131,9 @@ impl Default for IngestConfig {
             assignment_cache_max: 200_000,
             observer_queue_max: 256,
             rules_queue_max: 2,
+            unregistered: UnregisteredPolicy::Store,
+            ts_past_max_s: 30 * 24 * 3600,
+            ts_future_max_s: 600,
         }
     }
 }
@@ -133,7 +176,12 @@ type BatchId = (String, u64, u64);
 struct StoredForRules {
     group: Arc<StoredGroup>,
     batches: Vec<BatchId>,
+    /// The MAC keys of the batches' edges, to seal their acks.
+    keys: EdgeKeys,
 }
+
+/// MAC key of each edge whose batch verified: acks are sealed with it.
+type EdgeKeys = HashMap<String, [u8; 32]>;
 
 /// The running ingest. Dropping it does not stop the thread; it ends when the broker closes.
 pub struct IngestHandle {
@@ -219,6 +267,9 @@ pub fn spawn_with_rules(
         metrics: metrics.clone(),
         assignments: HashMap::new(),
         last_prune: Instant::now(),
+        keys: HashMap::new(),
+        audited: HashSet::new(),
+        version_logged: RefCell::new(HashMap::new()),
     };
     std::thread::Builder::new()
         .name("ingest".into())
@@ -289,6 +340,7 @@ impl Acker {
                 &self.metrics,
                 &stored.batches,
                 AckOutcome::Stored,
+                &stored.keys,
             );
         }
         tracing::info!("ingest rules stage stopped: ingest ended");
@@ -321,7 +373,17 @@ struct Worker {
     metrics: Arc<IngestMetrics>,
     assignments: HashMap<String, (Option<SensorAssignment>, Instant)>,
     last_prune: Instant,
+    /// The key each edge's last batch verified with (seals its acks).
+    keys: EdgeKeys,
+    /// (edge, sensor) pairs already audited as foreign this run (the registry dedups across
+    /// runs); cleared when `assignment_cache_max` is reached.
+    audited: HashSet<(String, String)>,
+    /// When a peer's unknown protocol version was last logged, per edge (once a minute).
+    version_logged: RefCell<HashMap<String, Instant>>,
 }
+
+/// How often a peer speaking another protocol version is logged, per edge.
+const VERSION_LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl Worker {
     fn run(&mut self, mut inbound: mpsc::Receiver<Inbound>) {
@@ -407,6 +469,28 @@ impl Worker {
         tracing::warn!(reason = reason.name(), %topic, %detail, "message from edge refused");
     }
 
+    /// Refuses a message by the reason `e` names; a peer of another protocol version is
+    /// counted every time but logged once a minute per edge (it sends many).
+    fn reject_uplink(&self, e: UplinkError, edge: &str, topic: &str) {
+        let UplinkError::UnknownVersion(v) = e else {
+            return self.reject(reject_of(e), topic, &e.to_string());
+        };
+        self.metrics.reject(RejectReason::UnknownVersion);
+        let mut logged = self.version_logged.borrow_mut();
+        let due = logged
+            .get(edge)
+            .is_none_or(|t| t.elapsed() >= VERSION_LOG_EVERY);
+        if due {
+            if logged.len() >= self.cfg.assignment_cache_max {
+                logged.clear();
+            }
+            logged.insert(edge.to_string(), Instant::now());
+            tracing::error!(edge_id = edge, %topic, reason = "unknown_version",
+                "edge {edge} speaks protocol version {v}, this hub speaks {UPLINK_VERSION}: \
+                 its messages are refused until one of them is upgraded");
+        }
+    }
+
     /// A status counts only if it is sealed with the key of the edge its topic names (the
     /// broker has no per-topic ACL: any logged-in edge could publish on another's topic).
     fn status(&self, edge: &str, msg: &Inbound) {
@@ -416,7 +500,7 @@ impl Worker {
         let status = match EdgeStatus::open(&msg.payload, &key) {
             Ok(s) => s,
             Err(e) => {
-                self.reject(reject_of(e), &msg.topic, &e.to_string());
+                self.reject_uplink(e, edge, &msg.topic);
                 return;
             }
         };
@@ -425,10 +509,26 @@ impl Worker {
             self.reject(RejectReason::WrongEdge, &msg.topic, &detail);
             return;
         }
-        self.metrics.status_received.fetch_add(1, Relaxed);
-        if let Err(e) = self.registry.record_edge_status(&status) {
-            self.metrics.registry_errors.fetch_add(1, Relaxed);
-            tracing::error!(error = %e, edge_id = edge, "cannot record edge status");
+        match self.registry.record_edge_status(&status) {
+            Ok(Freshness::Fresh | Freshness::AnnouncedWill) => {
+                self.metrics.status_received.fetch_add(1, Relaxed);
+            }
+            // The retained copy after a hub restart, or a QoS 1 redelivery: already recorded.
+            Ok(Freshness::Same) => {
+                tracing::debug!(edge_id = edge, "status already recorded");
+            }
+            Ok(Freshness::Stale) => {
+                let detail = format!(
+                    "status (epoch {}, counter {}, online {}) is not newer than the last \
+                     accepted one: a replay",
+                    status.epoch, status.counter, status.online
+                );
+                self.reject(RejectReason::StaleStatus, &msg.topic, &detail);
+            }
+            Err(e) => {
+                self.metrics.registry_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, edge_id = edge, "cannot record edge status");
+            }
         }
     }
 
@@ -455,11 +555,11 @@ impl Worker {
     }
 
     /// Topic edge, batch edge and HMAC must agree.
-    fn verify(&self, edge: &str, msg: &Inbound) -> Option<UplinkBatch> {
+    fn verify(&mut self, edge: &str, msg: &Inbound) -> Option<UplinkBatch> {
         let unverified = match UplinkBatch::open(&msg.payload) {
             Ok(u) => u,
             Err(e) => {
-                self.reject(reject_of(e), &msg.topic, &e.to_string());
+                self.reject_uplink(e, edge, &msg.topic);
                 return None;
             }
         };
@@ -476,6 +576,10 @@ impl Worker {
                 return None;
             }
         };
+        if self.keys.len() >= self.cfg.assignment_cache_max && !self.keys.contains_key(edge) {
+            self.keys.clear();
+        }
+        self.keys.insert(edge.to_string(), key);
         if batch.readings.len() > self.cfg.max_readings_per_batch {
             let detail = format!(
                 "{} readings > max_readings_per_batch {}",
@@ -530,6 +634,73 @@ impl Worker {
         a
     }
 
+    /// A reading's assignment, and why it is refused if it is (see the module doc, step 3).
+    fn judge_reading(
+        &mut self,
+        r: &protocol::uplink::Reading,
+        edge: &str,
+        now: i64,
+    ) -> (Option<SensorAssignment>, Option<ReadingRejectReason>) {
+        let past =
+            i64::try_from(self.cfg.ts_past_max_s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX);
+        let future = i64::try_from(self.cfg.ts_future_max_s.saturating_mul(1_000_000_000))
+            .unwrap_or(i64::MAX);
+        if r.ts_ns < now.saturating_sub(past) || r.ts_ns > now.saturating_add(future) {
+            return (None, Some(ReadingRejectReason::TsOutOfWindow));
+        }
+        let sensor = r.sensor.as_str();
+        let asg = self.assignment(sensor, edge, now);
+        match &asg {
+            Some(a) => {
+                if let Some(owner) = a.edge_id.as_deref().filter(|o| *o != edge) {
+                    self.audit_foreign(edge, sensor, owner, now);
+                    return (None, Some(ReadingRejectReason::ForeignSensor));
+                }
+            }
+            None if self.cfg.unregistered == UnregisteredPolicy::Reject => {
+                return (None, Some(ReadingRejectReason::Unregistered));
+            }
+            None => {}
+        }
+        (asg, None)
+    }
+
+    /// Records, once per (edge, sensor), that `edge` sent readings of a sensor registered to
+    /// `owner`: an edge whose secret leaked, or a mis-wired site; an operator must look.
+    fn audit_foreign(&mut self, edge: &str, sensor: &str, owner: &str, now: i64) {
+        let pair = (edge.to_string(), sensor.to_string());
+        if self.audited.contains(&pair) {
+            return;
+        }
+        let detail = format!("sensor registered to edge {owner}");
+        match self
+            .registry
+            .audit_ingest("foreign_sensor", edge, sensor, &detail, now)
+        {
+            Ok(first) => {
+                if first {
+                    tracing::warn!(
+                        edge_id = edge,
+                        sensor_id = sensor,
+                        owner_edge = owner,
+                        reason = "foreign_sensor",
+                        "edge sent readings for another edge's sensor; refused and audited"
+                    );
+                }
+                if self.audited.len() >= self.cfg.assignment_cache_max {
+                    self.audited.clear();
+                }
+                self.audited.insert(pair);
+            }
+            Err(e) => {
+                // Not cached: audited on a later reading once the registry works again.
+                self.metrics.registry_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, edge_id = edge, sensor_id = sensor,
+                    "cannot audit a foreign sensor");
+            }
+        }
+    }
+
     fn commit(&mut self, accepted: Vec<Accepted>, duplicates: Vec<BatchId>) {
         let now = now_ns();
         let mut readings =
@@ -543,8 +714,14 @@ impl Worker {
                 tracing::warn!(edge_id = edge, sensor_id = %g.sensor, count = g.count,
                     reason = ?g.reason, "edge reports lost readings");
             }
+            let mut refused = [0u64; ReadingRejectReason::ALL.len()];
             for r in &a.batch.readings {
-                let asg = self.assignment(r.sensor.as_str(), edge, now);
+                let (asg, verdict) = self.judge_reading(r, edge, now);
+                if let Some(reason) = verdict {
+                    self.metrics.reading_rejected(reason);
+                    refused[reason as usize] += 1;
+                    continue;
+                }
                 let component_id = asg.as_ref().and_then(|a| a.component_id.clone());
                 if component_id.is_none() {
                     self.metrics.readings_unassigned.fetch_add(1, Relaxed);
@@ -556,6 +733,19 @@ impl Worker {
                     grid_cell: asg.as_ref().and_then(|a| a.grid_cell.clone()),
                     department: asg.and_then(|a| a.owner_department),
                 });
+            }
+            for reason in ReadingRejectReason::ALL {
+                let n = refused[reason as usize];
+                if n > 0 {
+                    tracing::warn!(
+                        edge_id = edge,
+                        epoch = a.batch.epoch,
+                        seq = a.batch.seq,
+                        reason = reason.name(),
+                        readings = n,
+                        "readings refused; the rest of the batch is stored and acked"
+                    );
+                }
             }
         }
         if !accepted.is_empty() {
@@ -640,9 +830,11 @@ impl Worker {
                 .into_iter()
                 .map(|a| (a.batch.edge_id.0, a.batch.epoch, a.batch.seq))
                 .collect();
+            let keys = self.keys_of(&batches);
             self.hand_to_rules(StoredForRules {
                 group: Arc::new(StoredGroup { readings }),
                 batches,
+                keys,
             });
         }
         self.metrics
@@ -674,7 +866,19 @@ impl Worker {
     }
 
     fn ack_all(&self, ids: &[BatchId], outcome: AckOutcome) {
-        send_acks(&self.outbound, &self.metrics, ids, outcome);
+        send_acks(
+            &self.outbound,
+            &self.metrics,
+            ids,
+            outcome,
+            &self.keys_of(ids),
+        );
+    }
+
+    fn keys_of(&self, ids: &[BatchId]) -> EdgeKeys {
+        ids.iter()
+            .filter_map(|(e, _, _)| self.keys.get(e).map(|k| (e.clone(), *k)))
+            .collect()
     }
 }
 
@@ -684,16 +888,23 @@ fn send_acks(
     metrics: &IngestMetrics,
     ids: &[BatchId],
     outcome: AckOutcome,
+    keys: &EdgeKeys,
 ) {
     for (edge, epoch, seq) in ids {
+        let Some(key) = keys.get(edge) else {
+            // Cannot happen: every batch verified with its edge's key before it got here.
+            tracing::error!(edge_id = %edge, epoch, seq, "no key to seal the ack; not sent");
+            continue;
+        };
         let ack = Ack {
+            edge_id: EdgeId(edge.clone()),
             epoch: *epoch,
             seq: *seq,
             outcome,
         };
         let out = Outbound {
             topic: topics::acks(edge),
-            payload: ack.encode().into(),
+            payload: ack.seal(key).into(),
         };
         if outbound.blocking_send(out).is_err() {
             tracing::error!("broker outbound closed; ack not sent");
@@ -707,6 +918,9 @@ fn reject_of(e: UplinkError) -> RejectReason {
     match e {
         UplinkError::BadMac => RejectReason::BadMac,
         UplinkError::UnknownVersion(_) => RejectReason::UnknownVersion,
-        UplinkError::Empty | UplinkError::Malformed => RejectReason::Malformed,
+        UplinkError::Empty
+        | UplinkError::Malformed
+        | UplinkError::Unsigned
+        | UplinkError::Foreign => RejectReason::Malformed,
     }
 }

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_mqtt_users.sql",
         include_str!("../../migrations/0004_mqtt_users.sql"),
     ),
+    (
+        5,
+        "0005_ingest_trust.sql",
+        include_str!("../../migrations/0005_ingest_trust.sql"),
+    ),
 ];
 
 /// Applies every migration newer than the database's version; returns the resulting version.

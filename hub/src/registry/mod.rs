@@ -12,6 +12,7 @@ pub use model::*;
 pub use sqlite::SqliteRegistry;
 
 use protocol::uplink::{EdgeStatus, Gap};
+pub use protocol::uplink::{Freshness, StatusMark};
 
 /// Now as UTC nanoseconds since the Unix epoch.
 pub fn now_ns() -> i64 {
@@ -42,6 +43,9 @@ pub struct SensorAssignment {
     pub sensor_id: String,
     /// `None` while the sensor is registered but not yet attached to a component.
     pub component_id: Option<String>,
+    /// The edge the sensor is registered to, if any: readings of it from another edge are
+    /// refused (`foreign_sensor`).
+    pub edge_id: Option<String>,
     pub component_type: Option<String>,
     pub grid_cell: Option<String>,
     pub owner_department: Option<String>,
@@ -194,8 +198,20 @@ pub trait RegistryStore: Send + Sync + 'static {
         -> Result<Option<SensorAssignment>, RegistryError>;
     /// The credentials of an edge, or `None` if the hub never issued any.
     fn edge_credentials(&self, edge_id: &str) -> Result<Option<EdgeCredentials>, RegistryError>;
-    /// Records a status message (online/offline, backlog, version) from an edge.
-    fn record_edge_status(&self, status: &EdgeStatus) -> Result<(), RegistryError>;
+    /// Records a status message (online/offline, backlog, version) from an edge if it is fresh
+    /// ([`protocol::uplink::StatusMark::judge`] against the mark stored with the edge, updated
+    /// in the same transaction); a replayed or stale one changes nothing.
+    fn record_edge_status(&self, status: &EdgeStatus) -> Result<Freshness, RegistryError>;
+    /// Records a refused claim of a batch (`kind`, e.g. `foreign_sensor`) durably, once per
+    /// (kind, edge, sensor); returns `true` the first time.
+    fn audit_ingest(
+        &self,
+        kind: &str,
+        edge_id: &str,
+        sensor_id: &str,
+        detail: &str,
+        at_ns: i64,
+    ) -> Result<bool, RegistryError>;
     /// Records that an edge delivered a batch at `at_ns`.
     fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError>;
     /// Records the gaps (readings lost on the edge) carried by batch (edge, epoch, seq);

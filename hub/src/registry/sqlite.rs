@@ -6,8 +6,8 @@
 use super::codes::ComponentCode;
 use super::model::*;
 use super::{
-    now_ns, secrets, BrokerAccount, EdgeCredentials, MqttUser, MqttUserCredentials, RegistryAdmin,
-    RegistryError, RegistryStore, SensorAssignment,
+    now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, MqttUser, MqttUserCredentials,
+    RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
 };
 use protocol::uplink::EdgeStatus;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -370,7 +370,7 @@ impl RegistryStore for SqliteRegistry {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT s.id, s.component_id, c.type, c.grid_cell, c.owner_department,
-                        c.maintainer_department
+                        c.maintainer_department, s.edge
                  FROM sensors s LEFT JOIN components c ON c.id = s.component_id
                  WHERE s.id = ?1",
             )?
@@ -382,6 +382,7 @@ impl RegistryStore for SqliteRegistry {
                     grid_cell: r.get(3)?,
                     owner_department: r.get(4)?,
                     maintainer_department: r.get(5)?,
+                    edge_id: r.get(6)?,
                 })
             })
             .optional()
@@ -410,31 +411,86 @@ impl RegistryStore for SqliteRegistry {
         }))
     }
 
-    fn record_edge_status(&self, s: &EdgeStatus) -> Result<(), RegistryError> {
-        let n = self.write(|tx| {
+    fn record_edge_status(&self, s: &EdgeStatus) -> Result<Freshness, RegistryError> {
+        self.write(|tx| {
+            let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT epoch, status_counter, status_will_pending FROM edges WHERE id = ?1",
+                    [s.edge_id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some((epoch, counter, will)) = row else {
+                return Err(RegistryError::NotFound(format!("edge {}", s.edge_id)));
+            };
+            // Counters are stored as i64 bit patterns; no status was accepted while NULL.
+            let last = epoch.zip(counter).map(|(e, c)| StatusMark {
+                epoch: e as u64,
+                counter: c as u64,
+                will_pending: will.map(|w| w as u64),
+            });
+            let fresh = StatusMark::judge(last.as_ref(), s);
+            if !matches!(fresh, Freshness::Fresh | Freshness::AnnouncedWill) {
+                return Ok(fresh);
+            }
+            let Some(mark) = StatusMark::after(last.as_ref(), s, fresh) else {
+                return Ok(fresh);
+            };
             tx.execute(
                 "UPDATE edges SET online = ?2, version = ?3, epoch = ?4, backlog_readings = ?5,
                         backlog_bytes = ?6, oldest_unacked_ns = ?7, status_at_ns = ?8,
-                        last_seen_ns = MAX(COALESCE(last_seen_ns, 0), ?9)
+                        last_seen_ns = MAX(COALESCE(last_seen_ns, 0), ?9),
+                        status_counter = ?10, status_will_pending = ?11
                  WHERE id = ?1",
                 params![
                     s.edge_id.as_str(),
                     s.online,
                     s.version,
-                    s.epoch as i64,
+                    mark.epoch as i64,
                     s.backlog_readings.min(i64::MAX as u64) as i64,
                     s.backlog_bytes.min(i64::MAX as u64) as i64,
                     s.oldest_unacked_ns,
                     s.ts_ns,
-                    now_ns()
+                    now_ns(),
+                    mark.counter as i64,
+                    mark.will_pending.map(|w| w as i64),
                 ],
             )
-            .map_err(db)
-        })?;
-        if n == 0 {
-            return Err(RegistryError::NotFound(format!("edge {}", s.edge_id)));
-        }
-        Ok(())
+            .map_err(db)?;
+            Ok(fresh)
+        })
+    }
+
+    fn audit_ingest(
+        &self,
+        kind: &str,
+        edge_id: &str,
+        sensor_id: &str,
+        detail: &str,
+        at_ns: i64,
+    ) -> Result<bool, RegistryError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO ingest_audit(kind, edge_id, sensor_id, detail, first_seen_ns,
+                                              last_seen_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                     ON CONFLICT(kind, edge_id, sensor_id) DO NOTHING",
+                    params![kind, edge_id, sensor_id, detail, at_ns],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                tx.execute(
+                    "UPDATE ingest_audit SET last_seen_ns = MAX(last_seen_ns, ?4),
+                            seen_count = seen_count + 1
+                     WHERE kind = ?1 AND edge_id = ?2 AND sensor_id = ?3",
+                    params![kind, edge_id, sensor_id, at_ns],
+                )
+                .map_err(db)?;
+            }
+            Ok(n > 0)
+        })
     }
 
     fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError> {
@@ -902,12 +958,15 @@ impl RegistryAdmin for SqliteRegistry {
         let hash = secrets::hash(&secret);
         let key = protocol::uplink::mac_key(&secret);
         let broker_hash = crate::broker::mosquitto::password_hash(&secret);
+        // A re-issued secret starts the edge's status freshness over: statuses sealed with the
+        // old key no longer verify, and a re-provisioned box may restart its epochs at 1.
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO edges(id, name, site, password_hash, mac_key, revoked, broker_hash)
                  VALUES (?1, COALESCE(?2, ''), COALESCE(?3, ''), ?4, ?5, 0, ?6)
                  ON CONFLICT(id) DO UPDATE SET password_hash = excluded.password_hash,
                      mac_key = excluded.mac_key, revoked = 0, broker_hash = excluded.broker_hash,
+                     status_counter = NULL, status_will_pending = NULL,
                      name = COALESCE(?2, name), site = COALESCE(?3, site)",
                 params![edge_id, name, site, hash, key.as_slice(), broker_hash],
             )

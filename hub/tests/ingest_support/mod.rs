@@ -3,7 +3,9 @@
 
 pub mod mosquitto_clients;
 
-use hub::registry::{secrets, EdgeCredentials, RegistryError, RegistryStore, SensorAssignment};
+use hub::registry::{
+    secrets, EdgeCredentials, Freshness, RegistryError, RegistryStore, SensorAssignment, StatusMark,
+};
 use protocol::uplink::{
     mac_key, topics, Ack, EdgeStatus, Quality, Reading, ReadingFlags, UplinkBatch,
 };
@@ -23,6 +25,9 @@ pub struct MemRegistry {
     pub seen: Mutex<Vec<(String, i64)>>,
     pub unassigned: Mutex<Vec<(String, String)>>,
     pub gaps: Mutex<Vec<(String, protocol::uplink::Gap)>>,
+    pub status_marks: Mutex<HashMap<String, StatusMark>>,
+    /// Every `audit_ingest` call: (kind, edge, sensor).
+    pub audits: Mutex<Vec<(String, String, String)>>,
 }
 
 impl MemRegistry {
@@ -42,6 +47,11 @@ impl MemRegistry {
     }
 
     pub fn assign(&self, sensor: &str, component: &str) {
+        self.assign_on_edge(sensor, component, None);
+    }
+
+    /// Registers `sensor` on `component`, wired to `edge` (readings from others are refused).
+    pub fn assign_on_edge(&self, sensor: &str, component: &str, edge: Option<&str>) {
         self.sensors.lock().unwrap().insert(
             sensor.to_string(),
             SensorAssignment {
@@ -51,6 +61,7 @@ impl MemRegistry {
                 grid_cell: Some("grid-1".into()),
                 owner_department: Some("water".into()),
                 maintainer_department: None,
+                edge_id: edge.map(str::to_string),
             },
         );
     }
@@ -66,9 +77,31 @@ impl RegistryStore for MemRegistry {
     fn edge_credentials(&self, edge_id: &str) -> Result<Option<EdgeCredentials>, RegistryError> {
         Ok(self.edges.lock().unwrap().get(edge_id).cloned())
     }
-    fn record_edge_status(&self, status: &EdgeStatus) -> Result<(), RegistryError> {
-        self.statuses.lock().unwrap().push(status.clone());
-        Ok(())
+    fn record_edge_status(&self, status: &EdgeStatus) -> Result<Freshness, RegistryError> {
+        let mut marks = self.status_marks.lock().unwrap();
+        let last = marks.get(status.edge_id.as_str()).copied();
+        let fresh = StatusMark::judge(last.as_ref(), status);
+        if matches!(fresh, Freshness::Fresh | Freshness::AnnouncedWill) {
+            if let Some(m) = StatusMark::after(last.as_ref(), status, fresh) {
+                marks.insert(status.edge_id.0.clone(), m);
+            }
+            self.statuses.lock().unwrap().push(status.clone());
+        }
+        Ok(fresh)
+    }
+    fn audit_ingest(
+        &self,
+        kind: &str,
+        edge_id: &str,
+        sensor_id: &str,
+        _detail: &str,
+        _at_ns: i64,
+    ) -> Result<bool, RegistryError> {
+        let mut a = self.audits.lock().unwrap();
+        let row = (kind.to_string(), edge_id.to_string(), sensor_id.to_string());
+        let first = !a.contains(&row);
+        a.push(row);
+        Ok(first)
     }
     fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError> {
         self.seen.lock().unwrap().push((edge_id.to_string(), at_ns));
@@ -172,6 +205,9 @@ pub async fn connect_edge(
     let (ack_tx, acks) = mpsc::channel(10_000);
     let (up_tx, mut up_rx) = mpsc::channel::<Result<(), String>>(1);
     let ack_topic = topics::acks(id);
+    // Only acks the hub sealed for this edge count: anything else is what an edge ignores.
+    let ack_key = mac_key(password);
+    let ack_edge = id.to_string();
     let sub = client.clone();
     tokio::spawn(async move {
         let mut connected = false;
@@ -185,7 +221,7 @@ pub async fn connect_edge(
                     let _ = up_tx.try_send(Ok(()));
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Ok(a) = Ack::decode(&p.payload) {
+                    if let Ok(a) = Ack::open(&p.payload, &ack_key, &ack_edge) {
                         if ack_tx.send(a).await.is_err() {
                             return;
                         }
