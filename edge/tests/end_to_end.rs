@@ -471,3 +471,87 @@ fn a_full_buffer_while_the_hub_is_away_reports_every_evicted_reading_as_a_gap() 
     assert_eq!(st.gaps as f64, evicted, "every eviction reported as a gap");
     assert_eq!(st.readings.len(), st.unique(), "none stored twice");
 }
+
+/// Whoever can publish on the edge's ack topic (a broker without ACLs, a stolen secret of
+/// another edge) cannot make it drop readings the hub never stored: unsigned acks, acks sealed
+/// with another key, acks the hub sealed for another edge, acks of another protocol version
+/// and replayed acks of a batch not in flight are all ignored, counted by reason, and the
+/// buffer keeps every record until the real hub acknowledges.
+#[test]
+fn forged_foreign_and_replayed_acks_leave_the_buffer_intact() {
+    use protocol::uplink::{mac_key, topics, Ack, AckOutcome};
+    let (dir, site, hub, cfg) = setup("");
+    let edge = EdgeProc::start(dir.path(), &cfg, "a");
+    wait_until(20, "site source up", || edge.source_up("site"));
+    wait_until(20, "uplink up", || {
+        edge.metric("edge_uplink_connected", "") == 1.0
+    });
+    let mut p = Publisher::connect(site.port);
+    publish_range(&mut p, 10, 0, 100);
+    wait_until(30, "readings buffered and sent", || {
+        edge.metric("edge_buffer_records", "") >= 200.0
+            && edge.metric("edge_batches_sent_total", "") >= 1.0
+    });
+    let records = edge.metric("edge_buffer_records", "");
+
+    let key = mac_key(SECRET);
+    let topic = topics::acks(EDGE_ID);
+    let mut attacker = Publisher::connect(hub.port);
+    // Every (epoch, seq) the edge can have in flight, three forgeries each.
+    for epoch in 0..4 {
+        for seq in 0..40 {
+            let ack = Ack {
+                edge_id: EDGE_ID.into(),
+                epoch,
+                seq,
+                outcome: AckOutcome::Stored,
+            };
+            attacker.publish(&topic, ack.encode_unsigned());
+            attacker.publish(&topic, ack.seal(&mac_key("another edge's secret")));
+            let foreign = Ack {
+                edge_id: "edge-other".into(),
+                ..ack.clone()
+            };
+            attacker.publish(&topic, foreign.seal(&key));
+        }
+    }
+    let mut old_version = Ack {
+        edge_id: EDGE_ID.into(),
+        epoch: 1,
+        seq: 1,
+        outcome: AckOutcome::Stored,
+    }
+    .seal(&key);
+    old_version[0] = 1;
+    attacker.publish(&topic, old_version);
+    let replayed = Ack {
+        edge_id: EDGE_ID.into(),
+        epoch: 999_999,
+        seq: 1,
+        outcome: AckOutcome::Stored,
+    };
+    attacker.publish(&topic, replayed.seal(&key));
+    attacker.flush();
+    let rejected = |reason: &str| edge.metric("edge_acks_rejected_total", &format!("reason=\"{reason}\""));
+    wait_until(30, "every forgery counted", || {
+        rejected("unsigned") >= 160.0
+            && rejected("bad_mac") >= 160.0
+            && rejected("foreign") >= 160.0
+            && rejected("unknown_version") >= 1.0
+            && edge.metric("edge_acks_unexpected_total", "") >= 1.0
+    });
+    assert_eq!(
+        edge.metric("edge_buffer_records", ""),
+        records,
+        "a forged ack moved the buffer"
+    );
+    assert_eq!(edge.metric("edge_batches_acked_total", ""), 0.0);
+
+    // The real hub answers: everything is delivered once and the buffer drains.
+    let store = Arc::new(Mutex::new(Store::default()));
+    let _stub = HubStub::start(hub.port, store.clone());
+    wait_until(60, "buffer drained", || {
+        edge.metric("edge_buffer_records", "") == 0.0
+    });
+    assert_eq!(store.lock().unwrap().unique(), 200);
+}
