@@ -9,10 +9,12 @@
 //! [`registry::RegistryStore`] (SQLite now, PostgreSQL later), [`timeseries::TimeSeriesSink`]
 //! (embedded store, InfluxDB v2 API) and the broker (`broker`).
 
+pub mod admin_token;
 pub mod api;
 pub mod broker;
 pub mod config;
 pub mod ingest;
+pub mod private_files;
 pub mod registry;
 pub mod serve;
 pub mod timeseries;

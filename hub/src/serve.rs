@@ -47,8 +47,8 @@ impl Overrides {
 /// Opens the registry of `cfg` (creating the data dir), importing the seed dir if the registry
 /// has no components yet.
 pub fn open_registry(cfg: &HubConfig) -> anyhow::Result<Arc<SqliteRegistry>> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
+    crate::private_files::private_dir(&cfg.data_dir)
+        .with_context(|| format!("create data dir {} (mode 0700)", cfg.data_dir.display()))?;
     let path = cfg.registry_path();
     let reg =
         SqliteRegistry::open(&path).with_context(|| format!("open registry {}", path.display()))?;
@@ -65,6 +65,8 @@ pub fn open_registry(cfg: &HubConfig) -> anyhow::Result<Arc<SqliteRegistry>> {
 /// Runs the hub until a shutdown signal.
 pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     cfg.resolve_paths();
+    crate::admin_token::check(cfg.effective_admin_token().as_deref())?;
+    crate::private_files::restrict_umask();
     let registry = open_registry(&cfg)?;
 
     let embedded = Arc::new(
@@ -174,6 +176,9 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     if let Some(r) = events_router {
         app = app.merge(axum::Router::new().nest("/api/v1", r));
     }
+    // Every store is open now: files from a run under a looser umask become private too.
+    crate::private_files::tighten_tree(&cfg.data_dir)
+        .with_context(|| format!("make {} private (0700/0600)", cfg.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("bind HTTP {}", cfg.http.listen))?;
