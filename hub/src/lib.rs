@@ -17,4 +17,5 @@ pub mod ingest;
 pub mod private_files;
 pub mod registry;
 pub mod serve;
+pub mod supervise;
 pub mod timeseries;

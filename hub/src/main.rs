@@ -145,7 +145,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("start the async runtime")?;
-            rt.block_on(serve::run(cfg))
+            let result = rt.block_on(serve::run(cfg));
+            // Blocking workers still in a SQLite call get a bound, not forever.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            result
         }
         Command::Registry { command } => {
             // Seed import at start is for `serve`; here the operator names the directory.
