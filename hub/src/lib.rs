@@ -13,6 +13,7 @@ pub mod admin_token;
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod http_server;
 pub mod ingest;
 pub mod private_files;
 pub mod registry;

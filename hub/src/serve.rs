@@ -25,9 +25,6 @@ use tokio_util::sync::CancellationToken;
 const RETENTION_INTERVAL_MS: u64 = 3_600_000;
 /// At shutdown, how long each supervised task may take to return before it is aborted.
 const TASK_STOP_GRACE: Duration = Duration::from_secs(5);
-/// At shutdown, how long open HTTP connections (SSE streams never end by themselves) may take
-/// to finish before the server stops waiting for them.
-const HTTP_DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Command-line overrides of the config file.
 #[derive(Debug, Clone, Default)]
@@ -207,14 +204,16 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         signalled.cancel();
     });
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    tokio::select! {
-        r = server => r.context("HTTP server")?,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(HTTP_DRAIN_GRACE).await } => {
-            tracing::warn!("HTTP connections still open after the drain grace; closing them");
-        }
-    }
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        Duration::from_millis(cfg.http.request_timeout_ms),
+        crate::http_server::request_timeout,
+    ));
+    let limits = crate::http_server::ServerLimits {
+        header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
+        max_connections: cfg.http.max_connections,
+        drain_grace: Duration::from_millis(cfg.http.shutdown_drain_ms),
+    };
+    crate::http_server::serve(listener, app, limits, shutdown.clone()).await;
     sup.stop().await;
     tracing::info!("hub stopped");
     // Keep the broker and ingest alive until here.
