@@ -104,6 +104,11 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// At shutdown, how long open connections may take to finish, ms. Default 5000.
     pub shutdown_drain_ms: u64,
+    /// Open SSE streams per bearer token; one more gets 429. Default 4.
+    pub sse_streams_per_token_max: usize,
+    /// Longest range of the evaluation report, days; longer gets 400 naming `from`.
+    /// Default 92 (a quarter).
+    pub report_range_max_days: u32,
 }
 
 impl Default for HttpConfig {
@@ -121,6 +126,8 @@ impl Default for HttpConfig {
             request_timeout_ms: 30_000,
             max_connections: 1024,
             shutdown_drain_ms: 5_000,
+            sse_streams_per_token_max: 4,
+            report_range_max_days: 92,
         }
     }
 }
@@ -228,6 +235,14 @@ impl HubConfig {
                 h.header_read_timeout_ms as usize,
             ),
             ("http.request_timeout_ms", h.request_timeout_ms as usize),
+            (
+                "http.sse_streams_per_token_max",
+                h.sse_streams_per_token_max,
+            ),
+            (
+                "http.report_range_max_days",
+                h.report_range_max_days as usize,
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid {

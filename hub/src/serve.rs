@@ -204,10 +204,19 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         signalled.cancel();
     });
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        Duration::from_millis(cfg.http.request_timeout_ms),
-        crate::http_server::request_timeout,
-    ));
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            cfg.http.report_range_max_days,
+            api::report_range::bound_report_range,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            api::stream_cap::StreamCap::new(cfg.http.sse_streams_per_token_max),
+            api::stream_cap::limit_streams,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_millis(cfg.http.request_timeout_ms),
+            crate::http_server::request_timeout,
+        ));
     let limits = crate::http_server::ServerLimits {
         header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
         max_connections: cfg.http.max_connections,

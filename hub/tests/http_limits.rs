@@ -144,3 +144,62 @@ fn connections_past_the_cap_are_refused() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[tokio::test]
+async fn sse_streams_past_the_per_token_cap_get_429() {
+    let hub = start("sse_streams_per_token_max = 2");
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/events/stream", hub.addr);
+    let open = || http.get(&url).bearer_auth(ADMIN).send();
+    let first = open().await.unwrap();
+    let second = open().await.unwrap();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = open().await.unwrap();
+    assert_eq!(third.status(), 429);
+    let body: serde_json::Value = third.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
+    assert!(body["error"]["message"].is_string());
+    // Closing one frees its place.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let again = open().await.unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(second);
+}
+
+#[tokio::test]
+async fn a_report_range_past_the_bound_is_400() {
+    let hub = start("report_range_max_days = 7");
+    let http = reqwest::Client::new();
+    let get = |q: &'static str| {
+        http.get(format!("http://{}/api/v1/reports/evaluation?{q}", hub.addr))
+            .bearer_auth(ADMIN)
+            .send()
+    };
+    let ok = get("from=2026-01-01T00:00:00Z&to=2026-01-07T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let long = get("from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 400);
+    let body: serde_json::Value = long.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "from", "{body}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("`to`") && msg.contains("report_range_max_days"),
+        "{msg}"
+    );
+    // The default range (30 days) is past a 7-day bound too.
+    assert_eq!(get("").await.unwrap().status(), 400);
+}

@@ -11,6 +11,8 @@ pub mod error;
 mod events_doc;
 pub mod metrics;
 mod readings;
+pub mod report_range;
+pub mod stream_cap;
 pub mod time;
 
 use crate::registry::{
