@@ -532,7 +532,8 @@ fn forged_foreign_and_replayed_acks_leave_the_buffer_intact() {
     };
     attacker.publish(&topic, replayed.seal(&key));
     attacker.flush();
-    let rejected = |reason: &str| edge.metric("edge_acks_rejected_total", &format!("reason=\"{reason}\""));
+    let rejected =
+        |reason: &str| edge.metric("edge_acks_rejected_total", &format!("reason=\"{reason}\""));
     wait_until(30, "every forgery counted", || {
         rejected("unsigned") >= 160.0
             && rejected("bad_mac") >= 160.0

@@ -105,6 +105,20 @@ pub struct HttpConfig {
     pub points_max: usize,
     /// Ranges longer than this are downsampled even without `step`, ms. Default 6 h.
     pub raw_range_max_ms: u64,
+    /// A client must send its whole request head within this, ms (slowloris). Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// A handler must answer (its response head) within this, ms, else 503. SSE streams answer
+    /// at once and are not cut. Default 30000.
+    pub request_timeout_ms: u64,
+    /// Connections served at once; one past it gets 503 and is closed. Default 1024.
+    pub max_connections: usize,
+    /// At shutdown, how long open connections may take to finish, ms. Default 5000.
+    pub shutdown_drain_ms: u64,
+    /// Open SSE streams per bearer token; one more gets 429. Default 4.
+    pub sse_streams_per_token_max: usize,
+    /// Longest range of the evaluation report, days; longer gets 400 naming `from`.
+    /// Default 92 (a quarter).
+    pub report_range_max_days: u32,
 }
 
 impl Default for HttpConfig {
@@ -118,6 +132,12 @@ impl Default for HttpConfig {
             page_limit_default: l.page_limit_default,
             points_max: l.points_max,
             raw_range_max_ms: l.raw_range_max_ms,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 1024,
+            shutdown_drain_ms: 5_000,
+            sse_streams_per_token_max: 4,
+            report_range_max_days: 92,
         }
     }
 }
@@ -219,6 +239,20 @@ impl HubConfig {
             ("http.page_limit_max", h.page_limit_max),
             ("http.page_limit_default", h.page_limit_default),
             ("http.points_max", h.points_max),
+            ("http.max_connections", h.max_connections),
+            (
+                "http.header_read_timeout_ms",
+                h.header_read_timeout_ms as usize,
+            ),
+            ("http.request_timeout_ms", h.request_timeout_ms as usize),
+            (
+                "http.sse_streams_per_token_max",
+                h.sse_streams_per_token_max,
+            ),
+            (
+                "http.report_range_max_days",
+                h.report_range_max_days as usize,
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid {

@@ -9,10 +9,14 @@
 //! [`registry::RegistryStore`] (SQLite now, PostgreSQL later), [`timeseries::TimeSeriesSink`]
 //! (embedded store, InfluxDB v2 API) and the broker (`broker`).
 
+pub mod admin_token;
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod http_server;
 pub mod ingest;
+pub mod private_files;
 pub mod registry;
 pub mod serve;
+pub mod supervise;
 pub mod timeseries;

@@ -90,6 +90,9 @@ enum EdgeCommand {
         name: Option<String>,
         #[arg(long)]
         site: Option<String>,
+        /// Also write the secret to FILE, mode 0600 (for provisioning the edge box).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Revoke an edge: it can no longer log in nor have batches accepted.
     Revoke { id: String },
@@ -146,6 +149,8 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Data files and secrets this process creates are the hub user's only.
+    hub::private_files::restrict_umask();
     let cfg = load_config(&cli)?;
     match cli.command {
         Command::Serve { http, mqtt } => {
@@ -160,7 +165,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("start the async runtime")?;
-            rt.block_on(serve::run(cfg))
+            let result = rt.block_on(serve::run(cfg));
+            // Blocking workers still in a SQLite call get a bound, not forever.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            result
         }
         Command::Registry { command } => {
             // Seed import at start is for `serve`; here the operator names the directory.
@@ -184,8 +192,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.registry.seed_dir = None;
             let reg = serve::open_registry(&cfg)?;
             match command {
-                EdgeCommand::Add { id, name, site } => {
+                EdgeCommand::Add {
+                    id,
+                    name,
+                    site,
+                    out,
+                } => {
                     let secret = reg.add_edge(&id, name.as_deref(), site.as_deref())?;
+                    if let Some(path) = &out {
+                        hub::private_files::write_secret(path, format!("{secret}\n").as_bytes())
+                            .with_context(|| format!("write the secret to {}", path.display()))?;
+                        eprintln!(
+                            "edge {id}: secret written to {} (mode 0600)",
+                            path.display()
+                        );
+                    }
                     eprintln!(
                         "edge {id}: MQTT username {id}, password below (shown once, stored hashed)"
                     );

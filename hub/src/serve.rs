@@ -8,6 +8,7 @@
 use crate::api::{self, metrics::MetricsSource, AppState};
 use crate::config::HubConfig;
 use crate::registry::{seed, RegistryAdmin, RegistryStore, SqliteRegistry};
+use crate::supervise::{until_cancelled, Backoff, Supervisor};
 use crate::timeseries::embedded::EmbeddedStore;
 use crate::timeseries::influx::InfluxSink;
 use crate::timeseries::{TimeSeriesQuery, TimeSeriesSink};
@@ -18,9 +19,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// How often the embedded store drops readings older than its retention.
 const RETENTION_INTERVAL_MS: u64 = 3_600_000;
+/// At shutdown, how long each supervised task may take to return before it is aborted.
+const TASK_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Command-line overrides of the config file.
 #[derive(Debug, Clone, Default)]
@@ -47,8 +51,8 @@ impl Overrides {
 /// Opens the registry of `cfg` (creating the data dir), importing the seed dir if the registry
 /// has no components yet.
 pub fn open_registry(cfg: &HubConfig) -> anyhow::Result<Arc<SqliteRegistry>> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
+    crate::private_files::private_dir(&cfg.data_dir)
+        .with_context(|| format!("create data dir {} (mode 0700)", cfg.data_dir.display()))?;
     let path = cfg.registry_path();
     let reg =
         SqliteRegistry::open(&path).with_context(|| format!("open registry {}", path.display()))?;
@@ -65,6 +69,11 @@ pub fn open_registry(cfg: &HubConfig) -> anyhow::Result<Arc<SqliteRegistry>> {
 /// Runs the hub until a shutdown signal.
 pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     cfg.resolve_paths();
+    crate::admin_token::check(cfg.effective_admin_token().as_deref())?;
+    crate::private_files::restrict_umask();
+    // One token reaches every task: SIGTERM/SIGINT cancel it, the supervisor stops the tasks.
+    let shutdown = CancellationToken::new();
+    let sup = Supervisor::new(shutdown.clone(), Backoff::default(), TASK_STOP_GRACE);
     let registry = open_registry(&cfg)?;
 
     let embedded = Arc::new(
@@ -82,6 +91,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| format!("start InfluxDB sink {}", influx_cfg.url))?,
         );
+        sup.watch("influx_drain", influx.drain_liveness());
         let m = influx.metrics();
         metric_sources.push(Arc::new(move || {
             let mut s = String::new();
@@ -94,6 +104,10 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     let broker_handle = broker::start(&cfg.broker, registry.clone() as Arc<dyn RegistryStore>)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("start MQTT broker")?;
+    // The broker's threads are rumqttd's and cannot be restarted from here; a dead outbound
+    // link closes this channel (a dead inbound one ends ingest, watched below).
+    let link = broker_handle.outbound();
+    sup.watch("broker_link", move || !link.is_closed());
     let bm = broker_handle.metrics.clone();
     metric_sources.push(Arc::new(move || {
         let mut s = String::new();
@@ -104,7 +118,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     let admin_token = cfg.effective_admin_token();
     let (events, rules_stage) = if cfg.events.enabled {
         let (events, router, stage) =
-            start_events(&cfg, &registry, &embedded, admin_token.clone())?;
+            start_events(&cfg, &registry, &embedded, admin_token.clone(), &sup)?;
         // `wangge_webhook_refused_total{stage,reason}`: the webhook SSRF guard's refusals.
         let guard = events.egress().metrics().clone();
         metric_sources.push(Arc::new(move || {
@@ -125,6 +139,9 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("start ingest")?;
+    for (name, alive) in ingest_handle.liveness() {
+        sup.watch(name, alive);
+    }
     let im = ingest_handle.metrics();
     metric_sources.push(Arc::new(move || {
         let mut s = String::new();
@@ -133,26 +150,16 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     }));
 
     let retention_store = embedded.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(RETENTION_INTERVAL_MS));
-        loop {
-            tick.tick().await;
-            let store = retention_store.clone();
-            let now = crate::registry::now_ns();
-            match tokio::task::spawn_blocking(move || store.enforce_retention(now)).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
-                _ => {}
-            }
-        }
+    sup.spawn("retention", move |t| {
+        until_cancelled(t, retention_loop(retention_store.clone()))
     });
 
     let events_router = if let Some((events, router)) = events {
         // Events on `wangge/v1/events/{department}/{type}` through the hub's own broker link.
         let outbound = broker_handle.outbound();
-        tokio::spawn(wangge_events::delivery::run_mqtt(
-            events.clone(),
-            move |topic, payload| {
+        sup.spawn("mqtt_events", move |t| {
+            let outbound = outbound.clone();
+            let run = wangge_events::delivery::run_mqtt(events.clone(), move |topic, payload| {
                 let outbound = outbound.clone();
                 async move {
                     outbound
@@ -163,9 +170,9 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
                         .await
                         .map_err(|_| "broker link closed".to_string())
                 }
-            },
-        ));
-        drop(events);
+            });
+            until_cancelled(t, run)
+        });
         Some(router)
     } else {
         None
@@ -175,12 +182,18 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     state.readings = Some(embedded.clone() as Arc<dyn TimeSeriesQuery>);
     state.admin_token = admin_token.map(Arc::from);
     state.limits = cfg.http.limits();
+    let tasks = sup.clone();
+    metric_sources.push(Arc::new(move || tasks.render_prometheus()));
     state.metric_sources = metric_sources;
+    state.supervisor = Some(sup.clone());
     // The dashboard (SPA at `/`, assets embedded) has no fallback, so it merges beside the API.
     let mut app = api::router(state).merge(wangge_dashboard::router());
     if let Some(r) = events_router {
         app = app.merge(axum::Router::new().nest("/api/v1", r));
     }
+    // Every store is open now: files from a run under a looser umask become private too.
+    crate::private_files::tighten_tree(&cfg.data_dir)
+        .with_context(|| format!("make {} private (0700/0600)", cfg.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("bind HTTP {}", cfg.http.listen))?;
@@ -192,15 +205,52 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         influx = cfg.influx.is_some(),
         "hub serving"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server")?;
+    let signalled = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        signalled.cancel();
+    });
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            cfg.http.report_range_max_days,
+            api::report_range::bound_report_range,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            api::stream_cap::StreamCap::new(cfg.http.sse_streams_per_token_max),
+            api::stream_cap::limit_streams,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_millis(cfg.http.request_timeout_ms),
+            crate::http_server::request_timeout,
+        ));
+    let limits = crate::http_server::ServerLimits {
+        header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
+        max_connections: cfg.http.max_connections,
+        drain_grace: Duration::from_millis(cfg.http.shutdown_drain_ms),
+    };
+    crate::http_server::serve(listener, app, limits, shutdown.clone()).await;
+    sup.stop().await;
     tracing::info!("hub stopped");
     // Keep the broker and ingest alive until here.
     drop(ingest_handle);
     drop(broker_handle);
     Ok(())
+}
+
+/// Drops readings older than the embedded store's retention, once an hour.
+async fn retention_loop(store: Arc<EmbeddedStore>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(RETENTION_INTERVAL_MS));
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let now = crate::registry::now_ns();
+        match tokio::task::spawn_blocking(move || store.enforce_retention(now)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+            _ => {}
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -342,6 +392,7 @@ fn start_events(
     registry: &Arc<SqliteRegistry>,
     store: &Arc<EmbeddedStore>,
     admin_token: Option<String>,
+    sup: &Supervisor,
 ) -> anyhow::Result<(
     wangge_events::Events,
     axum::Router,
@@ -390,13 +441,21 @@ fn start_events(
         hooks: TestHooks::from_env(),
     });
 
-    tokio::spawn(
-        events
-            .clone()
-            .run_ticker(Duration::from_millis(cfg.events.tick_interval_ms)),
-    );
-    tokio::spawn(wangge_events::delivery::run_webhooks(events.clone()));
-    tokio::spawn(sync_component_status(events.clone(), registry.clone()));
+    // Each restarts from durable state: the ticker from the store, webhooks from the
+    // deliveries table, the status sync from its outbox cursor.
+    let tick = Duration::from_millis(cfg.events.tick_interval_ms);
+    let ev = events.clone();
+    sup.spawn("events_ticker", move |t| {
+        until_cancelled(t, ev.clone().run_ticker(tick))
+    });
+    let ev = events.clone();
+    sup.spawn("webhooks", move |t| {
+        until_cancelled(t, wangge_events::delivery::run_webhooks(ev.clone()))
+    });
+    let (ev, reg) = (events.clone(), registry.clone());
+    sup.spawn("status_sync", move |t| {
+        until_cancelled(t, sync_component_status(ev.clone(), reg.clone()))
+    });
     let router = wangge_events::router(
         events.clone(),
         Arc::new(HubAuth {

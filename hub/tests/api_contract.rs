@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ADMIN: &str = "test-admin-token-0123456789";
+const ADMIN: &str = "contract-admin-6b2e9f04c7a15d38e0f9a2c4b71d";
 
 fn seed_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry")

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ADMIN: &str = "events-admin-token-0123456789";
+const ADMIN: &str = "events-admin-93c1a7e5f02b48d6c9e0a1f3b57d";
 const COMPONENT: &str = "1201110101000001"; // water-supply manhole cover, owner sw, sensor MH-0001
 
 struct Hub {

@@ -237,3 +237,86 @@ fn edge_secrets_and_tokens_are_printed_once_and_stored_hashed() {
     );
     assert!(!o.status.success());
 }
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn edge_add_out_writes_a_0600_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("edge-07.secret");
+    // A stale world-readable file at the path is tightened, not trusted.
+    std::fs::write(&file, "old").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let o = hub(
+        &["edge", "add", "edge-07", "--out", file.to_str().unwrap()],
+        &data,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = stdout(&o).trim().to_string();
+    assert!(!printed.is_empty(), "stdout still carries the secret");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), printed);
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&data), 0o700, "the data dir the command created");
+    assert_eq!(mode(&data.join("registry.sqlite")), 0o600);
+}
+
+/// `hub serve` with `token` as `WANGGE_ADMIN_TOKEN`: it must exit at once, non-zero.
+fn serve_with_admin_token(token: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let mut child = Command::new(HUB)
+        .args(["serve", "--http"])
+        .arg(free().to_string())
+        .arg("--mqtt")
+        .arg(free().to_string())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("WANGGE_ADMIN_TOKEN", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hub serve kept running with admin token {token:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_refuses_a_short_admin_token() {
+    let o = serve_with_admin_token("0123456789abcdef0123456789");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("admin_token") && e.contains("at least 32"),
+        "{e}"
+    );
+}
+
+#[test]
+fn serve_refuses_the_example_admin_token() {
+    let o = serve_with_admin_token("demo-admin-token-change-me");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("admin_token") && e.contains("example"), "{e}");
+}

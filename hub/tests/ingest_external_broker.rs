@@ -109,8 +109,9 @@ async fn batches_through_an_external_broker_are_verified_stored_and_acked() {
         sinks,
     )
     .unwrap();
-    // mosquitto allows anonymous clients here: any password logs in; the HMAC still decides.
-    let mut edge = match connect_edge(mosq.port, "edge-x", "anything", None).await {
+    // mosquitto allows anonymous clients here (the password is not checked); the HMAC still
+    // decides, and the edge opens the hub's sealed acks with the key of its secret.
+    let mut edge = match connect_edge(mosq.port, "edge-x", &secret, None).await {
         Login::Ok(e) => e,
         Login::Refused(e) => panic!("{e}"),
     };

@@ -23,9 +23,11 @@ struct Hub {
     store: Arc<EmbeddedStore>,
 }
 
-/// Every reading the rules stage was given: (sensor, component).
+/// (sensor, component) of every reading the rules stage was given.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 #[derive(Clone, Default)]
-struct SeenByRules(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct SeenByRules(Seen);
 
 impl RulesStage for SeenByRules {
     fn evaluate(&mut self, group: &StoredGroup) -> Result<(), String> {

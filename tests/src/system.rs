@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const EDGE_ID: &str = "edge-xq-01";
-pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+pub const ADMIN_TOKEN: &str = "e2e-admin-4f1c9a7be03d25c6a8e1f0b7d4c39a52";
 
 /// A hub process on free ports with its data dir; restartable on the same ports and data.
 pub struct Hub {

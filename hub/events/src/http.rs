@@ -751,7 +751,18 @@ async fn evaluation(
                 ApiError::forbidden("a token without a department sees no report")
             })?)
         };
-    let report = crate::report::evaluation(&state.events, from, to, now, only.as_deref())?;
+    // The report scans every event of the range: off the async workers.
+    let events = state.events.clone();
+    let report = blocking(move || {
+        Ok(crate::report::evaluation(
+            &events,
+            from,
+            to,
+            now,
+            only.as_deref(),
+        )?)
+    })
+    .await?;
     Ok(Json(report))
 }
 

@@ -11,6 +11,8 @@ pub mod error;
 mod events_doc;
 pub mod metrics;
 mod readings;
+pub mod report_range;
+pub mod stream_cap;
 pub mod time;
 
 use crate::registry::{
@@ -75,6 +77,8 @@ pub struct AppState {
     /// Other stages' metrics (ingest, storage), appended to `/metrics`.
     pub metric_sources: Vec<Arc<dyn MetricsSource>>,
     pub started: std::time::Instant,
+    /// The hub's supervised parts; `health` answers 503 while any is down. `None`: no parts.
+    pub supervisor: Option<crate::supervise::Supervisor>,
 }
 
 impl AppState {
@@ -87,6 +91,7 @@ impl AppState {
             metrics: Arc::new(ApiMetrics::default()),
             metric_sources: Vec::new(),
             started: std::time::Instant::now(),
+            supervisor: None,
         }
     }
 }
@@ -197,21 +202,38 @@ async fn not_found(req: Request) -> ApiError {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// Always `ok` when the hub answers.
+    /// `ok`, or `degraded` (with status 503) while a part of the hub is down.
     pub status: String,
+    /// The parts that are down (e.g. `ingest`, `webhooks`); empty when `ok`.
+    pub failing: Vec<String>,
     pub version: String,
     pub uptime_s: u64,
 }
 
-/// Liveness; needs no token.
+/// Liveness and readiness; needs no token. 503 `degraded` names the failing parts, so a load
+/// balancer or an operator's probe notices a hub that answers HTTP but no longer ingests.
 #[utoipa::path(get, path = "/api/v1/health", tag = "hub",
-    responses((status = 200, body = Health)))]
-async fn health(State(state): State<AppState>) -> Json<Health> {
-    Json(Health {
-        status: "ok".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        uptime_s: state.started.elapsed().as_secs(),
-    })
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let failing = state
+        .supervisor
+        .as_ref()
+        .map(|s| s.failing())
+        .unwrap_or_default();
+    let (code, status) = if failing.is_empty() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    };
+    (
+        code,
+        Json(Health {
+            status: status.to_string(),
+            failing,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: state.started.elapsed().as_secs(),
+        }),
+    )
 }
 
 /// The OpenAPI document of this API; needs no token.

@@ -187,9 +187,22 @@ type EdgeKeys = HashMap<String, [u8; 32]>;
 pub struct IngestHandle {
     metrics: Arc<IngestMetrics>,
     observers: broadcast::Sender<Arc<StoredGroup>>,
+    /// The `ingest` and `ingest-rules` threads, for liveness (`hub::supervise` watches them).
+    threads: Vec<(&'static str, Arc<std::thread::JoinHandle<()>>)>,
 }
 
 impl IngestHandle {
+    /// Liveness probes of ingest's threads, by part name: `true` while the thread runs.
+    pub fn liveness(&self) -> Vec<(&'static str, impl Fn() -> bool + Send + Sync + 'static)> {
+        self.threads
+            .iter()
+            .map(|(name, h)| {
+                let h = h.clone();
+                (*name, move || !h.is_finished())
+            })
+            .collect()
+    }
+
     pub fn metrics(&self) -> Arc<IngestMetrics> {
         self.metrics.clone()
     }
@@ -252,7 +265,7 @@ pub fn spawn_with_rules(
         outbound: broker.outbound(),
         metrics: metrics.clone(),
     };
-    std::thread::Builder::new()
+    let rules_thread = std::thread::Builder::new()
         .name("ingest-rules".into())
         .spawn(move || acker.run(from_ingest))
         .map_err(IngestError::Thread)?;
@@ -271,11 +284,18 @@ pub fn spawn_with_rules(
         audited: HashSet::new(),
         version_logged: RefCell::new(HashMap::new()),
     };
-    std::thread::Builder::new()
+    let ingest_thread = std::thread::Builder::new()
         .name("ingest".into())
         .spawn(move || worker.run(inbound))
         .map_err(IngestError::Thread)?;
-    Ok(IngestHandle { metrics, observers })
+    Ok(IngestHandle {
+        metrics,
+        observers,
+        threads: vec![
+            ("ingest", Arc::new(ingest_thread)),
+            ("rules", Arc::new(rules_thread)),
+        ],
+    })
 }
 
 /// The dedup table, shared by the lookup (ingest thread) and the insert after the rules

@@ -233,7 +233,18 @@ struct Shared {
     committed: Mutex<(u64, u64)>,
     wake: Condvar,
     stop: AtomicBool,
+    /// True until the drain thread ends (returns or panics): its liveness probe.
+    drain_alive: AtomicBool,
     metrics: Arc<InfluxMetrics>,
+}
+
+/// Clears `Shared::drain_alive` when the drain thread ends, however it ends.
+struct DrainAlive(Arc<Shared>);
+
+impl Drop for DrainAlive {
+    fn drop(&mut self) {
+        self.0.drain_alive.store(false, Relaxed);
+    }
 }
 
 /// The sink. Dropping it stops the drain thread (what is spilled stays on disk).
@@ -354,6 +365,7 @@ impl InfluxSink {
             committed: Mutex::new((seg, len)),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
+            drain_alive: AtomicBool::new(true),
             metrics,
         });
         let (pos_seg, pos_off) = read_pos(&dir);
@@ -396,6 +408,13 @@ impl InfluxSink {
             spill_bytes_max: cfg.spill_bytes_max,
             drain: Some(drain),
         })
+    }
+
+    /// A liveness probe of the drain thread (`hub::supervise` watches it): `true` while it
+    /// runs. It is not restarted: it owns the spill reader and its replay window.
+    pub fn drain_liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.drain_alive.load(Relaxed)
     }
 
     pub fn metrics(&self) -> Arc<InfluxMetrics> {
@@ -540,6 +559,7 @@ fn replay_window(window: &mut ReplayWindow, pos: &mut SpillPos, m: &InfluxMetric
 }
 
 fn drain_loop(shared: Arc<Shared>, client: influxdb2::Client, cfg: InfluxConfig) {
+    let _alive = DrainAlive(shared.clone());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,0 +1,125 @@
+//! The API's HTTP server: an accept loop over hyper-util instead of `axum::serve`, because
+//! `axum::serve` has no header-read timeout and no connection cap.
+//!
+//! - A client that sends its request head slower than `header_read_timeout` (slowloris) is cut
+//!   off: hyper closes the connection (HTTP/1 answers 408 first).
+//! - At most `max_connections` connections are served at once. One past the cap gets a
+//!   short `503` with the API's error JSON and is closed at once, so a flood costs a write, not
+//!   a task that waits.
+//! - Each request's handler must produce its response head within `request_timeout` (503
+//!   `timeout` otherwise). An SSE stream answers its head at once, so the bound never cuts a
+//!   stream, only a handler stuck before it.
+//! - On shutdown the listener closes, open connections get `drain_grace` to finish (SSE streams
+//!   never finish by themselves), then the server returns.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// The server's bounds (from `[http]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_grace: Duration,
+}
+
+/// How long writing the 503 to a connection past the cap may take before it is just closed.
+const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_millis(500);
+
+const REFUSED_BODY: &str = r#"{"error":{"code":"too_many_connections","message":"the hub serves its maximum number of connections; retry later"}}"#;
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then drains (bounded).
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning on the error.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "HTTP connection past max_connections refused");
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(limits.drain_grace) => {
+            tracing::warn!("HTTP connections still open after the drain grace; closing them");
+        }
+    }
+}
+
+/// Answers a connection past the cap with 503 and closes it, without reading its request.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        REFUSED_BODY.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(REFUSED_BODY.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, write).await;
+}
+
+/// Middleware: a handler that has not produced its response head within the bound gets 503.
+pub async fn request_timeout(State(bound): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(bound, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => crate::api::error::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than http.request_timeout_ms ({} ms)",
+                bound.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
