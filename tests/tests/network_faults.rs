@@ -332,6 +332,14 @@ fn a_link_flapping_every_2_to_5_s_loses_and_duplicates_nothing() {
     let connects_before = s.edge_metric("edge_uplink_connects_total");
     let resent_before = s.edge_metric("edge_batches_resent_total");
     let pauses = s.proxy.flap(24, Duration::from_secs(20));
+    // The uplink gauge may still read "connected" from before the last cut: wait for the
+    // reconnect that follows it (the proxy counts it) before taking the counts.
+    wait_for(
+        "the edge's reconnect after the last cut",
+        Duration::from_secs(30),
+        || (s.proxy.counts().accepted - before.accepted >= pauses.len() as u64).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", s.proxy.counts()));
     s.wait_uplink(true, Duration::from_secs(30));
     let during = s.proxy.counts();
     let connects = s.edge_metric("edge_uplink_connects_total") - connects_before;
