@@ -5,10 +5,9 @@ mod ingest_support;
 use hub::broker::{self, BrokerConfig, BrokerHandle, TlsListenerConfig};
 use hub::ingest::{self, IngestConfig, IngestHandle, RejectReason};
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
-use hub::timeseries::{TimeSeriesQuery, TimeSeriesSink};
+use hub::timeseries::TimeSeriesSink;
 use ingest_support::*;
 use protocol::uplink::{mac_key, topics, AckOutcome, EdgeStatus};
-use protocol::Quantity;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -54,26 +53,6 @@ fn start_hub(dir: &Path, registry: Arc<MemRegistry>, tls: Option<TlsListenerConf
         broker,
         ingest,
         store,
-    }
-}
-
-fn stored(store: &EmbeddedStore, sensor: &str) -> usize {
-    store
-        .points(
-            sensor,
-            Quantity::Tilt,
-            i64::MIN / 2,
-            i64::MAX / 2,
-            1_000_000,
-        )
-        .unwrap()
-        .len()
-}
-
-async fn login(port: u16, id: &str, secret: &str) -> Edge {
-    match connect_edge(port, id, secret, None).await {
-        Login::Ok(e) => e,
-        Login::Refused(e) => panic!("login of {id} refused: {e}"),
     }
 }
 

@@ -9,10 +9,9 @@ use hub::ingest::{
     UnregisteredPolicy,
 };
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
-use hub::timeseries::{TimeSeriesQuery, TimeSeriesSink};
+use hub::timeseries::TimeSeriesSink;
 use ingest_support::*;
 use protocol::uplink::{mac_key, topics, Ack, AckOutcome, EdgeStatus, UplinkError};
-use protocol::Quantity;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -77,26 +76,6 @@ fn start_hub(dir: &Path, registry: Arc<MemRegistry>, cfg: IngestConfig, rules: S
 impl Hub {
     fn port(&self) -> u16 {
         self.broker.listen.expect("embedded listener").port()
-    }
-}
-
-fn stored(store: &EmbeddedStore, sensor: &str) -> usize {
-    store
-        .points(
-            sensor,
-            Quantity::Tilt,
-            i64::MIN / 2,
-            i64::MAX / 2,
-            1_000_000,
-        )
-        .unwrap()
-        .len()
-}
-
-async fn login(port: u16, id: &str, secret: &str) -> Edge {
-    match connect_edge(port, id, secret, None).await {
-        Login::Ok(e) => e,
-        Login::Refused(e) => panic!("login of {id} refused: {e}"),
     }
 }
 

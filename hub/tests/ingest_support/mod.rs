@@ -281,3 +281,26 @@ pub async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Tilt points of `sensor` in an embedded store, over all time.
+pub fn stored(store: &hub::timeseries::embedded::EmbeddedStore, sensor: &str) -> usize {
+    use hub::timeseries::TimeSeriesQuery;
+    store
+        .points(
+            sensor,
+            Quantity::Tilt,
+            i64::MIN / 2,
+            i64::MAX / 2,
+            1_000_000,
+        )
+        .unwrap()
+        .len()
+}
+
+/// Logs in as edge `id`, failing the test if the broker refuses.
+pub async fn login(port: u16, id: &str, secret: &str) -> Edge {
+    match connect_edge(port, id, secret, None).await {
+        Login::Ok(e) => e,
+        Login::Refused(e) => panic!("login of {id} refused: {e}"),
+    }
+}
