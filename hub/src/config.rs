@@ -119,6 +119,36 @@ pub struct HttpConfig {
     /// Longest range of the evaluation report, days; longer gets 400 naming `from`.
     /// Default 92 (a quarter).
     pub report_range_max_days: u32,
+    /// `[http.tls]`: serve the API over TLS (rustls). Default: none.
+    pub tls: Option<HttpTlsConfig>,
+    /// With `tls` configured, keep the plain listener on `listen` too. Default false: TLS
+    /// configured means plain HTTP is off, so a bearer token never crosses the network in the
+    /// clear by accident.
+    pub keep_plain: bool,
+}
+
+/// `[http.tls]`: the API's TLS listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTlsConfig {
+    /// Default `0.0.0.0:8443`.
+    #[serde(default = "default_https_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain (leaf first).
+    pub cert_path: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+}
+
+fn default_https_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+
+impl HttpConfig {
+    /// Whether the plain listener on `listen` is served.
+    pub fn plain_on(&self) -> bool {
+        self.tls.is_none() || self.keep_plain
+    }
 }
 
 impl Default for HttpConfig {
@@ -138,6 +168,8 @@ impl Default for HttpConfig {
             shutdown_drain_ms: 5_000,
             sse_streams_per_token_max: 4,
             report_range_max_days: 92,
+            tls: None,
+            keep_plain: false,
         }
     }
 }

@@ -9,7 +9,9 @@
 //! - Each request's handler must produce its response head within `request_timeout` (503
 //!   `timeout` otherwise). An SSE stream answers its head at once, so the bound never cuts a
 //!   stream, only a handler stuck before it.
-//! - On shutdown the listener closes, open connections get `drain_grace` to finish (SSE streams
+//! - With `[http.tls]`, a TLS listener serves the same app; its handshake is bounded by
+//!   `header_read_timeout` too, and the connection cap counts both listeners together.
+//! - On shutdown the listeners close, open connections get `drain_grace` to finish (SSE streams
 //!   never finish by themselves), then the server returns.
 
 use axum::extract::{Request, State};
@@ -24,6 +26,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// The server's bounds (from `[http]`).
@@ -39,9 +42,16 @@ const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 
 const REFUSED_BODY: &str = r#"{"error":{"code":"too_many_connections","message":"the hub serves its maximum number of connections; retry later"}}"#;
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then drains (bounded).
+/// One listening socket of the API: plain HTTP, or HTTPS when `tls` is set.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Serves `app` on every listener until `shutdown` is cancelled, then drains (bounded). The
+/// connection cap counts the connections of all listeners together.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     app: axum::Router,
     limits: ServerLimits,
     shutdown: CancellationToken,
@@ -54,9 +64,39 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
+    let accepting = listeners.into_iter().map(|l| {
+        accept_loop(
+            l,
+            &app,
+            &builder,
+            &graceful,
+            &slots,
+            limits.header_read_timeout,
+            &shutdown,
+        )
+    });
+    futures::future::join_all(accepting).await;
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(limits.drain_grace) => {
+            tracing::warn!("HTTP connections still open after the drain grace; closing them");
+        }
+    }
+}
+
+/// Accepts on one listener until shutdown; each connection gets a slot or a 503.
+async fn accept_loop(
+    listener: Listener,
+    app: &axum::Router,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    slots: &Arc<Semaphore>,
+    handshake_timeout: Duration,
+    shutdown: &CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
+            r = listener.tcp.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
                     // EMFILE and the like: back off instead of spinning on the error.
@@ -65,7 +105,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "HTTP connection past max_connections refused");
@@ -73,23 +113,44 @@ pub async fn serve(
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = listener.tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result =
+                match tls {
+                    None => {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        // The handshake is bounded like a request head: a client that opens TLS
+                        // and stalls holds a slot no longer than a slow plain client would.
+                        let stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "HTTPS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "HTTPS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
             }
             drop(slot);
         });
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(limits.drain_grace) => {
-            tracing::warn!("HTTP connections still open after the drain grace; closing them");
-        }
     }
 }
 

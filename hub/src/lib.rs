@@ -20,3 +20,4 @@ pub mod registry;
 pub mod serve;
 pub mod supervise;
 pub mod timeseries;
+pub mod tls;

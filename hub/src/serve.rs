@@ -194,11 +194,17 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     // Every store is open now: files from a run under a looser umask become private too.
     crate::private_files::tighten_tree(&cfg.data_dir)
         .with_context(|| format!("make {} private (0700/0600)", cfg.data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-        .await
-        .with_context(|| format!("bind HTTP {}", cfg.http.listen))?;
+    let listeners = bind_http(&cfg.http).await?;
+    let addrs = |tls: bool| -> Vec<String> {
+        listeners
+            .iter()
+            .filter(|l| l.tls.is_some() == tls)
+            .filter_map(|l| l.tcp.local_addr().ok().map(|a| a.to_string()))
+            .collect()
+    };
     tracing::info!(
-        http = %listener.local_addr()?,
+        http = ?addrs(false),
+        https = ?addrs(true),
         mqtt = ?broker_handle.listen,
         mqtt_tls = ?broker_handle.tls_listen,
         data_dir = %cfg.data_dir.display(),
@@ -229,7 +235,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         max_connections: cfg.http.max_connections,
         drain_grace: Duration::from_millis(cfg.http.shutdown_drain_ms),
     };
-    crate::http_server::serve(listener, app, limits, shutdown.clone()).await;
+    crate::http_server::serve(listeners, app, limits, shutdown.clone()).await;
     sup.stop().await;
     tracing::info!("hub stopped");
     // Keep the broker and ingest alive until here.
@@ -617,4 +623,30 @@ async fn sync_component_status(events: wangge_events::Events, registry: Arc<Sqli
             }
         }
     }
+}
+
+/// Binds the API's listeners: plain on `http.listen` unless TLS is configured without
+/// `keep_plain`, and TLS on `http.tls.listen` when configured.
+async fn bind_http(
+    http: &crate::config::HttpConfig,
+) -> anyhow::Result<Vec<crate::http_server::Listener>> {
+    let mut listeners = Vec::new();
+    if http.plain_on() {
+        let tcp = tokio::net::TcpListener::bind(http.listen)
+            .await
+            .with_context(|| format!("bind HTTP {}", http.listen))?;
+        listeners.push(crate::http_server::Listener { tcp, tls: None });
+    }
+    if let Some(tls) = &http.tls {
+        let acceptor = crate::tls::acceptor("http.tls", &tls.cert_path, &tls.key_path)
+            .map_err(anyhow::Error::msg)?;
+        let tcp = tokio::net::TcpListener::bind(tls.listen)
+            .await
+            .with_context(|| format!("bind HTTPS {}", tls.listen))?;
+        listeners.push(crate::http_server::Listener {
+            tcp,
+            tls: Some(acceptor),
+        });
+    }
+    Ok(listeners)
 }

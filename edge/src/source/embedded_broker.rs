@@ -2,8 +2,10 @@
 //! edge box directly. The agent then subscribes to it like to any site broker, so there is
 //! one ingest path to test.
 //!
-//! rumqttd 0.19 binds inside its own thread and only logs a bind failure, so the listen
-//! address is checked (and port 0 resolved) first, and start-up waits until it accepts.
+//! rumqttd 0.19 binds inside its own thread and only logs a bind failure; it listens on a
+//! loopback port of its own, and sensors connect to `site_broker.listen`, where the front door
+//! ([`super::site_front`]) admits clients with an empty client id and relays. Start-up waits
+//! until rumqttd accepts.
 
 use crate::config::SiteBrokerSection;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
@@ -11,17 +13,17 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Starts the broker; returns the address it listens on.
+/// Starts the broker and its front door on `site_broker.listen`; returns the loopback address
+/// of the broker itself, for the edge's own subscriber. Must run inside the tokio runtime.
 pub fn start(cfg: &SiteBrokerSection) -> anyhow::Result<SocketAddr> {
-    let listen = {
-        let l = TcpListener::bind(cfg.listen).map_err(|e| {
-            anyhow::anyhow!(
-                "site_broker.listen {}: {e} (fix: free the port or change site_broker.listen)",
-                cfg.listen
-            )
-        })?;
-        l.local_addr()?
-    };
+    let front = TcpListener::bind(cfg.listen).map_err(|e| {
+        anyhow::anyhow!(
+            "site_broker.listen {}: {e} (fix: free the port or change site_broker.listen)",
+            cfg.listen
+        )
+    })?;
+    let front_addr = front.local_addr()?;
+    let listen = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?.local_addr()?;
     let auth = match (&cfg.username, &cfg.password) {
         (Some(u), Some(p)) => Some(HashMap::from([(u.clone(), p.clone())])),
         _ => None,
@@ -68,16 +70,17 @@ pub fn start(cfg: &SiteBrokerSection) -> anyhow::Result<SocketAddr> {
             }
         })?;
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut probe = listen;
-    if probe.ip().is_unspecified() {
-        probe.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    while TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_err() {
+    while TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_err() {
         if Instant::now() >= deadline {
             anyhow::bail!("embedded site broker did not start listening on {listen}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    tracing::info!(%listen, "embedded site broker listening");
-    Ok(probe)
+    front.set_nonblocking(true)?;
+    let front = tokio::net::TcpListener::from_std(front)?;
+    // The CONNECT may carry a will as large as a message, plus its header and login.
+    let max_frame = cfg.max_payload_bytes + 64 * 1024;
+    tokio::spawn(super::site_front::serve(front, listen, max_frame));
+    tracing::info!(listen = %front_addr, broker = %listen, "embedded site broker listening");
+    Ok(listen)
 }

@@ -4,6 +4,7 @@
 pub mod embedded_broker;
 pub mod mqtt;
 pub mod serial;
+pub mod site_front;
 pub mod text;
 
 use std::time::Duration;

@@ -488,12 +488,17 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn connect(port: u16) -> Publisher {
+        Publisher::connect_as(port, &format!("pub-{}", free_port()))
+    }
+
+    /// With this client id (may be empty: clean session is on).
+    pub fn connect_as(port: u16, client_id: &str) -> Publisher {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let mut o = MqttOptions::new(format!("pub-{}", free_port()), "127.0.0.1", port);
+        let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
         o.set_max_packet_size(1 << 20, 1 << 20);
         o.set_inflight(200);
         let (client, mut el) = AsyncClient::new(o, 1000);

@@ -87,7 +87,10 @@ pub(super) fn start(
         server_settings("wangge-mqtt-internal", internal, cfg, internal_key),
     );
     let tls_acceptor = match &cfg.tls {
-        Some(tls) => Some(super::tls::acceptor(tls)?),
+        Some(tls) => Some(
+            crate::tls::acceptor("broker.tls", &tls.cert_path, &tls.key_path)
+                .map_err(BrokerError::Config)?,
+        ),
         None => None,
     };
     let plain = if cfg.tls.is_none() || cfg.keep_plain {

@@ -15,7 +15,6 @@ pub mod embedded;
 pub mod external;
 pub mod gate;
 pub mod mosquitto;
-mod tls;
 
 pub use gate::acl::{MqttPrincipal, DEPARTMENT_USER_PREFIX, HUB_CLIENT_ID_PREFIX};
 
