@@ -1,7 +1,7 @@
 //! Wire faults: what can go wrong on the way to the receiver, and the `[[fault]]` entries that
 //! inject them.
 
-use super::{secs_to_ms, Invalid, Scenario, ScenarioError};
+use super::{secs_to_ms, Added, Entries, Invalid, Scenario, ScenarioError};
 use crate::sensors::{Dialect, Sensor};
 use serde::Deserialize;
 
@@ -115,14 +115,8 @@ pub(super) struct FaultSpec {
 }
 /// Validates `[[fault]]` number `index` (from 0) and adds it to `out`, or notes it skipped
 /// when it aims at one sensor that is not in this run.
-pub(super) fn add(
-    f: FaultSpec,
-    index: usize,
-    invalid: &Invalid<'_>,
-    registry: &[Sensor],
-    run: &[Sensor],
-    out: &mut Scenario,
-) -> Result<(), ScenarioError> {
+pub(super) fn add(f: FaultSpec, index: usize, cx: &Entries<'_>, out: &mut Scenario) -> Added {
+    let (invalid, registry, run) = (cx.invalid, cx.registry, cx.run);
     let what = format!("fault #{} ({})", index + 1, f.kind);
     let kind = FaultKind::from_name(&f.kind).ok_or_else(|| {
         invalid(what.clone(), "field `kind`: one of corrupt, truncate, noise, duplicate, out_of_order, clock_skew, burst".into())

@@ -1,6 +1,6 @@
 //! Incidents: what happens to a sensor, and the `[[incident]]` entries that schedule them.
 
-use super::{secs_to_ms, Invalid, Scenario, ScenarioError};
+use super::{secs_to_ms, Added, Entries, Invalid, Scenario, ScenarioError};
 use crate::sensors::{Sensor, SensorType};
 use protocol::{Quantity, Value};
 use serde::Deserialize;
@@ -144,14 +144,8 @@ pub(super) struct IncidentSpec {
 }
 /// Validates `[[incident]]` number `index` (from 0) and adds it to `out`, or notes it skipped
 /// when its sensor is not in this run.
-pub(super) fn add(
-    inc: IncidentSpec,
-    index: usize,
-    invalid: &Invalid<'_>,
-    registry: &[Sensor],
-    run: &[Sensor],
-    out: &mut Scenario,
-) -> Result<(), ScenarioError> {
+pub(super) fn add(inc: IncidentSpec, index: usize, cx: &Entries<'_>, out: &mut Scenario) -> Added {
+    let (invalid, registry, run) = (cx.invalid, cx.registry, cx.run);
     let what = format!("incident #{} (sensor {})", index + 1, inc.sensor);
     let Some(reg) = registry.iter().find(|s| s.id == inc.sensor) else {
         return Err(invalid(

@@ -110,6 +110,16 @@ pub fn load(path: &Path, registry: &[Sensor], run: &[Sensor]) -> Result<Scenario
 /// Makes the error for one entry (`what`) of the scenario file.
 type Invalid<'a> = dyn Fn(String, String) -> ScenarioError + 'a;
 
+/// What every entry is checked against: the error maker, the sensor registry, this run's sensors.
+struct Entries<'a> {
+    invalid: &'a Invalid<'a>,
+    registry: &'a [Sensor],
+    run: &'a [Sensor],
+}
+
+/// An entry added to the scenario (or noted skipped), or why it is invalid.
+type Added = Result<(), ScenarioError>;
+
 /// Parses the text of a scenario; `path` only names the file in errors.
 pub fn parse(
     text: &str,
@@ -135,12 +145,17 @@ pub fn parse(
         msg,
     };
     let mut out = header(spec.scenario, &invalid)?;
+    let cx = Entries {
+        invalid: &invalid,
+        registry,
+        run,
+    };
     for (i, inc) in spec.incident.into_iter().enumerate() {
-        incident::add(inc, i, &invalid, registry, run, &mut out)?;
+        incident::add(inc, i, &cx, &mut out)?;
     }
     out.incidents.sort_by_key(|i| (i.sensor, i.at_ms));
     for (i, f) in spec.fault.into_iter().enumerate() {
-        fault::add(f, i, &invalid, registry, run, &mut out)?;
+        fault::add(f, i, &cx, &mut out)?;
     }
     Ok(out)
 }
