@@ -1,7 +1,7 @@
 //! The path every reading takes from a source into the buffer: normalize → validate →
-//! append, plus the group-commit thread that makes appended readings durable.
+//! append. The group-commit thread that makes appended readings durable is `buffer::sync`.
 
-use crate::buffer::{self, Buffer};
+use crate::buffer::Buffer;
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::normalize::profile::Report;
 use crate::normalize::validate::Validator;
@@ -9,10 +9,9 @@ use crate::normalize::Normalizer;
 use protocol::uplink::Reading;
 use protocol::SensorFrame;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, watch};
 
 /// Live readings for `edge tail`: bounded; a slow tail loses readings, never the agent.
 pub const TAIL_CAPACITY: usize = 4096;
@@ -169,77 +168,4 @@ impl Ingest {
             }
         }
     }
-}
-
-/// Group commit: every `flush_interval` (or sooner when kicked) fdatasync what is pending,
-/// outside the buffer lock, then persist the acked cursor if it moved. Runs on its own
-/// thread so an fsync never stalls the async runtime.
-pub fn spawn_sync_thread(
-    buffer: Arc<Mutex<Buffer>>,
-    metrics: Arc<Metrics>,
-    kicks: Receiver<()>,
-    flush_interval: Duration,
-    durable: Arc<Notify>,
-    durable_total: watch::Sender<u64>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("buffer-sync".into())
-        .spawn(move || loop {
-            let last = stop.load(Relaxed);
-            match kicks.recv_timeout(flush_interval) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                // Ingest is gone (shutdown): keep the interval without a busy loop.
-                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(flush_interval),
-            }
-            let ticket = match buffer.lock() {
-                Ok(mut b) => b.prepare_sync(),
-                Err(_) => return,
-            };
-            match ticket {
-                Ok(Some(t)) => match t.run() {
-                    Ok(()) => {
-                        if let Ok(mut b) = buffer.lock() {
-                            b.complete_sync(t);
-                        }
-                        metrics.syncs.fetch_add(1, Relaxed);
-                        durable.notify_one();
-                    }
-                    Err(e) => {
-                        metrics.buffer_errors.fetch_add(1, Relaxed);
-                        tracing::error!(error = %e, "fdatasync failed");
-                    }
-                },
-                Ok(None) => {}
-                Err(e) => {
-                    metrics.buffer_errors.fetch_add(1, Relaxed);
-                    tracing::error!(error = %e, "buffer flush failed");
-                }
-            }
-            if let Ok(b) = buffer.lock() {
-                durable_total.send_if_modified(|v| {
-                    let changed = *v != b.durable_total();
-                    *v = b.durable_total();
-                    changed
-                });
-            }
-            let cursor = buffer.lock().ok().and_then(|b| b.cursor_to_persist());
-            if let Some((dir, acked)) = cursor {
-                match buffer::write_cursor(&dir, acked) {
-                    Ok(()) => {
-                        if let Ok(mut b) = buffer.lock() {
-                            b.cursor_persisted(acked);
-                        }
-                    }
-                    Err(e) => {
-                        metrics.buffer_errors.fetch_add(1, Relaxed);
-                        tracing::error!(error = %e, "cursor write failed");
-                    }
-                }
-            }
-            if last {
-                return;
-            }
-        })
-        .expect("spawn buffer-sync thread")
 }

@@ -1,8 +1,8 @@
 //! `edge run`: wires sources → ingest → buffer → uplink, plus the local API.
 
-use crate::buffer::{Buffer, BufferOptions};
+use crate::buffer::{spawn_sync_thread, Buffer, BufferOptions};
 use crate::config::Config;
-use crate::ingest::{spawn_sync_thread, Ingest};
+use crate::ingest::Ingest;
 use crate::local_api::{self, ApiState};
 use crate::metrics::Metrics;
 use crate::normalize::validate::Validator;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wangge_events::lifecycle::Deadlines;
 use wangge_events::model::{Severity, Trigger};
 use wangge_events::rules::{Condition, ConditionKind, Evaluator, RuleInput, RuleSet};
-use wangge_events::store::{EventStore, SqliteStore};
+use wangge_events::store::{EventLog, SqliteStore};
 
 const S: i64 = 1_000_000_000;
 const COMPONENTS: usize = 10_000;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use wangge_events::lifecycle::{self, Action, Deadlines};
 use wangge_events::model::{Scope, Status};
 use wangge_events::status::ComponentStatus;
-use wangge_events::store::{EventStore, SqliteStore, StoreError, TransitionRequest};
+use wangge_events::store::{EventLog, Outbox, SqliteStore, StoreError, TransitionRequest};
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("events.db"), Deadlines::default()).unwrap()

@@ -7,6 +7,7 @@
 //! `/metrics` is open so a Prometheus scraper needs no token (it reveals counts only).
 
 pub mod auth;
+mod components;
 pub mod error;
 mod events_doc;
 pub mod metrics;
@@ -16,8 +17,8 @@ pub mod stream_cap;
 pub mod time;
 
 use crate::registry::{
-    Component, ComponentFilter, ComponentInput, ComponentStatus, Department, Edge, GridCell, Page,
-    Principal, RegistryAdmin, RegistryStats, Scope, Sensor, SensorInput, UnassignedSensor,
+    Component, ComponentInput, ComponentStatus, Department, Edge, GridCell, Page, Principal,
+    RegistryAdmin, RegistryStats, Scope, Sensor, SensorInput, UnassignedSensor,
 };
 use crate::timeseries::TimeSeriesQuery;
 use auth::need;
@@ -28,6 +29,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use components::{
+    check_component_write, create_component, delete_component, get_component, list_components,
+    put_component,
+};
+pub use components::{ComponentPage, ComponentQuery};
 use error::{rejection, ApiError, ErrorBody};
 use metrics::{ApiMetrics, MetricsSource};
 use serde::{Deserialize, Serialize};
@@ -253,27 +259,6 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Query of `GET components`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ComponentQuery {
-    /// Component type, e.g. `manhole_cover`.
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    pub component_type: Option<String>,
-    /// Grid cell id.
-    pub grid: Option<String>,
-    /// Owner or maintainer department id.
-    pub department: Option<String>,
-    /// normal | alarm | offline | maintenance
-    pub status: Option<String>,
-    /// The `next` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size (default 100, at most 1000).
-    pub limit: Option<usize>,
-}
-
 /// Query of the other lists.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -281,13 +266,6 @@ pub struct ComponentQuery {
 pub struct PageQuery {
     pub cursor: Option<String>,
     pub limit: Option<usize>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ComponentPage {
-    pub items: Vec<Component>,
-    /// Cursor of the next page; null on the last.
-    pub next: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -325,217 +303,9 @@ fn bounded_text(name: &str, v: Option<String>) -> Result<Option<String>, ApiErro
     }
 }
 
-/// Components, filtered, ordered by id, cursor-paginated.
-#[utoipa::path(get, path = "/api/v1/components", tag = "components", params(ComponentQuery),
-    security(("bearer" = [])),
-    responses((status = 200, body = ComponentPage), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody)))]
-async fn list_components(
-    State(state): State<AppState>,
-    q: Result<Query<ComponentQuery>, QueryRejection>,
-) -> Result<Json<Page<Component>>, ApiError> {
-    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
-    let status = match bounded_text("status", q.status)? {
-        None => None,
-        Some(s) => Some(ComponentStatus::from_name(&s).ok_or_else(|| {
-            ApiError::field(
-                "status",
-                format!("{s:?} is not one of normal, alarm, offline, maintenance"),
-            )
-        })?),
-    };
-    let filter = ComponentFilter {
-        component_type: bounded_text("type", q.component_type)?,
-        grid_cell: bounded_text("grid", q.grid)?,
-        department: bounded_text("department", q.department)?,
-        status,
-        after: bounded_text("cursor", q.cursor)?,
-        limit: page_limit(&state, q.limit)?,
-    };
-    let reg = state.registry.clone();
-    blocking(move || Ok(reg.list_components(&filter)?))
-        .await
-        .map(Json)
-}
-
-/// One component.
-#[utoipa::path(get, path = "/api/v1/components/{id}", tag = "components",
-    params(("id" = String, Path, description = "16-digit component code")),
-    security(("bearer" = [])),
-    responses((status = 200, body = Component), (status = 404, body = ErrorBody)))]
-async fn get_component(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Component>, ApiError> {
-    let reg = state.registry.clone();
-    blocking(move || {
-        reg.component(&id)?
-            .ok_or_else(|| ApiError::not_found(format!("component {id}")))
-    })
-    .await
-    .map(Json)
-}
-
-/// A department's write token may change only components its department owns or maintains
-/// (before and after the change); admin tokens may change any.
-fn may_write(p: &Principal, c: &Component) -> bool {
-    p.scope == Scope::Admin
-        || p.department.as_deref().is_some_and(|d| {
-            c.owner_department.as_deref() == Some(d)
-                || c.maintainer_department.as_deref() == Some(d)
-        })
-}
-
-fn not_yours(p: &Principal, id: &str) -> ApiError {
-    ApiError::forbidden(format!(
-        "component {id} is neither owned nor maintained by department {}",
-        p.department.as_deref().unwrap_or("(none)")
-    ))
-}
-
-/// Checks a write on component `id` (its current state, if any, and the `input` it would get).
-///
-/// Besides "owned or maintained, before and after", a department token may not move
-/// responsibility: the owner and maintainer departments decide who sees the component's events
-/// (sharing) and who may change it, so a department that could set them could hand its
-/// components' events to anyone, or claim another department's component by naming itself
-/// maintainer. Hence, for a token that is not admin:
-/// - replacing a component keeps its owner and maintainer departments (403 otherwise);
-/// - creating one (POST, or PUT of a new id) requires the department to be both its owner and
-///   its maintainer (after the class defaults apply); assigning it to another department is an
-///   admin act.
-fn check_component_write(
-    reg: &dyn RegistryAdmin,
-    p: &Principal,
-    id: &str,
-    input: Option<&ComponentInput>,
-) -> Result<(), ApiError> {
-    if p.scope == Scope::Admin {
-        return Ok(());
-    }
-    let existing = reg.component(id)?;
-    if let Some(existing) = &existing {
-        if !may_write(p, existing) {
-            return Err(not_yours(p, id));
-        }
-    }
-    let Some(input) = input else {
-        return Ok(());
-    };
-    let after = reg.preview_component(id, input)?;
-    match &existing {
-        Some(before) => {
-            if before.owner_department != after.owner_department
-                || before.maintainer_department != after.maintainer_department
-            {
-                return Err(ApiError::forbidden(format!(
-                    "component {id}: changing its owner or maintainer department needs an admin token \
-                     (owner {} → {}, maintainer {} → {})",
-                    before.owner_department.as_deref().unwrap_or("none"),
-                    after.owner_department.as_deref().unwrap_or("none"),
-                    before.maintainer_department.as_deref().unwrap_or("none"),
-                    after.maintainer_department.as_deref().unwrap_or("none"),
-                )));
-            }
-        }
-        None => {
-            let d = p.department.as_deref();
-            if d.is_none()
-                || after.owner_department.as_deref() != d
-                || after.maintainer_department.as_deref() != d
-            {
-                return Err(ApiError::forbidden(format!(
-                    "component {id}: department {} may create only components it both owns and \
-                     maintains (this one: owner {}, maintainer {}); assigning one to another \
-                     department needs an admin token",
-                    d.unwrap_or("(none)"),
-                    after.owner_department.as_deref().unwrap_or("none"),
-                    after.maintainer_department.as_deref().unwrap_or("none"),
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(v)| v)
         .map_err(|e| rejection(e.status(), e.body_text()))
-}
-
-/// Registers a component. Its code is validated (16 digits, known region, known class);
-/// omitted type/owner/maintainer come from its class.
-#[utoipa::path(post, path = "/api/v1/components", tag = "components", request_body = ComponentInput,
-    security(("bearer" = [])),
-    responses((status = 201, body = Component), (status = 400, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_component(
-    State(state): State<AppState>,
-    Extension(p): Extension<Principal>,
-    b: Result<Json<ComponentInput>, JsonRejection>,
-) -> Result<(StatusCode, Json<Component>), ApiError> {
-    need(&p, Scope::Write)?;
-    let input = body(b)?;
-    let reg = state.registry.clone();
-    let c = blocking(move || {
-        if let Some(id) = input.id.as_deref().filter(|i| !i.trim().is_empty()) {
-            check_component_write(reg.as_ref(), &p, id.trim(), Some(&input))?;
-        }
-        Ok(reg.create_component(&input)?)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(c)))
-}
-
-/// Creates or replaces a component.
-#[utoipa::path(put, path = "/api/v1/components/{id}", tag = "components", request_body = ComponentInput,
-    params(("id" = String, Path, description = "16-digit component code")),
-    security(("bearer" = [])),
-    responses((status = 200, body = Component), (status = 201, body = Component),
-              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn put_component(
-    State(state): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-    b: Result<Json<ComponentInput>, JsonRejection>,
-) -> Result<(StatusCode, Json<Component>), ApiError> {
-    need(&p, Scope::Write)?;
-    let input = body(b)?;
-    let reg = state.registry.clone();
-    let (c, created) = blocking(move || {
-        check_component_write(reg.as_ref(), &p, &id, Some(&input))?;
-        Ok(reg.put_component(&id, &input)?)
-    })
-    .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(c)))
-}
-
-/// Removes a component; its sensors stay registered, unattached.
-#[utoipa::path(delete, path = "/api/v1/components/{id}", tag = "components",
-    params(("id" = String, Path, description = "16-digit component code")),
-    security(("bearer" = [])),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_component(
-    State(state): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    need(&p, Scope::Write)?;
-    let reg = state.registry.clone();
-    blocking(move || {
-        check_component_write(reg.as_ref(), &p, &id, None)?;
-        if reg.delete_component(&id)? {
-            Ok(StatusCode::NO_CONTENT)
-        } else {
-            Err(ApiError::not_found(format!("component {id}")))
-        }
-    })
-    .await
 }
 
 /// Edge boxes: online, last seen, version, reported backlog.
@@ -702,11 +472,11 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Wangge hub API", description = "Registry, readings and edges of a Wangge hub."),
     paths(
         health,
-        list_components,
-        create_component,
-        get_component,
-        put_component,
-        delete_component,
+        components::list_components,
+        components::create_component,
+        components::get_component,
+        components::put_component,
+        components::delete_component,
         readings::component_readings,
         list_edges,
         list_unassigned,

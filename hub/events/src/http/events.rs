@@ -1,0 +1,244 @@
+//! `GET /events` (pages cut after visibility), `GET /events/{id}`, `POST /events/{id}/transitions`.
+
+use super::{actor, blocking, param_ts, parse_id, ApiError, ApiState, PAGE_DEFAULT, PAGE_MAX};
+use crate::lifecycle::Action;
+use crate::model::{now_ns, Actor, Scope, Status};
+use crate::store::{ListQuery, TransitionRequest};
+use crate::Events;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value as Json_};
+use std::collections::HashMap;
+
+pub(super) async fn list_events(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Json_>, ApiError> {
+    let actor = actor(&state, &headers)?;
+    for k in q.keys() {
+        if ![
+            "status",
+            "type",
+            "component",
+            "department",
+            "since",
+            "cursor",
+            "limit",
+        ]
+        .contains(&k.as_str())
+        {
+            return Err(ApiError::bad_request(format!(
+                "query `{k}`: unknown parameter"
+            )));
+        }
+    }
+    let status = q
+        .get("status")
+        .map(|s| {
+            Status::from_name(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "query `status`: {s:?} is not one of open, acknowledged, dispatched, in_progress, resolved, closed"
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = match q.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=PAGE_MAX).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("query `limit`: 1..={PAGE_MAX}")))?,
+        None => PAGE_DEFAULT,
+    };
+    let query = ListQuery {
+        status,
+        event_type: q.get("type").cloned(),
+        component: q.get("component").cloned(),
+        department: q.get("department").cloned(),
+        since_ns: param_ts(&q, "since")?,
+        before_id: q.get("cursor").map(|c| parse_id(c, "cursor")).transpose()?,
+        limit,
+    };
+    let events = state.events.clone();
+    let (items, next) = blocking(move || visible_page(&events, &actor, query, limit)).await?;
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
+/// Rows read from the store per round while filling a page with visible events.
+const SCAN_PAGE: usize = 500;
+
+/// One page of the events `actor` sees, newest first, and the cursor of the next page.
+///
+/// Visibility is applied before the page is cut: the store is read in rounds until `limit`
+/// visible events are found plus one more (which proves a next page exists) or the store has
+/// no more rows. So `next` is non-null only when another visible event exists, a page is never
+/// empty with a `next`, and the cursor is the id of the last event returned — neither says
+/// anything about events the department cannot see. The cost is a scan of the hidden rows in
+/// between (rows are read by primary key, component lookups are cached per request).
+fn visible_page(
+    events: &Events,
+    actor: &Actor,
+    query: ListQuery,
+    limit: usize,
+) -> Result<(Vec<Json_>, Option<String>), ApiError> {
+    let mut ctx_cache: HashMap<String, Option<crate::model::ComponentCtx>> = HashMap::new();
+    let mut sees = |e: &crate::model::Event| {
+        if actor.scope == Scope::Admin {
+            return true;
+        }
+        let ctx = ctx_cache
+            .entry(e.component_id.clone())
+            .or_insert_with(|| events.directory().component(&e.component_id));
+        events.sharing().actor_sees(actor, e, ctx.as_ref())
+    };
+    let mut items = Vec::new();
+    let mut last_id = None;
+    let mut before = query.before_id;
+    let mut more = false;
+    'scan: loop {
+        let round = ListQuery {
+            before_id: before,
+            limit: SCAN_PAGE,
+            ..query.clone()
+        };
+        let rows = events.store().list(&round)?;
+        for e in &rows {
+            if sees(e) {
+                if items.len() == limit {
+                    more = true;
+                    break 'scan;
+                }
+                items.push(e.to_json());
+                last_id = Some(e.id);
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == SCAN_PAGE => before = Some(last.id),
+            _ => break,
+        }
+    }
+    let next = if more {
+        last_id.map(|id| id.to_string())
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+/// The answer for an event the caller may not see: the same 404 as for one that does not exist,
+/// so probing ids proves nothing (a 403 would say "it exists, elsewhere"). Still audited.
+fn hidden(id: i64) -> ApiError {
+    ApiError::not_found(format!("event {id} not found"))
+}
+
+pub(super) async fn get_event(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    let actor = actor(&state, &headers)?;
+    let id = parse_id(&id, "id")?;
+    let events = state.events.clone();
+    blocking(move || {
+        let event = events
+            .store()
+            .get(id)?
+            .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
+        if !events.actor_sees(&actor, &event) {
+            events.audit_denied(&actor, "read", Some(id), "event not shared with department");
+            return Err(hidden(id));
+        }
+        let mut body = event.to_json();
+        body["history"] = json!(events.store().history(id)?);
+        Ok(Json(body))
+    })
+    .await
+}
+
+pub(super) async fn transition(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Json_>, ApiError> {
+    let actor = actor(&state, &headers)?;
+    let id = parse_id(&id, "id")?;
+    let v: Json_ = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("body: not JSON: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| {
+        ApiError::bad_request("body: expected an object {\"action\",\"department\"?,\"note\"?}")
+    })?;
+    for k in obj.keys() {
+        if !["action", "department", "note"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("field `{k}`: unknown")));
+        }
+    }
+    let text = |k: &str, max: usize| -> Result<Option<String>, ApiError> {
+        match obj.get(k) {
+            None | Some(Json_::Null) => Ok(None),
+            Some(Json_::String(s)) if s.len() <= max => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "field `{k}`: a string of at most {max} bytes"
+            ))),
+        }
+    };
+    let action_name =
+        text("action", 32)?.ok_or_else(|| ApiError::bad_request("field `action`: required"))?;
+    let action = Action::from_name(&action_name).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "field `action`: {action_name:?} is not one of acknowledge, dispatch, start, resolve, close, reopen"
+        ))
+    })?;
+    let req = TransitionRequest {
+        action,
+        department: text("department", 64)?,
+        note: text("note", 4096)?,
+    };
+    let events = state.events.clone();
+    blocking(move || {
+        let event = events
+            .store()
+            .get(id)?
+            .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
+        if !events.actor_sees(&actor, &event) {
+            events.audit_denied(
+                &actor,
+                action.name(),
+                Some(id),
+                "event not shared with department",
+            );
+            return Err(hidden(id));
+        }
+        if actor.scope < Scope::Write {
+            events.audit_denied(&actor, action.name(), Some(id), "read-only token");
+            return Err(ApiError::forbidden(
+                "a read-only token cannot act on events",
+            ));
+        }
+        // A dispatch names who receives the event: only a registered department, or the
+        // event would be shared with a name that any later token could be issued for.
+        if action == Action::Dispatch {
+            if let Some(d) = req.department.as_deref() {
+                if !events.directory().department_exists(d) {
+                    events.audit_denied(
+                        &actor,
+                        action.name(),
+                        Some(id),
+                        "dispatch to an unknown department",
+                    );
+                    return Err(ApiError::unprocessable(
+                        "unknown_department",
+                        "department",
+                        format!("{d:?} is not a registered department"),
+                    ));
+                }
+            }
+        }
+        let change = events.transition(id, &actor, &req, now_ns())?;
+        Ok(Json(change.event.to_json()))
+    })
+    .await
+}

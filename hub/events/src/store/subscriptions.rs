@@ -1,0 +1,304 @@
+//! Webhook subscriptions and their deliveries: fan-out from the outbox, due attempts, outcomes.
+
+use super::{Result, SqliteStore, PAGE_MAX};
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub id: i64,
+    pub url: String,
+    pub secret: String,
+    /// Deliver only events this department may see (None = all, admin subscriptions).
+    pub department: Option<String>,
+    /// Event type patterns (`fire.*`); empty = all.
+    pub event_types: Vec<String>,
+    pub created_at_ns: i64,
+    pub cursor: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Delivery {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub cursor: i64,
+    pub event_id: i64,
+    pub version: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_ns: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at_ns: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeliveryAttempt {
+    pub delivery_uid: String,
+    pub at_ns: i64,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The result of one webhook POST.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub delivery_uid: String,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+    pub success: bool,
+    /// When to try again; None = give up (status `failed`).
+    pub retry_at_ns: Option<i64>,
+}
+
+/// Webhook subscriptions and their deliveries.
+pub trait Subscriptions {
+    /// A new subscription receives changes committed after its creation.
+    fn create_subscription(
+        &self,
+        url: &str,
+        secret: &str,
+        department: Option<&str>,
+        event_types: &[String],
+        now_ns: i64,
+    ) -> Result<Subscription>;
+    fn subscriptions(&self) -> Result<Vec<Subscription>>;
+    fn subscription(&self, id: i64) -> Result<Option<Subscription>>;
+    fn delete_subscription(&self, id: i64) -> Result<bool>;
+    /// Creates deliveries for `changes` (cursor, event id, version) and moves the subscription's
+    /// fan-out cursor to `up_to`, atomically.
+    fn enqueue_deliveries(
+        &self,
+        subscription_id: i64,
+        up_to: i64,
+        changes: &[(i64, i64, i64)],
+        now_ns: i64,
+    ) -> Result<()>;
+    /// Pending deliveries due now, with their body and subscription.
+    fn due_deliveries(
+        &self,
+        now_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, String, Subscription)>>;
+    /// The earliest next attempt among pending deliveries.
+    fn next_due_ns(&self) -> Result<Option<i64>>;
+    fn record_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ns: i64)
+        -> Result<()>;
+    fn deliveries(
+        &self,
+        subscription_id: i64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, Vec<DeliveryAttempt>)>>;
+}
+
+fn subscription_from_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
+    let types: String = row.get(4)?;
+    Ok(Subscription {
+        id: row.get(0)?,
+        url: row.get(1)?,
+        secret: row.get(2)?,
+        department: row.get(3)?,
+        event_types: serde_json::from_str(&types).unwrap_or_default(),
+        created_at_ns: row.get(5)?,
+        cursor: row.get(6)?,
+    })
+}
+
+const SUB_COLS: &str = "id, url, secret, department, event_types, created_at_ns, cursor";
+const DELIVERY_COLS: &str =
+    "d.id, d.subscription_id, d.cursor, d.event_id, d.version, d.status, d.attempts, \
+     d.next_attempt_ns, d.last_status, d.last_error, d.delivered_at_ns";
+
+fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: row.get(0)?,
+        subscription_id: row.get(1)?,
+        cursor: row.get(2)?,
+        event_id: row.get(3)?,
+        version: row.get(4)?,
+        status: row.get(5)?,
+        attempts: row.get(6)?,
+        next_attempt_ns: row.get(7)?,
+        last_status: row.get(8)?,
+        last_error: row.get(9)?,
+        delivered_at_ns: row.get(10)?,
+    })
+}
+
+impl Subscriptions for SqliteStore {
+    fn create_subscription(
+        &self,
+        url: &str,
+        secret: &str,
+        department: Option<&str>,
+        event_types: &[String],
+        now_ns: i64,
+    ) -> Result<Subscription> {
+        let conn = self.conn();
+        let types = serde_json::to_string(event_types).unwrap_or_else(|_| "[]".into());
+        conn.execute(
+            "INSERT INTO subscriptions (url, secret, department, event_types, created_at_ns, cursor) \
+             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(cursor), 0) FROM changes))",
+            params![url, secret, department, types, now_ns],
+        )?;
+        let id = conn.last_insert_rowid();
+        Ok(conn.query_row(
+            &format!("SELECT {SUB_COLS} FROM subscriptions WHERE id = ?1"),
+            [id],
+            subscription_from_row,
+        )?)
+    }
+
+    fn subscriptions(&self) -> Result<Vec<Subscription>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {SUB_COLS} FROM subscriptions ORDER BY id"))?;
+        let rows = stmt.query_map([], subscription_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn subscription(&self, id: i64) -> Result<Option<Subscription>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {SUB_COLS} FROM subscriptions WHERE id = ?1"),
+                [id],
+                subscription_from_row,
+            )
+            .optional()?)
+    }
+
+    fn delete_subscription(&self, id: i64) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM subscriptions WHERE id = ?1", [id])?;
+        tx.execute(
+            "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE subscription_id = ?1)",
+            [id],
+        )?;
+        tx.execute("DELETE FROM deliveries WHERE subscription_id = ?1", [id])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn enqueue_deliveries(
+        &self,
+        subscription_id: i64,
+        up_to: i64,
+        changes: &[(i64, i64, i64)],
+        now_ns: i64,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (cursor, event_id, version) in changes {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO deliveries (subscription_id, cursor, event_id, version, status, next_attempt_ns) \
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+            )?
+            .execute(params![subscription_id, cursor, event_id, version, now_ns])?;
+        }
+        tx.execute(
+            "UPDATE subscriptions SET cursor = MAX(cursor, ?2) WHERE id = ?1",
+            params![subscription_id, up_to],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn due_deliveries(
+        &self,
+        now_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, String, Subscription)>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {DELIVERY_COLS}, c.body, s.id, s.url, s.secret, s.department, s.event_types, s.created_at_ns, s.cursor \
+             FROM deliveries d JOIN changes c ON c.cursor = d.cursor JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE d.status = 'pending' AND d.next_attempt_ns <= ?1 ORDER BY d.next_attempt_ns, d.id LIMIT ?2"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![now_ns, limit.clamp(1, PAGE_MAX) as i64], |r| {
+            let d = delivery_from_row(r)?;
+            let body: String = r.get(11)?;
+            let types: String = r.get(16)?;
+            let s = Subscription {
+                id: r.get(12)?,
+                url: r.get(13)?,
+                secret: r.get(14)?,
+                department: r.get(15)?,
+                event_types: serde_json::from_str(&types).unwrap_or_default(),
+                created_at_ns: r.get(17)?,
+                cursor: r.get(18)?,
+            };
+            Ok((d, body, s))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn next_due_ns(&self) -> Result<Option<i64>> {
+        Ok(self.conn().query_row(
+            "SELECT MIN(next_attempt_ns) FROM deliveries WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn record_attempt(&self, delivery_id: i64, o: &AttemptOutcome, now_ns: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO delivery_attempts (delivery_id, delivery_uid, at_ns, http_status, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![delivery_id, o.delivery_uid, now_ns, o.http_status, o.error],
+        )?;
+        let (status, next, delivered) = if o.success {
+            ("delivered", now_ns, Some(now_ns))
+        } else {
+            match o.retry_at_ns {
+                Some(t) => ("pending", t, None),
+                None => ("failed", now_ns, None),
+            }
+        };
+        tx.execute(
+            "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_ns = ?3, last_status = ?4, \
+             last_error = ?5, delivered_at_ns = ?6 WHERE id = ?1",
+            params![delivery_id, status, next, o.http_status, o.error, delivered],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn deliveries(
+        &self,
+        subscription_id: i64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, Vec<DeliveryAttempt>)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries d WHERE d.subscription_id = ?1 ORDER BY d.id DESC LIMIT ?2"
+        ))?;
+        let ds: Vec<Delivery> = stmt
+            .query_map(
+                params![subscription_id, limit.clamp(1, PAGE_MAX) as i64],
+                delivery_from_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut attempts_stmt = conn.prepare_cached(
+            "SELECT delivery_uid, at_ns, http_status, error FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY id",
+        )?;
+        let mut out = Vec::with_capacity(ds.len());
+        for d in ds {
+            let attempts = attempts_stmt
+                .query_map([d.id], |r| {
+                    Ok(DeliveryAttempt {
+                        delivery_uid: r.get(0)?,
+                        at_ns: r.get(1)?,
+                        http_status: r.get(2)?,
+                        error: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            out.push((d, attempts));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,99 @@
+//! Counters of the InfluxDB sink, and their Prometheus text.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Counters of the InfluxDB sink.
+#[derive(Debug, Default)]
+pub struct InfluxMetrics {
+    pub points_sent: AtomicU64,
+    pub posts_ok: AtomicU64,
+    pub posts_failed: AtomicU64,
+    /// Lines the server refused as malformed (HTTP 400/422); skipped, not retried.
+    pub lines_rejected: AtomicU64,
+    /// Bytes written to the spill and not yet sent.
+    pub spill_backlog_bytes: AtomicU64,
+    /// Bytes sent and acknowledged, kept for the replay window (not settled yet).
+    pub spill_window_bytes: AtomicU64,
+    /// Times the drain rewound to the settled position because the server failed or restarted.
+    pub replays: AtomicU64,
+    /// Acknowledged lines sent again by those rewinds.
+    pub replayed_lines: AtomicU64,
+    /// Restarts noticed only by the server's changed start time (no request had failed).
+    pub restarts_detected: AtomicU64,
+    /// Microseconds of the last successful round of POSTs.
+    pub last_post_us: AtomicU64,
+}
+
+impl InfluxMetrics {
+    pub fn render_prometheus(&self, out: &mut String) {
+        let m = [
+            (
+                "wangge_influx_points_sent_total",
+                "counter",
+                "Points the server accepted.",
+                self.points_sent.load(Relaxed),
+            ),
+            (
+                "wangge_influx_posts_ok_total",
+                "counter",
+                "Successful write POSTs.",
+                self.posts_ok.load(Relaxed),
+            ),
+            (
+                "wangge_influx_posts_failed_total",
+                "counter",
+                "Failed write POSTs (retried).",
+                self.posts_failed.load(Relaxed),
+            ),
+            (
+                "wangge_influx_lines_rejected_total",
+                "counter",
+                "Lines refused by the server as malformed.",
+                self.lines_rejected.load(Relaxed),
+            ),
+            (
+                "wangge_influx_spill_backlog_bytes",
+                "gauge",
+                "Spilled bytes not yet written to the server.",
+                self.spill_backlog_bytes.load(Relaxed),
+            ),
+            (
+                "wangge_influx_spill_window_bytes",
+                "gauge",
+                "Acknowledged bytes kept for the replay window.",
+                self.spill_window_bytes.load(Relaxed),
+            ),
+            (
+                "wangge_influx_replays_total",
+                "counter",
+                "Rewinds to the settled position after the server failed or restarted.",
+                self.replays.load(Relaxed),
+            ),
+            (
+                "wangge_influx_replayed_lines_total",
+                "counter",
+                "Acknowledged lines sent again because the server may have lost them.",
+                self.replayed_lines.load(Relaxed),
+            ),
+            (
+                "wangge_influx_server_restarts_detected_total",
+                "counter",
+                "Server restarts seen only by its changed process start time.",
+                self.restarts_detected.load(Relaxed),
+            ),
+            (
+                "wangge_influx_last_post_microseconds",
+                "gauge",
+                "Duration of the last successful POST.",
+                self.last_post_us.load(Relaxed),
+            ),
+        ];
+        for (name, kind, help, v) in m {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+}
