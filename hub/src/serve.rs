@@ -566,8 +566,6 @@ const STATUS_PAGE: usize = 256;
 /// alarm / offline / maintenance), so `GET components?status=alarm` and the dashboard see it.
 /// Follows the events outbox from a durable cursor: a restart resumes where it stopped.
 async fn sync_component_status(events: wangge_events::Events, registry: Arc<SqliteRegistry>) {
-    use crate::registry::ComponentStatus as C;
-    use wangge_events::status::ComponentStatus as E;
     let mut feed = events.subscribe();
     loop {
         feed.borrow_and_update();
@@ -582,12 +580,7 @@ async fn sync_component_status(events: wangge_events::Events, registry: Arc<Sqli
             for ch in &changes {
                 let id = ch.event.component_id.as_str();
                 if done.insert(id.to_string()) {
-                    let status = match ev.component_status(id).map_err(|e| e.to_string())? {
-                        E::Normal => C::Normal,
-                        E::Alarm => C::Alarm,
-                        E::Offline => C::Offline,
-                        E::Maintenance => C::Maintenance,
-                    };
+                    let status = ev.component_status(id).map_err(|e| e.to_string())?;
                     reg.set_component_status(id, status)
                         .map_err(|e| e.to_string())?;
                 }
