@@ -398,17 +398,7 @@ fn start_events(
     axum::Router,
     Box<dyn ingest::RulesStage>,
 )> {
-    let mut ecfg = wangge_events::EventsConfig::defaults();
-    ecfg.deadlines = cfg.events.deadlines.clone();
-    ecfg.webhooks = cfg.events.webhooks.clone();
-    if let Some(p) = &cfg.events.rules_path {
-        ecfg.rules =
-            Some(wangge_events::rules::RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))?);
-    }
-    if let Some(p) = &cfg.events.sharing_path {
-        ecfg.sharing =
-            wangge_events::sharing::SharingConfig::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
+    let ecfg = cfg.events.load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let path = cfg.data_dir.join("events.db");
     let events = wangge_events::Events::open(
         &path,
