@@ -367,12 +367,7 @@ impl Acker {
     }
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+use protocol::time::now_ns;
 
 /// A batch that passed identity checks and is not a known duplicate.
 struct Accepted {

@@ -14,27 +14,8 @@ pub use sqlite::SqliteRegistry;
 use protocol::uplink::{EdgeStatus, Gap};
 pub use protocol::uplink::{Freshness, StatusMark};
 
-/// Now as UTC nanoseconds since the Unix epoch.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
-        .unwrap_or(0)
-}
-
-/// RFC 3339 in UTC: milliseconds when the time has no finer part, else nanoseconds.
-pub fn format_ts(ts_ns: i64) -> String {
-    let t = if ts_ns >= 0 {
-        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ts_ns as u64)
-    } else {
-        std::time::UNIX_EPOCH - std::time::Duration::from_nanos(ts_ns.unsigned_abs())
-    };
-    if ts_ns % 1_000_000 == 0 {
-        humantime::format_rfc3339_millis(t).to_string()
-    } else {
-        humantime::format_rfc3339_nanos(t).to_string()
-    }
-}
+/// The workspace's one clock and timestamp format (`protocol::time`).
+pub use protocol::time::{format_ts, now_ns};
 
 /// Where a sensor's readings belong. A sensor not in the registry has no assignment; its
 /// readings are still stored and the sensor is listed for assignment.
