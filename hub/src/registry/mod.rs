@@ -6,9 +6,11 @@ pub mod codes;
 mod migrations;
 pub mod model;
 pub mod seed;
-pub mod sqlite;
+mod sqlite;
 
 pub use model::*;
+/// For bulk loads inside [`SqliteRegistry::write`] (the 100k-component bench).
+pub use sqlite::upsert_component;
 pub use sqlite::SqliteRegistry;
 
 use protocol::uplink::{EdgeStatus, Gap};
@@ -301,4 +303,62 @@ pub trait RegistryAdmin: RegistryStore {
     fn add_mqtt_user(&self, department: &str) -> Result<(String, String), RegistryError>;
     fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError>;
     fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError>;
+}
+
+/// The invariant "only `hub::registry` talks to the registry database", checked on the sources:
+/// `registry::sqlite` is private (a compile error for anyone else), and outside `registry/` no
+/// file of the hub crate names `rusqlite` (but the owners of the other databases) or the
+/// registry's file name (but `config.rs`, which sets its path).
+#[cfg(test)]
+mod ownership_tests {
+    use std::path::{Path, PathBuf};
+
+    /// The other SQLite databases and their one owner each.
+    const OTHER_DATABASES: &[&str] = &["timeseries/embedded.rs", "ingest/dedup.rs"];
+
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_registry_module_touches_the_registry_database() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        assert!(
+            files.len() > 20,
+            "read {} files under {}",
+            files.len(),
+            src.display()
+        );
+        let mut found = Vec::new();
+        for f in files {
+            let rel = f
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if rel.starts_with("registry/") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            if text.contains("rusqlite") && !OTHER_DATABASES.contains(&rel.as_str()) {
+                found.push(format!("{rel}: uses rusqlite"));
+            }
+            if text.contains("registry.sqlite") && rel != "config.rs" {
+                found.push(format!("{rel}: names the registry database file"));
+            }
+            if text.contains("registry::sqlite") {
+                found.push(format!("{rel}: reaches into registry::sqlite"));
+            }
+        }
+        assert!(found.is_empty(), "outside hub::registry: {found:#?}");
+    }
 }
