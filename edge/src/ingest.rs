@@ -31,12 +31,7 @@ pub struct Ingest {
     durable_rx: watch::Receiver<u64>,
 }
 
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+pub use protocol::time::now_ns;
 
 impl Ingest {
     pub fn new(

@@ -165,9 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let text = match serde_json::from_str::<protocol::uplink::Reading>(&line) {
                     Ok(x) => format!(
                         "{} {} {}={} {} {}{}",
-                        humantime::format_rfc3339_nanos(
-                            std::time::UNIX_EPOCH + Duration::from_nanos(x.ts_ns.max(0) as u64)
-                        ),
+                        protocol::time::format_ns(x.ts_ns),
                         x.sensor,
                         x.quantity,
                         x.value,
@@ -206,12 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                     let oldest = s
                         .oldest_unacked_ns
-                        .map(|t| {
-                            humantime::format_rfc3339_millis(
-                                std::time::UNIX_EPOCH + Duration::from_nanos(t.max(0) as u64),
-                            )
-                            .to_string()
-                        })
+                        .map(protocol::time::format_ms)
                         .unwrap_or_else(|| "-".into());
                     println!("oldest:       {oldest}");
                     println!(
@@ -232,9 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let age = (edge::ingest::now_ns() - t).max(0) as u64;
                     format!(
                         "{} ({} ago)",
-                        humantime::format_rfc3339_millis(
-                            std::time::UNIX_EPOCH + Duration::from_nanos(t.max(0) as u64)
-                        ),
+                        protocol::time::format_ms(t),
                         humantime::format_duration(Duration::from_secs(age / 1_000_000_000))
                     )
                 })

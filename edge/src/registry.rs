@@ -1,22 +1,25 @@
 //! The sensors this edge knows, from the registry seed CSV and/or the config list.
 
 use crate::config::{Config, ConfigError};
+use protocol::seed_csv::SeedTable;
 use std::collections::HashSet;
 use std::path::Path;
 
-/// Reads `id,...,edge` rows of a sensors CSV; keeps sensors assigned to `edge_id` (all rows
-/// if the file has no `edge` column).
+/// Reads `id,...,edge` rows of a sensors CSV (the shared `protocol::seed_csv` parser); keeps
+/// sensors assigned to `edge_id` (all rows if the file has no `edge` column).
 pub fn load_csv(path: &Path, edge_id: &str) -> Result<HashSet<String>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
         fix: "point edge.registry at the registry seed sensors.csv",
     })?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let id_col = header.iter().position(|h| h.trim() == "id");
-    let edge_col = header.iter().position(|h| h.trim() == "edge");
-    let Some(id_col) = id_col else {
+    let table = SeedTable::parse(&text).map_err(|e| ConfigError::Invalid {
+        path: format!("{}:{}", path.display(), e.line),
+        field: "row".into(),
+        message: e.reason,
+        fix: "correct the CSV syntax of that line".into(),
+    })?;
+    let Some(id_col) = table.column("id") else {
         return Err(ConfigError::Invalid {
             path: path.display().to_string(),
             field: "id".into(),
@@ -26,14 +29,14 @@ pub fn load_csv(path: &Path, edge_id: &str) -> Result<HashSet<String>, ConfigErr
                     .into(),
         });
     };
+    let edge_col = table.column("edge");
     let mut out = HashSet::new();
-    for line in lines.filter(|l| !l.trim().is_empty()) {
-        let cols: Vec<&str> = line.split(',').collect();
+    for row in table.rows() {
         let mine = edge_col
-            .and_then(|c| cols.get(c))
-            .is_none_or(|e| e.trim() == edge_id);
-        if let (true, Some(id)) = (mine, cols.get(id_col)) {
-            out.insert(id.trim().to_string());
+            .and_then(|c| row.get(c))
+            .is_none_or(|e| e == edge_id);
+        if let (true, Some(id)) = (mine, row.get(id_col)) {
+            out.insert(id.to_string());
         }
     }
     Ok(out)
@@ -47,4 +50,28 @@ pub fn registered(cfg: &Config) -> Result<HashSet<String>, ConfigError> {
     };
     set.extend(cfg.edge.sensors.iter().cloned());
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_this_edges_sensors_and_names_the_file_without_an_id_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sensors.csv");
+        std::fs::write(
+            &p,
+            "id,type,edge\nMH-1,manhole_cover,e1\n\n# comment\nMH-2,manhole_cover,e2\nMH-3,x\n",
+        )
+        .unwrap();
+        let got = load_csv(&p, "e1").unwrap();
+        assert_eq!(got, HashSet::from(["MH-1".to_string(), "MH-3".to_string()]));
+        std::fs::write(&p, "name,edge\nMH-1,e1\n").unwrap();
+        let e = load_csv(&p, "e1").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: field `id`", p.display())),
+            "{e}"
+        );
+    }
 }

@@ -359,8 +359,11 @@ fn text_suffix(q: Quantity) -> &'static str {
 
 /// `2024-11-25T02:00:00.123Z` for Unix ms.
 pub fn rfc3339_ms(ts_ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ts_ms);
-    humantime::format_rfc3339_millis(t).to_string()
+    protocol::time::format_ms(
+        i64::try_from(ts_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000),
+    )
 }
 
 #[cfg(test)]

@@ -325,9 +325,7 @@ fn with_outputs(sensors: Vec<Sensor>, w: &Wanted) -> Vec<Sensor> {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    (protocol::time::now_ns() / 1_000_000) as u64
 }
 
 async fn run(a: RunArgs) -> Result<()> {

@@ -1,8 +1,10 @@
 //! The simulated sensors: their catalogue type, the dialect they speak and where they are wired.
 //!
 //! Loaded from `config/registry/sensors.csv` (columns `id,component_id,type,profile,address,interval_s,edge`;
-//! only `id`, `type`, `profile`, `address` and `interval_s` matter here).
+//! only `id`, `type`, `profile`, `address` and `interval_s` matter here), read with the shared
+//! `protocol::seed_csv` parser and validated here.
 
+use protocol::seed_csv::SeedTable;
 use protocol::Quantity;
 use std::fmt;
 use std::path::Path;
@@ -219,15 +221,13 @@ pub fn parse_sensors(text: &str, path: &str) -> Result<Vec<Sensor>, RegistryErro
         line,
         msg,
     };
-    let mut lines = text.lines().enumerate();
-    let header: Vec<&str> = match lines.next() {
-        Some((_, h)) => h.split(',').map(str::trim).collect(),
-        None => return Err(bad(1, "empty file, expected a header line".into())),
-    };
+    let table = SeedTable::parse(text).map_err(|e| bad(e.line as usize, e.reason))?;
+    if table.columns().is_empty() {
+        return Err(bad(1, "empty file, expected a header line".into()));
+    }
     let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
+        table
+            .column(name)
             .ok_or_else(|| bad(1, format!("header has no `{name}` column")))
     };
     let (c_id, c_type, c_profile, c_addr, c_interval) = (
@@ -239,15 +239,10 @@ pub fn parse_sensors(text: &str, path: &str) -> Result<Vec<Sensor>, RegistryErro
     );
     let mut out: Vec<Sensor> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (i, line) in lines {
-        let n = i + 1;
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+    for row in table.rows() {
+        let n = row.line as usize;
         let get = |c: usize, name: &str| {
-            f.get(c)
-                .copied()
+            row.get(c)
                 .ok_or_else(|| bad(n, format!("missing field `{name}`")))
         };
         let id = get(c_id, "id")?;

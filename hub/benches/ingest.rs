@@ -43,12 +43,7 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
+use protocol::time::now_ns;
 
 /// Readings in time order: every sensor reports once per "tick", ticks 1 s apart, ending now.
 fn reading_at(i: usize, sensors: usize, t0: i64) -> Reading {

@@ -5,7 +5,7 @@
 //! ingest path's call) and `component` (the API's), (3) a filtered page of 100, and (4) the RSS
 //! of a real `hub serve` process over that registry plus HTTP latency of `GET components/{id}`.
 
-use hub::registry::sqlite::upsert_component;
+use hub::registry::upsert_component;
 use hub::registry::{
     seed, Component, ComponentFilter, ComponentStatus, RegistryAdmin, RegistryError, RegistryStore,
     SqliteRegistry,

@@ -16,6 +16,7 @@ use crate::timeseries::influx::InfluxConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+pub use wangge_events::EventsSection;
 
 /// Environment variable that supplies (and overrides) the admin token, for the demo.
 pub const ADMIN_TOKEN_ENV: &str = "WANGGE_ADMIN_TOKEN";
@@ -47,44 +48,10 @@ pub struct HubConfig {
     /// `[influx]`: also write readings to an InfluxDB v2 API server. Default: off.
     #[serde(default)]
     pub influx: Option<InfluxConfig>,
-    /// `[events]`: the events engine (rules, closed loop, sharing, delivery).
+    /// `[events]`: the events engine (rules, closed loop, sharing, delivery): the engine's own
+    /// config type, so every key of it is settable here.
     #[serde(default)]
     pub events: EventsSection,
-}
-
-/// `[events]`: where the events engine's rules and sharing rules come from.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EventsSection {
-    /// Evaluate rules and serve `/api/v1/events…`. Default true.
-    pub enabled: bool,
-    /// Rules file (format of `config/rules.toml`). Default: the built-in copy of it.
-    pub rules_path: Option<PathBuf>,
-    /// Sharing rules (format of `config/sharing.toml`). Default: the built-in copy of it.
-    pub sharing_path: Option<PathBuf>,
-    /// Clock tick for `device.offline` and overdue flags, ms. Default 1000.
-    pub tick_interval_ms: u64,
-    /// `[events.deadlines]`: response deadline per severity (`critical_s` 7200, `major_s`
-    /// 86400, `minor_s` 259200, `info_s` 604800).
-    pub deadlines: wangge_events::lifecycle::Deadlines,
-    /// `[events.webhooks]`: delivery limits (`backoff_initial_ms` 1000, `backoff_max_ms`
-    /// 300000, `attempts_max` 100, `timeout_ms` 10000, `batch_max` 16, `poll_interval_ms` 1000)
-    /// and the SSRF guard: `allow` (CIDRs and host names whose private addresses webhooks may
-    /// reach; default empty) and `insecure_allow_loopback` (default false; tests only).
-    pub webhooks: wangge_events::delivery::WebhookConfig,
-}
-
-impl Default for EventsSection {
-    fn default() -> Self {
-        EventsSection {
-            enabled: true,
-            rules_path: None,
-            sharing_path: None,
-            tick_interval_ms: 1000,
-            deadlines: Default::default(),
-            webhooks: Default::default(),
-        }
-    }
 }
 
 /// `[http]`: the API listener and its bounds.
@@ -457,6 +424,67 @@ mod tests {
             e.starts_with("hub.toml:2:1: unknown field `allow_all`"),
             "{e}"
         );
+    }
+
+    /// Every key of `[events]` set in hub.toml, seen in the section and in the `EventsConfig`
+    /// that `serve` opens the engine with (`EventsSection::load`).
+    #[test]
+    fn every_events_key_in_hub_toml_reaches_the_engine_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.toml");
+        let text = wangge_events::rules::RuleSet::defaults_text();
+        assert!(text.contains("late_after_s = 120 "));
+        std::fs::write(
+            &rules,
+            text.replace("late_after_s = 120 ", "late_after_s = 33 "),
+        )
+        .unwrap();
+        let sharing = dir.path().join("sharing.toml");
+        std::fs::write(&sharing, "owner_sees = false\nmaintainer_sees = false\n").unwrap();
+        let toml = format!(
+            "[events]\nenabled = false\nrules_path = {rules:?}\nsharing_path = {sharing:?}\n\
+             tick_interval_ms = 250\n\
+             [events.deadlines]\ncritical_s = 1\nmajor_s = 2\nminor_s = 3\ninfo_s = 4\n\
+             [events.webhooks]\nbackoff_initial_ms = 5\nbackoff_max_ms = 6\nattempts_max = 7\n\
+             timeout_ms = 8\nbatch_max = 9\npoll_interval_ms = 10\nallow = [\"10.12.0.0/16\"]\n\
+             insecure_allow_loopback = true\n"
+        );
+        let c = HubConfig::parse(Path::new("hub.toml"), &toml).unwrap();
+        assert!(!c.events.enabled);
+        assert_eq!(c.events.tick_interval_ms, 250);
+        let e = c.events.load().unwrap();
+        assert_eq!(e.rules.unwrap().settings.late_after_s, 33);
+        assert!(!e.sharing.owner_sees && !e.sharing.maintainer_sees);
+        let d = &e.deadlines;
+        assert_eq!((d.critical_s, d.major_s, d.minor_s, d.info_s), (1, 2, 3, 4));
+        let w = &e.webhooks;
+        assert_eq!(
+            (
+                w.backoff_initial_ms,
+                w.backoff_max_ms,
+                w.attempts_max,
+                w.timeout_ms,
+                w.batch_max,
+                w.poll_interval_ms
+            ),
+            (5, 6, 7, 8, 9, 10)
+        );
+        assert_eq!(w.allow, ["10.12.0.0/16"]);
+        assert!(w.insecure_allow_loopback);
+        // Nothing set: the engine's built-in defaults.
+        let c = HubConfig::parse(Path::new("hub.toml"), "").unwrap();
+        assert_eq!(c.events, EventsSection::default());
+        assert!(c.events.enabled);
+        let e = c.events.load().unwrap();
+        assert_eq!(e.deadlines, Default::default());
+        assert_eq!(e.webhooks, Default::default());
+        let rules = e.rules.unwrap();
+        assert_eq!(rules.settings.late_after_s, 120);
+        assert_eq!(
+            rules.rules.len(),
+            wangge_events::rules::RuleSet::defaults().rules.len()
+        );
+        assert!(e.sharing.owner_sees);
     }
 
     #[test]

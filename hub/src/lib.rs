@@ -3,7 +3,8 @@
 //! Data flow, one module per stage:
 //! `broker` (embedded rumqttd or an external broker) → `ingest` (verify edge, dedup batch,
 //! store, ack) → `timeseries` (embedded store and/or InfluxDB sink) and `registry` (components,
-//! sensors, edges, departments, tokens) → `api` (REST, OpenAPI, metrics). `serve` wires them.
+//! sensors, edges, departments, tokens) → `api` (REST, OpenAPI, metrics); `events_bridge` joins
+//! the events engine (`wangge-events`) to them. `serve` wires them.
 //!
 //! Seams kept behind small traits so a district can grow past one machine:
 //! [`registry::RegistryStore`] (SQLite now, PostgreSQL later), [`timeseries::TimeSeriesSink`]
@@ -13,6 +14,7 @@ pub mod admin_token;
 pub mod api;
 pub mod broker;
 pub mod config;
+mod events_bridge;
 pub mod http_server;
 pub mod ingest;
 pub mod private_files;

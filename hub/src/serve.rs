@@ -12,13 +12,12 @@ use crate::supervise::{until_cancelled, Backoff, Supervisor};
 use crate::timeseries::embedded::EmbeddedStore;
 use crate::timeseries::influx::InfluxSink;
 use crate::timeseries::{TimeSeriesQuery, TimeSeriesSink};
-use crate::{broker, ingest};
+use crate::{broker, events_bridge, ingest};
 use anyhow::Context;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How often the embedded store drops readings older than its retention.
@@ -118,7 +117,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     let admin_token = cfg.effective_admin_token();
     let (events, rules_stage) = if cfg.events.enabled {
         let (events, router, stage) =
-            start_events(&cfg, &registry, &embedded, admin_token.clone(), &sup)?;
+            events_bridge::start(&cfg, &registry, &embedded, admin_token.clone(), &sup)?;
         // `wangge_webhook_refused_total{stage,reason}`: the webhook SSRF guard's refusals.
         let guard = events.egress().metrics().clone();
         metric_sources.push(Arc::new(move || {
@@ -155,24 +154,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     });
 
     let events_router = if let Some((events, router)) = events {
-        // Events on `wangge/v1/events/{department}/{type}` through the hub's own broker link.
-        let outbound = broker_handle.outbound();
-        sup.spawn("mqtt_events", move |t| {
-            let outbound = outbound.clone();
-            let run = wangge_events::delivery::run_mqtt(events.clone(), move |topic, payload| {
-                let outbound = outbound.clone();
-                async move {
-                    outbound
-                        .send(broker::Outbound {
-                            topic,
-                            payload: bytes::Bytes::from(payload.into_bytes()),
-                        })
-                        .await
-                        .map_err(|_| "broker link closed".to_string())
-                }
-            });
-            until_cancelled(t, run)
-        });
+        events_bridge::spawn_mqtt_delivery(&sup, events, broker_handle.outbound());
         Some(router)
     } else {
         None
@@ -211,11 +193,16 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         influx = cfg.influx.is_some(),
         "hub serving"
     );
+    // The signal watcher ends with the token too (a shutdown from elsewhere leaves no task).
     let signalled = shutdown.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested");
-        signalled.cancel();
+        tokio::select! {
+            _ = shutdown_signal() => {
+                tracing::info!("shutdown requested");
+                signalled.cancel();
+            }
+            _ = signalled.cancelled() => {}
+        }
     });
     let app = app
         .layer(axum::middleware::from_fn_with_state(
@@ -279,352 +266,6 @@ async fn shutdown_signal() {
         _ = term => {},
     }
 }
-
-/// The registry (and, for data completeness, the embedded store) as the events engine sees it.
-struct RegistryDirectory {
-    registry: Arc<SqliteRegistry>,
-    store: Arc<EmbeddedStore>,
-}
-
-impl wangge_events::ComponentDirectory for RegistryDirectory {
-    fn component(&self, component_id: &str) -> Option<wangge_events::model::ComponentCtx> {
-        let c = self.registry.component(component_id).ok()??;
-        Some(wangge_events::model::ComponentCtx {
-            component_type: c.component_type,
-            grid_cell: c.grid_cell.unwrap_or_default(),
-            owner_department: c.owner_department.unwrap_or_default(),
-            maintainer_department: c.maintainer_department.unwrap_or_default(),
-        })
-    }
-
-    /// Dispatch targets must be registered departments.
-    fn department_exists(&self, department: &str) -> bool {
-        self.registry
-            .department_exists(department)
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot look a department up; refusing the dispatch");
-                false
-            })
-    }
-
-    /// Per component: reports received (distinct timestamps of its sensors in the embedded
-    /// store) vs expected (the part of the period up to now divided by each sensor's interval).
-    fn reading_counts(&self, from_ns: i64, to_ns: i64) -> Vec<wangge_events::ReadingCount> {
-        let sensors = match self.registry.sensor_contexts() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "data completeness: cannot list sensors");
-                return Vec::new();
-            }
-        };
-        let received = self
-            .store
-            .report_counts(from_ns, to_ns)
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "data completeness: cannot count readings");
-                Default::default()
-            });
-        let span_ns = to_ns
-            .min(crate::registry::now_ns())
-            .saturating_sub(from_ns)
-            .max(0);
-        let mut per_component: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        for s in sensors {
-            let expected = if s.interval_s == 0 {
-                0
-            } else {
-                u64::try_from(span_ns / (i64::from(s.interval_s) * 1_000_000_000)).unwrap_or(0)
-            };
-            let e = per_component.entry(s.component_id).or_default();
-            e.0 += received.get(&s.sensor_id).copied().unwrap_or(0);
-            e.1 += expected;
-        }
-        per_component
-            .into_iter()
-            .map(
-                |(component_id, (received, expected))| wangge_events::ReadingCount {
-                    component_id,
-                    received,
-                    expected,
-                },
-            )
-            .collect()
-    }
-}
-
-/// The hub's tokens for the events routes: the same admin token and issued tokens as the API.
-struct HubAuth {
-    registry: Arc<SqliteRegistry>,
-    admin_token: Option<String>,
-}
-
-impl wangge_events::Authorizer for HubAuth {
-    fn authorize(&self, bearer: &str) -> Option<wangge_events::model::Actor> {
-        use wangge_events::model::Actor;
-        use wangge_events::Scope as S;
-        if self
-            .admin_token
-            .as_deref()
-            .is_some_and(|a| crate::api::auth::same(a, bearer))
-        {
-            return Some(Actor {
-                name: "admin".to_string(),
-                department: None,
-                scope: S::Admin,
-            });
-        }
-        let p = self.registry.verify_token(bearer).ok()??;
-        Some(Actor {
-            name: format!("token:{}", p.token_id),
-            department: p.department,
-            scope: match p.scope {
-                crate::registry::Scope::Read => S::Read,
-                crate::registry::Scope::Write => S::Write,
-                crate::registry::Scope::Admin => S::Admin,
-            },
-        })
-    }
-}
-
-/// How often the rules stage forgets its sensor → component cache, so registry edits apply.
-const SENSOR_CACHE_MS: u64 = 60_000;
-
-/// Opens the events engine (`<data_dir>/events.db`), starts its clock tick, webhook delivery
-/// and status sync, and returns it with its routes and the rules stage that ingest runs every
-/// stored group through before acking it. (MQTT delivery is started by `run`, which holds the
-/// broker handle.)
-fn start_events(
-    cfg: &HubConfig,
-    registry: &Arc<SqliteRegistry>,
-    store: &Arc<EmbeddedStore>,
-    admin_token: Option<String>,
-    sup: &Supervisor,
-) -> anyhow::Result<(
-    wangge_events::Events,
-    axum::Router,
-    Box<dyn ingest::RulesStage>,
-)> {
-    let mut ecfg = wangge_events::EventsConfig::defaults();
-    ecfg.deadlines = cfg.events.deadlines.clone();
-    ecfg.webhooks = cfg.events.webhooks.clone();
-    if let Some(p) = &cfg.events.rules_path {
-        ecfg.rules =
-            Some(wangge_events::rules::RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))?);
-    }
-    if let Some(p) = &cfg.events.sharing_path {
-        ecfg.sharing =
-            wangge_events::sharing::SharingConfig::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    let path = cfg.data_dir.join("events.db");
-    let events = wangge_events::Events::open(
-        &path,
-        ecfg,
-        Arc::new(RegistryDirectory {
-            registry: registry.clone(),
-            store: store.clone(),
-        }),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .with_context(|| format!("open events store {}", path.display()))?;
-
-    // Offline detection starts for every attached sensor, even one that never reports.
-    let now = crate::registry::now_ns();
-    for s in registry.sensor_contexts()? {
-        events.watch_sensor(
-            &s.sensor_id,
-            &s.component_id,
-            &s.component_type,
-            s.interval_s,
-            now,
-        );
-    }
-
-    let stage = Box::new(RulesFeed {
-        events: events.clone(),
-        registry: registry.clone(),
-        cache: HashMap::new(),
-        cache_at: Instant::now(),
-        hooks: TestHooks::from_env(),
-    });
-
-    // Each restarts from durable state: the ticker from the store, webhooks from the
-    // deliveries table, the status sync from its outbox cursor.
-    let tick = Duration::from_millis(cfg.events.tick_interval_ms);
-    let ev = events.clone();
-    sup.spawn("events_ticker", move |t| {
-        until_cancelled(t, ev.clone().run_ticker(tick))
-    });
-    let ev = events.clone();
-    sup.spawn("webhooks", move |t| {
-        until_cancelled(t, wangge_events::delivery::run_webhooks(ev.clone()))
-    });
-    let (ev, reg) = (events.clone(), registry.clone());
-    sup.spawn("status_sync", move |t| {
-        until_cancelled(t, sync_component_status(ev.clone(), reg.clone()))
-    });
-    let router = wangge_events::router(
-        events.clone(),
-        Arc::new(HubAuth {
-            registry: registry.clone(),
-            admin_token,
-        }),
-    );
-    Ok((events, router, stage))
-}
-
-/// The events rules as ingest's last stage: maps each stored reading's sensor to its component
-/// (cached) and feeds it to the rules. Ingest acks a group only after `evaluate` returned, so an
-/// acked reading has been evaluated; a reading seen again after a crash raises nothing twice.
-struct RulesFeed {
-    events: wangge_events::Events,
-    registry: Arc<SqliteRegistry>,
-    cache: HashMap<String, Option<crate::registry::SensorContext>>,
-    cache_at: Instant,
-    hooks: TestHooks,
-}
-
-impl ingest::RulesStage for RulesFeed {
-    fn evaluate(&mut self, group: &ingest::StoredGroup) -> Result<(), String> {
-        self.hooks.before_group();
-        // Every reading is evaluated even after a failure (the rules' state stays current);
-        // the events engine keeps the refused conditions and retries them in order.
-        let mut failed = None;
-        if self.cache_at.elapsed() > Duration::from_millis(SENSOR_CACHE_MS) {
-            self.cache.clear();
-            self.cache_at = Instant::now();
-        }
-        for sr in &group.readings {
-            if sr.component_id.is_none() {
-                continue;
-            }
-            let r = &sr.reading;
-            let registry = &self.registry;
-            let ctx = self
-                .cache
-                .entry(r.sensor.as_str().to_string())
-                .or_insert_with(|| registry.sensor_context(r.sensor.as_str()).ok().flatten());
-            let Some(ctx) = ctx else { continue };
-            let input = wangge_events::rules::RuleInput {
-                component_id: &ctx.component_id,
-                component_type: &ctx.component_type,
-                sensor_id: r.sensor.as_str(),
-                interval_s: ctx.interval_s,
-                quantity: r.quantity,
-                value: r.value.as_f64(),
-                ts_ns: r.ts_ns,
-                quality: r.quality,
-            };
-            if let Err(e) = self.events.ingest(&input, wangge_events::model::now_ns()) {
-                failed.get_or_insert_with(|| format!("sensor {}: {e}", r.sensor.as_str()));
-            }
-        }
-        failed.map_or(Ok(()), Err)
-    }
-}
-
-/// Test-only hooks on the rules stage, read once from the environment at start, so system tests
-/// can hold the rules at a chosen point of a real hub process (`hub/tests/rules_replay.rs`):
-/// - `WANGGE_TEST_PAUSE_RULES=<file>`: before each group, wait while `<file>` exists (the test
-///   then `kill -9`s a hub whose group is stored but not evaluated, hence not acked);
-/// - `WANGGE_TEST_SLOW_RULES_MS=<ms>`: sleep this long before each group (rules slower than
-///   ingest).
-///
-/// Unset in production; the hub logs a warning when either is set.
-#[derive(Debug, Default)]
-struct TestHooks {
-    pause_file: Option<PathBuf>,
-    delay: Option<Duration>,
-}
-
-impl TestHooks {
-    fn from_env() -> TestHooks {
-        let hooks = TestHooks {
-            pause_file: std::env::var_os("WANGGE_TEST_PAUSE_RULES").map(PathBuf::from),
-            delay: std::env::var("WANGGE_TEST_SLOW_RULES_MS")
-                .ok()
-                .and_then(|ms| ms.parse().ok())
-                .map(Duration::from_millis),
-        };
-        if hooks.pause_file.is_some() || hooks.delay.is_some() {
-            tracing::warn!(?hooks, "test hooks on the rules stage are active");
-        }
-        hooks
-    }
-
-    fn before_group(&self) {
-        if let Some(d) = self.delay {
-            std::thread::sleep(d);
-        }
-        if let Some(f) = &self.pause_file {
-            while f.exists() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-/// Durable cursor (in the events store) of the component-status sync.
-const STATUS_CURSOR: &str = "hub_component_status";
-/// Event changes read per pass of the status sync.
-const STATUS_PAGE: usize = 256;
-
-/// Keeps each component's `status` in the registry equal to what its events say (normal /
-/// alarm / offline / maintenance), so `GET components?status=alarm` and the dashboard see it.
-/// Follows the events outbox from a durable cursor: a restart resumes where it stopped.
-async fn sync_component_status(events: wangge_events::Events, registry: Arc<SqliteRegistry>) {
-    use crate::registry::ComponentStatus as C;
-    use wangge_events::status::ComponentStatus as E;
-    let mut feed = events.subscribe();
-    loop {
-        feed.borrow_and_update();
-        let (ev, reg) = (events.clone(), registry.clone());
-        let pass = tokio::task::spawn_blocking(move || -> Result<usize, String> {
-            let store = ev.store();
-            let cursor = store.get_cursor(STATUS_CURSOR).map_err(|e| e.to_string())?;
-            let changes = store
-                .changes_after(cursor, STATUS_PAGE)
-                .map_err(|e| e.to_string())?;
-            let mut done = std::collections::HashSet::new();
-            for ch in &changes {
-                let id = ch.event.component_id.as_str();
-                if done.insert(id.to_string()) {
-                    let status = match ev.component_status(id).map_err(|e| e.to_string())? {
-                        E::Normal => C::Normal,
-                        E::Alarm => C::Alarm,
-                        E::Offline => C::Offline,
-                        E::Maintenance => C::Maintenance,
-                    };
-                    reg.set_component_status(id, status)
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            if let Some(last) = changes.last() {
-                store
-                    .set_cursor(STATUS_CURSOR, last.cursor)
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(changes.len())
-        })
-        .await;
-        match pass {
-            Ok(Ok(n)) if n == STATUS_PAGE => continue,
-            Ok(Ok(_)) => {
-                if feed.changed().await.is_err() {
-                    return;
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "component status sync failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "component status sync task failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-}
-
 /// Binds the API's listeners: plain on `http.listen` unless TLS is configured without
 /// `keep_plain`, and TLS on `http.tls.listen` when configured.
 async fn bind_http(

@@ -1,6 +1,6 @@
 //! Wangge wire formats, shared by the edge, the hub and sensor firmware.
 //!
-//! Two families of messages live here:
+//! Two families of messages live here, and the time and CSV codecs the binaries share:
 //!
 //! * **Serial sensor frames** ([`SensorFrame`]): what a smart sensor writes on a UART.
 //!   One frame is `COBS( version | postcard(frame) | CRC-32 ) 0x00`. [`encode_frame`]
@@ -10,6 +10,10 @@
 //! * **Edge ↔ hub messages** ([`uplink`], needs the `alloc` feature): canonical
 //!   [`uplink::Reading`]s, the [`uplink::UplinkBatch`] an edge publishes, the hub's
 //!   [`uplink::Ack`] and the edge's [`uplink::EdgeStatus`].
+//! * **Time** ([`time`], needs `std`): the clock (`now_ns`) and the RFC 3339 codec every
+//!   crate of the workspace uses.
+//! * **Seed CSV** ([`seed_csv`], needs `std`): the one parser of the registry's
+//!   `config/registry/*.csv` (`sensors.csv` is read by the hub, the edge and the simulator).
 //!
 //! The byte layout is specified in `protocol/README.md`; a test pins its worked example.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -24,6 +28,10 @@ mod frame;
 mod quantity;
 mod value;
 
+#[cfg(feature = "std")]
+pub mod seed_csv;
+#[cfg(feature = "std")]
+pub mod time;
 #[cfg(feature = "alloc")]
 pub mod uplink;
 

@@ -20,6 +20,9 @@ macro_rules! quantities {
             /// Every quantity, in wire-code order.
             pub const ALL: &'static [Quantity] = &[$(Quantity::$variant),*];
 
+            /// How many quantities the catalogue has (the next free wire code).
+            pub const COUNT: usize = Quantity::ALL.len();
+
             /// The canonical name used in JSON, profiles and the API.
             pub const fn name(self) -> &'static str {
                 match self { $(Quantity::$variant => $name,)* }
@@ -78,6 +81,23 @@ quantities! {
     Humidity = 23, "humidity", "%";
 }
 
+// Compile-time checks of the wire codes: dense from 0 in declaration order (so `from_code` is an
+// index into `ALL`, and a removed quantity leaves a gap that fails the build), and one byte each.
+// Duplicate codes are already a compile error of the enum. `tests/quantity_codes.rs` pins every
+// code to its name: codes are append-only.
+const _: () = {
+    assert!(Quantity::COUNT == Quantity::ALL.len());
+    assert!(Quantity::COUNT <= u8::MAX as usize + 1);
+    let mut i = 0;
+    while i < Quantity::COUNT {
+        assert!(
+            Quantity::ALL[i] as usize == i,
+            "wire codes must be 0, 1, 2, … in order"
+        );
+        i += 1;
+    }
+};
+
 impl Quantity {
     /// True for quantities whose value is a boolean state (alarms, contacts).
     pub const fn is_bool(self) -> bool {
@@ -128,7 +148,7 @@ mod tests {
             assert_eq!(Quantity::from_code(q.code()), Some(*q));
             assert_eq!(Quantity::from_name(q.name()), Ok(*q));
         }
-        assert_eq!(Quantity::from_code(Quantity::ALL.len() as u8), None);
+        assert_eq!(Quantity::from_code(Quantity::COUNT as u8), None);
         assert_eq!(Quantity::from_name("tilt_deg"), Err(UnknownQuantity));
     }
 }

@@ -85,23 +85,41 @@ impl EventsConfig {
     }
 }
 
-/// An `[events]` section for embedders of this crate (all optional; defaults are built in).
-///
-/// The hub does not use this type: its `[events]` is `hub::config::EventsSection` (keys
-/// `enabled`, `rules_path`, `sharing_path`, `tick_interval_ms`), which embeds the same
-/// [`Deadlines`] and [`WebhookConfig`], so `[events.deadlines]` and `[events.webhooks]` mean the
-/// same keys in both.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `[events]` table: the one config type of the engine, embedded as is in the hub's
+/// `hub.toml` (`HubConfig::events`), so every key below is settable there. All keys optional
+/// (defaults built in); unknown keys are refused.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EventsSection {
-    /// Rules file; default: the built-in `config/rules.toml`.
-    pub rules_file: Option<std::path::PathBuf>,
-    /// Sharing file; default: the built-in `config/sharing.toml`.
-    pub sharing_file: Option<std::path::PathBuf>,
-    #[serde(default)]
+    /// Evaluate rules and serve `/api/v1/events…`. Default true.
+    pub enabled: bool,
+    /// Rules file (format of `config/rules.toml`). Default: the built-in copy of it.
+    pub rules_path: Option<std::path::PathBuf>,
+    /// Sharing rules (format of `config/sharing.toml`). Default: the built-in copy of it.
+    pub sharing_path: Option<std::path::PathBuf>,
+    /// Clock tick for `device.offline` and overdue flags, ms. Default 1000.
+    pub tick_interval_ms: u64,
+    /// `[events.deadlines]`: response deadline per severity (`critical_s` 7200, `major_s`
+    /// 86400, `minor_s` 259200, `info_s` 604800).
     pub deadlines: Deadlines,
-    #[serde(default)]
+    /// `[events.webhooks]`: delivery limits (`backoff_initial_ms` 1000, `backoff_max_ms`
+    /// 300000, `attempts_max` 100, `timeout_ms` 10000, `batch_max` 16, `poll_interval_ms` 1000)
+    /// and the SSRF guard: `allow` (CIDRs and host names whose private addresses webhooks may
+    /// reach; default empty) and `insecure_allow_loopback` (default false; tests only).
     pub webhooks: WebhookConfig,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        EventsSection {
+            enabled: true,
+            rules_path: None,
+            sharing_path: None,
+            tick_interval_ms: 1000,
+            deadlines: Deadlines::default(),
+            webhooks: WebhookConfig::default(),
+        }
+    }
 }
 
 /// Why the events configuration could not be loaded.
@@ -114,14 +132,15 @@ pub enum ConfigError {
 }
 
 impl EventsSection {
-    /// Loads the files it names (errors name the file, rule and field).
+    /// The engine's configuration: loads the files it names (errors name the file, rule and
+    /// field). `enabled` and `tick_interval_ms` are for whoever runs the engine and its ticker.
     pub fn load(&self) -> Result<EventsConfig, ConfigError> {
         Ok(EventsConfig {
-            rules: Some(match &self.rules_file {
+            rules: Some(match &self.rules_path {
                 Some(p) => RuleSet::load(p)?,
                 None => RuleSet::defaults(),
             }),
-            sharing: match &self.sharing_file {
+            sharing: match &self.sharing_path {
                 Some(p) => SharingConfig::load(p)?,
                 None => SharingConfig::defaults(),
             },

@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
-use std::time::{Duration, UNIX_EPOCH};
 
 /// How urgent an event is; each severity has its own deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -205,47 +204,6 @@ pub struct ComponentCtx {
     pub maintainer_department: String,
 }
 
-/// Formats UTC nanoseconds as RFC 3339 with milliseconds.
-pub fn rfc3339(ns: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// Parses RFC 3339 (`Z` or `±HH:MM`) or Unix milliseconds into UTC nanoseconds.
-pub fn parse_ts_ns(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<i64>()
-            .ok()
-            .and_then(|ms| ms.checked_mul(1_000_000))
-            .ok_or_else(|| format!("{s:?}: Unix milliseconds out of range"));
-    }
-    let bad = || format!("{s:?} is neither RFC 3339 (2024-11-25T02:00:00Z) nor Unix milliseconds");
-    let (base, offset_s) = match s.get(19..).and_then(|tail| tail.rfind(['+', '-'])) {
-        Some(i) => {
-            let at = 19 + i;
-            let off = &s[at..];
-            let sign = if off.starts_with('-') { -1 } else { 1 };
-            let (h, m) = off[1..].split_once(':').ok_or_else(bad)?;
-            let h: i64 = h.parse().map_err(|_| bad())?;
-            let m: i64 = m.parse().map_err(|_| bad())?;
-            (format!("{}Z", &s[..at]), sign * (h * 3600 + m * 60))
-        }
-        None => (s.replace('z', "Z"), 0),
-    };
-    let t = humantime::parse_rfc3339(&base).map_err(|_| bad())?;
-    let ns = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .map_err(|_| format!("{s:?} is before 1970"))?;
-    Ok(ns - offset_s * 1_000_000_000)
-}
-
-/// Now, as UTC nanoseconds.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+/// The workspace's one clock and RFC 3339 codec (`protocol::time`): `rfc3339` formats UTC
+/// nanoseconds with milliseconds, `parse_ts_ns` takes RFC 3339 (`Z` or `±HH:MM`) or Unix ms.
+pub use protocol::time::{format_ms as rfc3339, now_ns, parse_ts_ns};

@@ -2,9 +2,12 @@
 
 use crate::model::{Event, Status};
 use crate::rules::OFFLINE_EVENT;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Operational state of a component, derived from its events ([`component_status`]). The one
+/// type for it: the hub's registry stores and serves this same enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentStatus {
     Normal,
@@ -14,6 +17,13 @@ pub enum ComponentStatus {
 }
 
 impl ComponentStatus {
+    pub const ALL: [ComponentStatus; 4] = [
+        ComponentStatus::Normal,
+        ComponentStatus::Alarm,
+        ComponentStatus::Offline,
+        ComponentStatus::Maintenance,
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             ComponentStatus::Normal => "normal",
@@ -21,6 +31,10 @@ impl ComponentStatus {
             ComponentStatus::Offline => "offline",
             ComponentStatus::Maintenance => "maintenance",
         }
+    }
+
+    pub fn from_name(s: &str) -> Option<ComponentStatus> {
+        Self::ALL.into_iter().find(|c| c.name() == s)
     }
 }
 

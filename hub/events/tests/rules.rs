@@ -451,7 +451,7 @@ fn the_events_section_of_a_hub_config_loads_the_files_it_names() {
     )
     .unwrap();
     let text = format!(
-        "rules_file = {:?}\n[deadlines]\ncritical_s = 600\n[webhooks]\nbackoff_initial_ms = 10\n",
+        "rules_path = {:?}\n[deadlines]\ncritical_s = 600\n[webhooks]\nbackoff_initial_ms = 10\n",
         rules.display().to_string()
     );
     let section: wangge_events::EventsSection = toml::from_str(&text).unwrap();
@@ -460,7 +460,7 @@ fn the_events_section_of_a_hub_config_loads_the_files_it_names() {
     assert_eq!(cfg.webhooks.backoff_initial_ms, 10);
     assert!(cfg.rules.unwrap().rules.len() >= 17);
     let missing: wangge_events::EventsSection =
-        toml::from_str("sharing_file = \"/nonexistent/sharing.toml\"").unwrap();
+        toml::from_str("sharing_path = \"/nonexistent/sharing.toml\"").unwrap();
     let err = missing.load().unwrap_err().to_string();
     assert!(err.contains("/nonexistent/sharing.toml"), "{err}");
     assert!(toml::from_str::<wangge_events::EventsSection>("colour = 1").is_err());

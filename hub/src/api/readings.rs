@@ -223,7 +223,4 @@ pub async fn component_readings(
 }
 
 /// RFC 3339 with all nine fractional digits: a cursor must not lose sub-millisecond precision.
-fn format_ts_ns(ts_ns: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ts_ns.max(0) as u64);
-    humantime::format_rfc3339_nanos(t).to_string()
-}
+use protocol::time::format_ns as format_ts_ns;

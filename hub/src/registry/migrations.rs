@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_ingest_trust.sql",
         include_str!("../../migrations/0005_ingest_trust.sql"),
     ),
+    (
+        6,
+        "0006_drop_unused_events.sql",
+        include_str!("../../migrations/0006_drop_unused_events.sql"),
+    ),
 ];
 
 /// Applies every migration newer than the database's version; returns the resulting version.
@@ -62,4 +67,29 @@ pub fn apply(conn: &mut Connection) -> rusqlite::Result<i64> {
         current = *version;
     }
     Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unused_events_tables_are_dropped() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(apply(&mut conn).unwrap(), 6);
+        let left: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE name IN ('events', 'event_transitions', \
+                 'sharing_rules', 'audit_log', 'events_one_active', 'events_status', \
+                 'event_transitions_event')",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(left.is_empty(), "{left:?}");
+        // Applying again is a no-op.
+        assert_eq!(apply(&mut conn).unwrap(), 6);
+    }
 }

@@ -6,35 +6,18 @@ pub mod codes;
 mod migrations;
 pub mod model;
 pub mod seed;
-pub mod sqlite;
+mod sqlite;
 
 pub use model::*;
+/// For bulk loads inside [`SqliteRegistry::write`] (the 100k-component bench).
+pub use sqlite::upsert_component;
 pub use sqlite::SqliteRegistry;
 
 use protocol::uplink::{EdgeStatus, Gap};
 pub use protocol::uplink::{Freshness, StatusMark};
 
-/// Now as UTC nanoseconds since the Unix epoch.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
-        .unwrap_or(0)
-}
-
-/// RFC 3339 in UTC: milliseconds when the time has no finer part, else nanoseconds.
-pub fn format_ts(ts_ns: i64) -> String {
-    let t = if ts_ns >= 0 {
-        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ts_ns as u64)
-    } else {
-        std::time::UNIX_EPOCH - std::time::Duration::from_nanos(ts_ns.unsigned_abs())
-    };
-    if ts_ns % 1_000_000 == 0 {
-        humantime::format_rfc3339_millis(t).to_string()
-    } else {
-        humantime::format_rfc3339_nanos(t).to_string()
-    }
-}
+/// The workspace's one clock and timestamp format (`protocol::time`).
+pub use protocol::time::{format_ts, now_ns};
 
 /// Where a sensor's readings belong. A sensor not in the registry has no assignment; its
 /// readings are still stored and the sensor is listed for assignment.
@@ -320,4 +303,62 @@ pub trait RegistryAdmin: RegistryStore {
     fn add_mqtt_user(&self, department: &str) -> Result<(String, String), RegistryError>;
     fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError>;
     fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError>;
+}
+
+/// The invariant "only `hub::registry` talks to the registry database", checked on the sources:
+/// `registry::sqlite` is private (a compile error for anyone else), and outside `registry/` no
+/// file of the hub crate names `rusqlite` (but the owners of the other databases) or the
+/// registry's file name (but `config.rs`, which sets its path).
+#[cfg(test)]
+mod ownership_tests {
+    use std::path::{Path, PathBuf};
+
+    /// The other SQLite databases and their one owner each.
+    const OTHER_DATABASES: &[&str] = &["timeseries/embedded.rs", "ingest/dedup.rs"];
+
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_registry_module_touches_the_registry_database() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        assert!(
+            files.len() > 20,
+            "read {} files under {}",
+            files.len(),
+            src.display()
+        );
+        let mut found = Vec::new();
+        for f in files {
+            let rel = f
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if rel.starts_with("registry/") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            if text.contains("rusqlite") && !OTHER_DATABASES.contains(&rel.as_str()) {
+                found.push(format!("{rel}: uses rusqlite"));
+            }
+            if text.contains("registry.sqlite") && rel != "config.rs" {
+                found.push(format!("{rel}: names the registry database file"));
+            }
+            if text.contains("registry::sqlite") {
+                found.push(format!("{rel}: reaches into registry::sqlite"));
+            }
+        }
+        assert!(found.is_empty(), "outside hub::registry: {found:#?}");
+    }
 }

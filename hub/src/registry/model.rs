@@ -3,37 +3,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Operational state of a component; step 4 derives it from the component's events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ComponentStatus {
-    Normal,
-    Alarm,
-    Offline,
-    Maintenance,
-}
-
-impl ComponentStatus {
-    pub const ALL: [ComponentStatus; 4] = [
-        ComponentStatus::Normal,
-        ComponentStatus::Alarm,
-        ComponentStatus::Offline,
-        ComponentStatus::Maintenance,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            ComponentStatus::Normal => "normal",
-            ComponentStatus::Alarm => "alarm",
-            ComponentStatus::Offline => "offline",
-            ComponentStatus::Maintenance => "maintenance",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<ComponentStatus> {
-        Self::ALL.into_iter().find(|c| c.name() == s)
-    }
-}
+/// Operational state of a component: the events engine's type, which derives it from the
+/// component's events (one type, no mapping).
+pub use wangge_events::status::ComponentStatus;
 
 /// A registered component (部件), identified by its GB/T 30428-style code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

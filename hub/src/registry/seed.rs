@@ -10,6 +10,7 @@
 use super::model::ComponentInput;
 use super::sqlite::{upsert_component, validate_component, SqliteRegistry};
 use super::RegistryError;
+use protocol::seed_csv::SeedTable;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::fmt;
@@ -75,16 +76,7 @@ const COMPONENTS: Table = Table {
 };
 const SENSORS: Table = Table {
     file: "sensors.csv",
-    columns: &[
-        "id",
-        "component_id",
-        "type",
-        "profile",
-        "address",
-        "interval_s",
-        "edge",
-        "calibration",
-    ],
+    columns: protocol::seed_csv::SENSOR_COLUMNS,
     required: &["id"],
 };
 
@@ -266,10 +258,6 @@ fn import_table(
     file: &str,
     text: &str,
 ) -> Result<usize, SeedError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(text.as_bytes());
     let header_err = |field: &str, reason: String| {
         SeedError::Row(RowError {
             file: file.to_string(),
@@ -278,13 +266,16 @@ fn import_table(
             reason,
         })
     };
-    let headers = rdr
-        .headers()
-        .map_err(|e| header_err("header", e.to_string()))?
-        .clone();
-    let mut names: Vec<&'static str> = Vec::with_capacity(headers.len());
-    for h in headers.iter() {
-        let h = h.trim();
+    let parsed = SeedTable::parse(text).map_err(|e| {
+        SeedError::Row(RowError {
+            file: file.to_string(),
+            line: e.line,
+            field: if e.line <= 1 { "header" } else { "row" }.to_string(),
+            reason: e.reason,
+        })
+    })?;
+    let mut names: Vec<&'static str> = Vec::with_capacity(parsed.columns().len());
+    for h in parsed.columns() {
         let Some(col) = table.columns.iter().find(|c| **c == h) else {
             return Err(header_err(
                 h,
@@ -299,27 +290,26 @@ fn import_table(
         }
     }
     let mut n = 0;
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| {
-            let line = e.position().map(|p| p.line()).unwrap_or(0);
-            SeedError::Row(RowError {
+    for rec in parsed.rows() {
+        if rec.len() != names.len() {
+            return Err(SeedError::Row(RowError {
                 file: file.to_string(),
-                line,
+                line: rec.line,
                 field: "row".to_string(),
-                reason: e.to_string(),
-            })
-        })?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        if rec.iter().all(|v| v.trim().is_empty()) {
-            continue;
+                reason: format!(
+                    "found record with {} fields, but the header has {}",
+                    rec.len(),
+                    names.len()
+                ),
+            }));
         }
         let row = Row {
             file,
-            line,
+            line: rec.line,
             values: names
                 .iter()
                 .copied()
-                .zip(rec.iter().map(str::to_string))
+                .zip(rec.values().map(str::to_string))
                 .collect(),
         };
         import_row(conn, table, &row)?;

@@ -146,12 +146,7 @@ fn quality_of(code: i64) -> Quality {
     }
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+use protocol::time::now_ns;
 
 fn list_partitions(conn: &Connection) -> Result<BTreeSet<i64>, TsError> {
     let mut stmt = conn

@@ -56,9 +56,7 @@ pub fn parse_ts(v: &serde_json::Value, unit: TsUnit) -> Option<i64> {
 
 /// RFC 3339 → UTC ns.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let t = humantime::parse_rfc3339_weak(s).ok()?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_nanos()).ok()
+    protocol::time::parse_rfc3339_lenient(s)
 }
 
 pub(super) fn convert_json(field: &Field, raw: &serde_json::Value) -> Option<Value> {

@@ -1,0 +1,115 @@
+//! The bridge between the hub and the events engine (`wangge-events`): the registry as its
+//! component directory (`directory`), the hub's tokens as its authorizer (`auth`), its rules as
+//! ingest's last stage (`rules_feed`), component status kept in the registry from its outbox
+//! (`status_sync`), and [`start`], which opens the engine and supervises its tasks. `serve`
+//! only calls [`start`] and [`spawn_mqtt_delivery`].
+
+mod auth;
+mod directory;
+mod rules_feed;
+mod status_sync;
+
+use crate::config::HubConfig;
+use crate::registry::{RegistryAdmin, SqliteRegistry};
+use crate::supervise::{until_cancelled, Supervisor};
+use crate::timeseries::embedded::EmbeddedStore;
+use crate::{broker, ingest};
+use anyhow::Context;
+use auth::HubAuth;
+use directory::RegistryDirectory;
+use rules_feed::RulesFeed;
+use status_sync::sync_component_status;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens the events engine (`<data_dir>/events.db`), starts its clock tick, webhook delivery
+/// and status sync, and returns it with its routes and the rules stage that ingest runs every
+/// stored group through before acking it. (MQTT delivery is started by `run`, which holds the
+/// broker handle.)
+pub(crate) fn start(
+    cfg: &HubConfig,
+    registry: &Arc<SqliteRegistry>,
+    store: &Arc<EmbeddedStore>,
+    admin_token: Option<String>,
+    sup: &Supervisor,
+) -> anyhow::Result<(
+    wangge_events::Events,
+    axum::Router,
+    Box<dyn ingest::RulesStage>,
+)> {
+    let ecfg = cfg.events.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = cfg.data_dir.join("events.db");
+    let events = wangge_events::Events::open(
+        &path,
+        ecfg,
+        Arc::new(RegistryDirectory {
+            registry: registry.clone(),
+            store: store.clone(),
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .with_context(|| format!("open events store {}", path.display()))?;
+
+    // Offline detection starts for every attached sensor, even one that never reports.
+    let now = crate::registry::now_ns();
+    for s in registry.sensor_contexts()? {
+        events.watch_sensor(
+            &s.sensor_id,
+            &s.component_id,
+            &s.component_type,
+            s.interval_s,
+            now,
+        );
+    }
+
+    let stage = Box::new(RulesFeed::new(events.clone(), registry.clone()));
+
+    // Each restarts from durable state: the ticker from the store, webhooks from the
+    // deliveries table, the status sync from its outbox cursor.
+    let tick = Duration::from_millis(cfg.events.tick_interval_ms);
+    let ev = events.clone();
+    sup.spawn("events_ticker", move |t| {
+        until_cancelled(t, ev.clone().run_ticker(tick))
+    });
+    let ev = events.clone();
+    sup.spawn("webhooks", move |t| {
+        until_cancelled(t, wangge_events::delivery::run_webhooks(ev.clone()))
+    });
+    let (ev, reg) = (events.clone(), registry.clone());
+    sup.spawn("status_sync", move |t| {
+        until_cancelled(t, sync_component_status(ev.clone(), reg.clone()))
+    });
+    let router = wangge_events::router(
+        events.clone(),
+        Arc::new(HubAuth {
+            registry: registry.clone(),
+            admin_token,
+        }),
+    );
+    Ok((events, router, stage))
+}
+
+/// Supervises MQTT delivery: events on `wangge/v1/events/{department}/{type}` through the
+/// hub's own broker link.
+pub(crate) fn spawn_mqtt_delivery(
+    sup: &Supervisor,
+    events: wangge_events::Events,
+    outbound: tokio::sync::mpsc::Sender<broker::Outbound>,
+) {
+    sup.spawn("mqtt_events", move |t| {
+        let outbound = outbound.clone();
+        let run = wangge_events::delivery::run_mqtt(events.clone(), move |topic, payload| {
+            let outbound = outbound.clone();
+            async move {
+                outbound
+                    .send(broker::Outbound {
+                        topic,
+                        payload: bytes::Bytes::from(payload.into_bytes()),
+                    })
+                    .await
+                    .map_err(|_| "broker link closed".to_string())
+            }
+        });
+        until_cancelled(t, run)
+    });
+}

@@ -1,0 +1,276 @@
+//! Edges (tables `edges`, `edge_gaps`, ingest audit): credentials, status, gaps.
+
+use super::*;
+
+/// (id, password_hash, mac_key, revoked) of an `edges` row.
+pub(super) type EdgeRow = (String, Option<String>, Option<Vec<u8>>, bool);
+
+pub(super) fn edge_row(r: &Row<'_>) -> rusqlite::Result<Edge> {
+    let last_seen: Option<i64> = r.get(4)?;
+    Ok(Edge {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        site: r.get(2)?,
+        online: r.get(3)?,
+        last_seen: last_seen.map(crate::registry::format_ts),
+        version: r.get(5)?,
+        backlog_readings: r.get::<_, i64>(6)?.max(0) as u64,
+        backlog_bytes: r.get::<_, i64>(7)?.max(0) as u64,
+        has_credentials: r.get(8)?,
+        revoked: r.get(9)?,
+        readings_lost: r.get::<_, i64>(10)?.max(0) as u64,
+    })
+}
+
+impl SqliteRegistry {
+    pub(super) fn edge_credentials_impl(
+        &self,
+        edge_id: &str,
+    ) -> Result<Option<EdgeCredentials>, RegistryError> {
+        let row: Option<EdgeRow> = self.read(|c| {
+            c.prepare_cached("SELECT id, password_hash, mac_key, revoked FROM edges WHERE id = ?1")?
+                .query_row([edge_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+        })?;
+        let Some((edge_id, Some(password_hash), Some(key), revoked)) = row else {
+            return Ok(None);
+        };
+        let mac_key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| RegistryError::Db(format!("edge {edge_id}: mac_key is not 32 bytes")))?;
+        Ok(Some(EdgeCredentials {
+            edge_id,
+            password_hash,
+            mac_key,
+            revoked,
+        }))
+    }
+
+    pub(super) fn record_edge_status_impl(
+        &self,
+        s: &EdgeStatus,
+    ) -> Result<Freshness, RegistryError> {
+        self.write(|tx| {
+            let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT epoch, status_counter, status_will_pending FROM edges WHERE id = ?1",
+                    [s.edge_id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some((epoch, counter, will)) = row else {
+                return Err(RegistryError::NotFound(format!("edge {}", s.edge_id)));
+            };
+            // Counters are stored as i64 bit patterns; no status was accepted while NULL.
+            let last = epoch.zip(counter).map(|(e, c)| StatusMark {
+                epoch: e as u64,
+                counter: c as u64,
+                will_pending: will.map(|w| w as u64),
+            });
+            let fresh = StatusMark::judge(last.as_ref(), s);
+            if !matches!(fresh, Freshness::Fresh | Freshness::AnnouncedWill) {
+                return Ok(fresh);
+            }
+            let Some(mark) = StatusMark::after(last.as_ref(), s, fresh) else {
+                return Ok(fresh);
+            };
+            tx.execute(
+                "UPDATE edges SET online = ?2, version = ?3, epoch = ?4, backlog_readings = ?5,
+                        backlog_bytes = ?6, oldest_unacked_ns = ?7, status_at_ns = ?8,
+                        last_seen_ns = MAX(COALESCE(last_seen_ns, 0), ?9),
+                        status_counter = ?10, status_will_pending = ?11
+                 WHERE id = ?1",
+                params![
+                    s.edge_id.as_str(),
+                    s.online,
+                    s.version,
+                    mark.epoch as i64,
+                    s.backlog_readings.min(i64::MAX as u64) as i64,
+                    s.backlog_bytes.min(i64::MAX as u64) as i64,
+                    s.oldest_unacked_ns,
+                    s.ts_ns,
+                    now_ns(),
+                    mark.counter as i64,
+                    mark.will_pending.map(|w| w as i64),
+                ],
+            )
+            .map_err(db)?;
+            Ok(fresh)
+        })
+    }
+
+    pub(super) fn audit_ingest_impl(
+        &self,
+        kind: &str,
+        edge_id: &str,
+        sensor_id: &str,
+        detail: &str,
+        at_ns: i64,
+    ) -> Result<bool, RegistryError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO ingest_audit(kind, edge_id, sensor_id, detail, first_seen_ns,
+                                              last_seen_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                     ON CONFLICT(kind, edge_id, sensor_id) DO NOTHING",
+                    params![kind, edge_id, sensor_id, detail, at_ns],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                tx.execute(
+                    "UPDATE ingest_audit SET last_seen_ns = MAX(last_seen_ns, ?4),
+                            seen_count = seen_count + 1
+                     WHERE kind = ?1 AND edge_id = ?2 AND sensor_id = ?3",
+                    params![kind, edge_id, sensor_id, at_ns],
+                )
+                .map_err(db)?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    pub(super) fn record_edge_seen_impl(
+        &self,
+        edge_id: &str,
+        at_ns: i64,
+    ) -> Result<(), RegistryError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE edges SET last_seen_ns = MAX(COALESCE(last_seen_ns, 0), ?2), online = 1
+                 WHERE id = ?1",
+                params![edge_id, at_ns],
+            )
+            .map_err(db)
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn record_gaps_impl(
+        &self,
+        edge_id: &str,
+        epoch: u64,
+        seq: u64,
+        gaps: &[protocol::uplink::Gap],
+        at_ns: i64,
+    ) -> Result<(), RegistryError> {
+        self.write(|tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO edge_gaps(edge_id, epoch, seq, sensor_id, from_ns, to_ns,
+                         count, reason, received_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(db)?;
+            for g in gaps {
+                let reason = match g.reason {
+                    protocol::uplink::GapReason::BufferFull => "buffer_full",
+                    protocol::uplink::GapReason::Recovery => "recovery",
+                };
+                st.execute(params![
+                    edge_id,
+                    epoch as i64,
+                    seq as i64,
+                    g.sensor.as_str(),
+                    g.from_ns,
+                    g.to_ns,
+                    i64::try_from(g.count).unwrap_or(i64::MAX),
+                    reason,
+                    at_ns
+                ])
+                .map_err(db)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn list_edges_impl(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Edge>, RegistryError> {
+        self.page(
+            "SELECT id, name, site, online, last_seen_ns, version, backlog_readings,
+                        backlog_bytes, password_hash IS NOT NULL, revoked,
+                        (SELECT COALESCE(SUM(g.count), 0) FROM edge_gaps g WHERE g.edge_id = edges.id)
+                 FROM edges WHERE id > ?1 ORDER BY id LIMIT ?2",
+            after,
+            limit,
+            edge_row,
+            |e| e.id.clone(),
+        )
+    }
+
+    pub(super) fn add_edge_impl(
+        &self,
+        edge_id: &str,
+        name: Option<&str>,
+        site: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let edge_id = edge_id.trim();
+        if edge_id.is_empty()
+            || !edge_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(field(
+                "id",
+                format!("{edge_id:?}: use letters, digits, '-', '_' or '.' (it is the MQTT username and a topic level)"),
+            ));
+        }
+        for (prefix, whose) in [
+            (
+                crate::broker::HUB_CLIENT_ID_PREFIX,
+                "the hub's own MQTT client ids",
+            ),
+            (
+                crate::broker::DEPARTMENT_USER_PREFIX,
+                "department MQTT users",
+            ),
+        ] {
+            if edge_id.starts_with(prefix) {
+                return Err(field(
+                    "id",
+                    format!("{edge_id:?}: ids starting with {prefix:?} are {whose}"),
+                ));
+            }
+        }
+        let secret = secrets::generate();
+        let hash = secrets::hash(&secret);
+        let key = protocol::uplink::mac_key(&secret);
+        let broker_hash = crate::broker::mosquitto::password_hash(&secret);
+        // A re-issued secret starts the edge's status freshness over: statuses sealed with the
+        // old key no longer verify, and a re-provisioned box may restart its epochs at 1.
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO edges(id, name, site, password_hash, mac_key, revoked, broker_hash)
+                 VALUES (?1, COALESCE(?2, ''), COALESCE(?3, ''), ?4, ?5, 0, ?6)
+                 ON CONFLICT(id) DO UPDATE SET password_hash = excluded.password_hash,
+                     mac_key = excluded.mac_key, revoked = 0, broker_hash = excluded.broker_hash,
+                     status_counter = NULL, status_will_pending = NULL,
+                     name = COALESCE(?2, name), site = COALESCE(?3, site)",
+                params![edge_id, name, site, hash, key.as_slice(), broker_hash],
+            )
+            .map_err(db)
+        })?;
+        Ok(secret)
+    }
+
+    pub(super) fn revoke_edge_impl(&self, edge_id: &str) -> Result<(), RegistryError> {
+        let n = self.write(|tx| {
+            tx.execute(
+                "UPDATE edges SET revoked = 1, online = 0 WHERE id = ?1",
+                [edge_id],
+            )
+            .map_err(db)
+        })?;
+        if n == 0 {
+            return Err(RegistryError::NotFound(format!("edge {edge_id}")));
+        }
+        Ok(())
+    }
+}

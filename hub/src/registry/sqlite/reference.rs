@@ -1,0 +1,84 @@
+//! Reference tables (grid cells, departments) and the registry statistics.
+
+use super::*;
+
+impl SqliteRegistry {
+    pub(super) fn list_grid_cells_impl(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<GridCell>, RegistryError> {
+        self.page(
+            "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
+                 FROM grid_cells WHERE id > ?1 ORDER BY id LIMIT ?2",
+            after,
+            limit,
+            |r| {
+                Ok(GridCell {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    parent: r.get(2)?,
+                    lat_min: r.get(3)?,
+                    lon_min: r.get(4)?,
+                    lat_max: r.get(5)?,
+                    lon_max: r.get(6)?,
+                })
+            },
+            |g| g.id.clone(),
+        )
+    }
+
+    pub(super) fn list_departments_impl(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Department>, RegistryError> {
+        self.page(
+            "SELECT id, name, duty, contact FROM departments
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            after,
+            limit,
+            |r| {
+                Ok(Department {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    duty: r.get(2)?,
+                    contact: r.get(3)?,
+                })
+            },
+            |d| d.id.clone(),
+        )
+    }
+
+    pub(super) fn stats_impl(&self) -> Result<RegistryStats, RegistryError> {
+        self.read(|c| {
+            let count = |sql: &str| -> rusqlite::Result<u64> {
+                c.query_row(sql, [], |r| r.get::<_, i64>(0))
+                    .map(|n| n.max(0) as u64)
+            };
+            let group = |sql: &str| -> rusqlite::Result<std::collections::BTreeMap<String, u64>> {
+                let mut st = c.prepare(sql)?;
+                let rows = st.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?;
+                rows.collect()
+            };
+            Ok(RegistryStats {
+                components: count("SELECT COUNT(*) FROM components")?,
+                components_by_status: group(
+                    "SELECT status, COUNT(*) FROM components GROUP BY status",
+                )?,
+                components_by_type: group("SELECT type, COUNT(*) FROM components GROUP BY type")?,
+                sensors: count("SELECT COUNT(*) FROM sensors")?,
+                sensors_unassigned: count(
+                    "SELECT COUNT(*) FROM unassigned_sensors u WHERE NOT EXISTS
+                     (SELECT 1 FROM sensors s WHERE s.id = u.sensor_id AND s.component_id IS NOT NULL)",
+                )?,
+                edges: count("SELECT COUNT(*) FROM edges")?,
+                edges_online: count("SELECT COUNT(*) FROM edges WHERE online = 1")?,
+                departments: count("SELECT COUNT(*) FROM departments")?,
+                grid_cells: count("SELECT COUNT(*) FROM grid_cells")?,
+            })
+        })
+    }
+}

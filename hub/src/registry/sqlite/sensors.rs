@@ -1,0 +1,208 @@
+//! Sensors (tables `sensors`, `unassigned_sensors`): assignment to components, contexts for the rules.
+
+use super::*;
+
+pub(super) const SENSOR_SQL: &str =
+    "SELECT id, component_id, type, profile, address, interval_s, edge FROM sensors";
+
+pub(super) fn sensor_row(r: &Row<'_>) -> rusqlite::Result<Sensor> {
+    Ok(Sensor {
+        id: r.get(0)?,
+        component_id: r.get(1)?,
+        sensor_type: r.get(2)?,
+        profile: r.get(3)?,
+        address: r.get(4)?,
+        interval_s: r.get(5)?,
+        edge: r.get(6)?,
+    })
+}
+
+pub(super) const SENSOR_CONTEXT_SQL: &str = "SELECT s.id, s.component_id, c.type, s.interval_s
+     FROM sensors s JOIN components c ON c.id = s.component_id WHERE 1 = 1";
+
+pub(super) fn sensor_context_row(r: &Row<'_>) -> rusqlite::Result<SensorContext> {
+    Ok(SensorContext {
+        sensor_id: r.get(0)?,
+        component_id: r.get(1)?,
+        component_type: r.get(2)?,
+        interval_s: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+    })
+}
+
+impl SqliteRegistry {
+    pub(super) fn sensor_assignment_impl(
+        &self,
+        sensor_id: &str,
+    ) -> Result<Option<SensorAssignment>, RegistryError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT s.id, s.component_id, c.type, c.grid_cell, c.owner_department,
+                        c.maintainer_department, s.edge
+                 FROM sensors s LEFT JOIN components c ON c.id = s.component_id
+                 WHERE s.id = ?1",
+            )?
+            .query_row([sensor_id], |r| {
+                Ok(SensorAssignment {
+                    sensor_id: r.get(0)?,
+                    component_id: r.get(1)?,
+                    component_type: r.get(2)?,
+                    grid_cell: r.get(3)?,
+                    owner_department: r.get(4)?,
+                    maintainer_department: r.get(5)?,
+                    edge_id: r.get(6)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    pub(super) fn note_unassigned_sensor_impl(
+        &self,
+        sensor_id: &str,
+        edge_id: &str,
+        at_ns: i64,
+    ) -> Result<(), RegistryError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO unassigned_sensors(sensor_id, edge_id, first_seen_ns, last_seen_ns)
+                 VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT(sensor_id) DO UPDATE SET edge_id = excluded.edge_id,
+                     last_seen_ns = MAX(last_seen_ns, excluded.last_seen_ns),
+                     seen_count = seen_count + 1",
+                params![sensor_id, edge_id, at_ns],
+            )
+            .map_err(db)
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn sensor_impl(&self, id: &str) -> Result<Option<Sensor>, RegistryError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("{SENSOR_SQL} WHERE id = ?1"))?
+                .query_row([id], sensor_row)
+                .optional()
+        })
+    }
+
+    pub(super) fn put_sensor_impl(
+        &self,
+        id: &str,
+        input: &SensorInput,
+    ) -> Result<(Sensor, bool), RegistryError> {
+        let id = id.trim();
+        if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == '/') {
+            return Err(field(
+                "id",
+                "1 to 64 characters, no '/' or control characters",
+            ));
+        }
+        let interval_s = input.interval_s.unwrap_or(60);
+        if interval_s <= 0 {
+            return Err(field(
+                "interval_s",
+                format!("{interval_s} is not a positive number of seconds"),
+            ));
+        }
+        let component = non_empty(&input.component_id);
+        let edge = non_empty(&input.edge);
+        self.write(|tx| {
+            if let Some(c) = &component {
+                if !exists(tx, "components", "id", c).map_err(db)? {
+                    return Err(field("component_id", format!("unknown component {c:?}")));
+                }
+            }
+            if let Some(e) = &edge {
+                if !exists(tx, "edges", "id", e).map_err(db)? {
+                    return Err(field("edge", format!("unknown edge {e:?}")));
+                }
+            }
+            let existed = exists(tx, "sensors", "id", id).map_err(db)?;
+            let sensor = Sensor {
+                id: id.to_string(),
+                component_id: component.clone(),
+                sensor_type: input.sensor_type.clone().unwrap_or_default(),
+                profile: input.profile.clone().unwrap_or_default(),
+                address: input.address.clone().unwrap_or_default(),
+                interval_s,
+                edge: edge.clone(),
+            };
+            tx.execute(
+                "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET component_id = excluded.component_id,
+                     type = excluded.type, profile = excluded.profile, address = excluded.address,
+                     interval_s = excluded.interval_s, edge = excluded.edge",
+                params![
+                    sensor.id,
+                    sensor.component_id,
+                    sensor.sensor_type,
+                    sensor.profile,
+                    sensor.address,
+                    sensor.interval_s,
+                    sensor.edge
+                ],
+            )
+            .map_err(db)?;
+            Ok((sensor, !existed))
+        })
+    }
+
+    pub(super) fn component_sensors_impl(
+        &self,
+        component_id: &str,
+    ) -> Result<Vec<Sensor>, RegistryError> {
+        self.read(|c| {
+            let mut st =
+                c.prepare_cached(&format!("{SENSOR_SQL} WHERE component_id = ?1 ORDER BY id"))?;
+            let rows = st.query_map([component_id], sensor_row)?;
+            rows.collect()
+        })
+    }
+
+    pub(super) fn list_unassigned_sensors_impl(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<UnassignedSensor>, RegistryError> {
+        // A sensor registered after it was first seen is no longer unassigned.
+        self.page(
+            "SELECT u.sensor_id, u.edge_id, u.first_seen_ns, u.last_seen_ns, u.seen_count
+                 FROM unassigned_sensors u
+                 WHERE u.sensor_id > ?1
+                   AND NOT EXISTS (SELECT 1 FROM sensors s WHERE s.id = u.sensor_id
+                                   AND s.component_id IS NOT NULL)
+                 ORDER BY u.sensor_id LIMIT ?2",
+            after,
+            limit,
+            |r| {
+                Ok(UnassignedSensor {
+                    sensor_id: r.get(0)?,
+                    edge_id: r.get(1)?,
+                    first_seen: crate::registry::format_ts(r.get(2)?),
+                    last_seen: crate::registry::format_ts(r.get(3)?),
+                    seen_count: r.get::<_, i64>(4)?.max(0) as u64,
+                })
+            },
+            |u| u.sensor_id.clone(),
+        )
+    }
+
+    pub(super) fn sensor_contexts_impl(&self) -> Result<Vec<SensorContext>, RegistryError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!("{SENSOR_CONTEXT_SQL} ORDER BY s.id"))?;
+            let rows = st.query_map([], sensor_context_row)?;
+            rows.collect()
+        })
+    }
+
+    pub(super) fn sensor_context_impl(
+        &self,
+        sensor_id: &str,
+    ) -> Result<Option<SensorContext>, RegistryError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("{SENSOR_CONTEXT_SQL} AND s.id = ?1"))?
+                .query_row([sensor_id], sensor_context_row)
+                .optional()
+        })
+    }
+}

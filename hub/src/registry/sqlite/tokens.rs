@@ -1,0 +1,83 @@
+//! API tokens (table `api_tokens`): issue, verify, revoke.
+
+use super::*;
+
+/// Issued API tokens look like `wgt_<id>.<secret>`: the id finds the row, the secret is checked
+/// against its salted hash.
+pub const TOKEN_PREFIX: &str = "wgt_";
+
+impl SqliteRegistry {
+    pub(super) fn add_token_impl(
+        &self,
+        department: Option<&str>,
+        scope: Scope,
+    ) -> Result<String, RegistryError> {
+        if department.is_none() && scope != Scope::Admin {
+            return Err(field(
+                "department",
+                "required for read and write tokens (only admin tokens may have none)",
+            ));
+        }
+        let id = hex::encode(rand::random::<[u8; 6]>());
+        let secret = secrets::generate();
+        let hash = secrets::hash(&secret);
+        self.write(|tx| {
+            if let Some(d) = department {
+                if !exists(tx, "departments", "id", d).map_err(db)? {
+                    return Err(field("department", format!("unknown department {d:?}")));
+                }
+            }
+            tx.execute(
+                "INSERT INTO api_tokens(id, secret_hash, department, scope, created_at_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, hash, department, scope.name(), now_ns()],
+            )
+            .map_err(db)
+        })?;
+        Ok(format!("{TOKEN_PREFIX}{id}.{secret}"))
+    }
+
+    pub(super) fn verify_token_impl(
+        &self,
+        token: &str,
+    ) -> Result<Option<Principal>, RegistryError> {
+        let Some((id, secret)) = token
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|t| t.split_once('.'))
+        else {
+            return Ok(None);
+        };
+        let row: Option<(String, Option<String>, String, bool)> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT secret_hash, department, scope, revoked FROM api_tokens WHERE id = ?1",
+            )?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()
+        })?;
+        let Some((hash, department, scope, revoked)) = row else {
+            return Ok(None);
+        };
+        if revoked || !secrets::verify(&hash, secret) {
+            return Ok(None);
+        }
+        Ok(Scope::from_name(&scope).map(|scope| Principal {
+            token_id: id.to_string(),
+            department,
+            scope,
+        }))
+    }
+
+    pub(super) fn revoke_token_impl(&self, token_id: &str) -> Result<(), RegistryError> {
+        let n = self.write(|tx| {
+            tx.execute(
+                "UPDATE api_tokens SET revoked = 1 WHERE id = ?1",
+                [token_id],
+            )
+            .map_err(db)
+        })?;
+        if n == 0 {
+            return Err(RegistryError::NotFound(format!("token {token_id}")));
+        }
+        Ok(())
+    }
+}
