@@ -13,8 +13,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wangge_tests::system::{metric_sum, sim_stream_args, simulate, Edge, Hub, EDGE_ID};
-use wangge_tests::{wait_for, Mosquitto};
+use wangge_testkit::{metric_sum, wait_for, Mosquitto};
+use wangge_tests::system::{sim_stream_args, simulate, Edge, Hub, EDGE_ID};
 
 const EDGE_B: &str = "edge-b";
 
@@ -130,7 +130,7 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
     let b = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let (sw_user, sw_secret) = hub.add_mqtt_user("sw").unwrap();
     hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
+    let site = Mosquitto::start();
     let mut edge_a = Edge::prepare(dir.path(), &hub, &site).unwrap();
     edge_a.start().unwrap();
     let sim_dir = dir.path().to_path_buf();
