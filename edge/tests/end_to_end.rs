@@ -13,14 +13,7 @@ fn setup(extra: &str) -> (tempfile::TempDir, Mosquitto, Mosquitto, EdgeConfig) {
     let dir = tempfile::tempdir().unwrap();
     let site = broker();
     let hub = broker();
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: hub.port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: extra.to_string(),
-        uplink_extra: String::new(),
-    };
+    let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), extra);
     (dir, site, hub, cfg)
 }
 
@@ -397,14 +390,7 @@ fn the_uplink_runs_over_tls_verified_with_the_configured_ca() {
     let tls_port = hub.tls_port.unwrap();
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: tls_port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: String::new(),
-        uplink_extra: String::new(),
-    };
+    let cfg = EdgeConfig::new(site.port, tls_port, dir.path(), "");
     // hub.ca_file goes into [hub]: render, then insert it there.
     let text = cfg.render().replacen(
         "keepalive_s = 5\n",
@@ -451,14 +437,7 @@ fn site_messages_are_acknowledged_to_the_broker_once_durable() {
         .settings("max_inflight_messages 5\n")
         .start();
     let hub = broker();
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: hub.port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: String::new(),
-        uplink_extra: String::new(),
-    };
+    let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), "");
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
     let edge = EdgeProc::start(dir.path(), &cfg, "acks");

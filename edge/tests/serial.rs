@@ -108,17 +108,10 @@ fn an_unplugged_port_is_retried_and_reading_resumes_when_it_comes_back() {
     let link = dir.path().join("ttyWANGGE");
     let mut a = pty();
     std::os::unix::fs::symlink(&a.path, &link).unwrap();
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: hub.port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: format!(
+    let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), &format!(
             "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nreopen_backoff_max_ms = 500\n",
             link.display()
-        ),
-        uplink_extra: String::new(),
-    };
+        ));
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
     let edge = EdgeProc::start(dir.path(), &cfg, "replug");

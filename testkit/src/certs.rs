@@ -1,6 +1,7 @@
 //! TLS test certificates: a throw-away CA and a server certificate for `localhost` and
 //! 127.0.0.1, made with the openssl CLI (P-256 keys: quick to generate).
 
+use crate::process::run_ok;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,16 +16,7 @@ impl TestCerts {
     /// Makes a CA and a server certificate (valid two days) in `dir`.
     pub fn make(dir: &Path) -> TestCerts {
         let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .expect("openssl CLI");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_ok(Command::new("openssl").args(args).current_dir(dir));
         };
         let ec = [
             "-newkey",

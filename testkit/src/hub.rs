@@ -5,7 +5,7 @@
 
 use crate::http::http_request;
 use crate::ports::{free_port, port_open};
-use crate::process::Proc;
+use crate::process::{run_ok, Proc};
 use crate::wait::wait_for;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -18,17 +18,7 @@ pub const ADMIN_TOKEN_ENV: &str = "WANGGE_ADMIN_TOKEN";
 /// Runs `hub --data-dir <data> <args>`, asserts success (showing stderr) and returns stdout,
 /// trimmed — e.g. the secret `edge add` prints once.
 pub fn cli(bin: &Path, data: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run hub");
-    assert!(
-        out.status.success(),
-        "hub {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(Command::new(bin).arg("--data-dir").arg(data).args(args));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 

@@ -128,6 +128,17 @@ impl Drop for Proc {
     }
 }
 
+/// Runs `cmd` to completion and asserts it exited 0 (showing its stderr); returns its output.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("the command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The last `n` bytes of `s` (from a char boundary).
 pub fn tail(s: &str, n: usize) -> String {
     let start = s.len().saturating_sub(n);

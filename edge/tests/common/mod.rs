@@ -166,6 +166,18 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
+    /// The edge of these tests on a free API port, its data in `dir/data`, `extra` appended.
+    pub fn new(site_port: u16, hub_port: u16, dir: &Path, extra: &str) -> EdgeConfig {
+        EdgeConfig {
+            site_port,
+            hub_port,
+            api_port: free_port(),
+            data_dir: dir.join("data"),
+            extra: extra.to_string(),
+            uplink_extra: String::new(),
+        }
+    }
+
     pub fn render(&self) -> String {
         let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/profiles");
         format!(
@@ -462,19 +474,12 @@ impl SerialRig {
         let site = broker();
         let hub = broker();
         let (a, b) = (pty(), pty());
-        let cfg = EdgeConfig {
-            site_port: site.port,
-            hub_port: hub.port,
-            api_port: free_port(),
-            data_dir: dir.path().join("data"),
-            extra: format!(
+        let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), &format!(
                 "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nbaud = 115200\n\n\
                  [[serial]]\nname = \"B\"\npath = \"{}\"\nformat = \"text\"\nbaud = 9600\nparity = \"none\"\nstop_bits = 1\n",
                 a.path.display(),
                 b.path.display()
-            ),
-            uplink_extra: String::new(),
-        };
+            ));
         let store = Arc::new(Mutex::new(Store::default()));
         let stub = HubStub::start(hub.port, store.clone());
         let edge = EdgeProc::start(dir.path(), &cfg, tag);
