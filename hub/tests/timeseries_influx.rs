@@ -11,6 +11,13 @@ use wangge_testkit::{free_port, http_get, wait_until, VictoriaMetrics as Vm};
 
 const S: i64 = 1_000_000_000;
 
+/// Waits until the sink's spill is empty.
+fn wait_drained(sink: &InfluxSink) {
+    wait_until("spill drained", Duration::from_secs(60), || {
+        sink.backlog_bytes() == 0
+    });
+}
+
 /// (sensor, ts) of every exported `tilt_value` sample, and how many samples in total.
 fn exported(port: u16) -> (HashSet<(String, i64)>, usize) {
     let _ = http_get(port, "/internal/force_flush");
@@ -144,9 +151,7 @@ fn spilled_readings_are_sent_by_the_next_process() {
         Duration::from_secs(120),
         || exported(vm.port).0.len() >= 3000,
     );
-    wait_until("spill drained", Duration::from_secs(60), || {
-        sink.backlog_bytes() == 0
-    });
+    wait_drained(&sink);
     assert_eq!(exported(vm.port).1, 3000);
 }
 
@@ -176,9 +181,7 @@ fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
         Duration::from_secs(60),
         || exported(vm.port).0.len() >= 2,
     );
-    wait_until("spill drained", Duration::from_secs(60), || {
-        sink.backlog_bytes() == 0
-    });
+    wait_drained(&sink);
     assert_eq!(exported(vm.port).1, 2);
     assert_eq!(
         sink.metrics()
@@ -218,9 +221,7 @@ fn assert_exactly_once(vm: &Vm, sink: &InfluxSink, want: usize) {
             n >= want || (sink.backlog_bytes() == 0 && since.elapsed() > Duration::from_secs(30))
         },
     );
-    wait_until("spill drained", Duration::from_secs(60), || {
-        sink.backlog_bytes() == 0
-    });
+    wait_drained(&sink);
     let (set, total) = exported(vm.port);
     assert_eq!(
         set.len(),

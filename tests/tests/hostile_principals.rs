@@ -9,7 +9,6 @@
 //! The same principal rules are tried in-process, case by case, in
 //! `hub/tests/broker_gate.rs`; this test proves them on the shipped binaries.
 
-use std::process::Command;
 use std::time::Duration;
 use wangge_testkit::{metric_sum, wait_for, Mosquitto, MosquittoSub};
 use wangge_tests::system::{sim_stream_args, simulate, Edge, Hub, EDGE_ID};
@@ -35,24 +34,13 @@ impl Spy {
 }
 
 fn publish(port: u16, user: &str, password: &str, topic: &str, retain: bool) -> bool {
-    let mut c = Command::new("mosquitto_pub");
-    c.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-V",
-        "mqttv311",
-        "-q",
-        "1",
-    ])
-    .args([
-        "-u", user, "-P", password, "-i", user, "-t", topic, "-m", "junk",
-    ]);
+    let mut args = vec![
+        "-q", "1", "-u", user, "-P", password, "-i", user, "-t", topic, "-m", "junk",
+    ];
     if retain {
-        c.arg("-r");
+        args.push("-r");
     }
-    c.output().expect("mosquitto_pub").status.success()
+    wangge_testkit::mosquitto::publish(port, &args)
 }
 
 fn hub_metric(hub: &Hub, name: &str, labels: &[(&str, &str)]) -> f64 {
