@@ -221,7 +221,7 @@ fn assert_exactly_once(vm: &Vm, sink: &InfluxSink, want: usize) {
             n >= want || (sink.backlog_bytes() == 0 && since.elapsed() > Duration::from_secs(30))
         },
     );
-    wait_drained(&sink);
+    wait_drained(sink);
     let (set, total) = exported(vm.port);
     assert_eq!(
         set.len(),
