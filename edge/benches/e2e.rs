@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn rss_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -33,20 +33,15 @@ fn main() {
     let per_msg = 40u64;
     let msgs = total / per_msg;
     let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")).unwrap();
-    let site = Mosquitto::start();
-    let hub = Mosquitto::start();
+    let site = broker();
+    let hub = broker();
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: hub.port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: String::new(),
-        uplink_extra: String::new(),
-    };
+    let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), "");
     let edge = EdgeProc::start(dir.path(), &cfg, "bench");
-    wait_until(20, "site source up", || edge.source_up("site"));
+    wait_until("site source up", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
     let pid = edge.pid();
     let rss_idle = rss_kb(pid, "VmRSS:");
 
@@ -79,10 +74,14 @@ fn main() {
     }
     p.flush();
     let t_pub = t0.elapsed();
-    wait_until(300, "all readings acked into the stub", || {
-        peak = peak.max(rss_kb(pid, "VmRSS:"));
-        store.lock().unwrap().readings.len() as u64 >= msgs * per_msg
-    });
+    wait_until(
+        "all readings acked into the stub",
+        Duration::from_secs(300),
+        || {
+            peak = peak.max(rss_kb(pid, "VmRSS:"));
+            store.lock().unwrap().readings.len() as u64 >= msgs * per_msg
+        },
+    );
     let t = t0.elapsed();
     let st = store.lock().unwrap();
     let unique = st.unique();

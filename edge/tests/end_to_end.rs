@@ -7,19 +7,13 @@ mod common;
 
 use common::*;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 fn setup(extra: &str) -> (tempfile::TempDir, Mosquitto, Mosquitto, EdgeConfig) {
     let dir = tempfile::tempdir().unwrap();
-    let site = Mosquitto::start();
-    let hub = Mosquitto::start();
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: hub.port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: extra.to_string(),
-        uplink_extra: String::new(),
-    };
+    let site = broker();
+    let hub = broker();
+    let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), extra);
     (dir, site, hub, cfg)
 }
 
@@ -37,8 +31,10 @@ fn readings_published_in_canonical_json_arrive_exactly_once_at_the_hub() {
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
     let edge = EdgeProc::start(dir.path(), &cfg, "a");
-    wait_until(20, "site source up", || edge.source_up("site"));
-    wait_until(20, "uplink connected", || {
+    wait_until("site source up", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
+    wait_until("uplink connected", Duration::from_secs(20), || {
         edge.metric("edge_uplink_connected", "") >= 1.0
     });
 
@@ -50,7 +46,7 @@ fn readings_published_in_canonical_json_arrive_exactly_once_at_the_hub() {
     p.flush();
 
     let want = 3000 * 2;
-    wait_until(30, "all readings at the hub", || {
+    wait_until("all readings at the hub", Duration::from_secs(30), || {
         store.lock().unwrap().unique() >= want
     });
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -59,13 +55,13 @@ fn readings_published_in_canonical_json_arrive_exactly_once_at_the_hub() {
     assert_eq!(st.readings.len(), want, "no reading stored twice");
     assert_eq!(st.bad_mac, 0);
     drop(st);
-    wait_until(10, "rejects counted", || {
+    wait_until("rejects counted", Duration::from_secs(10), || {
         edge.metric("edge_rejects_total", "reason=\"syntax\"") >= 1.0
             && edge.metric("edge_rejects_total", "reason=\"missing_sensor\"") >= 1.0
     });
     // Unregistered sensors are forwarded and flagged (only T-0000 is registered here).
     assert!(edge.metric("edge_unregistered_readings_total", "") > 0.0);
-    wait_until(10, "backlog acked", || {
+    wait_until("backlog acked", Duration::from_secs(10), || {
         edge.get("/buffer")
             .is_some_and(|b| b.contains("\"backlog_readings\":0"))
     });
@@ -77,7 +73,9 @@ fn kill_9_mid_stream_then_restart_loses_nothing_and_resends_no_acked_batch() {
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
     let mut edge = EdgeProc::start(dir.path(), &cfg, "1");
-    wait_until(20, "site source up", || edge.source_up("site"));
+    wait_until("site source up", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
 
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 50, 0, 4000);
@@ -97,23 +95,29 @@ fn kill_9_mid_stream_then_restart_loses_nothing_and_resends_no_acked_batch() {
         .find_map(|kv| kv.strip_prefix("unacked="))
         .and_then(|v| v.parse().ok())
         .expect("recovery line names unacked");
-    wait_until(20, "site source up again", || edge.source_up("site"));
+    wait_until("site source up again", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
     publish_range(&mut p, 50, 10_000, 12_000);
 
     // Epoch 2 sends the recovered backlog, what came after the restart, and what the site
     // broker redelivers: messages received before the kill but not yet PUBACKed (not durable),
     // kept by the edge's persistent session.
     let want_epoch2 = unacked + 2000 * 2;
-    wait_until(30, "backlog and new readings at the hub", || {
-        store
-            .lock()
-            .unwrap()
-            .per_epoch()
-            .get(&2)
-            .copied()
-            .unwrap_or(0)
-            >= want_epoch2
-    });
+    wait_until(
+        "backlog and new readings at the hub",
+        Duration::from_secs(30),
+        || {
+            store
+                .lock()
+                .unwrap()
+                .per_epoch()
+                .get(&2)
+                .copied()
+                .unwrap_or(0)
+                >= want_epoch2
+        },
+    );
     // Nothing published before the kill is lost either, even what was in flight.
     let all_before = (0..4000u64).map(|n| {
         let (topic, _) = canonical((n as usize) % 50, n);
@@ -122,8 +126,8 @@ fn kill_9_mid_stream_then_restart_loses_nothing_and_resends_no_acked_batch() {
     });
     let all_before: Vec<_> = all_before.collect();
     wait_until(
-        30,
         "every reading published before the kill at the hub",
+        Duration::from_secs(30),
         || {
             let keys = store.lock().unwrap().keys();
             all_before.iter().all(|k| keys.contains(k))
@@ -169,10 +173,12 @@ fn hub_broker_down_for_a_while_backlog_grows_then_drains_completely() {
     let store = Arc::new(Mutex::new(Store::default()));
     let stub = HubStub::start(hub_port, store.clone());
     let edge = EdgeProc::start(dir.path(), &cfg, "a");
-    wait_until(20, "site source up", || edge.source_up("site"));
+    wait_until("site source up", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 20, 0, 500);
-    wait_until(30, "first readings at the hub", || {
+    wait_until("first readings at the hub", Duration::from_secs(30), || {
         store.lock().unwrap().unique() >= 1000
     });
 
@@ -180,17 +186,21 @@ fn hub_broker_down_for_a_while_backlog_grows_then_drains_completely() {
     drop(stub);
     drop(hub);
     publish_range(&mut p, 20, 500, 3500);
-    wait_until(30, "backlog holds the readings", || {
-        edge.metric("edge_buffer_records", "") >= 6000.0
-    });
+    wait_until(
+        "backlog holds the readings",
+        Duration::from_secs(30),
+        || edge.metric("edge_buffer_records", "") >= 6000.0,
+    );
     assert_eq!(edge.metric("edge_uplink_connected", ""), 0.0);
 
-    let _hub = Mosquitto::start_on(hub_port);
+    let _hub = broker_config().port(hub_port).start();
     let _stub = HubStub::start(hub_port, store.clone());
-    wait_until(60, "backlog drained to the hub", || {
-        store.lock().unwrap().unique() >= 7000
-    });
-    wait_until(30, "buffer empty", || {
+    wait_until(
+        "backlog drained to the hub",
+        Duration::from_secs(60),
+        || store.lock().unwrap().unique() >= 7000,
+    );
+    wait_until("buffer empty", Duration::from_secs(30), || {
         edge.metric("edge_buffer_records", "") == 0.0
     });
     let st = store.lock().unwrap();
@@ -263,7 +273,9 @@ fn edge_tail_streams_normalized_readings_and_edge_buffer_reports_the_backlog() {
     use std::io::BufRead;
     let (dir, site, hub, cfg) = setup("");
     let edge = EdgeProc::start(dir.path(), &cfg, "tail");
-    wait_until(20, "site source up", || edge.source_up("site"));
+    wait_until("site source up", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
     let api = format!("127.0.0.1:{}", edge.api_port);
     let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
         .args(["tail", "--sensor", "T-0003", "--api", &api])
@@ -302,7 +314,7 @@ fn edge_tail_streams_normalized_readings_and_edge_buffer_reports_the_backlog() {
     );
     assert!(!line.contains("T-0004"), "{line}");
 
-    wait_until(10, "backlog visible", || {
+    wait_until("backlog visible", Duration::from_secs(10), || {
         edge.metric("edge_buffer_records", "") > 0.0
     });
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
@@ -329,18 +341,24 @@ fn the_hub_sees_a_retained_online_status_with_backlog_and_the_last_will_when_the
     let (dir, site, hub, cfg) = setup("");
     let watch = StatusWatch::start(hub.port);
     let mut edge = EdgeProc::start(dir.path(), &cfg, "will");
-    wait_until(20, "online status", || watch.online() == Some(true));
+    wait_until("online status", Duration::from_secs(20), || {
+        watch.online() == Some(true)
+    });
     // No stub: readings pile up and the periodic status reports the backlog.
-    wait_until(20, "site source up", || edge.source_up("site"));
+    wait_until("site source up", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 5, 0, 100);
-    wait_until(20, "status with backlog", || {
+    wait_until("status with backlog", Duration::from_secs(20), || {
         watch.last.lock().unwrap().as_ref().is_some_and(|s| {
             s.online && s.backlog_readings == 200 && s.oldest_unacked_ns.is_some() && s.epoch == 1
         })
     });
     edge.kill9();
-    wait_until(20, "last will: offline", || watch.online() == Some(false));
+    wait_until("last will: offline", Duration::from_secs(20), || {
+        watch.online() == Some(false)
+    });
 }
 
 #[test]
@@ -352,10 +370,12 @@ fn sensors_can_publish_to_the_edges_own_embedded_broker() {
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
     let edge = EdgeProc::start(dir.path(), &cfg, "embedded");
-    wait_until(20, "embedded source up", || edge.source_up("embedded"));
+    wait_until("embedded source up", Duration::from_secs(20), || {
+        edge.source_up("embedded")
+    });
     let mut p = Publisher::connect(broker_port);
     publish_range(&mut p, 10, 0, 500);
-    wait_until(30, "readings at the hub", || {
+    wait_until("readings at the hub", Duration::from_secs(30), || {
         store.lock().unwrap().unique() >= 1000
     });
     assert_eq!(store.lock().unwrap().unique(), 1000);
@@ -397,19 +417,13 @@ fn sensors_with_an_empty_client_id_are_admitted_by_the_embedded_broker() {
 #[test]
 fn the_uplink_runs_over_tls_verified_with_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = make_certs(dir.path());
-    let site = Mosquitto::start();
-    let (hub, tls_port) = Mosquitto::start_with_tls(&certs);
+    let certs = TestCerts::make(dir.path());
+    let site = broker();
+    let hub = Mosquitto::config().tls(&certs).start();
+    let tls_port = hub.tls_port.unwrap();
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: tls_port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: String::new(),
-        uplink_extra: String::new(),
-    };
+    let cfg = EdgeConfig::new(site.port, tls_port, dir.path(), "");
     // hub.ca_file goes into [hub]: render, then insert it there.
     let text = cfg.render().replacen(
         "keepalive_s = 5\n",
@@ -425,18 +439,17 @@ fn the_uplink_runs_over_tls_verified_with_the_configured_ca() {
         .unwrap();
     let out = String::from_utf8_lossy(&check.stdout);
     assert!(out.contains("OK   hub ("), "{out}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(20, "edge API", || {
-        http_get(cfg.api_port, "/health").is_some()
-    });
+    let _edge = wangge_testkit::edge::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_edge")),
+        &path,
+        &dir.path().join("edge-tls.log"),
+        cfg.api_port,
+        None,
+        Duration::from_secs(20),
+    )
+    .unwrap();
     let mut p = Publisher::connect(site.port);
-    wait_until(20, "site source up", || {
+    wait_until("site source up", Duration::from_secs(20), || {
         http_get(cfg.api_port, "/metrics")
             .is_some_and(|m| m.contains("edge_source_up{source=\"site\",kind=\"mqtt\"} 1"))
     });
@@ -445,8 +458,6 @@ fn the_uplink_runs_over_tls_verified_with_the_configured_ca() {
         std::thread::sleep(std::time::Duration::from_millis(50));
         store.lock().unwrap().unique() >= 400
     });
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(ok, "readings over TLS reached the hub");
 }
 
@@ -455,23 +466,20 @@ fn site_messages_are_acknowledged_to_the_broker_once_durable() {
     // With at most 5 unacknowledged QoS 1 messages towards the edge, 1000 messages only get
     // through if the edge really sends its (post-fsync) PUBACKs.
     let dir = tempfile::tempdir().unwrap();
-    let site = Mosquitto::start_with(free_port(), "max_inflight_messages 5\n");
-    let hub = Mosquitto::start();
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: hub.port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: String::new(),
-        uplink_extra: String::new(),
-    };
+    let site = Mosquitto::config()
+        .settings("max_inflight_messages 5\n")
+        .start();
+    let hub = broker();
+    let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), "");
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
     let edge = EdgeProc::start(dir.path(), &cfg, "acks");
-    wait_until(20, "site source up", || edge.source_up("site"));
+    wait_until("site source up", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 10, 0, 1000);
-    wait_until(30, "all readings at the hub", || {
+    wait_until("all readings at the hub", Duration::from_secs(30), || {
         store.lock().unwrap().unique() >= 2000
     });
 }
@@ -483,21 +491,27 @@ fn a_full_buffer_while_the_hub_is_away_reports_every_evicted_reading_as_a_gap() 
     // A small in-flight window so most of the backlog is on disk, not in memory.
     cfg.uplink_extra = "inflight_batches_max = 1\nbatch_readings_max = 100\n".into();
     let edge = EdgeProc::start(dir.path(), &cfg, "full");
-    wait_until(20, "site source up", || edge.source_up("site"));
+    wait_until("site source up", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
     // No hub stub yet: batches go unacked and the disk bound forces evictions.
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 10, 0, 3000);
-    wait_until(20, "evictions", || {
+    wait_until("evictions", Duration::from_secs(20), || {
         edge.metric("edge_buffer_evicted_total", "") > 0.0
     });
     assert!(edge.metric("edge_buffer_bytes", "") <= 65536.0);
 
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
-    wait_until(60, "survivors and gaps at the hub", || {
-        let st = store.lock().unwrap();
-        st.unique() as u64 + st.gaps == 6000
-    });
+    wait_until(
+        "survivors and gaps at the hub",
+        Duration::from_secs(60),
+        || {
+            let st = store.lock().unwrap();
+            st.unique() as u64 + st.gaps == 6000
+        },
+    );
     let st = store.lock().unwrap();
     let evicted = edge.metric("edge_buffer_evicted_total", "");
     assert!(st.gaps > 0);
@@ -515,16 +529,22 @@ fn forged_foreign_and_replayed_acks_leave_the_buffer_intact() {
     use protocol::uplink::{mac_key, topics, Ack, AckOutcome};
     let (dir, site, hub, cfg) = setup("");
     let edge = EdgeProc::start(dir.path(), &cfg, "a");
-    wait_until(20, "site source up", || edge.source_up("site"));
-    wait_until(20, "uplink up", || {
+    wait_until("site source up", Duration::from_secs(20), || {
+        edge.source_up("site")
+    });
+    wait_until("uplink up", Duration::from_secs(20), || {
         edge.metric("edge_uplink_connected", "") == 1.0
     });
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 10, 0, 100);
-    wait_until(30, "readings buffered and sent", || {
-        edge.metric("edge_buffer_records", "") >= 200.0
-            && edge.metric("edge_batches_sent_total", "") >= 1.0
-    });
+    wait_until(
+        "readings buffered and sent",
+        Duration::from_secs(30),
+        || {
+            edge.metric("edge_buffer_records", "") >= 200.0
+                && edge.metric("edge_batches_sent_total", "") >= 1.0
+        },
+    );
     let records = edge.metric("edge_buffer_records", "");
 
     let key = mac_key(SECRET);
@@ -567,7 +587,7 @@ fn forged_foreign_and_replayed_acks_leave_the_buffer_intact() {
     attacker.flush();
     let rejected =
         |reason: &str| edge.metric("edge_acks_rejected_total", &format!("reason=\"{reason}\""));
-    wait_until(30, "every forgery counted", || {
+    wait_until("every forgery counted", Duration::from_secs(30), || {
         rejected("unsigned") >= 160.0
             && rejected("bad_mac") >= 160.0
             && rejected("foreign") >= 160.0
@@ -584,7 +604,7 @@ fn forged_foreign_and_replayed_acks_leave_the_buffer_intact() {
     // The real hub answers: everything is delivered once and the buffer drains.
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
-    wait_until(60, "buffer drained", || {
+    wait_until("buffer drained", Duration::from_secs(60), || {
         edge.metric("edge_buffer_records", "") == 0.0
     });
     assert_eq!(store.lock().unwrap().unique(), 200);

@@ -8,6 +8,7 @@ use common::*;
 use protocol::{encode_frame, Measurement, Quantity, SensorFrame, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 fn frame(sensor: &str, seq: u32) -> Vec<u8> {
     let mut values = heapless::Vec::new();
@@ -76,18 +77,24 @@ fn garbage_on_pty_serial_lines_is_counted_and_good_frames_and_lines_still_flow()
     b.master.flush().unwrap();
 
     let want = 200 * 2 + 100 * 3;
-    wait_until(30, "serial readings at the hub", || rig.unique() >= want);
+    wait_until(
+        "serial readings at the hub",
+        Duration::from_secs(30),
+        || rig.unique() >= want,
+    );
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(rig.unique(), want);
     let rejects = |reason: &str| rig.rejects(reason);
-    wait_until(10, "garbage counted", || {
+    wait_until("garbage counted", Duration::from_secs(10), || {
         rejects("crc") >= 4.0 && rejects("too_long") >= 4.0 && rejects("not_utf8") >= 4.0
     });
     assert!(rejects("missing_sensor") >= 4.0, "junk text lines counted");
 
     // The USB adapter is unplugged: reported (source down), the agent keeps running.
     drop(rig.a);
-    wait_until(20, "port A reported down", || !rig.edge.source_up("A"));
+    wait_until("port A reported down", Duration::from_secs(20), || {
+        !rig.edge.source_up("A")
+    });
     assert!(rig.edge.get("/health").is_some());
     assert!(rig.edge.source_up("B"));
 }
@@ -95,27 +102,20 @@ fn garbage_on_pty_serial_lines_is_counted_and_good_frames_and_lines_still_flow()
 #[test]
 fn an_unplugged_port_is_retried_and_reading_resumes_when_it_comes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let site = Mosquitto::start();
-    let hub = Mosquitto::start();
+    let site = broker();
+    let hub = broker();
     // The config names a stable symlink (like /dev/serial/by-id/...), re-pointed on replug.
     let link = dir.path().join("ttyWANGGE");
     let mut a = pty();
     std::os::unix::fs::symlink(&a.path, &link).unwrap();
-    let cfg = EdgeConfig {
-        site_port: site.port,
-        hub_port: hub.port,
-        api_port: free_port(),
-        data_dir: dir.path().join("data"),
-        extra: format!(
+    let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), &format!(
             "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nreopen_backoff_max_ms = 500\n",
             link.display()
-        ),
-        uplink_extra: String::new(),
-    };
+        ));
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
     let edge = EdgeProc::start(dir.path(), &cfg, "replug");
-    wait_until(20, "port open", || edge.source_up("A"));
+    wait_until("port open", Duration::from_secs(20), || edge.source_up("A"));
 
     // `edge ports` shows the configured path and where it points.
     let cfg_path = dir.path().join("edge-replug.toml");
@@ -137,14 +137,16 @@ fn an_unplugged_port_is_retried_and_reading_resumes_when_it_comes_back() {
     for seq in 0..50 {
         a.master.write_all(&frame("MH-0041", seq)).unwrap();
     }
-    wait_until(30, "first readings", || {
+    wait_until("first readings", Duration::from_secs(30), || {
         store.lock().unwrap().unique() >= 100
     });
 
     // Unplugged...
     drop(a);
     std::fs::remove_file(&link).unwrap();
-    wait_until(20, "reported down", || !edge.source_up("A"));
+    wait_until("reported down", Duration::from_secs(20), || {
+        !edge.source_up("A")
+    });
     let reconnects = edge.metric("edge_source_reconnects_total", "source=\"A\"");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(
@@ -154,11 +156,13 @@ fn an_unplugged_port_is_retried_and_reading_resumes_when_it_comes_back() {
     // ... and plugged back in (a new device behind the same name).
     let mut b = pty();
     std::os::unix::fs::symlink(&b.path, &link).unwrap();
-    wait_until(20, "port reopened", || edge.source_up("A"));
+    wait_until("port reopened", Duration::from_secs(20), || {
+        edge.source_up("A")
+    });
     for seq in 50..100 {
         b.master.write_all(&frame("MH-0041", seq)).unwrap();
     }
-    wait_until(30, "readings after replug", || {
+    wait_until("readings after replug", Duration::from_secs(30), || {
         store.lock().unwrap().unique() >= 200
     });
     assert_eq!(store.lock().unwrap().unique(), 200);

@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use protocol::{encode_frame, Measurement, Quantity, SensorFrame, Value, MAX_SENSOR_ID_BYTES};
 use std::io::Write;
+use std::time::Duration;
 
 fn small_frame(seq: u32) -> Vec<u8> {
     let mut values = heapless::Vec::new();
@@ -198,9 +199,11 @@ fn largest_frames_pass_and_wrong_versions_and_endless_runs_are_counted() {
     );
     drop(s);
     let rejects = |reason: &str| rig.rejects(reason);
-    wait_until(10, "wrong versions and endless runs counted", || {
-        rejects("unknown_version") >= 4.0 && rejects("too_long") >= 2.0
-    });
+    wait_until(
+        "wrong versions and endless runs counted",
+        Duration::from_secs(10),
+        || rejects("unknown_version") >= 4.0 && rejects("too_long") >= 2.0,
+    );
     assert!(rig.edge.get("/health").is_some(), "the edge is still up");
     assert!(rig.edge.source_up("A") && rig.edge.source_up("B"));
 }

@@ -4,140 +4,23 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+use wangge_testkit::{free_port, Mosquitto, MosquittoSub};
 
-fn mosquitto_bin() -> String {
-    for p in [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ] {
-        if std::path::Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    panic!("mosquitto is not installed: run scripts/install-test-deps");
-}
-
-/// Kills the child when the test ends, however it ends.
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_broker(dir: &std::path::Path) -> (Killed, u16) {
-    let port = free_port();
-    let conf = dir.join("mosquitto.conf");
-    let mut f = std::fs::File::create(&conf).unwrap();
-    // Unlimited queues: count our messages, not the broker's drops.
-    writeln!(
-        f,
-        "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false"
-    )
-    .unwrap();
-    let child = Command::new(mosquitto_bin())
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting mosquitto");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Killed(child), port)
-}
-
-/// `mosquitto_sub -v -t '#'`, its lines collected by a thread.
-fn subscribe(port: u16) -> (Killed, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-v",
-            "-t",
-            "#",
-            "-q",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect(
-            "mosquitto_sub (mosquitto-clients) is not installed: run scripts/install-test-deps",
-        );
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            match line {
-                Ok(line) => l.lock().unwrap().push(line),
-                Err(_) => break,
-            }
-        }
-    });
-    // The subscription is live once a probe comes through.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                "probe/ready",
-                "-m",
-                "1",
-                "-q",
-                "1",
-            ])
-            .status();
-        std::thread::sleep(Duration::from_millis(50));
-        if lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|x| x.starts_with("probe/ready"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto_sub never received the probe"
-        );
-    }
-    (Killed(child), lines)
+/// `mosquitto_sub -v -t '#'`, once a probe came through (the subscription is live).
+fn subscribe(port: u16) -> MosquittoSub {
+    let sub = MosquittoSub::start(port, &["-q", "1"], &["#"]);
+    sub.wait_subscribed(port, "probe/ready");
+    sub
 }
 
 #[test]
 fn mosquitto_sub_sees_exactly_what_the_summary_says() {
     let dir = tempfile::tempdir().unwrap();
-    let (_broker, port) = start_broker(dir.path());
-    let (_sub, lines) = subscribe(port);
+    let broker = Mosquitto::start();
+    let port = broker.port;
+    let sub = subscribe(port);
     let summary = run_sim(
         sim()
             .args(["--profiles", "canonical,acme,lumen,gridsense"])
@@ -163,9 +46,7 @@ fn mosquitto_sub_sees_exactly_what_the_summary_says() {
     // Wait (bounded) until the subscriber has everything; then nothing more may come.
     let deadline = Instant::now() + Duration::from_secs(20);
     let count = || {
-        lines
-            .lock()
-            .unwrap()
+        sub.stdout()
             .iter()
             .filter(|l| !l.starts_with("probe/"))
             .count() as u64
@@ -174,9 +55,8 @@ fn mosquitto_sub_sees_exactly_what_the_summary_says() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let seen: Vec<String> = lines
-        .lock()
-        .unwrap()
+    let seen: Vec<String> = sub
+        .stdout()
         .iter()
         .filter(|l| !l.starts_with("probe/"))
         .cloned()

@@ -3,14 +3,14 @@
 
 mod hub_cli_support;
 
-use hub_cli_support::{free_port, hub_cli, HUB};
+use hub_cli_support::{hub_cli, serve};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use reqwest::StatusCode;
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wangge_testkit::hub::HubServe;
 
 const ADMIN: &str = "contract-admin-6b2e9f04c7a15d38e0f9a2c4b71d";
 
@@ -20,17 +20,10 @@ fn seed_dir() -> PathBuf {
 
 /// A running `hub serve`; killed by PID on drop.
 struct Hub {
-    child: Child,
+    _serve: HubServe,
     base: String,
     dir: tempfile::TempDir,
     http: reqwest::Client,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Hub {
@@ -49,45 +42,18 @@ impl Hub {
     /// Starts with a config file holding `config` (plus the test's ports and data dir).
     async fn start_with(dir: tempfile::TempDir, config: &str) -> Hub {
         let data = dir.path().join("data");
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
         let config_path = dir.path().join("hub.toml");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(HUB)
-            .arg("--config")
-            .arg(&config_path)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--http")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--mqtt")
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .env("WANGGE_ADMIN_TOKEN", ADMIN)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+        let serve = serve(dir.path(), "hub.log", ADMIN)
+            .config_file(&config_path)
+            .data_dir(&data)
+            .start()
             .unwrap();
-        let hub = Hub {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
+        Hub {
+            base: serve.base(),
+            _serve: serve,
             dir,
             http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = hub.http.get(hub.url("/api/v1/health")).send().await {
-                if r.status() == StatusCode::OK {
-                    return hub;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "hub did not answer health in 30 s: {}",
-                std::fs::read_to_string(hub.dir.path().join("hub.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

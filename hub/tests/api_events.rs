@@ -5,35 +5,23 @@
 
 mod hub_cli_support;
 
-use hub_cli_support::{free_port, hub_cli, HUB};
+use hub_cli_support::{hub_cli, serve};
 use protocol::uplink::{topics, Ack, Quality, Reading, ReadingFlags, UplinkBatch};
 use protocol::{Quantity, Value};
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use wangge_testkit::now_ns;
 
 const ADMIN: &str = "events-admin-93c1a7e5f02b48d6c9e0a1f3b57d";
 const COMPONENT: &str = "1201110101000001"; // water-supply manhole cover, owner sw, sensor MH-0001
 
 struct Hub {
-    child: Child,
+    serve: wangge_testkit::hub::HubServe,
     base: String,
     mqtt_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn now_ns() -> i64 {
-    hub::registry::now_ns()
 }
 
 async fn get(http: &reqwest::Client, url: &str, token: &str) -> (StatusCode, Json) {
@@ -53,36 +41,17 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
         &data,
         &["token", "add", "--department", "sw", "--scope", "write"],
     );
-    let (http_port, mqtt_port) = (free_port(), free_port());
-    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
-    let child = Command::new(HUB)
-        .args(["serve", "--data-dir"])
-        .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--mqtt", &format!("127.0.0.1:{mqtt_port}")])
-        .env("WANGGE_ADMIN_TOKEN", ADMIN)
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
+    let serve = serve(dir.path(), "hub.log", ADMIN)
+        .data_dir(&data)
+        .answering()
+        .start()
         .unwrap();
     let hub = Hub {
-        child,
-        base: format!("http://127.0.0.1:{http_port}/api/v1"),
-        mqtt_port,
-        dir,
+        base: format!("{}/api/v1", serve.base()),
+        mqtt_port: serve.mqtt,
+        serve,
     };
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("{}/health", hub.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "hub not up in 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // The edge: logs in with its issued secret (client id = edge id), waits for its acks.
     let mut opts = MqttOptions::new("edge-xq-01", "127.0.0.1", hub.mqtt_port);
@@ -228,7 +197,7 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
         assert!(
             Instant::now() < deadline,
             "no manhole.displaced event in 30 s: {body}\n{}",
-            std::fs::read_to_string(hub.dir.path().join("hub.log")).unwrap_or_default()
+            hub.serve.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };

@@ -10,7 +10,7 @@ use hub::ingest::{self, IngestConfig, IngestHandle};
 use hub::registry::{seed, RegistryAdmin, SqliteRegistry};
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::TimeSeriesSink;
-use ingest_support::mosquitto_clients::{publish_once, Sub};
+use ingest_support::mosquitto_clients::{publish_once, sub, Sub};
 use ingest_support::{batch, eventually, now_ns, readings};
 use protocol::uplink::{mac_key, topics};
 use std::net::SocketAddr;
@@ -97,15 +97,17 @@ async fn edge_b_cannot_subscribe_to_edge_as_topics_or_to_any_events() {
         "wangge/v1/events/#",
         "#",
     ] {
-        spies.push(Sub::start(hub.port, "edge-b", &b, "edge-b", &[f]));
+        spies.push(sub(hub.port, "edge-b", &b, "edge-b", &[f]));
         // One at a time: each takes over the previous one's client id (its own, which is fine).
-        eventually("the subscription was refused", 10, || {
-            hub.broker.metrics.refused_subscribe.load(Relaxed) as usize == spies.len()
-        })
+        eventually(
+            "the subscription was refused",
+            Duration::from_secs(10),
+            || hub.broker.metrics.refused_subscribe.load(Relaxed) as usize == spies.len(),
+        )
         .await;
     }
     // B may still subscribe to its own acks.
-    let own = Sub::start(
+    let own = sub(
         hub.port,
         "edge-b",
         &b,
@@ -124,7 +126,7 @@ async fn edge_b_cannot_subscribe_to_edge_as_topics_or_to_any_events() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     for s in spies.iter().chain([&own]) {
-        let seen = s.messages();
+        let seen = s.messages("wangge/");
         assert!(seen.is_empty(), "edge-b received {seen:?}");
     }
     assert_eq!(hub.broker.metrics.refused_subscribe.load(Relaxed), 6);
@@ -136,9 +138,9 @@ async fn no_one_can_take_over_another_edges_or_the_hubs_client_id() {
     let a = hub.registry.add_edge("edge-a", None, None).unwrap();
     let b = hub.registry.add_edge("edge-b", None, None).unwrap();
     for client_id in ["edge-a", "wangge-hub-ingest", "wangge-hub", "edge-b-2"] {
-        let mut s = Sub::start(hub.port, "edge-b", &b, client_id, &["x"]);
+        let mut s = sub(hub.port, "edge-b", &b, client_id, &["x"]);
         let status = s
-            .exited_within(10)
+            .exited_within(Duration::from_secs(10))
             .expect("refused at CONNECT, not kept open");
         assert!(!status.success(), "client id {client_id:?} must be refused");
     }
@@ -158,7 +160,7 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
     let a = hub.registry.add_edge("edge-a", None, None).unwrap();
     let b = hub.registry.add_edge("edge-b", None, None).unwrap();
     let (dept_user, dept_secret) = hub.registry.add_mqtt_user("cg").unwrap();
-    let watcher = Sub::start(
+    let watcher = sub(
         hub.port,
         &dept_user,
         &dept_secret,
@@ -185,7 +187,12 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
             "{topic} (retain {retain}) must be refused"
         );
         n += 1;
-        eventually("the gate counted the refusal", 10, refused(n)).await;
+        eventually(
+            "the gate counted the refusal",
+            Duration::from_secs(10),
+            refused(n),
+        )
+        .await;
     }
     // A department may publish nothing, not even inside its own subtree.
     assert!(!publish(
@@ -195,7 +202,12 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
         "wangge/v1/events/cg/fire.smoke",
         false
     ));
-    eventually("the gate counted the refusal", 10, refused(n + 1)).await;
+    eventually(
+        "the gate counted the refusal",
+        Duration::from_secs(10),
+        refused(n + 1),
+    )
+    .await;
     // What an edge may publish still goes through: its own batches and retained status.
     assert!(publish(
         hub.port,
@@ -213,7 +225,7 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
     ));
     edge_a_publishes(&hub, &a, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = watcher.messages();
+    let got = watcher.messages("wangge/");
     assert!(
         got.is_empty(),
         "forged events reached a department: {got:?}"
@@ -254,20 +266,23 @@ async fn a_department_user_receives_exactly_its_own_events() {
     let hub = start_hub();
     let (cg, cg_secret) = hub.registry.add_mqtt_user("cg").unwrap();
     let (sw, sw_secret) = hub.registry.add_mqtt_user("sw").unwrap();
-    let cg_sub = Sub::start(hub.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
-    let sw_sub = Sub::start(hub.port, &sw, &sw_secret, &sw, &["wangge/v1/events/sw/#"]);
+    let cg_sub = sub(hub.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
+    let sw_sub = sub(hub.port, &sw, &sw_secret, &sw, &["wangge/v1/events/sw/#"]);
     // cg reaching into sw's subtree, or everything, is refused.
-    let mut spy = Sub::start(hub.port, &cg, &cg_secret, &cg, &["wangge/v1/events/#"]);
-    eventually("cg's wide subscription was refused", 10, || {
-        hub.broker.metrics.refused_subscribe.load(Relaxed) == 1
-    })
+    let mut spy = sub(hub.port, &cg, &cg_secret, &cg, &["wangge/v1/events/#"]);
+    eventually(
+        "cg's wide subscription was refused",
+        Duration::from_secs(10),
+        || hub.broker.metrics.refused_subscribe.load(Relaxed) == 1,
+    )
     .await;
     assert!(
-        spy.exited_within(5).is_some() || spy.lines().iter().all(|l| !l.starts_with("wangge/"))
+        spy.exited_within(Duration::from_secs(5)).is_some()
+            || spy.lines().iter().all(|l| !l.starts_with("wangge/"))
     );
     // spy took over cg's client id (its own), so start cg's real consumer again.
     drop(cg_sub);
-    let cg_sub = Sub::start(hub.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
+    let cg_sub = sub(hub.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
     let out = hub.broker.outbound();
     let deadline = Instant::now() + Duration::from_secs(10);
     // Publish until both consumers see one message each (subscriptions take a moment).
@@ -302,8 +317,11 @@ async fn a_department_user_receives_exactly_its_own_events() {
         }
     }
     // A department user's password does not log in as another user, nor as an edge.
-    let mut wrong = Sub::start(hub.port, &sw, &cg_secret, &sw, &["wangge/v1/events/sw/#"]);
-    assert!(!wrong.exited_within(10).expect("refused").success());
+    let mut wrong = sub(hub.port, &sw, &cg_secret, &sw, &["wangge/v1/events/sw/#"]);
+    assert!(!wrong
+        .exited_within(Duration::from_secs(10))
+        .expect("refused")
+        .success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,41 +329,44 @@ async fn a_revoked_principals_open_connection_is_closed() {
     let hub = start_hub();
     let b = hub.registry.add_edge("edge-b", None, None).unwrap();
     let (cg, cg_secret) = hub.registry.add_mqtt_user("cg").unwrap();
-    let mut edge = Sub::start(hub.port, "edge-b", &b, "edge-b", &[&topics::acks("edge-b")]);
-    let mut dept = Sub::start(hub.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
-    eventually("both connected", 10, || {
+    let mut edge = sub(hub.port, "edge-b", &b, "edge-b", &[&topics::acks("edge-b")]);
+    let mut dept = sub(hub.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
+    eventually("both connected", Duration::from_secs(10), || {
         hub.broker.metrics.connections_open.load(Relaxed) == 2
     })
     .await;
-    assert!(edge.exited_within(1).is_none() && dept.exited_within(1).is_none());
+    assert!(
+        edge.exited_within(Duration::from_secs(1)).is_none()
+            && dept.exited_within(Duration::from_secs(1)).is_none()
+    );
     hub.registry.revoke_edge("edge-b").unwrap();
     hub.registry.revoke_mqtt_user(&cg).unwrap();
     // mosquitto_sub reconnects after a lost connection; the reconnect is refused, so it exits.
     assert!(
-        edge.exited_within(10).is_some(),
+        edge.exited_within(Duration::from_secs(10)).is_some(),
         "revoked edge still connected"
     );
     assert!(
-        dept.exited_within(10).is_some(),
+        dept.exited_within(Duration::from_secs(10)).is_some(),
         "revoked department user still connected"
     );
     assert_eq!(hub.broker.metrics.closed_revoked.load(Relaxed), 2);
     // Re-issuing a secret also ends the sessions of the old one.
     let old = hub.registry.add_edge("edge-b", None, None).unwrap();
-    let mut s = Sub::start(
+    let mut s = sub(
         hub.port,
         "edge-b",
         &old,
         "edge-b",
         &[&topics::acks("edge-b")],
     );
-    eventually("connected", 10, || {
+    eventually("connected", Duration::from_secs(10), || {
         hub.broker.metrics.connections_open.load(Relaxed) == 1
     })
     .await;
     let _new = hub.registry.add_edge("edge-b", None, None).unwrap();
     assert!(
-        s.exited_within(10).is_some(),
+        s.exited_within(Duration::from_secs(10)).is_some(),
         "old secret's session survived a re-issue"
     );
 }

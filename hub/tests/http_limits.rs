@@ -3,61 +3,33 @@
 
 mod hub_cli_support;
 
-use hub_cli_support::{free_port, HUB};
+use hub_cli_support::serve;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "limits-admin-7d1e0c4b9a3f26e8c5b0a9d3f1e4";
 
 struct Serving {
-    child: Child,
     addr: String,
+    _serve: wangge_testkit::hub::HubServe,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(http_section: &str) -> Serving {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = dir.path().join("hub.toml");
     std::fs::write(&config, format!("[http]\n{http_section}\n")).unwrap();
-    let child = Command::new(HUB)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--http")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--mqtt")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .env("WANGGE_ADMIN_TOKEN", ADMIN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let serve = serve(dir.path(), "hub.log", ADMIN)
+        .config_file(&config)
+        .data_dir(&dir.path().join("data"))
+        .start()
         .unwrap();
-    let s = Serving {
-        child,
-        addr: format!("127.0.0.1:{port}"),
+    Serving {
+        addr: format!("127.0.0.1:{}", serve.http),
+        _serve: serve,
         _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get_health(&s.addr)
-        .map(|r| !r.starts_with("HTTP/1.1 200"))
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "hub did not become healthy");
-        std::thread::sleep(Duration::from_millis(100));
     }
-    s
 }
 
 /// One `GET /api/v1/health` on a fresh connection; the whole response as text.

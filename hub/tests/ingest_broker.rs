@@ -11,6 +11,7 @@ use protocol::uplink::{mac_key, topics, AckOutcome, EdgeStatus};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 struct Hub {
     broker: BrokerHandle,
@@ -188,13 +189,17 @@ async fn edge_a_cannot_publish_as_edge_b() {
         !out.status.success(),
         "the forged publish must not be acknowledged"
     );
-    eventually("the gate refused the publish", 10, || {
-        hub.broker
-            .metrics
-            .refused_publish
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
-    })
+    eventually(
+        "the gate refused the publish",
+        Duration::from_secs(10),
+        || {
+            hub.broker
+                .metrics
+                .refused_publish
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 1
+        },
+    )
     .await;
 
     // On its own topic, the batch is still checked: ingest trusts neither the topic alone nor
@@ -281,9 +286,11 @@ async fn garbage_bad_mac_oversize_and_nan_are_rejected_and_counted() {
         2
     );
     // The status topic is a different subscription: it may be processed after the ack.
-    eventually("malformed messages counted", 30, || {
-        m.rejected(RejectReason::Malformed) == 2
-    })
+    eventually(
+        "malformed messages counted",
+        Duration::from_secs(30),
+        || m.rejected(RejectReason::Malformed) == 2,
+    )
     .await;
     // The garbage's first byte is not a known message version.
     assert_eq!(m.rejected(RejectReason::UnknownVersion), 1);
@@ -371,92 +378,26 @@ async fn edge_status_is_recorded_in_the_registry() {
     edge.publish_raw(&topics::status("edge-1"), forged.encode())
         .await;
     let m = hub.ingest.metrics();
-    eventually("status recorded and forgeries counted", 30, || {
-        !reg.statuses.lock().unwrap().is_empty()
-            && m.rejected(RejectReason::WrongEdge) == 1
-            && m.rejected(RejectReason::BadMac) + m.rejected(RejectReason::Malformed) == 2
-    })
+    eventually(
+        "status recorded and forgeries counted",
+        Duration::from_secs(30),
+        || {
+            !reg.statuses.lock().unwrap().is_empty()
+                && m.rejected(RejectReason::WrongEdge) == 1
+                && m.rejected(RejectReason::BadMac) + m.rejected(RejectReason::Malformed) == 2
+        },
+    )
     .await;
     assert_eq!(reg.statuses.lock().unwrap()[0], status);
     assert_eq!(reg.statuses.lock().unwrap().len(), 1);
-}
-
-/// Self-signed CA and a server certificate for `localhost`, made with the openssl CLI.
-fn make_certs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=wangge-test-ca",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
-    (dir.join("server.pem"), dir.join("server.key"), ca)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_delivers_over_the_tls_listener() {
     let dir = tempfile::tempdir().unwrap();
     let certs = tempfile::tempdir().unwrap();
-    let (cert_path, key_path, ca) = make_certs(certs.path());
+    let c = wangge_testkit::TestCerts::make(certs.path());
+    let (cert_path, key_path, ca) = (c.cert.clone(), c.key.clone(), c.ca_pem());
     let reg = Arc::new(MemRegistry::default());
     let secret = reg.add_edge("edge-tls");
     let hub = start_hub(

@@ -7,69 +7,14 @@ use hub::ingest::{self, IngestConfig, RejectReason};
 use hub::registry::{seed, RegistryAdmin, SqliteRegistry};
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::{TimeSeriesQuery, TimeSeriesSink};
-use ingest_support::mosquitto_clients::{publish_once, Sub};
+use ingest_support::mosquitto_clients::{publish_once, sub};
 use ingest_support::*;
 use protocol::uplink::topics;
 use protocol::uplink::{mac_key, AckOutcome};
 use protocol::Quantity;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A mosquitto process on a free port, killed by its pid when dropped.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    fn start() -> Mosquitto {
-        Self::start_with(tempfile::tempdir().unwrap(), "allow_anonymous true\n")
-    }
-
-    /// mosquitto with `settings` (after its listener) and its files in `dir`.
-    fn start_with(dir: tempfile::TempDir, settings: &str) -> Mosquitto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nmax_queued_messages 0\n{settings}"),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (scripts/install-test-deps)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "mosquitto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Mosquitto {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use wangge_testkit::Mosquitto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_through_an_external_broker_are_verified_stored_and_acked() {
@@ -184,12 +129,16 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
     );
     first.sync(&*reg).unwrap();
     let settings = format!(
-        "user root\nallow_anonymous false\nuse_username_as_clientid true\npassword_file {}\nacl_file {}\npid_file {}\n",
+        "user root\nuse_username_as_clientid true\npassword_file {}\nacl_file {}\npid_file {}\n",
         files.join("passwd").display(),
         files.join("acl").display(),
         pid_file.display()
     );
-    let mosq = Mosquitto::start_with(mosq_dir, &settings);
+    let mosq = Mosquitto::config()
+        .dir(mosq_dir)
+        .anonymous(false)
+        .settings(&settings)
+        .start();
     let cfg = BrokerConfig {
         mode: BrokerMode::External,
         revocation_check_ms: 200,
@@ -221,20 +170,20 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
 
     // B's spies on A's topics and on every department's events; cg on its own subtree.
     let spies = [
-        Sub::start(
+        sub(
             mosq.port,
             "edge-b",
             &b,
             "edge-b",
             &["wangge/v1/edges/edge-a/#"],
         ),
-        Sub::start(mosq.port, "edge-b", &b, "edge-b-2", &["wangge/v1/events/#"]),
-        Sub::start(mosq.port, "edge-b", &b, "edge-b-3", &["#"]),
+        sub(mosq.port, "edge-b", &b, "edge-b-2", &["wangge/v1/events/#"]),
+        sub(mosq.port, "edge-b", &b, "edge-b-3", &["#"]),
     ];
-    let cg_sub = Sub::start(mosq.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
+    let cg_sub = sub(mosq.port, &cg, &cg_secret, &cg, &["wangge/v1/events/cg/#"]);
     // B connecting with A's client id gets its own username as id (use_username_as_clientid):
     // A's session is not taken over.
-    let _takeover = Sub::start(mosq.port, "edge-b", &b, "edge-a", &["x"]);
+    let _takeover = sub(mosq.port, "edge-b", &b, "edge-a", &["x"]);
     let mut edge_a = match connect_edge(mosq.port, "edge-a", &a, None).await {
         Login::Ok(e) => e,
         Login::Refused(e) => panic!("{e}"),
@@ -274,7 +223,7 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
             .await
             .unwrap();
     }
-    eventually("cg got its event", 10, || {
+    eventually("cg got its event", Duration::from_secs(10), || {
         cg_sub
             .lines()
             .iter()
@@ -306,20 +255,20 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
 
     // Revoking B: the hub rewrites the files and has mosquitto reload; B's sessions end and B
     // cannot log in again.
-    let mut b_session = Sub::start(
+    let mut b_session = sub(
         mosq.port,
         "edge-b",
         &b,
         "edge-b",
         &[&topics::acks("edge-b")],
     );
-    assert!(b_session.exited_within(1).is_none());
+    assert!(b_session.exited_within(Duration::from_secs(1)).is_none());
     reg.revoke_edge("edge-b").unwrap();
     assert!(
-        b_session.exited_within(15).is_some(),
+        b_session.exited_within(Duration::from_secs(15)).is_some(),
         "a revoked edge stayed connected to mosquitto"
     );
-    let mut again = Sub::start(
+    let mut again = sub(
         mosq.port,
         "edge-b",
         &b,
@@ -327,7 +276,7 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
         &[&topics::acks("edge-b")],
     );
     assert!(
-        again.exited_within(10).is_some(),
+        again.exited_within(Duration::from_secs(10)).is_some(),
         "a revoked edge logged in again"
     );
     let passwd = std::fs::read_to_string(files.join("passwd")).unwrap();

@@ -13,28 +13,16 @@ use ingest_support::*;
 use protocol::uplink::{mac_key, AckOutcome};
 use protocol::Quantity;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-
-struct Vm(Child);
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use wangge_testkit::{free_port, VictoriaMetrics};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spill_stops_acks_until_the_server_returns() {
     let dir = tempfile::tempdir().unwrap();
     let vm_data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let reg = Arc::new(MemRegistry::default());
     let secret = reg.add_edge("edge-1");
     let key = mac_key(&secret);
@@ -87,22 +75,17 @@ async fn a_full_spill_stops_acks_until_the_server_returns() {
     assert_eq!(edge.next_ack().await.seq, 1);
     // The second does not fit: not stored, not acked.
     edge.publish_batch("edge-1", &b2, &key).await;
-    eventually("the failed group is counted", 30, || {
-        m.groups_failed.load(Relaxed) >= 1
-    })
+    eventually(
+        "the failed group is counted",
+        Duration::from_secs(30),
+        || m.groups_failed.load(Relaxed) >= 1,
+    )
     .await;
     assert_eq!(m.acks_sent.load(Relaxed), 1, "no ack for an unstored batch");
     assert!(edge.acks.try_recv().is_err());
 
     // The server returns; the spill drains; the edge's resend is stored and acked.
-    let _vm = Vm(Command::new("victoria-metrics")
-        .arg(format!("-storageDataPath={}", vm_data.path().display()))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg("-dedup.minScrapeInterval=1ms")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("victoria-metrics is installed"));
+    let _vm = VictoriaMetrics::spawn_on(vm_data.path(), port);
     let ack = loop {
         edge.publish_batch("edge-1", &b2, &key).await;
         if let Ok(Some(a)) = tokio::time::timeout(Duration::from_secs(1), edge.acks.recv()).await {
@@ -110,7 +93,10 @@ async fn a_full_spill_stops_acks_until_the_server_returns() {
         }
     };
     assert_eq!((ack.seq, ack.outcome), (2, AckOutcome::Stored));
-    eventually("spill drained", 60, || influx.backlog_bytes() == 0).await;
+    eventually("spill drained", Duration::from_secs(60), || {
+        influx.backlog_bytes() == 0
+    })
+    .await;
     assert_eq!(influx.metrics().points_sent.load(Relaxed), 60);
     // The embedded store took MH-2 on every attempt, and holds it once.
     let n = store

@@ -15,6 +15,7 @@ use protocol::uplink::{mac_key, topics, Ack, AckOutcome, EdgeStatus, UplinkError
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 struct Hub {
     broker: BrokerHandle,
@@ -298,15 +299,17 @@ async fn a_replayed_online_status_is_refused() {
     edge.publish_raw(&topic, status(true, 3, 1, 0).seal(&key))
         .await;
     let m = hub.ingest.metrics();
-    eventually("three statuses recorded", 30, || {
+    eventually("three statuses recorded", Duration::from_secs(30), || {
         reg.statuses.lock().unwrap().len() == 3
     })
     .await;
     // The attacker replays the old online status of epoch 2.
     edge.publish_raw(&topic, old_online).await;
-    eventually("the replay counted as stale", 30, || {
-        m.rejected(RejectReason::StaleStatus) == 1
-    })
+    eventually(
+        "the replay counted as stale",
+        Duration::from_secs(30),
+        || m.rejected(RejectReason::StaleStatus) == 1,
+    )
     .await;
     let statuses = reg.statuses.lock().unwrap().clone();
     assert_eq!(statuses.len(), 3, "nothing recorded from the replay");
@@ -335,30 +338,38 @@ async fn an_old_last_will_cannot_mark_a_live_edge_offline() {
     edge.publish_raw(&topic, will_0.clone()).await;
     edge.publish_raw(&topic, status(true, 1, 3, 2).seal(&key))
         .await;
-    eventually("online, offline, online recorded", 30, || {
-        reg.statuses.lock().unwrap().len() == 3
-    })
+    eventually(
+        "online, offline, online recorded",
+        Duration::from_secs(30),
+        || reg.statuses.lock().unwrap().len() == 3,
+    )
     .await;
     // Replaying will 0 (the attacker kept it) must not mark the live edge offline.
     edge.publish_raw(&topic, will_0).await;
     let m = hub.ingest.metrics();
-    eventually("the old will counted as stale", 30, || {
-        m.rejected(RejectReason::StaleStatus) == 1
-    })
+    eventually(
+        "the old will counted as stale",
+        Duration::from_secs(30),
+        || m.rejected(RejectReason::StaleStatus) == 1,
+    )
     .await;
     assert_eq!(reg.statuses.lock().unwrap().len(), 3);
     assert!(reg.statuses.lock().unwrap()[2].online);
     // The current connection's will, when it comes, is accepted once.
     let will_2 = status(false, 1, 2, 2).seal(&key);
     edge.publish_raw(&topic, will_2.clone()).await;
-    eventually("the announced will recorded", 30, || {
-        reg.statuses.lock().unwrap().len() == 4
-    })
+    eventually(
+        "the announced will recorded",
+        Duration::from_secs(30),
+        || reg.statuses.lock().unwrap().len() == 4,
+    )
     .await;
     edge.publish_raw(&topic, will_2).await;
-    eventually("a second copy of it is stale", 30, || {
-        m.rejected(RejectReason::StaleStatus) == 2
-    })
+    eventually(
+        "a second copy of it is stale",
+        Duration::from_secs(30),
+        || m.rejected(RejectReason::StaleStatus) == 2,
+    )
     .await;
 }
 
@@ -386,9 +397,11 @@ async fn batches_and_statuses_of_another_protocol_version_are_refused_and_counte
     edge.publish_raw(&topics::status("edge-1"), old_status)
         .await;
     let m = hub.ingest.metrics();
-    eventually("every old-version message counted", 30, || {
-        m.rejected(RejectReason::UnknownVersion) == 4
-    })
+    eventually(
+        "every old-version message counted",
+        Duration::from_secs(30),
+        || m.rejected(RejectReason::UnknownVersion) == 4,
+    )
     .await;
     assert_eq!(stored(&hub.store, "MH-1"), 0);
     assert!(reg.statuses.lock().unwrap().is_empty());

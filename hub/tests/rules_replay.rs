@@ -12,7 +12,7 @@ mod ingest_support;
 
 mod hub_cli_support;
 
-use hub_cli_support::{free_port, hub_cli, HUB};
+use hub_cli_support::{hub_cli, serve};
 use ingest_support::{connect_edge, now_ns, Edge, Login};
 use protocol::uplink::{mac_key, AckOutcome, Quality, Reading, ReadingFlags, UplinkBatch};
 use protocol::{Quantity, Value};
@@ -20,7 +20,6 @@ use reqwest::StatusCode;
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "rules-replay-admin-token-0123456789";
@@ -33,71 +32,40 @@ fn seed_dir() -> PathBuf {
 
 /// A `hub serve` process, killed (SIGKILL, by PID) when dropped.
 struct Hub {
-    child: Child,
+    serve: wangge_testkit::hub::HubServe,
     base: String,
     mqtt_port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Hub {
     /// Starts `hub serve` on `data` with `config` (TOML text) and extra environment, and waits
     /// for its health route.
     async fn start(dir: &Path, name: &str, config: &str, env: &[(&str, &str)]) -> Hub {
-        let (http_port, mqtt_port) = (free_port(), free_port());
         let cfg_path = dir.join(format!("{name}.toml"));
         std::fs::write(&cfg_path, config).unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let mut cmd = Command::new(HUB);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&cfg_path)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--http", &format!("127.0.0.1:{http_port}")])
-            .args(["--mqtt", &format!("127.0.0.1:{mqtt_port}")])
-            .env("WANGGE_ADMIN_TOKEN", ADMIN)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+        let mut cfg = serve(dir, &format!("{name}.log"), ADMIN)
+            .config_file(&cfg_path)
+            .data_dir(&dir.join("data"))
+            .timeout(Duration::from_secs(60))
+            .answering();
         for (k, v) in env {
-            cmd.env(k, v);
+            cfg = cfg.env(k, v);
         }
-        let hub = Hub {
-            child: cmd.spawn().unwrap(),
-            base: format!("http://127.0.0.1:{http_port}"),
-            mqtt_port,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(format!("{}/api/v1/health", hub.base))
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "hub not up in 60 s: {}",
-                hub.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let serve = cfg.start().unwrap();
+        Hub {
+            base: serve.base(),
+            mqtt_port: serve.mqtt,
+            serve,
         }
-        hub
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.serve.log()
     }
 
     /// `kill -9`, and wait until the process is gone.
     fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.serve.proc.kill9();
     }
 
     async fn get(&self, path: &str) -> Json {

@@ -3,89 +3,48 @@
 
 mod hub_cli_support;
 
-use hub_cli_support::{free_port, HUB};
+use hub_cli_support::serve;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use wangge_testkit::hub::HubServe;
 
 const ADMIN: &str = "lifecycle-admin-0f3a9c2e71b84d56a0c9e3f1";
 /// How long the hub may take to stop after SIGTERM (task grace 5 s + HTTP drain 5 s + slack).
 const STOP_BOUND: Duration = Duration::from_secs(15);
 
 struct Serving {
-    child: Child,
+    serve: HubServe,
     base: String,
     dir: tempfile::TempDir,
 }
 
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn start() -> Serving {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
-    let child = Command::new(HUB)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--http")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--mqtt")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .env("WANGGE_ADMIN_TOKEN", ADMIN)
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
+    let serve = serve(dir.path(), "hub.log", ADMIN)
+        .data_dir(&dir.path().join("data"))
+        .start()
         .unwrap();
-    let s = Serving {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
+    Serving {
+        base: serve.base(),
+        serve,
         dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/api/v1/health", s.base)).await {
-            if r.status() == 200 {
-                return s;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hub did not become healthy: {}",
-            log_of(&s)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 fn log_of(s: &Serving) -> String {
-    std::fs::read_to_string(s.dir.path().join("hub.log")).unwrap_or_default()
+    s.serve.log()
 }
 
 /// Sends SIGTERM and waits for the exit; panics past [`STOP_BOUND`].
 fn terminate(s: &mut Serving) -> std::process::ExitStatus {
-    let pid = libc::pid_t::try_from(s.child.id()).unwrap();
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + STOP_BOUND;
-    loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
+    s.serve.proc.sigterm();
+    s.serve.proc.exited_within(STOP_BOUND).unwrap_or_else(|| {
+        panic!(
             "hub still running {STOP_BOUND:?} after SIGTERM: {}",
             log_of(s)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        )
+    })
 }
 
 #[tokio::test]

@@ -4,16 +4,10 @@ use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::{StoredReading, TimeSeriesQuery, TimeSeriesSink};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
+use wangge_testkit::now_ns;
 
 const S: i64 = 1_000_000_000;
 const DAY: i64 = 86_400 * S;
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
 
 fn reading(sensor: &str, q: Quantity, ts_ns: i64, v: f64) -> StoredReading {
     StoredReading {

@@ -6,94 +6,16 @@ use hub::timeseries::{StoredReading, TimeSeriesSink};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use wangge_testkit::{free_port, http_get, wait_until, VictoriaMetrics as Vm};
 
 const S: i64 = 1_000_000_000;
 
-/// A victoria-metrics process, killed (by its pid) when dropped.
-struct Vm {
-    child: Child,
-    port: u16,
-}
-
-impl Vm {
-    fn start(data: &Path, port: u16) -> Vm {
-        let child = Command::new("victoria-metrics")
-            .arg(format!("-storageDataPath={}", data.display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            // InfluxDB overwrites a rewritten point; VictoriaMetrics keeps one sample per
-            // series and timestamp only with deduplication on.
-            .arg("-dedup.minScrapeInterval=1ms")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("victoria-metrics is installed (scripts/install-test-deps)");
-        let vm = Vm { child, port };
-        wait("victoria-metrics health", 30, || {
-            http_get(port, "/health").is_some_and(|b| b.contains("OK"))
-        });
-        vm
-    }
-
-    /// Graceful stop (SIGTERM): VictoriaMetrics flushes what it acknowledged.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-
-    /// `kill -9`: VictoriaMetrics loses the points it acknowledged but still held in memory
-    /// (flushed every few seconds), which the sink's replay window must send again.
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Minimal HTTP/1.0 GET (the test avoids depending on an async client).
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    head.lines()
-        .next()?
-        .contains(" 200 ")
-        .then(|| body.to_string())
-}
-
-fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Waits until the sink's spill is empty.
+fn wait_drained(sink: &InfluxSink) {
+    wait_until("spill drained", Duration::from_secs(60), || {
+        sink.backlog_bytes() == 0
+    });
 }
 
 /// (sensor, ts) of every exported `tilt_value` sample, and how many samples in total.
@@ -141,7 +63,7 @@ fn an_outage_of_the_server_loses_nothing_and_duplicates_nothing() {
     let vm_data = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut vm = Some(Vm::start(vm_data.path(), port));
+    let mut vm = Some(Vm::start_on(vm_data.path(), port));
     let mut cfg = InfluxConfig::new(&vm.as_ref().unwrap().url(), "wangge", "readings", "token");
     cfg.spill_dir = spill.path().to_path_buf();
     cfg.batch_size = 1000;
@@ -160,7 +82,7 @@ fn an_outage_of_the_server_loses_nothing_and_duplicates_nothing() {
     for g in 0..5 {
         sink.write(&group(g, t0, n)).unwrap();
     }
-    wait("first 5000 points sent", 60, || {
+    wait_until("first 5000 points sent", Duration::from_secs(60), || {
         metrics
             .points_sent
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -173,15 +95,19 @@ fn an_outage_of_the_server_loses_nothing_and_duplicates_nothing() {
     }
     // A resend of an earlier group (as after a hub crash before its ack).
     sink.write(&group(2, t0, n)).unwrap();
-    wait("the drain notices the outage", 60, || {
-        metrics
-            .posts_failed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    });
+    wait_until(
+        "the drain notices the outage",
+        Duration::from_secs(60),
+        || {
+            metrics
+                .posts_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        },
+    );
     assert!(sink.backlog_bytes() > 0, "readings wait in the spill");
     // The server returns (same data, same port).
-    let vm = Vm::start(vm_data.path(), port);
+    let vm = Vm::start_on(vm_data.path(), port);
     for g in 15..groups {
         sink.write(&group(g, t0, n)).unwrap();
     }
@@ -218,12 +144,14 @@ fn spilled_readings_are_sent_by_the_next_process() {
         sink.write(&group(0, t0, 3000)).unwrap();
         assert!(sink.backlog_bytes() > 0);
     }
-    let vm = Vm::start(vm_data.path(), port);
+    let vm = Vm::start_on(vm_data.path(), port);
     let sink = InfluxSink::start(&cfg).unwrap();
-    wait("spilled readings delivered after restart", 120, || {
-        exported(vm.port).0.len() >= 3000
-    });
-    wait("spill drained", 60, || sink.backlog_bytes() == 0);
+    wait_until(
+        "spilled readings delivered after restart",
+        Duration::from_secs(120),
+        || exported(vm.port).0.len() >= 3000,
+    );
+    wait_drained(&sink);
     assert_eq!(exported(vm.port).1, 3000);
 }
 
@@ -231,7 +159,7 @@ fn spilled_readings_are_sent_by_the_next_process() {
 fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
     let vm_data = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
-    let vm = Vm::start(vm_data.path(), free_port());
+    let vm = Vm::start_on(vm_data.path(), free_port());
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -248,10 +176,12 @@ fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
     let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "t");
     cfg.spill_dir = spill.path().to_path_buf();
     let sink = InfluxSink::start(&cfg).unwrap();
-    wait("the two whole lines delivered", 60, || {
-        exported(vm.port).0.len() >= 2
-    });
-    wait("spill drained", 60, || sink.backlog_bytes() == 0);
+    wait_until(
+        "the two whole lines delivered",
+        Duration::from_secs(60),
+        || exported(vm.port).0.len() >= 2,
+    );
+    wait_drained(&sink);
     assert_eq!(exported(vm.port).1, 2);
     assert_eq!(
         sink.metrics()
@@ -279,15 +209,19 @@ fn counter(c: &std::sync::atomic::AtomicU64) -> u64 {
 /// 30 s with the spill drained), then checks each is there exactly once.
 fn assert_exactly_once(vm: &Vm, sink: &InfluxSink, want: usize) {
     let (mut seen, mut since) = (usize::MAX, Instant::now());
-    wait("every reading readable in VictoriaMetrics", 180, || {
-        let n = exported(vm.port).0.len();
-        if n != seen {
-            eprintln!("exported {n} of {want}");
-            (seen, since) = (n, Instant::now());
-        }
-        n >= want || (sink.backlog_bytes() == 0 && since.elapsed() > Duration::from_secs(30))
-    });
-    wait("spill drained", 60, || sink.backlog_bytes() == 0);
+    wait_until(
+        "every reading readable in VictoriaMetrics",
+        Duration::from_secs(180),
+        || {
+            let n = exported(vm.port).0.len();
+            if n != seen {
+                eprintln!("exported {n} of {want}");
+                (seen, since) = (n, Instant::now());
+            }
+            n >= want || (sink.backlog_bytes() == 0 && since.elapsed() > Duration::from_secs(30))
+        },
+    );
+    wait_drained(sink);
     let (set, total) = exported(vm.port);
     assert_eq!(
         set.len(),
@@ -303,7 +237,7 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
     let vm_data = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
     let port = free_port();
-    let vm = Vm::start(vm_data.path(), port);
+    let vm = Vm::start_on(vm_data.path(), port);
     let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "token");
     cfg.spill_dir = spill.path().to_path_buf();
     cfg.batch_size = 1000;
@@ -316,9 +250,11 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
     for g in 0..5 {
         sink.write(&group(g, t0, n)).unwrap();
     }
-    wait("5000 points acknowledged by the server", 60, || {
-        counter(&metrics.points_sent) >= 5000
-    });
+    wait_until(
+        "5000 points acknowledged by the server",
+        Duration::from_secs(60),
+        || counter(&metrics.points_sent) >= 5000,
+    );
     // The server answers queries with them: it has them, in memory.
     assert_eq!(exported(vm.port).0.len(), 5000);
     std::thread::sleep(Duration::from_secs(1));
@@ -327,10 +263,12 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
     for g in 5..10 {
         sink.write(&group(g, t0, n)).unwrap();
     }
-    wait("the drain notices the server is gone", 60, || {
-        counter(&metrics.posts_failed) > 0
-    });
-    let vm = Vm::start(vm_data.path(), port);
+    wait_until(
+        "the drain notices the server is gone",
+        Duration::from_secs(60),
+        || counter(&metrics.posts_failed) > 0,
+    );
+    let vm = Vm::start_on(vm_data.path(), port);
     for g in 10..15 {
         sink.write(&group(g, t0, n)).unwrap();
     }
@@ -355,7 +293,7 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
     let vm_data = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
     let port = free_port();
-    let vm = Vm::start(vm_data.path(), port);
+    let vm = Vm::start_on(vm_data.path(), port);
     let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "token");
     cfg.spill_dir = spill.path().to_path_buf();
     cfg.batch_size = 1000;
@@ -368,18 +306,22 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
     for g in 0..3 {
         sink.write(&group(g, t0, n)).unwrap();
     }
-    wait("3000 points acknowledged by the server", 60, || {
-        counter(&metrics.points_sent) >= 3000
-    });
+    wait_until(
+        "3000 points acknowledged by the server",
+        Duration::from_secs(60),
+        || counter(&metrics.points_sent) >= 3000,
+    );
     // The sink reads the server's start time right after the first acknowledgement; the new
     // process must start in a later second (`process_start_time_seconds` is whole seconds).
     std::thread::sleep(Duration::from_millis(1500));
     vm.kill9();
-    let vm = Vm::start(vm_data.path(), port);
+    let vm = Vm::start_on(vm_data.path(), port);
     // Nothing is written meanwhile: no request fails, only the start time can tell.
-    wait("the restart noticed by the server's start time", 60, || {
-        counter(&metrics.restarts_detected) > 0
-    });
+    wait_until(
+        "the restart noticed by the server's start time",
+        Duration::from_secs(60),
+        || counter(&metrics.restarts_detected) > 0,
+    );
     assert_eq!(counter(&metrics.replays), 1);
     for g in 3..6 {
         sink.write(&group(g, t0, n)).unwrap();
@@ -400,7 +342,7 @@ fn a_restarted_sink_sends_the_window_of_the_process_before_it_again() {
     let vm_data = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
     let port = free_port();
-    let vm = Vm::start(vm_data.path(), port);
+    let vm = Vm::start_on(vm_data.path(), port);
     let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "token");
     cfg.spill_dir = spill.path().to_path_buf();
     cfg.batch_size = 1000;
@@ -411,13 +353,15 @@ fn a_restarted_sink_sends_the_window_of_the_process_before_it_again() {
         for g in 0..3 {
             sink.write(&group(g, t0, n)).unwrap();
         }
-        wait("3000 points acknowledged by the server", 60, || {
-            counter(&sink.metrics().points_sent) >= 3000
-        });
+        wait_until(
+            "3000 points acknowledged by the server",
+            Duration::from_secs(60),
+            || counter(&sink.metrics().points_sent) >= 3000,
+        );
         // The hub stops (or dies) inside the window; then the server dies before its flush.
     }
     vm.kill9();
-    let vm = Vm::start(vm_data.path(), port);
+    let vm = Vm::start_on(vm_data.path(), port);
     let sink = InfluxSink::start(&cfg).unwrap();
     assert!(
         sink.backlog_bytes() > 0,

@@ -6,7 +6,6 @@
 //! It runs on its own thread with its own tokio runtime, so it keeps working while the test's
 //! thread sleeps or blocks; the [`Proxy`] handle switches modes from any thread. Loopback only.
 
-use crate::SplitMix64;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
+use wangge_testkit::SplitMix64;
 
 /// Largest chunk read from one side before it is handed to the other.
 const CHUNK_BYTES_MAX: usize = 16 * 1024;
@@ -430,7 +430,7 @@ mod tests {
     }
 
     fn wait_until(what: &str, f: impl Fn() -> bool) {
-        crate::wait_for(what, Duration::from_secs(10), || f().then_some(())).unwrap();
+        wangge_testkit::wait_for(what, Duration::from_secs(10), || f().then_some(())).unwrap();
     }
 
     fn echo(s: &mut StdStream, msg: &[u8]) -> Vec<u8> {

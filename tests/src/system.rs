@@ -2,13 +2,15 @@
 //! each a real process in one temp dir. Tests kill and restart pieces and compare what the hub
 //! stored with what the simulator recorded.
 
-use crate::{bin, free_port, port_open, wait_for, workspace_root, Mosquitto, Proc};
 use anyhow::{bail, Context};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use wangge_testkit::hub::HubServe;
+use wangge_testkit::record::{read_record, Recorded};
+use wangge_testkit::{bin, free_port, now_ms, now_ns, wait_for, workspace_root, Mosquitto, Proc};
 
 pub const EDGE_ID: &str = "edge-xq-01";
 pub const ADMIN_TOKEN: &str = "e2e-admin-4f1c9a7be03d25c6a8e1f0b7d4c39a52";
@@ -122,28 +124,18 @@ impl Hub {
         c.arg("--config")
             .arg(&self.config)
             .args(args)
-            .env(hub_admin_env().0, hub_admin_env().1);
+            .env(wangge_testkit::hub::ADMIN_TOKEN_ENV, ADMIN_TOKEN);
         c
     }
 
     pub fn start(&mut self) -> anyhow::Result<()> {
-        let mut c = self.command(&["serve"]);
-        c.arg("--http").arg(format!("127.0.0.1:{}", self.http));
-        c.arg("--mqtt").arg(format!("127.0.0.1:{}", self.mqtt));
-        c.env("RUST_LOG", &self.rust_log);
-        self.proc = Some(Proc::spawn("hub", c, &self.log)?);
-        let http = self.http;
-        wait_for("the hub's HTTP API", Duration::from_secs(30), || {
-            self.http_client
-                .get(format!("http://127.0.0.1:{http}/api/v1/health"))
-                .send()
-                .ok()
-                .filter(|r| r.status().is_success())
-        })
-        .with_context(|| self.log_tail())?;
-        wait_for("the hub's MQTT listener", Duration::from_secs(10), || {
-            port_open(self.mqtt).then_some(())
-        })?;
+        let serve = HubServe::config(&bin("hub"), &self.log)
+            .config_file(&self.config)
+            .admin_token(ADMIN_TOKEN)
+            .env("RUST_LOG", &self.rust_log)
+            .ports(self.http, self.mqtt)
+            .start()?;
+        self.proc = Some(serve.proc);
         Ok(())
     }
 
@@ -154,14 +146,7 @@ impl Hub {
     }
 
     pub fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        s.chars()
-            .rev()
-            .take(3000)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect()
+        log_tail(&self.log)
     }
 
     /// GET an API path with the admin token.
@@ -223,10 +208,6 @@ impl Hub {
             })
             .collect()
     }
-}
-
-fn hub_admin_env() -> (&'static str, &'static str) {
-    ("WANGGE_ADMIN_TOKEN", ADMIN_TOKEN)
 }
 
 /// Parses `2024-11-25T02:00:00.123456789Z` to Unix ns (UTC only; what the hub emits).
@@ -356,17 +337,14 @@ listen = "127.0.0.1:{api_port}"
     }
 
     pub fn start(&mut self) -> anyhow::Result<()> {
-        let mut c = Command::new(bin("edge"));
-        c.arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", &self.rust_log);
-        self.proc = Some(Proc::spawn("edge", c, &self.log)?);
-        let port = self.api_port;
-        wait_for("the edge's local API", Duration::from_secs(30), || {
-            port_open(port).then_some(())
-        })
-        .with_context(|| self.log_tail())?;
+        self.proc = Some(wangge_testkit::edge::start(
+            &bin("edge"),
+            &self.config,
+            &self.log,
+            self.api_port,
+            Some(&self.rust_log),
+            Duration::from_secs(30),
+        )?);
         Ok(())
     }
 
@@ -395,68 +373,8 @@ listen = "127.0.0.1:{api_port}"
     }
 
     pub fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        s.chars()
-            .rev()
-            .take(3000)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect()
+        log_tail(&self.log)
     }
-}
-
-/// Sum of the samples of `metric` whose label set contains every `labels` pair (`k="v"`), from
-/// Prometheus text. 0 when absent.
-pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name_labels, value) = l.rsplit_once(' ')?;
-            let (name, rest) = match name_labels.split_once('{') {
-                Some((n, r)) => (n, r),
-                None => (name_labels, ""),
-            };
-            if name != metric {
-                return None;
-            }
-            labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
-}
-
-/// One reading the simulator says a correct receiver must end up with (`--record` line).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Recorded {
-    pub sensor: String,
-    pub quantity: String,
-    pub value: Json,
-    pub ts_ms: Option<i64>,
-    pub seq: Option<u64>,
-}
-
-impl Recorded {
-    pub fn value_f64(&self) -> f64 {
-        match &self.value {
-            Json::Bool(b) => f64::from(u8::from(*b)),
-            other => other.as_f64().unwrap_or(f64::NAN),
-        }
-    }
-}
-
-pub fn read_record(path: &Path) -> anyhow::Result<Vec<Recorded>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
-        })
-        .collect()
 }
 
 /// sensor id → component id, from the seed.
@@ -588,14 +506,6 @@ pub fn compare_with_hub(
     Ok(diffs)
 }
 
-/// Wall clock, ns since the Unix epoch.
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
 /// The time window that holds every reading of a run (sensor clocks fast-forward; edge-stamped
 /// readings carry wall time).
 pub fn window(record: &[Recorded], started_ns: i64) -> (i64, i64) {
@@ -644,11 +554,6 @@ pub fn assert_hub_has_exactly(hub: &Hub, record: &[Recorded], started_ns: i64, t
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// Wall clock, ms since the Unix epoch.
-pub fn now_ms() -> i64 {
-    now_ns() / 1_000_000
-}
-
 /// The latest 22:30 local time (UTC+8, 14:30 UTC) at least two hours before now, as a sensor-clock
 /// start for the demo scenario: a run covers under an hour of sensor time, so all of it is night
 /// (permitted door hours are 06:00–22:00) and in the past (the edge distrusts future timestamps).
@@ -687,4 +592,9 @@ pub fn sim_stream_args(dir: &Path, site_port: u16, extra: &[String]) -> Vec<Stri
     ];
     a.extend_from_slice(extra);
     a
+}
+
+/// The last 3000 characters of a log file.
+fn log_tail(path: &Path) -> String {
+    wangge_testkit::process::tail(&std::fs::read_to_string(path).unwrap_or_default(), 3000)
 }

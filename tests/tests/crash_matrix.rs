@@ -37,11 +37,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wangge_testkit::record::Recorded;
+use wangge_testkit::SplitMix64 as Rng;
+use wangge_testkit::{free_port, metric_sum, wait_for, Mosquitto, VictoriaMetrics};
 use wangge_tests::system::{
-    self, metric_sum, night_start_ms, sensor_components, simulate, Edge, Hub, Recorded, ADMIN_TOKEN,
+    self, night_start_ms, sensor_components, simulate, Edge, Hub, ADMIN_TOKEN,
 };
-use wangge_tests::SplitMix64 as Rng;
-use wangge_tests::{free_port, wait_for, Mosquitto, VictoriaMetrics};
 
 /// The seed when `WANGGE_CRASH_SEED` is not set (printed at start). Chosen because its first hub
 /// kill falls while the demo's events are being raised (t = 3.4 s) and the webhook outage while
@@ -322,7 +323,7 @@ impl Receiver {
             }
         });
         wait_for("the webhook receiver", Duration::from_secs(5), || {
-            wangge_tests::port_open(port).then_some(())
+            wangge_testkit::port_open(port).then_some(())
         })
         .unwrap();
         r
@@ -596,8 +597,10 @@ fn seeded_kill_9_of_edge_hub_and_both_with_power_cuts_and_sink_outages_lose_and_
 fn run(schedule: &Schedule) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let vm = VictoriaMetrics::start().unwrap();
-    let vm_port = vm.port;
+    // The data dir outlives each VictoriaMetrics process: a restart finds what it stored.
+    let vm_data = tempfile::tempdir().unwrap();
+    let vm_port = free_port();
+    let vm = VictoriaMetrics::start_on(vm_data.path(), vm_port);
     let influx = format!(
         "[influx]\nurl = \"http://127.0.0.1:{vm_port}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
          # The webhook receiver listens on 127.0.0.1, the only address these tests may use;\n\
@@ -606,7 +609,7 @@ fn run(schedule: &Schedule) {
     );
     let mut hub = Hub::prepare(d, &influx).unwrap();
     hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
+    let site = Mosquitto::start();
     let mut edge = Edge::prepare(d, &hub, &site).unwrap();
     edge.start().unwrap();
     let edge_data = d.join("edge-data");
@@ -656,7 +659,6 @@ fn run(schedule: &Schedule) {
         Ok(other) => panic!("WANGGE_CRASH_VM_STOP: `kill9` (default) or `sigterm`, not `{other}`"),
     };
     let mut vm_slot: Option<VictoriaMetrics> = Some(vm);
-    let mut vm_data: Option<tempfile::TempDir> = None;
     let mut cuts: Vec<CutDone> = Vec::new();
     let mut pending_cut: Option<CutDone> = None;
     for (at, step) in schedule.steps() {
@@ -715,18 +717,15 @@ fn run(schedule: &Schedule) {
             Step::KillHub(_) => hub.kill9(),
             Step::StartHub(_) => hub.start().unwrap(),
             Step::StopVm => {
-                let VictoriaMetrics { mut proc, data, .. } =
-                    vm_slot.take().expect("VictoriaMetrics running");
+                let vm = vm_slot.take().expect("VictoriaMetrics running");
                 if vm_kill9 {
-                    proc.kill9();
+                    vm.kill9();
                 } else {
-                    proc.terminate(Duration::from_secs(15));
+                    vm.stop();
                 }
-                vm_data = Some(data);
             }
             Step::StartVm => {
-                let data = vm_data.take().expect("VictoriaMetrics data dir");
-                vm_slot = Some(VictoriaMetrics::start_on(data, vm_port).unwrap());
+                vm_slot = Some(VictoriaMetrics::start_on(vm_data.path(), vm_port));
             }
             Step::Webhook(m) => receiver.set(m),
         }
@@ -845,7 +844,7 @@ fn run(schedule: &Schedule) {
                  every -inmemoryDataFlushInterval, 5 s): a kill -9 loses what it accepted in the seconds \
                  before, which the hub's sink must send again from its replay window"
             } else if last.repeats > 0 {
-                "\nrepeats: VictoriaMetrics runs with -dedup.minScrapeInterval=1ms (tests/src/lib.rs), \
+                "\nrepeats: VictoriaMetrics runs with -dedup.minScrapeInterval=1ms (testkit/src/victoria.rs), \
                  so the same point written twice must export once"
             } else {
                 ""

@@ -18,7 +18,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use wangge_tests::{bin, free_port, port_open, workspace_root, Proc};
+use wangge_testkit::hub::HubServe;
+use wangge_testkit::{bin, free_port, now_ns, port_open, workspace_root, Proc};
 
 /// The seed's water-supply manhole cover on MH-0001, owned by 水务 (sw), in grid 120111001001.
 const COMPONENT: &str = "1201110101000001";
@@ -43,18 +44,7 @@ fn chromium() -> Option<(PathBuf, PathBuf)> {
 
 /// Runs a `hub` CLI command on `data`, returning its stdout (the printed secret or token).
 fn hub_cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin("hub"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run hub");
-    assert!(
-        out.status.success(),
-        "hub {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    wangge_testkit::hub::cli(&bin("hub"), data, args)
 }
 
 struct Hub {
@@ -87,26 +77,14 @@ impl Hub {
             &data,
             &["token", "add", "--scope", "write", "--department", "xf"],
         );
-        let (http, mqtt) = (free_port(), free_port());
-        let mut cmd = Command::new(bin("hub"));
-        cmd.current_dir(dir.path())
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("serve")
-            .arg("--http")
-            .arg(format!("127.0.0.1:{http}"))
-            .arg("--mqtt")
-            .arg(format!("127.0.0.1:{mqtt}"));
-        let proc = Proc::spawn("hub", cmd, &dir.path().join("hub.log")).expect("start hub");
-        let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-        while !(port_open(http) && port_open(mqtt)) {
-            assert!(
-                Instant::now() < deadline,
-                "hub did not listen: {}",
-                proc.log_tail(3000)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let serve = HubServe::config(&bin("hub"), &dir.path().join("hub.log"))
+            .data_dir(&data)
+            .cwd(dir.path())
+            .timeout(Duration::from_secs(WAIT_S))
+            .answering()
+            .start()
+            .expect("start hub");
+        let (proc, http, mqtt) = (serve.proc, serve.http, serve.mqtt);
         Hub {
             proc,
             http,
@@ -261,13 +239,6 @@ async fn publish_status(hub: &Hub, backlog_readings: u64) {
 /// 30 minutes of a manhole cover: level, then knocked over in the last 3 minutes (tilt 25°,
 /// opened), which the catalogue's `manhole.displaced` rule (tilt > 15° for 10 s) raises as
 /// critical.
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos() as i64
-}
-
 fn displaced_cover_readings() -> Vec<Reading> {
     let now_ns = now_ns();
     let step_ns = 5_000_000_000i64;

@@ -40,7 +40,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use turmoil::net::{TcpListener, TcpStream};
-use wangge_tests::SplitMix64 as Rng;
+use wangge_testkit::SplitMix64 as Rng;
 
 /// Seeds the default run explores (about a minute in a debug build on 2 cores).
 const DEFAULT_SEEDS: u64 = 1000;

@@ -20,8 +20,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wangge_testkit::{bin, wait_for, workspace_root, Mosquitto, Proc};
 use wangge_tests::system::{night_start_ms, sensor_components, Edge, Hub, ADMIN_TOKEN};
-use wangge_tests::{bin, wait_for, workspace_root, Mosquitto, Proc};
 
 /// One expected event: the sensor whose incident raises it, its type and severity.
 struct Expect {
@@ -314,7 +314,7 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
     )
     .unwrap();
     hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
+    let site = Mosquitto::start();
     let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
     edge.start().unwrap();
 

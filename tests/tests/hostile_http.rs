@@ -5,8 +5,8 @@
 
 use std::process::Command;
 use std::time::Duration;
+use wangge_testkit::{wait_for, Proc};
 use wangge_tests::system::{Hub, ADMIN_TOKEN};
-use wangge_tests::{wait_for, Proc};
 
 fn schemathesis() -> Option<String> {
     let ok = Command::new("schemathesis")

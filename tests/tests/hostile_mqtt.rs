@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use wangge_tests::system::{metric_sum, now_ms, sensor_components, Edge, Hub};
-use wangge_tests::{wait_for, Mosquitto};
+use wangge_testkit::{metric_sum, now_ms, wait_for, Mosquitto};
+use wangge_tests::system::{sensor_components, Edge, Hub};
 
 /// Publishes `payload` (any bytes) at QoS 1; with `lines`, each line of it is one message.
 fn publish(site: &Mosquitto, topic: &str, payload: &[u8], lines: bool) {
@@ -107,7 +107,7 @@ fn hostile_mqtt_messages_are_counted_by_reason_and_good_readings_arrive_exactly_
     let dir = tempfile::tempdir().unwrap();
     let mut hub = Hub::prepare(dir.path(), "").unwrap();
     hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
+    let site = Mosquitto::start();
     // A tight flood guard so the flood below trips it quickly.
     let mut edge = Edge::prepare_with(
         dir.path(),

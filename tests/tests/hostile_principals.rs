@@ -9,105 +9,38 @@
 //! The same principal rules are tried in-process, case by case, in
 //! `hub/tests/broker_gate.rs`; this test proves them on the shipped binaries.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use wangge_tests::system::{metric_sum, sim_stream_args, simulate, Edge, Hub, EDGE_ID};
-use wangge_tests::{wait_for, Mosquitto};
+use std::time::Duration;
+use wangge_testkit::{metric_sum, wait_for, Mosquitto, MosquittoSub};
+use wangge_tests::system::{sim_stream_args, simulate, Edge, Hub, EDGE_ID};
 
 const EDGE_B: &str = "edge-b";
 
 /// `mosquitto_sub -v` as `user` with `client_id` on `filters`, its output lines collected.
-struct Spy {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+struct Spy(MosquittoSub);
 
 impl Spy {
     fn start(port: u16, user: &str, password: &str, client_id: &str, filters: &[&str]) -> Spy {
-        let mut c = Command::new("mosquitto_sub");
-        c.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-V",
-            "mqttv311",
-            "-v",
-        ])
-        .args(["-u", user, "-P", password, "-i", client_id]);
-        for f in filters {
-            c.args(["-t", f]);
-        }
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mosquitto_sub installed (scripts/install-test-deps)");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for out in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for l in BufReader::new(out).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(l);
-                }
-            });
-        }
-        Spy { child, lines }
+        let login = ["-u", user, "-P", password, "-i", client_id];
+        Spy(MosquittoSub::start(port, &login, filters))
     }
 
     fn topics_seen(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.starts_with("wangge/"))
-            .cloned()
-            .collect()
+        self.0.messages("wangge/")
     }
 
     fn exits_within(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-impl Drop for Spy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.exited_within(timeout).is_some()
     }
 }
 
 fn publish(port: u16, user: &str, password: &str, topic: &str, retain: bool) -> bool {
-    let mut c = Command::new("mosquitto_pub");
-    c.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-V",
-        "mqttv311",
-        "-q",
-        "1",
-    ])
-    .args([
-        "-u", user, "-P", password, "-i", user, "-t", topic, "-m", "junk",
-    ]);
+    let mut args = vec![
+        "-q", "1", "-u", user, "-P", password, "-i", user, "-t", topic, "-m", "junk",
+    ];
     if retain {
-        c.arg("-r");
+        args.push("-r");
     }
-    c.output().expect("mosquitto_pub").status.success()
+    wangge_testkit::mosquitto::publish(port, &args)
 }
 
 fn hub_metric(hub: &Hub, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -130,7 +63,7 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
     let b = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let (sw_user, sw_secret) = hub.add_mqtt_user("sw").unwrap();
     hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
+    let site = Mosquitto::start();
     let mut edge_a = Edge::prepare(dir.path(), &hub, &site).unwrap();
     edge_a.start().unwrap();
     let sim_dir = dir.path().to_path_buf();

@@ -10,11 +10,10 @@
 use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use wangge_testkit::record::Recorded;
+use wangge_testkit::{metric_sum, now_ns, wait_for, Mosquitto};
 use wangge_tests::proxy::{Counts, Mode, Proxy};
-use wangge_tests::system::{
-    assert_hub_has_exactly, metric_sum, now_ns, sim_stream_args, simulate, Edge, Hub, Recorded,
-};
-use wangge_tests::{wait_for, Mosquitto};
+use wangge_tests::system::{assert_hub_has_exactly, sim_stream_args, simulate, Edge, Hub};
 
 /// Wall time firmware-sim streams in each test; the fault is applied inside it.
 const STREAM_SECONDS: u64 = 35;
@@ -37,7 +36,7 @@ impl System {
         let dir = tempfile::tempdir().unwrap();
         let mut hub = Hub::prepare(dir.path(), "").unwrap();
         hub.start().unwrap();
-        let site = Mosquitto::start().unwrap();
+        let site = Mosquitto::start();
         let proxy = Proxy::start(hub.mqtt).unwrap();
         let mut edge = Edge::prepare_via(dir.path(), &hub, &site, proxy.port, "").unwrap();
         edge.start().unwrap();

@@ -3,16 +3,16 @@
 
 use std::path::Path;
 use std::time::Duration;
+use wangge_testkit::{now_ns, wait_for, Mosquitto, VictoriaMetrics};
 use wangge_tests::system::{
-    assert_hub_has_exactly, now_ns, sim_stream_args, simulate, start_hours_ago, Edge, Hub,
+    assert_hub_has_exactly, sim_stream_args, simulate, start_hours_ago, Edge, Hub,
 };
-use wangge_tests::{wait_for, Mosquitto, VictoriaMetrics};
 
 /// A running hub (seeded, with `hub_config` appended to its config), site broker and edge.
 fn running_system(dir: &Path, hub_config: &str) -> (Hub, Mosquitto, Edge) {
     let mut hub = Hub::prepare(dir, hub_config).unwrap();
     hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
+    let site = Mosquitto::start();
     let mut edge = Edge::prepare(dir, &hub, &site).unwrap();
     edge.start().unwrap();
     (hub, site, edge)
@@ -26,7 +26,7 @@ fn sim_args(dir: &Path, site: &Mosquitto, extra: &[&str]) -> Vec<String> {
 #[test]
 fn every_reading_the_simulator_sent_is_stored_exactly_once_in_both_stores() {
     let dir = tempfile::tempdir().unwrap();
-    let vm = VictoriaMetrics::start().unwrap();
+    let vm = VictoriaMetrics::start();
     let influx = format!(
         "[influx]\nurl = \"http://127.0.0.1:{}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n",
         vm.port

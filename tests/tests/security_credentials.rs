@@ -7,8 +7,8 @@
 
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wangge_testkit::{wait_for, Mosquitto};
 use wangge_tests::system::{Edge, Hub, ADMIN_TOKEN, EDGE_ID};
-use wangge_tests::{wait_for, Mosquitto};
 
 /// Connects to the hub's broker as `user`/`password` and publishes one message; true if the
 /// broker let it in.
@@ -88,7 +88,7 @@ fn edge_credentials_tokens_and_secrets_hold_against_the_real_hub() {
     let dept_token = hub.add_token("sw", "read").unwrap();
     hub.rust_log = "debug".into();
     hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
+    let site = Mosquitto::start();
     let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
     edge.rust_log = "debug".into();
     edge.start().unwrap();
@@ -115,9 +115,9 @@ fn edge_credentials_tokens_and_secrets_hold_against_the_real_hub() {
         "the edge to deliver a batch",
         Duration::from_secs(30),
         || {
-            edge.metrics().ok().filter(|m| {
-                wangge_tests::system::metric_sum(m, "edge_batches_acked_total", &[]) >= 1.0
-            })
+            edge.metrics()
+                .ok()
+                .filter(|m| wangge_testkit::metric_sum(m, "edge_batches_acked_total", &[]) >= 1.0)
         },
     )
     .unwrap_or_else(|e| panic!("{e}\nedge: {}\nhub: {}", edge.log_tail(), hub.log_tail()));

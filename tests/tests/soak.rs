@@ -31,8 +31,8 @@
 
 use std::process::Command;
 use std::time::{Duration, Instant};
-use wangge_tests::system::{metric_sum, Edge, Hub};
-use wangge_tests::{bin, wait_for, Mosquitto, Proc};
+use wangge_testkit::{bin, metric_sum, wait_for, Mosquitto, Proc};
+use wangge_tests::system::{Edge, Hub};
 
 /// Runs at least this long keep the hub's default cache sizes (their first half must cover the
 /// ≈ 3–4 min the default caches take to fill).
@@ -144,7 +144,7 @@ fn rss_of_edge_and_hub_stays_flat_under_10k_sensors() {
     println!("soak: {secs} s, {sensors} sensors, hub config extra: {hub_config:?}");
     let mut hub = Hub::prepare(dir.path(), hub_config).unwrap();
     hub.start().unwrap();
-    let site = Mosquitto::start().unwrap();
+    let site = Mosquitto::start();
     let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
     edge.start().unwrap();
     wait_for("the edge to subscribe", Duration::from_secs(30), || {

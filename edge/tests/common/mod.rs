@@ -1,214 +1,30 @@
-//! Real parts for the edge's end-to-end tests: mosquitto brokers, an acking hub stub that
-//! speaks exactly the `protocol/README.md` §2 contract, the real `edge` binary, and a tiny
-//! HTTP client for its local API. Every process is killed by PID when its guard drops.
+//! Real parts for the edge's end-to-end tests: an acking hub stub that speaks exactly the
+//! `protocol/README.md` §2 contract, the real `edge` binary, and a tiny HTTP client for its
+//! local API. Brokers, ports, waits and process guards come from `wangge-testkit`; every
+//! process is killed by PID when its guard drops.
 #![allow(dead_code)]
 
 use protocol::uplink::{mac_key, topics, Ack, AckOutcome, Reading, UplinkBatch};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wangge_testkit::mosquitto::MosquittoConfig;
+#[allow(unused_imports)]
+pub use wangge_testkit::{free_port, http_get, wait_until, Mosquitto, Proc, TestCerts};
 
 pub const SECRET: &str = "test-secret";
 pub const EDGE_ID: &str = "edge-test";
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The edge tests' broker: anonymous, unlimited queues and in-flight messages.
+pub fn broker() -> Mosquitto {
+    broker_config().start()
 }
 
-/// Polls `f` until true or `secs` elapse; panics with `what` on timeout.
-pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {secs} s waiting for: {what}");
-}
-
-pub struct Mosquitto {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    pub fn start() -> Mosquitto {
-        Mosquitto::start_on(free_port())
-    }
-
-    pub fn start_on(port: u16) -> Mosquitto {
-        Mosquitto::start_with(port, "max_inflight_messages 0\n")
-    }
-
-    /// A broker with `extra` config lines.
-    pub fn start_with(port: u16, extra: &str) -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n{extra}"
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto installed (scripts/install-test-deps)");
-        wait_until(10, "mosquitto listening", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Mosquitto {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-/// A self-signed CA and a server certificate for 127.0.0.1 (openssl CLI), for TLS tests.
-pub struct TestCerts {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-pub fn make_certs(dir: &Path) -> TestCerts {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl CLI");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=wangge-test-ca",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    // mosquitto started as root drops to its own user before reading the key: test files
-    // must be world-readable (test-only key material).
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for f in ["ca.pem", "server.pem", "server.key"] {
-        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    TestCerts {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    }
-}
-
-impl Mosquitto {
-    /// A broker with a plain listener (for the stub) and a TLS listener (for the edge).
-    pub fn start_with_tls(certs: &TestCerts) -> (Mosquitto, u16) {
-        let port = free_port();
-        let tls_port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "per_listener_settings false\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n\
-                 listener {port} 127.0.0.1\n\
-                 listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
-                certs.ca.display(),
-                certs.cert.display(),
-                certs.key.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto installed");
-        wait_until(10, "mosquitto listening (plain + TLS)", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
-        });
-        (
-            Mosquitto {
-                child,
-                port,
-                _dir: dir,
-            },
-            tls_port,
-        )
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// [`broker`]'s configuration, to change before starting (a fixed port, say).
+pub fn broker_config<'a>() -> MosquittoConfig<'a> {
+    Mosquitto::config().settings("max_inflight_messages 0\n")
 }
 
 /// What the stub hub stored: batches deduplicated by (epoch, seq), like the real hub.
@@ -320,7 +136,7 @@ impl HubStub {
                 }
             }
         });
-        wait_until(10, "hub stub subscribed", || {
+        wait_until("hub stub subscribed", Duration::from_secs(10), || {
             ready.load(std::sync::atomic::Ordering::SeqCst)
         });
         HubStub {
@@ -350,6 +166,18 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
+    /// The edge of these tests on a free API port, its data in `dir/data`, `extra` appended.
+    pub fn new(site_port: u16, hub_port: u16, dir: &Path, extra: &str) -> EdgeConfig {
+        EdgeConfig {
+            site_port,
+            hub_port,
+            api_port: free_port(),
+            data_dir: dir.join("data"),
+            extra: extra.to_string(),
+            uplink_extra: String::new(),
+        }
+    }
+
     pub fn render(&self) -> String {
         let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/profiles");
         format!(
@@ -393,40 +221,40 @@ listen = "127.0.0.1:{api}"
 
 /// The real `edge run` process.
 pub struct EdgeProc {
-    child: Child,
+    proc: Proc,
     pub api_port: u16,
-    pub stdout: PathBuf,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
 }
 
 impl EdgeProc {
     pub fn start(dir: &Path, cfg: &EdgeConfig, tag: &str) -> EdgeProc {
         let path = dir.join(format!("edge-{tag}.toml"));
         std::fs::write(&path, cfg.render()).unwrap();
-        let stdout = dir.join(format!("edge-{tag}.out"));
-        let child = Command::new(env!("CARGO_BIN_EXE_edge"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(dir.join(format!("edge-{tag}.err"))).unwrap())
-            .spawn()
-            .unwrap();
-        let p = EdgeProc {
-            child,
+        let log = dir.join(format!("edge-{tag}.log"));
+        let proc = wangge_testkit::edge::start(
+            Path::new(env!("CARGO_BIN_EXE_edge")),
+            &path,
+            &log,
+            cfg.api_port,
+            None,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        EdgeProc {
+            proc,
             api_port: cfg.api_port,
-            stdout,
-        };
-        wait_until(20, "edge local API up", || p.get("/health").is_some());
-        p
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// `kill -9`.
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill9();
     }
 
     pub fn get(&self, path: &str) -> Option<String> {
@@ -452,30 +280,13 @@ impl EdgeProc {
     }
 
     pub fn recovery_line(&self) -> String {
-        std::fs::read_to_string(&self.stdout)
+        std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
             .find(|l| l.starts_with("recovery:"))
             .unwrap_or("")
             .to_string()
     }
-}
-
-impl Drop for EdgeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let (head, body) = body.split_once("\r\n\r\n")?;
-    head.contains(" 200 ").then(|| body.to_string())
 }
 
 /// A sensor-side publisher on the site broker (QoS 1, waits for every PUBACK).
@@ -535,7 +346,7 @@ impl Publisher {
     /// Waits until the broker acknowledged everything published so far.
     pub fn flush(&self) {
         let want = self.sent;
-        wait_until(30, "broker PUBACKs", || {
+        wait_until("broker PUBACKs", Duration::from_secs(30), || {
             self.acked.load(std::sync::atomic::Ordering::SeqCst) >= want
         });
     }
@@ -665,26 +476,19 @@ impl SerialRig {
     /// Starts everything and waits until the edge has both ports open.
     pub fn start(tag: &str) -> SerialRig {
         let dir = tempfile::tempdir().unwrap();
-        let site = Mosquitto::start();
-        let hub = Mosquitto::start();
+        let site = broker();
+        let hub = broker();
         let (a, b) = (pty(), pty());
-        let cfg = EdgeConfig {
-            site_port: site.port,
-            hub_port: hub.port,
-            api_port: free_port(),
-            data_dir: dir.path().join("data"),
-            extra: format!(
+        let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), &format!(
                 "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nbaud = 115200\n\n\
                  [[serial]]\nname = \"B\"\npath = \"{}\"\nformat = \"text\"\nbaud = 9600\nparity = \"none\"\nstop_bits = 1\n",
                 a.path.display(),
                 b.path.display()
-            ),
-            uplink_extra: String::new(),
-        };
+            ));
         let store = Arc::new(Mutex::new(Store::default()));
         let stub = HubStub::start(hub.port, store.clone());
         let edge = EdgeProc::start(dir.path(), &cfg, tag);
-        wait_until(20, "serial ports open", || {
+        wait_until("serial ports open", Duration::from_secs(20), || {
             edge.source_up("A") && edge.source_up("B")
         });
         SerialRig {

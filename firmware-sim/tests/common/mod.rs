@@ -6,7 +6,7 @@
 use protocol::{FrameDecoder, Quantity, Value};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,7 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_firmware-sim")
 }
 
-pub fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
+pub use wangge_testkit::paths::repo;
 
 /// The simulator with the seed registry, a fixed clock origin and quiet logs.
 pub fn sim() -> Command {
@@ -324,15 +322,13 @@ pub fn decode_frames(bytes: &[u8], out: &mut Readings) -> (u64, u64) {
 /// The `--record` file as the same map.
 pub fn read_record(path: &Path) -> Readings {
     let mut out = Readings::new();
-    for line in std::fs::read_to_string(path).expect("record file").lines() {
-        let j: Json = serde_json::from_str(line).expect("record line is JSON");
-        let sensor = j["sensor"].as_str().unwrap().to_string();
-        let q = j["quantity"].as_str().unwrap().to_string();
-        let seq = j["seq"].as_u64().unwrap() as u32;
-        let ts = j["ts_ms"].as_u64();
-        let key = (sensor, q.clone(), seq);
+    for r in wangge_testkit::record::read_record(path).expect("record file") {
+        let seq = r.seq.expect("recorded seq") as u32;
+        let ts = r.ts_ms.map(|t| t as u64);
+        let value = json_value(&r.value, &r.quantity);
+        let key = (r.sensor, r.quantity, seq);
         assert!(!out.contains_key(&key), "{key:?} recorded twice");
-        out.insert(key, (json_value(&j["value"], &q), ts));
+        out.insert(key, (value, ts));
     }
     out
 }

@@ -5,86 +5,21 @@ mod common;
 
 use common::*;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use wangge_events::model::now_ns;
 use wangge_events::rules::RuleInput;
 use wangge_events::{Events, EventsConfig};
+use wangge_testkit::{Mosquitto, MosquittoSub};
 
-/// Kills the child process (by its PID) when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mosquitto(dir: &std::path::Path, port: u16) -> Killed {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n"),
-    )
-    .unwrap();
-    let child = Command::new("/usr/sbin/mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto is installed (scripts/install-test-deps)");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Killed(child)
-}
+/// The probe topic that shows mosquitto_sub is subscribed.
+const PROBE: &str = "wangge/v1/events/probe/probe";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_published_per_department_and_seen_by_mosquitto_sub() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = mosquitto(dir.path(), port);
-    let mut sub = Killed(
-        Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-q",
-                "1",
-                "-v",
-                "-t",
-                "wangge/v1/events/#",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub is installed"),
-    );
-    let (tx, lines) = mpsc::channel::<String>();
-    let out = sub.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let broker = Mosquitto::start();
+    let port = broker.port;
+    let sub = MosquittoSub::start(port, &["-q", "1"], &["wangge/v1/events/#"]);
 
     let mut opts = MqttOptions::new("wangge-hub-events-test", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(5));
@@ -98,25 +33,7 @@ async fn events_are_published_per_department_and_seen_by_mosquitto_sub() {
     });
 
     // Wait until mosquitto_sub is subscribed: publish probes until one comes through.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        client
-            .publish(
-                "wangge/v1/events/probe/probe",
-                QoS::AtLeastOnce,
-                false,
-                "probe",
-            )
-            .await
-            .unwrap();
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-            if line.starts_with("wangge/v1/events/probe/probe") {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "mosquitto_sub never saw a probe");
-    }
-    while lines.try_recv().is_ok() {}
+    sub.wait_subscribed(port, PROBE);
 
     let events = Events::open(
         &dir.path().join("events.db"),
@@ -150,13 +67,19 @@ async fn events_are_published_per_department_and_seen_by_mosquitto_sub() {
     };
     let change = events.ingest(&r, now_ns()).unwrap().remove(0);
 
-    let mut topics = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while topics.len() < 3 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .expect("3 event messages within 30 s");
+    let events_seen = || -> Vec<String> {
+        sub.messages("wangge/v1/events/")
+            .into_iter()
+            .filter(|l| !l.starts_with(PROBE))
+            .collect()
+    };
+    while events_seen().len() < 3 {
+        assert!(Instant::now() < deadline, "3 event messages within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut topics = Vec::new();
+    for line in events_seen().into_iter().take(3) {
         let (topic, payload) = line.split_once(' ').unwrap();
         let v: serde_json::Value = serde_json::from_str(payload).unwrap();
         assert_eq!(v["id"], change.event.id);
@@ -175,7 +98,7 @@ async fn events_are_published_per_department_and_seen_by_mosquitto_sub() {
     // The publisher's position is durable.
     let store = events.store().clone();
     let cursor = change.cursor;
-    eventually("mqtt cursor saved", || {
+    eventually_some("mqtt cursor saved", Duration::from_secs(30), || {
         let store = store.clone();
         async move {
             (store

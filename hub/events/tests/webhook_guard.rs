@@ -214,7 +214,7 @@ async fn webhook_to_loopback_is_refused() {
     let sub = s.stored_subscription(&format!("http://127.0.0.1:{port}/hook"));
     let worker = tokio::spawn(wangge_events::delivery::run_webhooks(s.events.clone()));
     s.raise_manhole("test.loopback");
-    let d = eventually("a refused attempt", || async {
+    let d = eventually_some("a refused attempt", Duration::from_secs(30), || async {
         let d = s.deliveries(sub).await;
         d.first()
             .filter(|d| d["attempts"].as_i64() >= Some(1))
@@ -304,7 +304,7 @@ async fn webhook_to_a_name_resolving_to_loopback_is_refused() {
     let sub = s.stored_subscription(&url);
     let worker = tokio::spawn(wangge_events::delivery::run_webhooks(s.events.clone()));
     s.raise_manhole("test.rebind");
-    let d = eventually("a refused attempt", || async {
+    let d = eventually_some("a refused attempt", Duration::from_secs(30), || async {
         let d = s.deliveries(sub).await;
         d.first()
             .filter(|d| d["attempts"].as_i64() >= Some(2))
@@ -329,7 +329,7 @@ async fn webhook_to_a_name_resolving_to_loopback_is_refused() {
     let sub = body["id"].as_i64().unwrap();
     let worker = tokio::spawn(wangge_events::delivery::run_webhooks(open.events.clone()));
     open.raise_manhole("test.rebind");
-    eventually("delivered", || async {
+    eventually_some("delivered", Duration::from_secs(30), || async {
         let d = open.deliveries(sub).await;
         d.first().filter(|d| d["status"] == "delivered").cloned()
     })
@@ -356,7 +356,7 @@ async fn webhook_redirect_to_loopback_is_not_followed() {
     let sub = body["id"].as_i64().unwrap();
     let worker = tokio::spawn(wangge_events::delivery::run_webhooks(s.events.clone()));
     s.raise_manhole("test.redirect");
-    let d = eventually("two failed attempts", || async {
+    let d = eventually_some("two failed attempts", Duration::from_secs(30), || async {
         let d = s.deliveries(sub).await;
         d.first()
             .filter(|d| d["attempts"].as_i64() >= Some(2))
@@ -432,7 +432,7 @@ async fn a_delivery_shows_its_status_and_error_class_never_the_body() {
     let sub = body["id"].as_i64().unwrap();
     let worker = tokio::spawn(wangge_events::delivery::run_webhooks(s.events.clone()));
     s.raise_manhole("test.body");
-    let d = eventually("a failed attempt", || async {
+    let d = eventually_some("a failed attempt", Duration::from_secs(30), || async {
         let d = s.deliveries(sub).await;
         d.first()
             .filter(|d| d["attempts"].as_i64() >= Some(1))

@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use wangge_events::delivery::WebhookConfig;
 use wangge_events::model::now_ns;
 use wangge_events::rules::RuleInput;
@@ -134,7 +135,7 @@ async fn webhooks_are_signed_and_retried_until_the_receiver_accepts() {
         protocol::Quantity::Opened,
     );
 
-    let seen = eventually("3 attempts", || {
+    let seen = eventually_some("3 attempts", Duration::from_secs(30), || {
         let seen = receiver.seen.clone();
         async move {
             let s = seen.lock().unwrap();
@@ -169,7 +170,7 @@ async fn webhooks_are_signed_and_retried_until_the_receiver_accepts() {
         "X-Wangge-Delivery is unique per attempt"
     );
 
-    let items = eventually("delivered status", || {
+    let items = eventually_some("delivered status", Duration::from_secs(30), || {
         let base = base.clone();
         async move {
             let items = deliveries(&base, sub).await;
@@ -220,7 +221,7 @@ async fn no_notification_is_lost_across_a_hub_restart_during_a_receiver_outage()
             "manhole_cover",
             protocol::Quantity::Opened,
         );
-        let failed = eventually("a failed attempt", || {
+        let failed = eventually_some("a failed attempt", Duration::from_secs(30), || {
             let base = base.clone();
             async move {
                 let items = deliveries(&base, sub).await;
@@ -246,7 +247,7 @@ async fn no_notification_is_lost_across_a_hub_restart_during_a_receiver_outage()
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let events = Events::open(&dir.path().join("events.db"), config(), directory()).unwrap();
     let worker = tokio::spawn(wangge_events::delivery::run_webhooks(events.clone()));
-    let seen = eventually("delivery after restart", || {
+    let seen = eventually_some("delivery after restart", Duration::from_secs(30), || {
         let seen = receiver.seen.clone();
         async move {
             let s = seen.lock().unwrap();
@@ -257,7 +258,7 @@ async fn no_notification_is_lost_across_a_hub_restart_during_a_receiver_outage()
     let event: Value = serde_json::from_slice(&seen[0].1).unwrap();
     assert_eq!(event["id"], id);
     let store = events.store().clone();
-    let d = eventually("delivered", || {
+    let d = eventually_some("delivered", Duration::from_secs(30), || {
         let store = store.clone();
         async move {
             let d = store.deliveries(sub, 10).unwrap();

@@ -13,7 +13,7 @@ use protocol::{Quantity, Value};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The registry as ingest sees it, in memory (the SQLite one belongs to the registry module).
@@ -157,12 +157,8 @@ pub fn batch(edge: &str, epoch: u64, seq: u64, readings: Vec<Reading>) -> Uplink
     }
 }
 
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
+#[allow(unused_imports)]
+pub use wangge_testkit::{eventually, now_ns};
 
 /// An MQTT client acting as an edge: logs in as `id`, listens to its acks.
 pub struct Edge {
@@ -270,15 +266,6 @@ impl Edge {
             .await
             .expect("an ack within 30 s")
             .expect("ack stream open")
-    }
-}
-
-/// Polls `f` until it returns true, at most `secs` seconds.
-pub async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

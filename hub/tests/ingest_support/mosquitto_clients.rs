@@ -1,91 +1,26 @@
 //! Stock MQTT clients (mosquitto_sub / mosquitto_pub from mosquitto-clients) as an attacker or a
-//! department consumer would run them, against the hub's broker or an external mosquitto.
+//! department consumer would run them, against the hub's broker or an external mosquitto: the
+//! test kit's runners with a login.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+pub use wangge_testkit::MosquittoSub as Sub;
 
-/// A running `mosquitto_sub -v -q 1`, its stdout and stderr lines collected; killed when dropped.
-pub struct Sub {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+/// `mosquitto_sub -q 1` as `user` with `client_id` on `filters`.
+pub fn sub(port: u16, user: &str, password: &str, client_id: &str, filters: &[&str]) -> Sub {
+    sub_with(port, user, password, client_id, filters, &[])
 }
 
-impl Sub {
-    pub fn start(port: u16, user: &str, password: &str, client_id: &str, filters: &[&str]) -> Sub {
-        Self::start_with(port, user, password, client_id, filters, &[])
-    }
-
-    /// Like `start`, with `extra` mosquitto_sub arguments (e.g. a will).
-    pub fn start_with(
-        port: u16,
-        user: &str,
-        password: &str,
-        client_id: &str,
-        filters: &[&str],
-        extra: &[&str],
-    ) -> Sub {
-        let mut c = Command::new("mosquitto_sub");
-        c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311"])
-            .args(["-u", user, "-P", password, "-i", client_id, "-v", "-q", "1"])
-            .args(extra);
-        for f in filters {
-            c.args(["-t", f]);
-        }
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mosquitto_sub (mosquitto-clients) is installed: scripts/install-test-deps");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for out in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for l in BufReader::new(out).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(l);
-                }
-            });
-        }
-        Sub { child, lines }
-    }
-
-    /// Every line it printed so far (messages as `topic payload`, and its errors).
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// The lines that are messages of the Wangge topic tree.
-    pub fn messages(&self) -> Vec<String> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l.starts_with("wangge/"))
-            .collect()
-    }
-
-    /// The exit status within `secs`, `None` if it still runs.
-    pub fn exited_within(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Like [`sub`], with `extra` mosquitto_sub arguments (e.g. a will).
+pub fn sub_with(
+    port: u16,
+    user: &str,
+    password: &str,
+    client_id: &str,
+    filters: &[&str],
+    extra: &[&str],
+) -> Sub {
+    let login = ["-u", user, "-P", password, "-i", client_id, "-q", "1"];
+    Sub::start(port, &[&login[..], extra].concat(), filters)
 }
 
 /// One `mosquitto_pub -q 1` of `payload_file` (or "junk") as `user` with client id `user`; true
@@ -96,22 +31,18 @@ pub fn publish_once(
     password: &str,
     topic: &str,
     retain: bool,
-    payload_file: Option<&std::path::Path>,
+    payload_file: Option<&Path>,
 ) -> bool {
-    let mut c = Command::new("mosquitto_pub");
-    c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311"])
-        .args([
-            "-u", user, "-P", password, "-i", user, "-q", "1", "-t", topic,
-        ]);
-    match payload_file {
-        Some(f) => c.arg("-f").arg(f),
-        None => c.args(["-m", "junk"]),
-    };
-    if retain {
-        c.arg("-r");
+    let file = payload_file.map(|f| f.display().to_string());
+    let mut args = vec![
+        "-u", user, "-P", password, "-i", user, "-q", "1", "-t", topic,
+    ];
+    match &file {
+        Some(f) => args.extend(["-f", f.as_str()]),
+        None => args.extend(["-m", "junk"]),
     }
-    c.output()
-        .expect("mosquitto_pub (mosquitto-clients) is installed: scripts/install-test-deps")
-        .status
-        .success()
+    if retain {
+        args.push("-r");
+    }
+    wangge_testkit::mosquitto::publish(port, &args)
 }

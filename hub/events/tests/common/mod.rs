@@ -119,21 +119,5 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
-/// Polls `f` until it returns Some, for at most 30 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
+#[allow(unused_imports)]
+pub use wangge_testkit::eventually_some;
