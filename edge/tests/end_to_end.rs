@@ -390,23 +390,26 @@ fn sensors_with_an_empty_client_id_are_admitted_by_the_embedded_broker() {
     let store = Arc::new(Mutex::new(Store::default()));
     let _stub = HubStub::start(hub.port, store.clone());
     let edge = EdgeProc::start(dir.path(), &cfg, "embedded-anon");
-    wait_until(20, "embedded source up", || edge.source_up("embedded"));
+    wait_until("embedded source up", Duration::from_secs(20), || {
+        edge.source_up("embedded")
+    });
     // MQTT 3.1.1 §3.1.3.1: an empty client id with clean session is the server's to name.
     let mut first = Publisher::connect_as(broker_port, "");
     let mut second = Publisher::connect_as(broker_port, "");
     publish_range(&mut first, 5, 0, 100);
     publish_range(&mut second, 5, 100, 200);
     // Two readings a message.
-    wait_until(30, "readings of both anonymous sensors at the hub", || {
-        store.lock().unwrap().unique() >= 400
-    });
+    wait_until(
+        "readings of both anonymous sensors at the hub",
+        Duration::from_secs(30),
+        || store.lock().unwrap().unique() >= 400,
+    );
     assert_eq!(store.lock().unwrap().unique(), 400);
 
     // Without clean session the server must refuse it: CONNACK 0x02, identifier rejected.
     use std::io::{Read, Write};
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", broker_port)).unwrap();
-    raw.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     raw.write_all(b"\x10\x0c\x00\x04MQTT\x04\x00\x00\x1e\x00\x00")
         .unwrap();
     let mut connack = [0u8; 4];

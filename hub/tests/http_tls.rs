@@ -5,12 +5,13 @@
 
 mod hub_cli_support;
 
-use hub_cli_support::{free_port, HUB};
+use hub_cli_support::HUB;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use wangge_testkit::{free_port, TestCerts};
 
 const ADMIN: &str = "tls-admin-5b2e8d0c7f1a49e6b3c8d2f0a7e1";
 
@@ -71,13 +72,13 @@ fn spawn(http_extra: &str, cert: Option<(&Path, &Path)>) -> (Child, u16, u16, te
 }
 
 async fn start(http_extra: &str, certs: &Path) -> Serving {
-    let (cert, key, ca) = make_certs(certs);
-    let (child, plain, https, dir) = spawn(http_extra, Some((&cert, &key)));
+    let made = TestCerts::make(certs);
+    let (child, plain, https, dir) = spawn(http_extra, Some((&made.cert, &made.key)));
     let s = Serving {
         child,
         plain,
         https,
-        ca: reqwest::Certificate::from_pem(&ca).unwrap(),
+        ca: reqwest::Certificate::from_pem(&std::fs::read(&made.ca).unwrap()).unwrap(),
         dir,
     };
     let client = trusting(&s);
@@ -215,59 +216,4 @@ fn a_missing_certificate_stops_the_start_naming_key_and_file() {
         log.contains("http.tls") && log.contains(&missing.display().to_string()),
         "error does not name http.tls and the file: {log}"
     );
-}
-
-/// Self-signed CA and a server certificate for 127.0.0.1, made with the openssl CLI.
-fn make_certs(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &["-nodes", "-keyout", "ca.key", "-out", "ca.pem"],
-        &["-days", "2", "-subj", "/CN=wangge-test-ca"],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &["-nodes", "-keyout", "server.key", "-out", "server.csr"],
-        &["-subj", "/CN=127.0.0.1"],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
-    (dir.join("server.pem"), dir.join("server.key"), ca)
 }
