@@ -9,7 +9,7 @@ use protocol::Quantity;
 use std::fmt;
 use std::path::Path;
 
-/// A sensor type from the catalogue (`shared/BRIEF.md`).
+/// A sensor type from the catalogue (`docs/catalogue.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SensorType {
     ManholeCover,

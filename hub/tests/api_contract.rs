@@ -1,4 +1,4 @@
-//! The HTTP API contract (shared/BRIEF.md "Public contracts"), tested against a real
+//! The HTTP API contract (`docs/contracts.md` "Public interfaces"), tested against a real
 //! `hub serve` process on free ports in a temp dir, killed by PID when the test ends.
 
 mod hub_cli_support;

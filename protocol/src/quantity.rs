@@ -1,4 +1,4 @@
-//! The canonical quantities of the sensor catalogue (`shared/BRIEF.md`).
+//! The canonical quantities of the sensor catalogue (`docs/catalogue.md`).
 //!
 //! On the wire a quantity is its index in [`Quantity::ALL`] (a postcard varint, one byte):
 //! the order is part of the protocol, so new quantities are only ever appended.

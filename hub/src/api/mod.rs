@@ -1,4 +1,4 @@
-//! The HTTP API under `/api/v1` (contract in `shared/BRIEF.md` "Public contracts"), `/metrics`
+//! The HTTP API under `/api/v1` (contract in `docs/contracts.md` "Public interfaces"), `/metrics`
 //! and `/api/v1/openapi.json` generated from these handlers with utoipa.
 //!
 //! Every route but `health` and `openapi.json` needs `Authorization: Bearer TOKEN` (401
