@@ -35,7 +35,9 @@ fn fuzz(
         .args(["--max-time", &max_time_s.to_string()])
         // Server-sent events never end: a request to it would only time out.
         .args(["--exclude-path-regex", "events/stream"])
-        .args(["-w", "2", "--suppress-health-check", "all", "--no-color"])
+        // One worker: schemathesis 4.32's case generation is not thread-safe under CPython 3.11
+        // ("AST constructor recursion depth mismatch", KeyErrors in its coverage module).
+        .args(["-w", "1", "--suppress-health-check", "all", "--no-color"])
         .args(["--seed", "20261126"])
         .env("NO_COLOR", "1");
     let mut p = Proc::spawn("schemathesis", c, &log).expect("start schemathesis");
@@ -46,6 +48,15 @@ fn fuzz(
     );
     let out = std::fs::read_to_string(&log).unwrap_or_default();
     (status.is_ok_and(|s| s.success()), out)
+}
+
+/// The run failed only because schemathesis raised inside its own code: no server error, no
+/// failed check, but a Python exception from schemathesis' modules.
+fn tool_error_only(out: &str) -> bool {
+    let server_side = out.contains("Server error") || out.contains("not_a_server_error");
+    let tool_side = out.contains("site-packages/schemathesis")
+        && (out.contains("Error:") || out.contains("Traceback"));
+    tool_side && !server_side
 }
 
 fn tail(s: &str, n: usize) -> &str {
@@ -77,7 +88,13 @@ fn the_api_answers_no_5xx_to_schemathesis_with_valid_and_invalid_tokens() {
     ];
     let mut failed = Vec::new();
     for (tag, token, secs) in &runs {
-        let (ok, out) = fuzz(dir.path(), &hub, tag, token, *secs);
+        let (mut ok, mut out) = fuzz(dir.path(), &hub, tag, token, *secs);
+        if !ok && tool_error_only(&out) {
+            // schemathesis crashed inside its own generator without any server error: run it
+            // again rather than report its bug as ours (a 5xx in either run still fails).
+            println!("schemathesis ({tag} token) failed inside itself; running it again");
+            (ok, out) = fuzz(dir.path(), &hub, tag, token, *secs);
+        }
         let summary = out
             .lines()
             .filter(|l| l.contains("generated") || l.contains("passed") || l.contains("failed"))
