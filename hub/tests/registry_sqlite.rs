@@ -370,31 +370,11 @@ fn a_status_replayed_after_a_hub_restart_is_still_stale() {
 #[test]
 fn a_foreign_sensor_is_audited_once_per_edge_and_sensor() {
     let (_d, reg) = seeded();
-    assert!(reg
-        .audit_ingest(
-            "foreign_sensor",
-            "edge-xq-01",
-            "MH-9",
-            "sensor of edge-2",
-            1
-        )
-        .unwrap());
-    assert!(!reg
-        .audit_ingest(
-            "foreign_sensor",
-            "edge-xq-01",
-            "MH-9",
-            "sensor of edge-2",
-            2
-        )
-        .unwrap());
-    assert!(reg
-        .audit_ingest(
-            "foreign_sensor",
-            "edge-xq-02",
-            "MH-9",
-            "sensor of edge-2",
-            3
-        )
-        .unwrap());
+    let audit = |edge: &str, ts| {
+        reg.audit_ingest("foreign_sensor", edge, "MH-9", "sensor of edge-2", ts)
+            .unwrap()
+    };
+    assert!(audit("edge-xq-01", 1));
+    assert!(!audit("edge-xq-01", 2));
+    assert!(audit("edge-xq-02", 3));
 }
