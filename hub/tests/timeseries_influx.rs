@@ -202,6 +202,19 @@ fn hour_ago_ms_aligned() -> i64 {
         * 1_000_000
 }
 
+/// Writes groups `0..groups` of `n` readings from `t0`; waits until the server acknowledged all.
+fn write_acknowledged(sink: &InfluxSink, groups: i64, t0: i64, n: i64) {
+    for g in 0..groups {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    let total = groups * n;
+    wait_until(
+        &format!("{total} points acknowledged by the server"),
+        Duration::from_secs(60),
+        || counter(&sink.metrics().points_sent) >= total as u64,
+    );
+}
+
 fn counter(c: &std::sync::atomic::AtomicU64) -> u64 {
     c.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -247,14 +260,7 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
     let metrics = sink.metrics();
     let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
 
-    for g in 0..5 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
-    wait_until(
-        "5000 points acknowledged by the server",
-        Duration::from_secs(60),
-        || counter(&metrics.points_sent) >= 5000,
-    );
+    write_acknowledged(&sink, 5, t0, n);
     // The server answers queries with them: it has them, in memory.
     assert_eq!(exported(vm.port).0.len(), 5000);
     std::thread::sleep(Duration::from_secs(1));
@@ -297,14 +303,7 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
     let metrics = sink.metrics();
     let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
 
-    for g in 0..3 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
-    wait_until(
-        "3000 points acknowledged by the server",
-        Duration::from_secs(60),
-        || counter(&metrics.points_sent) >= 3000,
-    );
+    write_acknowledged(&sink, 3, t0, n);
     // The sink reads the server's start time right after the first acknowledgement; the new
     // process must start in a later second (`process_start_time_seconds` is whole seconds).
     std::thread::sleep(Duration::from_millis(1500));
@@ -343,14 +342,7 @@ fn a_restarted_sink_sends_the_window_of_the_process_before_it_again() {
     let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
     {
         let sink = InfluxSink::start(&cfg).unwrap();
-        for g in 0..3 {
-            sink.write(&group(g, t0, n)).unwrap();
-        }
-        wait_until(
-            "3000 points acknowledged by the server",
-            Duration::from_secs(60),
-            || counter(&sink.metrics().points_sent) >= 3000,
-        );
+        write_acknowledged(&sink, 3, t0, n);
         // The hub stops (or dies) inside the window; then the server dies before its flush.
     }
     vm.kill9();
