@@ -5,18 +5,13 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use edge::normalize::profile::{mask_of, Profile};
 use edge::normalize::validate::Validator;
 use edge::normalize::Normalizer;
-use protocol::{encode_frame, FrameDecoder, Measurement, Quantity, SensorFrame, Value};
+use protocol::{encode_frame, measurements, FrameDecoder, Quantity, SensorFrame, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 fn normalizer() -> Normalizer {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/profiles");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let profiles = files.iter().map(|f| Profile::load(f).unwrap()).collect();
+    let profiles = Profile::load_dir(&dir).unwrap();
     Normalizer::new(profiles, HashMap::new(), mask_of(Quantity::Alarm))
 }
 
@@ -120,25 +115,12 @@ fn benches(c: &mut Criterion) {
     });
     let mut wire = Vec::new();
     for k in 0..4096u32 {
-        let mut values = heapless::Vec::new();
-        values
-            .push(Measurement {
-                quantity: Quantity::Tilt,
-                value: Value::Float(1.5),
-            })
-            .unwrap();
-        values
-            .push(Measurement {
-                quantity: Quantity::Opened,
-                value: Value::Bool(false),
-            })
-            .unwrap();
-        values
-            .push(Measurement {
-                quantity: Quantity::Battery,
-                value: Value::Int(87),
-            })
-            .unwrap();
+        let values = measurements(&[
+            (Quantity::Tilt, Value::Float(1.5)),
+            (Quantity::Opened, Value::Bool(false)),
+            (Quantity::Battery, Value::Int(87)),
+        ])
+        .unwrap();
         let id = format!("S-{:05}", k % 1000);
         let f = SensorFrame {
             sensor_id: &id,

@@ -5,7 +5,7 @@ use edge::normalize::profile::Reject;
 use edge::normalize::validate::Validator;
 use edge::normalize::Normalizer;
 use protocol::uplink::{Quality, Reading, ReadingFlags};
-use protocol::{encode_frame, FrameDecoder, Measurement, Quantity, SensorFrame, Value};
+use protocol::{encode_frame, measurements, FrameDecoder, Quantity, SensorFrame, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -13,15 +13,7 @@ const RECV_NS: i64 = 1_732_500_100_000_000_000;
 
 fn normalizer() -> Normalizer {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/profiles");
-    let mut profiles = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for f in files {
-        profiles.push(edge::normalize::profile::Profile::load(&f).unwrap());
-    }
+    let profiles = edge::normalize::profile::Profile::load_dir(&dir).unwrap();
     let urgent = edge::normalize::profile::mask_of(Quantity::Alarm)
         | edge::normalize::profile::mask_of(Quantity::Opened);
     Normalizer::new(profiles, HashMap::new(), urgent)
@@ -303,25 +295,12 @@ fn serial_text_lines_convert_unit_suffixes() {
 fn serial_binary_frames_are_already_canonical() {
     let n = normalizer();
     let mut v = validator();
-    let mut values = heapless::Vec::new();
-    values
-        .push(Measurement {
-            quantity: Quantity::Tilt,
-            value: Value::Float(12.5),
-        })
-        .unwrap();
-    values
-        .push(Measurement {
-            quantity: Quantity::Opened,
-            value: Value::Bool(false),
-        })
-        .unwrap();
-    values
-        .push(Measurement {
-            quantity: Quantity::Battery,
-            value: Value::Int(87),
-        })
-        .unwrap();
+    let values = measurements(&[
+        (Quantity::Tilt, Value::Float(12.5)),
+        (Quantity::Opened, Value::Bool(false)),
+        (Quantity::Battery, Value::Int(87)),
+    ])
+    .unwrap();
     let frame = SensorFrame {
         sensor_id: "MH-0041",
         seq: 17,

@@ -29,13 +29,8 @@ fn fixture(name: &str) -> Vec<u8> {
 #[test]
 fn firmware_sim_output_for_every_dialect_normalizes_to_its_record_exactly() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/profiles");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
     let n = Normalizer::new(
-        files.iter().map(|f| Profile::load(f).unwrap()).collect(),
+        Profile::load_dir(&dir).unwrap(),
         HashMap::new(),
         mask_of(Quantity::Alarm),
     );

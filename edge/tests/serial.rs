@@ -5,25 +5,17 @@
 mod common;
 
 use common::*;
-use protocol::{encode_frame, Measurement, Quantity, SensorFrame, Value};
+use protocol::{encode_frame, measurements, Quantity, SensorFrame, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn frame(sensor: &str, seq: u32) -> Vec<u8> {
-    let mut values = heapless::Vec::new();
-    values
-        .push(Measurement {
-            quantity: Quantity::Tilt,
-            value: Value::Float(f64::from(seq % 90)),
-        })
-        .unwrap();
-    values
-        .push(Measurement {
-            quantity: Quantity::Battery,
-            value: Value::Int(80),
-        })
-        .unwrap();
+    let values = measurements(&[
+        (Quantity::Tilt, Value::Float(f64::from(seq % 90))),
+        (Quantity::Battery, Value::Int(80)),
+    ])
+    .unwrap();
     let f = SensorFrame {
         sensor_id: sensor,
         seq,

@@ -6,18 +6,14 @@
 mod common;
 
 use common::*;
-use protocol::{encode_frame, Measurement, Quantity, SensorFrame, Value, MAX_SENSOR_ID_BYTES};
+use protocol::{
+    encode_frame, measurements, Measurement, Quantity, SensorFrame, Value, MAX_SENSOR_ID_BYTES,
+};
 use std::io::Write;
 use std::time::Duration;
 
 fn small_frame(seq: u32) -> Vec<u8> {
-    let mut values = heapless::Vec::new();
-    values
-        .push(Measurement {
-            quantity: Quantity::Tilt,
-            value: Value::Float(f64::from(seq % 90)),
-        })
-        .unwrap();
+    let values = measurements(&[(Quantity::Tilt, Value::Float(f64::from(seq % 90)))]).unwrap();
     encode(&SensorFrame {
         sensor_id: "MH-0041",
         seq,

@@ -60,11 +60,7 @@ fn reading_at(i: usize, sensors: usize, t0: i64) -> Reading {
 
 fn bench_store(total: usize, sensors: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(&EmbeddedConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    })
-    .unwrap();
+    let store = EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap();
     let group = env("BENCH_GROUP", 25_000);
     let t0 = now_ns() - (total / sensors) as i64 * S;
     let started = Instant::now();
@@ -189,11 +185,7 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
     let mut sinks: Vec<Arc<dyn TimeSeriesSink>> = Vec::new();
     if influx.is_none() || both {
         sinks.push(Arc::new(
-            EmbeddedStore::open(&EmbeddedConfig {
-                data_dir: dir.path().to_path_buf(),
-                ..Default::default()
-            })
-            .unwrap(),
+            EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap(),
         ));
     }
     if let Some(url) = influx {
@@ -208,10 +200,7 @@ async fn bench_e2e(total: usize, sensors: usize, edges: usize, batch: usize, inf
         .then(|| bench_rules(dir.path()));
     let with_rules = if rules.is_some() { " + rules" } else { "" };
     let ing = ingest::spawn_with_rules(
-        &IngestConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        },
+        &IngestConfig::in_dir(dir.path()),
         &b,
         reg.clone(),
         sinks,
@@ -307,11 +296,7 @@ impl ingest::RulesStage for BenchRules {
 
 fn bench_query(sensors: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(&EmbeddedConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    })
-    .unwrap();
+    let store = EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap();
     // 24 h of one reading per 10 s for every sensor, inserted in time order.
     let per_sensor = 8640usize;
     let t0 = (now_ns() - 25 * 3600 * S) / S * S;

@@ -543,11 +543,8 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
     let base_ns = (hub::registry::now_ns() / hour_ns - 4) * hour_ns;
     {
         use hub::timeseries::{embedded, StoredReading, TimeSeriesSink};
-        let store = embedded::EmbeddedStore::open(&embedded::EmbeddedConfig {
-            data_dir: data.clone(),
-            ..Default::default()
-        })
-        .unwrap();
+        let store =
+            embedded::EmbeddedStore::open(&embedded::EmbeddedConfig::in_dir(&data)).unwrap();
         let readings: Vec<StoredReading> = (0..120)
             .map(|i| StoredReading {
                 reading: Reading {

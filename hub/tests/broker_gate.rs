@@ -38,19 +38,10 @@ fn start_hub() -> Hub {
         ..Default::default()
     };
     let broker = broker::start(&cfg, registry.clone()).expect("broker starts");
-    let store = Arc::new(
-        EmbeddedStore::open(&EmbeddedConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap());
     let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store];
     let ingest = ingest::spawn(
-        &IngestConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        },
+        &IngestConfig::in_dir(dir.path()),
         &broker,
         registry.clone(),
         sinks,

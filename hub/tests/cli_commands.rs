@@ -1,13 +1,10 @@
 //! The `hub` command line: help, config errors, seed import/export, edge and token issuing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+use wangge_testkit::paths::{copied_seed_lines, seed_dir};
 
 const HUB: &str = env!("CARGO_BIN_EXE_hub");
-
-fn seed_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry")
-}
 
 fn hub(args: &[&str], data: &Path) -> Output {
     Command::new(HUB)
@@ -24,16 +21,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn copy_seed(to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(seed_dir()).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "csv") {
-            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -91,10 +78,7 @@ fn a_bad_config_names_file_line_and_field() {
 fn import_errors_name_file_line_and_field_and_import_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed");
-    copy_seed(&seed);
-    let path = seed.join("components.csv");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let (path, mut lines) = copied_seed_lines(&seed, "components.csv");
     // Line 51: class 9999 does not exist.
     let id = lines[50].split(',').next().unwrap().to_string();
     lines[50] = lines[50].replacen(&id, &format!("{}99{}", &id[..6], &id[8..]), 1);

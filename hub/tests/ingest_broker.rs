@@ -32,24 +32,10 @@ fn start_hub(dir: &Path, registry: Arc<MemRegistry>, tls: Option<TlsListenerConf
         ..Default::default()
     };
     let broker = broker::start(&cfg, registry.clone()).expect("broker starts");
-    let store = Arc::new(
-        EmbeddedStore::open(&EmbeddedConfig {
-            data_dir: dir.to_path_buf(),
-            ..Default::default()
-        })
-        .expect("store opens"),
-    );
+    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir)).expect("store opens"));
     let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
-    let ingest = ingest::spawn(
-        &IngestConfig {
-            data_dir: dir.to_path_buf(),
-            ..Default::default()
-        },
-        &broker,
-        registry,
-        sinks,
-    )
-    .expect("ingest starts");
+    let ingest =
+        ingest::spawn(&IngestConfig::in_dir(dir), &broker, registry, sinks).expect("ingest starts");
     Hub {
         broker,
         ingest,

@@ -36,24 +36,9 @@ async fn batches_through_an_external_broker_are_verified_stored_and_acked() {
         ..Default::default()
     };
     let b = broker::start(&cfg, reg.clone()).expect("external broker link");
-    let store = Arc::new(
-        EmbeddedStore::open(&EmbeddedConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap());
     let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
-    let ing = ingest::spawn(
-        &IngestConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        },
-        &b,
-        reg.clone(),
-        sinks,
-    )
-    .unwrap();
+    let ing = ingest::spawn(&IngestConfig::in_dir(dir.path()), &b, reg.clone(), sinks).unwrap();
     // mosquitto allows anonymous clients here (the password is not checked); the HMAC still
     // decides, and the edge opens the hub's sealed acks with the key of its secret.
     let mut edge = match connect_edge(mosq.port, "edge-x", &secret, None).await {
@@ -149,19 +134,10 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
         ..Default::default()
     };
     let link = broker::start(&cfg, reg.clone()).expect("external broker link");
-    let store = Arc::new(
-        EmbeddedStore::open(&EmbeddedConfig {
-            data_dir: work.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(work.path())).unwrap());
     let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
     let ing = ingest::spawn(
-        &IngestConfig {
-            data_dir: work.path().to_path_buf(),
-            ..Default::default()
-        },
+        &IngestConfig::in_dir(work.path()),
         &link,
         reg.clone(),
         sinks,

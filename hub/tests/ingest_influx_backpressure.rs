@@ -43,24 +43,9 @@ async fn a_full_spill_stops_acks_until_the_server_returns() {
     cfg.replay_window_ms = 1_000;
     let influx = Arc::new(InfluxSink::start(&cfg).unwrap());
     // Both sinks at once: the embedded store succeeds every time, the InfluxDB sink does not.
-    let store = Arc::new(
-        EmbeddedStore::open(&EmbeddedConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap());
     let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone(), influx.clone()];
-    let ing = ingest::spawn(
-        &IngestConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        },
-        &b,
-        reg.clone(),
-        sinks,
-    )
-    .unwrap();
+    let ing = ingest::spawn(&IngestConfig::in_dir(dir.path()), &b, reg.clone(), sinks).unwrap();
     let m = ing.metrics();
     let mut edge = match connect_edge(b.listen.unwrap().port(), "edge-1", &secret, None).await {
         Login::Ok(e) => e,

@@ -48,13 +48,7 @@ fn start_hub(dir: &Path, registry: Arc<MemRegistry>, cfg: IngestConfig, rules: S
         registry.clone(),
     )
     .expect("broker starts");
-    let store = Arc::new(
-        EmbeddedStore::open(&EmbeddedConfig {
-            data_dir: dir.to_path_buf(),
-            ..Default::default()
-        })
-        .expect("store opens"),
-    );
+    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir)).expect("store opens"));
     let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
     let ingest = ingest::spawn_with_rules(
         &IngestConfig {

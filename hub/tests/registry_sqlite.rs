@@ -5,27 +5,13 @@ use hub::registry::{
     ComponentFilter, ComponentInput, RegistryAdmin, RegistryError, RegistryStore, Scope,
     SqliteRegistry,
 };
-use std::path::{Path, PathBuf};
-
-fn seed_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry")
-}
+use wangge_testkit::paths::{copied_seed_lines, seed_dir};
 
 fn seeded() -> (tempfile::TempDir, SqliteRegistry) {
     let dir = tempfile::tempdir().unwrap();
     let reg = SqliteRegistry::open(&dir.path().join("registry.sqlite")).unwrap();
     import_dir(&reg, &seed_dir()).unwrap();
     (dir, reg)
-}
-
-fn copy_seed(to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(seed_dir()).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "csv") {
-            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -66,11 +52,8 @@ fn the_seed_imports_every_file_and_maps_sensors_to_components() {
 fn a_bad_row_fails_the_whole_import_with_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed");
-    copy_seed(&seed);
     // Line 7 of sensors.csv (header is line 1) references an unknown component.
-    let path = seed.join("sensors.csv");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let (path, mut lines) = copied_seed_lines(&seed, "sensors.csv");
     lines[6] = "MH-BAD,1201119999000001,manhole_cover,gridsense,GW-01,60,edge-xq-01".into();
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 
@@ -96,10 +79,7 @@ fn a_bad_row_fails_the_whole_import_with_file_line_and_field() {
 fn component_rows_are_validated_like_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed");
-    copy_seed(&seed);
-    let path = seed.join("components.csv");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let (path, mut lines) = copied_seed_lines(&seed, "components.csv");
     // Region 999999 is not in regions.csv.
     lines[3] = lines[3].replacen("120111", "999999", 1);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
@@ -390,31 +370,11 @@ fn a_status_replayed_after_a_hub_restart_is_still_stale() {
 #[test]
 fn a_foreign_sensor_is_audited_once_per_edge_and_sensor() {
     let (_d, reg) = seeded();
-    assert!(reg
-        .audit_ingest(
-            "foreign_sensor",
-            "edge-xq-01",
-            "MH-9",
-            "sensor of edge-2",
-            1
-        )
-        .unwrap());
-    assert!(!reg
-        .audit_ingest(
-            "foreign_sensor",
-            "edge-xq-01",
-            "MH-9",
-            "sensor of edge-2",
-            2
-        )
-        .unwrap());
-    assert!(reg
-        .audit_ingest(
-            "foreign_sensor",
-            "edge-xq-02",
-            "MH-9",
-            "sensor of edge-2",
-            3
-        )
-        .unwrap());
+    let audit = |edge: &str, ts| {
+        reg.audit_ingest("foreign_sensor", edge, "MH-9", "sensor of edge-2", ts)
+            .unwrap()
+    };
+    assert!(audit("edge-xq-01", 1));
+    assert!(!audit("edge-xq-01", 2));
+    assert!(audit("edge-xq-02", 3));
 }

@@ -40,6 +40,18 @@ struct Hub {
 impl Hub {
     /// Starts `hub serve` on `data` with `config` (TOML text) and extra environment, and waits
     /// for its health route.
+    /// `hub-1` with the default config, its rules stage held before every group while the file
+    /// `pause` exists.
+    async fn start_pausable(dir: &Path, pause: &Path) -> Hub {
+        Hub::start(
+            dir,
+            "hub-1",
+            "",
+            &[("WANGGE_TEST_PAUSE_RULES", pause.to_str().unwrap())],
+        )
+        .await
+    }
+
     async fn start(dir: &Path, name: &str, config: &str, env: &[(&str, &str)]) -> Hub {
         let cfg_path = dir.join(format!("{name}.toml"));
         std::fs::write(&cfg_path, config).unwrap();
@@ -211,13 +223,7 @@ async fn a_hub_killed_after_storing_but_before_the_rules_raises_the_alarm_once_a
     std::fs::write(&pause, b"").unwrap();
 
     // First life: the rules stage is held before every group.
-    let hub = Hub::start(
-        dir.path(),
-        "hub-1",
-        "",
-        &[("WANGGE_TEST_PAUSE_RULES", pause.to_str().unwrap())],
-    )
-    .await;
+    let hub = Hub::start_pausable(dir.path(), &pause).await;
     let mut edge = hub.edge(&secret).await;
     let t0 = (now_ns() / S - 120) * S;
     let batch = displaced_batch(1, &sensor, t0);
@@ -371,13 +377,7 @@ async fn a_hub_killed_in_the_middle_of_a_for_s_condition_still_raises_it() {
 
     // Tilt > 15° must hold 10 s to raise. It holds 12 s in all: 6 s in a first batch, evaluated
     // and acked (never resent), 6 s in a second one, stored when the hub is killed.
-    let hub = Hub::start(
-        dir.path(),
-        "hub-1",
-        "",
-        &[("WANGGE_TEST_PAUSE_RULES", pause.to_str().unwrap())],
-    )
-    .await;
+    let hub = Hub::start_pausable(dir.path(), &pause).await;
     let mut edge = hub.edge(&secret).await;
     let t0 = (now_ns() / S - 120) * S;
     let mut whole = displaced_batch(0, &sensor, t0);

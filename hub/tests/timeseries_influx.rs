@@ -1,7 +1,7 @@
 //! The InfluxDB v2 sink against a real VictoriaMetrics process, including an outage, a `kill -9`
 //! of the server right after it acknowledged, and a restart no request saw.
 
-use hub::timeseries::influx::{InfluxConfig, InfluxSink};
+use hub::timeseries::influx::{InfluxConfig, InfluxMetrics, InfluxSink};
 use hub::timeseries::{StoredReading, TimeSeriesSink};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
@@ -12,6 +12,20 @@ use wangge_testkit::{free_port, http_get, wait_until, VictoriaMetrics as Vm};
 const S: i64 = 1_000_000_000;
 
 /// Waits until the sink's spill is empty.
+/// A sink config for `url` (org `wangge`, bucket `readings`) that spills to `spill`.
+fn spilling_to(url: &str, token: &str, spill: &std::path::Path) -> InfluxConfig {
+    let mut cfg = InfluxConfig::new(url, "wangge", "readings", token);
+    cfg.spill_dir = spill.to_path_buf();
+    cfg
+}
+
+/// Asserts the sink's Prometheus text contains `needle`.
+fn assert_rendered(metrics: &InfluxMetrics, needle: &str) {
+    let mut text = String::new();
+    metrics.render_prometheus(&mut text);
+    assert!(text.contains(needle), "{text}");
+}
+
 fn wait_drained(sink: &InfluxSink) {
     wait_until("spill drained", Duration::from_secs(60), || {
         sink.backlog_bytes() == 0
@@ -64,8 +78,7 @@ fn an_outage_of_the_server_loses_nothing_and_duplicates_nothing() {
     let spill = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut vm = Some(Vm::start_on(vm_data.path(), port));
-    let mut cfg = InfluxConfig::new(&vm.as_ref().unwrap().url(), "wangge", "readings", "token");
-    cfg.spill_dir = spill.path().to_path_buf();
+    let mut cfg = spilling_to(&vm.as_ref().unwrap().url(), "token", spill.path());
     cfg.batch_size = 1000;
     cfg.retry_backoff_ms_max = 500;
     let sink = InfluxSink::start(&cfg).unwrap();
@@ -112,12 +125,7 @@ fn an_outage_of_the_server_loses_nothing_and_duplicates_nothing() {
         sink.write(&group(g, t0, n)).unwrap();
     }
     assert_exactly_once(&vm, &sink, (groups * n) as usize);
-    let mut text = String::new();
-    metrics.render_prometheus(&mut text);
-    assert!(
-        text.contains("wangge_influx_spill_backlog_bytes 0"),
-        "{text}"
-    );
+    assert_rendered(&metrics, "wangge_influx_spill_backlog_bytes 0");
 }
 
 #[test]
@@ -125,13 +133,7 @@ fn spilled_readings_are_sent_by_the_next_process() {
     let vm_data = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut cfg = InfluxConfig::new(
-        &format!("http://127.0.0.1:{port}"),
-        "wangge",
-        "readings",
-        "t",
-    );
-    cfg.spill_dir = spill.path().to_path_buf();
+    let mut cfg = spilling_to(&format!("http://127.0.0.1:{port}"), "t", spill.path());
     cfg.retry_backoff_ms_max = 300;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -173,8 +175,7 @@ fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
     }
     let cut = body.len() - 20;
     std::fs::write(spill.path().join("0000000000000001.lp"), &body[..cut]).unwrap();
-    let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "t");
-    cfg.spill_dir = spill.path().to_path_buf();
+    let cfg = spilling_to(&vm.url(), "t", spill.path());
     let sink = InfluxSink::start(&cfg).unwrap();
     wait_until(
         "the two whole lines delivered",
@@ -199,6 +200,19 @@ fn hour_ago_ms_aligned() -> i64 {
         - 3600 * S)
         / 1_000_000
         * 1_000_000
+}
+
+/// Writes groups `0..groups` of `n` readings from `t0`; waits until the server acknowledged all.
+fn write_acknowledged(sink: &InfluxSink, groups: i64, t0: i64, n: i64) {
+    for g in 0..groups {
+        sink.write(&group(g, t0, n)).unwrap();
+    }
+    let total = groups * n;
+    wait_until(
+        &format!("{total} points acknowledged by the server"),
+        Duration::from_secs(60),
+        || counter(&sink.metrics().points_sent) >= total as u64,
+    );
 }
 
 fn counter(c: &std::sync::atomic::AtomicU64) -> u64 {
@@ -238,8 +252,7 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
     let spill = tempfile::tempdir().unwrap();
     let port = free_port();
     let vm = Vm::start_on(vm_data.path(), port);
-    let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "token");
-    cfg.spill_dir = spill.path().to_path_buf();
+    let mut cfg = spilling_to(&vm.url(), "token", spill.path());
     cfg.batch_size = 1000;
     cfg.retry_backoff_ms_max = 500;
     assert_eq!(cfg.replay_window_ms, 30_000, "the default window");
@@ -247,14 +260,7 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
     let metrics = sink.metrics();
     let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
 
-    for g in 0..5 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
-    wait_until(
-        "5000 points acknowledged by the server",
-        Duration::from_secs(60),
-        || counter(&metrics.points_sent) >= 5000,
-    );
+    write_acknowledged(&sink, 5, t0, n);
     // The server answers queries with them: it has them, in memory.
     assert_eq!(exported(vm.port).0.len(), 5000);
     std::thread::sleep(Duration::from_secs(1));
@@ -280,12 +286,7 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
         lines >= 5000,
         "the 5000 acknowledged lines were sent again ({lines})"
     );
-    let mut text = String::new();
-    metrics.render_prometheus(&mut text);
-    assert!(
-        text.contains("wangge_influx_replayed_lines_total"),
-        "{text}"
-    );
+    assert_rendered(&metrics, "wangge_influx_replayed_lines_total");
 }
 
 #[test]
@@ -294,8 +295,7 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
     let spill = tempfile::tempdir().unwrap();
     let port = free_port();
     let vm = Vm::start_on(vm_data.path(), port);
-    let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "token");
-    cfg.spill_dir = spill.path().to_path_buf();
+    let mut cfg = spilling_to(&vm.url(), "token", spill.path());
     cfg.batch_size = 1000;
     // Shorter than the default so the test does not wait 30 s for the restart check.
     cfg.replay_window_ms = 8_000;
@@ -303,14 +303,7 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
     let metrics = sink.metrics();
     let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
 
-    for g in 0..3 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
-    wait_until(
-        "3000 points acknowledged by the server",
-        Duration::from_secs(60),
-        || counter(&metrics.points_sent) >= 3000,
-    );
+    write_acknowledged(&sink, 3, t0, n);
     // The sink reads the server's start time right after the first acknowledgement; the new
     // process must start in a later second (`process_start_time_seconds` is whole seconds).
     std::thread::sleep(Duration::from_millis(1500));
@@ -343,21 +336,13 @@ fn a_restarted_sink_sends_the_window_of_the_process_before_it_again() {
     let spill = tempfile::tempdir().unwrap();
     let port = free_port();
     let vm = Vm::start_on(vm_data.path(), port);
-    let mut cfg = InfluxConfig::new(&vm.url(), "wangge", "readings", "token");
-    cfg.spill_dir = spill.path().to_path_buf();
+    let mut cfg = spilling_to(&vm.url(), "token", spill.path());
     cfg.batch_size = 1000;
     cfg.retry_backoff_ms_max = 500;
     let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
     {
         let sink = InfluxSink::start(&cfg).unwrap();
-        for g in 0..3 {
-            sink.write(&group(g, t0, n)).unwrap();
-        }
-        wait_until(
-            "3000 points acknowledged by the server",
-            Duration::from_secs(60),
-            || counter(&sink.metrics().points_sent) >= 3000,
-        );
+        write_acknowledged(&sink, 3, t0, n);
         // The hub stops (or dies) inside the window; then the server dies before its flush.
     }
     vm.kill9();

@@ -23,6 +23,16 @@ pub struct Measurement {
     pub value: Value,
 }
 
+/// A frame's values from `(quantity, value)` pairs, in order; `None` if there are more than
+/// [`MAX_VALUES`].
+pub fn measurements(list: &[(Quantity, Value)]) -> Option<heapless::Vec<Measurement, MAX_VALUES>> {
+    let mut values = heapless::Vec::new();
+    for &(quantity, value) in list {
+        values.push(Measurement { quantity, value }).ok()?;
+    }
+    Some(values)
+}
+
 /// One report of one sensor, as sent on a serial line. Borrows its id from the decode buffer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SensorFrame<'a> {

@@ -37,8 +37,8 @@ pub mod uplink;
 
 pub use decoder::{DecodeStats, FrameDecoder, FrameError};
 pub use frame::{
-    encode_frame, EncodeError, Measurement, SensorFrame, FRAME_VERSION, MAX_ENCODED_FRAME_BYTES,
-    MAX_FRAME_BYTES, MAX_SENSOR_ID_BYTES, MAX_VALUES,
+    encode_frame, measurements, EncodeError, Measurement, SensorFrame, FRAME_VERSION,
+    MAX_ENCODED_FRAME_BYTES, MAX_FRAME_BYTES, MAX_SENSOR_ID_BYTES, MAX_VALUES,
 };
 pub use quantity::{Quantity, UnknownQuantity};
 pub use value::Value;

@@ -15,6 +15,30 @@ pub fn repo(path: &str) -> PathBuf {
     workspace_root().join(path)
 }
 
+/// The registry seed CSVs, `config/registry`.
+pub fn seed_dir() -> PathBuf {
+    repo("config/registry")
+}
+
+/// Copies the registry seed CSVs (`config/registry/*.csv`) into `to`, created if missing.
+pub fn copy_seed(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(seed_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "csv") {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// Copies the registry seed into `to` and reads `file` of the copy: its path and its lines.
+pub fn copied_seed_lines(to: &Path, file: &str) -> (PathBuf, Vec<String>) {
+    copy_seed(to);
+    let path = to.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text.lines().map(str::to_string).collect())
+}
+
 /// Path of a workspace binary built by `cargo build --workspace --bins` (the test command does
 /// it); a crate's own tests use `env!("CARGO_BIN_EXE_…")` instead.
 pub fn bin(name: &str) -> PathBuf {

@@ -24,24 +24,7 @@ pub struct Normalizer {
 impl Normalizer {
     /// Loads every `*.toml` in `dir` (sorted by name) plus the built-in canonical profile.
     pub fn load(dir: &Path, cfg: &Config) -> Result<Normalizer, ConfigError> {
-        let mut files: Vec<_> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect(),
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: dir.display().to_string(),
-                    source,
-                    fix: "check edge.profiles_dir (default: profiles next to the config)",
-                })
-            }
-        };
-        files.sort();
-        let mut profiles = Vec::new();
-        for f in files {
-            profiles.push(Profile::load(&f)?);
-        }
+        let profiles = Profile::load_dir(dir)?;
         let mut calibration = HashMap::new();
         for (sensor, per_q) in &cfg.calibration {
             for (q, c) in per_q {

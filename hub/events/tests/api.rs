@@ -26,37 +26,10 @@ async fn start(events: &Events) -> String {
 
 /// A manhole cover opened now: raises `manhole.displaced` through the default rules.
 fn open_manhole(events: &Events, ts_ns: i64) -> i64 {
-    let r = RuleInput {
-        component_id: MANHOLE,
-        component_type: "manhole_cover",
-        sensor_id: "MH-0001",
-        interval_s: 60,
-        quantity: protocol::Quantity::Opened,
-        value: 1.0,
-        ts_ns,
-        quality: protocol::uplink::Quality::Good,
-    };
+    let r = manhole_reading(protocol::Quantity::Opened, 1.0, ts_ns);
     let changes = events.ingest(&r, now_ns()).unwrap();
     assert_eq!(changes.len(), 1, "one change: {changes:?}");
     changes[0].event.id
-}
-
-async fn get(client: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
-    let r = client.get(url).bearer_auth(token).send().await.unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(client: &reqwest::Client, url: &str, token: &str, body: Value) -> (u16, Value) {
-    let r = client
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -468,16 +441,7 @@ async fn subscriptions_belong_to_their_department_and_lists_page_with_next() {
 
     // Paging: 3 events, pages of 2.
     for ts in 1..=3 {
-        let r = RuleInput {
-            component_id: MANHOLE,
-            component_type: "manhole_cover",
-            sensor_id: "MH-0001",
-            interval_s: 60,
-            quantity: protocol::Quantity::Battery,
-            value: 10.0,
-            ts_ns: ts * 1_000_000_000,
-            quality: protocol::uplink::Quality::Good,
-        };
+        let r = manhole_reading(protocol::Quantity::Battery, 10.0, ts * 1_000_000_000);
         events.ingest(&r, now_ns()).unwrap();
         let id = events.store().list(&Default::default()).unwrap()[0].id;
         for a in ["acknowledge", "dispatch", "start", "resolve", "close"] {

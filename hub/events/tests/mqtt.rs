@@ -7,7 +7,6 @@ use common::*;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use std::time::{Duration, Instant};
 use wangge_events::model::now_ns;
-use wangge_events::rules::RuleInput;
 use wangge_events::{Events, EventsConfig};
 use wangge_testkit::{Mosquitto, MosquittoSub};
 
@@ -55,16 +54,7 @@ async fn events_are_published_per_department_and_seen_by_mosquitto_sub() {
     ));
     // Let the publisher read its starting cursor before the event happens.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = RuleInput {
-        component_id: MANHOLE,
-        component_type: "manhole_cover",
-        sensor_id: "MH-0001",
-        interval_s: 60,
-        quantity: protocol::Quantity::Opened,
-        value: 1.0,
-        ts_ns: now_ns(),
-        quality: protocol::uplink::Quality::Good,
-    };
+    let r = manhole_reading(protocol::Quantity::Opened, 1.0, now_ns());
     let change = events.ingest(&r, now_ns()).unwrap().remove(0);
 
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -8,8 +8,7 @@
 
 mod common;
 
-use common::{directory, MANHOLE, S};
-use protocol::uplink::Quality;
+use common::{directory, manhole_reading, S};
 use protocol::Quantity;
 use std::path::Path;
 use wangge_events::model::{Change, Event};
@@ -26,16 +25,7 @@ fn open(path: &Path) -> Events {
 
 /// The manhole cover's tilt reading `s` seconds after T0, in degrees.
 fn tilt_reading(s: i64, v: f64) -> RuleInput<'static> {
-    RuleInput {
-        component_id: MANHOLE,
-        component_type: "manhole_cover",
-        sensor_id: "MH-0001",
-        interval_s: 60,
-        quantity: Quantity::Tilt,
-        value: v,
-        ts_ns: T0 + s * S,
-        quality: Quality::Good,
-    }
+    manhole_reading(Quantity::Tilt, v, T0 + s * S)
 }
 
 /// Feeds tilt readings (seconds after T0, degrees) of the manhole cover's sensor.

@@ -75,28 +75,11 @@ impl Setup {
     }
 
     async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let code = r.status().as_u16();
-        (code, r.json().await.unwrap_or(Value::Null))
+        get(&self.client, &format!("{}{path}", self.base), token).await
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let code = r.status().as_u16();
-        (code, r.json().await.unwrap_or(Value::Null))
+        post(&self.client, &format!("{}{path}", self.base), token, body).await
     }
 
     /// A subscription stored as if it had passed an earlier check (a name whose DNS answer

@@ -121,6 +121,16 @@ pub enum UnregisteredPolicy {
     Reject,
 }
 
+impl IngestConfig {
+    /// The defaults, with `data_dir` set to `dir`.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> IngestConfig {
+        IngestConfig {
+            data_dir: dir.into(),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {

@@ -72,6 +72,16 @@ pub enum Synchronous {
     Normal,
 }
 
+impl EmbeddedConfig {
+    /// The defaults, with `data_dir` set to `dir`.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> EmbeddedConfig {
+        EmbeddedConfig {
+            data_dir: dir.into(),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for EmbeddedConfig {
     fn default() -> Self {
         EmbeddedConfig {

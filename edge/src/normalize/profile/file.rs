@@ -102,6 +102,25 @@ fn quantity(file: &str, field: &str, name: &str) -> Result<Quantity, ConfigError
 }
 
 impl Profile {
+    /// Loads and compiles every `*.toml` in `dir`, sorted by name.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Profile>, ConfigError> {
+        let mut files: Vec<_> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: dir.display().to_string(),
+                    source,
+                    fix: "check edge.profiles_dir (default: profiles next to the config)",
+                })
+            }
+        };
+        files.sort();
+        files.iter().map(|f| Profile::load(f)).collect()
+    }
+
     /// Loads and compiles one profile file.
     pub fn load(path: &Path) -> Result<Profile, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -66,6 +66,24 @@ impl Authorizer for Tokens {
     }
 }
 
+/// A good reading of the manhole cover's sensor (`MH-0001`, every 60 s) at `ts_ns`.
+pub fn manhole_reading(
+    quantity: protocol::Quantity,
+    value: f64,
+    ts_ns: i64,
+) -> wangge_events::rules::RuleInput<'static> {
+    wangge_events::rules::RuleInput {
+        component_id: MANHOLE,
+        component_type: "manhole_cover",
+        sensor_id: "MH-0001",
+        interval_s: 60,
+        quantity,
+        value,
+        ts_ns,
+        quality: protocol::uplink::Quality::Good,
+    }
+}
+
 pub fn tokens() -> Arc<Tokens> {
     let mut m = HashMap::new();
     let mut add = |tok: &str, name: &str, dept: Option<&str>, scope| {
@@ -117,6 +135,31 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
         axum::serve(listener, router).await.unwrap();
     });
     addr
+}
+
+/// `GET url` with a bearer token: the status and the JSON body (`null` if none).
+pub async fn get(client: &reqwest::Client, url: &str, token: &str) -> (u16, serde_json::Value) {
+    let r = client.get(url).bearer_auth(token).send().await.unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `POST url` of a JSON body with a bearer token: the status and the JSON body (`null` if none).
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 #[allow(unused_imports)]
