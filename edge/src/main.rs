@@ -181,90 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Buffer { config, api, json } => {
-            let addr = api_addr(&config, api)?;
-            let mut body = String::new();
-            match http_get(addr, "/buffer") {
-                Ok(mut r) => {
-                    r.read_to_string(&mut body)?;
-                }
-                Err(e) => {
-                    // The agent is down: read the buffer directory instead (read-only).
-                    let cfg = load(&config).map_err(|_| e)?;
-                    let dir = cfg.edge.data_dir.join("buffer");
-                    let s = edge::buffer::offline_stats(&dir)
-                        .with_context(|| format!("reading {}", dir.display()))?;
-                    println!(
-                        "agent not running (local API unreachable): read from {}",
-                        dir.display()
-                    );
-                    println!(
-                        "backlog:      {} readings ({} urgent), {} bytes on disk",
-                        s.unacked, s.urgent_unacked, s.bytes
-                    );
-                    let oldest = s
-                        .oldest_unacked_ns
-                        .map(protocol::time::format_ms)
-                        .unwrap_or_else(|| "-".into());
-                    println!("oldest:       {oldest}");
-                    println!(
-                        "last epoch:   {}; torn tail bytes recovery will drop: {}",
-                        s.epoch, s.torn_bytes
-                    );
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-            if json {
-                println!("{body}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let b: edge::local_api::BufferReport = serde_json::from_str(&body)?;
-            let oldest = b
-                .oldest_unacked_ns
-                .map(|t| {
-                    let age = (edge::ingest::now_ns() - t).max(0) as u64;
-                    format!(
-                        "{} ({} ago)",
-                        protocol::time::format_ms(t),
-                        humantime::format_duration(Duration::from_secs(age / 1_000_000_000))
-                    )
-                })
-                .unwrap_or_else(|| "-".into());
-            println!(
-                "backlog:      {} readings ({} urgent), {} bytes on disk",
-                b.backlog_readings, b.urgent_backlog_readings, b.backlog_bytes
-            );
-            println!(
-                "in flight:    {} readings awaiting the hub's ack",
-                b.inflight_readings
-            );
-            println!("oldest:       {oldest}");
-            println!(
-                "drain rate:   {:.0} readings/s (ingest {:.0}/s)",
-                b.drain_rate_per_s, b.ingest_rate_per_s
-            );
-            println!(
-                "time to drain: {}",
-                match b.eta_s {
-                    Some(s) =>
-                        humantime::format_duration(Duration::from_secs(s.ceil() as u64)).to_string(),
-                    None => "not draining (uplink down or ingest ≥ drain)".into(),
-                }
-            );
-            println!(
-                "uplink:       {}",
-                if b.uplink_connected {
-                    "connected"
-                } else {
-                    "DISCONNECTED"
-                }
-            );
-            println!(
-                "evicted:      {} readings (buffer full); recovery dropped {}",
-                b.evicted_readings, b.recovery_records_dropped
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Buffer { config, api, json } => buffer(&config, api, json),
         Cmd::Ports { config } => {
             match tokio_serial::available_ports() {
                 Ok(ports) if !ports.is_empty() => {
@@ -288,6 +205,95 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `buffer`: the backlog as the running agent reports it, else as read from the buffer directory.
+fn buffer(
+    config: &std::path::Path,
+    api: Option<SocketAddr>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(config, api)?;
+    let mut body = String::new();
+    match http_get(addr, "/buffer") {
+        Ok(mut r) => {
+            r.read_to_string(&mut body)?;
+        }
+        Err(e) => {
+            // The agent is down: read the buffer directory instead (read-only).
+            let cfg = load(config).map_err(|_| e)?;
+            let dir = cfg.edge.data_dir.join("buffer");
+            let s = edge::buffer::offline_stats(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?;
+            println!(
+                "agent not running (local API unreachable): read from {}",
+                dir.display()
+            );
+            println!(
+                "backlog:      {} readings ({} urgent), {} bytes on disk",
+                s.unacked, s.urgent_unacked, s.bytes
+            );
+            let oldest = s
+                .oldest_unacked_ns
+                .map(protocol::time::format_ms)
+                .unwrap_or_else(|| "-".into());
+            println!("oldest:       {oldest}");
+            println!(
+                "last epoch:   {}; torn tail bytes recovery will drop: {}",
+                s.epoch, s.torn_bytes
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    if json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let b: edge::local_api::BufferReport = serde_json::from_str(&body)?;
+    let oldest = b
+        .oldest_unacked_ns
+        .map(|t| {
+            let age = (edge::ingest::now_ns() - t).max(0) as u64;
+            format!(
+                "{} ({} ago)",
+                protocol::time::format_ms(t),
+                humantime::format_duration(Duration::from_secs(age / 1_000_000_000))
+            )
+        })
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "backlog:      {} readings ({} urgent), {} bytes on disk",
+        b.backlog_readings, b.urgent_backlog_readings, b.backlog_bytes
+    );
+    println!(
+        "in flight:    {} readings awaiting the hub's ack",
+        b.inflight_readings
+    );
+    println!("oldest:       {oldest}");
+    println!(
+        "drain rate:   {:.0} readings/s (ingest {:.0}/s)",
+        b.drain_rate_per_s, b.ingest_rate_per_s
+    );
+    println!(
+        "time to drain: {}",
+        match b.eta_s {
+            Some(s) => humantime::format_duration(Duration::from_secs(s.ceil() as u64)).to_string(),
+            None => "not draining (uplink down or ingest ≥ drain)".into(),
+        }
+    );
+    println!(
+        "uplink:       {}",
+        if b.uplink_connected {
+            "connected"
+        } else {
+            "DISCONNECTED"
+        }
+    );
+    println!(
+        "evicted:      {} readings (buffer full); recovery dropped {}",
+        b.evicted_readings, b.recovery_records_dropped
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn flags_text(f: protocol::uplink::ReadingFlags) -> String {

@@ -193,30 +193,8 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         influx = cfg.influx.is_some(),
         "hub serving"
     );
-    // The signal watcher ends with the token too (a shutdown from elsewhere leaves no task).
-    let signalled = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = shutdown_signal() => {
-                tracing::info!("shutdown requested");
-                signalled.cancel();
-            }
-            _ = signalled.cancelled() => {}
-        }
-    });
-    let app = app
-        .layer(axum::middleware::from_fn_with_state(
-            cfg.http.report_range_max_days,
-            api::report_range::bound_report_range,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            api::stream_cap::StreamCap::new(cfg.http.sse_streams_per_token_max),
-            api::stream_cap::limit_streams,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            Duration::from_millis(cfg.http.request_timeout_ms),
-            crate::http_server::request_timeout,
-        ));
+    spawn_signal_watcher(shutdown.clone());
+    let app = with_request_bounds(app, &cfg.http);
     let limits = crate::http_server::ServerLimits {
         header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
         max_connections: cfg.http.max_connections,
@@ -229,6 +207,36 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     drop(ingest_handle);
     drop(broker_handle);
     Ok(())
+}
+
+/// Cancels the token on SIGTERM/SIGINT. The signal watcher ends with the token too (a shutdown
+/// from elsewhere leaves no task).
+fn spawn_signal_watcher(signalled: CancellationToken) {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown_signal() => {
+                tracing::info!("shutdown requested");
+                signalled.cancel();
+            }
+            _ = signalled.cancelled() => {}
+        }
+    });
+}
+
+/// The per-request bounds around every route: report ranges, SSE streams per token, timeout.
+fn with_request_bounds(app: axum::Router, http: &crate::config::HttpConfig) -> axum::Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        http.report_range_max_days,
+        api::report_range::bound_report_range,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        api::stream_cap::StreamCap::new(http.sse_streams_per_token_max),
+        api::stream_cap::limit_streams,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        Duration::from_millis(http.request_timeout_ms),
+        crate::http_server::request_timeout,
+    ))
 }
 
 /// Drops readings older than the embedded store's retention, once an hour.

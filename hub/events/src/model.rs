@@ -1,10 +1,11 @@
 //! The event as every channel sees it: one JSON shape for REST, SSE, webhooks and MQTT.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
+use utoipa::ToSchema;
 
 /// How urgent an event is; each severity has its own deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Critical,
@@ -36,7 +37,7 @@ impl Severity {
 }
 
 /// Where an event stands in the closed loop (CJJ/T 106 steps mapped onto states).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Open,
@@ -120,27 +121,72 @@ impl Event {
 
     /// The public Event JSON of the brief.
     pub fn to_json(&self) -> Json {
-        json!({
-            "id": self.id,
-            "version": self.version,
-            "component_id": self.component_id,
-            "type": self.event_type,
-            "severity": self.severity.name(),
-            "status": self.status.name(),
-            "raised_at": rfc3339(self.raised_at_ns),
-            "cleared_at": self.cleared_at_ns.map(rfc3339),
-            "count": self.count,
-            "department": self.department,
-            "deadline": rfc3339(self.deadline_ns),
-            "overdue": self.overdue,
-            "late": self.late,
-            "trigger": {
-                "quantity": self.trigger.quantity,
-                "value": self.trigger.value,
-                "threshold": self.trigger.threshold,
-                "ts": rfc3339(self.trigger.ts_ns),
+        serde_json::to_value(EventJson::from(self)).expect("an event serializes")
+    }
+}
+
+/// One event (事件/案件): the same JSON in REST, SSE, webhooks and MQTT.
+#[derive(Debug, Serialize, ToSchema)]
+// The wire shape of [`Event`]; the OpenAPI schema `Event`.
+#[schema(as = Event)]
+pub struct EventJson<'a> {
+    pub id: i64,
+    /// Increments on every change (idempotency key with `id`).
+    pub version: i64,
+    pub component_id: &'a str,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    pub severity: Severity,
+    pub status: Status,
+    /// RFC 3339.
+    pub raised_at: String,
+    pub cleared_at: Option<String>,
+    pub count: i64,
+    /// Assigned by `dispatch`.
+    pub department: Option<&'a str>,
+    pub deadline: String,
+    pub overdue: bool,
+    /// Raised from a late backlog (true time kept).
+    pub late: bool,
+    pub trigger: TriggerJson<'a>,
+}
+
+/// What raised the event.
+#[derive(Debug, Serialize, ToSchema)]
+// The wire shape of [`Trigger`]; the OpenAPI schema `EventTrigger`.
+#[schema(as = EventTrigger)]
+pub struct TriggerJson<'a> {
+    pub quantity: &'a str,
+    #[schema(value_type = f64)]
+    pub value: &'a Json,
+    pub threshold: Option<f64>,
+    /// RFC 3339, the reading's time.
+    pub ts: String,
+}
+
+impl<'a> From<&'a Event> for EventJson<'a> {
+    fn from(e: &'a Event) -> Self {
+        EventJson {
+            id: e.id,
+            version: e.version,
+            component_id: &e.component_id,
+            event_type: &e.event_type,
+            severity: e.severity,
+            status: e.status,
+            raised_at: rfc3339(e.raised_at_ns),
+            cleared_at: e.cleared_at_ns.map(rfc3339),
+            count: e.count,
+            department: e.department.as_deref(),
+            deadline: rfc3339(e.deadline_ns),
+            overdue: e.overdue,
+            late: e.late,
+            trigger: TriggerJson {
+                quantity: &e.trigger.quantity,
+                value: &e.trigger.value,
+                threshold: e.trigger.threshold,
+                ts: rfc3339(e.trigger.ts_ns),
             },
-        })
+        }
     }
 }
 

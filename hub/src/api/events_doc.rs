@@ -1,52 +1,18 @@
 //! OpenAPI entries for the events routes. The routes themselves live in the `wangge-events`
 //! crate (`hub/events/src/http.rs`, mounted by `serve` under `/api/v1` when `[events] enabled`,
-//! the default); that crate does not depend on utoipa, so their contract is described here, in
-//! the hub's one OpenAPI document. These functions are never routed. Full semantics:
+//! the default); their contract is described here, in the hub's one OpenAPI document. The
+//! `Event` and `EventTrigger` schemas derive from the wire types in `wangge_events::model`. These functions are never routed. Full semantics:
 //! `hub/events/README.md` "API notes".
 #![allow(dead_code)]
 
 use super::error::ErrorBody;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
-
-/// What raised the event.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventTrigger {
-    pub quantity: String,
-    pub value: f64,
-    pub threshold: Option<f64>,
-    /// RFC 3339, the reading's time.
-    pub ts: String,
-}
-
-/// One event (事件/案件): the same JSON in REST, SSE, webhooks and MQTT.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Event {
-    pub id: i64,
-    /// Increments on every change (idempotency key with `id`).
-    pub version: i64,
-    pub component_id: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// critical | major | minor | info
-    pub severity: String,
-    /// open | acknowledged | dispatched | in_progress | resolved | closed
-    pub status: String,
-    pub raised_at: String,
-    pub cleared_at: Option<String>,
-    pub count: i64,
-    /// Assigned by `dispatch`.
-    pub department: Option<String>,
-    pub deadline: Option<String>,
-    pub overdue: bool,
-    /// Raised from a late backlog (true time kept).
-    pub late: bool,
-    pub trigger: EventTrigger,
-}
+use wangge_events::model::EventJson;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventPage {
-    pub items: Vec<Event>,
+    pub items: Vec<EventJson<'static>>,
     pub next: Option<String>,
 }
 
@@ -123,13 +89,13 @@ pub fn list_events() {}
 /// One event, with its history of transitions.
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events",
     params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Event), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = EventJson), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub fn get_event() {}
 
 /// Moves an event through the closed loop; 409 names the allowed actions.
 #[utoipa::path(post, path = "/api/v1/events/{id}/transitions", tag = "events",
     params(("id" = i64, Path)), request_body = Transition, security(("bearer" = [])),
-    responses((status = 200, body = Event), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 200, body = EventJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "dispatch to an unregistered department")))]
 pub fn transition() {}
 

@@ -501,8 +501,9 @@ impl utoipa::Modify for BearerAuth {
         Component, ComponentInput, ComponentStatus, ComponentPage, Edge, EdgePage,
         UnassignedSensor, UnassignedPage, Sensor, SensorInput, GridCell, GridCellPage, Department, DepartmentPage,
         RegistryStats, Stats, Health, ErrorBody,
-        error::ErrorDetail, readings::Readings, readings::PointOut, events_doc::Event,
-        events_doc::EventTrigger, events_doc::EventPage, events_doc::Transition,
+        error::ErrorDetail, readings::Readings, readings::PointOut, wangge_events::model::EventJson,
+        wangge_events::model::TriggerJson, wangge_events::model::Severity,
+        wangge_events::model::Status, events_doc::EventPage, events_doc::Transition,
         events_doc::NewSubscription, events_doc::Subscription, events_doc::Delivery
     )),
     modifiers(&BearerAuth)

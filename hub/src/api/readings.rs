@@ -95,36 +95,8 @@ pub async fn component_readings(
     if from >= to {
         return Err(ApiError::field("from", "must be before `to`"));
     }
-    let range = to - from;
     let limits = state.limits;
-    let step_ns: Option<i64> = match &q.step {
-        Some(s) if s == "raw" => None,
-        Some(s) => {
-            let d = parse_duration(s).map_err(|e| ApiError::field("step", e))?;
-            let ns = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-            if ns < 1_000_000 {
-                return Err(ApiError::field("step", "must be at least 1 ms"));
-            }
-            if range / ns >= limits.points_max as i64 {
-                return Err(ApiError::field(
-                    "step",
-                    format!(
-                        "gives {} points over this range, at most {} allowed",
-                        range / ns,
-                        limits.points_max
-                    ),
-                ));
-            }
-            Some(ns)
-        }
-        None if range > (limits.raw_range_max_ms as i64).saturating_mul(1_000_000) => {
-            // Whole seconds, so buckets line up across requests.
-            let s = ((range / AUTO_BUCKETS) + 999_999_999) / 1_000_000_000;
-            let s = s.max(1);
-            Some(s * 1_000_000_000)
-        }
-        None => None,
-    };
+    let step_ns = step_for(q.step.as_deref(), to - from, limits)?;
     let store = state.readings.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -188,29 +160,12 @@ pub async fn component_readings(
             }
         }
         out.sort_by_key(|(ts, _)| *ts);
-        // A full page of raw points: cut at a timestamp boundary so `from = next` neither
-        // repeats nor skips a point (several sensors may share a timestamp).
-        let mut next = None;
-        if step_ns.is_none() && out.len() > limits.points_max {
-            let first_omitted = out[limits.points_max].0;
-            out.truncate(limits.points_max);
-            while out.last().is_some_and(|(ts, _)| *ts == first_omitted) {
-                out.pop();
-            }
-            if out.is_empty() {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "too_many_points",
-                    format!(
-                        "more than {} points share one timestamp; narrow the range",
-                        limits.points_max
-                    ),
-                ));
-            }
-            next = Some(format_ts_ns(first_omitted));
+        let next = if step_ns.is_none() {
+            cut_raw_page(&mut out, limits.points_max)?
         } else {
             out.truncate(limits.points_max);
-        }
+            None
+        };
         Ok((out.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), next))
     })
     .await?;
@@ -220,6 +175,67 @@ pub async fn component_readings(
         step_ms: step_ns.map(|s| (s / 1_000_000) as u64),
         next,
     }))
+}
+
+/// A full page of raw points: cut at a timestamp boundary so `from = next` neither repeats nor
+/// skips a point (several sensors may share a timestamp). Returns `next`, None when complete.
+fn cut_raw_page(
+    out: &mut Vec<(i64, PointOut)>,
+    points_max: usize,
+) -> Result<Option<String>, ApiError> {
+    if out.len() <= points_max {
+        return Ok(None);
+    }
+    let first_omitted = out[points_max].0;
+    out.truncate(points_max);
+    while out.last().is_some_and(|(ts, _)| *ts == first_omitted) {
+        out.pop();
+    }
+    if out.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_points",
+            format!("more than {points_max} points share one timestamp; narrow the range"),
+        ));
+    }
+    Ok(Some(format_ts_ns(first_omitted)))
+}
+
+/// The bucket width: None = raw points (`step=raw`, or a range short enough for raw), else the
+/// asked step, or whole seconds giving about `AUTO_BUCKETS` buckets.
+fn step_for(
+    step: Option<&str>,
+    range: i64,
+    limits: super::ApiLimits,
+) -> Result<Option<i64>, ApiError> {
+    Ok(match step {
+        Some("raw") => None,
+        Some(s) => {
+            let d = parse_duration(s).map_err(|e| ApiError::field("step", e))?;
+            let ns = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+            if ns < 1_000_000 {
+                return Err(ApiError::field("step", "must be at least 1 ms"));
+            }
+            if range / ns >= limits.points_max as i64 {
+                return Err(ApiError::field(
+                    "step",
+                    format!(
+                        "gives {} points over this range, at most {} allowed",
+                        range / ns,
+                        limits.points_max
+                    ),
+                ));
+            }
+            Some(ns)
+        }
+        None if range > (limits.raw_range_max_ms as i64).saturating_mul(1_000_000) => {
+            // Whole seconds, so buckets line up across requests.
+            let s = ((range / AUTO_BUCKETS) + 999_999_999) / 1_000_000_000;
+            let s = s.max(1);
+            Some(s * 1_000_000_000)
+        }
+        None => None,
+    })
 }
 
 /// RFC 3339 with all nine fractional digits: a cursor must not lose sub-millisecond precision.

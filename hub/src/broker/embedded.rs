@@ -67,17 +67,7 @@ pub(super) fn start(
     cfg: &BrokerConfig,
     registry: Arc<dyn RegistryStore>,
 ) -> Result<BrokerHandle, BrokerError> {
-    if cfg.max_payload_bytes == 0 || cfg.inbound_queue_max == 0 {
-        return Err(BrokerError::Config(
-            "max_payload_bytes and inbound_queue_max must be > 0".into(),
-        ));
-    }
-    // rumqttd panics on a segment under 1 KiB or zero segments.
-    if cfg.router_segment_bytes_max < 1024 || cfg.router_segments_max == 0 {
-        return Err(BrokerError::Config(
-            "broker.router_segment_bytes_max must be >= 1024 and router_segments_max > 0".into(),
-        ));
-    }
+    check_sizes(cfg)?;
     let metrics = Arc::new(BrokerMetrics::default());
     let internal_key: [u8; 32] = rand::random();
     let internal = resolve_port(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -104,34 +94,10 @@ pub(super) fn start(
     };
     let listen = plain.as_ref().and_then(|l| l.local_addr().ok());
     let tls_listen = tls_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let config = Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: cfg.max_connections,
-            max_outgoing_packet_count: 200,
-            // The router keeps each filter's data in memory segments, read or not, until they
-            // roll over: a cache that fills, then stays (see `BrokerConfig::
-            // router_segment_bytes_max`). The batches log takes the configured size; the logs of
-            // small messages get small segments (`small_logs`), because rumqttd's accounting
-            // ignores the ≈ 300 bytes each stored message costs beyond its topic and payload.
-            max_segment_size: cfg.router_segment_bytes_max,
-            max_segment_count: cfg.router_segments_max,
-            custom_segment: Some(small_logs()),
-            initialized_filters: Some(vec![
-                topics::ALL_BATCHES.to_string(),
-                topics::ALL_STATUS.to_string(),
-                ALL_ACKS.to_string(),
-                // Events the hub publishes (`wangge_events::delivery::run_mqtt`).
-                ALL_EVENTS.to_string(),
-            ]),
-            shared_subscriptions_strategy: Default::default(),
-        },
-        v4: Some(servers),
-        ..Default::default()
-    };
+    let config = broker_config(cfg, servers);
 
     let mut broker = Broker::new(config);
-    let (mut link_tx, mut link_rx) = broker
+    let (mut link_tx, link_rx) = broker
         .link("wangge-hub-ingest")
         .map_err(|e| BrokerError::Link(e.to_string()))?;
     for filter in [topics::ALL_BATCHES, topics::ALL_STATUS] {
@@ -148,52 +114,11 @@ pub(super) fn start(
         })
         .map_err(|e| BrokerError::Link(e.to_string()))?;
 
-    let (in_tx, in_rx) = mpsc::channel(cfg.inbound_queue_max);
-    std::thread::Builder::new()
-        .name("broker-link-rx".into())
-        .spawn(move || loop {
-            match link_rx.recv() {
-                Ok(Some(Notification::Forward(f))) => {
-                    let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
-                    let msg = Inbound {
-                        topic,
-                        payload: f.publish.payload,
-                    };
-                    if in_tx.blocking_send(msg).is_err() {
-                        return; // ingest is gone
-                    }
-                }
-                Ok(Some(Notification::Unschedule)) => {
-                    // The router paused us because our buffer was full; we drained it.
-                    if link_rx.ready().is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "embedded broker link closed");
-                    return;
-                }
-            }
-        })
-        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(cfg.inbound_queue_max);
+    spawn_link_rx(link_rx, in_tx)?;
 
-    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE_MAX);
-    std::thread::Builder::new()
-        .name("broker-link-tx".into())
-        .spawn(move || {
-            while let Some(m) = out_rx.blocking_recv() {
-                if !publishable(&m.topic) {
-                    tracing::error!(topic = %m.topic, "hub publish on a topic outside its filters dropped");
-                    continue;
-                }
-                if let Err(e) = link_tx.publish(m.topic, m.payload) {
-                    tracing::error!(error = %e, "embedded broker link closed");
-                    return;
-                }
-            }
-        })
-        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE_MAX);
+    spawn_link_tx(link_tx, out_rx)?;
 
     wait_listening(internal)?;
     let gate = Gate::new(
@@ -225,6 +150,110 @@ pub(super) fn start(
     Ok(BrokerHandle::new(
         in_rx, out_tx, listen, tls_listen, metrics,
     ))
+}
+
+/// Refuses sizes the embedded broker cannot run with.
+fn check_sizes(cfg: &BrokerConfig) -> Result<(), BrokerError> {
+    if cfg.max_payload_bytes == 0 || cfg.inbound_queue_max == 0 {
+        return Err(BrokerError::Config(
+            "max_payload_bytes and inbound_queue_max must be > 0".into(),
+        ));
+    }
+    // rumqttd panics on a segment under 1 KiB or zero segments.
+    if cfg.router_segment_bytes_max < 1024 || cfg.router_segments_max == 0 {
+        return Err(BrokerError::Config(
+            "broker.router_segment_bytes_max must be >= 1024 and router_segments_max > 0".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The rumqttd configuration: the router's limits and filters, and the internal server.
+fn broker_config(cfg: &BrokerConfig, servers: HashMap<String, ServerSettings>) -> Config {
+    Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: cfg.max_connections,
+            max_outgoing_packet_count: 200,
+            // The router keeps each filter's data in memory segments, read or not, until they
+            // roll over: a cache that fills, then stays (see `BrokerConfig::
+            // router_segment_bytes_max`). The batches log takes the configured size; the logs of
+            // small messages get small segments (`small_logs`), because rumqttd's accounting
+            // ignores the ≈ 300 bytes each stored message costs beyond its topic and payload.
+            max_segment_size: cfg.router_segment_bytes_max,
+            max_segment_count: cfg.router_segments_max,
+            custom_segment: Some(small_logs()),
+            initialized_filters: Some(vec![
+                topics::ALL_BATCHES.to_string(),
+                topics::ALL_STATUS.to_string(),
+                ALL_ACKS.to_string(),
+                // Events the hub publishes (`wangge_events::delivery::run_mqtt`).
+                ALL_EVENTS.to_string(),
+            ]),
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(servers),
+        ..Default::default()
+    }
+}
+
+/// Forwards what the hub's link receives to ingest (`in_tx`), on its own thread.
+fn spawn_link_rx(
+    mut link_rx: rumqttd::local::LinkRx,
+    in_tx: mpsc::Sender<Inbound>,
+) -> Result<(), BrokerError> {
+    std::thread::Builder::new()
+        .name("broker-link-rx".into())
+        .spawn(move || loop {
+            match link_rx.recv() {
+                Ok(Some(Notification::Forward(f))) => {
+                    let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
+                    let msg = Inbound {
+                        topic,
+                        payload: f.publish.payload,
+                    };
+                    if in_tx.blocking_send(msg).is_err() {
+                        return; // ingest is gone
+                    }
+                }
+                Ok(Some(Notification::Unschedule)) => {
+                    // The router paused us because our buffer was full; we drained it.
+                    if link_rx.ready().is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "embedded broker link closed");
+                    return;
+                }
+            }
+        })
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    Ok(())
+}
+
+/// Publishes what the hub sends (`out_rx`) through its link, on its own thread.
+fn spawn_link_tx(
+    mut link_tx: rumqttd::local::LinkTx,
+    mut out_rx: mpsc::Receiver<Outbound>,
+) -> Result<(), BrokerError> {
+    std::thread::Builder::new()
+        .name("broker-link-tx".into())
+        .spawn(move || {
+            while let Some(m) = out_rx.blocking_recv() {
+                if !publishable(&m.topic) {
+                    tracing::error!(topic = %m.topic, "hub publish on a topic outside its filters dropped");
+                    continue;
+                }
+                if let Err(e) = link_tx.publish(m.topic, m.payload) {
+                    tracing::error!(error = %e, "embedded broker link closed");
+                    return;
+                }
+            }
+        })
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    Ok(())
 }
 
 /// Segment bounds of the filters that carry small messages. rumqttd applies an entry to every

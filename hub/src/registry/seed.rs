@@ -340,65 +340,8 @@ fn import_row(conn: &Connection, table: &Table, row: &Row<'_>) -> Result<(), See
             )
             .map_err(dbe)?;
         }
-        "classes.csv" => {
-            let code = row.digits("code", 4)?;
-            let major = row.digits("major", 2)?;
-            if code[..2] != major {
-                return Err(row.err(
-                    "major",
-                    format!(
-                        "{major:?} differs from the class code's first two digits {:?}",
-                        &code[..2]
-                    ),
-                ));
-            }
-            let owner = row.reference(conn, "default_owner", "departments", "department")?;
-            conn.execute(
-                "INSERT INTO component_classes(code, major, name_zh, name_en, sensor_type,
-                                               default_owner, source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(code) DO UPDATE SET major = excluded.major,
-                     name_zh = excluded.name_zh, name_en = excluded.name_en,
-                     sensor_type = excluded.sensor_type, default_owner = excluded.default_owner,
-                     source = excluded.source",
-                params![
-                    code,
-                    major,
-                    row.req("name_zh")?,
-                    row.text("name_en"),
-                    row.req("sensor_type")?,
-                    owner,
-                    row.text("source")
-                ],
-            )
-            .map_err(dbe)?;
-        }
-        "grid_cells.csv" => {
-            let id = row.req("id")?;
-            let parent = row.reference(
-                conn,
-                "parent",
-                "grid_cells",
-                "grid cell (a parent must be listed before its children)",
-            )?;
-            conn.execute(
-                "INSERT INTO grid_cells(id, name, parent, lat_min, lon_min, lat_max, lon_max)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, parent = excluded.parent,
-                     lat_min = excluded.lat_min, lon_min = excluded.lon_min,
-                     lat_max = excluded.lat_max, lon_max = excluded.lon_max",
-                params![
-                    id,
-                    row.req("name")?,
-                    parent,
-                    row.float("lat_min")?,
-                    row.float("lon_min")?,
-                    row.float("lat_max")?,
-                    row.float("lon_max")?
-                ],
-            )
-            .map_err(dbe)?;
-        }
+        "classes.csv" => import_class(conn, row)?,
+        "grid_cells.csv" => import_grid_cell(conn, row)?,
         "edges.csv" => {
             let id = row.req("id")?;
             conn.execute(
@@ -408,73 +351,146 @@ fn import_row(conn: &Connection, table: &Table, row: &Row<'_>) -> Result<(), See
             )
             .map_err(dbe)?;
         }
-        "components.csv" => {
-            let id = row.req("id")?;
-            let status = match row.opt("status") {
-                None => None,
-                Some(s) => Some(super::ComponentStatus::from_name(&s).ok_or_else(|| {
-                    row.err(
-                        "status",
-                        format!("{s:?} is not one of normal, alarm, offline, maintenance"),
-                    )
-                })?),
-            };
-            let input = ComponentInput {
-                id: Some(id.clone()),
-                component_type: row.opt("type"),
-                name: row.opt("name"),
-                address: row.opt("address"),
-                lat: row.float("lat")?,
-                lon: row.float("lon")?,
-                grid_cell: row.opt("grid_cell"),
-                owner_department: row.opt("owner_department"),
-                maintainer_department: row.opt("maintainer_department"),
-                status,
-            };
-            let c = validate_component(conn, &id, &input).map_err(|e| match e {
-                RegistryError::Field { field, reason } => row.err(&field, reason),
-                other => SeedError::Registry(other),
-            })?;
-            upsert_component(conn, &c)?;
-        }
-        "sensors.csv" => {
-            let id = row.req("id")?;
-            let component = row.reference(conn, "component_id", "components", "component")?;
-            let edge = row.reference(conn, "edge", "edges", "edge")?;
-            let interval_s = match row.opt("interval_s") {
-                None => 60,
-                Some(v) => v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    row.err(
-                        "interval_s",
-                        format!("{v:?} is not a positive whole number of seconds"),
-                    )
-                })?,
-            };
-            conn.execute(
-                "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge,
-                                     calibration)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT(id) DO UPDATE SET component_id = excluded.component_id,
-                     type = excluded.type, profile = excluded.profile,
-                     address = excluded.address, interval_s = excluded.interval_s,
-                     edge = excluded.edge, calibration = excluded.calibration",
-                params![
-                    id,
-                    component,
-                    row.text("type"),
-                    row.text("profile"),
-                    row.text("address"),
-                    interval_s,
-                    edge,
-                    row.text("calibration")
-                ],
-            )
-            .map_err(dbe)?;
-        }
+        "components.csv" => import_component(conn, row)?,
+        "sensors.csv" => import_sensor(conn, row)?,
         other => {
             return Err(row.err("file", format!("no importer for {other}")));
         }
     }
+    Ok(())
+}
+
+/// A component class (部件小类); its code starts with its major class.
+fn import_class(conn: &Connection, row: &Row<'_>) -> Result<(), SeedError> {
+    let code = row.digits("code", 4)?;
+    let major = row.digits("major", 2)?;
+    if code[..2] != major {
+        return Err(row.err(
+            "major",
+            format!(
+                "{major:?} differs from the class code's first two digits {:?}",
+                &code[..2]
+            ),
+        ));
+    }
+    let owner = row.reference(conn, "default_owner", "departments", "department")?;
+    conn.execute(
+        "INSERT INTO component_classes(code, major, name_zh, name_en, sensor_type,
+                                       default_owner, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(code) DO UPDATE SET major = excluded.major,
+             name_zh = excluded.name_zh, name_en = excluded.name_en,
+             sensor_type = excluded.sensor_type, default_owner = excluded.default_owner,
+             source = excluded.source",
+        params![
+            code,
+            major,
+            row.req("name_zh")?,
+            row.text("name_en"),
+            row.req("sensor_type")?,
+            owner,
+            row.text("source")
+        ],
+    )
+    .map_err(dbe)?;
+    Ok(())
+}
+
+/// A grid cell (单元网格); parents come before their children.
+fn import_grid_cell(conn: &Connection, row: &Row<'_>) -> Result<(), SeedError> {
+    let id = row.req("id")?;
+    let parent = row.reference(
+        conn,
+        "parent",
+        "grid_cells",
+        "grid cell (a parent must be listed before its children)",
+    )?;
+    conn.execute(
+        "INSERT INTO grid_cells(id, name, parent, lat_min, lon_min, lat_max, lon_max)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, parent = excluded.parent,
+             lat_min = excluded.lat_min, lon_min = excluded.lon_min,
+             lat_max = excluded.lat_max, lon_max = excluded.lon_max",
+        params![
+            id,
+            row.req("name")?,
+            parent,
+            row.float("lat_min")?,
+            row.float("lon_min")?,
+            row.float("lat_max")?,
+            row.float("lon_max")?
+        ],
+    )
+    .map_err(dbe)?;
+    Ok(())
+}
+
+/// A component (部件), validated as the API validates it.
+fn import_component(conn: &Connection, row: &Row<'_>) -> Result<(), SeedError> {
+    let id = row.req("id")?;
+    let status = match row.opt("status") {
+        None => None,
+        Some(s) => Some(super::ComponentStatus::from_name(&s).ok_or_else(|| {
+            row.err(
+                "status",
+                format!("{s:?} is not one of normal, alarm, offline, maintenance"),
+            )
+        })?),
+    };
+    let input = ComponentInput {
+        id: Some(id.clone()),
+        component_type: row.opt("type"),
+        name: row.opt("name"),
+        address: row.opt("address"),
+        lat: row.float("lat")?,
+        lon: row.float("lon")?,
+        grid_cell: row.opt("grid_cell"),
+        owner_department: row.opt("owner_department"),
+        maintainer_department: row.opt("maintainer_department"),
+        status,
+    };
+    let c = validate_component(conn, &id, &input).map_err(|e| match e {
+        RegistryError::Field { field, reason } => row.err(&field, reason),
+        other => SeedError::Registry(other),
+    })?;
+    upsert_component(conn, &c)?;
+    Ok(())
+}
+
+/// A sensor on a component, read by an edge.
+fn import_sensor(conn: &Connection, row: &Row<'_>) -> Result<(), SeedError> {
+    let id = row.req("id")?;
+    let component = row.reference(conn, "component_id", "components", "component")?;
+    let edge = row.reference(conn, "edge", "edges", "edge")?;
+    let interval_s = match row.opt("interval_s") {
+        None => 60,
+        Some(v) => v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            row.err(
+                "interval_s",
+                format!("{v:?} is not a positive whole number of seconds"),
+            )
+        })?,
+    };
+    conn.execute(
+        "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge,
+                             calibration)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(id) DO UPDATE SET component_id = excluded.component_id,
+             type = excluded.type, profile = excluded.profile,
+             address = excluded.address, interval_s = excluded.interval_s,
+             edge = excluded.edge, calibration = excluded.calibration",
+        params![
+            id,
+            component,
+            row.text("type"),
+            row.text("profile"),
+            row.text("address"),
+            interval_s,
+            edge,
+            row.text("calibration")
+        ],
+    )
+    .map_err(dbe)?;
     Ok(())
 }
 

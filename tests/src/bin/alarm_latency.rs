@@ -35,6 +35,53 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// SSE follower: records when each raise of `opened` (component, count) arrives.
+fn follow_sse_raises(http: u16, arrived: Arc<Mutex<HashMap<(String, u64), Instant>>>) {
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        let resp = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()?
+            .get(format!("http://127.0.0.1:{http}/api/v1/events/stream"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()?;
+        for line in std::io::BufReader::new(resp).lines() {
+            let line = line?;
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let at = Instant::now();
+            let Ok(j) = serde_json::from_str::<Json>(data.trim_start()) else {
+                continue;
+            };
+            if j["trigger"]["quantity"] != "opened" || j["cleared_at"] != Json::Null {
+                continue;
+            }
+            if let (Some(c), Some(n)) = (j["component_id"].as_str(), j["count"].as_u64()) {
+                arrived
+                    .lock()
+                    .unwrap()
+                    .entry((c.to_string(), n))
+                    .or_insert(at);
+            }
+        }
+        Ok(())
+    });
+}
+
+/// The hub's ingest counters that explain the latency.
+fn print_hub_metrics(http: u16) {
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", http))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    for l in metrics.lines().filter(|l| {
+        l.starts_with("wangge_ingest_rules_wait_seconds_total")
+            || l.starts_with("wangge_ingest_readings_stored_total")
+            || l.starts_with("wangge_ingest_batches_stored_total")
+    }) {
+        println!("hub metric: {l}");
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let probes = arg(1, 120) as usize;
     let load_sensors = arg(2, 500);
@@ -65,38 +112,7 @@ fn main() -> anyhow::Result<()> {
 
     // SSE follower: raises by (component, count) → arrival instant.
     let arrived: Arc<Mutex<HashMap<(String, u64), Instant>>> = Arc::default();
-    {
-        let (arrived, http) = (arrived.clone(), hub.http);
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let resp = reqwest::blocking::Client::builder()
-                .timeout(None)
-                .build()?
-                .get(format!("http://127.0.0.1:{http}/api/v1/events/stream"))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()?;
-            for line in std::io::BufReader::new(resp).lines() {
-                let line = line?;
-                let Some(data) = line.strip_prefix("data:") else {
-                    continue;
-                };
-                let at = Instant::now();
-                let Ok(j) = serde_json::from_str::<Json>(data.trim_start()) else {
-                    continue;
-                };
-                if j["trigger"]["quantity"] != "opened" || j["cleared_at"] != Json::Null {
-                    continue;
-                }
-                if let (Some(c), Some(n)) = (j["component_id"].as_str(), j["count"].as_u64()) {
-                    arrived
-                        .lock()
-                        .unwrap()
-                        .entry((c.to_string(), n))
-                        .or_insert(at);
-                }
-            }
-            Ok(())
-        });
-    }
+    follow_sse_raises(hub.http, arrived.clone());
 
     // Background load through the same site broker and edge.
     let mut load_cmd = Command::new(bins.path().join("release/firmware-sim"));
@@ -209,16 +225,7 @@ fn main() -> anyhow::Result<()> {
         lat.last().copied().unwrap_or(f64::NAN),
         lat.first().copied().unwrap_or(f64::NAN),
     );
-    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", hub.http))
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    for l in metrics.lines().filter(|l| {
-        l.starts_with("wangge_ingest_rules_wait_seconds_total")
-            || l.starts_with("wangge_ingest_readings_stored_total")
-            || l.starts_with("wangge_ingest_batches_stored_total")
-    }) {
-        println!("hub metric: {l}");
-    }
+    print_hub_metrics(hub.http);
     edge.kill9();
     hub.kill9();
     Ok(())
