@@ -361,18 +361,29 @@ fn the_hub_sees_a_retained_online_status_with_backlog_and_the_last_will_when_the
     });
 }
 
-#[test]
-fn sensors_can_publish_to_the_edges_own_embedded_broker() {
+/// What an edge with its own site broker needs kept alive, in drop order: the edge process,
+/// the acking hub stub, the hub and site brokers, the temp dir.
+type Running = (EdgeProc, HubStub, Mosquitto, Mosquitto, tempfile::TempDir);
+
+/// An edge running its own site broker (`[site_broker]` on a free port) in front of an acking
+/// hub stub, once its embedded source is up: the broker's port, the hub's store, the guards.
+fn edge_with_its_own_broker(tag: &str) -> (u16, Arc<Mutex<Store>>, Running) {
     let broker_port = free_port();
-    let (dir, _site, hub, cfg) = setup(&format!(
+    let (dir, site, hub, cfg) = setup(&format!(
         "[site_broker]\nlisten = \"127.0.0.1:{broker_port}\"\n"
     ));
     let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
-    let edge = EdgeProc::start(dir.path(), &cfg, "embedded");
+    let stub = HubStub::start(hub.port, store.clone());
+    let edge = EdgeProc::start(dir.path(), &cfg, tag);
     wait_until("embedded source up", Duration::from_secs(20), || {
         edge.source_up("embedded")
     });
+    (broker_port, store, (edge, stub, hub, site, dir))
+}
+
+#[test]
+fn sensors_can_publish_to_the_edges_own_embedded_broker() {
+    let (broker_port, store, _running) = edge_with_its_own_broker("embedded");
     let mut p = Publisher::connect(broker_port);
     publish_range(&mut p, 10, 0, 500);
     wait_until("readings at the hub", Duration::from_secs(30), || {
@@ -383,16 +394,7 @@ fn sensors_can_publish_to_the_edges_own_embedded_broker() {
 
 #[test]
 fn sensors_with_an_empty_client_id_are_admitted_by_the_embedded_broker() {
-    let broker_port = free_port();
-    let (dir, _site, hub, cfg) = setup(&format!(
-        "[site_broker]\nlisten = \"127.0.0.1:{broker_port}\"\n"
-    ));
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
-    let edge = EdgeProc::start(dir.path(), &cfg, "embedded-anon");
-    wait_until("embedded source up", Duration::from_secs(20), || {
-        edge.source_up("embedded")
-    });
+    let (broker_port, store, _running) = edge_with_its_own_broker("embedded-anon");
     // MQTT 3.1.1 §3.1.3.1: an empty client id with clean session is the server's to name.
     let mut first = Publisher::connect_as(broker_port, "");
     let mut second = Publisher::connect_as(broker_port, "");

@@ -20,7 +20,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -117,40 +119,38 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let tls = listener.tls.clone();
         tokio::spawn(async move {
-            let result =
-                match tls {
-                    None => {
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
+            match tls {
+                None => serve_io(&builder, watcher, stream, service, peer).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like a request head: a client that opens TLS and
+                    // stalls holds a slot no longer than a slow plain client would.
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_io(&builder, watcher, tls_stream, service, peer).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTPS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
                     }
-                    Some(acceptor) => {
-                        // The handshake is bounded like a request head: a client that opens TLS
-                        // and stalls holds a slot no longer than a slow plain client would.
-                        let stream =
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "HTTPS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "HTTPS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
-                    }
-                };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
             }
             drop(slot);
         });
+    }
+}
+
+/// Serves one connection (plain TCP or TLS) until it ends or the graceful shutdown closes it.
+async fn serve_io<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    service: TowerToHyperService<axum::Router>,
+    peer: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
     }
 }
 
