@@ -191,7 +191,7 @@ impl<'a> From<&'a Event> for EventJson<'a> {
 }
 
 /// One row of an event's history: who did what, when, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct HistoryEntry {
     pub at: String,
     /// `system` for rule-driven changes, else the token's user/department.

@@ -1,61 +1,17 @@
 //! OpenAPI entries for the events routes. The routes themselves live in the `wangge-events`
 //! crate (`hub/events/src/http.rs`, mounted by `serve` under `/api/v1` when `[events] enabled`,
-//! the default); their contract is described here, in the hub's one OpenAPI document. The
-//! `Event` and `EventTrigger` schemas derive from the wire types in `wangge_events::model`. These functions are never routed. Full semantics:
+//! the default); their routes are listed here, in the hub's one OpenAPI document. Every body's
+//! schema derives from the type the handler serializes (`wangge_events::model::EventJson`,
+//! `wangge_events::http::bodies`). These functions are never routed. Full semantics:
 //! `hub/events/README.md` "API notes".
 #![allow(dead_code)]
 
 use super::error::ErrorBody;
-use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
+use wangge_events::http::bodies::{
+    DeliveryJson, EventDetail, NewSubscription, Page, SubscriptionJson, TransitionBody,
+};
 use wangge_events::model::EventJson;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventPage {
-    pub items: Vec<EventJson<'static>>,
-    pub next: Option<String>,
-}
-
-/// Body of `POST events/{id}/transitions`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Transition {
-    /// acknowledge | dispatch | start | resolve | close | reopen
-    pub action: String,
-    /// Required by `dispatch`.
-    pub department: Option<String>,
-    pub note: Option<String>,
-}
-
-/// Body of `POST subscriptions`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NewSubscription {
-    pub url: String,
-    /// HMAC-SHA256 key of `X-Wangge-Signature`; generated (and shown once) when absent.
-    pub secret: Option<String>,
-    /// Patterns such as `fire.*`; empty = all.
-    pub event_types: Option<Vec<String>>,
-    pub department: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Subscription {
-    pub id: i64,
-    pub url: String,
-    pub department: Option<String>,
-    pub event_types: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Delivery {
-    pub id: i64,
-    pub subscription_id: i64,
-    pub event_id: i64,
-    pub version: i64,
-    pub status: String,
-    pub attempts: i64,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-}
 
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -83,19 +39,20 @@ pub struct RangeQuery {
 /// Events visible to the token (sharing rules), newest first.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Page<EventJson>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub fn list_events() {}
 
 /// One event, with its history of transitions.
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events",
     params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = EventJson), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = EventDetail), (status = 404, body = ErrorBody)))]
 pub fn get_event() {}
 
 /// Moves an event through the closed loop; 409 names the allowed actions.
 #[utoipa::path(post, path = "/api/v1/events/{id}/transitions", tag = "events",
-    params(("id" = i64, Path)), request_body = Transition, security(("bearer" = [])),
-    responses((status = 200, body = EventJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+    params(("id" = i64, Path)), request_body = TransitionBody, security(("bearer" = [])),
+    responses((status = 200, body = EventJson), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "dispatch to an unregistered department")))]
 pub fn transition() {}
 
@@ -107,19 +64,19 @@ pub fn stream() {}
 
 /// Webhook subscriptions of the token's department (admin: all).
 #[utoipa::path(get, path = "/api/v1/subscriptions", tag = "subscriptions", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Subscription>)))]
+    responses((status = 200, body = Page<SubscriptionJson>)))]
 pub fn list_subscriptions() {}
 
 /// Creates a webhook subscription; the secret is shown once.
 #[utoipa::path(post, path = "/api/v1/subscriptions", tag = "subscriptions",
     request_body = NewSubscription, security(("bearer" = [])),
-    responses((status = 201, body = Subscription), (status = 400, body = ErrorBody),
+    responses((status = 201, body = SubscriptionJson), (status = 400, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "url refused by the SSRF guard")))]
 pub fn create_subscription() {}
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Subscription), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SubscriptionJson), (status = 404, body = ErrorBody)))]
 pub fn get_subscription() {}
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{id}", tag = "subscriptions",
@@ -130,7 +87,7 @@ pub fn delete_subscription() {}
 /// Delivery attempts of a subscription.
 #[utoipa::path(get, path = "/api/v1/subscriptions/{id}/deliveries", tag = "subscriptions",
     params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Vec<Delivery>)))]
+    responses((status = 200, body = Page<DeliveryJson>)))]
 pub fn list_deliveries() {}
 
 /// Evaluation (综合评价) per department and per component over a period.

@@ -503,8 +503,11 @@ impl utoipa::Modify for BearerAuth {
         RegistryStats, Stats, Health, ErrorBody,
         error::ErrorDetail, readings::Readings, readings::PointOut, wangge_events::model::EventJson,
         wangge_events::model::TriggerJson, wangge_events::model::Severity,
-        wangge_events::model::Status, events_doc::EventPage, events_doc::Transition,
-        events_doc::NewSubscription, events_doc::Subscription, events_doc::Delivery
+        wangge_events::model::Status, wangge_events::model::HistoryEntry,
+        wangge_events::http::bodies::Page<wangge_events::model::EventJson>,
+        wangge_events::http::bodies::EventDetail, wangge_events::http::bodies::TransitionBody,
+        wangge_events::http::bodies::NewSubscription, wangge_events::http::bodies::SubscriptionJson,
+        wangge_events::http::bodies::DeliveryJson, wangge_events::http::bodies::AttemptJson
     )),
     modifiers(&BearerAuth)
 )]

@@ -1,22 +1,24 @@
 //! `GET /events` (pages cut after visibility), `GET /events/{id}`, `POST /events/{id}/transitions`.
 
+use super::bodies::{EventDetail, Page, TransitionBody};
 use super::{actor, blocking, param_ts, parse_id, ApiError, ApiState, PAGE_DEFAULT, PAGE_MAX};
 use crate::lifecycle::Action;
 use crate::model::{now_ns, Actor, Scope, Status};
+use crate::model::{Event, EventJson};
 use crate::store::{ListQuery, TransitionRequest};
 use crate::Events;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value as Json_};
 use std::collections::HashMap;
 
 pub(super) async fn list_events(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers)?;
     for k in q.keys() {
         if ![
@@ -64,7 +66,8 @@ pub(super) async fn list_events(
     };
     let events = state.events.clone();
     let (items, next) = blocking(move || visible_page(&events, &actor, query, limit)).await?;
-    Ok(Json(json!({ "items": items, "next": next })))
+    let items = items.iter().map(EventJson::from).collect();
+    Ok(Json(Page { items, next }).into_response())
 }
 
 /// Rows read from the store per round while filling a page with visible events.
@@ -83,7 +86,7 @@ fn visible_page(
     actor: &Actor,
     query: ListQuery,
     limit: usize,
-) -> Result<(Vec<Json_>, Option<String>), ApiError> {
+) -> Result<(Vec<Event>, Option<String>), ApiError> {
     let mut ctx_cache: HashMap<String, Option<crate::model::ComponentCtx>> = HashMap::new();
     let mut sees = |e: &crate::model::Event| {
         if actor.scope == Scope::Admin {
@@ -105,18 +108,20 @@ fn visible_page(
             ..query.clone()
         };
         let rows = events.store().list(&round)?;
-        for e in &rows {
-            if sees(e) {
+        let full = rows.len() == SCAN_PAGE;
+        let last_read = rows.last().map(|e| e.id);
+        for e in rows {
+            if sees(&e) {
                 if items.len() == limit {
                     more = true;
                     break 'scan;
                 }
-                items.push(e.to_json());
                 last_id = Some(e.id);
+                items.push(e);
             }
         }
-        match rows.last() {
-            Some(last) if rows.len() == SCAN_PAGE => before = Some(last.id),
+        match last_read {
+            Some(last) if full => before = Some(last),
             _ => break,
         }
     }
@@ -138,7 +143,7 @@ pub(super) async fn get_event(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers)?;
     let id = parse_id(&id, "id")?;
     let events = state.events.clone();
@@ -151,9 +156,8 @@ pub(super) async fn get_event(
             events.audit_denied(&actor, "read", Some(id), "event not shared with department");
             return Err(hidden(id));
         }
-        let mut body = event.to_json();
-        body["history"] = json!(events.store().history(id)?);
-        Ok(Json(body))
+        let history = events.store().history(id)?;
+        Ok(Json(EventDetail::new(&event, history)).into_response())
     })
     .await
 }
@@ -163,39 +167,27 @@ pub(super) async fn transition(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers)?;
     let id = parse_id(&id, "id")?;
-    let v: Json_ = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body: not JSON: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| {
-        ApiError::bad_request("body: expected an object {\"action\",\"department\"?,\"note\"?}")
-    })?;
-    for k in obj.keys() {
-        if !["action", "department", "note"].contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!("field `{k}`: unknown")));
-        }
-    }
-    let text = |k: &str, max: usize| -> Result<Option<String>, ApiError> {
-        match obj.get(k) {
-            None | Some(Json_::Null) => Ok(None),
-            Some(Json_::String(s)) if s.len() <= max => Ok(Some(s.clone())),
-            Some(_) => Err(ApiError::bad_request(format!(
-                "field `{k}`: a string of at most {max} bytes"
-            ))),
-        }
+    let body: TransitionBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let text = |k: &str, v: Option<String>, max: usize| match v {
+        Some(s) if s.len() > max => Err(ApiError::bad_request(format!(
+            "field `{k}`: a string of at most {max} bytes"
+        ))),
+        v => Ok(v),
     };
-    let action_name =
-        text("action", 32)?.ok_or_else(|| ApiError::bad_request("field `action`: required"))?;
-    let action = Action::from_name(&action_name).ok_or_else(|| {
+    let action = Action::from_name(&body.action).ok_or_else(|| {
         ApiError::bad_request(format!(
-            "field `action`: {action_name:?} is not one of acknowledge, dispatch, start, resolve, close, reopen"
+            "field `action`: {:?} is not one of acknowledge, dispatch, start, resolve, close, reopen",
+            body.action
         ))
     })?;
     let req = TransitionRequest {
         action,
-        department: text("department", 64)?,
-        note: text("note", 4096)?,
+        department: text("department", body.department, 64)?,
+        note: text("note", body.note, 4096)?,
     };
     let events = state.events.clone();
     blocking(move || {
@@ -238,7 +230,7 @@ pub(super) async fn transition(
             }
         }
         let change = events.transition(id, &actor, &req, now_ns())?;
-        Ok(Json(change.event.to_json()))
+        Ok(Json(EventJson::from(&change.event)).into_response())
     })
     .await
 }

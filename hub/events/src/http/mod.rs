@@ -2,6 +2,7 @@
 //! subscriptions and the evaluation report. Authentication is the hub's ([`Authorizer`]);
 //! access per event is the sharing rules'. Errors are `{"error":{"code","message"}}`.
 mod audit;
+pub mod bodies;
 mod error;
 mod events;
 mod report;

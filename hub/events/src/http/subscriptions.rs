@@ -1,26 +1,13 @@
 //! `/subscriptions`: webhook subscriptions and their deliveries.
 
+use super::bodies::{DeliveryJson, NewSubscription, Page, SubscriptionJson};
 use super::{actor, parse_id, ApiError, ApiState, PAGE_MAX};
-use crate::model::{now_ns, rfc3339, Actor, Scope};
+use crate::model::{now_ns, Actor, Scope};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value as Json_};
-
-fn subscription_json(s: &crate::store::Subscription, with_secret: bool) -> Json_ {
-    let mut v = json!({
-        "id": s.id,
-        "url": s.url,
-        "department": s.department,
-        "event_types": s.event_types,
-        "created_at": rfc3339(s.created_at_ns),
-    });
-    if with_secret {
-        v["secret"] = json!(s.secret);
-    }
-    v
-}
 
 fn may_manage(actor: &Actor, s: &crate::store::Subscription) -> bool {
     actor.scope == Scope::Admin || (actor.department.is_some() && actor.department == s.department)
@@ -29,24 +16,22 @@ fn may_manage(actor: &Actor, s: &crate::store::Subscription) -> bool {
 pub(super) async fn list_subscriptions(
     State(state): State<ApiState>,
     headers: HeaderMap,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers)?;
-    let items: Vec<Json_> = state
-        .events
-        .store()
-        .subscriptions()?
+    let subscriptions = state.events.store().subscriptions()?;
+    let items = subscriptions
         .iter()
         .filter(|s| may_manage(&actor, s))
-        .map(|s| subscription_json(s, false))
+        .map(SubscriptionJson::listed)
         .collect();
-    Ok(Json(json!({ "items": items, "next": null })))
+    Ok(Json(Page { items, next: None }).into_response())
 }
 
 pub(super) async fn create_subscription(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Json_>), ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers)?;
     if actor.scope < Scope::Write {
         state
@@ -56,51 +41,32 @@ pub(super) async fn create_subscription(
             "a read-only token cannot create subscriptions",
         ));
     }
-    let v: Json_ = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body: not JSON: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| {
-        ApiError::bad_request(
-            "body: expected {\"url\",\"secret\"?,\"event_types\"?,\"department\"?}",
-        )
-    })?;
-    for k in obj.keys() {
-        if !["url", "secret", "event_types", "department"].contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!("field `{k}`: unknown")));
-        }
-    }
-    let url = obj
-        .get("url")
-        .and_then(|u| u.as_str())
+    let body: NewSubscription =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let url = Some(body.url.as_str())
         .filter(|u| (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 2048)
         .ok_or_else(|| {
             ApiError::bad_request("field `url`: required, an http(s) URL of at most 2048 bytes")
         })?;
-    let secret = match obj.get("secret") {
-        None | Some(Json_::Null) => hex::encode(rand::random::<[u8; 32]>()),
-        Some(Json_::String(s)) if (16..=256).contains(&s.len()) => s.clone(),
+    let secret = match body.secret {
+        None => hex::encode(rand::random::<[u8; 32]>()),
+        Some(s) if (16..=256).contains(&s.len()) => s,
         Some(_) => {
             return Err(ApiError::bad_request(
                 "field `secret`: a string of 16 to 256 bytes",
             ))
         }
     };
-    let event_types: Vec<String> = match obj.get("event_types") {
-        None | Some(Json_::Null) => Vec::new(),
-        Some(Json_::Array(a)) if a.len() <= 64 => a
-            .iter()
-            .map(|t| t.as_str().map(str::to_string))
-            .collect::<Option<_>>()
-            .ok_or_else(|| ApiError::bad_request("field `event_types`: strings"))?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "field `event_types`: an array of at most 64 strings",
-            ))
-        }
-    };
+    let event_types = body.event_types.unwrap_or_default();
+    if event_types.len() > 64 {
+        return Err(ApiError::bad_request(
+            "field `event_types`: an array of at most 64 strings",
+        ));
+    }
     // A department's subscription receives what the department sees; only admin may choose.
-    let department = match (&actor.scope, obj.get("department").and_then(|d| d.as_str())) {
-        (Scope::Admin, d) => d.map(str::to_string).or_else(|| actor.department.clone()),
-        (_, Some(d)) if Some(d) != actor.department.as_deref() => {
+    let department = match (&actor.scope, body.department) {
+        (Scope::Admin, d) => d.or_else(|| actor.department.clone()),
+        (_, Some(d)) if Some(d.as_str()) != actor.department.as_deref() => {
             state.events.audit_denied(
                 &actor,
                 "subscribe",
@@ -140,7 +106,7 @@ pub(super) async fn create_subscription(
         &event_types,
         now_ns(),
     )?;
-    Ok((StatusCode::CREATED, Json(subscription_json(&sub, true))))
+    Ok((StatusCode::CREATED, Json(SubscriptionJson::created(&sub))).into_response())
 }
 
 pub(super) async fn find_subscription(
@@ -172,10 +138,10 @@ pub(super) async fn get_subscription(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers)?;
     let sub = find_subscription(&state, &actor, &id).await?;
-    Ok(Json(subscription_json(&sub, false)))
+    Ok(Json(SubscriptionJson::listed(&sub)).into_response())
 }
 
 pub(super) async fn delete_subscription(
@@ -198,34 +164,15 @@ pub(super) async fn list_deliveries(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<Page<DeliveryJson>>, ApiError> {
     let actor = actor(&state, &headers)?;
     let sub = find_subscription(&state, &actor, &id).await?;
-    let items: Vec<Json_> = state
+    let items = state
         .events
         .store()
         .deliveries(sub.id, PAGE_MAX)?
         .into_iter()
-        .map(|(d, attempts)| {
-            json!({
-                "id": d.id,
-                "event_id": d.event_id,
-                "version": d.version,
-                "cursor": d.cursor,
-                "status": d.status,
-                "attempts": d.attempts,
-                "next_attempt": rfc3339(d.next_attempt_ns),
-                "last_status": d.last_status,
-                "last_error": d.last_error.as_deref().map(crate::delivery::error_class::shown),
-                "delivered_at": d.delivered_at_ns.map(rfc3339),
-                "history": attempts.iter().map(|a| json!({
-                    "delivery": a.delivery_uid,
-                    "at": rfc3339(a.at_ns),
-                    "http_status": a.http_status,
-                    "error": a.error.as_deref().map(crate::delivery::error_class::shown),
-                })).collect::<Vec<_>>(),
-            })
-        })
+        .map(|(d, attempts)| DeliveryJson::new(d, attempts))
         .collect();
-    Ok(Json(json!({ "items": items, "next": null })))
+    Ok(Json(Page { items, next: None }))
 }
