@@ -9,6 +9,8 @@ use hub_cli_support::serve;
 use serde_json::{json, Value as Json};
 
 const ADMIN: &str = "schema-admin-4f1c9b2e7a0d63e8c5b94a1f02d7";
+/// The test's webhook receiver address is loopback, refused by default.
+const WEBHOOKS_TO_LOOPBACK: &str = "[events.webhooks]\ninsecure_allow_loopback = true\n";
 
 /// Why `value` does not conform to `schema` (resolving `$ref`s in `doc`), or None.
 fn mismatch(doc: &Json, schema: &Json, value: &Json, at: &str) -> Option<String> {
@@ -123,11 +125,7 @@ fn assert_conforms(doc: &Json, path: &str, method: &str, status: &str, body: &Js
 async fn events_and_subscription_answers_match_the_openapi_document() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        "[events.webhooks]\ninsecure_allow_loopback = true\n",
-    )
-    .unwrap();
+    std::fs::write(&config, WEBHOOKS_TO_LOOPBACK).unwrap();
     let hub = serve(dir.path(), "hub.log", ADMIN)
         .config_file(&config)
         .data_dir(&dir.path().join("data"))
@@ -139,14 +137,7 @@ async fn events_and_subscription_answers_match_the_openapi_document() {
         let r = req.bearer_auth(ADMIN).send().await.unwrap();
         (r.status().as_u16(), r.json::<Json>().await.unwrap())
     };
-    let doc: Json = http
-        .get(format!("{api}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, doc) = call(http.get(format!("{api}/openapi.json"))).await;
 
     let created = json!({ "url": "http://127.0.0.1:9/hook", "event_types": ["fire.*"] });
     let (s, sub) = call(http.post(format!("{api}/subscriptions")).json(&created)).await;

@@ -11,8 +11,8 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 /// Query of `GET components`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -35,17 +35,10 @@ pub struct ComponentQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ComponentPage {
-    pub items: Vec<Component>,
-    /// Cursor of the next page; null on the last.
-    pub next: Option<String>,
-}
-
 /// Components, filtered, ordered by id, cursor-paginated.
 #[utoipa::path(get, path = "/api/v1/components", tag = "components", params(ComponentQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = ComponentPage), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Page<Component>), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody)))]
 pub(super) async fn list_components(
     State(state): State<AppState>,

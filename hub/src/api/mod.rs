@@ -16,6 +16,7 @@ pub mod report_range;
 pub mod stream_cap;
 pub mod time;
 
+use crate::registry::RegistryError;
 use crate::registry::{
     Component, ComponentInput, ComponentStatus, Department, Edge, GridCell, Page, Principal,
     RegistryAdmin, RegistryStats, Scope, Sensor, SensorInput, UnassignedSensor,
@@ -29,11 +30,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+pub use components::ComponentQuery;
 use components::{
     check_component_write, create_component, delete_component, get_component, list_components,
     put_component,
 };
-pub use components::{ComponentPage, ComponentQuery};
 use error::{rejection, ApiError, ErrorBody};
 use metrics::{ApiMetrics, MetricsSource};
 use serde::{Deserialize, Serialize};
@@ -268,18 +269,6 @@ pub struct PageQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EdgePage {
-    pub items: Vec<Edge>,
-    pub next: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UnassignedPage {
-    pub items: Vec<UnassignedSensor>,
-    pub next: Option<String>,
-}
-
 fn page_limit(state: &AppState, limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(state.limits.page_limit_default),
@@ -303,6 +292,21 @@ fn bounded_text(name: &str, v: Option<String>) -> Result<Option<String>, ApiErro
     }
 }
 
+/// A registry list page (`?cursor=&limit=`, checked) read by `list` on the blocking pool.
+async fn registry_page<T: Send + 'static>(
+    state: AppState,
+    q: Result<Query<PageQuery>, QueryRejection>,
+    list: fn(&dyn RegistryAdmin, Option<&str>, usize) -> Result<Page<T>, RegistryError>,
+) -> Result<Json<Page<T>>, ApiError> {
+    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
+    let limit = page_limit(&state, q.limit)?;
+    let after = bounded_text("cursor", q.cursor)?;
+    let reg = state.registry.clone();
+    blocking(move || Ok(list(reg.as_ref(), after.as_deref(), limit)?))
+        .await
+        .map(Json)
+}
+
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(v)| v)
         .map_err(|e| rejection(e.status(), e.body_text()))
@@ -311,47 +315,26 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 /// Edge boxes: online, last seen, version, reported backlog.
 #[utoipa::path(get, path = "/api/v1/edges", tag = "edges", params(PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = EdgePage), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Page<Edge>), (status = 401, body = ErrorBody)))]
 async fn list_edges(
     State(state): State<AppState>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<Edge>>, ApiError> {
-    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
-    let limit = page_limit(&state, q.limit)?;
-    let after = bounded_text("cursor", q.cursor)?;
-    let reg = state.registry.clone();
-    blocking(move || Ok(reg.list_edges(after.as_deref(), limit)?))
-        .await
-        .map(Json)
+    registry_page(state, q, |reg, after, limit| reg.list_edges(after, limit)).await
 }
 
 /// Sensors that sent readings but are not registered, for an operator to assign.
 #[utoipa::path(get, path = "/api/v1/sensors/unassigned", tag = "sensors", params(PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = UnassignedPage)))]
+    responses((status = 200, body = Page<UnassignedSensor>)))]
 async fn list_unassigned(
     State(state): State<AppState>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<UnassignedSensor>>, ApiError> {
-    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
-    let limit = page_limit(&state, q.limit)?;
-    let after = bounded_text("cursor", q.cursor)?;
-    let reg = state.registry.clone();
-    blocking(move || Ok(reg.list_unassigned_sensors(after.as_deref(), limit)?))
-        .await
-        .map(Json)
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GridCellPage {
-    pub items: Vec<GridCell>,
-    pub next: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DepartmentPage {
-    pub items: Vec<Department>,
-    pub next: Option<String>,
+    registry_page(state, q, |reg, after, limit| {
+        reg.list_unassigned_sensors(after, limit)
+    })
+    .await
 }
 
 /// One registered sensor.
@@ -405,35 +388,29 @@ async fn put_sensor(
 /// Grid cells (网格) with their bounding boxes, for maps and filters.
 #[utoipa::path(get, path = "/api/v1/grid_cells", tag = "registry", params(PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = GridCellPage)))]
+    responses((status = 200, body = Page<GridCell>)))]
 async fn list_grid_cells(
     State(state): State<AppState>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<GridCell>>, ApiError> {
-    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
-    let limit = page_limit(&state, q.limit)?;
-    let after = bounded_text("cursor", q.cursor)?;
-    let reg = state.registry.clone();
-    blocking(move || Ok(reg.list_grid_cells(after.as_deref(), limit)?))
-        .await
-        .map(Json)
+    registry_page(state, q, |reg, after, limit| {
+        reg.list_grid_cells(after, limit)
+    })
+    .await
 }
 
 /// Departments (部门).
 #[utoipa::path(get, path = "/api/v1/departments", tag = "registry", params(PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = DepartmentPage)))]
+    responses((status = 200, body = Page<Department>)))]
 async fn list_departments(
     State(state): State<AppState>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<Department>>, ApiError> {
-    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
-    let limit = page_limit(&state, q.limit)?;
-    let after = bounded_text("cursor", q.cursor)?;
-    let reg = state.registry.clone();
-    blocking(move || Ok(reg.list_departments(after.as_deref(), limit)?))
-        .await
-        .map(Json)
+    registry_page(state, q, |reg, after, limit| {
+        reg.list_departments(after, limit)
+    })
+    .await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -498,8 +475,9 @@ impl utoipa::Modify for BearerAuth {
         events_doc::audit
     ),
     components(schemas(
-        Component, ComponentInput, ComponentStatus, ComponentPage, Edge, EdgePage,
-        UnassignedSensor, UnassignedPage, Sensor, SensorInput, GridCell, GridCellPage, Department, DepartmentPage,
+        Component, ComponentInput, ComponentStatus, Page<Component>, Edge, Page<Edge>,
+        UnassignedSensor, Page<UnassignedSensor>, Sensor, SensorInput, GridCell, Page<GridCell>, Department,
+        Page<Department>,
         RegistryStats, Stats, Health, ErrorBody,
         error::ErrorDetail, readings::Readings, readings::PointOut, wangge_events::model::EventJson,
         wangge_events::model::TriggerJson, wangge_events::model::Severity,

@@ -62,7 +62,7 @@ pub struct ComponentFilter {
 }
 
 /// One page of a list: `next` is the cursor of the following page, `None` on the last.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
