@@ -12,6 +12,8 @@
 //!   [`uplink::Ack`] and the edge's [`uplink::EdgeStatus`].
 //! * **Time** ([`time`], needs `std`): the clock (`now_ns`) and the RFC 3339 codec every
 //!   crate of the workspace uses.
+//! * **MQTT remaining length** ([`mqtt_length`]): the variable byte integer of MQTT's fixed
+//!   header, for the code that reads MQTT frames itself (the hub's gate, the edge's front door).
 //! * **Seed CSV** ([`seed_csv`], needs `std`): the one parser of the registry's
 //!   `config/registry/*.csv` (`sensors.csv` is read by the hub, the edge and the simulator).
 //!
@@ -25,6 +27,7 @@ extern crate alloc;
 mod cobs;
 mod decoder;
 mod frame;
+pub mod mqtt_length;
 mod quantity;
 mod value;
 

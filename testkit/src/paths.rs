@@ -64,3 +64,29 @@ pub fn installed(name: &str, candidates: &[&str]) -> PathBuf {
         .find(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from(name))
 }
+
+/// Every file below `root`, recursively, as (path, path relative to `root` with `/`), sorted.
+pub fn files_under(root: &Path) -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(root).expect("below root");
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            (p, rel)
+        })
+        .collect()
+}

@@ -87,30 +87,15 @@ fn empty_client_id_at(frame: &[u8]) -> Option<EmptyId> {
     })
 }
 
-/// The remaining length and the size of the fixed header, if the frame holds them.
+/// The remaining length and the size of the fixed header, if the frame holds them (`None` also
+/// for a malformed length, which `read_frame` tells apart by the bytes it has).
 fn remaining_len(frame: &[u8]) -> Option<(usize, usize)> {
-    let mut len = 0usize;
-    for (i, b) in frame.iter().skip(1).take(4).enumerate() {
-        len |= usize::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((len, i + 2));
-        }
-    }
-    None
+    protocol::mqtt_length::read(frame).ok().flatten()
 }
 
-fn encode_remaining_len(mut len: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if len == 0 {
-            return;
-        }
-    }
+fn encode_remaining_len(len: usize, out: &mut Vec<u8>) {
+    let (bytes, n) = protocol::mqtt_length::encode(len);
+    out.extend_from_slice(&bytes[..n]);
 }
 
 /// Accepts sensors on `listener` and relays each to the broker at `inner`, for as long as the

@@ -63,7 +63,7 @@ mod tests {
     use axum::body::{to_bytes, Body};
     use axum::http::Request;
     use std::collections::BTreeSet;
-    use std::path::{Path as FsPath, PathBuf};
+    use std::path::Path as FsPath;
     use tower::ServiceExt;
 
     async fn fetch(path: &str) -> (StatusCode, String, Vec<u8>) {
@@ -115,28 +115,10 @@ mod tests {
         assert_eq!(v["error"]["code"], "not_found");
     }
 
-    fn files_under(dir: &FsPath, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).expect("read assets dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                files_under(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-
     #[test]
     fn every_file_in_the_assets_folder_is_embedded() {
         let root = FsPath::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-        let mut files = Vec::new();
-        files_under(&root, &mut files);
-        for f in files {
-            let rel = f
-                .strip_prefix(&root)
-                .expect("under root")
-                .to_string_lossy()
-                .replace('\\', "/");
+        for (_, rel) in wangge_testkit::paths::files_under(&root) {
             assert!(
                 assets::find(&rel).is_some(),
                 "assets/{rel} exists but is not in assets::ASSETS"

@@ -311,27 +311,18 @@ pub trait RegistryAdmin: RegistryStore {
 /// registry's file name (but `config.rs`, which sets its path).
 #[cfg(test)]
 mod ownership_tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     /// The other SQLite databases and their one owner each.
     const OTHER_DATABASES: &[&str] = &["timeseries/embedded.rs", "ingest/dedup.rs"];
 
-    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                sources(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
-
     #[test]
     fn only_the_registry_module_touches_the_registry_database() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files = Vec::new();
-        sources(&src, &mut files);
+        let files: Vec<_> = wangge_testkit::paths::files_under(&src)
+            .into_iter()
+            .filter(|(_, rel)| rel.ends_with(".rs"))
+            .collect();
         assert!(
             files.len() > 20,
             "read {} files under {}",
@@ -339,12 +330,7 @@ mod ownership_tests {
             src.display()
         );
         let mut found = Vec::new();
-        for f in files {
-            let rel = f
-                .strip_prefix(&src)
-                .unwrap()
-                .to_string_lossy()
-                .replace('\\', "/");
+        for (f, rel) in files {
             if rel.starts_with("registry/") {
                 continue;
             }

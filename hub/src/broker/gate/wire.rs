@@ -47,17 +47,7 @@ pub fn frame_len(buf: &[u8], max_frame_bytes: usize) -> Result<Option<usize>, Wi
 
 /// (remaining length, bytes of fixed header) if the fixed header is complete.
 fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, WireError> {
-    let mut value = 0usize;
-    for i in 0..4 {
-        let Some(&b) = buf.get(1 + i) else {
-            return Ok(None);
-        };
-        value |= ((b & 0x7f) as usize) << (7 * i);
-        if b & 0x80 == 0 {
-            return Ok(Some((value, 2 + i)));
-        }
-    }
-    Err(WireError::BadLength)
+    protocol::mqtt_length::read(buf).map_err(|_| WireError::BadLength)
 }
 
 /// The packet type of a complete frame.
@@ -297,18 +287,8 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
 fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 5);
     out.push(first);
-    let mut n = body.len();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
+    let (len, n) = protocol::mqtt_length::encode(body.len());
+    out.extend_from_slice(&len[..n]);
     out.extend_from_slice(body);
     out
 }
