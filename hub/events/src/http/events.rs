@@ -139,6 +139,20 @@ fn hidden(id: i64) -> ApiError {
     ApiError::not_found(format!("event {id} not found"))
 }
 
+/// Event `id` if `actor` may see it; otherwise the refusal is audited (as `action`) and the
+/// answer is the [`hidden`] 404.
+fn visible_event(events: &Events, actor: &Actor, id: i64, action: &str) -> Result<Event, ApiError> {
+    let event = events
+        .store()
+        .get(id)?
+        .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
+    if !events.actor_sees(actor, &event) {
+        events.audit_denied(actor, action, Some(id), "event not shared with department");
+        return Err(hidden(id));
+    }
+    Ok(event)
+}
+
 pub(super) async fn get_event(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -148,14 +162,7 @@ pub(super) async fn get_event(
     let id = parse_id(&id, "id")?;
     let events = state.events.clone();
     blocking(move || {
-        let event = events
-            .store()
-            .get(id)?
-            .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
-        if !events.actor_sees(&actor, &event) {
-            events.audit_denied(&actor, "read", Some(id), "event not shared with department");
-            return Err(hidden(id));
-        }
+        let event = visible_event(&events, &actor, id, "read")?;
         let history = events.store().history(id)?;
         Ok(Json(EventDetail::new(&event, history)).into_response())
     })
@@ -191,19 +198,7 @@ pub(super) async fn transition(
     };
     let events = state.events.clone();
     blocking(move || {
-        let event = events
-            .store()
-            .get(id)?
-            .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))?;
-        if !events.actor_sees(&actor, &event) {
-            events.audit_denied(
-                &actor,
-                action.name(),
-                Some(id),
-                "event not shared with department",
-            );
-            return Err(hidden(id));
-        }
+        visible_event(&events, &actor, id, action.name())?;
         if actor.scope < Scope::Write {
             events.audit_denied(&actor, action.name(), Some(id), "read-only token");
             return Err(ApiError::forbidden(

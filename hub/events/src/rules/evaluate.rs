@@ -414,24 +414,8 @@ impl Evaluator {
             if let Some(w) = self.sensors.get_mut(r.sensor_id) {
                 w.offline = true; // cleared just below, with the usual condition
             } else {
-                let severity = self
-                    .plan_for(r.component_type)
-                    .offline
-                    .map(|i| self.set.rules[i].severity)
-                    .unwrap_or(Severity::Major);
-                out.push(Condition {
-                    kind: ConditionKind::Cleared,
-                    component_id: r.component_id.to_string(),
-                    event_type: OFFLINE_EVENT.to_string(),
-                    severity,
-                    trigger: Trigger {
-                        quantity: r.quantity.name().to_string(),
-                        value: trigger_value(r.quantity, r.value),
-                        threshold: None,
-                        ts_ns: r.ts_ns,
-                    },
-                    late,
-                });
+                let back = self.offline_cleared(r.component_id, r.component_type, r, late);
+                out.push(back);
             }
         }
         if r.interval_s == 0 && !self.sensors.contains_key(r.sensor_id) {
@@ -458,24 +442,37 @@ impl Evaluator {
         if w.offline {
             w.offline = false;
             let (comp, ctype) = (w.component_id.clone(), w.component_type.clone());
-            let severity = self
-                .plan_for(&ctype)
-                .offline
-                .map(|i| self.set.rules[i].severity)
-                .unwrap_or(Severity::Major);
-            out.push(Condition {
-                kind: ConditionKind::Cleared,
-                component_id: comp,
-                event_type: OFFLINE_EVENT.to_string(),
-                severity,
-                trigger: Trigger {
-                    quantity: r.quantity.name().to_string(),
-                    value: trigger_value(r.quantity, r.value),
-                    threshold: None,
-                    ts_ns: r.ts_ns,
-                },
-                late,
-            });
+            let back = self.offline_cleared(&comp, &ctype, r, late);
+            out.push(back);
+        }
+    }
+
+    /// `device.offline` cleared on `component_id` by reading `r`, at the severity of the type's
+    /// offline rule (major without one).
+    fn offline_cleared(
+        &mut self,
+        component_id: &str,
+        component_type: &str,
+        r: &RuleInput<'_>,
+        late: bool,
+    ) -> Condition {
+        let severity = self
+            .plan_for(component_type)
+            .offline
+            .map(|i| self.set.rules[i].severity)
+            .unwrap_or(Severity::Major);
+        Condition {
+            kind: ConditionKind::Cleared,
+            component_id: component_id.to_string(),
+            event_type: OFFLINE_EVENT.to_string(),
+            severity,
+            trigger: Trigger {
+                quantity: r.quantity.name().to_string(),
+                value: trigger_value(r.quantity, r.value),
+                threshold: None,
+                ts_ns: r.ts_ns,
+            },
+            late,
         }
     }
 

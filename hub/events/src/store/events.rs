@@ -149,6 +149,20 @@ fn save_event(conn: &Connection, e: &Event) -> Result<()> {
     Ok(())
 }
 
+/// A history row written by the rules or the clock (actor `system`), without department or note.
+fn add_system_history(
+    conn: &Connection,
+    event_id: i64,
+    at_ns: i64,
+    action: &str,
+    from: Option<Status>,
+    to: Status,
+) -> Result<()> {
+    add_history(
+        conn, event_id, at_ns, "system", action, from, to, None, None,
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn add_history(
     conn: &Connection,
@@ -202,17 +216,7 @@ impl SqliteStore {
                 e.version += 1;
                 e.cleared_at_ns = None;
                 save_event(&tx, &e)?;
-                add_history(
-                    &tx,
-                    e.id,
-                    now_ns,
-                    "system",
-                    "repeat",
-                    Some(e.status),
-                    e.status,
-                    None,
-                    None,
-                )?;
+                add_system_history(&tx, e.id, now_ns, "repeat", Some(e.status), e.status)?;
                 record_change(&tx, &e, now_ns)?
             }
             None => {
@@ -258,17 +262,7 @@ impl SqliteStore {
                 }
                 let id = tx.last_insert_rowid();
                 let e = load_event(&tx, id)?.ok_or(StoreError::NotFound(id))?;
-                add_history(
-                    &tx,
-                    id,
-                    now_ns,
-                    "system",
-                    "raise",
-                    None,
-                    Status::Open,
-                    None,
-                    None,
-                )?;
+                add_system_history(&tx, id, now_ns, "raise", None, Status::Open)?;
                 record_change(&tx, &e, now_ns)?
             }
         };
@@ -288,17 +282,7 @@ impl SqliteStore {
         e.cleared_at_ns = Some(c.trigger.ts_ns);
         e.version += 1;
         save_event(&tx, &e)?;
-        add_history(
-            &tx,
-            e.id,
-            now_ns,
-            "system",
-            "clear",
-            Some(e.status),
-            e.status,
-            None,
-            None,
-        )?;
+        add_system_history(&tx, e.id, now_ns, "clear", Some(e.status), e.status)?;
         let change = record_change(&tx, &e, now_ns)?;
         tx.commit()?;
         Ok(Some(change))
@@ -402,17 +386,7 @@ impl EventLog for SqliteStore {
             e.overdue = true;
             e.version += 1;
             save_event(&tx, &e)?;
-            add_history(
-                &tx,
-                e.id,
-                now_ns,
-                "system",
-                "overdue",
-                Some(e.status),
-                e.status,
-                None,
-                None,
-            )?;
+            add_system_history(&tx, e.id, now_ns, "overdue", Some(e.status), e.status)?;
             out.push(record_change(&tx, &e, now_ns)?);
         }
         tx.commit()?;
