@@ -127,41 +127,25 @@ impl Metrics {
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut o = String::with_capacity(4096);
         let sources = self.sources.lock().map(|v| v.clone()).unwrap_or_default();
-        let _ = writeln!(o, "# TYPE edge_readings_in_total counter");
-        for s in &sources {
-            let _ = writeln!(
-                o,
-                "edge_readings_in_total{{source=\"{}\",kind=\"{}\"}} {}",
-                s.name,
-                s.kind,
+        // One family at a time: Prometheus wants each metric's samples together.
+        let per_source: [(&str, &str, fn(&SourceMetrics) -> u64); 4] = [
+            ("edge_readings_in_total", "counter", |s| {
                 s.readings_in.load(Relaxed)
-            );
-        }
-        let _ = writeln!(o, "# TYPE edge_messages_in_total counter");
-        for s in &sources {
-            let _ = writeln!(
-                o,
-                "edge_messages_in_total{{source=\"{}\",kind=\"{}\"}} {}",
-                s.name,
-                s.kind,
+            }),
+            ("edge_messages_in_total", "counter", |s| {
                 s.messages.load(Relaxed)
-            );
-        }
-        let _ = writeln!(o, "# TYPE edge_source_up gauge");
-        for s in &sources {
-            let _ = writeln!(
-                o,
-                "edge_source_up{{source=\"{}\",kind=\"{}\"}} {}",
-                s.name,
-                s.kind,
-                u8::from(s.up.load(Relaxed))
-            );
-            let _ = writeln!(
-                o,
-                "edge_source_reconnects_total{{source=\"{}\"}} {}",
-                s.name,
+            }),
+            ("edge_source_up", "gauge", |s| u64::from(s.up.load(Relaxed))),
+            ("edge_source_reconnects_total", "counter", |s| {
                 s.reconnects.load(Relaxed)
-            );
+            }),
+        ];
+        for (name, kind, value) in per_source {
+            let _ = writeln!(o, "# TYPE {name} {kind}");
+            for s in &sources {
+                let (source, k) = (&s.name, s.kind);
+                let _ = writeln!(o, "{name}{{source=\"{source}\",kind=\"{k}\"}} {}", value(s));
+            }
         }
         let _ = writeln!(o, "# TYPE edge_rejects_total counter");
         if let Ok(m) = self.rejects.lock() {
@@ -214,5 +198,43 @@ impl Metrics {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exposition is valid Prometheus text: every family announced by one `# TYPE`, its
+    /// samples together right after it (a scraper rejects a family split in two).
+    #[test]
+    fn every_metric_family_is_typed_once_and_its_samples_stand_together() {
+        let m = Metrics::default();
+        m.source("site", "mqtt").reconnects.store(2, Relaxed);
+        m.source("A", "serial").up.store(true, Relaxed);
+        m.reject("malformed", "t/1");
+        let text = m.render(&[("edge_buffer_bytes", "Bytes buffered.", 7.0)]);
+        let mut seen: Vec<String> = Vec::new();
+        let mut typed: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(!typed.contains(&name), "{name} typed twice:\n{text}");
+                typed.push(name);
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap().to_string();
+                assert_eq!(
+                    typed.last(),
+                    Some(&name),
+                    "{line:?} outside its family:\n{text}"
+                );
+                if seen.last() != Some(&name) {
+                    assert!(!seen.contains(&name), "{name} split in two:\n{text}");
+                    seen.push(name);
+                }
+            }
+        }
+        assert!(text.contains("edge_source_reconnects_total{source=\"site\",kind=\"mqtt\"} 2"));
+        assert!(text.contains("edge_source_up{source=\"A\",kind=\"serial\"} 1"));
     }
 }

@@ -18,6 +18,7 @@ mod events_bridge;
 pub mod http_server;
 pub mod ingest;
 pub mod private_files;
+mod prometheus;
 pub mod registry;
 pub mod serve;
 pub mod supervise;

@@ -17,7 +17,6 @@
 //! [`Supervisor::stop`] every task gets `stop_grace` to return and is aborted after it.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -180,31 +179,27 @@ impl Supervisor {
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
         let tasks = lock(&self.inner.tasks).clone();
-        out.push_str("# HELP wangge_task_restarts_total Supervised tasks restarted after an unexpected end.\n");
-        out.push_str("# TYPE wangge_task_restarts_total counter\n");
-        for (name, t) in &tasks {
-            let _ = writeln!(
-                out,
-                "wangge_task_restarts_total{{task=\"{name}\"}} {}",
-                t.restarts
-            );
-        }
-        out.push_str("# HELP wangge_task_up 1 while a supervised task or watched thread runs.\n");
-        out.push_str("# TYPE wangge_task_up gauge\n");
-        for (name, t) in &tasks {
-            let _ = writeln!(
-                out,
-                "wangge_task_up{{task=\"{name}\"}} {}",
-                u8::from(!t.down)
-            );
-        }
-        for (name, alive) in lock(&self.inner.probes).iter() {
-            let _ = writeln!(
-                out,
-                "wangge_task_up{{task=\"{name}\"}} {}",
-                u8::from(alive())
-            );
-        }
+        crate::prometheus::by_label(
+            &mut out,
+            "wangge_task_restarts_total",
+            "counter",
+            "Supervised tasks restarted after an unexpected end.",
+            "task",
+            tasks.iter().map(|(name, t)| (name, t.restarts)),
+        );
+        let probes: Vec<(String, bool)> = lock(&self.inner.probes)
+            .iter()
+            .map(|(name, alive)| (name.to_string(), alive()))
+            .collect();
+        let up = tasks.iter().map(|(name, t)| (name.to_string(), !t.down));
+        crate::prometheus::by_label(
+            &mut out,
+            "wangge_task_up",
+            "gauge",
+            "1 while a supervised task or watched thread runs.",
+            "task",
+            up.chain(probes).map(|(name, up)| (name, u8::from(up))),
+        );
         out
     }
 

@@ -252,25 +252,22 @@ impl BrokerMetrics {
             self.logins_accepted.load(Relaxed),
             self.logins_refused.load(Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP wangge_broker_refused_total What the broker gate refused, by kind.\n\
-             # TYPE wangge_broker_refused_total counter"
-        );
-        for (what, n) in [
+        let refused = [
             ("client_id", &self.refused_client_id),
             ("will", &self.refused_will),
             ("protocol", &self.refused_protocol),
             ("subscribe", &self.refused_subscribe),
             ("publish", &self.refused_publish),
             ("connection_cap", &self.refused_connection_cap),
-        ] {
-            let _ = writeln!(
-                out,
-                "wangge_broker_refused_total{{what=\"{what}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
+        ];
+        crate::prometheus::by_label(
+            out,
+            "wangge_broker_refused_total",
+            "counter",
+            "What the broker gate refused, by kind.",
+            "what",
+            refused.map(|(what, n)| (what, n.load(Relaxed))),
+        );
         let _ = writeln!(
             out,
             "# HELP wangge_broker_connections_closed_total Open MQTT connections the gate closed.\n\

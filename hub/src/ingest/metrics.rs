@@ -1,5 +1,6 @@
 //! Counters of the ingest path, rendered for `/metrics` (Prometheus text format).
 
+use crate::prometheus;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -262,55 +263,38 @@ impl IngestMetrics {
             ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
+            prometheus::single(out, name, "counter", help, v.load(Relaxed));
         }
-        let _ = writeln!(
+        prometheus::single(
             out,
-            "# HELP wangge_ingest_rules_wait_seconds_total Time ingest waited for the rules stage \
-             (backpressure: the rules were behind).\n\
-             # TYPE wangge_ingest_rules_wait_seconds_total counter\n\
-             wangge_ingest_rules_wait_seconds_total {}",
-            self.rules_wait_us.load(Relaxed) as f64 / 1e6
+            "wangge_ingest_rules_wait_seconds_total",
+            "counter",
+            "Time ingest waited for the rules stage (backpressure: the rules were behind).",
+            self.rules_wait_us.load(Relaxed) as f64 / 1e6,
         );
-        let _ = writeln!(
+        prometheus::single(
             out,
-            "# HELP wangge_ingest_rules_seconds_total Time spent evaluating stored groups in the \
-             rules stage.\n\
-             # TYPE wangge_ingest_rules_seconds_total counter\n\
-             wangge_ingest_rules_seconds_total {}",
-            self.rules_us.load(Relaxed) as f64 / 1e6
+            "wangge_ingest_rules_seconds_total",
+            "counter",
+            "Time spent evaluating stored groups in the rules stage.",
+            self.rules_us.load(Relaxed) as f64 / 1e6,
         );
-        let _ = writeln!(
+        prometheus::by_label(
             out,
-            "# HELP wangge_ingest_rejected_total Messages from edges refused, by reason.\n\
-             # TYPE wangge_ingest_rejected_total counter"
+            "wangge_ingest_rejected_total",
+            "counter",
+            "Messages from edges refused, by reason.",
+            "reason",
+            RejectReason::ALL.map(|r| (r.name(), self.rejected(r))),
         );
-        for r in RejectReason::ALL {
-            let _ = writeln!(
-                out,
-                "wangge_ingest_rejected_total{{reason=\"{}\"}} {}",
-                r.name(),
-                self.rejected(r)
-            );
-        }
-        let _ = writeln!(
+        prometheus::by_label(
             out,
-            "# HELP wangge_ingest_readings_rejected_total Readings refused from accepted \
-             batches, by reason.\n\
-             # TYPE wangge_ingest_readings_rejected_total counter"
+            "wangge_ingest_readings_rejected_total",
+            "counter",
+            "Readings refused from accepted batches, by reason.",
+            "reason",
+            ReadingRejectReason::ALL.map(|r| (r.name(), self.readings_rejected(r))),
         );
-        for r in ReadingRejectReason::ALL {
-            let _ = writeln!(
-                out,
-                "wangge_ingest_readings_rejected_total{{reason=\"{}\"}} {}",
-                r.name(),
-                self.readings_rejected(r)
-            );
-        }
         let sinks = self.sinks();
         let _ = writeln!(
             out,
@@ -327,30 +311,23 @@ impl IngestMetrics {
                 s.writes
             );
         }
-        let _ = writeln!(
+        prometheus::by_label(
             out,
-            "# HELP wangge_sink_write_seconds_max Longest group write per sink.\n\
-             # TYPE wangge_sink_write_seconds_max gauge"
+            "wangge_sink_write_seconds_max",
+            "gauge",
+            "Longest group write per sink.",
+            "sink",
+            sinks
+                .iter()
+                .map(|s| (&s.name, s.latency_us_max as f64 / 1e6)),
         );
-        for s in &sinks {
-            let _ = writeln!(
-                out,
-                "wangge_sink_write_seconds_max{{sink=\"{}\"}} {}",
-                s.name,
-                s.latency_us_max as f64 / 1e6
-            );
-        }
-        let _ = writeln!(
+        prometheus::by_label(
             out,
-            "# HELP wangge_sink_write_errors_total Failed group writes per sink.\n\
-             # TYPE wangge_sink_write_errors_total counter"
+            "wangge_sink_write_errors_total",
+            "counter",
+            "Failed group writes per sink.",
+            "sink",
+            sinks.iter().map(|s| (&s.name, s.errors)),
         );
-        for s in &sinks {
-            let _ = writeln!(
-                out,
-                "wangge_sink_write_errors_total{{sink=\"{}\"}} {}",
-                s.name, s.errors
-            );
-        }
     }
 }

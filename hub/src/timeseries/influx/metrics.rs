@@ -1,6 +1,5 @@
 //! Counters of the InfluxDB sink, and their Prometheus text.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Counters of the InfluxDB sink.
@@ -90,10 +89,7 @@ impl InfluxMetrics {
             ),
         ];
         for (name, kind, help, v) in m {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+            crate::prometheus::single(out, name, kind, help, v);
         }
     }
 }
