@@ -2,8 +2,8 @@
 
 use hub::registry::seed::{export_dir, import_dir, SeedError};
 use hub::registry::{
-    ComponentFilter, ComponentInput, RegistryAdmin, RegistryError, RegistryStore, Scope,
-    SqliteRegistry,
+    ComponentFilter, ComponentInput, IngestRefusal, RegistryAdmin, RegistryError, RegistryStore,
+    Scope, SqliteRegistry,
 };
 use wangge_testkit::paths::{copied_seed_lines, seed_dir};
 
@@ -371,8 +371,14 @@ fn a_status_replayed_after_a_hub_restart_is_still_stale() {
 fn a_foreign_sensor_is_audited_once_per_edge_and_sensor() {
     let (_d, reg) = seeded();
     let audit = |edge: &str, ts| {
-        reg.audit_ingest("foreign_sensor", edge, "MH-9", "sensor of edge-2", ts)
-            .unwrap()
+        reg.audit_ingest(&IngestRefusal {
+            kind: "foreign_sensor",
+            edge_id: edge,
+            sensor_id: "MH-9",
+            detail: "sensor of edge-2",
+            at_ns: ts,
+        })
+        .unwrap()
     };
     assert!(audit("edge-xq-01", 1));
     assert!(!audit("edge-xq-01", 2));

@@ -6,8 +6,8 @@ use super::metrics::ReadingRejectReason;
 use super::metrics::RejectReason;
 use super::{Accepted, UnregisteredPolicy, Worker};
 use crate::broker::Inbound;
-use crate::registry::Freshness;
 use crate::registry::SensorAssignment;
+use crate::registry::{Freshness, IngestRefusal};
 use crate::timeseries::StoredReading;
 use protocol::uplink::{EdgeStatus, UplinkBatch, UplinkError, UPLINK_VERSION};
 use std::sync::atomic::Ordering::Relaxed;
@@ -231,10 +231,14 @@ impl Worker {
             return;
         }
         let detail = format!("sensor registered to edge {owner}");
-        match self
-            .registry
-            .audit_ingest("foreign_sensor", edge, sensor, &detail, now)
-        {
+        let refusal = IngestRefusal {
+            kind: "foreign_sensor",
+            edge_id: edge,
+            sensor_id: sensor,
+            detail: &detail,
+            at_ns: now,
+        };
+        match self.registry.audit_ingest(&refusal) {
             Ok(first) => {
                 if first {
                     tracing::warn!(

@@ -36,6 +36,17 @@ pub struct SensorAssignment {
 }
 
 /// What the hub keeps of an edge's credentials: never the secret itself.
+/// A claim of a batch that ingest refused (e.g. `foreign_sensor`: readings of a sensor
+/// registered to another edge), kept for an operator to look at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IngestRefusal<'a> {
+    pub kind: &'a str,
+    pub edge_id: &'a str,
+    pub sensor_id: &'a str,
+    pub detail: &'a str,
+    pub at_ns: i64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeCredentials {
     pub edge_id: String,
@@ -187,14 +198,7 @@ pub trait RegistryStore: Send + Sync + 'static {
     fn record_edge_status(&self, status: &EdgeStatus) -> Result<Freshness, RegistryError>;
     /// Records a refused claim of a batch (`kind`, e.g. `foreign_sensor`) durably, once per
     /// (kind, edge, sensor); returns `true` the first time.
-    fn audit_ingest(
-        &self,
-        kind: &str,
-        edge_id: &str,
-        sensor_id: &str,
-        detail: &str,
-        at_ns: i64,
-    ) -> Result<bool, RegistryError>;
+    fn audit_ingest(&self, refusal: &IngestRefusal<'_>) -> Result<bool, RegistryError>;
     /// Records that an edge delivered a batch at `at_ns`.
     fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError>;
     /// Records the gaps (readings lost on the edge) carried by batch (edge, epoch, seq);

@@ -4,7 +4,8 @@
 pub mod mosquitto_clients;
 
 use hub::registry::{
-    secrets, EdgeCredentials, Freshness, RegistryError, RegistryStore, SensorAssignment, StatusMark,
+    secrets, EdgeCredentials, Freshness, IngestRefusal, RegistryError, RegistryStore,
+    SensorAssignment, StatusMark,
 };
 use protocol::uplink::{
     mac_key, topics, Ack, EdgeStatus, Quality, Reading, ReadingFlags, UplinkBatch,
@@ -89,16 +90,13 @@ impl RegistryStore for MemRegistry {
         }
         Ok(fresh)
     }
-    fn audit_ingest(
-        &self,
-        kind: &str,
-        edge_id: &str,
-        sensor_id: &str,
-        _detail: &str,
-        _at_ns: i64,
-    ) -> Result<bool, RegistryError> {
+    fn audit_ingest(&self, r: &IngestRefusal<'_>) -> Result<bool, RegistryError> {
         let mut a = self.audits.lock().unwrap();
-        let row = (kind.to_string(), edge_id.to_string(), sensor_id.to_string());
+        let row = (
+            r.kind.to_string(),
+            r.edge_id.to_string(),
+            r.sensor_id.to_string(),
+        );
         let first = !a.contains(&row);
         a.push(row);
         Ok(first)

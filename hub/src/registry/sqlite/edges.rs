@@ -102,14 +102,9 @@ impl SqliteRegistry {
         })
     }
 
-    pub(super) fn audit_ingest_impl(
-        &self,
-        kind: &str,
-        edge_id: &str,
-        sensor_id: &str,
-        detail: &str,
-        at_ns: i64,
-    ) -> Result<bool, RegistryError> {
+    pub(super) fn audit_ingest_impl(&self, r: &IngestRefusal<'_>) -> Result<bool, RegistryError> {
+        let (kind, edge_id, sensor_id, detail, at_ns) =
+            (r.kind, r.edge_id, r.sensor_id, r.detail, r.at_ns);
         self.write(|tx| {
             let n = tx
                 .execute(

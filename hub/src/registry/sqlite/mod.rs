@@ -10,8 +10,8 @@
 use super::codes::ComponentCode;
 use super::model::*;
 use super::{
-    now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, MqttUser, MqttUserCredentials,
-    RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
+    now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, IngestRefusal, MqttUser,
+    MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
 };
 use protocol::uplink::EdgeStatus;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -210,15 +210,8 @@ impl RegistryStore for SqliteRegistry {
         self.record_edge_status_impl(s)
     }
 
-    fn audit_ingest(
-        &self,
-        kind: &str,
-        edge_id: &str,
-        sensor_id: &str,
-        detail: &str,
-        at_ns: i64,
-    ) -> Result<bool, RegistryError> {
-        self.audit_ingest_impl(kind, edge_id, sensor_id, detail, at_ns)
+    fn audit_ingest(&self, refusal: &IngestRefusal<'_>) -> Result<bool, RegistryError> {
+        self.audit_ingest_impl(refusal)
     }
 
     fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError> {
