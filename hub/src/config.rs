@@ -8,7 +8,6 @@
 //! time series, ingest's dedup state and the InfluxDB spill go under it unless a section names
 //! another path explicitly.
 
-use crate::api::ApiLimits;
 use crate::broker::BrokerConfig;
 use crate::ingest::IngestConfig;
 use crate::timeseries::embedded::EmbeddedConfig;
@@ -120,15 +119,14 @@ impl HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        let l = ApiLimits::default();
         HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            body_bytes_max: l.body_bytes_max,
-            query_bytes_max: l.query_bytes_max,
-            page_limit_max: l.page_limit_max,
-            page_limit_default: l.page_limit_default,
-            points_max: l.points_max,
-            raw_range_max_ms: l.raw_range_max_ms,
+            body_bytes_max: 64 * 1024,
+            query_bytes_max: 2048,
+            page_limit_max: 1000,
+            page_limit_default: 100,
+            points_max: 10_000,
+            raw_range_max_ms: 6 * 3600 * 1000,
             header_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             max_connections: 1024,
@@ -137,19 +135,6 @@ impl Default for HttpConfig {
             report_range_max_days: 92,
             tls: None,
             keep_plain: false,
-        }
-    }
-}
-
-impl HttpConfig {
-    pub fn limits(&self) -> ApiLimits {
-        ApiLimits {
-            body_bytes_max: self.body_bytes_max,
-            query_bytes_max: self.query_bytes_max,
-            page_limit_max: self.page_limit_max,
-            page_limit_default: self.page_limit_default,
-            points_max: self.points_max,
-            raw_range_max_ms: self.raw_range_max_ms,
         }
     }
 }

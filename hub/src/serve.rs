@@ -163,7 +163,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     let mut state = AppState::new(registry.clone() as Arc<dyn RegistryAdmin>);
     state.readings = Some(embedded.clone() as Arc<dyn TimeSeriesQuery>);
     state.admin_token = admin_token.map(Arc::from);
-    state.limits = cfg.http.limits();
+    state.limits = Arc::new(cfg.http.clone());
     let tasks = sup.clone();
     metric_sources.push(Arc::new(move || tasks.render_prometheus()));
     state.metric_sources = metric_sources;

@@ -180,19 +180,24 @@ impl Log {
         Ok(())
     }
 
+    /// Moves the read position to the start of the oldest segment kept.
+    fn read_from_oldest(&mut self) {
+        let first = self.segments[0].first;
+        self.read = ReadPos {
+            index: first,
+            segment: first,
+            offset: 0,
+        };
+        self.reader = None;
+    }
+
     /// Reads up to `max` durable records from the read position.
     pub(super) fn take(&mut self, max: usize, out: &mut Vec<Reading>) -> io::Result<(u64, u64)> {
         let start = self.read.index;
         while out.len() < max && self.read.index < self.durable {
             let Some(seg) = self.segments.iter().find(|s| s.first == self.read.segment) else {
                 // Our segment was evicted under us: continue at the oldest remaining one.
-                let first = self.segments[0].first;
-                self.read = ReadPos {
-                    index: first,
-                    segment: first,
-                    offset: 0,
-                };
-                self.reader = None;
+                self.read_from_oldest();
                 continue;
             };
             if self.read.offset >= seg.bytes {
@@ -305,13 +310,7 @@ impl Log {
             index += 1;
         }
         if self.read.segment == s.first || self.read.index < s.end() {
-            let first = self.segments[0].first;
-            self.read = ReadPos {
-                index: first,
-                segment: first,
-                offset: 0,
-            };
-            self.reader = None;
+            self.read_from_oldest();
         }
         self.acked = self.acked.max(s.end());
         Ok(Some(ev))

@@ -76,25 +76,6 @@ fn offline_status(edge_id: &str, epoch: u64, counter: u64) -> EdgeStatus {
     }
 }
 
-/// Arms the last will of the next connection: a fresh counter, remembered for the online
-/// statuses that will announce it.
-fn arm_will(
-    opts: &mut MqttOptions,
-    edge_id: &str,
-    epoch: u64,
-    key: &[u8; 32],
-    clock: &StatusClock,
-) {
-    let c = clock.tick();
-    clock.will.store(c, Relaxed);
-    opts.set_last_will(LastWill::new(
-        topics::status(edge_id),
-        offline_status(edge_id, epoch, c).seal(key),
-        QoS::AtLeastOnce,
-        true,
-    ));
-}
-
 /// Logs a warning per reason at most every `LOG_EVERY` (a flood of forged acks must not
 /// flood the log), with how many were suppressed.
 #[derive(Debug, Default)]
@@ -177,6 +158,21 @@ struct LinkIdentity {
     clock: Arc<StatusClock>,
 }
 
+impl LinkIdentity {
+    /// Arms the last will of the next connection: a fresh counter, remembered for the online
+    /// statuses that will announce it.
+    fn arm_will(&self, opts: &mut MqttOptions) {
+        let c = self.clock.tick();
+        self.clock.will.store(c, Relaxed);
+        opts.set_last_will(LastWill::new(
+            topics::status(&self.edge_id),
+            offline_status(&self.edge_id, self.epoch, c).seal(&self.key),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
+}
+
 /// Drives the hub connection; reports connects, disconnects and acks to the batcher.
 async fn link_task(
     mut el: EventLoop,
@@ -188,13 +184,7 @@ async fn link_task(
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut log = RateLimitedWarn::default();
-    arm_will(
-        &mut el.mqtt_options,
-        &id.edge_id,
-        id.epoch,
-        &id.key,
-        &id.clock,
-    );
+    id.arm_will(&mut el.mqtt_options);
     loop {
         match el.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -237,13 +227,7 @@ async fn link_task(
                 el.pending.clear();
                 // The next connection gets a new will; the will of this one (if the broker
                 // published it) is the one the last online status announced.
-                arm_will(
-                    &mut el.mqtt_options,
-                    &id.edge_id,
-                    id.epoch,
-                    &id.key,
-                    &id.clock,
-                );
+                id.arm_will(&mut el.mqtt_options);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

@@ -16,6 +16,7 @@ pub mod report_range;
 pub mod stream_cap;
 pub mod time;
 
+use crate::config::HttpConfig;
 use crate::registry::RegistryError;
 use crate::registry::{
     Component, ComponentInput, ComponentStatus, Department, Edge, GridCell, Page, Principal,
@@ -41,36 +42,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-/// Bounds on what a client may send or ask for.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiLimits {
-    /// Largest request body accepted (413 above).
-    pub body_bytes_max: usize,
-    /// Longest query string accepted (414 above).
-    pub query_bytes_max: usize,
-    /// Largest `limit` of a list page.
-    pub page_limit_max: usize,
-    /// Page size when the client gives no `limit`.
-    pub page_limit_default: usize,
-    /// Most points one readings response returns (raw or downsampled).
-    pub points_max: usize,
-    /// A readings range longer than this is downsampled even without `step`.
-    pub raw_range_max_ms: u64,
-}
-
-impl Default for ApiLimits {
-    fn default() -> Self {
-        ApiLimits {
-            body_bytes_max: 64 * 1024,
-            query_bytes_max: 2048,
-            page_limit_max: 1000,
-            page_limit_default: 100,
-            points_max: 10_000,
-            raw_range_max_ms: 6 * 3600 * 1000,
-        }
-    }
-}
-
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -79,7 +50,8 @@ pub struct AppState {
     pub readings: Option<Arc<dyn TimeSeriesQuery>>,
     /// The configured admin token (config `admin_token` or `WANGGE_ADMIN_TOKEN`), if any.
     pub admin_token: Option<Arc<str>>,
-    pub limits: ApiLimits,
+    /// Bounds on what a client may send or ask for (`[http]` of hub.toml).
+    pub limits: Arc<HttpConfig>,
     pub metrics: Arc<ApiMetrics>,
     /// Other stages' metrics (ingest, storage), appended to `/metrics`.
     pub metric_sources: Vec<Arc<dyn MetricsSource>>,
@@ -94,7 +66,7 @@ impl AppState {
             registry,
             readings: None,
             admin_token: None,
-            limits: ApiLimits::default(),
+            limits: Arc::new(HttpConfig::default()),
             metrics: Arc::new(ApiMetrics::default()),
             metric_sources: Vec::new(),
             started: std::time::Instant::now(),

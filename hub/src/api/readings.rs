@@ -95,8 +95,8 @@ pub async fn component_readings(
     if from >= to {
         return Err(ApiError::field("from", "must be before `to`"));
     }
-    let limits = state.limits;
-    let step_ns = step_for(q.step.as_deref(), to - from, limits)?;
+    let limits = state.limits.clone();
+    let step_ns = step_for(q.step.as_deref(), to - from, &limits)?;
     let store = state.readings.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -206,7 +206,7 @@ fn cut_raw_page(
 fn step_for(
     step: Option<&str>,
     range: i64,
-    limits: super::ApiLimits,
+    limits: &crate::config::HttpConfig,
 ) -> Result<Option<i64>, ApiError> {
     Ok(match step {
         Some("raw") => None,
