@@ -26,13 +26,20 @@ struct Hub {
     http: reqwest::Client,
 }
 
+/// A temp dir whose `data` holds a registry with the repo's seed imported.
+fn seeded_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    hub_cli(
+        &dir.path().join("data"),
+        &["registry", "import", seed_dir().to_str().unwrap()],
+    );
+    dir
+}
+
 impl Hub {
     /// A hub with the repo's seed imported.
     async fn seeded() -> Hub {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        hub_cli(&data, &["registry", "import", seed_dir().to_str().unwrap()]);
-        Hub::start(dir).await
+        Hub::start(seeded_dir()).await
     }
 
     async fn start(dir: tempfile::TempDir) -> Hub {
@@ -102,6 +109,27 @@ impl Hub {
     async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Json) {
         self.call(reqwest::Method::GET, path, token, None).await
     }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Json) -> (StatusCode, Json) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    async fn put(&self, path: &str, token: Option<&str>, body: Json) -> (StatusCode, Json) {
+        self.call(reqwest::Method::PUT, path, token, Some(body))
+            .await
+    }
+
+    async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Json) {
+        self.call(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// The `/metrics` text (public, no token).
+    async fn metrics(&self) -> String {
+        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
+    }
 }
 
 /// The error shape, and the field named in its message.
@@ -135,14 +163,7 @@ async fn every_route_but_health_and_openapi_needs_a_valid_token() {
         let (s, _) = hub.get(path, Some("wgt_0000.nope")).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} with a forged token");
     }
-    let (s, _) = hub
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/components",
-            None,
-            Some(json!({})),
-        )
-        .await;
+    let (s, _) = hub.post("/api/v1/components", None, json!({})).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // The demo admin token from the environment works.
     let (s, body) = hub.get("/api/v1/stats", Some(ADMIN)).await;
@@ -159,22 +180,16 @@ async fn a_read_token_reads_but_cannot_write() {
         .await;
     assert_eq!(s, StatusCode::OK);
     let (s, body) = hub
-        .call(
-            reqwest::Method::POST,
+        .post(
             "/api/v1/components",
             Some(&read),
-            Some(json!({"id": "1201110101009999"})),
+            json!({"id": "1201110101009999"}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_error(&body, "forbidden", "needs write");
     let (s, _) = hub
-        .call(
-            reqwest::Method::DELETE,
-            "/api/v1/components/1201110101000001",
-            Some(&read),
-            None,
-        )
+        .delete("/api/v1/components/1201110101000001", Some(&read))
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) = hub
@@ -189,14 +204,11 @@ async fn a_component_round_trips_through_create_read_update_delete() {
     let w = hub.token("sw", "write");
     let id = "1201110102009001";
     let (s, created) = hub
-        .call(
-            reqwest::Method::POST,
+        .post(
             "/api/v1/components",
             Some(&w),
-            Some(
-                json!({"id": id, "name": "测试井盖", "grid_cell": "120111001001",
+            json!({"id": id, "name": "测试井盖", "grid_cell": "120111001001",
                         "lat": 39.155, "lon": 117.045}),
-            ),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
@@ -210,12 +222,7 @@ async fn a_component_round_trips_through_create_read_update_delete() {
     assert_eq!(got, created);
 
     let (s, again) = hub
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/components",
-            Some(&w),
-            Some(json!({"id": id})),
-        )
+        .post("/api/v1/components", Some(&w), json!({"id": id}))
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_error(&again, "conflict", id);
@@ -225,20 +232,18 @@ async fn a_component_round_trips_through_create_read_update_delete() {
     let replacement = json!({"name": "改名井盖", "grid_cell": "120111001002",
                              "maintainer_department": "cg", "status": "maintenance"});
     let (s, refused) = hub
-        .call(
-            reqwest::Method::PUT,
+        .put(
             &format!("/api/v1/components/{id}"),
             Some(&w),
-            Some(replacement.clone()),
+            replacement.clone(),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
     let (s, put) = hub
-        .call(
-            reqwest::Method::PUT,
+        .put(
             &format!("/api/v1/components/{id}"),
             Some(ADMIN),
-            Some(replacement),
+            replacement,
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{put}");
@@ -257,24 +262,14 @@ async fn a_component_round_trips_through_create_read_update_delete() {
     assert_eq!(list["next"], Json::Null);
 
     let (s, _) = hub
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/components/{id}"),
-            Some(&w),
-            None,
-        )
+        .delete(&format!("/api/v1/components/{id}"), Some(&w))
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, body) = hub.get(&format!("/api/v1/components/{id}"), Some(&w)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_error(&body, "not_found", id);
     let (s, _) = hub
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/components/{id}"),
-            Some(&w),
-            None,
-        )
+        .delete(&format!("/api/v1/components/{id}"), Some(&w))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
@@ -283,19 +278,7 @@ async fn a_component_round_trips_through_create_read_update_delete() {
 async fn bad_input_gets_a_4xx_naming_the_field_never_a_5xx() {
     let hub = Hub::seeded().await;
     let w = hub.token("sw", "write");
-    let post = |body: Json| {
-        let hub = &hub;
-        let w = w.clone();
-        async move {
-            hub.call(
-                reqwest::Method::POST,
-                "/api/v1/components",
-                Some(&w),
-                Some(body),
-            )
-            .await
-        }
-    };
+    let post = |body: Json| hub.post("/api/v1/components", Some(&w), body);
     for (body, field, mention) in [
         (json!({"id": "12011101020090"}), "id", "16 digits"),
         (json!({"id": "120111010200900x"}), "id", "digits only"),
@@ -375,11 +358,10 @@ async fn bad_input_gets_a_4xx_naming_the_field_never_a_5xx() {
     }
     // PUT: the body's id must match the path's.
     let (s, resp) = hub
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/api/v1/components/1201110101000001",
             Some(&w),
-            Some(json!({"id": "1201110101000002"})),
+            json!({"id": "1201110101000002"}),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -475,9 +457,7 @@ async fn openapi_is_public_and_lists_the_contract_paths() {
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
-    let resp = hub.http.get(hub.url("/metrics")).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = resp.text().await.unwrap();
+    let text = hub.metrics().await;
     assert!(
         text.contains("# TYPE hub_http_requests_total counter"),
         "{text}"
@@ -490,9 +470,8 @@ async fn openapi_is_public_and_lists_the_contract_paths() {
 
 #[tokio::test]
 async fn edges_list_shows_issued_credentials_but_never_secrets() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded_dir();
     let data = dir.path().join("data");
-    hub_cli(&data, &["registry", "import", seed_dir().to_str().unwrap()]);
     let secret = hub_cli(
         &data,
         &["edge", "add", "edge-xq-02", "--name", "李七庄网关"],
@@ -534,9 +513,8 @@ async fn edges_list_shows_issued_credentials_but_never_secrets() {
 
 #[tokio::test]
 async fn readings_come_back_raw_and_downsampled_merged_over_the_components_sensors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded_dir();
     let data = dir.path().join("data");
-    hub_cli(&data, &["registry", "import", seed_dir().to_str().unwrap()]);
     // Readings written straight into the embedded store the hub opens.
     // Within retention: a whole hour, 3 to 4 hours ago.
     let hour_ns: i64 = 3_600_000_000_000;
@@ -648,9 +626,8 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
 
 #[tokio::test]
 async fn an_unassigned_sensor_is_attached_to_a_component_through_the_api() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded_dir();
     let data = dir.path().join("data");
-    hub_cli(&data, &["registry", "import", seed_dir().to_str().unwrap()]);
     {
         // What ingest records when an unregistered sensor reports.
         use hub::registry::{RegistryStore, SqliteRegistry};
@@ -669,12 +646,7 @@ async fn an_unassigned_sensor_is_attached_to_a_component_through_the_api() {
     let attach = json!({"component_id": "1201110101000001", "type": "manhole_cover",
                         "profile": "gridsense", "interval_s": 30, "edge": "edge-xq-01"});
     let (s, _) = hub
-        .call(
-            reqwest::Method::PUT,
-            "/api/v1/sensors/XX-9",
-            Some(&read),
-            Some(attach.clone()),
-        )
+        .put("/api/v1/sensors/XX-9", Some(&read), attach.clone())
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     for (body, field) in [
@@ -682,25 +654,11 @@ async fn an_unassigned_sensor_is_attached_to_a_component_through_the_api() {
         (json!({"edge": "edge-nowhere"}), "edge"),
         (json!({"interval_s": 0}), "interval_s"),
     ] {
-        let (s, resp) = hub
-            .call(
-                reqwest::Method::PUT,
-                "/api/v1/sensors/XX-9",
-                Some(&write),
-                Some(body),
-            )
-            .await;
+        let (s, resp) = hub.put("/api/v1/sensors/XX-9", Some(&write), body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{resp}");
         assert_eq!(resp["error"]["field"], field, "{resp}");
     }
-    let (s, sensor) = hub
-        .call(
-            reqwest::Method::PUT,
-            "/api/v1/sensors/XX-9",
-            Some(&write),
-            Some(attach),
-        )
-        .await;
+    let (s, sensor) = hub.put("/api/v1/sensors/XX-9", Some(&write), attach).await;
     assert_eq!(s, StatusCode::CREATED, "{sensor}");
     assert_eq!(sensor["component_id"], "1201110101000001");
     assert_eq!(sensor["interval_s"], 30);
@@ -716,60 +674,44 @@ async fn a_department_writes_only_the_components_it_owns_or_maintains() {
     let sw = hub.token("sw", "write");
     // 1201110118000001: a street lamp owned and maintained by zm.
     let (s, body) = hub
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/api/v1/components/1201110118000001",
             Some(&sw),
-            Some(json!({"name": "not ours"})),
+            json!({"name": "not ours"}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert_error(&body, "forbidden", "department sw");
     let (s, _) = hub
-        .call(
-            reqwest::Method::DELETE,
-            "/api/v1/components/1201110118000001",
-            Some(&sw),
-            None,
-        )
+        .delete("/api/v1/components/1201110118000001", Some(&sw))
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // Creating a component whose class gives it to zm: refused; with sw only as maintainer:
     // refused too (a department creates only what it both owns and maintains); as both: allowed.
     let (s, _) = hub
-        .call(
-            reqwest::Method::POST,
+        .post(
             "/api/v1/components",
             Some(&sw),
-            Some(json!({"id": "1201110118009001"})),
+            json!({"id": "1201110118009001"}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, body) = hub
-        .call(
-            reqwest::Method::POST,
+        .post(
             "/api/v1/components",
             Some(&sw),
-            Some(json!({"id": "1201110118009001", "maintainer_department": "sw"})),
+            json!({"id": "1201110118009001", "maintainer_department": "sw"}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
-    let (s, c) = hub
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/components",
-            Some(&sw),
-            Some(json!({"id": "1201110118009001", "owner_department": "sw", "maintainer_department": "sw"})),
-        )
-        .await;
+    let (s, c) = hub.post("/api/v1/components", Some(&sw), json!({"id": "1201110118009001", "owner_department": "sw", "maintainer_department": "sw"})).await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     // Attaching a sensor to another department's component: refused.
     let (s, _) = hub
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/api/v1/sensors/XX-1",
             Some(&sw),
-            Some(json!({"component_id": "1201110118000001"})),
+            json!({"component_id": "1201110118000001"}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -780,11 +722,10 @@ async fn a_department_writes_only_the_components_it_owns_or_maintains() {
     assert_eq!(s, StatusCode::OK);
     assert_ne!(lamp["name"], "not ours");
     let (s, _) = hub
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/api/v1/components/1201110118000001",
             Some(ADMIN),
-            Some(json!({"name": "admin rename"})),
+            json!({"name": "admin rename"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -796,29 +737,18 @@ async fn a_department_token_cannot_change_a_components_owner_or_maintainer() {
     let sw = hub.token("sw", "write");
     let path = "/api/v1/components/1201110118009002";
     let mine = json!({"owner_department": "sw", "maintainer_department": "sw", "name": "ours"});
-    let (s, c) = hub
-        .call(reqwest::Method::PUT, path, Some(&sw), Some(mine.clone()))
-        .await;
+    let (s, c) = hub.put(path, Some(&sw), mine.clone()).await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     // Handing it over (owner or maintainer) or claiming it elsewhere: refused, nothing changes.
     for (field, to) in [("owner_department", "zm"), ("maintainer_department", "zm")] {
         let mut body = mine.clone();
         body[field] = json!(to);
-        let (s, err) = hub
-            .call(reqwest::Method::PUT, path, Some(&sw), Some(body))
-            .await;
+        let (s, err) = hub.put(path, Some(&sw), body).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{field}: {err}");
         assert_error(&err, "forbidden", "admin token");
     }
     // A PUT that omits the owner falls back to the class default (zm): a change, refused.
-    let (s, _) = hub
-        .call(
-            reqwest::Method::PUT,
-            path,
-            Some(&sw),
-            Some(json!({"name": "renamed"})),
-        )
-        .await;
+    let (s, _) = hub.put(path, Some(&sw), json!({"name": "renamed"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (_, c) = hub.get(path, Some(ADMIN)).await;
     assert_eq!(
@@ -832,45 +762,24 @@ async fn a_department_token_cannot_change_a_components_owner_or_maintainer() {
     // Keeping them, the department edits its component; admin may hand it over.
     let mut renamed = mine.clone();
     renamed["name"] = json!("renamed");
-    let (s, _) = hub
-        .call(reqwest::Method::PUT, path, Some(&sw), Some(renamed))
-        .await;
+    let (s, _) = hub.put(path, Some(&sw), renamed).await;
     assert_eq!(s, StatusCode::OK);
     let mut handed = mine.clone();
     handed["owner_department"] = json!("zm");
-    let (s, c) = hub
-        .call(reqwest::Method::PUT, path, Some(ADMIN), Some(handed))
-        .await;
+    let (s, c) = hub.put(path, Some(ADMIN), handed).await;
     assert_eq!(s, StatusCode::OK, "{c}");
     assert_eq!(c["owner_department"], "zm");
 }
 
 #[tokio::test]
 async fn events_webhooks_keys_in_hub_toml_take_effect() {
-    let dir = tempfile::tempdir().unwrap();
-    hub_cli(
-        &dir.path().join("data"),
-        &["registry", "import", seed_dir().to_str().unwrap()],
-    );
     let hub = Hub::start_with(
-        dir,
+        seeded_dir(),
         "[events.deadlines]\ncritical_s = 600\n[events.webhooks]\nallow = [\"10.12.0.0/16\"]\ntimeout_ms = 2000\n",
     )
     .await;
     let sw = hub.token("sw", "write");
-    let subscribe = |url: &'static str| {
-        let sw = sw.clone();
-        let hub = &hub;
-        async move {
-            hub.call(
-                reqwest::Method::POST,
-                "/api/v1/subscriptions",
-                Some(&sw),
-                Some(json!({ "url": url })),
-            )
-            .await
-        }
-    };
+    let subscribe = |url: &str| hub.post("/api/v1/subscriptions", Some(&sw), json!({ "url": url }));
     let (s, body) = subscribe("http://10.12.3.4/hook").await;
     assert_eq!(s, StatusCode::CREATED, "the allow-listed CIDR: {body}");
     let (s, body) = subscribe("http://10.13.3.4/hook").await;
@@ -882,15 +791,7 @@ async fn events_webhooks_keys_in_hub_toml_take_effect() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "loopback without the switch"
     );
-    let metrics = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     for line in [
         "wangge_webhook_refused_total{stage=\"subscribe\",reason=\"private\"} 1",
         "wangge_webhook_refused_total{stage=\"subscribe\",reason=\"loopback\"} 1",
@@ -900,28 +801,25 @@ async fn events_webhooks_keys_in_hub_toml_take_effect() {
     drop(hub);
 
     // The loopback switch from hub.toml: loopback accepted, and a warning at start.
-    let dir = tempfile::tempdir().unwrap();
-    hub_cli(
-        &dir.path().join("data"),
-        &["registry", "import", seed_dir().to_str().unwrap()],
-    );
-    let hub = Hub::start_with(dir, "[events.webhooks]\ninsecure_allow_loopback = true\n").await;
+    let hub = Hub::start_with(
+        seeded_dir(),
+        "[events.webhooks]\ninsecure_allow_loopback = true\n",
+    )
+    .await;
     let sw = hub.token("sw", "write");
     let (s, body) = hub
-        .call(
-            reqwest::Method::POST,
+        .post(
             "/api/v1/subscriptions",
             Some(&sw),
-            Some(json!({"url": "http://127.0.0.1:9/hook"})),
+            json!({"url": "http://127.0.0.1:9/hook"}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     let (s, _) = hub
-        .call(
-            reqwest::Method::POST,
+        .post(
             "/api/v1/subscriptions",
             Some(&sw),
-            Some(json!({"url": "http://169.254.169.254/"})),
+            json!({"url": "http://169.254.169.254/"}),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "never link-local");
