@@ -35,14 +35,17 @@ impl AuditLog for SqliteStore {
             "SELECT at_ns, actor, department, action, event_id, reason FROM audit ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit.clamp(1, PAGE_MAX) as i64], |r| {
-            Ok(AuditEntry {
-                at_ns: r.get(0)?,
-                actor: r.get(1)?,
-                department: r.get(2)?,
-                action: r.get(3)?,
-                event_id: r.get(4)?,
-                reason: r.get(5)?,
-            })
+            Ok(from_columns!(
+                r,
+                AuditEntry {
+                    at_ns,
+                    actor,
+                    department,
+                    action,
+                    event_id,
+                    reason
+                }
+            ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -110,19 +110,22 @@ const DELIVERY_COLS: &str =
      d.next_attempt_ns, d.last_status, d.last_error, d.delivered_at_ns";
 
 fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
-    Ok(Delivery {
-        id: row.get(0)?,
-        subscription_id: row.get(1)?,
-        cursor: row.get(2)?,
-        event_id: row.get(3)?,
-        version: row.get(4)?,
-        status: row.get(5)?,
-        attempts: row.get(6)?,
-        next_attempt_ns: row.get(7)?,
-        last_status: row.get(8)?,
-        last_error: row.get(9)?,
-        delivered_at_ns: row.get(10)?,
-    })
+    Ok(from_columns!(
+        row,
+        Delivery {
+            id,
+            subscription_id,
+            cursor,
+            event_id,
+            version,
+            status,
+            attempts,
+            next_attempt_ns,
+            last_status,
+            last_error,
+            delivered_at_ns
+        }
+    ))
 }
 
 impl Subscriptions for SqliteStore {
@@ -289,12 +292,15 @@ impl Subscriptions for SqliteStore {
         for d in ds {
             let attempts = attempts_stmt
                 .query_map([d.id], |r| {
-                    Ok(DeliveryAttempt {
-                        delivery_uid: r.get(0)?,
-                        at_ns: r.get(1)?,
-                        http_status: r.get(2)?,
-                        error: r.get(3)?,
-                    })
+                    Ok(from_columns!(
+                        r,
+                        DeliveryAttempt {
+                            delivery_uid,
+                            at_ns,
+                            http_status,
+                            error
+                        }
+                    ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             out.push((d, attempts));

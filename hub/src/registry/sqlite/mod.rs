@@ -7,6 +7,17 @@
 //! (`components`, `sensors`, `edges`, `tokens`, `mqtt_users`, `reference` for grid cells,
 //! departments and statistics). The module is private to `registry`.
 
+/// `Type { a, b, c }` read from columns 0, 1, 2, … of a row, in the order the fields are
+/// named (so a SELECT and its struct read the same way, without an index per field).
+macro_rules! from_columns {
+    ($row:expr, $ty:path { $($field:ident),+ $(,)? }) => {{
+        let mut columns = 0usize..;
+        $ty {
+            $($field: $row.get(columns.next().expect("unbounded"))?),+
+        }
+    }};
+}
+
 use super::codes::ComponentCode;
 use super::model::*;
 use super::{

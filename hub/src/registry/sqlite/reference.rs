@@ -14,15 +14,18 @@ impl SqliteRegistry {
             after,
             limit,
             |r| {
-                Ok(GridCell {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    parent: r.get(2)?,
-                    lat_min: r.get(3)?,
-                    lon_min: r.get(4)?,
-                    lat_max: r.get(5)?,
-                    lon_max: r.get(6)?,
-                })
+                Ok(from_columns!(
+                    r,
+                    GridCell {
+                        id,
+                        name,
+                        parent,
+                        lat_min,
+                        lon_min,
+                        lat_max,
+                        lon_max
+                    }
+                ))
             },
             |g| g.id.clone(),
         )
@@ -39,12 +42,15 @@ impl SqliteRegistry {
             after,
             limit,
             |r| {
-                Ok(Department {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    duty: r.get(2)?,
-                    contact: r.get(3)?,
-                })
+                Ok(from_columns!(
+                    r,
+                    Department {
+                        id,
+                        name,
+                        duty,
+                        contact
+                    }
+                ))
             },
             |d| d.id.clone(),
         )

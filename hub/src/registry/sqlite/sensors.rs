@@ -6,15 +6,18 @@ pub(super) const SENSOR_SQL: &str =
     "SELECT id, component_id, type, profile, address, interval_s, edge FROM sensors";
 
 pub(super) fn sensor_row(r: &Row<'_>) -> rusqlite::Result<Sensor> {
-    Ok(Sensor {
-        id: r.get(0)?,
-        component_id: r.get(1)?,
-        sensor_type: r.get(2)?,
-        profile: r.get(3)?,
-        address: r.get(4)?,
-        interval_s: r.get(5)?,
-        edge: r.get(6)?,
-    })
+    Ok(from_columns!(
+        r,
+        Sensor {
+            id,
+            component_id,
+            sensor_type,
+            profile,
+            address,
+            interval_s,
+            edge
+        }
+    ))
 }
 
 pub(super) const SENSOR_CONTEXT_SQL: &str = "SELECT s.id, s.component_id, c.type, s.interval_s
@@ -42,15 +45,18 @@ impl SqliteRegistry {
                  WHERE s.id = ?1",
             )?
             .query_row([sensor_id], |r| {
-                Ok(SensorAssignment {
-                    sensor_id: r.get(0)?,
-                    component_id: r.get(1)?,
-                    component_type: r.get(2)?,
-                    grid_cell: r.get(3)?,
-                    owner_department: r.get(4)?,
-                    maintainer_department: r.get(5)?,
-                    edge_id: r.get(6)?,
-                })
+                Ok(from_columns!(
+                    r,
+                    SensorAssignment {
+                        sensor_id,
+                        component_id,
+                        component_type,
+                        grid_cell,
+                        owner_department,
+                        maintainer_department,
+                        edge_id
+                    }
+                ))
             })
             .optional()
         })
