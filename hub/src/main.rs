@@ -131,6 +131,15 @@ fn load_config(cli: &Cli) -> anyhow::Result<HubConfig> {
     Ok(cfg)
 }
 
+/// The registry for an operator command: the seed import at start is for `serve` only
+/// (`registry import` names its directory itself).
+fn operator_registry(
+    mut cfg: HubConfig,
+) -> anyhow::Result<std::sync::Arc<hub::registry::SqliteRegistry>> {
+    cfg.registry.seed_dir = None;
+    serve::open_registry(&cfg)
+}
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -171,10 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Registry { command } => {
-            // Seed import at start is for `serve`; here the operator names the directory.
-            let mut cfg = cfg;
-            cfg.registry.seed_dir = None;
-            let reg = serve::open_registry(&cfg)?;
+            let reg = operator_registry(cfg)?;
             match command {
                 RegistryCommand::Import { dir } => {
                     let s = seed::import_dir(&reg, &dir)?;
@@ -188,9 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Edge { command } => {
-            let mut cfg = cfg;
-            cfg.registry.seed_dir = None;
-            let reg = serve::open_registry(&cfg)?;
+            let reg = operator_registry(cfg)?;
             match command {
                 EdgeCommand::Add {
                     id,
@@ -220,9 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::MqttUser { command } => {
-            let mut cfg = cfg;
-            cfg.registry.seed_dir = None;
-            let reg = serve::open_registry(&cfg)?;
+            let reg = operator_registry(cfg)?;
             match command {
                 MqttUserCommand::Add { department } => {
                     let (username, secret) = reg.add_mqtt_user(&department)?;
@@ -252,9 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { command } => {
-            let mut cfg = cfg;
-            cfg.registry.seed_dir = None;
-            let reg = serve::open_registry(&cfg)?;
+            let reg = operator_registry(cfg)?;
             match command {
                 TokenCommand::Add { department, scope } => {
                     let scope = match scope {
