@@ -12,7 +12,7 @@
 use fantoccini::{Client, ClientBuilder, Locator};
 use protocol::uplink::{mac_key, topics, EdgeStatus, Quality, Reading, ReadingFlags, UplinkBatch};
 use protocol::{Quantity, Value};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -113,14 +113,59 @@ impl Hub {
     }
 }
 
-/// Publishes `readings` as the seed's edge (sealed with its secret) and waits for every ack:
-/// only then are they stored.
-async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
+/// An MQTT connection to the hub's broker as the seed's edge, signed in with its secret.
+fn edge_client(hub: &Hub, max_packet: Option<usize>, cap: usize) -> (AsyncClient, EventLoop) {
     let mut opts = MqttOptions::new(EDGE, "127.0.0.1", hub.mqtt);
     opts.set_credentials(EDGE, &hub.edge_secret);
     opts.set_keep_alive(Duration::from_secs(10));
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut el) = AsyncClient::new(opts, 100);
+    if let Some(max) = max_packet {
+        opts.set_max_packet_size(max, max);
+    }
+    AsyncClient::new(opts, cap)
+}
+
+/// The edge's status as the edges page shows it: version and the backlog still to send.
+/// Freshness: each status must be newer than the last for the hub to take it, so `counter`
+/// is the clock.
+fn edge_status(epoch: u64, backlog_readings: u64, backlog_bytes: u64) -> EdgeStatus {
+    EdgeStatus {
+        edge_id: EDGE.into(),
+        online: true,
+        version: EDGE_VERSION.to_string(),
+        epoch,
+        counter: now_ns() as u64,
+        will_counter: 0,
+        backlog_readings,
+        backlog_bytes,
+        oldest_unacked_ns: None,
+        ts_ns: now_ns(),
+    }
+}
+
+/// Queues `status` on the edge's status topic.
+async fn queue_status(client: &AsyncClient, status: &EdgeStatus, key: &[u8; 32]) {
+    client
+        .publish(
+            topics::status(EDGE),
+            QoS::AtLeastOnce,
+            false,
+            status.seal(key),
+        )
+        .await
+        .expect("publish queued");
+}
+
+/// The next event of `el`, failing the test if the connection makes no progress in WAIT_S.
+async fn next_event(el: &mut EventLoop) -> Result<Event, rumqttc::ConnectionError> {
+    tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
+        .await
+        .expect("MQTT progress")
+}
+
+/// Publishes `readings` as the seed's edge (sealed with its secret) and waits for every ack:
+/// only then are they stored.
+async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
+    let (client, mut el) = edge_client(hub, Some(1 << 20), 100);
     client
         .subscribe(topics::acks(EDGE), QoS::AtLeastOnce)
         .await
@@ -137,10 +182,7 @@ async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
             Instant::now() < deadline,
             "acks {acked:?} of {batches} batches"
         );
-        let ev = tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
-            .await
-            .expect("MQTT progress");
-        match ev {
+        match next_event(&mut el).await {
             Ok(Event::Incoming(Packet::SubAck(_))) if !subscribed => {
                 subscribed = true;
                 for (i, chunk) in chunks.iter().enumerate() {
@@ -156,29 +198,7 @@ async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
                         .await
                         .expect("publish queued");
                 }
-                // What the edges page shows: version and the backlog still to send.
-                let status = EdgeStatus {
-                    edge_id: EDGE.into(),
-                    online: true,
-                    version: EDGE_VERSION.to_string(),
-                    epoch,
-                    // Freshness: each status must be newer than the last for the hub to take it.
-                    counter: now_ns() as u64,
-                    will_counter: 0,
-                    backlog_readings: 1200,
-                    backlog_bytes: 96 * 1024,
-                    oldest_unacked_ns: None,
-                    ts_ns: now_ns(),
-                };
-                client
-                    .publish(
-                        topics::status(EDGE),
-                        QoS::AtLeastOnce,
-                        false,
-                        status.seal(&key),
-                    )
-                    .await
-                    .expect("publish queued");
+                queue_status(&client, &edge_status(epoch, 1200, 96 * 1024), &key).await;
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if let Ok(a) = protocol::uplink::Ack::open(&p.payload, &key, EDGE) {
@@ -198,36 +218,11 @@ async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
 /// Reports the edge's status (version, backlog) as the edge would, waiting for the broker's
 /// PubAck.
 async fn publish_status(hub: &Hub, backlog_readings: u64) {
-    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", hub.mqtt);
-    opts.set_credentials(EDGE, &hub.edge_secret);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut el) = AsyncClient::new(opts, 10);
-    let status = EdgeStatus {
-        edge_id: EDGE.into(),
-        online: true,
-        version: EDGE_VERSION.to_string(),
-        epoch: 1,
-        counter: now_ns() as u64,
-        will_counter: 0,
-        backlog_readings,
-        backlog_bytes: backlog_readings * 80,
-        oldest_unacked_ns: None,
-        ts_ns: now_ns(),
-    };
-    client
-        .publish(
-            topics::status(EDGE),
-            QoS::AtLeastOnce,
-            false,
-            status.seal(&mac_key(&hub.edge_secret)),
-        )
-        .await
-        .expect("publish queued");
+    let (client, mut el) = edge_client(hub, None, 10);
+    let status = edge_status(1, backlog_readings, backlog_readings * 80);
+    queue_status(&client, &status, &mac_key(&hub.edge_secret)).await;
     loop {
-        let ev = tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
-            .await
-            .expect("MQTT progress");
-        match ev {
+        match next_event(&mut el).await {
             Ok(Event::Incoming(Packet::PubAck(_))) => break,
             Ok(_) => {}
             Err(e) => panic!("status connection failed: {e}"),
@@ -359,23 +354,84 @@ async fn shot(c: &Client, name: &str) -> PathBuf {
     path
 }
 
-async fn goto(c: &Client, hub: &Hub, hash: &str) {
+/// The element `css` matches now (it is expected to be on the page already).
+async fn present(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what} ({css}): {e}"))
+}
+
+/// Clicks the element `css` matches now (it is expected to be on the page already).
+async fn click(c: &Client, css: &str, what: &str) {
+    present(c, css, what)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {what}: {e}"));
+}
+
+/// Waits for each `(css, what)` in turn: the things a page must show.
+async fn find_each(c: &Client, expected: &[(&str, &str)]) {
+    for (css, what) in expected {
+        find(c, css, what).await;
+    }
+}
+
+/// Waits for `css` and returns its text.
+async fn text_of(c: &Client, css: &str, what: &str) -> String {
+    find(c, css, what).await.text().await.expect("text")
+}
+
+/// Waits for the open event's page to show it in `status`.
+async fn event_shows(c: &Client, status: &str, what: &str) {
+    let css = format!("#event-detail [data-status=\"{status}\"]");
+    find(c, &css, what).await;
+}
+
+/// Navigates to the dashboard's page `hash` and waits for `css`, the sign that it is shown.
+async fn open(
+    c: &Client,
+    hub: &Hub,
+    hash: &str,
+    css: &str,
+    what: &str,
+) -> fantoccini::elements::Element {
     c.goto(&hub.url(&format!("/{hash}")))
         .await
         .expect("navigate");
+    find(c, css, what).await
 }
 
 async fn sign_in(c: &Client, hub: &Hub, token: &str) {
-    goto(c, hub, "").await;
-    let input = find(c, "#token", "the sign-in form").await;
+    let input = open(c, hub, "", "#token", "the sign-in form").await;
     input.send_keys(token).await.expect("type token");
-    c.find(Locator::Css("#signin-submit"))
-        .await
-        .expect("submit button")
-        .click()
-        .await
-        .expect("submit");
+    click(c, "#signin-submit", "the submit button").await;
     find(c, "#view-overview", "the overview after sign-in").await;
+}
+
+/// Switches the interface to `lang` with the header's button; the navigation then reads
+/// `overview` for the overview page.
+async fn switch_language(c: &Client, lang: &str, overview: &str) {
+    click(
+        c,
+        &format!("header button[data-lang=\"{lang}\"]"),
+        &format!("the {lang} button"),
+    )
+    .await;
+    assert_eq!(
+        text_of(c, "#nav-overview", "the navigation").await,
+        overview
+    );
+}
+
+/// The ids of the events `token` is shown by `GET /api/v1/events`, with the body for messages.
+async fn visible_event_ids(hub: &Hub, token: &str) -> (Vec<i64>, Json) {
+    let (_, v) = hub.api(token, "events").await;
+    let ids = v["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
+        .unwrap_or_default();
+    (ids, v)
 }
 
 /// Chooses `action` (and `department`), writes `note` and submits on the open event.
@@ -386,25 +442,18 @@ async fn act(c: &Client, action: &str, department: Option<&str>, note: &str) {
         .await
         .expect("choose action");
     if let Some(d) = department {
-        c.find(Locator::Css("#act-department"))
+        present(c, "#act-department", "the department select")
             .await
-            .expect("department select")
             .select_by_value(d)
             .await
             .expect("choose department");
     }
-    c.find(Locator::Css("#act-note"))
+    present(c, "#act-note", "the note")
         .await
-        .expect("note")
         .send_keys(note)
         .await
         .expect("type note");
-    c.find(Locator::Css("#act-submit"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("click submit");
+    click(c, "#act-submit", "the action's submit button").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,36 +508,31 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     c.set_window_size(1400, 1000).await.expect("window size");
 
     // A wrong token is refused on the sign-in page itself.
-    goto(&c, &hub, "").await;
-    find(&c, "#token", "the sign-in form")
+    open(&c, &hub, "", "#token", "the sign-in form")
         .await
         .send_keys("wgt_nope.nope")
         .await
         .expect("type");
-    c.find(Locator::Css("#signin-submit"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "#signin-submit", "the submit button").await;
     find(&c, "#app .signin .error", "the refusal of a bad token").await;
     shot(&c, "signin").await;
 
     // Overview: counts and open events.
     sign_in(&c, &hub, &hub.admin).await;
-    find(&c, "#component-counts .card.alarm", "component counts").await;
-    find(
+    let open_row = format!("#open-events tr[data-event=\"{id}\"]");
+    find_each(
         &c,
-        &format!("#open-events tr[data-event=\"{id}\"]"),
-        "the open event on the overview",
+        &[
+            ("#component-counts .card.alarm", "component counts"),
+            (&open_row, "the open event on the overview"),
+        ],
     )
     .await;
     shot(&c, "overview").await;
 
     // Map: the alarm component is drawn and clickable.
-    goto(&c, &hub, "#/map").await;
     let dot_css = format!("svg.map circle[data-component=\"{COMPONENT}\"][data-status=\"alarm\"]");
-    find(&c, &dot_css, "the alarm on the map").await;
+    open(&c, &hub, "#/map", &dot_css, "the alarm on the map").await;
     shot(&c, "map").await;
     // A live update may redraw the map between finding the dot and clicking it: find again.
     let deadline = Instant::now() + Duration::from_secs(WAIT_S);
@@ -504,67 +548,47 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     }
 
     // Component page: details, latest values and the tilt chart drawn by uPlot.
-    find(&c, "#view-component #details", "the component page").await;
-    find(
+    let tilt_chart = ".chart[data-quantity=\"tilt\"] canvas";
+    find_each(
         &c,
-        ".chart[data-quantity=\"tilt\"] canvas",
-        "the tilt chart",
+        &[
+            ("#view-component #details", "the component page"),
+            (tilt_chart, "the tilt chart"),
+        ],
     )
     .await;
-    let latest = find(
-        &c,
-        "#latest .value[data-quantity=\"tilt\"] .v",
-        "the latest tilt",
-    )
-    .await;
-    let latest_text = latest.text().await.expect("text");
+    let latest_tilt = "#latest .value[data-quantity=\"tilt\"] .v";
+    let latest_text = text_of(&c, latest_tilt, "the latest tilt").await;
     assert!(
         latest_text.contains('°'),
         "latest tilt shows {latest_text:?}"
     );
     shot(&c, "component").await;
-    c.find(Locator::Css("#range button[data-range=\"range.7d\"]"))
-        .await
-        .expect("7 d button")
-        .click()
-        .await
-        .expect("choose 7 d");
-    find(
+    click(
         &c,
-        "#range button.on[data-range=\"range.7d\"]",
-        "the 7 d range",
+        "#range button[data-range=\"range.7d\"]",
+        "the 7 d button",
     )
     .await;
-    find(
+    find_each(
         &c,
-        ".chart[data-quantity=\"tilt\"] canvas",
-        "the 7 d tilt chart",
+        &[
+            ("#range button.on[data-range=\"range.7d\"]", "the 7 d range"),
+            (tilt_chart, "the 7 d tilt chart"),
+        ],
     )
     .await;
 
     // The component page lists its event; from there the manager opens it and acts.
-    find(
-        &c,
-        &format!("#component-events [data-event=\"{id}\"]"),
-        "the component's event",
-    )
-    .await;
-    goto(&c, &hub, &format!("#/events/{id}")).await;
-    find(&c, "#event-detail [data-status=\"open\"]", "the open event").await;
+    let component_event = format!("#component-events [data-event=\"{id}\"]");
+    find(&c, &component_event, "the component's event").await;
+    let event_page = format!("#/events/{id}");
+    let open_event = "#event-detail [data-status=\"open\"]";
+    open(&c, &hub, &event_page, open_event, "the open event").await;
     act(&c, "acknowledge", None, "已到现场核实").await;
-    find(
-        &c,
-        "#event-detail [data-status=\"acknowledged\"]",
-        "the acknowledged status",
-    )
-    .await;
+    event_shows(&c, "acknowledged", "the acknowledged status").await;
     act(&c, "dispatch", Some("cg"), "请城管处置").await;
-    find(
-        &c,
-        "#event-detail [data-status=\"dispatched\"]",
-        "the dispatched status",
-    )
-    .await;
+    event_shows(&c, "dispatched", "the dispatched status").await;
     find(
         &c,
         &format!("#event-list tr[data-event=\"{id}\"][data-status=\"dispatched\"]"),
@@ -582,44 +606,24 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
         .await
         .expect("hub answers");
     assert!(resp.status().is_success(), "start: {}", resp.status());
-    find(
-        &c,
-        "#event-detail [data-status=\"in_progress\"]",
-        "the live in_progress status",
-    )
-    .await;
+    event_shows(&c, "in_progress", "the live in_progress status").await;
     // An action the state does not allow shows the hub's 409 message.
     act(&c, "close", None, "").await;
-    let msg = find(
-        &c,
-        "#act-message.error",
-        "the refusal of a disallowed action",
-    )
-    .await;
-    let text = msg.text().await.expect("text");
+    let refusal = "the refusal of a disallowed action";
+    let text = text_of(&c, "#act-message.error", refusal).await;
     assert!(!text.is_empty(), "409 message shown");
     shot(&c, "events").await;
     let (_, v) = hub.api(&hub.admin, &format!("events/{id}")).await;
     assert_eq!(v["status"], "in_progress", "{v}");
     assert_eq!(v["department"], "cg", "{v}");
 
-    goto(&c, &hub, "#/edges").await;
-    find(
-        &c,
-        &format!("#edges tr[data-edge=\"{EDGE}\"]"),
-        "the edge row",
-    )
-    .await;
+    let edge_row = format!("#edges tr[data-edge=\"{EDGE}\"]");
+    open(&c, &hub, "#/edges", &edge_row, "the edge row").await;
     // The status the edge reported (version, backlog) reaches the page; the page refreshes
     // itself every 10 s, so wait up to WAIT_S.
     let deadline = Instant::now() + Duration::from_secs(WAIT_S);
     loop {
-        let row = find(
-            &c,
-            &format!("#edges tr[data-edge=\"{EDGE}\"]"),
-            "the edge row",
-        )
-        .await;
+        let row = find(&c, &edge_row, "the edge row").await;
         let text = row.text().await.unwrap_or_default();
         if text.contains(EDGE_VERSION) && text.contains("1200") {
             break;
@@ -634,64 +638,31 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     publish_status(&hub, 600).await;
     find(
         &c,
-        &format!("#edges tr[data-edge=\"{EDGE}\"] td[data-drain=\"estimate\"]"),
+        &format!("{edge_row} td[data-drain=\"estimate\"]"),
         "the drain estimate",
     )
     .await;
     shot(&c, "edges").await;
 
-    goto(&c, &hub, "#/evaluation").await;
-    find(
-        &c,
-        "#view-evaluation .panel, #view-evaluation .error, #view-evaluation .muted",
-        "the evaluation page",
-    )
-    .await;
+    let evaluation = "#view-evaluation .panel, #view-evaluation .error, #view-evaluation .muted";
+    open(&c, &hub, "#/evaluation", evaluation, "the evaluation page").await;
     shot(&c, "evaluation").await;
 
     // The interface switches to English and back.
-    c.find(Locator::Css("header button[data-lang=\"en\"]"))
-        .await
-        .expect("EN")
-        .click()
-        .await
-        .expect("click EN");
-    let nav = find(&c, "#nav-overview", "the navigation").await;
-    assert_eq!(nav.text().await.expect("text"), "Overview");
+    switch_language(&c, "en", "Overview").await;
     shot(&c, "evaluation-en").await;
-    c.find(Locator::Css("header button[data-lang=\"zh\"]"))
-        .await
-        .expect("中文")
-        .click()
-        .await
-        .expect("click 中文");
-    let nav = find(&c, "#nav-overview", "the navigation").await;
-    assert_eq!(nav.text().await.expect("text"), "总览");
+    switch_language(&c, "zh", "总览").await;
 
     // Scope: the fire brigade's token does not see the water authority's manhole event; the
     // owner (水务) does.
-    let (_, v) = hub.api(&hub.xf, "events").await;
-    let ids: Vec<i64> = v["items"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
-        .unwrap_or_default();
+    let (ids, v) = visible_event_ids(&hub, &hub.xf).await;
     assert!(!ids.contains(&id), "xf sees event {id}: {v}");
-    let (_, v) = hub.api(&hub.sw, "events").await;
-    let ids: Vec<i64> = v["items"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
-        .unwrap_or_default();
+    let (ids, v) = visible_event_ids(&hub, &hub.sw).await;
     assert!(ids.contains(&id), "sw (owner) does not see event {id}: {v}");
 
-    c.find(Locator::Css("#signout"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "#signout", "sign out").await;
     sign_in(&c, &hub, &hub.xf).await;
-    goto(&c, &hub, "#/events").await;
-    find(&c, "#event-list h2", "the xf events list").await;
+    open(&c, &hub, "#/events", "#event-list h2", "the xf events list").await;
     assert!(
         c.find(Locator::Css(&format!(
             "#event-list tr[data-event=\"{id}\"]"
@@ -701,13 +672,8 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
         "the xf token's events page lists event {id}"
     );
     shot(&c, "events-department-xf").await;
-    goto(&c, &hub, &format!("#/events/{id}")).await;
-    find(
-        &c,
-        "#event-detail .error",
-        "the refusal of another department's event",
-    )
-    .await;
+    let refusal = "the refusal of another department's event";
+    open(&c, &hub, &event_page, "#event-detail .error", refusal).await;
 
     let _ = c.close().await;
     driver.proc.terminate(Duration::from_secs(5));
