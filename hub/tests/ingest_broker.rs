@@ -2,64 +2,28 @@
 
 mod ingest_support;
 
-use hub::broker::{self, BrokerConfig, BrokerHandle, TlsListenerConfig};
-use hub::ingest::{self, IngestConfig, IngestHandle, RejectReason};
-use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
-use hub::timeseries::TimeSeriesSink;
+use hub::broker::{BrokerConfig, TlsListenerConfig};
+use hub::ingest::{IngestConfig, RejectReason};
+use ingest_support::mosquitto_clients::publish_once;
 use ingest_support::*;
 use protocol::uplink::{mac_key, topics, AckOutcome, EdgeStatus};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-
-struct Hub {
-    broker: BrokerHandle,
-    ingest: IngestHandle,
-    store: Arc<EmbeddedStore>,
-}
-
-impl Hub {
-    fn port(&self) -> u16 {
-        self.broker.listen.expect("embedded listener").port()
-    }
-}
-
-fn start_hub(dir: &Path, registry: Arc<MemRegistry>, tls: Option<TlsListenerConfig>) -> Hub {
-    let cfg = BrokerConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tls,
-        ..Default::default()
-    };
-    let broker = broker::start(&cfg, registry.clone()).expect("broker starts");
-    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir)).expect("store opens"));
-    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
-    let ingest =
-        ingest::spawn(&IngestConfig::in_dir(dir), &broker, registry, sinks).expect("ingest starts");
-    Hub {
-        broker,
-        ingest,
-        store,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_batch_is_stored_before_it_is_acked() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
+    let site = Site::with_edge("edge-1");
+    let reg = &site.reg;
     reg.assign("MH-0001", "3205080101000001");
-    let hub = start_hub(dir.path(), reg.clone(), None);
-    let mut edge = login(hub.port(), "edge-1", &secret).await;
+    let hub = site.start();
+    let mut edge = site.login(&hub).await;
     let mut events = hub.ingest.subscribe();
 
     let t0 = now_ns() - 3_600_000_000_000;
     let mut rs = readings("MH-0001", t0, 300);
     rs.extend(readings("NEW-SENSOR", t0, 200));
-    let b = batch("edge-1", 1, 1, rs);
-    edge.publish_batch("edge-1", &b, &mac_key(&secret)).await;
-
-    let ack = edge.next_ack().await;
+    let ack = edge.deliver(&batch("edge-1", 1, 1, rs), &site.key).await;
     assert_eq!(
         (ack.epoch, ack.seq, ack.outcome),
         (1, 1, AckOutcome::Stored)
@@ -91,12 +55,8 @@ async fn an_edge_batch_is_stored_before_it_is_acked() {
         .unwrap();
     assert_eq!(assigned.component_id.as_deref(), Some("3205080101000001"));
     let m = hub.ingest.metrics();
-    assert_eq!(
-        m.readings_stored.load(std::sync::atomic::Ordering::Relaxed),
-        500
-    );
-    let mut text = String::new();
-    m.render_prometheus(&mut text);
+    assert_eq!(m.readings_stored.load(Relaxed), 500);
+    let text = rendered(|t| m.render_prometheus(t));
     assert!(
         text.contains("wangge_ingest_readings_stored_total 500"),
         "{text}"
@@ -105,103 +65,80 @@ async fn an_edge_batch_is_stored_before_it_is_acked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_batch_is_stored_once_even_after_a_hub_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    let key = mac_key(&secret);
+    let site = Site::with_edge("edge-1");
     let t0 = now_ns() - 60_000_000_000;
     let b = batch("edge-1", 7, 42, readings("MH-0002", t0, 250));
     {
-        let hub = start_hub(dir.path(), reg.clone(), None);
-        let mut edge = login(hub.port(), "edge-1", &secret).await;
-        edge.publish_batch("edge-1", &b, &key).await;
-        assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
-        edge.publish_batch("edge-1", &b, &key).await;
-        assert_eq!(edge.next_ack().await.outcome, AckOutcome::Duplicate);
+        let hub = site.start();
+        let mut edge = site.login(&hub).await;
+        assert_eq!(
+            edge.deliver(&b, &site.key).await.outcome,
+            AckOutcome::Stored
+        );
+        assert_eq!(
+            edge.deliver(&b, &site.key).await.outcome,
+            AckOutcome::Duplicate
+        );
         assert_eq!(stored(&hub.store, "MH-0002"), 250);
     }
     // A new hub (broker, ingest, store) on the same data dir.
-    let hub = start_hub(dir.path(), reg.clone(), None);
-    let mut edge = login(hub.port(), "edge-1", &secret).await;
-    edge.publish_batch("edge-1", &b, &key).await;
-    let ack = edge.next_ack().await;
+    let hub = site.start();
+    let mut edge = site.login(&hub).await;
+    let ack = edge.deliver(&b, &site.key).await;
     assert_eq!(
         (ack.epoch, ack.seq, ack.outcome),
         (7, 42, AckOutcome::Duplicate)
     );
     assert_eq!(stored(&hub.store, "MH-0002"), 250);
     let m = hub.ingest.metrics();
-    assert_eq!(
-        m.batches_duplicate
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
-    assert_eq!(
-        m.readings_stored.load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(m.batches_duplicate.load(Relaxed), 1);
+    assert_eq!(m.readings_stored.load(Relaxed), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_a_cannot_publish_as_edge_b() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret_a = reg.add_edge("edge-a");
-    let _secret_b = reg.add_edge("edge-b");
-    let hub = start_hub(dir.path(), reg.clone(), None);
-    let key_a = mac_key(&secret_a);
+    let site = Site::with_edge("edge-a");
+    let _secret_b = site.reg.add_edge("edge-b");
+    let hub = site.start();
+    let (secret_a, key_a) = (&site.secret, &site.key);
     let t0 = now_ns() - 60_000_000_000;
     let m = hub.ingest.metrics();
 
     // On B's topic: the broker gate cuts A's connection before the batch reaches ingest.
-    let forged = batch("edge-b", 1, 1, readings("FORGED-1", t0, 10)).seal(&key_a);
-    let forged_file = dir.path().join("forged.bin");
+    let forged = batch("edge-b", 1, 1, readings("FORGED-1", t0, 10)).seal(key_a);
+    let forged_file = site.dir.path().join("forged.bin");
     std::fs::write(&forged_file, forged).unwrap();
-    let out = std::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &hub.port().to_string(),
-            "-V",
-            "mqttv311",
-        ])
-        .args(["-i", "edge-a", "-u", "edge-a", "-P", &secret_a, "-q", "1"])
-        .args(["-t", &topics::batches("edge-b"), "-f"])
-        .arg(&forged_file)
-        .output()
-        .expect("mosquitto_pub (mosquitto-clients) is installed: scripts/install-test-deps");
     assert!(
-        !out.status.success(),
+        !publish_once(
+            hub.port(),
+            "edge-a",
+            secret_a,
+            &topics::batches("edge-b"),
+            false,
+            Some(&forged_file)
+        ),
         "the forged publish must not be acknowledged"
     );
     eventually(
         "the gate refused the publish",
         Duration::from_secs(10),
-        || {
-            hub.broker
-                .metrics
-                .refused_publish
-                .load(std::sync::atomic::Ordering::Relaxed)
-                == 1
-        },
+        || hub.broker.metrics.refused_publish.load(Relaxed) == 1,
     )
     .await;
 
     // On its own topic, the batch is still checked: ingest trusts neither the topic alone nor
     // the broker (defence in depth).
-    let mut a = login(hub.port(), "edge-a", &secret_a).await;
+    let mut a = site.login(&hub).await;
     // Naming B on A's own topic.
     let claims_b = batch("edge-b", 1, 3, readings("FORGED-3", t0, 10));
-    a.publish_batch("edge-a", &claims_b, &key_a).await;
+    a.publish_batch("edge-a", &claims_b, key_a).await;
     // Sealed with a key that is not A's.
     let wrong_key = batch("edge-a", 1, 2, readings("FORGED-2", t0, 10));
     a.publish_batch("edge-a", &wrong_key, &mac_key("not-edge-a's-secret"))
         .await;
     // A legitimate batch after them proves the forged ones were processed (in order) first.
     let ok = batch("edge-a", 1, 4, readings("REAL-1", t0, 10));
-    a.publish_batch("edge-a", &ok, &key_a).await;
-    let ack = a.next_ack().await;
+    let ack = a.deliver(&ok, key_a).await;
     assert_eq!((ack.seq, ack.outcome), (4, AckOutcome::Stored));
 
     assert_eq!(m.rejected(RejectReason::BadMac), 1);
@@ -210,11 +147,9 @@ async fn edge_a_cannot_publish_as_edge_b() {
         assert_eq!(stored(&hub.store, s), 0, "{s} must not be stored");
     }
     assert_eq!(stored(&hub.store, "REAL-1"), 10);
-    let mut text = String::new();
-    m.render_prometheus(&mut text);
+    let text = rendered(|t| m.render_prometheus(t));
     assert!(text.contains("wangge_ingest_rejected_total{reason=\"wrong_edge\"} 1"));
-    let mut text = String::new();
-    hub.broker.metrics.render_prometheus(&mut text);
+    let text = rendered(|t| hub.broker.metrics.render_prometheus(t));
     assert!(
         text.contains("wangge_broker_refused_total{what=\"publish\"} 1"),
         "{text}"
@@ -223,11 +158,9 @@ async fn edge_a_cannot_publish_as_edge_b() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_bad_mac_oversize_and_nan_are_rejected_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    let hub = start_hub(dir.path(), reg.clone(), None);
-    let mut edge = login(hub.port(), "edge-1", &secret).await;
+    let site = Site::with_edge("edge-1");
+    let hub = site.start();
+    let mut edge = site.login(&hub).await;
     let t0 = now_ns() - 60_000_000_000;
     let m = hub.ingest.metrics();
 
@@ -237,7 +170,7 @@ async fn garbage_bad_mac_oversize_and_nan_are_rejected_and_counted() {
     )
     .await;
     // A valid batch cut short (e.g. a torn write on the edge).
-    let whole = batch("edge-1", 1, 9, readings("TORN-1", t0, 5)).seal(&mac_key(&secret));
+    let whole = batch("edge-1", 1, 9, readings("TORN-1", t0, 5)).seal(&site.key);
     edge.publish_raw(
         &topics::batches("edge-1"),
         whole[..whole.len() / 2].to_vec(),
@@ -255,22 +188,16 @@ async fn garbage_bad_mac_oversize_and_nan_are_rejected_and_counted() {
     edge.publish_batch(
         "edge-1",
         &batch("edge-1", 1, 2, readings("BIG-1", t0, 10_001)),
-        &mac_key(&secret),
+        &site.key,
     )
     .await;
     // Two NaN/inf values among valid readings: dropped and counted, the rest stored and acked.
     let mut ok = readings("OK-1", t0, 7);
     ok[2].value = protocol::Value::Float(f64::NAN);
     ok[4].value = protocol::Value::Float(f64::INFINITY);
-    edge.publish_batch("edge-1", &batch("edge-1", 1, 3, ok), &mac_key(&secret))
-        .await;
-    let ack = edge.next_ack().await;
+    let ack = edge.deliver(&batch("edge-1", 1, 3, ok), &site.key).await;
     assert_eq!(ack.seq, 3, "only the valid batch is acked");
-    assert_eq!(
-        m.readings_dropped_non_finite
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(m.readings_dropped_non_finite.load(Relaxed), 2);
     // The status topic is a different subscription: it may be processed after the ack.
     eventually(
         "malformed messages counted",
@@ -289,16 +216,15 @@ async fn garbage_bad_mac_oversize_and_nan_are_rejected_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_refused_at_login() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    let hub = start_hub(dir.path(), reg.clone(), None);
+    let site = Site::with_edge("edge-1");
+    let (reg, secret) = (&site.reg, &site.secret);
+    let hub = site.start();
     assert!(matches!(
         connect_edge(hub.port(), "edge-1", "wrong-secret", None).await,
         Login::Refused(_)
     ));
     assert!(matches!(
-        connect_edge(hub.port(), "no-such-edge", &secret, None).await,
+        connect_edge(hub.port(), "no-such-edge", secret, None).await,
         Login::Refused(_)
     ));
     // Revoked credentials no longer log in.
@@ -309,27 +235,20 @@ async fn wrong_credentials_are_refused_at_login() {
         Login::Refused(_)
     ));
     assert!(matches!(
-        connect_edge(hub.port(), "edge-1", &secret, None).await,
+        connect_edge(hub.port(), "edge-1", secret, None).await,
         Login::Ok(_)
     ));
     let m = &hub.broker.metrics;
-    assert_eq!(
-        m.logins_refused.load(std::sync::atomic::Ordering::Relaxed),
-        3
-    );
-    assert_eq!(
-        m.logins_accepted.load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(m.logins_refused.load(Relaxed), 3);
+    assert_eq!(m.logins_accepted.load(Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_status_is_recorded_in_the_registry() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    let hub = start_hub(dir.path(), reg.clone(), None);
-    let edge = login(hub.port(), "edge-1", &secret).await;
+    let site = Site::with_edge("edge-1");
+    let reg = &site.reg;
+    let hub = site.start();
+    let edge = site.login(&hub).await;
     let status = EdgeStatus {
         edge_id: "edge-1".into(),
         online: true,
@@ -342,7 +261,7 @@ async fn edge_status_is_recorded_in_the_registry() {
         oldest_unacked_ns: Some(1),
         ts_ns: now_ns(),
     };
-    let key = mac_key(&secret);
+    let key = site.key;
     edge.publish_raw(&topics::status("edge-1"), status.seal(&key))
         .await;
     // Another edge's status on edge-1's topic is refused.
@@ -380,21 +299,20 @@ async fn edge_status_is_recorded_in_the_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_delivers_over_the_tls_listener() {
-    let dir = tempfile::tempdir().unwrap();
     let certs = tempfile::tempdir().unwrap();
     let c = wangge_testkit::TestCerts::make(certs.path());
     let (cert_path, key_path, ca) = (c.cert.clone(), c.key.clone(), c.ca_pem());
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-tls");
-    let hub = start_hub(
-        dir.path(),
-        reg.clone(),
-        Some(TlsListenerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            cert_path,
-            key_path,
-        }),
-    );
+    let site = Site::with_edge("edge-tls");
+    let tls = TlsListenerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cert_path,
+        key_path,
+    };
+    let broker_cfg = BrokerConfig {
+        tls: Some(tls),
+        ..loopback_broker()
+    };
+    let hub = site.start_with(&broker_cfg, IngestConfig::default(), None);
     let tls_port = hub.broker.tls_listen.expect("tls listener").port();
     assert_eq!(
         hub.broker.listen, None,
@@ -404,28 +322,23 @@ async fn an_edge_delivers_over_the_tls_listener() {
         connect_edge(tls_port, "edge-tls", "wrong", Some(ca.clone())).await,
         Login::Refused(_)
     ));
-    let mut edge = match connect_edge(tls_port, "edge-tls", &secret, Some(ca)).await {
-        Login::Ok(e) => e,
-        Login::Refused(e) => panic!("TLS login refused: {e}"),
-    };
+    let mut edge = connect_edge(tls_port, "edge-tls", &site.secret, Some(ca))
+        .await
+        .expect_ok("edge-tls over TLS");
     let t0 = now_ns() - 60_000_000_000;
-    edge.publish_batch(
-        "edge-tls",
-        &batch("edge-tls", 1, 1, readings("TLS-1", t0, 20)),
-        &mac_key(&secret),
-    )
-    .await;
-    assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
+    let b = batch("edge-tls", 1, 1, readings("TLS-1", t0, 20));
+    assert_eq!(
+        edge.deliver(&b, &site.key).await.outcome,
+        AckOutcome::Stored
+    );
     assert_eq!(stored(&hub.store, "TLS-1"), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_publishes_on_other_topics_do_not_cut_the_edges_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    let hub = start_hub(dir.path(), reg.clone(), None);
-    let mut edge = login(hub.port(), "edge-1", &secret).await;
+    let site = Site::with_edge("edge-1");
+    let hub = site.start();
+    let mut edge = site.login(&hub).await;
     let out = hub.broker.outbound();
     // An event nobody subscribed to, and a topic outside the hub's filters: rumqttd would
     // disconnect the hub's link for the latter if it were published.
@@ -439,7 +352,9 @@ async fn hub_publishes_on_other_topics_do_not_cut_the_edges_off() {
     }
     let t0 = now_ns() - 60_000_000_000;
     let b = batch("edge-1", 1, 1, readings("AFTER-1", t0, 5));
-    edge.publish_batch("edge-1", &b, &mac_key(&secret)).await;
-    assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
+    assert_eq!(
+        edge.deliver(&b, &site.key).await.outcome,
+        AckOutcome::Stored
+    );
     assert_eq!(stored(&hub.store, "AFTER-1"), 5);
 }

@@ -3,25 +3,14 @@
 //! Real embedded broker, real embedded store, an in-memory registry.
 mod ingest_support;
 
-use hub::broker::{self, BrokerConfig, BrokerHandle};
 use hub::ingest::{
-    self, IngestConfig, IngestHandle, ReadingRejectReason, RejectReason, RulesStage, StoredGroup,
+    IngestConfig, IngestMetrics, ReadingRejectReason, RejectReason, RulesStage, StoredGroup,
     UnregisteredPolicy,
 };
-use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
-use hub::timeseries::TimeSeriesSink;
 use ingest_support::*;
 use protocol::uplink::{mac_key, topics, Ack, AckOutcome, EdgeStatus, UplinkError};
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct Hub {
-    broker: BrokerHandle,
-    ingest: IngestHandle,
-    store: Arc<EmbeddedStore>,
-}
 
 /// (sensor, component) of every reading the rules stage was given.
 type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
@@ -39,60 +28,41 @@ impl RulesStage for SeenByRules {
     }
 }
 
-fn start_hub(dir: &Path, registry: Arc<MemRegistry>, cfg: IngestConfig, rules: SeenByRules) -> Hub {
-    let broker = broker::start(
-        &BrokerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..Default::default()
-        },
-        registry.clone(),
-    )
-    .expect("broker starts");
-    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir)).expect("store opens"));
-    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
-    let ingest = ingest::spawn_with_rules(
-        &IngestConfig {
-            data_dir: dir.to_path_buf(),
-            ..cfg
-        },
-        &broker,
-        registry,
-        sinks,
-        Some(Box::new(rules)),
-    )
-    .expect("ingest starts");
-    Hub {
-        broker,
-        ingest,
-        store,
-    }
+/// A hub on `site` with ingest config `cfg`, its rules stage recording into `rules`.
+fn start_hub(site: &Site, cfg: IngestConfig, rules: &SeenByRules) -> EmbeddedHub {
+    site.start_with(&loopback_broker(), cfg, Some(Box::new(rules.clone())))
 }
 
-impl Hub {
-    fn port(&self) -> u16 {
-        self.broker.listen.expect("embedded listener").port()
-    }
+/// A hub of the default ingest config on `site`, and edge-1 logged in to it.
+async fn hub_and_edge(site: &Site, rules: &SeenByRules) -> (EmbeddedHub, Edge) {
+    let hub = start_hub(site, IngestConfig::default(), rules);
+    let edge = site.login(&hub).await;
+    (hub, edge)
+}
+
+/// Waits (30 s at most) until `m` counted `n` messages refused for `reason`.
+async fn rejected_eventually(what: &str, m: &IngestMetrics, reason: RejectReason, n: u64) {
+    eventually(what, Duration::from_secs(30), || m.rejected(reason) == n).await;
+}
+
+/// Waits (30 s at most) until the registry recorded `n` statuses.
+async fn statuses_eventually(what: &str, reg: &MemRegistry, n: usize) {
+    eventually(what, Duration::from_secs(30), || {
+        reg.statuses.lock().unwrap().len() == n
+    })
+    .await;
 }
 
 const S: i64 = 1_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_are_sealed_for_their_edge_and_name_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    let hub = start_hub(
-        dir.path(),
-        reg.clone(),
-        IngestConfig::default(),
-        SeenByRules::default(),
-    );
+    let site = Site::with_edge("edge-1");
     // A raw subscriber sees the bytes on the ack topic; the support client only passes acks
     // that open under edge-1's key, so an unsealed ack would time out there.
-    let mut edge = login(hub.port(), "edge-1", &secret).await;
+    let (_hub, mut edge) = hub_and_edge(&site, &SeenByRules::default()).await;
     let b = batch("edge-1", 4, 9, readings("MH-1", now_ns() - 60 * S, 3));
-    edge.publish_batch("edge-1", &b, &mac_key(&secret)).await;
-    let ack = edge.next_ack().await;
+    let ack = edge.deliver(&b, &site.key).await;
     assert_eq!(
         (ack.edge_id.as_str(), ack.epoch, ack.seq, ack.outcome),
         ("edge-1", 4, 9, AckOutcome::Stored)
@@ -100,35 +70,25 @@ async fn acks_are_sealed_for_their_edge_and_name_it() {
     // The same ack under another edge's key does not open.
     let other = mac_key("someone-else");
     assert_eq!(
-        Ack::open(&ack.seal(&other), &mac_key(&secret), "edge-1"),
+        Ack::open(&ack.seal(&other), &site.key, "edge-1"),
         Err(UplinkError::BadMac)
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reading_for_another_edges_sensor_is_rejected_and_raises_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
+    let site = Site::with_edge("edge-1");
+    let reg = &site.reg;
     reg.add_edge("edge-2");
     reg.assign_on_edge("MH-OWN", "3205080101000001", Some("edge-1"));
     reg.assign_on_edge("MH-THEIRS", "3205080101000002", Some("edge-2"));
     let rules = SeenByRules::default();
-    let hub = start_hub(
-        dir.path(),
-        reg.clone(),
-        IngestConfig::default(),
-        rules.clone(),
-    );
-    let mut edge = login(hub.port(), "edge-1", &secret).await;
-    let key = mac_key(&secret);
+    let (hub, mut edge) = hub_and_edge(&site, &rules).await;
     let t0 = now_ns() - 60 * S;
     for seq in 0..2 {
         let mut rs = readings("MH-OWN", t0 + seq as i64 * 100 * S, 5);
         rs.extend(readings("MH-THEIRS", t0 + seq as i64 * 100 * S, 7));
-        edge.publish_batch("edge-1", &batch("edge-1", 1, seq, rs), &key)
-            .await;
-        let ack = edge.next_ack().await;
+        let ack = edge.deliver(&batch("edge-1", 1, seq, rs), &site.key).await;
         assert_eq!(
             (ack.seq, ack.outcome),
             (seq, AckOutcome::Stored),
@@ -155,8 +115,7 @@ async fn a_reading_for_another_edges_sensor_is_rejected_and_raises_nothing() {
         )],
         "audited once per (edge, sensor)"
     );
-    let mut text = String::new();
-    m.render_prometheus(&mut text);
+    let text = rendered(|t| m.render_prometheus(t));
     assert!(
         text.contains("wangge_ingest_readings_rejected_total{reason=\"foreign_sensor\"} 14"),
         "{text}"
@@ -165,25 +124,22 @@ async fn a_reading_for_another_edges_sensor_is_rejected_and_raises_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_outside_the_time_window_are_rejected_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
+    let site = Site::with_edge("edge-1");
     let cfg = IngestConfig {
         ts_past_max_s: 3600,
         ts_future_max_s: 60,
         ..Default::default()
     };
     let rules = SeenByRules::default();
-    let hub = start_hub(dir.path(), reg.clone(), cfg, rules.clone());
-    let mut edge = login(hub.port(), "edge-1", &secret).await;
+    let hub = start_hub(&site, cfg, &rules);
+    let mut edge = site.login(&hub).await;
     let now = now_ns();
     let mut rs = readings("MH-OLD", now - 2 * 3600 * S, 3);
     rs.extend(readings("MH-FUTURE", now + 600 * S, 4));
     rs.extend(readings("MH-RECENT", now - 1800 * S, 5));
     rs.extend(readings("MH-SOON", now + 10 * S, 2));
-    edge.publish_batch("edge-1", &batch("edge-1", 1, 0, rs), &mac_key(&secret))
-        .await;
-    assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
+    let ack = edge.deliver(&batch("edge-1", 1, 0, rs), &site.key).await;
+    assert_eq!(ack.outcome, AckOutcome::Stored);
     assert_eq!(stored(&hub.store, "MH-OLD"), 0);
     assert_eq!(stored(&hub.store, "MH-FUTURE"), 0);
     assert_eq!(stored(&hub.store, "MH-RECENT"), 5);
@@ -193,24 +149,27 @@ async fn readings_outside_the_time_window_are_rejected_and_counted() {
     assert_eq!(rules.0.lock().unwrap().len(), 7);
 }
 
+/// Batch (1, 0) of edge-1: 3 readings of the registered MH-KNOWN, 4 of NEW-SENSOR.
+fn known_and_new_sensor() -> protocol::uplink::UplinkBatch {
+    let t0 = now_ns() - 60 * S;
+    let mut rs = readings("MH-KNOWN", t0, 3);
+    rs.extend(readings("NEW-SENSOR", t0, 4));
+    batch("edge-1", 1, 0, rs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregistered_sensors_can_be_rejected_by_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
+    let site = Site::with_edge("edge-1");
+    let reg = &site.reg;
     reg.assign("MH-KNOWN", "3205080101000001");
     let cfg = IngestConfig {
         unregistered: UnregisteredPolicy::Reject,
         ..Default::default()
     };
-    let hub = start_hub(dir.path(), reg.clone(), cfg, SeenByRules::default());
-    let mut edge = login(hub.port(), "edge-1", &secret).await;
-    let t0 = now_ns() - 60 * S;
-    let mut rs = readings("MH-KNOWN", t0, 3);
-    rs.extend(readings("NEW-SENSOR", t0, 4));
-    edge.publish_batch("edge-1", &batch("edge-1", 1, 0, rs), &mac_key(&secret))
-        .await;
-    assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
+    let hub = start_hub(&site, cfg, &SeenByRules::default());
+    let mut edge = site.login(&hub).await;
+    let ack = edge.deliver(&known_and_new_sensor(), &site.key).await;
+    assert_eq!(ack.outcome, AckOutcome::Stored);
     assert_eq!(stored(&hub.store, "MH-KNOWN"), 3);
     assert_eq!(stored(&hub.store, "NEW-SENSOR"), 0);
     let m = hub.ingest.metrics();
@@ -227,24 +186,12 @@ async fn unregistered_sensors_can_be_rejected_by_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_unregistered_readings_are_never_evaluated_against_a_component() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    reg.assign("MH-KNOWN", "3205080101000001");
+    let site = Site::with_edge("edge-1");
+    site.reg.assign("MH-KNOWN", "3205080101000001");
     let rules = SeenByRules::default();
-    let hub = start_hub(
-        dir.path(),
-        reg.clone(),
-        IngestConfig::default(),
-        rules.clone(),
-    );
-    let mut edge = login(hub.port(), "edge-1", &secret).await;
-    let t0 = now_ns() - 60 * S;
-    let mut rs = readings("MH-KNOWN", t0, 3);
-    rs.extend(readings("NEW-SENSOR", t0, 4));
-    edge.publish_batch("edge-1", &batch("edge-1", 1, 0, rs), &mac_key(&secret))
-        .await;
-    assert_eq!(edge.next_ack().await.outcome, AckOutcome::Stored);
+    let (hub, mut edge) = hub_and_edge(&site, &rules).await;
+    let ack = edge.deliver(&known_and_new_sensor(), &site.key).await;
+    assert_eq!(ack.outcome, AckOutcome::Stored);
     assert_eq!(stored(&hub.store, "NEW-SENSOR"), 4, "default: stored");
     let seen = rules.0.lock().unwrap().clone();
     for (sensor, component) in &seen {
@@ -273,17 +220,9 @@ fn status(online: bool, epoch: u64, counter: u64, will_counter: u64) -> EdgeStat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_online_status_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    let key = mac_key(&secret);
-    let hub = start_hub(
-        dir.path(),
-        reg.clone(),
-        IngestConfig::default(),
-        SeenByRules::default(),
-    );
-    let edge = login(hub.port(), "edge-1", &secret).await;
+    let site = Site::with_edge("edge-1");
+    let (reg, key) = (&site.reg, site.key);
+    let (hub, edge) = hub_and_edge(&site, &SeenByRules::default()).await;
     let topic = topics::status("edge-1");
     let old_online = status(true, 2, 5, 4).seal(&key);
     edge.publish_raw(&topic, old_online.clone()).await;
@@ -293,16 +232,14 @@ async fn a_replayed_online_status_is_refused() {
     edge.publish_raw(&topic, status(true, 3, 1, 0).seal(&key))
         .await;
     let m = hub.ingest.metrics();
-    eventually("three statuses recorded", Duration::from_secs(30), || {
-        reg.statuses.lock().unwrap().len() == 3
-    })
-    .await;
+    statuses_eventually("three statuses recorded", reg, 3).await;
     // The attacker replays the old online status of epoch 2.
     edge.publish_raw(&topic, old_online).await;
-    eventually(
+    rejected_eventually(
         "the replay counted as stale",
-        Duration::from_secs(30),
-        || m.rejected(RejectReason::StaleStatus) == 1,
+        &m,
+        RejectReason::StaleStatus,
+        1,
     )
     .await;
     let statuses = reg.statuses.lock().unwrap().clone();
@@ -312,17 +249,9 @@ async fn a_replayed_online_status_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_last_will_cannot_mark_a_live_edge_offline() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    let key = mac_key(&secret);
-    let hub = start_hub(
-        dir.path(),
-        reg.clone(),
-        IngestConfig::default(),
-        SeenByRules::default(),
-    );
-    let edge = login(hub.port(), "edge-1", &secret).await;
+    let site = Site::with_edge("edge-1");
+    let (reg, key) = (&site.reg, site.key);
+    let (hub, edge) = hub_and_edge(&site, &SeenByRules::default()).await;
     let topic = topics::status("edge-1");
     // Connection 1: will 0, online 1 announcing it; the connection drops and the broker
     // publishes will 0. Connection 2: will 2, online 3.
@@ -332,19 +261,15 @@ async fn an_old_last_will_cannot_mark_a_live_edge_offline() {
     edge.publish_raw(&topic, will_0.clone()).await;
     edge.publish_raw(&topic, status(true, 1, 3, 2).seal(&key))
         .await;
-    eventually(
-        "online, offline, online recorded",
-        Duration::from_secs(30),
-        || reg.statuses.lock().unwrap().len() == 3,
-    )
-    .await;
+    statuses_eventually("online, offline, online recorded", reg, 3).await;
     // Replaying will 0 (the attacker kept it) must not mark the live edge offline.
     edge.publish_raw(&topic, will_0).await;
     let m = hub.ingest.metrics();
-    eventually(
+    rejected_eventually(
         "the old will counted as stale",
-        Duration::from_secs(30),
-        || m.rejected(RejectReason::StaleStatus) == 1,
+        &m,
+        RejectReason::StaleStatus,
+        1,
     )
     .await;
     assert_eq!(reg.statuses.lock().unwrap().len(), 3);
@@ -352,34 +277,22 @@ async fn an_old_last_will_cannot_mark_a_live_edge_offline() {
     // The current connection's will, when it comes, is accepted once.
     let will_2 = status(false, 1, 2, 2).seal(&key);
     edge.publish_raw(&topic, will_2.clone()).await;
-    eventually(
-        "the announced will recorded",
-        Duration::from_secs(30),
-        || reg.statuses.lock().unwrap().len() == 4,
-    )
-    .await;
+    statuses_eventually("the announced will recorded", reg, 4).await;
     edge.publish_raw(&topic, will_2).await;
-    eventually(
+    rejected_eventually(
         "a second copy of it is stale",
-        Duration::from_secs(30),
-        || m.rejected(RejectReason::StaleStatus) == 2,
+        &m,
+        RejectReason::StaleStatus,
+        2,
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_and_statuses_of_another_protocol_version_are_refused_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Arc::new(MemRegistry::default());
-    let secret = reg.add_edge("edge-1");
-    let key = mac_key(&secret);
-    let hub = start_hub(
-        dir.path(),
-        reg.clone(),
-        IngestConfig::default(),
-        SeenByRules::default(),
-    );
-    let edge = login(hub.port(), "edge-1", &secret).await;
+    let site = Site::with_edge("edge-1");
+    let (reg, key) = (&site.reg, site.key);
+    let (hub, edge) = hub_and_edge(&site, &SeenByRules::default()).await;
     let mut old_batch = batch("edge-1", 1, 0, readings("MH-1", now_ns() - 60 * S, 2)).seal(&key);
     old_batch[0] = 1;
     let mut old_status = status(true, 1, 1, 0).seal(&key);
@@ -391,10 +304,11 @@ async fn batches_and_statuses_of_another_protocol_version_are_refused_and_counte
     edge.publish_raw(&topics::status("edge-1"), old_status)
         .await;
     let m = hub.ingest.metrics();
-    eventually(
+    rejected_eventually(
         "every old-version message counted",
-        Duration::from_secs(30),
-        || m.rejected(RejectReason::UnknownVersion) == 4,
+        &m,
+        RejectReason::UnknownVersion,
+        4,
     )
     .await;
     assert_eq!(stored(&hub.store, "MH-1"), 0);

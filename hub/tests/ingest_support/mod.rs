@@ -3,17 +3,23 @@
 
 pub mod mosquitto_clients;
 
+use hub::broker::{self, BrokerConfig, BrokerHandle};
+use hub::ingest::{self, IngestConfig, IngestHandle, RulesStage};
 use hub::registry::{
     secrets, EdgeCredentials, Freshness, IngestRefusal, RegistryError, RegistryStore,
     SensorAssignment, StatusMark,
 };
+use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
+use hub::timeseries::TimeSeriesSink;
 use protocol::uplink::{
     mac_key, topics, Ack, EdgeStatus, Quality, Reading, ReadingFlags, UplinkBatch,
 };
 use protocol::{Quantity, Value};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -171,6 +177,16 @@ pub enum Login {
     Refused(String),
 }
 
+impl Login {
+    /// The logged-in edge, failing the test (naming `who`) if the broker refused it.
+    pub fn expect_ok(self, who: &str) -> Edge {
+        match self {
+            Login::Ok(e) => e,
+            Login::Refused(e) => panic!("login of {who} refused: {e}"),
+        }
+    }
+}
+
 pub async fn connect_edge(
     port: u16,
     id: &str,
@@ -258,6 +274,29 @@ impl Edge {
             .await;
     }
 
+    /// Publishes `batches` (each sealed with its key) on this edge's topic again and again,
+    /// like a real edge, until an ack comes back within a second; returns it.
+    pub async fn publish_until_acked(&mut self, batches: &[(&UplinkBatch, &[u8; 32])]) -> Ack {
+        loop {
+            for (b, key) in batches {
+                let topic_edge = self.id.clone();
+                self.publish_batch(&topic_edge, b, key).await;
+            }
+            if let Ok(Some(a)) =
+                tokio::time::timeout(Duration::from_secs(1), self.acks.recv()).await
+            {
+                return a;
+            }
+        }
+    }
+
+    /// Publishes `b` sealed with `key` on this edge's topic and returns the next ack.
+    pub async fn deliver(&mut self, b: &UplinkBatch, key: &[u8; 32]) -> Ack {
+        let topic_edge = self.id.clone();
+        self.publish_batch(&topic_edge, b, key).await;
+        self.next_ack().await
+    }
+
     /// Next ack, waiting at most 30 s.
     pub async fn next_ack(&mut self) -> Ack {
         tokio::time::timeout(Duration::from_secs(30), self.acks.recv())
@@ -284,8 +323,114 @@ pub fn stored(store: &hub::timeseries::embedded::EmbeddedStore, sensor: &str) ->
 
 /// Logs in as edge `id`, failing the test if the broker refuses.
 pub async fn login(port: u16, id: &str, secret: &str) -> Edge {
-    match connect_edge(port, id, secret, None).await {
-        Login::Ok(e) => e,
-        Login::Refused(e) => panic!("login of {id} refused: {e}"),
+    connect_edge(port, id, secret, None).await.expect_ok(id)
+}
+
+/// The embedded broker's config with its plain listener on a free loopback port.
+pub fn loopback_broker() -> BrokerConfig {
+    BrokerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Default::default()
     }
+}
+
+/// An embedded store in `dir`, and ingest (`cfg` with `dir` as its data dir) taking batches
+/// from `broker` into it, through the rules stage `rules` if there is one.
+pub fn store_and_ingest(
+    dir: &Path,
+    broker: &BrokerHandle,
+    registry: Arc<dyn RegistryStore>,
+    cfg: IngestConfig,
+    rules: Option<Box<dyn RulesStage>>,
+) -> (Arc<EmbeddedStore>, IngestHandle) {
+    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir)).expect("store opens"));
+    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
+    let cfg = IngestConfig {
+        data_dir: dir.to_path_buf(),
+        ..cfg
+    };
+    let ingest =
+        ingest::spawn_with_rules(&cfg, broker, registry, sinks, rules).expect("ingest starts");
+    (store, ingest)
+}
+
+/// Embedded broker → ingest → embedded store, over an in-memory registry.
+pub struct EmbeddedHub {
+    pub broker: BrokerHandle,
+    pub ingest: IngestHandle,
+    pub store: Arc<EmbeddedStore>,
+}
+
+impl EmbeddedHub {
+    pub fn start(
+        dir: &Path,
+        registry: Arc<MemRegistry>,
+        broker_cfg: &BrokerConfig,
+        cfg: IngestConfig,
+        rules: Option<Box<dyn RulesStage>>,
+    ) -> EmbeddedHub {
+        let broker = broker::start(broker_cfg, registry.clone()).expect("broker starts");
+        let (store, ingest) = store_and_ingest(dir, &broker, registry, cfg, rules);
+        EmbeddedHub {
+            broker,
+            ingest,
+            store,
+        }
+    }
+
+    /// The plain listener's port.
+    pub fn port(&self) -> u16 {
+        self.broker.listen.expect("embedded listener").port()
+    }
+}
+
+/// A data dir and an in-memory registry in which one edge holds credentials.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub reg: Arc<MemRegistry>,
+    pub edge: String,
+    pub secret: String,
+    /// The edge's MAC key (of its secret).
+    pub key: [u8; 32],
+}
+
+impl Site {
+    /// A site where `edge` holds credentials.
+    pub fn with_edge(edge: &str) -> Site {
+        let reg = Arc::new(MemRegistry::default());
+        let secret = reg.add_edge(edge);
+        Site {
+            dir: tempfile::tempdir().unwrap(),
+            reg,
+            edge: edge.to_string(),
+            key: mac_key(&secret),
+            secret,
+        }
+    }
+
+    /// A hub of the default configuration on the site's dir and registry.
+    pub fn start(&self) -> EmbeddedHub {
+        self.start_with(&loopback_broker(), IngestConfig::default(), None)
+    }
+
+    pub fn start_with(
+        &self,
+        broker_cfg: &BrokerConfig,
+        cfg: IngestConfig,
+        rules: Option<Box<dyn RulesStage>>,
+    ) -> EmbeddedHub {
+        EmbeddedHub::start(self.dir.path(), self.reg.clone(), broker_cfg, cfg, rules)
+    }
+
+    /// The site's edge logged in to `hub`.
+    pub async fn login(&self, hub: &EmbeddedHub) -> Edge {
+        login(hub.port(), &self.edge, &self.secret).await
+    }
+}
+
+/// What `render` writes: a Prometheus text of some metrics.
+pub fn rendered(render: impl FnOnce(&mut String)) -> String {
+    let mut text = String::new();
+    render(&mut text);
+    text
 }
