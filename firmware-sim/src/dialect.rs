@@ -370,21 +370,26 @@ pub fn rfc3339_ms(ts_ms: u64) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn acme_example_from_dialects_md() {
-        let values = [
-            (Quantity::Pressure, Value::Float(0.3125)),
-            (Quantity::Tilt, Value::Float(1.2)),
-            (Quantity::Leak, Value::Bool(false)),
-        ];
-        let r = Report {
-            sensor_id: "HY-0001",
+    /// The hydrant report of the examples in `DIALECTS.md`.
+    const HYDRANT_VALUES: [(Quantity, Value); 3] = [
+        (Quantity::Pressure, Value::Float(0.3125)),
+        (Quantity::Tilt, Value::Float(1.2)),
+        (Quantity::Leak, Value::Bool(false)),
+    ];
+
+    fn hydrant(sensor_id: &str) -> Report<'_> {
+        Report {
+            sensor_id,
             kind: SensorType::FireHydrant,
             seq: 12,
             ts_ms: 1_732_500_000_123,
-            values: &values,
-        };
-        let (m, d) = acme(&r);
+            values: &HYDRANT_VALUES,
+        }
+    }
+
+    #[test]
+    fn acme_example_from_dialects_md() {
+        let (m, d) = acme(&hydrant("HY-0001"));
         assert_eq!(m.topic, "acme/HY-0001/data");
         assert_eq!(
             String::from_utf8(m.payload).unwrap(),
@@ -396,19 +401,7 @@ mod tests {
 
     #[test]
     fn serial_text_example_from_dialects_md() {
-        let values = [
-            (Quantity::Pressure, Value::Float(0.3125)),
-            (Quantity::Tilt, Value::Float(1.2)),
-            (Quantity::Leak, Value::Bool(false)),
-        ];
-        let r = Report {
-            sensor_id: "HY-0013",
-            kind: SensorType::FireHydrant,
-            seq: 12,
-            ts_ms: 1_732_500_000_123,
-            values: &values,
-        };
-        let (line, _) = serial_text(&r);
+        let (line, _) = serial_text(&hydrant("HY-0013"));
         assert_eq!(
             line,
             b"id=HY-0013 seq=12 t=1732500000123 p=312.5kPa tilt=1.2deg leak=0\r\n"

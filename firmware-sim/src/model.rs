@@ -73,94 +73,48 @@ pub struct Model {
     fill: f64,
 }
 
+/// One analog signal of a sensor type: (type, quantity, range of its base level, noise, drift
+/// step, (min, max), decimals).
+type SignalRow = (SensorType, Quantity, (f64, f64), f64, f64, (f64, f64), i32);
+
+/// The analog signals of each sensor type. Base levels are drawn in this order, so a seed gives
+/// the same sensors.
+#[rustfmt::skip]
+const SIGNALS: &[SignalRow] = {
+    use Quantity as Q;
+    use SensorType as T;
+    &[
+        (T::ManholeCover, Q::Tilt, (0.2, 2.0), 0.15, 0.05, (0.0, 90.0), 1),
+        (T::ManholeCover, Q::WaterLevel, (0.0, 5.0), 0.3, 0.2, (0.0, 200.0), 1),
+        (T::StreetLight, Q::Voltage, (222.0, 232.0), 1.5, 0.5, (180.0, 260.0), 1),
+        (T::StreetLight, Q::Current, (0.30, 0.45), 0.01, 0.003, (0.05, 1.0), 3),
+        (T::FireHydrant, Q::Pressure, (0.25, 0.45), 0.005, 0.002, (0.14, 1.6), 4),
+        (T::FireHydrant, Q::Tilt, (0.1, 1.0), 0.1, 0.03, (0.0, 90.0), 1),
+        (T::FloodGauge, Q::WaterLevel, (0.0, 3.0), 0.3, 0.2, (0.0, 14.0), 1),
+        (T::SmokeDetector, Q::Smoke, (0.0, 0.3), 0.05, 0.01, (0.0, 2.0), 2),
+        (T::GasDetector, Q::Gas, (0.0, 3.0), 0.3, 0.1, (0.0, 10.0), 1),
+        (T::ElectricalFire, Q::ResidualCurrent, (15.0, 80.0), 2.0, 1.0, (0.0, 250.0), 1),
+        (T::ElectricalFire, Q::CableTemp, (25.0, 45.0), 0.3, 0.2, (-20.0, 90.0), 1),
+        (T::Environment, Q::Pm25, (20.0, 80.0), 5.0, 2.0, (0.0, 140.0), 1),
+        (T::Environment, Q::Noise, (45.0, 65.0), 2.0, 0.5, (20.0, 120.0), 1),
+        (T::Environment, Q::Temperature, (5.0, 25.0), 0.2, 0.1, (-40.0, 60.0), 1),
+        (T::Environment, Q::Humidity, (30.0, 80.0), 1.0, 0.5, (0.0, 100.0), 1),
+    ]
+};
+
 impl Model {
     /// A fresh sensor of type `kind`, its base levels drawn from `rng`.
     pub fn new(kind: SensorType, rng: &mut ChaCha8Rng) -> Model {
-        use Quantity as Q;
-        let mut signals = Vec::new();
-        let mut add = |q, s| signals.push((q, s));
-        match kind {
-            SensorType::ManholeCover => {
-                add(
-                    Q::Tilt,
-                    Signal::new(rng.gen_range(0.2..2.0), 0.15, 0.05, (0.0, 90.0), 1),
-                );
-                add(
-                    Q::WaterLevel,
-                    Signal::new(rng.gen_range(0.0..5.0), 0.3, 0.2, (0.0, 200.0), 1),
-                );
-            }
-            SensorType::StreetLight => {
-                add(
-                    Q::Voltage,
-                    Signal::new(rng.gen_range(222.0..232.0), 1.5, 0.5, (180.0, 260.0), 1),
-                );
-                add(
-                    Q::Current,
-                    Signal::new(rng.gen_range(0.30..0.45), 0.01, 0.003, (0.05, 1.0), 3),
-                );
-            }
-            SensorType::FireHydrant => {
-                add(
-                    Q::Pressure,
-                    Signal::new(rng.gen_range(0.25..0.45), 0.005, 0.002, (0.14, 1.6), 4),
-                );
-                add(
-                    Q::Tilt,
-                    Signal::new(rng.gen_range(0.1..1.0), 0.1, 0.03, (0.0, 90.0), 1),
-                );
-            }
-            SensorType::FloodGauge => {
-                add(
-                    Q::WaterLevel,
-                    Signal::new(rng.gen_range(0.0..3.0), 0.3, 0.2, (0.0, 14.0), 1),
-                );
-            }
-            SensorType::SmokeDetector => {
-                add(
-                    Q::Smoke,
-                    Signal::new(rng.gen_range(0.0..0.3), 0.05, 0.01, (0.0, 2.0), 2),
-                );
-            }
-            SensorType::GasDetector => {
-                add(
-                    Q::Gas,
-                    Signal::new(rng.gen_range(0.0..3.0), 0.3, 0.1, (0.0, 10.0), 1),
-                );
-            }
-            SensorType::ElectricalFire => {
-                add(
-                    Q::ResidualCurrent,
-                    Signal::new(rng.gen_range(15.0..80.0), 2.0, 1.0, (0.0, 250.0), 1),
-                );
-                add(
-                    Q::CableTemp,
-                    Signal::new(rng.gen_range(25.0..45.0), 0.3, 0.2, (-20.0, 90.0), 1),
-                );
-            }
-            SensorType::Environment => {
-                add(
-                    Q::Pm25,
-                    Signal::new(rng.gen_range(20.0..80.0), 5.0, 2.0, (0.0, 140.0), 1),
-                );
-                add(
-                    Q::Noise,
-                    Signal::new(rng.gen_range(45.0..65.0), 2.0, 0.5, (20.0, 120.0), 1),
-                );
-                add(
-                    Q::Temperature,
-                    Signal::new(rng.gen_range(5.0..25.0), 0.2, 0.1, (-40.0, 60.0), 1),
-                );
-                add(
-                    Q::Humidity,
-                    Signal::new(rng.gen_range(30.0..80.0), 1.0, 0.5, (0.0, 100.0), 1),
-                );
-            }
-            SensorType::DoorContact
-            | SensorType::Intrusion
-            | SensorType::Elevator
-            | SensorType::WasteBin => {}
-        }
+        let signals = SIGNALS
+            .iter()
+            .filter(|row| row.0 == kind)
+            .map(|&(_, q, (lo, hi), noise, drift, bounds, decimals)| {
+                (
+                    q,
+                    Signal::new(rng.gen_range(lo..hi), noise, drift, bounds, decimals),
+                )
+            })
+            .collect();
         Model {
             kind,
             signals,

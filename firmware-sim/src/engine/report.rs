@@ -68,19 +68,11 @@ impl Engine {
             ts_ms: ts,
             values: &values,
         };
+        let mqtt = |(m, d)| (Out::Mqtt(m), d);
         let (out, decoded) = match s.s.dialect {
-            Dialect::Canonical => {
-                let (m, d) = dialect::canonical(&r);
-                (Out::Mqtt(m), d)
-            }
-            Dialect::Acme => {
-                let (m, d) = dialect::acme(&r);
-                (Out::Mqtt(m), d)
-            }
-            Dialect::Lumen => {
-                let (m, d) = dialect::lumen(&r);
-                (Out::Mqtt(m), d)
-            }
+            Dialect::Canonical => mqtt(dialect::canonical(&r)),
+            Dialect::Acme => mqtt(dialect::acme(&r)),
+            Dialect::Lumen => mqtt(dialect::lumen(&r)),
             Dialect::SerialBinary => {
                 let (b, d) = dialect::serial_binary(&r);
                 (Out::LineA(b), d)
