@@ -6,14 +6,13 @@
 mod ingest_support;
 
 use hub::broker::{self, BrokerConfig, BrokerHandle};
-use hub::ingest::{self, IngestConfig, IngestHandle};
-use hub::registry::{seed, RegistryAdmin, SqliteRegistry};
-use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
-use hub::timeseries::TimeSeriesSink;
+use hub::ingest::{IngestConfig, IngestHandle};
+use hub::registry::{RegistryAdmin, SqliteRegistry};
 use ingest_support::mosquitto_clients::{publish_once, sub, Sub};
-use ingest_support::{batch, eventually, now_ns, readings};
+use ingest_support::{
+    batch, eventually, loopback_broker, now_ns, readings, seeded_sqlite_registry, store_and_ingest,
+};
 use protocol::uplink::{mac_key, topics};
-use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -29,24 +28,19 @@ struct Hub {
 
 fn start_hub() -> Hub {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(SqliteRegistry::open(&dir.path().join("registry.sqlite")).unwrap());
-    let seed_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry");
-    seed::import_dir(&registry, &seed_dir).expect("seed imports");
+    let registry = seeded_sqlite_registry(dir.path());
     let cfg = BrokerConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         revocation_check_ms: 200,
-        ..Default::default()
+        ..loopback_broker()
     };
     let broker = broker::start(&cfg, registry.clone()).expect("broker starts");
-    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap());
-    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store];
-    let ingest = ingest::spawn(
-        &IngestConfig::in_dir(dir.path()),
+    let (_store, ingest) = store_and_ingest(
+        dir.path(),
         &broker,
         registry.clone(),
-        sinks,
-    )
-    .unwrap();
+        IngestConfig::default(),
+        None,
+    );
     let port = broker.listen.expect("plain listener").port();
     Hub {
         broker,
@@ -163,6 +157,14 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
         let metrics = metrics.clone();
         move || metrics.refused_publish.load(Relaxed) == n
     };
+    let counted = |n: u64| {
+        eventually(
+            "the gate counted the refusal",
+            Duration::from_secs(10),
+            refused(n),
+        )
+    };
+    let b_publishes = |topic: &str, retain: bool| publish(hub.port, "edge-b", &b, topic, retain);
     let mut n = 0;
     for (topic, retain) in [
         (topics::batches("edge-a"), false),
@@ -174,16 +176,11 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
         (topics::batches("edge-b"), true),
     ] {
         assert!(
-            !publish(hub.port, "edge-b", &b, &topic, retain),
+            !b_publishes(&topic, retain),
             "{topic} (retain {retain}) must be refused"
         );
         n += 1;
-        eventually(
-            "the gate counted the refusal",
-            Duration::from_secs(10),
-            refused(n),
-        )
-        .await;
+        counted(n).await;
     }
     // A department may publish nothing, not even inside its own subtree.
     assert!(!publish(
@@ -193,27 +190,10 @@ async fn edge_b_cannot_publish_on_foreign_event_unknown_topics_nor_retain_junk()
         "wangge/v1/events/cg/fire.smoke",
         false
     ));
-    eventually(
-        "the gate counted the refusal",
-        Duration::from_secs(10),
-        refused(n + 1),
-    )
-    .await;
+    counted(n + 1).await;
     // What an edge may publish still goes through: its own batches and retained status.
-    assert!(publish(
-        hub.port,
-        "edge-b",
-        &b,
-        &topics::batches("edge-b"),
-        false
-    ));
-    assert!(publish(
-        hub.port,
-        "edge-b",
-        &b,
-        &topics::status("edge-b"),
-        true
-    ));
+    assert!(b_publishes(&topics::batches("edge-b"), false));
+    assert!(b_publishes(&topics::status("edge-b"), true));
     edge_a_publishes(&hub, &a, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = watcher.messages("wangge/");

@@ -56,10 +56,9 @@ async fn an_edge_batch_is_stored_before_it_is_acked() {
     assert_eq!(assigned.component_id.as_deref(), Some("3205080101000001"));
     let m = hub.ingest.metrics();
     assert_eq!(m.readings_stored.load(Relaxed), 500);
-    let text = rendered(|t| m.render_prometheus(t));
-    assert!(
-        text.contains("wangge_ingest_readings_stored_total 500"),
-        "{text}"
+    assert_rendered(
+        |t| m.render_prometheus(t),
+        "wangge_ingest_readings_stored_total 500",
     );
 }
 
@@ -147,12 +146,13 @@ async fn edge_a_cannot_publish_as_edge_b() {
         assert_eq!(stored(&hub.store, s), 0, "{s} must not be stored");
     }
     assert_eq!(stored(&hub.store, "REAL-1"), 10);
-    let text = rendered(|t| m.render_prometheus(t));
-    assert!(text.contains("wangge_ingest_rejected_total{reason=\"wrong_edge\"} 1"));
-    let text = rendered(|t| hub.broker.metrics.render_prometheus(t));
-    assert!(
-        text.contains("wangge_broker_refused_total{what=\"publish\"} 1"),
-        "{text}"
+    assert_rendered(
+        |t| m.render_prometheus(t),
+        "wangge_ingest_rejected_total{reason=\"wrong_edge\"} 1",
+    );
+    assert_rendered(
+        |t| hub.broker.metrics.render_prometheus(t),
+        "wangge_broker_refused_total{what=\"publish\"} 1",
     );
 }
 
@@ -183,8 +183,7 @@ async fn garbage_bad_mac_oversize_and_nan_are_rejected_and_counted() {
         &wrong_key,
     )
     .await;
-    edge.publish_raw(&topics::status("edge-1"), b"\x02garbage".to_vec())
-        .await;
+    edge.publish_status(b"\x02garbage".to_vec()).await;
     edge.publish_batch(
         "edge-1",
         &batch("edge-1", 1, 2, readings("BIG-1", t0, 10_001)),
@@ -262,15 +261,13 @@ async fn edge_status_is_recorded_in_the_registry() {
         ts_ns: now_ns(),
     };
     let key = site.key;
-    edge.publish_raw(&topics::status("edge-1"), status.seal(&key))
-        .await;
+    edge.publish_status(status.seal(&key)).await;
     // Another edge's status on edge-1's topic is refused.
     let other = EdgeStatus {
         edge_id: "edge-2".into(),
         ..status.clone()
     };
-    edge.publish_raw(&topics::status("edge-1"), other.seal(&key))
-        .await;
+    edge.publish_status(other.seal(&key)).await;
     // So is edge-1's topic with a status edge-2 sealed (the broker has no per-topic ACL: only
     // the tag tells who sent it), and an untagged one.
     let secret_2 = reg.add_edge("edge-2");
@@ -278,10 +275,8 @@ async fn edge_status_is_recorded_in_the_registry() {
         online: false,
         ..status.clone()
     };
-    edge.publish_raw(&topics::status("edge-1"), forged.seal(&mac_key(&secret_2)))
-        .await;
-    edge.publish_raw(&topics::status("edge-1"), forged.encode())
-        .await;
+    edge.publish_status(forged.seal(&mac_key(&secret_2))).await;
+    edge.publish_status(forged.encode()).await;
     let m = hub.ingest.metrics();
     eventually(
         "status recorded and forgeries counted",

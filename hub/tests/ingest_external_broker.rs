@@ -3,15 +3,12 @@
 mod ingest_support;
 
 use hub::broker::{self, BrokerConfig, BrokerMode, ExternalBrokerConfig};
-use hub::ingest::{self, IngestConfig, RejectReason};
-use hub::registry::{seed, RegistryAdmin, SqliteRegistry};
-use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
-use hub::timeseries::{TimeSeriesQuery, TimeSeriesSink};
+use hub::ingest::{IngestConfig, RejectReason};
+use hub::registry::RegistryAdmin;
 use ingest_support::mosquitto_clients::{publish_once, sub};
 use ingest_support::*;
 use protocol::uplink::topics;
 use protocol::uplink::{mac_key, AckOutcome};
-use protocol::Quantity;
 use std::sync::Arc;
 use std::time::Duration;
 use wangge_testkit::Mosquitto;
@@ -36,39 +33,21 @@ async fn batches_through_an_external_broker_are_verified_stored_and_acked() {
         ..Default::default()
     };
     let b = broker::start(&cfg, reg.clone()).expect("external broker link");
-    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap());
-    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
-    let ing = ingest::spawn(&IngestConfig::in_dir(dir.path()), &b, reg.clone(), sinks).unwrap();
+    let (store, ing) = store_and_ingest(dir.path(), &b, reg.clone(), IngestConfig::default(), None);
     // mosquitto allows anonymous clients here (the password is not checked); the HMAC still
     // decides, and the edge opens the hub's sealed acks with the key of its secret.
-    let mut edge = match connect_edge(mosq.port, "edge-x", &secret, None).await {
-        Login::Ok(e) => e,
-        Login::Refused(e) => panic!("{e}"),
-    };
+    let mut edge = login(mosq.port, "edge-x", &secret).await;
     let t0 = now_ns() - 60_000_000_000;
     let forged = batch("edge-x", 1, 1, readings("FORGED-X", t0, 10));
     let good = batch("edge-x", 1, 2, readings("EXT-1", t0, 40));
     // Like a real edge: resend until acked (the hub may not have subscribed yet).
-    let ack = loop {
-        edge.publish_batch("edge-x", &forged, &mac_key("wrong"))
-            .await;
-        edge.publish_batch("edge-x", &good, &mac_key(&secret)).await;
-        match tokio::time::timeout(Duration::from_secs(1), edge.acks.recv()).await {
-            Ok(Some(a)) => break a,
-            _ => continue,
-        }
-    };
+    let ack = edge
+        .publish_until_acked(&[(&forged, &mac_key("wrong")), (&good, &mac_key(&secret))])
+        .await;
     assert_eq!(ack.seq, 2);
-    let n = store
-        .points("EXT-1", Quantity::Tilt, 0, i64::MAX, 1000)
-        .unwrap()
-        .len();
-    assert_eq!(n, 40);
+    assert_eq!(stored(&store, "EXT-1"), 40);
     assert!(ing.metrics().rejected(RejectReason::BadMac) >= 1);
-    assert!(store
-        .points("FORGED-X", Quantity::Tilt, 0, i64::MAX, 1000)
-        .unwrap()
-        .is_empty());
+    assert_eq!(stored(&store, "FORGED-X"), 0);
     // A resend is acked as a duplicate.
     edge.publish_batch("edge-x", &good, &mac_key(&secret)).await;
     loop {
@@ -85,9 +64,7 @@ async fn batches_through_an_external_broker_are_verified_stored_and_acked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
     let work = tempfile::tempdir().unwrap();
-    let reg = Arc::new(SqliteRegistry::open(&work.path().join("registry.sqlite")).unwrap());
-    let seed_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry");
-    seed::import_dir(&reg, &seed_dir).unwrap();
+    let reg = seeded_sqlite_registry(work.path());
     let a = reg.add_edge("edge-a", None, None).unwrap();
     let b = reg.add_edge("edge-b", None, None).unwrap();
     let (cg, cg_secret) = reg.add_mqtt_user("cg").unwrap();
@@ -134,15 +111,13 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
         ..Default::default()
     };
     let link = broker::start(&cfg, reg.clone()).expect("external broker link");
-    let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(work.path())).unwrap());
-    let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone()];
-    let ing = ingest::spawn(
-        &IngestConfig::in_dir(work.path()),
+    let (store, ing) = store_and_ingest(
+        work.path(),
         &link,
         reg.clone(),
-        sinks,
-    )
-    .unwrap();
+        IngestConfig::default(),
+        None,
+    );
 
     // B's spies on A's topics and on every department's events; cg on its own subtree.
     let spies = [
@@ -160,10 +135,7 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
     // B connecting with A's client id gets its own username as id (use_username_as_clientid):
     // A's session is not taken over.
     let _takeover = sub(mosq.port, "edge-b", &b, "edge-a", &["x"]);
-    let mut edge_a = match connect_edge(mosq.port, "edge-a", &a, None).await {
-        Login::Ok(e) => e,
-        Login::Refused(e) => panic!("{e}"),
-    };
+    let mut edge_a = login(mosq.port, "edge-a", &a).await;
     let t0 = now_ns() - 60_000_000_000;
     // B publishes on A's topic: mosquitto drops it, ingest never sees it.
     let forged = batch("edge-a", 1, 1, readings("FORGED-M", t0, 10)).seal(&mac_key(&b));
@@ -178,13 +150,7 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
         Some(&f),
     );
     let good = batch("edge-a", 1, 2, readings("MOSQ-A", t0, 20));
-    let ack = loop {
-        edge_a.publish_batch("edge-a", &good, &mac_key(&a)).await;
-        match tokio::time::timeout(Duration::from_secs(1), edge_a.acks.recv()).await {
-            Ok(Some(ack)) => break ack,
-            _ => continue,
-        }
-    };
+    let ack = edge_a.publish_until_acked(&[(&good, &mac_key(&a))]).await;
     assert_eq!(ack.seq, 2);
     // Events from the hub: cg's reaches cg, sw's reaches nobody here.
     for t in [
@@ -224,33 +190,32 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
         0,
         "the forged batch reached ingest"
     );
-    assert!(store
-        .points("FORGED-M", Quantity::Tilt, 0, i64::MAX, 10)
-        .unwrap()
-        .is_empty());
+    assert_eq!(stored(&store, "FORGED-M"), 0);
 
     // Revoking B: the hub rewrites the files and has mosquitto reload; B's sessions end and B
     // cannot log in again.
-    let mut b_session = sub(
-        mosq.port,
-        "edge-b",
-        &b,
-        "edge-b",
-        &[&topics::acks("edge-b")],
-    );
-    assert!(b_session.exited_within(Duration::from_secs(1)).is_none());
+    // B's session: listening to its own acks, as an edge does.
+    let b_session = || {
+        sub(
+            mosq.port,
+            "edge-b",
+            &b,
+            "edge-b",
+            &[&topics::acks("edge-b")],
+        )
+    };
+    let mut first_session = b_session();
+    assert!(first_session
+        .exited_within(Duration::from_secs(1))
+        .is_none());
     reg.revoke_edge("edge-b").unwrap();
     assert!(
-        b_session.exited_within(Duration::from_secs(15)).is_some(),
+        first_session
+            .exited_within(Duration::from_secs(15))
+            .is_some(),
         "a revoked edge stayed connected to mosquitto"
     );
-    let mut again = sub(
-        mosq.port,
-        "edge-b",
-        &b,
-        "edge-b",
-        &[&topics::acks("edge-b")],
-    );
+    let mut again = b_session();
     assert!(
         again.exited_within(Duration::from_secs(10)).is_some(),
         "a revoked edge logged in again"

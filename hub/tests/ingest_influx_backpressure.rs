@@ -4,7 +4,7 @@
 
 mod ingest_support;
 
-use hub::broker::{self, BrokerConfig};
+use hub::broker;
 use hub::ingest::{self, IngestConfig};
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::influx::{InfluxConfig, InfluxSink};
@@ -12,7 +12,6 @@ use hub::timeseries::{TimeSeriesQuery, TimeSeriesSink};
 use ingest_support::*;
 use protocol::uplink::{mac_key, AckOutcome};
 use protocol::Quantity;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,14 +25,7 @@ async fn a_full_spill_stops_acks_until_the_server_returns() {
     let reg = Arc::new(MemRegistry::default());
     let secret = reg.add_edge("edge-1");
     let key = mac_key(&secret);
-    let b = broker::start(
-        &BrokerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..Default::default()
-        },
-        reg.clone(),
-    )
-    .unwrap();
+    let b = broker::start(&loopback_broker(), reg.clone()).unwrap();
     let mut cfg = InfluxConfig::new(&format!("http://127.0.0.1:{port}"), "o", "b", "t");
     cfg.spill_dir = dir.path().join("spill");
     cfg.spill_bytes_max = 3_000; // a 30-reading batch is ≈ 2 KB of line protocol
@@ -47,10 +39,7 @@ async fn a_full_spill_stops_acks_until_the_server_returns() {
     let sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![store.clone(), influx.clone()];
     let ing = ingest::spawn(&IngestConfig::in_dir(dir.path()), &b, reg.clone(), sinks).unwrap();
     let m = ing.metrics();
-    let mut edge = match connect_edge(b.listen.unwrap().port(), "edge-1", &secret, None).await {
-        Login::Ok(e) => e,
-        Login::Refused(e) => panic!("{e}"),
-    };
+    let mut edge = login(b.listen.unwrap().port(), "edge-1", &secret).await;
     let t0 = now_ns() - 600_000_000_000;
     let b1 = batch("edge-1", 1, 1, readings("MH-1", t0, 30));
     let b2 = batch("edge-1", 1, 2, readings("MH-2", t0, 30));
@@ -71,12 +60,7 @@ async fn a_full_spill_stops_acks_until_the_server_returns() {
 
     // The server returns; the spill drains; the edge's resend is stored and acked.
     let _vm = VictoriaMetrics::spawn_on(vm_data.path(), port);
-    let ack = loop {
-        edge.publish_batch("edge-1", &b2, &key).await;
-        if let Ok(Some(a)) = tokio::time::timeout(Duration::from_secs(1), edge.acks.recv()).await {
-            break a;
-        }
-    };
+    let ack = edge.publish_until_acked(&[(&b2, &key)]).await;
     assert_eq!((ack.seq, ack.outcome), (2, AckOutcome::Stored));
     eventually("spill drained", Duration::from_secs(60), || {
         influx.backlog_bytes() == 0

@@ -3,6 +3,7 @@
 //! Real embedded broker, real embedded store, an in-memory registry.
 mod ingest_support;
 
+use hub::ingest::RejectReason::{StaleStatus, UnknownVersion};
 use hub::ingest::{
     IngestConfig, IngestMetrics, ReadingRejectReason, RejectReason, RulesStage, StoredGroup,
     UnregisteredPolicy,
@@ -115,10 +116,9 @@ async fn a_reading_for_another_edges_sensor_is_rejected_and_raises_nothing() {
         )],
         "audited once per (edge, sensor)"
     );
-    let text = rendered(|t| m.render_prometheus(t));
-    assert!(
-        text.contains("wangge_ingest_readings_rejected_total{reason=\"foreign_sensor\"} 14"),
-        "{text}"
+    assert_rendered(
+        |t| m.render_prometheus(t),
+        "wangge_ingest_readings_rejected_total{reason=\"foreign_sensor\"} 14",
     );
 }
 
@@ -223,25 +223,16 @@ async fn a_replayed_online_status_is_refused() {
     let site = Site::with_edge("edge-1");
     let (reg, key) = (&site.reg, site.key);
     let (hub, edge) = hub_and_edge(&site, &SeenByRules::default()).await;
-    let topic = topics::status("edge-1");
     let old_online = status(true, 2, 5, 4).seal(&key);
-    edge.publish_raw(&topic, old_online.clone()).await;
+    edge.publish_status(old_online.clone()).await;
     // The edge went offline (its will), rebooted into epoch 3 and is online again.
-    edge.publish_raw(&topic, status(false, 2, 4, 4).seal(&key))
-        .await;
-    edge.publish_raw(&topic, status(true, 3, 1, 0).seal(&key))
-        .await;
+    edge.publish_status(status(false, 2, 4, 4).seal(&key)).await;
+    edge.publish_status(status(true, 3, 1, 0).seal(&key)).await;
     let m = hub.ingest.metrics();
     statuses_eventually("three statuses recorded", reg, 3).await;
     // The attacker replays the old online status of epoch 2.
-    edge.publish_raw(&topic, old_online).await;
-    rejected_eventually(
-        "the replay counted as stale",
-        &m,
-        RejectReason::StaleStatus,
-        1,
-    )
-    .await;
+    edge.publish_status(old_online).await;
+    rejected_eventually("the replay counted as stale", &m, StaleStatus, 1).await;
     let statuses = reg.statuses.lock().unwrap().clone();
     assert_eq!(statuses.len(), 3, "nothing recorded from the replay");
     assert_eq!((statuses[2].epoch, statuses[2].online), (3, true));
@@ -252,40 +243,25 @@ async fn an_old_last_will_cannot_mark_a_live_edge_offline() {
     let site = Site::with_edge("edge-1");
     let (reg, key) = (&site.reg, site.key);
     let (hub, edge) = hub_and_edge(&site, &SeenByRules::default()).await;
-    let topic = topics::status("edge-1");
     // Connection 1: will 0, online 1 announcing it; the connection drops and the broker
     // publishes will 0. Connection 2: will 2, online 3.
     let will_0 = status(false, 1, 0, 0).seal(&key);
-    edge.publish_raw(&topic, status(true, 1, 1, 0).seal(&key))
-        .await;
-    edge.publish_raw(&topic, will_0.clone()).await;
-    edge.publish_raw(&topic, status(true, 1, 3, 2).seal(&key))
-        .await;
+    edge.publish_status(status(true, 1, 1, 0).seal(&key)).await;
+    edge.publish_status(will_0.clone()).await;
+    edge.publish_status(status(true, 1, 3, 2).seal(&key)).await;
     statuses_eventually("online, offline, online recorded", reg, 3).await;
     // Replaying will 0 (the attacker kept it) must not mark the live edge offline.
-    edge.publish_raw(&topic, will_0).await;
+    edge.publish_status(will_0).await;
     let m = hub.ingest.metrics();
-    rejected_eventually(
-        "the old will counted as stale",
-        &m,
-        RejectReason::StaleStatus,
-        1,
-    )
-    .await;
+    rejected_eventually("the old will counted as stale", &m, StaleStatus, 1).await;
     assert_eq!(reg.statuses.lock().unwrap().len(), 3);
     assert!(reg.statuses.lock().unwrap()[2].online);
     // The current connection's will, when it comes, is accepted once.
     let will_2 = status(false, 1, 2, 2).seal(&key);
-    edge.publish_raw(&topic, will_2.clone()).await;
+    edge.publish_status(will_2.clone()).await;
     statuses_eventually("the announced will recorded", reg, 4).await;
-    edge.publish_raw(&topic, will_2).await;
-    rejected_eventually(
-        "a second copy of it is stale",
-        &m,
-        RejectReason::StaleStatus,
-        2,
-    )
-    .await;
+    edge.publish_status(will_2).await;
+    rejected_eventually("a second copy of it is stale", &m, StaleStatus, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,16 +277,9 @@ async fn batches_and_statuses_of_another_protocol_version_are_refused_and_counte
         edge.publish_raw(&topics::batches("edge-1"), old_batch.clone())
             .await;
     }
-    edge.publish_raw(&topics::status("edge-1"), old_status)
-        .await;
+    edge.publish_status(old_status).await;
     let m = hub.ingest.metrics();
-    rejected_eventually(
-        "every old-version message counted",
-        &m,
-        RejectReason::UnknownVersion,
-        4,
-    )
-    .await;
+    rejected_eventually("every old-version message counted", &m, UnknownVersion, 4).await;
     assert_eq!(stored(&hub.store, "MH-1"), 0);
     assert!(reg.statuses.lock().unwrap().is_empty());
 }

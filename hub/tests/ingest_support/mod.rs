@@ -290,6 +290,11 @@ impl Edge {
         }
     }
 
+    /// Publishes a sealed (or forged) status on this edge's status topic.
+    pub async fn publish_status(&self, payload: Vec<u8>) {
+        self.publish_raw(&topics::status(&self.id), payload).await;
+    }
+
     /// Publishes `b` sealed with `key` on this edge's topic and returns the next ack.
     pub async fn deliver(&mut self, b: &UplinkBatch, key: &[u8; 32]) -> Ack {
         let topic_edge = self.id.clone();
@@ -324,6 +329,15 @@ pub fn stored(store: &hub::timeseries::embedded::EmbeddedStore, sensor: &str) ->
 /// Logs in as edge `id`, failing the test if the broker refuses.
 pub async fn login(port: u16, id: &str, secret: &str) -> Edge {
     connect_edge(port, id, secret, None).await.expect_ok(id)
+}
+
+/// A SQLite registry in `dir` with the repo's seed (`config/registry`) imported.
+pub fn seeded_sqlite_registry(dir: &Path) -> Arc<hub::registry::SqliteRegistry> {
+    let registry =
+        Arc::new(hub::registry::SqliteRegistry::open(&dir.join("registry.sqlite")).unwrap());
+    let seed_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry");
+    hub::registry::seed::import_dir(&registry, &seed_dir).expect("seed imports");
+    registry
 }
 
 /// The embedded broker's config with its plain listener on a free loopback port.
@@ -428,9 +442,9 @@ impl Site {
     }
 }
 
-/// What `render` writes: a Prometheus text of some metrics.
-pub fn rendered(render: impl FnOnce(&mut String)) -> String {
+/// Asserts that the Prometheus text `render` writes holds `line`.
+pub fn assert_rendered(render: impl FnOnce(&mut String), line: &str) {
     let mut text = String::new();
     render(&mut text);
-    text
+    assert!(text.contains(line), "{line} in {text}");
 }
