@@ -33,6 +33,9 @@ pub const ACK_REJECT_REASONS: [&str; 6] = [
     "malformed",
 ];
 
+/// Reads one per-source value for the exposition.
+type SourceValue = fn(&SourceMetrics) -> u64;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub sources: Mutex<Vec<Arc<SourceMetrics>>>,
@@ -128,7 +131,7 @@ impl Metrics {
         let mut o = String::with_capacity(4096);
         let sources = self.sources.lock().map(|v| v.clone()).unwrap_or_default();
         // One family at a time: Prometheus wants each metric's samples together.
-        let per_source: [(&str, &str, fn(&SourceMetrics) -> u64); 4] = [
+        let per_source: [(&str, &str, SourceValue); 4] = [
             ("edge_readings_in_total", "counter", |s| {
                 s.readings_in.load(Relaxed)
             }),

@@ -264,11 +264,14 @@ fn bounded_text(name: &str, v: Option<String>) -> Result<Option<String>, ApiErro
     }
 }
 
+/// Reads one page of a registry list: (registry, after this cursor, at most this many).
+type ListPage<T> = fn(&dyn RegistryAdmin, Option<&str>, usize) -> Result<Page<T>, RegistryError>;
+
 /// A registry list page (`?cursor=&limit=`, checked) read by `list` on the blocking pool.
 async fn registry_page<T: Send + 'static>(
     state: AppState,
     q: Result<Query<PageQuery>, QueryRejection>,
-    list: fn(&dyn RegistryAdmin, Option<&str>, usize) -> Result<Page<T>, RegistryError>,
+    list: ListPage<T>,
 ) -> Result<Json<Page<T>>, ApiError> {
     let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
     let limit = page_limit(&state, q.limit)?;
