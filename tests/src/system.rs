@@ -551,6 +551,51 @@ pub fn assert_hub_has_exactly(hub: &Hub, record: &[Recorded], started_ns: i64, t
     }
 }
 
+/// Checks a finished firmware-sim run: its summary counts as many readings as its record holds,
+/// and the record holds more than `at_least` (`what` says what that many readings show).
+pub fn assert_stream_recorded(record: &[Recorded], summary: &Json, at_least: usize, what: &str) {
+    assert_eq!(
+        summary["totals"]["readings"].as_u64(),
+        Some(record.len() as u64),
+        "firmware-sim's summary and record agree"
+    );
+    assert!(record.len() > at_least, "{what}: {} readings", record.len());
+}
+
+/// [`wait_for`] for a condition that is costly to check (it asks a process or takes a lock):
+/// after each `None` from `f` it sleeps `every` before asking again.
+pub fn wait_every<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    wait_for(what, timeout, || {
+        f().or_else(|| {
+            std::thread::sleep(every);
+            None
+        })
+    })
+}
+
+/// Waits until what `observe` sees satisfies `done`, observing again every `every` (an
+/// observation that fails, `None`, is tried again). Returns whether that came within `timeout`,
+/// and the last observation made (the default if none was), for the test to assert on or report.
+pub fn wait_observing<O: Default>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut observe: impl FnMut() -> Option<O>,
+    done: impl Fn(&O) -> bool,
+) -> (anyhow::Result<()>, O) {
+    let mut last = O::default();
+    let res = wait_every(what, timeout, every, || {
+        last = observe()?;
+        done(&last).then_some(())
+    });
+    (res, last)
+}
+
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 

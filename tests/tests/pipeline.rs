@@ -1,66 +1,94 @@
 //! firmware-sim → edge → hub, all real processes: every reading the simulator recorded is
 //! readable through the hub's API exactly once — also across crashes and outages.
 
-use std::path::Path;
+use std::thread::JoinHandle;
 use std::time::Duration;
+use wangge_testkit::record::Recorded;
 use wangge_testkit::{now_ns, wait_for, Mosquitto, VictoriaMetrics};
 use wangge_tests::system::{
-    assert_hub_has_exactly, sim_stream_args, simulate, start_hours_ago, Edge, Hub,
+    assert_hub_has_exactly, assert_stream_recorded, sim_stream_args, simulate, start_hours_ago,
+    Edge, Hub,
 };
 
-/// A running hub (seeded, with `hub_config` appended to its config), site broker and edge.
-fn running_system(dir: &Path, hub_config: &str) -> (Hub, Mosquitto, Edge) {
-    let mut hub = Hub::prepare(dir, hub_config).unwrap();
-    hub.start().unwrap();
-    let site = Mosquitto::start();
-    let mut edge = Edge::prepare(dir, &hub, &site).unwrap();
-    edge.start().unwrap();
-    (hub, site, edge)
+/// A firmware-sim run on a thread of its own: join for (record, summary).
+type SimRun = JoinHandle<anyhow::Result<(Vec<Recorded>, serde_json::Value)>>;
+
+/// A running hub (seeded, with `hub_config` appended to its config), site broker and edge in
+/// one temp dir, and when they started; dropping it kills the edge and the hub.
+struct System {
+    hub: Hub,
+    site: Mosquitto,
+    edge: Edge,
+    started: i64,
+    dir: tempfile::TempDir,
 }
 
-fn sim_args(dir: &Path, site: &Mosquitto, extra: &[&str]) -> Vec<String> {
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    sim_stream_args(dir, site.port, &extra)
+impl System {
+    fn start(hub_config: &str) -> System {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hub = Hub::prepare(dir.path(), hub_config).unwrap();
+        hub.start().unwrap();
+        let site = Mosquitto::start();
+        let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
+        edge.start().unwrap();
+        System {
+            hub,
+            site,
+            edge,
+            started: now_ns(),
+            dir,
+        }
+    }
+
+    /// firmware-sim arguments for a fast stream of the whole site, then `extra`.
+    fn sim_args(&self, extra: &[&str]) -> Vec<String> {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        sim_stream_args(self.dir.path(), self.site.port, &extra)
+    }
+
+    /// Runs firmware-sim with `args` (its files tagged `tag`) to the end.
+    fn simulate(&self, tag: &str, args: &[String]) -> (Vec<Recorded>, serde_json::Value) {
+        simulate(self.dir.path(), tag, args).unwrap()
+    }
+
+    /// Starts firmware-sim with `args` on a thread, for the test to break things meanwhile.
+    fn simulate_meanwhile(&self, tag: &'static str, args: Vec<String>) -> SimRun {
+        let d = self.dir.path().to_path_buf();
+        std::thread::spawn(move || simulate(&d, tag, &args))
+    }
+
+    /// Waits until the hub holds exactly `record`, failing with the differences after `timeout`.
+    fn assert_stored(&self, record: &[Recorded], timeout: Duration) {
+        assert_hub_has_exactly(&self.hub, record, self.started, timeout);
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.edge.kill9();
+        self.hub.kill9();
+    }
 }
 
 #[test]
 fn every_reading_the_simulator_sent_is_stored_exactly_once_in_both_stores() {
-    let dir = tempfile::tempdir().unwrap();
     let vm = VictoriaMetrics::start();
     let influx = format!(
         "[influx]\nurl = \"http://127.0.0.1:{}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n",
         vm.port
     );
-    let (mut hub, site, mut edge) = running_system(dir.path(), &influx);
-    let started = now_ns();
-    let (record, summary) = simulate(
-        dir.path(),
-        "all",
-        &sim_args(
-            dir.path(),
-            &site,
-            &[
-                "--count",
-                "3",
-                "--seed",
-                "11",
-                "--scenario",
-                "config/scenarios/faults.toml",
-            ],
-        ),
-    )
-    .unwrap();
-    assert!(
-        record.len() > 1500,
-        "the run covers all 200 sensors: {} readings",
-        record.len()
-    );
-    assert_eq!(
-        summary["totals"]["readings"].as_u64(),
-        Some(record.len() as u64),
-        "summary and record agree"
-    );
-    assert_hub_has_exactly(&hub, &record, started, Duration::from_secs(120));
+    let s = System::start(&influx);
+    let args = s.sim_args(&[
+        "--count",
+        "3",
+        "--seed",
+        "11",
+        "--scenario",
+        "config/scenarios/faults.toml",
+    ]);
+    let (record, summary) = s.simulate("all", &args);
+    assert_stream_recorded(&record, &summary, 1500, "the run covers all 200 sensors");
+    s.assert_stored(&record, Duration::from_secs(120));
 
     // VictoriaMetrics got the same readings, once each.
     let client = reqwest::blocking::Client::new();
@@ -97,36 +125,26 @@ fn every_reading_the_simulator_sent_is_stored_exactly_once_in_both_stores() {
         counted.is_ok(),
         "VictoriaMetrics holds {got} points, {want} were sent"
     );
-    edge.kill9();
-    hub.kill9();
 }
 
 #[test]
 fn a_hub_killed_mid_stream_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut hub, site, mut edge) = running_system(dir.path(), "");
-    let started = now_ns();
-    let args = sim_args(dir.path(), &site, &["--count", "6", "--seed", "12"]);
-    let d = dir.path().to_path_buf();
-    let sim = std::thread::spawn(move || simulate(&d, "crash", &args));
+    let mut s = System::start("");
+    let sim = s.simulate_meanwhile("crash", s.sim_args(&["--count", "6", "--seed", "12"]));
     // Let readings flow, then pull the plug on the hub twice.
     for _ in 0..2 {
         std::thread::sleep(Duration::from_secs(4));
-        hub.kill9();
+        s.hub.kill9();
         std::thread::sleep(Duration::from_secs(2));
-        hub.start().unwrap();
+        s.hub.start().unwrap();
     }
     let (record, _) = sim.join().unwrap().unwrap();
-    assert_hub_has_exactly(&hub, &record, started, Duration::from_secs(120));
-    edge.kill9();
-    hub.kill9();
+    s.assert_stored(&record, Duration::from_secs(120));
 }
 
 #[test]
 fn an_edge_killed_mid_stream_loses_nothing_and_stores_nothing_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut hub, site, mut edge) = running_system(dir.path(), "");
-    let started = now_ns();
+    let mut s = System::start("");
     // MQTT sensors: the edge's persistent session at the site broker keeps what was received
     // but not yet durable at the kill, and what is published while the edge is down.
     // Not lumen: its readings carry the edge's receive time, so they could not be told apart
@@ -135,7 +153,7 @@ fn an_edge_killed_mid_stream_loses_nothing_and_stores_nothing_twice() {
         "--profiles".to_string(),
         "canonical,acme,gridsense".into(),
         "--mqtt".to_string(),
-        format!("127.0.0.1:{}", site.port),
+        format!("127.0.0.1:{}", s.site.port),
         "--interval-scale".into(),
         "0.02".into(),
         "--count".into(),
@@ -145,38 +163,24 @@ fn an_edge_killed_mid_stream_loses_nothing_and_stores_nothing_twice() {
         "--start".into(),
         start_hours_ago(4),
     ];
-    let d = dir.path().to_path_buf();
-    let sim = std::thread::spawn(move || simulate(&d, "before", &before_args));
+    let sim = s.simulate_meanwhile("before", before_args);
     std::thread::sleep(Duration::from_secs(4));
-    edge.kill9();
+    s.edge.kill9();
     let (before, _) = sim.join().unwrap().unwrap();
-    edge.start().unwrap();
+    s.edge.start().unwrap();
     // After the restart, serial lines too.
-    let (after, _) = simulate(
-        dir.path(),
-        "after",
-        &sim_args(dir.path(), &site, &["--count", "3", "--seed", "14"]),
-    )
-    .unwrap();
-    assert_hub_has_exactly(&hub, &after, started, Duration::from_secs(120));
-    assert_hub_has_exactly(&hub, &before, started, Duration::from_secs(120));
-    edge.kill9();
-    hub.kill9();
+    let (after, _) = s.simulate("after", &s.sim_args(&["--count", "3", "--seed", "14"]));
+    s.assert_stored(&after, Duration::from_secs(120));
+    s.assert_stored(&before, Duration::from_secs(120));
 }
 
 #[test]
 fn a_hub_unreachable_for_60_s_gets_the_whole_backlog_when_it_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut hub, site, mut edge) = running_system(dir.path(), "");
-    let started = now_ns();
-    hub.kill9();
-    let args = sim_args(dir.path(), &site, &["--count", "4", "--seed", "15"]);
-    let d = dir.path().to_path_buf();
-    let sim = std::thread::spawn(move || simulate(&d, "outage", &args));
+    let mut s = System::start("");
+    s.hub.kill9();
+    let sim = s.simulate_meanwhile("outage", s.sim_args(&["--count", "4", "--seed", "15"]));
     std::thread::sleep(Duration::from_secs(60));
-    hub.start().unwrap();
+    s.hub.start().unwrap();
     let (record, _) = sim.join().unwrap().unwrap();
-    assert_hub_has_exactly(&hub, &record, started, Duration::from_secs(180));
-    edge.kill9();
-    hub.kill9();
+    s.assert_stored(&record, Duration::from_secs(180));
 }
