@@ -404,15 +404,19 @@ impl EventLog for SqliteStore {
              WHERE event_id = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([id], |r| {
-            Ok(HistoryEntry {
-                at: crate::model::rfc3339(r.get(0)?),
-                actor: r.get(1)?,
-                action: r.get(2)?,
-                from_status: r.get(3)?,
-                to_status: r.get(4)?,
-                department: r.get(5)?,
-                note: r.get(6)?,
-            })
+            let at = crate::model::rfc3339;
+            Ok(from_columns!(
+                r,
+                HistoryEntry {
+                    at => at,
+                    actor,
+                    action,
+                    from_status,
+                    to_status,
+                    department,
+                    note
+                }
+            ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

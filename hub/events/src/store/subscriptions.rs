@@ -92,16 +92,19 @@ pub trait Subscriptions {
 }
 
 fn subscription_from_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
-    let types: String = row.get(4)?;
-    Ok(Subscription {
-        id: row.get(0)?,
-        url: row.get(1)?,
-        secret: row.get(2)?,
-        department: row.get(3)?,
-        event_types: serde_json::from_str(&types).unwrap_or_default(),
-        created_at_ns: row.get(5)?,
-        cursor: row.get(6)?,
-    })
+    let patterns = |json: String| serde_json::from_str(&json).unwrap_or_default();
+    Ok(from_columns!(
+        row,
+        Subscription {
+            id,
+            url,
+            secret,
+            department,
+            event_types => patterns,
+            created_at_ns,
+            cursor
+        }
+    ))
 }
 
 const SUB_COLS: &str = "id, url, secret, department, event_types, created_at_ns, cursor";

@@ -121,19 +121,22 @@ pub(super) const COMPONENT_COLUMNS: &str =
                                  maintainer_department, status";
 
 pub(super) fn component_row(r: &Row<'_>) -> rusqlite::Result<Component> {
-    let status: String = r.get(9)?;
-    Ok(Component {
-        id: r.get(0)?,
-        component_type: r.get(1)?,
-        name: r.get(2)?,
-        address: r.get(3)?,
-        lat: r.get(4)?,
-        lon: r.get(5)?,
-        grid_cell: r.get(6)?,
-        owner_department: r.get(7)?,
-        maintainer_department: r.get(8)?,
-        status: ComponentStatus::from_name(&status).unwrap_or(ComponentStatus::Normal),
-    })
+    let status = |s: String| ComponentStatus::from_name(&s).unwrap_or(ComponentStatus::Normal);
+    Ok(from_columns!(
+        r,
+        Component {
+            id,
+            component_type,
+            name,
+            address,
+            lat,
+            lon,
+            grid_cell,
+            owner_department,
+            maintainer_department,
+            status => status
+        }
+    ))
 }
 
 impl SqliteRegistry {
