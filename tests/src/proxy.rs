@@ -423,6 +423,11 @@ mod tests {
         port
     }
 
+    /// A proxy in front of a fresh echo server.
+    fn echo_proxy() -> Proxy {
+        Proxy::start(echo_server()).unwrap()
+    }
+
     fn connect(proxy: &Proxy) -> StdStream {
         let s = StdStream::connect(("127.0.0.1", proxy.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -440,11 +445,23 @@ mod tests {
         got
     }
 
+    /// A connection through `proxy` that has echoed `msg`: live end to end.
+    fn live_connection(proxy: &Proxy, msg: &[u8]) -> StdStream {
+        let mut s = connect(proxy);
+        assert_eq!(echo(&mut s, msg), msg);
+        s
+    }
+
+    /// Whether `s` was reset or closed: a read sees the reset or end of stream.
+    fn was_cut(s: &mut StdStream) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(s.read(&mut buf), Err(_) | Ok(0))
+    }
+
     #[test]
     fn pass_forwards_both_ways_and_counts_bytes() {
-        let proxy = Proxy::start(echo_server()).unwrap();
-        let mut s = connect(&proxy);
-        assert_eq!(echo(&mut s, b"hello hub"), b"hello hub");
+        let proxy = echo_proxy();
+        let s = live_connection(&proxy, b"hello hub");
         // The count follows the write the client already saw: wait for it, don't race it.
         wait_until("9 bytes counted each way", || {
             let c = proxy.counts();
@@ -458,16 +475,14 @@ mod tests {
 
     #[test]
     fn refuse_resets_open_and_new_connections_until_pass() {
-        let proxy = Proxy::start(echo_server()).unwrap();
-        let mut open = connect(&proxy);
-        assert_eq!(echo(&mut open, b"x"), b"x");
+        let proxy = echo_proxy();
+        let mut open = live_connection(&proxy, b"x");
         proxy.set_mode(Mode::Refuse);
-        let mut buf = [0u8; 1];
-        // The open connection is reset: a read sees the reset or end of stream.
-        assert!(matches!(open.read(&mut buf), Err(_) | Ok(0)));
+        // The open connection is reset.
+        assert!(was_cut(&mut open));
         let mut refused = connect(&proxy);
         let _ = refused.write_all(b"y");
-        assert!(matches!(refused.read(&mut buf), Err(_) | Ok(0)));
+        assert!(was_cut(&mut refused));
         let c = proxy.counts();
         assert_eq!((c.accepted, c.refused, c.cut), (1, 1, 1), "{c:?}");
         proxy.set_mode(Mode::Pass);
@@ -476,9 +491,8 @@ mod tests {
 
     #[test]
     fn blackhole_holds_everything_and_delivers_it_when_the_link_heals() {
-        let proxy = Proxy::start(echo_server()).unwrap();
-        let mut s = connect(&proxy);
-        assert_eq!(echo(&mut s, b"before"), b"before");
+        let proxy = echo_proxy();
+        let mut s = live_connection(&proxy, b"before");
         proxy.set_mode(Mode::Blackhole);
         s.write_all(b"held").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(500)))
@@ -503,7 +517,7 @@ mod tests {
 
     #[test]
     fn slow_delivers_every_byte_in_order() {
-        let proxy = Proxy::start(echo_server()).unwrap();
+        let proxy = echo_proxy();
         proxy.set_mode(Mode::Slow {
             latency: Duration::from_millis(50),
             bytes_per_s: 50_000,
@@ -518,15 +532,12 @@ mod tests {
 
     #[test]
     fn cut_all_resets_open_connections_and_clients_may_reconnect() {
-        let proxy = Proxy::start(echo_server()).unwrap();
-        let mut a = connect(&proxy);
-        let mut b = connect(&proxy);
-        assert_eq!(echo(&mut a, b"a"), b"a");
-        assert_eq!(echo(&mut b, b"b"), b"b");
+        let proxy = echo_proxy();
+        let mut a = live_connection(&proxy, b"a");
+        let mut b = live_connection(&proxy, b"b");
         assert_eq!(proxy.cut_all(), 2);
-        let mut buf = [0u8; 1];
-        assert!(matches!(a.read(&mut buf), Err(_) | Ok(0)));
-        assert!(matches!(b.read(&mut buf), Err(_) | Ok(0)));
+        assert!(was_cut(&mut a));
+        assert!(was_cut(&mut b));
         wait_until("both cuts to be counted", || proxy.counts().cut == 2);
         assert_eq!(echo(&mut connect(&proxy), b"c"), b"c");
         assert_eq!(proxy.counts().accepted, 3);

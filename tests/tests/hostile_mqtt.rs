@@ -44,8 +44,11 @@ fn publish(site: &Mosquitto, topic: &str, payload: &[u8], lines: bool) {
     );
 }
 
+/// Counter values keyed `reject:<reason>` or by metric name.
+type Counters = std::collections::BTreeMap<String, f64>;
+
 /// Every counter of interest, keyed `reject:<reason>` or by metric name.
-fn counters(edge: &Edge) -> std::collections::BTreeMap<String, f64> {
+fn counters(edge: &Edge) -> Counters {
     let text = edge.metrics().expect("edge /metrics answers");
     let mut m = std::collections::BTreeMap::new();
     for l in text
@@ -81,19 +84,26 @@ fn counters(edge: &Edge) -> std::collections::BTreeMap<String, f64> {
     m
 }
 
+/// How much counter `key` grew between two snapshots (one not there yet counts as 0).
+fn grown(before: &Counters, after: &Counters, key: &str) -> f64 {
+    after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+}
+
 /// What changed between two snapshots (ignoring the message count itself).
-fn delta(
-    before: &std::collections::BTreeMap<String, f64>,
-    after: &std::collections::BTreeMap<String, f64>,
-) -> Vec<(String, f64)> {
+fn delta(before: &Counters, after: &Counters) -> Vec<(String, f64)> {
     after
-        .iter()
-        .filter(|(k, _)| k.as_str() != "messages")
-        .filter_map(|(k, v)| {
-            let d = v - before.get(k).copied().unwrap_or(0.0);
+        .keys()
+        .filter(|k| k.as_str() != "messages")
+        .filter_map(|k| {
+            let d = grown(before, after, k);
             (d != 0.0).then(|| (k.clone(), d))
         })
         .collect()
+}
+
+/// A line of the report: what case `name` changed.
+fn report_line(name: &str, before: &Counters, after: &Counters) -> String {
+    format!("{name:40} → {:?}", delta(before, after))
 }
 
 fn site_up(edge: &Edge) -> bool {
@@ -336,16 +346,14 @@ fn hostile_mqtt_messages_are_counted_by_reason_and_good_readings_arrive_exactly_
         Duration::from_secs(30),
         || {
             let c = counters(&edge);
-            let got = c.get("reject:too_large").copied().unwrap_or(0.0);
-            (got > before.get("reject:too_large").copied().unwrap_or(0.0) && site_up(&edge))
-                .then_some(())
+            (grown(&before, &c, "reject:too_large") > 0.0 && site_up(&edge)).then_some(())
         },
     )
     .unwrap_or_else(|e| panic!("{e}\nedge log: {}", edge.log_tail()));
-    report.push(format!(
-        "{:40} → {:?}",
+    report.push(report_line(
         "oversize 1 MB payload",
-        delta(&before, &counters(&edge))
+        &before,
+        &counters(&edge),
     ));
     // A packet beyond what the MQTT client reads at all (16 MiB): the connection breaks, the
     // edge discards its site session once to drop the message (a persistent session would
@@ -359,18 +367,13 @@ fn hostile_mqtt_messages_are_counted_by_reason_and_good_readings_arrive_exactly_
         || {
             let c = counters(&edge);
             (c["reconnects"] > before["reconnects"]
-                && c.get("reject:too_large").copied().unwrap_or(0.0)
-                    > before.get("reject:too_large").copied().unwrap_or(0.0)
+                && grown(&before, &c, "reject:too_large") > 0.0
                 && site_up(&edge))
             .then_some(())
         },
     )
     .unwrap_or_else(|e| panic!("{e}\nedge log: {}", edge.log_tail()));
-    report.push(format!(
-        "{:40} → {:?}",
-        "17 MiB packet",
-        delta(&before, &counters(&edge))
-    ));
+    report.push(report_line("17 MiB packet", &before, &counters(&edge)));
     send_good(&site);
 
     // A flood: 1000 reports from one sensor as fast as mosquitto_pub sends them.
@@ -395,13 +398,8 @@ fn hostile_mqtt_messages_are_counted_by_reason_and_good_readings_arrive_exactly_
         },
     )
     .unwrap_or_else(|e| panic!("{e}\nedge log: {}", edge.log_tail()));
-    let limited = after.get("reject:rate_limited").copied().unwrap_or(0.0)
-        - before.get("reject:rate_limited").copied().unwrap_or(0.0);
-    report.push(format!(
-        "{:40} → {:?}",
-        "flood of 1000 from MH-0033",
-        delta(&before, &after)
-    ));
+    let limited = grown(&before, &after, "reject:rate_limited");
+    report.push(report_line("flood of 1000 from MH-0033", &before, &after));
     send_good(&site);
 
     println!(

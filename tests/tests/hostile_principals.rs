@@ -24,6 +24,12 @@ impl Spy {
         Spy(MosquittoSub::start(port, &login, filters))
     }
 
+    /// A spy that signs in as `user` and uses it as its client id, as a principal's own client
+    /// would.
+    fn own(port: u16, user: &str, password: &str, filters: &[&str]) -> Spy {
+        Spy::start(port, user, password, user, filters)
+    }
+
     fn topics_seen(&self) -> Vec<String> {
         self.0.messages("wangge/")
     }
@@ -48,6 +54,11 @@ fn hub_metric(hub: &Hub, name: &str, labels: &[(&str, &str)]) -> f64 {
         .and_then(|r| r.text())
         .map(|m| metric_sum(&m, name, labels))
         .unwrap_or(f64::NAN)
+}
+
+/// What the hub's broker gate has refused of `what` (subscribe, publish, client_id, …).
+fn refused(hub: &Hub, what: &str) -> f64 {
+    hub_metric(hub, "wangge_broker_refused_total", &[("what", what)])
 }
 
 fn stored_readings(hub: &Hub) -> f64 {
@@ -94,19 +105,10 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
         "wangge/v1/events/#",
         "#",
     ] {
-        let before = hub_metric(
-            &hub,
-            "wangge_broker_refused_total",
-            &[("what", "subscribe")],
-        );
-        spies.push(Spy::start(hub.mqtt, EDGE_B, &b, EDGE_B, &[f]));
+        let before = refused(&hub, "subscribe");
+        spies.push(Spy::own(hub.mqtt, EDGE_B, &b, &[f]));
         wait_for("the subscription refused", Duration::from_secs(10), || {
-            (hub_metric(
-                &hub,
-                "wangge_broker_refused_total",
-                &[("what", "subscribe")],
-            ) > before)
-                .then_some(())
+            (refused(&hub, "subscribe") > before).then_some(())
         })
         .unwrap();
     }
@@ -119,13 +121,7 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
             "{client_id} kept open"
         );
     }
-    assert!(
-        hub_metric(
-            &hub,
-            "wangge_broker_refused_total",
-            &[("what", "client_id")]
-        ) >= 2.0
-    );
+    assert!(refused(&hub, "client_id") >= 2.0);
 
     // Publishing where B may not: each connection cut, nothing acknowledged.
     for (topic, retain) in [
@@ -141,7 +137,7 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
             "{topic} accepted"
         );
     }
-    assert!(hub_metric(&hub, "wangge_broker_refused_total", &[("what", "publish")]) >= 6.0);
+    assert!(refused(&hub, "publish") >= 6.0);
 
     // Meanwhile A's readings still flow in: the ingest link was never taken over.
     let before = stored_readings(&hub);
@@ -161,36 +157,19 @@ fn a_stolen_edge_secret_reaches_nothing_but_its_own_edge() {
     }
 
     // The department's own credentials: its subtree yes, anything wider no.
-    let mut wide = Spy::start(
-        hub.mqtt,
-        &sw_user,
-        &sw_secret,
-        &sw_user,
-        &["wangge/v1/events/#"],
-    );
+    let mut wide = Spy::own(hub.mqtt, &sw_user, &sw_secret, &["wangge/v1/events/#"]);
     let _ = wide.exits_within(Duration::from_secs(2));
     assert!(wide.topics_seen().is_empty());
     drop(wide);
-    let mut own = Spy::start(
-        hub.mqtt,
-        &sw_user,
-        &sw_secret,
-        &sw_user,
-        &["wangge/v1/events/sw/#"],
-    );
+    let mut own = Spy::own(hub.mqtt, &sw_user, &sw_secret, &["wangge/v1/events/sw/#"]);
     assert!(
         !own.exits_within(Duration::from_secs(2)),
         "sw's own subtree refused"
     );
 
     // Revoking B closes its open connection (its own acks subscription), and it cannot return.
-    let mut b_session = Spy::start(
-        hub.mqtt,
-        EDGE_B,
-        &b,
-        EDGE_B,
-        &[&format!("wangge/v1/edges/{EDGE_B}/acks")],
-    );
+    let b_acks = format!("wangge/v1/edges/{EDGE_B}/acks");
+    let mut b_session = Spy::own(hub.mqtt, EDGE_B, &b, &[&b_acks]);
     assert!(
         !b_session.exits_within(Duration::from_secs(2)),
         "B's own session refused"

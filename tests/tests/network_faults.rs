@@ -13,7 +13,12 @@ use std::time::{Duration, Instant};
 use wangge_testkit::record::Recorded;
 use wangge_testkit::{metric_sum, now_ns, wait_for, Mosquitto};
 use wangge_tests::proxy::{Counts, Mode, Proxy};
-use wangge_tests::system::{assert_hub_has_exactly, sim_stream_args, simulate, Edge, Hub};
+use wangge_tests::system::{
+    assert_hub_has_exactly, assert_stream_recorded, sim_stream_args, simulate, Edge, Hub,
+};
+
+/// firmware-sim streaming on a thread of its own: join for (record, summary).
+type SimRun = JoinHandle<anyhow::Result<(Vec<Recorded>, serde_json::Value)>>;
 
 /// Wall time firmware-sim streams in each test; the fault is applied inside it.
 const STREAM_SECONDS: u64 = 35;
@@ -52,11 +57,46 @@ impl System {
         system
     }
 
-    /// Streams every sensor for `STREAM_SECONDS` on a thread; join for (record, summary).
-    fn stream(&self, seed: u64) -> JoinHandle<anyhow::Result<(Vec<Recorded>, serde_json::Value)>> {
-        let dir = self.dir.path().to_path_buf();
-        let args = sim_args(&dir, self.site.port, seed);
-        std::thread::spawn(move || simulate(&dir, "stream", &args))
+    /// Starts the system and streams every sensor for `STREAM_SECONDS` (with `seed`) on a
+    /// thread; once the link has worked normally for `BEFORE_FAULT`, returns them with the
+    /// proxy's counts at that moment, for the test to apply its fault.
+    fn streaming(seed: u64) -> (System, SimRun, Counts) {
+        let s = System::start();
+        let dir = s.dir.path().to_path_buf();
+        let args = sim_args(&dir, s.site.port, seed);
+        let sim = std::thread::spawn(move || simulate(&dir, "stream", &args));
+        std::thread::sleep(BEFORE_FAULT);
+        let before = s.proxy.counts();
+        (s, sim, before)
+    }
+
+    /// Puts the proxy in `mode` now; returns when.
+    fn fault(&self, mode: Mode) -> Instant {
+        let at = Instant::now();
+        self.proxy.set_mode(mode);
+        at
+    }
+
+    /// Lets the proxy pass again and waits for the uplink; prints the counters since `before`
+    /// under `fault` and returns the proxy's counts.
+    fn heal(&self, fault: &str, before: Counts) -> Counts {
+        self.proxy.set_mode(Mode::Pass);
+        self.wait_uplink(true, Duration::from_secs(30));
+        let during = self.proxy.counts();
+        self.print_counters(fault, before);
+        during
+    }
+
+    /// Batches the edge has sent again for want of an ack.
+    fn resent(&self) -> f64 {
+        self.edge_metric("edge_batches_resent_total")
+    }
+
+    /// Resent batches the hub recognised instead of storing them again: duplicates of a stored
+    /// batch, and resends of one still on its way through the rules.
+    fn recognised_resends(&self) -> f64 {
+        self.hub_metric("wangge_ingest_batches_duplicate_total")
+            + self.hub_metric("wangge_ingest_batches_resent_in_flight_total")
     }
 
     fn edge_metric(&self, name: &str) -> f64 {
@@ -106,21 +146,10 @@ impl System {
 
     /// Joins the stream, then waits for the hub to hold exactly its record and the edge's
     /// buffer to be empty, and checks that nothing crashed. Returns the record.
-    fn finish(
-        &mut self,
-        sim: JoinHandle<anyhow::Result<(Vec<Recorded>, serde_json::Value)>>,
-    ) -> Vec<Recorded> {
+    fn finish(&mut self, sim: SimRun) -> Vec<Recorded> {
         let (record, summary) = sim.join().unwrap().unwrap();
-        assert_eq!(
-            summary["totals"]["readings"].as_u64(),
-            Some(record.len() as u64),
-            "firmware-sim's summary and record agree"
-        );
-        assert!(
-            record.len() > 5000,
-            "the stream covers all 200 sensors for {STREAM_SECONDS} s: {} readings",
-            record.len()
-        );
+        let covers = format!("the stream covers all 200 sensors for {STREAM_SECONDS} s");
+        assert_stream_recorded(&record, &summary, 5000, &covers);
         let drain = Instant::now();
         assert_hub_has_exactly(
             &self.hub,
@@ -154,6 +183,13 @@ impl System {
         record
     }
 
+    /// [`System::finish`] after an outage: readings waited in the edge's buffer (`backlog_max`
+    /// the largest backlog seen), and then every one reached the hub once.
+    fn finish_backlog(&mut self, sim: SimRun, backlog_max: f64) -> Vec<Recorded> {
+        assert!(backlog_max > 0.0, "readings waited in the edge's buffer");
+        self.finish(sim)
+    }
+
     /// The counters a report prints after each fault.
     fn print_counters(&self, fault: &str, before: Counts) {
         let c = self.proxy.counts();
@@ -167,7 +203,7 @@ impl System {
             c.bytes_up,
             c.bytes_down,
             self.edge_metric("edge_batches_sent_total"),
-            self.edge_metric("edge_batches_resent_total"),
+            self.resent(),
             self.edge_metric("edge_batches_acked_total"),
             self.edge_metric("edge_acks_unexpected_total"),
             self.hub_metric("wangge_ingest_batches_received_total"),
@@ -197,18 +233,11 @@ fn sim_args(dir: &Path, site_port: u16, seed: u64) -> Vec<String> {
 
 #[test]
 fn a_hub_unreachable_for_15_s_gets_every_reading_once_when_it_is_reachable_again() {
-    let mut s = System::start();
-    let sim = s.stream(21);
-    std::thread::sleep(BEFORE_FAULT);
-    let before = s.proxy.counts();
-    let fault_at = Instant::now();
-    s.proxy.set_mode(Mode::Refuse);
+    let (mut s, sim, before) = System::streaming(21);
+    let fault_at = s.fault(Mode::Refuse);
     let noticed = s.wait_uplink(false, Duration::from_secs(30));
     let backlog_max = s.backlog_until(fault_at + Duration::from_secs(15));
-    s.proxy.set_mode(Mode::Pass);
-    s.wait_uplink(true, Duration::from_secs(30));
-    let during = s.proxy.counts();
-    s.print_counters("unreachable 15 s", before);
+    let during = s.heal("unreachable 15 s", before);
     println!(
         "edge noticed after {:.1} s; largest backlog {backlog_max} readings",
         noticed.as_secs_f64()
@@ -225,18 +254,13 @@ fn a_hub_unreachable_for_15_s_gets_every_reading_once_when_it_is_reachable_again
         during.accepted > before.accepted,
         "the edge reconnected once the hub was reachable: {during:?}"
     );
-    assert!(backlog_max > 0.0, "readings waited in the edge's buffer");
-    s.finish(sim);
+    s.finish_backlog(sim, backlog_max);
 }
 
 #[test]
 fn a_silent_cut_is_noticed_by_keepalive_and_the_backlog_drains_after() {
-    let mut s = System::start();
-    let sim = s.stream(22);
-    std::thread::sleep(BEFORE_FAULT);
-    let before = s.proxy.counts();
-    let fault_at = Instant::now();
-    s.proxy.set_mode(Mode::Blackhole);
+    let (mut s, sim, before) = System::streaming(22);
+    let fault_at = s.fault(Mode::Blackhole);
     // Nothing is reset: only the MQTT keepalive (`hub.keepalive_s`, 10 s by default: a ping
     // unanswered by the next one) can tell. 60 s is far beyond that.
     let noticed = s.wait_uplink(false, Duration::from_secs(60));
@@ -248,11 +272,8 @@ fn a_silent_cut_is_noticed_by_keepalive_and_the_backlog_drains_after() {
     );
     let blackholed = fault_at.elapsed();
     let silent = s.proxy.counts();
-    s.proxy.set_mode(Mode::Pass);
-    s.wait_uplink(true, Duration::from_secs(30));
-    let during = s.proxy.counts();
-    s.print_counters("blackhole", before);
-    let resent = s.edge_metric("edge_batches_resent_total");
+    let during = s.heal("blackhole", before);
+    let resent = s.resent();
     println!(
         "edge noticed the silent cut after {:.1} s; blackholed {:.1} s, {} connections tried while \
          silent; largest backlog {backlog_max} readings; {} connections after healing",
@@ -269,25 +290,19 @@ fn a_silent_cut_is_noticed_by_keepalive_and_the_backlog_drains_after() {
         resent > 0.0,
         "batches went unacknowledged past `uplink.ack_timeout_ms` and were resent"
     );
-    assert!(backlog_max > 0.0, "readings waited in the edge's buffer");
-    s.finish(sim);
+    s.finish_backlog(sim, backlog_max);
 }
 
 #[test]
 fn a_slow_link_delays_readings_but_loses_and_duplicates_none() {
-    let mut s = System::start();
-    let sim = s.stream(23);
-    std::thread::sleep(BEFORE_FAULT);
-    let before = s.proxy.counts();
-    let resent_before = s.edge_metric("edge_batches_resent_total");
-    let duplicate_before = s.hub_metric("wangge_ingest_batches_duplicate_total")
-        + s.hub_metric("wangge_ingest_batches_resent_in_flight_total");
-    let fault_at = Instant::now();
+    let (mut s, sim, before) = System::streaming(23);
+    let resent_before = s.resent();
+    let duplicate_before = s.recognised_resends();
     // First a long link: 4 s each way, more than `uplink.ack_timeout_ms` (3 s in these tests),
     // so every batch is resent while its ack is on the way, and the resend reaches the hub after
     // the original was stored. The MQTT session survives it (a ping is answered in 8 s, within
     // the 10 s keepalive), so the resends really arrive.
-    s.proxy.set_mode(Mode::Slow {
+    let fault_at = s.fault(Mode::Slow {
         latency: Duration::from_secs(4),
         bytes_per_s: 1_000_000,
     });
@@ -306,12 +321,10 @@ fn a_slow_link_delays_readings_but_loses_and_duplicates_none() {
     println!("largest backlog {long_backlog} readings (long link), {narrow_backlog} (narrow link)");
     s.finish(sim);
     s.print_counters("slow, after the drain", before);
-    let resent = s.edge_metric("edge_batches_resent_total") - resent_before;
+    let resent = s.resent() - resent_before;
     // A resend that finds its batch stored is acked as a duplicate; one that finds it stored
     // but still on its way through the rules is dropped (its ack answers both). Neither stores.
-    let duplicate = s.hub_metric("wangge_ingest_batches_duplicate_total")
-        + s.hub_metric("wangge_ingest_batches_resent_in_flight_total")
-        - duplicate_before;
+    let duplicate = s.recognised_resends() - duplicate_before;
     assert!(
         resent > 0.0,
         "acks came later than `uplink.ack_timeout_ms`, so the edge resent batches"
@@ -324,12 +337,9 @@ fn a_slow_link_delays_readings_but_loses_and_duplicates_none() {
 
 #[test]
 fn a_link_flapping_every_2_to_5_s_loses_and_duplicates_nothing() {
-    let mut s = System::start();
-    let sim = s.stream(24);
-    std::thread::sleep(BEFORE_FAULT);
-    let before = s.proxy.counts();
+    let (mut s, sim, before) = System::streaming(24);
     let connects_before = s.edge_metric("edge_uplink_connects_total");
-    let resent_before = s.edge_metric("edge_batches_resent_total");
+    let resent_before = s.resent();
     let pauses = s.proxy.flap(24, Duration::from_secs(20));
     // The uplink gauge may still read "connected" from before the last cut: wait for the
     // reconnect that follows it (the proxy counts it) before taking the counts.
@@ -342,7 +352,7 @@ fn a_link_flapping_every_2_to_5_s_loses_and_duplicates_nothing() {
     s.wait_uplink(true, Duration::from_secs(30));
     let during = s.proxy.counts();
     let connects = s.edge_metric("edge_uplink_connects_total") - connects_before;
-    let resent = s.edge_metric("edge_batches_resent_total") - resent_before;
+    let resent = s.resent() - resent_before;
     println!("edge: {connects} uplink sessions, {resent} batches resent");
     s.print_counters(&format!("flapping, {} cuts", pauses.len()), before);
     println!("pauses between cuts: {pauses:?}");
