@@ -31,7 +31,7 @@ use protocol::uplink::{
 };
 use protocol::{Quantity, Value};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -830,7 +830,8 @@ fn run_seed(seed: u64, breakage: Breakage) -> Outcome {
         actions.push((*start + *dur, i as u8, *f, false));
     }
     actions.sort_by_key(|a| (a.0, a.1, a.3));
-    let (mut crashed_edge, mut crashed_hub, mut parted, mut held) = (0u32, 0u32, 0u32, 0u32);
+    // How many faults of each kind are on.
+    let mut overlapping: HashMap<std::mem::Discriminant<Fault>, u32> = HashMap::new();
     let mut power_rng = Rng(seed ^ 0x005e_ed0f_b007);
     let mut next = 0;
     let mut healed = false;
@@ -844,61 +845,39 @@ fn run_seed(seed: u64, breakage: Breakage) -> Outcome {
                 "{:>7} ms fault {fault:?} begin={begin}",
                 now.as_millis()
             ));
+            // Faults of a kind may overlap: the first to begin starts it, the last to end ends
+            // it. (A link fault is applied again at each begin, as another may have changed the
+            // link meanwhile.)
+            let on = overlapping
+                .entry(std::mem::discriminant(&fault))
+                .or_default();
+            if begin {
+                *on += 1;
+            } else {
+                *on -= 1;
+            }
+            let first_or_last = *on == u32::from(begin);
             match (fault, begin) {
-                (Fault::Partition, true) => {
-                    parted += 1;
-                    sim.partition("edge", "hub");
-                }
-                (Fault::Partition, false) => {
-                    parted -= 1;
-                    if parted == 0 {
-                        sim.repair("edge", "hub");
+                (Fault::Partition, true) => sim.partition("edge", "hub"),
+                (Fault::Partition, false) if first_or_last => sim.repair("edge", "hub"),
+                (Fault::Hold, true) => sim.hold("edge", "hub"),
+                (Fault::Hold, false) if first_or_last => sim.release("edge", "hub"),
+                (Fault::CrashEdge, true) if first_or_last => {
+                    sim.crash("edge");
+                    if sc.power_loss_torn_bytes_max > 0 {
+                        let mut w = world.borrow_mut();
+                        let cut =
+                            lose_power(&w.synced, sc.power_loss_torn_bytes_max, &mut power_rng);
+                        w.power_cut_bytes += cut;
+                        w.trace.push(format!(
+                            "{:>7} ms power loss: {cut} unsynced bytes cut",
+                            now.as_millis()
+                        ));
                     }
                 }
-                (Fault::Hold, true) => {
-                    held += 1;
-                    sim.hold("edge", "hub");
-                }
-                (Fault::Hold, false) => {
-                    held -= 1;
-                    if held == 0 {
-                        sim.release("edge", "hub");
-                    }
-                }
-                (Fault::CrashEdge, true) => {
-                    crashed_edge += 1;
-                    if crashed_edge == 1 {
-                        sim.crash("edge");
-                        if sc.power_loss_torn_bytes_max > 0 {
-                            let mut w = world.borrow_mut();
-                            let cut =
-                                lose_power(&w.synced, sc.power_loss_torn_bytes_max, &mut power_rng);
-                            w.power_cut_bytes += cut;
-                            w.trace.push(format!(
-                                "{:>7} ms power loss: {cut} unsynced bytes cut",
-                                now.as_millis()
-                            ));
-                        }
-                    }
-                }
-                (Fault::CrashEdge, false) => {
-                    crashed_edge -= 1;
-                    if crashed_edge == 0 {
-                        sim.bounce("edge");
-                    }
-                }
-                (Fault::CrashHub, true) => {
-                    crashed_hub += 1;
-                    if crashed_hub == 1 {
-                        sim.crash("hub");
-                    }
-                }
-                (Fault::CrashHub, false) => {
-                    crashed_hub -= 1;
-                    if crashed_hub == 0 {
-                        sim.bounce("hub");
-                    }
-                }
+                (Fault::CrashEdge, false) if first_or_last => sim.bounce("edge"),
+                (Fault::CrashHub, true) if first_or_last => sim.crash("hub"),
+                (Fault::CrashHub, false) if first_or_last => sim.bounce("hub"),
                 (Fault::Latency(ms), true) => {
                     sim.set_link_max_message_latency("edge", "hub", Duration::from_millis(ms))
                 }
@@ -907,6 +886,8 @@ fn run_seed(seed: u64, breakage: Breakage) -> Outcome {
                     "hub",
                     Duration::from_millis(sc.latency_max_ms),
                 ),
+                // Overlapped by another of its kind, which began it or will end it.
+                _ => {}
             }
         }
         if !healed && now >= FAULT_PHASE && next == actions.len() {
