@@ -75,31 +75,21 @@ fn queries_cover_points_downsample_and_latest_across_days() {
         .write(&[reading("FG-1", Quantity::Battery, t0, 88.0)])
         .unwrap();
 
+    // The 48 hours written, as a query window.
+    let (from, to) = (t0, t0 + 48 * 3600 * S);
     let pts = store
-        .points(
-            "FG-1",
-            Quantity::WaterLevel,
-            t0,
-            t0 + 48 * 3600 * S,
-            100_000,
-        )
+        .points("FG-1", Quantity::WaterLevel, from, to, 100_000)
         .unwrap();
     assert_eq!(pts.len(), 48 * 60);
     let limited = store
-        .points("FG-1", Quantity::WaterLevel, t0, t0 + 48 * 3600 * S, 7)
+        .points("FG-1", Quantity::WaterLevel, from, to, 7)
         .unwrap();
     assert_eq!(limited.len(), 7);
     assert_eq!(limited[0].ts_ns, t0);
 
     // Hourly buckets: each has 60 points with values 0..59.
     let buckets = store
-        .downsample(
-            "FG-1",
-            Quantity::WaterLevel,
-            t0,
-            t0 + 48 * 3600 * S,
-            3600 * S,
-        )
+        .downsample("FG-1", Quantity::WaterLevel, from, to, 3600 * S)
         .unwrap();
     assert_eq!(buckets.len(), 48);
     for (i, b) in buckets.iter().enumerate() {

@@ -7,11 +7,42 @@ use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use wangge_testkit::{free_port, http_get, wait_until, VictoriaMetrics as Vm};
+use wangge_testkit::{free_port, http_get, now_ms, wait_until, VictoriaMetrics as Vm};
 
 const S: i64 = 1_000_000_000;
 
-/// Waits until the sink's spill is empty.
+/// Where a test's VictoriaMetrics keeps its data (kept over its restarts, on one port) and
+/// where the sink spills.
+struct Dirs {
+    vm_data: tempfile::TempDir,
+    spill: tempfile::TempDir,
+    port: u16,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        Dirs {
+            vm_data: tempfile::tempdir().unwrap(),
+            spill: tempfile::tempdir().unwrap(),
+            port: free_port(),
+        }
+    }
+
+    /// (Re)starts the server on the same data and port.
+    fn start_vm(&self) -> Vm {
+        Vm::start_on(self.vm_data.path(), self.port)
+    }
+
+    /// A sink config for the server (token `token`), spilling to `spill`, posting batches of
+    /// 1000 lines.
+    fn batched_cfg(&self) -> InfluxConfig {
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let mut cfg = spilling_to(&url, "token", self.spill.path());
+        cfg.batch_size = 1000;
+        cfg
+    }
+}
+
 /// A sink config for `url` (org `wangge`, bucket `readings`) that spills to `spill`.
 fn spilling_to(url: &str, token: &str, spill: &std::path::Path) -> InfluxConfig {
     let mut cfg = InfluxConfig::new(url, "wangge", "readings", token);
@@ -74,79 +105,51 @@ fn group(g: i64, t0: i64, n: i64) -> Vec<StoredReading> {
 
 #[test]
 fn an_outage_of_the_server_loses_nothing_and_duplicates_nothing() {
-    let vm_data = tempfile::tempdir().unwrap();
-    let spill = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut vm = Some(Vm::start_on(vm_data.path(), port));
-    let mut cfg = spilling_to(&vm.as_ref().unwrap().url(), "token", spill.path());
-    cfg.batch_size = 1000;
+    let dirs = Dirs::new();
+    let vm = dirs.start_vm();
+    let mut cfg = dirs.batched_cfg();
     cfg.retry_backoff_ms_max = 500;
     let sink = InfluxSink::start(&cfg).unwrap();
     let metrics = sink.metrics();
     let (groups, n) = (20i64, 1000i64);
-    let t0 = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-        - 3600 * S)
-        / 1_000_000
-        * 1_000_000;
+    let t0 = hour_ago_ms_aligned();
 
-    for g in 0..5 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
+    write_groups(&sink, 0..5, t0, n);
     wait_until("first 5000 points sent", Duration::from_secs(60), || {
-        metrics
-            .points_sent
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 5000
+        counter(&metrics.points_sent) >= 5000
     });
     // The server goes away mid-stream; writes still succeed (spilled durably).
-    vm.take().unwrap().stop();
-    for g in 5..15 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
+    vm.stop();
+    write_groups(&sink, 5..15, t0, n);
     // A resend of an earlier group (as after a hub crash before its ack).
     sink.write(&group(2, t0, n)).unwrap();
     wait_until(
         "the drain notices the outage",
         Duration::from_secs(60),
-        || {
-            metrics
-                .posts_failed
-                .load(std::sync::atomic::Ordering::Relaxed)
-                > 0
-        },
+        || counter(&metrics.posts_failed) > 0,
     );
     assert!(sink.backlog_bytes() > 0, "readings wait in the spill");
     // The server returns (same data, same port).
-    let vm = Vm::start_on(vm_data.path(), port);
-    for g in 15..groups {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
+    let vm = dirs.start_vm();
+    write_groups(&sink, 15..groups, t0, n);
     assert_exactly_once(&vm, &sink, (groups * n) as usize);
     assert_rendered(&metrics, "wangge_influx_spill_backlog_bytes 0");
 }
 
 #[test]
 fn spilled_readings_are_sent_by_the_next_process() {
-    let vm_data = tempfile::tempdir().unwrap();
-    let spill = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut cfg = spilling_to(&format!("http://127.0.0.1:{port}"), "t", spill.path());
+    let dirs = Dirs::new();
+    let url = format!("http://127.0.0.1:{}", dirs.port);
+    let mut cfg = spilling_to(&url, "t", dirs.spill.path());
     cfg.retry_backoff_ms_max = 300;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let t0 = (now_ms - 7_200_000) * 1_000_000;
+    let t0 = (now_ms() - 7_200_000) * 1_000_000;
     {
         // No server at all: everything stays in the spill when the hub stops.
         let sink = InfluxSink::start(&cfg).unwrap();
         sink.write(&group(0, t0, 3000)).unwrap();
         assert!(sink.backlog_bytes() > 0);
     }
-    let vm = Vm::start_on(vm_data.path(), port);
+    let vm = dirs.start_vm();
     let sink = InfluxSink::start(&cfg).unwrap();
     wait_until(
         "spilled readings delivered after restart",
@@ -159,14 +162,9 @@ fn spilled_readings_are_sent_by_the_next_process() {
 
 #[test]
 fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
-    let vm_data = tempfile::tempdir().unwrap();
-    let spill = tempfile::tempdir().unwrap();
-    let vm = Vm::start_on(vm_data.path(), free_port());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let t0 = (now_ms - 600_000) * 1_000_000;
+    let dirs = Dirs::new();
+    let vm = dirs.start_vm();
+    let t0 = (now_ms() - 600_000) * 1_000_000;
     // Two whole lines and half of a third, as a crash in the middle of an append leaves them
     // (that write was never fsynced, so never acked).
     let mut body = String::new();
@@ -174,8 +172,8 @@ fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
         hub::timeseries::influx::line_of(&mut body, &r);
     }
     let cut = body.len() - 20;
-    std::fs::write(spill.path().join("0000000000000001.lp"), &body[..cut]).unwrap();
-    let cfg = spilling_to(&vm.url(), "t", spill.path());
+    std::fs::write(dirs.spill.path().join("0000000000000001.lp"), &body[..cut]).unwrap();
+    let cfg = spilling_to(&vm.url(), "t", dirs.spill.path());
     let sink = InfluxSink::start(&cfg).unwrap();
     wait_until(
         "the two whole lines delivered",
@@ -184,12 +182,7 @@ fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
     );
     wait_drained(&sink);
     assert_eq!(exported(vm.port).1, 2);
-    assert_eq!(
-        sink.metrics()
-            .lines_rejected
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(counter(&sink.metrics().lines_rejected), 0);
 }
 
 fn hour_ago_ms_aligned() -> i64 {
@@ -202,11 +195,16 @@ fn hour_ago_ms_aligned() -> i64 {
         * 1_000_000
 }
 
-/// Writes groups `0..groups` of `n` readings from `t0`; waits until the server acknowledged all.
-fn write_acknowledged(sink: &InfluxSink, groups: i64, t0: i64, n: i64) {
-    for g in 0..groups {
+/// Writes groups `gs` of `n` readings from `t0` (each accepted by the sink).
+fn write_groups(sink: &InfluxSink, gs: std::ops::Range<i64>, t0: i64, n: i64) {
+    for g in gs {
         sink.write(&group(g, t0, n)).unwrap();
     }
+}
+
+/// Writes groups `0..groups` of `n` readings from `t0`; waits until the server acknowledged all.
+fn write_acknowledged(sink: &InfluxSink, groups: i64, t0: i64, n: i64) {
+    write_groups(sink, 0..groups, t0, n);
     let total = groups * n;
     wait_until(
         &format!("{total} points acknowledged by the server"),
@@ -248,12 +246,9 @@ fn assert_exactly_once(vm: &Vm, sink: &InfluxSink, want: usize) {
 
 #[test]
 fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicates_nothing() {
-    let vm_data = tempfile::tempdir().unwrap();
-    let spill = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let vm = Vm::start_on(vm_data.path(), port);
-    let mut cfg = spilling_to(&vm.url(), "token", spill.path());
-    cfg.batch_size = 1000;
+    let dirs = Dirs::new();
+    let vm = dirs.start_vm();
+    let mut cfg = dirs.batched_cfg();
     cfg.retry_backoff_ms_max = 500;
     assert_eq!(cfg.replay_window_ms, 30_000, "the default window");
     let sink = InfluxSink::start(&cfg).unwrap();
@@ -266,18 +261,14 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
     std::thread::sleep(Duration::from_secs(1));
     vm.kill9();
     // Writes go on into the spill; the drain sees its POSTs fail.
-    for g in 5..10 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
+    write_groups(&sink, 5..10, t0, n);
     wait_until(
         "the drain notices the server is gone",
         Duration::from_secs(60),
         || counter(&metrics.posts_failed) > 0,
     );
-    let vm = Vm::start_on(vm_data.path(), port);
-    for g in 10..15 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
+    let vm = dirs.start_vm();
+    write_groups(&sink, 10..15, t0, n);
     assert_exactly_once(&vm, &sink, 15 * n as usize);
     let (replays, lines) = (counter(&metrics.replays), counter(&metrics.replayed_lines));
     eprintln!("replays: {replays}, replayed lines: {lines}");
@@ -291,12 +282,9 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
 
 #[test]
 fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_again() {
-    let vm_data = tempfile::tempdir().unwrap();
-    let spill = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let vm = Vm::start_on(vm_data.path(), port);
-    let mut cfg = spilling_to(&vm.url(), "token", spill.path());
-    cfg.batch_size = 1000;
+    let dirs = Dirs::new();
+    let vm = dirs.start_vm();
+    let mut cfg = dirs.batched_cfg();
     // Shorter than the default so the test does not wait 30 s for the restart check.
     cfg.replay_window_ms = 8_000;
     let sink = InfluxSink::start(&cfg).unwrap();
@@ -308,7 +296,7 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
     // process must start in a later second (`process_start_time_seconds` is whole seconds).
     std::thread::sleep(Duration::from_millis(1500));
     vm.kill9();
-    let vm = Vm::start_on(vm_data.path(), port);
+    let vm = dirs.start_vm();
     // Nothing is written meanwhile: no request fails, only the start time can tell.
     wait_until(
         "the restart noticed by the server's start time",
@@ -316,9 +304,7 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
         || counter(&metrics.restarts_detected) > 0,
     );
     assert_eq!(counter(&metrics.replays), 1);
-    for g in 3..6 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
+    write_groups(&sink, 3..6, t0, n);
     assert_exactly_once(&vm, &sink, 6 * n as usize);
     eprintln!(
         "restarts detected: {}, replays: {}, replayed lines: {}, failed posts: {}",
@@ -332,12 +318,9 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
 
 #[test]
 fn a_restarted_sink_sends_the_window_of_the_process_before_it_again() {
-    let vm_data = tempfile::tempdir().unwrap();
-    let spill = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let vm = Vm::start_on(vm_data.path(), port);
-    let mut cfg = spilling_to(&vm.url(), "token", spill.path());
-    cfg.batch_size = 1000;
+    let dirs = Dirs::new();
+    let vm = dirs.start_vm();
+    let mut cfg = dirs.batched_cfg();
     cfg.retry_backoff_ms_max = 500;
     let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
     {
@@ -346,14 +329,12 @@ fn a_restarted_sink_sends_the_window_of_the_process_before_it_again() {
         // The hub stops (or dies) inside the window; then the server dies before its flush.
     }
     vm.kill9();
-    let vm = Vm::start_on(vm_data.path(), port);
+    let vm = dirs.start_vm();
     let sink = InfluxSink::start(&cfg).unwrap();
     assert!(
         sink.backlog_bytes() > 0,
         "the next process starts from the settled position, before the window"
     );
-    for g in 3..5 {
-        sink.write(&group(g, t0, n)).unwrap();
-    }
+    write_groups(&sink, 3..5, t0, n);
     assert_exactly_once(&vm, &sink, 5 * n as usize);
 }
