@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wangge_testkit::{bin, wait_for, workspace_root, Mosquitto, Proc};
-use wangge_tests::system::{night_start_ms, sensor_components, Edge, Hub, ADMIN_TOKEN};
+use wangge_tests::system::{night_start_ms, sensor_components, wait_every, Edge, Hub, ADMIN_TOKEN};
 
 /// One expected event: the sensor whose incident raises it, its type and severity.
 struct Expect {
@@ -388,18 +388,13 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
 
     // The silent street light goes offline (90 s), the failed one faults (1 min of lamp on, no
     // current, on the edge's clock).
-    wait_for(
+    wait_every(
         "every demo incident to raise its event",
         Duration::from_secs(300),
+        Duration::from_secs(2),
         || {
             let have = admin_keys(&hub);
-            want.keys()
-                .all(|k| have.contains(k))
-                .then_some(())
-                .or_else(|| {
-                    std::thread::sleep(Duration::from_secs(2));
-                    None
-                })
+            want.keys().all(|k| have.contains(k)).then_some(())
         },
     )
     .unwrap_or_else(|e| {
@@ -494,9 +489,10 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
 
     // 3. MQTT: each event was published on wangge/v1/events/{department}/{type} for exactly its
     //    departments.
-    let published: BTreeMap<String, BTreeSet<String>> = wait_for(
+    let published: BTreeMap<String, BTreeSet<String>> = wait_every(
         "MQTT publications for every event",
         Duration::from_secs(30),
+        Duration::from_millis(500),
         || {
             let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for (topic, j) in mqtt_seen.lock().unwrap().iter() {
@@ -514,10 +510,7 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
                     .or_default()
                     .insert(dept.to_string());
             }
-            (m == expected_recipients).then_some(m).or_else(|| {
-                std::thread::sleep(Duration::from_millis(500));
-                None
-            })
+            (m == expected_recipients).then_some(m)
         },
     )
     .unwrap_or_else(|e| panic!("{e}: want {expected_recipients:#?}"));
@@ -540,9 +533,10 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
         .iter()
         .map(|e| (e["id"].to_string(), e["version"].as_u64().unwrap()))
         .collect();
-    wait_for(
+    wait_every(
         "the SSE stream to carry every event's latest version",
         Duration::from_secs(30),
+        Duration::from_millis(300),
         || {
             let log = sse.lock().unwrap();
             let mut got: BTreeMap<String, u64> = BTreeMap::new();
@@ -552,10 +546,7 @@ fn each_demo_incident_raises_one_event_delivered_to_exactly_the_departments_the_
             }
             let ok = latest.iter().all(|(id, v)| got.get(id) >= Some(v));
             drop(log);
-            ok.then_some(()).or_else(|| {
-                std::thread::sleep(Duration::from_millis(300));
-                None
-            })
+            ok.then_some(())
         },
     )
     .unwrap();
