@@ -13,6 +13,26 @@
 //! Invariant: every change of an event is one SQLite transaction that also writes its history row
 //! and its outbox row; every delivery channel reads the outbox, so none can miss a change.
 
+/// `Type { a, b, c }` read from columns 0, 1, 2, … of a row, in the order the fields are
+/// named (so a SELECT and its struct read the same way, without an index per field);
+/// `field => f` passes that column through `f`. Used by the events store and the hub's registry
+/// (`$row` is a `rusqlite::Row`, or anything with `get(usize) -> Result<T, _>`).
+#[macro_export]
+macro_rules! from_columns {
+    ($row:expr, $ty:path { $($field:ident $(=> $map:expr)?),+ $(,)? }) => {{
+        let mut columns = 0usize..;
+        $ty {
+            $($field: $crate::from_columns!(@column $row, columns $(, $map)?)),+
+        }
+    }};
+    (@column $row:expr, $columns:ident) => {
+        $row.get($columns.next().expect("unbounded"))?
+    };
+    (@column $row:expr, $columns:ident, $map:expr) => {
+        ($map)($row.get($columns.next().expect("unbounded"))?)
+    };
+}
+
 pub mod delivery;
 pub mod egress;
 pub mod http;

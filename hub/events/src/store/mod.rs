@@ -9,24 +9,6 @@
 //! (the `changes` log and named cursors), `subscriptions.rs` (webhook subscriptions and their
 //! deliveries), `audit.rs` (refusals and administrative actions). [`EventStore`] is all four.
 
-/// `Type { a, b, c }` read from columns 0, 1, 2, … of a row, in the order the fields are
-/// named (so a SELECT and its struct read the same way, without an index per field);
-/// `field => f` passes that column through `f`.
-macro_rules! from_columns {
-    ($row:expr, $ty:path { $($field:ident $(=> $map:expr)?),+ $(,)? }) => {{
-        let mut columns = 0usize..;
-        $ty {
-            $($field: from_columns!(@column $row, columns $(, $map)?)),+
-        }
-    }};
-    (@column $row:expr, $columns:ident) => {
-        $row.get($columns.next().expect("unbounded"))?
-    };
-    (@column $row:expr, $columns:ident, $map:expr) => {
-        ($map)($row.get($columns.next().expect("unbounded"))?)
-    };
-}
-
 mod audit;
 mod events;
 mod outbox;

@@ -7,23 +7,7 @@
 //! (`components`, `sensors`, `edges`, `tokens`, `mqtt_users`, `reference` for grid cells,
 //! departments and statistics). The module is private to `registry`.
 
-/// `Type { a, b, c }` read from columns 0, 1, 2, … of a row, in the order the fields are
-/// named (so a SELECT and its struct read the same way, without an index per field);
-/// `field => f` passes that column through `f`.
-macro_rules! from_columns {
-    ($row:expr, $ty:path { $($field:ident $(=> $map:expr)?),+ $(,)? }) => {{
-        let mut columns = 0usize..;
-        $ty {
-            $($field: from_columns!(@column $row, columns $(, $map)?)),+
-        }
-    }};
-    (@column $row:expr, $columns:ident) => {
-        $row.get($columns.next().expect("unbounded"))?
-    };
-    (@column $row:expr, $columns:ident, $map:expr) => {
-        ($map)($row.get($columns.next().expect("unbounded"))?)
-    };
-}
+use wangge_events::from_columns;
 
 use super::codes::ComponentCode;
 use super::model::*;
