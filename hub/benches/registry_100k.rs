@@ -41,6 +41,32 @@ fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     (at(0.5), at(0.99), *v.last().unwrap())
 }
 
+/// Prints the p50, p99 and max of `lat` after `what`.
+fn report(what: &str, lat: Vec<Duration>) {
+    let (p50, p99, max) = percentiles(lat);
+    println!("{what}: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+}
+
+/// The time of `find` for each of `ids` (each must be found).
+fn timed_finds(
+    ids: impl Iterator<Item = String>,
+    mut find: impl FnMut(&str) -> bool,
+) -> Vec<Duration> {
+    ids.map(|id| {
+        let t = Instant::now();
+        let found = find(&id);
+        let took = t.elapsed();
+        assert!(found, "{id} not found");
+        took
+    })
+    .collect()
+}
+
+/// `GET url` with `token`, answered.
+async fn get_with(http: &reqwest::Client, url: String, token: &str) -> reqwest::Response {
+    http.get(url).bearer_auth(token).send().await.unwrap()
+}
+
 /// A deterministic spread of ids over the registry.
 fn pick(i: usize) -> usize {
     (i.wrapping_mul(2_654_435_761)) % COMPONENTS
@@ -112,27 +138,18 @@ fn main() {
         db_bytes as f64 / (1 << 20) as f64
     );
 
-    let mut lat = Vec::with_capacity(LOOKUPS);
-    for i in 0..LOOKUPS {
-        let id = format!("B-{:06}", pick(i));
-        let t = Instant::now();
-        let a = reg.sensor_assignment(&id).unwrap();
-        lat.push(t.elapsed());
-        assert!(a.is_some());
-    }
-    let (p50, p99, max) = percentiles(lat);
-    println!("sensor_assignment (ingest lookup), {LOOKUPS} random: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+    let lat = timed_finds((0..LOOKUPS).map(|i| format!("B-{:06}", pick(i))), |id| {
+        reg.sensor_assignment(id).unwrap().is_some()
+    });
+    report(
+        &format!("sensor_assignment (ingest lookup), {LOOKUPS} random"),
+        lat,
+    );
 
-    let mut lat = Vec::with_capacity(LOOKUPS);
-    for i in 0..LOOKUPS {
-        let id = component_id(pick(i));
-        let t = Instant::now();
-        let c = reg.component(&id).unwrap();
-        lat.push(t.elapsed());
-        assert!(c.is_some());
-    }
-    let (p50, p99, max) = percentiles(lat);
-    println!("component(id), {LOOKUPS} random: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+    let lat = timed_finds((0..LOOKUPS).map(|i| component_id(pick(i))), |id| {
+        reg.component(id).unwrap().is_some()
+    });
+    report(&format!("component(id), {LOOKUPS} random"), lat);
 
     let mut lat = Vec::new();
     let mut after: Option<String> = None;
@@ -150,24 +167,17 @@ fn main() {
         lat.push(t.elapsed());
         after = page.next;
     }
-    let (p50, p99, max) = percentiles(lat);
-    println!("list_components type+department page of 100 (200 pages): p50 {p50:?}, p99 {p99:?}, max {max:?}");
+    report(
+        "list_components type+department page of 100 (200 pages)",
+        lat,
+    );
     let token = reg
         .add_token(Some("sw"), hub::registry::Scope::Read)
         .unwrap();
     drop(reg);
 
     // A real hub over that registry.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mqtt = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (port, mqtt) = (wangge_testkit::free_port(), wangge_testkit::free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
         .args(["serve", "--data-dir"])
         .arg(&data)
@@ -194,44 +204,39 @@ fn main() {
             assert!(Instant::now() < deadline, "hub did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        println!("hub serve RSS after start: {} MiB", rss_kib(child.id()) / 1024);
+        println!(
+            "hub serve RSS after start: {} MiB",
+            rss_kib(child.id()) / 1024
+        );
         let mut lat = Vec::new();
         for i in 0..5000 {
             let id = component_id(pick(i));
             let t = Instant::now();
-            let r = http
-                .get(format!("{base}/api/v1/components/{id}"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap();
+            let r = get_with(&http, format!("{base}/api/v1/components/{id}"), &token).await;
             let _ = r.bytes().await.unwrap();
             lat.push(t.elapsed());
         }
-        let (p50, p99, max) = percentiles(lat);
-        println!("HTTP GET components/{{id}} (token check + lookup), 5000 sequential: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+        report(
+            "HTTP GET components/{id} (token check + lookup), 5000 sequential",
+            lat,
+        );
         let mut lat = Vec::new();
         let mut cursor = String::new();
         for _ in 0..200 {
             let t = Instant::now();
-            let r: serde_json::Value = http
-                .get(format!("{base}/api/v1/components?limit=100{cursor}"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let url = format!("{base}/api/v1/components?limit=100{cursor}");
+            let r: serde_json::Value = get_with(&http, url, &token).await.json().await.unwrap();
             lat.push(t.elapsed());
             cursor = r["next"]
                 .as_str()
                 .map(|n| format!("&cursor={n}"))
                 .unwrap_or_default();
         }
-        let (p50, p99, max) = percentiles(lat);
-        println!("HTTP GET components?limit=100 (200 pages): p50 {p50:?}, p99 {p99:?}, max {max:?}");
-        println!("hub serve RSS after queries: {} MiB", rss_kib(child.id()) / 1024);
+        report("HTTP GET components?limit=100 (200 pages)", lat);
+        println!(
+            "hub serve RSS after queries: {} MiB",
+            rss_kib(child.id()) / 1024
+        );
     });
     let _ = child.kill();
     let _ = child.wait();
