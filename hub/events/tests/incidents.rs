@@ -62,200 +62,162 @@ struct Incident {
 
 const NIGHT: i64 = 15 * 3600;
 
+impl Incident {
+    /// A daytime incident, sent to the owner and maintainer only, with no readings yet.
+    fn new(
+        name: &'static str,
+        ctype: &'static str,
+        event: &'static str,
+        severity: Severity,
+    ) -> Self {
+        Incident {
+            name,
+            ctype,
+            start_s: 0,
+            readings: &[],
+            tick_s: None,
+            event,
+            severity,
+            by_type: &[],
+            jd: false,
+        }
+    }
+
+    /// Departments that receive it by type.
+    fn also_to(self, by_type: &'static [&'static str]) -> Self {
+        Incident { by_type, ..self }
+    }
+
+    /// Starts at night (15 h after T0).
+    fn at_night(self) -> Self {
+        Incident {
+            start_s: NIGHT,
+            ..self
+        }
+    }
+
+    /// The grid cell's jd also receives it.
+    fn with_jd(self) -> Self {
+        Incident { jd: true, ..self }
+    }
+
+    /// Runs the offline tick at `s` seconds after the start.
+    fn tick_at(self, s: i64) -> Self {
+        Incident {
+            tick_s: Some(s),
+            ..self
+        }
+    }
+
+    fn readings(self, readings: &'static [(i64, Quantity, f64)]) -> Self {
+        Incident { readings, ..self }
+    }
+}
+
 fn incidents() -> Vec<Incident> {
-    use Quantity as Q;
+    use Quantity::*;
+    use Severity::*;
     vec![
-        Incident {
-            name: "manhole_lifted",
-            ctype: "manhole_cover",
-            start_s: 0,
-            readings: &[
-                (0, Q::Tilt, 1.0),
-                (60, Q::Tilt, 40.0),
-                (61, Q::Opened, 1.0),
-                (75, Q::Tilt, 40.0),
-            ],
-            tick_s: None,
-            event: "manhole.displaced",
-            severity: Severity::Critical,
-            by_type: &["cg"],
-            jd: true,
-        },
-        Incident {
-            name: "hydrant_low_pressure",
-            ctype: "fire_hydrant",
-            start_s: 0,
-            readings: &[
-                (0, Q::Pressure, 0.3),
-                (60, Q::Pressure, 0.1),
-                (100, Q::Pressure, 0.1),
-                (130, Q::Pressure, 0.1),
-            ],
-            tick_s: None,
-            event: "hydrant.low_pressure",
-            severity: Severity::Major,
-            by_type: &["xf"],
-            jd: false,
-        },
-        Incident {
-            name: "street_light_failure",
-            ctype: "street_light",
-            start_s: NIGHT,
-            readings: &[
-                (0, Q::LampOn, 1.0),
-                (0, Q::Current, 0.4),
-                (60, Q::Current, 0.01),
-                (200, Q::Current, 0.01),
-                (400, Q::Current, 0.01),
-            ],
-            tick_s: None,
-            event: "light.fault",
-            severity: Severity::Major,
-            by_type: &[],
-            jd: false,
-        },
-        Incident {
-            name: "flood_rise",
-            ctype: "flood_gauge",
-            start_s: 0,
-            readings: &[
-                (0, Q::WaterLevel, 2.0),
-                (60, Q::WaterLevel, 9.0),
-                (120, Q::WaterLevel, 18.0),
-                (180, Q::WaterLevel, 21.0),
-            ],
-            tick_s: None,
-            event: "flood.warning",
-            severity: Severity::Major,
-            by_type: &["cg", "sw"],
-            jd: false,
-        },
-        Incident {
-            name: "smoke_alarm",
-            ctype: "smoke_detector",
-            start_s: 0,
-            readings: &[(0, Q::Alarm, 0.0), (60, Q::Smoke, 4.0), (60, Q::Alarm, 1.0)],
-            tick_s: None,
-            event: "fire.smoke",
-            severity: Severity::Critical,
-            by_type: &["xf"],
-            jd: true,
-        },
-        Incident {
-            name: "gas_leak",
-            ctype: "gas_detector",
-            start_s: 0,
-            readings: &[(0, Q::Gas, 1.0), (60, Q::Gas, 35.0), (120, Q::Gas, 40.0)],
-            tick_s: None,
-            event: "gas.leak",
-            severity: Severity::Critical,
-            by_type: &["xf"],
-            jd: true,
-        },
-        Incident {
-            name: "door_forced",
-            ctype: "door_contact",
-            start_s: NIGHT,
-            readings: &[(0, Q::DoorOpen, 0.0), (60, Q::DoorOpen, 1.0)],
-            tick_s: None,
-            event: "security.door_open",
-            severity: Severity::Major,
-            by_type: &["ga"],
-            jd: false,
-        },
-        Incident {
-            name: "intrusion",
-            ctype: "intrusion",
-            start_s: NIGHT,
-            readings: &[
-                (0, Q::Motion, 0.0),
-                (60, Q::Motion, 1.0),
-                (70, Q::Motion, 0.0),
-                (80, Q::Motion, 1.0),
-            ],
-            tick_s: None,
-            event: "security.intrusion",
-            severity: Severity::Critical,
-            by_type: &["ga"],
-            jd: false,
-        },
-        Incident {
-            name: "elevator_entrapment",
-            ctype: "elevator",
-            start_s: 0,
-            readings: &[
-                (0, Q::Trapped, 0.0),
-                (60, Q::DoorOpen, 0.0),
-                (60, Q::Trapped, 1.0),
-            ],
-            tick_s: None,
-            event: "elevator.entrapment",
-            severity: Severity::Critical,
-            by_type: &["xf"],
-            jd: false,
-        },
-        Incident {
-            name: "electrical_leakage",
-            ctype: "electrical_fire",
-            start_s: 0,
-            readings: &[
-                (0, Q::ResidualCurrent, 20.0),
-                (60, Q::ResidualCurrent, 320.0),
-            ],
-            tick_s: None,
-            event: "electrical.leakage",
-            severity: Severity::Major,
-            by_type: &["xf"],
-            jd: false,
-        },
-        Incident {
-            name: "bin_full",
-            ctype: "waste_bin",
-            start_s: 0,
-            readings: &[(0, Q::FillLevel, 50.0), (60, Q::FillLevel, 93.0)],
-            tick_s: None,
-            event: "sanitation.bin_full",
-            severity: Severity::Minor,
-            by_type: &["cg"],
-            jd: false,
-        },
-        Incident {
-            name: "pm25_high",
-            ctype: "environment",
-            start_s: 0,
-            readings: &[(0, Q::Pm25, 40.0), (60, Q::Pm25, 180.0)],
-            tick_s: None,
-            event: "environment.pm25_high",
-            severity: Severity::Minor,
-            by_type: &[],
-            jd: false,
-        },
-        Incident {
-            name: "battery_drain",
-            ctype: "smoke_detector",
-            start_s: 0,
-            readings: &[
-                (0, Q::Battery, 30.0),
-                (60, Q::Battery, 18.0),
-                (120, Q::Battery, 17.0),
-            ],
-            tick_s: None,
-            event: "device.battery_low",
-            severity: Severity::Minor,
-            by_type: &[],
-            jd: false,
-        },
-        Incident {
-            name: "sensor_silent",
-            ctype: "gas_detector",
-            start_s: 0,
-            readings: &[(0, Q::Gas, 1.0)],
-            tick_s: Some(181),
-            event: "device.offline",
-            severity: Severity::Major,
-            by_type: &[],
-            jd: false,
-        },
+        Incident::new(
+            "manhole_lifted",
+            "manhole_cover",
+            "manhole.displaced",
+            Critical,
+        )
+        .also_to(&["cg"])
+        .with_jd()
+        .readings(&[
+            (0, Tilt, 1.0),
+            (60, Tilt, 40.0),
+            (61, Opened, 1.0),
+            (75, Tilt, 40.0),
+        ]),
+        Incident::new(
+            "hydrant_low_pressure",
+            "fire_hydrant",
+            "hydrant.low_pressure",
+            Major,
+        )
+        .also_to(&["xf"])
+        .readings(&[
+            (0, Pressure, 0.3),
+            (60, Pressure, 0.1),
+            (100, Pressure, 0.1),
+            (130, Pressure, 0.1),
+        ]),
+        Incident::new("street_light_failure", "street_light", "light.fault", Major)
+            .at_night()
+            .readings(&[
+                (0, LampOn, 1.0),
+                (0, Current, 0.4),
+                (60, Current, 0.01),
+                (200, Current, 0.01),
+                (400, Current, 0.01),
+            ]),
+        Incident::new("flood_rise", "flood_gauge", "flood.warning", Major)
+            .also_to(&["cg", "sw"])
+            .readings(&[
+                (0, WaterLevel, 2.0),
+                (60, WaterLevel, 9.0),
+                (120, WaterLevel, 18.0),
+                (180, WaterLevel, 21.0),
+            ]),
+        Incident::new("smoke_alarm", "smoke_detector", "fire.smoke", Critical)
+            .also_to(&["xf"])
+            .with_jd()
+            .readings(&[(0, Alarm, 0.0), (60, Smoke, 4.0), (60, Alarm, 1.0)]),
+        Incident::new("gas_leak", "gas_detector", "gas.leak", Critical)
+            .also_to(&["xf"])
+            .with_jd()
+            .readings(&[(0, Gas, 1.0), (60, Gas, 35.0), (120, Gas, 40.0)]),
+        Incident::new("door_forced", "door_contact", "security.door_open", Major)
+            .also_to(&["ga"])
+            .at_night()
+            .readings(&[(0, DoorOpen, 0.0), (60, DoorOpen, 1.0)]),
+        Incident::new("intrusion", "intrusion", "security.intrusion", Critical)
+            .also_to(&["ga"])
+            .at_night()
+            .readings(&[
+                (0, Motion, 0.0),
+                (60, Motion, 1.0),
+                (70, Motion, 0.0),
+                (80, Motion, 1.0),
+            ]),
+        Incident::new(
+            "elevator_entrapment",
+            "elevator",
+            "elevator.entrapment",
+            Critical,
+        )
+        .also_to(&["xf"])
+        .readings(&[(0, Trapped, 0.0), (60, DoorOpen, 0.0), (60, Trapped, 1.0)]),
+        Incident::new(
+            "electrical_leakage",
+            "electrical_fire",
+            "electrical.leakage",
+            Major,
+        )
+        .also_to(&["xf"])
+        .readings(&[(0, ResidualCurrent, 20.0), (60, ResidualCurrent, 320.0)]),
+        Incident::new("bin_full", "waste_bin", "sanitation.bin_full", Minor)
+            .also_to(&["cg"])
+            .readings(&[(0, FillLevel, 50.0), (60, FillLevel, 93.0)]),
+        Incident::new("pm25_high", "environment", "environment.pm25_high", Minor)
+            .readings(&[(0, Pm25, 40.0), (60, Pm25, 180.0)]),
+        Incident::new(
+            "battery_drain",
+            "smoke_detector",
+            "device.battery_low",
+            Minor,
+        )
+        .readings(&[
+            (0, Battery, 30.0),
+            (60, Battery, 18.0),
+            (120, Battery, 17.0),
+        ]),
+        Incident::new("sensor_silent", "gas_detector", "device.offline", Major)
+            .tick_at(181)
+            .readings(&[(0, Gas, 1.0)]),
     ]
 }
 
