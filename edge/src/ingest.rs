@@ -114,6 +114,12 @@ impl Ingest {
         self.accept(src, std::slice::from_ref(&report));
     }
 
+    /// One report a source decoded itself (a Modbus answer).
+    pub fn report(&self, src: &SourceMetrics, report: Report) {
+        src.messages.fetch_add(1, Relaxed);
+        self.accept(src, std::slice::from_ref(&report));
+    }
+
     fn accept(&self, src: &SourceMetrics, reports: &[Report]) {
         let recv = now_ns();
         let mut readings = Vec::new();

@@ -39,6 +39,8 @@ type SourceValue = fn(&SourceMetrics) -> u64;
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub sources: Mutex<Vec<Arc<SourceMetrics>>>,
+    /// Every Modbus slave's counters, in line and slave order.
+    pub modbus: Mutex<Vec<Arc<crate::source::modbus::metrics::SlaveMetrics>>>,
     /// (reason, topic or port) → count.
     rejects: Mutex<BTreeMap<(String, String), u64>>,
     pub duplicates: AtomicU64,
@@ -67,6 +69,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Registers one Modbus slave's counters for the exposition.
+    pub fn modbus_slave(
+        &self,
+        m: crate::source::modbus::metrics::SlaveMetrics,
+    ) -> Arc<crate::source::modbus::metrics::SlaveMetrics> {
+        let m = Arc::new(m);
+        if let Ok(mut v) = self.modbus.lock() {
+            v.push(m.clone());
+        }
+        m
+    }
+
     pub fn source(&self, name: &str, kind: &'static str) -> Arc<SourceMetrics> {
         let s = Arc::new(SourceMetrics {
             name: name.into(),
@@ -149,6 +163,9 @@ impl Metrics {
                 let (source, k) = (&s.name, s.kind);
                 let _ = writeln!(o, "{name}{{source=\"{source}\",kind=\"{k}\"}} {}", value(s));
             }
+        }
+        if let Ok(slaves) = self.modbus.lock() {
+            crate::source::modbus::metrics::render(&slaves, &mut o);
         }
         let _ = writeln!(o, "# TYPE edge_rejects_total counter");
         if let Ok(m) = self.rejects.lock() {

@@ -1,7 +1,8 @@
-//! Ingest sources: site MQTT brokers and serial lines. Each runs as its own task, survives
+//! Ingest sources: site MQTT brokers, serial lines and Modbus lines. Each runs as its own task, survives
 //! its peer going away (reconnect / reopen with backoff) and feeds [`crate::ingest::Ingest`].
 
 pub mod embedded_broker;
+pub mod modbus;
 pub mod mqtt;
 pub mod serial;
 pub mod site_front;
