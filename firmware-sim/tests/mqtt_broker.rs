@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use wangge_testkit::{free_port, Mosquitto, MosquittoSub};
 
@@ -22,16 +21,12 @@ fn mosquitto_sub_sees_exactly_what_the_summary_says() {
     let port = broker.port;
     let sub = subscribe(port);
     let summary = run_sim(
-        sim()
-            .args(["--profiles", "canonical,acme,lumen,gridsense"])
-            .args([
-                "--scenario",
-                repo("config/scenarios/faults.toml").to_str().unwrap(),
-            ])
-            .args(["--interval-scale", "0.02", "--duration", "4s"])
-            .args(["--mqtt", &format!("127.0.0.1:{port}")])
-            .arg("--record")
-            .arg(dir.path().join("record.jsonl")),
+        faults_sim(
+            "canonical,acme,lumen,gridsense",
+            "4s",
+            &dir.path().join("record.jsonl"),
+        )
+        .args(["--mqtt", &format!("127.0.0.1:{port}")]),
         Duration::from_secs(60),
     );
     let mqtt = &summary["mqtt"];
@@ -94,19 +89,14 @@ fn mosquitto_sub_sees_exactly_what_the_summary_says() {
 #[test]
 fn an_unreachable_broker_is_a_clear_error() {
     let port = free_port();
-    let child = sim()
-        .args([
-            "--mqtt",
-            &format!("127.0.0.1:{port}"),
-            "--mqtt-connect-timeout",
-            "1s",
-            "--count",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_sim(sim().args([
+        "--mqtt",
+        &format!("127.0.0.1:{port}"),
+        "--mqtt-connect-timeout",
+        "1s",
+        "--count",
+        "1",
+    ]));
     let out = wait_bounded(child, Duration::from_secs(30));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -48,27 +47,12 @@ fn frames_through_a_pty_are_decoded_and_faults_counted_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("ttyA");
     let bytes = read_pty(link.clone());
-    let child = sim()
-        .args(["--profiles", "serial-binary"])
-        .args([
-            "--scenario",
-            repo("config/scenarios/faults.toml").to_str().unwrap(),
-        ])
-        .args(["--interval-scale", "0.02", "--duration", "6s"])
-        .arg("--pty-a")
-        .arg(&link)
-        .arg("--record")
-        .arg(dir.path().join("record.jsonl"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_bounded(child, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let child = spawn_sim(
+        faults_sim("serial-binary", "6s", &dir.path().join("record.jsonl"))
+            .arg("--pty-a")
+            .arg(&link),
     );
+    let out = finish_ok(child, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("serial A: /dev/pts/"),

@@ -3,24 +3,21 @@
 mod common;
 
 use common::*;
-use std::process::Stdio;
 use std::time::Duration;
 
 #[test]
 fn sigterm_finishes_cleanly_with_an_exact_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let child = sim()
-        .args(["--interval-scale", "0.01"])
-        .arg("--mqtt-dump")
-        .arg(dir.path().join("mqtt.txt"))
-        .arg("--serial-a")
-        .arg(dir.path().join("a.bin"))
-        .arg("--record")
-        .arg(dir.path().join("record.jsonl"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_sim(
+        sim()
+            .args(["--interval-scale", "0.01"])
+            .arg("--mqtt-dump")
+            .arg(dir.path().join("mqtt.txt"))
+            .arg("--serial-a")
+            .arg(dir.path().join("a.bin"))
+            .arg("--record")
+            .arg(dir.path().join("record.jsonl")),
+    );
     // Stop it mid-run, once it has visibly sent something (the dump is written as it goes).
     let dump = dir.path().join("mqtt.txt");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -37,12 +34,7 @@ fn sigterm_finishes_cleanly_with_an_exact_summary() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let out = wait_bounded(child, Duration::from_secs(30));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = finish_ok(child, Duration::from_secs(30));
     let summary: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("a summary after SIGTERM");
     let readings = summary["totals"]["readings"].as_u64().unwrap();

@@ -12,7 +12,8 @@ pub struct Recorded {
     pub quantity: String,
     pub value: Json,
     pub ts_ms: Option<i64>,
-    pub seq: Option<u64>,
+    /// Every record line carries the sensor's sequence number (firmware-sim writes a `u32`).
+    pub seq: u32,
 }
 
 impl Recorded {

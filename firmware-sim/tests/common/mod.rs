@@ -26,6 +26,19 @@ pub fn sim() -> Command {
     c
 }
 
+/// The simulator playing `config/scenarios/faults.toml` fast (interval scale 0.02) for
+/// `duration` with only the dialects `profiles`, recording what it sent to `record`.
+pub fn faults_sim(profiles: &str, duration: &str, record: &Path) -> Command {
+    let mut c = sim();
+    c.args(["--profiles", profiles])
+        .arg("--scenario")
+        .arg(repo("config/scenarios/faults.toml"))
+        .args(["--interval-scale", "0.02", "--duration", duration])
+        .arg("--record")
+        .arg(record);
+    c
+}
+
 /// Waits for `child` at most `limit`; kills it and panics past that.
 pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
@@ -45,19 +58,28 @@ pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     }
 }
 
-/// Runs the simulator to completion (bounded) and returns its summary.
-pub fn run_sim(cmd: &mut Command, limit: Duration) -> Json {
-    let child = cmd
-        .stdout(Stdio::piped())
+/// Starts the simulator with its stdout (the summary) and stderr captured.
+pub fn spawn_sim(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawning firmware-sim");
+        .expect("spawning firmware-sim")
+}
+
+/// Waits for a run at most `limit` and asserts it succeeded.
+pub fn finish_ok(child: Child, limit: Duration) -> Output {
     let out = wait_bounded(child, limit);
     assert!(
         out.status.success(),
         "firmware-sim failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Runs the simulator to completion (bounded) and returns its summary.
+pub fn run_sim(cmd: &mut Command, limit: Duration) -> Json {
+    let out = finish_ok(spawn_sim(cmd), limit);
     serde_json::from_slice(&out.stdout).expect("the summary on stdout is JSON")
 }
 
@@ -140,64 +162,36 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], out: &mut Readings) {
             let seq = int(&j["sn"], "sn") as u32;
             let ts = Some(int(&j["time"], "time") as u64 * 1000);
             for (k, v) in j["data"].as_object().expect("data object") {
-                match k.as_str() {
-                    "press_kpa" => add(
-                        out,
-                        id,
-                        "pressure",
-                        seq,
-                        Value::Float(num(v, k) / 1000.0),
-                        ts,
-                    ),
-                    "tilt_deg" => add(out, id, "tilt", seq, Value::Float(num(v, k)), ts),
-                    "leak" => {
-                        let b = match v.as_str() {
-                            Some("ON") => true,
-                            Some("OFF") => false,
-                            _ => panic!("acme leak: {v}"),
-                        };
-                        add(out, id, "leak", seq, Value::Bool(b), ts)
-                    }
-                    "level_mm" => add(
-                        out,
-                        id,
-                        "water_level",
-                        seq,
-                        Value::Float(num(v, k) / 10.0),
-                        ts,
-                    ),
+                let (q, val) = match k.as_str() {
+                    "press_kpa" => ("pressure", Value::Float(num(v, k) / 1000.0)),
+                    "tilt_deg" => ("tilt", Value::Float(num(v, k))),
+                    "leak" => match v.as_str() {
+                        Some("ON") => ("leak", Value::Bool(true)),
+                        Some("OFF") => ("leak", Value::Bool(false)),
+                        _ => panic!("acme leak: {v}"),
+                    },
+                    "level_mm" => ("water_level", Value::Float(num(v, k) / 10.0)),
                     other => panic!("acme: unexpected field {other}"),
-                }
+                };
+                add(out, id, q, seq, val, ts);
             }
         }
         ["lumen", "v2", "telemetry", id] => {
             assert_eq!(j["device"].as_str(), Some(*id));
             let seq = int(&j["cnt"], "cnt") as u32;
             for (k, v) in j.as_object().expect("object") {
-                match k.as_str() {
-                    "device" | "cnt" => {}
-                    "U" => add(out, id, "voltage", seq, Value::Float(num(v, k)), None),
-                    "I_mA" => add(
-                        out,
-                        id,
-                        "current",
-                        seq,
-                        Value::Float(num(v, k) / 1000.0),
-                        None,
-                    ),
-                    "P" => add(out, id, "power", seq, Value::Float(num(v, k)), None),
-                    "lamp" => add(out, id, "lamp_on", seq, flag01(v, k), None),
-                    "leak_A" => add(
-                        out,
-                        id,
-                        "residual_current",
-                        seq,
-                        Value::Float(num(v, k) * 1000.0),
-                        None,
-                    ),
-                    "T_cable" => add(out, id, "cable_temp", seq, Value::Float(num(v, k)), None),
+                let (q, val) = match k.as_str() {
+                    "device" | "cnt" => continue,
+                    "U" => ("voltage", Value::Float(num(v, k))),
+                    "I_mA" => ("current", Value::Float(num(v, k) / 1000.0)),
+                    "P" => ("power", Value::Float(num(v, k))),
+                    "lamp" => ("lamp_on", flag01(v, k)),
+                    "leak_A" => ("residual_current", Value::Float(num(v, k) * 1000.0)),
+                    "T_cable" => ("cable_temp", Value::Float(num(v, k))),
                     other => panic!("lumen: unexpected field {other}"),
-                }
+                };
+                // Lumen sends no timestamp: the receiver stamps the reading.
+                add(out, id, q, seq, val, None);
             }
         }
         ["gridsense", "gw", gw, "up"] => {
@@ -323,10 +317,9 @@ pub fn decode_frames(bytes: &[u8], out: &mut Readings) -> (u64, u64) {
 pub fn read_record(path: &Path) -> Readings {
     let mut out = Readings::new();
     for r in wangge_testkit::record::read_record(path).expect("record file") {
-        let seq = r.seq.expect("recorded seq") as u32;
         let ts = r.ts_ms.map(|t| t as u64);
         let value = json_value(&r.value, &r.quantity);
-        let key = (r.sensor, r.quantity, seq);
+        let key = (r.sensor, r.quantity, r.seq);
         assert!(!out.contains_key(&key), "{key:?} recorded twice");
         out.insert(key, (value, ts));
     }
