@@ -140,7 +140,7 @@ pub(super) fn component_row(r: &Row<'_>) -> rusqlite::Result<Component> {
 }
 
 impl SqliteRegistry {
-    pub(super) fn list_components_impl(
+    pub(super) fn list_components(
         &self,
         f: &ComponentFilter,
     ) -> Result<Page<Component>, RegistryError> {
@@ -171,31 +171,19 @@ impl SqliteRegistry {
         }
         let limit = f.limit.max(1);
         sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
-        let mut items = self.read(|c| {
-            let mut st = c.prepare_cached(&sql)?;
-            let rows = st.query_map(rusqlite::params_from_iter(args.iter()), component_row)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|c| c.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = self.all(&sql, rusqlite::params_from_iter(args.iter()), component_row)?;
+        Ok(paginate(items, limit, |c| c.id.clone()))
     }
 
-    pub(super) fn component_impl(&self, id: &str) -> Result<Option<Component>, RegistryError> {
-        self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {COMPONENT_COLUMNS} FROM components WHERE id = ?1"
-            ))?
-            .query_row([id], component_row)
-            .optional()
-        })
+    pub(super) fn component(&self, id: &str) -> Result<Option<Component>, RegistryError> {
+        self.one(
+            &format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE id = ?1"),
+            id,
+            component_row,
+        )
     }
 
-    pub(super) fn create_component_impl(
+    pub(super) fn create_component(
         &self,
         input: &ComponentInput,
     ) -> Result<Component, RegistryError> {
@@ -212,7 +200,7 @@ impl SqliteRegistry {
         })
     }
 
-    pub(super) fn preview_component_impl(
+    pub(super) fn preview_component(
         &self,
         id: &str,
         input: &ComponentInput,
@@ -220,7 +208,7 @@ impl SqliteRegistry {
         self.read(|c| Ok(validate_component(c, id, input)))?
     }
 
-    pub(super) fn put_component_impl(
+    pub(super) fn put_component(
         &self,
         id: &str,
         input: &ComponentInput,
@@ -241,7 +229,7 @@ impl SqliteRegistry {
         })
     }
 
-    pub(super) fn set_component_status_impl(
+    pub(super) fn set_component_status(
         &self,
         id: &str,
         status: ComponentStatus,
@@ -257,11 +245,7 @@ impl SqliteRegistry {
         })
     }
 
-    pub(super) fn delete_component_impl(&self, id: &str) -> Result<bool, RegistryError> {
-        self.write(|tx| {
-            tx.execute("DELETE FROM components WHERE id = ?1", [id])
-                .map(|n| n > 0)
-                .map_err(db)
-        })
+    pub(super) fn delete_component(&self, id: &str) -> Result<bool, RegistryError> {
+        Ok(self.execute("DELETE FROM components WHERE id = ?1", [id])? > 0)
     }
 }

@@ -22,18 +22,25 @@ pub(super) fn edge_row(r: &Row<'_>) -> rusqlite::Result<Edge> {
     })
 }
 
+pub(super) const EDGES: Listing<Edge> = Listing {
+    sql: "SELECT id, name, site, online, last_seen_ns, version, backlog_readings, backlog_bytes,
+                 password_hash IS NOT NULL, revoked,
+                 (SELECT COALESCE(SUM(g.count), 0) FROM edge_gaps g WHERE g.edge_id = edges.id)
+          FROM edges WHERE id > ?1 ORDER BY id LIMIT ?2",
+    row: edge_row,
+    key: |e| e.id.clone(),
+};
+
 impl SqliteRegistry {
-    pub(super) fn edge_credentials_impl(
+    pub(super) fn edge_credentials(
         &self,
         edge_id: &str,
     ) -> Result<Option<EdgeCredentials>, RegistryError> {
-        let row: Option<EdgeRow> = self.read(|c| {
-            c.prepare_cached("SELECT id, password_hash, mac_key, revoked FROM edges WHERE id = ?1")?
-                .query_row([edge_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .optional()
-        })?;
+        let row: Option<EdgeRow> = self.one(
+            "SELECT id, password_hash, mac_key, revoked FROM edges WHERE id = ?1",
+            edge_id,
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
         let Some((edge_id, Some(password_hash), Some(key), revoked)) = row else {
             return Ok(None);
         };
@@ -48,10 +55,7 @@ impl SqliteRegistry {
         }))
     }
 
-    pub(super) fn record_edge_status_impl(
-        &self,
-        s: &EdgeStatus,
-    ) -> Result<Freshness, RegistryError> {
+    pub(super) fn record_edge_status(&self, s: &EdgeStatus) -> Result<Freshness, RegistryError> {
         self.write(|tx| {
             let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = tx
                 .query_row(
@@ -102,7 +106,7 @@ impl SqliteRegistry {
         })
     }
 
-    pub(super) fn audit_ingest_impl(&self, r: &IngestRefusal<'_>) -> Result<bool, RegistryError> {
+    pub(super) fn audit_ingest(&self, r: &IngestRefusal<'_>) -> Result<bool, RegistryError> {
         let (kind, edge_id, sensor_id, detail, at_ns) =
             (r.kind, r.edge_id, r.sensor_id, r.detail, r.at_ns);
         self.write(|tx| {
@@ -128,28 +132,21 @@ impl SqliteRegistry {
         })
     }
 
-    pub(super) fn record_edge_seen_impl(
-        &self,
-        edge_id: &str,
-        at_ns: i64,
-    ) -> Result<(), RegistryError> {
-        self.write(|tx| {
-            tx.execute(
-                "UPDATE edges SET last_seen_ns = MAX(COALESCE(last_seen_ns, 0), ?2), online = 1
-                 WHERE id = ?1",
-                params![edge_id, at_ns],
-            )
-            .map_err(db)
-        })?;
+    pub(super) fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError> {
+        self.execute(
+            "UPDATE edges SET last_seen_ns = MAX(COALESCE(last_seen_ns, 0), ?2), online = 1
+             WHERE id = ?1",
+            params![edge_id, at_ns],
+        )?;
         Ok(())
     }
 
-    pub(super) fn record_gaps_impl(
+    pub(super) fn record_gaps(
         &self,
         edge_id: &str,
         epoch: u64,
         seq: u64,
-        gaps: &[protocol::uplink::Gap],
+        gaps: &[Gap],
         at_ns: i64,
     ) -> Result<(), RegistryError> {
         self.write(|tx| {
@@ -183,24 +180,7 @@ impl SqliteRegistry {
         Ok(())
     }
 
-    pub(super) fn list_edges_impl(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Edge>, RegistryError> {
-        self.page(
-            "SELECT id, name, site, online, last_seen_ns, version, backlog_readings,
-                        backlog_bytes, password_hash IS NOT NULL, revoked,
-                        (SELECT COALESCE(SUM(g.count), 0) FROM edge_gaps g WHERE g.edge_id = edges.id)
-                 FROM edges WHERE id > ?1 ORDER BY id LIMIT ?2",
-            after,
-            limit,
-            edge_row,
-            |e| e.id.clone(),
-        )
-    }
-
-    pub(super) fn add_edge_impl(
+    pub(super) fn add_edge(
         &self,
         edge_id: &str,
         name: Option<&str>,
@@ -255,17 +235,11 @@ impl SqliteRegistry {
         Ok(secret)
     }
 
-    pub(super) fn revoke_edge_impl(&self, edge_id: &str) -> Result<(), RegistryError> {
-        let n = self.write(|tx| {
-            tx.execute(
-                "UPDATE edges SET revoked = 1, online = 0 WHERE id = ?1",
-                [edge_id],
-            )
-            .map_err(db)
-        })?;
-        if n == 0 {
-            return Err(RegistryError::NotFound(format!("edge {edge_id}")));
-        }
-        Ok(())
+    pub(super) fn revoke_edge(&self, edge_id: &str) -> Result<(), RegistryError> {
+        self.update_existing(
+            "UPDATE edges SET revoked = 1, online = 0 WHERE id = ?1",
+            "edge",
+            edge_id,
+        )
     }
 }

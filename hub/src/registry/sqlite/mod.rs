@@ -3,7 +3,9 @@
 //! WAL lets readers (API lists, the ingest path's lookups) run while an import or an edge
 //! status update writes. Every method is synchronous; async callers use `spawn_blocking`.
 //!
-//! This file holds the connections and the trait impls; each entity's SQL is in its own file
+//! This file holds the connections, the statement shapes every entity shares (`one` row,
+//! `all` rows, a `Listing`'s pages, `execute` one write) and the trait impls, which
+//! only name the method of the same name that answers; each entity's SQL is in its own file
 //! (`components`, `sensors`, `edges`, `tokens`, `mqtt_users`, `reference` for grid cells,
 //! departments and statistics). The module is private to `registry`.
 
@@ -15,7 +17,7 @@ use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
 };
-use protocol::uplink::EdgeStatus;
+use protocol::uplink::{EdgeStatus, Gap};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,23 +102,57 @@ impl SqliteRegistry {
         })
     }
 
-    /// One keyset page: `sql` selects the rows whose key is `> ?1` in key order, `LIMIT ?2`
-    /// (one row more than `limit`, which only says that there is a next page).
+    /// One page of `listing` after the key `after`, at most `limit` (at least 1) rows.
     fn page<T>(
         &self,
-        sql: &str,
+        listing: &Listing<T>,
         after: Option<&str>,
         limit: usize,
-        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-        key: impl Fn(&T) -> String,
     ) -> Result<Page<T>, RegistryError> {
         let limit = limit.max(1);
-        let items = self.read(|c| {
+        let items = self.all(
+            listing.sql,
+            params![after.unwrap_or(""), (limit + 1) as i64],
+            listing.row,
+        )?;
+        Ok(paginate(items, limit, listing.key))
+    }
+
+    /// The row `sql` selects for `key` (`?1`), if any.
+    fn one<T>(
+        &self,
+        sql: &str,
+        key: &str,
+        row: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, RegistryError> {
+        self.read(|c| c.prepare_cached(sql)?.query_row([key], row).optional())
+    }
+
+    /// Every row `sql` selects with `params`.
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, RegistryError> {
+        self.read(|c| {
             let mut st = c.prepare_cached(sql)?;
-            let rows = st.query_map(params![after.unwrap_or(""), (limit + 1) as i64], row)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        Ok(paginate(items, limit, key))
+            let rows = st.query_map(params, row)?;
+            rows.collect()
+        })
+    }
+
+    /// Runs the one statement `sql` in its own write transaction; returns the rows it changed.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, RegistryError> {
+        self.write(|tx| tx.execute(sql, params).map_err(db))
+    }
+
+    /// Runs `sql` on the row of `key` (`?1`); `NotFound("{what} {key}")` if there is none.
+    fn update_existing(&self, sql: &str, what: &str, key: &str) -> Result<(), RegistryError> {
+        match self.execute(sql, [key])? {
+            0 => Err(RegistryError::NotFound(format!("{what} {key}"))),
+            _ => Ok(()),
+        }
     }
 
     /// Whether department `id` is registered (the events engine's dispatch check).
@@ -154,6 +190,16 @@ impl SqliteRegistry {
         tx.commit().map_err(db)?;
         Ok(out)
     }
+}
+
+/// A keyset-paginated list of one entity, defined next to its SQL.
+struct Listing<T> {
+    /// Selects the rows whose key is `> ?1` in key order, `LIMIT ?2` (one row more than the
+    /// page, which only says that there is a next page).
+    sql: &'static str,
+    row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    /// The key of a row: the cursor of the next page.
+    key: fn(&T) -> String,
 }
 
 /// Cuts a `limit + 1` query result to a page; the extra row only says there is a next page.
@@ -196,189 +242,70 @@ fn non_empty(s: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Writes trait methods that call the inherent method of the same name (in the entity's file)
+/// with the same arguments: a line `name(arguments) -> T` is a method returning
+/// `Result<T, RegistryError>`. (Without that inherent method the call would be the trait method
+/// itself, which rustc refuses here as unconditional recursion under `-D warnings`.)
+macro_rules! answered_by_entity_files {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ok:ty;)*) => {$(
+        fn $name(&self $(, $arg: $ty)*) -> Result<$ok, RegistryError> {
+            SqliteRegistry::$name(self $(, $arg)*)
+        }
+    )*};
+}
+
+/// Writes list methods, each one page of a [`Listing`]: `name -> item = listing`.
+macro_rules! listed_by {
+    ($($name:ident -> $item:ty = $listing:expr;)*) => {$(
+        fn $name(&self, after: Option<&str>, limit: usize) -> Result<Page<$item>, RegistryError> {
+            self.page(&$listing, after, limit)
+        }
+    )*};
+}
+
 impl RegistryStore for SqliteRegistry {
-    fn sensor_assignment(
-        &self,
-        sensor_id: &str,
-    ) -> Result<Option<SensorAssignment>, RegistryError> {
-        self.sensor_assignment_impl(sensor_id)
-    }
-
-    fn edge_credentials(&self, edge_id: &str) -> Result<Option<EdgeCredentials>, RegistryError> {
-        self.edge_credentials_impl(edge_id)
-    }
-
-    fn record_edge_status(&self, s: &EdgeStatus) -> Result<Freshness, RegistryError> {
-        self.record_edge_status_impl(s)
-    }
-
-    fn audit_ingest(&self, refusal: &IngestRefusal<'_>) -> Result<bool, RegistryError> {
-        self.audit_ingest_impl(refusal)
-    }
-
-    fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError> {
-        self.record_edge_seen_impl(edge_id, at_ns)
-    }
-
-    fn record_gaps(
-        &self,
-        edge_id: &str,
-        epoch: u64,
-        seq: u64,
-        gaps: &[protocol::uplink::Gap],
-        at_ns: i64,
-    ) -> Result<(), RegistryError> {
-        self.record_gaps_impl(edge_id, epoch, seq, gaps, at_ns)
-    }
-
-    fn note_unassigned_sensor(
-        &self,
-        sensor_id: &str,
-        edge_id: &str,
-        at_ns: i64,
-    ) -> Result<(), RegistryError> {
-        self.note_unassigned_sensor_impl(sensor_id, edge_id, at_ns)
-    }
-
-    fn mqtt_user_credentials(
-        &self,
-        username: &str,
-    ) -> Result<Option<MqttUserCredentials>, RegistryError> {
-        self.mqtt_user_credentials_impl(username)
-    }
-
-    fn broker_accounts(&self) -> Result<Vec<BrokerAccount>, RegistryError> {
-        self.broker_accounts_impl()
+    answered_by_entity_files! {
+        sensor_assignment(sensor_id: &str) -> Option<SensorAssignment>;
+        note_unassigned_sensor(sensor_id: &str, edge_id: &str, at_ns: i64) -> ();
+        edge_credentials(edge_id: &str) -> Option<EdgeCredentials>;
+        record_edge_status(status: &EdgeStatus) -> Freshness;
+        audit_ingest(refusal: &IngestRefusal<'_>) -> bool;
+        record_edge_seen(edge_id: &str, at_ns: i64) -> ();
+        record_gaps(edge_id: &str, epoch: u64, seq: u64, gaps: &[Gap], at_ns: i64) -> ();
+        mqtt_user_credentials(username: &str) -> Option<MqttUserCredentials>;
+        broker_accounts() -> Vec<BrokerAccount>;
     }
 }
 
 impl RegistryAdmin for SqliteRegistry {
-    fn list_components(&self, f: &ComponentFilter) -> Result<Page<Component>, RegistryError> {
-        self.list_components_impl(f)
+    answered_by_entity_files! {
+        list_components(filter: &ComponentFilter) -> Page<Component>;
+        component(id: &str) -> Option<Component>;
+        create_component(input: &ComponentInput) -> Component;
+        preview_component(id: &str, input: &ComponentInput) -> Component;
+        put_component(id: &str, input: &ComponentInput) -> (Component, bool);
+        set_component_status(id: &str, status: ComponentStatus) -> bool;
+        delete_component(id: &str) -> bool;
+        sensor(id: &str) -> Option<Sensor>;
+        put_sensor(id: &str, input: &SensorInput) -> (Sensor, bool);
+        component_sensors(component_id: &str) -> Vec<Sensor>;
+        sensor_contexts() -> Vec<SensorContext>;
+        sensor_context(sensor_id: &str) -> Option<SensorContext>;
+        stats() -> RegistryStats;
+        add_edge(edge_id: &str, name: Option<&str>, site: Option<&str>) -> String;
+        revoke_edge(edge_id: &str) -> ();
+        add_token(department: Option<&str>, scope: Scope) -> String;
+        verify_token(token: &str) -> Option<Principal>;
+        revoke_token(token_id: &str) -> ();
+        add_mqtt_user(department: &str) -> (String, String);
+        revoke_mqtt_user(username: &str) -> ();
+        list_mqtt_users() -> Vec<MqttUser>;
     }
 
-    fn component(&self, id: &str) -> Result<Option<Component>, RegistryError> {
-        self.component_impl(id)
-    }
-
-    fn create_component(&self, input: &ComponentInput) -> Result<Component, RegistryError> {
-        self.create_component_impl(input)
-    }
-
-    fn preview_component(
-        &self,
-        id: &str,
-        input: &ComponentInput,
-    ) -> Result<Component, RegistryError> {
-        self.preview_component_impl(id, input)
-    }
-
-    fn put_component(
-        &self,
-        id: &str,
-        input: &ComponentInput,
-    ) -> Result<(Component, bool), RegistryError> {
-        self.put_component_impl(id, input)
-    }
-
-    fn set_component_status(
-        &self,
-        id: &str,
-        status: ComponentStatus,
-    ) -> Result<bool, RegistryError> {
-        self.set_component_status_impl(id, status)
-    }
-
-    fn delete_component(&self, id: &str) -> Result<bool, RegistryError> {
-        self.delete_component_impl(id)
-    }
-
-    fn sensor(&self, id: &str) -> Result<Option<Sensor>, RegistryError> {
-        self.sensor_impl(id)
-    }
-
-    fn put_sensor(&self, id: &str, input: &SensorInput) -> Result<(Sensor, bool), RegistryError> {
-        self.put_sensor_impl(id, input)
-    }
-
-    fn component_sensors(&self, component_id: &str) -> Result<Vec<Sensor>, RegistryError> {
-        self.component_sensors_impl(component_id)
-    }
-
-    fn list_edges(&self, after: Option<&str>, limit: usize) -> Result<Page<Edge>, RegistryError> {
-        self.list_edges_impl(after, limit)
-    }
-
-    fn list_unassigned_sensors(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<UnassignedSensor>, RegistryError> {
-        self.list_unassigned_sensors_impl(after, limit)
-    }
-
-    fn stats(&self) -> Result<RegistryStats, RegistryError> {
-        self.stats_impl()
-    }
-
-    fn sensor_contexts(&self) -> Result<Vec<SensorContext>, RegistryError> {
-        self.sensor_contexts_impl()
-    }
-
-    fn sensor_context(&self, sensor_id: &str) -> Result<Option<SensorContext>, RegistryError> {
-        self.sensor_context_impl(sensor_id)
-    }
-
-    fn list_grid_cells(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<GridCell>, RegistryError> {
-        self.list_grid_cells_impl(after, limit)
-    }
-
-    fn list_departments(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Department>, RegistryError> {
-        self.list_departments_impl(after, limit)
-    }
-
-    fn add_edge(
-        &self,
-        edge_id: &str,
-        name: Option<&str>,
-        site: Option<&str>,
-    ) -> Result<String, RegistryError> {
-        self.add_edge_impl(edge_id, name, site)
-    }
-
-    fn revoke_edge(&self, edge_id: &str) -> Result<(), RegistryError> {
-        self.revoke_edge_impl(edge_id)
-    }
-
-    fn add_token(&self, department: Option<&str>, scope: Scope) -> Result<String, RegistryError> {
-        self.add_token_impl(department, scope)
-    }
-
-    fn verify_token(&self, token: &str) -> Result<Option<Principal>, RegistryError> {
-        self.verify_token_impl(token)
-    }
-
-    fn add_mqtt_user(&self, department: &str) -> Result<(String, String), RegistryError> {
-        self.add_mqtt_user_impl(department)
-    }
-
-    fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError> {
-        self.revoke_mqtt_user_impl(username)
-    }
-
-    fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError> {
-        self.list_mqtt_users_impl()
-    }
-
-    fn revoke_token(&self, token_id: &str) -> Result<(), RegistryError> {
-        self.revoke_token_impl(token_id)
+    listed_by! {
+        list_edges -> Edge = edges::EDGES;
+        list_unassigned_sensors -> UnassignedSensor = sensors::UNASSIGNED;
+        list_grid_cells -> GridCell = reference::GRID_CELLS;
+        list_departments -> Department = reference::DEPARTMENTS;
     }
 }

@@ -1,34 +1,32 @@
 //! Department MQTT consumers' credentials (table `mqtt_users`, migration 0004).
 
-use super::{db, exists, field, SqliteRegistry};
-use crate::registry::{
-    secrets, BrokerAccount, BrokerAccountKind, MqttUser, MqttUserCredentials, RegistryError,
-};
-use rusqlite::{params, OptionalExtension};
+use super::*;
+use crate::registry::BrokerAccountKind;
 
 impl SqliteRegistry {
-    pub(super) fn mqtt_user_credentials_impl(
+    pub(super) fn mqtt_user_credentials(
         &self,
         username: &str,
     ) -> Result<Option<MqttUserCredentials>, RegistryError> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT username, department_id, password_hash, revoked FROM mqtt_users
-                 WHERE username = ?1",
-            )?
-            .query_row([username], |r| {
-                Ok(MqttUserCredentials {
-                    username: r.get(0)?,
-                    department_id: r.get(1)?,
-                    password_hash: r.get(2)?,
-                    revoked: r.get(3)?,
-                })
-            })
-            .optional()
-        })
+        self.one(
+            "SELECT username, department_id, password_hash, revoked FROM mqtt_users
+             WHERE username = ?1",
+            username,
+            |r| {
+                Ok(from_columns!(
+                    r,
+                    MqttUserCredentials {
+                        username,
+                        department_id,
+                        password_hash,
+                        revoked
+                    }
+                ))
+            },
+        )
     }
 
-    pub(super) fn add_mqtt_user_impl(
+    pub(super) fn add_mqtt_user(
         &self,
         department: &str,
     ) -> Result<(String, String), RegistryError> {
@@ -64,48 +62,42 @@ impl SqliteRegistry {
         Ok((username, secret))
     }
 
-    pub(super) fn revoke_mqtt_user_impl(&self, username: &str) -> Result<(), RegistryError> {
-        let n = self.write(|tx| {
-            tx.execute(
-                "UPDATE mqtt_users SET revoked = 1 WHERE username = ?1",
-                [username],
-            )
-            .map_err(db)
-        })?;
-        if n == 0 {
-            return Err(RegistryError::NotFound(format!("MQTT user {username}")));
-        }
-        Ok(())
+    pub(super) fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError> {
+        self.update_existing(
+            "UPDATE mqtt_users SET revoked = 1 WHERE username = ?1",
+            "MQTT user",
+            username,
+        )
     }
 
-    pub(super) fn list_mqtt_users_impl(&self) -> Result<Vec<MqttUser>, RegistryError> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT username, department_id, revoked, created_at_ns FROM mqtt_users
-                 ORDER BY username",
-            )?;
-            let rows = st.query_map([], |r| {
-                Ok(MqttUser {
-                    username: r.get(0)?,
-                    department_id: r.get(1)?,
-                    revoked: r.get(2)?,
-                    created_at_ns: r.get(3)?,
-                })
-            })?;
-            rows.collect()
-        })
+    pub(super) fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError> {
+        self.all(
+            "SELECT username, department_id, revoked, created_at_ns FROM mqtt_users
+             ORDER BY username",
+            [],
+            |r| {
+                Ok(from_columns!(
+                    r,
+                    MqttUser {
+                        username,
+                        department_id,
+                        revoked,
+                        created_at_ns
+                    }
+                ))
+            },
+        )
     }
 
-    pub(super) fn broker_accounts_impl(&self) -> Result<Vec<BrokerAccount>, RegistryError> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, NULL, broker_hash FROM edges
-                   WHERE revoked = 0 AND broker_hash IS NOT NULL
-                 UNION ALL
-                 SELECT username, department_id, broker_hash FROM mqtt_users WHERE revoked = 0
-                 ORDER BY 1",
-            )?;
-            let rows = st.query_map([], |r| {
+    pub(super) fn broker_accounts(&self) -> Result<Vec<BrokerAccount>, RegistryError> {
+        self.all(
+            "SELECT id, NULL, broker_hash FROM edges
+               WHERE revoked = 0 AND broker_hash IS NOT NULL
+             UNION ALL
+             SELECT username, department_id, broker_hash FROM mqtt_users WHERE revoked = 0
+             ORDER BY 1",
+            [],
+            |r| {
                 let department: Option<String> = r.get(1)?;
                 Ok(BrokerAccount {
                     username: r.get(0)?,
@@ -115,8 +107,7 @@ impl SqliteRegistry {
                     },
                     broker_hash: r.get(2)?,
                 })
-            })?;
-            rows.collect()
-        })
+            },
+        )
     }
 }

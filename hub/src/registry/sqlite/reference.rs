@@ -2,61 +2,44 @@
 
 use super::*;
 
+pub(super) const GRID_CELLS: Listing<GridCell> = Listing {
+    sql: "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
+          FROM grid_cells WHERE id > ?1 ORDER BY id LIMIT ?2",
+    row: |r| {
+        Ok(from_columns!(
+            r,
+            GridCell {
+                id,
+                name,
+                parent,
+                lat_min,
+                lon_min,
+                lat_max,
+                lon_max
+            }
+        ))
+    },
+    key: |g| g.id.clone(),
+};
+
+pub(super) const DEPARTMENTS: Listing<Department> = Listing {
+    sql: "SELECT id, name, duty, contact FROM departments WHERE id > ?1 ORDER BY id LIMIT ?2",
+    row: |r| {
+        Ok(from_columns!(
+            r,
+            Department {
+                id,
+                name,
+                duty,
+                contact
+            }
+        ))
+    },
+    key: |d| d.id.clone(),
+};
+
 impl SqliteRegistry {
-    pub(super) fn list_grid_cells_impl(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<GridCell>, RegistryError> {
-        self.page(
-            "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
-                 FROM grid_cells WHERE id > ?1 ORDER BY id LIMIT ?2",
-            after,
-            limit,
-            |r| {
-                Ok(from_columns!(
-                    r,
-                    GridCell {
-                        id,
-                        name,
-                        parent,
-                        lat_min,
-                        lon_min,
-                        lat_max,
-                        lon_max
-                    }
-                ))
-            },
-            |g| g.id.clone(),
-        )
-    }
-
-    pub(super) fn list_departments_impl(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Department>, RegistryError> {
-        self.page(
-            "SELECT id, name, duty, contact FROM departments
-                 WHERE id > ?1 ORDER BY id LIMIT ?2",
-            after,
-            limit,
-            |r| {
-                Ok(from_columns!(
-                    r,
-                    Department {
-                        id,
-                        name,
-                        duty,
-                        contact
-                    }
-                ))
-            },
-            |d| d.id.clone(),
-        )
-    }
-
-    pub(super) fn stats_impl(&self) -> Result<RegistryStats, RegistryError> {
+    pub(super) fn stats(&self) -> Result<RegistryStats, RegistryError> {
         self.read(|c| {
             let count = |sql: &str| -> rusqlite::Result<u64> {
                 c.query_row(sql, [], |r| r.get::<_, i64>(0))

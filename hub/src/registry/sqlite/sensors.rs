@@ -33,18 +33,17 @@ pub(super) fn sensor_context_row(r: &Row<'_>) -> rusqlite::Result<SensorContext>
 }
 
 impl SqliteRegistry {
-    pub(super) fn sensor_assignment_impl(
+    pub(super) fn sensor_assignment(
         &self,
         sensor_id: &str,
     ) -> Result<Option<SensorAssignment>, RegistryError> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT s.id, s.component_id, c.type, c.grid_cell, c.owner_department,
-                        c.maintainer_department, s.edge
-                 FROM sensors s LEFT JOIN components c ON c.id = s.component_id
-                 WHERE s.id = ?1",
-            )?
-            .query_row([sensor_id], |r| {
+        self.one(
+            "SELECT s.id, s.component_id, c.type, c.grid_cell, c.owner_department,
+                    c.maintainer_department, s.edge
+             FROM sensors s LEFT JOIN components c ON c.id = s.component_id
+             WHERE s.id = ?1",
+            sensor_id,
+            |r| {
                 Ok(from_columns!(
                     r,
                     SensorAssignment {
@@ -57,40 +56,32 @@ impl SqliteRegistry {
                         edge_id
                     }
                 ))
-            })
-            .optional()
-        })
+            },
+        )
     }
 
-    pub(super) fn note_unassigned_sensor_impl(
+    pub(super) fn note_unassigned_sensor(
         &self,
         sensor_id: &str,
         edge_id: &str,
         at_ns: i64,
     ) -> Result<(), RegistryError> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO unassigned_sensors(sensor_id, edge_id, first_seen_ns, last_seen_ns)
-                 VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT(sensor_id) DO UPDATE SET edge_id = excluded.edge_id,
-                     last_seen_ns = MAX(last_seen_ns, excluded.last_seen_ns),
-                     seen_count = seen_count + 1",
-                params![sensor_id, edge_id, at_ns],
-            )
-            .map_err(db)
-        })?;
+        self.execute(
+            "INSERT INTO unassigned_sensors(sensor_id, edge_id, first_seen_ns, last_seen_ns)
+             VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT(sensor_id) DO UPDATE SET edge_id = excluded.edge_id,
+                 last_seen_ns = MAX(last_seen_ns, excluded.last_seen_ns),
+                 seen_count = seen_count + 1",
+            params![sensor_id, edge_id, at_ns],
+        )?;
         Ok(())
     }
 
-    pub(super) fn sensor_impl(&self, id: &str) -> Result<Option<Sensor>, RegistryError> {
-        self.read(|c| {
-            c.prepare_cached(&format!("{SENSOR_SQL} WHERE id = ?1"))?
-                .query_row([id], sensor_row)
-                .optional()
-        })
+    pub(super) fn sensor(&self, id: &str) -> Result<Option<Sensor>, RegistryError> {
+        self.one(&format!("{SENSOR_SQL} WHERE id = ?1"), id, sensor_row)
     }
 
-    pub(super) fn put_sensor_impl(
+    pub(super) fn put_sensor(
         &self,
         id: &str,
         input: &SensorInput,
@@ -153,62 +144,53 @@ impl SqliteRegistry {
         })
     }
 
-    pub(super) fn component_sensors_impl(
+    pub(super) fn component_sensors(
         &self,
         component_id: &str,
     ) -> Result<Vec<Sensor>, RegistryError> {
-        self.read(|c| {
-            let mut st =
-                c.prepare_cached(&format!("{SENSOR_SQL} WHERE component_id = ?1 ORDER BY id"))?;
-            let rows = st.query_map([component_id], sensor_row)?;
-            rows.collect()
-        })
-    }
-
-    pub(super) fn list_unassigned_sensors_impl(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<UnassignedSensor>, RegistryError> {
-        // A sensor registered after it was first seen is no longer unassigned.
-        self.page(
-            "SELECT u.sensor_id, u.edge_id, u.first_seen_ns, u.last_seen_ns, u.seen_count
-                 FROM unassigned_sensors u
-                 WHERE u.sensor_id > ?1
-                   AND NOT EXISTS (SELECT 1 FROM sensors s WHERE s.id = u.sensor_id
-                                   AND s.component_id IS NOT NULL)
-                 ORDER BY u.sensor_id LIMIT ?2",
-            after,
-            limit,
-            |r| {
-                Ok(UnassignedSensor {
-                    sensor_id: r.get(0)?,
-                    edge_id: r.get(1)?,
-                    first_seen: crate::registry::format_ts(r.get(2)?),
-                    last_seen: crate::registry::format_ts(r.get(3)?),
-                    seen_count: r.get::<_, i64>(4)?.max(0) as u64,
-                })
-            },
-            |u| u.sensor_id.clone(),
+        self.all(
+            &format!("{SENSOR_SQL} WHERE component_id = ?1 ORDER BY id"),
+            [component_id],
+            sensor_row,
         )
     }
 
-    pub(super) fn sensor_contexts_impl(&self) -> Result<Vec<SensorContext>, RegistryError> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(&format!("{SENSOR_CONTEXT_SQL} ORDER BY s.id"))?;
-            let rows = st.query_map([], sensor_context_row)?;
-            rows.collect()
-        })
+    pub(super) fn sensor_contexts(&self) -> Result<Vec<SensorContext>, RegistryError> {
+        self.all(
+            &format!("{SENSOR_CONTEXT_SQL} ORDER BY s.id"),
+            [],
+            sensor_context_row,
+        )
     }
 
-    pub(super) fn sensor_context_impl(
+    pub(super) fn sensor_context(
         &self,
         sensor_id: &str,
     ) -> Result<Option<SensorContext>, RegistryError> {
-        self.read(|c| {
-            c.prepare_cached(&format!("{SENSOR_CONTEXT_SQL} AND s.id = ?1"))?
-                .query_row([sensor_id], sensor_context_row)
-                .optional()
-        })
+        self.one(
+            &format!("{SENSOR_CONTEXT_SQL} AND s.id = ?1"),
+            sensor_id,
+            sensor_context_row,
+        )
     }
 }
+
+/// A sensor registered after it was first seen is no longer unassigned.
+pub(super) const UNASSIGNED: Listing<UnassignedSensor> = Listing {
+    sql: "SELECT u.sensor_id, u.edge_id, u.first_seen_ns, u.last_seen_ns, u.seen_count
+          FROM unassigned_sensors u
+          WHERE u.sensor_id > ?1
+            AND NOT EXISTS (SELECT 1 FROM sensors s WHERE s.id = u.sensor_id
+                            AND s.component_id IS NOT NULL)
+          ORDER BY u.sensor_id LIMIT ?2",
+    row: |r| {
+        Ok(UnassignedSensor {
+            sensor_id: r.get(0)?,
+            edge_id: r.get(1)?,
+            first_seen: crate::registry::format_ts(r.get(2)?),
+            last_seen: crate::registry::format_ts(r.get(3)?),
+            seen_count: r.get::<_, i64>(4)?.max(0) as u64,
+        })
+    },
+    key: |u| u.sensor_id.clone(),
+};

@@ -7,7 +7,7 @@ use super::*;
 pub const TOKEN_PREFIX: &str = "wgt_";
 
 impl SqliteRegistry {
-    pub(super) fn add_token_impl(
+    pub(super) fn add_token(
         &self,
         department: Option<&str>,
         scope: Scope,
@@ -37,23 +37,18 @@ impl SqliteRegistry {
         Ok(format!("{TOKEN_PREFIX}{id}.{secret}"))
     }
 
-    pub(super) fn verify_token_impl(
-        &self,
-        token: &str,
-    ) -> Result<Option<Principal>, RegistryError> {
+    pub(super) fn verify_token(&self, token: &str) -> Result<Option<Principal>, RegistryError> {
         let Some((id, secret)) = token
             .strip_prefix(TOKEN_PREFIX)
             .and_then(|t| t.split_once('.'))
         else {
             return Ok(None);
         };
-        let row: Option<(String, Option<String>, String, bool)> = self.read(|c| {
-            c.prepare_cached(
-                "SELECT secret_hash, department, scope, revoked FROM api_tokens WHERE id = ?1",
-            )?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .optional()
-        })?;
+        let row: Option<(String, Option<String>, String, bool)> = self.one(
+            "SELECT secret_hash, department, scope, revoked FROM api_tokens WHERE id = ?1",
+            id,
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
         let Some((hash, department, scope, revoked)) = row else {
             return Ok(None);
         };
@@ -67,17 +62,11 @@ impl SqliteRegistry {
         }))
     }
 
-    pub(super) fn revoke_token_impl(&self, token_id: &str) -> Result<(), RegistryError> {
-        let n = self.write(|tx| {
-            tx.execute(
-                "UPDATE api_tokens SET revoked = 1 WHERE id = ?1",
-                [token_id],
-            )
-            .map_err(db)
-        })?;
-        if n == 0 {
-            return Err(RegistryError::NotFound(format!("token {token_id}")));
-        }
-        Ok(())
+    pub(super) fn revoke_token(&self, token_id: &str) -> Result<(), RegistryError> {
+        self.update_existing(
+            "UPDATE api_tokens SET revoked = 1 WHERE id = ?1",
+            "token",
+            token_id,
+        )
     }
 }
