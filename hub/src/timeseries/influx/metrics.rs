@@ -26,70 +26,64 @@ pub struct InfluxMetrics {
 
 impl InfluxMetrics {
     pub fn render_prometheus(&self, out: &mut String) {
-        let m = [
+        let counters = [
             (
                 "wangge_influx_points_sent_total",
-                "counter",
                 "Points the server accepted.",
-                self.points_sent.load(Relaxed),
+                &self.points_sent,
             ),
             (
                 "wangge_influx_posts_ok_total",
-                "counter",
                 "Successful write POSTs.",
-                self.posts_ok.load(Relaxed),
+                &self.posts_ok,
             ),
             (
                 "wangge_influx_posts_failed_total",
-                "counter",
                 "Failed write POSTs (retried).",
-                self.posts_failed.load(Relaxed),
+                &self.posts_failed,
             ),
             (
                 "wangge_influx_lines_rejected_total",
-                "counter",
                 "Lines refused by the server as malformed.",
-                self.lines_rejected.load(Relaxed),
-            ),
-            (
-                "wangge_influx_spill_backlog_bytes",
-                "gauge",
-                "Spilled bytes not yet written to the server.",
-                self.spill_backlog_bytes.load(Relaxed),
-            ),
-            (
-                "wangge_influx_spill_window_bytes",
-                "gauge",
-                "Acknowledged bytes kept for the replay window.",
-                self.spill_window_bytes.load(Relaxed),
+                &self.lines_rejected,
             ),
             (
                 "wangge_influx_replays_total",
-                "counter",
                 "Rewinds to the settled position after the server failed or restarted.",
-                self.replays.load(Relaxed),
+                &self.replays,
             ),
             (
                 "wangge_influx_replayed_lines_total",
-                "counter",
                 "Acknowledged lines sent again because the server may have lost them.",
-                self.replayed_lines.load(Relaxed),
+                &self.replayed_lines,
             ),
             (
                 "wangge_influx_server_restarts_detected_total",
-                "counter",
                 "Server restarts seen only by its changed process start time.",
-                self.restarts_detected.load(Relaxed),
+                &self.restarts_detected,
+            ),
+        ];
+        let gauges = [
+            (
+                "wangge_influx_spill_backlog_bytes",
+                "Spilled bytes not yet written to the server.",
+                &self.spill_backlog_bytes,
+            ),
+            (
+                "wangge_influx_spill_window_bytes",
+                "Acknowledged bytes kept for the replay window.",
+                &self.spill_window_bytes,
             ),
             (
                 "wangge_influx_last_post_microseconds",
-                "gauge",
                 "Duration of the last successful POST.",
-                self.last_post_us.load(Relaxed),
+                &self.last_post_us,
             ),
         ];
-        for (name, kind, help, v) in m {
-            crate::prometheus::single(out, name, kind, help, v);
+        for (kind, families) in [("counter", &counters[..]), ("gauge", &gauges[..])] {
+            for (name, help, v) in families {
+                crate::prometheus::single(out, name, kind, help, v.load(Relaxed));
+            }
         }
     }
 }
