@@ -1,17 +1,39 @@
 //! The durable buffer on a real disk: crash recovery, the acked cursor, bounds and eviction.
 
-use edge::buffer::{Buffer, BufferOptions, Lane};
+use edge::buffer::{Buffer, BufferOptions, Lane, Taken};
 use protocol::uplink::{GapReason, Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-fn opts() -> BufferOptions {
+fn options(buffer_bytes_max: u64, segment_bytes_max: u64) -> BufferOptions {
     BufferOptions {
-        buffer_bytes_max: 1 << 30,
-        segment_bytes_max: 8 << 20,
+        buffer_bytes_max,
+        segment_bytes_max,
     }
+}
+
+/// Large enough that nothing is ever evicted.
+fn opts() -> BufferOptions {
+    options(1 << 30, 8 << 20)
+}
+
+/// Small enough that 200 readings evict the first segments (≈ 30 readings per segment).
+fn tiny() -> BufferOptions {
+    options(4096, 1024)
+}
+
+fn open(dir: &Path, opts: BufferOptions) -> Buffer {
+    Buffer::open(dir, opts).unwrap()
+}
+
+/// A new buffer in a new temporary directory (removed when the `TempDir` is dropped).
+fn fresh(opts: BufferOptions) -> (tempfile::TempDir, Buffer) {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path(), opts);
+    (dir, b)
 }
 
 fn reading(sensor: &str, i: i64, urgent: bool) -> Reading {
@@ -37,6 +59,26 @@ fn reading(sensor: &str, i: i64, urgent: bool) -> Reading {
     }
 }
 
+/// Appends readings `range` of `sensor`, not synced.
+fn append(b: &mut Buffer, sensor: &str, urgent: bool, range: Range<i64>) {
+    for i in range {
+        b.append(&reading(sensor, i, urgent)).unwrap();
+    }
+}
+
+/// Appends readings `from..to` of sensor "S", synced.
+fn append_synced(b: &mut Buffer, from: i64, to: i64) {
+    append(b, "S", false, from..to);
+    b.sync_now().unwrap();
+}
+
+/// A backlog of `n` normal readings of "S", then one urgent reading of "ALARM", synced.
+fn backlog_then_alarm(b: &mut Buffer, n: i64) {
+    append(b, "S", false, 0..n);
+    append(b, "ALARM", true, 0..1);
+    b.sync_now().unwrap();
+}
+
 fn drain(b: &mut Buffer) -> Vec<Reading> {
     let mut all = Vec::new();
     while let Some(t) = b.take(500).unwrap() {
@@ -55,10 +97,17 @@ fn last_segment(dir: &Path, lane: &str) -> PathBuf {
     v.pop().unwrap()
 }
 
+/// Flips every bit of the byte at `pick(file length)` in the file at `path`.
+fn flip_byte(path: &Path, pick: impl FnOnce(usize) -> usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = pick(bytes.len());
+    bytes[at] ^= 0xff;
+    std::fs::write(path, &bytes).unwrap();
+}
+
 #[test]
 fn readings_are_handed_out_only_once_durable() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    let (_dir, mut b) = fresh(opts());
     b.append(&reading("S", 1, false)).unwrap();
     assert!(b.take(500).unwrap().is_none(), "not synced yet");
     b.sync_now().unwrap();
@@ -69,11 +118,8 @@ fn readings_are_handed_out_only_once_durable() {
 fn a_restart_resumes_from_the_acked_cursor_and_never_resends_everything() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut b = Buffer::open(dir.path(), opts()).unwrap();
-        for i in 0..1000 {
-            b.append(&reading("S", i, false)).unwrap();
-        }
-        b.sync_now().unwrap();
+        let mut b = open(dir.path(), opts());
+        append_synced(&mut b, 0, 1000);
         let t = b.take(600).unwrap().unwrap();
         assert_eq!(t.readings.len(), 600);
         b.ack(t.lane, t.end).unwrap();
@@ -82,7 +128,7 @@ fn a_restart_resumes_from_the_acked_cursor_and_never_resends_everything() {
         let t = b.take(100).unwrap().unwrap();
         assert_eq!(t.readings.len(), 100);
     }
-    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    let mut b = open(dir.path(), opts());
     assert_eq!(b.recovery.unacked, 400);
     assert_eq!(b.epoch(), 2);
     let rest = drain(&mut b);
@@ -93,19 +139,13 @@ fn a_restart_resumes_from_the_acked_cursor_and_never_resends_everything() {
 #[test]
 fn kill_9_mid_write_torn_tail_is_truncated_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let mut b = Buffer::open(dir.path(), opts()).unwrap();
-        for i in 0..100 {
-            b.append(&reading("S", i, false)).unwrap();
-        }
-        b.sync_now().unwrap();
-    }
+    append_synced(&mut open(dir.path(), opts()), 0, 100);
     // The process died halfway through writing a record: a header and part of a payload.
     let seg = last_segment(dir.path(), "normal");
     let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
     f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9]).unwrap();
     drop(f);
-    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    let mut b = open(dir.path(), opts());
     assert_eq!(b.recovery.records_dropped, 1);
     assert_eq!(b.recovery.bytes_dropped, 11);
     assert_eq!(b.stats().recovery_records_dropped, 1);
@@ -115,40 +155,24 @@ fn kill_9_mid_write_torn_tail_is_truncated_and_reported() {
         "everything synced before the crash survives"
     );
     // And the log is appendable after recovery.
-    b.append(&reading("S", 100, false)).unwrap();
-    b.sync_now().unwrap();
+    append_synced(&mut b, 100, 101);
     assert_eq!(drain(&mut b).len(), 1);
 }
 
 #[test]
 fn a_corrupted_last_record_is_dropped_by_its_crc() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let mut b = Buffer::open(dir.path(), opts()).unwrap();
-        for i in 0..50 {
-            b.append(&reading("S", i, false)).unwrap();
-        }
-        b.sync_now().unwrap();
-    }
-    let seg = last_segment(dir.path(), "normal");
-    let mut bytes = std::fs::read(&seg).unwrap();
-    let n = bytes.len();
-    bytes[n - 2] ^= 0xff;
-    std::fs::write(&seg, &bytes).unwrap();
-    let mut b = Buffer::open(dir.path(), opts()).unwrap();
+    append_synced(&mut open(dir.path(), opts()), 0, 50);
+    flip_byte(&last_segment(dir.path(), "normal"), |n| n - 2);
+    let mut b = open(dir.path(), opts());
     assert_eq!(b.recovery.records_dropped, 1);
     assert_eq!(drain(&mut b).len(), 49);
 }
 
 #[test]
 fn urgent_readings_go_out_ahead_of_the_backlog() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = Buffer::open(dir.path(), opts()).unwrap();
-    for i in 0..1000 {
-        b.append(&reading("S", i, false)).unwrap();
-    }
-    b.append(&reading("ALARM", 0, true)).unwrap();
-    b.sync_now().unwrap();
+    let (_dir, mut b) = fresh(opts());
+    backlog_then_alarm(&mut b, 1000);
     let t = b.take(500).unwrap().unwrap();
     assert_eq!(t.lane, Lane::Urgent);
     assert_eq!(t.readings[0].sensor.as_str(), "ALARM");
@@ -156,15 +180,9 @@ fn urgent_readings_go_out_ahead_of_the_backlog() {
 
 #[test]
 fn a_full_buffer_evicts_oldest_normal_first_never_urgent_and_reports_gaps() {
-    let dir = tempfile::tempdir().unwrap();
-    let small = BufferOptions {
-        buffer_bytes_max: 256 * 1024,
-        segment_bytes_max: 16 * 1024,
-    };
-    let mut b = Buffer::open(dir.path(), small.clone()).unwrap();
-    for i in 0..200 {
-        b.append(&reading("ALARM", i, true)).unwrap();
-    }
+    let small = options(256 * 1024, 16 * 1024);
+    let (_dir, mut b) = fresh(small.clone());
+    append(&mut b, "ALARM", true, 0..200);
     let total = 20_000;
     for i in 0..total {
         b.append(&reading("S", i, false)).unwrap();
@@ -205,18 +223,10 @@ fn a_full_buffer_evicts_oldest_normal_first_never_urgent_and_reports_gaps() {
 
 #[test]
 fn urgent_readings_are_evicted_only_when_nothing_else_remains() {
-    let dir = tempfile::tempdir().unwrap();
-    let small = BufferOptions {
-        buffer_bytes_max: 64 * 1024,
-        segment_bytes_max: 8 * 1024,
-    };
-    let mut b = Buffer::open(dir.path(), small.clone()).unwrap();
-    for i in 0..10 {
-        b.append(&reading("S", i, false)).unwrap();
-    }
-    for i in 0..5000 {
-        b.append(&reading("ALARM", i, true)).unwrap();
-    }
+    let small = options(64 * 1024, 8 * 1024);
+    let (_dir, mut b) = fresh(small.clone());
+    append(&mut b, "S", false, 0..10);
+    append(&mut b, "ALARM", true, 0..5000);
     b.sync_now().unwrap();
     let s = b.stats();
     assert!(s.bytes <= small.buffer_bytes_max);
@@ -231,23 +241,17 @@ fn urgent_readings_are_evicted_only_when_nothing_else_remains() {
 #[test]
 fn unacknowledged_gaps_survive_a_crash_and_are_reported_again() {
     let dir = tempfile::tempdir().unwrap();
-    let small = BufferOptions {
-        buffer_bytes_max: 64 * 1024,
-        segment_bytes_max: 8 * 1024,
-    };
+    let small = options(64 * 1024, 8 * 1024);
     let evicted;
     {
-        let mut b = Buffer::open(dir.path(), small.clone()).unwrap();
-        for i in 0..5000 {
-            b.append(&reading("S", i, false)).unwrap();
-        }
-        b.sync_now().unwrap();
+        let mut b = open(dir.path(), small.clone());
+        append_synced(&mut b, 0, 5000);
         evicted = b.stats().evicted_records;
         assert!(evicted > 0);
         // Taken for batch 7, never acked: the process dies.
         assert_eq!(b.take_gaps(7)[0].count, evicted);
     }
-    let mut b = Buffer::open(dir.path(), small.clone()).unwrap();
+    let mut b = open(dir.path(), small.clone());
     let gaps = b.take_gaps(0);
     assert_eq!(gaps.len(), 1);
     assert_eq!(
@@ -256,7 +260,7 @@ fn unacknowledged_gaps_survive_a_crash_and_are_reported_again() {
     );
     b.gaps_acked(0).unwrap();
     drop(b);
-    let mut b = Buffer::open(dir.path(), small).unwrap();
+    let mut b = open(dir.path(), small);
     assert!(
         b.take_gaps(0).is_empty(),
         "an acked gap is not reported twice"
@@ -267,12 +271,8 @@ fn unacknowledged_gaps_survive_a_crash_and_are_reported_again() {
 fn the_backlog_can_be_read_offline_without_touching_the_buffer() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut b = Buffer::open(dir.path(), opts()).unwrap();
-        for i in 0..300 {
-            b.append(&reading("S", i, false)).unwrap();
-        }
-        b.append(&reading("ALARM", 0, true)).unwrap();
-        b.sync_now().unwrap();
+        let mut b = open(dir.path(), opts());
+        backlog_then_alarm(&mut b, 300);
         let t = b.take(100).unwrap().unwrap(); // the urgent one
         b.ack(t.lane, t.end).unwrap();
         let t = b.take(100).unwrap().unwrap();
@@ -289,43 +289,25 @@ fn the_backlog_can_be_read_offline_without_touching_the_buffer() {
 
 #[test]
 fn a_record_damaged_while_running_is_skipped_and_counted_not_a_stall() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = Buffer::open(dir.path(), opts()).unwrap();
-    for i in 0..100 {
-        b.append(&reading("S", i, false)).unwrap();
-    }
-    b.sync_now().unwrap();
+    let (dir, mut b) = fresh(opts());
+    append_synced(&mut b, 0, 100);
     // Bit rot in the middle of the active segment, after recovery ran.
-    let seg = last_segment(dir.path(), "normal");
-    let mut bytes = std::fs::read(&seg).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    std::fs::write(&seg, &bytes).unwrap();
+    flip_byte(&last_segment(dir.path(), "normal"), |n| n / 2);
     let first = drain(&mut b);
     assert!(!first.is_empty() && first.len() < 100, "{}", first.len());
     assert_eq!(b.stats().unreadable_skipped, 100 - first.len() as u64);
     // New readings go to a fresh segment and still flow.
-    for i in 100..110 {
-        b.append(&reading("S", i, false)).unwrap();
-    }
-    b.sync_now().unwrap();
+    append_synced(&mut b, 100, 110);
     assert_eq!(drain(&mut b).len(), 10);
 }
 
-/// Small enough that 200 readings evict the first segments (≈ 30 readings per segment).
-fn tiny() -> BufferOptions {
-    BufferOptions {
-        buffer_bytes_max: 4096,
-        segment_bytes_max: 1024,
-    }
-}
-
-/// Appends readings `from..to` of sensor "S", synced.
-fn append_synced(b: &mut Buffer, from: i64, to: i64) {
-    for i in from..to {
-        b.append(&reading("S", i, false)).unwrap();
-    }
-    b.sync_now().unwrap();
+/// A tiny buffer in `dir` holding readings 0..40 of "S", the first `n` taken as a batch (sent,
+/// not acked yet).
+fn tiny_with_batch_in_flight(dir: &Path, n: usize) -> (Buffer, Taken) {
+    let mut b = open(dir, tiny());
+    append_synced(&mut b, 0, 40);
+    let batch = b.take(n).unwrap().unwrap();
+    (b, batch)
 }
 
 fn gap_count(gaps: &[protocol::uplink::Gap]) -> u64 {
@@ -337,10 +319,8 @@ fn in_flight_readings_evicted_then_an_edge_restart_before_the_ack_are_reported_a
     let dir = tempfile::tempdir().unwrap();
     let (total, unsent_evicted);
     {
-        let mut b = Buffer::open(dir.path(), tiny()).unwrap();
-        append_synced(&mut b, 0, 40);
         // Batch 0 carries readings 0..20 to the hub; its ack never comes.
-        let t = b.take(20).unwrap().unwrap();
+        let (mut b, t) = tiny_with_batch_in_flight(dir.path(), 20);
         assert_eq!((t.start, t.end), (0, 20));
         // The hub stays silent and the buffer fills: the batch's segment is evicted.
         append_synced(&mut b, 40, 200);
@@ -359,7 +339,7 @@ fn in_flight_readings_evicted_then_an_edge_restart_before_the_ack_are_reported_a
         b.persist_cursor().unwrap();
         // The edge dies (or loses power) before the hub acks batch 0.
     }
-    let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+    let mut b = open(dir.path(), tiny());
     assert_eq!(b.recovery.in_flight_lost, 20);
     let gaps = b.take_gaps(0);
     assert_eq!(gaps.len(), 1, "merged per sensor: {gaps:?}");
@@ -378,7 +358,7 @@ fn in_flight_readings_evicted_then_an_edge_restart_before_the_ack_are_reported_a
     // Acked: not reported a third time.
     b.gaps_acked(0).unwrap();
     drop(b);
-    let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+    let mut b = open(dir.path(), tiny());
     assert_eq!(b.recovery.in_flight_lost, 0);
     assert!(b.take_gaps(0).is_empty());
 }
@@ -388,9 +368,7 @@ fn in_flight_readings_evicted_then_acked_are_never_reported_as_a_gap() {
     let dir = tempfile::tempdir().unwrap();
     let unsent_evicted;
     {
-        let mut b = Buffer::open(dir.path(), tiny()).unwrap();
-        append_synced(&mut b, 0, 40);
-        let t = b.take(20).unwrap().unwrap();
+        let (mut b, t) = tiny_with_batch_in_flight(dir.path(), 20);
         append_synced(&mut b, 40, 200);
         assert_eq!(b.stats().evicted_in_flight_records, 20);
         unsent_evicted = b.stats().evicted_records;
@@ -401,7 +379,7 @@ fn in_flight_readings_evicted_then_acked_are_never_reported_as_a_gap() {
         assert_eq!(gap_count(&b.take_gaps(1)), unsent_evicted);
         // The edge restarts before the hub acks the batch carrying the gaps.
     }
-    let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+    let mut b = open(dir.path(), tiny());
     assert_eq!(b.recovery.in_flight_lost, 0, "an acked batch lost nothing");
     let gaps = b.take_gaps(0);
     assert_eq!(
@@ -421,9 +399,7 @@ fn in_flight_readings_evicted_then_acked_are_never_reported_as_a_gap() {
 fn a_batch_acked_out_of_order_loses_nothing_when_its_segment_is_evicted_before_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut b = Buffer::open(dir.path(), tiny()).unwrap();
-        append_synced(&mut b, 0, 40);
-        let first = b.take(10).unwrap().unwrap();
+        let (mut b, first) = tiny_with_batch_in_flight(dir.path(), 10);
         let second = b.take(10).unwrap().unwrap();
         assert_eq!((first.end, second.start, second.end), (10, 10, 20));
         // The hub stored and acked the second batch first; the cursor cannot move past the
@@ -434,7 +410,7 @@ fn a_batch_acked_out_of_order_loses_nothing_when_its_segment_is_evicted_before_a
         assert_eq!(b.stats().evicted_in_flight_records, 20);
         b.persist_cursor().unwrap();
     }
-    let b = Buffer::open(dir.path(), tiny()).unwrap();
+    let b = open(dir.path(), tiny());
     assert_eq!(
         b.recovery.in_flight_lost, 10,
         "only the unacked batch's readings are lost"
@@ -445,17 +421,11 @@ fn a_batch_acked_out_of_order_loses_nothing_when_its_segment_is_evicted_before_a
 fn an_unreadable_gaps_file_is_reported_and_the_buffer_still_opens() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut b = Buffer::open(dir.path(), tiny()).unwrap();
-        append_synced(&mut b, 0, 40);
-        b.take(20).unwrap().unwrap();
+        let (mut b, _batch) = tiny_with_batch_in_flight(dir.path(), 20);
         append_synced(&mut b, 40, 200);
     }
-    let path = dir.path().join("gaps");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let n = bytes.len();
-    bytes[n / 2] ^= 0xff;
-    std::fs::write(&path, &bytes).unwrap();
-    let mut b = Buffer::open(dir.path(), tiny()).unwrap();
+    flip_byte(&dir.path().join("gaps"), |n| n / 2);
+    let mut b = open(dir.path(), tiny());
     assert!(b.recovery.gaps_file_unreadable);
     assert!(b.take_gaps(0).is_empty());
     assert!(!drain(&mut b).is_empty(), "the readings on disk still flow");

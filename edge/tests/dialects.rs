@@ -37,6 +37,17 @@ fn mqtt(topic: &str, payload: &str) -> Vec<Reading> {
         .unwrap_or_else(|e| panic!("{topic}: {e}"))
 }
 
+/// Normalizes one MQTT message and checks the readings with [`expect`]; returns them.
+fn expect_mqtt(
+    topic: &str,
+    payload: &str,
+    want: &[(&str, Quantity, f64, i64, u8)],
+) -> Vec<Reading> {
+    let got = mqtt(topic, payload);
+    expect(&got, want);
+    got
+}
+
 /// (sensor, quantity, value, ts_ns, flags) expectations; values compared within 1e-9.
 fn expect(got: &[Reading], want: &[(&str, Quantity, f64, i64, u8)]) {
     let mut got: Vec<_> = got.iter().collect();
@@ -74,13 +85,10 @@ const URGENT: u8 = ReadingFlags::URGENT;
 
 #[test]
 fn canonical_json_needs_no_profile() {
-    let r = mqtt(
+    let ts = TS_MS * 1_000_000;
+    expect_mqtt(
         "sensors/MH-0001/readings",
         r#"{"ts": 1732500000123, "seq": 17, "values": {"tilt": 12.5, "opened": false, "water_level": 3.0, "battery": 87}}"#,
-    );
-    let ts = TS_MS * 1_000_000;
-    expect(
-        &r,
         &[
             ("MH-0001", Quantity::Tilt, 12.5, ts, 0),
             ("MH-0001", Quantity::Opened, 0.0, ts, URGENT),
@@ -92,30 +100,24 @@ fn canonical_json_needs_no_profile() {
 
 #[test]
 fn canonical_json_accepts_an_rfc3339_timestamp_or_none() {
-    let r = mqtt(
+    expect_mqtt(
         "sensors/WB-0001/readings",
         r#"{"ts": "2024-11-25T02:00:00.123Z", "values": {"fill_level": 40}}"#,
-    );
-    expect(
-        &r,
         &[("WB-0001", Quantity::FillLevel, 40.0, TS_MS * 1_000_000, 0)],
     );
-    let r = mqtt(
+    expect_mqtt(
         "sensors/WB-0001/readings",
         r#"{"values": {"fill_level": 41}}"#,
+        &[("WB-0001", Quantity::FillLevel, 41.0, RECV_NS, EDGE)],
     );
-    expect(&r, &[("WB-0001", Quantity::FillLevel, 41.0, RECV_NS, EDGE)]);
 }
 
 #[test]
 fn acme_hydrant_kpa_becomes_mpa_and_on_off_a_bool() {
-    let r = mqtt(
+    let ts = 1_732_500_000_000_000_000;
+    expect_mqtt(
         "acme/HY-0001/data",
         r#"{"devId": "HY-0001", "sn": 12, "time": 1732500000, "data": {"press_kpa": 312.5, "tilt_deg": 1.2, "leak": "OFF"}}"#,
-    );
-    let ts = 1_732_500_000_000_000_000;
-    expect(
-        &r,
         &[
             ("HY-0001", Quantity::Pressure, 0.3125, ts, 0),
             ("HY-0001", Quantity::Tilt, 1.2, ts, 0),
@@ -131,12 +133,9 @@ fn acme_hydrant_kpa_becomes_mpa_and_on_off_a_bool() {
 
 #[test]
 fn acme_flood_gauge_mm_becomes_cm() {
-    let r = mqtt(
+    expect_mqtt(
         "acme/FG-0001/data",
         r#"{"devId": "FG-0001", "sn": 1, "time": 1732500000, "data": {"level_mm": 155}}"#,
-    );
-    expect(
-        &r,
         &[(
             "FG-0001",
             Quantity::WaterLevel,
@@ -149,12 +148,9 @@ fn acme_flood_gauge_mm_becomes_cm() {
 
 #[test]
 fn lumen_street_light_ma_becomes_a_and_gets_receive_time() {
-    let r = mqtt(
+    expect_mqtt(
         "lumen/v2/telemetry/SL-0003",
         r#"{"device": "SL-0003", "cnt": 12, "U": 229.8, "I_mA": 350.0, "P": 80.4, "lamp": 1}"#,
-    );
-    expect(
-        &r,
         &[
             ("SL-0003", Quantity::Voltage, 229.8, RECV_NS, EDGE),
             ("SL-0003", Quantity::Current, 0.35, RECV_NS, EDGE),
@@ -166,12 +162,9 @@ fn lumen_street_light_ma_becomes_a_and_gets_receive_time() {
 
 #[test]
 fn lumen_electrical_fire_a_becomes_ma() {
-    let r = mqtt(
+    expect_mqtt(
         "lumen/v2/telemetry/EF-0001",
         r#"{"device": "EF-0001", "cnt": 3, "leak_A": 0.12, "T_cable": 45.2}"#,
-    );
-    expect(
-        &r,
         &[
             ("EF-0001", Quantity::ResidualCurrent, 120.0, RECV_NS, EDGE),
             ("EF-0001", Quantity::CableTemp, 45.2, RECV_NS, EDGE),
@@ -181,7 +174,8 @@ fn lumen_electrical_fire_a_becomes_ma() {
 
 #[test]
 fn gridsense_gateway_message_unpacks_every_sensor_type() {
-    let r = mqtt(
+    let ts = TS_MS * 1_000_000;
+    let r = expect_mqtt(
         "gridsense/gw/GW-01/up",
         r#"{"gw": "GW-01", "ts": "2024-11-25T02:00:00.123Z", "items": [
             {"sid": "MH-0001", "seq": 5, "m": {"angle": 2.5, "open": 1, "lvl": 4.0, "bat": 90}},
@@ -193,10 +187,6 @@ fn gridsense_gateway_message_unpacks_every_sensor_type() {
             {"sid": "WB-0001", "seq": 11, "m": {"fill": 55}},
             {"sid": "EN-0001", "seq": 12, "m": {"pm25": 35.0, "db": 55.5, "temp_c": 21.5, "rh": 45}}
         ]}"#,
-    );
-    let ts = TS_MS * 1_000_000;
-    expect(
-        &r,
         &[
             ("MH-0001", Quantity::Tilt, 2.5, ts, 0),
             ("MH-0001", Quantity::Opened, 1.0, ts, URGENT),

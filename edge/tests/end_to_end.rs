@@ -28,12 +28,8 @@ fn publish_range(p: &mut Publisher, sensors: usize, from: u64, to: u64) {
 #[test]
 fn readings_published_in_canonical_json_arrive_exactly_once_at_the_hub() {
     let (dir, site, hub, cfg) = setup("");
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
-    let edge = EdgeProc::start(dir.path(), &cfg, "a");
-    wait_until("site source up", Duration::from_secs(20), || {
-        edge.source_up("site")
-    });
+    let (store, _stub) = acking_hub(hub.port);
+    let edge = EdgeProc::start_site_up(dir.path(), &cfg, "a");
     wait_until("uplink connected", Duration::from_secs(20), || {
         edge.metric("edge_uplink_connected", "") >= 1.0
     });
@@ -70,12 +66,8 @@ fn readings_published_in_canonical_json_arrive_exactly_once_at_the_hub() {
 #[test]
 fn kill_9_mid_stream_then_restart_loses_nothing_and_resends_no_acked_batch() {
     let (dir, site, hub, cfg) = setup("");
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
-    let mut edge = EdgeProc::start(dir.path(), &cfg, "1");
-    wait_until("site source up", Duration::from_secs(20), || {
-        edge.source_up("site")
-    });
+    let (store, _stub) = acking_hub(hub.port);
+    let mut edge = EdgeProc::start_site_up(dir.path(), &cfg, "1");
 
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 50, 0, 4000);
@@ -95,9 +87,7 @@ fn kill_9_mid_stream_then_restart_loses_nothing_and_resends_no_acked_batch() {
         .find_map(|kv| kv.strip_prefix("unacked="))
         .and_then(|v| v.parse().ok())
         .expect("recovery line names unacked");
-    wait_until("site source up again", Duration::from_secs(20), || {
-        edge.source_up("site")
-    });
+    edge.wait_source_up("site");
     publish_range(&mut p, 50, 10_000, 12_000);
 
     // Epoch 2 sends the recovered backlog, what came after the restart, and what the site
@@ -170,12 +160,8 @@ fn kill_9_mid_stream_then_restart_loses_nothing_and_resends_no_acked_batch() {
 fn hub_broker_down_for_a_while_backlog_grows_then_drains_completely() {
     let (dir, site, hub, cfg) = setup("");
     let hub_port = hub.port;
-    let store = Arc::new(Mutex::new(Store::default()));
-    let stub = HubStub::start(hub_port, store.clone());
-    let edge = EdgeProc::start(dir.path(), &cfg, "a");
-    wait_until("site source up", Duration::from_secs(20), || {
-        edge.source_up("site")
-    });
+    let (store, stub) = acking_hub(hub_port);
+    let edge = EdgeProc::start_site_up(dir.path(), &cfg, "a");
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 20, 0, 500);
     wait_until("first readings at the hub", Duration::from_secs(30), || {
@@ -218,13 +204,8 @@ fn hub_broker_down_for_a_while_backlog_grows_then_drains_completely() {
 fn edge_check_fails_loudly_when_the_hub_is_unreachable_and_passes_when_it_is_up() {
     let (dir, _site, hub, cfg) = setup("");
     let run = |cfg: &EdgeConfig, tag: &str| {
-        let path = dir.path().join(format!("check-{tag}.toml"));
-        std::fs::write(&path, cfg.render()).unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-            .args(["check", "--timeout-s", "3", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap()
+        let path = write_config(dir.path(), &format!("check-{tag}.toml"), &cfg.render());
+        edge_on_config(&["check", "--timeout-s", "3"], &path)
     };
     let out = run(&cfg, "up");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -249,17 +230,8 @@ fn edge_check_fails_loudly_when_the_hub_is_unreachable_and_passes_when_it_is_up(
 #[test]
 fn a_config_typo_is_reported_with_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("edge.toml");
-    std::fs::write(
-        &path,
-        "[edge]\nid = \"e\"\n[hub]\nsecret = \"s\"\nprot = 1883\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let typo = "[edge]\nid = \"e\"\n[hub]\nsecret = \"s\"\nprot = 1883\n";
+    let out = edge_on_config(&["check"], &write_config(dir.path(), "edge.toml", typo));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(
@@ -272,13 +244,9 @@ fn a_config_typo_is_reported_with_file_line_and_field() {
 fn edge_tail_streams_normalized_readings_and_edge_buffer_reports_the_backlog() {
     use std::io::BufRead;
     let (dir, site, hub, cfg) = setup("");
-    let edge = EdgeProc::start(dir.path(), &cfg, "tail");
-    wait_until("site source up", Duration::from_secs(20), || {
-        edge.source_up("site")
-    });
+    let edge = EdgeProc::start_site_up(dir.path(), &cfg, "tail");
     let api = format!("127.0.0.1:{}", edge.api_port);
-    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args(["tail", "--sensor", "T-0003", "--api", &api])
+    let mut tail = edge_command(&["tail", "--sensor", "T-0003", "--api", &api])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -317,10 +285,7 @@ fn edge_tail_streams_normalized_readings_and_edge_buffer_reports_the_backlog() {
     wait_until("backlog visible", Duration::from_secs(10), || {
         edge.metric("edge_buffer_records", "") > 0.0
     });
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args(["buffer", "--api", &api])
-        .output()
-        .unwrap();
+    let out = edge_command(&["buffer", "--api", &api]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     for want in [
@@ -345,9 +310,7 @@ fn the_hub_sees_a_retained_online_status_with_backlog_and_the_last_will_when_the
         watch.online() == Some(true)
     });
     // No stub: readings pile up and the periodic status reports the backlog.
-    wait_until("site source up", Duration::from_secs(20), || {
-        edge.source_up("site")
-    });
+    edge.wait_source_up("site");
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 5, 0, 100);
     wait_until("status with backlog", Duration::from_secs(20), || {
@@ -372,12 +335,9 @@ fn edge_with_its_own_broker(tag: &str) -> (u16, Arc<Mutex<Store>>, Running) {
     let (dir, site, hub, cfg) = setup(&format!(
         "[site_broker]\nlisten = \"127.0.0.1:{broker_port}\"\n"
     ));
-    let store = Arc::new(Mutex::new(Store::default()));
-    let stub = HubStub::start(hub.port, store.clone());
+    let (store, stub) = acking_hub(hub.port);
     let edge = EdgeProc::start(dir.path(), &cfg, tag);
-    wait_until("embedded source up", Duration::from_secs(20), || {
-        edge.source_up("embedded")
-    });
+    edge.wait_source_up("embedded");
     (broker_port, store, (edge, stub, hub, site, dir))
 }
 
@@ -426,8 +386,7 @@ fn the_uplink_runs_over_tls_verified_with_the_configured_ca() {
     let site = broker();
     let hub = Mosquitto::config().tls(&certs).start();
     let tls_port = hub.tls_port.unwrap();
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
+    let (store, _stub) = acking_hub(hub.port);
     let cfg = EdgeConfig::new(site.port, tls_port, dir.path(), "");
     // hub.ca_file goes into [hub]: render, then insert it there.
     let text = cfg.render().replacen(
@@ -435,29 +394,13 @@ fn the_uplink_runs_over_tls_verified_with_the_configured_ca() {
         &format!("keepalive_s = 5\nca_file = \"{}\"\n", certs.ca.display()),
         1,
     );
-    let path = dir.path().join("edge-tls.toml");
-    std::fs::write(&path, &text).unwrap();
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args(["check", "--timeout-s", "5", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let path = write_config(dir.path(), "edge-tls.toml", &text);
+    let check = edge_on_config(&["check", "--timeout-s", "5"], &path);
     let out = String::from_utf8_lossy(&check.stdout);
     assert!(out.contains("OK   hub ("), "{out}");
-    let _edge = wangge_testkit::edge::start(
-        std::path::Path::new(env!("CARGO_BIN_EXE_edge")),
-        &path,
-        &dir.path().join("edge-tls.log"),
-        cfg.api_port,
-        None,
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let edge = EdgeProc::start_text(dir.path(), &text, cfg.api_port, "tls");
     let mut p = Publisher::connect(site.port);
-    wait_until("site source up", Duration::from_secs(20), || {
-        http_get(cfg.api_port, "/metrics")
-            .is_some_and(|m| m.contains("edge_source_up{source=\"site\",kind=\"mqtt\"} 1"))
-    });
+    edge.wait_source_up("site");
     publish_range(&mut p, 5, 0, 200);
     let ok = (0..600).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -476,12 +419,8 @@ fn site_messages_are_acknowledged_to_the_broker_once_durable() {
         .start();
     let hub = broker();
     let cfg = EdgeConfig::new(site.port, hub.port, dir.path(), "");
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
-    let edge = EdgeProc::start(dir.path(), &cfg, "acks");
-    wait_until("site source up", Duration::from_secs(20), || {
-        edge.source_up("site")
-    });
+    let (store, _stub) = acking_hub(hub.port);
+    let _edge = EdgeProc::start_site_up(dir.path(), &cfg, "acks");
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 10, 0, 1000);
     wait_until("all readings at the hub", Duration::from_secs(30), || {
@@ -495,10 +434,7 @@ fn a_full_buffer_while_the_hub_is_away_reports_every_evicted_reading_as_a_gap() 
         setup("[buffer]\nbuffer_bytes_max = 65536\nsegment_bytes_max = 8192\n");
     // A small in-flight window so most of the backlog is on disk, not in memory.
     cfg.uplink_extra = "inflight_batches_max = 1\nbatch_readings_max = 100\n".into();
-    let edge = EdgeProc::start(dir.path(), &cfg, "full");
-    wait_until("site source up", Duration::from_secs(20), || {
-        edge.source_up("site")
-    });
+    let edge = EdgeProc::start_site_up(dir.path(), &cfg, "full");
     // No hub stub yet: batches go unacked and the disk bound forces evictions.
     let mut p = Publisher::connect(site.port);
     publish_range(&mut p, 10, 0, 3000);
@@ -507,8 +443,7 @@ fn a_full_buffer_while_the_hub_is_away_reports_every_evicted_reading_as_a_gap() 
     });
     assert!(edge.metric("edge_buffer_bytes", "") <= 65536.0);
 
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
+    let (store, _stub) = acking_hub(hub.port);
     wait_until(
         "survivors and gaps at the hub",
         Duration::from_secs(60),
@@ -533,10 +468,7 @@ fn a_full_buffer_while_the_hub_is_away_reports_every_evicted_reading_as_a_gap() 
 fn forged_foreign_and_replayed_acks_leave_the_buffer_intact() {
     use protocol::uplink::{mac_key, topics, Ack, AckOutcome};
     let (dir, site, hub, cfg) = setup("");
-    let edge = EdgeProc::start(dir.path(), &cfg, "a");
-    wait_until("site source up", Duration::from_secs(20), || {
-        edge.source_up("site")
-    });
+    let edge = EdgeProc::start_site_up(dir.path(), &cfg, "a");
     wait_until("uplink up", Duration::from_secs(20), || {
         edge.metric("edge_uplink_connected", "") == 1.0
     });
@@ -607,8 +539,7 @@ fn forged_foreign_and_replayed_acks_leave_the_buffer_intact() {
     assert_eq!(edge.metric("edge_batches_acked_total", ""), 0.0);
 
     // The real hub answers: everything is delivered once and the buffer drains.
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
+    let (store, _stub) = acking_hub(hub.port);
     wait_until("buffer drained", Duration::from_secs(60), || {
         edge.metric("edge_buffer_records", "") == 0.0
     });

@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use protocol::{encode_frame, measurements, Quantity, SensorFrame, Value};
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn frame(sensor: &str, seq: u32) -> Vec<u8> {
@@ -104,18 +103,13 @@ fn an_unplugged_port_is_retried_and_reading_resumes_when_it_comes_back() {
             "[[serial]]\nname = \"A\"\npath = \"{}\"\nformat = \"binary\"\nreopen_backoff_max_ms = 500\n",
             link.display()
         ));
-    let store = Arc::new(Mutex::new(Store::default()));
-    let _stub = HubStub::start(hub.port, store.clone());
+    let (store, _stub) = acking_hub(hub.port);
     let edge = EdgeProc::start(dir.path(), &cfg, "replug");
-    wait_until("port open", Duration::from_secs(20), || edge.source_up("A"));
+    edge.wait_source_up("A");
 
     // `edge ports` shows the configured path and where it points.
     let cfg_path = dir.path().join("edge-replug.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args(["ports", "--config"])
-        .arg(&cfg_path)
-        .output()
-        .unwrap();
+    let out = edge_on_config(&["ports"], &cfg_path);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(

@@ -8,6 +8,7 @@ use protocol::uplink::{mac_key, topics, Ack, AckOutcome, Reading, UplinkBatch};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wangge_testkit::mosquitto::MosquittoConfig;
@@ -146,6 +147,14 @@ impl HubStub {
     }
 }
 
+/// A [`HubStub`] acking on `port` into a new, empty store: the store, and the stub (it acks
+/// while it lives).
+pub fn acking_hub(port: u16) -> (Arc<Mutex<Store>>, HubStub) {
+    let store = Arc::new(Mutex::new(Store::default()));
+    let stub = HubStub::start(port, store.clone());
+    (store, stub)
+}
+
 impl Drop for HubStub {
     fn drop(&mut self) {
         if let Some(rt) = self.rt.take() {
@@ -180,6 +189,16 @@ impl EdgeConfig {
 
     pub fn render(&self) -> String {
         let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/profiles");
+        let profiles = profiles.display();
+        let data = self.data_dir.display();
+        let EdgeConfig {
+            site_port,
+            hub_port,
+            api_port,
+            extra,
+            uplink_extra,
+            ..
+        } = self;
         format!(
             r#"
 [edge]
@@ -190,14 +209,14 @@ sensors = ["T-0000"]
 
 [hub]
 host = "127.0.0.1"
-port = {hub}
+port = {hub_port}
 secret = "{SECRET}"
 keepalive_s = 5
 
 [[mqtt]]
 name = "site"
 host = "127.0.0.1"
-port = {site}
+port = {site_port}
 
 [uplink]
 ack_timeout_ms = 1500
@@ -205,16 +224,9 @@ status_interval_ms = 500
 {uplink_extra}
 
 [local_api]
-listen = "127.0.0.1:{api}"
+listen = "127.0.0.1:{api_port}"
 {extra}
-"#,
-            data = self.data_dir.display(),
-            profiles = profiles.display(),
-            hub = self.hub_port,
-            site = self.site_port,
-            api = self.api_port,
-            extra = self.extra,
-            uplink_extra = self.uplink_extra,
+"#
         )
     }
 }
@@ -228,24 +240,46 @@ pub struct EdgeProc {
 }
 
 impl EdgeProc {
+    /// `edge run` on `cfg`, written to `dir/edge-{tag}.toml` (log in `dir/edge-{tag}.log`),
+    /// once its local API answers.
     pub fn start(dir: &Path, cfg: &EdgeConfig, tag: &str) -> EdgeProc {
-        let path = dir.join(format!("edge-{tag}.toml"));
-        std::fs::write(&path, cfg.render()).unwrap();
+        EdgeProc::start_text(dir, &cfg.render(), cfg.api_port, tag)
+    }
+
+    /// [`EdgeProc::start`] with a config text of one's own, its local API on `api_port`.
+    pub fn start_text(dir: &Path, config: &str, api_port: u16, tag: &str) -> EdgeProc {
+        let path = write_config(dir, &format!("edge-{tag}.toml"), config);
         let log = dir.join(format!("edge-{tag}.log"));
         let proc = wangge_testkit::edge::start(
             Path::new(env!("CARGO_BIN_EXE_edge")),
             &path,
             &log,
-            cfg.api_port,
+            api_port,
             None,
             Duration::from_secs(20),
         )
         .unwrap();
         EdgeProc {
             proc,
-            api_port: cfg.api_port,
+            api_port,
             log,
         }
+    }
+
+    /// [`EdgeProc::start`], then waits until its `site` MQTT source is connected.
+    pub fn start_site_up(dir: &Path, cfg: &EdgeConfig, tag: &str) -> EdgeProc {
+        let edge = EdgeProc::start(dir, cfg, tag);
+        edge.wait_source_up("site");
+        edge
+    }
+
+    /// Waits (20 s at most) until the source `name` is up.
+    pub fn wait_source_up(&self, name: &str) {
+        wait_until(
+            &format!("source {name} up"),
+            Duration::from_secs(20),
+            || self.source_up(name),
+        );
     }
 
     pub fn pid(&self) -> u32 {
@@ -287,6 +321,29 @@ impl EdgeProc {
             .unwrap_or("")
             .to_string()
     }
+}
+
+/// Writes the config `text` to `dir/name`; returns its path.
+pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The `edge` binary with `args`, not started yet.
+pub fn edge_command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edge"));
+    c.args(args);
+    c
+}
+
+/// Runs `edge <args> --config <config>` to completion.
+pub fn edge_on_config(args: &[&str], config: &Path) -> Output {
+    edge_command(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
 }
 
 /// A sensor-side publisher on the site broker (QoS 1, waits for every PUBACK).
