@@ -50,7 +50,9 @@ use crate::model::{Actor, Change, ComponentCtx, Event};
 use crate::rules::{Evaluator, RuleInput, RuleSet};
 use crate::sharing::SharingConfig;
 use crate::status::ComponentStatus;
-use crate::store::{AuditEntry, EventStore, SqliteStore, StoreError, TransitionRequest};
+use crate::store::{
+    AuditEntry, EventStore, SqliteStore, StoreError, Transition, TransitionRequest,
+};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -395,10 +397,12 @@ impl Events {
         req: &TransitionRequest,
         now_ns: i64,
     ) -> Result<Change, StoreError> {
-        let ch = self
-            .inner
-            .store
-            .transition(id, &actor.label(), req, now_ns)?;
+        let ch = self.inner.store.transition(Transition {
+            id,
+            actor: &actor.label(),
+            req,
+            now_ns,
+        })?;
         self.notify(ch.cursor);
         Ok(ch)
     }

@@ -6,48 +6,98 @@ mod common;
 use common::*;
 use std::sync::{Arc, Barrier};
 use wangge_events::lifecycle::{self, Action, Deadlines};
+use wangge_events::model::Change;
 use wangge_events::model::{Scope, Status};
+use wangge_events::rules::Condition;
 use wangge_events::status::ComponentStatus;
-use wangge_events::store::{EventLog, Outbox, SqliteStore, StoreError, TransitionRequest};
+use wangge_events::store::{
+    EventLog, Outbox, SqliteStore, StoreError, Transition, TransitionRequest,
+};
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("events.db"), Deadlines::default()).unwrap()
 }
 
 fn act(action: Action) -> TransitionRequest {
+    act_for(action, None)
+}
+
+/// `action` naming `department` (what a dispatch needs).
+fn act_for(action: Action, department: Option<&str>) -> TransitionRequest {
     TransitionRequest {
         action,
-        department: None,
+        department: department.map(str::to_string),
         note: None,
     }
 }
+
+/// The change applying `c` at `now_s` makes (it must make one).
+fn applied(store: &SqliteStore, c: &Condition, now_s: i64) -> Change {
+    store
+        .apply_condition(c, now_s * S)
+        .unwrap()
+        .expect("the condition changes an event")
+}
+
+/// Asserts that applying `c` at `now_s` changes nothing.
+fn ignored(store: &SqliteStore, c: &Condition, now_s: i64) {
+    let change = store.apply_condition(c, now_s * S).unwrap();
+    assert!(change.is_none(), "{change:?}");
+}
+
+/// A new `manhole.displaced` event on the manhole cover, raised at `ts_s` (and stored then): its id.
+fn raise_displaced(store: &SqliteStore, ts_s: i64) -> i64 {
+    applied(store, &raised(MANHOLE, "manhole.displaced", ts_s), ts_s)
+        .event
+        .id
+}
+
+/// `req` on event `id` by `actor` at `now_s`.
+fn transition(
+    store: &SqliteStore,
+    id: i64,
+    actor: &str,
+    req: &TransitionRequest,
+    now_s: i64,
+) -> Result<Change, StoreError> {
+    store.transition(Transition {
+        id,
+        actor,
+        req,
+        now_ns: now_s * S,
+    })
+}
+
+/// Walks event `id` through `steps` (each an action and the department it names) by `actor` at `now_s`.
+fn walk(store: &SqliteStore, id: i64, actor: &str, steps: &[(Action, Option<&str>)], now_s: i64) {
+    for (action, department) in steps {
+        transition(store, id, actor, &act_for(*action, *department), now_s).unwrap();
+    }
+}
+
+/// The closed loop from open to closed, with the department the dispatch names.
+const TO_CLOSED: [(Action, Option<&str>); 5] = [
+    (Action::Acknowledge, None),
+    (Action::Dispatch, Some("sw")),
+    (Action::Start, None),
+    (Action::Resolve, None),
+    (Action::Close, None),
+];
 
 #[test]
 fn a_repeat_increments_the_count_and_clearing_sets_cleared_at_without_closing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let first = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 100), 100 * S)
-        .unwrap()
-        .unwrap();
+    let first = applied(&store, &raised(MANHOLE, "manhole.displaced", 100), 100);
     assert_eq!(
         (first.event.version, first.event.count, first.event.status),
         (1, 1, Status::Open)
     );
     // The same raise again (a replay) changes nothing.
-    assert!(store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 100), 101 * S)
-        .unwrap()
-        .is_none());
+    ignored(&store, &raised(MANHOLE, "manhole.displaced", 100), 101);
     // A newer raise while the condition still holds (an evaluator restarted) is not a new occurrence.
-    assert!(store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 150), 150 * S)
-        .unwrap()
-        .is_none());
-    let cleared_ch = store
-        .apply_condition(&cleared(MANHOLE, "manhole.displaced", 200), 200 * S)
-        .unwrap()
-        .unwrap();
+    ignored(&store, &raised(MANHOLE, "manhole.displaced", 150), 150);
+    let cleared_ch = applied(&store, &cleared(MANHOLE, "manhole.displaced", 200), 200);
     assert_eq!(cleared_ch.event.cleared_at_ns, Some(200 * S));
     assert_eq!(
         cleared_ch.event.status,
@@ -55,10 +105,7 @@ fn a_repeat_increments_the_count_and_clearing_sets_cleared_at_without_closing() 
         "clearing does not close"
     );
     // A new occurrence while the case is still open: same event, count 2, cleared_at reset.
-    let again = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 300), 300 * S)
-        .unwrap()
-        .unwrap();
+    let again = applied(&store, &raised(MANHOLE, "manhole.displaced", 300), 300);
     assert_eq!(again.event.id, first.event.id);
     assert_eq!(
         (
@@ -94,12 +141,7 @@ fn a_repeat_increments_the_count_and_clearing_sets_cleared_at_without_closing() 
 fn every_lifecycle_transition_is_recorded_with_its_actor_time_and_note() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let id = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
-        .unwrap()
-        .unwrap()
-        .event
-        .id;
+    let id = raise_displaced(&store, 1);
     let steps = [
         (Action::Acknowledge, None, Status::Acknowledged),
         (Action::Dispatch, Some("sw"), Status::Dispatched),
@@ -121,9 +163,7 @@ fn every_lifecycle_transition_is_recorded_with_its_actor_time_and_note() {
             department: dept.map(str::to_string),
             note: Some(format!("step {i}")),
         };
-        let ch = store
-            .transition(id, "sw/wang", &req, (10 + i as i64) * S)
-            .unwrap();
+        let ch = transition(&store, id, "sw/wang", &req, 10 + i as i64).unwrap();
         assert_eq!(ch.event.status, *want, "after {}", action.name());
         version += 1;
         assert_eq!(ch.event.version, version);
@@ -153,27 +193,15 @@ fn invalid_transitions_are_refused_naming_the_allowed_actions() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     // Walk one event through every status, trying every action that is not allowed there.
-    let id = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
-        .unwrap()
-        .unwrap()
-        .event
-        .id;
-    let path = [
-        Action::Acknowledge,
-        Action::Dispatch,
-        Action::Start,
-        Action::Resolve,
-        Action::Close,
-    ];
+    let id = raise_displaced(&store, 1);
     let mut refused = 0;
-    for step in 0..=path.len() {
+    for step in 0..=TO_CLOSED.len() {
         let status = store.get(id).unwrap().unwrap().status;
         for action in Action::ALL {
             if lifecycle::next(status, action).is_some() {
                 continue;
             }
-            match store.transition(id, "sw/wang", &act(action), 5 * S) {
+            match transition(&store, id, "sw/wang", &act(action), 5) {
                 Err(StoreError::InvalidTransition {
                     status: s, allowed, ..
                 }) => {
@@ -188,35 +216,23 @@ fn invalid_transitions_are_refused_naming_the_allowed_actions() {
                 ),
             }
         }
-        if let Some(a) = path.get(step) {
-            let req = TransitionRequest {
-                action: *a,
-                department: Some("sw".into()),
-                note: None,
-            };
-            store.transition(id, "sw/wang", &req, 6 * S).unwrap();
+        if let Some(next) = TO_CLOSED.get(step) {
+            walk(&store, id, "sw/wang", &[*next], 6);
         }
     }
     assert!(refused >= 25, "refusals checked: {refused}");
     // Refusals leave no trace in the history.
-    assert_eq!(store.history(id).unwrap().len(), 1 + path.len());
+    assert_eq!(store.history(id).unwrap().len(), 1 + TO_CLOSED.len());
 }
 
 #[test]
 fn dispatch_needs_a_department() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let id = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
-        .unwrap()
-        .unwrap()
-        .event
-        .id;
-    store
-        .transition(id, "a", &act(Action::Acknowledge), S)
-        .unwrap();
+    let id = raise_displaced(&store, 1);
+    walk(&store, id, "a", &[(Action::Acknowledge, None)], 1);
     assert!(matches!(
-        store.transition(id, "a", &act(Action::Dispatch), S),
+        transition(&store, id, "a", &act(Action::Dispatch), 1),
         Err(StoreError::MissingDepartment)
     ));
 }
@@ -273,45 +289,15 @@ fn one_active_event_per_component_and_type_under_concurrency() {
 fn a_late_backlog_does_not_re_raise_what_a_closed_case_saw_clear() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let id = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 100), 100 * S)
-        .unwrap()
-        .unwrap()
-        .event
-        .id;
-    store
-        .apply_condition(&cleared(MANHOLE, "manhole.displaced", 200), 200 * S)
-        .unwrap()
-        .unwrap();
-    for (a, d) in [
-        (Action::Acknowledge, None),
-        (Action::Dispatch, Some("sw")),
-        (Action::Start, None),
-        (Action::Resolve, None),
-        (Action::Close, None),
-    ] {
-        let req = TransitionRequest {
-            action: a,
-            department: d.map(str::to_string),
-            note: None,
-        };
-        store.transition(id, "sw/wang", &req, 300 * S).unwrap();
-    }
+    let id = raise_displaced(&store, 100);
+    applied(&store, &cleared(MANHOLE, "manhole.displaced", 200), 200);
+    walk(&store, id, "sw/wang", &TO_CLOSED, 300);
     // The evaluator lost its state (hub restart) and a resent backlog raises at 150 again.
-    assert!(store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 150), 400 * S)
-        .unwrap()
-        .is_none());
+    ignored(&store, &raised(MANHOLE, "manhole.displaced", 150), 400);
     // A genuinely new occurrence after the clear opens a new case.
-    let new = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 500), 500 * S)
-        .unwrap()
-        .unwrap();
-    assert_ne!(new.event.id, id);
+    assert_ne!(raise_displaced(&store, 500), id);
     // Closed cases can be reopened only while no other case is active.
-    let err = store
-        .transition(id, "sw/wang", &act(Action::Reopen), 600 * S)
-        .unwrap_err();
+    let err = transition(&store, id, "sw/wang", &act(Action::Reopen), 600).unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
 }
 
@@ -321,7 +307,7 @@ fn late_conditions_keep_their_true_time_and_are_flagged() {
     let store = open(&dir);
     let mut c = raised(SMOKE, "fire.smoke", 100);
     c.late = true;
-    let e = store.apply_condition(&c, 5000 * S).unwrap().unwrap().event;
+    let e = applied(&store, &c, 5000).event;
     assert!(e.late);
     assert_eq!(e.raised_at_ns, 100 * S);
     assert_eq!(e.created_at_ns, 5000 * S);
@@ -335,11 +321,7 @@ fn overdue_events_are_flagged_once_per_deadline() {
         ..Deadlines::default()
     };
     let store = SqliteStore::open(&dir.path().join("events.db"), deadlines).unwrap();
-    let e = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 100), 100 * S)
-        .unwrap()
-        .unwrap()
-        .event;
+    let e = applied(&store, &raised(MANHOLE, "manhole.displaced", 100), 100).event;
     assert_eq!(e.deadline_ns, 160 * S);
     assert!(store.mark_overdue(159 * S).unwrap().is_empty());
     let flagged = store.mark_overdue(161 * S).unwrap();
@@ -359,40 +341,18 @@ fn component_status_follows_its_events() {
     let store = open(&dir);
     let status = |s: &SqliteStore| component_status(&s.active_for_component(MANHOLE).unwrap());
     assert_eq!(status(&store), ComponentStatus::Normal);
-    let id = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
-        .unwrap()
-        .unwrap()
-        .event
-        .id;
+    let id = raise_displaced(&store, 1);
     assert_eq!(status(&store), ComponentStatus::Alarm);
-    store
-        .apply_condition(&raised(MANHOLE, "device.offline", 2), 2 * S)
-        .unwrap()
-        .unwrap();
+    applied(&store, &raised(MANHOLE, "device.offline", 2), 2);
     assert_eq!(status(&store), ComponentStatus::Offline);
-    store
-        .apply_condition(&cleared(MANHOLE, "device.offline", 3), 3 * S)
-        .unwrap()
-        .unwrap();
+    applied(&store, &cleared(MANHOLE, "device.offline", 3), 3);
     assert_eq!(status(&store), ComponentStatus::Alarm);
-    store
-        .transition(id, "a", &act(Action::Acknowledge), 4 * S)
-        .unwrap();
-    let req = TransitionRequest {
-        action: Action::Dispatch,
-        department: Some("sw".into()),
-        note: None,
-    };
-    store.transition(id, "a", &req, 5 * S).unwrap();
+    walk(&store, id, "a", &[(Action::Acknowledge, None)], 4);
+    walk(&store, id, "a", &[(Action::Dispatch, Some("sw"))], 5);
     assert_eq!(status(&store), ComponentStatus::Maintenance);
-    store
-        .apply_condition(&cleared(MANHOLE, "manhole.displaced", 6), 6 * S)
-        .unwrap()
-        .unwrap();
-    for a in [Action::Start, Action::Resolve, Action::Close] {
-        store.transition(id, "a", &act(a), 7 * S).unwrap();
-    }
+    applied(&store, &cleared(MANHOLE, "manhole.displaced", 6), 6);
+    // Start, resolve, close.
+    walk(&store, id, "a", &TO_CLOSED[2..], 7);
     let offline = store.active_for_component(MANHOLE).unwrap();
     assert_eq!(
         offline.len(),
@@ -407,15 +367,8 @@ fn the_outbox_survives_a_reopen_and_cursors_keep_increasing() {
     let dir = tempfile::tempdir().unwrap();
     let before = {
         let store = open(&dir);
-        let id = store
-            .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
-            .unwrap()
-            .unwrap()
-            .event
-            .id;
-        store
-            .transition(id, "sw/wang", &act(Action::Acknowledge), 2 * S)
-            .unwrap();
+        let id = raise_displaced(&store, 1);
+        walk(&store, id, "sw/wang", &[(Action::Acknowledge, None)], 2);
         store.changes_after(0, 100).unwrap()
     };
     assert_eq!(before.len(), 2);
@@ -433,10 +386,7 @@ fn the_outbox_survives_a_reopen_and_cursors_keep_increasing() {
     );
     assert_eq!(after[1].event.status, Status::Acknowledged);
     assert_eq!(after[1].event.version, 2);
-    let next = store
-        .apply_condition(&raised(SMOKE, "fire.smoke", 3), 3 * S)
-        .unwrap()
-        .unwrap();
+    let next = applied(&store, &raised(SMOKE, "fire.smoke", 3), 3);
     assert!(next.cursor > after[1].cursor);
     assert_eq!(store.last_cursor().unwrap(), next.cursor);
 }
@@ -449,11 +399,7 @@ fn sharing_rules_decide_which_departments_see_an_event() {
     let dir = directory();
     let dirt = tempfile::tempdir().unwrap();
     let store = open(&dirt);
-    let e = store
-        .apply_condition(&raised(MANHOLE, "manhole.displaced", 1), S)
-        .unwrap()
-        .unwrap()
-        .event;
+    let e = applied(&store, &raised(MANHOLE, "manhole.displaced", 1), 1).event;
     let ctx = dir.component(MANHOLE);
     // Owner/maintainer sw, cg by event type, jd by grid cell 120111001*; not xf, hb.
     assert_eq!(sharing.recipients(&e, ctx.as_ref()), vec!["cg", "jd", "sw"]);
@@ -468,11 +414,7 @@ fn sharing_rules_decide_which_departments_see_an_event() {
     let mut dispatched = e.clone();
     dispatched.department = Some("hb".into());
     assert!(sharing.visible_to("hb", &dispatched, ctx.as_ref()));
-    let smoke = store
-        .apply_condition(&raised(SMOKE, "fire.smoke", 1), S)
-        .unwrap()
-        .unwrap()
-        .event;
+    let smoke = applied(&store, &raised(SMOKE, "fire.smoke", 1), 1).event;
     assert_eq!(
         sharing.recipients(&smoke, dir.component(SMOKE).as_ref()),
         vec!["xf"]

@@ -23,6 +23,7 @@ use std::time::Duration;
 use wangge_events::delivery::WebhookConfig;
 use wangge_events::egress::{Refusal, Stage};
 use wangge_events::model::now_ns;
+use wangge_events::store::SubscriptionSpec;
 use wangge_events::{Events, EventsConfig};
 
 fn config(allow: &[&str], insecure_allow_loopback: bool) -> EventsConfig {
@@ -43,43 +44,48 @@ fn config(allow: &[&str], insecure_allow_loopback: bool) -> EventsConfig {
 struct Setup {
     _dir: tempfile::TempDir,
     events: Events,
-    base: String,
-    client: reqwest::Client,
+    api: Api,
 }
 
 async fn setup(cfg: EventsConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let events = Events::open(&dir.path().join("events.db"), cfg, directory()).unwrap();
-    let app = axum::Router::new().nest("/api/v1", wangge_events::router(events.clone(), tokens()));
-    let base = format!("http://{}/api/v1", serve(app).await);
+    let api = Api::start(&events).await;
     Setup {
         _dir: dir,
         events,
-        base,
-        client: reqwest::Client::new(),
+        api,
     }
 }
 
 impl Setup {
     async fn subscribe(&self, token: &str, url: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}/subscriptions", self.base))
-            .bearer_auth(token)
-            .json(&json!({ "url": url }))
-            .send()
+        self.api
+            .post("/subscriptions", token, json!({ "url": url }))
             .await
-            .unwrap();
-        let code = r.status().as_u16();
-        (code, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        get(&self.client, &format!("{}{path}", self.base), token).await
+    /// A subscription of sw to `url` the guard accepts: its id.
+    async fn subscribed(&self, url: &str) -> i64 {
+        let (code, body) = self.subscribe("sw-write", url).await;
+        assert_eq!(code, 201, "{body}");
+        body["id"].as_i64().unwrap()
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        post(&self.client, &format!("{}{path}", self.base), token, body).await
+    /// Starts the webhook worker and raises an `event_type` event for it to deliver.
+    fn deliver(&self, event_type: &str) -> tokio::task::JoinHandle<()> {
+        let worker = tokio::spawn(wangge_events::delivery::run_webhooks(self.events.clone()));
+        self.raise_manhole(event_type);
+        worker
+    }
+
+    /// Waits (30 s at most) for the first delivery of `sub` to be `what` says, and returns it.
+    async fn first_delivery(&self, sub: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        eventually_some(what, Duration::from_secs(30), || async {
+            let d = self.deliveries(sub).await;
+            d.first().filter(|d| done(d)).cloned()
+        })
+        .await
     }
 
     /// A subscription stored as if it had passed an earlier check (a name whose DNS answer
@@ -87,7 +93,13 @@ impl Setup {
     fn stored_subscription(&self, url: &str) -> i64 {
         self.events
             .store()
-            .create_subscription(url, "a-secret-of-sixteen+", Some("sw"), &[], now_ns())
+            .create_subscription(SubscriptionSpec {
+                url,
+                secret: "a-secret-of-sixteen+",
+                department: Some("sw"),
+                event_types: &[],
+                created_at_ns: now_ns(),
+            })
             .unwrap()
             .id
     }
@@ -104,11 +116,17 @@ impl Setup {
 
     async fn deliveries(&self, sub: i64) -> Vec<Value> {
         let (code, v) = self
+            .api
             .get(&format!("/subscriptions/{sub}/deliveries"), "sw-read")
             .await;
         assert_eq!(code, 200, "{v}");
         v["items"].as_array().unwrap().clone()
     }
+}
+
+/// A delivery tried at least `n` times.
+fn attempted(n: i64) -> impl Fn(&Value) -> bool {
+    move |d| d["attempts"].as_i64() >= Some(n)
 }
 
 fn assert_refused(code: u16, body: &Value, reason: &str, url: &str) {
@@ -188,22 +206,17 @@ async fn webhook_to_loopback_is_refused() {
             assert_refused(code, &body, "loopback", &url);
         }
     }
-    let (_, list) = s.get("/subscriptions", "admin-token").await;
+    let (_, list) = s.api.get("/subscriptions", "admin-token").await;
     assert_eq!(list["items"], json!([]), "nothing was stored");
     let m = s.events.egress().metrics();
     assert_eq!(m.get(Stage::Subscribe, Refusal::Loopback), 12);
 
     // At delivery: a stored loopback subscription is refused before any connection.
     let sub = s.stored_subscription(&format!("http://127.0.0.1:{port}/hook"));
-    let worker = tokio::spawn(wangge_events::delivery::run_webhooks(s.events.clone()));
-    s.raise_manhole("test.loopback");
-    let d = eventually_some("a refused attempt", Duration::from_secs(30), || async {
-        let d = s.deliveries(sub).await;
-        d.first()
-            .filter(|d| d["attempts"].as_i64() >= Some(1))
-            .cloned()
-    })
-    .await;
+    let worker = s.deliver("test.loopback");
+    let d = s
+        .first_delivery(sub, "a refused attempt", attempted(1))
+        .await;
     assert_eq!(d["last_error"], "refused_address", "{d}");
     assert_eq!(d["last_status"], Value::Null);
     assert_eq!(
@@ -285,15 +298,10 @@ async fn webhook_to_a_name_resolving_to_loopback_is_refused() {
     // At delivery (the name was checked earlier, or its answer changed since): the resolver
     // refuses it and the client connects nowhere.
     let sub = s.stored_subscription(&url);
-    let worker = tokio::spawn(wangge_events::delivery::run_webhooks(s.events.clone()));
-    s.raise_manhole("test.rebind");
-    let d = eventually_some("a refused attempt", Duration::from_secs(30), || async {
-        let d = s.deliveries(sub).await;
-        d.first()
-            .filter(|d| d["attempts"].as_i64() >= Some(2))
-            .cloned()
-    })
-    .await;
+    let worker = s.deliver("test.rebind");
+    let d = s
+        .first_delivery(sub, "a refused attempt", attempted(2))
+        .await;
     assert_eq!(d["last_error"], "refused_address", "{d}");
     assert_eq!(seen.count(), 0, "the loopback receiver was never reached");
     assert!(
@@ -307,16 +315,10 @@ async fn webhook_to_a_name_resolving_to_loopback_is_refused() {
 
     // The same name with the loopback switch on is delivered: the refusal above was the guard.
     let open = setup(config(&[], true)).await;
-    let (code, body) = open.subscribe("sw-write", &url).await;
-    assert_eq!(code, 201, "{body}");
-    let sub = body["id"].as_i64().unwrap();
-    let worker = tokio::spawn(wangge_events::delivery::run_webhooks(open.events.clone()));
-    open.raise_manhole("test.rebind");
-    eventually_some("delivered", Duration::from_secs(30), || async {
-        let d = open.deliveries(sub).await;
-        d.first().filter(|d| d["status"] == "delivered").cloned()
-    })
-    .await;
+    let sub = open.subscribed(&url).await;
+    let worker = open.deliver("test.rebind");
+    open.first_delivery(sub, "delivered", |d| d["status"] == "delivered")
+        .await;
     assert_eq!(seen.count(), 1);
     worker.abort();
 }
@@ -332,20 +334,13 @@ async fn webhook_redirect_to_loopback_is_not_followed() {
         StatusCode::NO_CONTENT,
     )
     .await;
-    let (code, body) = s
-        .subscribe("sw-write", &format!("http://127.0.0.1:{port}/redirect"))
+    let sub = s
+        .subscribed(&format!("http://127.0.0.1:{port}/redirect"))
         .await;
-    assert_eq!(code, 201, "{body}");
-    let sub = body["id"].as_i64().unwrap();
-    let worker = tokio::spawn(wangge_events::delivery::run_webhooks(s.events.clone()));
-    s.raise_manhole("test.redirect");
-    let d = eventually_some("two failed attempts", Duration::from_secs(30), || async {
-        let d = s.deliveries(sub).await;
-        d.first()
-            .filter(|d| d["attempts"].as_i64() >= Some(2))
-            .cloned()
-    })
-    .await;
+    let worker = s.deliver("test.redirect");
+    let d = s
+        .first_delivery(sub, "two failed attempts", attempted(2))
+        .await;
     assert_eq!(d["status"], "pending", "a 3xx is a failed attempt: {d}");
     assert_eq!(d["last_status"], 302);
     assert_eq!(d["last_error"], "http_3xx");
@@ -408,20 +403,11 @@ async fn an_allow_listed_cidr_is_accepted() {
 async fn a_delivery_shows_its_status_and_error_class_never_the_body() {
     let s = setup(config(&[], true)).await;
     let (port, seen) = receiver("", StatusCode::INTERNAL_SERVER_ERROR).await;
-    let (code, body) = s
-        .subscribe("sw-write", &format!("http://127.0.0.1:{port}/hook"))
+    let sub = s.subscribed(&format!("http://127.0.0.1:{port}/hook")).await;
+    let worker = s.deliver("test.body");
+    let d = s
+        .first_delivery(sub, "a failed attempt", attempted(1))
         .await;
-    assert_eq!(code, 201, "{body}");
-    let sub = body["id"].as_i64().unwrap();
-    let worker = tokio::spawn(wangge_events::delivery::run_webhooks(s.events.clone()));
-    s.raise_manhole("test.body");
-    let d = eventually_some("a failed attempt", Duration::from_secs(30), || async {
-        let d = s.deliveries(sub).await;
-        d.first()
-            .filter(|d| d["attempts"].as_i64() >= Some(1))
-            .cloned()
-    })
-    .await;
     assert!(seen.count() >= 1);
     assert_eq!(d["last_status"], 500);
     assert_eq!(d["last_error"], "http_5xx");
@@ -456,12 +442,12 @@ async fn an_empty_page_never_proves_a_hidden_event_exists() {
     // 25 events of xf only (smoke detector): sw sees none of them.
     raise_many(&s.events, SMOKE, "hidden", 25);
     for q in ["", "?limit=1", "?limit=10", "?limit=24", "?limit=1000"] {
-        let (code, page) = s.get(&format!("/events{q}"), "sw-read").await;
+        let (code, page) = s.api.get(&format!("/events{q}"), "sw-read").await;
         assert_eq!(code, 200);
         assert_eq!(page["items"], json!([]), "{q}");
         assert_eq!(page["next"], Value::Null, "an empty page has no next ({q})");
     }
-    let (_, admin) = s.get("/events?limit=10", "admin-token").await;
+    let (_, admin) = s.api.get("/events?limit=10", "admin-token").await;
     assert_eq!(admin["items"].as_array().unwrap().len(), 10);
     assert!(admin["next"].is_string(), "admin sees all, and a next page");
 
@@ -480,7 +466,7 @@ async fn an_empty_page_never_proves_a_hidden_event_exists() {
                 Some(c) => format!("/events?limit={limit}&cursor={c}"),
                 None => format!("/events?limit={limit}"),
             };
-            let (code, page) = s.get(&q, "sw-read").await;
+            let (code, page) = s.api.get(&q, "sw-read").await;
             assert_eq!(code, 200, "{page}");
             let ids: Vec<i64> = page["items"]
                 .as_array()
@@ -513,12 +499,13 @@ async fn an_empty_page_never_proves_a_hidden_event_exists() {
     }
     // A page that ends exactly at the last visible event has no next.
     let (_, page) = s
+        .api
         .get(&format!("/events?limit={}", visible.len()), "sw-read")
         .await;
     assert_eq!(page["items"].as_array().unwrap().len(), visible.len());
     assert_eq!(page["next"], Value::Null);
     // A department that sees nothing at all: empty, no next.
-    let (_, page) = s.get("/events?limit=2", "hb-write").await;
+    let (_, page) = s.api.get("/events?limit=2", "hb-write").await;
     assert_eq!(
         (page["items"].clone(), page["next"].clone()),
         (json!([]), Value::Null)
@@ -529,15 +516,16 @@ async fn an_empty_page_never_proves_a_hidden_event_exists() {
 async fn dispatch_to_an_unknown_department_is_refused() {
     let s = setup(config(&[], false)).await;
     let id = raise_many(&s.events, MANHOLE, "dispatch", 1)[0];
-    let path = format!("/events/{id}/transitions");
     let (code, _) = s
-        .post(&path, "sw-write", json!({"action": "acknowledge"}))
+        .api
+        .transition(id, "sw-write", json!({"action": "acknowledge"}))
         .await;
     assert_eq!(code, 200);
     for token in ["sw-write", "admin-token"] {
         let (code, body) = s
-            .post(
-                &path,
+            .api
+            .transition(
+                id,
                 token,
                 json!({"action": "dispatch", "department": "no-such-dept"}),
             )
@@ -550,14 +538,15 @@ async fn dispatch_to_an_unknown_department_is_refused() {
             .unwrap()
             .contains("department"));
     }
-    let (_, e) = s.get(&format!("/events/{id}"), "sw-read").await;
+    let (_, e) = s.api.get(&format!("/events/{id}"), "sw-read").await;
     assert_eq!(
         e["status"], "acknowledged",
         "refused dispatches changed nothing"
     );
     let (code, e) = s
-        .post(
-            &path,
+        .api
+        .transition(
+            id,
             "sw-write",
             json!({"action": "dispatch", "department": "hb"}),
         )

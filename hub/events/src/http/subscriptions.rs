@@ -3,6 +3,7 @@
 use super::bodies::{DeliveryJson, NewSubscription, Page, SubscriptionJson};
 use super::{actor, parse_id, ApiError, ApiState, PAGE_MAX};
 use crate::model::{now_ns, Actor, Scope};
+use crate::store::SubscriptionSpec;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -99,13 +100,13 @@ pub(super) async fn create_subscription(
             refused.to_string(),
         ));
     }
-    let sub = state.events.store().create_subscription(
+    let sub = state.events.store().create_subscription(SubscriptionSpec {
         url,
-        &secret,
-        department.as_deref(),
-        &event_types,
-        now_ns(),
-    )?;
+        secret: &secret,
+        department: department.as_deref(),
+        event_types: &event_types,
+        created_at_ns: now_ns(),
+    })?;
     Ok((StatusCode::CREATED, Json(SubscriptionJson::created(&sub))).into_response())
 }
 

@@ -16,6 +16,15 @@ pub struct TransitionRequest {
     pub note: Option<String>,
 }
 
+/// One transition to apply: `req` on event `id`, on behalf of `actor` (its label, `sw/wang`), at `now_ns`.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition<'a> {
+    pub id: i64,
+    pub actor: &'a str,
+    pub req: &'a TransitionRequest,
+    pub now_ns: i64,
+}
+
 /// Filters for listing events; newest first, paged by `before_id`.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -36,13 +45,7 @@ pub trait EventLog {
     /// Applies a rule's verdict. Returns the change, or None when it changes nothing
     /// (a stale backlog raise, a clear of something not raised).
     fn apply_condition(&self, c: &Condition, now_ns: i64) -> Result<Option<Change>>;
-    fn transition(
-        &self,
-        id: i64,
-        actor: &str,
-        req: &TransitionRequest,
-        now_ns: i64,
-    ) -> Result<Change>;
+    fn transition(&self, t: Transition<'_>) -> Result<Change>;
     /// Flags events past their deadline (not yet resolved/closed); one change per event.
     fn mark_overdue(&self, now_ns: i64) -> Result<Vec<Change>>;
     fn get(&self, id: i64) -> Result<Option<Event>>;
@@ -304,13 +307,13 @@ impl EventLog for SqliteStore {
         }
     }
 
-    fn transition(
-        &self,
-        id: i64,
-        actor: &str,
-        req: &TransitionRequest,
-        now_ns: i64,
-    ) -> Result<Change> {
+    fn transition(&self, t: Transition<'_>) -> Result<Change> {
+        let Transition {
+            id,
+            actor,
+            req,
+            now_ns,
+        } = t;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut e = load_event(&tx, id)?.ok_or(StoreError::NotFound(id))?;

@@ -15,9 +15,11 @@ mod outbox;
 mod subscriptions;
 
 pub use audit::{AuditEntry, AuditLog};
-pub use events::{EventLog, ListQuery, TransitionRequest};
+pub use events::{EventLog, ListQuery, Transition, TransitionRequest};
 pub use outbox::{event_from_body, Outbox};
-pub use subscriptions::{AttemptOutcome, Delivery, DeliveryAttempt, Subscription, Subscriptions};
+pub use subscriptions::{
+    AttemptOutcome, Delivery, DeliveryAttempt, Subscription, SubscriptionSpec, Subscriptions,
+};
 
 use crate::lifecycle::Deadlines;
 use rusqlite::{Connection, TransactionBehavior};

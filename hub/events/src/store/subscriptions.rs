@@ -51,17 +51,22 @@ pub struct AttemptOutcome {
     pub retry_at_ns: Option<i64>,
 }
 
+/// What a new subscription is made of (its id and fan-out cursor are the store's).
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionSpec<'a> {
+    pub url: &'a str,
+    pub secret: &'a str,
+    /// Deliver only events this department may see (None = all, admin subscriptions).
+    pub department: Option<&'a str>,
+    /// Event type patterns (`fire.*`); empty = all.
+    pub event_types: &'a [String],
+    pub created_at_ns: i64,
+}
+
 /// Webhook subscriptions and their deliveries.
 pub trait Subscriptions {
     /// A new subscription receives changes committed after its creation.
-    fn create_subscription(
-        &self,
-        url: &str,
-        secret: &str,
-        department: Option<&str>,
-        event_types: &[String],
-        now_ns: i64,
-    ) -> Result<Subscription>;
+    fn create_subscription(&self, spec: SubscriptionSpec<'_>) -> Result<Subscription>;
     fn subscriptions(&self) -> Result<Vec<Subscription>>;
     fn subscription(&self, id: i64) -> Result<Option<Subscription>>;
     fn delete_subscription(&self, id: i64) -> Result<bool>;
@@ -132,20 +137,19 @@ fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
 }
 
 impl Subscriptions for SqliteStore {
-    fn create_subscription(
-        &self,
-        url: &str,
-        secret: &str,
-        department: Option<&str>,
-        event_types: &[String],
-        now_ns: i64,
-    ) -> Result<Subscription> {
+    fn create_subscription(&self, spec: SubscriptionSpec<'_>) -> Result<Subscription> {
         let conn = self.conn();
-        let types = serde_json::to_string(event_types).unwrap_or_else(|_| "[]".into());
+        let types = serde_json::to_string(spec.event_types).unwrap_or_else(|_| "[]".into());
         conn.execute(
             "INSERT INTO subscriptions (url, secret, department, event_types, created_at_ns, cursor) \
              VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(cursor), 0) FROM changes))",
-            params![url, secret, department, types, now_ns],
+            params![
+                spec.url,
+                spec.secret,
+                spec.department,
+                types,
+                spec.created_at_ns
+            ],
         )?;
         let id = conn.last_insert_rowid();
         Ok(conn.query_row(

@@ -137,29 +137,66 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
-/// `GET url` with a bearer token: the status and the JSON body (`null` if none).
-pub async fn get(client: &reqwest::Client, url: &str, token: &str) -> (u16, serde_json::Value) {
-    let r = client.get(url).bearer_auth(token).send().await.unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(serde_json::Value::Null))
+/// The events API of one [`Events`](wangge_events::Events) served on 127.0.0.1:0 under
+/// `/api/v1` with the test [`tokens`], and a client that calls it with a bearer token.
+#[derive(Clone)]
+pub struct Api {
+    /// `http://127.0.0.1:<port>/api/v1`.
+    pub base: String,
+    pub client: reqwest::Client,
 }
 
-/// `POST url` of a JSON body with a bearer token: the status and the JSON body (`null` if none).
-pub async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let r = client
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(serde_json::Value::Null))
+impl Api {
+    pub async fn start(events: &wangge_events::Events) -> Api {
+        let app =
+            axum::Router::new().nest("/api/v1", wangge_events::router(events.clone(), tokens()));
+        Api {
+            base: format!("http://{}/api/v1", serve(app).await),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// `GET path` (below `/api/v1`): the status and the JSON body (`null` if none).
+    pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        self.send(self.client.get(self.url(path)), token).await
+    }
+
+    /// `POST path` of a JSON body: the status and the JSON body (`null` if none).
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.send(self.client.post(self.url(path)).json(&body), token)
+            .await
+    }
+
+    /// `DELETE path`: the status.
+    pub async fn delete(&self, path: &str, token: &str) -> u16 {
+        self.send(self.client.delete(self.url(path)), token).await.0
+    }
+
+    /// `POST /events/{id}/transitions` of `body` (`{"action": …}`).
+    pub async fn transition(
+        &self,
+        id: i64,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.post(&format!("/events/{id}/transitions"), token, body)
+            .await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, token: &str) -> (u16, serde_json::Value) {
+        let r = req.bearer_auth(token).send().await.unwrap();
+        let code = r.status().as_u16();
+        (code, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
 }
 
 #[allow(unused_imports)]
