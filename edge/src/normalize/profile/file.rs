@@ -118,6 +118,11 @@ impl Profile {
             }
         };
         files.sort();
+        // Modbus device profiles share the folder; the Modbus lines load those.
+        files.retain(|f| {
+            !std::fs::read_to_string(f)
+                .is_ok_and(|t| crate::source::modbus::profile::is_modbus_profile(&t))
+        });
         files.iter().map(|f| Profile::load(f)).collect()
     }
 
