@@ -18,8 +18,11 @@ fn profile(header: &str, points: &[(&str, u16, &str, &str)]) -> String {
     s
 }
 
+/// One request of a plan: (table, address, count).
+type Block = (Table, u16, u16);
+
 /// The plan as (table, address, count) triples.
-fn blocks(header: &str, points: &[(&str, u16, &str, &str)]) -> Vec<(Table, u16, u16)> {
+fn blocks(header: &str, points: &[(&str, u16, &str, &str)]) -> Vec<Block> {
     let p = DeviceProfile::parse(&profile(header, points), Path::new("p.toml")).unwrap();
     plan(&p)
         .iter()
@@ -125,7 +128,7 @@ fn the_loader_names_the_file_and_point_of_a_mistake() {
 #[test]
 fn the_shipped_profiles_load_and_merge_into_their_documented_requests() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/profiles");
-    let expect: &[(&str, &[(Table, u16, u16)])] = &[
+    let expect: &[(&str, &[Block])] = &[
         ("modbus-flood-level", &[(Table::Input, 0, 5)]),
         (
             "modbus-electrical-fire",
