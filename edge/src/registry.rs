@@ -60,15 +60,16 @@ mod tests {
     fn keeps_this_edges_sensors_and_names_the_file_without_an_id_column() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sensors.csv");
-        std::fs::write(
-            &p,
+        let load_e1 = |csv: &str| {
+            std::fs::write(&p, csv).unwrap();
+            load_csv(&p, "e1")
+        };
+        let got = load_e1(
             "id,type,edge\nMH-1,manhole_cover,e1\n\n# comment\nMH-2,manhole_cover,e2\nMH-3,x\n",
         )
         .unwrap();
-        let got = load_csv(&p, "e1").unwrap();
         assert_eq!(got, HashSet::from(["MH-1".to_string(), "MH-3".to_string()]));
-        std::fs::write(&p, "name,edge\nMH-1,e1\n").unwrap();
-        let e = load_csv(&p, "e1").unwrap_err().to_string();
+        let e = load_e1("name,edge\nMH-1,e1\n").unwrap_err().to_string();
         assert!(
             e.starts_with(&format!("{}: field `id`", p.display())),
             "{e}"

@@ -393,6 +393,46 @@ impl Ack {
 }
 
 impl EdgeStatus {
+    /// An online status of `edge_id` running `version`, produced at `ts_ns`: the `counter`-th
+    /// status within `epoch`, announcing the will of counter `will_counter`. No backlog is
+    /// reported; set `backlog_readings`, `backlog_bytes` and `oldest_unacked_ns` if there is one.
+    pub fn online(
+        edge_id: &str,
+        version: &str,
+        epoch: u64,
+        counter: u64,
+        will_counter: u64,
+        ts_ns: i64,
+    ) -> EdgeStatus {
+        EdgeStatus {
+            edge_id: edge_id.into(),
+            online: true,
+            version: version.into(),
+            epoch,
+            counter,
+            will_counter,
+            backlog_readings: 0,
+            backlog_bytes: 0,
+            oldest_unacked_ns: None,
+            ts_ns,
+        }
+    }
+
+    /// The offline status `edge_id` registers as its last will: counter `counter` within
+    /// `epoch`, naming itself (`will_counter == counter`), no backlog.
+    pub fn offline(
+        edge_id: &str,
+        version: &str,
+        epoch: u64,
+        counter: u64,
+        ts_ns: i64,
+    ) -> EdgeStatus {
+        EdgeStatus {
+            online: false,
+            ..EdgeStatus::online(edge_id, version, epoch, counter, counter, ts_ns)
+        }
+    }
+
     /// `version | postcard(status) | HMAC-SHA256(key, version | postcard(status))`, as a batch:
     /// the hub's broker has no per-topic ACL, so only the tag proves which edge sent a status.
     pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
@@ -553,18 +593,8 @@ mod tests {
     }
 
     fn status(online: bool, epoch: u64, counter: u64, will_counter: u64) -> EdgeStatus {
-        EdgeStatus {
-            edge_id: "edge-1".into(),
-            online,
-            version: "0.1.0".into(),
-            epoch,
-            counter,
-            will_counter,
-            backlog_readings: 0,
-            backlog_bytes: 0,
-            oldest_unacked_ns: None,
-            ts_ns: 1,
-        }
+        let st = EdgeStatus::online("edge-1", "0.1.0", epoch, counter, will_counter, 1);
+        EdgeStatus { online, ..st }
     }
 
     #[test]

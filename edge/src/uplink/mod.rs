@@ -21,7 +21,7 @@ use crate::config::{Config, UplinkSection};
 use crate::ingest::now_ns;
 use crate::metrics::Metrics;
 use crate::metrics::Metrics as EdgeMetrics;
-use protocol::uplink::{mac_key, topics, Ack, EdgeId, EdgeStatus, UplinkError, UPLINK_VERSION};
+use protocol::uplink::{mac_key, topics, Ack, EdgeStatus, UplinkError, UPLINK_VERSION};
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -62,18 +62,7 @@ impl StatusClock {
 
 /// The offline status this edge leaves as its last will, counter `counter` in `epoch`.
 fn offline_status(edge_id: &str, epoch: u64, counter: u64) -> EdgeStatus {
-    EdgeStatus {
-        edge_id: EdgeId(edge_id.to_string()),
-        online: false,
-        version: env!("CARGO_PKG_VERSION").into(),
-        epoch,
-        counter,
-        will_counter: counter,
-        backlog_readings: 0,
-        backlog_bytes: 0,
-        oldest_unacked_ns: None,
-        ts_ns: now_ns(),
-    }
+    EdgeStatus::offline(edge_id, env!("CARGO_PKG_VERSION"), epoch, counter, now_ns())
 }
 
 /// Logs a warning per reason at most every `LOG_EVERY` (a flood of forged acks must not
@@ -431,16 +420,17 @@ impl Batcher {
             (a, b) => a.or(b),
         };
         let st = EdgeStatus {
-            edge_id: EdgeId(self.edge_id.clone()),
-            online: true,
-            version: env!("CARGO_PKG_VERSION").into(),
-            epoch: self.window.epoch(),
-            counter: self.clock.tick(),
-            will_counter: self.clock.will.load(Relaxed),
             backlog_readings: stats.records_unacked,
             backlog_bytes: stats.bytes,
             oldest_unacked_ns: oldest,
-            ts_ns: now_ns(),
+            ..EdgeStatus::online(
+                &self.edge_id,
+                env!("CARGO_PKG_VERSION"),
+                self.window.epoch(),
+                self.clock.tick(),
+                self.clock.will.load(Relaxed),
+                now_ns(),
+            )
         };
         let _ = self.client.try_publish(
             topics::status(&self.edge_id),
