@@ -91,6 +91,20 @@ fn flag(v: Value) -> J<'static> {
     J::I(v.as_bool() as i64)
 }
 
+/// The message carrying the JSON `body` on `topic`, and what a receiver decodes from it.
+fn mqtt_report(
+    topic: String,
+    body: &J<'_>,
+    ts_ms: Option<u64>,
+    values: Vec<(Quantity, Value)>,
+) -> (MqttMessage, Decoded) {
+    let msg = MqttMessage {
+        topic,
+        payload: to_json(body),
+    };
+    (msg, Decoded { ts_ms, values })
+}
+
 /// `canonical`: `sensors/{id}/readings`, `{"ts": ms, "seq": n, "values": {...}}`.
 pub fn canonical(r: &Report<'_>) -> (MqttMessage, Decoded) {
     let values = r
@@ -103,112 +117,100 @@ pub fn canonical(r: &Report<'_>) -> (MqttMessage, Decoded) {
         ("seq", J::I(r.seq as i64)),
         ("values", J::Obj(values)),
     ]);
-    let msg = MqttMessage {
-        topic: format!("sensors/{}/readings", r.sensor_id),
-        payload: to_json(&body),
-    };
-    (
-        msg,
-        Decoded {
-            ts_ms: Some(r.ts_ms),
-            values: r.values.to_vec(),
-        },
+    mqtt_report(
+        format!("sensors/{}/readings", r.sensor_id),
+        &body,
+        Some(r.ts_ms),
+        r.values.to_vec(),
     )
+}
+
+/// The acme field of a quantity, its wire value, and what a receiver decodes from that.
+fn acme_field(q: Quantity, v: Value) -> (&'static str, J<'static>, Value) {
+    match q {
+        Quantity::Pressure => {
+            let kpa = round(v.as_f64() * 1000.0, 1);
+            ("press_kpa", J::F(kpa), Value::Float(kpa / 1000.0))
+        }
+        Quantity::Tilt => ("tilt_deg", J::F(v.as_f64()), v),
+        Quantity::Leak => {
+            let on_off = J::S(if v.as_bool() { "ON" } else { "OFF" });
+            ("leak", on_off, Value::Bool(v.as_bool()))
+        }
+        Quantity::WaterLevel => {
+            let mm = (v.as_f64() * 10.0).round() as i64;
+            ("level_mm", J::I(mm), Value::Float(mm as f64 / 10.0))
+        }
+        _ => unreachable!("acme has no {q} (sensors.rs checks the type)"),
+    }
+}
+
+/// A field of a JSON object: its name and value.
+type Field = (&'static str, J<'static>);
+
+/// Encodes every value of `r` with `field` (which gives the field and what a receiver decodes
+/// from it): the fields in order, and the decoded values.
+fn fields_of(
+    r: &Report<'_>,
+    field: fn(Quantity, Value) -> (&'static str, J<'static>, Value),
+) -> (Vec<Field>, Vec<(Quantity, Value)>) {
+    r.values
+        .iter()
+        .map(|&(q, v)| {
+            let (name, wire, decoded) = field(q, v);
+            ((name, wire), (q, decoded))
+        })
+        .unzip()
 }
 
 /// `acme` (hydrants, flood gauges): `acme/{id}/data`, Unix seconds, kPa, mm, "ON"/"OFF".
 pub fn acme(r: &Report<'_>) -> (MqttMessage, Decoded) {
     let secs = r.ts_ms / 1000;
-    let mut data = Vec::new();
-    let mut dec = Vec::new();
-    for &(q, v) in r.values {
-        match q {
-            Quantity::Pressure => {
-                let kpa = round(v.as_f64() * 1000.0, 1);
-                data.push(("press_kpa", J::F(kpa)));
-                dec.push((q, Value::Float(kpa / 1000.0)));
-            }
-            Quantity::Tilt => {
-                data.push(("tilt_deg", J::F(v.as_f64())));
-                dec.push((q, v));
-            }
-            Quantity::Leak => {
-                data.push(("leak", J::S(if v.as_bool() { "ON" } else { "OFF" })));
-                dec.push((q, Value::Bool(v.as_bool())));
-            }
-            Quantity::WaterLevel => {
-                let mm = (v.as_f64() * 10.0).round() as i64;
-                data.push(("level_mm", J::I(mm)));
-                dec.push((q, Value::Float(mm as f64 / 10.0)));
-            }
-            _ => unreachable!("acme has no {q} (sensors.rs checks the type)"),
-        }
-    }
+    let (data, dec) = fields_of(r, acme_field);
     let body = J::Obj(vec![
         ("devId", J::S(r.sensor_id)),
         ("sn", J::I(r.seq as i64)),
         ("time", J::I(secs as i64)),
         ("data", J::Obj(data)),
     ]);
-    let msg = MqttMessage {
-        topic: format!("acme/{}/data", r.sensor_id),
-        payload: to_json(&body),
-    };
-    (
-        msg,
-        Decoded {
-            ts_ms: Some(secs * 1000),
-            values: dec,
-        },
+    mqtt_report(
+        format!("acme/{}/data", r.sensor_id),
+        &body,
+        Some(secs * 1000),
+        dec,
     )
+}
+
+/// The lumen field of a quantity, its wire value, and what a receiver decodes from that.
+fn lumen_field(q: Quantity, v: Value) -> (&'static str, J<'static>, Value) {
+    match q {
+        Quantity::Voltage => ("U", J::F(v.as_f64()), v),
+        Quantity::Current => {
+            let ma = round(v.as_f64() * 1000.0, 1);
+            ("I_mA", J::F(ma), Value::Float(ma / 1000.0))
+        }
+        Quantity::Power => ("P", J::F(v.as_f64()), v),
+        Quantity::LampOn => ("lamp", flag(v), Value::Bool(v.as_bool())),
+        Quantity::ResidualCurrent => {
+            let a = round(v.as_f64() / 1000.0, 4);
+            ("leak_A", J::F(a), Value::Float(a * 1000.0))
+        }
+        Quantity::CableTemp => ("T_cable", J::F(v.as_f64()), v),
+        _ => unreachable!("lumen has no {q} (sensors.rs checks the type)"),
+    }
 }
 
 /// `lumen` (street lights, electrical-fire monitors): `lumen/v2/telemetry/{id}`, no timestamp,
 /// current in mA, residual current in A, lamp 1/0.
 pub fn lumen(r: &Report<'_>) -> (MqttMessage, Decoded) {
+    let (fields, dec) = fields_of(r, lumen_field);
     let mut body = vec![("device", J::S(r.sensor_id)), ("cnt", J::I(r.seq as i64))];
-    let mut dec = Vec::new();
-    for &(q, v) in r.values {
-        match q {
-            Quantity::Voltage => {
-                body.push(("U", J::F(v.as_f64())));
-                dec.push((q, v));
-            }
-            Quantity::Current => {
-                let ma = round(v.as_f64() * 1000.0, 1);
-                body.push(("I_mA", J::F(ma)));
-                dec.push((q, Value::Float(ma / 1000.0)));
-            }
-            Quantity::Power => {
-                body.push(("P", J::F(v.as_f64())));
-                dec.push((q, v));
-            }
-            Quantity::LampOn => {
-                body.push(("lamp", flag(v)));
-                dec.push((q, Value::Bool(v.as_bool())));
-            }
-            Quantity::ResidualCurrent => {
-                let a = round(v.as_f64() / 1000.0, 4);
-                body.push(("leak_A", J::F(a)));
-                dec.push((q, Value::Float(a * 1000.0)));
-            }
-            Quantity::CableTemp => {
-                body.push(("T_cable", J::F(v.as_f64())));
-                dec.push((q, v));
-            }
-            _ => unreachable!("lumen has no {q} (sensors.rs checks the type)"),
-        }
-    }
-    let msg = MqttMessage {
-        topic: format!("lumen/v2/telemetry/{}", r.sensor_id),
-        payload: to_json(&J::Obj(body)),
-    };
-    (
-        msg,
-        Decoded {
-            ts_ms: None,
-            values: dec,
-        },
+    body.extend(fields);
+    mqtt_report(
+        format!("lumen/v2/telemetry/{}", r.sensor_id),
+        &J::Obj(body),
+        None,
+        dec,
     )
 }
 

@@ -59,6 +59,25 @@ pub fn round(v: f64, decimals: i32) -> f64 {
     (v * f).round() / f
 }
 
+/// A value drawn uniformly from `range`, rounded to `decimals`.
+fn uniform(rng: &mut ChaCha8Rng, range: std::ops::Range<f64>, decimals: i32) -> Value {
+    Value::Float(round(rng.gen_range(range), decimals))
+}
+
+/// The incident's `level` if the scenario sets one, else drawn from `range`; rounded to
+/// `decimals`.
+fn level_or_uniform(
+    inc: &Incident,
+    rng: &mut ChaCha8Rng,
+    range: std::ops::Range<f64>,
+    decimals: i32,
+) -> Value {
+    Value::Float(round(
+        inc.level.unwrap_or_else(|| rng.gen_range(range)),
+        decimals,
+    ))
+}
+
 /// The state of one simulated sensor's physics.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -209,12 +228,11 @@ impl Model {
         };
         match inc.kind {
             IncidentKind::ManholeLifted => {
-                set(Q::Tilt, Value::Float(round(rng.gen_range(20.0..35.0), 1)));
+                set(Q::Tilt, uniform(rng, 20.0..35.0, 1));
                 set(Q::Opened, Value::Bool(true));
             }
             IncidentKind::HydrantLowPressure => {
-                let p = inc.level.unwrap_or_else(|| rng.gen_range(0.06..0.12));
-                set(Q::Pressure, Value::Float(round(p, 4)));
+                set(Q::Pressure, level_or_uniform(inc, rng, 0.06..0.12, 4));
             }
             IncidentKind::StreetLightFailure => {
                 let i = round(rng.gen_range(0.0..0.02), 3);
@@ -231,13 +249,10 @@ impl Model {
                 set(Q::WaterLevel, Value::Float(round(level, 1)));
             }
             IncidentKind::SmokeAlarm => {
-                set(Q::Smoke, Value::Float(round(rng.gen_range(8.0..15.0), 2)));
+                set(Q::Smoke, uniform(rng, 8.0..15.0, 2));
                 set(Q::Alarm, Value::Bool(true));
             }
-            IncidentKind::GasLeak => {
-                let g = inc.level.unwrap_or_else(|| rng.gen_range(22.0..45.0));
-                set(Q::Gas, Value::Float(round(g, 1)));
-            }
+            IncidentKind::GasLeak => set(Q::Gas, level_or_uniform(inc, rng, 22.0..45.0, 1)),
             IncidentKind::DoorForced => set(Q::DoorOpen, Value::Bool(true)),
             IncidentKind::Intrusion => set(Q::Motion, Value::Bool(true)),
             IncidentKind::ElevatorEntrapment => {
@@ -286,6 +301,12 @@ mod tests {
         }
     }
 
+    /// A new model of `t`, sampled at noon 1 s into one incident of `kind`.
+    fn during(t: SensorType, kind: IncidentKind, rng: &mut ChaCha8Rng) -> Vec<(Quantity, Value)> {
+        let mut m = Model::new(t, rng);
+        m.sample(2000, 12, &[incident(kind)], rng)
+    }
+
     #[test]
     fn every_type_reports_its_quantities_in_order() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -301,15 +322,16 @@ mod tests {
     fn incidents_cross_the_catalogue_thresholds() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let val = |v: &[(Quantity, Value)], q| v.iter().find(|(k, _)| *k == q).unwrap().1;
-        let mut mh = Model::new(SensorType::ManholeCover, &mut rng);
-        let v = mh.sample(2000, 12, &[incident(IncidentKind::ManholeLifted)], &mut rng);
+        let v = during(
+            SensorType::ManholeCover,
+            IncidentKind::ManholeLifted,
+            &mut rng,
+        );
         assert!(val(&v, Quantity::Tilt).as_f64() > 15.0);
         assert!(val(&v, Quantity::Opened).as_bool());
-        let mut hy = Model::new(SensorType::FireHydrant, &mut rng);
-        let v = hy.sample(
-            2000,
-            12,
-            &[incident(IncidentKind::HydrantLowPressure)],
+        let v = during(
+            SensorType::FireHydrant,
+            IncidentKind::HydrantLowPressure,
             &mut rng,
         );
         assert!(val(&v, Quantity::Pressure).as_f64() < 0.14);
@@ -325,23 +347,14 @@ mod tests {
             (15.0..30.0).contains(&early) && late >= 30.0,
             "{early} {late}"
         );
-        let mut sl = Model::new(SensorType::StreetLight, &mut rng);
-        let v = sl.sample(
-            2000,
-            12,
-            &[incident(IncidentKind::StreetLightFailure)],
+        let v = during(
+            SensorType::StreetLight,
+            IncidentKind::StreetLightFailure,
             &mut rng,
         );
         assert!(val(&v, Quantity::LampOn).as_bool() && val(&v, Quantity::Current).as_f64() < 0.05);
-        let mut gs = Model::new(SensorType::GasDetector, &mut rng);
-        assert!(
-            val(
-                &gs.sample(2000, 12, &[incident(IncidentKind::GasLeak)], &mut rng),
-                Quantity::Gas
-            )
-            .as_f64()
-                >= 20.0
-        );
+        let v = during(SensorType::GasDetector, IncidentKind::GasLeak, &mut rng);
+        assert!(val(&v, Quantity::Gas).as_f64() >= 20.0);
         let mut sm = Model::new(SensorType::SmokeDetector, &mut rng);
         let drain = [incident(IncidentKind::BatteryDrain)];
         let b = val(&sm.sample(11_000, 12, &drain, &mut rng), Quantity::Battery);
