@@ -21,7 +21,42 @@ fn reading<'a>(component_type: &'a str, q: Quantity, value: f64, ts_ns: i64) -> 
     }
 }
 
-fn feed(ev: &mut Evaluator, ctype: &str, q: Quantity, series: &[(i64, f64)]) -> Vec<Condition> {
+/// A sensor of these tests: the type of its component and the quantity it reports.
+type Sensor = (&'static str, Quantity);
+const FLOOD: Sensor = ("flood_gauge", Quantity::WaterLevel);
+const HYDRANT: Sensor = ("fire_hydrant", Quantity::Pressure);
+const MANHOLE_OPENED: Sensor = ("manhole_cover", Quantity::Opened);
+const MANHOLE_TILT: Sensor = ("manhole_cover", Quantity::Tilt);
+const DOOR: Sensor = ("door_contact", Quantity::DoorOpen);
+const MOTION: Sensor = ("intrusion", Quantity::Motion);
+const LAMP: Sensor = ("street_light", Quantity::LampOn);
+const CURRENT: Sensor = ("street_light", Quantity::Current);
+const SMOKE_BATTERY: Sensor = ("smoke_detector", Quantity::Battery);
+const BIN: Sensor = ("waste_bin", Quantity::FillLevel);
+const GAS: Sensor = ("gas_detector", Quantity::Gas);
+
+/// An evaluator of the built-in rules.
+fn defaults() -> Evaluator {
+    Evaluator::new(RuleSet::defaults())
+}
+
+/// One `[[rule]]` of severity `major` raising `event` when the quantity of `sensor` meets the
+/// rule's `kind`; `more` holds the rule's further keys, one `key = value` a line.
+fn rule_toml((component_type, quantity): Sensor, event: &str, kind: &str, more: &str) -> String {
+    format!(
+        "[[rule]]\ncomponent_type = {component_type:?}\nevent = {event:?}\nseverity = \"major\"\n\
+         kind = {kind:?}\nquantity = {:?}\n{more}",
+        quantity.name()
+    )
+}
+
+/// An evaluator of the rules in `text`.
+fn parsed(text: &str) -> Evaluator {
+    Evaluator::new(RuleSet::parse(text, "t").unwrap())
+}
+
+/// Feeds `(seconds after T0, value)` readings of `sensor`, each arriving at its own time.
+fn feed(ev: &mut Evaluator, (ctype, q): Sensor, series: &[(i64, f64)]) -> Vec<Condition> {
     let mut out = Vec::new();
     for &(t, v) in series {
         out.extend(ev.evaluate(&reading(ctype, q, v, T0 + t * S), T0 + t * S));
@@ -29,10 +64,35 @@ fn feed(ev: &mut Evaluator, ctype: &str, q: Quantity, series: &[(i64, f64)]) -> 
     out
 }
 
-fn kinds(c: &[Condition]) -> Vec<(ConditionKind, &str, i64)> {
+/// (kind, event type, trigger time in seconds after T0).
+type Said<'a> = (ConditionKind, &'a str, i64);
+
+fn kinds(c: &[Condition]) -> Vec<Said<'_>> {
     c.iter()
         .map(|c| (c.kind, c.event_type.as_str(), (c.trigger.ts_ns - T0) / S))
         .collect()
+}
+
+fn raised(event_type: &str, t: i64) -> Said<'_> {
+    (ConditionKind::Raised, event_type, t)
+}
+
+fn cleared(event_type: &str, t: i64) -> Said<'_> {
+    (ConditionKind::Cleared, event_type, t)
+}
+
+/// Asserts that the built-in rules, fed `series` of `sensor`, raise `event_type` once and clear
+/// it once, at the given times (seconds after T0).
+#[track_caller]
+fn assert_episode(sensor: Sensor, series: &[(i64, f64)], event_type: &str, at: (i64, i64)) {
+    let out = feed(&mut defaults(), sensor, series);
+    assert_said(&out, &[raised(event_type, at.0), cleared(event_type, at.1)]);
+}
+
+/// Asserts what the conditions said, in order.
+#[track_caller]
+fn assert_said(out: &[Condition], want: &[Said<'_>]) {
+    assert_eq!(kinds(out), want);
 }
 
 #[test]
@@ -66,14 +126,15 @@ fn the_built_in_rules_file_is_valid_and_covers_the_catalogue() {
 
 #[test]
 fn config_errors_name_the_rule_and_field() {
-    let text = "[[rule]]\ncomponent_type = \"x\"\nevent = \"a.b\"\nseverity = \"major\"\nkind = \"threshold\"\nquantity = \"tilt\"\nop = \"~\"\nvalue = 1.0\n";
-    let err = RuleSet::parse(text, "rules.toml").unwrap_err().to_string();
+    let bad_op = "op = \"~\"\nvalue = 1.0\n";
+    let text = rule_toml(("x", Quantity::Tilt), "a.b", "threshold", bad_op);
+    let err = RuleSet::parse(&text, "rules.toml").unwrap_err().to_string();
     assert!(
         err.contains("rules.toml") && err.contains("rule #1") && err.contains("`op`"),
         "{err}"
     );
-    let unknown = "[[rule]]\ncomponent_type = \"x\"\nevent = \"a.b\"\nseverity = \"major\"\nkind = \"state\"\nquantity = \"opened\"\ncolour = 1\n";
-    let err = RuleSet::parse(unknown, "rules.toml")
+    let unknown = rule_toml(("x", Quantity::Opened), "a.b", "state", "colour = 1\n");
+    let err = RuleSet::parse(&unknown, "rules.toml")
         .unwrap_err()
         .to_string();
     assert!(err.contains("colour") && err.contains("line"), "{err}");
@@ -82,28 +143,23 @@ fn config_errors_name_the_rule_and_field() {
 #[test]
 fn threshold_with_hysteresis_raises_once_and_clears_below_threshold_minus_h() {
     // flood.warning: ≥ 15 cm, hysteresis 3 → clears only below 12.
-    let mut ev = Evaluator::new(RuleSet::defaults());
-    let out = feed(
-        &mut ev,
-        "flood_gauge",
-        Quantity::WaterLevel,
+    let series = [
+        (0, 10.0),
+        (60, 15.0),
+        (120, 14.0),
+        (180, 13.0),
+        (240, 16.0),
+        (300, 11.9),
+        (360, 15.5),
+    ];
+    let out = feed(&mut defaults(), FLOOD, &series);
+    assert_said(
+        &out,
         &[
-            (0, 10.0),
-            (60, 15.0),
-            (120, 14.0),
-            (180, 13.0),
-            (240, 16.0),
-            (300, 11.9),
-            (360, 15.5),
+            raised("flood.warning", 60),
+            cleared("flood.warning", 300),
+            raised("flood.warning", 360),
         ],
-    );
-    assert_eq!(
-        kinds(&out),
-        vec![
-            (ConditionKind::Raised, "flood.warning", 60),
-            (ConditionKind::Cleared, "flood.warning", 300),
-            (ConditionKind::Raised, "flood.warning", 360),
-        ]
     );
     assert_eq!(out[0].trigger.threshold, Some(15.0));
     assert!(!out[0].late);
@@ -112,229 +168,108 @@ fn threshold_with_hysteresis_raises_once_and_clears_below_threshold_minus_h() {
 #[test]
 fn for_at_least_a_duration_needs_the_condition_to_hold_that_long() {
     // hydrant.low_pressure: < 0.14 MPa for 60 s.
-    let mut ev = Evaluator::new(RuleSet::defaults());
-    let out = feed(
-        &mut ev,
-        "fire_hydrant",
-        Quantity::Pressure,
-        &[
-            (0, 0.10),
-            (30, 0.20),
-            (40, 0.10),
-            (70, 0.10),
-            (100, 0.12),
-            (130, 0.30),
-        ],
-    );
+    let series = [
+        (0, 0.10),
+        (30, 0.20),
+        (40, 0.10),
+        (70, 0.10),
+        (100, 0.12),
+        (130, 0.30),
+    ];
     // The dip at 0 lasted < 60 s; the one from 40 held until 100 (60 s).
-    assert_eq!(
-        kinds(&out),
-        vec![
-            (ConditionKind::Raised, "hydrant.low_pressure", 100),
-            (ConditionKind::Cleared, "hydrant.low_pressure", 130),
-        ]
-    );
+    assert_episode(HYDRANT, &series, "hydrant.low_pressure", (100, 130));
 }
 
 #[test]
 fn boolean_states_raise_and_clear_and_two_rules_share_one_event() {
     // manhole.displaced: opened, or tilt > 15° for 10 s.
-    let mut ev = Evaluator::new(RuleSet::defaults());
-    let mut out = feed(
-        &mut ev,
-        "manhole_cover",
-        Quantity::Opened,
-        &[(0, 0.0), (10, 1.0)],
-    );
-    out.extend(feed(
-        &mut ev,
-        "manhole_cover",
-        Quantity::Tilt,
-        &[(11, 40.0), (30, 40.0)],
-    ));
+    let mut ev = defaults();
+    let mut out = feed(&mut ev, MANHOLE_OPENED, &[(0, 0.0), (10, 1.0)]);
+    out.extend(feed(&mut ev, MANHOLE_TILT, &[(11, 40.0), (30, 40.0)]));
     // The tilt rule now also holds, but the event is already raised: nothing new.
-    out.extend(feed(
-        &mut ev,
-        "manhole_cover",
-        Quantity::Opened,
-        &[(40, 0.0)],
-    ));
+    out.extend(feed(&mut ev, MANHOLE_OPENED, &[(40, 0.0)]));
     // Still tilted: not cleared yet.
-    out.extend(feed(&mut ev, "manhole_cover", Quantity::Tilt, &[(50, 1.0)]));
-    assert_eq!(
-        kinds(&out),
-        vec![
-            (ConditionKind::Raised, "manhole.displaced", 10),
-            (ConditionKind::Cleared, "manhole.displaced", 50),
-        ]
-    );
+    out.extend(feed(&mut ev, MANHOLE_TILT, &[(50, 1.0)]));
+    let displaced = "manhole.displaced";
+    assert_said(&out, &[raised(displaced, 10), cleared(displaced, 50)]);
     assert_eq!(out[0].trigger.value, serde_json::json!(true));
 }
 
 #[test]
 fn permitted_hours_raise_only_outside_them() {
     // security.door_open: outside 06:00-22:00 local (UTC+8). T0 = 08:00 local.
-    let mut ev = Evaluator::new(RuleSet::defaults());
-    let day = feed(
-        &mut ev,
-        "door_contact",
-        Quantity::DoorOpen,
-        &[(0, 1.0), (60, 0.0)],
-    );
+    let mut ev = defaults();
+    let day = feed(&mut ev, DOOR, &[(0, 1.0), (60, 0.0)]);
     assert!(
         day.is_empty(),
         "a door opened at 08:00 for a minute is fine: {day:?}"
     );
     // 23:00 local = T0 + 15 h.
     let night = 15 * 3600;
-    let out = feed(
-        &mut ev,
-        "door_contact",
-        Quantity::DoorOpen,
-        &[(night, 1.0), (night + 30, 0.0)],
-    );
-    assert_eq!(
-        kinds(&out),
-        vec![
-            (ConditionKind::Raised, "security.door_open", night),
-            (ConditionKind::Cleared, "security.door_open", night + 30),
-        ]
-    );
+    let out = feed(&mut ev, DOOR, &[(night, 1.0), (night + 30, 0.0)]);
+    let door = "security.door_open";
+    assert_said(&out, &[raised(door, night), cleared(door, night + 30)]);
 }
 
 #[test]
 fn a_door_held_open_by_day_raises_after_five_minutes() {
-    let mut ev = Evaluator::new(RuleSet::defaults());
-    let out = feed(
-        &mut ev,
-        "door_contact",
-        Quantity::DoorOpen,
-        &[(0, 1.0), (120, 1.0), (300, 1.0), (360, 0.0)],
-    );
-    assert_eq!(
-        kinds(&out),
-        vec![
-            (ConditionKind::Raised, "security.door_open", 300),
-            (ConditionKind::Cleared, "security.door_open", 360),
-        ]
-    );
+    let series = [(0, 1.0), (120, 1.0), (300, 1.0), (360, 0.0)];
+    assert_episode(DOOR, &series, "security.door_open", (300, 360));
 }
 
 #[test]
 fn active_hours_raise_only_inside_them() {
-    let text = r#"
-[[rule]]
-component_type = "intrusion"
-event = "security.intrusion"
-severity = "critical"
-kind = "state"
-quantity = "motion"
-active_hours = "22:00-06:00"
-"#;
-    let mut ev = Evaluator::new(RuleSet::parse(text, "t").unwrap());
+    let hours = "active_hours = \"22:00-06:00\"\n";
+    let text = rule_toml(MOTION, "security.intrusion", "state", hours);
+    let mut ev = parsed(&text);
     // 08:00 local: disarmed.
-    assert!(feed(
-        &mut ev,
-        "intrusion",
-        Quantity::Motion,
-        &[(0, 1.0), (10, 0.0)]
-    )
-    .is_empty());
+    assert!(feed(&mut ev, MOTION, &[(0, 1.0), (10, 0.0)]).is_empty());
     // 23:00 local: armed (window wraps past midnight).
     let night = 15 * 3600;
-    let out = feed(&mut ev, "intrusion", Quantity::Motion, &[(night, 1.0)]);
-    assert_eq!(
-        kinds(&out),
-        vec![(ConditionKind::Raised, "security.intrusion", night)]
-    );
+    let out = feed(&mut ev, MOTION, &[(night, 1.0)]);
+    assert_said(&out, &[raised("security.intrusion", night)]);
 }
 
 #[test]
 fn a_street_light_fault_needs_the_lamp_switched_on() {
-    let mut ev = Evaluator::new(RuleSet::defaults());
+    let mut ev = defaults();
     // Off and no current: fine.
-    let mut out = feed(&mut ev, "street_light", Quantity::LampOn, &[(0, 0.0)]);
-    out.extend(feed(
-        &mut ev,
-        "street_light",
-        Quantity::Current,
-        &[(0, 0.0), (400, 0.0)],
-    ));
+    let mut out = feed(&mut ev, LAMP, &[(0, 0.0)]);
+    out.extend(feed(&mut ev, CURRENT, &[(0, 0.0), (400, 0.0)]));
     assert!(out.is_empty(), "{out:?}");
     // Switched on (same timestamp as a current reading, as one message carries both), no current.
-    out.extend(feed(
-        &mut ev,
-        "street_light",
-        Quantity::LampOn,
-        &[(600, 1.0)],
-    ));
-    out.extend(feed(
-        &mut ev,
-        "street_light",
-        Quantity::Current,
-        &[(600, 0.01), (900, 0.01)],
-    ));
-    assert_eq!(
-        kinds(&out),
-        vec![(ConditionKind::Raised, "light.fault", 900)]
-    );
+    out.extend(feed(&mut ev, LAMP, &[(600, 1.0)]));
+    out.extend(feed(&mut ev, CURRENT, &[(600, 0.01), (900, 0.01)]));
+    assert_said(&out, &[raised("light.fault", 900)]);
     // Lamp switched off clears it.
-    let off = feed(&mut ev, "street_light", Quantity::LampOn, &[(1000, 0.0)]);
+    let off = feed(&mut ev, LAMP, &[(1000, 0.0)]);
     assert_eq!(off[0].kind, ConditionKind::Cleared);
 }
 
 #[test]
 fn rate_of_change_per_minute() {
-    let text = r#"
-[[rule]]
-component_type = "flood_gauge"
-event = "flood.rising"
-severity = "minor"
-kind = "rate"
-quantity = "water_level"
-op = ">="
-value = 5.0
-hysteresis = 1.0
-"#;
-    let mut ev = Evaluator::new(RuleSet::parse(text, "t").unwrap());
+    let more = "op = \">=\"\nvalue = 5.0\nhysteresis = 1.0\n";
+    let text = rule_toml(FLOOD, "flood.rising", "rate", more);
     let out = feed(
-        &mut ev,
-        "flood_gauge",
-        Quantity::WaterLevel,
+        &mut parsed(&text),
+        FLOOD,
         // +2/min, +6/min (raise), +4.5/min (holds: clears below 4), +1/min (clear)
         &[(0, 0.0), (60, 2.0), (120, 8.0), (180, 12.5), (240, 13.5)],
     );
-    assert_eq!(
-        kinds(&out),
-        vec![
-            (ConditionKind::Raised, "flood.rising", 120),
-            (ConditionKind::Cleared, "flood.rising", 240),
-        ]
-    );
+    let rising = "flood.rising";
+    assert_said(&out, &[raised(rising, 120), cleared(rising, 240)]);
 }
 
 #[test]
 fn battery_low_on_any_component_type() {
-    let mut ev = Evaluator::new(RuleSet::defaults());
-    let out = feed(
-        &mut ev,
-        "smoke_detector",
-        Quantity::Battery,
-        &[(0, 50.0), (60, 19.0), (120, 22.0), (180, 26.0)],
-    );
-    assert_eq!(
-        kinds(&out),
-        vec![
-            (ConditionKind::Raised, "device.battery_low", 60),
-            (ConditionKind::Cleared, "device.battery_low", 180),
-        ]
-    );
+    let series = [(0, 50.0), (60, 19.0), (120, 22.0), (180, 26.0)];
+    assert_episode(SMOKE_BATTERY, &series, "device.battery_low", (60, 180));
 }
 
 #[test]
 fn offline_after_three_silent_intervals_and_back_online_on_the_next_reading() {
-    let mut ev = Evaluator::new(RuleSet::defaults());
-    feed(&mut ev, "waste_bin", Quantity::FillLevel, &[(0, 10.0)]);
+    let mut ev = defaults();
+    feed(&mut ev, BIN, &[(0, 10.0)]);
     assert!(
         ev.tick(T0 + 179 * S).is_empty(),
         "2.98 intervals is not yet offline"
@@ -347,11 +282,8 @@ fn offline_after_three_silent_intervals_and_back_online_on_the_next_reading() {
     );
     assert_eq!(out[0].trigger.ts_ns, T0 + 180 * S);
     assert!(ev.tick(T0 + 500 * S).is_empty(), "raised once");
-    let back = feed(&mut ev, "waste_bin", Quantity::FillLevel, &[(600, 11.0)]);
-    assert_eq!(
-        kinds(&back),
-        vec![(ConditionKind::Cleared, "device.offline", 600)]
-    );
+    let back = feed(&mut ev, BIN, &[(600, 11.0)]);
+    assert_said(&back, &[cleared("device.offline", 600)]);
 }
 
 #[test]
@@ -359,7 +291,7 @@ fn a_sensor_whose_clock_lags_is_not_offline_while_its_readings_keep_arriving() {
     // Silence is judged on the hub's clock (tick), so liveness is the later of reading time and
     // arrival: a sensor an hour behind (skew, a replayed backlog, a fast-forwarded simulator)
     // reporting every 60 s is alive, and would otherwise be raised offline on every tick.
-    let mut ev = Evaluator::new(RuleSet::defaults());
+    let mut ev = defaults();
     ev.watch_sensor("S1", "C1", "waste_bin", 60, T0);
     for k in 0..10 {
         let now = T0 + k * 60 * S;
@@ -375,7 +307,7 @@ fn a_sensor_whose_clock_lags_is_not_offline_while_its_readings_keep_arriving() {
 
 #[test]
 fn watched_sensors_that_never_report_go_offline() {
-    let mut ev = Evaluator::new(RuleSet::defaults());
+    let mut ev = defaults();
     ev.watch_sensor("S9", "C9", "gas_detector", 30, T0);
     let out = ev.tick(T0 + 91 * S);
     assert_eq!(out.len(), 1);
@@ -384,7 +316,7 @@ fn watched_sensors_that_never_report_go_offline() {
 
 #[test]
 fn bad_readings_never_trigger_and_suspect_ones_are_configurable() {
-    let mut ev = Evaluator::new(RuleSet::defaults());
+    let mut ev = defaults();
     let mut r = reading("gas_detector", Quantity::Gas, 99.0, T0);
     r.quality = Quality::Bad;
     assert!(ev.evaluate(&r, T0).is_empty());
@@ -397,7 +329,7 @@ fn bad_readings_never_trigger_and_suspect_ones_are_configurable() {
 
     let text =
         RuleSet::defaults_text().replace("suspect_triggers = false", "suspect_triggers = true");
-    let mut ev = Evaluator::new(RuleSet::parse(&text, "t").unwrap());
+    let mut ev = parsed(&text);
     assert_eq!(
         ev.evaluate(&r, T0).len(),
         1,
@@ -407,7 +339,7 @@ fn bad_readings_never_trigger_and_suspect_ones_are_configurable() {
 
 #[test]
 fn a_late_backlog_raises_with_true_times_marked_late_and_never_re_raises() {
-    let mut ev = Evaluator::new(RuleSet::defaults());
+    let mut ev = defaults();
     let now = T0 + 3600 * S;
     // A backlog from an hour ago arrives: gas leak at 60 s, cleared at 120 s.
     let series = [(0, 5.0), (60, 25.0), (120, 10.0)];
@@ -415,13 +347,7 @@ fn a_late_backlog_raises_with_true_times_marked_late_and_never_re_raises() {
     for &(t, v) in &series {
         out.extend(ev.evaluate(&reading("gas_detector", Quantity::Gas, v, T0 + t * S), now));
     }
-    assert_eq!(
-        kinds(&out),
-        vec![
-            (ConditionKind::Raised, "gas.leak", 60),
-            (ConditionKind::Cleared, "gas.leak", 120)
-        ]
-    );
+    assert_said(&out, &[raised("gas.leak", 60), cleared("gas.leak", 120)]);
     assert!(out.iter().all(|c| c.late));
     // The same backlog resent (edge retry): nothing.
     for &(t, v) in &series {
@@ -469,35 +395,21 @@ fn the_events_section_of_a_hub_config_loads_the_files_it_names() {
 #[test]
 fn conditions_held_before_a_restart_clear_on_the_first_reading_that_shows_them_gone() {
     // A fresh evaluator (hub restarted) told what the store still holds raised.
-    let mut ev = Evaluator::new(RuleSet::defaults());
+    let mut ev = defaults();
     ev.restore_raised("C1", "gas.leak", T0 - 60 * S);
     ev.restore_raised("C1", "device.offline", T0 - 60 * S);
     // Still leaking: nothing new to say (the store already has it), but the offline case clears.
-    let out = feed(&mut ev, "gas_detector", Quantity::Gas, &[(0, 40.0)]);
-    assert_eq!(
-        kinds(&out),
-        vec![
-            (ConditionKind::Cleared, "device.offline", 0),
-            (ConditionKind::Raised, "gas.leak", 0)
-        ]
-    );
-    let out = feed(&mut ev, "gas_detector", Quantity::Gas, &[(60, 2.0)]);
-    assert_eq!(kinds(&out), vec![(ConditionKind::Cleared, "gas.leak", 60)]);
+    let out = feed(&mut ev, GAS, &[(0, 40.0)]);
+    assert_said(&out, &[cleared("device.offline", 0), raised("gas.leak", 0)]);
+    let out = feed(&mut ev, GAS, &[(60, 2.0)]);
+    assert_said(&out, &[cleared("gas.leak", 60)]);
 
     // Restored and gone on the first reading.
-    let mut ev = Evaluator::new(RuleSet::defaults());
+    let mut ev = defaults();
     ev.restore_raised("C1", "flood.warning", T0 - 60 * S);
     // A resent reading from before the trigger says nothing about now.
-    let stale = feed(&mut ev, "flood_gauge", Quantity::WaterLevel, &[(-120, 3.0)]);
+    let stale = feed(&mut ev, FLOOD, &[(-120, 3.0)]);
     assert!(stale.is_empty(), "{stale:?}");
-    let out = feed(
-        &mut ev,
-        "flood_gauge",
-        Quantity::WaterLevel,
-        &[(0, 3.0), (60, 2.0)],
-    );
-    assert_eq!(
-        kinds(&out),
-        vec![(ConditionKind::Cleared, "flood.warning", 0)]
-    );
+    let out = feed(&mut ev, FLOOD, &[(0, 3.0), (60, 2.0)]);
+    assert_said(&out, &[cleared("flood.warning", 0)]);
 }
