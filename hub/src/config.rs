@@ -347,6 +347,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
+    /// The error `text` as `hub.toml` fails with.
+    fn parse_error(text: &str) -> String {
+        HubConfig::parse(Path::new("hub.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn no_file_means_embedded_defaults() {
         let c = HubConfig::parse(Path::new("x.toml"), "").unwrap();
@@ -359,9 +366,7 @@ mod tests {
     #[test]
     fn an_unknown_key_names_file_line_and_field() {
         let text = "data_dir = \"d\"\n[http]\nlisten = \"127.0.0.1:1\"\nbody_bytes = 5\n";
-        let e = HubConfig::parse(Path::new("hub.toml"), text)
-            .unwrap_err()
-            .to_string();
+        let e = parse_error(text);
         assert!(
             e.starts_with("hub.toml:4:1: unknown field `body_bytes`"),
             "{e}"
@@ -389,22 +394,12 @@ mod tests {
         );
         assert!(c.events.webhooks.insecure_allow_loopback);
         assert_eq!(c.events.webhooks.timeout_ms, 3000);
-        let e = HubConfig::parse(
-            Path::new("hub.toml"),
-            "[events.webhooks]\nallow = [\"127.0.0.0/8\"]\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let e = parse_error("[events.webhooks]\nallow = [\"127.0.0.0/8\"]\n");
         assert!(
             e.contains("events.webhooks.allow") && e.contains("insecure_allow_loopback"),
             "{e}"
         );
-        let e = HubConfig::parse(
-            Path::new("hub.toml"),
-            "[events.webhooks]\nallow_all = true\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let e = parse_error("[events.webhooks]\nallow_all = true\n");
         assert!(
             e.starts_with("hub.toml:2:1: unknown field `allow_all`"),
             "{e}"
