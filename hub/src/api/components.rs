@@ -2,12 +2,12 @@
 
 use super::auth::need;
 use super::error::{rejection, ApiError, ErrorBody};
-use super::{blocking, body, bounded_text, page_limit, AppState};
+use super::{bounded_text, created_or_ok, page_limit, registry_get, AppState, WriteBody};
 use crate::registry::{
     Component, ComponentFilter, ComponentInput, ComponentStatus, Page, Principal, RegistryAdmin,
     Scope,
 };
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -62,8 +62,8 @@ pub(super) async fn list_components(
         after: bounded_text("cursor", q.cursor)?,
         limit: page_limit(&state, q.limit)?,
     };
-    let reg = state.registry.clone();
-    blocking(move || Ok(reg.list_components(&filter)?))
+    state
+        .with_registry(move |reg| Ok(reg.list_components(&filter)?))
         .await
         .map(Json)
 }
@@ -74,16 +74,10 @@ pub(super) async fn list_components(
     security(("bearer" = [])),
     responses((status = 200, body = Component), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_component(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
+    state: State<AppState>,
+    id: Path<String>,
 ) -> Result<Json<Component>, ApiError> {
-    let reg = state.registry.clone();
-    blocking(move || {
-        reg.component(&id)?
-            .ok_or_else(|| ApiError::not_found(format!("component {id}")))
-    })
-    .await
-    .map(Json)
+    registry_get(state, id, "component", |reg, id| reg.component(id)).await
 }
 
 /// A department's write token may change only components its department owns or maintains
@@ -176,20 +170,15 @@ pub(super) fn check_component_write(
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create_component(
     State(state): State<AppState>,
-    Extension(p): Extension<Principal>,
-    b: Result<Json<ComponentInput>, JsonRejection>,
+    WriteBody(p, input): WriteBody<ComponentInput>,
 ) -> Result<(StatusCode, Json<Component>), ApiError> {
-    need(&p, Scope::Write)?;
-    let input = body(b)?;
-    let reg = state.registry.clone();
-    let c = blocking(move || {
+    let created = state.with_registry(move |reg| {
         if let Some(id) = input.id.as_deref().filter(|i| !i.trim().is_empty()) {
-            check_component_write(reg.as_ref(), &p, id.trim(), Some(&input))?;
+            check_component_write(reg, &p, id.trim(), Some(&input))?;
         }
         Ok(reg.create_component(&input)?)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(c)))
+    });
+    Ok((StatusCode::CREATED, Json(created.await?)))
 }
 
 /// Creates or replaces a component.
@@ -200,24 +189,14 @@ pub(super) async fn create_component(
               (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn put_component(
     State(state): State<AppState>,
-    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    b: Result<Json<ComponentInput>, JsonRejection>,
+    WriteBody(p, input): WriteBody<ComponentInput>,
 ) -> Result<(StatusCode, Json<Component>), ApiError> {
-    need(&p, Scope::Write)?;
-    let input = body(b)?;
-    let reg = state.registry.clone();
-    let (c, created) = blocking(move || {
-        check_component_write(reg.as_ref(), &p, &id, Some(&input))?;
+    let put = state.with_registry(move |reg| {
+        check_component_write(reg, &p, &id, Some(&input))?;
         Ok(reg.put_component(&id, &input)?)
-    })
-    .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(c)))
+    });
+    Ok(created_or_ok(put.await?))
 }
 
 /// Removes a component; its sensors stay registered, unattached.
@@ -231,14 +210,14 @@ pub(super) async fn delete_component(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     need(&p, Scope::Write)?;
-    let reg = state.registry.clone();
-    blocking(move || {
-        check_component_write(reg.as_ref(), &p, &id, None)?;
-        if reg.delete_component(&id)? {
-            Ok(StatusCode::NO_CONTENT)
-        } else {
-            Err(ApiError::not_found(format!("component {id}")))
-        }
-    })
-    .await
+    state
+        .with_registry(move |reg| {
+            check_component_write(reg, &p, &id, None)?;
+            if reg.delete_component(&id)? {
+                Ok(StatusCode::NO_CONTENT)
+            } else {
+                Err(ApiError::not_found(format!("component {id}")))
+            }
+        })
+        .await
 }

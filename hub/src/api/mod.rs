@@ -24,13 +24,13 @@ use crate::registry::{
 };
 use crate::timeseries::TimeSeriesQuery;
 use auth::need;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 pub use components::ComponentQuery;
 use components::{
     check_component_write, create_component, delete_component, get_component, list_components,
@@ -38,6 +38,7 @@ use components::{
 };
 use error::{rejection, ApiError, ErrorBody};
 use metrics::{ApiMetrics, MetricsSource};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -72,6 +73,17 @@ impl AppState {
             started: std::time::Instant::now(),
             supervisor: None,
         }
+    }
+}
+
+impl AppState {
+    /// Runs `f` with the registry (synchronous SQLite) off the async workers.
+    async fn with_registry<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn RegistryAdmin) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let reg = self.registry.clone();
+        blocking(move || f(reg.as_ref())).await
     }
 }
 
@@ -267,66 +279,108 @@ fn bounded_text(name: &str, v: Option<String>) -> Result<Option<String>, ApiErro
 /// Reads one page of a registry list: (registry, after this cursor, at most this many).
 type ListPage<T> = fn(&dyn RegistryAdmin, Option<&str>, usize) -> Result<Page<T>, RegistryError>;
 
-/// A registry list page (`?cursor=&limit=`, checked) read by `list` on the blocking pool.
-async fn registry_page<T: Send + 'static>(
+/// The request of a registry list: its `?cursor=&limit=` ([`PageQuery`]), checked.
+struct ListRequest {
     state: AppState,
-    q: Result<Query<PageQuery>, QueryRejection>,
-    list: ListPage<T>,
-) -> Result<Json<Page<T>>, ApiError> {
-    let Query(q) = q.map_err(|e| rejection(e.status(), e.body_text()))?;
-    let limit = page_limit(&state, q.limit)?;
-    let after = bounded_text("cursor", q.cursor)?;
-    let reg = state.registry.clone();
-    blocking(move || Ok(list(reg.as_ref(), after.as_deref(), limit)?))
+    after: Option<String>,
+    limit: usize,
+}
+
+impl FromRequestParts<AppState> for ListRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Query(q) = Query::<PageQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| rejection(e.status(), e.body_text()))?;
+        Ok(ListRequest {
+            limit: page_limit(state, q.limit)?,
+            after: bounded_text("cursor", q.cursor)?,
+            state: state.clone(),
+        })
+    }
+}
+
+impl ListRequest {
+    /// The page, read by `list` on the blocking pool.
+    async fn read<T: Send + 'static>(self, list: ListPage<T>) -> Result<Json<Page<T>>, ApiError> {
+        let (after, limit) = (self.after, self.limit);
+        self.state
+            .with_registry(move |reg| Ok(list(reg, after.as_deref(), limit)?))
+            .await
+            .map(Json)
+    }
+}
+
+/// One registry item by id (`get`), 404 "`what` `id`" if there is none.
+async fn registry_get<T: Send + 'static>(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    what: &'static str,
+    get: impl FnOnce(&dyn RegistryAdmin, &str) -> Result<Option<T>, RegistryError> + Send + 'static,
+) -> Result<Json<T>, ApiError> {
+    state
+        .with_registry(move |reg| {
+            get(reg, &id)?.ok_or_else(|| ApiError::not_found(format!("{what} {id}")))
+        })
         .await
         .map(Json)
 }
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| rejection(e.status(), e.body_text()))
+/// 201 with the item if the write created it, else 200.
+fn created_or_ok<T>((item, created): (T, bool)) -> (StatusCode, Json<T>) {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(item))
+}
+
+/// The JSON body of a write (`POST`, `PUT`) with its caller, who needs the write scope: 403
+/// without it, before the body is read; then 400 for a body that is not a `T`.
+struct WriteBody<T>(Principal, T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for WriteBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let p = req
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no principal on an authenticated route"))?;
+        need(&p, Scope::Write)?;
+        let Json(body) = Json::<T>::from_request(req, state)
+            .await
+            .map_err(|e| rejection(e.status(), e.body_text()))?;
+        Ok(WriteBody(p, body))
+    }
 }
 
 /// Edge boxes: online, last seen, version, reported backlog.
 #[utoipa::path(get, path = "/api/v1/edges", tag = "edges", params(PageQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Page<Edge>), (status = 401, body = ErrorBody)))]
-async fn list_edges(
-    State(state): State<AppState>,
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<Page<Edge>>, ApiError> {
-    registry_page(state, q, |reg, after, limit| reg.list_edges(after, limit)).await
+async fn list_edges(list: ListRequest) -> Result<Json<Page<Edge>>, ApiError> {
+    list.read(<dyn RegistryAdmin>::list_edges).await
 }
 
 /// Sensors that sent readings but are not registered, for an operator to assign.
 #[utoipa::path(get, path = "/api/v1/sensors/unassigned", tag = "sensors", params(PageQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Page<UnassignedSensor>)))]
-async fn list_unassigned(
-    State(state): State<AppState>,
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<Page<UnassignedSensor>>, ApiError> {
-    registry_page(state, q, |reg, after, limit| {
-        reg.list_unassigned_sensors(after, limit)
-    })
-    .await
+async fn list_unassigned(list: ListRequest) -> Result<Json<Page<UnassignedSensor>>, ApiError> {
+    list.read(<dyn RegistryAdmin>::list_unassigned_sensors)
+        .await
 }
 
 /// One registered sensor.
 #[utoipa::path(get, path = "/api/v1/sensors/{id}", tag = "sensors",
     params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Sensor), (status = 404, body = ErrorBody)))]
-async fn get_sensor(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Sensor>, ApiError> {
-    let reg = state.registry.clone();
-    blocking(move || {
-        reg.sensor(&id)?
-            .ok_or_else(|| ApiError::not_found(format!("sensor {id}")))
-    })
-    .await
-    .map(Json)
+async fn get_sensor(state: State<AppState>, id: Path<String>) -> Result<Json<Sensor>, ApiError> {
+    registry_get(state, id, "sensor", |reg, id| reg.sensor(id)).await
 }
 
 /// Registers a sensor or attaches it to a component (e.g. one listed in `sensors/unassigned`).
@@ -336,56 +390,34 @@ async fn get_sensor(
               (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn put_sensor(
     State(state): State<AppState>,
-    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    b: Result<Json<SensorInput>, JsonRejection>,
+    WriteBody(p, input): WriteBody<SensorInput>,
 ) -> Result<(StatusCode, Json<Sensor>), ApiError> {
-    need(&p, Scope::Write)?;
-    let input = body(b)?;
-    let reg = state.registry.clone();
-    let (s, created) = blocking(move || {
+    let put = state.with_registry(move |reg| {
         // A department attaches sensors only to, and moves them only from, its own components.
         let current = reg.sensor(&id)?.and_then(|s| s.component_id);
         for c in current.iter().chain(input.component_id.iter()) {
-            check_component_write(reg.as_ref(), &p, c, None)?;
+            check_component_write(reg, &p, c, None)?;
         }
         Ok(reg.put_sensor(&id, &input)?)
-    })
-    .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(s)))
+    });
+    Ok(created_or_ok(put.await?))
 }
 
 /// Grid cells (网格) with their bounding boxes, for maps and filters.
 #[utoipa::path(get, path = "/api/v1/grid_cells", tag = "registry", params(PageQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Page<GridCell>)))]
-async fn list_grid_cells(
-    State(state): State<AppState>,
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<Page<GridCell>>, ApiError> {
-    registry_page(state, q, |reg, after, limit| {
-        reg.list_grid_cells(after, limit)
-    })
-    .await
+async fn list_grid_cells(list: ListRequest) -> Result<Json<Page<GridCell>>, ApiError> {
+    list.read(<dyn RegistryAdmin>::list_grid_cells).await
 }
 
 /// Departments (部门).
 #[utoipa::path(get, path = "/api/v1/departments", tag = "registry", params(PageQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Page<Department>)))]
-async fn list_departments(
-    State(state): State<AppState>,
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<Page<Department>>, ApiError> {
-    registry_page(state, q, |reg, after, limit| {
-        reg.list_departments(after, limit)
-    })
-    .await
+async fn list_departments(list: ListRequest) -> Result<Json<Page<Department>>, ApiError> {
+    list.read(<dyn RegistryAdmin>::list_departments).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -398,8 +430,7 @@ pub struct Stats {
 #[utoipa::path(get, path = "/api/v1/stats", tag = "hub", security(("bearer" = [])),
     responses((status = 200, body = Stats)))]
 async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
-    let reg = state.registry.clone();
-    let registry = blocking(move || Ok(reg.stats()?)).await?;
+    let registry = state.with_registry(|reg| Ok(reg.stats()?)).await?;
     Ok(Json(Stats {
         registry,
         uptime_s: state.started.elapsed().as_secs(),

@@ -6,7 +6,7 @@
 
 use super::error::{rejection, ApiError};
 use super::time::{parse_duration, parse_ts_ns};
-use super::{blocking, AppState};
+use super::AppState;
 use crate::registry::format_ts;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -104,71 +104,71 @@ pub async fn component_readings(
             "this hub runs without a queryable time-series store",
         )
     })?;
-    let reg = state.registry.clone();
-    let points = blocking(move || {
-        if reg.component(&id)?.is_none() {
-            return Err(ApiError::not_found(format!("component {id}")));
-        }
-        let sensors = reg.component_sensors(&id)?;
-        let mut out: Vec<(i64, PointOut)> = Vec::new();
-        let ts_err = |e: crate::timeseries::TsError| {
-            tracing::warn!(error = %e, "readings query failed");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                e.to_string(),
-            )
-        };
-        for s in &sensors {
-            match step_ns {
-                Some(step) => {
-                    for b in store
-                        .downsample(&s.id, quantity, from, to, step)
-                        .map_err(ts_err)?
-                    {
-                        out.push((
-                            b.ts_ns,
-                            PointOut {
-                                ts: format_ts(b.ts_ns),
-                                value: b.mean,
-                                quality: "aggregate".to_string(),
-                                min: Some(b.min),
-                                max: Some(b.max),
-                                count: Some(b.count),
-                            },
-                        ));
+    let points = state
+        .with_registry(move |reg| {
+            if reg.component(&id)?.is_none() {
+                return Err(ApiError::not_found(format!("component {id}")));
+            }
+            let sensors = reg.component_sensors(&id)?;
+            let mut out: Vec<(i64, PointOut)> = Vec::new();
+            let ts_err = |e: crate::timeseries::TsError| {
+                tracing::warn!(error = %e, "readings query failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    e.to_string(),
+                )
+            };
+            for s in &sensors {
+                match step_ns {
+                    Some(step) => {
+                        for b in store
+                            .downsample(&s.id, quantity, from, to, step)
+                            .map_err(ts_err)?
+                        {
+                            out.push((
+                                b.ts_ns,
+                                PointOut {
+                                    ts: format_ts(b.ts_ns),
+                                    value: b.mean,
+                                    quality: "aggregate".to_string(),
+                                    min: Some(b.min),
+                                    max: Some(b.max),
+                                    count: Some(b.count),
+                                },
+                            ));
+                        }
                     }
-                }
-                None => {
-                    for p in store
-                        .points(&s.id, quantity, from, to, limits.points_max + 1)
-                        .map_err(ts_err)?
-                    {
-                        out.push((
-                            p.ts_ns,
-                            PointOut {
-                                ts: format_ts(p.ts_ns),
-                                value: p.value,
-                                quality: p.quality.name().to_string(),
-                                min: None,
-                                max: None,
-                                count: None,
-                            },
-                        ));
+                    None => {
+                        for p in store
+                            .points(&s.id, quantity, from, to, limits.points_max + 1)
+                            .map_err(ts_err)?
+                        {
+                            out.push((
+                                p.ts_ns,
+                                PointOut {
+                                    ts: format_ts(p.ts_ns),
+                                    value: p.value,
+                                    quality: p.quality.name().to_string(),
+                                    min: None,
+                                    max: None,
+                                    count: None,
+                                },
+                            ));
+                        }
                     }
                 }
             }
-        }
-        out.sort_by_key(|(ts, _)| *ts);
-        let next = if step_ns.is_none() {
-            cut_raw_page(&mut out, limits.points_max)?
-        } else {
-            out.truncate(limits.points_max);
-            None
-        };
-        Ok((out.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), next))
-    })
-    .await?;
+            out.sort_by_key(|(ts, _)| *ts);
+            let next = if step_ns.is_none() {
+                cut_raw_page(&mut out, limits.points_max)?
+            } else {
+                out.truncate(limits.points_max);
+                None
+            };
+            Ok((out.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), next))
+        })
+        .await?;
     let (points, next) = points;
     Ok(Json(Readings {
         points,
