@@ -50,7 +50,7 @@ struct Incident {
     name: &'static str,
     ctype: &'static str,
     start_s: i64,
-    readings: &'static [(i64, Quantity, f64)],
+    readings: Vec<(i64, Quantity, f64)>,
     /// Run the offline tick at this many seconds after the start.
     tick_s: Option<i64>,
     event: &'static str,
@@ -74,7 +74,7 @@ impl Incident {
             name,
             ctype,
             start_s: 0,
-            readings: &[],
+            readings: Vec::new(),
             tick_s: None,
             event,
             severity,
@@ -109,8 +109,12 @@ impl Incident {
         }
     }
 
-    fn readings(self, readings: &'static [(i64, Quantity, f64)]) -> Self {
-        Incident { readings, ..self }
+    /// Adds readings of one quantity: (seconds after the start, value). All readings are fed in
+    /// time order; those at the same second in the order they were added.
+    fn series(mut self, q: Quantity, series: &[(i64, f64)]) -> Self {
+        self.readings.extend(series.iter().map(|&(t, v)| (t, q, v)));
+        self.readings.sort_by_key(|&(t, _, _)| t);
+        self
     }
 }
 
@@ -126,12 +130,8 @@ fn incidents() -> Vec<Incident> {
         )
         .also_to(&["cg"])
         .with_jd()
-        .readings(&[
-            (0, Tilt, 1.0),
-            (60, Tilt, 40.0),
-            (61, Opened, 1.0),
-            (75, Tilt, 40.0),
-        ]),
+        .series(Tilt, &[(0, 1.0), (60, 40.0), (75, 40.0)])
+        .series(Opened, &[(61, 1.0)]),
         Incident::new(
             "hydrant_low_pressure",
             "fire_hydrant",
@@ -139,50 +139,31 @@ fn incidents() -> Vec<Incident> {
             Major,
         )
         .also_to(&["xf"])
-        .readings(&[
-            (0, Pressure, 0.3),
-            (60, Pressure, 0.1),
-            (100, Pressure, 0.1),
-            (130, Pressure, 0.1),
-        ]),
+        .series(Pressure, &[(0, 0.3), (60, 0.1), (100, 0.1), (130, 0.1)]),
         Incident::new("street_light_failure", "street_light", "light.fault", Major)
             .at_night()
-            .readings(&[
-                (0, LampOn, 1.0),
-                (0, Current, 0.4),
-                (60, Current, 0.01),
-                (200, Current, 0.01),
-                (400, Current, 0.01),
-            ]),
+            .series(LampOn, &[(0, 1.0)])
+            .series(Current, &[(0, 0.4), (60, 0.01), (200, 0.01), (400, 0.01)]),
         Incident::new("flood_rise", "flood_gauge", "flood.warning", Major)
             .also_to(&["cg", "sw"])
-            .readings(&[
-                (0, WaterLevel, 2.0),
-                (60, WaterLevel, 9.0),
-                (120, WaterLevel, 18.0),
-                (180, WaterLevel, 21.0),
-            ]),
+            .series(WaterLevel, &[(0, 2.0), (60, 9.0), (120, 18.0), (180, 21.0)]),
         Incident::new("smoke_alarm", "smoke_detector", "fire.smoke", Critical)
             .also_to(&["xf"])
             .with_jd()
-            .readings(&[(0, Alarm, 0.0), (60, Smoke, 4.0), (60, Alarm, 1.0)]),
+            .series(Smoke, &[(60, 4.0)])
+            .series(Alarm, &[(0, 0.0), (60, 1.0)]),
         Incident::new("gas_leak", "gas_detector", "gas.leak", Critical)
             .also_to(&["xf"])
             .with_jd()
-            .readings(&[(0, Gas, 1.0), (60, Gas, 35.0), (120, Gas, 40.0)]),
+            .series(Gas, &[(0, 1.0), (60, 35.0), (120, 40.0)]),
         Incident::new("door_forced", "door_contact", "security.door_open", Major)
             .also_to(&["ga"])
             .at_night()
-            .readings(&[(0, DoorOpen, 0.0), (60, DoorOpen, 1.0)]),
+            .series(DoorOpen, &[(0, 0.0), (60, 1.0)]),
         Incident::new("intrusion", "intrusion", "security.intrusion", Critical)
             .also_to(&["ga"])
             .at_night()
-            .readings(&[
-                (0, Motion, 0.0),
-                (60, Motion, 1.0),
-                (70, Motion, 0.0),
-                (80, Motion, 1.0),
-            ]),
+            .series(Motion, &[(0, 0.0), (60, 1.0), (70, 0.0), (80, 1.0)]),
         Incident::new(
             "elevator_entrapment",
             "elevator",
@@ -190,7 +171,8 @@ fn incidents() -> Vec<Incident> {
             Critical,
         )
         .also_to(&["xf"])
-        .readings(&[(0, Trapped, 0.0), (60, DoorOpen, 0.0), (60, Trapped, 1.0)]),
+        .series(DoorOpen, &[(60, 0.0)])
+        .series(Trapped, &[(0, 0.0), (60, 1.0)]),
         Incident::new(
             "electrical_leakage",
             "electrical_fire",
@@ -198,26 +180,22 @@ fn incidents() -> Vec<Incident> {
             Major,
         )
         .also_to(&["xf"])
-        .readings(&[(0, ResidualCurrent, 20.0), (60, ResidualCurrent, 320.0)]),
+        .series(ResidualCurrent, &[(0, 20.0), (60, 320.0)]),
         Incident::new("bin_full", "waste_bin", "sanitation.bin_full", Minor)
             .also_to(&["cg"])
-            .readings(&[(0, FillLevel, 50.0), (60, FillLevel, 93.0)]),
+            .series(FillLevel, &[(0, 50.0), (60, 93.0)]),
         Incident::new("pm25_high", "environment", "environment.pm25_high", Minor)
-            .readings(&[(0, Pm25, 40.0), (60, Pm25, 180.0)]),
+            .series(Pm25, &[(0, 40.0), (60, 180.0)]),
         Incident::new(
             "battery_drain",
             "smoke_detector",
             "device.battery_low",
             Minor,
         )
-        .readings(&[
-            (0, Battery, 30.0),
-            (60, Battery, 18.0),
-            (120, Battery, 17.0),
-        ]),
+        .series(Battery, &[(0, 30.0), (60, 18.0), (120, 17.0)]),
         Incident::new("sensor_silent", "gas_detector", "device.offline", Major)
             .tick_at(181)
-            .readings(&[(0, Gas, 1.0)]),
+            .series(Gas, &[(0, 1.0)]),
     ]
 }
 
@@ -244,7 +222,7 @@ fn each_catalogue_incident_raises_exactly_one_event_for_the_right_departments() 
         used.insert(id.clone());
         let sensor = format!("S-{id}");
         let mut changes = Vec::new();
-        for &(t, q, v) in inc.readings {
+        for &(t, q, v) in &inc.readings {
             let ts = T0 + (inc.start_s + t) * S;
             let r = RuleInput {
                 component_id: &id,
