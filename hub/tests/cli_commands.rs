@@ -6,13 +6,13 @@ use wangge_testkit::paths::{copied_seed_lines, seed_dir};
 
 const HUB: &str = env!("CARGO_BIN_EXE_hub");
 
+/// `hub <args>`, run to its end.
+fn run(args: &[&str]) -> Output {
+    Command::new(HUB).args(args).output().unwrap()
+}
+
 fn hub(args: &[&str], data: &Path) -> Output {
-    Command::new(HUB)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap()
+    run(&[args, &["--data-dir", data.to_str().unwrap()]].concat())
 }
 
 fn stdout(o: &Output) -> String {
@@ -34,7 +34,7 @@ fn every_command_has_help() {
         vec!["edge", "revoke", "--help"],
         vec!["token", "add", "--help"],
     ] {
-        let o = Command::new(HUB).args(&args).output().unwrap();
+        let o = run(&args);
         assert!(o.status.success(), "hub {args:?}");
         assert!(
             stdout(&o).contains("Usage: hub"),
@@ -42,29 +42,22 @@ fn every_command_has_help() {
             stdout(&o)
         );
     }
-    let o = Command::new(HUB)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let o = run(&["serve", "--help"]);
     for flag in ["--config", "--data-dir", "--http", "--mqtt"] {
         assert!(stdout(&o).contains(flag), "serve --help lacks {flag}");
     }
 }
 
+/// A hub config whose line 4 holds a field `[http]` does not have.
+const BODY_SIZE_ON_LINE_4: &str =
+    "data_dir = \"d\"\n[http]\nlisten = \"127.0.0.1:0\"\nbody_size = 1\n";
+
 #[test]
 fn a_bad_config_names_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("hub.toml");
-    std::fs::write(
-        &cfg,
-        "data_dir = \"d\"\n[http]\nlisten = \"127.0.0.1:0\"\nbody_size = 1\n",
-    )
-    .unwrap();
-    let o = Command::new(HUB)
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    std::fs::write(&cfg, BODY_SIZE_ON_LINE_4).unwrap();
+    let o = run(&["serve", "--config", cfg.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
