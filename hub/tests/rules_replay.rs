@@ -35,11 +35,11 @@ struct Hub {
     serve: wangge_testkit::hub::HubServe,
     base: String,
     mqtt_port: u16,
+    /// A client sending the admin token with every request.
+    admin: reqwest::Client,
 }
 
 impl Hub {
-    /// Starts `hub serve` on `data` with `config` (TOML text) and extra environment, and waits
-    /// for its health route.
     /// `hub-1` with the default config, its rules stage held before every group while the file
     /// `pause` exists.
     async fn start_pausable(dir: &Path, pause: &Path) -> Hub {
@@ -52,6 +52,8 @@ impl Hub {
         .await
     }
 
+    /// Starts `hub serve` as `name` on `dir/data` with `config` (TOML text) and extra
+    /// environment, and waits for its health route.
     async fn start(dir: &Path, name: &str, config: &str, env: &[(&str, &str)]) -> Hub {
         let cfg_path = dir.join(format!("{name}.toml"));
         std::fs::write(&cfg_path, config).unwrap();
@@ -64,10 +66,20 @@ impl Hub {
             cfg = cfg.env(k, v);
         }
         let serve = cfg.start().unwrap();
+        let auth = format!("Bearer {ADMIN}").parse().unwrap();
+        let admin = reqwest::Client::builder()
+            .default_headers(
+                [(reqwest::header::AUTHORIZATION, auth)]
+                    .into_iter()
+                    .collect(),
+            )
+            .build()
+            .unwrap();
         Hub {
             base: serve.base(),
             mqtt_port: serve.mqtt,
             serve,
+            admin,
         }
     }
 
@@ -81,12 +93,8 @@ impl Hub {
     }
 
     async fn get(&self, path: &str) -> Json {
-        let r = reqwest::Client::new()
-            .get(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let url = format!("{}/api/v1{path}", self.base);
+        let r = self.admin.get(url).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "GET {path}");
         r.json().await.unwrap()
     }
@@ -117,19 +125,19 @@ impl Hub {
 
     /// One sample of the hub's `/metrics` (0 when absent).
     async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
+        self.metrics_text()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
+            .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0.0)
     }
 
+    /// The hub's `/metrics` text.
     async fn metrics_text(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.base))
+        let url = format!("{}/metrics", self.base);
+        self.admin
+            .get(url)
+            .send()
             .await
             .unwrap()
             .text()
@@ -137,6 +145,7 @@ impl Hub {
             .unwrap()
     }
 
+    /// The edge logged in to this hub.
     async fn edge(&self, secret: &str) -> Edge {
         match connect_edge(self.mqtt_port, EDGE, secret, None).await {
             Login::Ok(e) => e,
@@ -145,11 +154,24 @@ impl Hub {
     }
 }
 
-/// A seeded data dir with the edge's secret.
-fn seeded(dir: &Path) -> String {
-    let data = dir.join("data");
+/// `kill -9` of `hub` while `edge` is connected to it; then its second life (`hub-2`, no hooks) on
+/// the same `dir`, and the edge connected again.
+async fn kill9_and_restart(hub: Hub, edge: Edge, dir: &Path, secret: &str) -> (Hub, Edge) {
+    hub.kill9();
+    drop(edge);
+    let hub = Hub::start(dir, "hub-2", "", &[]).await;
+    let edge = hub.edge(secret).await;
+    (hub, edge)
+}
+
+/// A temp dir whose `data` holds the seeded registry, the edge's secret and its MAC key.
+fn seeded() -> (tempfile::TempDir, String, [u8; 32]) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
     hub_cli(&data, &["registry", "import", seed_dir().to_str().unwrap()]);
-    hub_cli(&data, &["edge", "add", EDGE])
+    let secret = hub_cli(&data, &["edge", "add", EDGE]);
+    let key = mac_key(&secret);
+    (dir, secret, key)
 }
 
 /// (sensor, component) of the seed's manhole covers.
@@ -215,9 +237,7 @@ async fn exactly_one_alarm(hub: &Hub, component: &str) -> Json {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_killed_after_storing_but_before_the_rules_raises_the_alarm_once_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = seeded(dir.path());
-    let key = mac_key(&secret);
+    let (dir, secret, key) = seeded();
     let (sensor, component) = manhole_covers().remove(0);
     let pause = dir.path().join("pause-rules");
     std::fs::write(&pause, b"").unwrap();
@@ -246,15 +266,9 @@ async fn a_hub_killed_after_storing_but_before_the_rules_raises_the_alarm_once_a
         "no ack before the rules saw the batch"
     );
 
-    // kill -9 at that point.
-    hub.kill9();
-    drop(edge);
-
-    // Second life, no hooks: the edge resends its unacked batch.
-    let hub = Hub::start(dir.path(), "hub-2", "", &[]).await;
-    let mut edge = hub.edge(&secret).await;
-    edge.publish_batch(EDGE, &batch, &key).await;
-    let ack = edge.next_ack().await;
+    // kill -9 at that point. Second life, no hooks: the edge resends its unacked batch.
+    let (hub, mut edge) = kill9_and_restart(hub, edge, dir.path(), &secret).await;
+    let ack = edge.deliver(&batch, &key).await;
     assert_eq!(
         (ack.epoch, ack.seq, ack.outcome),
         (1, 1, AckOutcome::Stored),
@@ -268,8 +282,7 @@ async fn a_hub_killed_after_storing_but_before_the_rules_raises_the_alarm_once_a
     assert_eq!(hub.tilt_points(&component, t0).await, 21, "stored once");
 
     // A further resend is a duplicate: acked as such, nothing raised again.
-    edge.publish_batch(EDGE, &batch, &key).await;
-    let ack = edge.next_ack().await;
+    let ack = edge.deliver(&batch, &key).await;
     assert_eq!((ack.seq, ack.outcome), (1, AckOutcome::Duplicate));
     exactly_one_alarm(&hub, &component).await;
     assert_eq!(hub.tilt_points(&component, t0).await, 21);
@@ -277,9 +290,7 @@ async fn a_hub_killed_after_storing_but_before_the_rules_raises_the_alarm_once_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_slower_than_ingest_hold_ingest_back_and_miss_no_alarm() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = seeded(dir.path());
-    let key = mac_key(&secret);
+    let (dir, secret, key) = seeded();
     let covers: Vec<(String, String)> = manhole_covers().into_iter().take(40).collect();
     assert_eq!(covers.len(), 40);
 
@@ -369,9 +380,7 @@ async fn rules_slower_than_ingest_hold_ingest_back_and_miss_no_alarm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_killed_in_the_middle_of_a_for_s_condition_still_raises_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = seeded(dir.path());
-    let key = mac_key(&secret);
+    let (dir, secret, key) = seeded();
     let (sensor, component) = manhole_covers().remove(1);
     let pause = dir.path().join("pause-rules");
 
@@ -388,8 +397,7 @@ async fn a_hub_killed_in_the_middle_of_a_for_s_condition_still_raises_it() {
         ..whole.clone()
     };
     let first = UplinkBatch { seq: 1, ..whole };
-    edge.publish_batch(EDGE, &first, &key).await;
-    let ack = edge.next_ack().await;
+    let ack = edge.deliver(&first, &key).await;
     assert_eq!((ack.seq, ack.outcome), (1, AckOutcome::Stored));
     assert!(hub.displaced(&component).await.is_empty(), "6 s: pending");
 
@@ -400,15 +408,11 @@ async fn a_hub_killed_in_the_middle_of_a_for_s_condition_still_raises_it() {
     })
     .await;
     assert!(edge.acks.try_recv().is_err(), "second batch not acked");
-    hub.kill9();
-    drop(edge);
 
     // After the restart only the second batch comes again. The rules resume the count from 0 s
     // (persisted in events.db), not from 6 s: the alarm is raised at 10 s.
-    let hub = Hub::start(dir.path(), "hub-2", "", &[]).await;
-    let mut edge = hub.edge(&secret).await;
-    edge.publish_batch(EDGE, &second, &key).await;
-    let ack = edge.next_ack().await;
+    let (hub, mut edge) = kill9_and_restart(hub, edge, dir.path(), &secret).await;
+    let ack = edge.deliver(&second, &key).await;
     assert_eq!((ack.seq, ack.outcome), (2, AckOutcome::Stored));
     exactly_one_alarm(&hub, &component).await;
     assert_eq!(hub.tilt_points(&component, t0).await, 13);
