@@ -328,38 +328,34 @@ fn a_status_replayed_after_a_hub_restart_is_still_stale() {
         oldest_unacked_ns: None,
         ts_ns: 1,
     };
-    assert_eq!(
-        reg.record_edge_status(&st(true, 1, 0)).unwrap(),
-        Freshness::Fresh
-    );
-    assert_eq!(
-        reg.record_edge_status(&st(true, 3, 2)).unwrap(),
-        Freshness::Fresh
+    // Each (online, counter, will_counter) in turn, and how the registry judges it.
+    let judged = |reg: &SqliteRegistry, steps: &[((bool, u64, u64), Freshness)]| {
+        for &((online, counter, will), want) in steps {
+            let got = reg.record_edge_status(&st(online, counter, will)).unwrap();
+            assert_eq!(got, want, "online {online}, counter {counter}, will {will}");
+        }
+    };
+    judged(
+        &reg,
+        &[
+            ((true, 1, 0), Freshness::Fresh),
+            ((true, 3, 2), Freshness::Fresh),
+        ],
     );
     drop(reg);
     // The hub restarts: the mark (epoch 5, counter 3, will 2 pending) was persisted.
     let reg = SqliteRegistry::open(&dir.path().join("registry.sqlite")).unwrap();
-    assert_eq!(
-        reg.record_edge_status(&st(true, 1, 0)).unwrap(),
-        Freshness::Stale
-    );
-    assert_eq!(
-        reg.record_edge_status(&st(false, 0, 0)).unwrap(),
-        Freshness::Stale
-    );
-    assert_eq!(
-        reg.record_edge_status(&st(true, 3, 2)).unwrap(),
-        Freshness::Same
-    );
-    assert_eq!(
-        reg.record_edge_status(&st(false, 2, 2)).unwrap(),
-        Freshness::AnnouncedWill
+    judged(
+        &reg,
+        &[
+            ((true, 1, 0), Freshness::Stale),
+            ((false, 0, 0), Freshness::Stale),
+            ((true, 3, 2), Freshness::Same),
+            ((false, 2, 2), Freshness::AnnouncedWill),
+        ],
     );
     assert!(!reg.list_edges(None, 10).unwrap().items[0].online);
-    assert_eq!(
-        reg.record_edge_status(&st(false, 2, 2)).unwrap(),
-        Freshness::Stale
-    );
+    judged(&reg, &[((false, 2, 2), Freshness::Stale)]);
     // A re-issued secret starts freshness over (a re-provisioned box restarts its epochs).
     reg.add_edge("edge-xq-01", None, None).unwrap();
     let mut again = st(true, 0, 0);
