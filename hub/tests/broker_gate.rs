@@ -6,7 +6,7 @@
 mod ingest_support;
 
 use hub::broker::{self, BrokerConfig, BrokerHandle};
-use hub::ingest::{IngestConfig, IngestHandle};
+use hub::ingest::IngestHandle;
 use hub::registry::{RegistryAdmin, SqliteRegistry};
 use ingest_support::mosquitto_clients::{publish_once, sub, Sub};
 use ingest_support::{
@@ -34,13 +34,7 @@ fn start_hub() -> Hub {
         ..loopback_broker()
     };
     let broker = broker::start(&cfg, registry.clone()).expect("broker starts");
-    let (_store, ingest) = store_and_ingest(
-        dir.path(),
-        &broker,
-        registry.clone(),
-        IngestConfig::default(),
-        None,
-    );
+    let (_store, ingest) = store_and_ingest(dir.path(), &broker, registry.clone());
     let port = broker.listen.expect("plain listener").port();
     Hub {
         broker,

@@ -3,7 +3,7 @@
 mod ingest_support;
 
 use hub::broker::{self, BrokerConfig, BrokerMode, ExternalBrokerConfig};
-use hub::ingest::{IngestConfig, RejectReason};
+use hub::ingest::RejectReason;
 use hub::registry::RegistryAdmin;
 use ingest_support::mosquitto_clients::{publish_once, sub};
 use ingest_support::*;
@@ -33,7 +33,7 @@ async fn batches_through_an_external_broker_are_verified_stored_and_acked() {
         ..Default::default()
     };
     let b = broker::start(&cfg, reg.clone()).expect("external broker link");
-    let (store, ing) = store_and_ingest(dir.path(), &b, reg.clone(), IngestConfig::default(), None);
+    let (store, ing) = store_and_ingest(dir.path(), &b, reg.clone());
     // mosquitto allows anonymous clients here (the password is not checked); the HMAC still
     // decides, and the edge opens the hub's sealed acks with the key of its secret.
     let mut edge = login(mosq.port, "edge-x", &secret).await;
@@ -111,13 +111,7 @@ async fn a_mosquitto_provisioned_by_the_hub_confines_every_principal() {
         ..Default::default()
     };
     let link = broker::start(&cfg, reg.clone()).expect("external broker link");
-    let (store, ing) = store_and_ingest(
-        work.path(),
-        &link,
-        reg.clone(),
-        IngestConfig::default(),
-        None,
-    );
+    let (store, ing) = store_and_ingest(work.path(), &link, reg.clone());
 
     // B's spies on A's topics and on every department's events; cg on its own subtree.
     let spies = [

@@ -117,7 +117,7 @@ async fn a_reading_for_another_edges_sensor_is_rejected_and_raises_nothing() {
         "audited once per (edge, sensor)"
     );
     assert_rendered(
-        |t| m.render_prometheus(t),
+        &m,
         "wangge_ingest_readings_rejected_total{reason=\"foreign_sensor\"} 14",
     );
 }
@@ -203,6 +203,14 @@ async fn stored_unregistered_readings_are_never_evaluated_against_a_component() 
     assert_eq!(seen.len(), 7);
 }
 
+/// The site of edge-1, a hub of the default config on it and edge-1 logged in to it, for the
+/// status tests (no rules stage to watch).
+async fn edge_1_online() -> (Site, EmbeddedHub, Edge) {
+    let site = Site::with_edge("edge-1");
+    let (hub, edge) = hub_and_edge(&site, &SeenByRules::default()).await;
+    (site, hub, edge)
+}
+
 fn status(online: bool, epoch: u64, counter: u64, will_counter: u64) -> EdgeStatus {
     EdgeStatus {
         edge_id: "edge-1".into(),
@@ -220,9 +228,8 @@ fn status(online: bool, epoch: u64, counter: u64, will_counter: u64) -> EdgeStat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_online_status_is_refused() {
-    let site = Site::with_edge("edge-1");
+    let (site, hub, edge) = edge_1_online().await;
     let (reg, key) = (&site.reg, site.key);
-    let (hub, edge) = hub_and_edge(&site, &SeenByRules::default()).await;
     let old_online = status(true, 2, 5, 4).seal(&key);
     edge.publish_status(old_online.clone()).await;
     // The edge went offline (its will), rebooted into epoch 3 and is online again.
@@ -240,9 +247,8 @@ async fn a_replayed_online_status_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_last_will_cannot_mark_a_live_edge_offline() {
-    let site = Site::with_edge("edge-1");
+    let (site, hub, edge) = edge_1_online().await;
     let (reg, key) = (&site.reg, site.key);
-    let (hub, edge) = hub_and_edge(&site, &SeenByRules::default()).await;
     // Connection 1: will 0, online 1 announcing it; the connection drops and the broker
     // publishes will 0. Connection 2: will 2, online 3.
     let will_0 = status(false, 1, 0, 0).seal(&key);
@@ -266,9 +272,8 @@ async fn an_old_last_will_cannot_mark_a_live_edge_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_and_statuses_of_another_protocol_version_are_refused_and_counted() {
-    let site = Site::with_edge("edge-1");
+    let (site, hub, edge) = edge_1_online().await;
     let (reg, key) = (&site.reg, site.key);
-    let (hub, edge) = hub_and_edge(&site, &SeenByRules::default()).await;
     let mut old_batch = batch("edge-1", 1, 0, readings("MH-1", now_ns() - 60 * S, 2)).seal(&key);
     old_batch[0] = 1;
     let mut old_status = status(true, 1, 1, 0).seal(&key);

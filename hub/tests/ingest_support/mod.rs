@@ -348,9 +348,19 @@ pub fn loopback_broker() -> BrokerConfig {
     }
 }
 
+/// An embedded store in `dir`, and ingest of the default config (no rules stage) taking batches
+/// from `broker` into it.
+pub fn store_and_ingest(
+    dir: &Path,
+    broker: &BrokerHandle,
+    registry: Arc<dyn RegistryStore>,
+) -> (Arc<EmbeddedStore>, IngestHandle) {
+    store_and_ingest_with(dir, broker, registry, IngestConfig::default(), None)
+}
+
 /// An embedded store in `dir`, and ingest (`cfg` with `dir` as its data dir) taking batches
 /// from `broker` into it, through the rules stage `rules` if there is one.
-pub fn store_and_ingest(
+pub fn store_and_ingest_with(
     dir: &Path,
     broker: &BrokerHandle,
     registry: Arc<dyn RegistryStore>,
@@ -384,7 +394,7 @@ impl EmbeddedHub {
         rules: Option<Box<dyn RulesStage>>,
     ) -> EmbeddedHub {
         let broker = broker::start(broker_cfg, registry.clone()).expect("broker starts");
-        let (store, ingest) = store_and_ingest(dir, &broker, registry, cfg, rules);
+        let (store, ingest) = store_and_ingest_with(dir, &broker, registry, cfg, rules);
         EmbeddedHub {
             broker,
             ingest,
@@ -442,9 +452,32 @@ impl Site {
     }
 }
 
-/// Asserts that the Prometheus text `render` writes holds `line`.
-pub fn assert_rendered(render: impl FnOnce(&mut String), line: &str) {
+/// Counters that append their Prometheus text to a string.
+pub trait Rendered {
+    fn render(&self, out: &mut String);
+}
+
+impl Rendered for hub::ingest::IngestMetrics {
+    fn render(&self, out: &mut String) {
+        self.render_prometheus(out);
+    }
+}
+
+impl Rendered for hub::broker::BrokerMetrics {
+    fn render(&self, out: &mut String) {
+        self.render_prometheus(out);
+    }
+}
+
+impl<T: Rendered> Rendered for Arc<T> {
+    fn render(&self, out: &mut String) {
+        (**self).render(out);
+    }
+}
+
+/// Asserts that the Prometheus text of `metrics` holds `line`.
+pub fn assert_rendered(metrics: &impl Rendered, line: &str) {
     let mut text = String::new();
-    render(&mut text);
+    metrics.render(&mut text);
     assert!(text.contains(line), "{line} in {text}");
 }
