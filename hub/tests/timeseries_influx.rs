@@ -28,6 +28,15 @@ impl Dirs {
         }
     }
 
+    /// Fresh dirs, the server started on them, and [`Dirs::batched_cfg`] as `tweak` adjusts it.
+    fn started(tweak: impl FnOnce(&mut InfluxConfig)) -> (Dirs, Vm, InfluxConfig) {
+        let dirs = Dirs::new();
+        let vm = dirs.start_vm();
+        let mut cfg = dirs.batched_cfg();
+        tweak(&mut cfg);
+        (dirs, vm, cfg)
+    }
+
     /// (Re)starts the server on the same data and port.
     fn start_vm(&self) -> Vm {
         Vm::start_on(self.vm_data.path(), self.port)
@@ -105,29 +114,20 @@ fn group(g: i64, t0: i64, n: i64) -> Vec<StoredReading> {
 
 #[test]
 fn an_outage_of_the_server_loses_nothing_and_duplicates_nothing() {
-    let dirs = Dirs::new();
-    let vm = dirs.start_vm();
-    let mut cfg = dirs.batched_cfg();
-    cfg.retry_backoff_ms_max = 500;
+    let (dirs, vm, cfg) = Dirs::started(|cfg| cfg.retry_backoff_ms_max = 500);
     let sink = InfluxSink::start(&cfg).unwrap();
     let metrics = sink.metrics();
     let (groups, n) = (20i64, 1000i64);
     let t0 = hour_ago_ms_aligned();
 
     write_groups(&sink, 0..5, t0, n);
-    wait_until("first 5000 points sent", Duration::from_secs(60), || {
-        counter(&metrics.points_sent) >= 5000
-    });
+    wait_counted("first 5000 points sent", &metrics.points_sent, 5000);
     // The server goes away mid-stream; writes still succeed (spilled durably).
     vm.stop();
     write_groups(&sink, 5..15, t0, n);
     // A resend of an earlier group (as after a hub crash before its ack).
     sink.write(&group(2, t0, n)).unwrap();
-    wait_until(
-        "the drain notices the outage",
-        Duration::from_secs(60),
-        || counter(&metrics.posts_failed) > 0,
-    );
+    wait_counted("the drain notices the outage", &metrics.posts_failed, 1);
     assert!(sink.backlog_bytes() > 0, "readings wait in the spill");
     // The server returns (same data, same port).
     let vm = dirs.start_vm();
@@ -151,13 +151,8 @@ fn spilled_readings_are_sent_by_the_next_process() {
     }
     let vm = dirs.start_vm();
     let sink = InfluxSink::start(&cfg).unwrap();
-    wait_until(
-        "spilled readings delivered after restart",
-        Duration::from_secs(120),
-        || exported(vm.port).0.len() >= 3000,
-    );
-    wait_drained(&sink);
-    assert_eq!(exported(vm.port).1, 3000);
+    // The spilled readings are delivered after the restart.
+    assert_exactly_once(&vm, &sink, 3000);
 }
 
 #[test]
@@ -175,13 +170,8 @@ fn a_torn_spill_tail_from_a_crash_is_cut_and_the_rest_delivered() {
     std::fs::write(dirs.spill.path().join("0000000000000001.lp"), &body[..cut]).unwrap();
     let cfg = spilling_to(&vm.url(), "t", dirs.spill.path());
     let sink = InfluxSink::start(&cfg).unwrap();
-    wait_until(
-        "the two whole lines delivered",
-        Duration::from_secs(60),
-        || exported(vm.port).0.len() >= 2,
-    );
-    wait_drained(&sink);
-    assert_eq!(exported(vm.port).1, 2);
+    // The two whole lines are delivered, the torn one is not.
+    assert_exactly_once(&vm, &sink, 2);
     assert_eq!(counter(&sink.metrics().lines_rejected), 0);
 }
 
@@ -206,15 +196,17 @@ fn write_groups(sink: &InfluxSink, gs: std::ops::Range<i64>, t0: i64, n: i64) {
 fn write_acknowledged(sink: &InfluxSink, groups: i64, t0: i64, n: i64) {
     write_groups(sink, 0..groups, t0, n);
     let total = groups * n;
-    wait_until(
-        &format!("{total} points acknowledged by the server"),
-        Duration::from_secs(60),
-        || counter(&sink.metrics().points_sent) >= total as u64,
-    );
+    let what = format!("{total} points acknowledged by the server");
+    wait_counted(&what, &sink.metrics().points_sent, total as u64);
 }
 
 fn counter(c: &std::sync::atomic::AtomicU64) -> u64 {
     c.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits (60 s at most) until the sink's counter `c` reached `at_least`.
+fn wait_counted(what: &str, c: &std::sync::atomic::AtomicU64, at_least: u64) {
+    wait_until(what, Duration::from_secs(60), || counter(c) >= at_least);
 }
 
 /// Waits until VictoriaMetrics exports `want` distinct readings (or nothing more arrives for
@@ -246,10 +238,7 @@ fn assert_exactly_once(vm: &Vm, sink: &InfluxSink, want: usize) {
 
 #[test]
 fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicates_nothing() {
-    let dirs = Dirs::new();
-    let vm = dirs.start_vm();
-    let mut cfg = dirs.batched_cfg();
-    cfg.retry_backoff_ms_max = 500;
+    let (dirs, vm, cfg) = Dirs::started(|cfg| cfg.retry_backoff_ms_max = 500);
     assert_eq!(cfg.replay_window_ms, 30_000, "the default window");
     let sink = InfluxSink::start(&cfg).unwrap();
     let metrics = sink.metrics();
@@ -262,10 +251,10 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
     vm.kill9();
     // Writes go on into the spill; the drain sees its POSTs fail.
     write_groups(&sink, 5..10, t0, n);
-    wait_until(
+    wait_counted(
         "the drain notices the server is gone",
-        Duration::from_secs(60),
-        || counter(&metrics.posts_failed) > 0,
+        &metrics.posts_failed,
+        1,
     );
     let vm = dirs.start_vm();
     write_groups(&sink, 10..15, t0, n);
@@ -282,11 +271,8 @@ fn a_kill_9_of_the_server_right_after_it_acknowledged_loses_nothing_and_duplicat
 
 #[test]
 fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_again() {
-    let dirs = Dirs::new();
-    let vm = dirs.start_vm();
-    let mut cfg = dirs.batched_cfg();
-    // Shorter than the default so the test does not wait 30 s for the restart check.
-    cfg.replay_window_ms = 8_000;
+    // A window shorter than the default so the test does not wait 30 s for the restart check.
+    let (dirs, vm, cfg) = Dirs::started(|cfg| cfg.replay_window_ms = 8_000);
     let sink = InfluxSink::start(&cfg).unwrap();
     let metrics = sink.metrics();
     let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
@@ -298,11 +284,8 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
     vm.kill9();
     let vm = dirs.start_vm();
     // Nothing is written meanwhile: no request fails, only the start time can tell.
-    wait_until(
-        "the restart noticed by the server's start time",
-        Duration::from_secs(60),
-        || counter(&metrics.restarts_detected) > 0,
-    );
+    let what = "the restart noticed by the server's start time";
+    wait_counted(what, &metrics.restarts_detected, 1);
     assert_eq!(counter(&metrics.replays), 1);
     write_groups(&sink, 3..6, t0, n);
     assert_exactly_once(&vm, &sink, 6 * n as usize);
@@ -318,10 +301,7 @@ fn a_server_restarted_while_the_sink_was_idle_is_noticed_and_the_window_sent_aga
 
 #[test]
 fn a_restarted_sink_sends_the_window_of_the_process_before_it_again() {
-    let dirs = Dirs::new();
-    let vm = dirs.start_vm();
-    let mut cfg = dirs.batched_cfg();
-    cfg.retry_backoff_ms_max = 500;
+    let (dirs, vm, cfg) = Dirs::started(|cfg| cfg.retry_backoff_ms_max = 500);
     let (t0, n) = (hour_ago_ms_aligned(), 1000i64);
     {
         let sink = InfluxSink::start(&cfg).unwrap();
