@@ -72,30 +72,95 @@ impl Hub {
         self.dir.path().join("data")
     }
 
-    fn token(&self, department: &str, scope: &str) -> String {
-        hub_cli(
+    /// A new token of `department` with `scope`, as the caller holding it.
+    fn caller(&self, department: &str, scope: &str) -> Caller<'_> {
+        let token = hub_cli(
             &self.data(),
             &["token", "add", "--department", department, "--scope", scope],
-        )
-        .trim()
-        .to_string()
+        );
+        self.with(token.trim())
     }
 
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Json>,
-    ) -> (StatusCode, Json) {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+    /// The caller sending `token`.
+    fn with(&self, token: &str) -> Caller<'_> {
+        Caller {
+            hub: self,
+            token: Some(token.to_string()),
         }
-        if let Some(b) = body {
-            req = req.json(&b);
+    }
+
+    /// The caller sending no token.
+    fn anonymous(&self) -> Caller<'_> {
+        Caller {
+            hub: self,
+            token: None,
         }
-        let resp = req.send().await.unwrap();
+    }
+
+    /// The `/metrics` text (public, no token).
+    async fn metrics(&self) -> String {
+        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
+    }
+}
+
+/// A request of these tests: method, path (below the base URL) and JSON body.
+struct Req {
+    method: reqwest::Method,
+    path: String,
+    body: Option<Json>,
+}
+
+fn get(path: impl Into<String>) -> Req {
+    Req {
+        method: reqwest::Method::GET,
+        path: path.into(),
+        body: None,
+    }
+}
+
+fn post(path: impl Into<String>, body: Json) -> Req {
+    Req {
+        method: reqwest::Method::POST,
+        path: path.into(),
+        body: Some(body),
+    }
+}
+
+fn put(path: impl Into<String>, body: Json) -> Req {
+    Req {
+        method: reqwest::Method::PUT,
+        path: path.into(),
+        body: Some(body),
+    }
+}
+
+fn delete(path: impl Into<String>) -> Req {
+    Req {
+        method: reqwest::Method::DELETE,
+        path: path.into(),
+        body: None,
+    }
+}
+
+/// The hub as one caller sees it: with its bearer token, or with none.
+struct Caller<'a> {
+    hub: &'a Hub,
+    token: Option<String>,
+}
+
+impl Caller<'_> {
+    /// The answer's status and JSON body (`null` when empty).
+    async fn send(&self, req: Req) -> (StatusCode, Json) {
+        let mut http = self.hub.http.request(req.method, self.hub.url(&req.path));
+        if let Some(t) = &self.token {
+            http = http.bearer_auth(t);
+        }
+        if let Some(b) = req.body {
+            http = http.json(&b);
+        }
+        let resp = http.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
         let json = if text.is_empty() {
@@ -106,31 +171,29 @@ impl Hub {
         (status, json)
     }
 
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Json) {
-        self.call(reqwest::Method::GET, path, token, None).await
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Json) -> (StatusCode, Json) {
-        self.call(reqwest::Method::POST, path, token, Some(body))
-            .await
-    }
-
-    async fn put(&self, path: &str, token: Option<&str>, body: Json) -> (StatusCode, Json) {
-        self.call(reqwest::Method::PUT, path, token, Some(body))
-            .await
-    }
-
-    async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Json) {
-        self.call(reqwest::Method::DELETE, path, token, None).await
-    }
-
-    /// The `/metrics` text (public, no token).
-    async fn metrics(&self) -> String {
-        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        resp.text().await.unwrap()
+    /// Sends `req`, asserting the answer is `want` (naming the request and showing the body
+    /// otherwise); the body.
+    async fn expect(&self, req: Req, want: StatusCode) -> Json {
+        let what = format!("{} {} {:?}", req.method, req.path, req.body);
+        let (status, body) = self.send(req).await;
+        assert_eq!(status, want, "{what} with token {:?} → {body}", self.token);
+        body
     }
 }
+
+/// Subscribes `url` for webhooks as `caller`, asserting the answer is `want`; the body.
+async fn subscribe(caller: &Caller<'_>, url: &str, want: StatusCode) -> Json {
+    caller
+        .expect(post("/api/v1/subscriptions", json!({ "url": url })), want)
+        .await
+}
+
+const COMPONENTS: &str = "/api/v1/components";
+const UNASSIGNED: &str = "/api/v1/sensors/unassigned";
+/// A seeded water-supply manhole cover of sw's.
+const MH1: &str = "/api/v1/components/1201110101000001";
+/// A seeded street lamp owned and maintained by zm.
+const LAMP: &str = "/api/v1/components/1201110118000001";
 
 /// The error shape, and the field named in its message.
 fn assert_error(body: &Json, code: &str, mentions: &str) {
@@ -143,142 +206,105 @@ fn assert_error(body: &Json, code: &str, mentions: &str) {
     );
 }
 
+/// Asserts that `caller` may neither send `write` nor delete `component`: both forbidden, the
+/// error of `write` mentioning `why`.
+async fn assert_cannot_write(caller: &Caller<'_>, write: Req, component: &str, why: &str) {
+    let body = caller.expect(write, StatusCode::FORBIDDEN).await;
+    assert_error(&body, "forbidden", why);
+    caller
+        .expect(delete(component), StatusCode::FORBIDDEN)
+        .await;
+}
+
 #[tokio::test]
 async fn every_route_but_health_and_openapi_needs_a_valid_token() {
     let hub = Hub::seeded().await;
-    let (s, body) = hub.get("/api/v1/health", None).await;
-    assert_eq!(s, StatusCode::OK);
+    let (anonymous, forged) = (hub.anonymous(), hub.with("wgt_0000.nope"));
+    let body = anonymous
+        .expect(get("/api/v1/health"), StatusCode::OK)
+        .await;
     assert_eq!(body["status"], "ok");
     for path in [
-        "/api/v1/components",
-        "/api/v1/components/1201110101000001",
+        COMPONENTS,
+        MH1,
         "/api/v1/components/1201110101000001/readings?quantity=tilt",
         "/api/v1/edges",
         "/api/v1/stats",
         "/api/v1/sensors/unassigned",
     ] {
-        let (s, body) = hub.get(path, None).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} without a token");
+        let body = anonymous.expect(get(path), StatusCode::UNAUTHORIZED).await;
         assert_error(&body, "unauthorized", "Authorization");
-        let (s, _) = hub.get(path, Some("wgt_0000.nope")).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} with a forged token");
+        forged.expect(get(path), StatusCode::UNAUTHORIZED).await;
     }
-    let (s, _) = hub.post("/api/v1/components", None, json!({})).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    anonymous
+        .expect(post(COMPONENTS, json!({})), StatusCode::UNAUTHORIZED)
+        .await;
     // The demo admin token from the environment works.
-    let (s, body) = hub.get("/api/v1/stats", Some(ADMIN)).await;
-    assert_eq!(s, StatusCode::OK);
+    let admin = hub.with(ADMIN);
+    let body = admin.expect(get("/api/v1/stats"), StatusCode::OK).await;
     assert_eq!(body["registry"]["components"], 200);
 }
 
 #[tokio::test]
 async fn a_read_token_reads_but_cannot_write() {
     let hub = Hub::seeded().await;
-    let read = hub.token("sw", "read");
-    let (s, _) = hub
-        .get("/api/v1/components/1201110101000001", Some(&read))
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, body) = hub
-        .post(
-            "/api/v1/components",
-            Some(&read),
-            json!({"id": "1201110101009999"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    assert_error(&body, "forbidden", "needs write");
-    let (s, _) = hub
-        .delete("/api/v1/components/1201110101000001", Some(&read))
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = hub
-        .get("/api/v1/components/1201110101000001", Some(&read))
-        .await;
-    assert_eq!(s, StatusCode::OK, "a refused delete deleted nothing");
+    let read = hub.caller("sw", "read");
+    read.expect(get(MH1), StatusCode::OK).await;
+    let create = post(COMPONENTS, json!({"id": "1201110101009999"}));
+    assert_cannot_write(&read, create, MH1, "needs write").await;
+    // A refused delete deleted nothing.
+    read.expect(get(MH1), StatusCode::OK).await;
 }
 
 #[tokio::test]
 async fn a_component_round_trips_through_create_read_update_delete() {
     let hub = Hub::seeded().await;
-    let w = hub.token("sw", "write");
+    let w = hub.caller("sw", "write");
     let id = "1201110102009001";
-    let (s, created) = hub
-        .post(
-            "/api/v1/components",
-            Some(&w),
-            json!({"id": id, "name": "测试井盖", "grid_cell": "120111001001",
-                        "lat": 39.155, "lon": 117.045}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let path = format!("{COMPONENTS}/{id}");
+    let new = json!({"id": id, "name": "测试井盖", "grid_cell": "120111001001",
+                     "lat": 39.155, "lon": 117.045});
+    let created = w.expect(post(COMPONENTS, new), StatusCode::CREATED).await;
     // Type and owner come from class 0102 (sewage manhole cover → sw).
     assert_eq!(created["type"], "manhole_cover");
     assert_eq!(created["owner_department"], "sw");
     assert_eq!(created["status"], "normal");
 
-    let (s, got) = hub.get(&format!("/api/v1/components/{id}"), Some(&w)).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(got, created);
+    assert_eq!(w.expect(get(&path), StatusCode::OK).await, created);
 
-    let (s, again) = hub
-        .post("/api/v1/components", Some(&w), json!({"id": id}))
+    let again = w
+        .expect(post(COMPONENTS, json!({"id": id})), StatusCode::CONFLICT)
         .await;
-    assert_eq!(s, StatusCode::CONFLICT);
     assert_error(&again, "conflict", id);
 
     // Handing maintenance to another department is an admin act (the department's own write
     // token is refused: see a_department_token_cannot_change_a_components_owner_or_maintainer).
     let replacement = json!({"name": "改名井盖", "grid_cell": "120111001002",
                              "maintainer_department": "cg", "status": "maintenance"});
-    let (s, refused) = hub
-        .put(
-            &format!("/api/v1/components/{id}"),
-            Some(&w),
-            replacement.clone(),
-        )
+    w.expect(put(&path, replacement.clone()), StatusCode::FORBIDDEN)
         .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
-    let (s, put) = hub
-        .put(
-            &format!("/api/v1/components/{id}"),
-            Some(ADMIN),
-            replacement,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{put}");
-    assert_eq!(put["name"], "改名井盖");
-    assert_eq!(put["maintainer_department"], "cg");
+    let admin = hub.with(ADMIN);
+    let updated = admin.expect(put(&path, replacement), StatusCode::OK).await;
+    assert_eq!(updated["name"], "改名井盖");
+    assert_eq!(updated["maintainer_department"], "cg");
 
-    let (s, list) = hub
-        .get(
-            "/api/v1/components?status=maintenance&grid=120111001002&department=cg",
-            Some(&w),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let query = "/api/v1/components?status=maintenance&grid=120111001002&department=cg";
+    let list = w.expect(get(query), StatusCode::OK).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["items"][0]["id"], id);
     assert_eq!(list["next"], Json::Null);
 
-    let (s, _) = hub
-        .delete(&format!("/api/v1/components/{id}"), Some(&w))
-        .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, body) = hub.get(&format!("/api/v1/components/{id}"), Some(&w)).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    w.expect(delete(&path), StatusCode::NO_CONTENT).await;
+    let body = w.expect(get(&path), StatusCode::NOT_FOUND).await;
     assert_error(&body, "not_found", id);
-    let (s, _) = hub
-        .delete(&format!("/api/v1/components/{id}"), Some(&w))
-        .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    w.expect(delete(&path), StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
 async fn bad_input_gets_a_4xx_naming_the_field_never_a_5xx() {
     let hub = Hub::seeded().await;
-    let w = hub.token("sw", "write");
-    let post = |body: Json| hub.post("/api/v1/components", Some(&w), body);
+    let w = hub.caller("sw", "write");
+    let create = |body: Json| w.send(post(COMPONENTS, body));
     for (body, field, mention) in [
         (json!({"id": "12011101020090"}), "id", "16 digits"),
         (json!({"id": "120111010200900x"}), "id", "digits only"),
@@ -314,22 +340,24 @@ async fn bad_input_gets_a_4xx_naming_the_field_never_a_5xx() {
         ),
         (json!({"name": "no id"}), "id", "required"),
     ] {
-        let (s, resp) = post(body.clone()).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {resp}");
+        let resp = w
+            .expect(post(COMPONENTS, body), StatusCode::BAD_REQUEST)
+            .await;
         assert_error(&resp, "invalid_field", mention);
         assert_eq!(resp["error"]["field"], field, "{resp}");
     }
     // Unknown and mistyped JSON fields are named; malformed JSON is a 400.
-    let (s, resp) = post(json!({"id": "1201110102009001", "colour": "red"})).await;
+    let (s, resp) = create(json!({"id": "1201110102009001", "colour": "red"})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error(&resp, "invalid_request", "colour");
-    let (s, resp) = post(json!({"id": "1201110102009001", "status": "broken"})).await;
+    let (s, resp) = create(json!({"id": "1201110102009001", "status": "broken"})).await;
     assert!(s.is_client_error());
     assert_error(&resp, "invalid_request", "status");
+    let secret = w.token.as_deref().unwrap();
     let resp = hub
         .http
-        .post(hub.url("/api/v1/components"))
-        .bearer_auth(&w)
+        .post(hub.url(COMPONENTS))
+        .bearer_auth(secret)
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -344,7 +372,7 @@ async fn bad_input_gets_a_4xx_naming_the_field_never_a_5xx() {
         let addr = hub.base.trim_start_matches("http://").to_string();
         let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let head = format!(
-            "POST /api/v1/components HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {w}\r\n\
+            "POST /api/v1/components HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {secret}\r\n\
              Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
         );
         conn.write_all(head.as_bytes()).await.unwrap();
@@ -357,14 +385,12 @@ async fn bad_input_gets_a_4xx_naming_the_field_never_a_5xx() {
         assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     }
     // PUT: the body's id must match the path's.
-    let (s, resp) = hub
-        .put(
-            "/api/v1/components/1201110101000001",
-            Some(&w),
-            json!({"id": "1201110101000002"}),
+    let resp = w
+        .expect(
+            put(MH1, json!({"id": "1201110101000002"})),
+            StatusCode::BAD_REQUEST,
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(resp["error"]["field"], "id");
 
     // Queries: bounded limit, known filters, known quantity, valid times.
@@ -382,33 +408,26 @@ async fn bad_input_gets_a_4xx_naming_the_field_never_a_5xx() {
         ("/api/v1/components/1201110101000001/readings?quantity=tilt&step=soon", "step"),
         ("/api/v1/components/1201110101000001/readings?quantity=tilt&step=1ms", "step"),
     ] {
-        let (s, resp) = hub.get(path, Some(&w)).await;
+        let (s, resp) = w.send(get(path)).await;
         assert!(s.is_client_error(), "{path} → {s} {resp}");
         let msg = resp["error"]["message"].as_str().unwrap_or_default();
         assert!(msg.contains(mention), "{path}: {msg:?} should mention {mention}");
     }
     let long = format!("/api/v1/components?type={}", "x".repeat(5000));
-    let (s, _) = hub.get(&long, Some(&w)).await;
-    assert_eq!(s, StatusCode::URI_TOO_LONG);
-    let (s, _) = hub
-        .get(
-            "/api/v1/components/1201110101009999/readings?quantity=tilt",
-            Some(&w),
-        )
-        .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    w.expect(get(long), StatusCode::URI_TOO_LONG).await;
+    let unknown = "/api/v1/components/1201110101009999/readings?quantity=tilt";
+    w.expect(get(unknown), StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
 async fn pagination_walks_every_component_once_with_a_bounded_page() {
     let hub = Hub::seeded().await;
-    let r = hub.token("cg", "read");
+    let r = hub.caller("cg", "read");
     let mut ids = Vec::new();
     let mut path = "/api/v1/components?limit=64".to_string();
     let mut pages = 0;
     loop {
-        let (s, page) = hub.get(&path, Some(&r)).await;
-        assert_eq!(s, StatusCode::OK);
+        let page = r.expect(get(&path), StatusCode::OK).await;
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 64);
         ids.extend(items.iter().map(|c| c["id"].as_str().unwrap().to_string()));
@@ -425,11 +444,14 @@ async fn pagination_walks_every_component_once_with_a_bounded_page() {
     sorted.dedup();
     assert_eq!(sorted, ids, "ordered by id, no repeats");
     // Default page size 100.
-    let (_, page) = hub.get("/api/v1/components", Some(&r)).await;
+    let page = r.expect(get(COMPONENTS), StatusCode::OK).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 100);
     // Type filter.
-    let (_, page) = hub
-        .get("/api/v1/components?type=fire_hydrant&limit=1000", Some(&r))
+    let page = r
+        .expect(
+            get("/api/v1/components?type=fire_hydrant&limit=1000"),
+            StatusCode::OK,
+        )
         .await;
     let items = page["items"].as_array().unwrap();
     assert!(!items.is_empty());
@@ -439,8 +461,10 @@ async fn pagination_walks_every_component_once_with_a_bounded_page() {
 #[tokio::test]
 async fn openapi_is_public_and_lists_the_contract_paths() {
     let hub = Hub::seeded().await;
-    let (s, doc) = hub.get("/api/v1/openapi.json", None).await;
-    assert_eq!(s, StatusCode::OK);
+    let doc = hub
+        .anonymous()
+        .expect(get("/api/v1/openapi.json"), StatusCode::OK)
+        .await;
     let paths = doc["paths"].as_object().unwrap();
     for p in [
         "/api/v1/components",
@@ -479,8 +503,8 @@ async fn edges_list_shows_issued_credentials_but_never_secrets() {
     let secret = secret.trim();
     assert_eq!(secret.len(), 48);
     let hub = Hub::start(dir).await;
-    let (s, page) = hub.get("/api/v1/edges", Some(ADMIN)).await;
-    assert_eq!(s, StatusCode::OK);
+    let admin = hub.with(ADMIN);
+    let page = admin.expect(get("/api/v1/edges"), StatusCode::OK).await;
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     let e = items.iter().find(|e| e["id"] == "edge-xq-02").unwrap();
@@ -488,27 +512,31 @@ async fn edges_list_shows_issued_credentials_but_never_secrets() {
     assert_eq!(e["has_credentials"], true);
     assert_eq!(e["online"], false);
     assert!(!page.to_string().contains(secret));
-    let (s, page) = hub.get("/api/v1/sensors/unassigned", Some(ADMIN)).await;
-    assert_eq!(s, StatusCode::OK);
+    let page = admin
+        .expect(get("/api/v1/sensors/unassigned"), StatusCode::OK)
+        .await;
     assert_eq!(page["items"], json!([]));
     // Reference lists for the dashboard: grid cells with bounds, departments.
-    let (s, page) = hub.get("/api/v1/grid_cells?limit=5", Some(ADMIN)).await;
-    assert_eq!(s, StatusCode::OK);
+    let page = admin
+        .expect(get("/api/v1/grid_cells?limit=5"), StatusCode::OK)
+        .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 5);
     assert!(page["next"].is_string());
-    let (_, page) = hub
-        .get(
-            "/api/v1/grid_cells?cursor=120111001002&limit=1",
-            Some(ADMIN),
+    let page = admin
+        .expect(
+            get("/api/v1/grid_cells?cursor=120111001002&limit=1"),
+            StatusCode::OK,
         )
         .await;
     assert_eq!(page["items"][0]["id"], "120111001003");
     assert_eq!(page["items"][0]["lat_min"], 39.162);
-    let (s, page) = hub.get("/api/v1/departments", Some(ADMIN)).await;
-    assert_eq!(s, StatusCode::OK);
+    let page = admin
+        .expect(get("/api/v1/departments"), StatusCode::OK)
+        .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 12);
-    let (s, _) = hub.get("/api/v1/departments", None).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    hub.anonymous()
+        .expect(get("/api/v1/departments"), StatusCode::UNAUTHORIZED)
+        .await;
 }
 
 #[tokio::test]
@@ -547,7 +575,7 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
     }
     // Small pages, so raw paging with `next` is exercised.
     let hub = Hub::start_with(dir, "[http]\npoints_max = 50\n").await;
-    let r = hub.token("sw", "read");
+    let r = hub.caller("sw", "read");
     // `to` in +08:00: 10 minutes after `from`.
     let to =
         hub::registry::format_ts(base_ns + 8 * hour_ns + 600_000_000_000).replace('Z', "%2B08:00");
@@ -555,8 +583,7 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
         "/api/v1/components/1201110101000001/readings?quantity=tilt&from={}&to={to}",
         hub::registry::format_ts(base_ns)
     );
-    let (s, body) = hub.get(&path, Some(&r)).await;
-    assert_eq!(s, StatusCode::OK, "{body}");
+    let body = r.expect(get(path), StatusCode::OK).await;
     let points = body["points"].as_array().unwrap();
     assert_eq!(points.len(), 10, "from inclusive, to exclusive: {body}");
     assert_eq!(points[0]["ts"], hub::registry::format_ts(base_ns));
@@ -571,8 +598,7 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
         base_ns / 1_000_000,
         base_ns / 1_000_000 + 3_600_000
     );
-    let (s, body) = hub.get(&path, Some(&r)).await;
-    assert_eq!(s, StatusCode::OK, "{body}");
+    let body = r.expect(get(path), StatusCode::OK).await;
     let points = body["points"].as_array().unwrap();
     assert_eq!(points.len(), 6, "{body}");
     assert_eq!(points[0]["min"], 0.0);
@@ -586,17 +612,12 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
     let mut values = Vec::new();
     let mut pages = 0;
     loop {
-        let (s, body) = hub
-            .get(
-                &format!(
-                    "/api/v1/components/1201110101000001/readings?quantity=tilt&step=raw&from={}&to={}",
-                    from.replace('+', "%2B"),
-                    base_ns / 1_000_000 + 7_200_000
-                ),
-                Some(&r),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
+        let page = format!(
+            "{MH1}/readings?quantity=tilt&step=raw&from={}&to={}",
+            from.replace('+', "%2B"),
+            base_ns / 1_000_000 + 7_200_000
+        );
+        let body = r.expect(get(page), StatusCode::OK).await;
         pages += 1;
         for p in body["points"].as_array().unwrap() {
             values.push(p["value"].as_f64().unwrap());
@@ -611,16 +632,11 @@ async fn readings_come_back_raw_and_downsampled_merged_over_the_components_senso
     assert_eq!(values, (0..120).map(|i| i as f64).collect::<Vec<_>>());
 
     // Another quantity of the same component: nothing, not an error.
-    let (s, body) = hub
-        .get(
-            &format!(
-                "/api/v1/components/1201110101000001/readings?quantity=battery&from={}",
-                base_ns / 1_000_000
-            ),
-            Some(&r),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let battery = format!(
+        "{MH1}/readings?quantity=battery&from={}",
+        base_ns / 1_000_000
+    );
+    let body = r.expect(get(battery), StatusCode::OK).await;
     assert_eq!(body["points"], json!([]));
 }
 
@@ -636,121 +652,85 @@ async fn an_unassigned_sensor_is_attached_to_a_component_through_the_api() {
             .unwrap();
     }
     let hub = Hub::start(dir).await;
-    let (read, write) = (hub.token("sw", "read"), hub.token("sw", "write"));
-    let (s, page) = hub.get("/api/v1/sensors/unassigned", Some(&read)).await;
-    assert_eq!(s, StatusCode::OK);
+    let (read, write) = (hub.caller("sw", "read"), hub.caller("sw", "write"));
+    let xx9 = "/api/v1/sensors/XX-9";
+    let page = read.expect(get(UNASSIGNED), StatusCode::OK).await;
     assert_eq!(page["items"][0]["sensor_id"], "XX-9", "{page}");
-    let (s, _) = hub.get("/api/v1/sensors/XX-9", Some(&read)).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    read.expect(get(xx9), StatusCode::NOT_FOUND).await;
 
     let attach = json!({"component_id": "1201110101000001", "type": "manhole_cover",
                         "profile": "gridsense", "interval_s": 30, "edge": "edge-xq-01"});
-    let (s, _) = hub
-        .put("/api/v1/sensors/XX-9", Some(&read), attach.clone())
+    read.expect(put(xx9, attach.clone()), StatusCode::FORBIDDEN)
         .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
     for (body, field) in [
         (json!({"component_id": "1201110101009999"}), "component_id"),
         (json!({"edge": "edge-nowhere"}), "edge"),
         (json!({"interval_s": 0}), "interval_s"),
     ] {
-        let (s, resp) = hub.put("/api/v1/sensors/XX-9", Some(&write), body).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{resp}");
+        let resp = write.expect(put(xx9, body), StatusCode::BAD_REQUEST).await;
         assert_eq!(resp["error"]["field"], field, "{resp}");
     }
-    let (s, sensor) = hub.put("/api/v1/sensors/XX-9", Some(&write), attach).await;
-    assert_eq!(s, StatusCode::CREATED, "{sensor}");
+    let sensor = write.expect(put(xx9, attach), StatusCode::CREATED).await;
     assert_eq!(sensor["component_id"], "1201110101000001");
     assert_eq!(sensor["interval_s"], 30);
-    let (_, got) = hub.get("/api/v1/sensors/XX-9", Some(&read)).await;
-    assert_eq!(got, sensor);
-    let (_, page) = hub.get("/api/v1/sensors/unassigned", Some(&read)).await;
+    assert_eq!(read.expect(get(xx9), StatusCode::OK).await, sensor);
+    let page = read.expect(get(UNASSIGNED), StatusCode::OK).await;
     assert_eq!(page["items"], json!([]), "attached: no longer listed");
 }
 
 #[tokio::test]
 async fn a_department_writes_only_the_components_it_owns_or_maintains() {
     let hub = Hub::seeded().await;
-    let sw = hub.token("sw", "write");
-    // 1201110118000001: a street lamp owned and maintained by zm.
-    let (s, body) = hub
-        .put(
-            "/api/v1/components/1201110118000001",
-            Some(&sw),
-            json!({"name": "not ours"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
-    assert_error(&body, "forbidden", "department sw");
-    let (s, _) = hub
-        .delete("/api/v1/components/1201110118000001", Some(&sw))
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    let sw = hub.caller("sw", "write");
+    let rename = put(LAMP, json!({"name": "not ours"}));
+    assert_cannot_write(&sw, rename, LAMP, "department sw").await;
     // Creating a component whose class gives it to zm: refused; with sw only as maintainer:
     // refused too (a department creates only what it both owns and maintains); as both: allowed.
-    let (s, _) = hub
-        .post(
-            "/api/v1/components",
-            Some(&sw),
-            json!({"id": "1201110118009001"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, body) = hub
-        .post(
-            "/api/v1/components",
-            Some(&sw),
+    for (component, want) in [
+        (json!({"id": "1201110118009001"}), StatusCode::FORBIDDEN),
+        (
             json!({"id": "1201110118009001", "maintainer_department": "sw"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
-    let (s, c) = hub.post("/api/v1/components", Some(&sw), json!({"id": "1201110118009001", "owner_department": "sw", "maintainer_department": "sw"})).await;
-    assert_eq!(s, StatusCode::CREATED, "{c}");
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            json!({"id": "1201110118009001", "owner_department": "sw", "maintainer_department": "sw"}),
+            StatusCode::CREATED,
+        ),
+    ] {
+        sw.expect(post(COMPONENTS, component), want).await;
+    }
     // Attaching a sensor to another department's component: refused.
-    let (s, _) = hub
-        .put(
-            "/api/v1/sensors/XX-1",
-            Some(&sw),
-            json!({"component_id": "1201110118000001"}),
-        )
+    let attach = json!({"component_id": "1201110118000001"});
+    sw.expect(put("/api/v1/sensors/XX-1", attach), StatusCode::FORBIDDEN)
         .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
     // Admin may change anything; the lamp is unchanged by the refused calls.
-    let (s, lamp) = hub
-        .get("/api/v1/components/1201110118000001", Some(ADMIN))
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let admin = hub.with(ADMIN);
+    let lamp = admin.expect(get(LAMP), StatusCode::OK).await;
     assert_ne!(lamp["name"], "not ours");
-    let (s, _) = hub
-        .put(
-            "/api/v1/components/1201110118000001",
-            Some(ADMIN),
-            json!({"name": "admin rename"}),
-        )
+    admin
+        .expect(put(LAMP, json!({"name": "admin rename"})), StatusCode::OK)
         .await;
-    assert_eq!(s, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn a_department_token_cannot_change_a_components_owner_or_maintainer() {
     let hub = Hub::seeded().await;
-    let sw = hub.token("sw", "write");
+    let (sw, admin) = (hub.caller("sw", "write"), hub.with(ADMIN));
     let path = "/api/v1/components/1201110118009002";
     let mine = json!({"owner_department": "sw", "maintainer_department": "sw", "name": "ours"});
-    let (s, c) = hub.put(path, Some(&sw), mine.clone()).await;
-    assert_eq!(s, StatusCode::CREATED, "{c}");
+    sw.expect(put(path, mine.clone()), StatusCode::CREATED)
+        .await;
     // Handing it over (owner or maintainer) or claiming it elsewhere: refused, nothing changes.
     for (field, to) in [("owner_department", "zm"), ("maintainer_department", "zm")] {
         let mut body = mine.clone();
         body[field] = json!(to);
-        let (s, err) = hub.put(path, Some(&sw), body).await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "{field}: {err}");
+        let err = sw.expect(put(path, body), StatusCode::FORBIDDEN).await;
         assert_error(&err, "forbidden", "admin token");
     }
     // A PUT that omits the owner falls back to the class default (zm): a change, refused.
-    let (s, _) = hub.put(path, Some(&sw), json!({"name": "renamed"})).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let (_, c) = hub.get(path, Some(ADMIN)).await;
+    sw.expect(put(path, json!({"name": "renamed"})), StatusCode::FORBIDDEN)
+        .await;
+    let c = admin.expect(get(path), StatusCode::OK).await;
     assert_eq!(
         (
             c["owner_department"].clone(),
@@ -762,35 +742,30 @@ async fn a_department_token_cannot_change_a_components_owner_or_maintainer() {
     // Keeping them, the department edits its component; admin may hand it over.
     let mut renamed = mine.clone();
     renamed["name"] = json!("renamed");
-    let (s, _) = hub.put(path, Some(&sw), renamed).await;
-    assert_eq!(s, StatusCode::OK);
+    sw.expect(put(path, renamed), StatusCode::OK).await;
     let mut handed = mine.clone();
     handed["owner_department"] = json!("zm");
-    let (s, c) = hub.put(path, Some(ADMIN), handed).await;
-    assert_eq!(s, StatusCode::OK, "{c}");
+    let c = admin.expect(put(path, handed), StatusCode::OK).await;
     assert_eq!(c["owner_department"], "zm");
 }
 
+/// hub.toml: a deadline, and webhooks allowed to 10.12.0.0/16 besides public addresses.
+const WEBHOOKS_ALLOW: &str = "[events.deadlines]\ncritical_s = 600\n[events.webhooks]\nallow = [\"10.12.0.0/16\"]\ntimeout_ms = 2000\n";
+/// hub.toml: the switch that lets webhooks go to loopback.
+const WEBHOOKS_LOOPBACK: &str = "[events.webhooks]\ninsecure_allow_loopback = true\n";
+/// How the API refuses a subscription to a URL the webhook policy forbids.
+const REFUSED: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+
 #[tokio::test]
 async fn events_webhooks_keys_in_hub_toml_take_effect() {
-    let hub = Hub::start_with(
-        seeded_dir(),
-        "[events.deadlines]\ncritical_s = 600\n[events.webhooks]\nallow = [\"10.12.0.0/16\"]\ntimeout_ms = 2000\n",
-    )
-    .await;
-    let sw = hub.token("sw", "write");
-    let subscribe = |url: &str| hub.post("/api/v1/subscriptions", Some(&sw), json!({ "url": url }));
-    let (s, body) = subscribe("http://10.12.3.4/hook").await;
-    assert_eq!(s, StatusCode::CREATED, "the allow-listed CIDR: {body}");
-    let (s, body) = subscribe("http://10.13.3.4/hook").await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let hub = Hub::start_with(seeded_dir(), WEBHOOKS_ALLOW).await;
+    let sw = hub.caller("sw", "write");
+    // The allow-listed CIDR.
+    subscribe(&sw, "http://10.12.3.4/hook", StatusCode::CREATED).await;
+    let body = subscribe(&sw, "http://10.13.3.4/hook", REFUSED).await;
     assert_eq!(body["error"]["field"], "url");
-    let (s, _) = subscribe("http://127.0.0.1:9/hook").await;
-    assert_eq!(
-        s,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "loopback without the switch"
-    );
+    // Loopback without the switch.
+    subscribe(&sw, "http://127.0.0.1:9/hook", REFUSED).await;
     let metrics = hub.metrics().await;
     for line in [
         "wangge_webhook_refused_total{stage=\"subscribe\",reason=\"private\"} 1",
@@ -798,31 +773,15 @@ async fn events_webhooks_keys_in_hub_toml_take_effect() {
     ] {
         assert!(metrics.contains(line), "{line} in /metrics");
     }
+    drop(sw);
     drop(hub);
 
     // The loopback switch from hub.toml: loopback accepted, and a warning at start.
-    let hub = Hub::start_with(
-        seeded_dir(),
-        "[events.webhooks]\ninsecure_allow_loopback = true\n",
-    )
-    .await;
-    let sw = hub.token("sw", "write");
-    let (s, body) = hub
-        .post(
-            "/api/v1/subscriptions",
-            Some(&sw),
-            json!({"url": "http://127.0.0.1:9/hook"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{body}");
-    let (s, _) = hub
-        .post(
-            "/api/v1/subscriptions",
-            Some(&sw),
-            json!({"url": "http://169.254.169.254/"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "never link-local");
+    let hub = Hub::start_with(seeded_dir(), WEBHOOKS_LOOPBACK).await;
+    let sw = hub.caller("sw", "write");
+    subscribe(&sw, "http://127.0.0.1:9/hook", StatusCode::CREATED).await;
+    // Never link-local.
+    subscribe(&sw, "http://169.254.169.254/", REFUSED).await;
     let log = std::fs::read_to_string(hub.dir.path().join("hub.log")).unwrap();
     assert!(
         log.contains("WARN") && log.contains("insecure_allow_loopback"),
