@@ -33,6 +33,39 @@ enum Command {
     Run(RunArgs),
     /// N synthetic sensors at R reports/s each, for benchmarks; prints the achieved msgs/s.
     Load(LoadArgs),
+    /// Modbus slaves: devices on an RTU line (a pty) and behind a Modbus TCP listener, with
+    /// faults (mute, slow, CRC-corrupted answers, exceptions); prints what each did at exit.
+    Modbus(ModbusArgs),
+}
+
+#[derive(Args, Clone)]
+struct ModbusArgs {
+    /// Where the Modbus device profiles are (`<PROFILE>.toml`, kind = "modbus").
+    #[arg(long, value_name = "DIR", default_value = "config/profiles")]
+    profiles: PathBuf,
+    /// RTU line: create a pseudo-terminal pair and symlink LINK to the end the edge opens.
+    #[arg(long, value_name = "LINK")]
+    rtu_pty: Option<PathBuf>,
+    /// The RTU line's baud rate (answers are paced at 11 bits a character).
+    #[arg(long, default_value_t = 9_600)]
+    baud: u32,
+    /// A device on the RTU line: UNIT:PROFILE[:mute|:slow=DUR|:crc=FRACTION|:exception=CODE].
+    #[arg(long = "rtu-device", value_name = "UNIT:PROFILE[:FAULT]")]
+    rtu_devices: Vec<firmware_sim::output::modbus::device::DeviceArg>,
+    /// Modbus TCP: listen on HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    tcp: Option<std::net::SocketAddr>,
+    /// A device behind the TCP listener (same syntax as --rtu-device).
+    #[arg(long = "tcp-device", value_name = "UNIT:PROFILE[:FAULT]")]
+    tcp_devices: Vec<firmware_sim::output::modbus::device::DeviceArg>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this long (else at Ctrl-C / SIGTERM).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Also write the summary JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -187,6 +220,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Load(a)) => load(a).await,
+        Some(Command::Modbus(a)) => modbus(a).await,
         Some(Command::Run(a)) => run(a).await,
         None => run(cli.run).await,
     };
@@ -483,4 +517,47 @@ async fn load(a: LoadArgs) -> Result<()> {
         summary.sensors.clear();
     }
     a.out.write_summary(&summary)
+}
+
+async fn modbus(a: ModbusArgs) -> Result<()> {
+    use firmware_sim::output::modbus::{run, ModbusRun};
+    if a.rtu_pty.is_none() && a.tcp.is_none() {
+        bail!("nothing to serve: give --rtu-pty LINK and/or --tcp HOST:PORT");
+    }
+    if a.rtu_pty.is_some() == a.rtu_devices.is_empty()
+        || a.tcp.is_some() == a.tcp_devices.is_empty()
+    {
+        bail!(
+            "each server needs its devices: --rtu-pty with --rtu-device, --tcp with --tcp-device"
+        );
+    }
+    let mut stop = stop_signal();
+    if let Some(d) = a.duration {
+        let (tx, rx) = watch::channel(false);
+        let mut outer = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = outer.changed() => {}
+            }
+            let _ = tx.send(true);
+        });
+        stop = rx;
+    }
+    let cfg = ModbusRun {
+        profiles_dir: a.profiles,
+        rtu: a.rtu_pty.map(|l| (l, a.baud)),
+        rtu_devices: a.rtu_devices,
+        tcp: a.tcp,
+        tcp_devices: a.tcp_devices,
+        seed: a.seed,
+    };
+    let summary = run(cfg, stop).await?;
+    let json = serde_json::to_string_pretty(&summary)?;
+    println!("{json}");
+    if let Some(path) = a.summary {
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
