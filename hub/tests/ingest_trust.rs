@@ -211,18 +211,13 @@ async fn edge_1_online() -> (Site, EmbeddedHub, Edge) {
     (site, hub, edge)
 }
 
+/// A status of edge-1 produced now, reporting `counter` readings of backlog.
 fn status(online: bool, epoch: u64, counter: u64, will_counter: u64) -> EdgeStatus {
+    let st = EdgeStatus::online("edge-1", "0.1.0", epoch, counter, will_counter, now_ns());
     EdgeStatus {
-        edge_id: "edge-1".into(),
         online,
-        version: "0.1.0".into(),
-        epoch,
-        counter,
-        will_counter,
         backlog_readings: counter,
-        backlog_bytes: 0,
-        oldest_unacked_ns: None,
-        ts_ns: now_ns(),
+        ..st
     }
 }
 

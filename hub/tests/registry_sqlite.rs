@@ -315,18 +315,16 @@ fn gaps_an_edge_reports_are_recorded_once_and_shown_on_the_edge() {
 #[test]
 fn a_status_replayed_after_a_hub_restart_is_still_stale() {
     use hub::registry::Freshness;
+    use protocol::uplink::EdgeStatus;
     let (dir, reg) = seeded();
-    let st = |online: bool, counter: u64, will_counter: u64| protocol::uplink::EdgeStatus {
-        edge_id: "edge-xq-01".into(),
-        online,
-        version: "0.1.0".into(),
-        epoch: 5,
-        counter,
-        will_counter,
-        backlog_readings: counter,
-        backlog_bytes: 0,
-        oldest_unacked_ns: None,
-        ts_ns: 1,
+    // A status of epoch 5 reporting `counter` readings of backlog.
+    let st = |online: bool, counter: u64, will_counter: u64| {
+        let st = EdgeStatus::online("edge-xq-01", "0.1.0", 5, counter, will_counter, 1);
+        EdgeStatus {
+            online,
+            backlog_readings: counter,
+            ..st
+        }
     };
     // Each (online, counter, will_counter) in turn, and how the registry judges it.
     let judged = |reg: &SqliteRegistry, steps: &[((bool, u64, u64), Freshness)]| {
