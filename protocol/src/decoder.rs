@@ -59,23 +59,19 @@ pub struct DecodeStats {
 impl DecodeStats {
     /// All rejected frames, whatever the reason.
     pub fn rejected(&self) -> u64 {
-        self.too_long
-            + self.cobs
-            + self.too_short
-            + self.unknown_version
-            + self.crc
-            + self.malformed
+        self.by_reason().iter().map(|&(_, n)| n).sum()
     }
 
-    /// (reason, count) pairs, for metrics.
+    /// (reason, count) pairs, for metrics: one per [`FrameError`], named by its
+    /// [`FrameError::reason`].
     pub fn by_reason(&self) -> [(&'static str, u64); 6] {
         [
-            ("too_long", self.too_long),
-            ("cobs", self.cobs),
-            ("too_short", self.too_short),
-            ("unknown_version", self.unknown_version),
-            ("crc", self.crc),
-            ("malformed", self.malformed),
+            (FrameError::TooLong.reason(), self.too_long),
+            (FrameError::Cobs.reason(), self.cobs),
+            (FrameError::TooShort.reason(), self.too_short),
+            (FrameError::UnknownVersion(0).reason(), self.unknown_version),
+            (FrameError::Crc.reason(), self.crc),
+            (FrameError::Malformed.reason(), self.malformed),
         ]
     }
 }
