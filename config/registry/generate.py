@@ -12,20 +12,23 @@ REGION = "120111"
 
 regions = [("120111", "西青区", "Xiqing District, Tianjin")]
 
-departments = [
-    ("cg", "城管局", "城市管理综合执法", "cg@xiqing.example"),
-    ("sw", "水务局", "供排水", "sw@xiqing.example"),
-    ("xf", "消防救援支队", "消防", "xf@xiqing.example"),
-    ("ga", "公安分局", "治安", "ga@xiqing.example"),
-    ("zm", "市政照明所", "路灯照明", "zm@xiqing.example"),
-    ("jd", "西营门街道办", "街道办事处", "jd@xiqing.example"),
-    ("rq", "燃气公司", "燃气", "rq@xiqing.example"),
-    ("dl", "供电公司", "电力", "dl@xiqing.example"),
-    ("tx", "通信管理办", "通信管线", "tx@xiqing.example"),
-    ("rl", "热力公司", "供热", "rl@xiqing.example"),
-    ("sj", "市场监管局", "特种设备(电梯)", "sj@xiqing.example"),
-    ("hb", "生态环境局", "环境监测", "hb@xiqing.example"),
-]
+# id,name,duty of each department; its contact is <id>@xiqing.example.
+DEPARTMENTS = """\
+cg,城管局,城市管理综合执法
+sw,水务局,供排水
+xf,消防救援支队,消防
+ga,公安分局,治安
+zm,市政照明所,路灯照明
+jd,西营门街道办,街道办事处
+rq,燃气公司,燃气
+dl,供电公司,电力
+tx,通信管理办,通信管线
+rl,热力公司,供热
+sj,市场监管局,特种设备(电梯)
+hb,生态环境局,环境监测
+"""
+departments = [(d, name, duty, f"{d}@xiqing.example")
+               for d, name, duty in (row.split(",") for row in DEPARTMENTS.splitlines())]
 
 # (code, major, name_zh, name_en, sensor_type, default owner, source)
 classes = [
