@@ -126,15 +126,6 @@ impl IngestConfig {
     pub fn in_dir(dir: impl Into<PathBuf>) -> IngestConfig {
         IngestConfig {
             data_dir: dir.into(),
-            ..Default::default()
-        }
-    }
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        IngestConfig {
-            data_dir: PathBuf::from("./data"),
             group_batches_max: 512,
             group_readings_max: 200_000,
             max_readings_per_batch: 10_000,
@@ -147,6 +138,13 @@ impl Default for IngestConfig {
             ts_past_max_s: 30 * 24 * 3600,
             ts_future_max_s: 600,
         }
+    }
+}
+
+impl Default for IngestConfig {
+    /// Data under `./data`.
+    fn default() -> Self {
+        IngestConfig::in_dir("./data")
     }
 }
 

@@ -77,19 +77,17 @@ impl EmbeddedConfig {
     pub fn in_dir(dir: impl Into<PathBuf>) -> EmbeddedConfig {
         EmbeddedConfig {
             data_dir: dir.into(),
-            ..Default::default()
+            retention_days: 90,
+            synchronous: Synchronous::Full,
+            cache_mib: 32,
         }
     }
 }
 
 impl Default for EmbeddedConfig {
+    /// Data under `./data`.
     fn default() -> Self {
-        EmbeddedConfig {
-            data_dir: PathBuf::from("./data"),
-            retention_days: 90,
-            synchronous: Synchronous::Full,
-            cache_mib: 32,
-        }
+        EmbeddedConfig::in_dir("./data")
     }
 }
 
