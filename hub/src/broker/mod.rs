@@ -253,12 +253,12 @@ impl BrokerMetrics {
             self.logins_refused.load(Relaxed)
         );
         let refused = [
-            ("client_id", &self.refused_client_id),
-            ("will", &self.refused_will),
-            ("protocol", &self.refused_protocol),
-            ("subscribe", &self.refused_subscribe),
-            ("publish", &self.refused_publish),
-            ("connection_cap", &self.refused_connection_cap),
+            ("client_id", self.refused_client_id.load(Relaxed)),
+            ("will", self.refused_will.load(Relaxed)),
+            ("protocol", self.refused_protocol.load(Relaxed)),
+            ("subscribe", self.refused_subscribe.load(Relaxed)),
+            ("publish", self.refused_publish.load(Relaxed)),
+            ("connection_cap", self.refused_connection_cap.load(Relaxed)),
         ];
         crate::prometheus::by_label(
             out,
@@ -266,7 +266,7 @@ impl BrokerMetrics {
             "counter",
             "What the broker gate refused, by kind.",
             "what",
-            refused.map(|(what, n)| (what, n.load(Relaxed))),
+            refused,
         );
         let _ = writeln!(
             out,
