@@ -113,6 +113,36 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
         };
         emit(v, &mut out);
     }
+    for line in cfg.modbus_lines().unwrap_or_default() {
+        match source::modbus::scan::probe_line(&line).await {
+            Err(e) => emit(
+                fail(
+                    format!("modbus {}", line.name),
+                    e.to_string(),
+                    "check the adapter path (`edge ports`) or the device's host:port",
+                ),
+                &mut out,
+            ),
+            Ok(blocks) => {
+                for b in blocks {
+                    let name = format!(
+                        "modbus {} unit {} ({}) {} {}+{}",
+                        line.name,
+                        b.unit,
+                        b.sensor,
+                        b.table.name(),
+                        b.address,
+                        b.count
+                    );
+                    let v = match b.result {
+                        Ok(()) => ok(name, "answers"),
+                        Err(f) => fail(name, f.to_string(), b.fix()),
+                    };
+                    emit(v, &mut out);
+                }
+            }
+        }
+    }
     for s in &cfg.mqtt {
         let name = format!("mqtt {} ({}:{})", s.name, s.host, s.port);
         let opts = source::mqtt::options(s, &cfg.edge.id, secret.as_deref().ok());

@@ -75,6 +75,9 @@ pub struct Config {
     /// Serial lines with sensors on them.
     #[serde(default)]
     pub serial: Vec<SerialSource>,
+    /// Modbus lines (RTU or TCP) and the slaves on them.
+    #[serde(default)]
+    pub modbus: Vec<crate::source::modbus::line::ModbusLineConfig>,
     #[serde(default)]
     pub buffer: BufferSection,
     #[serde(default)]
@@ -476,8 +479,31 @@ impl Config {
         cfg.edge.registry = cfg.edge.registry.as_deref().map(resolve);
         cfg.hub.ca_file = cfg.hub.ca_file.as_deref().map(resolve);
         cfg.hub.secret_file = cfg.hub.secret_file.as_deref().map(resolve);
+        for line in &mut cfg.modbus {
+            if let Some(rtu) = &mut line.rtu {
+                rtu.path = resolve(&rtu.path);
+            }
+        }
         cfg.validate_fields()?;
+        cfg.modbus_lines()?;
         Ok(cfg)
+    }
+
+    /// Every `[[modbus]]` line with its slaves' profiles loaded and read plans made.
+    pub fn modbus_lines(&self) -> Result<Vec<crate::source::modbus::line::Line>, ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        let mut lines = Vec::with_capacity(self.modbus.len());
+        for (i, l) in self.modbus.iter().enumerate() {
+            if !names.insert(l.name.as_str()) {
+                return Err(self.invalid(
+                    &format!("modbus[{i}].name"),
+                    format!("line name {:?} is used twice", l.name),
+                    "give each Modbus line its own name",
+                ));
+            }
+            lines.push(l.compile(&self.source_path, i, &self.edge.profiles_dir)?);
+        }
+        Ok(lines)
     }
 
     fn invalid(&self, field: &str, message: impl Into<String>, fix: &str) -> ConfigError {

@@ -57,10 +57,35 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Modbus tools for the technician.
+    Modbus {
+        #[command(subcommand)]
+        cmd: ModbusCmd,
+    },
     /// Serial ports present (and the configured serial paths).
     Ports {
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModbusCmd {
+    /// Find which unit ids answer on a line (one holding-register read each; a device that
+    /// answers with an exception is there too). Stop `edge run` first on an RTU line: two
+    /// masters on one bus garble each other.
+    Scan {
+        #[arg(long, short, default_value = "edge.toml")]
+        config: PathBuf,
+        /// The `[[modbus]]` line's name.
+        #[arg(long)]
+        line: String,
+        /// Unit ids to try, e.g. `1-247` or `5`.
+        #[arg(long, default_value = "1-247", value_parser = edge::source::modbus::scan::parse_units)]
+        units: std::ops::RangeInclusive<u8>,
+        /// Wait per unit (default: the line's timeout).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
     },
 }
 
@@ -127,6 +152,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load(&config)?;
             runtime()?.block_on(edge::run::run(cfg))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Modbus {
+            cmd:
+                ModbusCmd::Scan {
+                    config,
+                    line,
+                    units,
+                    timeout,
+                },
+        } => {
+            let cfg = load(&config)?;
+            let found = runtime()?.block_on(edge::source::modbus::scan::scan_command(
+                &cfg, &line, units, timeout,
+            ))?;
+            Ok(if found > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::Check { config, timeout_s } => {
             let cfg = match Config::load(&config) {

@@ -141,6 +141,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             ingest.clone(),
         ));
     }
+    for line in cfg.modbus_lines()? {
+        tokio::spawn(source::modbus::poller::run(line, ingest.clone()));
+    }
     for src in cfg.serial.clone() {
         tokio::spawn(source::serial::run(src, ingest.clone()));
     }

@@ -45,6 +45,82 @@ pub async fn scan_units(
     Ok(out)
 }
 
+/// `1-247`, `5` or `10-20`: the unit ids a scan tries.
+pub fn parse_units(s: &str) -> Result<std::ops::RangeInclusive<u8>, String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let parse = |x: &str| {
+        x.trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|u| (1..=247).contains(u))
+            .ok_or_else(|| format!("`{x}` is not a unit id 1..=247"))
+    };
+    let (a, b) = (parse(a)?, parse(b)?);
+    if a > b {
+        return Err(format!("`{s}`: the range is empty"));
+    }
+    Ok(a..=b)
+}
+
+/// `edge modbus scan`: prints one line per unit id that answers and a summary; returns how
+/// many answered.
+pub async fn scan_command(
+    cfg: &crate::config::Config,
+    line: &str,
+    units: std::ops::RangeInclusive<u8>,
+    timeout: Option<std::time::Duration>,
+) -> anyhow::Result<usize> {
+    let lines = cfg.modbus_lines().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+    let mut l = lines
+        .iter()
+        .find(|l| l.name == line)
+        .cloned()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no [[modbus]] line named {line:?} in {} (fix: one of {names:?})",
+                cfg.source_path.display()
+            )
+        })?;
+    if let Some(t) = timeout {
+        l.timeout = t;
+    }
+    let (first, last) = (*units.start(), *units.end());
+    println!(
+        "scanning line {} units {first}-{last}, {:?} each",
+        l.name, l.timeout
+    );
+    let found = scan_units(&l, units, |unit, p| match p {
+        Presence::Answers => println!("unit {unit:>3}: answers"),
+        Presence::Exception(c) => println!(
+            "unit {unit:>3}: answers with exception {c:#04x} ({}): a device is there",
+            super::metrics::exception_name(*c)
+        ),
+        Presence::Absent(Failure::Garbled) => {
+            println!("unit {unit:>3}: garbled answer (check baud, parity, termination)")
+        }
+        Presence::Absent(_) => {}
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "line {}: {e} (fix: check the adapter path or host:port)",
+            l.name
+        )
+    })?;
+    let present: Vec<u8> = found
+        .iter()
+        .filter(|(_, p)| p.is_present())
+        .map(|(u, _)| *u)
+        .collect();
+    println!(
+        "{} of {} unit ids answer: {present:?}",
+        present.len(),
+        found.len()
+    );
+    Ok(present.len())
+}
+
 /// One block of a slave's read plan, probed once.
 #[derive(Debug, Clone)]
 pub struct BlockProbe {
