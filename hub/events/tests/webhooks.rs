@@ -37,6 +37,20 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
     }
 }
 
+impl Receiver {
+    /// Waits (30 s at most) until `n` requests have arrived; all requests seen then.
+    async fn requests(&self, what: &str, n: usize) -> Vec<(HeaderMap, Bytes)> {
+        eventually_some(what, Duration::from_secs(30), || {
+            let seen = self.seen.clone();
+            async move {
+                let s = seen.lock().unwrap();
+                (s.len() >= n).then(|| s.clone())
+            }
+        })
+        .await
+    }
+}
+
 fn receiver_app(r: Receiver) -> axum::Router {
     axum::Router::new()
         .route("/hook", axum::routing::post(receive))
@@ -72,32 +86,39 @@ fn raise(events: &Events, component: &str, ctype: &str, q: protocol::Quantity) {
     assert_eq!(events.ingest(&r, now_ns()).unwrap().len(), 1);
 }
 
-async fn subscribe(base: &str, url: &str) -> i64 {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/subscriptions"))
-        .bearer_auth("sw-write")
-        .json(&json!({"url": url, "secret": SECRET}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    let v: Value = resp.json().await.unwrap();
+/// The manhole cover (shared with sw) opened now.
+fn open_manhole(events: &Events) {
+    raise(events, MANHOLE, "manhole_cover", protocol::Quantity::Opened);
+}
+
+async fn subscribe(api: &Api, url: &str) -> i64 {
+    let body = json!({"url": url, "secret": SECRET});
+    let (code, v) = api.post("/subscriptions", "sw-write", body).await;
+    assert_eq!(code, 201, "{v}");
     assert_eq!(v["department"], "sw");
     assert_eq!(v["secret"], SECRET);
     v["id"].as_i64().unwrap()
 }
 
-async fn deliveries(base: &str, sub: i64) -> Vec<Value> {
-    let v: Value = reqwest::Client::new()
-        .get(format!("{base}/subscriptions/{sub}/deliveries"))
-        .bearer_auth("sw-read")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn deliveries(api: &Api, sub: i64) -> Vec<Value> {
+    let (_, v) = api
+        .get(&format!("/subscriptions/{sub}/deliveries"), "sw-read")
+        .await;
     v["items"].as_array().unwrap().clone()
+}
+
+/// Waits (30 s at most) until the deliveries of `sub` are as `done` says; returns them.
+async fn deliveries_when(
+    api: &Api,
+    sub: i64,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    eventually_some(what, Duration::from_secs(30), || async {
+        let items = deliveries(api, sub).await;
+        done(&items).then_some(items)
+    })
+    .await
 }
 
 fn hmac_hex(body: &[u8]) -> String {
@@ -110,11 +131,7 @@ fn hmac_hex(body: &[u8]) -> String {
 async fn webhooks_are_signed_and_retried_until_the_receiver_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let events = Events::open(&dir.path().join("events.db"), config(), directory()).unwrap();
-    let base = format!(
-        "http://{}/api/v1",
-        serve(axum::Router::new().nest("/api/v1", wangge_events::router(events.clone(), tokens())))
-            .await
-    );
+    let api = Api::start(&events).await;
     let receiver = Receiver {
         fail_first: 2,
         ..Receiver::default()
@@ -123,26 +140,14 @@ async fn webhooks_are_signed_and_retried_until_the_receiver_accepts() {
         "http://{}/hook",
         serve(receiver_app(receiver.clone())).await
     );
-    let sub = subscribe(&base, &hook).await;
+    let sub = subscribe(&api, &hook).await;
     let worker = tokio::spawn(wangge_events::delivery::run_webhooks(events.clone()));
 
     // Not shared with sw: never delivered to this subscription.
     raise(&events, SMOKE, "smoke_detector", protocol::Quantity::Alarm);
-    raise(
-        &events,
-        MANHOLE,
-        "manhole_cover",
-        protocol::Quantity::Opened,
-    );
+    open_manhole(&events);
 
-    let seen = eventually_some("3 attempts", Duration::from_secs(30), || {
-        let seen = receiver.seen.clone();
-        async move {
-            let s = seen.lock().unwrap();
-            (s.len() >= 3).then(|| s.clone())
-        }
-    })
-    .await;
+    let seen = receiver.requests("3 attempts", 3).await;
     let first_body = &seen[0].1;
     let mut uids = Vec::new();
     for (headers, body) in &seen {
@@ -170,12 +175,8 @@ async fn webhooks_are_signed_and_retried_until_the_receiver_accepts() {
         "X-Wangge-Delivery is unique per attempt"
     );
 
-    let items = eventually_some("delivered status", Duration::from_secs(30), || {
-        let base = base.clone();
-        async move {
-            let items = deliveries(&base, sub).await;
-            (items.first().is_some_and(|d| d["status"] == "delivered")).then_some(items)
-        }
+    let items = deliveries_when(&api, sub, "delivered status", |items| {
+        items.first().is_some_and(|d| d["status"] == "delivered")
     })
     .await;
     assert_eq!(
@@ -205,31 +206,14 @@ async fn no_notification_is_lost_across_a_hub_restart_during_a_receiver_outage()
     let hook = format!("http://127.0.0.1:{port}/hook");
     let (sub, id) = {
         let events = Events::open(&dir.path().join("events.db"), config(), directory()).unwrap();
-        let base = format!(
-            "http://{}/api/v1",
-            serve(
-                axum::Router::new()
-                    .nest("/api/v1", wangge_events::router(events.clone(), tokens()))
-            )
-            .await
-        );
-        let sub = subscribe(&base, &hook).await;
+        let api = Api::start(&events).await;
+        let sub = subscribe(&api, &hook).await;
         let worker = tokio::spawn(wangge_events::delivery::run_webhooks(events.clone()));
-        raise(
-            &events,
-            MANHOLE,
-            "manhole_cover",
-            protocol::Quantity::Opened,
-        );
-        let failed = eventually_some("a failed attempt", Duration::from_secs(30), || {
-            let base = base.clone();
-            async move {
-                let items = deliveries(&base, sub).await;
-                (items
-                    .first()
-                    .is_some_and(|d| d["attempts"].as_i64().unwrap() >= 2))
-                .then_some(items)
-            }
+        open_manhole(&events);
+        let failed = deliveries_when(&api, sub, "a failed attempt", |items| {
+            items
+                .first()
+                .is_some_and(|d| d["attempts"].as_i64().unwrap() >= 2)
         })
         .await;
         assert_eq!(failed[0]["status"], "pending");
@@ -247,14 +231,7 @@ async fn no_notification_is_lost_across_a_hub_restart_during_a_receiver_outage()
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let events = Events::open(&dir.path().join("events.db"), config(), directory()).unwrap();
     let worker = tokio::spawn(wangge_events::delivery::run_webhooks(events.clone()));
-    let seen = eventually_some("delivery after restart", Duration::from_secs(30), || {
-        let seen = receiver.seen.clone();
-        async move {
-            let s = seen.lock().unwrap();
-            (!s.is_empty()).then(|| s.clone())
-        }
-    })
-    .await;
+    let seen = receiver.requests("delivery after restart", 1).await;
     let event: Value = serde_json::from_slice(&seen[0].1).unwrap();
     assert_eq!(event["id"], id);
     let store = events.store().clone();
