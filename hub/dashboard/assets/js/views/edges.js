@@ -48,47 +48,46 @@ function drain(edge, now) {
   return keep("estimate", fmtDuration((backlog / rate) * 1000));
 }
 
+/** The page for `items`, the edges the hub lists, at `now`: online/offline cards and the table. */
+function edgesView(items, now) {
+  const online = items.filter((e) => e.online).length;
+  return [
+    h("div", { class: "cards" },
+      h("div", { class: "card normal" }, h("div", { class: "n" }, online), h("div", { class: "l" }, t("edges.online"))),
+      h("div", { class: "card offline" }, h("div", { class: "n" }, items.length - online), h("div", { class: "l" }, t("edges.offline"))),
+    ),
+    h("p", {}),
+    items.length
+      ? h("table", {},
+          h("thead", {}, h("tr", {},
+            h("th", {}, t("edges.id")), h("th", {}, t("edges.name")), h("th", {}, t("edges.site")), h("th", {}, t("edges.state")),
+            h("th", {}, t("edges.last_seen")), h("th", { class: "num" }, t("edges.backlog")), h("th", { class: "num" }, t("edges.backlog_bytes")),
+            h("th", {}, t("edges.drain")), h("th", {}, t("edges.version")),
+          )),
+          h("tbody", {}, items.map((e) =>
+            h("tr", { dataset: { edge: e.id } },
+              h("td", {}, e.id), h("td", {}, e.name), h("td", {}, e.site),
+              h("td", {}, e.revoked ? badge("alarm", t("edges.revoked")) : e.online ? badge("online", t("edges.state_online")) : badge("offline", t("edges.state_offline"))),
+              h("td", {}, e.last_seen ? [fmtTime(e.last_seen), h("div", { class: "muted" }, t("edges.ago", { d: fmtAge(e.last_seen) }))] : t("edges.never")),
+              h("td", { class: "num" }, e.backlog_readings),
+              h("td", { class: "num" }, fmtBytes(e.backlog_bytes)),
+              ((d) => h("td", { dataset: { drain: d[0] } }, d[1]))(drain(e, now)),
+              h("td", {}, e.version || "—"),
+            ),
+          )),
+        )
+      : h("p", { class: "muted" }, t("edges.none")),
+  ];
+}
+
 export async function render(main) {
   main.append(h("h1", {}, t("nav.edges")));
   const panel = h("section", { class: "panel", id: "edges" });
   main.append(panel);
+  // The page, or the error that kept the hub from listing the edges.
   const draw = async () => {
-    let items;
-    try {
-      items = (await api.all("edges")).items;
-    } catch (e) {
-      empty(panel).append(errorBox(e));
-      return;
-    }
-    const now = Date.now();
-    const online = items.filter((e) => e.online).length;
-    empty(panel).append(
-      h("div", { class: "cards" },
-        h("div", { class: "card normal" }, h("div", { class: "n" }, online), h("div", { class: "l" }, t("edges.online"))),
-        h("div", { class: "card offline" }, h("div", { class: "n" }, items.length - online), h("div", { class: "l" }, t("edges.offline"))),
-      ),
-      h("p", {}),
-      items.length
-        ? h("table", {},
-            h("thead", {}, h("tr", {},
-              h("th", {}, t("edges.id")), h("th", {}, t("edges.name")), h("th", {}, t("edges.site")), h("th", {}, t("edges.state")),
-              h("th", {}, t("edges.last_seen")), h("th", { class: "num" }, t("edges.backlog")), h("th", { class: "num" }, t("edges.backlog_bytes")),
-              h("th", {}, t("edges.drain")), h("th", {}, t("edges.version")),
-            )),
-            h("tbody", {}, items.map((e) =>
-              h("tr", { dataset: { edge: e.id } },
-                h("td", {}, e.id), h("td", {}, e.name), h("td", {}, e.site),
-                h("td", {}, e.revoked ? badge("alarm", t("edges.revoked")) : e.online ? badge("online", t("edges.state_online")) : badge("offline", t("edges.state_offline"))),
-                h("td", {}, e.last_seen ? [fmtTime(e.last_seen), h("div", { class: "muted" }, t("edges.ago", { d: fmtAge(e.last_seen) }))] : t("edges.never")),
-                h("td", { class: "num" }, e.backlog_readings),
-                h("td", { class: "num" }, fmtBytes(e.backlog_bytes)),
-                ((d) => h("td", { dataset: { drain: d[0] } }, d[1]))(drain(e, now)),
-                h("td", {}, e.version || "—"),
-              ),
-            )),
-          )
-        : h("p", { class: "muted" }, t("edges.none")),
-    );
+    const shown = await api.all("edges").then(({ items }) => edgesView(items, Date.now()), (e) => [errorBox(e)]);
+    empty(panel).append(...shown);
   };
   await draw();
   const timer = setInterval(draw, REFRESH_INTERVAL_MS);

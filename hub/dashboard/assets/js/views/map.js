@@ -68,15 +68,13 @@ export async function render(main, args, ctx) {
   );
   const body = h("div", { class: "panel map-wrap" });
   main.append(body);
+  // The map and its legend, or the error that kept the hub from listing the components.
   const draw = async () => {
-    let comps;
-    try {
-      comps = (await api.all("components")).items;
-    } catch (e) {
-      empty(body).append(errorBox(e));
-      return;
-    }
-    empty(body).append(drawMap(comps, await registryCells(), only, localStorage.getItem(TILE_KEY) || ""), legend());
+    const shown = await api.all("components").then(
+      async ({ items }) => [drawMap(items, await registryCells(), only, localStorage.getItem(TILE_KEY) || ""), legend()],
+      (e) => [errorBox(e)],
+    );
+    empty(body).append(...shown);
   };
   await draw();
   return refreshOnLive(ctx, draw);
