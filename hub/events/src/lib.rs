@@ -33,6 +33,7 @@ macro_rules! from_columns {
     };
 }
 
+pub mod config_file;
 pub mod delivery;
 pub mod egress;
 pub mod http;

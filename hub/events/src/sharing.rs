@@ -4,20 +4,13 @@
 //! event is dispatched to it, or when a `[[share]]` rule names it and every criterion the rule gives
 //! matches (missing criteria match anything). Admin tokens see everything.
 
+use crate::config_file;
 use crate::model::{Actor, ComponentCtx, Event, Scope};
 use serde::Deserialize;
 use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SharingError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-}
+/// The sharing file could not be read or parsed.
+pub type SharingError = crate::config_file::FileError;
 
 /// `config/sharing.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,18 +66,12 @@ pub const DEFAULT_SHARING: &str = include_str!("../../../config/sharing.toml");
 
 impl SharingConfig {
     pub fn load(path: &Path) -> Result<SharingConfig, SharingError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SharingError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        SharingConfig::parse(&text, &path.display().to_string())
+        let (text, name) = config_file::read(path)?;
+        SharingConfig::parse(&text, &name)
     }
 
     pub fn parse(text: &str, path: &str) -> Result<SharingConfig, SharingError> {
-        toml::from_str(text).map_err(|e| SharingError::Parse {
-            path: path.to_string(),
-            message: e.to_string(),
-        })
+        config_file::parse_toml(text, path)
     }
 
     pub fn defaults() -> SharingConfig {

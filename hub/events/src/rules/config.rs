@@ -1,6 +1,7 @@
 //! `rules.toml`: the file's shape, and its validation into a [`RuleSet`].
 
 use super::{MIN_PER_DAY, NS_PER_S, OFFLINE_EVENT};
+use crate::config_file::{self, FileError};
 use crate::model::Severity;
 use protocol::Quantity;
 use serde::Deserialize;
@@ -9,13 +10,9 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    /// The file could not be read, or is not TOML of a rules file.
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: rule #{index} ({event}): field `{field}`: {reason}")]
     Invalid {
         path: String,
@@ -231,11 +228,8 @@ pub struct RuleSet {
 impl RuleSet {
     /// Loads and validates a rules file; errors name the file, rule and field.
     pub fn load(path: &Path) -> Result<RuleSet, RulesError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        RuleSet::parse(&text, &path.display().to_string())
+        let (text, name) = config_file::read(path)?;
+        RuleSet::parse(&text, &name)
     }
 
     /// The defaults shipped in `config/rules.toml`, compiled in so the hub runs without config.
@@ -250,10 +244,7 @@ impl RuleSet {
     }
 
     pub fn parse(text: &str, path: &str) -> Result<RuleSet, RulesError> {
-        let file: RulesFile = toml::from_str(text).map_err(|e| RulesError::Parse {
-            path: path.to_string(),
-            message: e.to_string(),
-        })?;
+        let file: RulesFile = config_file::parse_toml(text, path)?;
         let mut rules = Vec::new();
         for (i, rc) in file.rules.iter().enumerate() {
             if rc.enabled {
