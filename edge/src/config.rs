@@ -34,6 +34,22 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// `path` could not be read; `fix` says what to check.
+    pub fn read(path: &Path, source: std::io::Error, fix: &'static str) -> ConfigError {
+        ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+            fix,
+        }
+    }
+}
+
+/// The text of the file at `path`; a failure is a [`ConfigError::Read`] with `fix`.
+pub fn read_text(path: &Path, fix: &'static str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::read(path, source, fix))
+}
+
 /// Turns a toml parse error into file:line:column with a fix hint.
 pub fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
@@ -454,11 +470,7 @@ fn one() -> f64 {
 impl Config {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-            fix: "check the path given to --config",
-        })?;
+        let text = read_text(path, "check the path given to --config")?;
         Config::parse(path, &text)
     }
 
@@ -645,11 +657,10 @@ impl Config {
             return Ok(s.clone());
         }
         let path = self.hub.secret_file.clone().unwrap_or_default();
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-            fix: "write the secret the hub issued (`hub edge add ID`) to hub.secret_file, or set hub.secret / $WANGGE_EDGE_SECRET",
-        })?;
+        let text = read_text(
+            &path,
+            "write the secret the hub issued (`hub edge add ID`) to hub.secret_file, or set hub.secret / $WANGGE_EDGE_SECRET",
+        )?;
         Ok(text.lines().next().unwrap_or("").trim().to_string())
     }
 }

@@ -1,6 +1,6 @@
 //! The sensors this edge knows, from the registry seed CSV and/or the config list.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{read_text, Config, ConfigError};
 use protocol::seed_csv::SeedTable;
 use std::collections::HashSet;
 use std::path::Path;
@@ -8,11 +8,7 @@ use std::path::Path;
 /// Reads `id,...,edge` rows of a sensors CSV (the shared `protocol::seed_csv` parser); keeps
 /// sensors assigned to `edge_id` (all rows if the file has no `edge` column).
 pub fn load_csv(path: &Path, edge_id: &str) -> Result<HashSet<String>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-        fix: "point edge.registry at the registry seed sensors.csv",
-    })?;
+    let text = read_text(path, "point edge.registry at the registry seed sensors.csv")?;
     let table = SeedTable::parse(&text).map_err(|e| ConfigError::Invalid {
         path: format!("{}:{}", path.display(), e.line),
         field: "row".into(),

@@ -1,7 +1,7 @@
 //! The profile file (`config/profiles/*.toml`) and its compilation into a [`Profile`].
 
 use super::{mask_of, Field, Profile, ProfileKind, QuantityMask, TsUnit};
-use crate::config::{toml_error, Calibration, ConfigError};
+use crate::config::{read_text, toml_error, Calibration, ConfigError};
 use protocol::Quantity;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -110,11 +110,8 @@ impl Profile {
                 .filter(|p| p.extension().is_some_and(|x| x == "toml"))
                 .collect(),
             Err(source) => {
-                return Err(ConfigError::Read {
-                    path: dir.display().to_string(),
-                    source,
-                    fix: "check edge.profiles_dir (default: profiles next to the config)",
-                })
+                let fix = "check edge.profiles_dir (default: profiles next to the config)";
+                return Err(ConfigError::read(dir, source, fix));
             }
         };
         files.sort();
@@ -128,11 +125,7 @@ impl Profile {
 
     /// Loads and compiles one profile file.
     pub fn load(path: &Path) -> Result<Profile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-            fix: "check edge.profiles_dir and the profile file",
-        })?;
+        let text = read_text(path, "check edge.profiles_dir and the profile file")?;
         let file: ProfileFile = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
         Profile::compile(&path.display().to_string(), file)
     }
