@@ -10,7 +10,7 @@
 
 use crate::egress::{AllowError, Egress, GuardedResolver, Refusal, RefusedAddress, Stage};
 use crate::model::now_ns;
-use crate::store::{AttemptOutcome, Delivery, Subscription};
+use crate::store::{AttemptOutcome, Delivery, FanOutPage, Subscription};
 use crate::Events;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -142,7 +142,12 @@ pub fn fan_out(events: &Events) -> Result<(), crate::store::StoreError> {
                 })
                 .map(|c| (c.cursor, c.event.id, c.event.version))
                 .collect();
-            store.enqueue_deliveries(sub.id, last, &picked, now)?;
+            store.enqueue_deliveries(FanOutPage {
+                subscription_id: sub.id,
+                changes: &picked,
+                up_to: last,
+                now_ns: now,
+            })?;
             cursor = last;
             if changes.len() < FAN_OUT_PAGE {
                 break;

@@ -18,7 +18,8 @@ pub use audit::{AuditEntry, AuditLog};
 pub use events::{EventLog, ListQuery, Transition, TransitionRequest};
 pub use outbox::{event_from_body, Outbox};
 pub use subscriptions::{
-    AttemptOutcome, Delivery, DeliveryAttempt, Subscription, SubscriptionSpec, Subscriptions,
+    AttemptOutcome, Delivery, DeliveryAttempt, FanOutPage, Subscription, SubscriptionSpec,
+    Subscriptions,
 };
 
 use crate::lifecycle::Deadlines;

@@ -63,6 +63,18 @@ pub struct SubscriptionSpec<'a> {
     pub created_at_ns: i64,
 }
 
+/// One page of the outbox fanned out to one subscription.
+#[derive(Debug, Clone, Copy)]
+pub struct FanOutPage<'a> {
+    pub subscription_id: i64,
+    /// (cursor, event id, version) of each change the subscription receives: a delivery each.
+    pub changes: &'a [(i64, i64, i64)],
+    /// The last cursor the page read (received or not): the subscription's cursor moves here.
+    pub up_to: i64,
+    /// When the deliveries are first due.
+    pub now_ns: i64,
+}
+
 /// Webhook subscriptions and their deliveries.
 pub trait Subscriptions {
     /// A new subscription receives changes committed after its creation.
@@ -70,15 +82,9 @@ pub trait Subscriptions {
     fn subscriptions(&self) -> Result<Vec<Subscription>>;
     fn subscription(&self, id: i64) -> Result<Option<Subscription>>;
     fn delete_subscription(&self, id: i64) -> Result<bool>;
-    /// Creates deliveries for `changes` (cursor, event id, version) and moves the subscription's
-    /// fan-out cursor to `up_to`, atomically.
-    fn enqueue_deliveries(
-        &self,
-        subscription_id: i64,
-        up_to: i64,
-        changes: &[(i64, i64, i64)],
-        now_ns: i64,
-    ) -> Result<()>;
+    /// Creates the deliveries of one fan-out page and moves the subscription's fan-out cursor,
+    /// atomically.
+    fn enqueue_deliveries(&self, page: FanOutPage<'_>) -> Result<()>;
     /// Pending deliveries due now, with their body and subscription.
     fn due_deliveries(
         &self,
@@ -191,25 +197,19 @@ impl Subscriptions for SqliteStore {
         Ok(n > 0)
     }
 
-    fn enqueue_deliveries(
-        &self,
-        subscription_id: i64,
-        up_to: i64,
-        changes: &[(i64, i64, i64)],
-        now_ns: i64,
-    ) -> Result<()> {
+    fn enqueue_deliveries(&self, page: FanOutPage<'_>) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for (cursor, event_id, version) in changes {
+        for (cursor, event_id, version) in page.changes {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO deliveries (subscription_id, cursor, event_id, version, status, next_attempt_ns) \
                  VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
             )?
-            .execute(params![subscription_id, cursor, event_id, version, now_ns])?;
+            .execute(params![page.subscription_id, cursor, event_id, version, page.now_ns])?;
         }
         tx.execute(
             "UPDATE subscriptions SET cursor = MAX(cursor, ?2) WHERE id = ?1",
-            params![subscription_id, up_to],
+            params![page.subscription_id, page.up_to],
         )?;
         tx.commit()?;
         Ok(())
