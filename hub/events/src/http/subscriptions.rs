@@ -5,7 +5,8 @@ use super::{actor, parse_id, ApiError, ApiState, PAGE_MAX};
 use crate::model::{now_ns, Actor, Scope};
 use crate::store::SubscriptionSpec;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -110,68 +111,68 @@ pub(super) async fn create_subscription(
     Ok((StatusCode::CREATED, Json(SubscriptionJson::created(&sub))).into_response())
 }
 
-pub(super) async fn find_subscription(
-    state: &ApiState,
-    actor: &Actor,
-    id: &str,
-) -> Result<crate::store::Subscription, ApiError> {
-    let id = parse_id(id, "id")?;
-    let sub = state
-        .events
-        .store()
-        .subscription(id)?
-        .ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
-    if !may_manage(actor, &sub) {
-        state.events.audit_denied(
+/// The subscription `/subscriptions/{id}` names, found for an actor who may manage it: the
+/// caller is authenticated first (401), then the id parsed (400), found (404) and checked to
+/// belong to the caller's department (403, audited).
+pub(super) struct Managed {
+    state: ApiState,
+    actor: Actor,
+    sub: crate::store::Subscription,
+}
+
+impl FromRequestParts<ApiState> for Managed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let actor = actor(state, &parts.headers)?;
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let id = parse_id(&id, "id")?;
+        let sub = state
+            .events
+            .store()
+            .subscription(id)?
+            .ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
+        if !may_manage(&actor, &sub) {
+            state.events.audit_denied(
+                &actor,
+                "subscription",
+                None,
+                "subscription of another department",
+            );
+            return Err(ApiError::forbidden(format!(
+                "subscription {id} belongs to another department"
+            )));
+        }
+        Ok(Managed {
+            state: state.clone(),
             actor,
-            "subscription",
-            None,
-            "subscription of another department",
-        );
-        return Err(ApiError::forbidden(format!(
-            "subscription {id} belongs to another department"
-        )));
+            sub,
+        })
     }
-    Ok(sub)
 }
 
-pub(super) async fn get_subscription(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers)?;
-    let sub = find_subscription(&state, &actor, &id).await?;
-    Ok(Json(SubscriptionJson::listed(&sub)).into_response())
+pub(super) async fn get_subscription(m: Managed) -> Response {
+    Json(SubscriptionJson::listed(&m.sub)).into_response()
 }
 
-pub(super) async fn delete_subscription(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let actor = actor(&state, &headers)?;
-    let sub = find_subscription(&state, &actor, &id).await?;
-    if actor.scope < Scope::Write {
+pub(super) async fn delete_subscription(m: Managed) -> Result<StatusCode, ApiError> {
+    if m.actor.scope < Scope::Write {
         return Err(ApiError::forbidden(
             "a read-only token cannot delete subscriptions",
         ));
     }
-    state.events.store().delete_subscription(sub.id)?;
+    m.state.events.store().delete_subscription(m.sub.id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn list_deliveries(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Page<DeliveryJson>>, ApiError> {
-    let actor = actor(&state, &headers)?;
-    let sub = find_subscription(&state, &actor, &id).await?;
-    let items = state
+pub(super) async fn list_deliveries(m: Managed) -> Result<Json<Page<DeliveryJson>>, ApiError> {
+    let items = m
+        .state
         .events
         .store()
-        .deliveries(sub.id, PAGE_MAX)?
+        .deliveries(m.sub.id, PAGE_MAX)?
         .into_iter()
         .map(|(d, attempts)| DeliveryJson::new(d, attempts))
         .collect();
