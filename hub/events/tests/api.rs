@@ -21,6 +21,14 @@ fn events_at(dir: &std::path::Path) -> Events {
     .unwrap()
 }
 
+/// A fresh engine in a temporary directory (keep it while the engine runs), its API served.
+async fn served() -> (tempfile::TempDir, Events, Api) {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events_at(dir.path());
+    let api = Api::start(&events).await;
+    (dir, events, api)
+}
+
 /// A manhole cover opened now: raises `manhole.displaced` through the default rules.
 fn open_manhole(events: &Events, ts_ns: i64) -> i64 {
     let r = manhole_reading(protocol::Quantity::Opened, 1.0, ts_ns);
@@ -31,9 +39,7 @@ fn open_manhole(events: &Events, ts_ns: i64) -> i64 {
 
 #[tokio::test]
 async fn requests_without_a_valid_token_get_401() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = events_at(dir.path());
-    let api = Api::start(&events).await;
+    let (_dir, events, api) = served().await;
     let r = api
         .client
         .get(format!("{}/events", api.base))
@@ -49,9 +55,7 @@ async fn requests_without_a_valid_token_get_401() {
 
 #[tokio::test]
 async fn the_closed_loop_over_http_with_409_naming_the_allowed_actions() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = events_at(dir.path());
-    let api = Api::start(&events).await;
+    let (_dir, events, api) = served().await;
     let id = open_manhole(&events, now_ns());
 
     let (code, list) = api
@@ -113,9 +117,7 @@ async fn the_closed_loop_over_http_with_409_naming_the_allowed_actions() {
 
 #[tokio::test]
 async fn a_department_sees_and_acts_only_on_what_is_shared_with_it_and_attempts_are_audited() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = events_at(dir.path());
-    let api = Api::start(&events).await;
+    let (_dir, events, api) = served().await;
     let id = open_manhole(&events, now_ns());
 
     // hb (environment) is not named by any sharing rule for a manhole cover.
@@ -172,9 +174,7 @@ async fn a_department_sees_and_acts_only_on_what_is_shared_with_it_and_attempts_
 
 #[tokio::test]
 async fn the_evaluation_report_per_department_and_component() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = events_at(dir.path());
-    let api = Api::start(&events).await;
+    let (_dir, events, api) = served().await;
     let id = open_manhole(&events, now_ns());
     api.transition(id, "sw-write", json!({"action": "acknowledge"}))
         .await;
@@ -301,9 +301,7 @@ fn act_as_wang(events: &Events, id: i64, action: Action, department: Option<&str
 
 #[tokio::test]
 async fn subscriptions_belong_to_their_department_and_lists_page_with_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = events_at(dir.path());
-    let api = Api::start(&events).await;
+    let (_dir, events, api) = served().await;
     let (code, sub) = api
         .post(
             "/subscriptions",

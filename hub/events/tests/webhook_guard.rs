@@ -65,6 +65,11 @@ impl Setup {
             .await
     }
 
+    /// How many requests the guard refused at `stage` for `reason`.
+    fn refusals(&self, stage: Stage, reason: Refusal) -> u64 {
+        self.events.egress().metrics().get(stage, reason)
+    }
+
     /// A subscription of sw to `url` the guard accepts: its id.
     async fn subscribed(&self, url: &str) -> i64 {
         let (code, body) = self.subscribe("sw-write", url).await;
@@ -252,13 +257,7 @@ async fn webhook_to_link_local_metadata_address_is_refused() {
         let (code, body) = s.subscribe("sw-write", url).await;
         assert_refused(code, &body, reason, url);
     }
-    assert_eq!(
-        s.events
-            .egress()
-            .metrics()
-            .get(Stage::Subscribe, Refusal::LinkLocal),
-        4
-    );
+    assert_eq!(s.refusals(Stage::Subscribe, Refusal::LinkLocal), 4);
     // The allow list may not pretend to open them either.
     assert!(EventsConfig::defaults().webhooks.egress().is_ok());
     let bad = WebhookConfig {
@@ -304,13 +303,7 @@ async fn webhook_to_a_name_resolving_to_loopback_is_refused() {
         .await;
     assert_eq!(d["last_error"], "refused_address", "{d}");
     assert_eq!(seen.count(), 0, "the loopback receiver was never reached");
-    assert!(
-        s.events
-            .egress()
-            .metrics()
-            .get(Stage::Deliver, Refusal::Loopback)
-            >= 2
-    );
+    assert!(s.refusals(Stage::Deliver, Refusal::Loopback) >= 2);
     worker.abort();
 
     // The same name with the loopback switch on is delivered: the refusal above was the guard.
@@ -347,13 +340,7 @@ async fn webhook_redirect_to_loopback_is_not_followed() {
     assert!(seen.count() >= 2);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(target_seen.count(), 0, "the Location was never requested");
-    assert!(
-        s.events
-            .egress()
-            .metrics()
-            .get(Stage::Deliver, Refusal::Redirect)
-            >= 2
-    );
+    assert!(s.refusals(Stage::Deliver, Refusal::Redirect) >= 2);
     worker.abort();
 }
 
@@ -371,13 +358,7 @@ async fn a_private_address_is_refused_unless_allow_listed() {
         let (code, body) = s.subscribe("sw-write", url).await;
         assert_refused(code, &body, "private", url);
     }
-    assert_eq!(
-        s.events
-            .egress()
-            .metrics()
-            .get(Stage::Subscribe, Refusal::Private),
-        6
-    );
+    assert_eq!(s.refusals(Stage::Subscribe, Refusal::Private), 6);
     // Public addresses need no allow list.
     let (code, body) = s.subscribe("sw-write", "http://192.0.2.10/hook").await;
     assert_eq!(code, 201, "{body}");
