@@ -39,7 +39,7 @@ fn open_manhole(events: &Events, ts_ns: i64) -> i64 {
 
 #[tokio::test]
 async fn requests_without_a_valid_token_get_401() {
-    let (_dir, events, api) = served().await;
+    let (_dir, _events, api) = served().await;
     let r = api
         .client
         .get(format!("{}/events", api.base))
