@@ -113,35 +113,8 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
         };
         emit(v, &mut out);
     }
-    for line in cfg.modbus_lines().unwrap_or_default() {
-        match source::modbus::scan::probe_line(&line).await {
-            Err(e) => emit(
-                fail(
-                    format!("modbus {}", line.name),
-                    e.to_string(),
-                    "check the adapter path (`edge ports`) or the device's host:port",
-                ),
-                &mut out,
-            ),
-            Ok(blocks) => {
-                for b in blocks {
-                    let name = format!(
-                        "modbus {} unit {} ({}) {} {}+{}",
-                        line.name,
-                        b.unit,
-                        b.sensor,
-                        b.table.name(),
-                        b.address,
-                        b.count
-                    );
-                    let v = match b.result {
-                        Ok(()) => ok(name, "answers"),
-                        Err(f) => fail(name, f.to_string(), b.fix()),
-                    };
-                    emit(v, &mut out);
-                }
-            }
-        }
+    for v in modbus_verdicts(cfg).await {
+        emit(v, &mut out);
     }
     for s in &cfg.mqtt {
         let name = format!("mqtt {} ({}:{})", s.name, s.host, s.port);
@@ -279,4 +252,36 @@ async fn mqtt_connect(
             fix_unreachable,
         ),
     }
+}
+
+/// One verdict per block of every Modbus slave's read plan (or per line that does not open).
+async fn modbus_verdicts(cfg: &Config) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for line in cfg.modbus_lines().unwrap_or_default() {
+        match source::modbus::scan::probe_line(&line).await {
+            Err(e) => out.push(fail(
+                format!("modbus {}", line.name),
+                e.to_string(),
+                "check the adapter path (`edge ports`) or the device's host:port",
+            )),
+            Ok(blocks) => {
+                for b in blocks {
+                    let name = format!(
+                        "modbus {} unit {} ({}) {} {}+{}",
+                        line.name,
+                        b.unit,
+                        b.sensor,
+                        b.table.name(),
+                        b.address,
+                        b.count
+                    );
+                    out.push(match b.result {
+                        Ok(()) => ok(name, "answers"),
+                        Err(f) => fail(name, f.to_string(), b.fix()),
+                    });
+                }
+            }
+        }
+    }
+    out
 }

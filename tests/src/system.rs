@@ -33,6 +33,11 @@ impl Hub {
     /// Imports the seed registry and issues the edge's secret (no process yet).
     /// `extra_config` is appended to the hub's TOML config (e.g. an `[influx]` section).
     pub fn prepare(dir: &Path, extra_config: &str) -> anyhow::Result<Hub> {
+        Self::prepare_seeded(dir, extra_config, &workspace_root().join("config/registry"))
+    }
+
+    /// Like `prepare`, importing the registry from `seed` (a copy of the seed with rows added).
+    pub fn prepare_seeded(dir: &Path, extra_config: &str, seed: &Path) -> anyhow::Result<Hub> {
         let data = dir.join("hub");
         std::fs::create_dir_all(&data)?;
         let config = dir.join("hub.toml");
@@ -56,8 +61,7 @@ impl Hub {
                 .timeout(Duration::from_secs(30))
                 .build()?,
         };
-        let seed = workspace_root().join("config/registry");
-        let out = hub.command(&["registry", "import"]).arg(&seed).output()?;
+        let out = hub.command(&["registry", "import"]).arg(seed).output()?;
         if !out.status.success() {
             bail!(
                 "hub registry import failed: {}",
@@ -273,6 +277,29 @@ impl Edge {
         uplink_port: u16,
         extra: &str,
     ) -> anyhow::Result<Edge> {
+        let sensors = workspace_root().join("config/registry/sensors.csv");
+        Self::prepare_full(dir, hub, site, uplink_port, &sensors, extra)
+    }
+
+    /// Like `prepare_with`, the edge knowing the sensors of `sensors` (a seed with rows added).
+    pub fn prepare_seeded(
+        dir: &Path,
+        hub: &Hub,
+        site: &Mosquitto,
+        sensors: &Path,
+        extra: &str,
+    ) -> anyhow::Result<Edge> {
+        Self::prepare_full(dir, hub, site, hub.mqtt, sensors, extra)
+    }
+
+    fn prepare_full(
+        dir: &Path,
+        hub: &Hub,
+        site: &Mosquitto,
+        uplink_port: u16,
+        sensors: &Path,
+        extra: &str,
+    ) -> anyhow::Result<Edge> {
         let root = workspace_root();
         let api_port = free_port();
         let config = dir.join("edge.toml");
@@ -315,10 +342,7 @@ listen = "127.0.0.1:{api_port}"
 {extra}
 "#,
                 data = dir.join("edge-data").display().to_string(),
-                registry = root
-                    .join("config/registry/sensors.csv")
-                    .display()
-                    .to_string(),
+                registry = sensors.display().to_string(),
                 profiles = root.join("config/profiles").display().to_string(),
                 hub_port = uplink_port,
                 secret = hub.edge_secret,

@@ -77,6 +77,11 @@ pub struct SlaveMetrics {
     pub requests: AtomicU64,
     /// Poll cycles started (each sends the plan's due requests once, plus retries).
     pub cycles: AtomicU64,
+    /// Requests in the read plan (merged blocks).
+    pub plan_requests: AtomicU64,
+    /// Requests the last completed poll cycle sent, retries included: equal to
+    /// `plan_requests` when every block was due and answered at the first try.
+    pub last_cycle_requests: AtomicU64,
     pub failures: [AtomicU64; FAILURE_REASONS.len()],
 }
 
@@ -113,7 +118,7 @@ pub fn render(slaves: &[std::sync::Arc<SlaveMetrics>], out: &mut String) {
             s.line, s.unit, s.sensor
         )
     };
-    let families: [Family; 3] = [
+    let families: [Family; 5] = [
         (
             "edge_modbus_slave_up",
             "gauge",
@@ -131,6 +136,18 @@ pub fn render(slaves: &[std::sync::Arc<SlaveMetrics>], out: &mut String) {
             "counter",
             "Poll cycles started",
             |s| s.cycles.load(Relaxed),
+        ),
+        (
+            "edge_modbus_plan_requests",
+            "gauge",
+            "Requests in the read plan",
+            |s| s.plan_requests.load(Relaxed),
+        ),
+        (
+            "edge_modbus_last_cycle_requests",
+            "gauge",
+            "Requests the last completed poll cycle sent",
+            |s| s.last_cycle_requests.load(Relaxed),
         ),
     ];
     for (name, kind, help, value) in families {

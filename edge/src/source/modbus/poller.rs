@@ -135,6 +135,24 @@ async fn poll_slave(
         return Pass::Done;
     }
     st.metrics.cycles.fetch_add(1, Relaxed);
+    let sent_before = st.metrics.requests.load(Relaxed);
+    let pass = poll_due(client, line, slave, st, due, ingest, src).await;
+    let sent = st.metrics.requests.load(Relaxed) - sent_before;
+    st.metrics.last_cycle_requests.store(sent, Relaxed);
+    pass
+}
+
+/// Sends the `due` requests of one slave in turn; a failure backs the slave off.
+async fn poll_due(
+    client: &mut Client,
+    line: &Line,
+    slave: &Slave,
+    st: &mut SlaveState,
+    due: Vec<usize>,
+    ingest: &Ingest,
+    src: &SourceMetrics,
+) -> Pass {
+    let now = Instant::now();
     for i in due {
         let req = &slave.plan[i];
         st.due[i] = (st.due[i] + req.poll).max(now);
@@ -166,9 +184,9 @@ pub fn slave_metrics(line: &Line, ingest: &Ingest) -> Vec<Arc<SlaveMetrics>> {
     line.slaves
         .iter()
         .map(|s| {
-            ingest
-                .metrics
-                .modbus_slave(SlaveMetrics::new(&line.name, s.unit, &s.sensor))
+            let m = SlaveMetrics::new(&line.name, s.unit, &s.sensor);
+            m.plan_requests.store(s.plan.len() as u64, Relaxed);
+            ingest.metrics.modbus_slave(m)
         })
         .collect()
 }

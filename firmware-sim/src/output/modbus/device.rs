@@ -91,7 +91,7 @@ pub struct DeviceStats {
     pub profile: String,
     /// Read requests addressed to this unit (valid frames).
     pub requests: u64,
-    /// Answers with data sent intact.
+    /// Answers with data written intact to the line or connection.
     pub answers: u64,
     /// Values carried by the intact data answers (one reading each at the edge).
     pub values: u64,
@@ -109,6 +109,8 @@ pub enum Reply {
         pdu: Vec<u8>,
         delay: Duration,
         corrupt: bool,
+        /// Readings this answer carries if it arrives intact (0 for exceptions, corrupt ones).
+        values: u64,
     },
 }
 
@@ -222,13 +224,13 @@ impl Device {
                 self.image(table, req.address, req.count).ok_or(2)
             }
         };
+        let mut values = 0;
         let pdu = match pdu {
             Ok(words) => {
                 if corrupt {
                     self.stats.corrupted += 1;
                 } else {
-                    self.stats.answers += 1;
-                    self.stats.values += self.values_in(table, req.address, req.count);
+                    values = self.values_in(table, req.address, req.count);
                 }
                 if table.is_bits() {
                     let bits: Vec<bool> = words.iter().map(|w| *w != 0).collect();
@@ -246,7 +248,14 @@ impl Device {
             pdu,
             delay,
             corrupt,
+            values,
         }
+    }
+
+    /// Counts an intact data answer once it has been written.
+    pub fn delivered(&mut self, values: u64) {
+        self.stats.answers += 1;
+        self.stats.values += values;
     }
 
     /// Points wholly inside a request: the readings one intact answer makes at the edge.

@@ -24,6 +24,18 @@ impl Bus {
         let d = devices.iter_mut().find(|d| d.stats.unit == req.unit)?;
         Some(d.answer(req))
     }
+    /// Counts a data answer of `unit` carrying `values` as written (intact answers only).
+    pub fn delivered(&self, unit: u8, values: u64) {
+        if values == 0 {
+            return;
+        }
+        if let Ok(mut devices) = self.0.lock() {
+            if let Some(d) = devices.iter_mut().find(|d| d.stats.unit == unit) {
+                d.delivered(values);
+            }
+        }
+    }
+
     pub fn stats(&self) -> Vec<DeviceStats> {
         self.0
             .lock()

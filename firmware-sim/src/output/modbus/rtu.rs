@@ -79,6 +79,7 @@ fn serve(master: &mut File, baud: u32, bus: &Bus) {
                 pdu,
                 delay,
                 corrupt,
+                values,
             }) = bus.answer(req)
             else {
                 continue;
@@ -91,7 +92,9 @@ fn serve(master: &mut File, baud: u32, bus: &Bus) {
                 frame[last] ^= 0x5A;
             }
             std::thread::sleep(wire_time(8 + frame.len(), baud) + delay);
-            let _ = master.write_all(&frame);
+            if master.write_all(&frame).is_ok() {
+                bus.delivered(req.unit, values);
+            }
         }
     }
 }

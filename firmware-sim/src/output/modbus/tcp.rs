@@ -50,6 +50,7 @@ async fn connection(mut s: TcpStream, bus: Bus) {
             mut pdu,
             delay,
             corrupt,
+            values,
         }) = bus.answer(req)
         else {
             continue;
@@ -66,6 +67,9 @@ async fn connection(mut s: TcpStream, bus: Bus) {
             .is_err()
         {
             return;
+        }
+        if !corrupt {
+            bus.delivered(req.unit, values);
         }
     }
 }
