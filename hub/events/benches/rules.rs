@@ -1,7 +1,10 @@
 //! Rule evaluation throughput (readings/s) and event-store throughput (event changes/s).
 //! Run: `cargo bench -p wangge-events --bench rules -- --quick`
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
+};
 use protocol::uplink::Quality;
 use protocol::Quantity;
 use std::sync::Arc;
@@ -46,10 +49,16 @@ fn workload() -> Vec<(String, &'static str, String, Quantity, f64, i64)> {
     out
 }
 
+/// A benchmark group measuring `elements` (readings, conditions) per iteration.
+fn group<'a>(c: &'a mut Criterion, name: &str, elements: usize) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(elements as u64));
+    g
+}
+
 fn evaluate(c: &mut Criterion) {
     let data = workload();
-    let mut g = c.benchmark_group("rules");
-    g.throughput(Throughput::Elements(READINGS as u64));
+    let mut g = group(c, "rules", READINGS);
     g.bench_function("evaluate_100k_readings_10k_components", |b| {
         b.iter_batched(
             || Evaluator::new(RuleSet::defaults()),
@@ -80,9 +89,8 @@ fn store(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store =
         Arc::new(SqliteStore::open(&dir.path().join("events.db"), Deadlines::default()).unwrap());
-    let mut g = c.benchmark_group("store");
     const N: usize = 200;
-    g.throughput(Throughput::Elements(N as u64));
+    let mut g = group(c, "store", N);
     let mut round = 0i64;
     g.bench_function("raise_then_clear_200_conditions", |b| {
         b.iter(|| {
