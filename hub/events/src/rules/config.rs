@@ -168,26 +168,38 @@ impl Window {
     }
 }
 
+/// A value of `quantity` (or its rate of change) compared with `limit`: raised while `op`
+/// holds, cleared only once back past the limit by `hysteresis`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Comparison {
+    pub quantity: Quantity,
+    pub op: Op,
+    pub limit: f64,
+    pub hysteresis: f64,
+}
+
+impl Comparison {
+    /// Whether the condition holds at `v`, given whether it is `raised` (hysteresis applies).
+    pub(super) fn holds(&self, v: f64, raised: bool) -> bool {
+        if raised {
+            !self.op.clears(v, self.limit, self.hysteresis)
+        } else {
+            self.op.raises(v, self.limit)
+        }
+    }
+}
+
 /// What a rule looks at.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleKind {
-    Threshold {
-        quantity: Quantity,
-        op: Op,
-        value: f64,
-        hysteresis: f64,
-    },
+    /// The value itself against the limit.
+    Threshold(Comparison),
     State {
         quantity: Quantity,
         equals: bool,
     },
-    /// Rate of change per minute between consecutive readings.
-    Rate {
-        quantity: Quantity,
-        op: Op,
-        per_min: f64,
-        hysteresis: f64,
-    },
+    /// Rate of change per minute between consecutive readings against the limit (per minute).
+    Rate(Comparison),
     Offline {
         interval_factor: f64,
     },
@@ -210,9 +222,9 @@ pub struct Rule {
 impl Rule {
     pub(super) fn quantity(&self) -> Option<Quantity> {
         match self.kind {
-            RuleKind::Threshold { quantity, .. }
+            RuleKind::Threshold(Comparison { quantity, .. })
             | RuleKind::State { quantity, .. }
-            | RuleKind::Rate { quantity, .. } => Some(quantity),
+            | RuleKind::Rate(Comparison { quantity, .. }) => Some(quantity),
             RuleKind::Offline { .. } => None,
         }
     }
@@ -290,13 +302,16 @@ fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<Rule, RulesErro
     if rc.hysteresis < 0.0 || !rc.hysteresis.is_finite() {
         return Err(bad("hysteresis", "must be ≥ 0".into()));
     }
-    let kind = match rc.kind.as_str() {
-        "threshold" => RuleKind::Threshold {
+    let comparison = || -> Result<Comparison, RulesError> {
+        Ok(Comparison {
             quantity: quantity("quantity", &rc.quantity)?,
             op: op()?,
-            value: value()?,
+            limit: value()?,
             hysteresis: rc.hysteresis,
-        },
+        })
+    };
+    let kind = match rc.kind.as_str() {
+        "threshold" => RuleKind::Threshold(comparison()?),
         "state" => {
             let q = quantity("quantity", &rc.quantity)?;
             if !q.is_bool() {
@@ -307,12 +322,7 @@ fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<Rule, RulesErro
                 equals: rc.equals.unwrap_or(true),
             }
         }
-        "rate" => RuleKind::Rate {
-            quantity: quantity("quantity", &rc.quantity)?,
-            op: op()?,
-            per_min: value()?,
-            hysteresis: rc.hysteresis,
-        },
+        "rate" => RuleKind::Rate(comparison()?),
         "offline" => {
             if rc.event != OFFLINE_EVENT {
                 return Err(bad("event", format!("offline rules raise {OFFLINE_EVENT}")));

@@ -522,23 +522,9 @@ impl Evaluator {
 /// The main verdict of a rule on its own quantity, hysteresis included; None = not decidable yet.
 fn main_holds(rule: &Rule, st: &mut RuleState, r: &RuleInput<'_>) -> Option<bool> {
     match rule.kind {
-        RuleKind::Threshold {
-            op,
-            value,
-            hysteresis,
-            ..
-        } => Some(if st.raised {
-            !op.clears(r.value, value, hysteresis)
-        } else {
-            op.raises(r.value, value)
-        }),
+        RuleKind::Threshold(c) => Some(c.holds(r.value, st.raised)),
         RuleKind::State { equals, .. } => Some((r.value != 0.0) == equals),
-        RuleKind::Rate {
-            op,
-            per_min,
-            hysteresis,
-            ..
-        } => {
+        RuleKind::Rate(c) => {
             let prev = st.prev.replace((r.ts_ns, r.value));
             let (pts, pv) = prev?;
             let dt_min = (r.ts_ns - pts) as f64 / (60.0 * NS_PER_S as f64);
@@ -546,11 +532,7 @@ fn main_holds(rule: &Rule, st: &mut RuleState, r: &RuleInput<'_>) -> Option<bool
                 return None;
             }
             let rate = (r.value - pv) / dt_min;
-            Some(if st.raised {
-                !op.clears(rate, per_min, hysteresis)
-            } else {
-                op.raises(rate, per_min)
-            })
+            Some(c.holds(rate, st.raised))
         }
         RuleKind::Offline { .. } => None,
     }
@@ -571,8 +553,7 @@ fn pending_change(
 
 fn rule_threshold(rule: &Rule) -> Option<f64> {
     match rule.kind {
-        RuleKind::Threshold { value, .. } => Some(value),
-        RuleKind::Rate { per_min, .. } => Some(per_min),
+        RuleKind::Threshold(c) | RuleKind::Rate(c) => Some(c.limit),
         RuleKind::State { .. } | RuleKind::Offline { .. } => None,
     }
 }

@@ -11,7 +11,8 @@ mod config;
 mod evaluate;
 
 pub use config::{
-    Op, Rule, RuleConfig, RuleKind, RuleSet, RulesError, RulesFile, Settings, Window, DEFAULT_RULES,
+    Comparison, Op, Rule, RuleConfig, RuleKind, RuleSet, RulesError, RulesFile, Settings, Window,
+    DEFAULT_RULES,
 };
 pub use evaluate::{Condition, ConditionKind, Evaluator, PendingChange, RuleInput};
 
