@@ -43,6 +43,16 @@ impl ConfigError {
             fix,
         }
     }
+
+    /// `field` of the file at `path` is wrong: `message` says how, `fix` what to do.
+    pub fn invalid(path: &Path, field: String, message: String, fix: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: path.display().to_string(),
+            field,
+            message,
+            fix: fix.to_string(),
+        }
+    }
 }
 
 /// The text of the file at `path`; a failure is a [`ConfigError::Read`] with `fix`.

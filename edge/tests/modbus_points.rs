@@ -11,73 +11,65 @@ use edge::source::modbus::profile::DeviceProfile;
 use protocol::Value;
 use std::path::Path;
 
-/// (type, raw value, images in ABCD, CDAB, BADC, DCBA order), computed by hand from the
-/// big-endian bytes of the value.
-const IMAGES: &[(&str, f64, [&[u16]; 4])] = &[
-    ("u16", 4660.0, [&[0x1234], &[0x1234], &[0x3412], &[0x3412]]),
-    ("i16", -2.0, [&[0xFFFE], &[0xFFFE], &[0xFEFF], &[0xFEFF]]),
+/// (type, raw value, register images in ABCD, CDAB, BADC, DCBA order as hex words), computed
+/// by hand from the big-endian bytes of the value.
+const IMAGES: &[(&str, f64, [&str; 4])] = &[
+    ("u16", 4660.0, ["1234", "1234", "3412", "3412"]),
+    ("i16", -2.0, ["FFFE", "FFFE", "FEFF", "FEFF"]),
     (
         "u32",
         305_419_896.0,
-        [
-            &[0x1234, 0x5678],
-            &[0x5678, 0x1234],
-            &[0x3412, 0x7856],
-            &[0x7856, 0x3412],
-        ],
+        ["1234 5678", "5678 1234", "3412 7856", "7856 3412"],
     ),
     (
         "i32",
         -123_456.0,
-        [
-            &[0xFFFE, 0x1DC0],
-            &[0x1DC0, 0xFFFE],
-            &[0xFEFF, 0xC01D],
-            &[0xC01D, 0xFEFF],
-        ],
+        ["FFFE 1DC0", "1DC0 FFFE", "FEFF C01D", "C01D FEFF"],
     ),
     (
         "f32",
         12.5,
-        [
-            &[0x4148, 0x0000],
-            &[0x0000, 0x4148],
-            &[0x4841, 0x0000],
-            &[0x0000, 0x4841],
-        ],
+        ["4148 0000", "0000 4148", "4841 0000", "0000 4841"],
     ),
+    // 0x0001_0203_0405_0607: exact in an f64 (below 2^53).
     (
         "u64",
-        // 0x0001_0203_0405_0607: exact in an f64 (below 2^53).
         283_686_952_306_183.0,
         [
-            &[0x0001, 0x0203, 0x0405, 0x0607],
-            &[0x0607, 0x0405, 0x0203, 0x0001],
-            &[0x0100, 0x0302, 0x0504, 0x0706],
-            &[0x0706, 0x0504, 0x0302, 0x0100],
+            "0001 0203 0405 0607",
+            "0607 0405 0203 0001",
+            "0100 0302 0504 0706",
+            "0706 0504 0302 0100",
         ],
     ),
     (
         "i64",
         -2.0,
         [
-            &[0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE],
-            &[0xFFFE, 0xFFFF, 0xFFFF, 0xFFFF],
-            &[0xFFFF, 0xFFFF, 0xFFFF, 0xFEFF],
-            &[0xFEFF, 0xFFFF, 0xFFFF, 0xFFFF],
+            "FFFF FFFF FFFF FFFE",
+            "FFFE FFFF FFFF FFFF",
+            "FFFF FFFF FFFF FEFF",
+            "FEFF FFFF FFFF FFFF",
         ],
     ),
     (
         "f64",
         -1.5,
         [
-            &[0xBFF8, 0, 0, 0],
-            &[0, 0, 0, 0xBFF8],
-            &[0xF8BF, 0, 0, 0],
-            &[0, 0, 0, 0xF8BF],
+            "BFF8 0000 0000 0000",
+            "0000 0000 0000 BFF8",
+            "F8BF 0000 0000 0000",
+            "0000 0000 0000 F8BF",
         ],
     ),
 ];
+
+/// "1234 5678" → [0x1234, 0x5678].
+fn words(hex: &str) -> Vec<u16> {
+    hex.split(' ')
+        .map(|w| u16::from_str_radix(w, 16).unwrap())
+        .collect()
+}
 
 const ORDERS: [(&str, Order); 4] = [
     ("ABCD", Order::Abcd),
@@ -118,7 +110,7 @@ fn every_type_and_order_decodes_its_hand_computed_image_under_every_scaling() {
     for (ty, raw, images) in IMAGES {
         for (k, (order_name, _)) in ORDERS.iter().enumerate() {
             for (scale, offset) in SCALINGS {
-                let got = decode(ty, order_name, scale, offset, images[k]);
+                let got = decode(ty, order_name, scale, offset, &words(images[k]));
                 let want = raw * scale + offset;
                 let Value::Float(got) = got else {
                     panic!("{ty} {order_name}: {got:?} is not a float")
@@ -140,7 +132,11 @@ fn the_encoder_writes_the_same_images() {
     for (ty, raw, images) in IMAGES {
         let t: PointType = toml::Value::String(ty.to_string()).try_into().unwrap();
         for (k, (name, order)) in ORDERS.iter().enumerate() {
-            assert_eq!(encode_words(*raw, t, *order), images[k], "{ty} {name}");
+            assert_eq!(
+                encode_words(*raw, t, *order),
+                words(images[k]),
+                "{ty} {name}"
+            );
         }
     }
 }

@@ -28,30 +28,47 @@ fn hung_up(port: &SerialStream) -> bool {
     rc > 0 && fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
-/// Opens the port with its configured line settings.
-pub fn open(src: &SerialSource) -> Result<SerialStream, tokio_serial::Error> {
-    let data_bits = match src.data_bits {
+/// A port builder with its line settings: data bits (5-8), parity, stop bits (1 or 2).
+pub fn port_builder(
+    path: &std::path::Path,
+    baud: u32,
+    data_bits: u8,
+    parity: Parity,
+    stop_bits: u8,
+) -> tokio_serial::SerialPortBuilder {
+    let data_bits = match data_bits {
         5 => DataBits::Five,
         6 => DataBits::Six,
         7 => DataBits::Seven,
         _ => DataBits::Eight,
     };
-    let parity = match src.parity {
+    let parity = match parity {
         Parity::None => tokio_serial::Parity::None,
         Parity::Odd => tokio_serial::Parity::Odd,
         Parity::Even => tokio_serial::Parity::Even,
     };
-    let stop_bits = if src.stop_bits == 2 {
+    let stop_bits = if stop_bits == 2 {
         StopBits::Two
     } else {
         StopBits::One
     };
-    tokio_serial::new(src.path.to_string_lossy(), src.baud)
+    tokio_serial::new(path.to_string_lossy(), baud)
         .data_bits(data_bits)
         .parity(parity)
         .stop_bits(stop_bits)
-        .timeout(Duration::from_millis(100))
-        .open_native_async()
+}
+
+/// Opens the port with its configured line settings.
+pub fn open(src: &SerialSource) -> Result<SerialStream, tokio_serial::Error> {
+    port_builder(
+        &src.path,
+        src.baud,
+        src.data_bits,
+        src.parity,
+        src.stop_bits,
+    )
+    .timeout(Duration::from_millis(100))
+    .open_native_async()
 }
 
 /// Runs forever: open, read, decode; reopen with backoff when the port goes away.

@@ -5,14 +5,13 @@ use super::line::{Line, RtuConfig, Transport};
 use super::metrics::Failure;
 use super::point::Table;
 use super::tap::Tap;
-use crate::config::Parity;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::Slave;
-use tokio_serial::{SerialPortBuilderExt, StopBits};
+use tokio_serial::SerialPortBuilderExt;
 
 /// A read's answer: registers or bits.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,19 +41,7 @@ pub struct Client {
 }
 
 fn open_serial(r: &RtuConfig) -> std::io::Result<tokio_serial::SerialStream> {
-    let parity = match r.parity {
-        Parity::None => tokio_serial::Parity::None,
-        Parity::Odd => tokio_serial::Parity::Odd,
-        Parity::Even => tokio_serial::Parity::Even,
-    };
-    let stop_bits = if r.stop_bits == 2 {
-        StopBits::Two
-    } else {
-        StopBits::One
-    };
-    tokio_serial::new(r.path.to_string_lossy(), r.baud)
-        .parity(parity)
-        .stop_bits(stop_bits)
+    crate::source::serial::port_builder(&r.path, r.baud, 8, r.parity, r.stop_bits)
         .open_native_async()
         .map_err(std::io::Error::other)
 }
@@ -95,24 +82,14 @@ impl Client {
         self.ctx.set_slave(Slave(unit));
         let before = self.read.load(Relaxed);
         let ctx = &mut self.ctx;
+        let words = |r: tokio_modbus::Result<Vec<u16>>| r.map(|r| r.map(Answer::Words));
+        let bits = |r: tokio_modbus::Result<Vec<bool>>| r.map(|r| r.map(Answer::Bits));
         let call = async {
             match table {
-                Table::Holding => ctx
-                    .read_holding_registers(address, count)
-                    .await
-                    .map(|r| r.map(Answer::Words)),
-                Table::Input => ctx
-                    .read_input_registers(address, count)
-                    .await
-                    .map(|r| r.map(Answer::Words)),
-                Table::Coil => ctx
-                    .read_coils(address, count)
-                    .await
-                    .map(|r| r.map(Answer::Bits)),
-                Table::Discrete => ctx
-                    .read_discrete_inputs(address, count)
-                    .await
-                    .map(|r| r.map(Answer::Bits)),
+                Table::Holding => words(ctx.read_holding_registers(address, count).await),
+                Table::Input => words(ctx.read_input_registers(address, count).await),
+                Table::Coil => bits(ctx.read_coils(address, count).await),
+                Table::Discrete => bits(ctx.read_discrete_inputs(address, count).await),
             }
         };
         let outcome = tokio::time::timeout(self.timeout, call).await;

@@ -133,15 +133,6 @@ impl Line {
     }
 }
 
-fn invalid(path: &Path, field: String, message: String, fix: &str) -> ConfigError {
-    ConfigError::Invalid {
-        path: path.display().to_string(),
-        field,
-        message,
-        fix: fix.to_string(),
-    }
-}
-
 impl ModbusLineConfig {
     /// Checks the line and loads every slave's profile from `profiles_dir`; `config` is the
     /// edge.toml path errors name, `index` the line's position in it.
@@ -156,7 +147,7 @@ impl ModbusLineConfig {
             match (&self.rtu, self.tcp) {
                 (Some(r), None) => Transport::Rtu(r.clone()),
                 (None, Some(a)) => Transport::Tcp(a),
-                _ => return Err(invalid(
+                _ => return Err(ConfigError::invalid(
                     config,
                     field("rtu"),
                     format!("line `{}` needs exactly one of `rtu` and `tcp`", self.name),
@@ -164,7 +155,7 @@ impl ModbusLineConfig {
                 )),
             };
         if self.timeout.is_zero() {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 config,
                 field("timeout"),
                 "zero".into(),
@@ -175,7 +166,7 @@ impl ModbusLineConfig {
         for (i, s) in self.slaves.iter().enumerate() {
             let f = |name: &str| format!("modbus[{index}].slave[{i}].{name}");
             if !(1..=247).contains(&s.unit) {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     config,
                     f("unit"),
                     format!("{} is not a slave address", s.unit),
@@ -183,7 +174,7 @@ impl ModbusLineConfig {
                 ));
             }
             if slaves.iter().any(|o: &Slave| o.unit == s.unit) {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     config,
                     f("unit"),
                     format!("unit {} appears twice on line `{}`", s.unit, self.name),

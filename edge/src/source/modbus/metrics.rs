@@ -99,13 +99,41 @@ impl SlaveMetrics {
     }
 }
 
-/// A metric family: name, type, help, how to read it from one slave.
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&SlaveMetrics) -> u64,
-);
+/// The per-slave families without a reason label: (name, type, help), read by [`sample`].
+const FAMILIES: [(&str, &str, &str); 5] = [
+    ("edge_modbus_slave_up", "gauge", "1 while the slave answers"),
+    (
+        "edge_modbus_requests_total",
+        "counter",
+        "Read requests sent, retries included",
+    ),
+    (
+        "edge_modbus_poll_cycles_total",
+        "counter",
+        "Poll cycles started",
+    ),
+    (
+        "edge_modbus_plan_requests",
+        "gauge",
+        "Requests in the read plan",
+    ),
+    (
+        "edge_modbus_last_cycle_requests",
+        "gauge",
+        "Requests the last completed poll cycle sent",
+    ),
+];
+
+/// The value of `FAMILIES[family]` for one slave.
+fn sample(s: &SlaveMetrics, family: usize) -> u64 {
+    match family {
+        0 => u64::from(s.up.load(Relaxed)),
+        1 => s.requests.load(Relaxed),
+        2 => s.cycles.load(Relaxed),
+        3 => s.plan_requests.load(Relaxed),
+        _ => s.last_cycle_requests.load(Relaxed),
+    }
+}
 
 /// Appends the Prometheus exposition of every slave's counters, one family at a time.
 pub fn render(slaves: &[std::sync::Arc<SlaveMetrics>], out: &mut String) {
@@ -118,42 +146,10 @@ pub fn render(slaves: &[std::sync::Arc<SlaveMetrics>], out: &mut String) {
             s.line, s.unit, s.sensor
         )
     };
-    let families: [Family; 5] = [
-        (
-            "edge_modbus_slave_up",
-            "gauge",
-            "1 while the slave answers",
-            |s| u64::from(s.up.load(Relaxed)),
-        ),
-        (
-            "edge_modbus_requests_total",
-            "counter",
-            "Read requests sent, retries included",
-            |s| s.requests.load(Relaxed),
-        ),
-        (
-            "edge_modbus_poll_cycles_total",
-            "counter",
-            "Poll cycles started",
-            |s| s.cycles.load(Relaxed),
-        ),
-        (
-            "edge_modbus_plan_requests",
-            "gauge",
-            "Requests in the read plan",
-            |s| s.plan_requests.load(Relaxed),
-        ),
-        (
-            "edge_modbus_last_cycle_requests",
-            "gauge",
-            "Requests the last completed poll cycle sent",
-            |s| s.last_cycle_requests.load(Relaxed),
-        ),
-    ];
-    for (name, kind, help, value) in families {
+    for (f, (name, kind, help)) in FAMILIES.iter().enumerate() {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for s in slaves {
-            let _ = writeln!(out, "{name}{{{}}} {}", labels(s), value(s));
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(s), sample(s, f));
         }
     }
     let name = "edge_modbus_failures_total";

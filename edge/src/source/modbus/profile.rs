@@ -107,30 +107,18 @@ pub fn is_modbus_profile(text: &str) -> bool {
     toml::from_str::<Kind>(text).is_ok_and(|k| k.kind.as_deref() == Some("modbus"))
 }
 
-fn invalid(path: &Path, field: String, message: String, fix: &str) -> ConfigError {
-    ConfigError::Invalid {
-        path: path.display().to_string(),
-        field,
-        message,
-        fix: fix.to_string(),
-    }
-}
-
 impl DeviceProfile {
     /// Loads and validates one profile file; errors name the file and the point.
     pub fn load(path: &Path) -> Result<DeviceProfile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-            fix: "check the slave's `profile` and edge.profiles_dir",
-        })?;
+        let text =
+            crate::config::read_text(path, "check the slave's `profile` and edge.profiles_dir")?;
         DeviceProfile::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<DeviceProfile, ConfigError> {
         let f: ProfileFile = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         if f.kind != "modbus" {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 path,
                 "kind".into(),
                 format!("`{}` is not a Modbus profile", f.kind),
@@ -139,7 +127,7 @@ impl DeviceProfile {
         }
         let max = f.registers_per_request_max.unwrap_or(125);
         if !(1..=125).contains(&max) {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 path,
                 "registers_per_request_max".into(),
                 format!("{max} is outside 1..=125"),
@@ -147,7 +135,7 @@ impl DeviceProfile {
             ));
         }
         if f.points.is_empty() {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 path,
                 "point".into(),
                 "no points".into(),
@@ -165,7 +153,7 @@ impl DeviceProfile {
             .iter()
             .map(|q| {
                 Quantity::from_name(q).map_err(|_| {
-                    invalid(
+                    ConfigError::invalid(
                         path,
                         "urgent".into(),
                         format!("unknown quantity `{q}`"),
@@ -194,7 +182,7 @@ fn compile_point(
 ) -> Result<Point, ConfigError> {
     let field = |name: &str| format!("point[{i}].{name}");
     let quantity = Quantity::from_name(&p.quantity).map_err(|_| {
-        invalid(
+        ConfigError::invalid(
             path,
             field("quantity"),
             format!("unknown quantity `{}`", p.quantity),
@@ -202,7 +190,7 @@ fn compile_point(
         )
     })?;
     if p.table.is_bits() && p.ty != PointType::Bool {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             path,
             field("type"),
             format!("a {} point holds one bit, not {:?}", p.table.name(), p.ty),
@@ -210,7 +198,7 @@ fn compile_point(
         ));
     }
     if p.bit.is_some_and(|b| b > 15) || (p.bit.is_some() && p.ty != PointType::Bool) {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             path,
             field("bit"),
             "`bit` is 0..=15 and only for bool points in register tables".into(),
@@ -218,7 +206,7 @@ fn compile_point(
         ));
     }
     if u32::from(p.address) + u32::from(p.ty.width()) > 65536 || p.ty.width() > max {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             path,
             field("address"),
             format!(
@@ -229,7 +217,7 @@ fn compile_point(
         ));
     }
     if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             path,
             field("scale"),
             "scale must be finite and non-zero, offset finite".into(),
@@ -238,7 +226,7 @@ fn compile_point(
     }
     let poll = p.poll.unwrap_or(poll);
     if poll < Duration::from_millis(100) {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             path,
             field("poll"),
             format!("{poll:?} is shorter than 100ms"),

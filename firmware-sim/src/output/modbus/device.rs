@@ -101,17 +101,14 @@ pub struct DeviceStats {
     pub delayed: u64,
 }
 
-/// The answer a slave gives to one request.
+/// The answer a slave gives to one request (a mute slave gives none).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    Silent,
-    Pdu {
-        pdu: Vec<u8>,
-        delay: Duration,
-        corrupt: bool,
-        /// Readings this answer carries if it arrives intact (0 for exceptions, corrupt ones).
-        values: u64,
-    },
+pub struct Reply {
+    pub pdu: Vec<u8>,
+    pub delay: Duration,
+    pub corrupt: bool,
+    /// Readings this answer carries if it arrives intact (0 for exceptions, corrupt ones).
+    pub values: u64,
 }
 
 pub struct Device {
@@ -194,11 +191,11 @@ impl Device {
     }
 
     /// How this slave answers `req` (already addressed to it).
-    pub fn answer(&mut self, req: ReadRequest) -> Reply {
+    pub fn answer(&mut self, req: ReadRequest) -> Option<Reply> {
         self.stats.requests += 1;
         if self.faults.mute {
             self.stats.muted += 1;
-            return Reply::Silent;
+            return None;
         }
         let delay = self.faults.slow.unwrap_or_default();
         if !delay.is_zero() {
@@ -244,12 +241,12 @@ impl Device {
                 exception_pdu(req.function, code)
             }
         };
-        Reply::Pdu {
+        Some(Reply {
             pdu,
             delay,
             corrupt,
             values,
-        }
+        })
     }
 
     /// Counts an intact data answer once it has been written.

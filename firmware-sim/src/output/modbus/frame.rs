@@ -10,20 +10,9 @@ pub struct ReadRequest {
     pub count: u16,
 }
 
-/// CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF), sent low byte first.
+/// CRC-16/MODBUS (poly 0x8005 reflected, init 0xFFFF), sent low byte first.
 pub fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
-    for &b in data {
-        crc ^= u16::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xA001
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
+    crc::Crc::<u16>::new(&crc::CRC_16_MODBUS).checksum(data)
 }
 
 /// Appends the CRC to an RTU frame body.

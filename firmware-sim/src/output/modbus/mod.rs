@@ -22,7 +22,7 @@ impl Bus {
     pub fn answer(&self, req: frame::ReadRequest) -> Option<device::Reply> {
         let mut devices = self.0.lock().ok()?;
         let d = devices.iter_mut().find(|d| d.stats.unit == req.unit)?;
-        Some(d.answer(req))
+        d.answer(req)
     }
     /// Counts a data answer of `unit` carrying `values` as written (intact answers only).
     pub fn delivered(&self, unit: u8, values: u64) {

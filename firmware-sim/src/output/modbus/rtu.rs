@@ -75,26 +75,26 @@ fn serve(master: &mut File, baud: u32, bus: &Bus) {
                 continue;
             };
             buf.drain(..8);
-            let Some(Reply::Pdu {
-                pdu,
-                delay,
-                corrupt,
-                values,
-            }) = bus.answer(req)
-            else {
+            let Some(reply) = bus.answer(req) else {
                 continue;
             };
-            let mut body = vec![req.unit];
-            body.extend_from_slice(&pdu);
-            let mut frame = with_crc(body);
-            if corrupt {
-                let last = frame.len() - 1;
-                frame[last] ^= 0x5A;
-            }
-            std::thread::sleep(wire_time(8 + frame.len(), baud) + delay);
+            let frame = rtu_frame(req.unit, &reply);
+            std::thread::sleep(wire_time(8 + frame.len(), baud) + reply.delay);
             if master.write_all(&frame).is_ok() {
-                bus.delivered(req.unit, values);
+                bus.delivered(req.unit, reply.values);
             }
         }
     }
+}
+
+/// The RTU frame of `reply` from `unit`: address, PDU, CRC (spoiled if the reply is corrupt).
+fn rtu_frame(unit: u8, reply: &Reply) -> Vec<u8> {
+    let mut body = vec![unit];
+    body.extend_from_slice(&reply.pdu);
+    let mut frame = with_crc(body);
+    if reply.corrupt {
+        let last = frame.len() - 1;
+        frame[last] ^= 0x5A;
+    }
+    frame
 }

@@ -1,7 +1,6 @@
 //! The Modbus TCP server: MBAP-framed requests on any number of connections, each answered by
 //! the device with the header's unit id (a gateway with several devices behind it).
 
-use super::device::Reply;
 use super::frame::{tcp_frame, ReadRequest};
 use super::Bus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,30 +45,20 @@ async fn connection(mut s: TcpStream, bus: Bus) {
             address: u16::from_be_bytes([pdu[1], pdu[2]]),
             count: u16::from_be_bytes([pdu[3], pdu[4]]),
         };
-        let Some(Reply::Pdu {
-            mut pdu,
-            delay,
-            corrupt,
-            values,
-        }) = bus.answer(req)
-        else {
+        let Some(mut reply) = bus.answer(req) else {
             continue;
         };
-        if corrupt {
+        if reply.corrupt {
             // No CRC on TCP: a garbled answer is a wrong byte count.
-            if let Some(b) = pdu.get_mut(1) {
+            if let Some(b) = reply.pdu.get_mut(1) {
                 *b = b.wrapping_add(1);
             }
         }
-        tokio::time::sleep(delay).await;
-        if s.write_all(&tcp_frame(transaction, req.unit, &pdu))
-            .await
-            .is_err()
-        {
+        tokio::time::sleep(reply.delay).await;
+        let frame = tcp_frame(transaction, req.unit, &reply.pdu);
+        if s.write_all(&frame).await.is_err() {
             return;
         }
-        if !corrupt {
-            bus.delivered(req.unit, values);
-        }
+        bus.delivered(req.unit, reply.values);
     }
 }
