@@ -2,8 +2,8 @@
 
 use hub::registry::seed::{export_dir, import_dir, SeedError};
 use hub::registry::{
-    ComponentFilter, ComponentInput, IngestRefusal, RegistryAdmin, RegistryError, RegistryStore,
-    Scope, SqliteRegistry,
+    ComponentFilter, ComponentInput, GapReport, IngestRefusal, RegistryAdmin, RegistryError,
+    RegistryStore, Scope, SqliteRegistry,
 };
 use wangge_testkit::paths::{copied_seed_lines, seed_dir};
 
@@ -301,14 +301,19 @@ fn gaps_an_edge_reports_are_recorded_once_and_shown_on_the_edge() {
             reason: GapReason::Recovery,
         },
     ];
-    reg.record_gaps("edge-xq-01", 5, 11, &gaps, 100).unwrap();
+    let report = |seq, gaps| GapReport {
+        edge_id: "edge-xq-01",
+        epoch: 5,
+        seq,
+        gaps,
+    };
+    reg.record_gaps(&report(11, &gaps), 100).unwrap();
     // The same batch resent after a lost ack: nothing counted twice.
-    reg.record_gaps("edge-xq-01", 5, 11, &gaps, 200).unwrap();
+    reg.record_gaps(&report(11, &gaps), 200).unwrap();
     let e = &reg.list_edges(None, 10).unwrap().items[0];
     assert_eq!(e.readings_lost, 9);
     // A later batch's gap adds up.
-    reg.record_gaps("edge-xq-01", 5, 12, &gaps[..1], 300)
-        .unwrap();
+    reg.record_gaps(&report(12, &gaps[..1]), 300).unwrap();
     assert_eq!(reg.list_edges(None, 10).unwrap().items[0].readings_lost, 16);
 }
 

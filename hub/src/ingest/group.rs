@@ -2,6 +2,7 @@
 //! write, one fsync per sink for the group), then handed to the rules stage.
 
 use super::{lock, now_ns, Accepted, BatchId, StoredForRules, StoredGroup, Worker};
+use crate::registry::GapReport;
 use crate::timeseries::{StoredReading, TimeSeriesSink, TsError};
 use protocol::uplink::AckOutcome;
 use std::collections::HashSet;
@@ -90,13 +91,7 @@ impl Worker {
             a.batch.gaps.is_empty()
                 || self
                     .registry
-                    .record_gaps(
-                        a.batch.edge_id.as_str(),
-                        a.batch.epoch,
-                        a.batch.seq,
-                        &a.batch.gaps,
-                        now,
-                    )
+                    .record_gaps(&GapReport::of(&a.batch), now)
                     .inspect_err(|e| {
                         self.metrics.registry_errors.fetch_add(1, Relaxed);
                         tracing::error!(error = %e, edge_id = %a.batch.edge_id,

@@ -47,6 +47,27 @@ pub struct IngestRefusal<'a> {
     pub at_ns: i64,
 }
 
+/// The gaps (readings lost on the edge) one batch (edge, epoch, seq) reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GapReport<'a> {
+    pub edge_id: &'a str,
+    pub epoch: u64,
+    pub seq: u64,
+    pub gaps: &'a [Gap],
+}
+
+impl<'a> GapReport<'a> {
+    /// The gaps `batch` carries.
+    pub fn of(batch: &'a protocol::uplink::UplinkBatch) -> GapReport<'a> {
+        GapReport {
+            edge_id: batch.edge_id.as_str(),
+            epoch: batch.epoch,
+            seq: batch.seq,
+            gaps: &batch.gaps,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeCredentials {
     pub edge_id: String,
@@ -203,14 +224,7 @@ pub trait RegistryStore: Send + Sync + 'static {
     fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError>;
     /// Records the gaps (readings lost on the edge) carried by batch (edge, epoch, seq);
     /// idempotent, so a resent batch records nothing twice.
-    fn record_gaps(
-        &self,
-        edge_id: &str,
-        epoch: u64,
-        seq: u64,
-        gaps: &[Gap],
-        at_ns: i64,
-    ) -> Result<(), RegistryError>;
+    fn record_gaps(&self, report: &GapReport<'_>, at_ns: i64) -> Result<(), RegistryError>;
     /// Lists a sensor that sent readings but is not registered, for an operator to assign.
     fn note_unassigned_sensor(
         &self,

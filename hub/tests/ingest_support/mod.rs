@@ -6,7 +6,7 @@ pub mod mosquitto_clients;
 use hub::broker::{self, BrokerConfig, BrokerHandle};
 use hub::ingest::{self, IngestConfig, IngestHandle, RulesStage};
 use hub::registry::{
-    secrets, EdgeCredentials, Freshness, IngestRefusal, RegistryError, RegistryStore,
+    secrets, EdgeCredentials, Freshness, GapReport, IngestRefusal, RegistryError, RegistryStore,
     SensorAssignment, StatusMark,
 };
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
@@ -111,16 +111,13 @@ impl RegistryStore for MemRegistry {
         self.seen.lock().unwrap().push((edge_id.to_string(), at_ns));
         Ok(())
     }
-    fn record_gaps(
-        &self,
-        edge_id: &str,
-        _epoch: u64,
-        _seq: u64,
-        gaps: &[protocol::uplink::Gap],
-        _at_ns: i64,
-    ) -> Result<(), RegistryError> {
+    fn record_gaps(&self, r: &GapReport<'_>, _at_ns: i64) -> Result<(), RegistryError> {
         let mut g = self.gaps.lock().unwrap();
-        g.extend(gaps.iter().map(|gap| (edge_id.to_string(), gap.clone())));
+        g.extend(
+            r.gaps
+                .iter()
+                .map(|gap| (r.edge_id.to_string(), gap.clone())),
+        );
         Ok(())
     }
     fn note_unassigned_sensor(

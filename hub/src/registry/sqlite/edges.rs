@@ -141,14 +141,7 @@ impl SqliteRegistry {
         Ok(())
     }
 
-    pub(super) fn record_gaps(
-        &self,
-        edge_id: &str,
-        epoch: u64,
-        seq: u64,
-        gaps: &[Gap],
-        at_ns: i64,
-    ) -> Result<(), RegistryError> {
+    pub(super) fn record_gaps(&self, r: &GapReport<'_>, at_ns: i64) -> Result<(), RegistryError> {
         self.write(|tx| {
             let mut st = tx
                 .prepare_cached(
@@ -157,15 +150,15 @@ impl SqliteRegistry {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(db)?;
-            for g in gaps {
+            for g in r.gaps {
                 let reason = match g.reason {
                     protocol::uplink::GapReason::BufferFull => "buffer_full",
                     protocol::uplink::GapReason::Recovery => "recovery",
                 };
                 st.execute(params![
-                    edge_id,
-                    epoch as i64,
-                    seq as i64,
+                    r.edge_id,
+                    r.epoch as i64,
+                    r.seq as i64,
                     g.sensor.as_str(),
                     g.from_ns,
                     g.to_ns,

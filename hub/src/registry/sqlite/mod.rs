@@ -14,10 +14,10 @@ use wangge_events::from_columns;
 use super::codes::ComponentCode;
 use super::model::*;
 use super::{
-    now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, IngestRefusal, MqttUser,
+    now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
 };
-use protocol::uplink::{EdgeStatus, Gap};
+use protocol::uplink::EdgeStatus;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -271,7 +271,7 @@ impl RegistryStore for SqliteRegistry {
         record_edge_status(status: &EdgeStatus) -> Freshness;
         audit_ingest(refusal: &IngestRefusal<'_>) -> bool;
         record_edge_seen(edge_id: &str, at_ns: i64) -> ();
-        record_gaps(edge_id: &str, epoch: u64, seq: u64, gaps: &[Gap], at_ns: i64) -> ();
+        record_gaps(report: &GapReport<'_>, at_ns: i64) -> ();
         mqtt_user_credentials(username: &str) -> Option<MqttUserCredentials>;
         broker_accounts() -> Vec<BrokerAccount>;
     }
