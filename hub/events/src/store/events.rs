@@ -97,16 +97,21 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Event, 
         deadline_ns: row.get(10)?,
         overdue: row.get::<_, i64>(11)? != 0,
         late: row.get::<_, i64>(12)? != 0,
-        trigger: Trigger {
-            quantity: row.get(13)?,
-            value,
-            threshold: row.get(15)?,
-            ts_ns: row.get(16)?,
-        },
+        trigger: trigger_from_row(row, value)?,
         created_at_ns: row.get(17)?,
         acknowledged_at_ns: row.get(18)?,
         closed_at_ns: row.get(19)?,
     }))
+}
+
+/// The trigger columns (13 to 16) of an event row; `value` is column 14, already decoded.
+fn trigger_from_row(row: &Row<'_>, value: serde_json::Value) -> rusqlite::Result<Trigger> {
+    Ok(Trigger {
+        quantity: row.get(13)?,
+        value,
+        threshold: row.get(15)?,
+        ts_ns: row.get(16)?,
+    })
 }
 
 fn query_events(conn: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Event>> {
