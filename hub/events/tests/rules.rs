@@ -31,7 +31,6 @@ const DOOR: Sensor = ("door_contact", Quantity::DoorOpen);
 const MOTION: Sensor = ("intrusion", Quantity::Motion);
 const LAMP: Sensor = ("street_light", Quantity::LampOn);
 const CURRENT: Sensor = ("street_light", Quantity::Current);
-const SMOKE_BATTERY: Sensor = ("smoke_detector", Quantity::Battery);
 const BIN: Sensor = ("waste_bin", Quantity::FillLevel);
 const GAS: Sensor = ("gas_detector", Quantity::Gas);
 
@@ -263,7 +262,10 @@ fn rate_of_change_per_minute() {
 #[test]
 fn battery_low_on_any_component_type() {
     let series = [(0, 50.0), (60, 19.0), (120, 22.0), (180, 26.0)];
-    assert_episode(SMOKE_BATTERY, &series, "device.battery_low", (60, 180));
+    for ctype in ["smoke_detector", "gas_detector", "waste_bin"] {
+        let sensor = (ctype, Quantity::Battery);
+        assert_episode(sensor, &series, "device.battery_low", (60, 180));
+    }
 }
 
 #[test]
