@@ -33,6 +33,8 @@ mod value;
 
 #[cfg(feature = "std")]
 pub mod seed_csv;
+#[cfg(feature = "alloc")]
+mod status_mark;
 #[cfg(feature = "std")]
 pub mod time;
 #[cfg(feature = "alloc")]
