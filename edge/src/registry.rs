@@ -1,4 +1,5 @@
-//! The sensors this edge knows, from the registry seed CSV and/or the config list.
+//! The sensors this edge knows: the registry seed CSV, the config list, and the sensors its
+//! `[[modbus]]` slaves report under (the technician named them there).
 
 use crate::config::{read_text, Config, ConfigError};
 use protocol::seed_csv::SeedTable;
@@ -38,13 +39,15 @@ pub fn load_csv(path: &Path, edge_id: &str) -> Result<HashSet<String>, ConfigErr
     Ok(out)
 }
 
-/// Registered sensors for this config: the CSV (if any) plus `edge.sensors`.
+/// Registered sensors for this config: the CSV (if any), `edge.sensors` and the Modbus slaves'.
 pub fn registered(cfg: &Config) -> Result<HashSet<String>, ConfigError> {
     let mut set = match &cfg.edge.registry {
         Some(p) => load_csv(p, &cfg.edge.id)?,
         None => HashSet::new(),
     };
     set.extend(cfg.edge.sensors.iter().cloned());
+    let slaves = cfg.modbus.iter().flat_map(|l| &l.slaves);
+    set.extend(slaves.map(|s| s.sensor.clone()));
     Ok(set)
 }
 
