@@ -142,7 +142,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ));
     }
     for line in cfg.modbus_lines()? {
-        tokio::spawn(source::modbus::poller::run(line, ingest.clone()));
+        tokio::spawn(source::modbus::poller::supervise(line, ingest.clone()));
     }
     for src in cfg.serial.clone() {
         tokio::spawn(source::serial::run(src, ingest.clone()));

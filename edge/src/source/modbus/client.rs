@@ -99,7 +99,7 @@ impl Client {
         match outcome {
             Err(_) if self.read.load(Relaxed) > before => Err(Failure::Garbled),
             Err(_) => Err(Failure::Timeout),
-            Ok(Ok(Ok(a))) if a.len() < usize::from(count) => Err(Failure::Garbled),
+            Ok(Ok(Ok(a))) if a.len() != usize::from(count) => Err(Failure::Garbled),
             Ok(Ok(Ok(a))) => Ok(a),
             Ok(Ok(Err(code))) => Err(Failure::Exception(u8::from(code))),
             Ok(Err(tokio_modbus::Error::Protocol(_))) => Err(Failure::Mismatch),

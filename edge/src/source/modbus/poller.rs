@@ -191,10 +191,37 @@ pub fn slave_metrics(line: &Line, ingest: &Ingest) -> Vec<Arc<SlaveMetrics>> {
         .collect()
 }
 
-/// Runs forever: open the line, poll its slaves; reopen with backoff when it fails.
-pub async fn run(line: Line, ingest: Arc<Ingest>) {
+/// Runs the line's owner task and starts it again if it panics (tokio-modbus debug-asserts on
+/// an answer's item count, so a hostile device could otherwise end a debug build's polling).
+pub async fn supervise(line: Line, ingest: Arc<Ingest>) {
     let src = ingest.metrics.source(&line.name, "modbus");
     let slaves = slave_metrics(&line, &ingest);
+    loop {
+        let task = tokio::spawn(run(
+            line.clone(),
+            ingest.clone(),
+            src.clone(),
+            slaves.clone(),
+        ));
+        match task.await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(line = %line.name, "modbus line task panicked; restarting it");
+                ingest.metrics.reject("modbus_task_restarted", &line.name);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Runs forever: open the line, poll its slaves; reopen with backoff when it fails. `src` and
+/// `slaves` are the line's counters (registered once, in [`supervise`]).
+pub async fn run(
+    line: Line,
+    ingest: Arc<Ingest>,
+    src: Arc<SourceMetrics>,
+    slaves: Vec<Arc<SlaveMetrics>>,
+) {
     let now = Instant::now();
     let mut states: Vec<SlaveState> = line
         .slaves
