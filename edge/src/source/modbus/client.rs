@@ -5,6 +5,7 @@ use super::line::{Line, RtuConfig, Transport};
 use super::metrics::Failure;
 use super::point::Table;
 use super::tap::Tap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,31 @@ pub struct Client {
     read: Arc<AtomicU64>,
     timeout: Duration,
     gap: Duration,
+    /// RTU: a second handle on the port, to wait out and discard a late answer.
+    port: Option<OwnedFd>,
+}
+
+/// A duplicate of the serial port's descriptor (the stream itself belongs to tokio-modbus).
+fn dup_port(s: &tokio_serial::SerialStream) -> std::io::Result<OwnedFd> {
+    // SAFETY: dup(2) on a descriptor the stream keeps open; the result is ours alone.
+    let fd = unsafe { libc::dup(s.as_raw_fd()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Bytes waiting to be read on `fd` (0 if unknown).
+fn pending(fd: &OwnedFd) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc < 0 {
+        0
+    } else {
+        n
+    }
 }
 
 fn open_serial(r: &RtuConfig) -> std::io::Result<tokio_serial::SerialStream> {
@@ -50,9 +76,12 @@ impl Client {
     /// Opens the port or connects (the connect under the line's timeout).
     pub async fn open(line: &Line) -> std::io::Result<Client> {
         let read = Arc::new(AtomicU64::new(0));
+        let mut port = None;
         let ctx = match &line.transport {
             Transport::Rtu(r) => {
-                tokio_modbus::client::rtu::attach(Tap::new(open_serial(r)?, read.clone()))
+                let stream = open_serial(r)?;
+                port = Some(dup_port(&stream)?);
+                tokio_modbus::client::rtu::attach(Tap::new(stream, read.clone()))
             }
             Transport::Tcp(addr) => {
                 let stream =
@@ -68,7 +97,24 @@ impl Client {
             read,
             timeout: line.timeout,
             gap: line.frame_gap(),
+            port,
         })
+    }
+
+    /// After a timeout or a garbled or foreign answer on RTU: the bus is not known to be quiet
+    /// (a slow slave may still answer, tokio-modbus #180, and that late frame would be taken for
+    /// the next slave's answer). Waits one timeout, discards whatever arrived, and again while
+    /// bytes keep arriving (a few rounds at most), so the next request starts on a silent bus.
+    async fn settle(&mut self) {
+        let Some(fd) = &self.port else { return };
+        for _ in 0..4 {
+            tokio::time::sleep(self.timeout).await;
+            if pending(fd) == 0 {
+                return;
+            }
+            // SAFETY: tcflush(3) on a descriptor we own.
+            unsafe { libc::tcflush(fd.as_raw_fd(), libc::TCIFLUSH) };
+        }
     }
 
     /// One read of `count` items of `table` at `address` from `unit`.
@@ -96,7 +142,7 @@ impl Client {
         if !self.gap.is_zero() {
             tokio::time::sleep(self.gap).await;
         }
-        match outcome {
+        let result = match outcome {
             Err(_) if self.read.load(Relaxed) > before => Err(Failure::Garbled),
             Err(_) => Err(Failure::Timeout),
             Ok(Ok(Ok(a))) if a.len() != usize::from(count) => Err(Failure::Garbled),
@@ -109,6 +155,10 @@ impl Client {
                 Err(Failure::Garbled)
             }
             Ok(Err(tokio_modbus::Error::Transport(_))) => Err(Failure::Io),
+        };
+        if let Err(Failure::Timeout | Failure::Garbled | Failure::Mismatch) = result {
+            self.settle().await;
         }
+        result
     }
 }
