@@ -181,7 +181,16 @@ impl ModbusLineConfig {
                     "give each device on a line its own unit id",
                 ));
             }
-            let profile = DeviceProfile::load(&profiles_dir.join(format!("{}.toml", s.profile)))?;
+            let path = profiles_dir.join(format!("{}.toml", s.profile));
+            if !path.exists() {
+                return Err(ConfigError::invalid(
+                    config,
+                    f("profile"),
+                    format!("no profile `{}` ({} does not exist)", s.profile, path.display()),
+                    "name a device profile in edge.profiles_dir, without .toml (e.g. modbus-flood-level)",
+                ));
+            }
+            let profile = DeviceProfile::load(&path)?;
             slaves.push(Slave {
                 unit: s.unit,
                 sensor: s.sensor.clone(),
