@@ -230,3 +230,50 @@ fn the_line_is_reopened_when_the_adapter_comes_back() {
         assert_eq!(rig.slave("edge_modbus_slave_up", LINE, 1, ""), 1.0);
     }
 }
+
+/// The same late answer on Modbus TCP (a gateway with several units behind one connection):
+/// the slow unit's answer, arriving after its timeout, is not taken for the next unit's.
+#[test]
+fn a_late_answer_on_tcp_does_not_land_on_the_next_unit() {
+    let (dir, link) = workdir();
+    let fl = "modbus-flood-level";
+    let tcp = free_port();
+    let _sim = Sim::start(
+        dir.path(),
+        &link,
+        tcp,
+        &[&format!("9:{fl}")],
+        &[&format!("1:{fl}"), &format!("4:{fl}:slow=450ms")],
+    );
+    let modbus = line_toml(
+        "tcp",
+        &format!("tcp = \"127.0.0.1:{tcp}\""),
+        "timeout = \"300ms\"\nbackoff_max = \"2s\"",
+        &[(1, fl, "FL-1"), (4, fl, "FL-4")],
+    );
+    let rig = Rig::start(dir.path(), &modbus, "tcp-late");
+    let m = |u, f: &str| {
+        rig.slave(
+            "edge_modbus_failures_total",
+            "tcp",
+            u,
+            &format!("reason=\"{f}\""),
+        )
+    };
+    wait_until(
+        "the slow unit timed out thrice",
+        Duration::from_secs(60),
+        || {
+            m(4, "timeout") >= 3.0
+                && rig.slave("edge_modbus_poll_cycles_total", "tcp", 1, "") >= 6.0
+        },
+    );
+    let text = rig.edge.get("/metrics").unwrap();
+    for reason in REASONS {
+        assert_eq!(m(1, reason), 0.0, "unit 1 {reason}\n{text}");
+    }
+    assert!(
+        rig.readings("FL-4").is_empty(),
+        "a late answer became a reading"
+    );
+}

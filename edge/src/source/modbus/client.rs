@@ -5,6 +5,7 @@ use super::line::{Line, RtuConfig, Transport};
 use super::metrics::Failure;
 use super::point::Table;
 use super::tap::Tap;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -41,6 +42,23 @@ pub struct Client {
     gap: Duration,
     /// RTU: a second handle on the port, to wait out and discard a late answer.
     port: Option<OwnedFd>,
+    /// TCP: the device's address, to start a fresh connection after a late answer.
+    tcp: Option<SocketAddr>,
+}
+
+async fn connect_tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+    read: &Arc<AtomicU64>,
+) -> std::io::Result<Context> {
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    stream.set_nodelay(true)?;
+    Ok(tokio_modbus::client::tcp::attach(Tap::new(
+        stream,
+        read.clone(),
+    )))
 }
 
 /// A duplicate of the serial port's descriptor (the stream itself belongs to tokio-modbus).
@@ -76,7 +94,7 @@ impl Client {
     /// Opens the port or connects (the connect under the line's timeout).
     pub async fn open(line: &Line) -> std::io::Result<Client> {
         let read = Arc::new(AtomicU64::new(0));
-        let mut port = None;
+        let (mut port, mut tcp) = (None, None);
         let ctx = match &line.transport {
             Transport::Rtu(r) => {
                 let stream = open_serial(r)?;
@@ -84,12 +102,8 @@ impl Client {
                 tokio_modbus::client::rtu::attach(Tap::new(stream, read.clone()))
             }
             Transport::Tcp(addr) => {
-                let stream =
-                    tokio::time::timeout(line.timeout, tokio::net::TcpStream::connect(addr))
-                        .await
-                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-                stream.set_nodelay(true)?;
-                tokio_modbus::client::tcp::attach(Tap::new(stream, read.clone()))
+                tcp = Some(*addr);
+                connect_tcp(*addr, line.timeout, &read).await?
             }
         };
         Ok(Client {
@@ -98,6 +112,7 @@ impl Client {
             timeout: line.timeout,
             gap: line.frame_gap(),
             port,
+            tcp,
         })
     }
 
@@ -105,16 +120,26 @@ impl Client {
     /// (a slow slave may still answer, tokio-modbus #180, and that late frame would be taken for
     /// the next slave's answer). Waits one timeout, discards whatever arrived, and again while
     /// bytes keep arriving (a few rounds at most), so the next request starts on a silent bus.
-    async fn settle(&mut self) {
-        let Some(fd) = &self.port else { return };
+    /// On TCP the late answer would arrive on the same connection (and be taken for the next
+    /// request's, whatever its transaction id): the connection is replaced; if that fails the
+    /// line is lost ([`Failure::Io`]).
+    async fn settle(&mut self) -> Result<(), Failure> {
+        if let Some(addr) = self.tcp {
+            self.ctx = connect_tcp(addr, self.timeout, &self.read)
+                .await
+                .map_err(|_| Failure::Io)?;
+            return Ok(());
+        }
+        let Some(fd) = &self.port else { return Ok(()) };
         for _ in 0..4 {
             tokio::time::sleep(self.timeout).await;
             if pending(fd) == 0 {
-                return;
+                return Ok(());
             }
             // SAFETY: tcflush(3) on a descriptor we own.
             unsafe { libc::tcflush(fd.as_raw_fd(), libc::TCIFLUSH) };
         }
+        Ok(())
     }
 
     /// One read of `count` items of `table` at `address` from `unit`.
@@ -157,7 +182,7 @@ impl Client {
             Ok(Err(tokio_modbus::Error::Transport(_))) => Err(Failure::Io),
         };
         if let Err(Failure::Timeout | Failure::Garbled | Failure::Mismatch) = result {
-            self.settle().await;
+            self.settle().await?;
         }
         result
     }
