@@ -1,8 +1,9 @@
 //! Modbus faults with real processes: `firmware-sim modbus` slaves (CRC-corrupted answers,
-//! exception answers, a slave slower than the timeout, a mute one) on one RTU pty line polled by
-//! the real `edge run`. These are tokio-modbus's known gaps, handled by the edge's client and
-//! poller: no built-in request timeout (tokio-modbus #113) and multi-drop RTU framing (#180: a
-//! late or garbled answer on a shared bus).
+//! exception answers, a slave slower than the timeout, a mute one) on an RTU pty line and behind
+//! one Modbus TCP connection, polled by the real `edge run`. These are tokio-modbus's known gaps,
+//! handled by the edge's client and poller: no built-in request timeout (tokio-modbus #113) and
+//! multi-drop framing (#180: a late or garbled answer on a shared bus, taken for the next
+//! request's unless the client waits it out and discards it, or on TCP starts a new connection).
 
 mod common;
 mod modbus_rig;
