@@ -1,7 +1,7 @@
 //! The RTU server: a pseudo-terminal pair whose slave end the edge opens as its RS-485 port.
 //! Requests are read from the master end; each answer is written after the request's and the
-//! answer's wire time at the line's baud rate (11 bits a character), so a poll costs what it
-//! would on a real 9600- or 115200-baud line. A frame with a bad CRC is resynchronized past
+//! answer's wire time at the line's baud rate (11 bits a character) plus the t3.5 silence that
+//! ends the request, so a poll costs what it would on a real 9600- or 115200-baud line. A frame with a bad CRC is resynchronized past
 //! byte by byte, as a real slave's receiver would.
 
 use super::device::Reply;
@@ -79,7 +79,9 @@ fn serve(master: &mut File, baud: u32, bus: &Bus) {
                 continue;
             };
             let frame = rtu_frame(req.unit, &reply);
-            std::thread::sleep(wire_time(8 + frame.len(), baud) + reply.delay);
+            // The request's wire time, the t3.5 silence that ends it, the answer's wire time.
+            let t35 = edge::source::modbus::line::t35(baud);
+            std::thread::sleep(wire_time(8 + frame.len(), baud) + t35 + reply.delay);
             if master.write_all(&frame).is_ok() {
                 bus.delivered(req.unit, reply.values);
             }

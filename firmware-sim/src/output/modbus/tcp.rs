@@ -54,7 +54,10 @@ async fn connection(mut s: TcpStream, bus: Bus) {
                 *b = b.wrapping_add(1);
             }
         }
-        tokio::time::sleep(reply.delay).await;
+        // A zero sleep would still wait for the timer's next millisecond tick.
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
         let frame = tcp_frame(transaction, req.unit, &reply.pdu);
         if s.write_all(&frame).await.is_err() {
             return;
