@@ -11,16 +11,8 @@ pub fn normalizer() -> &'static Normalizer {
     static N: OnceLock<Normalizer> = OnceLock::new();
     N.get_or_init(|| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/profiles");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .expect("config/profiles exists")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        let profiles = files
-            .iter()
-            .map(|f| Profile::load(f).expect("the shipped profiles load"))
-            .collect();
+        // The loader the agent uses: it passes over the Modbus device profiles in the folder.
+        let profiles = Profile::load_dir(&dir).expect("the shipped profiles load");
         Normalizer::new(profiles, HashMap::new(), 0)
     })
 }
