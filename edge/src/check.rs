@@ -257,7 +257,22 @@ async fn mqtt_connect(
 /// One verdict per block of every Modbus slave's read plan (or per line that does not open).
 async fn modbus_verdicts(cfg: &Config) -> Vec<Verdict> {
     let mut out = Vec::new();
-    for line in cfg.modbus_lines().unwrap_or_default() {
+    let lines = cfg.modbus_lines().unwrap_or_default();
+    let mut profiles: Vec<String> = lines
+        .iter()
+        .flat_map(|l| &l.slaves)
+        .map(|s| {
+            let n = s.plan.len();
+            let plural = if n == 1 { "" } else { "s" };
+            format!("{} ({n} request{plural} a cycle)", s.profile.name)
+        })
+        .collect();
+    profiles.sort();
+    profiles.dedup();
+    if !profiles.is_empty() {
+        out.push(ok("modbus profiles", profiles.join(", ")));
+    }
+    for line in lines {
         match source::modbus::scan::probe_line(&line).await {
             Err(e) => out.push(fail(
                 format!("modbus {}", line.name),

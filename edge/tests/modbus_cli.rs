@@ -56,6 +56,7 @@ fn check_probes_every_block_and_scan_lists_the_units_that_answer() {
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     for block in [
+        "OK   modbus profiles: modbus-electrical-fire (2 requests a cycle), modbus-flood-level (1 request a cycle)",
         "OK   modbus rs485 unit 1 (FL-1) input 0+5: answers",
         "OK   modbus rs485 unit 2 (EF-2) holding 0+10: answers",
         "OK   modbus rs485 unit 2 (EF-2) holding 20+1: answers",
