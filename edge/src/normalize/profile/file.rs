@@ -101,6 +101,9 @@ fn quantity(file: &str, field: &str, name: &str) -> Result<Quantity, ConfigError
     })
 }
 
+/// What to check when a profile file cannot be read.
+const LOAD_FIX: &str = "check edge.profiles_dir and the profile file";
+
 impl Profile {
     /// Loads and compiles every `*.toml` in `dir`, sorted by name.
     pub fn load_dir(dir: &Path) -> Result<Vec<Profile>, ConfigError> {
@@ -115,18 +118,25 @@ impl Profile {
             }
         };
         files.sort();
-        // Modbus device profiles share the folder; the Modbus lines load those.
-        files.retain(|f| {
-            !std::fs::read_to_string(f)
-                .is_ok_and(|t| crate::source::modbus::profile::is_modbus_profile(&t))
-        });
-        files.iter().map(|f| Profile::load(f)).collect()
+        let mut profiles = Vec::with_capacity(files.len());
+        for f in &files {
+            let text = read_text(f, LOAD_FIX)?;
+            // Modbus device profiles share the folder; the Modbus lines load those.
+            if !crate::source::modbus::profile::is_modbus_profile(&text) {
+                profiles.push(Profile::from_text(f, &text)?);
+            }
+        }
+        Ok(profiles)
     }
 
     /// Loads and compiles one profile file.
     pub fn load(path: &Path) -> Result<Profile, ConfigError> {
-        let text = read_text(path, "check edge.profiles_dir and the profile file")?;
-        let file: ProfileFile = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
+        Profile::from_text(path, &read_text(path, LOAD_FIX)?)
+    }
+
+    /// Parses and compiles the text of the profile file at `path`.
+    fn from_text(path: &Path, text: &str) -> Result<Profile, ConfigError> {
+        let file: ProfileFile = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         Profile::compile(&path.display().to_string(), file)
     }
 
