@@ -10,7 +10,7 @@ use super::metrics::{Failure, SlaveMetrics};
 use super::plan::Request;
 use crate::ingest::Ingest;
 use crate::metrics::SourceMetrics;
-use crate::normalize::profile::{mask_of, Report};
+use crate::normalize::profile::Report;
 use crate::source::Backoff;
 use protocol::Value;
 use std::sync::atomic::Ordering::Relaxed;
@@ -44,7 +44,7 @@ pub fn report_of(slave: &Slave, req: &Request, answer: &Answer) -> Report {
         seq: None,
         ts_ns: None,
         values,
-        urgent: slave.profile.urgent.iter().fold(0, |m, &q| m | mask_of(q)),
+        urgent: slave.profile.urgent,
     }
 }
 

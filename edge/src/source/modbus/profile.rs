@@ -3,6 +3,7 @@
 
 use super::point::{Order, PointType, Scaling, Table};
 use crate::config::{toml_error, ConfigError};
+use crate::normalize::profile::{mask_of, QuantityMask};
 use protocol::Quantity;
 use serde::Deserialize;
 use std::path::Path;
@@ -94,7 +95,7 @@ pub struct DeviceProfile {
     pub gap_max: u16,
     pub points: Vec<Point>,
     /// Quantities sent on the urgent lane.
-    pub urgent: Vec<Quantity>,
+    pub urgent: QuantityMask,
 }
 
 /// True if the TOML text declares `kind = "modbus"` (the MQTT profile loader skips those).
@@ -161,7 +162,7 @@ impl DeviceProfile {
                     )
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .try_fold(0, |m, q| q.map(|q| m | mask_of(q)))?;
         Ok(DeviceProfile {
             name: f.name,
             description: f.description,
