@@ -257,7 +257,7 @@ async fn mqtt_connect(
 /// One verdict per block of every Modbus slave's read plan (or per line that does not open).
 async fn modbus_verdicts(cfg: &Config) -> Vec<Verdict> {
     let mut out = Vec::new();
-    let lines = cfg.modbus_lines().unwrap_or_default();
+    let lines = cfg.modbus_lines();
     let mut profiles: Vec<String> = lines
         .iter()
         .flat_map(|l| &l.slaves)
@@ -273,7 +273,7 @@ async fn modbus_verdicts(cfg: &Config) -> Vec<Verdict> {
         out.push(ok("modbus profiles", profiles.join(", ")));
     }
     for line in lines {
-        match source::modbus::scan::probe_line(&line).await {
+        match source::modbus::scan::probe_line(line).await {
             Err(e) => out.push(fail(
                 format!("modbus {}", line.name),
                 e.to_string(),

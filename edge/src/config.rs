@@ -44,6 +44,9 @@ pub struct Config {
     /// The file this came from (set by [`Config::load`]).
     #[serde(skip)]
     pub source_path: PathBuf,
+    /// `modbus` with the slaves' profiles loaded and read plans made (set by [`Config::parse`]).
+    #[serde(skip)]
+    modbus_lines: Vec<crate::source::modbus::line::Line>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -431,12 +434,16 @@ impl Config {
             }
         }
         cfg.validate_fields()?;
-        cfg.modbus_lines()?;
+        cfg.modbus_lines = cfg.compile_modbus()?;
         Ok(cfg)
     }
 
     /// Every `[[modbus]]` line with its slaves' profiles loaded and read plans made.
-    pub fn modbus_lines(&self) -> Result<Vec<crate::source::modbus::line::Line>, ConfigError> {
+    pub fn modbus_lines(&self) -> &[crate::source::modbus::line::Line] {
+        &self.modbus_lines
+    }
+
+    fn compile_modbus(&self) -> Result<Vec<crate::source::modbus::line::Line>, ConfigError> {
         let mut names = std::collections::HashSet::new();
         let mut lines = Vec::with_capacity(self.modbus.len());
         for (i, l) in self.modbus.iter().enumerate() {

@@ -141,7 +141,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             ingest.clone(),
         ));
     }
-    for line in cfg.modbus_lines()? {
+    for line in cfg.modbus_lines().iter().cloned() {
         tokio::spawn(source::modbus::poller::supervise(line, ingest.clone()));
     }
     for src in cfg.serial.clone() {

@@ -70,7 +70,7 @@ pub async fn scan_command(
     units: std::ops::RangeInclusive<u8>,
     timeout: Option<std::time::Duration>,
 ) -> anyhow::Result<usize> {
-    let lines = cfg.modbus_lines().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let lines = cfg.modbus_lines();
     let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
     let mut l = lines
         .iter()
