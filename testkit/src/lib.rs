@@ -1,5 +1,5 @@
 //! Test support for every crate of the workspace, written once: process guards that kill by
-//! PID, free loopback ports, bounded waits, launchers for mosquitto, VictoriaMetrics, `hub serve`
+//! PID, free loopback ports, bounded waits, launchers for mosquitto, VictoriaMetrics, PostgreSQL, `hub serve`
 //! and `edge run`, TLS test certificates, the firmware-sim `--record` file, a seeded RNG and the
 //! wall clock. Used as a dev-dependency only (and by the test-only `tests` crate).
 //!
@@ -14,6 +14,7 @@ pub mod hub;
 pub mod mosquitto;
 pub mod paths;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod record;
 pub mod rng;
@@ -26,6 +27,7 @@ pub use http::{http_get, metric_sum};
 pub use mosquitto::{Mosquitto, MosquittoSub};
 pub use paths::{bin, workspace_root};
 pub use ports::{free_port, port_open};
+pub use postgres::Postgres;
 pub use process::Proc;
 pub use rng::SplitMix64;
 pub use victoria::VictoriaMetrics;
