@@ -14,21 +14,18 @@ pub struct Migration {
 /// Applies the migrations of `set` that this database has not seen yet; returns how many ran.
 pub fn migrate(pg: &Pg, set: &str, migrations: &[Migration]) -> Result<usize, PgError> {
     pg.run(async |c| {
-        c.batch_execute(
-            "CREATE TABLE IF NOT EXISTS wangge_migrations (
+        // Under one lock for every set: `CREATE TABLE IF NOT EXISTS` is not safe against a
+        // concurrent create (the loser fails on the table's type, SQLSTATE 42710).
+        let tx = c.transaction().await?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(hashtext('wangge_migrations'));
+             CREATE TABLE IF NOT EXISTS wangge_migrations (
                  set_name TEXT NOT NULL, version BIGINT NOT NULL,
                  applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
                  PRIMARY KEY (set_name, version))",
         )
-        .await
-        .or_else(|e| {
-            // Two hubs creating the table at once: one of them loses the race, harmlessly.
-            if e.code().map(|c| c.code()) == Some("23505") {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+        .await?;
+        tx.commit().await?;
         let mut applied = 0;
         for m in migrations {
             let tx = c.transaction().await?;
