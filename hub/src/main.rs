@@ -133,9 +133,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<HubConfig> {
 
 /// The registry for an operator command: the seed import at start is for `serve` only
 /// (`registry import` names its directory itself).
-fn operator_registry(
-    mut cfg: HubConfig,
-) -> anyhow::Result<std::sync::Arc<hub::registry::SqliteRegistry>> {
+fn operator_registry(mut cfg: HubConfig) -> anyhow::Result<std::sync::Arc<dyn RegistryAdmin>> {
     cfg.registry.seed_dir = None;
     serve::open_registry(&cfg)
 }
@@ -183,11 +181,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let reg = operator_registry(cfg)?;
             match command {
                 RegistryCommand::Import { dir } => {
-                    let s = seed::import_dir(&reg, &dir)?;
+                    let s = seed::import_dir(reg.as_ref(), &dir)?;
                     println!("imported {s}");
                 }
                 RegistryCommand::Export { dir } => {
-                    let s = seed::export_dir(&reg, &dir)?;
+                    let s = seed::export_dir(reg.as_ref(), &dir)?;
                     println!("exported {s}");
                 }
             }

@@ -49,7 +49,7 @@ impl Overrides {
 
 /// Opens the registry of `cfg` (creating the data dir), importing the seed dir if the registry
 /// has no components yet.
-pub fn open_registry(cfg: &HubConfig) -> anyhow::Result<Arc<SqliteRegistry>> {
+pub fn open_registry(cfg: &HubConfig) -> anyhow::Result<Arc<dyn RegistryAdmin>> {
     crate::private_files::private_dir(&cfg.data_dir)
         .with_context(|| format!("create data dir {} (mode 0700)", cfg.data_dir.display()))?;
     let path = cfg.registry_path();
@@ -62,7 +62,7 @@ pub fn open_registry(cfg: &HubConfig) -> anyhow::Result<Arc<SqliteRegistry>> {
             tracing::info!(dir = %dir.display(), %summary, "registry seeded");
         }
     }
-    Ok(Arc::new(reg))
+    Ok(Arc::new(reg) as Arc<dyn RegistryAdmin>)
 }
 
 /// Runs the hub until a shutdown signal.

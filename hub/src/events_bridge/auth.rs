@@ -1,11 +1,11 @@
 //! The hub's bearer tokens as the events routes' `Authorizer`.
 
-use crate::registry::{RegistryAdmin, SqliteRegistry};
+use crate::registry::RegistryAdmin;
 use std::sync::Arc;
 
 /// The hub's tokens for the events routes: the same admin token and issued tokens as the API.
 pub(super) struct HubAuth {
-    pub(super) registry: Arc<SqliteRegistry>,
+    pub(super) registry: Arc<dyn RegistryAdmin>,
     pub(super) admin_token: Option<String>,
 }
 

@@ -1,12 +1,12 @@
 //! The registry (and the embedded store) as the events engine's `ComponentDirectory`.
 
-use crate::registry::{RegistryAdmin, SqliteRegistry};
+use crate::registry::RegistryAdmin;
 use crate::timeseries::embedded::EmbeddedStore;
 use std::sync::Arc;
 
 /// The registry (and, for data completeness, the embedded store) as the events engine sees it.
 pub(super) struct RegistryDirectory {
-    pub(super) registry: Arc<SqliteRegistry>,
+    pub(super) registry: Arc<dyn RegistryAdmin>,
     pub(super) store: Arc<EmbeddedStore>,
 }
 

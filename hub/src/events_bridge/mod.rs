@@ -10,7 +10,7 @@ mod rules_feed;
 mod status_sync;
 
 use crate::config::HubConfig;
-use crate::registry::{RegistryAdmin, SqliteRegistry};
+use crate::registry::RegistryAdmin;
 use crate::supervise::{until_cancelled, Supervisor};
 use crate::timeseries::embedded::EmbeddedStore;
 use crate::{broker, ingest};
@@ -28,7 +28,7 @@ use std::time::Duration;
 /// broker handle.)
 pub(crate) fn start(
     cfg: &HubConfig,
-    registry: &Arc<SqliteRegistry>,
+    registry: &Arc<dyn RegistryAdmin>,
     store: &Arc<EmbeddedStore>,
     admin_token: Option<String>,
     sup: &Supervisor,

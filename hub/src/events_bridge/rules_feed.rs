@@ -1,7 +1,7 @@
 //! The events rules as ingest's last stage (`ingest::RulesStage`), with its test hooks.
 
 use crate::ingest;
-use crate::registry::{RegistryAdmin, SqliteRegistry};
+use crate::registry::RegistryAdmin;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ const SENSOR_CACHE_MS: u64 = 60_000;
 /// acked reading has been evaluated; a reading seen again after a crash raises nothing twice.
 pub(super) struct RulesFeed {
     events: wangge_events::Events,
-    registry: Arc<SqliteRegistry>,
+    registry: Arc<dyn RegistryAdmin>,
     cache: HashMap<String, Option<crate::registry::SensorContext>>,
     cache_at: Instant,
     hooks: TestHooks,
@@ -23,7 +23,10 @@ pub(super) struct RulesFeed {
 
 impl RulesFeed {
     /// The rules stage over `events`, its test hooks read from the environment.
-    pub(super) fn new(events: wangge_events::Events, registry: Arc<SqliteRegistry>) -> RulesFeed {
+    pub(super) fn new(
+        events: wangge_events::Events,
+        registry: Arc<dyn RegistryAdmin>,
+    ) -> RulesFeed {
         RulesFeed {
             events,
             registry,

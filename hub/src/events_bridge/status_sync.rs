@@ -1,6 +1,6 @@
 //! The component-status sync: registry `status` follows the events outbox.
 
-use crate::registry::{RegistryAdmin, SqliteRegistry};
+use crate::registry::RegistryAdmin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ const STATUS_PAGE: usize = 256;
 /// Follows the events outbox from a durable cursor: a restart resumes where it stopped.
 pub(super) async fn sync_component_status(
     events: wangge_events::Events,
-    registry: Arc<SqliteRegistry>,
+    registry: Arc<dyn RegistryAdmin>,
 ) {
     let mut feed = events.subscribe();
     loop {

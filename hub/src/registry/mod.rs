@@ -321,6 +321,12 @@ pub trait RegistryAdmin: RegistryStore {
     fn add_mqtt_user(&self, department: &str) -> Result<(String, String), RegistryError>;
     fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError>;
     fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError>;
+    /// Whether department `id` is registered (the events engine's dispatch check).
+    fn department_exists(&self, id: &str) -> Result<bool, RegistryError>;
+    /// Imports every seed file present in `dir` in one transaction (see [`seed`]).
+    fn import_seed(&self, dir: &std::path::Path) -> Result<seed::SeedSummary, seed::SeedError>;
+    /// Writes every seed table to `dir` in the import format (see [`seed`]).
+    fn export_seed(&self, dir: &std::path::Path) -> Result<seed::SeedSummary, seed::SeedError>;
 }
 
 /// The invariant "only `hub::registry` talks to the registry database", checked on the sources:

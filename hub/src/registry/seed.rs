@@ -223,8 +223,20 @@ fn dbe(e: rusqlite::Error) -> SeedError {
     SeedError::Registry(RegistryError::Db(e.to_string()))
 }
 
-/// Imports every seed file present in `dir` in one transaction.
-pub fn import_dir(reg: &SqliteRegistry, dir: &Path) -> Result<SeedSummary, SeedError> {
+/// Imports every seed file present in `dir` into `reg` in one transaction.
+pub fn import_dir(reg: &dyn super::RegistryAdmin, dir: &Path) -> Result<SeedSummary, SeedError> {
+    reg.import_seed(dir)
+}
+
+/// Writes every seed table of `reg` to `dir` (created if needed) in the import format.
+pub fn export_dir(reg: &dyn super::RegistryAdmin, dir: &Path) -> Result<SeedSummary, SeedError> {
+    reg.export_seed(dir)
+}
+
+/// The seed files present in `dir`, in import order, with their text.
+type SeedFiles = Vec<(&'static Table, PathBuf, String)>;
+
+fn read_seed_files(dir: &Path) -> Result<SeedFiles, SeedError> {
     let mut present = Vec::new();
     for table in TABLES {
         let path = dir.join(table.file);
@@ -242,6 +254,14 @@ pub fn import_dir(reg: &SqliteRegistry, dir: &Path) -> Result<SeedSummary, SeedE
             expected: TABLES.map(|t| t.file).join(", "),
         });
     }
+    Ok(present)
+}
+
+pub(super) fn import_into_sqlite(
+    reg: &SqliteRegistry,
+    dir: &Path,
+) -> Result<SeedSummary, SeedError> {
+    let present = read_seed_files(dir)?;
     reg.write(|tx| {
         let mut summary = SeedSummary::default();
         for (table, path, text) in &present {
@@ -529,8 +549,10 @@ fn cell(v: rusqlite::types::ValueRef<'_>) -> String {
     }
 }
 
-/// Writes every seed table to `dir` (created if needed) in the import format.
-pub fn export_dir(reg: &SqliteRegistry, dir: &Path) -> Result<SeedSummary, SeedError> {
+pub(super) fn export_from_sqlite(
+    reg: &SqliteRegistry,
+    dir: &Path,
+) -> Result<SeedSummary, SeedError> {
     std::fs::create_dir_all(dir).map_err(|e| SeedError::Io {
         path: dir.to_path_buf(),
         reason: e.to_string(),

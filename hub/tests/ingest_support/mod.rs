@@ -333,7 +333,7 @@ pub fn seeded_sqlite_registry(dir: &Path) -> Arc<hub::registry::SqliteRegistry> 
     let registry =
         Arc::new(hub::registry::SqliteRegistry::open(&dir.join("registry.sqlite")).unwrap());
     let seed_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry");
-    hub::registry::seed::import_dir(&registry, &seed_dir).expect("seed imports");
+    hub::registry::seed::import_dir(registry.as_ref(), &seed_dir).expect("seed imports");
     registry
 }
 

@@ -13,6 +13,7 @@ use wangge_events::from_columns;
 
 use super::codes::ComponentCode;
 use super::model::*;
+use super::seed::{SeedError, SeedSummary};
 use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
@@ -155,8 +156,7 @@ impl SqliteRegistry {
         }
     }
 
-    /// Whether department `id` is registered (the events engine's dispatch check).
-    pub fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {
+    fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {
         self.read(|c| {
             c.prepare_cached("SELECT 1 FROM departments WHERE id = ?1")?
                 .exists(params![id])
@@ -300,6 +300,15 @@ impl RegistryAdmin for SqliteRegistry {
         add_mqtt_user(department: &str) -> (String, String);
         revoke_mqtt_user(username: &str) -> ();
         list_mqtt_users() -> Vec<MqttUser>;
+        department_exists(id: &str) -> bool;
+    }
+
+    fn import_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {
+        super::seed::import_into_sqlite(self, dir)
+    }
+
+    fn export_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {
+        super::seed::export_from_sqlite(self, dir)
     }
 
     listed_by! {
