@@ -1,7 +1,10 @@
 //! The closed loop in the store: one active event per (component, type), repeats, clears,
-//! every transition and refusal, history, deadlines, the outbox.
+//! every transition and refusal, history, deadlines, the outbox. Every test runs on both back
+//! ends: SQLite (a temp dir each) and PostgreSQL (a fresh database each, in one cluster per
+//! test binary).
 
 mod common;
+mod store_pg;
 
 use common::*;
 use std::sync::{Arc, Barrier};
@@ -10,13 +13,95 @@ use wangge_events::model::Change;
 use wangge_events::model::{Scope, Status};
 use wangge_events::rules::Condition;
 use wangge_events::status::ComponentStatus;
-use wangge_events::store::{
-    EventLog, Outbox, SqliteStore, StoreError, Transition, TransitionRequest,
-};
+use wangge_events::store::{EventStore, SqliteStore, StoreError, Transition, TransitionRequest};
 
-fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(&dir.path().join("events.db"), Deadlines::default()).unwrap()
+/// A store as the hub holds it.
+type Store = Arc<dyn EventStore>;
+
+/// Where a test's events live; [`Backend::open`] opens a store on it again (a hub restarting,
+/// or a second hub).
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres { url: String },
 }
+
+impl Backend {
+    fn sqlite() -> Backend {
+        Backend::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn postgres() -> Backend {
+        Backend::Postgres {
+            url: store_pg::fresh_database(),
+        }
+    }
+
+    fn open(&self) -> Store {
+        self.open_with(Deadlines::default())
+    }
+
+    fn open_with(&self, deadlines: Deadlines) -> Store {
+        match self {
+            Backend::Sqlite(dir) => {
+                Arc::new(SqliteStore::open(&dir.path().join("events.db"), deadlines).unwrap())
+            }
+            Backend::Postgres { url } => Arc::new(store_pg::open(url, deadlines)),
+        }
+    }
+
+    /// Writes a second active `manhole.displaced` row for component C0 behind the store's back;
+    /// whether the database refused it.
+    fn refuses_a_second_active_row(&self) -> bool {
+        const INSERT: &str = "INSERT INTO events (version, component_id, type, severity, status, \
+             raised_at_ns, count, deadline_ns, trigger_quantity, trigger_value, trigger_ts_ns, created_at_ns) \
+             VALUES (1, 'C0', 'manhole.displaced', 'critical', 'open', 1, 1, 1, 'tilt', '1', 1, 1)";
+        match self {
+            Backend::Sqlite(dir) => {
+                let raw = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+                let err = raw.execute(INSERT, []).unwrap_err();
+                err.to_string().contains("UNIQUE")
+            }
+            Backend::Postgres { url } => {
+                let err = store_pg::connect(url).execute(INSERT, &[]).unwrap_err();
+                err.is_unique_violation()
+            }
+        }
+    }
+}
+
+/// Declares each contract test `fn name(backend: &Backend)` as `sqlite::name` and
+/// `postgres::name`.
+macro_rules! on_both_back_ends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Backend::sqlite())
+            })+
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Backend::postgres())
+            })+
+        }
+    };
+}
+
+on_both_back_ends!(
+    a_repeat_increments_the_count_and_clearing_sets_cleared_at_without_closing,
+    every_lifecycle_transition_is_recorded_with_its_actor_time_and_note,
+    invalid_transitions_are_refused_naming_the_allowed_actions,
+    dispatch_needs_a_department,
+    one_active_event_per_component_and_type_under_concurrency,
+    a_late_backlog_does_not_re_raise_what_a_closed_case_saw_clear,
+    late_conditions_keep_their_true_time_and_are_flagged,
+    overdue_events_are_flagged_once_per_deadline,
+    component_status_follows_its_events,
+    the_outbox_survives_a_reopen_and_cursors_keep_increasing,
+    sharing_rules_decide_which_departments_see_an_event,
+    a_hub_restart_does_not_leave_a_raised_event_uncleared,
+);
 
 fn act(action: Action) -> TransitionRequest {
     act_for(action, None)
@@ -32,7 +117,7 @@ fn act_for(action: Action, department: Option<&str>) -> TransitionRequest {
 }
 
 /// The change applying `c` at `now_s` makes (it must make one).
-fn applied(store: &SqliteStore, c: &Condition, now_s: i64) -> Change {
+fn applied(store: &Store, c: &Condition, now_s: i64) -> Change {
     store
         .apply_condition(c, now_s * S)
         .unwrap()
@@ -40,13 +125,13 @@ fn applied(store: &SqliteStore, c: &Condition, now_s: i64) -> Change {
 }
 
 /// Asserts that applying `c` at `now_s` changes nothing.
-fn ignored(store: &SqliteStore, c: &Condition, now_s: i64) {
+fn ignored(store: &Store, c: &Condition, now_s: i64) {
     let change = store.apply_condition(c, now_s * S).unwrap();
     assert!(change.is_none(), "{change:?}");
 }
 
 /// A new `manhole.displaced` event on the manhole cover, raised at `ts_s` (and stored then): its id.
-fn raise_displaced(store: &SqliteStore, ts_s: i64) -> i64 {
+fn raise_displaced(store: &Store, ts_s: i64) -> i64 {
     applied(store, &raised(MANHOLE, "manhole.displaced", ts_s), ts_s)
         .event
         .id
@@ -54,7 +139,7 @@ fn raise_displaced(store: &SqliteStore, ts_s: i64) -> i64 {
 
 /// `req` on event `id` by `actor` at `now_s`.
 fn transition(
-    store: &SqliteStore,
+    store: &Store,
     id: i64,
     actor: &str,
     req: &TransitionRequest,
@@ -69,7 +154,7 @@ fn transition(
 }
 
 /// Walks event `id` through `steps` (each an action and the department it names) by `actor` at `now_s`.
-fn walk(store: &SqliteStore, id: i64, actor: &str, steps: &[(Action, Option<&str>)], now_s: i64) {
+fn walk(store: &Store, id: i64, actor: &str, steps: &[(Action, Option<&str>)], now_s: i64) {
     for (action, department) in steps {
         transition(store, id, actor, &act_for(*action, *department), now_s).unwrap();
     }
@@ -84,10 +169,8 @@ const TO_CLOSED: [(Action, Option<&str>); 5] = [
     (Action::Close, None),
 ];
 
-#[test]
-fn a_repeat_increments_the_count_and_clearing_sets_cleared_at_without_closing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn a_repeat_increments_the_count_and_clearing_sets_cleared_at_without_closing(backend: &Backend) {
+    let store = backend.open();
     let first = applied(&store, &raised(MANHOLE, "manhole.displaced", 100), 100);
     assert_eq!(
         (first.event.version, first.event.count, first.event.status),
@@ -137,10 +220,8 @@ fn a_repeat_increments_the_count_and_clearing_sets_cleared_at_without_closing() 
     assert_eq!(json["trigger"]["threshold"], 15.0);
 }
 
-#[test]
-fn every_lifecycle_transition_is_recorded_with_its_actor_time_and_note() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn every_lifecycle_transition_is_recorded_with_its_actor_time_and_note(backend: &Backend) {
+    let store = backend.open();
     let id = raise_displaced(&store, 1);
     let steps = [
         (Action::Acknowledge, None, Status::Acknowledged),
@@ -188,10 +269,8 @@ fn every_lifecycle_transition_is_recorded_with_its_actor_time_and_note() {
     assert!(e.acknowledged_at_ns.is_some());
 }
 
-#[test]
-fn invalid_transitions_are_refused_naming_the_allowed_actions() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn invalid_transitions_are_refused_naming_the_allowed_actions(backend: &Backend) {
+    let store = backend.open();
     // Walk one event through every status, trying every action that is not allowed there.
     let id = raise_displaced(&store, 1);
     let mut refused = 0;
@@ -225,10 +304,8 @@ fn invalid_transitions_are_refused_naming_the_allowed_actions() {
     assert_eq!(store.history(id).unwrap().len(), 1 + TO_CLOSED.len());
 }
 
-#[test]
-fn dispatch_needs_a_department() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn dispatch_needs_a_department(backend: &Backend) {
+    let store = backend.open();
     let id = raise_displaced(&store, 1);
     walk(&store, id, "a", &[(Action::Acknowledge, None)], 1);
     assert!(matches!(
@@ -237,16 +314,13 @@ fn dispatch_needs_a_department() {
     ));
 }
 
-#[test]
-fn one_active_event_per_component_and_type_under_concurrency() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let a = Arc::new(SqliteStore::open(&path, Deadlines::default()).unwrap());
+fn one_active_event_per_component_and_type_under_concurrency(backend: &Backend) {
+    let a = backend.open();
     // A second, independent connection (as a second hub worker would have).
-    let b = Arc::new(SqliteStore::open(&path, Deadlines::default()).unwrap());
+    let b = backend.open();
     const COMPONENTS: usize = 30;
     let barrier = Arc::new(Barrier::new(2));
-    let run = |store: Arc<SqliteStore>, barrier: Arc<Barrier>| {
+    let run = |store: Arc<dyn EventStore>, barrier: Arc<Barrier>| {
         std::thread::spawn(move || {
             let mut created = 0;
             for i in 0..COMPONENTS {
@@ -273,22 +347,11 @@ fn one_active_event_per_component_and_type_under_concurrency() {
         assert_eq!(active[0].count, 1);
     }
     // The store itself refuses a second active row, whoever writes it.
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    let err = raw
-        .execute(
-            "INSERT INTO events (version, component_id, type, severity, status, raised_at_ns, count, deadline_ns, \
-             trigger_quantity, trigger_value, trigger_ts_ns, created_at_ns) \
-             VALUES (1, 'C0', 'manhole.displaced', 'critical', 'open', 1, 1, 1, 'tilt', '1', 1, 1)",
-            [],
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    assert!(backend.refuses_a_second_active_row());
 }
 
-#[test]
-fn a_late_backlog_does_not_re_raise_what_a_closed_case_saw_clear() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn a_late_backlog_does_not_re_raise_what_a_closed_case_saw_clear(backend: &Backend) {
+    let store = backend.open();
     let id = raise_displaced(&store, 100);
     applied(&store, &cleared(MANHOLE, "manhole.displaced", 200), 200);
     walk(&store, id, "sw/wang", &TO_CLOSED, 300);
@@ -301,10 +364,8 @@ fn a_late_backlog_does_not_re_raise_what_a_closed_case_saw_clear() {
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
 }
 
-#[test]
-fn late_conditions_keep_their_true_time_and_are_flagged() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn late_conditions_keep_their_true_time_and_are_flagged(backend: &Backend) {
+    let store = backend.open();
     let mut c = raised(SMOKE, "fire.smoke", 100);
     c.late = true;
     let e = applied(&store, &c, 5000).event;
@@ -313,14 +374,12 @@ fn late_conditions_keep_their_true_time_and_are_flagged() {
     assert_eq!(e.created_at_ns, 5000 * S);
 }
 
-#[test]
-fn overdue_events_are_flagged_once_per_deadline() {
-    let dir = tempfile::tempdir().unwrap();
+fn overdue_events_are_flagged_once_per_deadline(backend: &Backend) {
     let deadlines = Deadlines {
         critical_s: 60,
         ..Deadlines::default()
     };
-    let store = SqliteStore::open(&dir.path().join("events.db"), deadlines).unwrap();
+    let store = backend.open_with(deadlines);
     let e = applied(&store, &raised(MANHOLE, "manhole.displaced", 100), 100).event;
     assert_eq!(e.deadline_ns, 160 * S);
     assert!(store.mark_overdue(159 * S).unwrap().is_empty());
@@ -334,12 +393,10 @@ fn overdue_events_are_flagged_once_per_deadline() {
     );
 }
 
-#[test]
-fn component_status_follows_its_events() {
+fn component_status_follows_its_events(backend: &Backend) {
     use wangge_events::status::component_status;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let status = |s: &SqliteStore| component_status(&s.active_for_component(MANHOLE).unwrap());
+    let store = backend.open();
+    let status = |s: &Store| component_status(&s.active_for_component(MANHOLE).unwrap());
     assert_eq!(status(&store), ComponentStatus::Normal);
     let id = raise_displaced(&store, 1);
     assert_eq!(status(&store), ComponentStatus::Alarm);
@@ -362,17 +419,15 @@ fn component_status_follows_its_events() {
     assert_eq!(status(&store), ComponentStatus::Normal);
 }
 
-#[test]
-fn the_outbox_survives_a_reopen_and_cursors_keep_increasing() {
-    let dir = tempfile::tempdir().unwrap();
+fn the_outbox_survives_a_reopen_and_cursors_keep_increasing(backend: &Backend) {
     let before = {
-        let store = open(&dir);
+        let store = backend.open();
         let id = raise_displaced(&store, 1);
         walk(&store, id, "sw/wang", &[(Action::Acknowledge, None)], 2);
         store.changes_after(0, 100).unwrap()
     };
     assert_eq!(before.len(), 2);
-    let store = open(&dir);
+    let store = backend.open();
     let after = store.changes_after(0, 100).unwrap();
     assert_eq!(
         before
@@ -391,14 +446,12 @@ fn the_outbox_survives_a_reopen_and_cursors_keep_increasing() {
     assert_eq!(store.last_cursor().unwrap(), next.cursor);
 }
 
-#[test]
-fn sharing_rules_decide_which_departments_see_an_event() {
+fn sharing_rules_decide_which_departments_see_an_event(backend: &Backend) {
     use wangge_events::sharing::SharingConfig;
     use wangge_events::ComponentDirectory;
     let sharing = SharingConfig::defaults();
     let dir = directory();
-    let dirt = tempfile::tempdir().unwrap();
-    let store = open(&dirt);
+    let store = backend.open();
     let e = applied(&store, &raised(MANHOLE, "manhole.displaced", 1), 1).event;
     let ctx = dir.component(MANHOLE);
     // Owner/maintainer sw, cg by event type, jd by grid cell 120111001*; not xf, hb.
@@ -421,11 +474,9 @@ fn sharing_rules_decide_which_departments_see_an_event() {
     );
 }
 
-#[test]
-fn a_hub_restart_does_not_leave_a_raised_event_uncleared() {
+fn a_hub_restart_does_not_leave_a_raised_event_uncleared(backend: &Backend) {
     use wangge_events::rules::RuleInput;
     use wangge_events::{Events, EventsConfig};
-    let dir = tempfile::tempdir().unwrap();
     let reading = |v: f64, t: i64| RuleInput {
         component_id: "C1",
         component_type: "gas_detector",
@@ -437,9 +488,10 @@ fn a_hub_restart_does_not_leave_a_raised_event_uncleared() {
         quality: protocol::uplink::Quality::Good,
     };
     let open = || {
-        Events::open(
-            &dir.path().join("events.db"),
-            EventsConfig::defaults(),
+        let config = EventsConfig::defaults();
+        Events::with_store(
+            backend.open_with(config.deadlines.clone()),
+            config,
             directory(),
         )
         .unwrap()

@@ -12,11 +12,13 @@
 mod audit;
 mod events;
 mod outbox;
+mod pg;
 mod subscriptions;
 
 pub use audit::{AuditEntry, AuditLog};
 pub use events::{EventLog, ListQuery, Transition, TransitionRequest};
 pub use outbox::{event_from_body, Outbox};
+pub use pg::PgStore;
 pub use subscriptions::{
     AttemptOutcome, Delivery, DeliveryAttempt, FanOutPage, Subscription, SubscriptionSpec,
     Subscriptions,
@@ -41,6 +43,10 @@ pub const PAGE_MAX: usize = 1000;
 pub enum StoreError {
     #[error("events database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL back end's errors; their text names host, port and database, never the
+    /// password.
+    #[error("events database (PostgreSQL): {0}")]
+    Postgres(#[from] wangge_pg::PgError),
     #[error("event {0} not found")]
     NotFound(i64),
     #[error("action {action:?} is not allowed on an event that is {status}; allowed: {allowed:?}")]
