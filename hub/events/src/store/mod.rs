@@ -45,7 +45,7 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     /// The PostgreSQL back end's errors; their text names host, port and database, never the
     /// password.
-    #[error("events database (PostgreSQL): {0}")]
+    #[error("events database (PostgreSQL): {}", pg::describe_error(.0))]
     Postgres(#[from] wangge_pg::PgError),
     #[error("event {0} not found")]
     NotFound(i64),

@@ -76,6 +76,19 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }
 
+/// A PostgreSQL error for the person at the terminal: the server's own message and SQLSTATE
+/// when it sent one (the driver's text alone is just "db error"). Neither the driver nor the
+/// server puts the connection's password in these.
+pub(super) fn describe_error(e: &wangge_pg::PgError) -> String {
+    match e {
+        wangge_pg::PgError::Db(db) => match db.as_db_error() {
+            Some(d) => format!("{} (SQLSTATE {})", d.message(), d.code().code()),
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
+    }
+}
+
 /// A page size for SQL: clamped to `1..=PAGE_MAX`, as the SQLite store does.
 fn page(limit: usize) -> i64 {
     limit.clamp(1, super::PAGE_MAX) as i64
