@@ -13,7 +13,10 @@ use wangge_events::model::Change;
 use wangge_events::model::{Scope, Status};
 use wangge_events::rules::Condition;
 use wangge_events::status::ComponentStatus;
-use wangge_events::store::{EventStore, SqliteStore, StoreError, Transition, TransitionRequest};
+use wangge_events::store::{
+    AttemptOutcome, AuditEntry, EventStore, FanOutPage, ListQuery, SqliteStore, StoreError,
+    Subscription, SubscriptionSpec, Transition, TransitionRequest,
+};
 
 /// A store as the hub holds it.
 type Store = Arc<dyn EventStore>;
@@ -101,6 +104,9 @@ on_both_back_ends!(
     the_outbox_survives_a_reopen_and_cursors_keep_increasing,
     sharing_rules_decide_which_departments_see_an_event,
     a_hub_restart_does_not_leave_a_raised_event_uncleared,
+    listing_filters_and_pages_newest_first,
+    a_subscription_gets_each_later_change_once_and_keeps_its_attempts,
+    named_cursors_the_audit_log_and_pending_conditions_are_kept,
 );
 
 fn act(action: Action) -> TransitionRequest {
@@ -525,4 +531,259 @@ fn a_hub_restart_does_not_leave_a_raised_event_uncleared(backend: &Backend) {
     // And it raises again normally afterwards (a repeat on the still-open case).
     let again = events.ingest(&reading(50.0, 480), 480 * S).unwrap();
     assert_eq!(again[0].event.count, 2);
+}
+
+fn listing_filters_and_pages_newest_first(backend: &Backend) {
+    let store = backend.open();
+    let displaced = raise_displaced(&store, 1);
+    let smoke = applied(&store, &raised(SMOKE, "fire.smoke", 2), 2).event.id;
+    let offline = applied(&store, &raised(MANHOLE, "device.offline", 3), 3)
+        .event
+        .id;
+    walk(&store, displaced, "sw/wang", &TO_CLOSED[..2], 4);
+    let ids = |q: ListQuery| -> Vec<i64> {
+        let q = ListQuery { limit: 10, ..q };
+        store.list(&q).unwrap().iter().map(|e| e.id).collect()
+    };
+    assert_eq!(ids(ListQuery::default()), vec![offline, smoke, displaced]);
+    assert_eq!(
+        ids(ListQuery {
+            status: Some(Status::Dispatched),
+            ..ListQuery::default()
+        }),
+        vec![displaced]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            event_type: Some("fire.smoke".into()),
+            ..ListQuery::default()
+        }),
+        vec![smoke]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            component: Some(MANHOLE.into()),
+            ..ListQuery::default()
+        }),
+        vec![offline, displaced]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            department: Some("sw".into()),
+            ..ListQuery::default()
+        }),
+        vec![displaced]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            since_ns: Some(2 * S),
+            ..ListQuery::default()
+        }),
+        vec![offline, smoke]
+    );
+    let page = ListQuery {
+        before_id: Some(offline),
+        limit: 1,
+        ..ListQuery::default()
+    };
+    let page: Vec<i64> = store.list(&page).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(page, vec![smoke]);
+    let created: Vec<i64> = store
+        .created_between(2 * S, 3 * S)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(created, vec![smoke]);
+    applied(&store, &cleared(SMOKE, "fire.smoke", 5), 5);
+    let mut raised_now = store.raised_conditions().unwrap();
+    raised_now.sort();
+    assert_eq!(
+        raised_now,
+        vec![
+            (MANHOLE.to_string(), "device.offline".to_string(), 3 * S),
+            (MANHOLE.to_string(), "manhole.displaced".to_string(), S),
+        ]
+    );
+}
+
+/// A failed attempt of delivery `uid` with HTTP 503, due again at `retry_at_ns` (None: given up).
+fn failed(uid: &str, retry_at_ns: Option<i64>) -> AttemptOutcome {
+    AttemptOutcome {
+        delivery_uid: uid.into(),
+        http_status: Some(503),
+        error: Some("status".into()),
+        success: false,
+        retry_at_ns,
+    }
+}
+
+fn a_subscription_gets_each_later_change_once_and_keeps_its_attempts(backend: &Backend) {
+    let store = backend.open();
+    let before = applied(&store, &raised(MANHOLE, "manhole.displaced", 1), 1);
+    let types = ["manhole.*".to_string()];
+    let sub = store
+        .create_subscription(SubscriptionSpec {
+            url: "https://sw.example/hook",
+            secret: "s3cret",
+            department: Some("sw"),
+            event_types: &types,
+            created_at_ns: 5,
+        })
+        .unwrap();
+    assert_eq!(sub.cursor, before.cursor, "changes before it are not its");
+    assert_eq!(
+        (sub.department.as_deref(), &sub.event_types[..]),
+        (Some("sw"), &types[..])
+    );
+    assert_eq!(store.subscriptions().unwrap(), vec![sub.clone()]);
+    assert_eq!(store.subscription(sub.id).unwrap(), Some(sub.clone()));
+    walk(&store, before.event.id, "sw/wang", &TO_CLOSED[..1], 6);
+    applied(&store, &raised(SMOKE, "fire.smoke", 7), 7);
+    let changes = store.changes_after(sub.cursor, 10).unwrap();
+    let picked: Vec<(i64, i64, i64)> = changes
+        .iter()
+        .map(|c| (c.cursor, c.event.id, c.event.version))
+        .collect();
+    let up_to = picked[1].0;
+    for _ in 0..2 {
+        let page = FanOutPage {
+            subscription_id: sub.id,
+            changes: &picked,
+            up_to,
+            now_ns: 10 * S,
+        };
+        store.enqueue_deliveries(page).unwrap();
+    }
+    // A page fanned out again (a crash before the cursor moved) adds nothing; the cursor never goes back.
+    store
+        .enqueue_deliveries(FanOutPage {
+            subscription_id: sub.id,
+            changes: &picked[..1],
+            up_to: picked[0].0,
+            now_ns: 10 * S,
+        })
+        .unwrap();
+    assert_eq!(store.subscription(sub.id).unwrap().unwrap().cursor, up_to);
+    assert_eq!(store.deliveries(sub.id, 10).unwrap().len(), 2);
+    assert_eq!(store.next_due_ns().unwrap(), Some(10 * S));
+    let due = store.due_deliveries(10 * S, 10).unwrap();
+    assert_eq!(due.len(), 2);
+    for ((d, body, s), change) in due.iter().zip(&changes) {
+        assert_eq!(
+            (d.cursor, d.status.as_str(), d.attempts),
+            (change.cursor, "pending", 0)
+        );
+        // The subscription as it is now: its cursor moved to the fanned-out page's end.
+        let now = Subscription {
+            cursor: up_to,
+            ..sub.clone()
+        };
+        assert_eq!((body, s), (&change.body, &now));
+    }
+    let (first, second) = (due[0].0.id, due[1].0.id);
+    store
+        .record_attempt(first, &failed("u1", Some(70 * S)), 11 * S)
+        .unwrap();
+    let ok = AttemptOutcome {
+        delivery_uid: "u2".into(),
+        http_status: Some(200),
+        error: None,
+        success: true,
+        retry_at_ns: None,
+    };
+    store.record_attempt(second, &ok, 11 * S).unwrap();
+    assert_eq!(store.next_due_ns().unwrap(), Some(70 * S));
+    assert!(store.due_deliveries(40 * S, 10).unwrap().is_empty());
+    let again = store.due_deliveries(70 * S, 10).unwrap();
+    assert_eq!(
+        again.iter().map(|(d, _, _)| d.id).collect::<Vec<_>>(),
+        vec![first]
+    );
+    store
+        .record_attempt(first, &failed("u3", None), 71 * S)
+        .unwrap();
+    assert_eq!(store.next_due_ns().unwrap(), None);
+    let listed = store.deliveries(sub.id, 10).unwrap();
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|(d, attempts)| {
+            let uids: Vec<&str> = attempts.iter().map(|a| a.delivery_uid.as_str()).collect();
+            (
+                d.id,
+                d.status.clone(),
+                d.attempts,
+                d.last_status,
+                d.delivered_at_ns,
+                uids,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                second,
+                "delivered".into(),
+                1,
+                Some(200),
+                Some(11 * S),
+                vec!["u2"]
+            ),
+            (first, "failed".into(), 2, Some(503), None, vec!["u1", "u3"]),
+        ],
+        "newest first, each with its attempts in order"
+    );
+    assert!(store.delete_subscription(sub.id).unwrap());
+    assert!(!store.delete_subscription(sub.id).unwrap());
+    assert!(store.subscriptions().unwrap().is_empty());
+    assert!(store.deliveries(sub.id, 10).unwrap().is_empty());
+}
+
+fn named_cursors_the_audit_log_and_pending_conditions_are_kept(backend: &Backend) {
+    let store = backend.open();
+    assert_eq!(store.get_cursor("mqtt").unwrap(), 0);
+    store.set_cursor("mqtt", 5).unwrap();
+    store.set_cursor("mqtt", 3).unwrap();
+    store.set_cursor("status", 9).unwrap();
+    let entry = |at_s: i64, action: &str| AuditEntry {
+        at_ns: at_s * S,
+        actor: "hb/chen".into(),
+        department: Some("hb".into()),
+        action: action.into(),
+        event_id: Some(7),
+        reason: "out of scope".into(),
+    };
+    store.audit(&entry(1, "get")).unwrap();
+    store.audit(&entry(2, "transition")).unwrap();
+    store.set_pending("C1", "0:gas.leak", Some(10 * S)).unwrap();
+    store.set_pending("C1", "0:gas.leak", Some(20 * S)).unwrap();
+    store.set_pending("C2", "0:gas.leak", Some(30 * S)).unwrap();
+    store
+        .set_pending("C3", "1:fire.smoke", Some(40 * S))
+        .unwrap();
+    store.set_pending("C3", "1:fire.smoke", None).unwrap();
+    // All of it is the store's: a store opened again (a restart, another hub) reads the same.
+    let store = backend.open();
+    assert_eq!(
+        store.get_cursor("mqtt").unwrap(),
+        3,
+        "a cursor is set, not maxed"
+    );
+    assert_eq!(store.get_cursor("status").unwrap(), 9);
+    assert_eq!(
+        store.audit_log(10).unwrap(),
+        vec![entry(2, "transition"), entry(1, "get")],
+        "newest first"
+    );
+    assert_eq!(store.audit_log(1).unwrap().len(), 1);
+    let mut pending = store.pending_conditions().unwrap();
+    pending.sort();
+    assert_eq!(
+        pending,
+        vec![
+            ("C1".to_string(), "0:gas.leak".to_string(), 20 * S),
+            ("C2".to_string(), "0:gas.leak".to_string(), 30 * S),
+        ]
+    );
 }

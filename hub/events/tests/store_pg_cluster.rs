@@ -323,3 +323,27 @@ fn a_broken_database_is_an_error_naming_it_without_the_password() {
     // The same store applied its migrations once; a second hub opening it applies none again.
     assert!(PgStore::open(store_pg::connect(&url), Deadlines::default()).is_ok());
 }
+
+#[test]
+fn a_database_migrated_by_a_newer_hub_is_refused() {
+    let url = store_pg::fresh_database();
+    store_pg::open(&url, Deadlines::default());
+    store_pg::connect(&url)
+        .execute(
+            "INSERT INTO wangge_migrations (set_name, version) VALUES ('events', 99)",
+            &[],
+        )
+        .unwrap();
+    let refused = PgStore::open(store_pg::connect(&url), Deadlines::default());
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::TooNew {
+                found: 99,
+                known: 1
+            })
+        ),
+        "{:?}",
+        refused.err()
+    );
+}

@@ -50,6 +50,17 @@ impl PgStore {
     /// database.
     pub fn open(pg: Arc<Pg>, deadlines: Deadlines) -> Result<PgStore> {
         migrate(&pg, "events", MIGRATIONS)?;
+        // A hub of a newer build may have migrated the shared database further: refuse to run
+        // on a schema this build does not know, as the SQLite store does.
+        let row = pg.query_opt(
+            "SELECT MAX(version) FROM wangge_migrations WHERE set_name = 'events'",
+            &[],
+        )?;
+        let found: Option<i64> = row.map(|r| r.try_get(0)).transpose()?.flatten();
+        let known = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+        if let Some(found) = found.filter(|&v| v > known) {
+            return Err(StoreError::TooNew { found, known });
+        }
         Ok(PgStore { pg, deadlines })
     }
 
