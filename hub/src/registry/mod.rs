@@ -5,10 +5,13 @@
 pub mod codes;
 mod migrations;
 pub mod model;
+mod pg;
 pub mod seed;
 mod sqlite;
+pub mod validation;
 
 pub use model::*;
+pub use pg::PgRegistry;
 /// For bulk loads inside [`SqliteRegistry::write`] (the 100k-component bench).
 pub use sqlite::upsert_component;
 pub use sqlite::SqliteRegistry;
@@ -35,7 +38,10 @@ pub struct SensorAssignment {
     pub maintainer_department: Option<String>,
 }
 
-/// What the hub keeps of an edge's credentials: never the secret itself.
+/// Issued API tokens look like `wgt_<id>.<secret>`: the id finds the row, the secret is checked
+/// against its salted hash.
+pub const TOKEN_PREFIX: &str = "wgt_";
+
 /// A claim of a batch that ingest refused (e.g. `foreign_sensor`: readings of a sensor
 /// registered to another edge), kept for an operator to look at.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,6 +74,7 @@ impl<'a> GapReport<'a> {
     }
 }
 
+/// What the hub keeps of an edge's credentials: never the secret itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeCredentials {
     pub edge_id: String,
@@ -330,15 +337,20 @@ pub trait RegistryAdmin: RegistryStore {
 }
 
 /// The invariant "only `hub::registry` talks to the registry database", checked on the sources:
-/// `registry::sqlite` is private (a compile error for anyone else), and outside `registry/` no
-/// file of the hub crate names `rusqlite` (but the owners of the other databases) or the
-/// registry's file name (but `config.rs`, which sets its path).
+/// `registry::sqlite` and `registry::pg` are private (a compile error for anyone else), and
+/// outside `registry/` no file of the hub crate names `rusqlite` or `tokio_postgres` (but the
+/// owners of the other databases) or the registry's file name (but `config.rs`, which sets its
+/// path).
 #[cfg(test)]
 mod ownership_tests {
     use std::path::Path;
 
     /// The other SQLite databases and their one owner each.
     const OTHER_DATABASES: &[&str] = &["timeseries/embedded.rs", "ingest/dedup.rs"];
+
+    /// The folders of the hub crate whose files own PostgreSQL tables of their own (the pool
+    /// itself is the `wangge-pg` crate, outside `hub/src`).
+    const OTHER_POSTGRES_OWNERS: &[&str] = &["cluster/"];
 
     #[test]
     fn only_the_registry_module_touches_the_registry_database() {
@@ -365,8 +377,15 @@ mod ownership_tests {
             if text.contains("registry.sqlite") && rel != "config.rs" {
                 found.push(format!("{rel}: names the registry database file"));
             }
-            if text.contains("registry::sqlite") {
-                found.push(format!("{rel}: reaches into registry::sqlite"));
+            if text.contains("tokio_postgres")
+                && !OTHER_POSTGRES_OWNERS.iter().any(|o| rel.starts_with(o))
+            {
+                found.push(format!("{rel}: uses tokio_postgres"));
+            }
+            for private in ["registry::sqlite", "registry::pg"] {
+                if text.contains(private) {
+                    found.push(format!("{rel}: reaches into {private}"));
+                }
             }
         }
         assert!(found.is_empty(), "outside hub::registry: {found:#?}");

@@ -1,90 +1,45 @@
 //! Components (table `components`): validation against the reference tables, upsert, lists.
 
 use super::*;
+use crate::registry::validation::{validate_component, ClassRef, ReferenceLookup};
 
-/// Checks a component against the registry's reference tables and fills class defaults.
-/// Shared by the API and the CSV import so both refuse the same things with the same words.
-pub fn validate_component(
+/// The reference tables as this connection (or its transaction) sees them.
+impl ReferenceLookup for Connection {
+    fn region_known(&self, code: &str) -> Result<bool, RegistryError> {
+        exists(self, "regions", "code", code).map_err(db)
+    }
+
+    fn class(&self, code: &str) -> Result<Option<ClassRef>, RegistryError> {
+        self.query_row(
+            "SELECT sensor_type, default_owner FROM component_classes WHERE code = ?1",
+            [code],
+            |r| {
+                Ok(ClassRef {
+                    sensor_type: r.get(0)?,
+                    default_owner: r.get(1)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(db)
+    }
+
+    fn grid_cell_known(&self, id: &str) -> Result<bool, RegistryError> {
+        exists(self, "grid_cells", "id", id).map_err(db)
+    }
+
+    fn department_known(&self, id: &str) -> Result<bool, RegistryError> {
+        exists(self, "departments", "id", id).map_err(db)
+    }
+}
+
+/// [`validate_component`] against `conn`'s reference tables.
+fn validated(
     conn: &Connection,
     id: &str,
     input: &ComponentInput,
 ) -> Result<Component, RegistryError> {
-    let code = ComponentCode::parse(id).map_err(|e| field("id", e.to_string()))?;
-    if !exists(conn, "regions", "code", code.region()).map_err(db)? {
-        return Err(field(
-            "id",
-            format!("unknown region {} (not in regions)", code.region()),
-        ));
-    }
-    let class: Option<(String, Option<String>)> = conn
-        .query_row(
-            "SELECT sensor_type, default_owner FROM component_classes WHERE code = ?1",
-            [code.class()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(db)?;
-    let Some((class_type, default_owner)) = class else {
-        return Err(field(
-            "id",
-            format!(
-                "unknown component class {} (major {}, minor {}; not in component classes)",
-                code.class(),
-                code.major(),
-                &code.class()[2..]
-            ),
-        ));
-    };
-    let component_type = match non_empty(&input.component_type) {
-        None => class_type,
-        Some(t) if t == class_type => t,
-        Some(t) => {
-            return Err(field(
-                "type",
-                format!("{t:?} does not match class {} ({class_type})", code.class()),
-            ))
-        }
-    };
-    let grid_cell = non_empty(&input.grid_cell);
-    if let Some(g) = &grid_cell {
-        if !exists(conn, "grid_cells", "id", g).map_err(db)? {
-            return Err(field("grid_cell", format!("unknown grid cell {g:?}")));
-        }
-    }
-    let owner = non_empty(&input.owner_department).or(default_owner);
-    let maintainer = non_empty(&input.maintainer_department).or_else(|| owner.clone());
-    for (name, dep) in [
-        ("owner_department", &owner),
-        ("maintainer_department", &maintainer),
-    ] {
-        if let Some(d) = dep {
-            if !exists(conn, "departments", "id", d).map_err(db)? {
-                return Err(field(name, format!("unknown department {d:?}")));
-            }
-        }
-    }
-    if let Some(lat) = input.lat {
-        if !(-90.0..=90.0).contains(&lat) {
-            return Err(field("lat", format!("{lat} is outside -90..=90")));
-        }
-    }
-    if let Some(lon) = input.lon {
-        if !(-180.0..=180.0).contains(&lon) {
-            return Err(field("lon", format!("{lon} is outside -180..=180")));
-        }
-    }
-    Ok(Component {
-        id: code.as_str().to_string(),
-        component_type,
-        name: input.name.clone().unwrap_or_default(),
-        address: input.address.clone().unwrap_or_default(),
-        lat: input.lat,
-        lon: input.lon,
-        grid_cell,
-        owner_department: owner,
-        maintainer_department: maintainer,
-        status: input.status.unwrap_or(ComponentStatus::Normal),
-    })
+    validate_component(conn, id, input)
 }
 
 /// Inserts or replaces a validated component.
@@ -194,7 +149,7 @@ impl SqliteRegistry {
                     "component {id} already exists (use PUT to change it)"
                 )));
             }
-            let c = validate_component(tx, &id, input)?;
+            let c = validated(tx, &id, input)?;
             upsert_component(tx, &c)?;
             Ok(c)
         })
@@ -205,7 +160,7 @@ impl SqliteRegistry {
         id: &str,
         input: &ComponentInput,
     ) -> Result<Component, RegistryError> {
-        self.read(|c| Ok(validate_component(c, id, input)))?
+        self.read(|c| Ok(validated(c, id, input)))?
     }
 
     pub(super) fn put_component(
@@ -223,7 +178,7 @@ impl SqliteRegistry {
         }
         self.write(|tx| {
             let existed = exists(tx, "components", "id", id).map_err(db)?;
-            let c = validate_component(tx, id, input)?;
+            let c = validated(tx, id, input)?;
             upsert_component(tx, &c)?;
             Ok((c, !existed))
         })

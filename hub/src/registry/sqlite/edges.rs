@@ -179,34 +179,7 @@ impl SqliteRegistry {
         name: Option<&str>,
         site: Option<&str>,
     ) -> Result<String, RegistryError> {
-        let edge_id = edge_id.trim();
-        if edge_id.is_empty()
-            || !edge_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
-            return Err(field(
-                "id",
-                format!("{edge_id:?}: use letters, digits, '-', '_' or '.' (it is the MQTT username and a topic level)"),
-            ));
-        }
-        for (prefix, whose) in [
-            (
-                crate::broker::HUB_CLIENT_ID_PREFIX,
-                "the hub's own MQTT client ids",
-            ),
-            (
-                crate::broker::DEPARTMENT_USER_PREFIX,
-                "department MQTT users",
-            ),
-        ] {
-            if edge_id.starts_with(prefix) {
-                return Err(field(
-                    "id",
-                    format!("{edge_id:?}: ids starting with {prefix:?} are {whose}"),
-                ));
-            }
-        }
+        let edge_id = crate::registry::validation::edge_id(edge_id)?;
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
         let key = protocol::uplink::mac_key(&secret);

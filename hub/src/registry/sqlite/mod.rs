@@ -11,9 +11,9 @@
 
 use wangge_events::from_columns;
 
-use super::codes::ComponentCode;
 use super::model::*;
 use super::seed::{SeedError, SeedSummary};
+use super::validation::{field, non_empty};
 use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
@@ -41,10 +41,11 @@ mod components;
 mod edges;
 mod mqtt_users;
 mod reference;
+mod seed;
 mod sensors;
 mod tokens;
 
-pub use components::{upsert_component, validate_component};
+pub use components::upsert_component;
 
 fn db(e: rusqlite::Error) -> RegistryError {
     RegistryError::Db(e.to_string())
@@ -202,27 +203,14 @@ struct Listing<T> {
     key: fn(&T) -> String,
 }
 
-/// Cuts a `limit + 1` query result to a page; the extra row only says there is a next page.
-fn paginate<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(key)
-    } else {
-        None
-    };
-    Page { items, next }
+/// See [`Page::cut`].
+fn paginate<T>(items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    Page::cut(items, limit, key)
 }
 
 /// A poisoned lock only means another thread panicked mid-statement; SQLite rolled that back.
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn field(field: &str, reason: impl Into<String>) -> RegistryError {
-    RegistryError::Field {
-        field: field.to_string(),
-        reason: reason.into(),
-    }
 }
 
 fn exists(conn: &Connection, table: &str, key: &str, value: &str) -> rusqlite::Result<bool> {
@@ -233,13 +221,6 @@ fn exists(conn: &Connection, table: &str, key: &str, value: &str) -> rusqlite::R
     )
     .optional()
     .map(|o| o.is_some())
-}
-
-fn non_empty(s: &Option<String>) -> Option<String> {
-    s.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 /// Writes trait methods that call the inherent method of the same name (in the entity's file)
@@ -304,11 +285,11 @@ impl RegistryAdmin for SqliteRegistry {
     }
 
     fn import_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {
-        super::seed::import_into_sqlite(self, dir)
+        SqliteRegistry::import_seed(self, dir)
     }
 
     fn export_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {
-        super::seed::export_from_sqlite(self, dir)
+        SqliteRegistry::export_seed(self, dir)
     }
 
     listed_by! {

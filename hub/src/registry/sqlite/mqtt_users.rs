@@ -30,11 +30,7 @@ impl SqliteRegistry {
         &self,
         department: &str,
     ) -> Result<(String, String), RegistryError> {
-        let username = format!(
-            "{}{department}.{}",
-            crate::broker::DEPARTMENT_USER_PREFIX,
-            hex::encode(rand::random::<[u8; 3]>())
-        );
+        let username = crate::registry::validation::new_mqtt_username(department);
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
         let broker_hash = crate::broker::mosquitto::password_hash(&secret);

@@ -86,20 +86,7 @@ impl SqliteRegistry {
         id: &str,
         input: &SensorInput,
     ) -> Result<(Sensor, bool), RegistryError> {
-        let id = id.trim();
-        if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == '/') {
-            return Err(field(
-                "id",
-                "1 to 64 characters, no '/' or control characters",
-            ));
-        }
-        let interval_s = input.interval_s.unwrap_or(60);
-        if interval_s <= 0 {
-            return Err(field(
-                "interval_s",
-                format!("{interval_s} is not a positive number of seconds"),
-            ));
-        }
+        let (id, interval_s) = crate::registry::validation::sensor_fields(id, input)?;
         let component = non_empty(&input.component_id);
         let edge = non_empty(&input.edge);
         self.write(|tx| {

@@ -2,9 +2,7 @@
 
 use super::*;
 
-/// Issued API tokens look like `wgt_<id>.<secret>`: the id finds the row, the secret is checked
-/// against its salted hash.
-pub const TOKEN_PREFIX: &str = "wgt_";
+use crate::registry::TOKEN_PREFIX;
 
 impl SqliteRegistry {
     pub(super) fn add_token(
@@ -12,12 +10,7 @@ impl SqliteRegistry {
         department: Option<&str>,
         scope: Scope,
     ) -> Result<String, RegistryError> {
-        if department.is_none() && scope != Scope::Admin {
-            return Err(field(
-                "department",
-                "required for read and write tokens (only admin tokens may have none)",
-            ));
-        }
+        crate::registry::validation::token_department(department, scope)?;
         let id = hex::encode(rand::random::<[u8; 6]>());
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);

@@ -1,0 +1,261 @@
+//! Components (table `components`): validation against the reference tables, upsert, lists.
+
+use super::*;
+use crate::registry::codes::ComponentCode;
+use crate::registry::validation::{validate_component, ClassRef, ReferenceLookup};
+
+const COMPONENT_COLUMNS: &str = "id, type, name, address, lat, lon, grid_cell, owner_department, \
+                                 maintainer_department, status";
+
+fn component_row(r: &Row) -> Result<Component, SqlError> {
+    let status: String = r.try_get(9)?;
+    Ok(Component {
+        id: r.try_get(0)?,
+        component_type: r.try_get(1)?,
+        name: r.try_get(2)?,
+        address: r.try_get(3)?,
+        lat: r.try_get(4)?,
+        lon: r.try_get(5)?,
+        grid_cell: r.try_get(6)?,
+        owner_department: r.try_get(7)?,
+        maintainer_department: r.try_get(8)?,
+        status: ComponentStatus::from_name(&status).unwrap_or(ComponentStatus::Normal),
+    })
+}
+
+/// What validating one component asks of the reference tables, fetched in one round trip
+/// (validation itself is synchronous and shared with SQLite).
+#[derive(Debug, Default)]
+struct Fetched {
+    region_known: bool,
+    class: Option<ClassRef>,
+    grid_cell_known: bool,
+    /// Those of the candidate departments (the input's and the class's default owner) that exist.
+    departments: Vec<String>,
+}
+
+impl ReferenceLookup for Fetched {
+    fn region_known(&self, _code: &str) -> Result<bool, RegistryError> {
+        Ok(self.region_known)
+    }
+
+    fn class(&self, _code: &str) -> Result<Option<ClassRef>, RegistryError> {
+        Ok(self.class.clone())
+    }
+
+    fn grid_cell_known(&self, _id: &str) -> Result<bool, RegistryError> {
+        Ok(self.grid_cell_known)
+    }
+
+    fn department_known(&self, id: &str) -> Result<bool, RegistryError> {
+        Ok(self.departments.iter().any(|d| d == id))
+    }
+}
+
+/// Validates component `id` against the reference tables as `tx` sees them.
+async fn validated(
+    tx: &Transaction<'_>,
+    id: &str,
+    input: &ComponentInput,
+) -> Result<Component, Failure> {
+    let fetched = match ComponentCode::parse(id) {
+        // Validation refuses the code before it looks anything up.
+        Err(_) => Fetched::default(),
+        Ok(code) => {
+            let candidates = crate::registry::validation::candidate_departments(input, None);
+            let r = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM regions WHERE code = $1),
+                            c.sensor_type, c.default_owner,
+                            EXISTS (SELECT 1 FROM grid_cells WHERE id = $3),
+                            ARRAY(SELECT d.id::TEXT FROM departments d
+                                  WHERE d.id = ANY($4) OR d.id = c.default_owner)
+                     FROM (SELECT 1) one
+                     LEFT JOIN component_classes c ON c.code = $2",
+                    &[
+                        &code.region(),
+                        &code.class(),
+                        &non_empty(&input.grid_cell),
+                        &candidates,
+                    ],
+                )
+                .await?;
+            let sensor_type: Option<String> = r.try_get(1)?;
+            Fetched {
+                region_known: r.try_get(0)?,
+                class: match sensor_type {
+                    Some(sensor_type) => Some(ClassRef {
+                        sensor_type,
+                        default_owner: r.try_get(2)?,
+                    }),
+                    None => None,
+                },
+                grid_cell_known: r.try_get(3)?,
+                departments: r.try_get(4)?,
+            }
+        }
+    };
+    Ok(validate_component(&fetched, id, input)?)
+}
+
+/// Inserts or replaces a validated component.
+pub(super) async fn upsert_component(tx: &Transaction<'_>, c: &Component) -> Result<(), SqlError> {
+    tx.execute(
+        "INSERT INTO components(id, type, name, address, lat, lon, grid_cell, owner_department,
+                                maintainer_department, status, updated_at_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT(id) DO UPDATE SET type = excluded.type, name = excluded.name,
+             address = excluded.address, lat = excluded.lat, lon = excluded.lon,
+             grid_cell = excluded.grid_cell, owner_department = excluded.owner_department,
+             maintainer_department = excluded.maintainer_department, status = excluded.status,
+             updated_at_ns = excluded.updated_at_ns",
+        &[
+            &c.id,
+            &c.component_type,
+            &c.name,
+            &c.address,
+            &c.lat,
+            &c.lon,
+            &c.grid_cell,
+            &c.owner_department,
+            &c.maintainer_department,
+            &c.status.name(),
+            &now_ns(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+impl PgRegistry {
+    pub(super) fn list_components(
+        &self,
+        f: &ComponentFilter,
+    ) -> Result<Page<Component>, RegistryError> {
+        let mut sql = format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE true");
+        let mut args: Vec<String> = Vec::new();
+        let mut push = |sql: &mut String, clause: &str, v: &str| {
+            args.push(v.to_string());
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(t) = &f.component_type {
+            push(&mut sql, " AND type = ?", t);
+        }
+        if let Some(g) = &f.grid_cell {
+            push(&mut sql, " AND grid_cell = ?", g);
+        }
+        if let Some(d) = &f.department {
+            push(
+                &mut sql,
+                " AND (owner_department = ? OR maintainer_department = ?)",
+                d,
+            );
+        }
+        if let Some(s) = f.status {
+            push(&mut sql, " AND status = ?", s.name());
+        }
+        if let Some(a) = &f.after {
+            push(&mut sql, " AND id > ?", a);
+        }
+        let limit = f.limit.max(1);
+        sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
+        let params: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let items = self.all(&sql, &params, component_row)?;
+        Ok(Page::cut(items, limit, |c| c.id.clone()))
+    }
+
+    pub(super) fn component(&self, id: &str) -> Result<Option<Component>, RegistryError> {
+        self.one(
+            &format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE id = $1"),
+            id,
+            component_row,
+        )
+    }
+
+    pub(super) fn create_component(
+        &self,
+        input: &ComponentInput,
+    ) -> Result<Component, RegistryError> {
+        let id = non_empty(&input.id).ok_or_else(|| field("id", "required"))?;
+        // A second hub creating the same id meanwhile fails on the primary key: `Conflict` too.
+        self.write(async |tx| {
+            if exists(tx, "components", "id", &id).await? {
+                return Err(RegistryError::Conflict(format!(
+                    "component {id} already exists (use PUT to change it)"
+                ))
+                .into());
+            }
+            let c = validated(tx, &id, input).await?;
+            tx.execute(
+                "INSERT INTO components(id, type, name, address, lat, lon, grid_cell,
+                     owner_department, maintainer_department, status, updated_at_ns)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[
+                    &c.id,
+                    &c.component_type,
+                    &c.name,
+                    &c.address,
+                    &c.lat,
+                    &c.lon,
+                    &c.grid_cell,
+                    &c.owner_department,
+                    &c.maintainer_department,
+                    &c.status.name(),
+                    &now_ns(),
+                ],
+            )
+            .await?;
+            Ok(c)
+        })
+    }
+
+    pub(super) fn preview_component(
+        &self,
+        id: &str,
+        input: &ComponentInput,
+    ) -> Result<Component, RegistryError> {
+        self.write(async |tx| validated(tx, id, input).await)
+    }
+
+    pub(super) fn put_component(
+        &self,
+        id: &str,
+        input: &ComponentInput,
+    ) -> Result<(Component, bool), RegistryError> {
+        if let Some(body_id) = non_empty(&input.id) {
+            if body_id != id {
+                return Err(field(
+                    "id",
+                    format!("{body_id:?} differs from the path's id {id:?}"),
+                ));
+            }
+        }
+        self.write(async |tx| {
+            let existed = exists(tx, "components", "id", id).await?;
+            let c = validated(tx, id, input).await?;
+            upsert_component(tx, &c).await?;
+            Ok((c, !existed))
+        })
+    }
+
+    pub(super) fn set_component_status(
+        &self,
+        id: &str,
+        status: ComponentStatus,
+    ) -> Result<bool, RegistryError> {
+        self.write(async |tx| {
+            tx.execute(
+                "UPDATE components SET status = $2, updated_at_ns = $3
+                 WHERE id = $1 AND status <> $2",
+                &[&id, &status.name(), &now_ns()],
+            )
+            .await?;
+            Ok(exists(tx, "components", "id", id).await?)
+        })
+    }
+
+    pub(super) fn delete_component(&self, id: &str) -> Result<bool, RegistryError> {
+        Ok(self.execute("DELETE FROM components WHERE id = $1", &[&id])? > 0)
+    }
+}

@@ -1,0 +1,212 @@
+//! Edges (tables `edges`, `edge_gaps`, `ingest_audit`): credentials, status, gaps.
+
+use super::*;
+
+fn edge_row(r: &Row) -> Result<Edge, SqlError> {
+    let last_seen: Option<i64> = r.try_get(4)?;
+    Ok(Edge {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        site: r.try_get(2)?,
+        online: r.try_get(3)?,
+        last_seen: last_seen.map(crate::registry::format_ts),
+        version: r.try_get(5)?,
+        backlog_readings: count(r, 6)?,
+        backlog_bytes: count(r, 7)?,
+        has_credentials: r.try_get(8)?,
+        revoked: r.try_get(9)?,
+        readings_lost: count(r, 10)?,
+    })
+}
+
+pub(super) const EDGES: Listing<Edge> = Listing {
+    sql: "SELECT id, name, site, online, last_seen_ns, version, backlog_readings, backlog_bytes,
+                 password_hash IS NOT NULL, revoked,
+                 (SELECT COALESCE(SUM(g.count), 0)::BIGINT FROM edge_gaps g
+                  WHERE g.edge_id = edges.id)
+          FROM edges WHERE id > $1 ORDER BY id LIMIT $2",
+    row: edge_row,
+    key: |e| e.id.clone(),
+};
+
+impl PgRegistry {
+    pub(super) fn edge_credentials(
+        &self,
+        edge_id: &str,
+    ) -> Result<Option<EdgeCredentials>, RegistryError> {
+        type EdgeRow = (String, Option<String>, Option<Vec<u8>>, bool);
+        let row: Option<EdgeRow> = self.one(
+            "SELECT id, password_hash, mac_key, revoked FROM edges WHERE id = $1",
+            edge_id,
+            |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
+        )?;
+        let Some((edge_id, Some(password_hash), Some(key), revoked)) = row else {
+            return Ok(None);
+        };
+        let mac_key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| RegistryError::Db(format!("edge {edge_id}: mac_key is not 32 bytes")))?;
+        Ok(Some(EdgeCredentials {
+            edge_id,
+            password_hash,
+            mac_key,
+            revoked,
+        }))
+    }
+
+    /// Judges `s` against the mark read `FOR UPDATE`: a second hub handed the same status waits
+    /// for this transaction and then reads the mark it wrote, so it finds the status `Same`.
+    pub(super) fn record_edge_status(&self, s: &EdgeStatus) -> Result<Freshness, RegistryError> {
+        self.write(async |tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT epoch, status_counter, status_will_pending FROM edges WHERE id = $1
+                     FOR UPDATE",
+                    &[&s.edge_id.as_str()],
+                )
+                .await?;
+            let Some(row) = row else {
+                return Err(RegistryError::NotFound(format!("edge {}", s.edge_id)).into());
+            };
+            let (epoch, counter, will): (Option<i64>, Option<i64>, Option<i64>) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            // Counters are stored as i64 bit patterns; no status was accepted while NULL.
+            let last = epoch.zip(counter).map(|(e, c)| StatusMark {
+                epoch: e as u64,
+                counter: c as u64,
+                will_pending: will.map(|w| w as u64),
+            });
+            let fresh = StatusMark::judge(last.as_ref(), s);
+            if !matches!(fresh, Freshness::Fresh | Freshness::AnnouncedWill) {
+                return Ok(fresh);
+            }
+            let Some(mark) = StatusMark::after(last.as_ref(), s, fresh) else {
+                return Ok(fresh);
+            };
+            tx.execute(
+                "UPDATE edges SET online = $2, version = $3, epoch = $4, backlog_readings = $5,
+                        backlog_bytes = $6, oldest_unacked_ns = $7, status_at_ns = $8,
+                        last_seen_ns = GREATEST(COALESCE(last_seen_ns, 0), $9),
+                        status_counter = $10, status_will_pending = $11
+                 WHERE id = $1",
+                &[
+                    &s.edge_id.as_str(),
+                    &s.online,
+                    &s.version,
+                    &(mark.epoch as i64),
+                    &(s.backlog_readings.min(i64::MAX as u64) as i64),
+                    &(s.backlog_bytes.min(i64::MAX as u64) as i64),
+                    &s.oldest_unacked_ns,
+                    &s.ts_ns,
+                    &now_ns(),
+                    &(mark.counter as i64),
+                    &mark.will_pending.map(|w| w as i64),
+                ],
+            )
+            .await?;
+            Ok(fresh)
+        })
+    }
+
+    pub(super) fn audit_ingest(&self, r: &IngestRefusal<'_>) -> Result<bool, RegistryError> {
+        let (kind, edge_id, sensor_id, detail, at_ns) =
+            (r.kind, r.edge_id, r.sensor_id, r.detail, r.at_ns);
+        self.write(async |tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO ingest_audit(kind, edge_id, sensor_id, detail, first_seen_ns,
+                                              last_seen_ns)
+                     VALUES ($1, $2, $3, $4, $5, $5)
+                     ON CONFLICT(kind, edge_id, sensor_id) DO NOTHING",
+                    &[&kind, &edge_id, &sensor_id, &detail, &at_ns],
+                )
+                .await?;
+            if n == 0 {
+                tx.execute(
+                    "UPDATE ingest_audit SET last_seen_ns = GREATEST(last_seen_ns, $4),
+                            seen_count = seen_count + 1
+                     WHERE kind = $1 AND edge_id = $2 AND sensor_id = $3",
+                    &[&kind, &edge_id, &sensor_id, &at_ns],
+                )
+                .await?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    pub(super) fn record_edge_seen(&self, edge_id: &str, at_ns: i64) -> Result<(), RegistryError> {
+        self.execute(
+            "UPDATE edges SET last_seen_ns = GREATEST(COALESCE(last_seen_ns, 0), $2), online = true
+             WHERE id = $1",
+            &[&edge_id, &at_ns],
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn record_gaps(&self, r: &GapReport<'_>, at_ns: i64) -> Result<(), RegistryError> {
+        self.write(async |tx| {
+            let insert = tx
+                .prepare(
+                    "INSERT INTO edge_gaps(edge_id, epoch, seq, sensor_id, from_ns, to_ns,
+                         count, reason, received_ns)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            for g in r.gaps {
+                let reason = match g.reason {
+                    protocol::uplink::GapReason::BufferFull => "buffer_full",
+                    protocol::uplink::GapReason::Recovery => "recovery",
+                };
+                tx.execute(
+                    &insert,
+                    &[
+                        &r.edge_id,
+                        &(r.epoch as i64),
+                        &(r.seq as i64),
+                        &g.sensor.as_str(),
+                        &g.from_ns,
+                        &g.to_ns,
+                        &i64::try_from(g.count).unwrap_or(i64::MAX),
+                        &reason,
+                        &at_ns,
+                    ],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) fn add_edge(
+        &self,
+        edge_id: &str,
+        name: Option<&str>,
+        site: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let edge_id = crate::registry::validation::edge_id(edge_id)?;
+        let secret = secrets::generate();
+        let hash = secrets::hash(&secret);
+        let key = protocol::uplink::mac_key(&secret);
+        let broker_hash = crate::broker::mosquitto::password_hash(&secret);
+        // A re-issued secret starts the edge's status freshness over (see the SQLite store).
+        self.execute(
+            "INSERT INTO edges(id, name, site, password_hash, mac_key, revoked, broker_hash)
+             VALUES ($1, COALESCE($2, ''), COALESCE($3, ''), $4, $5, false, $6)
+             ON CONFLICT(id) DO UPDATE SET password_hash = excluded.password_hash,
+                 mac_key = excluded.mac_key, revoked = false, broker_hash = excluded.broker_hash,
+                 status_counter = NULL, status_will_pending = NULL,
+                 name = COALESCE($2, edges.name), site = COALESCE($3, edges.site)",
+            &[&edge_id, &name, &site, &hash, &key.as_slice(), &broker_hash],
+        )?;
+        Ok(secret)
+    }
+
+    pub(super) fn revoke_edge(&self, edge_id: &str) -> Result<(), RegistryError> {
+        self.update_existing(
+            "UPDATE edges SET revoked = true, online = false WHERE id = $1",
+            "edge",
+            edge_id,
+        )
+    }
+}

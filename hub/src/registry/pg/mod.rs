@@ -1,0 +1,323 @@
+//! The registry on PostgreSQL, shared by every hub of a cluster (`wangge_pg::Pg`, a pool usable
+//! from any thread). Same behaviour as the SQLite registry, method for method: the same
+//! validation (`registry::validation`), errors, keyset pagination and seed files.
+//!
+//! What sharing the database across hubs changes:
+//! - A status is judged against the stored mark read `FOR UPDATE` in the transaction that
+//!   writes the new mark, so of two hubs handed the same status exactly one accepts it.
+//! - Idempotent writes (ingest audit, gaps) rest on unique keys with `ON CONFLICT DO NOTHING`,
+//!   not on a read before the write.
+//! - A unique violation (e.g. two hubs creating one component) is a `Conflict`; a lost
+//!   connection a `Db` error naming the database (never its password).
+//!
+//! This file holds the pool, the statement shapes every entity shares and the trait impls, which
+//! name the method of the same name in the entity's file, as `registry::sqlite` does.
+
+use super::model::*;
+use super::seed::{SeedError, SeedSummary};
+use super::validation::{field, non_empty};
+use super::{
+    now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
+    MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
+};
+use protocol::uplink::EdgeStatus;
+use std::path::Path;
+use std::sync::Arc;
+use tokio_postgres::Error as SqlError;
+use wangge_pg::{migrate, Client, Migration, Pg, PgError, Row, ToSql, Transaction};
+
+mod components;
+mod edges;
+mod mqtt_users;
+mod reference;
+mod seed;
+mod sensors;
+mod tokens;
+
+/// The registry's migrations on PostgreSQL (append only, like `hub/migrations/*.sql`).
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../../../migrations/pg/0001_registry.sql"),
+}];
+
+/// The migration set's name in `wangge_migrations`.
+const MIGRATION_SET: &str = "registry";
+
+/// The registry in a PostgreSQL database. Cheap to share: every method takes `&self`.
+pub struct PgRegistry {
+    pg: Arc<Pg>,
+}
+
+/// Why a transaction's body stopped: the database failed, or the body refused the input
+/// (the transaction is rolled back either way).
+enum Failure<E = RegistryError> {
+    Sql(SqlError),
+    Refused(E),
+}
+
+impl<E> From<SqlError> for Failure<E> {
+    fn from(e: SqlError) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+impl From<RegistryError> for Failure<RegistryError> {
+    fn from(e: RegistryError) -> Self {
+        Failure::Refused(e)
+    }
+}
+
+impl From<SeedError> for Failure<SeedError> {
+    fn from(e: SeedError) -> Self {
+        Failure::Refused(e)
+    }
+}
+
+impl From<RegistryError> for Failure<SeedError> {
+    fn from(e: RegistryError) -> Self {
+        Failure::Refused(SeedError::Registry(e))
+    }
+}
+
+type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+impl PgRegistry {
+    /// The registry in `pg`'s database, its schema brought up to date (once across hubs).
+    pub fn open(pg: Arc<Pg>) -> Result<PgRegistry, RegistryError> {
+        let reg = PgRegistry { pg };
+        migrate(&reg.pg, MIGRATION_SET, MIGRATIONS).map_err(|e| reg.db(e))?;
+        Ok(reg)
+    }
+
+    /// The schema version after migrations.
+    pub fn schema_version(&self) -> Result<i64, RegistryError> {
+        self.read(async |c| {
+            c.query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM wangge_migrations WHERE set_name = $1",
+                &[&MIGRATION_SET],
+            )
+            .await?
+            .try_get(0)
+        })
+    }
+
+    /// `host:port/database` and the user (never the password).
+    pub fn describe(&self) -> &str {
+        self.pg.describe()
+    }
+
+    /// A failed call as a registry error: a unique violation is a conflict, a lost database a
+    /// `Db` error saying so and naming it.
+    fn db(&self, e: PgError) -> RegistryError {
+        if e.is_unique_violation() {
+            RegistryError::Conflict(format!("already exists: {e}"))
+        } else if e.is_unavailable() {
+            RegistryError::Db(format!(
+                "registry database {} unavailable: {e}",
+                self.pg.describe()
+            ))
+        } else {
+            RegistryError::Db(e.to_string())
+        }
+    }
+
+    /// Runs `f` on a connection of the pool (its statements each in their own transaction).
+    fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Client) -> Result<T, SqlError>,
+    ) -> Result<T, RegistryError> {
+        self.pg.run(f).map_err(|e| self.db(e))
+    }
+
+    /// Runs `f` in one transaction: committed if it returns Ok, rolled back otherwise.
+    fn write<T, E: From<RegistryError>>(
+        &self,
+        f: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, Failure<E>>,
+    ) -> Result<T, E> {
+        let out = self.pg.run(async |c| {
+            let tx = c.transaction().await?;
+            match f(&tx).await {
+                Ok(v) => {
+                    tx.commit().await?;
+                    Ok(Ok(v))
+                }
+                Err(Failure::Refused(e)) => {
+                    tx.rollback().await?;
+                    Ok(Err(e))
+                }
+                Err(Failure::Sql(e)) => Err(e),
+            }
+        });
+        match out {
+            Ok(r) => r,
+            Err(e) => Err(E::from(self.db(e))),
+        }
+    }
+
+    /// The row `sql` selects for `key` (`$1`), if any.
+    fn one<T>(
+        &self,
+        sql: &str,
+        key: &str,
+        row: impl FnOnce(&Row) -> Result<T, SqlError>,
+    ) -> Result<Option<T>, RegistryError> {
+        self.read(async |c| {
+            c.query_opt(sql, &[&key])
+                .await?
+                .as_ref()
+                .map(row)
+                .transpose()
+        })
+    }
+
+    /// Every row `sql` selects with `params`.
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+        row: impl FnMut(&Row) -> Result<T, SqlError>,
+    ) -> Result<Vec<T>, RegistryError> {
+        self.read(async |c| c.query(sql, params).await?.iter().map(row).collect())
+    }
+
+    /// Runs the one statement `sql`; returns the rows it changed.
+    fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64, RegistryError> {
+        self.read(async |c| c.execute(sql, params).await)
+    }
+
+    /// Runs `sql` on the row of `key` (`$1`); `NotFound("{what} {key}")` if there is none.
+    fn update_existing(&self, sql: &str, what: &str, key: &str) -> Result<(), RegistryError> {
+        match self.execute(sql, &[&key])? {
+            0 => Err(RegistryError::NotFound(format!("{what} {key}"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// One page of `listing` after the key `after`, at most `limit` (at least 1) rows.
+    fn page<T>(
+        &self,
+        listing: &Listing<T>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<T>, RegistryError> {
+        let limit = limit.max(1);
+        let items = self.all(
+            listing.sql,
+            &[&after.unwrap_or(""), &(limit as i64 + 1)],
+            listing.row,
+        )?;
+        Ok(Page::cut(items, limit, listing.key))
+    }
+
+    fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {
+        Ok(self
+            .one("SELECT 1 FROM departments WHERE id = $1", id, |_| Ok(()))?
+            .is_some())
+    }
+}
+
+/// A keyset-paginated list of one entity, defined next to its SQL.
+struct Listing<T> {
+    /// Selects the rows whose key is `> $1` in key order, `LIMIT $2` (one row more than the
+    /// page, which only says that there is a next page).
+    sql: &'static str,
+    row: fn(&Row) -> Result<T, SqlError>,
+    /// The key of a row: the cursor of the next page.
+    key: fn(&T) -> String,
+}
+
+/// Whether `table` has a row whose `key` is `value`, as the transaction sees it.
+async fn exists(
+    tx: &Transaction<'_>,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Result<bool, SqlError> {
+    Ok(tx
+        .query_opt(
+            &format!("SELECT 1 FROM {table} WHERE {key} = $1"),
+            &[&value],
+        )
+        .await?
+        .is_some())
+}
+
+/// A stored count or counter as the u64 the model holds (negative never is; 0 if it were).
+fn count(r: &Row, i: usize) -> Result<u64, SqlError> {
+    Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
+}
+
+/// Writes trait methods that call the inherent method of the same name (in the entity's file);
+/// see `registry::sqlite`'s macro of the same name.
+macro_rules! answered_by_entity_files {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ok:ty;)*) => {$(
+        fn $name(&self $(, $arg: $ty)*) -> Result<$ok, RegistryError> {
+            PgRegistry::$name(self $(, $arg)*)
+        }
+    )*};
+}
+
+/// Writes list methods, each one page of a [`Listing`]: `name -> item = listing`.
+macro_rules! listed_by {
+    ($($name:ident -> $item:ty = $listing:expr;)*) => {$(
+        fn $name(&self, after: Option<&str>, limit: usize) -> Result<Page<$item>, RegistryError> {
+            self.page(&$listing, after, limit)
+        }
+    )*};
+}
+
+impl RegistryStore for PgRegistry {
+    answered_by_entity_files! {
+        sensor_assignment(sensor_id: &str) -> Option<SensorAssignment>;
+        note_unassigned_sensor(sensor_id: &str, edge_id: &str, at_ns: i64) -> ();
+        edge_credentials(edge_id: &str) -> Option<EdgeCredentials>;
+        record_edge_status(status: &EdgeStatus) -> Freshness;
+        audit_ingest(refusal: &IngestRefusal<'_>) -> bool;
+        record_edge_seen(edge_id: &str, at_ns: i64) -> ();
+        record_gaps(report: &GapReport<'_>, at_ns: i64) -> ();
+        mqtt_user_credentials(username: &str) -> Option<MqttUserCredentials>;
+        broker_accounts() -> Vec<BrokerAccount>;
+    }
+}
+
+impl RegistryAdmin for PgRegistry {
+    answered_by_entity_files! {
+        list_components(filter: &ComponentFilter) -> Page<Component>;
+        component(id: &str) -> Option<Component>;
+        create_component(input: &ComponentInput) -> Component;
+        preview_component(id: &str, input: &ComponentInput) -> Component;
+        put_component(id: &str, input: &ComponentInput) -> (Component, bool);
+        set_component_status(id: &str, status: ComponentStatus) -> bool;
+        delete_component(id: &str) -> bool;
+        sensor(id: &str) -> Option<Sensor>;
+        put_sensor(id: &str, input: &SensorInput) -> (Sensor, bool);
+        component_sensors(component_id: &str) -> Vec<Sensor>;
+        sensor_contexts() -> Vec<SensorContext>;
+        sensor_context(sensor_id: &str) -> Option<SensorContext>;
+        stats() -> RegistryStats;
+        add_edge(edge_id: &str, name: Option<&str>, site: Option<&str>) -> String;
+        revoke_edge(edge_id: &str) -> ();
+        add_token(department: Option<&str>, scope: Scope) -> String;
+        verify_token(token: &str) -> Option<Principal>;
+        revoke_token(token_id: &str) -> ();
+        add_mqtt_user(department: &str) -> (String, String);
+        revoke_mqtt_user(username: &str) -> ();
+        list_mqtt_users() -> Vec<MqttUser>;
+        department_exists(id: &str) -> bool;
+    }
+
+    fn import_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {
+        PgRegistry::import_seed(self, dir)
+    }
+
+    fn export_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {
+        PgRegistry::export_seed(self, dir)
+    }
+
+    listed_by! {
+        list_edges -> Edge = edges::EDGES;
+        list_unassigned_sensors -> UnassignedSensor = sensors::UNASSIGNED;
+        list_grid_cells -> GridCell = reference::GRID_CELLS;
+        list_departments -> Department = reference::DEPARTMENTS;
+    }
+}
