@@ -96,12 +96,12 @@ pub(super) fn delivery(row: &Row) -> Result<Delivery> {
     })
 }
 
-/// An attempt row: delivery_uid, at_ns, http_status, error.
-pub(super) fn attempt(row: &Row) -> Result<DeliveryAttempt> {
+/// An attempt's columns delivery_uid, at_ns, http_status, error, starting at column `at`.
+pub(super) fn attempt(row: &Row, at: usize) -> Result<DeliveryAttempt> {
     Ok(DeliveryAttempt {
-        delivery_uid: row.try_get(0)?,
-        at_ns: row.try_get(1)?,
-        http_status: row.try_get(2)?,
-        error: row.try_get(3)?,
+        delivery_uid: row.try_get(at)?,
+        at_ns: row.try_get(at + 1)?,
+        http_status: row.try_get(at + 2)?,
+        error: row.try_get(at + 3)?,
     })
 }

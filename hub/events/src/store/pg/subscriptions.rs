@@ -8,6 +8,7 @@ use crate::store::{
     AttemptOutcome, Delivery, DeliveryAttempt, FanOutPage, Result, Subscription, SubscriptionSpec,
     Subscriptions,
 };
+use std::collections::HashMap;
 
 /// How long a claimed delivery belongs to the hub that claimed it. Longer than any attempt (the
 /// webhook timeout defaults to 10 s); a hub that dies mid-attempt leaves it to another hub after
@@ -67,20 +68,19 @@ impl Subscriptions for PgStore {
     }
 
     fn enqueue_deliveries(&self, page: FanOutPage<'_>) -> Result<()> {
+        let cursors: Vec<i64> = page.changes.iter().map(|c| c.0).collect();
+        let event_ids: Vec<i64> = page.changes.iter().map(|c| c.1).collect();
+        let versions: Vec<i64> = page.changes.iter().map(|c| c.2).collect();
         self.write(async |tx| {
-            let insert = tx
-                .prepare(
-                    "INSERT INTO deliveries (subscription_id, cursor, event_id, version, status, \
-                     next_attempt_ns) VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT DO NOTHING",
-                )
-                .await?;
-            for (cursor, event_id, version) in page.changes {
-                tx.execute(
-                    &insert,
-                    &[&page.subscription_id, cursor, event_id, version, &page.now_ns],
-                )
-                .await?;
-            }
+            // One statement for the page; a delivery another hub already created is left as is.
+            tx.execute(
+                "INSERT INTO deliveries (subscription_id, cursor, event_id, version, status, next_attempt_ns) \
+                 SELECT $1, c, e, v, 'pending', $5 \
+                 FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) AS page (c, e, v) \
+                 ON CONFLICT DO NOTHING",
+                &[&page.subscription_id, &cursors, &event_ids, &versions, &page.now_ns],
+            )
+            .await?;
             tx.execute(
                 "UPDATE subscriptions SET cursor = GREATEST(cursor, $2) WHERE id = $1",
                 &[&page.subscription_id, &page.up_to],
@@ -172,17 +172,28 @@ impl Subscriptions for PgStore {
             ),
             &[&subscription_id, &page(limit)],
         )?;
-        let mut out = Vec::with_capacity(ds.len());
-        for row in &ds {
-            let d = rows::delivery(row)?;
-            let attempts = self.pg.query(
-                "SELECT delivery_uid, at_ns, http_status, error FROM delivery_attempts \
-                 WHERE delivery_id = $1 ORDER BY id",
-                &[&d.id],
-            )?;
-            let attempts = attempts.iter().map(rows::attempt).collect::<Result<_>>()?;
-            out.push((d, attempts));
+        let ds = ds.iter().map(rows::delivery).collect::<Result<Vec<_>>>()?;
+        let ids: Vec<i64> = ds.iter().map(|d| d.id).collect();
+        // Every attempt of the page in one query, in the order they were made.
+        let attempts = self.pg.query(
+            "SELECT delivery_id, delivery_uid, at_ns, http_status, error FROM delivery_attempts \
+             WHERE delivery_id = ANY($1) ORDER BY id",
+            &[&ids],
+        )?;
+        let mut by_delivery: HashMap<i64, Vec<DeliveryAttempt>> = HashMap::new();
+        for row in &attempts {
+            let id: i64 = row.try_get(0)?;
+            by_delivery
+                .entry(id)
+                .or_default()
+                .push(rows::attempt(row, 1)?);
         }
-        Ok(out)
+        Ok(ds
+            .into_iter()
+            .map(|d| {
+                let attempts = by_delivery.remove(&d.id).unwrap_or_default();
+                (d, attempts)
+            })
+            .collect())
     }
 }
