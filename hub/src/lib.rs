@@ -13,6 +13,7 @@
 pub mod admin_token;
 pub mod api;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 mod events_bridge;
 pub mod http_server;

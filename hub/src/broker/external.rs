@@ -13,13 +13,14 @@ use protocol::uplink::topics;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 const OUTBOUND_QUEUE_MAX: usize = 4096;
 
 pub(super) fn start(
     cfg: &BrokerConfig,
     registry: Arc<dyn RegistryStore>,
+    owned: Option<watch::Receiver<Vec<String>>>,
 ) -> Result<BrokerHandle, BrokerError> {
     let ext = cfg.external.as_ref().ok_or_else(|| {
         BrokerError::Config("broker.mode = \"external\" needs a [broker.external] table".into())
@@ -70,7 +71,7 @@ pub(super) fn start(
     }
     let mut opts = MqttOptions::new(&ext.client_id, &ext.host, ext.port);
     opts.set_keep_alive(Duration::from_secs(15));
-    opts.set_clean_session(false);
+    opts.set_clean_session(owned.is_some());
     opts.set_max_packet_size(cfg.max_payload_bytes + 1024, cfg.max_payload_bytes + 1024);
     if let Some(user) = &ext.username {
         opts.set_credentials(user, ext.password.clone().unwrap_or_default());
@@ -80,10 +81,18 @@ pub(super) fn start(
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE_MAX);
 
     let sub_client = client.clone();
+    let subscriptions = Subscriptions::new(client.clone(), owned.clone());
+    if let Some(owned) = owned {
+        tokio::spawn(subscriptions.clone().follow(owned));
+    }
     tokio::spawn(async move {
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if subscriptions.per_edge() {
+                        subscriptions.resubscribe_all().await;
+                        continue;
+                    }
                     for f in [topics::ALL_BATCHES, topics::ALL_STATUS] {
                         if let Err(e) = sub_client.subscribe(f, QoS::AtLeastOnce).await {
                             tracing::error!(error = %e, "external broker subscribe failed");
@@ -124,4 +133,75 @@ pub(super) fn start(
         None,
         Arc::new(BrokerMetrics::default()),
     ))
+}
+
+/// A cluster member's subscriptions: the batch and status topics of each owned edge.
+#[derive(Clone)]
+struct Subscriptions {
+    client: AsyncClient,
+    owned: Option<watch::Receiver<Vec<String>>>,
+    /// The edges subscribed to now.
+    current: Arc<tokio::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl Subscriptions {
+    fn new(client: AsyncClient, owned: Option<watch::Receiver<Vec<String>>>) -> Subscriptions {
+        Subscriptions {
+            client,
+            owned,
+            current: Arc::default(),
+        }
+    }
+
+    fn per_edge(&self) -> bool {
+        self.owned.is_some()
+    }
+
+    /// After a (re)connect on a clean session: subscribe to every owned edge again.
+    async fn resubscribe_all(&self) {
+        let want: Vec<String> = self
+            .owned
+            .as_ref()
+            .map(|o| o.borrow().clone())
+            .unwrap_or_default();
+        let mut current = self.current.lock().await;
+        current.clear();
+        for edge in want {
+            if self.subscribe(&edge).await {
+                current.insert(edge);
+            }
+        }
+    }
+
+    /// Follows the owned set: subscribes to edges taken, unsubscribes from edges handed over.
+    async fn follow(self, mut owned: watch::Receiver<Vec<String>>) {
+        while owned.changed().await.is_ok() {
+            let want: std::collections::BTreeSet<String> =
+                owned.borrow_and_update().iter().cloned().collect();
+            let mut current = self.current.lock().await;
+            for gone in current.difference(&want).cloned().collect::<Vec<_>>() {
+                for t in [topics::batches(&gone), topics::status(&gone)] {
+                    if let Err(e) = self.client.unsubscribe(t).await {
+                        tracing::warn!(error = %e, edge_id = %gone, "unsubscribe failed");
+                    }
+                }
+                current.remove(&gone);
+            }
+            for new in want.difference(&current.clone()) {
+                if self.subscribe(new).await {
+                    current.insert(new.clone());
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self, edge: &str) -> bool {
+        for t in [topics::batches(edge), topics::status(edge)] {
+            if let Err(e) = self.client.subscribe(t, QoS::AtLeastOnce).await {
+                tracing::error!(error = %e, edge_id = %edge, "external broker subscribe failed");
+                return false;
+            }
+        }
+        true
+    }
 }

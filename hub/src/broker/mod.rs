@@ -290,6 +290,23 @@ pub fn start(
 ) -> Result<BrokerHandle, BrokerError> {
     match cfg.mode {
         BrokerMode::Embedded => embedded::start(cfg, registry),
-        BrokerMode::External => external::start(cfg, registry),
+        BrokerMode::External => external::start(cfg, registry, None),
+    }
+}
+
+/// A cluster member's broker link: an external broker, subscribed only to the batches and
+/// status of the edges in `owned` (kept in step as leases move), on a clean session so a
+/// restarted hub is not handed messages of edges it no longer owns.
+pub fn start_for_edges(
+    cfg: &BrokerConfig,
+    registry: Arc<dyn RegistryStore>,
+    owned: tokio::sync::watch::Receiver<Vec<String>>,
+) -> Result<BrokerHandle, BrokerError> {
+    match cfg.mode {
+        BrokerMode::External => external::start(cfg, registry, Some(owned)),
+        BrokerMode::Embedded => Err(BrokerError::Config(
+            "cluster mode needs broker.mode = \"external\" (every hub a client of one broker)"
+                .into(),
+        )),
     }
 }

@@ -3,7 +3,8 @@
 
 use super::metrics::IngestMetrics;
 use super::{
-    dedup, lock, now_ns, BatchId, EdgeKeys, RulesStage, StoredForRules, StoredGroup, Worker,
+    ledger::{BatchLedger, Commit},
+    lock, now_ns, BatchId, EdgeKeys, RulesStage, StoredForRules, StoredGroup, Worker,
 };
 use crate::broker::Outbound;
 use protocol::uplink::{topics, Ack, AckOutcome, EdgeId};
@@ -16,7 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 /// The `ingest-rules` thread: rules, then dedup insert, then acks, group by group in order.
 pub(super) struct Acker {
     pub(super) rules: Option<Box<dyn RulesStage>>,
-    pub(super) dedup: Arc<Mutex<dedup::DedupStore>>,
+    pub(super) dedup: Arc<Mutex<Box<dyn BatchLedger>>>,
     /// Batches handed to this thread and not yet acked (see `Worker::process`).
     pub(super) in_flight: Arc<Mutex<HashSet<BatchId>>>,
     pub(super) observers: broadcast::Sender<Arc<StoredGroup>>,
@@ -49,30 +50,69 @@ impl Acker {
             }
             // No receiver is fine: nobody watches.
             let _ = self.observers.send(stored.group);
-            let ids = stored
-                .batches
-                .iter()
-                .map(|(e, ep, s)| (e.as_str(), *ep, *s));
-            if let Err(e) = lock(&self.dedup).insert_all(ids, now_ns()) {
-                // The readings are stored (idempotently) and evaluated (idempotently): a
-                // resend is stored and evaluated again harmlessly.
-                tracing::error!(error = %e, "cannot record stored batches for dedup");
-            }
+            let outcomes = self.record(&stored.batches);
             {
                 let mut in_flight = lock(&self.in_flight);
                 for id in &stored.batches {
                     in_flight.remove(id);
                 }
             }
-            send_acks(
-                &self.outbound,
-                &self.metrics,
-                &stored.batches,
-                AckOutcome::Stored,
-                &stored.keys,
-            );
+            for (outcome, ack) in [
+                (Commit::Stored, AckOutcome::Stored),
+                (Commit::Duplicate, AckOutcome::Duplicate),
+            ] {
+                let ids: Vec<BatchId> = stored
+                    .batches
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| **o == outcome)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if ack == AckOutcome::Duplicate {
+                    self.metrics
+                        .batches_duplicate
+                        .fetch_add(ids.len() as u64, Relaxed);
+                }
+                send_acks(&self.outbound, &self.metrics, &ids, ack, &stored.keys);
+            }
         }
         tracing::info!("ingest rules stage stopped: ingest ended");
+    }
+}
+
+impl Acker {
+    /// Records the group's batches in the ledger: one outcome per batch. A ledger that fails
+    /// decides whether the batches are still acked (single node: yes, the sinks and rules are
+    /// idempotent; cluster: no, the edges keep them and resend).
+    fn record(&self, batches: &[BatchId]) -> Vec<Commit> {
+        let keys: Vec<_> = batches
+            .iter()
+            .map(|(e, ep, s)| (e.as_str(), *ep, *s))
+            .collect();
+        let mut ledger = lock(&self.dedup);
+        match ledger.commit(&keys, now_ns()) {
+            Ok(outcomes) => {
+                let lost = outcomes.iter().filter(|o| **o == Commit::NotOwner).count();
+                self.metrics
+                    .batches_not_owned
+                    .fetch_add(lost as u64, Relaxed);
+                outcomes
+            }
+            Err(e) if ledger.ack_when_unrecorded() => {
+                // The readings are stored (idempotently) and evaluated (idempotently): a
+                // resend is stored and evaluated again harmlessly.
+                tracing::error!(error = %e, "cannot record stored batches for dedup");
+                vec![Commit::Stored; batches.len()]
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batches = batches.len(),
+                    "cannot record stored batches; not acked (the edges resend them)");
+                self.metrics
+                    .batches_unrecorded
+                    .fetch_add(batches.len() as u64, Relaxed);
+                vec![Commit::Unrecorded; batches.len()]
+            }
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub struct DedupStore {
 
 #[derive(Debug, thiserror::Error)]
 #[error("ingest dedup store: {0}")]
-pub struct DedupError(String);
+pub struct DedupError(pub String);
 
 fn err(e: rusqlite::Error) -> DedupError {
     DedupError(e.to_string())

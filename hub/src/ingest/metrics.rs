@@ -104,6 +104,11 @@ pub struct IngestMetrics {
     pub batches_received: AtomicU64,
     pub batches_stored: AtomicU64,
     pub batches_duplicate: AtomicU64,
+    /// Batches of edges a cluster peer owns (dropped before storing, or refused at the commit
+    /// because the lease moved on): not acked, their owner acks the resend.
+    pub batches_not_owned: AtomicU64,
+    /// Stored batches the ledger could not record (cluster: PostgreSQL down): not acked.
+    pub batches_unrecorded: AtomicU64,
     pub readings_stored: AtomicU64,
     /// Readings of sensors not in the registry (stored, listed for assignment).
     pub readings_unassigned: AtomicU64,
@@ -200,6 +205,16 @@ impl IngestMetrics {
                 "wangge_ingest_batches_duplicate_total",
                 "Resent batches acked without storing.",
                 &self.batches_duplicate,
+            ),
+            (
+                "wangge_ingest_batches_not_owned_total",
+                "Batches of edges another cluster member owns, not acked by this hub.",
+                &self.batches_not_owned,
+            ),
+            (
+                "wangge_ingest_batches_unrecorded_total",
+                "Stored batches the ledger could not record (not acked; the edges resend).",
+                &self.batches_unrecorded,
             ),
             (
                 "wangge_ingest_readings_stored_total",

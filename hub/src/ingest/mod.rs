@@ -47,9 +47,11 @@ mod acks;
 mod batch;
 pub mod dedup;
 mod group;
+pub mod ledger;
 pub mod metrics;
 
 use acks::Acker;
+use ledger::BatchLedger;
 
 use crate::broker::{BrokerHandle, Inbound, Outbound};
 use crate::registry::{RegistryStore, SensorAssignment};
@@ -234,14 +236,28 @@ pub fn spawn(
     spawn_with_rules(cfg, broker, registry, sinks, None)
 }
 
-/// Starts ingest like [`spawn`], with `rules` as the stage every stored group passes through
-/// before its batches are acked (see [`RulesStage`]).
+/// Starts ingest like [`spawn_with_rules`] on the single-node ledger (`<data_dir>/ingest.sqlite`).
 pub fn spawn_with_rules(
     cfg: &IngestConfig,
     broker: &BrokerHandle,
     registry: Arc<dyn RegistryStore>,
     sinks: Vec<Arc<dyn TimeSeriesSink>>,
     rules: Option<Box<dyn RulesStage>>,
+) -> Result<IngestHandle, IngestError> {
+    let ledger = dedup::DedupStore::open(&cfg.data_dir, cfg.dedup_keep_days, now_ns())?;
+    spawn_on_ledger(cfg, broker, registry, sinks, rules, Box::new(ledger))
+}
+
+/// Starts ingest like [`spawn`], with `rules` as the stage every stored group passes through
+/// before its batches are acked (see [`RulesStage`]), recording stored batches in `ledger`
+/// (which, in a cluster, also decides whether this hub may ack them).
+pub fn spawn_on_ledger(
+    cfg: &IngestConfig,
+    broker: &BrokerHandle,
+    registry: Arc<dyn RegistryStore>,
+    sinks: Vec<Arc<dyn TimeSeriesSink>>,
+    rules: Option<Box<dyn RulesStage>>,
+    ledger: Box<dyn BatchLedger>,
 ) -> Result<IngestHandle, IngestError> {
     if cfg.group_batches_max == 0
         || cfg.group_readings_max == 0
@@ -258,11 +274,7 @@ pub fn spawn_with_rules(
         return Err(IngestError::Config("at least one time-series sink".into()));
     }
     let inbound = broker.take_inbound().ok_or(IngestError::InboundTaken)?;
-    let dedup = Arc::new(Mutex::new(dedup::DedupStore::open(
-        &cfg.data_dir,
-        cfg.dedup_keep_days,
-        now_ns(),
-    )?));
+    let dedup = Arc::new(Mutex::new(ledger));
     let metrics = Arc::new(IngestMetrics::default());
     let (observers, _) = broadcast::channel(cfg.observer_queue_max);
     let in_flight: Arc<Mutex<HashSet<BatchId>>> = Arc::default();
@@ -325,7 +337,7 @@ struct Worker {
     cfg: IngestConfig,
     registry: Arc<dyn RegistryStore>,
     sinks: Vec<Arc<dyn TimeSeriesSink>>,
-    dedup: Arc<Mutex<dedup::DedupStore>>,
+    dedup: Arc<Mutex<Box<dyn BatchLedger>>>,
     /// Batches stored and handed to the rules stage, not yet acked: a resend of one of them is
     /// dropped here (its first copy's ack answers it) instead of being stored and evaluated
     /// again. Shared with the `ingest-rules` thread, which removes them after the dedup insert.
@@ -388,6 +400,12 @@ impl Worker {
             let Some(batch) = self.verify(edge, &msg) else {
                 continue;
             };
+            if !lock(&self.dedup).may_handle(edge) {
+                // A cluster peer owns this edge now (or the lease is being handed over): its
+                // owner stores and acks the edge's resend.
+                self.metrics.batches_not_owned.fetch_add(1, Relaxed);
+                continue;
+            }
             let key = (batch.edge_id.0.clone(), batch.epoch, batch.seq);
             if lock(&self.in_flight).contains(&key) {
                 self.metrics.batches_resent_in_flight.fetch_add(1, Relaxed);
