@@ -1,6 +1,7 @@
 //! The shared governance registry: grid cells, departments, components, sensors, edges, tokens.
 //!
-//! Only this module talks to the registry database. Other modules use [`RegistryStore`].
+//! Only this module talks to the registry database (SQLite for one hub, PostgreSQL for a
+//! cluster). Other modules use [`RegistryStore`] and [`RegistryAdmin`].
 
 pub mod codes;
 mod migrations;
@@ -212,7 +213,8 @@ pub enum RegistryError {
     Conflict(String),
 }
 
-/// The registry as the ingest path sees it. Implemented by the SQLite store; PostgreSQL can follow.
+/// The registry as the ingest path sees it. Implemented by [`SqliteRegistry`] (one hub) and
+/// [`PgRegistry`] (a cluster's hubs sharing one database), with the same behaviour.
 /// Methods are synchronous: callers on the async runtime use `spawn_blocking` or a cache.
 pub trait RegistryStore: Send + Sync + 'static {
     /// The component etc. a sensor belongs to, or `None` if the sensor is unknown.
@@ -255,7 +257,7 @@ pub trait RegistryStore: Send + Sync + 'static {
 }
 
 /// The registry as operators and the API see it: components, edges, tokens, stats.
-/// Implemented by [`SqliteRegistry`]; a PostgreSQL store would implement it too.
+/// Implemented by [`SqliteRegistry`] and [`PgRegistry`].
 pub trait RegistryAdmin: RegistryStore {
     /// Components matching `filter`, ordered by id, at most `filter.limit`, keyset-paginated.
     fn list_components(&self, filter: &ComponentFilter) -> Result<Page<Component>, RegistryError>;

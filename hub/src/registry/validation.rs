@@ -41,16 +41,11 @@ pub(super) fn non_empty(s: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The departments validating `input` may ask about: its own and its class's default owner
-/// (a back end that fetches ahead fetches these).
-pub(super) fn candidate_departments(
-    input: &ComponentInput,
-    class: Option<&ClassRef>,
-) -> Vec<String> {
+/// The departments `input` names itself (validation also asks about its class's default owner).
+pub(super) fn input_departments(input: &ComponentInput) -> Vec<String> {
     [
         non_empty(&input.owner_department),
         non_empty(&input.maintainer_department),
-        class.and_then(|c| c.default_owner.clone()),
     ]
     .into_iter()
     .flatten()

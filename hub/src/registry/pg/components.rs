@@ -23,14 +23,16 @@ fn component_row(r: &Row) -> Result<Component, SqlError> {
     })
 }
 
-/// What validating one component asks of the reference tables, fetched in one round trip
-/// (validation itself is synchronous and shared with SQLite).
+/// What validating one component asks of the reference tables, fetched for that component in
+/// one round trip (validation itself is synchronous and shared with SQLite), so the answers
+/// need not look at the key they are asked about.
 #[derive(Debug, Default)]
 struct Fetched {
     region_known: bool,
     class: Option<ClassRef>,
     grid_cell_known: bool,
-    /// Those of the candidate departments (the input's and the class's default owner) that exist.
+    /// Those of the departments validation may ask about (the input's and the class's default
+    /// owner) that exist.
     departments: Vec<String>,
 }
 
@@ -62,7 +64,7 @@ async fn validated(
         // Validation refuses the code before it looks anything up.
         Err(_) => Fetched::default(),
         Ok(code) => {
-            let candidates = crate::registry::validation::candidate_departments(input, None);
+            let candidates = crate::registry::validation::input_departments(input);
             let r = tx
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM regions WHERE code = $1),
@@ -98,17 +100,30 @@ async fn validated(
     Ok(validate_component(&fetched, id, input)?)
 }
 
-/// Inserts or replaces a validated component.
-pub(super) async fn upsert_component(tx: &Transaction<'_>, c: &Component) -> Result<(), SqlError> {
-    tx.execute(
+/// Inserts a validated component; with `replace`, over the stored one of its id (without, a
+/// stored one is a unique violation: a `Conflict`).
+pub(super) async fn store_component(
+    tx: &Transaction<'_>,
+    c: &Component,
+    replace: bool,
+) -> Result<(), SqlError> {
+    const INSERT: &str =
         "INSERT INTO components(id, type, name, address, lat, lon, grid_cell, owner_department,
                                 maintainer_department, status, updated_at_ns)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT(id) DO UPDATE SET type = excluded.type, name = excluded.name,
-             address = excluded.address, lat = excluded.lat, lon = excluded.lon,
-             grid_cell = excluded.grid_cell, owner_department = excluded.owner_department,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    const REPLACE: &str = " ON CONFLICT(id) DO UPDATE SET type = excluded.type,
+             name = excluded.name, address = excluded.address, lat = excluded.lat,
+             lon = excluded.lon, grid_cell = excluded.grid_cell,
+             owner_department = excluded.owner_department,
              maintainer_department = excluded.maintainer_department, status = excluded.status,
-             updated_at_ns = excluded.updated_at_ns",
+             updated_at_ns = excluded.updated_at_ns";
+    let sql = if replace {
+        format!("{INSERT}{REPLACE}")
+    } else {
+        INSERT.to_string()
+    };
+    tx.execute(
+        &sql,
         &[
             &c.id,
             &c.component_type,
@@ -187,25 +202,7 @@ impl PgRegistry {
                 .into());
             }
             let c = validated(tx, &id, input).await?;
-            tx.execute(
-                "INSERT INTO components(id, type, name, address, lat, lon, grid_cell,
-                     owner_department, maintainer_department, status, updated_at_ns)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                &[
-                    &c.id,
-                    &c.component_type,
-                    &c.name,
-                    &c.address,
-                    &c.lat,
-                    &c.lon,
-                    &c.grid_cell,
-                    &c.owner_department,
-                    &c.maintainer_department,
-                    &c.status.name(),
-                    &now_ns(),
-                ],
-            )
-            .await?;
+            store_component(tx, &c, false).await?;
             Ok(c)
         })
     }
@@ -234,7 +231,7 @@ impl PgRegistry {
         self.write(async |tx| {
             let existed = exists(tx, "components", "id", id).await?;
             let c = validated(tx, id, input).await?;
-            upsert_component(tx, &c).await?;
+            store_component(tx, &c, true).await?;
             Ok((c, !existed))
         })
     }

@@ -139,7 +139,7 @@ async fn write_record(tx: &Transaction<'_>, record: &SeedRecord) -> Result<(), S
             )
             .await?;
         }
-        SeedRecord::Component(c) => components::upsert_component(tx, c).await?,
+        SeedRecord::Component(c) => components::store_component(tx, c, true).await?,
         SeedRecord::Sensor {
             sensor,
             calibration,
