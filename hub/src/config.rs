@@ -47,10 +47,18 @@ pub struct HubConfig {
     /// `[influx]`: also write readings to an InfluxDB v2 API server. Default: off.
     #[serde(default)]
     pub influx: Option<InfluxConfig>,
+    /// `[victoria]`: answer readings queries (API, charts) from VictoriaMetrics, which the
+    /// hubs' `[influx]` sinks write to (cluster mode). Default: absent (the embedded store).
+    #[serde(default)]
+    pub victoria: Option<crate::timeseries::victoria::VictoriaConfig>,
     /// `[events]`: the events engine (rules, closed loop, sharing, delivery): the engine's own
     /// config type, so every key of it is settable here.
     #[serde(default)]
     pub events: EventsSection,
+    /// `[cluster]`: several hubs on one PostgreSQL and one external broker. Default: absent
+    /// (single node: SQLite, the embedded broker).
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[http]`: the API listener and its bounds.
@@ -165,7 +173,9 @@ impl Default for HubConfig {
             ingest: IngestConfig::default(),
             timeseries: EmbeddedConfig::default(),
             influx: None,
+            victoria: None,
             events: EventsSection::default(),
+            cluster: None,
         }
     }
 }

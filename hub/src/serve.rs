@@ -65,6 +65,26 @@ pub fn open_registry(cfg: &HubConfig) -> anyhow::Result<Arc<dyn RegistryAdmin>> 
     Ok(Arc::new(reg) as Arc<dyn RegistryAdmin>)
 }
 
+/// The registry of a cluster member: PostgreSQL, seeded like `open_registry` when it has no
+/// components yet (two members seeding at once upsert the same rows: harmless).
+pub fn open_cluster_registry(
+    cfg: &HubConfig,
+    cluster: &crate::cluster::Cluster,
+) -> anyhow::Result<Arc<dyn RegistryAdmin>> {
+    crate::private_files::private_dir(&cfg.data_dir)
+        .with_context(|| format!("create data dir {} (mode 0700)", cfg.data_dir.display()))?;
+    let reg = crate::registry::PgRegistry::open(Arc::new(cluster.pg.clone()))
+        .with_context(|| format!("open registry on {}", cluster.pg.describe()))?;
+    if let Some(dir) = &cfg.registry.seed_dir {
+        if reg.stats()?.components == 0 {
+            let summary = seed::import_dir(&reg, dir)
+                .with_context(|| format!("import seed {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), %summary, "registry seeded");
+        }
+    }
+    Ok(Arc::new(reg))
+}
+
 /// Runs the hub until a shutdown signal.
 pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     cfg.resolve_paths();
@@ -73,7 +93,35 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     // One token reaches every task: SIGTERM/SIGINT cancel it, the supervisor stops the tasks.
     let shutdown = CancellationToken::new();
     let sup = Supervisor::new(shutdown.clone(), Backoff::default(), TASK_STOP_GRACE);
-    let registry = open_registry(&cfg)?;
+    let mut metric_sources_early: Vec<Arc<dyn MetricsSource>> = Vec::new();
+    let cluster = match &cfg.cluster {
+        Some(c) => Some(Arc::new(
+            crate::cluster::Cluster::connect(c.clone()).context("join the hub cluster")?,
+        )),
+        None => None,
+    };
+    let registry = match &cluster {
+        Some(c) => open_cluster_registry(&cfg, c)?,
+        None => open_registry(&cfg)?,
+    };
+    let leases_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let leases_thread = match &cluster {
+        Some(c) => {
+            let t = c
+                .spawn_rounds(registry.clone(), leases_stop.clone())
+                .context("start the cluster lease thread")?;
+            let m = c.metrics.clone();
+            // A member that cannot reach PostgreSQL owns nothing and acks nothing: degraded.
+            sup.watch("postgres", move || {
+                m.database_ok.load(std::sync::atomic::Ordering::Relaxed)
+            });
+            let m = c.metrics.clone();
+            let id = c.config.hub_id.clone();
+            metric_sources_early.push(Arc::new(move || crate::cluster::render_metrics(&id, &m)));
+            Some(t)
+        }
+        None => None,
+    };
 
     let embedded = Arc::new(
         EmbeddedStore::open(&cfg.timeseries)
@@ -83,7 +131,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
             })?,
     );
     let mut sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![embedded.clone()];
-    let mut metric_sources: Vec<Arc<dyn MetricsSource>> = Vec::new();
+    let mut metric_sources: Vec<Arc<dyn MetricsSource>> = metric_sources_early;
     if let Some(influx_cfg) = &cfg.influx {
         let influx = Arc::new(
             InfluxSink::start(influx_cfg)
@@ -100,9 +148,13 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         sinks.push(influx);
     }
 
-    let broker_handle = broker::start(&cfg.broker, registry.clone() as Arc<dyn RegistryStore>)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("start MQTT broker")?;
+    let broker_registry = registry.clone() as Arc<dyn RegistryStore>;
+    let broker_handle = match &cluster {
+        None => broker::start(&cfg.broker, broker_registry),
+        Some(c) => broker::start_for_edges(&cfg.broker, broker_registry, c.ownership.subscribe()),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .context("start MQTT broker")?;
     // The broker's threads are rumqttd's and cannot be restarted from here; a dead outbound
     // link closes this channel (a dead inbound one ends ingest, watched below).
     let link = broker_handle.outbound();
@@ -116,8 +168,14 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     // The events engine first: its rules are ingest's last stage before the ack.
     let admin_token = cfg.effective_admin_token();
     let (events, rules_stage) = if cfg.events.enabled {
-        let (events, router, stage) =
-            events_bridge::start(&cfg, &registry, &embedded, admin_token.clone(), &sup)?;
+        let (events, router, stage) = events_bridge::start(
+            &cfg,
+            &registry,
+            &embedded,
+            admin_token.clone(),
+            &sup,
+            cluster.as_ref(),
+        )?;
         // `wangge_webhook_refused_total{stage,reason}`: the webhook SSRF guard's refusals.
         let guard = events.egress().metrics().clone();
         metric_sources.push(Arc::new(move || {
@@ -129,13 +187,24 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     } else {
         (None, None)
     };
-    let ingest_handle = ingest::spawn_with_rules(
-        &cfg.ingest,
-        &broker_handle,
-        registry.clone() as Arc<dyn RegistryStore>,
-        sinks,
-        rules_stage,
-    )
+    let ingest_registry = registry.clone() as Arc<dyn RegistryStore>;
+    let ingest_handle = match &cluster {
+        None => ingest::spawn_with_rules(
+            &cfg.ingest,
+            &broker_handle,
+            ingest_registry,
+            sinks,
+            rules_stage,
+        ),
+        Some(c) => ingest::spawn_on_ledger(
+            &cfg.ingest,
+            &broker_handle,
+            ingest_registry,
+            sinks,
+            rules_stage,
+            Box::new(c.ledger(cfg.ingest.dedup_keep_days)),
+        ),
+    }
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("start ingest")?;
     for (name, alive) in ingest_handle.liveness() {
@@ -154,7 +223,12 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     });
 
     let events_router = if let Some((events, router)) = events {
-        events_bridge::spawn_mqtt_delivery(&sup, events, broker_handle.outbound());
+        events_bridge::spawn_mqtt_delivery(
+            &sup,
+            events,
+            broker_handle.outbound(),
+            cluster.as_ref(),
+        );
         Some(router)
     } else {
         None
@@ -168,6 +242,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     metric_sources.push(Arc::new(move || tasks.render_prometheus()));
     state.metric_sources = metric_sources;
     state.supervisor = Some(sup.clone());
+    state.cluster = cluster.clone();
     // The dashboard (SPA at `/`, assets embedded) has no fallback, so it merges beside the API.
     let mut app = api::router(state).merge(wangge_dashboard::router());
     if let Some(r) = events_router {
@@ -202,6 +277,11 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     };
     crate::http_server::serve(listeners, app, limits, shutdown.clone()).await;
     sup.stop().await;
+    if let Some(t) = leases_thread {
+        // Hands the leases back so peers take the edges at once instead of after the TTL.
+        leases_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
     tracing::info!("hub stopped");
     // Keep the broker and ingest alive until here.
     drop(ingest_handle);

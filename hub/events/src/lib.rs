@@ -322,6 +322,11 @@ impl Events {
         );
     }
 
+    /// Stops offline detection for a sensor another hub of the cluster watches now.
+    pub fn unwatch_sensor(&self, sensor_id: &str) -> bool {
+        self.evaluator().unwatch_sensor(sensor_id)
+    }
+
     /// The clock tick: `device.offline` for silent sensors, overdue flags for late cases.
     pub fn tick(&self, now_ns: i64) -> Result<Vec<Change>, StoreError> {
         let mut evaluator = self.evaluator();

@@ -7,6 +7,7 @@
 //! `/metrics` is open so a Prometheus scraper needs no token (it reveals counts only).
 
 pub mod auth;
+mod cluster;
 mod components;
 pub mod error;
 mod events_doc;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// The hub's supervised parts; `health` answers 503 while any is down. `None`: no parts.
     pub supervisor: Option<crate::supervise::Supervisor>,
+    /// This hub as a cluster member; `None` on a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {
@@ -72,6 +75,7 @@ impl AppState {
             metric_sources: Vec::new(),
             started: std::time::Instant::now(),
             supervisor: None,
+            cluster: None,
         }
     }
 }
@@ -116,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sensors/{id}", get(get_sensor).put(put_sensor))
         .route("/grid_cells", get(list_grid_cells))
         .route("/departments", get(list_departments))
+        .route("/cluster", get(cluster::cluster_status))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -455,6 +460,7 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Wangge hub API", description = "Registry, readings and edges of a Wangge hub."),
     paths(
         health,
+        cluster::cluster_status,
         components::list_components,
         components::create_component,
         components::get_component,
@@ -481,6 +487,7 @@ impl utoipa::Modify for BearerAuth {
         events_doc::audit
     ),
     components(schemas(
+        crate::cluster::status::ClusterStatus,
         Component, ComponentInput, ComponentStatus, Page<Component>, Edge, Page<Edge>,
         UnassignedSensor, Page<UnassignedSensor>, Sensor, SensorInput, GridCell, Page<GridCell>, Department,
         Page<Department>,

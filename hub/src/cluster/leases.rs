@@ -142,11 +142,39 @@ impl Leases {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// Takes or keeps `role` if it is free, expired or already this hub's; true if held now.
+    /// Keeping it does not change its fence; taking it does.
+    pub fn hold_role(&self, role: &str) -> Result<bool, PgError> {
+        let row = self.pg.query_opt(
+            "UPDATE cluster_roles SET
+                 fence = CASE WHEN owner = $1 AND expires_at > now() THEN fence ELSE fence + 1 END,
+                 owner = $1, expires_at = now() + $3::float8 * interval '1 millisecond'
+             WHERE role = $2 AND (owner IS NULL OR owner = $1 OR expires_at <= now())
+             RETURNING fence",
+            &[&self.hub_id, &role, &(self.ttl_ms as f64)],
+        )?;
+        Ok(row.is_some())
+    }
+
+    /// Who holds `role` now, if anyone.
+    pub fn role_holder(&self, role: &str) -> Result<Option<String>, PgError> {
+        let row = self.pg.query_opt(
+            "SELECT owner FROM cluster_roles WHERE role = $1 AND expires_at > now()",
+            &[&role],
+        )?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
     /// A clean shutdown: every lease handed back at once, the member marked as left.
     pub fn leave(&self) -> Result<(), PgError> {
         self.pg.transaction(async |tx| {
             tx.execute(
                 "UPDATE edge_leases SET owner = NULL, expires_at = now() WHERE owner = $1",
+                &[&self.hub_id],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE cluster_roles SET owner = NULL, expires_at = now() WHERE owner = $1",
                 &[&self.hub_id],
             )
             .await?;

@@ -22,6 +22,7 @@ pub mod leases;
 pub mod ledger;
 pub mod ownership;
 pub mod share;
+pub mod status;
 
 use crate::registry::RegistryAdmin;
 use leases::{Leases, Member};
@@ -110,6 +111,9 @@ impl ClusterConfig {
     }
 }
 
+/// The role whose holder publishes events on MQTT and keeps component status in step.
+const LEADER: &str = "leader";
+
 /// Counts for `/metrics`.
 #[derive(Default)]
 pub struct ClusterMetrics {
@@ -119,6 +123,8 @@ pub struct ClusterMetrics {
     pub leases_released: AtomicU64,
     pub leases_lost: AtomicU64,
     pub members_live: AtomicU64,
+    /// Edges this hub holds (last round).
+    pub edges_owned: AtomicU64,
     /// The last round reached PostgreSQL.
     pub database_ok: AtomicBool,
 }
@@ -165,6 +171,11 @@ impl Cluster {
     /// Every member with its edges, for `GET /api/v1/cluster`.
     pub fn members(&self) -> Result<Vec<Member>, PgError> {
         self.leases.members()
+    }
+
+    /// The member holding the leader role now.
+    pub fn leader(&self) -> Result<Option<String>, PgError> {
+        self.leases.role_holder(LEADER)
     }
 
     /// Edges no live hub holds now.
@@ -280,7 +291,10 @@ impl Round {
             }
             share::Rebalance::Hold => {}
         }
+        let leader = self.leases.hold_role(LEADER)?;
+        self.metrics.edges_owned.store(held.len() as u64, Relaxed);
         self.ownership.set(held.clone(), started, self.ttl);
+        self.ownership.set_leader(leader);
         self.held = held;
         Ok(())
     }
@@ -298,4 +312,72 @@ fn registered_edges(registry: &dyn RegistryAdmin) -> anyhow::Result<Vec<String>>
             None => return Ok(out),
         }
     }
+}
+
+/// The member's lines for `/metrics`: that it is a cluster member, what it owns, its rounds.
+pub fn render_metrics(hub_id: &str, m: &ClusterMetrics) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let id = hub_id.replace(['\\', '"', '\n'], "_");
+    let _ = writeln!(
+        s,
+        "# HELP wangge_cluster_member This hub is a cluster member (its id)."
+    );
+    let _ = writeln!(s, "# TYPE wangge_cluster_member gauge");
+    let _ = writeln!(s, "wangge_cluster_member{{hub_id=\"{id}\"}} 1");
+    let gauges = [
+        (
+            "wangge_cluster_edges_owned",
+            "Edges whose lease this hub holds.",
+            m.edges_owned.load(Relaxed),
+        ),
+        (
+            "wangge_cluster_members_live",
+            "Live members the last round counted.",
+            m.members_live.load(Relaxed),
+        ),
+        (
+            "wangge_cluster_database_ok",
+            "1 if the last lease round reached PostgreSQL.",
+            u64::from(m.database_ok.load(Relaxed)),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    let counters = [
+        (
+            "wangge_cluster_lease_rounds_total",
+            "Lease rounds run.",
+            &m.rounds,
+        ),
+        (
+            "wangge_cluster_lease_rounds_failed_total",
+            "Lease rounds that failed (PostgreSQL unreachable).",
+            &m.rounds_failed,
+        ),
+        (
+            "wangge_cluster_leases_acquired_total",
+            "Edge leases taken (free, expired or handed back).",
+            &m.leases_acquired,
+        ),
+        (
+            "wangge_cluster_leases_released_total",
+            "Edge leases handed back for a joining member.",
+            &m.leases_released,
+        ),
+        (
+            "wangge_cluster_leases_lost_total",
+            "Edge leases that expired before this hub renewed them.",
+            &m.leases_lost,
+        ),
+    ];
+    for (name, help, c) in counters {
+        let _ = writeln!(
+            s,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            c.load(Relaxed)
+        );
+    }
+    s
 }

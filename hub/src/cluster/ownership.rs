@@ -11,6 +11,8 @@ pub struct Ownership {
     state: RwLock<State>,
     /// The owned edge set, for the broker's subscriptions.
     edges: watch::Sender<Vec<String>>,
+    /// Whether this hub holds the leader role (trusted like the leases).
+    leader: watch::Sender<bool>,
 }
 
 struct State {
@@ -28,6 +30,7 @@ impl Default for Ownership {
                 valid_until: Instant::now(),
             }),
             edges: watch::channel(Vec::new()).0,
+            leader: watch::channel(false).0,
         }
     }
 }
@@ -79,6 +82,27 @@ impl Ownership {
     /// Nothing is owned (the database cannot be reached, or the hub is leaving).
     pub(super) fn clear(&self) {
         self.set(BTreeMap::new(), Instant::now(), Duration::ZERO);
+        self.leader
+            .send_if_modified(|l| std::mem::replace(l, false));
+    }
+
+    /// Records whether the last round holds the leader role. What the leader alone does
+    /// (MQTT publication, status sync) is idempotent per change, so a leader that learns late
+    /// that it lost the role (a stop past the TTL) repeats at most a few changes, same ids.
+    pub(super) fn set_leader(&self, held: bool) {
+        self.leader
+            .send_if_modified(|l| std::mem::replace(l, held) != held);
+    }
+
+    /// Follows the leader role (true while this hub holds it).
+    pub fn leader(&self) -> watch::Receiver<bool> {
+        self.leader.subscribe()
+    }
+
+    /// True while the leases are trusted (the last round is recent enough).
+    pub fn is_current(&self) -> bool {
+        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+        Instant::now() < s.valid_until
     }
 }
 

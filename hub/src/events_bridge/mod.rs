@@ -5,6 +5,7 @@
 //! only calls [`start`] and [`spawn_mqtt_delivery`].
 
 mod auth;
+mod cluster_member;
 mod directory;
 mod rules_feed;
 mod status_sync;
@@ -32,34 +33,62 @@ pub(crate) fn start(
     store: &Arc<EmbeddedStore>,
     admin_token: Option<String>,
     sup: &Supervisor,
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
 ) -> anyhow::Result<(
     wangge_events::Events,
     axum::Router,
     Box<dyn ingest::RulesStage>,
 )> {
     let ecfg = cfg.events.load().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let path = cfg.data_dir.join("events.db");
-    let events = wangge_events::Events::open(
-        &path,
-        ecfg,
-        Arc::new(RegistryDirectory {
-            registry: registry.clone(),
-            store: store.clone(),
-        }),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .with_context(|| format!("open events store {}", path.display()))?;
+    let directory = Arc::new(RegistryDirectory {
+        registry: registry.clone(),
+        store: store.clone(),
+    });
+    let events = match cluster {
+        None => {
+            let path = cfg.data_dir.join("events.db");
+            wangge_events::Events::open(&path, ecfg, directory)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("open events store {}", path.display()))?
+        }
+        Some(c) => {
+            let pg = Arc::new(c.pg.clone());
+            let store = wangge_events::store::PgStore::open(pg, ecfg.deadlines.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("open events store on {}", c.pg.describe()))?;
+            wangge_events::Events::with_store(Arc::new(store), ecfg, directory)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+    };
 
-    // Offline detection starts for every attached sensor, even one that never reports.
-    let now = crate::registry::now_ns();
-    for s in registry.sensor_contexts()? {
-        events.watch_sensor(
-            &s.sensor_id,
-            &s.component_id,
-            &s.component_type,
-            s.interval_s,
-            now,
-        );
+    match cluster {
+        // Offline detection starts for every attached sensor, even one that never reports.
+        None => {
+            let now = crate::registry::now_ns();
+            for s in registry.sensor_contexts()? {
+                events.watch_sensor(
+                    &s.sensor_id,
+                    &s.component_id,
+                    &s.component_type,
+                    s.interval_s,
+                    now,
+                );
+            }
+        }
+        // In a cluster, for the sensors of the edges this hub owns, as leases move; and the
+        // change feed also wakes on peers' commits.
+        Some(c) => {
+            let (ev, reg, owned) = (events.clone(), registry.clone(), c.ownership.clone());
+            sup.spawn("offline_watches", move |t| {
+                let run =
+                    cluster_member::follow_owned_edges(ev.clone(), reg.clone(), owned.subscribe());
+                until_cancelled(t, run)
+            });
+            let ev = events.clone();
+            sup.spawn("outbox_poll", move |t| {
+                until_cancelled(t, cluster_member::poll_outbox(ev.clone()))
+            });
+        }
     }
 
     let stage = Box::new(RulesFeed::new(events.clone(), registry.clone()));
@@ -76,8 +105,21 @@ pub(crate) fn start(
         until_cancelled(t, wangge_events::delivery::run_webhooks(ev.clone()))
     });
     let (ev, reg) = (events.clone(), registry.clone());
+    let leader = cluster.map(|c| c.ownership.clone());
     sup.spawn("status_sync", move |t| {
-        until_cancelled(t, sync_component_status(ev.clone(), reg.clone()))
+        let (ev, reg, leader) = (ev.clone(), reg.clone(), leader.clone());
+        let run = async move {
+            match leader {
+                None => sync_component_status(ev, reg).await,
+                Some(o) => {
+                    cluster_member::while_leader(o.leader(), || {
+                        sync_component_status(ev.clone(), reg.clone())
+                    })
+                    .await
+                }
+            }
+        };
+        until_cancelled(t, run)
     });
     let router = wangge_events::router(
         events.clone(),
@@ -95,21 +137,34 @@ pub(crate) fn spawn_mqtt_delivery(
     sup: &Supervisor,
     events: wangge_events::Events,
     outbound: tokio::sync::mpsc::Sender<broker::Outbound>,
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
 ) {
+    let leader = cluster.map(|c| c.ownership.clone());
     sup.spawn("mqtt_events", move |t| {
-        let outbound = outbound.clone();
-        let run = wangge_events::delivery::run_mqtt(events.clone(), move |topic, payload| {
+        let (events, outbound) = (events.clone(), outbound.clone());
+        let publish = move || {
             let outbound = outbound.clone();
-            async move {
-                outbound
-                    .send(broker::Outbound {
-                        topic,
-                        payload: bytes::Bytes::from(payload.into_bytes()),
-                    })
-                    .await
-                    .map_err(|_| "broker link closed".to_string())
+            wangge_events::delivery::run_mqtt(events.clone(), move |topic, payload| {
+                let outbound = outbound.clone();
+                async move {
+                    outbound
+                        .send(broker::Outbound {
+                            topic,
+                            payload: bytes::Bytes::from(payload.into_bytes()),
+                        })
+                        .await
+                        .map_err(|_| "broker link closed".to_string())
+                }
+            })
+        };
+        let leader = leader.clone();
+        let run = async move {
+            match leader {
+                None => publish().await,
+                // One publisher in the cluster: the shared cursor has one writer.
+                Some(o) => cluster_member::while_leader(o.leader(), publish).await,
             }
-        });
+        };
         until_cancelled(t, run)
     });
 }

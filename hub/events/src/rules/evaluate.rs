@@ -254,6 +254,12 @@ impl Evaluator {
         w.last_seen_ns = w.last_seen_ns.max(last_seen_ns);
     }
 
+    /// Stops offline detection for a sensor (in a hub cluster, its edge moved to another hub,
+    /// which watches it from now on). True if it was watched.
+    pub fn unwatch_sensor(&mut self, sensor_id: &str) -> bool {
+        self.sensors.remove(sensor_id).is_some()
+    }
+
     /// Evaluates one reading. `now_ns` only decides whether conditions are marked `late`.
     pub fn evaluate(&mut self, r: &RuleInput<'_>, now_ns: i64) -> Vec<Condition> {
         let mut out = Vec::new();

@@ -22,6 +22,16 @@ CREATE TABLE edge_leases (
 );
 CREATE INDEX edge_leases_owner ON edge_leases (owner);
 
+-- Roles one member holds at a time (`leader`: MQTT event publication, component status sync),
+-- leased like edges.
+CREATE TABLE cluster_roles (
+    role       TEXT PRIMARY KEY,
+    owner      TEXT,
+    fence      BIGINT NOT NULL DEFAULT 0,
+    expires_at TIMESTAMPTZ NOT NULL DEFAULT 'epoch'
+);
+INSERT INTO cluster_roles (role) VALUES ('leader');
+
 -- The batch ledger: one row per batch (edge, epoch, seq) whose readings were stored and
 -- evaluated; the primary key makes "one ack-worthy commit per batch" the database's rule.
 CREATE TABLE stored_batches (
