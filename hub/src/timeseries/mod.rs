@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod influx;
+pub mod victoria;
 
 use protocol::uplink::{Quality, Reading};
 
