@@ -18,6 +18,7 @@ pub mod config;
 mod events_bridge;
 pub mod http_server;
 pub mod ingest;
+pub mod migrate_to_pg;
 pub mod private_files;
 mod prometheus;
 pub mod registry;

@@ -36,6 +36,21 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         mqtt: Option<SocketAddr>,
     },
+    /// Move a stopped single-node hub's state (registry, events, dedup ledger) into the empty
+    /// PostgreSQL of a cluster, in one transaction; prints the rows per table. Not readings.
+    Migrate {
+        /// The single node's data dir (its `--data-dir`, the hub stopped).
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// postgres://user:password@host:port/database (prefer the environment variable).
+        #[arg(
+            long,
+            env = "WANGGE_POSTGRES_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        to: String,
+    },
     /// Seed import/export as CSV (regions, classes, departments, grid_cells, edges, components, sensors).
     Registry {
         #[command(subcommand)]
@@ -176,6 +191,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // Blocking workers still in a SQLite call get a bound, not forever.
             rt.shutdown_timeout(std::time::Duration::from_secs(5));
             result
+        }
+        Command::Migrate { from, to } => {
+            let sources = hub::migrate_to_pg::Sources::in_data_dir(&from);
+            print!("{}", hub::migrate_to_pg::migrate(&sources, &to)?);
+            Ok(())
         }
         Command::Registry { command } => {
             let reg = operator_registry(cfg)?;

@@ -1,0 +1,459 @@
+//! `hub migrate --from DATA_DIR --to postgres://…`: a real single-node hub gathers state through
+//! its CLI, MQTT and API (seed, edge, token, MQTT user, a batch that raises an event, a webhook
+//! subscription, a transition), is stopped, and its state moved into a fresh PostgreSQL; the
+//! PostgreSQL stores then hold every item with equal values, ids and cursors. A second migration
+//! into the same database, a running hub and a bad URL are refused, never showing the password.
+
+mod hub_cli_support;
+
+use hub::registry::seed::export_dir;
+use hub::registry::{PgRegistry, RegistryAdmin, RegistryStore};
+use hub_cli_support::{hub_cli, serve, HUB};
+use protocol::uplink::{topics, Ack, Quality, Reading, ReadingFlags, UplinkBatch};
+use protocol::{Quantity, Value};
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
+use serde_json::{json, Value as Json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wangge_events::lifecycle::Deadlines;
+use wangge_events::store::{
+    EventLog, Outbox, PgStore, SqliteStore, Subscription, SubscriptionSpec, Subscriptions,
+};
+use wangge_pg::Pg;
+use wangge_testkit::postgres::PASSWORD;
+use wangge_testkit::{now_ns, Postgres};
+
+const ADMIN: &str = "migrate-admin-5be0c2d9a4f17e3608b1c7d2e9f4";
+const EDGE: &str = "edge-xq-01";
+const COMPONENT: &str = "1201110101000001"; // manhole cover of sw, sensor MH-0001 on edge-xq-01
+
+fn migrate(data: &Path, url: &str) -> Output {
+    Command::new(HUB)
+        .args(["migrate", "--from"])
+        .arg(data)
+        .args(["--to", url])
+        .env_remove("WANGGE_POSTGRES_URL")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// What the single node handed out, to check against PostgreSQL.
+struct Issued {
+    edge_secret: String,
+    sw_write: String,
+    mqtt_user: (String, String),
+    event_id: i64,
+    subscription_id: i64,
+}
+
+/// Publishes one sealed batch as the edge (21 readings of tilt 25°: manhole.displaced) and
+/// waits for its ack.
+async fn send_batch(mqtt_port: u16, secret: &str) {
+    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", mqtt_port);
+    opts.set_credentials(EDGE, secret);
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (client, mut el) = AsyncClient::new(opts, 100);
+    let key = protocol::uplink::mac_key(secret);
+    let (ack_tx, mut acks) = tokio::sync::mpsc::channel::<Ack>(10);
+    let (sub_tx, mut subscribed) = tokio::sync::mpsc::channel::<()>(2);
+    let sub = client.clone();
+    tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                    let _ = sub.subscribe(topics::acks(EDGE), QoS::AtLeastOnce).await;
+                }
+                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                    let _ = sub_tx.try_send(());
+                }
+                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                    if let Ok(a) = Ack::open(&p.payload, &key, EDGE) {
+                        let _ = ack_tx.send(a).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), subscribed.recv())
+        .await
+        .expect("the edge logged in and subscribed within 30 s");
+    let t0 = (now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
+    let readings = (0..21)
+        .map(|i| Reading {
+            sensor: "MH-0001".into(),
+            quantity: Quantity::Tilt,
+            value: Value::Float(25.0),
+            ts_ns: t0 + i * 1_000_000_000,
+            quality: Quality::Good,
+            flags: ReadingFlags::default(),
+        })
+        .collect();
+    let batch = UplinkBatch {
+        edge_id: EDGE.into(),
+        epoch: 1,
+        seq: 1,
+        readings,
+        gaps: vec![],
+    };
+    let sealed = batch.seal(&protocol::uplink::mac_key(secret));
+    client
+        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, sealed)
+        .await
+        .unwrap();
+    let ack = tokio::time::timeout(Duration::from_secs(30), acks.recv())
+        .await
+        .expect("ack within 30 s")
+        .unwrap();
+    assert_eq!((ack.epoch, ack.seq), (1, 1));
+    let _ = client.disconnect().await;
+}
+
+/// GET `url` with `token` until `found` picks something out of the body (30 s at most).
+async fn poll_for(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    found: impl Fn(&Json) -> Option<Json>,
+) -> Json {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http.get(url).bearer_auth(token).send().await.unwrap();
+        let body: Json = r.json().await.unwrap_or(Json::Null);
+        if let Some(v) = found(&body) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "nothing found at {url}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A single node in `data` that knows a seed, an edge, a token, an MQTT user, an event with a
+/// transition, and a webhook subscription with a delivery; stopped when this returns.
+async fn single_node_with_state(dir: &Path, data: &Path) -> Issued {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry");
+    hub_cli(data, &["registry", "import", seed.to_str().unwrap()]);
+    let edge_secret = hub_cli(data, &["edge", "add", EDGE]);
+    let sw_write = hub_cli(
+        data,
+        &["token", "add", "--department", "sw", "--scope", "write"],
+    );
+    let issued = hub_cli(data, &["mqtt-user", "add", "--department", "sw"]);
+    let (user, secret) = issued.split_once('\n').expect("username and password");
+    let mqtt_user = (user.to_string(), secret.trim().to_string());
+
+    let mut hub = serve(dir, "hub.log", ADMIN)
+        .data_dir(data)
+        .answering()
+        .start()
+        .unwrap();
+    let api = format!("{}/api/v1", hub.base());
+    let http = reqwest::Client::new();
+    // A webhook subscription first, so the event's changes fan out to it (a public literal
+    // address: allowed by the SSRF guard, unreachable here, so its delivery is retried).
+    let r = http
+        .post(format!("{api}/subscriptions"))
+        .bearer_auth(ADMIN)
+        .json(
+            &json!({"url": "https://93.184.216.34/wangge-hook", "secret": "0123456789abcdef0123"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let sub: Json = r.json().await.unwrap_or(Json::Null);
+    assert!(status.is_success(), "{status} {sub}");
+    let subscription_id = sub["id"].as_i64().expect("subscription id");
+
+    send_batch(hub.mqtt, &edge_secret).await;
+    let event = poll_for(
+        &http,
+        &format!("{api}/events?component={COMPONENT}"),
+        ADMIN,
+        |b| {
+            b["items"]
+                .as_array()?
+                .iter()
+                .find(|e| e["type"] == "manhole.displaced")
+                .cloned()
+        },
+    )
+    .await;
+    let event_id = event["id"].as_i64().expect("event id");
+    let r = http
+        .post(format!("{api}/events/{event_id}/transitions"))
+        .bearer_auth(&sw_write)
+        .json(&json!({"action": "acknowledge", "note": "on our way"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    poll_for(
+        &http,
+        &format!("{api}/subscriptions/{subscription_id}/deliveries"),
+        ADMIN,
+        |b| {
+            b["items"]
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .cloned()
+                .map(Json::Array)
+        },
+    )
+    .await;
+    let stopped = hub.proc.terminate(Duration::from_secs(15));
+    assert!(
+        stopped.is_some(),
+        "the hub stops on SIGTERM:\n{}",
+        hub.log()
+    );
+    Issued {
+        edge_secret,
+        sw_write,
+        mqtt_user,
+        event_id,
+        subscription_id,
+    }
+}
+
+/// The single node's events as its own store reads them (closed again before the migration).
+struct EventsBefore {
+    event: wangge_events::model::Event,
+    history: Vec<wangge_events::model::HistoryEntry>,
+    changes: Vec<(i64, String)>,
+    subscription: Subscription,
+    deliveries: Vec<(
+        wangge_events::store::Delivery,
+        Vec<wangge_events::store::DeliveryAttempt>,
+    )>,
+    last_cursor: i64,
+}
+
+fn events_before(data: &Path, issued: &Issued) -> EventsBefore {
+    let store = SqliteStore::open(&data.join("events.db"), Deadlines::default()).unwrap();
+    EventsBefore {
+        event: store.get(issued.event_id).unwrap().expect("the event"),
+        history: store.history(issued.event_id).unwrap(),
+        changes: store
+            .changes_after(0, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.cursor, c.body))
+            .collect(),
+        subscription: store
+            .subscription(issued.subscription_id)
+            .unwrap()
+            .expect("the subscription"),
+        deliveries: store.deliveries(issued.subscription_id, 100).unwrap(),
+        last_cursor: store.last_cursor().unwrap(),
+    }
+}
+
+fn same_files(a: &Path, b: &Path) {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(a)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "exported {names:?}");
+    for f in names {
+        let name = f.file_name().unwrap();
+        assert_eq!(
+            std::fs::read(&f).unwrap(),
+            std::fs::read(b.join(name)).unwrap(),
+            "{name:?} differs"
+        );
+    }
+}
+
+#[test]
+fn a_stopped_single_node_moves_into_postgres_with_ids_cursors_and_secrets_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The hub's clients are async; the PostgreSQL stores (like the hub's) are blocking calls
+    // with a runtime of their own, so they run outside this one.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let issued = rt.block_on(single_node_with_state(dir.path(), &data));
+    drop(rt);
+    let before = events_before(&data, &issued);
+    assert!(before.history.len() >= 2, "{:?}", before.history);
+    let exported = dir.path().join("export-sqlite");
+    hub_cli(&data, &["registry", "export", exported.to_str().unwrap()]);
+
+    let server = Postgres::start();
+    let url = server.create_database("cluster");
+    let out = migrate(&data, &url);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
+    for line in [
+        "events ",
+        "changes ",
+        "stored_batches ",
+        "edges ",
+        "api_tokens ",
+    ] {
+        assert!(
+            stdout.contains(line),
+            "no {line:?} in the summary:\n{stdout}"
+        );
+    }
+
+    let pg = Arc::new(Pg::connect(&url, 2).unwrap());
+    let reg = PgRegistry::open(pg.clone()).unwrap();
+    // The registry: the same seed export byte for byte, and every credential still verifies.
+    let exported_pg = dir.path().join("export-pg");
+    export_dir(&reg, &exported_pg).unwrap();
+    same_files(&exported, &exported_pg);
+    let creds = reg.edge_credentials(EDGE).unwrap().expect("the edge");
+    assert!(creds.verify_password(&issued.edge_secret));
+    assert_eq!(
+        creds.mac_key,
+        protocol::uplink::mac_key(&issued.edge_secret)
+    );
+    let principal = reg
+        .verify_token(&issued.sw_write)
+        .unwrap()
+        .expect("the token");
+    assert_eq!(principal.department.as_deref(), Some("sw"));
+    let (user, secret) = &issued.mqtt_user;
+    let mqtt = reg
+        .mqtt_user_credentials(user)
+        .unwrap()
+        .expect("the MQTT user");
+    assert!(mqtt.verify_password(secret));
+    assert_eq!(reg.edge_credentials("edge-unknown").unwrap(), None);
+
+    // The events: the same event, history, outbox cursors and bodies, subscription, deliveries.
+    let store = PgStore::open(pg.clone(), Deadlines::default()).unwrap();
+    assert_eq!(
+        store.get(issued.event_id).unwrap(),
+        Some(before.event.clone())
+    );
+    assert_eq!(store.history(issued.event_id).unwrap(), before.history);
+    let changes: Vec<(i64, String)> = store
+        .changes_after(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.cursor, c.body))
+        .collect();
+    assert_eq!(changes, before.changes);
+    assert_eq!(store.last_cursor().unwrap(), before.last_cursor);
+    let sub = store.subscription(issued.subscription_id).unwrap();
+    assert_eq!(
+        sub.as_ref().map(|s| (&s.url, &s.secret, s.cursor)),
+        Some((
+            &before.subscription.url,
+            &before.subscription.secret,
+            before.subscription.cursor
+        ))
+    );
+    assert_eq!(
+        store.deliveries(issued.subscription_id, 100).unwrap(),
+        before.deliveries
+    );
+    // The batch ledger: the single node's stored batch, so a resend is acked as a duplicate.
+    let ledger = pg
+        .query("SELECT edge, epoch, seq, hub_id FROM stored_batches", &[])
+        .unwrap();
+    let batches: Vec<(String, i64, i64, String)> = ledger
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        batches,
+        vec![(
+            EDGE.to_string(),
+            1,
+            1,
+            hub::migrate_to_pg::SINGLE_NODE_HUB_ID.to_string()
+        )]
+    );
+
+    // The sequences moved past the copied ids: new rows get new ids, the next change a cursor
+    // after the last one.
+    let next = store
+        .create_subscription(SubscriptionSpec {
+            url: "https://93.184.216.34/second",
+            secret: "fedcba9876543210fedc",
+            department: None,
+            event_types: &[],
+            created_at_ns: now_ns(),
+        })
+        .unwrap();
+    assert!(
+        next.id > issued.subscription_id,
+        "{} after {}",
+        next.id,
+        issued.subscription_id
+    );
+    let dispatch = wangge_events::store::TransitionRequest {
+        action: wangge_events::lifecycle::Action::Dispatch,
+        department: Some("sw".into()),
+        note: None,
+    };
+    let t = wangge_events::store::Transition {
+        id: issued.event_id,
+        actor: "admin",
+        req: &dispatch,
+        now_ns: now_ns(),
+    };
+    let change = store.transition(t).unwrap();
+    assert!(
+        change.cursor > before.last_cursor,
+        "{} after {}",
+        change.cursor,
+        before.last_cursor
+    );
+    let history = store.history(issued.event_id).unwrap();
+    assert_eq!(history.len(), before.history.len() + 1);
+
+    // Into the same database again: refused, nothing added.
+    let again = migrate(&data, &url);
+    let err = text(&again.stderr);
+    assert!(!again.status.success());
+    assert!(err.contains("not empty"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert_eq!(
+        store.changes_after(0, 1000).unwrap().len(),
+        before.changes.len() + 1
+    );
+}
+
+#[test]
+fn a_running_hub_and_a_bad_url_are_refused_without_showing_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry");
+    hub_cli(&data, &["registry", "import", seed.to_str().unwrap()]);
+    let unreachable = format!("postgres://wangge:{PASSWORD}@127.0.0.1:1/nowhere");
+    let out = migrate(&data, &unreachable);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("127.0.0.1:1/nowhere"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    let malformed = format!("postgres://wangge:{PASSWORD}@127.0.0.1:port/x");
+    let out = migrate(&data, &malformed);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bad URL"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+
+    let hub = serve(dir.path(), "hub.log", ADMIN)
+        .data_dir(&data)
+        .answering()
+        .start()
+        .unwrap();
+    let out = migrate(&data, &unreachable);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("open in another process"), "{err}");
+    drop(hub);
+}
