@@ -457,3 +457,72 @@ fn a_running_hub_and_a_bad_url_are_refused_without_showing_the_password() {
     assert!(err.contains("open in another process"), "{err}");
     drop(hub);
 }
+
+/// A fresh single node in `dir` (seed only), then `change` applied to its registry file as a
+/// future schema or a damaged file would have it.
+fn single_node_changed(dir: &Path, change: &str) -> PathBuf {
+    let data = dir.join("data");
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry");
+    hub_cli(&data, &["registry", "import", seed.to_str().unwrap()]);
+    hub_cli(&data, &["edge", "add", EDGE]);
+    let conn = rusqlite::Connection::open(data.join("registry.sqlite")).unwrap();
+    conn.execute_batch(change).unwrap();
+    drop(conn);
+    data
+}
+
+/// Rows the target holds in the tables the migration writes first and last.
+fn target_rows(server: &Postgres, db: &str) -> String {
+    server
+        .psql_in(
+            db,
+            "SELECT (SELECT COUNT(*) FROM regions) + (SELECT COUNT(*) FROM edges) \
+             + (SELECT COUNT(*) FROM sensors)",
+        )
+        .unwrap_or_else(|| "no tables".into())
+}
+
+#[test]
+fn schema_drift_a_bad_value_or_a_refused_row_fails_naming_it_and_leaves_the_target_empty() {
+    let server = Postgres::start();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "column",
+            "ALTER TABLE edges ADD COLUMN firmware_channel TEXT",
+            "SQLite edges.firmware_channel has no PostgreSQL column",
+        ),
+        (
+            "table",
+            "CREATE TABLE maintenance_windows (id TEXT PRIMARY KEY)",
+            "has table maintenance_windows, which the migration does not know",
+        ),
+        (
+            "value",
+            "UPDATE edges SET revoked = 2",
+            "table edges, column revoked, row 1: integer 2 does not fit a Boolean column",
+        ),
+        // A row SQLite took with its foreign keys off; PostgreSQL refuses it, after the parent
+        // tables were inserted in the same transaction.
+        (
+            "refused",
+            "PRAGMA foreign_keys = OFF; \
+             UPDATE sensors SET edge = 'edge-nowhere' WHERE id = 'MH-0001'",
+            "sensors_edge_fkey",
+        ),
+    ];
+    for (name, change, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let data = single_node_changed(dir.path(), change);
+        let url = server.create_database(name);
+        let out = migrate(&data, &url);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{name}: migrated despite {change}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(!err.contains(PASSWORD), "{name}: {err}");
+        let rows = target_rows(&server, name);
+        assert!(
+            rows == "0" || rows == "no tables",
+            "{name}: target holds {rows} rows"
+        );
+    }
+}

@@ -141,7 +141,7 @@ pub fn migrate(sources: &Sources, url: &str) -> Result<Summary, MigrateError> {
         let columns = target::columns(&pg, plan.pg)?;
         prepared.push(prepare::prepare(*plan, opened.get(plan.file), &columns)?);
     }
-    copy::copy_all(&pg, &prepared).map_err(|e| target::target_err(&pg, e))?;
+    copy::copy_all(&pg, &prepared).map_err(|e| target::refused(&pg, e))?;
     let mut tables = Vec::with_capacity(prepared.len());
     for t in &prepared {
         let found = target::count(&pg, t.plan.pg).map_err(|e| target::target_err(&pg, e))?;

@@ -31,6 +31,34 @@ pub(crate) fn target_err(pg: &Pg, e: impl std::fmt::Display) -> MigrateError {
     }
 }
 
+/// A refused statement with what the server said about it (message, detail, table,
+/// constraint), which the driver's own `Display` ("db error") leaves out.
+pub(crate) fn refused(pg: &Pg, e: PgError) -> MigrateError {
+    let reason = match &e {
+        PgError::Db(db) => match db.as_db_error() {
+            Some(d) => {
+                let mut r = d.message().to_string();
+                if let Some(detail) = d.detail() {
+                    r.push_str(&format!(" ({detail})"));
+                }
+                if let Some(t) = d.table() {
+                    r.push_str(&format!(", table {t}"));
+                }
+                if let Some(c) = d.constraint() {
+                    r.push_str(&format!(", constraint {c}"));
+                }
+                r
+            }
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
+    };
+    target_err(
+        pg,
+        format!("{reason}; nothing was copied (one transaction)"),
+    )
+}
+
 /// Connects to `url`; the error names the server by `user@host:port/database` only.
 pub fn connect(url: &str) -> Result<Pg, MigrateError> {
     Pg::connect(url, 1).map_err(|e| MigrateError::Target {
