@@ -446,6 +446,21 @@ fn a_running_hub_and_a_bad_url_are_refused_without_showing_the_password() {
     assert!(err.contains("bad URL"), "{err}");
     assert!(!err.contains(PASSWORD), "{err}");
 
+    // The URL from the environment (the password stays out of the command line).
+    let out = Command::new(HUB)
+        .args(["migrate", "--from"])
+        .arg(&data)
+        .env(
+            "WANGGE_POSTGRES_URL",
+            format!("postgres://wangge:{PASSWORD}@127.0.0.1:1/from_env"),
+        )
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("127.0.0.1:1/from_env"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+
     let hub = serve(dir.path(), "hub.log", ADMIN)
         .data_dir(&data)
         .answering()
