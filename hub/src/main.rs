@@ -71,6 +71,22 @@ enum Command {
         #[command(subcommand)]
         command: MqttUserCommand,
     },
+    /// The hub cluster (`[cluster]` in the config): members and the edges each owns.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Members (live, silent or left, heartbeat age), the edges each owns, the leader and
+    /// orphaned edges, read from the cluster's PostgreSQL (no running hub needed).
+    Status {
+        /// Print the same JSON as `GET /api/v1/cluster`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +166,31 @@ fn load_config(cli: &Cli) -> anyhow::Result<HubConfig> {
 /// (`registry import` names its directory itself).
 fn operator_registry(mut cfg: HubConfig) -> anyhow::Result<std::sync::Arc<dyn RegistryAdmin>> {
     cfg.registry.seed_dir = None;
-    serve::open_registry(&cfg)
+    match &cfg.cluster {
+        // A cluster's registry is PostgreSQL: any member's config reaches it.
+        Some(c) => {
+            let cluster = hub::cluster::Cluster::connect(c.clone())?;
+            serve::open_cluster_registry(&cfg, &cluster)
+        }
+        None => serve::open_registry(&cfg),
+    }
+}
+
+/// `hub cluster status`.
+fn cluster_status(cfg: &HubConfig, json: bool) -> anyhow::Result<()> {
+    let Some(c) = &cfg.cluster else {
+        anyhow::bail!("no [cluster] table in the config: this hub runs as a single node");
+    };
+    let cluster = hub::cluster::Cluster::connect(c.clone())?;
+    let mut status = hub::cluster::status::ClusterStatus::of(&cluster)?;
+    // Read just now from PostgreSQL by this command.
+    status.database_ok = true;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status.render_text());
+    }
+    Ok(())
 }
 
 fn main() {
@@ -159,7 +199,9 @@ fn main() {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // rumqttd logs every connection at info; its warnings are what matter here.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn")),
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,rumqttd=warn,tokio_postgres=warn")
+                }),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
@@ -241,6 +283,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Cluster {
+            command: ClusterCommand::Status { json },
+        } => cluster_status(&cfg, json),
         Command::MqttUser { command } => {
             let reg = operator_registry(cfg)?;
             match command {

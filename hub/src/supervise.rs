@@ -108,15 +108,21 @@ impl Supervisor {
                     r = &mut task => Some(r),
                     _ = inner.shutdown.cancelled() => None,
                 };
-                let Some(result) = ended.filter(|_| !inner.shutdown.is_cancelled()) else {
-                    if tokio::time::timeout(inner.stop_grace, &mut task)
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!(task = name, "did not stop within the grace; aborted");
-                        task.abort();
+                let result = match ended {
+                    // Shutdown while the task runs: give it the grace to stop.
+                    None => {
+                        if tokio::time::timeout(inner.stop_grace, &mut task)
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!(task = name, "did not stop within the grace; aborted");
+                            task.abort();
+                        }
+                        return;
                     }
-                    return;
+                    // It ended as the shutdown began (its handle is spent: never poll it again).
+                    Some(_) if inner.shutdown.is_cancelled() => return,
+                    Some(r) => r,
                 };
                 let how = match result {
                     Ok(()) => "returned".to_string(),
@@ -204,12 +210,18 @@ impl Supervisor {
     }
 
     /// Cancels every task and waits (at most `stop_grace` each, then aborts) until all ended.
-    pub async fn stop(&self) {
+    /// Returns how many supervising loops panicked (none should; logged).
+    pub async fn stop(&self) -> usize {
         self.inner.shutdown.cancel();
         let loops = std::mem::take(&mut *lock(&self.inner.loops));
+        let mut panicked = 0;
         for l in loops {
-            let _ = l.await;
+            if let Err(e) = l.await {
+                tracing::error!(error = %e, "a supervising loop failed during shutdown");
+                panicked += 1;
+            }
         }
+        panicked
     }
 }
 
@@ -314,5 +326,19 @@ mod tests {
             .expect("stop returns within the grace");
         assert_eq!(stopped.load(Ordering::SeqCst), 3);
         assert_eq!(sup.restarts("a"), 0, "a shutdown is not a restart");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tasks_ending_as_the_shutdown_begins_stop_cleanly() {
+        // Each returns the moment it is cancelled: its end and the shutdown race in the
+        // supervising loop, which once polled the spent handle again and panicked.
+        for _ in 0..20 {
+            let sup = fast();
+            for name in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+                sup.spawn(name, |token| async move { token.cancelled().await });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(sup.stop().await, 0, "a supervising loop panicked");
+        }
     }
 }

@@ -34,8 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wangge_pg::{migrate, Migration, Pg, PgError};
 
-/// The cluster's own tables (members, leases, batch ledger).
-const MIGRATIONS: &[Migration] = &[Migration {
+/// The cluster's own tables (members, leases, roles, batch ledger); `hub migrate` applies them
+/// too.
+pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     sql: include_str!("../../migrations/pg/cluster/0001_cluster.sql"),
 }];

@@ -8,12 +8,8 @@ use crate::registry::PgRegistry;
 use std::sync::Arc;
 use wangge_pg::{migrate, Migration, Pg, PgError};
 
-/// The cluster's tables (members, leases, batch ledger), the same set and versions as
-/// `hub::cluster` applies (both use the migration set `cluster`, so each version runs once).
-const CLUSTER_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../migrations/pg/cluster/0001_cluster.sql"),
-}];
+/// The cluster's tables (members, leases, roles, batch ledger): `hub::cluster` owns them.
+const CLUSTER_MIGRATIONS: &[Migration] = crate::cluster::MIGRATIONS;
 
 /// One PostgreSQL column of a copied table.
 #[derive(Debug, Clone)]
