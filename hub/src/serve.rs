@@ -94,6 +94,13 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let sup = Supervisor::new(shutdown.clone(), Backoff::default(), TASK_STOP_GRACE);
     let mut metric_sources_early: Vec<Arc<dyn MetricsSource>> = Vec::new();
+    if cfg.cluster.is_some() && (cfg.victoria.is_none() || cfg.influx.is_none()) {
+        anyhow::bail!(
+            "cluster mode needs [influx] (every hub writes readings to one time-series server) \
+             and [victoria] (every hub answers readings queries from it): a hub's embedded store \
+             holds only the readings of the edges it owned"
+        );
+    }
     let cluster = match &cfg.cluster {
         Some(c) => Some(Arc::new(
             crate::cluster::Cluster::connect(c.clone()).context("join the hub cluster")?,
@@ -235,7 +242,15 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     };
 
     let mut state = AppState::new(registry.clone() as Arc<dyn RegistryAdmin>);
-    state.readings = Some(embedded.clone() as Arc<dyn TimeSeriesQuery>);
+    state.readings = Some(match &cfg.victoria {
+        // Any member answers any query: the readings of every hub are in the shared server.
+        Some(v) => Arc::new(
+            crate::timeseries::victoria::VictoriaQuery::new(v)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("[victoria]")?,
+        ) as Arc<dyn TimeSeriesQuery>,
+        None => embedded.clone() as Arc<dyn TimeSeriesQuery>,
+    });
     state.admin_token = admin_token.map(Arc::from);
     state.limits = Arc::new(cfg.http.clone());
     let tasks = sup.clone();
