@@ -9,6 +9,7 @@
 //! - [`delivery`]: webhooks (signed, retried, durable) and MQTT publications from the outbox.
 //! - [`http`]: the axum routes the hub nests under `/api/v1` (REST, SSE).
 //! - [`report`]: the evaluation report (综合评价).
+//! - [`attachments`]: photos as evidence on transitions (checked, location removed, by hash).
 //!
 //! Invariant: every change of an event is one SQLite transaction that also writes its history row
 //! and its outbox row; every delivery channel reads the outbox, so none can miss a change.
@@ -33,6 +34,7 @@ macro_rules! from_columns {
     };
 }
 
+pub mod attachments;
 pub mod config_file;
 pub mod delivery;
 pub mod egress;
@@ -51,9 +53,7 @@ use crate::model::{Actor, Change, ComponentCtx, Event};
 use crate::rules::{Evaluator, RuleInput, RuleSet};
 use crate::sharing::SharingConfig;
 use crate::status::ComponentStatus;
-use crate::store::{
-    AuditEntry, EventStore, SqliteStore, StoreError, Transition, TransitionRequest,
-};
+use crate::store::{AuditEntry, EventStore, SqliteStore, StoreError, TransitionRequest};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -112,6 +112,8 @@ impl EventsConfig {
 /// `hub.toml` (`HubConfig::events`), so every key below is settable there. All keys optional
 /// (defaults built in); unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+    /// Photo limits, location removal and evidence rules (checked at load).
+    pub attachments: attachments::Attachments,
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSection {
     /// Evaluate rules and serve `/api/v1/events…`. Default true.
@@ -122,6 +124,7 @@ pub struct EventsSection {
     pub sharing_path: Option<std::path::PathBuf>,
     /// Clock tick for `device.offline` and overdue flags, ms. Default 1000.
     pub tick_interval_ms: u64,
+            attachments: attachments::Attachments::default(),
     /// `[events.deadlines]`: response deadline per severity (`critical_s` 7200, `major_s`
     /// 86400, `minor_s` 259200, `info_s` 604800).
     pub deadlines: Deadlines,
@@ -148,6 +151,11 @@ impl Default for EventsSection {
 /// Why the events configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// `[events.attachments]`: photos on events — `dir` (default `<data_dir>/attachments`),
+    /// `bytes_max` (10485760), `per_event_max` (32), `keep_location` (false: GPS removed) and
+    /// `[[events.attachments.require]]` rules (`name`, `event_types`, `actions` default
+    /// `["resolve", "close"]`) that make those transitions carry at least one photo.
+    pub attachments: attachments::AttachmentsConfig,
     #[error(transparent)]
     Rules(#[from] rules::RulesError),
     #[error(transparent)]
@@ -159,6 +167,7 @@ impl EventsSection {
     /// field). `enabled` and `tick_interval_ms` are for whoever runs the engine and its ticker.
     pub fn load(&self) -> Result<EventsConfig, ConfigError> {
         Ok(EventsConfig {
+            attachments: attachments::AttachmentsConfig::default(),
             rules: Some(match &self.rules_path {
                 Some(p) => RuleSet::load(p)?,
                 None => RuleSet::defaults(),
@@ -170,6 +179,8 @@ impl EventsSection {
             deadlines: self.deadlines.clone(),
             webhooks: self.webhooks.clone(),
         })
+    #[error("{0}")]
+    Attachments(String),
     }
 }
 
@@ -187,6 +198,10 @@ struct Inner {
     /// The latest committed cursor: SSE streams, the webhook worker and the MQTT publisher wait on it.
     feed: watch::Sender<i64>,
 }
+            attachments: self
+                .attachments
+                .validate()
+                .map_err(ConfigError::Attachments)?,
 
 /// The events engine handle: cheap to clone, shared by ingest, the API and the delivery tasks.
 #[derive(Clone)]
@@ -202,10 +217,26 @@ impl Events {
         directory: Arc<dyn ComponentDirectory>,
     ) -> Result<Events, StoreError> {
         let store = SqliteStore::open(path, config.deadlines.clone())?;
-        Events::with_store(Arc::new(store), config, directory)
+        // Photos next to the database unless `[events.attachments] dir` says otherwise.
+        let dir = config
+            .attachments
+            .dir
+            .clone()
+            .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join("attachments"));
+        let blobs = attachments::FsBlobStore::open(&dir).map_err(|e| {
+            StoreError::Config(format!("attachments directory {}: {e}", dir.display()))
+        })?;
+        Events::with_parts(Arc::new(store), Some(Arc::new(blobs)), config, directory)
     }
+    /// `[events.attachments]` in force.
+    attachments: attachments::Attachments,
+    /// Where photo bytes live; None when the engine was built without one (uploads refused).
+    blobs: Option<Arc<dyn attachments::BlobStore>>,
+    /// Orders blob writes and deletions (see `attachments/service.rs`).
+    blob_lock: Mutex<()>,
 
-    /// Uses any [`EventStore`] implementation.
+    /// Uses any [`EventStore`] implementation; photos go to `[events.attachments] dir` when
+    /// set, else uploads are refused (see [`Events::with_parts`]).
     pub fn with_store(
         store: Arc<dyn EventStore>,
         config: EventsConfig,
@@ -228,6 +259,23 @@ impl Events {
         let mut evaluator = Evaluator::new(config.rules.unwrap_or_else(RuleSet::defaults));
         for (component_id, event_type, since_ns) in store.raised_conditions()? {
             evaluator.restore_raised(&component_id, &event_type, since_ns);
+    ) -> Result<Events, StoreError> {
+        let blobs: Option<Arc<dyn attachments::BlobStore>> = match &config.attachments.dir {
+            Some(dir) => Some(Arc::new(attachments::FsBlobStore::open(dir).map_err(
+                |e| StoreError::Config(format!("attachments directory {}: {e}", dir.display())),
+            )?)),
+            None => None,
+        };
+        Events::with_parts(store, blobs, config, directory)
+    }
+
+    /// Uses any [`EventStore`] and any [`attachments::BlobStore`] (an object store in a
+    /// cluster); `blobs: None` refuses uploads.
+    pub fn with_parts(
+        store: Arc<dyn EventStore>,
+        blobs: Option<Arc<dyn attachments::BlobStore>>,
+        config: EventsConfig,
+        directory: Arc<dyn ComponentDirectory>,
         }
         // …and what was pending (a `for_s` condition holding, not yet raised), so a restart in
         // the middle resumes the count instead of starting it over.
@@ -263,6 +311,9 @@ impl Events {
 
     pub fn webhook_config(&self) -> &WebhookConfig {
         &self.inner.webhooks
+                attachments: config.attachments,
+                blobs,
+                blob_lock: Mutex::new(()),
     }
 
     /// The webhook SSRF guard (and its `wangge_webhook_refused_total` counters).
@@ -390,7 +441,9 @@ impl Events {
         self.unstored().len()
     }
 
-    /// Moves an event through the closed loop on behalf of `actor` (access checked by the caller).
+    /// Moves an event through the closed loop on behalf of `actor` (access checked by the
+    /// caller), without photos: refused where an evidence rule requires one
+    /// ([`Events::transition_with`]).
     pub fn transition(
         &self,
         id: i64,
@@ -398,14 +451,7 @@ impl Events {
         req: &TransitionRequest,
         now_ns: i64,
     ) -> Result<Change, StoreError> {
-        let ch = self.inner.store.transition(Transition {
-            id,
-            actor: &actor.label(),
-            req,
-            now_ns,
-        })?;
-        self.notify(ch.cursor);
-        Ok(ch)
+        self.transition_with(id, actor, req, &[], now_ns)
     }
 
     /// Wakes every consumer of the change feed.

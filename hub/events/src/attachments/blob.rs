@@ -1,0 +1,119 @@
+//! Where attachment bytes live, by content hash: the [`BlobStore`] seam and its filesystem
+//! implementation under the hub's data dir (`<data_dir>/attachments/ab/abcdef…`).
+//!
+//! A cluster of hubs would put an S3-compatible object store behind the same three calls (the
+//! key is the hash, so any hub can serve what another stored); that is documented, not built.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Content-addressed storage of attachment bytes. Keys are lowercase hex SHA-256 digests of
+/// the bytes stored; `put` of a key already present is a no-op, so two uploads of one photo
+/// share one copy.
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under `sha256`, durably, before returning.
+    fn put(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()>;
+    /// The bytes stored under `sha256`, or None.
+    fn get(&self, sha256: &str) -> std::io::Result<Option<Vec<u8>>>;
+    /// Forgets `sha256` (no error when it is absent).
+    fn delete(&self, sha256: &str) -> std::io::Result<()>;
+}
+
+/// Blobs as files: `<root>/<first two hex digits>/<digest>`, written to a temporary file,
+/// fsynced and renamed into place, so a crash leaves either the whole file or none.
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// Uses (creating) the directory `root`.
+    pub fn open(root: &Path) -> std::io::Result<FsBlobStore> {
+        std::fs::create_dir_all(root.join("tmp"))?;
+        Ok(FsBlobStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The path of `sha256`; refuses anything but 64 lowercase hex digits, so a key can never
+    /// name a path outside the root.
+    fn path(&self, sha256: &str) -> std::io::Result<PathBuf> {
+        let hex = sha256.len() == 64
+            && sha256
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        if !hex {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("blob key {sha256:?} is not a SHA-256 hex digest"),
+            ));
+        }
+        Ok(self.root.join(&sha256[..2]).join(sha256))
+    }
+}
+
+/// A number no other temporary file of this process has, so two uploads of one photo at once
+/// never write the same temporary file.
+fn next_tmp() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl BlobStore for FsBlobStore {
+    fn put(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.path(sha256)?;
+        if path.exists() {
+            return Ok(());
+        }
+        let dir = path.parent().expect("a blob path has a parent");
+        std::fs::create_dir_all(dir)?;
+        let tmp =
+            self.root
+                .join("tmp")
+                .join(format!("{sha256}.{}.{}", std::process::id(), next_tmp()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &path)?;
+        // The rename is durable only once the directory is.
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    fn get(&self, sha256: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.path(sha256)?) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete(&self, sha256: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(sha256)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_kept_by_hash_and_keys_cannot_leave_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let key = "ab".repeat(32);
+        store.put(&key, b"photo").unwrap();
+        store.put(&key, b"photo").unwrap();
+        assert_eq!(store.get(&key).unwrap().as_deref(), Some(&b"photo"[..]));
+        assert!(dir.path().join("ab").join(&key).exists());
+        store.delete(&key).unwrap();
+        store.delete(&key).unwrap();
+        assert_eq!(store.get(&key).unwrap(), None);
+        for bad in ["../../etc/passwd", "", &"AB".repeat(32), &"a".repeat(63)] {
+            assert!(store.put(bad, b"x").is_err(), "{bad:?}");
+            assert!(store.get(bad).is_err(), "{bad:?}");
+        }
+    }
+}
