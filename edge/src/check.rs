@@ -1,9 +1,14 @@
 //! `edge check`: the technician's pre-flight. One line per check, `OK` or `FAIL` with the
-//! reason and the fix; any failure makes the command exit non-zero.
+//! reason and the fix; any failure makes the command exit non-zero. On a box whose agent runs,
+//! what the agent holds (serial ports, the site broker's and local API's ports, Modbus lines)
+//! is OK "held by the running agent (pid N)" ([`agent`]).
+
+mod agent;
 
 use crate::config::Config;
 use crate::normalize::Normalizer;
 use crate::{registry, source, uplink};
+use agent::RunningAgent;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet};
 use std::time::Duration;
 
@@ -55,6 +60,16 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
         ok("config", format!("{} parsed", cfg.source_path.display())),
         &mut out,
     );
+    let agent = RunningAgent::find(cfg, timeout.min(Duration::from_secs(2))).await;
+    if let Some(a) = &agent {
+        emit(
+            ok(
+                "agent",
+                format!("running (pid {}), its local API answers", a.pid),
+            ),
+            &mut out,
+        );
+    }
     match Normalizer::load(&cfg.edge.profiles_dir, cfg) {
         Ok(n) => emit(ok("profiles", n.profile_names().join(", ")), &mut out),
         Err(e) => emit(
@@ -105,6 +120,10 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
         let name = format!("serial {} ({})", s.name, s.path.display());
         let v = match source::serial::open(s) {
             Ok(_) => ok(name, format!("opened at {} baud", s.baud)),
+            Err(_) if agent.as_ref().is_some_and(|a| a.has_up(&s.name)) => ok(
+                name,
+                agent.as_ref().map(RunningAgent::held).unwrap_or_default(),
+            ),
             Err(e) => fail(
                 name,
                 e.to_string(),
@@ -113,7 +132,7 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
         };
         emit(v, &mut out);
     }
-    for v in modbus_verdicts(cfg).await {
+    for v in modbus_verdicts(cfg, agent.as_ref()).await {
         emit(v, &mut out);
     }
     for s in &cfg.mqtt {
@@ -154,6 +173,14 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
     if let Some(sb) = &cfg.site_broker {
         let v = match std::net::TcpListener::bind(sb.listen) {
             Ok(_) => ok("site_broker", format!("{} free", sb.listen)),
+            Err(_) if agent.is_some() => ok(
+                "site_broker",
+                format!(
+                    "{} {}",
+                    sb.listen,
+                    agent.as_ref().map(RunningAgent::held).unwrap_or_default()
+                ),
+            ),
             Err(e) => fail(
                 "site_broker",
                 format!("{}: {e}", sb.listen),
@@ -164,6 +191,17 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
     }
     match std::net::TcpListener::bind(cfg.local_api.listen) {
         Ok(_) => emit(ok("local_api", format!("{} free", cfg.local_api.listen)), &mut out),
+        Err(_) if agent.is_some() => emit(
+            ok(
+                "local_api",
+                format!(
+                    "{} {}",
+                    cfg.local_api.listen,
+                    agent.as_ref().map(RunningAgent::held).unwrap_or_default()
+                ),
+            ),
+            &mut out,
+        ),
         Err(e) => emit(
             fail(
                 "local_api",
@@ -255,7 +293,7 @@ async fn mqtt_connect(
 }
 
 /// One verdict per block of every Modbus slave's read plan (or per line that does not open).
-async fn modbus_verdicts(cfg: &Config) -> Vec<Verdict> {
+async fn modbus_verdicts(cfg: &Config, agent: Option<&RunningAgent>) -> Vec<Verdict> {
     let mut out = Vec::new();
     let lines = cfg.modbus_lines();
     let mut profiles: Vec<String> = lines
@@ -274,6 +312,10 @@ async fn modbus_verdicts(cfg: &Config) -> Vec<Verdict> {
     }
     for line in lines {
         match source::modbus::scan::probe_line(line).await {
+            Err(_) if agent.is_some_and(|a| a.has_up(&line.name)) => out.push(ok(
+                format!("modbus {}", line.name),
+                agent.map(RunningAgent::held).unwrap_or_default(),
+            )),
             Err(e) => out.push(fail(
                 format!("modbus {}", line.name),
                 e.to_string(),
