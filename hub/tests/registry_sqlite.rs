@@ -20,11 +20,11 @@ fn migrations_are_applied_once_and_data_survives_reopen() {
     let path = dir.path().join("registry.sqlite");
     {
         let reg = SqliteRegistry::open(&path).unwrap();
-        assert_eq!(reg.schema_version().unwrap(), 6);
+        assert_eq!(reg.schema_version().unwrap(), 7);
         import_dir(&reg, &seed_dir()).unwrap();
     }
     let reg = SqliteRegistry::open(&path).unwrap();
-    assert_eq!(reg.schema_version().unwrap(), 6);
+    assert_eq!(reg.schema_version().unwrap(), 7);
     assert_eq!(reg.stats().unwrap().components, 200);
 }
 

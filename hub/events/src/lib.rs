@@ -72,6 +72,24 @@ pub trait ComponentDirectory: Send + Sync {
         Vec::new()
     }
 
+    /// Per attached sensor: the part of `[from_ns, to_ns)` it was monitored up to `now_ns` and
+    /// the reports it sent in it ([`report::SensorCoverage`]). The default derives one row per
+    /// component from [`ComponentDirectory::reading_counts`].
+    fn sensor_coverage(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        _now_ns: i64,
+    ) -> Vec<report::SensorCoverage> {
+        report::SensorCoverage::from_counts(self.reading_counts(from_ns, to_ns), from_ns)
+    }
+
+    /// Reports of one sensor in `[from_ns, to_ns)`: what the report takes off a sensor's count
+    /// for a window it excludes (maintenance). The default knows none.
+    fn reports_between(&self, _sensor_id: &str, _from_ns: i64, _to_ns: i64) -> u64 {
+        0
+    }
+
     /// Whether `department` is registered (dispatch targets must be). The default knows none,
     /// so a directory that cannot tell refuses every dispatch rather than allowing any name.
     fn department_exists(&self, _department: &str) -> bool {
@@ -94,6 +112,8 @@ pub struct EventsConfig {
     pub sharing: SharingConfig,
     pub deadlines: Deadlines,
     pub webhooks: WebhookConfig,
+    /// Photo limits, location removal and evidence rules (checked at load).
+    pub attachments: attachments::Attachments,
 }
 
 impl EventsConfig {
@@ -104,6 +124,7 @@ impl EventsConfig {
             sharing: SharingConfig::defaults(),
             deadlines: Deadlines::default(),
             webhooks: WebhookConfig::default(),
+            attachments: attachments::Attachments::default(),
         }
     }
 }
@@ -112,8 +133,6 @@ impl EventsConfig {
 /// `hub.toml` (`HubConfig::events`), so every key below is settable there. All keys optional
 /// (defaults built in); unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-    /// Photo limits, location removal and evidence rules (checked at load).
-    pub attachments: attachments::Attachments,
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSection {
     /// Evaluate rules and serve `/api/v1/events…`. Default true.
@@ -124,7 +143,6 @@ pub struct EventsSection {
     pub sharing_path: Option<std::path::PathBuf>,
     /// Clock tick for `device.offline` and overdue flags, ms. Default 1000.
     pub tick_interval_ms: u64,
-            attachments: attachments::Attachments::default(),
     /// `[events.deadlines]`: response deadline per severity (`critical_s` 7200, `major_s`
     /// 86400, `minor_s` 259200, `info_s` 604800).
     pub deadlines: Deadlines,
@@ -133,6 +151,11 @@ pub struct EventsSection {
     /// and the SSRF guard: `allow` (CIDRs and host names whose private addresses webhooks may
     /// reach; default empty) and `insecure_allow_loopback` (default false; tests only).
     pub webhooks: WebhookConfig,
+    /// `[events.attachments]`: photos on events — `dir` (default `<data_dir>/attachments`),
+    /// `bytes_max` (10485760), `per_event_max` (32), `keep_location` (false: GPS removed) and
+    /// `[[events.attachments.require]]` rules (`name`, `event_types`, `actions` default
+    /// `["resolve", "close"]`) that make those transitions carry at least one photo.
+    pub attachments: attachments::AttachmentsConfig,
 }
 
 impl Default for EventsSection {
@@ -144,6 +167,7 @@ impl Default for EventsSection {
             tick_interval_ms: 1000,
             deadlines: Deadlines::default(),
             webhooks: WebhookConfig::default(),
+            attachments: attachments::AttachmentsConfig::default(),
         }
     }
 }
@@ -151,15 +175,12 @@ impl Default for EventsSection {
 /// Why the events configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// `[events.attachments]`: photos on events — `dir` (default `<data_dir>/attachments`),
-    /// `bytes_max` (10485760), `per_event_max` (32), `keep_location` (false: GPS removed) and
-    /// `[[events.attachments.require]]` rules (`name`, `event_types`, `actions` default
-    /// `["resolve", "close"]`) that make those transitions carry at least one photo.
-    pub attachments: attachments::AttachmentsConfig,
     #[error(transparent)]
     Rules(#[from] rules::RulesError),
     #[error(transparent)]
     Sharing(#[from] sharing::SharingError),
+    #[error("{0}")]
+    Attachments(String),
 }
 
 impl EventsSection {
@@ -167,7 +188,6 @@ impl EventsSection {
     /// field). `enabled` and `tick_interval_ms` are for whoever runs the engine and its ticker.
     pub fn load(&self) -> Result<EventsConfig, ConfigError> {
         Ok(EventsConfig {
-            attachments: attachments::AttachmentsConfig::default(),
             rules: Some(match &self.rules_path {
                 Some(p) => RuleSet::load(p)?,
                 None => RuleSet::defaults(),
@@ -178,9 +198,11 @@ impl EventsSection {
             },
             deadlines: self.deadlines.clone(),
             webhooks: self.webhooks.clone(),
+            attachments: self
+                .attachments
+                .validate()
+                .map_err(ConfigError::Attachments)?,
         })
-    #[error("{0}")]
-    Attachments(String),
     }
 }
 
@@ -197,11 +219,13 @@ struct Inner {
     egress: egress::Egress,
     /// The latest committed cursor: SSE streams, the webhook worker and the MQTT publisher wait on it.
     feed: watch::Sender<i64>,
+    /// `[events.attachments]` in force.
+    attachments: attachments::Attachments,
+    /// Where photo bytes live; None when the engine was built without one (uploads refused).
+    blobs: Option<Arc<dyn attachments::BlobStore>>,
+    /// Orders blob writes and deletions (see `attachments/service.rs`).
+    blob_lock: Mutex<()>,
 }
-            attachments: self
-                .attachments
-                .validate()
-                .map_err(ConfigError::Attachments)?,
 
 /// The events engine handle: cheap to clone, shared by ingest, the API and the delivery tasks.
 #[derive(Clone)]
@@ -228,17 +252,28 @@ impl Events {
         })?;
         Events::with_parts(Arc::new(store), Some(Arc::new(blobs)), config, directory)
     }
-    /// `[events.attachments]` in force.
-    attachments: attachments::Attachments,
-    /// Where photo bytes live; None when the engine was built without one (uploads refused).
-    blobs: Option<Arc<dyn attachments::BlobStore>>,
-    /// Orders blob writes and deletions (see `attachments/service.rs`).
-    blob_lock: Mutex<()>,
 
     /// Uses any [`EventStore`] implementation; photos go to `[events.attachments] dir` when
     /// set, else uploads are refused (see [`Events::with_parts`]).
     pub fn with_store(
         store: Arc<dyn EventStore>,
+        config: EventsConfig,
+        directory: Arc<dyn ComponentDirectory>,
+    ) -> Result<Events, StoreError> {
+        let blobs: Option<Arc<dyn attachments::BlobStore>> = match &config.attachments.dir {
+            Some(dir) => Some(Arc::new(attachments::FsBlobStore::open(dir).map_err(
+                |e| StoreError::Config(format!("attachments directory {}: {e}", dir.display())),
+            )?)),
+            None => None,
+        };
+        Events::with_parts(store, blobs, config, directory)
+    }
+
+    /// Uses any [`EventStore`] and any [`attachments::BlobStore`] (an object store in a
+    /// cluster); `blobs: None` refuses uploads.
+    pub fn with_parts(
+        store: Arc<dyn EventStore>,
+        blobs: Option<Arc<dyn attachments::BlobStore>>,
         config: EventsConfig,
         directory: Arc<dyn ComponentDirectory>,
     ) -> Result<Events, StoreError> {
@@ -259,23 +294,6 @@ impl Events {
         let mut evaluator = Evaluator::new(config.rules.unwrap_or_else(RuleSet::defaults));
         for (component_id, event_type, since_ns) in store.raised_conditions()? {
             evaluator.restore_raised(&component_id, &event_type, since_ns);
-    ) -> Result<Events, StoreError> {
-        let blobs: Option<Arc<dyn attachments::BlobStore>> = match &config.attachments.dir {
-            Some(dir) => Some(Arc::new(attachments::FsBlobStore::open(dir).map_err(
-                |e| StoreError::Config(format!("attachments directory {}: {e}", dir.display())),
-            )?)),
-            None => None,
-        };
-        Events::with_parts(store, blobs, config, directory)
-    }
-
-    /// Uses any [`EventStore`] and any [`attachments::BlobStore`] (an object store in a
-    /// cluster); `blobs: None` refuses uploads.
-    pub fn with_parts(
-        store: Arc<dyn EventStore>,
-        blobs: Option<Arc<dyn attachments::BlobStore>>,
-        config: EventsConfig,
-        directory: Arc<dyn ComponentDirectory>,
         }
         // …and what was pending (a `for_s` condition holding, not yet raised), so a restart in
         // the middle resumes the count instead of starting it over.
@@ -293,6 +311,9 @@ impl Events {
                 webhooks: config.webhooks,
                 egress,
                 feed,
+                attachments: config.attachments,
+                blobs,
+                blob_lock: Mutex::new(()),
             }),
         })
     }
@@ -311,9 +332,6 @@ impl Events {
 
     pub fn webhook_config(&self) -> &WebhookConfig {
         &self.inner.webhooks
-                attachments: config.attachments,
-                blobs,
-                blob_lock: Mutex::new(()),
     }
 
     /// The webhook SSRF guard (and its `wangge_webhook_refused_total` counters).

@@ -99,6 +99,33 @@ pub fn list_deliveries() {}
     responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
 pub fn evaluation() {}
 
+/// A query of the evaluation report's CSV export: the range and the table.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportCsvQuery {
+    /// One of the report's tables: components, sensors, completeness_by_type,
+    /// completeness_by_grid_cell, completeness_by_department, completeness_by_edge, departments,
+    /// grid_cells, repeat_offenders, trend_daily, trend_weekly. Default components.
+    pub table: Option<String>,
+    /// RFC 3339 or Unix ms; default 30 days before `to`.
+    pub from: Option<String>,
+    /// RFC 3339 or Unix ms; default now.
+    pub to: Option<String>,
+}
+
+/// One table of the evaluation report as CSV (RFC 4180, header row), same visibility as the JSON.
+#[utoipa::path(get, path = "/api/v1/reports/evaluation.csv", tag = "reports", params(ReportCsvQuery),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody)))]
+pub fn evaluation_csv() {}
+
+/// Every table of the evaluation report as an XLSX workbook, one sheet per table.
+#[utoipa::path(get, path = "/api/v1/reports/evaluation.xlsx", tag = "reports", params(RangeQuery),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        body = Vec<u8>), (status = 400, body = ErrorBody)))]
+pub fn evaluation_xlsx() {}
+
 /// Uploads a photo (JPEG, PNG or WebP, checked by content; at most `[events.attachments]
 /// bytes_max`, default 10 MiB) to an event the token sees, for a later transition to reference
 /// in `attachments`. GPS location is removed from its metadata unless `keep_location`.

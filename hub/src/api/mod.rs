@@ -482,6 +482,8 @@ impl utoipa::Modify for BearerAuth {
         events_doc::delete_subscription,
         events_doc::list_deliveries,
         events_doc::evaluation,
+        events_doc::evaluation_csv,
+        events_doc::evaluation_xlsx,
         events_doc::audit
     ),
     components(schemas(

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_drop_unused_events.sql",
         include_str!("../../migrations/0006_drop_unused_events.sql"),
     ),
+    (
+        7,
+        "0007_sensor_registered_at.sql",
+        include_str!("../../migrations/0007_sensor_registered_at.sql"),
+    ),
 ];
 
 /// Applies every migration newer than the database's version; returns the resulting version.

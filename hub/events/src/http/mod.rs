@@ -15,7 +15,7 @@ pub use error::ApiError;
 
 use audit::audit_log;
 use events::{get_event, list_events, transition};
-use report::evaluation;
+use report::{evaluation, evaluation_csv, evaluation_xlsx};
 use stream::stream;
 use subscriptions::{
     create_subscription, delete_subscription, get_subscription, list_deliveries, list_subscriptions,
@@ -82,6 +82,8 @@ pub fn router(events: Events, auth: Arc<dyn Authorizer>) -> Router {
         )
         .route("/subscriptions/{id}/deliveries", get(list_deliveries))
         .route("/reports/evaluation", get(evaluation))
+        .route("/reports/evaluation.csv", get(evaluation_csv))
+        .route("/reports/evaluation.xlsx", get(evaluation_xlsx))
         .route("/audit", get(audit_log))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(ApiState { events, auth })

@@ -37,6 +37,7 @@ pub struct SqliteRegistry {
 }
 
 mod components;
+mod coverage;
 mod edges;
 mod mqtt_users;
 mod reference;

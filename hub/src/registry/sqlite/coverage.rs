@@ -1,0 +1,58 @@
+//! What data completeness needs of every attached sensor, in one query: the evaluation report
+//! walks all of them (100k components), so one row per sensor with its component's name and
+//! its edge, not one lookup per component.
+
+use super::SqliteRegistry;
+use crate::registry::RegistryError;
+
+/// An attached sensor as the evaluation report's completeness sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoverageSensor {
+    pub sensor_id: String,
+    pub component_id: String,
+    pub component_name: String,
+    pub component_type: String,
+    pub grid_cell: String,
+    pub owner_department: String,
+    pub maintainer_department: String,
+    /// The edge the sensor reports through; empty if not known.
+    pub edge: String,
+    /// Expected reporting interval, seconds (> 0 by the schema).
+    pub interval_s: u32,
+    /// When it was registered (migration 0007); None for sensors registered before it.
+    pub registered_at_ns: Option<i64>,
+}
+
+impl SqliteRegistry {
+    /// Every sensor attached to a component, ordered by component then sensor.
+    pub fn coverage_sensors(&self) -> Result<Vec<CoverageSensor>, RegistryError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT s.id, s.component_id, c.name, c.type, COALESCE(c.grid_cell, ''),
+                        COALESCE(c.owner_department, ''), COALESCE(c.maintainer_department, ''),
+                        COALESCE(s.edge, ''), s.interval_s, s.registered_at_ns
+                   FROM sensors s JOIN components c ON c.id = s.component_id
+                  ORDER BY s.component_id, s.id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(CoverageSensor {
+                    sensor_id: r.get(0)?,
+                    component_id: r.get(1)?,
+                    component_name: r.get(2)?,
+                    component_type: r.get(3)?,
+                    grid_cell: r.get(4)?,
+                    owner_department: r.get(5)?,
+                    maintainer_department: r.get(6)?,
+                    edge: r.get(7)?,
+                    interval_s: u32::try_from(r.get::<_, i64>(8)?).unwrap_or(u32::MAX),
+                    registered_at_ns: r.get(9)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .map_err(|e| match e {
+            RegistryError::Db(m) => RegistryError::Db(format!("coverage sensors: {m}")),
+            other => other,
+        })
+    }
+}
