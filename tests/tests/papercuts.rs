@@ -188,6 +188,29 @@ fn the_demo_stops_quietly_and_exits_0_on_ctrl_c() {
         read().contains("demo is running").then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", read()));
+    // Its simulators are up: the serial and Modbus ptys exist, the Modbus registry is played.
+    wait_for("the demo's ptys", Duration::from_secs(60), || {
+        ["wangge-serial-A", "wangge-serial-B", "wangge-modbus"]
+            .iter()
+            .all(|l| dir.path().join(l).exists())
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", read()));
+    let modbus_log = dir.path().join("data/firmware-sim-modbus.log");
+    wait_for(
+        "the demo's Modbus registry played",
+        Duration::from_secs(30),
+        || {
+            let log = std::fs::read_to_string(&modbus_log).ok()?;
+            log.contains("playing the registry").then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            std::fs::read_to_string(&modbus_log).unwrap_or_default()
+        )
+    });
     let group = nix::unistd::Pid::from_raw(demo.pid() as i32);
     nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGINT).unwrap();
     let status = demo.exited_within(Duration::from_secs(60));
