@@ -225,6 +225,8 @@ struct Inner {
     blobs: Option<Arc<dyn attachments::BlobStore>>,
     /// Orders blob writes and deletions (see `attachments/service.rs`).
     blob_lock: Mutex<()>,
+    /// `wangge_attachments_total{outcome}`.
+    attachment_metrics: attachments::AttachmentMetrics,
 }
 
 /// The events engine handle: cheap to clone, shared by ingest, the API and the delivery tasks.
@@ -314,6 +316,7 @@ impl Events {
                 attachments: config.attachments,
                 blobs,
                 blob_lock: Mutex::new(()),
+                attachment_metrics: attachments::AttachmentMetrics::default(),
             }),
         })
     }

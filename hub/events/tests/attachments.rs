@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use wangge_events::attachments::{AttachmentsConfig, EvidenceRule};
+use wangge_events::attachments::{AttachmentsConfig, EvidenceRule, Outcome};
 use wangge_events::model::now_ns;
 use wangge_events::{Events, EventsConfig};
 
@@ -333,6 +333,14 @@ async fn files_that_are_not_photos_are_refused_by_content_with_415_naming_the_ty
         .get(&format!("/events/{id}/attachments"), "sw-read")
         .await;
     assert_eq!(list["items"], json!([]), "nothing refused was stored");
+    let m = events.attachment_metrics();
+    assert_eq!(
+        m.get(Outcome::RefusedType),
+        4,
+        "refusals are counted by reason"
+    );
+    assert_eq!(m.get(Outcome::RefusedMalformed), 1);
+    assert_eq!(m.get(Outcome::Stored), 0);
 }
 
 #[tokio::test]
@@ -361,8 +369,10 @@ async fn a_photo_over_the_size_limit_is_refused_with_413() {
         .get(&format!("/events/{id}/attachments"), "sw-read")
         .await;
     assert_eq!(list["items"], json!([]));
+    assert_eq!(events.attachment_metrics().get(Outcome::RefusedSize), 2);
     let (code, a) = upload(&api, id, "sw-write", "exact.png", PHOTO_PNG).await;
     assert_eq!(code, 201, "exactly bytes_max is accepted: {a}");
+    assert_eq!(events.attachment_metrics().get(Outcome::Stored), 1);
     let blobs = wangge_testkit::paths::files_under(&dir.path().join("attachments"));
     assert_eq!(blobs.len(), 1, "one blob stored: {blobs:?}");
 }

@@ -5,6 +5,7 @@
 //! - [`sniff`]: what a file is, from its magic bytes (JPEG, PNG, WebP accepted).
 //! - [`location`]: GPS/XMP location removed from the metadata, image data untouched.
 //! - [`blob`]: the content-addressed [`BlobStore`] seam and its filesystem implementation.
+//! - [`metrics`]: the counters behind `wangge_attachments_total{outcome}`.
 //! - `service.rs`: the engine's operations ([`crate::Events::add_attachment`], …).
 //! - this file: the `[events.attachments]` settings and the evidence rules they name.
 //!
@@ -13,10 +14,12 @@
 
 pub mod blob;
 pub mod location;
+pub mod metrics;
 mod service;
 pub mod sniff;
 
 pub use blob::{BlobStore, FsBlobStore};
+pub use metrics::{AttachmentMetrics, Outcome};
 pub use service::{clean_filename, AttachError};
 pub use sniff::ImageType;
 

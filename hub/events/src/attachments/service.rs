@@ -8,6 +8,7 @@
 //! so an upload of the same photo cannot lose its bytes to a concurrent deletion.
 
 use super::location;
+use super::metrics::{AttachmentMetrics, Outcome};
 use super::sniff::{self, ImageType};
 use crate::model::{Actor, Change, Event};
 use crate::store::{
@@ -54,6 +55,11 @@ impl Events {
         &self.inner.attachments
     }
 
+    /// The counters behind `wangge_attachments_total{outcome}` (render them into `/metrics`).
+    pub fn attachment_metrics(&self) -> &AttachmentMetrics {
+        &self.inner.attachment_metrics
+    }
+
     fn blobs(&self) -> Result<&dyn super::BlobStore, AttachError> {
         self.inner.blobs.as_deref().ok_or(AttachError::Disabled)
     }
@@ -69,6 +75,31 @@ impl Events {
     /// operator keeps it, and records it on `event` for `actor`. The size limit is the
     /// caller's (it stops reading a body past `bytes_max`).
     pub fn add_attachment(
+        &self,
+        event: &Event,
+        actor: &Actor,
+        filename: Option<&str>,
+        bytes: &[u8],
+        now_ns: i64,
+    ) -> Result<Attachment, AttachError> {
+        let result = self.store_attachment(event, actor, filename, bytes, now_ns);
+        let m = self.attachment_metrics();
+        match &result {
+            Ok(a) => {
+                m.count(Outcome::Stored);
+                if a.location_removed {
+                    m.count(Outcome::LocationRemoved);
+                }
+            }
+            Err(AttachError::UnsupportedType { .. }) => m.count(Outcome::RefusedType),
+            Err(AttachError::Malformed(_)) => m.count(Outcome::RefusedMalformed),
+            Err(AttachError::Store(StoreError::Limit(_))) => m.count(Outcome::RefusedLimit),
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn store_attachment(
         &self,
         event: &Event,
         actor: &Actor,
@@ -154,6 +185,7 @@ impl Events {
                 tracing::error!(error = %e, sha256 = %a.sha256, "cannot remove a deleted attachment's bytes");
             }
         }
+        self.attachment_metrics().count(Outcome::Deleted);
         tracing::info!(event_id, attachment_id = id, sha256 = %a.sha256, actor = %label, "attachment deleted");
         self.store()
             .attachment(event_id, id)?

@@ -11,7 +11,7 @@
 use super::bodies::{AttachmentJson, Page};
 use super::events::visible_event;
 use super::{actor, blocking, parse_id, ApiError, ApiState};
-use crate::attachments::{clean_filename, AttachError};
+use crate::attachments::{clean_filename, AttachError, Outcome};
 use crate::model::{now_ns, Actor, Event, Scope};
 use crate::store::StoreError;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
@@ -68,8 +68,12 @@ fn too_large(max: u64) -> ApiError {
     )
 }
 
-fn multipart_error(e: MultipartError, max: u64) -> ApiError {
+fn multipart_error(state: &ApiState, e: MultipartError, max: u64) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        state
+            .events
+            .attachment_metrics()
+            .count(Outcome::RefusedSize);
         return too_large(max);
     }
     ApiError::bad_request(format!("body: {}", e.body_text()))
@@ -119,7 +123,7 @@ pub(super) async fn upload(
     while let Some(mut part) = multipart
         .next_field()
         .await
-        .map_err(|e| multipart_error(e, max))?
+        .map_err(|e| multipart_error(&state, e, max))?
     {
         let name = part.name().unwrap_or("").to_string();
         if name != "file" {
@@ -132,8 +136,16 @@ pub(super) async fn upload(
         }
         let filename = part.file_name().and_then(clean_filename);
         let mut bytes = Vec::new();
-        while let Some(chunk) = part.chunk().await.map_err(|e| multipart_error(e, max))? {
+        while let Some(chunk) = part
+            .chunk()
+            .await
+            .map_err(|e| multipart_error(&state, e, max))?
+        {
             if (bytes.len() + chunk.len()) as u64 > max {
+                state
+                    .events
+                    .attachment_metrics()
+                    .count(Outcome::RefusedSize);
                 tracing::warn!(event_id = id, actor = %actor.label(), max, "attachment refused: too large");
                 return Err(too_large(max));
             }
