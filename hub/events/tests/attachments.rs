@@ -640,3 +640,108 @@ async fn photos_and_their_references_survive_reopening_the_store() {
         json!([att])
     );
 }
+
+/// A PNG chunk: length, type, data, CRC (computed: the decoder checks it).
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let crc = {
+        let mut c = 0xFFFF_FFFFu32;
+        for b in kind.iter().chain(data) {
+            c ^= u32::from(*b);
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    };
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+#[test]
+fn png_and_webp_location_chunks_are_dropped_and_the_rest_kept() {
+    use wangge_events::attachments::{location, ImageType};
+    // PNG: an eXIf chunk (the TIFF block of the GPS JPEG) after IHDR.
+    let (jpeg, lat) = jpeg_with_gps();
+    let tiff_at = jpeg.windows(6).position(|w| w == b"Exif\0\0").unwrap() + 6;
+    let tiff = &jpeg[tiff_at..tiff_at + 92];
+    let ihdr_end = 8 + 8 + 13 + 4;
+    let mut png = PHOTO_PNG[..ihdr_end].to_vec();
+    png.extend(png_chunk(b"eXIf", tiff));
+    png.extend_from_slice(&PHOTO_PNG[ihdr_end..]);
+    assert!(contains(&png, &lat));
+    let out = location::strip(ImageType::Png, &png).unwrap();
+    assert!(out.removed);
+    assert_eq!(out.bytes, PHOTO_PNG, "exactly the chunk is gone");
+    let kept = location::strip(ImageType::Png, PHOTO_PNG).unwrap();
+    assert_eq!((kept.removed, kept.bytes.as_slice()), (false, PHOTO_PNG));
+    image::load_from_memory(&out.bytes).unwrap();
+
+    // WebP: VP8X (flags: EXIF) + an image chunk + EXIF; the flag and the RIFF size follow.
+    let mut vp8x = vec![0x08, 0, 0, 0];
+    vp8x.extend_from_slice(&[0; 6]);
+    let chunk = |fourcc: &[u8; 4], data: &[u8]| {
+        let mut c = fourcc.to_vec();
+        c.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        c.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    };
+    let mut body = b"WEBP".to_vec();
+    body.extend(chunk(b"VP8X", &vp8x));
+    body.extend(chunk(b"VP8L", &[0x2F, 1, 2, 3, 4]));
+    body.extend(chunk(b"EXIF", tiff));
+    let mut webp = b"RIFF".to_vec();
+    webp.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    webp.extend(body);
+    let out = location::strip(ImageType::WebP, &webp).unwrap();
+    assert!(out.removed);
+    assert!(!contains(&out.bytes, &lat) && !contains(&out.bytes, b"EXIF"));
+    assert_eq!(out.bytes[20] & 0x08, 0, "VP8X no longer announces EXIF");
+    let riff = u32::from_le_bytes(out.bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(riff, out.bytes.len() - 8);
+    assert!(contains(
+        &out.bytes,
+        &[b'V', b'P', b'8', b'L', 5, 0, 0, 0, 0x2F, 1, 2, 3, 4, 0]
+    ));
+}
+
+#[test]
+fn hostile_metadata_offsets_never_panic_the_location_stripper() {
+    use wangge_events::attachments::{location, ImageType};
+    let (jpeg, _) = jpeg_with_gps();
+    let mut rng = wangge_testkit::rng::SplitMix64(0x5EED_A77A);
+    let mut refused = 0;
+    for (kind, base) in [
+        (ImageType::Jpeg, jpeg.as_slice()),
+        (ImageType::Png, PHOTO_PNG),
+    ] {
+        for _ in 0..3000 {
+            let mut b = base.to_vec();
+            // Bytes of the headers and metadata changed, then maybe cut short.
+            for _ in 0..rng.range(1, 6) {
+                let at = rng.range(3, 140) as usize;
+                b[at] = rng.next_u64() as u8;
+            }
+            if rng.chance(30) {
+                b.truncate(rng.range(12, b.len() as u64) as usize);
+            }
+            match location::strip(kind, &b) {
+                Ok(out) => assert!(out.bytes.len() <= b.len()),
+                Err(message) => {
+                    refused += 1;
+                    assert!(message.contains("not a well-formed"), "{message}");
+                }
+            }
+        }
+    }
+    assert!(refused > 0, "some mutations must break the structure");
+}
