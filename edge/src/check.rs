@@ -116,20 +116,7 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
             &mut out,
         );
     }
-    for s in &cfg.serial {
-        let name = format!("serial {} ({})", s.name, s.path.display());
-        let v = match source::serial::open(s) {
-            Ok(_) => ok(name, format!("opened at {} baud", s.baud)),
-            Err(_) if agent.as_ref().is_some_and(|a| a.has_up(&s.name)) => ok(
-                name,
-                agent.as_ref().map(RunningAgent::held).unwrap_or_default(),
-            ),
-            Err(e) => fail(
-                name,
-                e.to_string(),
-                "check the cable/USB adapter and the path (`edge ports` lists ports present)",
-            ),
-        };
+    for v in serial_verdicts(cfg, agent.as_ref()) {
         emit(v, &mut out);
     }
     for v in modbus_verdicts(cfg, agent.as_ref()).await {
@@ -170,48 +157,57 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
             Err(e) => emit(fail(name, e.to_string(), "check hub.ca_file"), &mut out),
         }
     }
-    if let Some(sb) = &cfg.site_broker {
-        let v = match std::net::TcpListener::bind(sb.listen) {
-            Ok(_) => ok("site_broker", format!("{} free", sb.listen)),
-            Err(_) if agent.is_some() => ok(
-                "site_broker",
-                format!(
-                    "{} {}",
-                    sb.listen,
-                    agent.as_ref().map(RunningAgent::held).unwrap_or_default()
-                ),
-            ),
-            Err(e) => fail(
-                "site_broker",
-                format!("{}: {e}", sb.listen),
-                "another process holds the port; stop it or change site_broker.listen",
-            ),
-        };
+    for v in port_verdicts(cfg, agent.as_ref()) {
         emit(v, &mut out);
     }
-    match std::net::TcpListener::bind(cfg.local_api.listen) {
-        Ok(_) => emit(ok("local_api", format!("{} free", cfg.local_api.listen)), &mut out),
-        Err(_) if agent.is_some() => emit(
-            ok(
-                "local_api",
-                format!(
-                    "{} {}",
-                    cfg.local_api.listen,
-                    agent.as_ref().map(RunningAgent::held).unwrap_or_default()
-                ),
-            ),
-            &mut out,
-        ),
-        Err(e) => emit(
-            fail(
-                "local_api",
-                format!("{}: {e}", cfg.local_api.listen),
-                "another process (a running edge?) holds the port; stop it or change local_api.listen",
-            ),
-            &mut out,
-        ),
-    }
     out
+}
+
+/// Each serial port opened with its line settings; one the running agent has up is OK.
+fn serial_verdicts(cfg: &Config, agent: Option<&RunningAgent>) -> Vec<Verdict> {
+    cfg.serial
+        .iter()
+        .map(|s| {
+            let name = format!("serial {} ({})", s.name, s.path.display());
+            match (source::serial::open(s), agent) {
+                (Ok(_), _) => ok(name, format!("opened at {} baud", s.baud)),
+                (Err(_), Some(a)) if a.has_up(&s.name) => ok(name, a.held()),
+                (Err(e), _) => fail(
+                    name,
+                    e.to_string(),
+                    "check the cable/USB adapter and the path (`edge ports` lists ports present)",
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The ports the agent listens on (the site broker's, the local API's): free, or held by the
+/// running agent, or held by another process.
+fn port_verdicts(cfg: &Config, agent: Option<&RunningAgent>) -> Vec<Verdict> {
+    let mut ports = Vec::new();
+    if let Some(sb) = &cfg.site_broker {
+        ports.push((
+            "site_broker",
+            sb.listen,
+            "another process holds the port; stop it or change site_broker.listen",
+        ));
+    }
+    ports.push((
+        "local_api",
+        cfg.local_api.listen,
+        "another process (a running edge?) holds the port; stop it or change local_api.listen",
+    ));
+    ports
+        .into_iter()
+        .map(
+            |(name, addr, fix)| match (std::net::TcpListener::bind(addr), agent) {
+                (Ok(_), _) => ok(name, format!("{addr} free")),
+                (Err(_), Some(a)) => ok(name, format!("{addr} {}", a.held())),
+                (Err(e), None) => fail(name, format!("{addr}: {e}"), fix),
+            },
+        )
+        .collect()
 }
 
 fn check_data_dir(cfg: &Config) -> Verdict {
