@@ -5,6 +5,7 @@
 //! key is the hash, so any hub can serve what another stored); that is documented, not built.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Content-addressed storage of attachment bytes. Keys are lowercase hex SHA-256 digests of
@@ -20,7 +21,8 @@ pub trait BlobStore: Send + Sync {
 }
 
 /// Blobs as files: `<root>/<first two hex digits>/<digest>`, written to a temporary file,
-/// fsynced and renamed into place, so a crash leaves either the whole file or none.
+/// fsynced and renamed into place, so a crash leaves either the whole file or none. Files are
+/// 0600 and directories 0700, like the rest of the data dir (photos are personal data).
 pub struct FsBlobStore {
     root: PathBuf,
 }
@@ -28,7 +30,8 @@ pub struct FsBlobStore {
 impl FsBlobStore {
     /// Uses (creating) the directory `root`.
     pub fn open(root: &Path) -> std::io::Result<FsBlobStore> {
-        std::fs::create_dir_all(root.join("tmp"))?;
+        private_dir(root)?;
+        private_dir(&root.join("tmp"))?;
         Ok(FsBlobStore {
             root: root.to_path_buf(),
         })
@@ -51,6 +54,14 @@ impl FsBlobStore {
     }
 }
 
+/// Creates `dir` (and its parents) 0700 if it is missing.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// A number no other temporary file of this process has, so two uploads of one photo at once
 /// never write the same temporary file.
 fn next_tmp() -> u64 {
@@ -65,12 +76,17 @@ impl BlobStore for FsBlobStore {
             return Ok(());
         }
         let dir = path.parent().expect("a blob path has a parent");
-        std::fs::create_dir_all(dir)?;
+        private_dir(dir)?;
         let tmp =
             self.root
                 .join("tmp")
                 .join(format!("{sha256}.{}.{}", std::process::id(), next_tmp()));
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -107,7 +123,20 @@ mod tests {
         store.put(&key, b"photo").unwrap();
         store.put(&key, b"photo").unwrap();
         assert_eq!(store.get(&key).unwrap().as_deref(), Some(&b"photo"[..]));
-        assert!(dir.path().join("ab").join(&key).exists());
+        let file = dir.path().join("ab").join(&key);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(file.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
         store.delete(&key).unwrap();
         store.delete(&key).unwrap();
         assert_eq!(store.get(&key).unwrap(), None);
