@@ -745,3 +745,39 @@ fn hostile_metadata_offsets_never_panic_the_location_stripper() {
     }
     assert!(refused > 0, "some mutations must break the structure");
 }
+
+#[tokio::test]
+async fn one_photo_on_two_events_is_stored_once_and_deleting_one_keeps_the_other() {
+    let (dir, events, api) = served(AttachmentsConfig::default()).await;
+    let manhole = open_manhole(&events);
+    let smoke = events
+        .store()
+        .apply_condition(&raised(SMOKE, "fire.smoke", now_ns() / S), now_ns())
+        .unwrap()
+        .unwrap()
+        .event
+        .id;
+    let (_, a) = upload(&api, manhole, "sw-write", "p.png", PHOTO_PNG).await;
+    let (_, b) = upload(&api, smoke, "xf-write", "p.png", PHOTO_PNG).await;
+    assert_eq!(a["sha256"], b["sha256"]);
+    let root = dir.path().join("attachments");
+    let blobs = |root: &Path| {
+        wangge_testkit::paths::files_under(root)
+            .into_iter()
+            .filter(|(_, rel)| !rel.starts_with("tmp/"))
+            .count()
+    };
+    assert_eq!(blobs(&root), 1, "stored once");
+    let (a, b) = (a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap());
+    let path = |id: i64, att: i64| format!("/events/{id}/attachments/{att}");
+    assert_eq!(api.delete(&path(manhole, a), "sw-write").await, 200);
+    let (code, _, bytes) = fetch(&api, smoke, b, "xf-write").await;
+    assert_eq!(
+        (code, bytes.as_slice()),
+        (200, PHOTO_PNG),
+        "the other copy is kept"
+    );
+    assert_eq!(blobs(&root), 1);
+    assert_eq!(api.delete(&path(smoke, b), "xf-write").await, 200);
+    assert_eq!(blobs(&root), 0, "the last deletion removes the bytes");
+}
