@@ -1,9 +1,9 @@
 //! firmware-sim plays the Modbus registry `config/modbus-demo` (an RS-485 line with a flood gauge
 //! and an electrical-fire monitor, a Modbus TCP hydrant transmitter) with its scenario
-//! (`config/modbus-demo/scenario.toml`: incidents, a slow slave, CRC-corrupted answers) → edge →
-//! hub, all real processes. The incidents on Modbus devices raise their events at the hub, and
-//! every reading the simulator's `--record` says an intact answer carried is stored exactly once,
-//! with its value.
+//! (`config/modbus-demo/scenario.toml`, ten times faster: incidents, a slow slave, CRC-corrupted
+//! answers, a mute window) → edge → hub, all real processes. The incidents on Modbus devices raise
+//! their events at the hub, the edge sees the mute slave go and come back, and every reading the
+//! simulator's `--record` says an intact answer carried is stored exactly once, with its value.
 
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -87,6 +87,8 @@ fn start_simulator(dir: &Path, pty: &Path, tcp: u16) -> Proc {
         .arg(dir.join("record.jsonl"))
         .arg("--summary")
         .arg(dir.join("summary.json"))
+        // Scenario time 10× wall time: the mute window (240–300 s) comes after 24 s.
+        .args(["--interval-scale", "0.1"])
         .args(["--baud", "19200", "--rtu-pty"])
         .arg(pty)
         .args(["--tcp", &format!("127.0.0.1:{tcp}")]);
@@ -147,6 +149,28 @@ fn a_modbus_scenario_raises_its_events_and_every_recorded_reading_is_stored_once
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", edge.log_tail(), sim.log()));
     }
 
+    // The flood gauge goes mute (scenario 240–300 s): the edge counts its timeouts and takes it
+    // down, then it answers again.
+    let slave = |line: &str, unit: &str, metric: &str, reason: Option<&str>| {
+        let t = edge.metrics().unwrap_or_default();
+        let mut l = vec![("line", line), ("unit", unit)];
+        if let Some(r) = reason {
+            l.push(("reason", r));
+        }
+        wangge_testkit::metric_sum(&t, metric, &l)
+    };
+    let timeouts = "edge_modbus_failures_total";
+    wait_for("the mute flood gauge down", Duration::from_secs(90), || {
+        (slave("rs485-1", "1", timeouts, Some("timeout")) >= 1.0
+            && slave("rs485-1", "1", "edge_modbus_slave_up", None) == 0.0)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", edge.log_tail()));
+    wait_for("the flood gauge back", Duration::from_secs(90), || {
+        (slave("rs485-1", "1", "edge_modbus_slave_up", None) == 1.0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", edge.log_tail()));
+
     // Stop the simulator: it closes its servers and its record. Every reading recorded is at the
     // hub once, with its value, in the order the slaves answered.
     assert!(sim.terminate(Duration::from_secs(20)).is_some());
@@ -172,6 +196,27 @@ fn a_modbus_scenario_raises_its_events_and_every_recorded_reading_is_stored_once
         assert!(n >= 6, "{sensor}: only {n} readings recorded");
         assert_eq!(n, served, "{sensor}: the summary and the record agree");
     }
+    let device = |sensor: &str| {
+        ["rtu", "tcp"]
+            .iter()
+            .flat_map(|l| summary[l].as_array().cloned().unwrap_or_default())
+            .find(|d| d["sensor"] == sensor)
+            .unwrap()
+    };
+    assert!(
+        device("FL-M001")["muted"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert!(
+        device("HY-M001")["delayed"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    // Each CRC-corrupted answer is one CRC failure at the edge, never a reading.
+    assert_eq!(
+        slave("rs485-1", "2", timeouts, Some("crc")),
+        device("EF-M001")["corrupted"].as_f64().unwrap(),
+        "{summary}"
+    );
     let window = (started - 60_000_000_000, now_ns() + 60_000_000_000);
     for ((sensor, quantity), values) in &want {
         let got = wait_for(
