@@ -91,8 +91,30 @@ fn edge_check_on_a_running_box_reports_what_the_agent_holds_as_ok() {
         (dir.path().join("ttyA").exists() && dir.path().join("ttyB").exists()).then_some(())
     })
     .unwrap();
+    // And a Modbus RTU line the agent polls (firmware-sim's slave on a pty).
+    let rs485 = dir.path().join("rs485");
+    let mut slave = Command::new(bin("firmware-sim"));
+    slave
+        .current_dir(workspace_root())
+        .args([
+            "modbus",
+            "--baud",
+            "19200",
+            "--rtu-device",
+            "1:modbus-flood-level",
+        ])
+        .arg("--rtu-pty")
+        .arg(&rs485);
+    let _slave = Proc::spawn("firmware-sim modbus", slave, &dir.path().join("modbus.log")).unwrap();
+    wait_for("the Modbus pty", Duration::from_secs(20), || {
+        rs485.exists().then_some(())
+    })
+    .unwrap();
     let site_broker = free_port();
-    let extra = format!("[site_broker]\nlisten = \"127.0.0.1:{site_broker}\"\n");
+    let extra = format!(
+        "[site_broker]\nlisten = \"127.0.0.1:{site_broker}\"\n[[modbus]]\nname = \"rs485-1\"\nrtu = {{ path = {:?}, baud = 19200 }}\n[[modbus.slave]]\nunit = 1\nprofile = \"modbus-flood-level\"\nsensor = \"FL-9001\"\n",
+        rs485.display().to_string()
+    );
     let mut edge = Edge::prepare_with(dir.path(), &hub, &site, &extra).unwrap();
     edge.start().unwrap();
     let pid = edge.proc.as_ref().unwrap().pid();
@@ -101,7 +123,7 @@ fn edge_check_on_a_running_box_reports_what_the_agent_holds_as_ok() {
         let up = |name: &str| {
             wangge_testkit::metric_sum(&t, "edge_source_up", &[("source", name)]) == 1.0
         };
-        (up("A") && up("B")).then_some(())
+        (up("A") && up("B") && up("rs485-1")).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", edge.log_tail()));
 
@@ -112,7 +134,13 @@ fn edge_check_on_a_running_box_reports_what_the_agent_holds_as_ok() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let held = format!("held by the running agent (pid {pid})");
-    for line in ["serial A", "serial B", "site_broker", "local_api"] {
+    for line in [
+        "serial A",
+        "serial B",
+        "modbus rs485-1:",
+        "site_broker",
+        "local_api",
+    ] {
         let l = text
             .lines()
             .find(|l| l.contains(&format!(" {line}")))
