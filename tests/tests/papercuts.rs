@@ -43,10 +43,14 @@ fn tcp_probes_of_the_hub_broker_port_log_no_error() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("hub serving"), "{text}");
     assert_eq!(error_lines(&text), Vec::<&str>::new(), "{text}");
+    assert!(
+        !text.contains("\x1b["),
+        "colour codes in the hub's log:\n{text:?}"
+    );
 }
 
 #[test]
-fn the_edge_writes_no_colour_codes_into_a_log_file() {
+fn the_edge_and_firmware_sim_write_no_colour_codes_into_a_log_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut hub = Hub::prepare(dir.path(), "").unwrap();
     hub.start().unwrap();
@@ -65,6 +69,23 @@ fn the_edge_writes_no_colour_codes_into_a_log_file() {
     hub.kill9();
     assert!(log.contains(" INFO "), "{log}");
     assert!(!log.contains("\x1b["), "colour codes in the log:\n{log:?}");
+
+    // firmware-sim too (its log is stderr; stdout carries the summary).
+    let sim_log = dir.path().join("sim.log");
+    let mut sim = Command::new(bin("firmware-sim"));
+    sim.current_dir(workspace_root())
+        .args(["--only", "MH-0001", "--count", "1", "--interval-scale", "0"])
+        .arg("--mqtt-dump")
+        .arg(dir.path().join("dump.txt"));
+    let mut sim = Proc::spawn("firmware-sim", sim, &sim_log).unwrap();
+    let status = sim.exited_within(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{}", sim.log());
+    let text = std::fs::read_to_string(&sim_log).unwrap();
+    assert!(text.contains(" INFO "), "{text}");
+    assert!(
+        !text.contains("\x1b["),
+        "colour codes in firmware-sim's log:\n{text:?}"
+    );
 }
 
 #[test]
