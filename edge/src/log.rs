@@ -24,10 +24,12 @@ const CONNECTION_SPAN: &str = "remote_link";
 /// The router's message for a connection that left while its packets were being routed.
 const ALREADY_GONE: &str = "is already gone";
 
-/// Installs the global subscriber. With `RUST_LOG` set, its filter alone decides.
+/// Installs the global subscriber. rumqttd's per-connection chatter is dropped unless `RUST_LOG`
+/// names rumqttd (whoever asks for its logs gets them all).
 pub fn init() {
     let env = tracing_subscriber::EnvFilter::try_from_default_env();
-    let chatter = env.is_err().then_some(WithoutConnectionChatter);
+    let asked_for_rumqttd = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rumqttd"));
+    let chatter = (!asked_for_rumqttd).then_some(WithoutConnectionChatter);
     let filter = env.unwrap_or_else(|_| DEFAULT_FILTER.into());
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -140,13 +140,13 @@ fn operator_registry(
     serve::open_registry(&cfg)
 }
 
-/// Logs to stderr, coloured only on a terminal. Without `RUST_LOG`: info, rumqttd's warnings
-/// and errors, less its per-connection chatter (`hub::broker::log_filter`).
+/// Logs to stderr, coloured only on a terminal. Without `RUST_LOG`: info and rumqttd's warnings
+/// and errors; rumqttd's per-connection chatter is dropped unless `RUST_LOG` names rumqttd
+/// (`hub::broker::log_filter`).
 fn init_logging() {
     use tracing_subscriber::prelude::*;
     let env = tracing_subscriber::EnvFilter::try_from_default_env();
-    let chatter = env
-        .is_err()
+    let chatter = (!hub::broker::log_filter::asked_for_rumqttd())
         .then_some(hub::broker::log_filter::WithoutConnectionChatter);
     // rumqttd logs every connection at info; its warnings are what matter here.
     let filter = env.unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));

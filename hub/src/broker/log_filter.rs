@@ -22,8 +22,13 @@ const CONNECTION_SPAN: &str = "remote_link";
 /// The router's message for a connection that left while its packets were being routed.
 const ALREADY_GONE: &str = "is already gone";
 
-/// A global filter (a layer that only says no) dropping rumqttd's per-connection chatter. Used
-/// with the default log filter only: whoever sets `RUST_LOG` gets exactly what they asked for.
+/// Whether `RUST_LOG` names rumqttd: whoever asks for its logs gets them all.
+pub fn asked_for_rumqttd() -> bool {
+    std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rumqttd"))
+}
+
+/// A global filter (a layer that only says no) dropping rumqttd's per-connection chatter, unless
+/// [`asked_for_rumqttd`].
 pub struct WithoutConnectionChatter;
 
 impl<S> Layer<S> for WithoutConnectionChatter
