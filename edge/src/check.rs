@@ -1,9 +1,14 @@
 //! `edge check`: the technician's pre-flight. One line per check, `OK` or `FAIL` with the
-//! reason and the fix; any failure makes the command exit non-zero.
+//! reason and the fix; any failure makes the command exit non-zero. On a box whose agent runs,
+//! what the agent holds (serial ports, the site broker's and local API's ports, Modbus lines)
+//! is OK "held by the running agent (pid N)" ([`agent`]).
+
+mod agent;
 
 use crate::config::Config;
 use crate::normalize::Normalizer;
 use crate::{registry, source, uplink};
+use agent::RunningAgent;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet};
 use std::time::Duration;
 
@@ -55,6 +60,16 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
         ok("config", format!("{} parsed", cfg.source_path.display())),
         &mut out,
     );
+    let agent = RunningAgent::find(cfg, timeout.min(Duration::from_secs(2))).await;
+    if let Some(a) = &agent {
+        emit(
+            ok(
+                "agent",
+                format!("running (pid {}), its local API answers", a.pid),
+            ),
+            &mut out,
+        );
+    }
     match Normalizer::load(&cfg.edge.profiles_dir, cfg) {
         Ok(n) => emit(ok("profiles", n.profile_names().join(", ")), &mut out),
         Err(e) => emit(
@@ -101,19 +116,10 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
             &mut out,
         );
     }
-    for s in &cfg.serial {
-        let name = format!("serial {} ({})", s.name, s.path.display());
-        let v = match source::serial::open(s) {
-            Ok(_) => ok(name, format!("opened at {} baud", s.baud)),
-            Err(e) => fail(
-                name,
-                e.to_string(),
-                "check the cable/USB adapter and the path (`edge ports` lists ports present)",
-            ),
-        };
+    for v in serial_verdicts(cfg, agent.as_ref()) {
         emit(v, &mut out);
     }
-    for v in modbus_verdicts(cfg).await {
+    for v in modbus_verdicts(cfg, agent.as_ref()).await {
         emit(v, &mut out);
     }
     for s in &cfg.mqtt {
@@ -151,29 +157,57 @@ pub async fn run(cfg: &Config, timeout: Duration) -> Vec<Verdict> {
             Err(e) => emit(fail(name, e.to_string(), "check hub.ca_file"), &mut out),
         }
     }
-    if let Some(sb) = &cfg.site_broker {
-        let v = match std::net::TcpListener::bind(sb.listen) {
-            Ok(_) => ok("site_broker", format!("{} free", sb.listen)),
-            Err(e) => fail(
-                "site_broker",
-                format!("{}: {e}", sb.listen),
-                "another process holds the port; stop it or change site_broker.listen",
-            ),
-        };
+    for v in port_verdicts(cfg, agent.as_ref()) {
         emit(v, &mut out);
     }
-    match std::net::TcpListener::bind(cfg.local_api.listen) {
-        Ok(_) => emit(ok("local_api", format!("{} free", cfg.local_api.listen)), &mut out),
-        Err(e) => emit(
-            fail(
-                "local_api",
-                format!("{}: {e}", cfg.local_api.listen),
-                "another process (a running edge?) holds the port; stop it or change local_api.listen",
-            ),
-            &mut out,
-        ),
-    }
     out
+}
+
+/// Each serial port opened with its line settings; one the running agent has up is OK.
+fn serial_verdicts(cfg: &Config, agent: Option<&RunningAgent>) -> Vec<Verdict> {
+    cfg.serial
+        .iter()
+        .map(|s| {
+            let name = format!("serial {} ({})", s.name, s.path.display());
+            match (source::serial::open(s), agent) {
+                (Ok(_), _) => ok(name, format!("opened at {} baud", s.baud)),
+                (Err(_), Some(a)) if a.has_up(&s.name) => ok(name, a.held()),
+                (Err(e), _) => fail(
+                    name,
+                    e.to_string(),
+                    "check the cable/USB adapter and the path (`edge ports` lists ports present)",
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The ports the agent listens on (the site broker's, the local API's): free, or held by the
+/// running agent, or held by another process.
+fn port_verdicts(cfg: &Config, agent: Option<&RunningAgent>) -> Vec<Verdict> {
+    let mut ports = Vec::new();
+    if let Some(sb) = &cfg.site_broker {
+        ports.push((
+            "site_broker",
+            sb.listen,
+            "another process holds the port; stop it or change site_broker.listen",
+        ));
+    }
+    ports.push((
+        "local_api",
+        cfg.local_api.listen,
+        "another process (a running edge?) holds the port; stop it or change local_api.listen",
+    ));
+    ports
+        .into_iter()
+        .map(
+            |(name, addr, fix)| match (std::net::TcpListener::bind(addr), agent) {
+                (Ok(_), _) => ok(name, format!("{addr} free")),
+                (Err(_), Some(a)) => ok(name, format!("{addr} {}", a.held())),
+                (Err(e), None) => fail(name, format!("{addr}: {e}"), fix),
+            },
+        )
+        .collect()
 }
 
 fn check_data_dir(cfg: &Config) -> Verdict {
@@ -255,7 +289,7 @@ async fn mqtt_connect(
 }
 
 /// One verdict per block of every Modbus slave's read plan (or per line that does not open).
-async fn modbus_verdicts(cfg: &Config) -> Vec<Verdict> {
+async fn modbus_verdicts(cfg: &Config, agent: Option<&RunningAgent>) -> Vec<Verdict> {
     let mut out = Vec::new();
     let lines = cfg.modbus_lines();
     let mut profiles: Vec<String> = lines
@@ -273,6 +307,18 @@ async fn modbus_verdicts(cfg: &Config) -> Vec<Verdict> {
         out.push(ok("modbus profiles", profiles.join(", ")));
     }
     for line in lines {
+        // The running agent polls this line: a second master would garble the bus (RTU) or take
+        // a gateway's only connection (TCP), so the agent's word stands.
+        if let Some(a) = agent.filter(|a| a.has_up(&line.name)) {
+            out.push(ok(
+                format!("modbus {}", line.name),
+                format!(
+                    "{} (`edge_modbus_slave_up` on its /metrics per slave; stop it to probe each block)",
+                    a.held()
+                ),
+            ));
+            continue;
+        }
         match source::modbus::scan::probe_line(line).await {
             Err(e) => out.push(fail(
                 format!("modbus {}", line.name),

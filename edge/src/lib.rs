@@ -12,6 +12,7 @@ pub mod check;
 pub mod config;
 pub mod ingest;
 pub mod local_api;
+pub mod log;
 pub mod metrics;
 pub mod normalize;
 pub mod registry;

@@ -101,6 +101,8 @@ async fn health(State(s): State<ApiState>) -> impl IntoResponse {
     let b = buffer_report(&s);
     Json(serde_json::json!({
         "status": "ok",
+        // `edge check` names the agent that holds the ports it cannot open (check/agent.rs).
+        "pid": std::process::id(),
         "uplink_connected": b.uplink_connected,
         "backlog_readings": b.backlog_readings,
         "sources": sources,

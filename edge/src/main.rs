@@ -90,13 +90,7 @@ enum ModbusCmd {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttc=warn,rumqttd=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    edge::log::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -58,6 +58,28 @@ struct ModbusArgs {
     /// A device behind the TCP listener (same syntax as --rtu-device).
     #[arg(long = "tcp-device", value_name = "UNIT:PROFILE[:FAULT]")]
     tcp_devices: Vec<firmware_sim::output::modbus::device::DeviceArg>,
+    /// Serve the Modbus sensors of this registry (a directory with sensors.csv, or the file):
+    /// each `modbus-*` sensor at its `LINE:UNIT`, valued by the sensor physics and its incidents.
+    #[arg(long, value_name = "DIR|FILE")]
+    registry: Option<PathBuf>,
+    /// With --registry: incidents and Modbus faults (mute, slow, crc, exception) to play.
+    #[arg(long, value_name = "FILE", requires = "registry")]
+    scenario: Option<PathBuf>,
+    /// With --registry: write every reading of an intact answer, one JSON object per line.
+    #[arg(long, value_name = "FILE", requires = "registry")]
+    record: Option<PathBuf>,
+    /// The registry line served on --rtu-pty.
+    #[arg(long, value_name = "NAME", default_value = "rs485-1")]
+    rtu_line: String,
+    /// The registry line served on --tcp.
+    #[arg(long, value_name = "NAME", default_value = "tcp-1")]
+    tcp_line: String,
+    /// Wall seconds per scenario second (0.05 plays a scenario 20× faster).
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    interval_scale: f64,
+    /// Sensor-clock origin (day and night): Unix ms or RFC 3339 [default: the scenario's, else now].
+    #[arg(long, value_name = "TIME")]
+    start: Option<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Stop after this long (else at Ctrl-C / SIGTERM).
@@ -341,6 +363,8 @@ fn with_outputs(sensors: Vec<Sensor>, w: &Wanted) -> Vec<Sensor> {
     let (keep, left): (Vec<_>, Vec<_>) = sensors.into_iter().partition(|s| match s.dialect {
         Dialect::SerialBinary => w.line_a,
         Dialect::SerialText => w.line_b,
+        // Served by `firmware-sim modbus --registry` (they answer polls, they never transmit).
+        Dialect::Modbus => false,
         _ => w.mqtt,
     });
     if !left.is_empty() {
@@ -472,6 +496,7 @@ async fn load(a: LoadArgs) -> Result<()> {
                 Dialect::SerialText => "B".into(),
                 _ => String::new(),
             },
+            profile: a.dialect.name().into(),
             interval_ms,
         })
         .collect();
@@ -519,18 +544,102 @@ async fn load(a: LoadArgs) -> Result<()> {
     a.out.write_summary(&summary)
 }
 
+/// `--registry`: the Modbus sensors on the served lines, their scenario and clock.
+fn modbus_registry(a: &ModbusArgs) -> Result<Option<firmware_sim::output::modbus::RegistryRun>> {
+    use firmware_sim::output::modbus::{played::ScenarioClock, RegistryRun};
+    let Some(reg) = &a.registry else {
+        return Ok(None);
+    };
+    if !(a.interval_scale.is_finite() && a.interval_scale > 0.0) {
+        bail!("--interval-scale: {} is not a number > 0", a.interval_scale);
+    }
+    let path = if reg.is_dir() {
+        reg.join("sensors.csv")
+    } else {
+        reg.clone()
+    };
+    let registry = sensors::load_sensors(&path)?;
+    let lines: Vec<&str> = [
+        a.rtu_pty.as_ref().map(|_| a.rtu_line.as_str()),
+        a.tcp.as_ref().map(|_| a.tcp_line.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let served: Vec<Sensor> = registry
+        .iter()
+        .filter(|s| {
+            sensors::modbus_address(&s.address).is_some_and(|(l, _)| lines.contains(&l))
+                && s.dialect == Dialect::Modbus
+        })
+        .cloned()
+        .collect();
+    let modbus = registry
+        .iter()
+        .filter(|s| s.dialect == Dialect::Modbus)
+        .count();
+    if served.is_empty() {
+        bail!(
+            "--registry {}: no Modbus sensor on line {} (their `address` is LINE:UNIT; see --rtu-line, --tcp-line)",
+            path.display(),
+            lines.join(" or ")
+        );
+    }
+    if served.len() < modbus {
+        tracing::info!(
+            "leaving out {} Modbus sensors on other lines than {}",
+            modbus - served.len(),
+            lines.join(", ")
+        );
+    }
+    let scenario = match &a.scenario {
+        Some(p) => scenario::load(p, &registry, &served)?,
+        None => Scenario::default(),
+    };
+    for note in &scenario.skipped {
+        tracing::info!("scenario: skipped {note}");
+    }
+    let start_ms = match &a.start {
+        Some(s) => scenario::parse_time_ms(s)
+            .with_context(|| format!("--start {s:?}: neither Unix ms nor RFC 3339"))?,
+        None => scenario.start_ms.unwrap_or_else(now_ms),
+    };
+    tracing::info!(
+        sensors = served.len(),
+        incidents = scenario.incidents.len(),
+        faults = scenario.faults.len(),
+        "modbus: playing the registry"
+    );
+    Ok(Some(RegistryRun {
+        sensors: served,
+        scenario,
+        rtu_line: a.rtu_line.clone(),
+        tcp_line: a.tcp_line.clone(),
+        clock: std::sync::Arc::new(ScenarioClock::new(a.interval_scale, start_ms)),
+        record: a.record.clone(),
+    }))
+}
+
 async fn modbus(a: ModbusArgs) -> Result<()> {
     use firmware_sim::output::modbus::{run, ModbusRun};
     if a.rtu_pty.is_none() && a.tcp.is_none() {
         bail!("nothing to serve: give --rtu-pty LINK and/or --tcp HOST:PORT");
     }
-    if a.rtu_pty.is_some() == a.rtu_devices.is_empty()
-        || a.tcp.is_some() == a.tcp_devices.is_empty()
+    if a.registry.is_none()
+        && (a.rtu_pty.is_some() == a.rtu_devices.is_empty()
+            || a.tcp.is_some() == a.tcp_devices.is_empty())
     {
         bail!(
-            "each server needs its devices: --rtu-pty with --rtu-device, --tcp with --tcp-device"
+            "each server needs its devices: --rtu-pty with --rtu-device, --tcp with --tcp-device (or --registry)"
         );
     }
+    if a.rtu_pty.is_none() && !a.rtu_devices.is_empty() {
+        bail!("--rtu-device: no RTU line to put it on (give --rtu-pty LINK)");
+    }
+    if a.tcp.is_none() && !a.tcp_devices.is_empty() {
+        bail!("--tcp-device: no TCP listener to put it behind (give --tcp HOST:PORT)");
+    }
+    let registry = modbus_registry(&a)?;
     let mut stop = stop_signal();
     if let Some(d) = a.duration {
         let (tx, rx) = watch::channel(false);
@@ -551,6 +660,7 @@ async fn modbus(a: ModbusArgs) -> Result<()> {
         tcp: a.tcp,
         tcp_devices: a.tcp_devices,
         seed: a.seed,
+        registry,
     };
     let summary = run(cfg, stop).await?;
     let json = serde_json::to_string_pretty(&summary)?;

@@ -99,9 +99,13 @@ pub enum Dialect {
     Gridsense,
     SerialBinary,
     SerialText,
+    /// A Modbus slave (`profile` = a device profile `modbus-*`, `address` = `LINE:UNIT`): it
+    /// answers its master's polls (`firmware-sim modbus --registry`), it never transmits itself.
+    Modbus,
 }
 
 impl Dialect {
+    /// The dialects the report engine speaks (Modbus devices are served by `output::modbus`).
     pub const ALL: [Dialect; 6] = [
         Dialect::Canonical,
         Dialect::Acme,
@@ -119,6 +123,7 @@ impl Dialect {
             Dialect::Gridsense => "gridsense",
             Dialect::SerialBinary => "serial-binary",
             Dialect::SerialText => "serial-text",
+            Dialect::Modbus => "modbus",
         }
     }
 
@@ -130,18 +135,22 @@ impl Dialect {
     pub const fn transport(self) -> &'static str {
         match self {
             Dialect::SerialBinary | Dialect::SerialText => "serial",
+            Dialect::Modbus => "modbus",
             _ => "mqtt",
         }
     }
 
     pub const fn is_mqtt(self) -> bool {
-        !matches!(self, Dialect::SerialBinary | Dialect::SerialText)
+        !matches!(
+            self,
+            Dialect::SerialBinary | Dialect::SerialText | Dialect::Modbus
+        )
     }
 
     /// Resolution of the timestamps this dialect carries, in ms; `None` when it sends none.
     pub const fn ts_unit_ms(self) -> Option<u64> {
         match self {
-            Dialect::Lumen => None,
+            Dialect::Lumen | Dialect::Modbus => None,
             Dialect::Acme => Some(1000),
             _ => Some(1),
         }
@@ -152,6 +161,8 @@ impl Dialect {
         use SensorType::*;
         match self {
             Dialect::Canonical | Dialect::SerialBinary | Dialect::SerialText => true,
+            // The device profile says what it measures; the type names the component's kind.
+            Dialect::Modbus => true,
             Dialect::Acme => matches!(t, FireHydrant | FloodGauge),
             Dialect::Lumen => matches!(t, StreetLight | ElectricalFire),
             Dialect::Gridsense => matches!(
@@ -182,8 +193,11 @@ pub struct Sensor {
     pub id: String,
     pub kind: SensorType,
     pub dialect: Dialect,
-    /// gridsense: the gateway id (`GW-01`); serial: the line (`A` binary, `B` text); else empty.
+    /// gridsense: the gateway id (`GW-01`); serial: the line (`A` binary, `B` text); Modbus:
+    /// `LINE:UNIT` (the edge's `[[modbus]]` line name and the unit id); else empty.
     pub address: String,
+    /// The `profile` column as written: the dialect's name, or a Modbus device profile's.
+    pub profile: String,
     /// Nominal reporting interval, in scenario (unscaled) milliseconds.
     pub interval_ms: u64,
 }
@@ -256,14 +270,18 @@ pub fn parse_sensors(text: &str, path: &str) -> Result<Vec<Sensor>, RegistryErro
         let kind = SensorType::from_name(ty)
             .ok_or_else(|| bad(n, format!("field `type`: unknown sensor type {ty:?}")))?;
         let pr = get(c_profile, "profile")?;
-        let dialect = Dialect::from_name(pr).ok_or_else(|| {
-            bad(
-                n,
-                format!(
-                    "field `profile`: unknown profile {pr:?} (one of canonical, acme, lumen, gridsense, serial-binary, serial-text)"
-                ),
-            )
-        })?;
+        let dialect = if pr.starts_with("modbus-") {
+            Dialect::Modbus
+        } else {
+            Dialect::from_name(pr).ok_or_else(|| {
+                bad(
+                    n,
+                    format!(
+                        "field `profile`: unknown profile {pr:?} (one of canonical, acme, lumen, gridsense, serial-binary, serial-text, or a Modbus device profile modbus-*)"
+                    ),
+                )
+            })?
+        };
         if !dialect.supports(kind) {
             return Err(bad(
                 n,
@@ -292,6 +310,14 @@ pub fn parse_sensors(text: &str, path: &str) -> Result<Vec<Sensor>, RegistryErro
                     format!("field `address`: serial-text sensors are on line B, not {address:?}"),
                 ))
             }
+            Dialect::Modbus if modbus_address(&address).is_none() => {
+                return Err(bad(
+                    n,
+                    format!(
+                    "field `address`: a Modbus sensor is LINE:UNIT (unit 1..=247), not {address:?}"
+                ),
+                ))
+            }
             _ => {}
         }
         let iv = get(c_interval, "interval_s")?;
@@ -310,10 +336,18 @@ pub fn parse_sensors(text: &str, path: &str) -> Result<Vec<Sensor>, RegistryErro
             kind,
             dialect,
             address,
+            profile: pr.to_string(),
             interval_ms: (interval_s * 1000.0).round() as u64,
         });
     }
     Ok(out)
+}
+
+/// A Modbus sensor's `LINE:UNIT` address: the line's name and the unit id (1..=247).
+pub fn modbus_address(address: &str) -> Option<(&str, u8)> {
+    let (line, unit) = address.rsplit_once(':')?;
+    let unit = unit.parse::<u8>().ok().filter(|u| (1..=247).contains(u))?;
+    (!line.is_empty()).then_some((line, unit))
 }
 
 /// Keeps the sensors whose id starts with one of `prefixes` (all when empty) and whose dialect is
@@ -346,6 +380,22 @@ mod tests {
         let csv = "id,component_id,type,profile,address,interval_s,edge\nX-1,1,manhole_cover,acme,,60,e\n";
         let e = parse_sensors(csv, "s.csv").unwrap_err().to_string();
         assert!(e.starts_with("s.csv:2: field `profile`"), "{e}");
+    }
+
+    #[test]
+    fn modbus_sensors_load_with_their_device_profile_and_line_address() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/modbus-demo/sensors.csv");
+        let s = load_sensors(&path).unwrap();
+        assert!(!s.is_empty());
+        for x in &s {
+            assert_eq!(x.dialect, Dialect::Modbus, "{x:?}");
+            assert!(x.profile.starts_with("modbus-"), "{x:?}");
+            assert!(modbus_address(&x.address).is_some(), "{x:?}");
+        }
+        let csv =
+            "id,type,profile,address,interval_s\nFL-1,flood_gauge,modbus-flood-level,rs485-1:0,5\n";
+        let e = parse_sensors(csv, "s.csv").unwrap_err().to_string();
+        assert!(e.starts_with("s.csv:2: field `address`"), "{e}");
     }
 
     #[test]

@@ -193,19 +193,31 @@ fn cluster_status(cfg: &HubConfig, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs to stderr, coloured only on a terminal. Without `RUST_LOG`: info and rumqttd's warnings
+/// and errors; rumqttd's per-connection chatter is dropped unless `RUST_LOG` names rumqttd
+/// (`hub::broker::log_filter`).
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let env = tracing_subscriber::EnvFilter::try_from_default_env();
+    let chatter = (!hub::broker::log_filter::asked_for_rumqttd())
+        .then_some(hub::broker::log_filter::WithoutConnectionChatter);
+    // rumqttd logs every connection at info; its warnings are what matter here.
+    let filter = env.unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,rumqttd=warn,tokio_postgres=warn")
+    });
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(chatter)
+        .with(fmt)
+        .init();
+}
+
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // rumqttd logs every connection at info; its warnings are what matter here.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("info,rumqttd=warn,tokio_postgres=warn")
-                }),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     if let Err(e) = run(cli) {
         eprintln!("hub: {e:#}");
         std::process::exit(1);

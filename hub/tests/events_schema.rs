@@ -226,5 +226,8 @@ fn every_event_body_schema_names_the_fields_the_handlers_write() {
         props("DeliveryAttempt"),
         ["at", "delivery", "error", "http_status"]
     );
-    assert_eq!(props("TransitionBody"), ["action", "department", "note"]);
+    assert_eq!(
+        props("TransitionBody"),
+        ["action", "attachments", "department", "note"]
+    );
 }

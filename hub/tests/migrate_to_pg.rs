@@ -1,7 +1,7 @@
 //! `hub migrate --from DATA_DIR --to postgres://…`: a real single-node hub gathers state through
 //! its CLI, MQTT and API (seed, edge, token, MQTT user, a batch that raises an event, a webhook
-//! subscription, a transition), is stopped, and its state moved into a fresh PostgreSQL; the
-//! PostgreSQL stores then hold every item with equal values, ids and cursors. A second migration
+//! subscription, a transition, a photo), is stopped, and its state moved into a fresh
+//! PostgreSQL; the PostgreSQL stores then hold every item with equal values, ids and cursors. A second migration
 //! into the same database, a running hub and a bad URL are refused, never showing the password.
 
 mod hub_cli_support;
@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wangge_events::lifecycle::Deadlines;
 use wangge_events::store::{
-    EventLog, Outbox, PgStore, SqliteStore, Subscription, SubscriptionSpec, Subscriptions,
+    Attachments, EventLog, Outbox, PgStore, SqliteStore, Subscription, SubscriptionSpec,
+    Subscriptions,
 };
 use wangge_pg::Pg;
 use wangge_testkit::postgres::PASSWORD;
@@ -50,6 +51,38 @@ struct Issued {
     mqtt_user: (String, String),
     event_id: i64,
     subscription_id: i64,
+    /// A photo uploaded to the event (its bytes under `<data_dir>/attachments/`).
+    attachment_id: i64,
+}
+
+/// The photo uploaded to the event: a repaired manhole cover (PNG, no metadata).
+const PHOTO_PNG: &[u8] = include_bytes!("../events/tests/fixtures/after-repair.png");
+
+/// Uploads [`PHOTO_PNG`] to event `event_id` as `token`; the attachment's id.
+async fn upload_photo(http: &reqwest::Client, api: &str, event_id: i64, token: &str) -> i64 {
+    let boundary = "----wangge-migrate-boundary-4f1c";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+         filename=\"after.png\"\r\nContent-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(PHOTO_PNG);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = http
+        .post(format!("{api}/events/{event_id}/attachments"))
+        .bearer_auth(token)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let a: Json = r.json().await.unwrap_or(Json::Null);
+    assert!(status.is_success(), "{status} {a}");
+    a["id"].as_i64().expect("attachment id")
 }
 
 /// Publishes one sealed batch as the edge (21 readings of tilt 25°: manhole.displaced) and
@@ -195,6 +228,7 @@ async fn single_node_with_state(dir: &Path, data: &Path) -> Issued {
         .await
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
+    let attachment_id = upload_photo(&http, &api, event_id, &sw_write).await;
     poll_for(
         &http,
         &format!("{api}/subscriptions/{subscription_id}/deliveries"),
@@ -220,6 +254,7 @@ async fn single_node_with_state(dir: &Path, data: &Path) -> Issued {
         mqtt_user,
         event_id,
         subscription_id,
+        attachment_id,
     }
 }
 
@@ -234,6 +269,7 @@ struct EventsBefore {
         Vec<wangge_events::store::DeliveryAttempt>,
     )>,
     last_cursor: i64,
+    attachments: Vec<wangge_events::store::Attachment>,
 }
 
 fn events_before(data: &Path, issued: &Issued) -> EventsBefore {
@@ -253,6 +289,7 @@ fn events_before(data: &Path, issued: &Issued) -> EventsBefore {
             .expect("the subscription"),
         deliveries: store.deliveries(issued.subscription_id, 100).unwrap(),
         last_cursor: store.last_cursor().unwrap(),
+        attachments: store.attachments(issued.event_id).unwrap(),
     }
 }
 
@@ -299,6 +336,8 @@ fn a_stopped_single_node_moves_into_postgres_with_ids_cursors_and_secrets_intact
         "stored_batches ",
         "edges ",
         "api_tokens ",
+        "attachments ",
+        "attachment_blobs ",
     ] {
         assert!(
             stdout.contains(line),
@@ -358,6 +397,19 @@ fn a_stopped_single_node_moves_into_postgres_with_ids_cursors_and_secrets_intact
     assert_eq!(
         store.deliveries(issued.subscription_id, 100).unwrap(),
         before.deliveries
+    );
+    // The photo: its row as it was, its bytes served by the cluster's blob store.
+    assert_eq!(
+        store.attachments(issued.event_id).unwrap(),
+        before.attachments
+    );
+    let photo = &before.attachments[0];
+    assert_eq!(photo.id, issued.attachment_id);
+    let blobs = wangge_events::attachments::PgBlobStore::new(pg.clone());
+    use wangge_events::attachments::BlobStore;
+    assert_eq!(
+        blobs.get(&photo.sha256).unwrap().as_deref(),
+        Some(PHOTO_PNG)
     );
     // The batch ledger: the single node's stored batch, so a resend is acked as a duplicate.
     let ledger = pg

@@ -6,7 +6,7 @@
 use hub::registry::seed::{export_dir, import_dir, SeedError};
 use hub::registry::{
     ComponentFilter, ComponentInput, GapReport, IngestRefusal, PgRegistry, RegistryAdmin,
-    RegistryError, Scope, SqliteRegistry,
+    RegistryError, Scope, SensorInput, SqliteRegistry,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,11 +114,11 @@ fn migrations_are_applied_once_and_data_survives_reopen() {
     let path = dir.path().join("registry.sqlite");
     {
         let reg = SqliteRegistry::open(&path).unwrap();
-        assert_eq!(reg.schema_version().unwrap(), 6);
+        assert_eq!(reg.schema_version().unwrap(), 7);
         import_dir(&reg, &seed_dir()).unwrap();
     }
     let reg = SqliteRegistry::open(&path).unwrap();
-    assert_eq!(reg.schema_version().unwrap(), 6);
+    assert_eq!(reg.schema_version().unwrap(), 7);
     assert_eq!(reg.stats().unwrap().components, 200);
 
     let place = Place::postgres();
@@ -128,11 +128,11 @@ fn migrations_are_applied_once_and_data_survives_reopen() {
     let open = || PgRegistry::open(Arc::new(Pg::connect(url, 1).unwrap())).unwrap();
     {
         let reg = open();
-        assert_eq!(reg.schema_version().unwrap(), 1);
+        assert_eq!(reg.schema_version().unwrap(), 2);
         import_dir(&reg, &seed_dir()).unwrap();
     }
     let reg = open();
-    assert_eq!(reg.schema_version().unwrap(), 1);
+    assert_eq!(reg.schema_version().unwrap(), 2);
     assert_eq!(reg.stats().unwrap().components, 200);
 }
 
@@ -613,5 +613,57 @@ fn a_foreign_sensor_is_audited_once_per_edge_and_sensor() {
         assert!(audit("edge-xq-01", 1));
         assert!(!audit("edge-xq-01", 2));
         assert!(audit("edge-xq-02", 3));
+    });
+}
+
+#[test]
+fn coverage_lists_attached_sensors_and_a_reattachment_keeps_the_first_registration() {
+    on_both(|place| {
+        let before = hub::registry::now_ns();
+        let reg = place.seeded();
+        let after = hub::registry::now_ns();
+        let cov = reg.coverage_sensors().unwrap();
+        assert!(!cov.is_empty());
+        let keys: Vec<_> = cov
+            .iter()
+            .map(|s| (&s.component_id, &s.sensor_id))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "ordered by component, then sensor");
+        // SQLite's trigger has millisecond precision: allow one on either side.
+        let ms = 1_000_000;
+        for s in &cov {
+            let at = s.registered_at_ns.expect("registered on insert");
+            assert!(at >= before - ms && at <= after + ms, "{s:?}");
+            assert!(s.interval_s > 0 && !s.component_name.is_empty(), "{s:?}");
+        }
+        let first = &cov[0];
+        let sensor = reg.sensor(&first.sensor_id).unwrap().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let (_, created) = reg
+            .put_sensor(
+                &sensor.id,
+                &SensorInput {
+                    component_id: sensor.component_id.clone(),
+                    sensor_type: Some(sensor.sensor_type.clone()),
+                    profile: Some(sensor.profile.clone()),
+                    address: Some(sensor.address.clone()),
+                    interval_s: Some(sensor.interval_s * 2),
+                    edge: sensor.edge.clone(),
+                },
+            )
+            .unwrap();
+        assert!(!created);
+        let again = reg.coverage_sensors().unwrap();
+        let s = again
+            .iter()
+            .find(|s| s.sensor_id == first.sensor_id)
+            .unwrap();
+        assert_eq!(s.interval_s, first.interval_s * 2, "the update was applied");
+        assert_eq!(
+            s.registered_at_ns, first.registered_at_ns,
+            "first registration kept"
+        );
     });
 }

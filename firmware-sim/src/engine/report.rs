@@ -82,6 +82,8 @@ impl Engine {
                 (Out::LineB(b), d)
             }
             Dialect::Gridsense => unreachable!("gridsense sensors report through their gateway"),
+            // A Modbus slave speaks when polled (output::modbus); the engine never runs one.
+            Dialect::Modbus => return Ok(()),
         };
         let tx = Tx {
             owner,

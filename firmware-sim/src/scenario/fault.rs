@@ -1,5 +1,6 @@
 //! Wire faults: what can go wrong on the way to the receiver, and the `[[fault]]` entries that
-//! inject them.
+//! inject them. A Modbus slave's own faults (mute, slow, CRC-corrupted answers, exception codes)
+//! are entries too, aimed at one Modbus sensor and active in a `from`/`until` window.
 
 use super::{secs_to_ms, Added, Entries, Invalid, Scenario, ScenarioError};
 use crate::sensors::{Dialect, Sensor};
@@ -22,6 +23,14 @@ pub enum FaultKind {
     ClockSkew,
     /// The sender buffers its messages for `duration`, then sends them all back to back.
     Burst,
+    /// Modbus: the slave does not answer (dead, unpowered, wrong unit id).
+    Mute,
+    /// Modbus: the slave answers after `delay` seconds (past the master's timeout it looks mute).
+    Slow,
+    /// Modbus: this fraction (`rate`) of the slave's answers carry a corrupted CRC.
+    Crc,
+    /// Modbus: the slave answers every read with exception `code`.
+    Exception,
 }
 
 impl FaultKind {
@@ -34,6 +43,10 @@ impl FaultKind {
             "out_of_order" => FaultKind::OutOfOrder,
             "clock_skew" => FaultKind::ClockSkew,
             "burst" => FaultKind::Burst,
+            "mute" => FaultKind::Mute,
+            "slow" => FaultKind::Slow,
+            "crc" => FaultKind::Crc,
+            "exception" => FaultKind::Exception,
             _ => return None,
         })
     }
@@ -43,6 +56,14 @@ impl FaultKind {
         matches!(
             self,
             FaultKind::Corrupt | FaultKind::Truncate | FaultKind::Noise
+        )
+    }
+
+    /// A Modbus slave's faults (`output::modbus::device`), not the report engine's.
+    pub const fn modbus_only(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Mute | FaultKind::Slow | FaultKind::Crc | FaultKind::Exception
         )
     }
 
@@ -81,6 +102,10 @@ pub struct Fault {
     pub offset_ms: i64,
     /// `noise`: burst length range in bytes, inclusive.
     pub bytes: (usize, usize),
+    /// `slow`: how late the slave answers, ms.
+    pub delay_ms: u64,
+    /// `exception`: the exception code the slave answers with.
+    pub code: u8,
 }
 
 impl Fault {
@@ -112,6 +137,8 @@ pub(super) struct FaultSpec {
     duration: Option<f64>,
     offset: Option<f64>,
     bytes: Option<(usize, usize)>,
+    delay: Option<f64>,
+    code: Option<u8>,
 }
 /// Validates `[[fault]]` number `index` (from 0) and adds it to `out`, or notes it skipped
 /// when it aims at one sensor that is not in this run.
@@ -119,14 +146,19 @@ pub(super) fn add(f: FaultSpec, index: usize, cx: &Entries<'_>, out: &mut Scenar
     let (invalid, registry, run) = (cx.invalid, cx.registry, cx.run);
     let what = format!("fault #{} ({})", index + 1, f.kind);
     let kind = FaultKind::from_name(&f.kind).ok_or_else(|| {
-        invalid(what.clone(), "field `kind`: one of corrupt, truncate, noise, duplicate, out_of_order, clock_skew, burst".into())
+        invalid(what.clone(), "field `kind`: one of corrupt, truncate, noise, duplicate, out_of_order, clock_skew, burst, or for a Modbus sensor mute, slow, crc, exception".into())
     })?;
     let target = target(&f, kind, &what, invalid, registry)?;
     let rate = f.rate.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&rate) {
         return Err(invalid(what, "field `rate`: a probability in 0..=1".into()));
     }
-    let (at_ms, duration_ms) = times(&f, kind, &what, invalid)?;
+    let (delay_ms, code) = modbus_fields(&f, kind, &what, invalid)?;
+    let (at_ms, duration_ms) = if kind.modbus_only() {
+        (Vec::new(), None)
+    } else {
+        times(&f, kind, &what, invalid)?
+    };
     let offset_ms = match (kind, f.offset) {
         (FaultKind::ClockSkew, Some(o)) if o.is_finite() && o.abs() < 1.0e8 => {
             (o * 1000.0).round() as i64
@@ -166,8 +198,68 @@ pub(super) fn add(f: FaultSpec, index: usize, cx: &Entries<'_>, out: &mut Scenar
         duration_ms,
         offset_ms,
         bytes,
+        delay_ms,
+        code,
     });
     Ok(())
+}
+
+/// `delay` (slow), `code` (exception) and what a Modbus fault takes: one Modbus sensor, a
+/// `from`/`until` window, `rate` for crc only.
+fn modbus_fields(
+    f: &FaultSpec,
+    kind: FaultKind,
+    what: &str,
+    invalid: &Invalid<'_>,
+) -> Result<(u64, u8), ScenarioError> {
+    let what = what.to_string();
+    if !kind.modbus_only() {
+        if f.delay.is_some() || f.code.is_some() {
+            return Err(invalid(
+                what,
+                "fields `delay` and `code`: only for the Modbus faults slow and exception".into(),
+            ));
+        }
+        return Ok((0, 0));
+    }
+    if f.at.is_some() || f.duration.is_some() {
+        return Err(invalid(
+            what,
+            "fields `at`/`duration`: a Modbus fault lasts from `from` to `until` (seconds)".into(),
+        ));
+    }
+    if (kind == FaultKind::Crc) != f.rate.is_some() {
+        return Err(invalid(
+            what,
+            "field `rate`: the fraction of answers corrupted, for crc only".into(),
+        ));
+    }
+    let delay_ms = match (kind, f.delay) {
+        (FaultKind::Slow, Some(d)) => secs_to_ms(d)
+            .filter(|d| *d > 0 && *d <= 60_000)
+            .ok_or_else(|| invalid(what.clone(), "field `delay`: seconds in (0, 60]".into()))?,
+        (FaultKind::Slow, None) => {
+            return Err(invalid(
+                what,
+                "field `delay`: the seconds a slow slave takes to answer".into(),
+            ))
+        }
+        (_, Some(_)) => return Err(invalid(what, "field `delay`: only for slow".into())),
+        _ => 0,
+    };
+    let code = match (kind, f.code) {
+        (FaultKind::Exception, Some(c)) if c > 0 => c,
+        (FaultKind::Exception, _) => {
+            return Err(invalid(
+                what,
+                "field `code`: the exception code, e.g. 2 (illegal data address) or 6 (busy)"
+                    .into(),
+            ))
+        }
+        (_, Some(_)) => return Err(invalid(what, "field `code`: only for exception".into())),
+        _ => 0,
+    };
+    Ok((delay_ms, code))
 }
 
 /// The selectors (`sensor`, `profile`, `line`, `gateway`), checked against where the kind of
@@ -210,6 +302,19 @@ fn target(
         })?),
         None => None,
     };
+    let modbus_sensor = sensor_reg.is_some_and(|s| s.dialect == Dialect::Modbus);
+    if kind.modbus_only() != modbus_sensor {
+        return Err(invalid(
+            what,
+            "mute, slow, crc and exception are a Modbus slave's faults, for one Modbus sensor (`sensor = \"..\"`); a Modbus slave takes no other".into(),
+        ));
+    }
+    if kind.modbus_only() && (f.profile.is_some() || f.line.is_some() || f.gateway.is_some()) {
+        return Err(invalid(
+            what,
+            "a Modbus fault names its `sensor` only".into(),
+        ));
+    }
     if kind.line_a_only() {
         let ok = profile.is_none_or(|p| p == Dialect::SerialBinary)
             && f.line.as_deref().is_none_or(|l| l == "A")

@@ -265,6 +265,78 @@ mod tests {
     }
 
     #[test]
+    fn modbus_faults_parse_for_a_modbus_sensor_and_name_what_is_wrong() {
+        let mut r = reg();
+        r.extend(
+            parse_sensors(
+                "id,type,profile,address,interval_s\nFL-1,flood_gauge,modbus-flood-level,rs485-1:1,5\n",
+                "s.csv",
+            )
+            .unwrap(),
+        );
+        let s = parse(
+            "[[fault]]\nkind = \"slow\"\nsensor = \"FL-1\"\ndelay = 0.3\nfrom = 10\nuntil = 20\n[[fault]]\nkind = \"exception\"\nsensor = \"FL-1\"\ncode = 6\n[[fault]]\nkind = \"crc\"\nsensor = \"FL-1\"\nrate = 0.2\n",
+            "x.toml",
+            &r,
+            &r,
+        )
+        .unwrap();
+        assert_eq!(s.faults.len(), 3);
+        assert_eq!(
+            (
+                s.faults[0].delay_ms,
+                s.faults[0].from_ms,
+                s.faults[0].until_ms
+            ),
+            (300, 10_000, Some(20_000))
+        );
+        assert_eq!(s.faults[1].code, 6);
+        let cases = [
+            (
+                "[[fault]]\nkind = \"mute\"\n",
+                "fault #1 (mute): mute, slow, crc and exception are a Modbus slave's faults",
+            ),
+            (
+                "[[fault]]\nkind = \"mute\"\nsensor = \"HY-1\"\n",
+                "a Modbus slave's faults",
+            ),
+            (
+                "[[fault]]\nkind = \"duplicate\"\nsensor = \"FL-1\"\nrate = 0.1\n",
+                "a Modbus slave takes no other",
+            ),
+            (
+                "[[fault]]\nkind = \"slow\"\nsensor = \"FL-1\"\n",
+                "field `delay`",
+            ),
+            (
+                "[[fault]]\nkind = \"exception\"\nsensor = \"FL-1\"\n",
+                "field `code`",
+            ),
+            (
+                "[[fault]]\nkind = \"crc\"\nsensor = \"FL-1\"\n",
+                "field `rate`",
+            ),
+            (
+                "[[fault]]\nkind = \"mute\"\nsensor = \"FL-1\"\nat = 3\n",
+                "fields `at`/`duration`",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text, "x.toml", &r, &r).unwrap_err().to_string();
+            assert!(e.contains(want), "{e:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn the_modbus_demo_scenario_loads_against_its_registry() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/modbus-demo");
+        let r = crate::sensors::load_sensors(&dir.join("sensors.csv")).unwrap();
+        let s = load(&dir.join("scenario.toml"), &r, &r).unwrap();
+        assert!(s.incidents.len() >= 3 && s.faults.len() >= 3, "{s:?}");
+        assert!(s.skipped.is_empty(), "{:?}", s.skipped);
+    }
+
+    #[test]
     fn entries_for_sensors_outside_the_run_are_skipped_and_noted() {
         let r = reg();
         let run: Vec<Sensor> = r.iter().filter(|s| s.id == "HY-1").cloned().collect();

@@ -45,6 +45,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("js/views/map.js", JS),
     asset!("js/views/component.js", JS),
     asset!("js/views/events.js", JS),
+    asset!("js/views/attachments.js", JS),
     asset!("js/views/edges.js", JS),
     asset!("js/views/evaluation.js", JS),
     asset!("vendor/uplot/uPlot.iife.min.js", JS),

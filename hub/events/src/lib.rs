@@ -9,6 +9,7 @@
 //! - [`delivery`]: webhooks (signed, retried, durable) and MQTT publications from the outbox.
 //! - [`http`]: the axum routes the hub nests under `/api/v1` (REST, SSE).
 //! - [`report`]: the evaluation report (综合评价).
+//! - [`attachments`]: photos as evidence on transitions (checked, location removed, by hash).
 //!
 //! Invariant: every change of an event is one SQLite transaction that also writes its history row
 //! and its outbox row; every delivery channel reads the outbox, so none can miss a change.
@@ -33,6 +34,7 @@ macro_rules! from_columns {
     };
 }
 
+pub mod attachments;
 pub mod config_file;
 pub mod delivery;
 pub mod egress;
@@ -51,9 +53,7 @@ use crate::model::{Actor, Change, ComponentCtx, Event};
 use crate::rules::{Evaluator, RuleInput, RuleSet};
 use crate::sharing::SharingConfig;
 use crate::status::ComponentStatus;
-use crate::store::{
-    AuditEntry, EventStore, SqliteStore, StoreError, Transition, TransitionRequest,
-};
+use crate::store::{AuditEntry, EventStore, SqliteStore, StoreError, TransitionRequest};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -70,6 +70,24 @@ pub trait ComponentDirectory: Send + Sync {
     /// report's data completeness. The default knows none.
     fn reading_counts(&self, _from_ns: i64, _to_ns: i64) -> Vec<ReadingCount> {
         Vec::new()
+    }
+
+    /// Per attached sensor: the part of `[from_ns, to_ns)` it was monitored up to `now_ns` and
+    /// the reports it sent in it ([`report::SensorCoverage`]). The default derives one row per
+    /// component from [`ComponentDirectory::reading_counts`].
+    fn sensor_coverage(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        _now_ns: i64,
+    ) -> Vec<report::SensorCoverage> {
+        report::SensorCoverage::from_counts(self.reading_counts(from_ns, to_ns), from_ns)
+    }
+
+    /// Reports of one sensor in `[from_ns, to_ns)`: what the report takes off a sensor's count
+    /// for a window it excludes (maintenance). The default knows none.
+    fn reports_between(&self, _sensor_id: &str, _from_ns: i64, _to_ns: i64) -> u64 {
+        0
     }
 
     /// Whether `department` is registered (dispatch targets must be). The default knows none,
@@ -94,6 +112,8 @@ pub struct EventsConfig {
     pub sharing: SharingConfig,
     pub deadlines: Deadlines,
     pub webhooks: WebhookConfig,
+    /// Photo limits, location removal and evidence rules (checked at load).
+    pub attachments: attachments::Attachments,
 }
 
 impl EventsConfig {
@@ -104,6 +124,7 @@ impl EventsConfig {
             sharing: SharingConfig::defaults(),
             deadlines: Deadlines::default(),
             webhooks: WebhookConfig::default(),
+            attachments: attachments::Attachments::default(),
         }
     }
 }
@@ -130,6 +151,11 @@ pub struct EventsSection {
     /// and the SSRF guard: `allow` (CIDRs and host names whose private addresses webhooks may
     /// reach; default empty) and `insecure_allow_loopback` (default false; tests only).
     pub webhooks: WebhookConfig,
+    /// `[events.attachments]`: photos on events — `dir` (default `<data_dir>/attachments`),
+    /// `bytes_max` (10485760), `per_event_max` (32), `keep_location` (false: GPS removed) and
+    /// `[[events.attachments.require]]` rules (`name`, `event_types`, `actions` default
+    /// `["resolve", "close"]`) that make those transitions carry at least one photo.
+    pub attachments: attachments::AttachmentsConfig,
 }
 
 impl Default for EventsSection {
@@ -141,6 +167,7 @@ impl Default for EventsSection {
             tick_interval_ms: 1000,
             deadlines: Deadlines::default(),
             webhooks: WebhookConfig::default(),
+            attachments: attachments::AttachmentsConfig::default(),
         }
     }
 }
@@ -152,6 +179,8 @@ pub enum ConfigError {
     Rules(#[from] rules::RulesError),
     #[error(transparent)]
     Sharing(#[from] sharing::SharingError),
+    #[error("{0}")]
+    Attachments(String),
 }
 
 impl EventsSection {
@@ -169,6 +198,10 @@ impl EventsSection {
             },
             deadlines: self.deadlines.clone(),
             webhooks: self.webhooks.clone(),
+            attachments: self
+                .attachments
+                .validate()
+                .map_err(ConfigError::Attachments)?,
         })
     }
 }
@@ -186,6 +219,14 @@ struct Inner {
     egress: egress::Egress,
     /// The latest committed cursor: SSE streams, the webhook worker and the MQTT publisher wait on it.
     feed: watch::Sender<i64>,
+    /// `[events.attachments]` in force.
+    attachments: attachments::Attachments,
+    /// Where photo bytes live; None when the engine was built without one (uploads refused).
+    blobs: Option<Arc<dyn attachments::BlobStore>>,
+    /// Orders blob writes and deletions (see `attachments/service.rs`).
+    blob_lock: Mutex<()>,
+    /// `wangge_attachments_total{outcome}`.
+    attachment_metrics: attachments::AttachmentMetrics,
 }
 
 /// The events engine handle: cheap to clone, shared by ingest, the API and the delivery tasks.
@@ -202,12 +243,39 @@ impl Events {
         directory: Arc<dyn ComponentDirectory>,
     ) -> Result<Events, StoreError> {
         let store = SqliteStore::open(path, config.deadlines.clone())?;
-        Events::with_store(Arc::new(store), config, directory)
+        // Photos next to the database unless `[events.attachments] dir` says otherwise.
+        let dir = config
+            .attachments
+            .dir
+            .clone()
+            .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join("attachments"));
+        let blobs = attachments::FsBlobStore::open(&dir).map_err(|e| {
+            StoreError::Config(format!("attachments directory {}: {e}", dir.display()))
+        })?;
+        Events::with_parts(Arc::new(store), Some(Arc::new(blobs)), config, directory)
     }
 
-    /// Uses any [`EventStore`] implementation.
+    /// Uses any [`EventStore`] implementation; photos go to `[events.attachments] dir` when
+    /// set, else uploads are refused (see [`Events::with_parts`]).
     pub fn with_store(
         store: Arc<dyn EventStore>,
+        config: EventsConfig,
+        directory: Arc<dyn ComponentDirectory>,
+    ) -> Result<Events, StoreError> {
+        let blobs: Option<Arc<dyn attachments::BlobStore>> = match &config.attachments.dir {
+            Some(dir) => Some(Arc::new(attachments::FsBlobStore::open(dir).map_err(
+                |e| StoreError::Config(format!("attachments directory {}: {e}", dir.display())),
+            )?)),
+            None => None,
+        };
+        Events::with_parts(store, blobs, config, directory)
+    }
+
+    /// Uses any [`EventStore`] and any [`attachments::BlobStore`] (an object store in a
+    /// cluster); `blobs: None` refuses uploads.
+    pub fn with_parts(
+        store: Arc<dyn EventStore>,
+        blobs: Option<Arc<dyn attachments::BlobStore>>,
         config: EventsConfig,
         directory: Arc<dyn ComponentDirectory>,
     ) -> Result<Events, StoreError> {
@@ -245,6 +313,10 @@ impl Events {
                 webhooks: config.webhooks,
                 egress,
                 feed,
+                attachments: config.attachments,
+                blobs,
+                blob_lock: Mutex::new(()),
+                attachment_metrics: attachments::AttachmentMetrics::default(),
             }),
         })
     }
@@ -395,7 +467,9 @@ impl Events {
         self.unstored().len()
     }
 
-    /// Moves an event through the closed loop on behalf of `actor` (access checked by the caller).
+    /// Moves an event through the closed loop on behalf of `actor` (access checked by the
+    /// caller), without photos: refused where an evidence rule requires one
+    /// ([`Events::transition_with`]).
     pub fn transition(
         &self,
         id: i64,
@@ -403,14 +477,7 @@ impl Events {
         req: &TransitionRequest,
         now_ns: i64,
     ) -> Result<Change, StoreError> {
-        let ch = self.inner.store.transition(Transition {
-            id,
-            actor: &actor.label(),
-            req,
-            now_ns,
-        })?;
-        self.notify(ch.cursor);
-        Ok(ch)
+        self.transition_with(id, actor, req, &[], now_ns)
     }
 
     /// Wakes every consumer of the change feed.

@@ -9,7 +9,8 @@
 use super::error::ErrorBody;
 use utoipa::IntoParams;
 use wangge_events::http::bodies::{
-    DeliveryJson, EventDetail, NewSubscription, Page, SubscriptionJson, TransitionBody,
+    AttachmentJson, AttachmentUpload, DeliveryJson, EventDetail, NewSubscription, Page,
+    SubscriptionJson, TransitionBody,
 };
 use wangge_events::model::EventJson;
 
@@ -53,7 +54,9 @@ pub fn get_event() {}
     params(("id" = i64, Path)), request_body = TransitionBody, security(("bearer" = [])),
     responses((status = 200, body = EventJson), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody, description = "dispatch to an unregistered department")))]
+        (status = 422, body = ErrorBody, description = "dispatch to an unregistered department; \
+            `evidence_required`: an [[events.attachments.require]] rule wants a photo in `attachments`; \
+            `attachment_unusable`: an id in `attachments` is not a live, unreferenced photo of this event")))]
 pub fn transition() {}
 
 /// Server-sent events (`event: event`, `data:` Event JSON, `id:` cursor), resumable with
@@ -95,6 +98,71 @@ pub fn list_deliveries() {}
     security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
 pub fn evaluation() {}
+
+/// A query of the evaluation report's CSV export: the range and the table.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportCsvQuery {
+    /// One of the report's tables: components, sensors, completeness_by_type,
+    /// completeness_by_grid_cell, completeness_by_department, completeness_by_edge, departments,
+    /// grid_cells, repeat_offenders, trend_daily, trend_weekly. Default components.
+    pub table: Option<String>,
+    /// RFC 3339 or Unix ms; default 30 days before `to`.
+    pub from: Option<String>,
+    /// RFC 3339 or Unix ms; default now.
+    pub to: Option<String>,
+}
+
+/// One table of the evaluation report as CSV (RFC 4180, header row), same visibility as the JSON.
+#[utoipa::path(get, path = "/api/v1/reports/evaluation.csv", tag = "reports", params(ReportCsvQuery),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody)))]
+pub fn evaluation_csv() {}
+
+/// Every table of the evaluation report as an XLSX workbook, one sheet per table.
+#[utoipa::path(get, path = "/api/v1/reports/evaluation.xlsx", tag = "reports", params(RangeQuery),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        body = Vec<u8>), (status = 400, body = ErrorBody)))]
+pub fn evaluation_xlsx() {}
+
+/// Uploads a photo (JPEG, PNG or WebP, checked by content; at most `[events.attachments]
+/// bytes_max`, default 10 MiB) to an event the token sees, for a later transition to reference
+/// in `attachments`. GPS location is removed from its metadata unless `keep_location`.
+#[utoipa::path(post, path = "/api/v1/events/{id}/attachments", tag = "events",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    request_body(content = AttachmentUpload, content_type = "multipart/form-data"),
+    responses((status = 201, body = AttachmentJson), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "read-only token"),
+        (status = 404, body = ErrorBody, description = "no such event, or not shared with the token's department"),
+        (status = 409, body = ErrorBody, description = "the event holds per_event_max photos"),
+        (status = 413, body = ErrorBody, description = "larger than bytes_max"),
+        (status = 415, body = ErrorBody, description = "not a JPEG/PNG/WebP by content; names the detected type"),
+        (status = 422, body = ErrorBody, description = "a JPEG/PNG/WebP that does not hold together")))]
+pub fn upload_attachment() {}
+
+/// The event's photos (not deleted), oldest first.
+#[utoipa::path(get, path = "/api/v1/events/{id}/attachments", tag = "events",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Page<AttachmentJson>), (status = 404, body = ErrorBody)))]
+pub fn list_attachments() {}
+
+/// One photo's bytes, with its checked Content-Type, `X-Content-Type-Options: nosniff` and
+/// `Content-Disposition: inline; filename="event-{id}-attachment-{att}.jpg"`; the original,
+/// which the dashboard scales down for thumbnails.
+#[utoipa::path(get, path = "/api/v1/events/{id}/attachments/{att}", tag = "events",
+    params(("id" = i64, Path), ("att" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>,
+        description = "image/jpeg, image/png or image/webp"), (status = 404, body = ErrorBody)))]
+pub fn get_attachment() {}
+
+/// Deletes a photo (write token): its bytes go, the deletion is audited (who, when, which
+/// hash) and shown in the event's history as `attachment.delete`.
+#[utoipa::path(delete, path = "/api/v1/events/{id}/attachments/{att}", tag = "events",
+    params(("id" = i64, Path), ("att" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = AttachmentJson), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "already deleted")))]
+pub fn delete_attachment() {}
 
 /// Audit log (admin): refused and accepted actions.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "reports", security(("bearer" = [])),

@@ -477,6 +477,10 @@ impl utoipa::Modify for BearerAuth {
         events_doc::list_events,
         events_doc::get_event,
         events_doc::transition,
+        events_doc::upload_attachment,
+        events_doc::list_attachments,
+        events_doc::get_attachment,
+        events_doc::delete_attachment,
         events_doc::stream,
         events_doc::list_subscriptions,
         events_doc::create_subscription,
@@ -484,6 +488,8 @@ impl utoipa::Modify for BearerAuth {
         events_doc::delete_subscription,
         events_doc::list_deliveries,
         events_doc::evaluation,
+        events_doc::evaluation_csv,
+        events_doc::evaluation_xlsx,
         events_doc::audit
     ),
     components(schemas(

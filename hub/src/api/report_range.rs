@@ -1,5 +1,6 @@
-//! The evaluation report (`GET /api/v1/reports/evaluation`) scans every event of its range, so
-//! the range is bounded: `to - from` past `http.report_range_max_days` is a 400 naming `from`.
+//! The evaluation report (`GET /api/v1/reports/evaluation`, and its `.csv` and `.xlsx`
+//! exports) scans every event of its range, so the range is bounded: `to - from` past
+//! `http.report_range_max_days` is a 400 naming `from`.
 //! Same defaults as the handler: `to` = now, `from` = `to` − 30 days.
 
 use super::error::ApiError;
@@ -9,13 +10,19 @@ use axum::response::{IntoResponse, Response};
 
 /// The route this bounds.
 pub const REPORT_PATH: &str = "/api/v1/reports/evaluation";
+/// Its exports, bounded the same.
+pub const REPORT_EXPORT_PATHS: [&str; 2] = [
+    "/api/v1/reports/evaluation.csv",
+    "/api/v1/reports/evaluation.xlsx",
+];
 /// The handler's default range when `from` is omitted.
 const DEFAULT_RANGE_DAYS: i64 = 30;
 const DAY_NS: i64 = 24 * 3600 * 1_000_000_000;
 
 /// Middleware over the whole app; `State` is the bound in days.
 pub async fn bound_report_range(State(max_days): State<u32>, req: Request, next: Next) -> Response {
-    if req.uri().path() != REPORT_PATH {
+    let path = req.uri().path();
+    if path != REPORT_PATH && !REPORT_EXPORT_PATHS.contains(&path) {
         return next.run(req).await;
     }
     let Ok(axum::extract::Query(query)) =

@@ -14,6 +14,7 @@
 pub mod embedded;
 pub mod external;
 pub mod gate;
+pub mod log_filter;
 pub mod mosquitto;
 
 pub use gate::acl::{MqttPrincipal, DEPARTMENT_USER_PREFIX, HUB_CLIENT_ID_PREFIX};

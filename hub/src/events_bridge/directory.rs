@@ -31,47 +31,87 @@ impl wangge_events::ComponentDirectory for RegistryDirectory {
             })
     }
 
-    /// Per component: reports received (distinct timestamps of its sensors in the embedded
-    /// store) vs expected (the part of the period up to now divided by each sensor's interval).
-    fn reading_counts(&self, from_ns: i64, to_ns: i64) -> Vec<wangge_events::ReadingCount> {
-        let sensors = match self.registry.sensor_contexts() {
+    /// Per attached sensor: monitored from the latest of the window's start, its registration
+    /// and its first report (a sensor that never reported counts from its registration, so a
+    /// dead sensor shows 0 %), up to the earlier of the window's end and now.
+    fn sensor_coverage(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        now_ns: i64,
+    ) -> Vec<wangge_events::report::SensorCoverage> {
+        let sensors = match self.registry.coverage_sensors() {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "data completeness: cannot list sensors");
                 return Vec::new();
             }
         };
+        let warn = |what: &str, e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "data completeness: cannot {what}");
+        };
         let received = self
             .store
-            .report_counts(from_ns, to_ns)
+            .report_counts(from_ns, to_ns, now_ns)
             .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "data completeness: cannot count readings");
+                warn("count reports", &e);
                 Default::default()
             });
-        let span_ns = to_ns
-            .min(crate::registry::now_ns())
-            .saturating_sub(from_ns)
-            .max(0);
-        let mut per_component: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        for s in sensors {
-            let expected = if s.interval_s == 0 {
-                0
-            } else {
-                u64::try_from(span_ns / (i64::from(s.interval_s) * 1_000_000_000)).unwrap_or(0)
-            };
-            let e = per_component.entry(s.component_id).or_default();
-            e.0 += received.get(&s.sensor_id).copied().unwrap_or(0);
-            e.1 += expected;
-        }
-        per_component
+        let first = self.store.first_reports().unwrap_or_else(|e| {
+            warn("read first reports", &e);
+            Default::default()
+        });
+        let end = to_ns.min(now_ns);
+        sensors
             .into_iter()
-            .map(
-                |(component_id, (received, expected))| wangge_events::ReadingCount {
-                    component_id,
-                    received,
+            .map(|s| {
+                let first_report = first.get(&s.sensor_id).copied();
+                let start = match (s.registered_at_ns, first_report) {
+                    (Some(r), Some(f)) => r.max(f),
+                    (r, f) => r.or(f).unwrap_or(from_ns),
+                }
+                .max(from_ns);
+                let monitored = start < end;
+                let expected = if monitored {
+                    wangge_events::report::expected_reports(end - start, s.interval_s)
+                } else {
+                    0
+                };
+                let mut got = received.get(&s.sensor_id).copied().unwrap_or(0);
+                // Reports before its registration (sent while unassigned) are not its window's.
+                if got > 0 && start > from_ns && s.registered_at_ns == Some(start) {
+                    got = got.saturating_sub(self.reports_between(&s.sensor_id, from_ns, start));
+                }
+                wangge_events::report::SensorCoverage {
+                    component: wangge_events::model::ComponentCtx {
+                        component_type: s.component_type,
+                        grid_cell: s.grid_cell,
+                        owner_department: s.owner_department,
+                        maintainer_department: s.maintainer_department,
+                    },
+                    sensor_id: s.sensor_id,
+                    component_id: s.component_id,
+                    component_name: s.component_name,
+                    edge: s.edge,
+                    interval_s: s.interval_s,
+                    monitored_from_ns: monitored.then_some(start),
+                    monitored_to_ns: end,
+                    received: got,
                     expected,
-                },
-            )
+                }
+            })
             .collect()
     }
+
+    fn reports_between(&self, sensor_id: &str, from_ns: i64, to_ns: i64) -> u64 {
+        self.store
+            .report_count(sensor_id, from_ns, to_ns)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, sensor_id, "data completeness: cannot count reports");
+                0
+            })
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -53,10 +53,12 @@ pub(crate) fn start(
         }
         Some(c) => {
             let pg = Arc::new(c.pg.clone());
-            let store = wangge_events::store::PgStore::open(pg, ecfg.deadlines.clone())
+            let store = wangge_events::store::PgStore::open(pg.clone(), ecfg.deadlines.clone())
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| format!("open events store on {}", c.pg.describe()))?;
-            wangge_events::Events::with_store(Arc::new(store), ecfg, directory)
+            // Photos in the shared database, so every member serves what one took in.
+            let blobs = Arc::new(wangge_events::attachments::PgBlobStore::new(pg));
+            wangge_events::Events::with_parts(Arc::new(store), Some(blobs), ecfg, directory)
                 .map_err(|e| anyhow::anyhow!("{e}"))?
         }
     };

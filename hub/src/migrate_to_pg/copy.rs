@@ -6,6 +6,7 @@
 //! `setval` is not transactional: if the commit fails after it, the sequences stay advanced on
 //! empty tables, which costs only a gap in the ids.
 
+use super::blobs::Blob;
 use super::prepare::{PreparedTable, SequenceReset};
 use wangge_pg::{Pg, PgError, ToSql};
 
@@ -49,9 +50,17 @@ fn chunk_rows(columns: usize) -> usize {
     (PARAMS_PER_STATEMENT_MAX / columns.max(1)).clamp(1, ROWS_PER_STATEMENT_MAX)
 }
 
-/// Inserts every table of `tables` and resets the sequences, in one transaction.
-pub fn copy_all(pg: &Pg, tables: &[PreparedTable]) -> Result<(), PgError> {
+/// Inserts every table of `tables` and the photos' bytes `blobs`, and resets the sequences, in
+/// one transaction.
+pub fn copy_all(pg: &Pg, tables: &[PreparedTable], blobs: &[Blob]) -> Result<(), PgError> {
     pg.transaction(async |tx| {
+        for b in blobs {
+            tx.execute(
+                "INSERT INTO attachment_blobs (sha256, bytes) VALUES ($1, $2)",
+                &[&b.sha256, &b.bytes],
+            )
+            .await?;
+        }
         for t in tables.iter().filter(|t| !t.rows.is_empty()) {
             for chunk in t.rows.chunks(chunk_rows(t.columns.len())) {
                 let sql = insert_sql(t, chunk.len());

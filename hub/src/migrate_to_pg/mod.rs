@@ -7,14 +7,17 @@
 //! 2. the PostgreSQL schemas are applied as a hub applies them (registry, events, cluster) and
 //!    a target that already holds hub data is refused;
 //! 3. each table's columns are matched one to one and its values converted ([`prepare`]), all
-//!    before the target is written;
-//! 4. everything is inserted in one transaction with its ids, and the sequences reset past
-//!    them ([`copy`]); the counts are verified after the commit.
+//!    before the target is written, and the photos' bytes under `<data_dir>/attachments/` read
+//!    and their hashes checked ([`blobs`]);
+//! 4. everything is inserted in one transaction with its ids (the photos' bytes into the
+//!    cluster's blob store), and the sequences reset past them ([`copy`]); the counts are
+//!    verified after the commit.
 //!
 //! Readings are not copied: they live in the time-series store (see hub/README.md, "Moving a
 //! single-node hub into a cluster"). Every table is read into memory before the copy: the
 //! registry and event state of one district, not its readings.
 
+mod blobs;
 mod copy;
 pub mod error;
 mod plan;
@@ -37,6 +40,8 @@ pub struct Sources {
     pub registry: PathBuf,
     pub events: PathBuf,
     pub dedup: PathBuf,
+    /// The photos' bytes (the filesystem blob store), `<data_dir>/attachments`.
+    pub attachments: PathBuf,
 }
 
 impl Sources {
@@ -56,6 +61,7 @@ impl Sources {
             registry: cfg.registry_path(),
             events: cfg.data_dir.join("events.db"),
             dedup: cfg.ingest.data_dir.join("ingest.sqlite"),
+            attachments: cfg.data_dir.join("attachments"),
         }
     }
 }
@@ -141,8 +147,9 @@ pub fn migrate(sources: &Sources, url: &str) -> Result<Summary, MigrateError> {
         let columns = target::columns(&pg, plan.pg)?;
         prepared.push(prepare::prepare(*plan, opened.get(plan.file), &columns)?);
     }
-    copy::copy_all(&pg, &prepared).map_err(|e| target::refused(&pg, e))?;
-    let mut tables = Vec::with_capacity(prepared.len());
+    let blobs = blobs::read_all(&sources.attachments)?;
+    copy::copy_all(&pg, &prepared, &blobs).map_err(|e| target::refused(&pg, e))?;
+    let mut tables = Vec::with_capacity(prepared.len() + 1);
     for t in &prepared {
         let found = target::count(&pg, t.plan.pg).map_err(|e| target::target_err(&pg, e))?;
         if found != t.rows.len() as i64 {
@@ -155,6 +162,16 @@ pub fn migrate(sources: &Sources, url: &str) -> Result<Summary, MigrateError> {
         }
         tables.push((t.plan.pg, t.rows.len()));
     }
+    let found = target::count(&pg, blobs::TABLE).map_err(|e| target::target_err(&pg, e))?;
+    if found != blobs.len() as i64 {
+        return Err(MigrateError::Verify(format!(
+            "{} holds {found} photos, {} were copied from {}",
+            blobs::TABLE,
+            blobs.len(),
+            sources.attachments.display()
+        )));
+    }
+    tables.push((blobs::TABLE, blobs.len()));
     Ok(Summary {
         target: pg.describe().to_string(),
         tables,

@@ -56,6 +56,8 @@ pub const TABLES: &[TablePlan] = &[
     same(SourceFile::Registry, "ingest_audit"),
     same(SourceFile::Events, "events"),
     same(SourceFile::Events, "event_history"),
+    // Photo metadata (the bytes are files, copied by `blobs`).
+    same(SourceFile::Events, "attachments"),
     same(SourceFile::Events, "changes"),
     same(SourceFile::Events, "audit"),
     same(SourceFile::Events, "subscriptions"),

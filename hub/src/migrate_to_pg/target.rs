@@ -112,11 +112,11 @@ pub fn columns(pg: &Pg, table: &str) -> Result<Vec<PgColumn>, MigrateError> {
 /// already runs): merging two hubs' states is not what this command does.
 pub fn ensure_empty(pg: &Pg) -> Result<(), MigrateError> {
     let mut holding = Vec::new();
-    for t in TABLES {
-        let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", t.pg);
+    for table in TABLES.iter().map(|t| t.pg).chain([super::blobs::TABLE]) {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {table})");
         let row = pg.query(&sql, &[]).map_err(|e| target_err(pg, e))?;
         if row.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
-            holding.push(t.pg);
+            holding.push(table);
         }
     }
     if holding.is_empty() {

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_drop_unused_events.sql",
         include_str!("../../migrations/0006_drop_unused_events.sql"),
     ),
+    (
+        7,
+        "0007_sensor_registered_at.sql",
+        include_str!("../../migrations/0007_sensor_registered_at.sql"),
+    ),
 ];
 
 /// Applies every migration newer than the database's version; returns the resulting version.
@@ -76,7 +81,7 @@ mod tests {
     #[test]
     fn the_unused_events_tables_are_dropped() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(apply(&mut conn).unwrap(), 6);
+        assert_eq!(apply(&mut conn).unwrap(), 7);
         let left: Vec<String> = conn
             .prepare(
                 "SELECT name FROM sqlite_master WHERE name IN ('events', 'event_transitions', \
@@ -90,6 +95,6 @@ mod tests {
             .unwrap();
         assert!(left.is_empty(), "{left:?}");
         // Applying again is a no-op.
-        assert_eq!(apply(&mut conn).unwrap(), 6);
+        assert_eq!(apply(&mut conn).unwrap(), 7);
     }
 }

@@ -332,6 +332,9 @@ pub trait RegistryAdmin: RegistryStore {
     fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError>;
     /// Whether department `id` is registered (the events engine's dispatch check).
     fn department_exists(&self, id: &str) -> Result<bool, RegistryError>;
+    /// Every sensor attached to a component, ordered by component then sensor, with what the
+    /// evaluation report's data completeness needs (one query, not one per component).
+    fn coverage_sensors(&self) -> Result<Vec<CoverageSensor>, RegistryError>;
     /// Imports every seed file present in `dir` in one transaction (see [`seed`]).
     fn import_seed(&self, dir: &std::path::Path) -> Result<seed::SeedSummary, seed::SeedError>;
     /// Writes every seed table to `dir` in the import format (see [`seed`]).
@@ -352,9 +355,14 @@ mod ownership_tests {
     /// and only while the hub is stopped, to copy it into PostgreSQL.)
     const OTHER_DATABASES: &[&str] = &[
         "timeseries/embedded.rs",
+        "timeseries/embedded/counts.rs",
         "ingest/dedup.rs",
         "migrate_to_pg/sqlite_source.rs",
     ];
+
+    /// Tests outside the registry that write what no API writes (a sensor's registration time
+    /// in the past, for data completeness), on a registry of their own.
+    const REGISTRY_FIXTURES: &[&str] = &["events_bridge/directory/tests.rs"];
 
     /// The folders of the hub crate whose files own PostgreSQL tables of their own (the pool
     /// itself is the `wangge-pg` crate, outside `hub/src`).
@@ -378,7 +386,13 @@ mod ownership_tests {
             if rel.starts_with("registry/") {
                 continue;
             }
-            let text = std::fs::read_to_string(&f).unwrap();
+            if REGISTRY_FIXTURES.contains(&rel.as_str()) {
+                continue;
+            }
+            // The log filter naming the driver's target is not a use of it.
+            let text = std::fs::read_to_string(&f)
+                .unwrap()
+                .replace("tokio_postgres=warn", "");
             if text.contains("rusqlite") && !OTHER_DATABASES.contains(&rel.as_str()) {
                 found.push(format!("{rel}: uses rusqlite"));
             }

@@ -225,3 +225,22 @@ pub struct SensorInput {
     /// The edge it reports through.
     pub edge: Option<String>,
 }
+
+/// An attached sensor as the evaluation report's completeness sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoverageSensor {
+    pub sensor_id: String,
+    pub component_id: String,
+    pub component_name: String,
+    pub component_type: String,
+    pub grid_cell: String,
+    pub owner_department: String,
+    pub maintainer_department: String,
+    /// The edge the sensor reports through; empty if not known.
+    pub edge: String,
+    /// Expected reporting interval, seconds (> 0 by the schema).
+    pub interval_s: u32,
+    /// When it was registered (SQLite migration 0007, PostgreSQL 0002); None for sensors
+    /// registered before it.
+    pub registered_at_ns: Option<i64>,
+}

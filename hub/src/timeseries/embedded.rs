@@ -21,6 +21,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+mod counts;
+
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 const FILE_NAME: &str = "timeseries.sqlite";
 /// Page cache of the reader connection (chart and API queries), MiB.
@@ -216,6 +218,7 @@ impl EmbeddedStore {
             sqlite_memory_limit_bytes(cfg.cache_mib)
         ))
         .map_err(db_err)?;
+        counts::migrate(&conn)?;
         let mut series = HashMap::new();
         {
             let mut stmt = conn
@@ -283,6 +286,7 @@ impl EmbeddedStore {
             w.conn
                 .execute_batch(&format!("DROP TABLE IF EXISTS {}", table(*day)))
                 .map_err(db_err)?;
+            counts::drop_day(&w.conn, *day)?;
             w.partitions.remove(day);
         }
         w.retention_day = now_ns.div_euclid(DAY_NS);
@@ -354,6 +358,20 @@ impl EmbeddedStore {
             ));
         }
         rows.sort_unstable_by_key(|r| (r.0, r.1, r.2));
+        // Data completeness: a new series' first point, and past days' kept counts go stale.
+        if !new_series.is_empty() {
+            let mut first: HashMap<i64, i64> =
+                new_series.iter().map(|(_, id)| (*id, i64::MAX)).collect();
+            for r in &rows {
+                if let Some(f) = first.get_mut(&r.1) {
+                    *f = (*f).min(r.2);
+                }
+            }
+            for (id, ts) in first {
+                counts::set_first_ts(&tx, id, ts)?;
+            }
+        }
+        let today = now.div_euclid(DAY_NS);
         let mut new_days = Vec::new();
         let mut i = 0;
         while i < rows.len() {
@@ -368,6 +386,9 @@ impl EmbeddedStore {
                 ))
                 .map_err(db_err)?;
                 new_days.push(day);
+            }
+            if day < today {
+                counts::invalidate_day(&tx, day)?;
             }
             let end = i + rows[i..].iter().take_while(|r| r.0 == day).count();
             // Multi-row INSERTs: one statement step for ROWS_PER_INSERT rows.
@@ -424,33 +445,6 @@ impl EmbeddedStore {
         self.reader
             .lock()
             .map_err(|_| TsError::Store("reader lock poisoned".into()))
-    }
-
-    /// Reports received per sensor in `[from_ns, to_ns)`: distinct timestamps, so a report
-    /// carrying several quantities counts once. The "received" side of data completeness in the
-    /// evaluation report (an operator query: it scans the day tables of the range).
-    pub fn report_counts(&self, from_ns: i64, to_ns: i64) -> Result<HashMap<String, u64>, TsError> {
-        let conn = self.reader()?;
-        let mut out: HashMap<String, u64> = HashMap::new();
-        for day in self.days_in(&conn, from_ns, to_ns)? {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT s.sensor, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
-                     WHERE r.ts >= ?1 AND r.ts < ?2 GROUP BY s.sensor",
-                    table(day)
-                ))
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![from_ns, to_ns], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })
-                .map_err(db_err)?;
-            for row in rows {
-                let (sensor, n) = row.map_err(db_err)?;
-                *out.entry(sensor).or_default() += u64::try_from(n).unwrap_or(0);
-            }
-        }
-        Ok(out)
     }
 
     /// Day tables that exist and overlap `[from_ns, to_ns)`, oldest first.

@@ -1,10 +1,12 @@
-//! One simulated Modbus slave: a device profile's register map filled from drifting signals, and
+//! One simulated Modbus slave: a device profile's register map filled from drifting signals (or,
+//! played from the registry, from its sensor's physics and incidents: [`super::played`]), and
 //! the faults it plays (mute, slow, CRC-corrupted answers, exception codes).
 
 use super::frame::{bits_pdu, exception_pdu, registers_pdu, ReadRequest};
+use super::played::Played;
 use edge::source::modbus::point::{encode_words, PointType, Table};
 use edge::source::modbus::profile::DeviceProfile;
-use protocol::Quantity;
+use protocol::{Quantity, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -89,6 +91,9 @@ impl std::str::FromStr for DeviceArg {
 pub struct DeviceStats {
     pub unit: u8,
     pub profile: String,
+    /// The registry sensor this slave plays (`--registry`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<String>,
     /// Read requests addressed to this unit (valid frames).
     pub requests: u64,
     /// Answers with data written intact to the line or connection.
@@ -109,6 +114,8 @@ pub struct Reply {
     pub corrupt: bool,
     /// Readings this answer carries if it arrives intact (0 for exceptions, corrupt ones).
     pub values: u64,
+    /// Those readings as the master decodes them (quantity, canonical value), for the record.
+    pub readings: Vec<(Quantity, Value)>,
 }
 
 pub struct Device {
@@ -118,6 +125,8 @@ pub struct Device {
     /// The canonical value of each point now.
     values: Vec<f64>,
     pub stats: DeviceStats,
+    /// Set when the slave plays a registry sensor and its scenario.
+    pub played: Option<Played>,
 }
 
 /// A plausible resting value of a quantity (its canonical unit).
@@ -148,6 +157,27 @@ impl Device {
             profile,
             faults,
             values,
+            played: None,
+        }
+    }
+
+    /// This slave plays `played`'s sensor: its values and scenario faults come from there.
+    pub fn playing(mut self, played: Played) -> Device {
+        self.stats.sensor = Some(played.sensor.id.clone());
+        self.played = Some(played);
+        self
+    }
+
+    /// New values: the played sensor's physics where it models the point's quantity, a small
+    /// drift elsewhere.
+    fn refresh(&mut self) {
+        self.drift();
+        let Some(p) = &mut self.played else { return };
+        let sample = p.sample();
+        for (v, point) in self.values.iter_mut().zip(&self.profile.points) {
+            if let Some((_, x)) = sample.iter().find(|(q, _)| *q == point.quantity) {
+                *v = *x;
+            }
         }
     }
 
@@ -190,18 +220,27 @@ impl Device {
         any.then_some(words)
     }
 
+    /// The faults in force now (the command line's and the scenario's).
+    pub fn faults_now(&self) -> Faults {
+        match &self.played {
+            Some(p) => p.faults_now(&self.faults),
+            None => self.faults.clone(),
+        }
+    }
+
     /// How this slave answers `req` (already addressed to it).
     pub fn answer(&mut self, req: ReadRequest) -> Option<Reply> {
         self.stats.requests += 1;
-        if self.faults.mute {
+        let faults = self.faults_now();
+        if faults.mute {
             self.stats.muted += 1;
             return None;
         }
-        let delay = self.faults.slow.unwrap_or_default();
+        let delay = faults.slow.unwrap_or_default();
         if !delay.is_zero() {
             self.stats.delayed += 1;
         }
-        let corrupt = self.faults.crc_rate > 0.0 && self.rng.gen_bool(self.faults.crc_rate);
+        let corrupt = faults.crc_rate > 0.0 && self.rng.gen_bool(faults.crc_rate.min(1.0));
         let table = match req.function {
             1 => Table::Coil,
             2 => Table::Discrete,
@@ -213,21 +252,23 @@ impl Device {
         } else {
             self.profile.registers_per_request_max
         };
-        let pdu = match self.faults.exception {
+        let pdu = match faults.exception {
             Some(code) => Err(code),
             None if req.count == 0 || req.count > limit => Err(3),
             None => {
-                self.drift();
+                self.refresh();
                 self.image(table, req.address, req.count).ok_or(2)
             }
         };
         let mut values = 0;
+        let mut readings = Vec::new();
         let pdu = match pdu {
             Ok(words) => {
                 if corrupt {
                     self.stats.corrupted += 1;
                 } else {
-                    values = self.values_in(table, req.address, req.count);
+                    readings = self.readings_in(table, req.address, req.count);
+                    values = readings.len() as u64;
                 }
                 if table.is_bits() {
                     let bits: Vec<bool> = words.iter().map(|w| *w != 0).collect();
@@ -246,6 +287,7 @@ impl Device {
             delay,
             corrupt,
             values,
+            readings,
         })
     }
 
@@ -255,13 +297,45 @@ impl Device {
         self.stats.values += values;
     }
 
-    /// Points wholly inside a request: the readings one intact answer makes at the edge.
-    fn values_in(&self, table: Table, address: u16, count: u16) -> u64 {
+    /// Points wholly inside a request: the readings one intact answer makes at the edge, each
+    /// with the value the master decodes (the number on the wire, scaled back).
+    fn readings_in(&self, table: Table, address: u16, count: u16) -> Vec<(Quantity, Value)> {
         let (lo, hi) = (u32::from(address), u32::from(address) + u32::from(count));
         self.profile
             .points
             .iter()
-            .filter(|p| p.table == table && u32::from(p.address) >= lo && p.end() < hi)
-            .count() as u64
+            .zip(&self.values)
+            .filter(|(p, _)| p.table == table && u32::from(p.address) >= lo && p.end() < hi)
+            .map(|(p, v)| {
+                let raw = match p.ty {
+                    PointType::Bool => f64::from(u8::from(*v != 0.0)),
+                    ty => wire_number(p.scaling.invert(*v), ty),
+                };
+                let value = if p.quantity.is_bool() {
+                    Value::Bool(raw != 0.0)
+                } else if p.quantity == Quantity::FaultCode {
+                    Value::Int(p.scaling.apply(raw) as i64)
+                } else {
+                    Value::Float(p.scaling.apply(raw))
+                };
+                (p.quantity, value)
+            })
+            .collect()
+    }
+}
+
+/// The number a register image of type `ty` holds for `raw`: integers rounded half to even and
+/// saturated at the type's range (as `encode_words` writes them), floats at their precision.
+fn wire_number(raw: f64, ty: PointType) -> f64 {
+    let r = raw.round_ties_even();
+    match ty {
+        PointType::U16 => f64::from(r as u16),
+        PointType::I16 => f64::from(r as i16),
+        PointType::U32 => f64::from(r as u32),
+        PointType::I32 => f64::from(r as i32),
+        PointType::U64 => (r as u64) as f64,
+        PointType::I64 => (r as i64) as f64,
+        PointType::F32 => f64::from(raw as f32),
+        PointType::F64 | PointType::Bool => raw,
     }
 }

@@ -83,7 +83,7 @@ fn serve(master: &mut File, baud: u32, bus: &Bus) {
             let t35 = edge::source::modbus::line::t35(baud);
             std::thread::sleep(wire_time(8 + frame.len(), baud) + t35 + reply.delay);
             if master.write_all(&frame).is_ok() {
-                bus.delivered(req.unit, reply.values);
+                bus.delivered(req.unit, &reply);
             }
         }
     }

@@ -62,6 +62,6 @@ async fn connection(mut s: TcpStream, bus: Bus) {
         if s.write_all(&frame).await.is_err() {
             return;
         }
-        bus.delivered(req.unit, reply.values);
+        bus.delivered(req.unit, &reply);
     }
 }

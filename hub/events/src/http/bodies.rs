@@ -3,7 +3,7 @@
 //! names the routes), so the document cannot drift from what is served.
 
 use crate::model::{rfc3339, Event, EventJson, HistoryEntry};
-use crate::store::{Delivery, DeliveryAttempt, Subscription};
+use crate::store::{Attachment, Delivery, DeliveryAttempt, Subscription};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -15,22 +15,128 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// `GET events/{id}`: the event and its history of transitions, oldest first.
+/// `GET events/{id}`: the event, its history of transitions (oldest first) and its photos.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventDetail<'a> {
     #[serde(flatten)]
     pub event: EventJson<'a>,
-    #[schema(value_type = Vec<HistoryEntry>)]
-    pub history: Vec<HistoryEntry>,
+    pub history: Vec<HistoryItem>,
+    /// The event's photos that are not deleted, oldest first.
+    pub attachments: Vec<AttachmentJson>,
+}
+
+/// One row of an event's history (see `HistoryEntry`) and the photos its transition carried.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryItem {
+    pub at: String,
+    /// `system` for rule-driven changes, else the token's department/user.
+    pub actor: String,
+    /// A transition (`resolve`, …), a rule's change (`raise`, `clear`, `overdue`, …), or
+    /// `attachment.delete` (the note names the photo and its hash).
+    pub action: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub department: Option<String>,
+    pub note: Option<String>,
+    /// Ids of the attachments this transition referenced (deleted ones included).
+    pub attachments: Vec<i64>,
 }
 
 impl<'a> EventDetail<'a> {
-    pub fn new(event: &'a Event, history: Vec<HistoryEntry>) -> Self {
+    /// `history_ids` are the ids of the `history` rows, in order; `attachments` every photo of
+    /// the event, deleted ones included (those are named in the history, not listed).
+    pub fn new(
+        event: &'a Event,
+        history: Vec<HistoryEntry>,
+        history_ids: &[i64],
+        attachments: &[Attachment],
+    ) -> Self {
+        let history = history
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let row = history_ids.get(i).copied();
+                HistoryItem {
+                    at: h.at,
+                    actor: h.actor,
+                    action: h.action,
+                    from_status: h.from_status,
+                    to_status: h.to_status,
+                    department: h.department,
+                    note: h.note,
+                    attachments: attachments
+                        .iter()
+                        .filter(|a| row.is_some() && a.history_id == row)
+                        .map(|a| a.id)
+                        .collect(),
+                }
+            })
+            .collect();
         EventDetail {
             event: EventJson::from(event),
             history,
+            attachments: attachments
+                .iter()
+                .filter(|a| a.deleted_at_ns.is_none())
+                .map(AttachmentJson::from)
+                .collect(),
         }
     }
+}
+
+/// A photo attached to an event. Its bytes are served at `url` to tokens that see the event.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Attachment)]
+pub struct AttachmentJson {
+    pub id: i64,
+    pub event_id: i64,
+    /// SHA-256 of the bytes served (after the location was removed), hex.
+    pub sha256: String,
+    /// image/jpeg | image/png | image/webp, from the file's content.
+    pub content_type: String,
+    pub bytes: i64,
+    /// As uploaded, cleaned (never used as a path).
+    pub filename: Option<String>,
+    pub uploaded_by: String,
+    /// RFC 3339.
+    pub uploaded_at: String,
+    /// A GPS location was found in the photo's metadata and removed before it was stored.
+    pub location_removed: bool,
+    /// Whether a transition referenced it (see the history's `attachments`).
+    pub referenced: bool,
+    pub deleted_by: Option<String>,
+    /// RFC 3339; set once deleted (the bytes are gone then).
+    pub deleted_at: Option<String>,
+    /// `/api/v1/events/{event_id}/attachments/{id}`.
+    pub url: String,
+}
+
+impl From<&Attachment> for AttachmentJson {
+    fn from(a: &Attachment) -> Self {
+        AttachmentJson {
+            id: a.id,
+            event_id: a.event_id,
+            sha256: a.sha256.clone(),
+            content_type: a.content_type.clone(),
+            bytes: a.bytes,
+            filename: a.filename.clone(),
+            uploaded_by: a.uploaded_by.clone(),
+            uploaded_at: rfc3339(a.uploaded_at_ns),
+            location_removed: a.location_removed,
+            referenced: a.history_id.is_some(),
+            deleted_by: a.deleted_by.clone(),
+            deleted_at: a.deleted_at_ns.map(rfc3339),
+            url: format!("/api/v1/events/{}/attachments/{}", a.event_id, a.id),
+        }
+    }
+}
+
+/// `POST events/{id}/attachments`: multipart/form-data with one part named `file`, the photo
+/// (JPEG, PNG or WebP by content; at most `[events.attachments] bytes_max`).
+#[derive(Debug, ToSchema)]
+pub struct AttachmentUpload {
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
 }
 
 /// Body of `POST events/{id}/transitions`.
@@ -42,6 +148,10 @@ pub struct TransitionBody {
     /// Required by `dispatch`: a registered department.
     pub department: Option<String>,
     pub note: Option<String>,
+    /// Ids of photos uploaded to this event (`POST events/{id}/attachments`) that this
+    /// transition carries, at most 32; required (≥ 1) where an `[[events.attachments.require]]`
+    /// rule names the action and the event's type.
+    pub attachments: Option<Vec<i64>>,
 }
 
 /// Body of `POST subscriptions`.

@@ -47,6 +47,18 @@ impl ApiError {
             )
         }
     }
+    /// An error about one request field; `message` already names it.
+    pub(super) fn with_field(
+        status: StatusCode,
+        code: &'static str,
+        field: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            field: Some(field),
+            ..ApiError::new(status, code, message)
+        }
+    }
     pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
@@ -86,6 +98,18 @@ impl From<StoreError> for ApiError {
                 ApiError::bad_request("field `department`: dispatch needs a department")
             }
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::AttachmentNotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("attachment {id} not found"),
+            ),
+            StoreError::Attachment(m) => {
+                ApiError::unprocessable("attachment_unusable", "attachments", m)
+            }
+            StoreError::EvidenceRequired { .. } => {
+                ApiError::unprocessable("evidence_required", "attachments", e.to_string())
+            }
+            StoreError::Limit(m) => ApiError::new(StatusCode::CONFLICT, "limit", m),
             other => {
                 tracing::error!(error = %other, "events store");
                 ApiError::new(

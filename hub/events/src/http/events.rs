@@ -70,6 +70,9 @@ pub(super) async fn list_events(
     Ok(Json(Page { items, next }).into_response())
 }
 
+/// Most photos one transition may carry.
+const TRANSITION_ATTACHMENTS_MAX: usize = 32;
+
 /// Rows read from the store per round while filling a page with visible events.
 const SCAN_PAGE: usize = 500;
 
@@ -141,7 +144,12 @@ fn hidden(id: i64) -> ApiError {
 
 /// Event `id` if `actor` may see it; otherwise the refusal is audited (as `action`) and the
 /// answer is the [`hidden`] 404.
-fn visible_event(events: &Events, actor: &Actor, id: i64, action: &str) -> Result<Event, ApiError> {
+pub(super) fn visible_event(
+    events: &Events,
+    actor: &Actor,
+    id: i64,
+    action: &str,
+) -> Result<Event, ApiError> {
     let event = events
         .store()
         .get(id)?
@@ -164,7 +172,16 @@ pub(super) async fn get_event(
     blocking(move || {
         let event = visible_event(&events, &actor, id, "read")?;
         let history = events.store().history(id)?;
-        Ok(Json(EventDetail::new(&event, history)).into_response())
+        // Read after the history: rows are only appended, so these cover every row listed.
+        let history_ids = events.store().history_ids(id)?;
+        let attachments = events.store().attachments(id)?;
+        Ok(Json(EventDetail::new(
+            &event,
+            history,
+            &history_ids,
+            &attachments,
+        ))
+        .into_response())
     })
     .await
 }
@@ -191,6 +208,14 @@ pub(super) async fn transition(
             body.action
         ))
     })?;
+    let mut attachment_ids = body.attachments.unwrap_or_default();
+    attachment_ids.sort_unstable();
+    attachment_ids.dedup();
+    if attachment_ids.len() > TRANSITION_ATTACHMENTS_MAX {
+        return Err(ApiError::bad_request(format!(
+            "field `attachments`: at most {TRANSITION_ATTACHMENTS_MAX} ids"
+        )));
+    }
     let req = TransitionRequest {
         action,
         department: text("department", body.department, 64)?,
@@ -224,7 +249,7 @@ pub(super) async fn transition(
                 }
             }
         }
-        let change = events.transition(id, &actor, &req, now_ns())?;
+        let change = events.transition_with(id, &actor, &req, &attachment_ids, now_ns())?;
         Ok(Json(EventJson::from(&change.event)).into_response())
     })
     .await

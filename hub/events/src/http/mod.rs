@@ -1,6 +1,8 @@
 //! The HTTP routes the hub nests under `/api/v1`: events, transitions, the SSE stream, webhook
-//! subscriptions and the evaluation report. Authentication is the hub's ([`Authorizer`]);
-//! access per event is the sharing rules'. Errors are `{"error":{"code","message"}}`.
+//! subscriptions, the evaluation report and the photos on events (`attachments.rs`).
+//! Authentication is the hub's ([`Authorizer`]); access per event is the sharing rules'.
+//! Errors are `{"error":{"code","message"}}`.
+mod attachments;
 mod audit;
 pub mod bodies;
 mod error;
@@ -13,7 +15,7 @@ pub use error::ApiError;
 
 use audit::audit_log;
 use events::{get_event, list_events, transition};
-use report::evaluation;
+use report::{evaluation, evaluation_csv, evaluation_xlsx};
 use stream::stream;
 use subscriptions::{
     create_subscription, delete_subscription, get_subscription, list_deliveries, list_subscriptions,
@@ -51,11 +53,25 @@ struct ApiState {
 
 /// The events API. Nest it: `Router::new().nest("/api/v1", wangge_events::router(events, auth))`.
 pub fn router(events: Events, auth: Arc<dyn Authorizer>) -> Router {
+    // Uploads get room for one photo of `bytes_max` and its multipart framing.
+    let upload_bytes_max = usize::try_from(events.attachment_settings().bytes_max)
+        .unwrap_or(usize::MAX)
+        .saturating_add(attachments::MULTIPART_OVERHEAD_BYTES);
     Router::new()
         .route("/events", get(list_events))
         .route("/events/stream", get(stream))
         .route("/events/{id}", get(get_event))
         .route("/events/{id}/transitions", post(transition))
+        .route(
+            "/events/{id}/attachments",
+            get(attachments::list)
+                .post(attachments::upload)
+                .layer(DefaultBodyLimit::max(upload_bytes_max)),
+        )
+        .route(
+            "/events/{id}/attachments/{att}",
+            get(attachments::get_one).delete(attachments::delete),
+        )
         .route(
             "/subscriptions",
             get(list_subscriptions).post(create_subscription),
@@ -66,6 +82,8 @@ pub fn router(events: Events, auth: Arc<dyn Authorizer>) -> Router {
         )
         .route("/subscriptions/{id}/deliveries", get(list_deliveries))
         .route("/reports/evaluation", get(evaluation))
+        .route("/reports/evaluation.csv", get(evaluation_csv))
+        .route("/reports/evaluation.xlsx", get(evaluation_xlsx))
         .route("/audit", get(audit_log))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(ApiState { events, auth })

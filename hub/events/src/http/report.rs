@@ -1,22 +1,31 @@
-//! `GET /reports/evaluation`: the evaluation report (综合评价).
+//! `GET /reports/evaluation` (JSON), `/reports/evaluation.csv?table=…` (one table) and
+//! `/reports/evaluation.xlsx` (every table, one sheet each): the evaluation report (综合评价).
+//! All three see the same: an admin everything, a department token its own department.
 
 use super::{actor, blocking, param_ts, ApiError, ApiState};
 use crate::model::{now_ns, Scope};
+use crate::report::{Report, TABLES};
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::Value as Json_;
 use std::collections::HashMap;
 
-pub(super) async fn evaluation(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Json_>, ApiError> {
-    let actor = actor(&state, &headers)?;
+const DAY_NS: i64 = 24 * 3600 * 1_000_000_000;
+/// The `Content-Type` of the XLSX download.
+const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// The report the query and the token ask for, built off the async workers (it scans every
+/// event of the range and every sensor's counts).
+async fn build(
+    state: &ApiState,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<Report, ApiError> {
+    let actor = actor(state, headers)?;
     let now = now_ns();
-    let to = param_ts(&q, "to")?.unwrap_or(now);
-    let from = param_ts(&q, "from")?.unwrap_or(to - 30 * 24 * 3600 * 1_000_000_000);
+    let to = param_ts(q, "to")?.unwrap_or(now);
+    let from = param_ts(q, "from")?.unwrap_or(to - 30 * DAY_NS);
     if from >= to {
         return Err(ApiError::bad_request("query `from`: must be before `to`"));
     }
@@ -28,9 +37,8 @@ pub(super) async fn evaluation(
                 ApiError::forbidden("a token without a department sees no report")
             })?)
         };
-    // The report scans every event of the range: off the async workers.
     let events = state.events.clone();
-    let report = blocking(move || {
+    blocking(move || {
         Ok(crate::report::evaluation(
             &events,
             from,
@@ -39,6 +47,85 @@ pub(super) async fn evaluation(
             only.as_deref(),
         )?)
     })
+    .await
+}
+
+pub(super) async fn evaluation(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let report = build(&state, &headers, &q).await?;
+    Ok(Json(blocking(move || Ok(report.to_json())).await?))
+}
+
+/// The file name of a download: `evaluation-<from date>-<to date>.<ext>`.
+fn file_name(r: &Report, ext: &str) -> String {
+    let day = |ns: i64| {
+        crate::model::rfc3339(ns)
+            .get(..10)
+            .unwrap_or("")
+            .to_string()
+    };
+    format!("evaluation-{}-{}.{ext}", day(r.from_ns), day(r.to_ns))
+}
+
+pub(super) async fn evaluation_csv(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let name = q.get("table").map(String::as_str).unwrap_or("components");
+    if !TABLES.contains(&name) {
+        return Err(ApiError::bad_request(format!(
+            "query `table`: unknown table {name:?}; one of {}",
+            TABLES.join(", ")
+        )));
+    }
+    let report = build(&state, &headers, &q).await?;
+    let file = file_name(&report, &format!("{name}.csv"));
+    let name = name.to_string();
+    let body =
+        blocking(move || Ok(report.table(&name).map(|t| t.to_csv()).unwrap_or_default())).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+pub(super) async fn evaluation_xlsx(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let report = build(&state, &headers, &q).await?;
+    let file = file_name(&report, "xlsx");
+    let body = blocking(move || {
+        crate::report::to_xlsx(&report.tables).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("cannot write the workbook: {e}"),
+            )
+        })
+    })
     .await?;
-    Ok(Json(report))
+    Ok((
+        [
+            (header::CONTENT_TYPE, XLSX_TYPE.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }

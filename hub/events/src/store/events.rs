@@ -169,6 +169,7 @@ fn add_system_history(
     add_history(
         conn, event_id, at_ns, "system", action, from, to, None, None,
     )
+    .map(|_| ())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -182,7 +183,7 @@ fn add_history(
     to: Status,
     department: Option<&str>,
     note: Option<&str>,
-) -> Result<()> {
+) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO event_history (event_id, at_ns, actor, action, from_status, to_status, department, note) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -197,7 +198,78 @@ fn add_history(
         department,
         note
     ])?;
-    Ok(())
+    Ok(conn.last_insert_rowid())
+}
+
+/// Applies `t` inside the caller's transaction `tx`: the event, its history row and its
+/// outbox row. Returns the change and the id of the history row (what attachments point to).
+pub(super) fn transition_in(
+    tx: &Connection,
+    deadlines: &crate::lifecycle::Deadlines,
+    t: Transition<'_>,
+) -> Result<(Change, i64)> {
+    let Transition {
+        id,
+        actor,
+        req,
+        now_ns,
+    } = t;
+    let mut e = load_event(tx, id)?.ok_or(StoreError::NotFound(id))?;
+    let from = e.status;
+    let to = lifecycle::next(from, req.action).ok_or_else(|| StoreError::InvalidTransition {
+        status: from.name(),
+        action: req.action.name().to_string(),
+        allowed: lifecycle::allowed(from),
+    })?;
+    match req.action {
+        Action::Dispatch => {
+            let d = req
+                .department
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .ok_or(StoreError::MissingDepartment)?;
+            e.department = Some(d.to_string());
+        }
+        Action::Acknowledge => {
+            e.acknowledged_at_ns.get_or_insert(now_ns);
+        }
+        Action::Close => e.closed_at_ns = Some(now_ns),
+        Action::Reopen => {
+            e.closed_at_ns = None;
+            e.overdue = false;
+            e.deadline_ns = now_ns.saturating_add(deadlines.for_severity(e.severity));
+        }
+        Action::Start | Action::Resolve => {}
+    }
+    e.status = to;
+    e.version += 1;
+    if let Err(err) = save_event(tx, &e) {
+        if let StoreError::Sqlite(s) = &err {
+            if is_unique_violation(s) {
+                return Err(StoreError::Conflict(format!(
+                    "cannot reopen: another active {} event on {} exists",
+                    e.event_type, e.component_id
+                )));
+            }
+        }
+        return Err(err);
+    }
+    let history_id = add_history(
+        tx,
+        e.id,
+        now_ns,
+        actor,
+        req.action.name(),
+        Some(from),
+        to,
+        e.department
+            .as_deref()
+            .filter(|_| req.action == Action::Dispatch),
+        req.note.as_deref(),
+    )?;
+    let change = record_change(tx, &e, now_ns)?;
+    Ok((change, history_id))
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -313,70 +385,9 @@ impl EventLog for SqliteStore {
     }
 
     fn transition(&self, t: Transition<'_>) -> Result<Change> {
-        let Transition {
-            id,
-            actor,
-            req,
-            now_ns,
-        } = t;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut e = load_event(&tx, id)?.ok_or(StoreError::NotFound(id))?;
-        let from = e.status;
-        let to =
-            lifecycle::next(from, req.action).ok_or_else(|| StoreError::InvalidTransition {
-                status: from.name(),
-                action: req.action.name().to_string(),
-                allowed: lifecycle::allowed(from),
-            })?;
-        match req.action {
-            Action::Dispatch => {
-                let d = req
-                    .department
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|d| !d.is_empty())
-                    .ok_or(StoreError::MissingDepartment)?;
-                e.department = Some(d.to_string());
-            }
-            Action::Acknowledge => {
-                e.acknowledged_at_ns.get_or_insert(now_ns);
-            }
-            Action::Close => e.closed_at_ns = Some(now_ns),
-            Action::Reopen => {
-                e.closed_at_ns = None;
-                e.overdue = false;
-                e.deadline_ns = now_ns.saturating_add(self.deadlines.for_severity(e.severity));
-            }
-            Action::Start | Action::Resolve => {}
-        }
-        e.status = to;
-        e.version += 1;
-        if let Err(err) = save_event(&tx, &e) {
-            if let StoreError::Sqlite(s) = &err {
-                if is_unique_violation(s) {
-                    return Err(StoreError::Conflict(format!(
-                        "cannot reopen: another active {} event on {} exists",
-                        e.event_type, e.component_id
-                    )));
-                }
-            }
-            return Err(err);
-        }
-        add_history(
-            &tx,
-            e.id,
-            now_ns,
-            actor,
-            req.action.name(),
-            Some(from),
-            to,
-            e.department
-                .as_deref()
-                .filter(|_| req.action == Action::Dispatch),
-            req.note.as_deref(),
-        )?;
-        let change = record_change(&tx, &e, now_ns)?;
+        let (change, _) = transition_in(&tx, &self.deadlines, t)?;
         tx.commit()?;
         Ok(change)
     }

@@ -7,14 +7,17 @@
 //!
 //! One concept per file: `events.rs` (events, their history, pending conditions), `outbox.rs`
 //! (the `changes` log and named cursors), `subscriptions.rs` (webhook subscriptions and their
-//! deliveries), `audit.rs` (refusals and administrative actions). [`EventStore`] is all four.
+//! deliveries), `audit.rs` (refusals and administrative actions), `attachments.rs` (photos'
+//! metadata; their bytes are the blob store's). [`EventStore`] is all five.
 
+mod attachments;
 mod audit;
 mod events;
 mod outbox;
 mod pg;
 mod subscriptions;
 
+pub use attachments::{Attachment, Attachments, Deletion, NewAttachment};
 pub use audit::{AuditEntry, AuditLog};
 pub use events::{EventLog, ListQuery, Transition, TransitionRequest};
 pub use outbox::{event_from_body, Outbox};
@@ -33,6 +36,7 @@ use std::time::Duration;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_events.sql"),
     include_str!("../../migrations/0002_pending_conditions.sql"),
+    include_str!("../../migrations/0003_attachments.sql"),
 ];
 /// How long a writer waits for another connection's transaction before giving up.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
@@ -63,6 +67,24 @@ pub enum StoreError {
     Corrupt(String),
     #[error("events configuration: {0}")]
     Config(String),
+    #[error("attachment {0} not found")]
+    AttachmentNotFound(i64),
+    /// A transition names an attachment it cannot reference (message says why).
+    #[error("{0}")]
+    Attachment(String),
+    /// A transition a `[[events.attachments.require]]` rule stops without a photo.
+    #[error(
+        "rule {rule:?} requires at least one attachment (a photo) to {action} a {event_type} event; \
+         upload it (POST events/{{id}}/attachments) and name it in `attachments`"
+    )]
+    EvidenceRequired {
+        rule: String,
+        action: &'static str,
+        event_type: String,
+    },
+    /// A bound was reached (message names it and the setting).
+    #[error("{0}")]
+    Limit(String),
     #[error("events database schema version {found} is newer than this build knows ({known})")]
     TooNew { found: i64, known: i64 },
 }
@@ -71,10 +93,13 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The events store seam: SQLite now; a PostgreSQL implementation would follow the same contract
 /// (one active event per (component, type) enforced by a unique index, outbox row per change).
-/// It is the four per-concept traits together; every type that has all four is one.
-pub trait EventStore: EventLog + Outbox + Subscriptions + AuditLog + Send + Sync {}
+/// It is the five per-concept traits together; every type that has all five is one.
+pub trait EventStore:
+    EventLog + Outbox + Subscriptions + AuditLog + Attachments + Send + Sync
+{
+}
 
-impl<T: EventLog + Outbox + Subscriptions + AuditLog + Send + Sync> EventStore for T {}
+impl<T: EventLog + Outbox + Subscriptions + AuditLog + Attachments + Send + Sync> EventStore for T {}
 
 /// The SQLite store. One connection behind a mutex: every operation is a short transaction.
 pub struct SqliteStore {

@@ -165,7 +165,11 @@ impl Gate {
         .await;
         let frame = match first {
             Ok(Ok(Some(f))) => f,
-            Ok(Ok(None)) => return,
+            Ok(Ok(None)) => {
+                // A TCP readiness probe (a load balancer's, a script's): not an error.
+                tracing::debug!(%peer, "MQTT connection closed before CONNECT");
+                return;
+            }
             Ok(Err(e)) => {
                 self.metrics.refused_protocol.fetch_add(1, Relaxed);
                 tracing::warn!(%peer, error = %e, "MQTT connection refused: bad first packet");

@@ -27,6 +27,7 @@ use tokio_postgres::Error as SqlError;
 use wangge_pg::{migrate, Client, Migration, Pg, PgError, Row, ToSql, Transaction};
 
 mod components;
+mod coverage;
 mod edges;
 mod mqtt_users;
 mod reference;
@@ -35,10 +36,16 @@ mod sensors;
 mod tokens;
 
 /// The registry's migrations on PostgreSQL (append only, like `hub/migrations/*.sql`).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../../migrations/pg/0001_registry.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../../migrations/pg/0001_registry.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../../migrations/pg/0002_sensor_registered_at.sql"),
+    },
+];
 
 /// The migration set's name in `wangge_migrations`.
 const MIGRATION_SET: &str = "registry";
@@ -304,6 +311,7 @@ impl RegistryAdmin for PgRegistry {
         revoke_mqtt_user(username: &str) -> ();
         list_mqtt_users() -> Vec<MqttUser>;
         department_exists(id: &str) -> bool;
+        coverage_sensors() -> Vec<CoverageSensor>;
     }
 
     fn import_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {

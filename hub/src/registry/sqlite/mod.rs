@@ -38,6 +38,7 @@ pub struct SqliteRegistry {
 }
 
 mod components;
+mod coverage;
 mod edges;
 mod mqtt_users;
 mod reference;
@@ -282,6 +283,7 @@ impl RegistryAdmin for SqliteRegistry {
         revoke_mqtt_user(username: &str) -> ();
         list_mqtt_users() -> Vec<MqttUser>;
         department_exists(id: &str) -> bool;
+        coverage_sensors() -> Vec<CoverageSensor>;
     }
 
     fn import_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {

@@ -1,12 +1,14 @@
 // Events page: filter the events the token may see, open one, and act on it (acknowledge,
-// dispatch to a department, start, resolve, close, reopen) with a note. A 409 from the hub
-// says which actions the event's state allows; it is shown as the hub wrote it.
+// dispatch to a department, start, resolve, close, reopen) with a note and photos (the
+// thumbnails and the upload control are views/attachments.js). A 409 from the hub says which
+// actions the event's state allows; it is shown as the hub wrote it.
 
 import * as api from "../api.js";
 import { t, label } from "../i18n.js";
 import { h, badge, bySeverityThenAge, ACTIONS, EVENT_STATUSES, SEVERITIES, fmtTime, fmtAge, fmtNum, errorBox, empty } from "../util.js";
 import { history, showValue } from "./component.js";
 import { refreshOnLive } from "./common.js";
+import { evidence, uploader } from "./attachments.js";
 
 /** Filters survive navigation between events during the session. */
 const filters = { status: "", type: "", severity: "", department: "" };
@@ -97,7 +99,7 @@ export async function render(main, args, ctx) {
       form = actForm(e, departments, async () => { await Promise.all([drawList(), drawDetail()]); });
       empty(detailPanel).append(info, form);
     }
-    info.replaceChildren(detail(e));
+    info.replaceChildren(detail(e), evidence(e, drawDetail));
   }
   const info = h("div", {});
   let form = null;
@@ -136,15 +138,18 @@ function actForm(e, departments, refresh) {
   const note = h("textarea", { id: "act-note", placeholder: t("act.note") });
   const msg = h("div", { id: "act-message" });
   action.addEventListener("change", () => (deptWrap.style.display = action.value === "dispatch" ? "" : "none"));
+  const photos = uploader(e, refresh);
   const submit = h("button", { class: "primary", id: "act-submit", type: "button" }, t("act.submit"));
   submit.addEventListener("click", async () => {
     const body = { action: action.value };
     if (action.value === "dispatch") body.department = dept.value;
     if (note.value.trim()) body.note = note.value.trim();
+    if (photos.ids().length) body.attachments = photos.ids();
     submit.disabled = true;
     try {
       await api.post(`events/${e.id}/transitions`, body);
       note.value = "";
+      photos.clear();
       msg.className = "";
       msg.textContent = "";
       submit.disabled = false;
@@ -152,13 +157,15 @@ function actForm(e, departments, refresh) {
     } catch (err) {
       submit.disabled = false;
       msg.className = "error";
-      msg.textContent = (err.status === 409 ? t("act.conflict") : err.status === 403 ? t("error.forbidden") : t("error.generic")) + ": " + err.message;
+      const why = err.code === "evidence_required" ? t("att.required") : err.status === 409 ? t("act.conflict") : err.status === 403 ? t("error.forbidden") : t("error.generic");
+      msg.textContent = why + ": " + err.message;
       if (err.allowed) msg.append(h("div", {}, t("act.allowed"), " ", err.allowed.length ? err.allowed.map((a) => label("action", a)).join("、") : "—"));
     }
   });
   return h("div", {},
     h("h2", { style: "margin-top:14px" }, t("act.title")),
     h("div", { class: "act" }, action, deptWrap, note, submit),
+    photos.el,
     msg,
   );
 }

@@ -76,10 +76,11 @@ impl<'a> HistoryRow<'a> {
         }
     }
 
-    async fn add(&self, tx: &Transaction<'_>) -> DbResult<u64> {
-        tx.execute(
+    /// Inserts the row; returns its id (what an attachment's `history_id` points to).
+    async fn add(&self, tx: &Transaction<'_>) -> DbResult<i64> {
+        tx.query_one(
             "INSERT INTO event_history (event_id, at_ns, actor, action, from_status, to_status, \
-             department, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             department, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             &[
                 &self.event_id,
                 &self.at_ns,
@@ -91,7 +92,8 @@ impl<'a> HistoryRow<'a> {
                 &self.note,
             ],
         )
-        .await
+        .await?
+        .try_get(0)
     }
 }
 
@@ -249,6 +251,47 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Applies a transition inside `tx` (the event row locked `FOR UPDATE`, the change drawn
+    /// under the outbox lock); returns the change and the id of the history row it wrote.
+    pub(super) async fn transition_in(
+        &self,
+        tx: &Transaction<'_>,
+        t: Transition<'_>,
+    ) -> DbResult<Result<(Change, i64)>> {
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1 FOR UPDATE");
+        let Some(row) = tx.query_opt(&sql, &[&t.id]).await? else {
+            return Ok(Err(StoreError::NotFound(t.id)));
+        };
+        let before = refuse_on_err!(rows::event(&row));
+        let from = before.status;
+        let e = refuse_on_err!(self.transitioned(before, &t));
+        match save_event(tx, &e).await {
+            Err(err) if is_unique_violation(&err) => {
+                return Ok(Err(StoreError::Conflict(format!(
+                    "cannot reopen: another active {} event on {} exists",
+                    e.event_type, e.component_id
+                ))))
+            }
+            other => other?,
+        };
+        let dispatched = t.req.action == Action::Dispatch;
+        let history_id = HistoryRow {
+            event_id: e.id,
+            at_ns: t.now_ns,
+            actor: t.actor,
+            action: t.req.action.name(),
+            from: Some(from),
+            to: e.status,
+            department: e.department.as_deref().filter(|_| dispatched),
+            note: t.req.note.as_deref(),
+        }
+        .add(tx)
+        .await?;
+        Ok(Ok((record_change(tx, &e, t.now_ns).await?, history_id)))
+    }
+}
+
 impl EventLog for PgStore {
     fn apply_condition(&self, c: &Condition, now_ns: i64) -> Result<Option<Change>> {
         match c.kind {
@@ -258,38 +301,7 @@ impl EventLog for PgStore {
     }
 
     fn transition(&self, t: Transition<'_>) -> Result<Change> {
-        self.write(async |tx| {
-            let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1 FOR UPDATE");
-            let Some(row) = tx.query_opt(&sql, &[&t.id]).await? else {
-                return Ok(Err(StoreError::NotFound(t.id)));
-            };
-            let before = refuse_on_err!(rows::event(&row));
-            let from = before.status;
-            let e = refuse_on_err!(self.transitioned(before, &t));
-            match save_event(tx, &e).await {
-                Err(err) if is_unique_violation(&err) => {
-                    return Ok(Err(StoreError::Conflict(format!(
-                        "cannot reopen: another active {} event on {} exists",
-                        e.event_type, e.component_id
-                    ))))
-                }
-                other => other?,
-            };
-            let dispatched = t.req.action == Action::Dispatch;
-            HistoryRow {
-                event_id: e.id,
-                at_ns: t.now_ns,
-                actor: t.actor,
-                action: t.req.action.name(),
-                from: Some(from),
-                to: e.status,
-                department: e.department.as_deref().filter(|_| dispatched),
-                note: t.req.note.as_deref(),
-            }
-            .add(tx)
-            .await?;
-            Ok(Ok(record_change(tx, &e, t.now_ns).await?))
-        })
+        self.write(async |tx| Ok(self.transition_in(tx, t).await?.map(|(change, _)| change)))
     }
 
     fn mark_overdue(&self, now_ns: i64) -> Result<Vec<Change>> {

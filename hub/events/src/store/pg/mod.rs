@@ -1,5 +1,5 @@
 //! The events store on PostgreSQL: the SQLite store's behaviour for a cluster of hubs sharing one
-//! database (schema `migrations/pg/0001_events.sql`, migration set `events`).
+//! database (schema `migrations/pg/000N_*.sql`, migration set `events`).
 //!
 //! What two hubs writing at once need is kept by the database, not by a process-local mutex:
 //! - one active event per (component, type): the partial unique index `events_one_active`; a raise
@@ -9,7 +9,7 @@
 //!   LOCKED` and a lease).
 //!
 //! One concept per file, as the SQLite store: `events.rs`, `outbox.rs`, `subscriptions.rs`,
-//! `audit.rs`; `rows.rs` decodes rows.
+//! `audit.rs`, `attachments.rs`; `rows.rs` decodes rows.
 
 /// Inside a transaction: the value of a store `Result`, or ends the transaction with its
 /// refusal (rolled back by [`PgStore::write`]).
@@ -22,6 +22,7 @@ macro_rules! refuse_on_err {
     };
 }
 
+mod attachments;
 mod audit;
 mod events;
 mod outbox;
@@ -33,10 +34,16 @@ use crate::lifecycle::Deadlines;
 use std::sync::Arc;
 use wangge_pg::{migrate, Migration, Pg, Transaction};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../../migrations/pg/0001_events.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../../migrations/pg/0001_events.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../../migrations/pg/0002_attachments.sql"),
+    },
+];
 
 /// The events store on PostgreSQL. Cheap to share: every operation checks a connection out of
 /// the pool for one short transaction.

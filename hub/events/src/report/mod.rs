@@ -1,0 +1,174 @@
+//! The evaluation report (综合评价): how each department handled the events it received (the
+//! sharing effect), where problems cluster, and which sensors are unreliable (data
+//! completeness), with trends per day and week. One [`Report`] of [`Table`]s feeds the JSON,
+//! the CSV (one table) and the XLSX (one sheet per table), so they always agree.
+//!
+//! Code map: `cases` (each event with its history's facts) → `departments`, `grid_cells`,
+//! `trends` (event figures) · `completeness` (sensor coverage from the directory, less
+//! maintenance) · `table` (cells; JSON and CSV) · `xlsx` · `stats`.
+//!
+//! Exclusions: a component is under maintenance while one of its cases is dispatched or in
+//! progress (the status the hub shows, derived from its events); those spans come off both the
+//! expected and the received side. Announced edge outages are not excluded: the hub has no
+//! record of them (an edge's offline status is what the report measures, not an excuse).
+//! Only cases registered in the range are read, so maintenance that began on a case
+//! registered before the range is not excluded.
+
+mod cases;
+mod completeness;
+mod departments;
+mod grid_cells;
+mod stats;
+mod table;
+mod trends;
+mod xlsx;
+
+pub use cases::{Case, Dispatch};
+pub use completeness::{expected_reports, SensorCoverage};
+pub use table::{Cell, Table};
+pub use xlsx::to_xlsx;
+
+use crate::model::rfc3339;
+use crate::store::StoreError;
+use crate::Events;
+use completeness::SensorScore;
+use serde_json::{json, Map, Value as Json};
+use std::collections::{BTreeSet, HashMap};
+
+/// Every table the report has, in the order of the JSON, the XLSX sheets and the docs.
+pub const TABLES: &[&str] = &[
+    "components",
+    "sensors",
+    "completeness_by_type",
+    "completeness_by_grid_cell",
+    "completeness_by_department",
+    "completeness_by_edge",
+    "departments",
+    "grid_cells",
+    "repeat_offenders",
+    "trend_daily",
+    "trend_weekly",
+];
+
+/// The report over `[from_ns, to_ns)` at `now_ns`.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub from_ns: i64,
+    pub to_ns: i64,
+    pub tables: Vec<Table>,
+}
+
+impl Report {
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    pub fn to_json(&self) -> Json {
+        let mut obj = Map::new();
+        obj.insert("from".into(), json!(rfc3339(self.from_ns)));
+        obj.insert("to".into(), json!(rfc3339(self.to_ns)));
+        obj.insert("tables".into(), json!(TABLES));
+        obj.insert(
+            "exclusions".into(),
+            json!({
+                "maintenance": "a component's cases while dispatched or in progress",
+                "edge_outages": "not excluded: the hub keeps no record of announced edge outages",
+            }),
+        );
+        for t in &self.tables {
+            obj.insert(t.name.into(), t.to_json());
+        }
+        Json::Object(obj)
+    }
+}
+
+/// Builds the report over events the hub registered in `[from_ns, to_ns)` and sensor data in
+/// the same range. `only` limits it to one department (a department token's view): its own
+/// row, the events it receives and the components it owns or maintains.
+pub fn evaluation(
+    events: &Events,
+    from_ns: i64,
+    to_ns: i64,
+    now_ns: i64,
+    only: Option<&str>,
+) -> Result<Report, StoreError> {
+    let dir = events.directory();
+    let mut all = Vec::new();
+    for e in events.store().created_between(from_ns, to_ns)? {
+        let ctx = dir.component(&e.component_id);
+        let recipients = events.sharing().recipients(&e, ctx.as_ref());
+        let history = events.store().history(e.id)?;
+        all.push(Case::new(e, ctx, recipients, &history));
+    }
+    let mut maintenance: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
+    for c in &all {
+        if !c.maintenance.is_empty() {
+            maintenance
+                .entry(c.event.component_id.as_str())
+                .or_default()
+                .extend(&c.maintenance);
+        }
+    }
+    let sees = |d: &str| only.is_none_or(|o| o == d);
+    let scores: Vec<SensorScore> = dir
+        .sensor_coverage(from_ns, to_ns, now_ns)
+        .into_iter()
+        .filter(|s| sees(&s.component.owner_department) || sees(&s.component.maintainer_department))
+        .map(|s| {
+            let spans = maintenance
+                .get(s.component_id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            completeness::score(s, spans, |sensor, a, b| dir.reports_between(sensor, a, b))
+        })
+        .collect();
+    let cases: Vec<&Case> = all
+        .iter()
+        .filter(|c| only.is_none_or(|o| c.recipients.iter().any(|d| d == o)))
+        .collect();
+    let mut departments: BTreeSet<String> = cases
+        .iter()
+        .flat_map(|c| c.recipients.iter().filter(|d| sees(d)).cloned())
+        .collect();
+    departments.extend(only.map(str::to_string));
+    let departments: Vec<String> = departments.into_iter().collect();
+    let mut cells: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for s in &scores {
+        cells
+            .entry(s.cov.component.grid_cell.clone())
+            .or_default()
+            .insert(s.cov.component_id.clone());
+        names
+            .entry(s.cov.component_id.clone())
+            .or_insert_with(|| s.cov.component_name.clone());
+    }
+    let mut tables = vec![
+        completeness::component_table(&scores),
+        completeness::sensor_table(&scores),
+    ];
+    tables.extend(completeness::rollup_tables(&scores));
+    tables.push(departments::table(&cases, &departments, now_ns));
+    tables.push(grid_cells::grid_table(&cases, &cells));
+    tables.push(grid_cells::repeat_offenders(&cases, &names));
+    tables.push(trends::table(
+        &cases,
+        &departments,
+        trends::Period::Day,
+        now_ns,
+    ));
+    tables.push(trends::table(
+        &cases,
+        &departments,
+        trends::Period::Week,
+        now_ns,
+    ));
+    debug_assert_eq!(
+        tables.iter().map(|t| t.name).collect::<Vec<_>>(),
+        TABLES.to_vec()
+    );
+    Ok(Report {
+        from_ns,
+        to_ns,
+        tables,
+    })
+}

@@ -1,0 +1,343 @@
+//! Reports counted per sensor for data completeness (the evaluation report), fast over long
+//! windows.
+//!
+//! A report is one timestamp of a sensor, whatever the number of quantities it carried, so the
+//! count is `COUNT(DISTINCT ts)` per sensor — a scan of every point. A 30-day report over 100k
+//! sensors cannot scan a month of points within its 2 s budget, so whole past days are counted
+//! once and kept:
+//! - `report_day_counts(day, sensor, reports)` holds a day's counts; `report_days(day)` marks
+//!   the days whose counts are complete. The first report that needs a past day fills it (one
+//!   transaction on the writer, so ingest waits for at most one day's count).
+//! - A write into a past day (an edge's backlog arriving late) removes that day's mark in the
+//!   same transaction as its rows, so the next report counts the day again: never stale.
+//! - Today, and the partial days at either end of a window, are counted from the points.
+//! - Retention drops a day's counts with its table.
+//!
+//! The first report of each sensor (`series.first_ts`, the earliest point of its first series)
+//! starts the part of a window the sensor was monitored. It is set when the series is created;
+//! stores from before the column are backfilled on first use from the oldest day tables.
+
+use super::{db_err, table, EmbeddedStore, DAY_NS};
+use crate::timeseries::TsError;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+
+/// Creates the count tables and the `series.first_ts` column if missing (at open).
+pub(super) fn migrate(conn: &Connection) -> Result<(), TsError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS report_days (day INTEGER PRIMARY KEY);
+         CREATE TABLE IF NOT EXISTS report_day_counts (
+             day INTEGER NOT NULL, sensor TEXT NOT NULL, reports INTEGER NOT NULL,
+             PRIMARY KEY (day, sensor)) WITHOUT ROWID;",
+    )
+    .map_err(db_err)?;
+    let has_first: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('series') WHERE name = 'first_ts'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if !has_first {
+        conn.execute_batch("ALTER TABLE series ADD COLUMN first_ts INTEGER")
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// In a write's transaction: `day` got points, so its counts (if kept) are stale.
+pub(super) fn invalidate_day(tx: &Connection, day: i64) -> Result<(), TsError> {
+    tx.prepare_cached("DELETE FROM report_days WHERE day = ?1")
+        .and_then(|mut s| s.execute([day]))
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// In a write's transaction: a new series' earliest point in that write.
+pub(super) fn set_first_ts(tx: &Connection, series: i64, ts_ns: i64) -> Result<(), TsError> {
+    tx.prepare_cached(
+        "UPDATE series SET first_ts = ?2 WHERE id = ?1 AND (first_ts IS NULL OR first_ts > ?2)",
+    )
+    .and_then(|mut s| s.execute(params![series, ts_ns]))
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// With retention: `day`'s counts go with its table.
+pub(super) fn drop_day(conn: &Connection, day: i64) -> Result<(), TsError> {
+    conn.execute("DELETE FROM report_days WHERE day = ?1", [day])
+        .and_then(|_| conn.execute("DELETE FROM report_day_counts WHERE day = ?1", [day]))
+        .map_err(db_err)?;
+    Ok(())
+}
+
+fn add_rows(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    out: &mut HashMap<String, u64>,
+) -> Result<(), TsError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(p, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(db_err)?;
+    for row in rows {
+        let (sensor, n) = row.map_err(db_err)?;
+        match out.get_mut(sensor.as_str()) {
+            Some(v) => *v += u64::try_from(n).unwrap_or(0),
+            None => {
+                out.insert(sensor, u64::try_from(n).unwrap_or(0));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn points_sql(day: i64) -> String {
+    format!(
+        "SELECT s.sensor, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
+         WHERE r.ts >= ?1 AND r.ts < ?2 GROUP BY s.sensor",
+        table(day)
+    )
+}
+
+impl EmbeddedStore {
+    /// Reports received per sensor in `[from_ns, to_ns)` (distinct timestamps: a report carrying
+    /// several quantities counts once), at `now_ns`: whole days before today from the kept
+    /// counts, the rest from the points.
+    pub fn report_counts(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        now_ns: i64,
+    ) -> Result<HashMap<String, u64>, TsError> {
+        let days = {
+            let conn = self.reader()?;
+            self.days_in(&conn, from_ns, to_ns)?
+        };
+        let today = now_ns.div_euclid(DAY_NS);
+        let mut out: HashMap<String, u64> = HashMap::new();
+        for day in days {
+            let (start, end) = (day * DAY_NS, (day + 1) * DAY_NS);
+            let whole = from_ns <= start && end <= to_ns && day < today;
+            if whole && self.ensure_day_counted(day)? {
+                let conn = self.reader()?;
+                add_rows(
+                    &conn,
+                    "SELECT sensor, reports FROM report_day_counts WHERE day = ?1",
+                    [day],
+                    &mut out,
+                )?;
+            } else {
+                let conn = self.reader()?;
+                add_rows(
+                    &conn,
+                    &points_sql(day),
+                    params![from_ns.max(start), to_ns.min(end)],
+                    &mut out,
+                )?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reports of one sensor in `[from_ns, to_ns)`, from the points: for the short windows the
+    /// report excludes (maintenance).
+    pub fn report_count(&self, sensor: &str, from_ns: i64, to_ns: i64) -> Result<u64, TsError> {
+        let conn = self.reader()?;
+        let mut n = 0u64;
+        for day in self.days_in(&conn, from_ns, to_ns)? {
+            let sql = format!(
+                "SELECT COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
+                 WHERE s.sensor = ?1 AND r.ts >= ?2 AND r.ts < ?3",
+                table(day)
+            );
+            let c: i64 = conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_row(params![sensor, from_ns, to_ns], |r| r.get(0)))
+                .map_err(db_err)?;
+            n += u64::try_from(c).unwrap_or(0);
+        }
+        Ok(n)
+    }
+
+    /// The first report of every sensor that has one (earliest point of any of its series).
+    pub fn first_reports(&self) -> Result<HashMap<String, i64>, TsError> {
+        self.backfill_first_ts()?;
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT sensor, MIN(first_ts) FROM series WHERE first_ts IS NOT NULL GROUP BY sensor",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+    }
+
+    /// True once `day`'s counts are kept (filling them now if they were not).
+    fn ensure_day_counted(&self, day: i64) -> Result<bool, TsError> {
+        let kept = {
+            let conn = self.reader()?;
+            conn.prepare_cached("SELECT 1 FROM report_days WHERE day = ?1")
+                .and_then(|mut s| s.query_row([day], |_| Ok(())).optional())
+                .map_err(db_err)?
+                .is_some()
+        };
+        if kept {
+            return Ok(true);
+        }
+        let mut w = self
+            .writer
+            .lock()
+            .map_err(|_| TsError::Store("writer lock poisoned".into()))?;
+        if !w.partitions.contains(&day) {
+            return Ok(false);
+        }
+        let tx = w.conn.transaction().map_err(db_err)?;
+        tx.execute("DELETE FROM report_day_counts WHERE day = ?1", [day])
+            .map_err(db_err)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO report_day_counts (day, sensor, reports)
+                 SELECT ?1, s.sensor, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
+                 GROUP BY s.sensor",
+                table(day)
+            ),
+            [day],
+        )
+        .map_err(db_err)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO report_days (day) VALUES (?1)",
+            [day],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(true)
+    }
+
+    /// Series without `first_ts` (a store from before the column): their earliest point, from
+    /// the oldest day table that has one.
+    fn backfill_first_ts(&self) -> Result<(), TsError> {
+        let mut w = self
+            .writer
+            .lock()
+            .map_err(|_| TsError::Store("writer lock poisoned".into()))?;
+        let missing: i64 = w
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM series WHERE first_ts IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        if missing == 0 {
+            return Ok(());
+        }
+        let days: Vec<i64> = w.partitions.iter().copied().collect();
+        let tx = w.conn.transaction().map_err(db_err)?;
+        for day in days {
+            tx.execute(
+                    &format!(
+                        "UPDATE series SET first_ts = (SELECT MIN(ts) FROM {t} WHERE series = series.id)
+                         WHERE first_ts IS NULL AND EXISTS (SELECT 1 FROM {t} WHERE series = series.id)",
+                        t = table(day)
+                    ),
+                    [],
+                )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeseries::embedded::EmbeddedConfig;
+    use crate::timeseries::{StoredReading, TimeSeriesSink};
+    use protocol::uplink::{Quality, Reading, ReadingFlags};
+    use protocol::{Quantity, Value};
+
+    const S: i64 = 1_000_000_000;
+
+    fn report(sensor: &str, ts_ns: i64) -> Vec<StoredReading> {
+        [Quantity::Tilt, Quantity::Battery]
+            .into_iter()
+            .map(|quantity| StoredReading {
+                reading: Reading {
+                    sensor: sensor.into(),
+                    quantity,
+                    value: Value::Float(1.0),
+                    ts_ns,
+                    quality: Quality::Good,
+                    flags: ReadingFlags::default(),
+                },
+                edge_id: "e".into(),
+                component_id: None,
+                grid_cell: None,
+                department: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_days_come_from_kept_counts_and_a_late_write_recounts_its_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap();
+        let now = protocol::time::now_ns();
+        let today = now.div_euclid(DAY_NS);
+        let from = (today - 3) * DAY_NS;
+        // One report per hour (two quantities each) over the last three days and today.
+        let mut rows = Vec::new();
+        let mut t = from;
+        while t < now {
+            rows.extend(report("A", t));
+            t += 3600 * S;
+        }
+        store.write(&rows).unwrap();
+        let want = u64::try_from((now - from + 3600 * S - 1) / (3600 * S)).unwrap();
+        let counts = store.report_counts(from, now + 1, now).unwrap();
+        assert_eq!(counts["A"], want);
+        // The three whole past days are kept now; asking again reads them.
+        let kept: i64 = store
+            .reader()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM report_days", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 3);
+        assert_eq!(store.report_counts(from, now + 1, now).unwrap()["A"], want);
+        // A backlog arriving late into a counted day is counted.
+        store.write(&report("A", from + 1800 * S)).unwrap();
+        assert_eq!(
+            store.report_counts(from, now + 1, now).unwrap()["A"],
+            want + 1
+        );
+        // A window starting mid-day counts that day's points from the range only.
+        let mid = from + 12 * 3600 * S;
+        let part = store.report_counts(mid, now + 1, now).unwrap()["A"];
+        assert_eq!(part, want - 12);
+        assert_eq!(store.report_count("A", from, from + 3600 * S).unwrap(), 2);
+        assert_eq!(store.first_reports().unwrap()["A"], from);
+    }
+
+    #[test]
+    fn a_store_from_before_first_ts_is_backfilled() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EmbeddedConfig::in_dir(dir.path());
+        let now = protocol::time::now_ns();
+        {
+            let store = EmbeddedStore::open(&cfg).unwrap();
+            store.write(&report("B", now - 7200 * S)).unwrap();
+            store.write(&report("B", now - 3600 * S)).unwrap();
+        }
+        let conn = Connection::open(dir.path().join("timeseries.sqlite")).unwrap();
+        conn.execute("UPDATE series SET first_ts = NULL", [])
+            .unwrap();
+        drop(conn);
+        let store = EmbeddedStore::open(&cfg).unwrap();
+        assert_eq!(store.first_reports().unwrap()["B"], now - 7200 * S);
+    }
+}

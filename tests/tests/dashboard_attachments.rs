@@ -1,0 +1,537 @@
+//! Evidence on the closed loop, end to end: the real `hub` binary (its embedded broker fed by
+//! a client acting as the seed's edge), headless Chromium over WebDriver, and a hub restart.
+//!
+//! The story: a manhole cover is knocked over; the water department (水务, sw) works the case
+//! and, on the event page, tries to resolve it without a photo — the hub's evidence rule
+//! (返回处置后照片) refuses and the page says why; they upload the photo after repair, see its
+//! thumbnail, and resolve with it. The fire brigade (消防, xf) cannot fetch the photo. The hub
+//! is killed and started again: the photo, its hash and its place in the history are still
+//! there; a deletion is audited and survives the next restart too. The page is saved as
+//! `target/screenshots/event-attachment.png`.
+//!
+//! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use protocol::uplink::{mac_key, topics, Quality, Reading, ReadingFlags, UplinkBatch};
+use protocol::{Quantity, Value};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use wangge_testkit::hub::HubServe;
+use wangge_testkit::{bin, free_port, now_ns, port_open, workspace_root, Proc};
+
+/// The seed's water-supply manhole cover on MH-0001, owned by 水务 (sw).
+const COMPONENT: &str = "1201110101000001";
+const SENSOR: &str = "MH-0001";
+const EDGE: &str = "edge-xq-01";
+/// How long any one browser or API condition may take before the test fails.
+const WAIT_S: u64 = 30;
+/// The evidence rule the hub is configured with; the refusal must name it.
+const RULE: &str = "处置后照片";
+
+fn photo_path() -> PathBuf {
+    workspace_root().join("hub/events/tests/fixtures/after-repair.png")
+}
+
+fn chromium() -> Option<(PathBuf, PathBuf)> {
+    let find = |c: &[&str]| c.iter().map(PathBuf::from).find(|p| p.exists());
+    Some((
+        find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"])?,
+        find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])?,
+    ))
+}
+
+/// A seeded data dir, its tokens, and the hub serving it (restartable on the same dir).
+struct Hub {
+    serve: Option<HubServe>,
+    dir: tempfile::TempDir,
+    edge_secret: String,
+    admin: String,
+    sw: String,
+    xf: String,
+}
+
+impl Hub {
+    fn new() -> Hub {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let cli = |args: &[&str]| wangge_testkit::hub::cli(&bin("hub"), &data, args);
+        let seed = workspace_root().join("config/registry");
+        cli(&["registry", "import", seed.to_str().expect("utf-8 path")]);
+        let edge_secret = cli(&["edge", "add", EDGE]);
+        let admin = cli(&["token", "add", "--scope", "admin"]);
+        let sw = cli(&["token", "add", "--scope", "write", "--department", "sw"]);
+        let xf = cli(&["token", "add", "--scope", "write", "--department", "xf"]);
+        std::fs::write(
+            dir.path().join("hub.toml"),
+            format!("[[events.attachments.require]]\nname = \"{RULE}\"\nevent_types = [\"manhole.*\"]\n"),
+        )
+        .expect("write hub.toml");
+        let mut hub = Hub {
+            serve: None,
+            dir,
+            edge_secret,
+            admin,
+            sw,
+            xf,
+        };
+        hub.start();
+        hub
+    }
+
+    fn start(&mut self) {
+        let serve = HubServe::config(&bin("hub"), &self.dir.path().join("hub.log"))
+            .config_file(&self.dir.path().join("hub.toml"))
+            .data_dir(&self.dir.path().join("data"))
+            .cwd(self.dir.path())
+            .timeout(Duration::from_secs(WAIT_S))
+            .answering()
+            .start()
+            .expect("start hub");
+        self.serve = Some(serve);
+    }
+
+    /// `kill -9`, then the same binary on the same data dir.
+    fn restart(&mut self) {
+        if let Some(mut s) = self.serve.take() {
+            s.proc.kill9();
+        }
+        self.start();
+    }
+
+    fn serve(&self) -> &HubServe {
+        self.serve.as_ref().expect("hub running")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.serve().base())
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Option<Json>,
+    ) -> (u16, Json) {
+        let mut req = reqwest::Client::new()
+            .request(method, self.url(&format!("/api/v1/{path}")))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("hub answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Json::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (u16, Json) {
+        self.call(reqwest::Method::GET, token, path, None).await
+    }
+
+    async fn act(&self, id: i64, body: Json) {
+        let (status, v) = self
+            .call(
+                reqwest::Method::POST,
+                &self.sw,
+                &format!("events/{id}/transitions"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+
+    /// The bytes of attachment `att` of event `id` as `token` gets them.
+    async fn photo(&self, token: &str, id: i64, att: i64) -> (u16, Vec<u8>) {
+        let resp = reqwest::Client::new()
+            .get(self.url(&format!("/api/v1/events/{id}/attachments/{att}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("hub answers");
+        (
+            resp.status().as_u16(),
+            resp.bytes().await.expect("body").to_vec(),
+        )
+    }
+}
+
+/// 30 minutes of the manhole cover, knocked over (tilt 25°, opened) in the last 3: the
+/// catalogue's `manhole.displaced` rule raises it.
+fn displaced_cover_readings() -> Vec<Reading> {
+    let now = now_ns();
+    let (step, n) = (5_000_000_000i64, 360);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let knocked = i >= n - 36;
+        let r = |quantity, value| Reading {
+            sensor: SENSOR.into(),
+            quantity,
+            value,
+            ts_ns: now - (n - i) * step,
+            quality: Quality::Good,
+            flags: ReadingFlags::default(),
+        };
+        out.push(r(
+            Quantity::Tilt,
+            Value::Float(if knocked { 25.0 } else { 1.0 }),
+        ));
+        out.push(r(Quantity::Opened, Value::Bool(knocked)));
+    }
+    out
+}
+
+/// Publishes `readings` as the seed's edge, sealed with its secret, and waits for every ack.
+async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
+    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", hub.serve().mqtt);
+    opts.set_credentials(EDGE, &hub.edge_secret);
+    opts.set_keep_alive(Duration::from_secs(10));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 100);
+    client
+        .subscribe(topics::acks(EDGE), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe queued");
+    let key = mac_key(&hub.edge_secret);
+    let chunks: Vec<Vec<Reading>> = readings.chunks(200).map(|c| c.to_vec()).collect();
+    let mut acked = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    while acked.len() < chunks.len() {
+        assert!(
+            Instant::now() < deadline,
+            "acks {acked:?} of {}",
+            chunks.len()
+        );
+        let ev = tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
+            .await
+            .expect("MQTT progress");
+        match ev {
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let b = UplinkBatch {
+                        edge_id: EDGE.into(),
+                        epoch: 1,
+                        seq: i as u64 + 1,
+                        readings: chunk.clone(),
+                        gaps: vec![],
+                    };
+                    client
+                        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, b.seal(&key))
+                        .await
+                        .expect("publish queued");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Ok(a) = protocol::uplink::Ack::open(&p.payload, &key, EDGE) {
+                    acked.insert(a.seq);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!(
+                "edge connection: {e}; hub log: {}",
+                hub.serve().proc.log_tail(3000)
+            ),
+        }
+    }
+    let _ = client.disconnect().await;
+}
+
+/// The id of the `manhole.displaced` event the readings raised.
+async fn raised_event(hub: &Hub) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    loop {
+        let (_, v) = hub
+            .get(&hub.admin, &format!("events?component={COMPONENT}"))
+            .await;
+        let found = v["items"].as_array().and_then(|items| {
+            items
+                .iter()
+                .find(|e| e["type"] == "manhole.displaced")
+                .and_then(|e| e["id"].as_i64())
+        });
+        if let Some(id) = found {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no manhole.displaced event: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// chromedriver and its Chromium in a process group of their own, killed by its id on drop.
+struct DriverGroup {
+    proc: Proc,
+}
+
+impl Drop for DriverGroup {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.proc.pid() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+async fn browser(driver: &Path, browser: &Path, dir: &Path) -> (DriverGroup, Client) {
+    let port = free_port();
+    let mut cmd = Command::new(driver);
+    cmd.arg(format!("--port={port}")).process_group(0);
+    let proc =
+        Proc::spawn("chromedriver", cmd, &dir.join("chromedriver.log")).expect("chromedriver");
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    while !port_open(port) {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver: {}",
+            proc.log_tail(2000)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = dir.join("chromium-profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_string(),
+        json!({
+            "binary": browser,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1000", "--lang=zh-CN",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    // Two rustls crypto backends end up linked in this test binary; pick one explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = ClientBuilder::rustls()
+        .expect("TLS roots")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|e| panic!("WebDriver session: {e}; {}", proc.log_tail(2000)));
+    (DriverGroup { proc }, client)
+}
+
+/// Waits for `css` to match, failing (with a screenshot) after WAIT_S.
+async fn find(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            return e;
+        }
+        if Instant::now() >= deadline {
+            let _ = shot(c, "failed-event-attachment").await;
+            panic!("timed out waiting for {what} ({css})");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn shot(c: &Client, name: &str) -> PathBuf {
+    // Let late requests settle: a screenshot is for people, not an assertion.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots dir");
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, c.screenshot().await.expect("screenshot")).expect("write screenshot");
+    path
+}
+
+/// Chooses `action` and submits it on the open event page.
+async fn act_in_page(c: &Client, action: &str) {
+    find(c, "#act-action", "the action form")
+        .await
+        .select_by_value(action)
+        .await
+        .expect("choose action");
+    find(c, "#act-submit", "the submit button")
+        .await
+        .click()
+        .await
+        .expect("submit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub_restart() {
+    let Some((chromium_bin, driver_bin)) = chromium() else {
+        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
+    };
+    let photo = std::fs::read(photo_path()).expect("fixture photo");
+    let mut hub = Hub::new();
+    send_as_edge(&hub, displaced_cover_readings()).await;
+    let id = raised_event(&hub).await;
+
+    // The served OpenAPI document lists the attachment routes.
+    let (_, doc) = hub.get(&hub.admin, "openapi.json").await;
+    for (path, methods) in [
+        ("/api/v1/events/{id}/attachments", &["get", "post"][..]),
+        (
+            "/api/v1/events/{id}/attachments/{att}",
+            &["get", "delete"][..],
+        ),
+    ] {
+        for m in methods {
+            assert!(
+                doc["paths"][path][m].is_object(),
+                "openapi lacks {m} {path}"
+            );
+        }
+    }
+
+    hub.act(id, json!({"action": "acknowledge"})).await;
+    hub.act(id, json!({"action": "dispatch", "department": "sw"}))
+        .await;
+    hub.act(id, json!({"action": "start"})).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_driver, c) = browser(&driver_bin, &chromium_bin, dir.path()).await;
+    c.set_window_size(1400, 1000).await.expect("window size");
+    c.goto(&hub.url("/")).await.expect("navigate");
+    find(&c, "#token", "the sign-in form")
+        .await
+        .send_keys(&hub.sw)
+        .await
+        .expect("type token");
+    find(&c, "#signin-submit", "sign in")
+        .await
+        .click()
+        .await
+        .expect("sign in");
+    find(&c, "#view-overview", "the overview after sign-in").await;
+    c.goto(&hub.url(&format!("/#/events/{id}")))
+        .await
+        .expect("navigate");
+    find(
+        &c,
+        "#event-detail [data-status=\"in_progress\"]",
+        "the event in progress",
+    )
+    .await;
+    find(&c, "#att-none", "no photos yet").await;
+
+    // Resolve without a photo: the rule refuses, and the page names it.
+    act_in_page(&c, "resolve").await;
+    let refusal = find(&c, "#act-message.error", "the refusal")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        refusal.contains(RULE),
+        "the refusal names the rule: {refusal:?}"
+    );
+
+    // Upload the photo after repair: its thumbnail appears, decoded by the browser.
+    find(&c, "#att-file", "the upload control")
+        .await
+        .send_keys(photo_path().to_str().expect("utf-8 path"))
+        .await
+        .expect("choose file");
+    find(
+        &c,
+        "#att-pending .att-chip",
+        "the photo waiting for the next action",
+    )
+    .await;
+    find(
+        &c,
+        "#att-gallery img.att-thumb[src^=\"blob:\"]",
+        "the thumbnail",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    loop {
+        let w = c
+            .execute(
+                "return document.querySelector('#att-gallery img.att-thumb').naturalWidth",
+                vec![],
+            )
+            .await
+            .expect("script");
+        if w == json!(480) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the thumbnail did not decode: naturalWidth {w}"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    act_in_page(&c, "resolve").await;
+    find(
+        &c,
+        "#event-detail [data-status=\"resolved\"]",
+        "the resolved event",
+    )
+    .await;
+    find(&c, "#att-gallery figure.att", "the photo after resolve").await;
+    c.execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .expect("scroll");
+    shot(&c, "event-attachment").await;
+
+    // The photo as stored, referenced by the resolve; another department cannot fetch it.
+    let (_, detail) = hub.get(&hub.sw, &format!("events/{id}")).await;
+    let att = detail["attachments"][0]["id"]
+        .as_i64()
+        .expect("an attachment");
+    let sha: String = Sha256::digest(&photo)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(detail["attachments"][0]["sha256"], sha);
+    let resolve = detail["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (resolve["action"].as_str(), &resolve["attachments"]),
+        (Some("resolve"), &json!([att]))
+    );
+    assert_eq!(hub.photo(&hub.xf, id, att).await.0, 404);
+    let _ = c.close().await;
+
+    // kill -9 and start again: the photo, its hash and its place in the history are kept.
+    hub.restart();
+    assert_eq!(hub.photo(&hub.sw, id, att).await, (200, photo.clone()));
+    let (_, after) = hub.get(&hub.sw, &format!("events/{id}")).await;
+    assert_eq!(after["history"], detail["history"]);
+    assert_eq!(after["attachments"], detail["attachments"]);
+
+    // A deletion is audited, shown in the history, and survives the next restart.
+    let (status, deleted) = hub
+        .call(
+            reqwest::Method::DELETE,
+            &hub.sw,
+            &format!("events/{id}/attachments/{att}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    hub.restart();
+    assert_eq!(hub.photo(&hub.sw, id, att).await.0, 404);
+    let (_, after) = hub.get(&hub.sw, &format!("events/{id}")).await;
+    let last = after["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "attachment.delete");
+    assert!(last["note"].as_str().unwrap_or("").contains(&sha), "{last}");
+    let (_, audit) = hub.get(&hub.admin, "audit").await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "attachment.delete"
+                && e["department"] == "sw"
+                && e["reason"].as_str().unwrap_or("").contains(&sha)),
+        "deletion audited: {audit}"
+    );
+}

@@ -1,0 +1,391 @@
+//! The evaluation page in a real browser: headless Debian Chromium over WebDriver against the
+//! real `hub` binary, fed a morning of readings through its embedded broker by a client acting
+//! as the seed's edge.
+//!
+//! The story: a centre director opens 综合评价. Seventeen sensors reported on schedule since they
+//! were registered two hours ago, three went silent half-way; the page ranks the components by
+//! data completeness with their names, the ones on schedule near 100 %, the chart's axes
+//! labelled in the chosen language; a click on a name lists the events behind it. The page is
+//! saved in both languages as `target/screenshots/evaluation-zh.png` and `evaluation-en.png`.
+//!
+//! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use protocol::uplink::{mac_key, topics, Quality, Reading, ReadingFlags, UplinkBatch};
+use protocol::{Quantity, Value};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::json;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use wangge_testkit::hub::HubServe;
+use wangge_testkit::{bin, free_port, now_ns, port_open, workspace_root, Proc};
+
+const EDGE: &str = "edge-xq-01";
+/// How long any one browser or API condition may take before the test fails.
+const WAIT_S: u64 = 30;
+const S: i64 = 1_000_000_000;
+/// Seeded sensors that report (every 60 s, their registered interval); the last three only for
+/// the first half of the time.
+const REPORTING: usize = 20;
+const HALF_SILENT: usize = 3;
+const MINUTES: i64 = 100;
+/// Rows a ranked table shows (`ROWS_SHOWN_MAX` in views/evaluation.js).
+const ROWS_SHOWN: usize = 15;
+
+fn chromium() -> Option<(PathBuf, PathBuf)> {
+    let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())?;
+    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())?;
+    Some((browser, driver))
+}
+
+fn hub_cli(data: &Path, args: &[&str]) -> String {
+    wangge_testkit::hub::cli(&bin("hub"), data, args)
+}
+
+/// Registered two hours ago: the seed was imported just now, so its registration times are
+/// set back as if the sensors had been installed this morning.
+fn registered_two_hours_ago(data: &Path) {
+    let conn = rusqlite::Connection::open(data.join("registry.sqlite")).expect("registry");
+    let n = conn
+        .execute(
+            "UPDATE sensors SET registered_at_ns = ?1",
+            [now_ns() - 2 * 3600 * S],
+        )
+        .expect("set registration");
+    assert!(n >= REPORTING, "{n} sensors in the seed");
+}
+
+/// The seed's first sensors' ids (`MH-0001` …).
+fn sensor(i: usize) -> String {
+    format!("MH-{:04}", i + 1)
+}
+
+fn readings() -> Vec<Reading> {
+    let start = now_ns() - MINUTES * 60 * S;
+    let mut out = Vec::new();
+    for i in 0..REPORTING {
+        let minutes = if i >= REPORTING - HALF_SILENT {
+            MINUTES / 2
+        } else {
+            MINUTES
+        };
+        for m in 0..minutes {
+            out.push(Reading {
+                sensor: sensor(i).as_str().into(),
+                quantity: Quantity::Tilt,
+                value: Value::Float(1.0),
+                ts_ns: start + m * 60 * S,
+                quality: Quality::Good,
+                flags: ReadingFlags::default(),
+            });
+        }
+    }
+    // The first cover knocked over in the last half minute (tilt 25° for 20 s): the
+    // catalogue's manhole.displaced rule raises a case, so the departments have a figure.
+    let now = now_ns();
+    for k in 0..20 {
+        out.push(Reading {
+            sensor: sensor(0).as_str().into(),
+            quantity: Quantity::Tilt,
+            value: Value::Float(25.0),
+            ts_ns: now - (30 - k) * S,
+            quality: Quality::Good,
+            flags: ReadingFlags::default(),
+        });
+    }
+    out
+}
+
+/// Publishes `readings` as the seed's edge and waits for every batch's ack (then they are
+/// stored).
+async fn send_as_edge(mqtt: u16, secret: &str, readings: Vec<Reading>) {
+    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", mqtt);
+    opts.set_credentials(EDGE, secret);
+    opts.set_keep_alive(Duration::from_secs(10));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 100);
+    client
+        .subscribe(topics::acks(EDGE), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe queued");
+    let key = mac_key(secret);
+    let chunks: Vec<Vec<Reading>> = readings.chunks(200).map(|c| c.to_vec()).collect();
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    let mut acked = std::collections::BTreeSet::new();
+    while acked.len() < chunks.len() {
+        assert!(
+            Instant::now() < deadline,
+            "acks {acked:?} of {}",
+            chunks.len()
+        );
+        let ev = tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
+            .await
+            .expect("MQTT progress");
+        match ev {
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let b = UplinkBatch {
+                        edge_id: EDGE.into(),
+                        epoch: 1,
+                        seq: i as u64 + 1,
+                        readings: chunk.clone(),
+                        gaps: vec![],
+                    };
+                    client
+                        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, b.seal(&key))
+                        .await
+                        .expect("publish queued");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Ok(a) = protocol::uplink::Ack::open(&p.payload, &key, EDGE) {
+                    acked.insert(a.seq);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("edge connection failed: {e}"),
+        }
+    }
+    let _ = client.disconnect().await;
+}
+
+/// chromedriver and its Chromium in a process group of their own, killed by its id on drop.
+struct DriverGroup(Proc);
+
+impl Drop for DriverGroup {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0.pid() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+async fn browser(driver: &Path, browser: &Path, dir: &Path) -> (DriverGroup, Client) {
+    let port = free_port();
+    let mut cmd = Command::new(driver);
+    cmd.arg(format!("--port={port}")).process_group(0);
+    let proc = Proc::spawn("chromedriver", cmd, &dir.join("chromedriver.log"))
+        .expect("start chromedriver");
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    while !port_open(port) {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver: {}",
+            proc.log_tail(2000)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = dir.join("chromium-profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_string(),
+        json!({
+            "binary": browser,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,2400", "--lang=zh-CN",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = ClientBuilder::rustls()
+        .expect("TLS roots")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|e| panic!("WebDriver session: {e}; {}", proc.log_tail(2000)));
+    (DriverGroup(proc), client)
+}
+
+/// Waits for `css`, failing with `what` after WAIT_S.
+async fn find(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({css})"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn shot(c: &Client, name: &str) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots dir");
+    // Let the charts settle: a screenshot is for people, not an assertion.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+/// (name, completeness) of each row of the components table.
+async fn ranked_components(c: &Client) -> Vec<(String, String)> {
+    let rows = c
+        .find_all(Locator::Css("#eval-components-table tbody tr"))
+        .await
+        .expect("rows");
+    let mut out = Vec::new();
+    for r in rows {
+        let cells = r.find_all(Locator::Css("td")).await.expect("cells");
+        let name = cells[1].text().await.expect("name");
+        let completeness = cells
+            .last()
+            .expect("a last cell")
+            .text()
+            .await
+            .expect("text");
+        out.push((name, completeness));
+    }
+    out
+}
+
+fn percent(text: &str) -> Option<f64> {
+    text.trim().trim_end_matches('%').trim().parse().ok()
+}
+
+/// Opens the page, checks what it must show in this language, and saves it.
+async fn the_page_shows_completeness_with_names(
+    c: &Client,
+    base: &str,
+    axis: &str,
+    shot_name: &str,
+) {
+    c.goto(&format!("{base}/#/evaluation"))
+        .await
+        .expect("navigate");
+    find(c, "#eval-components-table", "the ranked components").await;
+    let rows = ranked_components(c).await;
+    // The page shows the first ROWS_SHOWN rows of the ranking (the downloads hold all).
+    assert_eq!(rows.len(), ROWS_SHOWN.min(REPORTING), "{rows:?}");
+    let on_schedule: Vec<&(String, String)> = rows
+        .iter()
+        .filter(|(_, p)| percent(p).is_some_and(|p| p >= 95.0))
+        .collect();
+    assert_eq!(on_schedule.len(), rows.len() - HALF_SILENT, "{rows:?}");
+    // Named, not a bare 16-digit code.
+    for (name, _) in &on_schedule {
+        assert!(
+            !name.is_empty() && !name.chars().all(|ch| ch.is_ascii_digit()),
+            "{name:?}"
+        );
+    }
+    // Worst first: the half-silent ones lead, near 50 %.
+    for (name, p) in rows.iter().take(HALF_SILENT) {
+        let p = percent(p).unwrap_or(0.0);
+        assert!((45.0..=55.0).contains(&p), "{name}: {p}");
+    }
+    find(c, "#eval-departments-table", "the departments' figures").await;
+    let axes = c
+        .find_all(Locator::Css("#eval-components svg.eval-chart text.axis"))
+        .await
+        .expect("axis titles");
+    let mut titles = Vec::new();
+    for a in axes {
+        titles.push(a.text().await.expect("axis text"));
+    }
+    assert!(titles.iter().any(|t| t == axis), "{titles:?}");
+    shot(c, shot_name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_director_sees_completeness_near_100_percent_with_names_in_both_languages() {
+    let Some((chromium_bin, driver_bin)) = chromium() else {
+        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let seed = workspace_root().join("config/registry");
+    hub_cli(
+        &data,
+        &["registry", "import", seed.to_str().expect("utf-8")],
+    );
+    let secret = hub_cli(&data, &["edge", "add", EDGE]);
+    let admin = hub_cli(&data, &["token", "add", "--scope", "admin"]);
+    registered_two_hours_ago(&data);
+    let serve = HubServe::config(&bin("hub"), &dir.path().join("hub.log"))
+        .data_dir(&data)
+        .cwd(dir.path())
+        .timeout(Duration::from_secs(WAIT_S))
+        .answering()
+        .start()
+        .expect("start hub");
+    send_as_edge(serve.mqtt, &secret, readings()).await;
+    let base = format!("http://127.0.0.1:{}", serve.http);
+    // The case is raised by the rules thread shortly after the readings are stored.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    loop {
+        let events: serde_json::Value = http
+            .get(format!("{base}/api/v1/events"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("hub answers")
+            .json()
+            .await
+            .expect("JSON");
+        if events["items"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no event raised: {events}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (_group, c) = browser(&driver_bin, &chromium_bin, dir.path()).await;
+    c.goto(&base).await.expect("navigate");
+    find(&c, "#token", "the sign-in form")
+        .await
+        .send_keys(&admin)
+        .await
+        .expect("type token");
+    find(&c, "#signin-submit", "submit")
+        .await
+        .click()
+        .await
+        .expect("submit");
+    find(&c, "#view-overview", "the overview").await;
+
+    the_page_shows_completeness_with_names(&c, &base, "数据完整率（%）", "evaluation-zh").await;
+    // The export buttons are there for every section, and the drill-down lists the events
+    // behind a component (none here: it reported on schedule).
+    find(&c, "#eval-components .eval-csv", "the CSV button").await;
+    find(&c, "#eval-xlsx", "the XLSX button").await;
+    find(
+        &c,
+        "#eval-components-table a.eval-drill-link",
+        "a component's drill-down",
+    )
+    .await
+    .click()
+    .await
+    .expect("drill down");
+    find(&c, "#eval-drill h2", "the events behind the component").await;
+
+    find(&c, "header button[data-lang=\"en\"]", "the English button")
+        .await
+        .click()
+        .await
+        .expect("switch language");
+    the_page_shows_completeness_with_names(&c, &base, "Data completeness (%)", "evaluation-en")
+        .await;
+    let _ = c.close().await;
+    drop(serve);
+}
