@@ -93,68 +93,11 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     // One token reaches every task: SIGTERM/SIGINT cancel it, the supervisor stops the tasks.
     let shutdown = CancellationToken::new();
     let sup = Supervisor::new(shutdown.clone(), Backoff::default(), TASK_STOP_GRACE);
-    let mut metric_sources_early: Vec<Arc<dyn MetricsSource>> = Vec::new();
-    if cfg.cluster.is_some() && (cfg.victoria.is_none() || cfg.influx.is_none()) {
-        anyhow::bail!(
-            "cluster mode needs [influx] (every hub writes readings to one time-series server) \
-             and [victoria] (every hub answers readings queries from it): a hub's embedded store \
-             holds only the readings of the edges it owned"
-        );
-    }
-    let cluster = match &cfg.cluster {
-        Some(c) => Some(Arc::new(
-            crate::cluster::Cluster::connect(c.clone()).context("join the hub cluster")?,
-        )),
-        None => None,
-    };
-    let registry = match &cluster {
-        Some(c) => open_cluster_registry(&cfg, c)?,
-        None => open_registry(&cfg)?,
-    };
+    let mut metric_sources: Vec<Arc<dyn MetricsSource>> = Vec::new();
     let leases_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let leases_thread = match &cluster {
-        Some(c) => {
-            let t = c
-                .spawn_rounds(registry.clone(), leases_stop.clone())
-                .context("start the cluster lease thread")?;
-            let m = c.metrics.clone();
-            // A member that cannot reach PostgreSQL owns nothing and acks nothing: degraded.
-            sup.watch("postgres", move || {
-                m.database_ok.load(std::sync::atomic::Ordering::Relaxed)
-            });
-            let m = c.metrics.clone();
-            let id = c.config.hub_id.clone();
-            metric_sources_early.push(Arc::new(move || crate::cluster::render_metrics(&id, &m)));
-            Some(t)
-        }
-        None => None,
-    };
-
-    let embedded = Arc::new(
-        EmbeddedStore::open(&cfg.timeseries)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| {
-                format!("open time series in {}", cfg.timeseries.data_dir.display())
-            })?,
-    );
-    let mut sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![embedded.clone()];
-    let mut metric_sources: Vec<Arc<dyn MetricsSource>> = metric_sources_early;
-    if let Some(influx_cfg) = &cfg.influx {
-        let influx = Arc::new(
-            InfluxSink::start(influx_cfg)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("start InfluxDB sink {}", influx_cfg.url))?,
-        );
-        sup.watch("influx_drain", influx.drain_liveness());
-        let m = influx.metrics();
-        metric_sources.push(Arc::new(move || {
-            let mut s = String::new();
-            m.render_prometheus(&mut s);
-            s
-        }));
-        sinks.push(influx);
-    }
-
+    let (cluster, registry, leases_thread) =
+        join_cluster(&cfg, &sup, &leases_stop, &mut metric_sources)?;
+    let (embedded, sinks) = open_timeseries(&cfg, &sup, &mut metric_sources)?;
     let broker_registry = registry.clone() as Arc<dyn RegistryStore>;
     let broker_handle = match &cluster {
         None => broker::start(&cfg.broker, broker_registry),
@@ -174,26 +117,15 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     }));
     // The events engine first: its rules are ingest's last stage before the ack.
     let admin_token = cfg.effective_admin_token();
-    let (events, rules_stage) = if cfg.events.enabled {
-        let (events, router, stage) = events_bridge::start(
-            &cfg,
-            &registry,
-            &embedded,
-            admin_token.clone(),
-            &sup,
-            cluster.as_ref(),
-        )?;
-        // `wangge_webhook_refused_total{stage,reason}`: the webhook SSRF guard's refusals.
-        let guard = events.egress().metrics().clone();
-        metric_sources.push(Arc::new(move || {
-            let mut s = String::new();
-            guard.render_prometheus(&mut s);
-            s
-        }));
-        (Some((events, router)), Some(stage))
-    } else {
-        (None, None)
-    };
+    let (events, rules_stage) = start_events(
+        &cfg,
+        &registry,
+        &embedded,
+        admin_token.clone(),
+        &sup,
+        cluster.as_ref(),
+        &mut metric_sources,
+    )?;
     let ingest_registry = registry.clone() as Arc<dyn RegistryStore>;
     let ingest_handle = match &cluster {
         None => ingest::spawn_with_rules(
@@ -241,23 +173,15 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         None
     };
 
-    let mut state = AppState::new(registry.clone() as Arc<dyn RegistryAdmin>);
-    state.readings = Some(match &cfg.victoria {
-        // Any member answers any query: the readings of every hub are in the shared server.
-        Some(v) => Arc::new(
-            crate::timeseries::victoria::VictoriaQuery::new(v)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .context("[victoria]")?,
-        ) as Arc<dyn TimeSeriesQuery>,
-        None => embedded.clone() as Arc<dyn TimeSeriesQuery>,
-    });
-    state.admin_token = admin_token.map(Arc::from);
-    state.limits = Arc::new(cfg.http.clone());
-    let tasks = sup.clone();
-    metric_sources.push(Arc::new(move || tasks.render_prometheus()));
-    state.metric_sources = metric_sources;
-    state.supervisor = Some(sup.clone());
-    state.cluster = cluster.clone();
+    let state = app_state(
+        &cfg,
+        &registry,
+        &embedded,
+        admin_token,
+        &sup,
+        metric_sources,
+        cluster.clone(),
+    )?;
     // The dashboard (SPA at `/`, assets embedded) has no fallback, so it merges beside the API.
     let mut app = api::router(state).merge(wangge_dashboard::router());
     if let Some(r) = events_router {
@@ -302,6 +226,151 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     drop(ingest_handle);
     drop(broker_handle);
     Ok(())
+}
+
+/// The cluster this hub joins (if `[cluster]`), the registry it serves from, and the lease
+/// thread (stopped through `leases_stop`).
+#[allow(clippy::type_complexity)]
+fn join_cluster(
+    cfg: &HubConfig,
+    sup: &Supervisor,
+    leases_stop: &Arc<std::sync::atomic::AtomicBool>,
+    metric_sources: &mut Vec<Arc<dyn MetricsSource>>,
+) -> anyhow::Result<(
+    Option<Arc<crate::cluster::Cluster>>,
+    Arc<dyn RegistryAdmin>,
+    Option<std::thread::JoinHandle<()>>,
+)> {
+    if cfg.cluster.is_some() && (cfg.victoria.is_none() || cfg.influx.is_none()) {
+        anyhow::bail!(
+            "cluster mode needs [influx] (every hub writes readings to one time-series server) \
+             and [victoria] (every hub answers readings queries from it): a hub's embedded store \
+             holds only the readings of the edges it owned"
+        );
+    }
+    let cluster = match &cfg.cluster {
+        Some(c) => Some(Arc::new(
+            crate::cluster::Cluster::connect(c.clone()).context("join the hub cluster")?,
+        )),
+        None => None,
+    };
+    let registry = match &cluster {
+        Some(c) => open_cluster_registry(cfg, c)?,
+        None => open_registry(cfg)?,
+    };
+    let leases_thread = match &cluster {
+        Some(c) => {
+            let t = c
+                .spawn_rounds(registry.clone(), leases_stop.clone())
+                .context("start the cluster lease thread")?;
+            let m = c.metrics.clone();
+            // A member that cannot reach PostgreSQL owns nothing and acks nothing: degraded.
+            sup.watch("postgres", move || {
+                m.database_ok.load(std::sync::atomic::Ordering::Relaxed)
+            });
+            let m = c.metrics.clone();
+            let id = c.config.hub_id.clone();
+            metric_sources.push(Arc::new(move || crate::cluster::render_metrics(&id, &m)));
+            Some(t)
+        }
+        None => None,
+    };
+
+    Ok((cluster, registry, leases_thread))
+}
+
+/// The embedded time-series store and every sink readings go to (InfluxDB too if `[influx]`).
+#[allow(clippy::type_complexity)]
+fn open_timeseries(
+    cfg: &HubConfig,
+    sup: &Supervisor,
+    metric_sources: &mut Vec<Arc<dyn MetricsSource>>,
+) -> anyhow::Result<(Arc<EmbeddedStore>, Vec<Arc<dyn TimeSeriesSink>>)> {
+    let embedded = Arc::new(
+        EmbeddedStore::open(&cfg.timeseries)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| {
+                format!("open time series in {}", cfg.timeseries.data_dir.display())
+            })?,
+    );
+    let mut sinks: Vec<Arc<dyn TimeSeriesSink>> = vec![embedded.clone()];
+    if let Some(influx_cfg) = &cfg.influx {
+        let influx = Arc::new(
+            InfluxSink::start(influx_cfg)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("start InfluxDB sink {}", influx_cfg.url))?,
+        );
+        sup.watch("influx_drain", influx.drain_liveness());
+        let m = influx.metrics();
+        metric_sources.push(Arc::new(move || {
+            let mut s = String::new();
+            m.render_prometheus(&mut s);
+            s
+        }));
+        sinks.push(influx);
+    }
+
+    Ok((embedded, sinks))
+}
+
+/// The API's state: the registry, where readings are answered from, limits, metrics.
+fn app_state(
+    cfg: &HubConfig,
+    registry: &Arc<dyn RegistryAdmin>,
+    embedded: &Arc<EmbeddedStore>,
+    admin_token: Option<String>,
+    sup: &Supervisor,
+    mut metric_sources: Vec<Arc<dyn MetricsSource>>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+) -> anyhow::Result<AppState> {
+    let mut state = AppState::new(registry.clone() as Arc<dyn RegistryAdmin>);
+    state.readings = Some(match &cfg.victoria {
+        // Any member answers any query: the readings of every hub are in the shared server.
+        Some(v) => Arc::new(
+            crate::timeseries::victoria::VictoriaQuery::new(v)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("[victoria]")?,
+        ) as Arc<dyn TimeSeriesQuery>,
+        None => embedded.clone() as Arc<dyn TimeSeriesQuery>,
+    });
+    state.admin_token = admin_token.map(Arc::from);
+    state.limits = Arc::new(cfg.http.clone());
+    let tasks = sup.clone();
+    metric_sources.push(Arc::new(move || tasks.render_prometheus()));
+    state.metric_sources = metric_sources;
+    state.supervisor = Some(sup.clone());
+    state.cluster = cluster;
+    Ok(state)
+}
+
+/// The events engine if `[events] enabled`: it, its routes, and its rules as ingest's last stage.
+#[allow(clippy::type_complexity)]
+fn start_events(
+    cfg: &HubConfig,
+    registry: &Arc<dyn RegistryAdmin>,
+    embedded: &Arc<EmbeddedStore>,
+    admin_token: Option<String>,
+    sup: &Supervisor,
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
+    metric_sources: &mut Vec<Arc<dyn MetricsSource>>,
+) -> anyhow::Result<(
+    Option<(wangge_events::Events, axum::Router)>,
+    Option<Box<dyn ingest::RulesStage>>,
+)> {
+    Ok(if cfg.events.enabled {
+        let (events, router, stage) =
+            events_bridge::start(cfg, registry, embedded, admin_token, sup, cluster)?;
+        // `wangge_webhook_refused_total{stage,reason}`: the webhook SSRF guard's refusals.
+        let guard = events.egress().metrics().clone();
+        metric_sources.push(Arc::new(move || {
+            let mut s = String::new();
+            guard.render_prometheus(&mut s);
+            s
+        }));
+        (Some((events, router)), Some(stage))
+    } else {
+        (None, None)
+    })
 }
 
 /// Cancels the token on SIGTERM/SIGINT. The signal watcher ends with the token too (a shutdown
