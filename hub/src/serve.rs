@@ -158,7 +158,12 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     let broker_registry = registry.clone() as Arc<dyn RegistryStore>;
     let broker_handle = match &cluster {
         None => broker::start(&cfg.broker, broker_registry),
-        Some(c) => broker::start_for_edges(&cfg.broker, broker_registry, c.ownership.subscribe()),
+        Some(c) => broker::start_for_edges(
+            &cfg.broker,
+            broker_registry,
+            c.ownership.subscribe(),
+            Arc::new(c.hub_accounts()),
+        ),
     }
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("start MQTT broker")?;

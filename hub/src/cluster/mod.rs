@@ -18,6 +18,7 @@
 //! several hubs, so the rules would need per-component serialization in the database on the
 //! hot path; rejected (ARCHITECTURE.md, "Hub cluster").
 
+pub mod hub_accounts;
 pub mod leases;
 pub mod ledger;
 pub mod ownership;
@@ -172,6 +173,13 @@ impl Cluster {
     /// Every member with its edges, for `GET /api/v1/cluster`.
     pub fn members(&self) -> Result<Vec<Member>, PgError> {
         self.leases.members()
+    }
+
+    /// The members' broker accounts, for a provisioned external broker.
+    pub fn hub_accounts(&self) -> hub_accounts::PgHubAccounts {
+        hub_accounts::PgHubAccounts {
+            pg: self.pg.clone(),
+        }
     }
 
     /// The member holding the leader role now.
