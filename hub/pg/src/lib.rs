@@ -90,7 +90,9 @@ struct Inner {
     size: usize,
     pool: Mutex<Pool>,
     freed: Condvar,
-    rt: tokio::runtime::Runtime,
+    /// `None` only while dropping (shut down in the background: a pool may be dropped inside
+    /// an async context, where a plain runtime drop panics).
+    rt: Option<tokio::runtime::Runtime>,
     describe: String,
 }
 
@@ -147,7 +149,7 @@ impl Pg {
                     open: 0,
                 }),
                 freed: Condvar::new(),
-                rt,
+                rt: Some(rt),
                 describe,
             }),
         };
@@ -252,7 +254,12 @@ impl Pg {
         let config = self.inner.config.clone();
         let tls = self.inner.tls.clone();
         let describe = self.inner.describe.clone();
-        let task = self.inner.rt.spawn(async move {
+        let rt = self
+            .inner
+            .rt
+            .as_ref()
+            .expect("the runtime lives as long as the pool");
+        let task = rt.spawn(async move {
             let (client, connection) = config.connect(tls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
@@ -282,6 +289,9 @@ impl Drop for Inner {
             .unwrap_or_else(|p| p.into_inner())
             .idle
             .clear();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
