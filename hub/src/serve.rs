@@ -122,9 +122,11 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
             sup.watch("postgres", move || {
                 m.database_ok.load(std::sync::atomic::Ordering::Relaxed)
             });
-            let m = c.metrics.clone();
+            let (m, o) = (c.metrics.clone(), c.ownership.clone());
             let id = c.config.hub_id.clone();
-            metric_sources_early.push(Arc::new(move || crate::cluster::render_metrics(&id, &m)));
+            metric_sources_early.push(Arc::new(move || {
+                crate::cluster::render_metrics(&id, &m, &o.edges())
+            }));
             Some(t)
         }
         None => None,

@@ -8,8 +8,8 @@ mod ingest_support;
 use ingest_support::*;
 use protocol::uplink::{mac_key, AckOutcome};
 use std::time::{Duration, Instant};
-use wangge_testkit::hub::HubServe;
 use wangge_testkit::http::http_request;
+use wangge_testkit::hub::HubServe;
 use wangge_testkit::{free_port, metric_sum, Mosquitto, Postgres, VictoriaMetrics};
 
 const ADMIN: &str = "pg-outage-admin-0c4d8e2a7b91f3e6";
@@ -122,4 +122,25 @@ async fn a_member_without_postgres_acks_nothing_says_so_and_resumes_when_it_retu
         &[],
     );
     assert!(stored >= 2.0, "both batches stored: {stored}");
+    // What the member owns, on /metrics and in the cluster status with its ingest lag.
+    let metrics = http_request(http, "/metrics")
+        .map(|r| r.1)
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("wangge_cluster_edge_owned{edge_id=\"edge-a\"} 1")
+            && metrics.contains("wangge_cluster_member{hub_id=\"hub-a\"} 1"),
+        "{metrics}"
+    );
+    let status: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{http}/api/v1/cluster"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lag = status["members"][0]["last_commit_age_s"].as_f64();
+    assert!(lag.is_some_and(|l| (0.0..60.0).contains(&l)), "{status:#}");
+    assert_eq!(status["members"][0]["edges"][0], "edge-a", "{status:#}");
 }

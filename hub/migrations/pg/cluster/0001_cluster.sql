@@ -51,3 +51,5 @@ CREATE TABLE stored_batches (
     PRIMARY KEY (edge, epoch, seq)
 );
 CREATE INDEX stored_batches_age ON stored_batches (stored_at_ns);
+-- A member's latest commit (its ingest lag in the cluster status).
+CREATE INDEX stored_batches_hub ON stored_batches (hub_id, stored_at_ns);
