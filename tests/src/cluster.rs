@@ -50,6 +50,7 @@ pub fn hub_config(i: usize, pg_url: &str, mqtt: u16, vm: u16, http: u16) -> Stri
         "[broker]\nmode = \"external\"\n[broker.external]\nhost = \"127.0.0.1\"\nport = {mqtt}\n\
          client_id = \"wangge-hub-{i}\"\n\
          [influx]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
+         [victoria]\nurl = \"http://127.0.0.1:{vm}\"\n\
          [events.webhooks]\ninsecure_allow_loopback = true\n\
          [cluster]\npostgres_url = \"{pg_url}\"\nhub_id = \"hub-{i}\"\n\
          http_url = \"http://127.0.0.1:{http}\"\nlease_ttl_ms = {LEASE_TTL_MS}\nheartbeat_ms = {HEARTBEAT_MS}\n"
