@@ -15,10 +15,11 @@
 //! Every process shares the machine's cores (`nproc` is printed): the figures are the cluster's
 //! on one box, not one hub's on its own machine.
 //!
-//! Run: `cargo build --release --bins && cargo run --release -p wangge-tests --bin cluster_bench
-//! -- [KILLS] [LOAD_SENSORS] [LOAD_RATE] [WINDOW_S]` (defaults 20 kills, 300 sensors × 5
-//! reports/s of 4 readings, a 20 s window). Without release builds it uses the debug ones and
-//! says so.
+//! Run: `cargo build --release --bins -p hub -p edge -p firmware-sim && cargo run -p wangge-tests
+//! --bin cluster_bench -- [KILLS] [LOAD_SENSORS] [LOAD_RATE] [WINDOW_S]` (defaults 20 kills, 300
+//! sensors × 5 reports/s of 4 readings, a 20 s window; KILLS 0 skips the takeover part). The bench
+//! itself only orchestrates; the processes it measures are the release builds when all three
+//! exist, else the debug ones, and it says which.
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use std::process::Command;
