@@ -101,7 +101,12 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     let broker_registry = registry.clone() as Arc<dyn RegistryStore>;
     let broker_handle = match &cluster {
         None => broker::start(&cfg.broker, broker_registry),
-        Some(c) => broker::start_for_edges(&cfg.broker, broker_registry, c.ownership.subscribe()),
+        Some(c) => broker::start_for_edges(
+            &cfg.broker,
+            broker_registry,
+            c.ownership.subscribe(),
+            Arc::new(c.hub_accounts()),
+        ),
     }
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("start MQTT broker")?;
@@ -268,9 +273,11 @@ fn join_cluster(
             sup.watch("postgres", move || {
                 m.database_ok.load(std::sync::atomic::Ordering::Relaxed)
             });
-            let m = c.metrics.clone();
+            let (m, o) = (c.metrics.clone(), c.ownership.clone());
             let id = c.config.hub_id.clone();
-            metric_sources.push(Arc::new(move || crate::cluster::render_metrics(&id, &m)));
+            metric_sources.push(Arc::new(move || {
+                crate::cluster::render_metrics(&id, &m, &o.edges())
+            }));
             Some(t)
         }
         None => None,

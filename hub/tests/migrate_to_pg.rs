@@ -86,8 +86,8 @@ async fn upload_photo(http: &reqwest::Client, api: &str, event_id: i64, token: &
 }
 
 /// Publishes one sealed batch as the edge (21 readings of tilt 25°: manhole.displaced) and
-/// waits for its ack.
-async fn send_batch(mqtt_port: u16, secret: &str) {
+/// waits for its ack, which it returns.
+async fn send_batch(mqtt_port: u16, secret: &str) -> Ack {
     let mut opts = MqttOptions::new(EDGE, "127.0.0.1", mqtt_port);
     opts.set_credentials(EDGE, secret);
     opts.set_keep_alive(Duration::from_secs(10));
@@ -147,6 +147,7 @@ async fn send_batch(mqtt_port: u16, secret: &str) {
         .unwrap();
     assert_eq!((ack.epoch, ack.seq), (1, 1));
     let _ = client.disconnect().await;
+    ack
 }
 
 /// GET `url` with `token` until `found` picks something out of the body (30 s at most).
@@ -592,4 +593,70 @@ fn schema_drift_a_bad_value_or_a_refused_row_fails_naming_it_and_leaves_the_targ
             "{name}: target holds {rows} rows"
         );
     }
+}
+
+/// The migrated database, served: a cluster member started on it (mosquitto as its broker,
+/// VictoriaMetrics for readings) serves the single node's event to the single node's token, and
+/// acks the edge's resend of the batch the single node stored as a `duplicate` (the batch ledger
+/// came along).
+#[test]
+fn a_cluster_member_serves_what_a_single_node_wrote_after_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let issued = rt.block_on(single_node_with_state(dir.path(), &data));
+    let server = Postgres::start();
+    let url = server.create_database("served");
+    let out = migrate(&data, &url);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let mosq = wangge_testkit::Mosquitto::start();
+    let vm = wangge_testkit::VictoriaMetrics::start();
+    let http = wangge_testkit::free_port();
+    let config = dir.path().join("member.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {member:?}\n[broker]\nmode = \"external\"\n[broker.external]\n\
+             host = \"127.0.0.1\"\nport = {mq}\nclient_id = \"wangge-hub-a\"\n\
+             [influx]\nurl = \"{vm}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
+             [victoria]\nurl = \"{vm}\"\n\
+             [cluster]\npostgres_url = \"{url}\"\nhub_id = \"hub-a\"\nlease_ttl_ms = 2000\nheartbeat_ms = 400\n",
+            member = dir.path().join("member").display().to_string(),
+            mq = mosq.port,
+            vm = vm.url(),
+        ),
+    )
+    .unwrap();
+    let _member = wangge_testkit::hub::HubServe::config(
+        std::path::Path::new(HUB),
+        &dir.path().join("member.log"),
+    )
+    .config_file(&config)
+    .admin_token(ADMIN)
+    .ports(http, mosq.port)
+    .start()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{http}/api/v1");
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        // The single node's department token, on the cluster: its event, same id.
+        let event = poll_for(
+            &client,
+            &format!("{base}/events/{}", issued.event_id),
+            &issued.sw_write,
+            |b| (b["id"].as_i64() == Some(issued.event_id)).then(|| b.clone()),
+        )
+        .await;
+        assert_eq!(event["component_id"], COMPONENT, "{event}");
+        // The member leases the migrated edge, then acks its resend of batch (1, 1) as a
+        // duplicate: it was stored by the single node.
+        poll_for(&client, &format!("{base}/cluster"), ADMIN, |b| {
+            let owned = b["members"][0]["edges"].as_array()?;
+            owned.iter().any(|e| e == EDGE).then(|| b.clone())
+        })
+        .await;
+        let ack = send_batch(mosq.port, &issued.edge_secret).await;
+        assert_eq!(ack.outcome, protocol::uplink::AckOutcome::Duplicate);
+    });
 }

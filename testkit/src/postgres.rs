@@ -2,9 +2,13 @@
 //! loopback port (no Unix socket), with a password login (`scram-sha-256`), killed by its PID
 //! when dropped. Never touches a system-wide cluster.
 //!
+//! [`Postgres::start_tls`] starts one with `ssl=on` and a [`TestCerts`] server certificate,
+//! taking plain logins too or TLS ones only ([`TlsLogins`]).
+//!
 //! PostgreSQL refuses to run as root, so when the tests run as root (CI does) `initdb` and
 //! `postgres` run as Debian's `postgres` user, which owns the temp dir.
 
+use crate::certs::TestCerts;
 use crate::paths::installed;
 use crate::ports::free_port;
 use crate::process::Proc;
@@ -52,7 +56,69 @@ fn as_owner(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
+/// Which logins a TLS test cluster takes over TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsLogins {
+    /// TLS and plain alike (pg_hba `host`).
+    TlsOrPlain,
+    /// TLS only (pg_hba `hostssl`): a plain login is refused.
+    TlsOnly,
+}
+
+fn chown_to_owner(path: &Path) {
+    if let Some((uid, gid)) = run_as() {
+        let _ = nix::unistd::chown(
+            path,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        );
+    }
+}
+
+/// Turns `ssl` on in the cluster `data/pg` with `certs` (the key copied in, 0600 and owned by
+/// the server's user, as PostgreSQL demands) and, for `TlsOnly`, makes every TCP line of
+/// pg_hba.conf `hostssl`. Kept in the cluster's files, so a restart keeps it.
+fn enable_tls(cluster: &Path, certs: &TestCerts, logins: TlsLogins) {
+    use std::os::unix::fs::PermissionsExt;
+    for (from, to, mode) in [
+        (&certs.cert, "server.crt", 0o644),
+        (&certs.key, "server.key", 0o600),
+    ] {
+        let to = cluster.join(to);
+        std::fs::copy(from, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+        chown_to_owner(&to);
+    }
+    let conf = cluster.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    std::fs::write(&conf, text).unwrap();
+    if logins == TlsLogins::TlsOnly {
+        let hba = cluster.join("pg_hba.conf");
+        let text: String = std::fs::read_to_string(&hba)
+            .unwrap()
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, text).unwrap();
+    }
+}
+
 impl Postgres {
+    /// A new cluster with `ssl=on` (the server certificate of `certs`, for `localhost` and
+    /// 127.0.0.1) on a free port in a temp dir of its own; returns once it takes logins.
+    pub fn start_tls(certs: &TestCerts, logins: TlsLogins) -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        Postgres::initdb(dir.path());
+        enable_tls(&dir.path().join("pg"), certs, logins);
+        let mut pg = Postgres::start_on(dir.path(), free_port());
+        pg._own = Some(dir);
+        pg
+    }
+
     /// A new cluster on a free port in a temp dir of its own; returns once it takes logins.
     pub fn start() -> Postgres {
         let dir = tempfile::tempdir().unwrap();
@@ -64,24 +130,22 @@ impl Postgres {
     /// Starts the cluster in `data` on `port`, running `initdb` first if `data/pg` is not one
     /// yet; returns once it takes logins.
     pub fn start_on(data: &Path, port: u16) -> Postgres {
+        Postgres::initdb(data);
+        let pg = Postgres::spawn_on(data, port);
+        wait_until("postgres takes logins", Duration::from_secs(30), || {
+            pg.psql("SELECT 1").is_some()
+        });
+        pg
+    }
+
+    /// `initdb` in `data/pg` unless it is a cluster already; `data` is given to the server's user.
+    fn initdb(data: &Path) {
         let cluster = data.join("pg");
-        if let Some((uid, gid)) = run_as() {
-            let _ = nix::unistd::chown(
-                data,
-                Some(nix::unistd::Uid::from_raw(uid)),
-                Some(nix::unistd::Gid::from_raw(gid)),
-            );
-        }
+        chown_to_owner(data);
         if !cluster.join("PG_VERSION").exists() {
             let pwfile = data.join("pwfile");
             std::fs::write(&pwfile, PASSWORD).unwrap();
-            if let Some((uid, gid)) = run_as() {
-                let _ = nix::unistd::chown(
-                    &pwfile,
-                    Some(nix::unistd::Uid::from_raw(uid)),
-                    Some(nix::unistd::Gid::from_raw(gid)),
-                );
-            }
+            chown_to_owner(&pwfile);
             let out = as_owner(
                 Command::new(bin("initdb"))
                     .arg("-D")
@@ -99,11 +163,6 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let pg = Postgres::spawn_on(data, port);
-        wait_until("postgres takes logins", Duration::from_secs(30), || {
-            pg.psql("SELECT 1").is_some()
-        });
-        pg
     }
 
     /// Starts the cluster in `data/pg` (already `initdb`-ed) without waiting for it.

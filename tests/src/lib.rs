@@ -2,5 +2,6 @@
 //! processes) and a fault-injecting TCP proxy (`proxy`). Processes, ports, waits, brokers and
 //! VictoriaMetrics come from `wangge-testkit`.
 
+pub mod cluster;
 pub mod proxy;
 pub mod system;

@@ -23,24 +23,16 @@ use common::checks::{list_events, vm_compare, VmDiff, EXPECTED_EVENTS};
 use common::webhook::{id_string, Receiver, WEBHOOK_SECRET};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wangge_testkit::SplitMix64 as Rng;
-use wangge_testkit::{
-    bin, free_port, metric_sum, workspace_root, Mosquitto, Postgres, Proc, VictoriaMetrics,
-};
+use wangge_tests::cluster::{Cluster, ACK_TIMEOUT_MS, EDGES, LEASE_TTL_MS};
 use wangge_tests::system::{
     night_start_ms, sensor_components, simulate, wait_every, wait_observing, Hub, ADMIN_TOKEN,
-    EDGE_ID,
 };
 
 const DEFAULT_SEED: u64 = 8;
-const EDGES: [&str; 3] = [EDGE_ID, "edge-xq-02", "edge-xq-03"];
 const HUBS: usize = 3;
 const STREAM: Duration = Duration::from_secs(60);
-/// The edges wait this long for an ack before resending (and the leases last twice as long).
-const ACK_TIMEOUT_MS: u64 = 3000;
-const LEASE_TTL_MS: u64 = 3000;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Step {
@@ -88,253 +80,44 @@ fn schedule(seed: u64) -> Vec<(Duration, Step)> {
     steps
 }
 
-/// A copy of the demo registry whose MQTT sensors are split between the three edges.
-fn split_seed(dir: &Path) -> PathBuf {
-    let seed = dir.join("seed");
-    wangge_testkit::paths::copy_seed(&seed);
-    let mut edges = String::from("id,name,site\n");
-    for e in EDGES {
-        edges.push_str(&format!("{e},{e},cluster test site\n"));
-    }
-    std::fs::write(seed.join("edges.csv"), edges).unwrap();
-    let text = std::fs::read_to_string(seed.join("sensors.csv")).unwrap();
-    let mut out = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let mut fields: Vec<&str> = line.split(',').collect();
-        if i > 0 && !fields[3].starts_with("serial") {
-            fields[6] = EDGES[i % EDGES.len()];
+/// Applies one step; `seen` gathers the race counters of hubs about to be killed.
+fn apply(c: &mut Cluster, step: Step, seen: &mut (f64, f64)) {
+    match step {
+        Step::KillHub(i) => {
+            let (d, n) = race_counts(&c.hubs[i]);
+            *seen = (seen.0 + d, seen.1 + n);
+            c.hubs[i].kill9();
         }
-        out.push_str(&fields.join(","));
-        out.push('\n');
+        Step::StartHub(i) => c.hubs[i].start().unwrap(),
+        Step::StopHub(i) => {
+            if let Some(p) = &c.hubs[i].proc {
+                p.signal(nix::sys::signal::Signal::SIGSTOP);
+            }
+        }
+        Step::ContHub(i) => {
+            if let Some(p) = &c.hubs[i].proc {
+                p.signal(nix::sys::signal::Signal::SIGCONT);
+            }
+        }
+        Step::RestartBroker => c.restart_broker(),
     }
-    std::fs::write(seed.join("sensors.csv"), out).unwrap();
-    seed
 }
 
-/// One cluster member's config.
-fn hub_config(i: usize, pg_url: &str, mqtt: u16, vm: u16, http: u16) -> String {
-    format!(
-        "[broker]\nmode = \"external\"\n[broker.external]\nhost = \"127.0.0.1\"\nport = {mqtt}\n\
-         client_id = \"wangge-hub-{i}\"\n\
-         [influx]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
-         [victoria]\nurl = \"http://127.0.0.1:{vm}\"\n\
-         [events.webhooks]\ninsecure_allow_loopback = true\n\
-         [cluster]\npostgres_url = \"{pg_url}\"\nhub_id = \"hub-{i}\"\n\
-         http_url = \"http://127.0.0.1:{http}\"\nlease_ttl_ms = {LEASE_TTL_MS}\nheartbeat_ms = 500\n"
+/// A hub's (duplicate batches acked, batches of edges it no longer owned) since its start.
+fn race_counts(hub: &Hub) -> (f64, f64) {
+    (
+        Cluster::hub_metric(hub, "wangge_ingest_batches_duplicate_total"),
+        Cluster::hub_metric(hub, "wangge_ingest_batches_not_owned_total"),
     )
 }
 
-/// An edge that forwards the site broker's MQTT sensors to mosquitto (the cluster's broker).
-struct ClusterEdge {
-    proc: Option<Proc>,
-    config: PathBuf,
-    log: PathBuf,
-    api: u16,
-}
-
-impl ClusterEdge {
-    fn prepare(
-        dir: &Path,
-        id: &str,
-        secret: &str,
-        sensors: &Path,
-        site: u16,
-        uplink: u16,
-    ) -> ClusterEdge {
-        let dir = dir.join(id);
-        std::fs::create_dir_all(&dir).unwrap();
-        let api = free_port();
-        let config = dir.join("edge.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[edge]\nid = \"{id}\"\ndata_dir = {data:?}\nregistry = {sensors:?}\nprofiles_dir = {profiles:?}\n\
-                 [hub]\nhost = \"127.0.0.1\"\nport = {uplink}\nsecret = \"{secret}\"\n\
-                 [[mqtt]]\nname = \"site\"\nhost = \"127.0.0.1\"\nport = {site}\n\
-                 [uplink]\nack_timeout_ms = {ACK_TIMEOUT_MS}\n\
-                 [local_api]\nlisten = \"127.0.0.1:{api}\"\n",
-                data = dir.join("data").display().to_string(),
-                sensors = sensors.display().to_string(),
-                profiles = workspace_root().join("config/profiles").display().to_string(),
-            ),
-        )
-        .unwrap();
-        ClusterEdge {
-            proc: None,
-            config,
-            log: dir.join("edge.log"),
-            api,
-        }
-    }
-
-    fn start(&mut self) {
-        self.proc = Some(
-            wangge_testkit::edge::start(
-                &bin("edge"),
-                &self.config,
-                &self.log,
-                self.api,
-                Some("info"),
-                Duration::from_secs(30),
-            )
-            .unwrap(),
-        );
-    }
-}
-
-/// The cluster: PostgreSQL, mosquitto, VictoriaMetrics, three hubs, three edges, a site broker.
-struct Cluster {
-    _dir: tempfile::TempDir,
-    _pg: Postgres,
-    mosquitto: Option<Mosquitto>,
-    mqtt_port: u16,
-    vm: VictoriaMetrics,
-    hubs: Vec<Hub>,
-    edges: Vec<ClusterEdge>,
-    site: Mosquitto,
-    /// (duplicate, not-owned) batch counts read from hubs just before they were killed.
-    seen: (f64, f64),
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let pg = Postgres::start();
-        let pg_url = pg.create_database("cluster");
-        let mqtt_port = free_port();
-        let mosquitto = Mosquitto::config().port(mqtt_port).start();
-        let vm = VictoriaMetrics::start();
-        let seed = split_seed(d);
-        let mut hubs = Vec::new();
-        for i in 0..HUBS {
-            let hd = d.join(format!("hub-{i}"));
-            std::fs::create_dir_all(&hd).unwrap();
-            let http = free_port();
-            let cfg = hub_config(i, &pg_url, mqtt_port, vm.port, http);
-            // The first prepares the shared registry (PostgreSQL); the others find it.
-            let mut hub = Hub::prepare_seeded(&hd, &cfg, &seed).unwrap();
-            hub.http = http;
-            // No MQTT listener of its own: "the hub's MQTT listener" is the cluster's broker.
-            hub.mqtt = mqtt_port;
-            hubs.push(hub);
-        }
-        let site = Mosquitto::start();
-        let sensors = seed.join("sensors.csv");
-        let mut edges = Vec::new();
-        for (i, id) in EDGES.iter().enumerate() {
-            // Every `prepare_seeded` re-issued the first edge's secret: the last one holds.
-            let secret = if i == 0 {
-                hubs[HUBS - 1].edge_secret.clone()
-            } else {
-                let out = hubs[0].cli(&["edge", "add", id]).output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                String::from_utf8(out.stdout).unwrap().trim().to_string()
-            };
-            edges.push(ClusterEdge::prepare(
-                d, id, &secret, &sensors, site.port, mqtt_port,
-            ));
-        }
-        let mut c = Cluster {
-            _dir: dir,
-            _pg: pg,
-            mosquitto: Some(mosquitto),
-            mqtt_port,
-            vm,
-            hubs,
-            edges,
-            site,
-            seen: (0.0, 0.0),
-        };
-        for h in &mut c.hubs {
-            h.start().unwrap();
-        }
-        for e in &mut c.edges {
-            e.start();
-        }
-        c
-    }
-
-    fn live_hub(&self) -> &Hub {
-        self.hubs
-            .iter()
-            .find(|h| h.proc.is_some() && h.get("/api/v1/health").is_ok())
-            .expect("a live hub")
-    }
-
-    fn hub_metric(hub: &Hub, name: &str) -> f64 {
-        let text = reqwest::blocking::Client::new()
-            .get(format!("http://127.0.0.1:{}/metrics", hub.http))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .and_then(|r| r.text())
-            .unwrap_or_default();
-        metric_sum(&text, name, &[])
-    }
-
-    fn apply(&mut self, step: Step) {
-        match step {
-            Step::KillHub(i) => {
-                let (d, n) = Self::race_counts(&self.hubs[i]);
-                self.seen = (self.seen.0 + d, self.seen.1 + n);
-                self.hubs[i].kill9();
-            }
-            Step::StartHub(i) => self.hubs[i].start().unwrap(),
-            Step::StopHub(i) => {
-                if let Some(p) = &self.hubs[i].proc {
-                    p.signal(nix::sys::signal::Signal::SIGSTOP);
-                }
-            }
-            Step::ContHub(i) => {
-                if let Some(p) = &self.hubs[i].proc {
-                    p.signal(nix::sys::signal::Signal::SIGCONT);
-                }
-            }
-            Step::RestartBroker => {
-                drop(self.mosquitto.take());
-                self.mosquitto = Some(Mosquitto::config().port(self.mqtt_port).start());
-            }
-        }
-    }
-
-    /// A hub's (duplicate batches acked, batches of edges it no longer owned) since its start.
-    fn race_counts(hub: &Hub) -> (f64, f64) {
-        (
-            Self::hub_metric(hub, "wangge_ingest_batches_duplicate_total"),
-            Self::hub_metric(hub, "wangge_ingest_batches_not_owned_total"),
-        )
-    }
-
-    /// The same over the whole run (killed hubs' counts read before each kill).
-    fn race_totals(&self) -> (f64, f64) {
-        self.hubs
-            .iter()
-            .filter(|h| h.proc.is_some())
-            .map(Self::race_counts)
-            .fold(self.seen, |a, b| (a.0 + b.0, a.1 + b.1))
-    }
-
-    fn logs(&self) -> String {
-        let mut s = String::new();
-        for (i, h) in self.hubs.iter().enumerate() {
-            s.push_str(&format!("\n--- hub-{i}:\n{}", h.log_tail()));
-        }
-        for e in &self.edges {
-            s.push_str(&format!(
-                "\n--- {}:\n{}",
-                e.config.display(),
-                wangge_testkit::process::tail(
-                    &std::fs::read_to_string(&e.log).unwrap_or_default(),
-                    1500
-                )
-            ));
-        }
-        s
-    }
+/// The same over the whole run (killed hubs' counts, `seen`, read before each kill).
+fn race_totals(c: &Cluster, seen: (f64, f64)) -> (f64, f64) {
+    c.hubs
+        .iter()
+        .filter(|h| h.proc.is_some())
+        .map(race_counts)
+        .fold(seen, |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
 fn seed() -> u64 {
@@ -351,23 +134,11 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
     println!(
         "cluster seed {seed} (replay: WANGGE_CLUSTER_SEED={seed} cargo nextest run -p wangge-tests --test cluster)\n{steps:#?}"
     );
-    let mut c = Cluster::start();
+    let mut c = Cluster::start(HUBS);
+    let mut seen = (0.0, 0.0);
     // Every edge owned before the stream starts.
-    wait_every(
-        "every edge leased by a member",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            let s = c.live_hub().get("/api/v1/cluster").ok()?;
-            let owned: usize = s["members"]
-                .as_array()?
-                .iter()
-                .map(|m| m["edges"].as_array().map_or(0, Vec::len))
-                .sum();
-            (owned == EDGES.len() && s["orphaned_edges"].as_array()?.is_empty()).then_some(())
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
+    c.wait_every_edge_owned(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
     let receiver = Receiver::start();
     let sub = reqwest::blocking::Client::new()
         .post(format!(
@@ -404,7 +175,7 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
         format!("127.0.0.1:{}", c.site.port),
     ])
     .collect();
-    let sim_dir = c._dir.path().to_path_buf();
+    let sim_dir = c.dir.path().to_path_buf();
     let t0 = Instant::now();
     let sim = std::thread::spawn(move || simulate(&sim_dir, "stream", &args));
     for (at, step) in &steps {
@@ -412,12 +183,12 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
             std::thread::sleep(wait);
         }
         println!("t={:>5.1} s  {step:?}", t0.elapsed().as_secs_f64());
-        c.apply(*step);
+        apply(&mut c, *step, &mut seen);
     }
     // Whatever is down comes back for the drain.
     for i in 0..HUBS {
         if c.hubs[i].proc.is_none() {
-            c.apply(Step::StartHub(i));
+            apply(&mut c, Step::StartHub(i), &mut seen);
         }
     }
     let (record, _summary) = sim.join().unwrap().unwrap();
@@ -455,7 +226,7 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
     // (then died, or its ack was lost with the broker) is acked `duplicate` by the successor;
     // a batch the old owner still held when its lease moved on (the SIGSTOPped hub wakes up to
     // its queued messages) is refused at the commit and left to the successor.
-    let (dups, not_owned) = c.race_totals();
+    let (dups, not_owned) = race_totals(&c, seen);
     println!("across hubs: {dups} batches acked as duplicates, {not_owned} not owned (not acked)");
     assert!(
         dups + not_owned > 0.0,

@@ -8,14 +8,21 @@
 //! - A connection that failed is dropped from the pool; the next call connects anew. A hub that
 //!   loses PostgreSQL therefore errs on every call (ingest stops acking, health says 503) and
 //!   resumes by itself when the database is back.
-//! - The URL (with its password) is never logged: [`Pg::describe`] gives host, port, database.
+//! - The URL (with its password) is never logged: [`Pg::describe`] gives host, port, database
+//!   and whether TLS is on.
+//! - TLS (rustls) follows the URL's `sslmode` and `sslrootcert` ([`sslmode`] says how; no
+//!   `sslmode` means plain unless a CA is named). A failed handshake is
+//!   [`PgError::Unavailable`] naming the host and the reason.
 //!
 //! [`migrate`] applies a back end's versioned migrations once, under an advisory lock, so hubs
 //! starting together do not race.
 
 mod migrate;
+pub mod sslmode;
+mod tls;
 
 pub use migrate::{migrate, Migration};
+pub use sslmode::{SslMode, TlsOptions};
 pub use tokio_postgres::types::ToSql;
 pub use tokio_postgres::{Client, Row, Transaction};
 
@@ -79,10 +86,13 @@ struct Pool {
 
 struct Inner {
     config: tokio_postgres::Config,
+    tls: tls::MakeRustls,
     size: usize,
     pool: Mutex<Pool>,
     freed: Condvar,
-    rt: tokio::runtime::Runtime,
+    /// `None` only while dropping (shut down in the background: a pool may be dropped inside
+    /// an async context, where a plain runtime drop panics).
+    rt: Option<tokio::runtime::Runtime>,
     describe: String,
 }
 
@@ -100,11 +110,19 @@ impl std::fmt::Debug for Pg {
 
 impl Pg {
     /// A pool of at most `size` connections to `url` (`postgres://user:pass@host:port/db` or the
-    /// key=value form). Connects once to check the URL and the login.
+    /// key=value form, with `sslmode` and `sslrootcert` as libpq reads them). Connects once to
+    /// check the URL, the TLS and the login.
     pub fn connect(url: &str, size: usize) -> Result<Pg, PgError> {
+        let (url, tls_options) = sslmode::split(url)?;
         let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| PgError::Config(format!("bad URL: {e}")))?;
+            .map_err(|e| PgError::Config(format!("bad URL: {}", chain(&e))))?;
+        config.ssl_mode(match tls_options.mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+        });
+        let tls = tls::MakeRustls::new(&tls_options)?;
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
@@ -114,7 +132,7 @@ impl Pg {
                 STATEMENT_TIMEOUT.as_millis()
             ))
             .application_name("wangge-hub");
-        let describe = describe(&config);
+        let describe = describe(&config, &tls_options);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("postgres-io")
@@ -124,13 +142,14 @@ impl Pg {
         let pg = Pg {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 size: size.max(1),
                 pool: Mutex::new(Pool {
                     idle: Vec::new(),
                     open: 0,
                 }),
                 freed: Condvar::new(),
-                rt,
+                rt: Some(rt),
                 describe,
             }),
         };
@@ -138,7 +157,7 @@ impl Pg {
         Ok(pg)
     }
 
-    /// `host:port/database` and the user, never the password.
+    /// `user@host:port/database tls=on|off`, never the password.
     pub fn describe(&self) -> &str {
         &self.inner.describe
     }
@@ -233,9 +252,15 @@ impl Pg {
     /// connection's I/O task running there.
     fn open_connection(&self) -> Result<Client, PgError> {
         let config = self.inner.config.clone();
+        let tls = self.inner.tls.clone();
         let describe = self.inner.describe.clone();
-        let task = self.inner.rt.spawn(async move {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        let rt = self
+            .inner
+            .rt
+            .as_ref()
+            .expect("the runtime lives as long as the pool");
+        let task = rt.spawn(async move {
+            let (client, connection) = config.connect(tls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(db = %describe, error = %e, "postgres connection ended");
@@ -246,8 +271,10 @@ impl Pg {
         match futures::executor::block_on(task) {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(PgError::Unavailable(format!(
-                "{}: {e}",
-                self.inner.describe
+                "{}: {}{}",
+                self.inner.describe,
+                chain(&e),
+                hint(&e)
             ))),
             Err(e) => Err(PgError::Unavailable(format!("connect task: {e}"))),
         }
@@ -262,10 +289,42 @@ impl Drop for Inner {
             .unwrap_or_else(|p| p.into_inner())
             .idle
             .clear();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
-fn describe(c: &tokio_postgres::Config) -> String {
+/// The error and its causes, `a: b: c` (tokio-postgres' own text stops at "error performing
+/// TLS handshake" or "db error"). Neither holds the URL.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// What to do about a connection refused for its TLS, for the person reading the error.
+fn hint(e: &tokio_postgres::Error) -> &'static str {
+    let text = chain(e);
+    if text.contains("no encryption") {
+        " (the server takes TLS connections only: set sslmode=require and sslrootcert)"
+    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        " (the server's certificate is not signed by the CA in sslrootcert)"
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+        " (the certificate is for another host name: connect by its name or use sslmode=require)"
+    } else if text.contains("server does not support TLS") {
+        " (the server has ssl=off: enable it, or set sslmode=disable)"
+    } else {
+        ""
+    }
+}
+
+fn describe(c: &tokio_postgres::Config, tls: &TlsOptions) -> String {
     let host = c
         .get_hosts()
         .first()
@@ -276,8 +335,9 @@ fn describe(c: &tokio_postgres::Config) -> String {
         .unwrap_or_else(|| "localhost".into());
     let port = c.get_ports().first().copied().unwrap_or(5432);
     format!(
-        "{}@{host}:{port}/{}",
+        "{}@{host}:{port}/{} tls={}",
         c.get_user().unwrap_or("?"),
-        c.get_dbname().unwrap_or("?")
+        c.get_dbname().unwrap_or("?"),
+        if tls.is_on() { "on" } else { "off" }
     )
 }

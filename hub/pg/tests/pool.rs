@@ -95,3 +95,14 @@ fn a_lost_database_errs_instead_of_hanging_and_the_pool_recovers_when_it_returns
         || pg.execute("INSERT INTO k VALUES (1)", &[]).is_ok(),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_dropped_inside_an_async_context_does_not_panic() {
+    // The hub drops its cluster (and so its pool) at the end of an async `serve`.
+    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let url = server.url();
+    let pg = tokio::task::spawn_blocking(move || Pg::connect(&url, 2).unwrap())
+        .await
+        .unwrap();
+    drop(pg);
+}

@@ -6,7 +6,7 @@
 //! broker whose ACLs are wrong cannot let an edge publish as another. The session is persistent (clean_session = false)
 //! so batches published while the hub reconnects wait in the broker.
 
-use super::mosquitto::{password_hash, HubAccount, Provisioner};
+use super::mosquitto::{password_hash, HubAccount, HubAccounts, Provisioner};
 use super::{BrokerConfig, BrokerError, BrokerHandle, BrokerMetrics, Inbound, Outbound};
 use crate::registry::RegistryStore;
 use protocol::uplink::topics;
@@ -21,6 +21,7 @@ pub(super) fn start(
     cfg: &BrokerConfig,
     registry: Arc<dyn RegistryStore>,
     owned: Option<watch::Receiver<Vec<String>>>,
+    peers: Option<Arc<dyn HubAccounts>>,
 ) -> Result<BrokerHandle, BrokerError> {
     let ext = cfg.external.as_ref().ok_or_else(|| {
         BrokerError::Config("broker.mode = \"external\" needs a [broker.external] table".into())
@@ -33,14 +34,18 @@ pub(super) fn start(
                     .into(),
             ));
         };
-        let mut p = Provisioner::new(
-            dir.clone(),
-            ext.mosquitto_pid_file.clone(),
-            HubAccount {
-                username: username.clone(),
-                broker_hash: password_hash(password),
-            },
-        );
+        let me = HubAccount {
+            username: username.clone(),
+            broker_hash: password_hash(password),
+        };
+        let mut p = Provisioner::new(dir.clone(), ext.mosquitto_pid_file.clone(), me.clone());
+        if let Some(peers) = peers {
+            // Peers' provisioners write this hub's account too (mosquitto may be theirs).
+            peers.publish(&me).map_err(|e| {
+                BrokerError::Config(format!("publish this hub's broker account: {e}"))
+            })?;
+            p = p.with_peers(peers);
+        }
         p.sync(&*registry)
             .map_err(|e| BrokerError::Config(format!("broker.external.provision_dir: {e}")))?;
         let every = Duration::from_millis(cfg.revocation_check_ms.max(10));

@@ -291,7 +291,7 @@ pub fn start(
 ) -> Result<BrokerHandle, BrokerError> {
     match cfg.mode {
         BrokerMode::Embedded => embedded::start(cfg, registry),
-        BrokerMode::External => external::start(cfg, registry, None),
+        BrokerMode::External => external::start(cfg, registry, None, None),
     }
 }
 
@@ -302,9 +302,10 @@ pub fn start_for_edges(
     cfg: &BrokerConfig,
     registry: Arc<dyn RegistryStore>,
     owned: tokio::sync::watch::Receiver<Vec<String>>,
+    peers: Arc<dyn mosquitto::HubAccounts>,
 ) -> Result<BrokerHandle, BrokerError> {
     match cfg.mode {
-        BrokerMode::External => external::start(cfg, registry, Some(owned)),
+        BrokerMode::External => external::start(cfg, registry, Some(owned), Some(peers)),
         BrokerMode::Embedded => Err(BrokerError::Config(
             "cluster mode needs broker.mode = \"external\" (every hub a client of one broker)"
                 .into(),

@@ -38,31 +38,46 @@ pub fn password_hash(secret: &str) -> String {
 }
 
 /// The hub's own account on the external broker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubAccount {
     pub username: String,
     pub broker_hash: String,
 }
 
-/// `password_file` lines, one per account.
-pub fn render_passwd(hub: &HubAccount, accounts: &[BrokerAccount]) -> String {
-    let mut out = format!("{}:{}\n", hub.username, hub.broker_hash);
+/// The accounts of every hub of a cluster, each logging in with its own credentials: each hub
+/// publishes its own (`publish`) and every provisioner writes them all (`all`).
+pub trait HubAccounts: Send + Sync {
+    /// Records this hub's account (its broker hash) for its peers' provisioners.
+    fn publish(&self, me: &HubAccount) -> Result<(), String>;
+    /// Every hub's account, ordered by username.
+    fn all(&self) -> Result<Vec<HubAccount>, String>;
+}
+
+/// `password_file` lines, one per account (the hubs' first).
+pub fn render_passwd(hubs: &[HubAccount], accounts: &[BrokerAccount]) -> String {
+    let mut out = String::new();
+    for hub in hubs {
+        let _ = writeln!(out, "{}:{}", hub.username, hub.broker_hash);
+    }
     for a in accounts {
         let _ = writeln!(out, "{}:{}", a.username, a.broker_hash);
     }
     out
 }
 
-/// `acl_file` with one block per account.
-pub fn render_acl(hub: &HubAccount, accounts: &[BrokerAccount]) -> String {
+/// `acl_file` with one block per account (the hubs' first).
+pub fn render_acl(hubs: &[HubAccount], accounts: &[BrokerAccount]) -> String {
     let mut out =
         String::from("# Written by the Wangge hub from its registry; edits are overwritten.\n");
-    let _ = write!(
-        out,
-        "user {}\ntopic read wangge/v1/edges/+/batches\ntopic read wangge/v1/edges/+/status\n\
-         topic write wangge/v1/edges/+/acks\ntopic write wangge/v1/events/#\n",
-        hub.username
-    );
+    for (i, hub) in hubs.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}user {}\ntopic read wangge/v1/edges/+/batches\ntopic read wangge/v1/edges/+/status\n\
+             topic write wangge/v1/edges/+/acks\ntopic write wangge/v1/events/#\n",
+            if i > 0 { "\n" } else { "" },
+            hub.username
+        );
+    }
     for a in accounts {
         let _ = writeln!(out, "\nuser {}", a.username);
         match &a.kind {
@@ -88,7 +103,9 @@ pub struct Provisioner {
     /// mosquitto's `pid_file`, to signal a reload; without it the files are only written.
     pub pid_file: Option<PathBuf>,
     pub hub: HubAccount,
-    last: Option<Vec<BrokerAccount>>,
+    /// In a cluster: every hub's account, this one's included (else only `hub`).
+    peers: Option<std::sync::Arc<dyn HubAccounts>>,
+    last: Option<(Vec<HubAccount>, Vec<BrokerAccount>)>,
 }
 
 /// Why provisioning failed (the broker keeps its previous files).
@@ -103,6 +120,8 @@ pub enum ProvisionError {
     },
     #[error("mosquitto pid file {path}: {reason}")]
     Pid { path: PathBuf, reason: String },
+    #[error("the cluster's hub accounts: {0}")]
+    Peers(String),
 }
 
 impl Provisioner {
@@ -111,8 +130,16 @@ impl Provisioner {
             dir,
             pid_file,
             hub,
+            peers: None,
             last: None,
         }
+    }
+
+    /// A cluster member's provisioner: the files carry every member's account (published by
+    /// each member for itself), so each hub logs in with its own credentials.
+    pub fn with_peers(mut self, peers: std::sync::Arc<dyn HubAccounts>) -> Provisioner {
+        self.peers = Some(peers);
+        self
     }
 
     pub fn passwd_path(&self) -> PathBuf {
@@ -127,20 +154,35 @@ impl Provisioner {
     /// reload; true if it did.
     pub fn sync(&mut self, registry: &dyn RegistryStore) -> Result<bool, ProvisionError> {
         let accounts = registry.broker_accounts()?;
-        if self.last.as_ref() == Some(&accounts) {
+        let hubs = match &self.peers {
+            None => vec![self.hub.clone()],
+            Some(p) => {
+                let mut all = p.all().map_err(ProvisionError::Peers)?;
+                // Its own account even before the database shows it.
+                if !all.iter().any(|h| h.username == self.hub.username) {
+                    all.push(self.hub.clone());
+                    all.sort_by(|a, b| a.username.cmp(&b.username));
+                }
+                all
+            }
+        };
+        let now = (hubs, accounts);
+        if self.last.as_ref() == Some(&now) {
             return Ok(false);
         }
+        let (hubs, accounts) = &now;
         std::fs::create_dir_all(&self.dir).map_err(|source| ProvisionError::Io {
             path: self.dir.clone(),
             source,
         })?;
-        write_private(&self.passwd_path(), &render_passwd(&self.hub, &accounts))?;
-        write_private(&self.acl_path(), &render_acl(&self.hub, &accounts))?;
+        write_private(&self.passwd_path(), &render_passwd(hubs, accounts))?;
+        write_private(&self.acl_path(), &render_acl(hubs, accounts))?;
         if let Some(pid_file) = &self.pid_file {
             reload(pid_file)?;
         }
-        tracing::info!(accounts = accounts.len(), dir = %self.dir.display(), "external broker provisioned");
-        self.last = Some(accounts);
+        tracing::info!(accounts = accounts.len(), hubs = hubs.len(), dir = %self.dir.display(),
+            "external broker provisioned");
+        self.last = Some(now);
         Ok(true)
     }
 }
@@ -153,7 +195,13 @@ fn write_private(path: &Path, text: &str) -> Result<(), ProvisionError> {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = path.with_extension("tmp");
+    // A name of its own: the members of a cluster on mosquitto's machine provision the same
+    // directory, and a shared temp name lets one rename the other's file away.
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -220,12 +268,12 @@ mod tests {
                 broker_hash: "$7$d".into(),
             },
         ];
-        let acl = render_acl(&hub, &accounts);
+        let acl = render_acl(std::slice::from_ref(&hub), &accounts);
         assert!(acl.contains("user edge-a\ntopic write wangge/v1/edges/edge-a/batches\n"));
         assert!(acl.contains("topic read wangge/v1/edges/edge-a/acks\n"));
         assert!(acl.contains("user dept.cg.1a2b3c\ntopic read wangge/v1/events/cg/#\n"));
         assert!(!acl.contains("pattern"), "no rule may apply to every user");
-        let passwd = render_passwd(&hub, &accounts);
+        let passwd = render_passwd(std::slice::from_ref(&hub), &accounts);
         assert_eq!(
             passwd,
             "wangge-hub:$7$x\nedge-a:$7$a\ndept.cg.1a2b3c:$7$d\n"

@@ -26,6 +26,9 @@ pub struct Member {
     pub left: bool,
     /// Edges whose lease it holds now.
     pub edges: Vec<String>,
+    /// Seconds since it last recorded a stored batch (its ingest lag: large while it owns
+    /// edges that send, or `None` if it never recorded one).
+    pub last_commit_age_s: Option<f64>,
 }
 
 fn held(row: &Row) -> Held {
@@ -196,7 +199,9 @@ impl Leases {
                       AND m.heartbeat_at > now() - $1::float8 * interval '1 millisecond',
                     m.left_at IS NOT NULL,
                     COALESCE(array_agg(l.edge_id ORDER BY l.edge_id)
-                             FILTER (WHERE l.edge_id IS NOT NULL), '{}')
+                             FILTER (WHERE l.edge_id IS NOT NULL), '{}'),
+                    (SELECT (EXTRACT(EPOCH FROM now()) * 1e9 - max(b.stored_at_ns)) / 1e9
+                       FROM stored_batches b WHERE b.hub_id = m.hub_id)::float8
              FROM hub_members m
              LEFT JOIN edge_leases l ON l.owner = m.hub_id AND l.expires_at > now()
              GROUP BY m.hub_id ORDER BY m.hub_id",
@@ -211,6 +216,7 @@ impl Leases {
                 live: r.get(3),
                 left: r.get(4),
                 edges: r.get(5),
+                last_commit_age_s: r.get(6),
             })
             .collect())
     }

@@ -18,6 +18,7 @@
 //! several hubs, so the rules would need per-component serialization in the database on the
 //! hot path; rejected (ARCHITECTURE.md, "Hub cluster").
 
+pub mod hub_accounts;
 pub mod leases;
 pub mod ledger;
 pub mod ownership;
@@ -174,6 +175,13 @@ impl Cluster {
         self.leases.members()
     }
 
+    /// The members' broker accounts, for a provisioned external broker.
+    pub fn hub_accounts(&self) -> hub_accounts::PgHubAccounts {
+        hub_accounts::PgHubAccounts {
+            pg: self.pg.clone(),
+        }
+    }
+
     /// The member holding the leader role now.
     pub fn leader(&self) -> Result<Option<String>, PgError> {
         self.leases.role_holder(LEADER)
@@ -316,7 +324,7 @@ fn registered_edges(registry: &dyn RegistryAdmin) -> anyhow::Result<Vec<String>>
 }
 
 /// The member's lines for `/metrics`: that it is a cluster member, what it owns, its rounds.
-pub fn render_metrics(hub_id: &str, m: &ClusterMetrics) -> String {
+pub fn render_metrics(hub_id: &str, m: &ClusterMetrics, owned: &[String]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let id = hub_id.replace(['\\', '"', '\n'], "_");
@@ -345,6 +353,14 @@ pub fn render_metrics(hub_id: &str, m: &ClusterMetrics) -> String {
     ];
     for (name, help, v) in gauges {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    let _ = writeln!(
+        s,
+        "# HELP wangge_cluster_edge_owned The edges whose lease this hub holds (one series each).\n# TYPE wangge_cluster_edge_owned gauge"
+    );
+    for e in owned {
+        let e = e.replace(['\\', '"', '\n'], "_");
+        let _ = writeln!(s, "wangge_cluster_edge_owned{{edge_id=\"{e}\"}} 1");
     }
     let counters = [
         (

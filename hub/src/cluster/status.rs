@@ -66,8 +66,8 @@ impl ClusterStatus {
         );
         let _ = writeln!(
             s,
-            "{:<20} {:<6} {:>10}  edges",
-            "member", "state", "heartbeat"
+            "{:<20} {:<6} {:>10} {:>12}  edges",
+            "member", "state", "heartbeat", "last commit"
         );
         for m in &self.members {
             let state = if m.left {
@@ -77,12 +77,16 @@ impl ClusterStatus {
             } else {
                 "silent"
             };
+            let commit = m
+                .last_commit_age_s
+                .map_or("never".to_string(), |a| format!("{a:.1}s ago"));
             let _ = writeln!(
                 s,
-                "{:<20} {:<6} {:>9.1}s  {} {}",
+                "{:<20} {:<6} {:>9.1}s {:>12}  {} {}",
                 m.hub_id,
                 state,
                 m.heartbeat_age_s,
+                commit,
                 m.edges.len(),
                 m.edges.join(",")
             );

@@ -32,6 +32,14 @@ CREATE TABLE cluster_roles (
 );
 INSERT INTO cluster_roles (role) VALUES ('leader');
 
+-- Each member's own account on the external broker (its mosquitto password hash, never the
+-- password): every member's provisioner writes them all, so each hub logs in as itself.
+CREATE TABLE hub_accounts (
+    username    TEXT PRIMARY KEY,
+    broker_hash TEXT NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
 -- The batch ledger: one row per batch (edge, epoch, seq) whose readings were stored and
 -- evaluated; the primary key makes "one ack-worthy commit per batch" the database's rule.
 CREATE TABLE stored_batches (
@@ -43,3 +51,5 @@ CREATE TABLE stored_batches (
     PRIMARY KEY (edge, epoch, seq)
 );
 CREATE INDEX stored_batches_age ON stored_batches (stored_at_ns);
+-- A member's latest commit (its ingest lag in the cluster status).
+CREATE INDEX stored_batches_hub ON stored_batches (hub_id, stored_at_ns);

@@ -21,7 +21,9 @@ pub struct VictoriaHttp {
     basic_auth: Option<(String, Option<String>)>,
     describe: String,
     response_bytes_max: u64,
-    rt: tokio::runtime::Runtime,
+    /// Always Some until drop, which shuts it down without waiting (dropping a runtime
+    /// blocks, which panics inside an async context, e.g. a hub's state dropped at shutdown).
+    rt: Option<tokio::runtime::Runtime>,
 }
 
 impl VictoriaHttp {
@@ -68,7 +70,7 @@ impl VictoriaHttp {
             basic_auth,
             describe,
             response_bytes_max: cfg.response_bytes_max,
-            rt,
+            rt: Some(rt),
         })
     }
 
@@ -89,15 +91,27 @@ impl VictoriaHttp {
         let max = self.response_bytes_max;
         let describe = self.describe.clone();
         // The request runs on the runtime's worker (its reactor); this thread only waits.
-        let task = self
-            .rt
-            .spawn(async move { read_capped(req, max, &describe).await });
+        let Some(rt) = &self.rt else {
+            return Err(Fetch::Failed(TsError::Store(format!(
+                "{}: query after shutdown",
+                self.describe
+            ))));
+        };
+        let task = rt.spawn(async move { read_capped(req, max, &describe).await });
         match futures::executor::block_on(task) {
             Ok(out) => out,
             Err(e) => Err(Fetch::Failed(TsError::Store(format!(
                 "{}: request task failed: {e}",
                 self.describe
             )))),
+        }
+    }
+}
+
+impl Drop for VictoriaHttp {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -135,4 +149,33 @@ async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn it_is_called_from_spawn_blocking_and_dropped_inside_a_runtime() {
+        // Nothing listens on port 9 of loopback: an error, quickly, then a drop in async code.
+        let mut cfg = VictoriaConfig::new("http://u:pw@127.0.0.1:9");
+        cfg.request_timeout_ms = 500;
+        let http = VictoriaHttp::new(&cfg).unwrap();
+        let (http, out) = tokio::task::spawn_blocking(move || {
+            let out = http.get("api/v1/export", &[]);
+            (http, out)
+        })
+        .await
+        .unwrap();
+        match out {
+            Err(Fetch::Failed(TsError::Unavailable(e))) => {
+                assert!(e.contains("victoria-metrics at http://127.0.0.1:9"), "{e}");
+                assert!(!e.contains("pw"), "{e}");
+            }
+            Err(Fetch::Failed(e)) => panic!("{e}"),
+            Err(Fetch::TooLarge) => panic!("too large"),
+            Ok(body) => panic!("{} bytes from nothing", body.len()),
+        }
+        drop(http);
+    }
 }
