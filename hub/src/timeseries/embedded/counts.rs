@@ -5,12 +5,16 @@
 //! count is `COUNT(DISTINCT ts)` per sensor — a scan of every point. A 30-day report over 100k
 //! sensors cannot scan a month of points within its 2 s budget, so whole past days are counted
 //! once and kept:
-//! - `report_day_counts(day, sensor, reports)` holds a day's counts; `report_days(day)` marks
-//!   the days whose counts are complete. The first report that needs a past day fills it (one
-//!   transaction on the writer, so ingest waits for at most one day's count).
+//! - `report_sensor_days(sensor, day, reports)` holds a day's counts, keyed by sensor first so
+//!   a window's sum per sensor is one ordered scan (`GROUP BY sensor` without a sort);
+//!   `report_days(day)` marks the days whose counts are complete. The first report that needs
+//!   a past day fills it (one transaction on the writer, so ingest waits for at most one day's
+//!   count).
 //! - A write into a past day (an edge's backlog arriving late) removes that day's mark in the
 //!   same transaction as its rows, so the next report counts the day again: never stale.
-//! - Today, and the partial days at either end of a window, are counted from the points.
+//! - Today, and the partial days at either end of a window, are counted from the points: their
+//!   `(series, ts)` rows in key order, deduplicated per sensor here (a sort-free scan; SQL's
+//!   `COUNT(DISTINCT)` per sensor would sort every row).
 //! - Retention drops a day's counts with its table.
 //!
 //! The first report of each sensor (`series.first_ts`, the earliest point of its first series)
@@ -24,11 +28,13 @@ use std::collections::HashMap;
 
 /// Creates the count tables and the `series.first_ts` column if missing (at open).
 pub(super) fn migrate(conn: &Connection) -> Result<(), TsError> {
+    // `report_day_counts` was the first layout (day first); its days are counted again.
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS report_days (day INTEGER PRIMARY KEY);
-         CREATE TABLE IF NOT EXISTS report_day_counts (
-             day INTEGER NOT NULL, sensor TEXT NOT NULL, reports INTEGER NOT NULL,
-             PRIMARY KEY (day, sensor)) WITHOUT ROWID;",
+        "DROP TABLE IF EXISTS report_day_counts;
+         CREATE TABLE IF NOT EXISTS report_days (day INTEGER PRIMARY KEY);
+         CREATE TABLE IF NOT EXISTS report_sensor_days (
+             sensor TEXT NOT NULL, day INTEGER NOT NULL, reports INTEGER NOT NULL,
+             PRIMARY KEY (sensor, day)) WITHOUT ROWID;",
     )
     .map_err(db_err)?;
     let has_first: bool = conn
@@ -66,7 +72,7 @@ pub(super) fn set_first_ts(tx: &Connection, series: i64, ts_ns: i64) -> Result<(
 /// With retention: `day`'s counts go with its table.
 pub(super) fn drop_day(conn: &Connection, day: i64) -> Result<(), TsError> {
     conn.execute("DELETE FROM report_days WHERE day = ?1", [day])
-        .and_then(|_| conn.execute("DELETE FROM report_day_counts WHERE day = ?1", [day]))
+        .and_then(|_| conn.execute("DELETE FROM report_sensor_days WHERE day = ?1", [day]))
         .map_err(db_err)?;
     Ok(())
 }
@@ -93,12 +99,47 @@ fn add_rows(
     Ok(())
 }
 
-fn points_sql(day: i64) -> String {
-    format!(
-        "SELECT s.sensor, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
-         WHERE r.ts >= ?1 AND r.ts < ?2 GROUP BY s.sensor",
-        table(day)
-    )
+/// Series id → sensor, for counting points by sensor without joining every row.
+fn series_sensors(conn: &Connection) -> Result<HashMap<i64, String>, TsError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, sensor FROM series")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+}
+
+/// Adds the distinct report timestamps per sensor of `day`'s points in `[from_ns, to_ns)`.
+/// Rows come in key order (series, ts): a sensor with one series needs no set; one with
+/// several (a report per quantity) gets its timestamps merged and deduplicated.
+fn add_points(
+    conn: &Connection,
+    day: i64,
+    (from_ns, to_ns): (i64, i64),
+    sensors: &HashMap<i64, String>,
+    out: &mut HashMap<String, u64>,
+) -> Result<(), TsError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT series, ts FROM {} WHERE ts >= ?1 AND ts < ?2 ORDER BY series, ts",
+            table(day)
+        ))
+        .map_err(db_err)?;
+    let mut rows = stmt.query(params![from_ns, to_ns]).map_err(db_err)?;
+    let mut per_sensor: HashMap<&str, Vec<i64>> = HashMap::new();
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let (series, ts): (i64, i64) = (r.get(0).map_err(db_err)?, r.get(1).map_err(db_err)?);
+        if let Some(sensor) = sensors.get(&series) {
+            per_sensor.entry(sensor.as_str()).or_default().push(ts);
+        }
+    }
+    for (sensor, mut ts) in per_sensor {
+        ts.sort_unstable();
+        ts.dedup();
+        *out.entry(sensor.to_string()).or_default() += ts.len() as u64;
+    }
+    Ok(())
 }
 
 impl EmbeddedStore {
@@ -116,26 +157,34 @@ impl EmbeddedStore {
             self.days_in(&conn, from_ns, to_ns)?
         };
         let today = now_ns.div_euclid(DAY_NS);
-        let mut out: HashMap<String, u64> = HashMap::new();
+        let whole =
+            |day: i64| from_ns <= day * DAY_NS && (day + 1) * DAY_NS <= to_ns && day < today;
+        let mut kept = Vec::new();
+        let mut partial = Vec::new();
         for day in days {
-            let (start, end) = (day * DAY_NS, (day + 1) * DAY_NS);
-            let whole = from_ns <= start && end <= to_ns && day < today;
-            if whole && self.ensure_day_counted(day)? {
-                let conn = self.reader()?;
-                add_rows(
-                    &conn,
-                    "SELECT sensor, reports FROM report_day_counts WHERE day = ?1",
-                    [day],
-                    &mut out,
-                )?;
+            if whole(day) && self.ensure_day_counted(day)? {
+                kept.push(day);
             } else {
-                let conn = self.reader()?;
-                add_rows(
-                    &conn,
-                    &points_sql(day),
-                    params![from_ns.max(start), to_ns.min(end)],
-                    &mut out,
-                )?;
+                partial.push(day);
+            }
+        }
+        let mut out: HashMap<String, u64> = HashMap::new();
+        let conn = self.reader()?;
+        if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+            // Every whole day between them is kept or has no table (and so no counts).
+            add_rows(
+                &conn,
+                "SELECT sensor, SUM(reports) FROM report_sensor_days
+                 WHERE day >= ?1 AND day <= ?2 GROUP BY sensor",
+                [first, last],
+                &mut out,
+            )?;
+        }
+        if !partial.is_empty() {
+            let sensors = series_sensors(&conn)?;
+            for day in partial {
+                let span = (from_ns.max(day * DAY_NS), to_ns.min((day + 1) * DAY_NS));
+                add_points(&conn, day, span, &sensors, &mut out)?;
             }
         }
         Ok(out)
@@ -196,12 +245,12 @@ impl EmbeddedStore {
             return Ok(false);
         }
         let tx = w.conn.transaction().map_err(db_err)?;
-        tx.execute("DELETE FROM report_day_counts WHERE day = ?1", [day])
+        tx.execute("DELETE FROM report_sensor_days WHERE day = ?1", [day])
             .map_err(db_err)?;
         tx.execute(
             &format!(
-                "INSERT INTO report_day_counts (day, sensor, reports)
-                 SELECT ?1, s.sensor, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
+                "INSERT INTO report_sensor_days (sensor, day, reports)
+                 SELECT s.sensor, ?1, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
                  GROUP BY s.sensor",
                 table(day)
             ),
