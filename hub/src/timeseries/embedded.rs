@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 mod counts;
+mod day_blocks;
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 const FILE_NAME: &str = "timeseries.sqlite";

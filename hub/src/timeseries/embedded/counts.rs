@@ -5,11 +5,9 @@
 //! count is `COUNT(DISTINCT ts)` per sensor — a scan of every point. A 30-day report over 100k
 //! sensors cannot scan a month of points within its 2 s budget, so whole past days are counted
 //! once and kept:
-//! - `report_sensor_days(sensor, day, reports)` holds a day's counts, keyed by sensor first so
-//!   a window's sum per sensor is one ordered scan (`GROUP BY sensor` without a sort);
-//!   `report_days(day)` marks the days whose counts are complete. The first report that needs
-//!   a past day fills it (one transaction on the writer, so ingest waits for at most one day's
-//!   count).
+//! - `day_blocks.rs` keeps them, 32 days of a sensor to a row; the first report that needs a
+//!   past day counts it (under the writer's lock, so no write can slip between the count and
+//!   its mark; ingest waits for at most one day's count).
 //! - A write into a past day (an edge's backlog arriving late) removes that day's mark in the
 //!   same transaction as its rows, so the next report counts the day again: never stale.
 //! - Today, and the partial days at either end of a window, are counted from the points: their
@@ -23,20 +21,12 @@
 
 use super::{db_err, table, EmbeddedStore, DAY_NS};
 use crate::timeseries::TsError;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use std::collections::HashMap;
 
 /// Creates the count tables and the `series.first_ts` column if missing (at open).
 pub(super) fn migrate(conn: &Connection) -> Result<(), TsError> {
-    // `report_day_counts` was the first layout (day first); its days are counted again.
-    conn.execute_batch(
-        "DROP TABLE IF EXISTS report_day_counts;
-         CREATE TABLE IF NOT EXISTS report_days (day INTEGER PRIMARY KEY);
-         CREATE TABLE IF NOT EXISTS report_sensor_days (
-             sensor TEXT NOT NULL, day INTEGER NOT NULL, reports INTEGER NOT NULL,
-             PRIMARY KEY (sensor, day)) WITHOUT ROWID;",
-    )
-    .map_err(db_err)?;
+    super::day_blocks::migrate(conn)?;
     let has_first: bool = conn
         .query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info('series') WHERE name = 'first_ts'",
@@ -53,10 +43,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), TsError> {
 
 /// In a write's transaction: `day` got points, so its counts (if kept) are stale.
 pub(super) fn invalidate_day(tx: &Connection, day: i64) -> Result<(), TsError> {
-    tx.prepare_cached("DELETE FROM report_days WHERE day = ?1")
-        .and_then(|mut s| s.execute([day]))
-        .map_err(db_err)?;
-    Ok(())
+    super::day_blocks::invalidate(tx, day)
 }
 
 /// In a write's transaction: a new series' earliest point in that write.
@@ -71,32 +58,7 @@ pub(super) fn set_first_ts(tx: &Connection, series: i64, ts_ns: i64) -> Result<(
 
 /// With retention: `day`'s counts go with its table.
 pub(super) fn drop_day(conn: &Connection, day: i64) -> Result<(), TsError> {
-    conn.execute("DELETE FROM report_days WHERE day = ?1", [day])
-        .and_then(|_| conn.execute("DELETE FROM report_sensor_days WHERE day = ?1", [day]))
-        .map_err(db_err)?;
-    Ok(())
-}
-
-fn add_rows(
-    conn: &Connection,
-    sql: &str,
-    p: impl rusqlite::Params,
-    out: &mut HashMap<String, u64>,
-) -> Result<(), TsError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map(p, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(db_err)?;
-    for row in rows {
-        let (sensor, n) = row.map_err(db_err)?;
-        match out.get_mut(sensor.as_str()) {
-            Some(v) => *v += u64::try_from(n).unwrap_or(0),
-            None => {
-                out.insert(sensor, u64::try_from(n).unwrap_or(0));
-            }
-        }
-    }
-    Ok(())
+    super::day_blocks::drop_day(conn, day)
 }
 
 /// Series id → sensor, for counting points by sensor without joining every row.
@@ -170,16 +132,7 @@ impl EmbeddedStore {
         }
         let mut out: HashMap<String, u64> = HashMap::new();
         let conn = self.reader()?;
-        if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
-            // Every whole day between them is kept or has no table (and so no counts).
-            add_rows(
-                &conn,
-                "SELECT sensor, SUM(reports) FROM report_sensor_days
-                 WHERE day >= ?1 AND day <= ?2 GROUP BY sensor",
-                [first, last],
-                &mut out,
-            )?;
-        }
+        super::day_blocks::add(&conn, &kept, &mut out)?;
         if !partial.is_empty() {
             let sensors = series_sensors(&conn)?;
             for day in partial {
@@ -225,16 +178,10 @@ impl EmbeddedStore {
         rows.collect::<rusqlite::Result<_>>().map_err(db_err)
     }
 
-    /// True once `day`'s counts are kept (filling them now if they were not).
+    /// True once `day`'s counts are kept (counting them now if they were not); false if the
+    /// day has no table.
     fn ensure_day_counted(&self, day: i64) -> Result<bool, TsError> {
-        let kept = {
-            let conn = self.reader()?;
-            conn.prepare_cached("SELECT 1 FROM report_days WHERE day = ?1")
-                .and_then(|mut s| s.query_row([day], |_| Ok(())).optional())
-                .map_err(db_err)?
-                .is_some()
-        };
-        if kept {
+        if super::day_blocks::is_kept(&*self.reader()?, day)? {
             return Ok(true);
         }
         let mut w = self
@@ -244,24 +191,21 @@ impl EmbeddedStore {
         if !w.partitions.contains(&day) {
             return Ok(false);
         }
+        let sensors: HashMap<i64, String> = w
+            .series
+            .iter()
+            .flat_map(|(sensor, ids)| ids.iter().map(move |(_, id)| (*id, sensor.clone())))
+            .collect();
         let tx = w.conn.transaction().map_err(db_err)?;
-        tx.execute("DELETE FROM report_sensor_days WHERE day = ?1", [day])
-            .map_err(db_err)?;
-        tx.execute(
-            &format!(
-                "INSERT INTO report_sensor_days (sensor, day, reports)
-                 SELECT s.sensor, ?1, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
-                 GROUP BY s.sensor",
-                table(day)
-            ),
-            [day],
-        )
-        .map_err(db_err)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO report_days (day) VALUES (?1)",
-            [day],
-        )
-        .map_err(db_err)?;
+        let mut counts = HashMap::new();
+        add_points(
+            &tx,
+            day,
+            (day * DAY_NS, (day + 1) * DAY_NS),
+            &sensors,
+            &mut counts,
+        )?;
+        super::day_blocks::store(&tx, day, &counts)?;
         tx.commit().map_err(db_err)?;
         Ok(true)
     }
