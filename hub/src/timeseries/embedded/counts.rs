@@ -22,7 +22,7 @@
 use super::{db_err, table, EmbeddedStore, DAY_NS};
 use crate::timeseries::TsError;
 use rusqlite::{params, Connection};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Creates the count tables and the `series.first_ts` column if missing (at open).
 pub(super) fn migrate(conn: &Connection) -> Result<(), TsError> {
@@ -121,15 +121,10 @@ impl EmbeddedStore {
         let today = now_ns.div_euclid(DAY_NS);
         let whole =
             |day: i64| from_ns <= day * DAY_NS && (day + 1) * DAY_NS <= to_ns && day < today;
-        let mut kept = Vec::new();
-        let mut partial = Vec::new();
-        for day in days {
-            if whole(day) && self.ensure_day_counted(day)? {
-                kept.push(day);
-            } else {
-                partial.push(day);
-            }
-        }
+        let (whole_days, mut partial): (Vec<i64>, Vec<i64>) =
+            days.into_iter().partition(|d| whole(*d));
+        let kept = self.keep_counts(&whole_days)?;
+        partial.extend(whole_days.iter().filter(|d| !kept.contains(d)));
         let mut out: HashMap<String, u64> = HashMap::new();
         let conn = self.reader()?;
         super::day_blocks::add(&conn, &kept, &mut out)?;
@@ -178,36 +173,63 @@ impl EmbeddedStore {
         rows.collect::<rusqlite::Result<_>>().map_err(db_err)
     }
 
-    /// True once `day`'s counts are kept (counting them now if they were not); false if the
-    /// day has no table.
-    fn ensure_day_counted(&self, day: i64) -> Result<bool, TsError> {
-        if super::day_blocks::is_kept(&*self.reader()?, day)? {
-            return Ok(true);
+    /// Of `days` (whole past days), those whose counts are kept once this returns: the ones
+    /// not kept yet are counted, one day at a time under the writer's lock (ingest waits for
+    /// one day's count at most), and stored one block at a time; a day written after its count
+    /// is left out (counted from its points this time, and again next time).
+    fn keep_counts(&self, days: &[i64]) -> Result<Vec<i64>, TsError> {
+        let mut kept = Vec::new();
+        let mut missing: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        {
+            let conn = self.reader()?;
+            for &day in days {
+                if super::day_blocks::is_kept(&conn, day)? {
+                    kept.push(day);
+                } else {
+                    missing
+                        .entry(super::day_blocks::block_of(day).0)
+                        .or_default()
+                        .push(day);
+                }
+            }
         }
-        let mut w = self
-            .writer
+        for (_, block_days) in missing {
+            let mut counted = Vec::new();
+            for day in block_days {
+                let mut w = self.writer()?;
+                if !w.partitions.contains(&day) {
+                    continue;
+                }
+                w.written_past_days.remove(&day);
+                let sensors: HashMap<i64, String> = w
+                    .series
+                    .iter()
+                    .flat_map(|(s, ids)| ids.iter().map(move |(_, id)| (*id, s.clone())))
+                    .collect();
+                let mut counts = HashMap::new();
+                add_points(
+                    &w.conn,
+                    day,
+                    (day * DAY_NS, (day + 1) * DAY_NS),
+                    &sensors,
+                    &mut counts,
+                )?;
+                counted.push((day, counts));
+            }
+            let mut w = self.writer()?;
+            counted.retain(|(day, _)| !w.written_past_days.contains(day));
+            let tx = w.conn.transaction().map_err(db_err)?;
+            super::day_blocks::store(&tx, &counted)?;
+            tx.commit().map_err(db_err)?;
+            kept.extend(counted.iter().map(|(d, _)| *d));
+        }
+        Ok(kept)
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, super::Writer>, TsError> {
+        self.writer
             .lock()
-            .map_err(|_| TsError::Store("writer lock poisoned".into()))?;
-        if !w.partitions.contains(&day) {
-            return Ok(false);
-        }
-        let sensors: HashMap<i64, String> = w
-            .series
-            .iter()
-            .flat_map(|(sensor, ids)| ids.iter().map(move |(_, id)| (*id, sensor.clone())))
-            .collect();
-        let tx = w.conn.transaction().map_err(db_err)?;
-        let mut counts = HashMap::new();
-        add_points(
-            &tx,
-            day,
-            (day * DAY_NS, (day + 1) * DAY_NS),
-            &sensors,
-            &mut counts,
-        )?;
-        super::day_blocks::store(&tx, day, &counts)?;
-        tx.commit().map_err(db_err)?;
-        Ok(true)
+            .map_err(|_| TsError::Store("writer lock poisoned".into()))
     }
 
     /// Series without `first_ts` (a store from before the column): their earliest point, from

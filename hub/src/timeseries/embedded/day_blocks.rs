@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 const BLOCK_DAYS: i64 = 32;
 const BLOB_BYTES: usize = BLOCK_DAYS as usize * 4;
 
-fn block_of(day: i64) -> (i64, usize) {
+pub(super) fn block_of(day: i64) -> (i64, usize) {
     (
         day.div_euclid(BLOCK_DAYS),
         day.rem_euclid(BLOCK_DAYS) as usize,
@@ -79,14 +79,14 @@ pub(super) fn drop_day(conn: &Connection, day: i64) -> Result<(), TsError> {
     Ok(())
 }
 
-/// In one transaction: `counts` becomes `day`'s slot (0 for every other sensor of the block)
-/// and the day is marked kept.
-pub(super) fn store(
-    tx: &Connection,
-    day: i64,
-    counts: &HashMap<String, u64>,
-) -> Result<(), TsError> {
-    let (block, i) = block_of(day);
+/// In one transaction: each `(day, counts)` (days of one block) becomes that day's slot (0 for
+/// every other sensor of the block) and the day is marked kept; the block's rows are read and
+/// written once, whatever the number of days.
+pub(super) fn store(tx: &Connection, days: &[(i64, HashMap<String, u64>)]) -> Result<(), TsError> {
+    let Some(block) = days.first().map(|(d, _)| block_of(*d).0) else {
+        return Ok(());
+    };
+    debug_assert!(days.iter().all(|(d, _)| block_of(*d).0 == block));
     let mut rows: HashMap<String, Vec<u8>> = HashMap::new();
     {
         let mut st = tx
@@ -102,35 +102,37 @@ pub(super) fn store(
             rows.insert(sensor, blob);
         }
     }
+    for (_, counts) in days {
+        for sensor in counts.keys() {
+            rows.entry(sensor.clone()).or_default();
+        }
+    }
     let mut put = tx
         .prepare_cached(
             "INSERT OR REPLACE INTO report_sensor_blocks (block, sensor, counts) VALUES (?1, ?2, ?3)",
         )
         .map_err(db_err)?;
-    let mut write = |sensor: &str, blob: &mut Vec<u8>, n: u64| -> Result<(), TsError> {
-        blob.resize(BLOB_BYTES, 0);
-        if slot(blob, i) == n {
-            return Ok(());
-        }
-        let v = u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-        blob[i * 4..i * 4 + 4].copy_from_slice(&v);
-        put.execute(params![block, sensor, &blob[..]])
-            .map_err(db_err)?;
-        Ok(())
-    };
     for (sensor, blob) in rows.iter_mut() {
-        write(sensor, blob, counts.get(sensor).copied().unwrap_or(0))?;
-    }
-    for (sensor, n) in counts {
-        if !rows.contains_key(sensor) {
-            write(sensor, &mut vec![0; BLOB_BYTES], *n)?;
+        let before = blob.clone();
+        blob.resize(BLOB_BYTES, 0);
+        for (day, counts) in days {
+            let i = block_of(*day).1;
+            let n = counts.get(sensor).copied().unwrap_or(0);
+            let v = u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+            blob[i * 4..i * 4 + 4].copy_from_slice(&v);
+        }
+        if *blob != before {
+            put.execute(params![block, sensor, &blob[..]])
+                .map_err(db_err)?;
         }
     }
-    tx.execute(
-        "INSERT OR REPLACE INTO report_days (day) VALUES (?1)",
-        [day],
-    )
-    .map_err(db_err)?;
+    for (day, _) in days {
+        tx.execute(
+            "INSERT OR REPLACE INTO report_days (day) VALUES (?1)",
+            [day],
+        )
+        .map_err(db_err)?;
+    }
     Ok(())
 }
 
@@ -174,4 +176,53 @@ pub(super) fn add(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
+        pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn days_of_a_block_are_kept_in_one_row_per_sensor_and_a_recount_replaces_a_slot() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        let (d1, d2) = (64 * 32 + 3, 64 * 32 + 4);
+        store(
+            &conn,
+            &[
+                (d1, counts(&[("A", 10), ("B", 5)])),
+                (d2, counts(&[("A", 7)])),
+            ],
+        )
+        .unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM report_sensor_blocks", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(rows, 2);
+        assert!(is_kept(&conn, d1).unwrap() && is_kept(&conn, d2).unwrap());
+        let mut out = HashMap::new();
+        add(&conn, &[d1, d2], &mut out).unwrap();
+        assert_eq!(out, counts(&[("A", 17), ("B", 5)]));
+        // Counted again after a late write: B has no report that day any more in this count.
+        invalidate(&conn, d1).unwrap();
+        assert!(!is_kept(&conn, d1).unwrap());
+        store(&conn, &[(d1, counts(&[("A", 11)]))]).unwrap();
+        let mut out = HashMap::new();
+        add(&conn, &[d1], &mut out).unwrap();
+        assert_eq!(out, counts(&[("A", 11)]));
+        // Retention: the block goes with its last day.
+        drop_day(&conn, 64 * 32 + 31).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM report_sensor_blocks", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
 }
