@@ -194,7 +194,11 @@ fn main() {
             .await
             .unwrap();
         let rows = r["components"].as_array().map_or(0, Vec::len);
-        let c = &r["completeness_by_type"][0];
+        let c = r["completeness_by_type"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["key"] == "street_light"))
+            .cloned()
+            .unwrap_or_default();
         println!(
             "components in the report: {rows}; {} completeness {}",
             c["key"], c["completeness"]

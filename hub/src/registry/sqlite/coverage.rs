@@ -54,4 +54,17 @@ impl SqliteRegistry {
             other => other,
         })
     }
+
+    /// Sets when `sensor_id` was registered (records carried over from an older system, where
+    /// the sensors were installed before this registry existed). False if no such sensor.
+    pub fn set_registered_at(&self, sensor_id: &str, at_ns: i64) -> Result<bool, RegistryError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE sensors SET registered_at_ns = ?2 WHERE id = ?1",
+                rusqlite::params![sensor_id, at_ns],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| RegistryError::Db(format!("set registered_at of {sensor_id}: {e}")))
+        })
+    }
 }
