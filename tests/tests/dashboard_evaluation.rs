@@ -53,14 +53,20 @@ fn hub_cli(data: &Path, args: &[&str]) -> String {
 /// Registered two hours ago: the seed was imported just now, so its registration times are
 /// set back as if the sensors had been installed this morning.
 fn registered_two_hours_ago(data: &Path) {
-    let conn = rusqlite::Connection::open(data.join("registry.sqlite")).expect("registry");
-    let n = conn
-        .execute(
-            "UPDATE sensors SET registered_at_ns = ?1",
-            [now_ns() - 2 * 3600 * S],
-        )
-        .expect("set registration");
-    assert!(n >= REPORTING, "{n} sensors in the seed");
+    let registry =
+        hub::registry::SqliteRegistry::open(&data.join("registry.sqlite")).expect("registry");
+    let at = now_ns() - 2 * 3600 * S;
+    let sensors = registry.coverage_sensors().expect("sensors");
+    assert!(
+        sensors.len() >= REPORTING,
+        "{} sensors in the seed",
+        sensors.len()
+    );
+    for s in sensors {
+        assert!(registry
+            .set_registered_at(&s.sensor_id, at)
+            .expect("set registration"));
+    }
 }
 
 /// The seed's first sensors' ids (`MH-0001` …).

@@ -81,7 +81,8 @@ mod tests {
     #[test]
     fn the_unused_events_tables_are_dropped() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(apply(&mut conn).unwrap(), 7);
+        let latest = MIGRATIONS.last().unwrap().0;
+        assert_eq!(apply(&mut conn).unwrap(), latest);
         let left: Vec<String> = conn
             .prepare(
                 "SELECT name FROM sqlite_master WHERE name IN ('events', 'event_transitions', \
@@ -95,6 +96,28 @@ mod tests {
             .unwrap();
         assert!(left.is_empty(), "{left:?}");
         // Applying again is a no-op.
-        assert_eq!(apply(&mut conn).unwrap(), 7);
+        assert_eq!(apply(&mut conn).unwrap(), latest);
+    }
+
+    #[test]
+    fn a_new_sensor_records_when_it_was_registered_and_keeps_it_on_update() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        let before = crate::registry::now_ns() - 1_000_000_000;
+        conn.execute("INSERT INTO sensors (id) VALUES ('S-1')", [])
+            .unwrap();
+        let at = |c: &Connection| -> i64 {
+            c.query_row(
+                "SELECT registered_at_ns FROM sensors WHERE id = 'S-1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let first = at(&conn);
+        assert!(first >= before, "{first} < {before}");
+        conn.execute("UPDATE sensors SET interval_s = 30 WHERE id = 'S-1'", [])
+            .unwrap();
+        assert_eq!(at(&conn), first);
     }
 }

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 mod counts;
+mod day_blocks;
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 const FILE_NAME: &str = "timeseries.sqlite";
@@ -108,6 +109,9 @@ struct Writer {
     partitions: BTreeSet<i64>,
     /// Day on which retention last ran; it runs again when the day changes.
     retention_day: i64,
+    /// Past days written since the report counts last counted them (`embedded/counts.rs`):
+    /// a count taken before such a write is not kept.
+    written_past_days: BTreeSet<i64>,
 }
 
 fn db_err(e: rusqlite::Error) -> TsError {
@@ -256,6 +260,7 @@ impl EmbeddedStore {
                 series,
                 partitions,
                 retention_day: i64::MIN,
+                written_past_days: BTreeSet::new(),
             }),
             reader: Mutex::new(reader),
             retention_days: cfg.retention_days,
@@ -289,6 +294,8 @@ impl EmbeddedStore {
             counts::drop_day(&w.conn, *day)?;
             w.partitions.remove(day);
         }
+        // Bounded by the retention: only kept days can be in it.
+        w.written_past_days.retain(|d| *d >= first);
         w.retention_day = now_ns.div_euclid(DAY_NS);
         if !old.is_empty() {
             tracing::info!(days = old.len(), "time-series retention dropped old days");
@@ -389,6 +396,7 @@ impl EmbeddedStore {
             }
             if day < today {
                 counts::invalidate_day(&tx, day)?;
+                w.written_past_days.insert(day);
             }
             let end = i + rows[i..].iter().take_while(|r| r.0 == day).count();
             // Multi-row INSERTs: one statement step for ROWS_PER_INSERT rows.

@@ -8,7 +8,6 @@ use crate::report::{Report, TABLES};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use std::collections::HashMap;
 
 const DAY_NS: i64 = 24 * 3600 * 1_000_000_000;
@@ -54,9 +53,20 @@ pub(super) async fn evaluation(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let report = build(&state, &headers, &q).await?;
-    Ok(Json(blocking(move || Ok(report.to_json())).await?))
+    // Tens of MB at district scale: serialized off the async workers too.
+    let body = blocking(move || {
+        serde_json::to_vec(&report).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("cannot write the report: {e}"),
+            )
+        })
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The file name of a download: `evaluation-<from date>-<to date>.<ext>`.

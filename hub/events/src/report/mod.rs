@@ -32,7 +32,7 @@ use crate::model::rfc3339;
 use crate::store::StoreError;
 use crate::Events;
 use completeness::SensorScore;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 use std::collections::{BTreeSet, HashMap};
 
 /// Every table the report has, in the order of the JSON, the XLSX sheets and the docs.
@@ -63,22 +63,32 @@ impl Report {
         self.tables.iter().find(|t| t.name == name)
     }
 
+    /// The report as a JSON value (see its [`Serialize`] form).
     pub fn to_json(&self) -> Json {
-        let mut obj = Map::new();
-        obj.insert("from".into(), json!(rfc3339(self.from_ns)));
-        obj.insert("to".into(), json!(rfc3339(self.to_ns)));
-        obj.insert("tables".into(), json!(TABLES));
-        obj.insert(
-            "exclusions".into(),
-            json!({
+        serde_json::to_value(self).unwrap_or(Json::Null)
+    }
+}
+
+/// `from`, `to`, `tables` (the names), `exclusions` (what completeness does not count), then
+/// one array per table, written straight to the output.
+impl serde::Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(4 + self.tables.len()))?;
+        map.serialize_entry("from", &rfc3339(self.from_ns))?;
+        map.serialize_entry("to", &rfc3339(self.to_ns))?;
+        map.serialize_entry("tables", TABLES)?;
+        map.serialize_entry(
+            "exclusions",
+            &json!({
                 "maintenance": "a component's cases while dispatched or in progress",
                 "edge_outages": "not excluded: the hub keeps no record of announced edge outages",
             }),
-        );
+        )?;
         for t in &self.tables {
-            obj.insert(t.name.into(), t.to_json());
+            map.serialize_entry(t.name, t)?;
         }
-        Json::Object(obj)
+        map.end()
     }
 }
 

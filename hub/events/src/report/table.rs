@@ -2,7 +2,8 @@
 //! CSV and XLSX read the same cells, so an export cannot disagree with the page.
 
 use crate::model::rfc3339;
-use serde_json::{Map, Value as Json};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::Value as Json;
 
 /// One value of a table.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,31 +63,9 @@ pub struct Table {
 }
 
 impl Table {
-    /// The rows as JSON objects.
+    /// The rows as JSON objects (the [`Serialize`] form, as a value).
     pub fn to_json(&self) -> Json {
-        Json::Array(
-            self.rows
-                .iter()
-                .map(|row| {
-                    let mut obj = Map::new();
-                    for (col, cell) in self.columns.iter().zip(row) {
-                        match col.split_once('.') {
-                            Some((outer, inner)) => {
-                                let slot =
-                                    obj.entry(outer).or_insert_with(|| Json::Object(Map::new()));
-                                if let Json::Object(m) = slot {
-                                    m.insert(inner.to_string(), cell.to_json());
-                                }
-                            }
-                            None => {
-                                obj.insert(col.to_string(), cell.to_json());
-                            }
-                        }
-                    }
-                    Json::Object(obj)
-                })
-                .collect(),
-        )
+        serde_json::to_value(self).unwrap_or(Json::Null)
     }
 
     /// RFC 4180 CSV with a header row, CRLF line ends; fields quoted when they need it. A field
@@ -122,5 +101,74 @@ impl Table {
             );
         }
         out
+    }
+}
+
+impl Serialize for Cell {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Text(t) => s.serialize_str(t),
+            Cell::Int(n) => s.serialize_i64(*n),
+            Cell::Num(v) => v.serialize(s),
+            Cell::Time(t) => t.map(rfc3339).serialize(s),
+        }
+    }
+}
+
+/// A table serializes as an array of objects, keys in column order, written straight to the
+/// output (a 100k-row report is not built as a tree of maps first).
+impl Serialize for Table {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.rows.len()))?;
+        for row in &self.rows {
+            seq.serialize_element(&Fields {
+                columns: self.columns,
+                cells: row,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One row's (or one nested object's) fields: columns `a.b`, `a.c` next to each other become
+/// the object `a` with `b` and `c`.
+struct Fields<'a> {
+    columns: &'a [&'a str],
+    cells: &'a [Cell],
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        let mut i = 0;
+        while i < self.columns.len().min(self.cells.len()) {
+            match self.columns[i].split_once('.') {
+                Some((outer, _)) => {
+                    let prefix = format!("{outer}.");
+                    let n = self.columns[i..]
+                        .iter()
+                        .take_while(|c| c.starts_with(&prefix))
+                        .count();
+                    let inner: Vec<&str> = self.columns[i..i + n]
+                        .iter()
+                        .map(|c| &c[prefix.len()..])
+                        .collect();
+                    let cells = &self.cells[i..(i + n).min(self.cells.len())];
+                    map.serialize_entry(
+                        outer,
+                        &Fields {
+                            columns: &inner,
+                            cells,
+                        },
+                    )?;
+                    i += n;
+                }
+                None => {
+                    map.serialize_entry(self.columns[i], &self.cells[i])?;
+                    i += 1;
+                }
+            }
+        }
+        map.end()
     }
 }

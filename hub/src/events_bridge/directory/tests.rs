@@ -36,7 +36,12 @@ struct World {
 
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(SqliteRegistry::open(&dir.path().join("registry.sqlite")).unwrap());
+    // The hub's own layout: the registry where `[registry] path` puts it by default.
+    let cfg = crate::config::HubConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let registry = Arc::new(SqliteRegistry::open(&cfg.registry_path()).unwrap());
     import_dir(registry.as_ref(), &wangge_testkit::paths::seed_dir()).unwrap();
     let store = Arc::new(EmbeddedStore::open(&EmbeddedConfig::in_dir(dir.path())).unwrap());
     let directory = Arc::new(RegistryDirectory {
@@ -60,14 +65,8 @@ fn world() -> World {
 impl World {
     /// Sets when `sensor` was registered (the seed registered it just now).
     fn registered_at(&self, sensor: &str, at_ns: i64) {
-        let conn = rusqlite::Connection::open(self.registry.path()).unwrap();
-        let n = conn
-            .execute(
-                "UPDATE sensors SET registered_at_ns = ?2 WHERE id = ?1",
-                rusqlite::params![sensor, at_ns],
-            )
-            .unwrap();
-        assert_eq!(n, 1, "{sensor} is seeded");
+        let found = self.registry.set_registered_at(sensor, at_ns).unwrap();
+        assert!(found, "{sensor} is seeded");
     }
 
     /// One report of `sensor` every 60 s in `[from, to)` except `[skip_from, skip_to)`, each

@@ -5,14 +5,13 @@ use super::PgRegistry;
 use crate::registry::{CoverageSensor, RegistryError};
 
 impl PgRegistry {
-    /// Every sensor attached to a component, ordered by component then sensor.
+    /// Every sensor attached to a component, in no particular order (the report ranks them).
     pub fn coverage_sensors(&self) -> Result<Vec<CoverageSensor>, RegistryError> {
         self.all(
             "SELECT s.id, s.component_id, c.name, c.type, COALESCE(c.grid_cell, ''),
                     COALESCE(c.owner_department, ''), COALESCE(c.maintainer_department, ''),
                     COALESCE(s.edge, ''), s.interval_s, s.registered_at_ns
-               FROM sensors s JOIN components c ON c.id = s.component_id
-              ORDER BY s.component_id, s.id",
+               FROM sensors s JOIN components c ON c.id = s.component_id",
             &[],
             |r| {
                 Ok(CoverageSensor {

@@ -6,15 +6,14 @@ use super::SqliteRegistry;
 use crate::registry::{CoverageSensor, RegistryError};
 
 impl SqliteRegistry {
-    /// Every sensor attached to a component, ordered by component then sensor.
+    /// Every sensor attached to a component, in no particular order (the report ranks them).
     pub fn coverage_sensors(&self) -> Result<Vec<CoverageSensor>, RegistryError> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT s.id, s.component_id, c.name, c.type, COALESCE(c.grid_cell, ''),
                         COALESCE(c.owner_department, ''), COALESCE(c.maintainer_department, ''),
                         COALESCE(s.edge, ''), s.interval_s, s.registered_at_ns
-                   FROM sensors s JOIN components c ON c.id = s.component_id
-                  ORDER BY s.component_id, s.id",
+                   FROM sensors s JOIN components c ON c.id = s.component_id",
             )?;
             let rows = st.query_map([], |r| {
                 Ok(CoverageSensor {
@@ -35,6 +34,19 @@ impl SqliteRegistry {
         .map_err(|e| match e {
             RegistryError::Db(m) => RegistryError::Db(format!("coverage sensors: {m}")),
             other => other,
+        })
+    }
+
+    /// Sets when `sensor_id` was registered (records carried over from an older system, where
+    /// the sensors were installed before this registry existed). False if no such sensor.
+    pub fn set_registered_at(&self, sensor_id: &str, at_ns: i64) -> Result<bool, RegistryError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE sensors SET registered_at_ns = ?2 WHERE id = ?1",
+                rusqlite::params![sensor_id, at_ns],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| RegistryError::Db(format!("set registered_at of {sensor_id}: {e}")))
         })
     }
 }

@@ -5,12 +5,14 @@
 //! count is `COUNT(DISTINCT ts)` per sensor — a scan of every point. A 30-day report over 100k
 //! sensors cannot scan a month of points within its 2 s budget, so whole past days are counted
 //! once and kept:
-//! - `report_day_counts(day, sensor, reports)` holds a day's counts; `report_days(day)` marks
-//!   the days whose counts are complete. The first report that needs a past day fills it (one
-//!   transaction on the writer, so ingest waits for at most one day's count).
+//! - `day_blocks.rs` keeps them, 32 days of a sensor to a row; the first report that needs a
+//!   past day counts it (under the writer's lock, so no write can slip between the count and
+//!   its mark; ingest waits for at most one day's count).
 //! - A write into a past day (an edge's backlog arriving late) removes that day's mark in the
 //!   same transaction as its rows, so the next report counts the day again: never stale.
-//! - Today, and the partial days at either end of a window, are counted from the points.
+//! - Today, and the partial days at either end of a window, are counted from the points: their
+//!   `(series, ts)` rows in key order, deduplicated per sensor here (a sort-free scan; SQL's
+//!   `COUNT(DISTINCT)` per sensor would sort every row).
 //! - Retention drops a day's counts with its table.
 //!
 //! The first report of each sensor (`series.first_ts`, the earliest point of its first series)
@@ -19,18 +21,12 @@
 
 use super::{db_err, table, EmbeddedStore, DAY_NS};
 use crate::timeseries::TsError;
-use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashMap;
+use rusqlite::{params, Connection};
+use std::collections::{BTreeMap, HashMap};
 
 /// Creates the count tables and the `series.first_ts` column if missing (at open).
 pub(super) fn migrate(conn: &Connection) -> Result<(), TsError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS report_days (day INTEGER PRIMARY KEY);
-         CREATE TABLE IF NOT EXISTS report_day_counts (
-             day INTEGER NOT NULL, sensor TEXT NOT NULL, reports INTEGER NOT NULL,
-             PRIMARY KEY (day, sensor)) WITHOUT ROWID;",
-    )
-    .map_err(db_err)?;
+    super::day_blocks::migrate(conn)?;
     let has_first: bool = conn
         .query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info('series') WHERE name = 'first_ts'",
@@ -47,10 +43,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), TsError> {
 
 /// In a write's transaction: `day` got points, so its counts (if kept) are stale.
 pub(super) fn invalidate_day(tx: &Connection, day: i64) -> Result<(), TsError> {
-    tx.prepare_cached("DELETE FROM report_days WHERE day = ?1")
-        .and_then(|mut s| s.execute([day]))
-        .map_err(db_err)?;
-    Ok(())
+    super::day_blocks::invalidate(tx, day)
 }
 
 /// In a write's transaction: a new series' earliest point in that write.
@@ -65,40 +58,50 @@ pub(super) fn set_first_ts(tx: &Connection, series: i64, ts_ns: i64) -> Result<(
 
 /// With retention: `day`'s counts go with its table.
 pub(super) fn drop_day(conn: &Connection, day: i64) -> Result<(), TsError> {
-    conn.execute("DELETE FROM report_days WHERE day = ?1", [day])
-        .and_then(|_| conn.execute("DELETE FROM report_day_counts WHERE day = ?1", [day]))
-        .map_err(db_err)?;
-    Ok(())
+    super::day_blocks::drop_day(conn, day)
 }
 
-fn add_rows(
+/// Series id → sensor, for counting points by sensor without joining every row.
+fn series_sensors(conn: &Connection) -> Result<HashMap<i64, String>, TsError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, sensor FROM series")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+}
+
+/// Adds the distinct report timestamps per sensor of `day`'s points in `[from_ns, to_ns)`.
+/// Rows come in key order (series, ts): a sensor with one series needs no set; one with
+/// several (a report per quantity) gets its timestamps merged and deduplicated.
+fn add_points(
     conn: &Connection,
-    sql: &str,
-    p: impl rusqlite::Params,
+    day: i64,
+    (from_ns, to_ns): (i64, i64),
+    sensors: &HashMap<i64, String>,
     out: &mut HashMap<String, u64>,
 ) -> Result<(), TsError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map(p, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT series, ts FROM {} WHERE ts >= ?1 AND ts < ?2 ORDER BY series, ts",
+            table(day)
+        ))
         .map_err(db_err)?;
-    for row in rows {
-        let (sensor, n) = row.map_err(db_err)?;
-        match out.get_mut(sensor.as_str()) {
-            Some(v) => *v += u64::try_from(n).unwrap_or(0),
-            None => {
-                out.insert(sensor, u64::try_from(n).unwrap_or(0));
-            }
+    let mut rows = stmt.query(params![from_ns, to_ns]).map_err(db_err)?;
+    let mut per_sensor: HashMap<&str, Vec<i64>> = HashMap::new();
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let (series, ts): (i64, i64) = (r.get(0).map_err(db_err)?, r.get(1).map_err(db_err)?);
+        if let Some(sensor) = sensors.get(&series) {
+            per_sensor.entry(sensor.as_str()).or_default().push(ts);
         }
     }
+    for (sensor, mut ts) in per_sensor {
+        ts.sort_unstable();
+        ts.dedup();
+        *out.entry(sensor.to_string()).or_default() += ts.len() as u64;
+    }
     Ok(())
-}
-
-fn points_sql(day: i64) -> String {
-    format!(
-        "SELECT s.sensor, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
-         WHERE r.ts >= ?1 AND r.ts < ?2 GROUP BY s.sensor",
-        table(day)
-    )
 }
 
 impl EmbeddedStore {
@@ -116,26 +119,20 @@ impl EmbeddedStore {
             self.days_in(&conn, from_ns, to_ns)?
         };
         let today = now_ns.div_euclid(DAY_NS);
+        let whole =
+            |day: i64| from_ns <= day * DAY_NS && (day + 1) * DAY_NS <= to_ns && day < today;
+        let (whole_days, mut partial): (Vec<i64>, Vec<i64>) =
+            days.into_iter().partition(|d| whole(*d));
+        let kept = self.keep_counts(&whole_days)?;
+        partial.extend(whole_days.iter().filter(|d| !kept.contains(d)));
         let mut out: HashMap<String, u64> = HashMap::new();
-        for day in days {
-            let (start, end) = (day * DAY_NS, (day + 1) * DAY_NS);
-            let whole = from_ns <= start && end <= to_ns && day < today;
-            if whole && self.ensure_day_counted(day)? {
-                let conn = self.reader()?;
-                add_rows(
-                    &conn,
-                    "SELECT sensor, reports FROM report_day_counts WHERE day = ?1",
-                    [day],
-                    &mut out,
-                )?;
-            } else {
-                let conn = self.reader()?;
-                add_rows(
-                    &conn,
-                    &points_sql(day),
-                    params![from_ns.max(start), to_ns.min(end)],
-                    &mut out,
-                )?;
+        let conn = self.reader()?;
+        super::day_blocks::add(&conn, &kept, &mut out)?;
+        if !partial.is_empty() {
+            let sensors = series_sensors(&conn)?;
+            for day in partial {
+                let span = (from_ns.max(day * DAY_NS), to_ns.min((day + 1) * DAY_NS));
+                add_points(&conn, day, span, &sensors, &mut out)?;
             }
         }
         Ok(out)
@@ -176,45 +173,63 @@ impl EmbeddedStore {
         rows.collect::<rusqlite::Result<_>>().map_err(db_err)
     }
 
-    /// True once `day`'s counts are kept (filling them now if they were not).
-    fn ensure_day_counted(&self, day: i64) -> Result<bool, TsError> {
-        let kept = {
+    /// Of `days` (whole past days), those whose counts are kept once this returns: the ones
+    /// not kept yet are counted, one day at a time under the writer's lock (ingest waits for
+    /// one day's count at most), and stored one block at a time; a day written after its count
+    /// is left out (counted from its points this time, and again next time).
+    fn keep_counts(&self, days: &[i64]) -> Result<Vec<i64>, TsError> {
+        let mut kept = Vec::new();
+        let mut missing: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        {
             let conn = self.reader()?;
-            conn.prepare_cached("SELECT 1 FROM report_days WHERE day = ?1")
-                .and_then(|mut s| s.query_row([day], |_| Ok(())).optional())
-                .map_err(db_err)?
-                .is_some()
-        };
-        if kept {
-            return Ok(true);
+            for &day in days {
+                if super::day_blocks::is_kept(&conn, day)? {
+                    kept.push(day);
+                } else {
+                    missing
+                        .entry(super::day_blocks::block_of(day).0)
+                        .or_default()
+                        .push(day);
+                }
+            }
         }
-        let mut w = self
-            .writer
+        for (_, block_days) in missing {
+            let mut counted = Vec::new();
+            for day in block_days {
+                let mut w = self.writer()?;
+                if !w.partitions.contains(&day) {
+                    continue;
+                }
+                w.written_past_days.remove(&day);
+                let sensors: HashMap<i64, String> = w
+                    .series
+                    .iter()
+                    .flat_map(|(s, ids)| ids.iter().map(move |(_, id)| (*id, s.clone())))
+                    .collect();
+                let mut counts = HashMap::new();
+                add_points(
+                    &w.conn,
+                    day,
+                    (day * DAY_NS, (day + 1) * DAY_NS),
+                    &sensors,
+                    &mut counts,
+                )?;
+                counted.push((day, counts));
+            }
+            let mut w = self.writer()?;
+            counted.retain(|(day, _)| !w.written_past_days.contains(day));
+            let tx = w.conn.transaction().map_err(db_err)?;
+            super::day_blocks::store(&tx, &counted)?;
+            tx.commit().map_err(db_err)?;
+            kept.extend(counted.iter().map(|(d, _)| *d));
+        }
+        Ok(kept)
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, super::Writer>, TsError> {
+        self.writer
             .lock()
-            .map_err(|_| TsError::Store("writer lock poisoned".into()))?;
-        if !w.partitions.contains(&day) {
-            return Ok(false);
-        }
-        let tx = w.conn.transaction().map_err(db_err)?;
-        tx.execute("DELETE FROM report_day_counts WHERE day = ?1", [day])
-            .map_err(db_err)?;
-        tx.execute(
-            &format!(
-                "INSERT INTO report_day_counts (day, sensor, reports)
-                 SELECT ?1, s.sensor, COUNT(DISTINCT r.ts) FROM {} r JOIN series s ON s.id = r.series
-                 GROUP BY s.sensor",
-                table(day)
-            ),
-            [day],
-        )
-        .map_err(db_err)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO report_days (day) VALUES (?1)",
-            [day],
-        )
-        .map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
-        Ok(true)
+            .map_err(|_| TsError::Store("writer lock poisoned".into()))
     }
 
     /// Series without `first_ts` (a store from before the column): their earliest point, from
