@@ -9,17 +9,16 @@
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use protocol::uplink::{mac_key, topics, EdgeStatus, Quality, Reading, ReadingFlags, UplinkBatch};
 use protocol::{Quantity, Value};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
+use wangge_testkit::browser::{browser, chromium, find, shot};
 use wangge_testkit::hub::HubServe;
-use wangge_testkit::{bin, free_port, now_ns, port_open, workspace_root, Proc};
+use wangge_testkit::{bin, now_ns, workspace_root, Proc};
 
 /// The seed's water-supply manhole cover on MH-0001, owned by 水务 (sw), in grid 120111001001.
 const COMPONENT: &str = "1201110101000001";
@@ -29,18 +28,6 @@ const EDGE: &str = "edge-xq-01";
 const EDGE_VERSION: &str = "0.1.0-dashboard-test";
 /// How long any one browser or API condition may take before the test fails.
 const WAIT_S: u64 = 30;
-
-fn chromium() -> Option<(PathBuf, PathBuf)> {
-    let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())?;
-    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())?;
-    Some((browser, driver))
-}
 
 /// Runs a `hub` CLI command on `data`, returning its stdout (the printed secret or token).
 fn hub_cli(data: &Path, args: &[&str]) -> String {
@@ -265,95 +252,6 @@ fn displaced_cover_readings() -> Vec<Reading> {
     out
 }
 
-/// chromedriver and the Chromium it starts, in a process group of their own: dropping this
-/// (also when the test panics) kills the whole group by its id, so no browser outlives the test.
-struct DriverGroup {
-    proc: Proc,
-}
-
-impl Drop for DriverGroup {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.proc.pid() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
-async fn browser(driver: &Path, browser: &Path, dir: &Path) -> (DriverGroup, Client) {
-    let port = free_port();
-    let mut cmd = Command::new(driver);
-    cmd.arg(format!("--port={port}")).process_group(0);
-    let proc = Proc::spawn("chromedriver", cmd, &dir.join("chromedriver.log"))
-        .expect("start chromedriver");
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    while !port_open(port) {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not listen: {}",
-            proc.log_tail(2000)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let profile = dir.join("chromium-profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".to_string(),
-        json!({
-            "binary": browser,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,1000", "--lang=zh-CN",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    // Two rustls crypto backends end up linked in this test binary; pick one explicitly.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = ClientBuilder::rustls()
-        .expect("TLS roots")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap_or_else(|e| panic!("WebDriver session: {e}; {}", proc.log_tail(2000)));
-    (DriverGroup { proc }, client)
-}
-
-/// Waits for a CSS selector to match, failing with `what` after WAIT_S.
-async fn find(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    loop {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            return e;
-        }
-        if Instant::now() >= deadline {
-            let _ = shot(c, &format!("failed-{}", what.replace(' ', "-"))).await;
-            panic!("timed out waiting for {what} ({css})");
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-fn screenshots_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let dir = target.join("screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshots dir");
-    dir
-}
-
-async fn shot(c: &Client, name: &str) -> PathBuf {
-    // Let charts and late requests settle: a screenshot is for people, not an assertion.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let png = c.screenshot().await.expect("screenshot");
-    let path = screenshots_dir().join(format!("{name}.png"));
-    std::fs::write(&path, png).expect("write screenshot");
-    path
-}
-
 /// The element `css` matches now (it is expected to be on the page already).
 async fn present(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
     c.find(Locator::Css(css))
@@ -504,7 +402,7 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     }
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut driver, c) = browser(&driver_bin, &chromium_bin, dir.path()).await;
+    let (mut driver, c) = browser(&driver_bin, &chromium_bin, dir.path(), "1400,1000").await;
     c.set_window_size(1400, 1000).await.expect("window size");
 
     // A wrong token is refused on the sign-in page itself.
@@ -676,5 +574,5 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     open(&c, &hub, &event_page, "#event-detail .error", refusal).await;
 
     let _ = c.close().await;
-    driver.proc.terminate(Duration::from_secs(5));
+    driver.terminate(Duration::from_secs(5));
 }

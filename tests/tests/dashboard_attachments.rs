@@ -11,18 +11,17 @@
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Client;
 use protocol::uplink::{mac_key, topics, Quality, Reading, ReadingFlags, UplinkBatch};
 use protocol::{Quantity, Value};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use wangge_testkit::browser::{browser, chromium, find, shot};
 use wangge_testkit::hub::HubServe;
-use wangge_testkit::{bin, free_port, now_ns, port_open, workspace_root, Proc};
+use wangge_testkit::{bin, now_ns, workspace_root};
 
 /// The seed's water-supply manhole cover on MH-0001, owned by 水务 (sw).
 const COMPONENT: &str = "1201110101000001";
@@ -35,14 +34,6 @@ const RULE: &str = "处置后照片";
 
 fn photo_path() -> PathBuf {
     workspace_root().join("hub/events/tests/fixtures/after-repair.png")
-}
-
-fn chromium() -> Option<(PathBuf, PathBuf)> {
-    let find = |c: &[&str]| c.iter().map(PathBuf::from).find(|p| p.exists());
-    Some((
-        find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"])?,
-        find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])?,
-    ))
 }
 
 /// A seeded data dir, its tokens, and the hub serving it (restartable on the same dir).
@@ -261,89 +252,6 @@ async fn raised_event(hub: &Hub) -> i64 {
     }
 }
 
-/// chromedriver and its Chromium in a process group of their own, killed by its id on drop.
-struct DriverGroup {
-    proc: Proc,
-}
-
-impl Drop for DriverGroup {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.proc.pid() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
-async fn browser(driver: &Path, browser: &Path, dir: &Path) -> (DriverGroup, Client) {
-    let port = free_port();
-    let mut cmd = Command::new(driver);
-    cmd.arg(format!("--port={port}")).process_group(0);
-    let proc =
-        Proc::spawn("chromedriver", cmd, &dir.join("chromedriver.log")).expect("chromedriver");
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    while !port_open(port) {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver: {}",
-            proc.log_tail(2000)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let profile = dir.join("chromium-profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".to_string(),
-        json!({
-            "binary": browser,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,1000", "--lang=zh-CN",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    // Two rustls crypto backends end up linked in this test binary; pick one explicitly.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = ClientBuilder::rustls()
-        .expect("TLS roots")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap_or_else(|e| panic!("WebDriver session: {e}; {}", proc.log_tail(2000)));
-    (DriverGroup { proc }, client)
-}
-
-/// Waits for `css` to match, failing (with a screenshot) after WAIT_S.
-async fn find(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    loop {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            return e;
-        }
-        if Instant::now() >= deadline {
-            let _ = shot(c, "failed-event-attachment").await;
-            panic!("timed out waiting for {what} ({css})");
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-async fn shot(c: &Client, name: &str) -> PathBuf {
-    // Let late requests settle: a screenshot is for people, not an assertion.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let dir = target.join("screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshots dir");
-    let path = dir.join(format!("{name}.png"));
-    std::fs::write(&path, c.screenshot().await.expect("screenshot")).expect("write screenshot");
-    path
-}
-
 /// Chooses `action` and submits it on the open event page.
 async fn act_in_page(c: &Client, action: &str) {
     find(c, "#act-action", "the action form")
@@ -391,7 +299,7 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
     hub.act(id, json!({"action": "start"})).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_driver, c) = browser(&driver_bin, &chromium_bin, dir.path()).await;
+    let (_driver, c) = browser(&driver_bin, &chromium_bin, dir.path(), "1400,1000").await;
     c.set_window_size(1400, 1000).await.expect("window size");
     c.goto(&hub.url("/")).await.expect("navigate");
     find(&c, "#token", "the sign-in form")

@@ -10,17 +10,15 @@
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use protocol::uplink::{mac_key, topics, Quality, Reading, ReadingFlags, UplinkBatch};
 use protocol::{Quantity, Value};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde_json::json;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
+use wangge_testkit::browser::{browser, chromium, find, shot};
 use wangge_testkit::hub::HubServe;
-use wangge_testkit::{bin, free_port, now_ns, port_open, workspace_root, Proc};
+use wangge_testkit::{bin, now_ns, workspace_root};
 
 const EDGE: &str = "edge-xq-01";
 /// How long any one browser or API condition may take before the test fails.
@@ -33,18 +31,6 @@ const HALF_SILENT: usize = 3;
 const MINUTES: i64 = 100;
 /// Rows a ranked table shows (`ROWS_SHOWN_MAX` in views/evaluation.js).
 const ROWS_SHOWN: usize = 15;
-
-fn chromium() -> Option<(PathBuf, PathBuf)> {
-    let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())?;
-    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())?;
-    Some((browser, driver))
-}
 
 fn hub_cli(data: &Path, args: &[&str]) -> String {
     wangge_testkit::hub::cli(&bin("hub"), data, args)
@@ -163,85 +149,6 @@ async fn send_as_edge(mqtt: u16, secret: &str, readings: Vec<Reading>) {
     let _ = client.disconnect().await;
 }
 
-/// chromedriver and its Chromium in a process group of their own, killed by its id on drop.
-struct DriverGroup(Proc);
-
-impl Drop for DriverGroup {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.0.pid() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
-async fn browser(driver: &Path, browser: &Path, dir: &Path) -> (DriverGroup, Client) {
-    let port = free_port();
-    let mut cmd = Command::new(driver);
-    cmd.arg(format!("--port={port}")).process_group(0);
-    let proc = Proc::spawn("chromedriver", cmd, &dir.join("chromedriver.log"))
-        .expect("start chromedriver");
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    while !port_open(port) {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver: {}",
-            proc.log_tail(2000)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let profile = dir.join("chromium-profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".to_string(),
-        json!({
-            "binary": browser,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,2400", "--lang=zh-CN",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = ClientBuilder::rustls()
-        .expect("TLS roots")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap_or_else(|e| panic!("WebDriver session: {e}; {}", proc.log_tail(2000)));
-    (DriverGroup(proc), client)
-}
-
-/// Waits for `css`, failing with `what` after WAIT_S.
-async fn find(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    loop {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what} ({css})"
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-async fn shot(c: &Client, name: &str) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let dir = target.join("screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshots dir");
-    // Let the charts settle: a screenshot is for people, not an assertion.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let png = c.screenshot().await.expect("screenshot");
-    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
-}
-
 /// (name, completeness) of each row of the components table.
 async fn ranked_components(c: &Client) -> Vec<(String, String)> {
     let rows = c
@@ -355,7 +262,7 @@ async fn the_director_sees_completeness_near_100_percent_with_names_in_both_lang
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let (_group, c) = browser(&driver_bin, &chromium_bin, dir.path()).await;
+    let (_group, c) = browser(&driver_bin, &chromium_bin, dir.path(), "1400,2400").await;
     c.goto(&base).await.expect("navigate");
     find(&c, "#token", "the sign-in form")
         .await
