@@ -374,6 +374,13 @@ fn start_events(
             guard.render_prometheus(&mut s);
             s
         }));
+        // `wangge_attachments_total{outcome}`: photos stored, locations removed, refusals.
+        let ev = events.clone();
+        metric_sources.push(Arc::new(move || {
+            let mut s = String::new();
+            ev.attachment_metrics().render_prometheus(&mut s);
+            s
+        }));
         (Some((events, router)), Some(stage))
     } else {
         (None, None)

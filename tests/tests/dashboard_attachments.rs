@@ -407,6 +407,17 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
     );
     assert_eq!(hub.photo(&hub.xf, id, att).await.0, 404);
     let _ = c.close().await;
+    // The upload is counted on the hub's /metrics.
+    let metrics = reqwest::get(hub.url("/metrics"))
+        .await
+        .expect("hub answers")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("wangge_attachments_total{outcome=\"stored\"} 1"),
+        "{metrics}"
+    );
 
     // kill -9 and start again: the photo, its hash and its place in the history are kept.
     hub.restart();
