@@ -6,6 +6,8 @@
 pub mod codes;
 mod migrations;
 pub mod model;
+#[macro_use]
+mod trait_impls;
 mod pg;
 pub mod seed;
 mod sqlite;

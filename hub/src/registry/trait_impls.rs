@@ -1,0 +1,87 @@
+//! The registry traits for a back end whose entity files answer each method: one list of the
+//! trait methods, written once for both back ends (`sqlite`, `pg`). The invocation site
+//! supplies the back end's inherent methods of the same names, its `page` and its listings
+//! (`edges::EDGES`, `sensors::UNASSIGNED`, `reference::GRID_CELLS`, `reference::DEPARTMENTS`).
+
+/// Writes trait methods that call the inherent method of the same name (in the entity's file)
+/// with the same arguments: a line `name(arguments) -> T` is a method returning
+/// `Result<T, RegistryError>`. (Without that inherent method the call would be the trait method
+/// itself, which rustc refuses as unconditional recursion under `-D warnings`.)
+macro_rules! answered_by_entity_files {
+    ($reg:ident: $($name:ident($($arg:ident: $ty:ty),*) -> $ok:ty;)*) => {$(
+        fn $name(&self $(, $arg: $ty)*) -> Result<$ok, RegistryError> {
+            $reg::$name(self $(, $arg)*)
+        }
+    )*};
+}
+
+/// Writes list methods, each one page of the back end's `Listing`: `name -> item = listing`.
+macro_rules! listed_by {
+    ($($name:ident -> $item:ty = $listing:expr;)*) => {$(
+        fn $name(&self, after: Option<&str>, limit: usize) -> Result<Page<$item>, RegistryError> {
+            self.page(&$listing, after, limit)
+        }
+    )*};
+}
+
+/// `impl RegistryStore` and `impl RegistryAdmin` for `$reg`.
+macro_rules! registry_traits_by_entity_files {
+    ($reg:ident) => {
+        impl RegistryStore for $reg {
+            answered_by_entity_files! { $reg:
+                sensor_assignment(sensor_id: &str) -> Option<SensorAssignment>;
+                note_unassigned_sensor(sensor_id: &str, edge_id: &str, at_ns: i64) -> ();
+                edge_credentials(edge_id: &str) -> Option<EdgeCredentials>;
+                record_edge_status(status: &EdgeStatus) -> Freshness;
+                audit_ingest(refusal: &IngestRefusal<'_>) -> bool;
+                record_edge_seen(edge_id: &str, at_ns: i64) -> ();
+                record_gaps(report: &GapReport<'_>, at_ns: i64) -> ();
+                mqtt_user_credentials(username: &str) -> Option<MqttUserCredentials>;
+                broker_accounts() -> Vec<BrokerAccount>;
+            }
+        }
+
+        impl RegistryAdmin for $reg {
+            answered_by_entity_files! { $reg:
+                list_components(filter: &ComponentFilter) -> Page<Component>;
+                component(id: &str) -> Option<Component>;
+                create_component(input: &ComponentInput) -> Component;
+                preview_component(id: &str, input: &ComponentInput) -> Component;
+                put_component(id: &str, input: &ComponentInput) -> (Component, bool);
+                set_component_status(id: &str, status: ComponentStatus) -> bool;
+                delete_component(id: &str) -> bool;
+                sensor(id: &str) -> Option<Sensor>;
+                put_sensor(id: &str, input: &SensorInput) -> (Sensor, bool);
+                component_sensors(component_id: &str) -> Vec<Sensor>;
+                sensor_contexts() -> Vec<SensorContext>;
+                sensor_context(sensor_id: &str) -> Option<SensorContext>;
+                stats() -> RegistryStats;
+                add_edge(edge_id: &str, name: Option<&str>, site: Option<&str>) -> String;
+                revoke_edge(edge_id: &str) -> ();
+                add_token(department: Option<&str>, scope: Scope) -> String;
+                verify_token(token: &str) -> Option<Principal>;
+                revoke_token(token_id: &str) -> ();
+                add_mqtt_user(department: &str) -> (String, String);
+                revoke_mqtt_user(username: &str) -> ();
+                list_mqtt_users() -> Vec<MqttUser>;
+                department_exists(id: &str) -> bool;
+                coverage_sensors() -> Vec<CoverageSensor>;
+            }
+
+            fn import_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {
+                $reg::import_seed(self, dir)
+            }
+
+            fn export_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {
+                $reg::export_seed(self, dir)
+            }
+
+            listed_by! {
+                list_edges -> Edge = edges::EDGES;
+                list_unassigned_sensors -> UnassignedSensor = sensors::UNASSIGNED;
+                list_grid_cells -> GridCell = reference::GRID_CELLS;
+                list_departments -> Department = reference::DEPARTMENTS;
+            }
+        }
+    };
+}
