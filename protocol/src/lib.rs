@@ -9,7 +9,8 @@
 //!   This part is `no_std` and allocation-free so firmware can link it.
 //! * **Edge ↔ hub messages** ([`uplink`], needs the `alloc` feature): canonical
 //!   [`uplink::Reading`]s, the [`uplink::UplinkBatch`] an edge publishes, the hub's
-//!   [`uplink::Ack`] and the edge's [`uplink::EdgeStatus`].
+//!   [`uplink::Ack`] and the edge's [`uplink::EdgeStatus`]; and configuration from the hub
+//!   ([`edge_config`]): the sealed desired configuration and the edge's report on it.
 //! * **Time** ([`time`], needs `std`): the clock (`now_ns`) and the RFC 3339 codec every
 //!   crate of the workspace uses.
 //! * **MQTT remaining length** ([`mqtt_length`]): the variable byte integer of MQTT's fixed
@@ -31,6 +32,8 @@ pub mod mqtt_length;
 mod quantity;
 mod value;
 
+#[cfg(feature = "alloc")]
+pub mod edge_config;
 #[cfg(feature = "std")]
 pub mod seed_csv;
 #[cfg(feature = "alloc")]

@@ -247,6 +247,10 @@ pub enum MacDomain {
     Batch,
     Ack,
     Status,
+    /// A desired configuration the hub sealed for one edge ([`crate::edge_config`]).
+    Config,
+    /// An edge's report of what it did with a desired configuration.
+    ConfigReport,
 }
 
 impl MacDomain {
@@ -255,6 +259,8 @@ impl MacDomain {
             MacDomain::Batch => b"wangge/v2/batch\0",
             MacDomain::Ack => b"wangge/v2/ack\0",
             MacDomain::Status => b"wangge/v2/status\0",
+            MacDomain::Config => b"wangge/v2/config\0",
+            MacDomain::ConfigReport => b"wangge/v2/config-report\0",
         }
     }
 }
@@ -272,7 +278,7 @@ fn tag(key: &[u8; 32], domain: MacDomain, signed: &[u8]) -> [u8; MAC_BYTES] {
 }
 
 /// Checks `bytes` = `signed | tag` under `key` in constant time and returns `signed`.
-fn check_tag<'a>(
+pub(crate) fn check_tag<'a>(
     key: &[u8; 32],
     domain: MacDomain,
     bytes: &'a [u8],
@@ -309,7 +315,7 @@ fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     out
 }
 
-fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, UplinkError> {
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, UplinkError> {
     let (&version, body) = bytes.split_first().ok_or(UplinkError::Empty)?;
     if version != UPLINK_VERSION {
         return Err(UplinkError::UnknownVersion(version));
@@ -352,7 +358,7 @@ impl Unverified<'_> {
     }
 }
 
-fn seal<T: Serialize>(msg: &T, key: &[u8; 32], domain: MacDomain) -> Vec<u8> {
+pub(crate) fn seal<T: Serialize>(msg: &T, key: &[u8; 32], domain: MacDomain) -> Vec<u8> {
     let mut out = encode(msg);
     let t = tag(key, domain, &out);
     out.extend_from_slice(&t);
@@ -473,9 +479,18 @@ pub mod topics {
     pub fn status(edge_id: &str) -> String {
         format!("wangge/v1/edges/{edge_id}/status")
     }
+    /// The hub's desired configuration for the edge (sealed, retained; hub → edge).
+    pub fn config(edge_id: &str) -> String {
+        format!("wangge/v1/edges/{edge_id}/config")
+    }
+    /// The edge's report on a desired configuration (sealed; edge → hub).
+    pub fn config_report(edge_id: &str) -> String {
+        format!("wangge/v1/edges/{edge_id}/config-report")
+    }
     /// Subscription filters the hub uses.
     pub const ALL_BATCHES: &str = "wangge/v1/edges/+/batches";
     pub const ALL_STATUS: &str = "wangge/v1/edges/+/status";
+    pub const ALL_CONFIG_REPORTS: &str = "wangge/v1/edges/+/config-report";
 
     /// The edge id in a `wangge/v1/edges/{id}/...` topic.
     pub fn edge_of(topic: &str) -> Option<&str> {

@@ -3,9 +3,11 @@
 //! to the pid in its `pid_file`), which also disconnects clients whose password no longer holds.
 //!
 //! The rules are the principals' table of [`super::gate::acl`], in mosquitto's terms:
-//! - edge E: `write wangge/v1/edges/E/batches`, `write .../E/status`, `read .../E/acks`;
+//! - edge E: `write wangge/v1/edges/E/batches`, `write .../E/status`, `read .../E/acks`,
+//!   `read .../E/config` (its desired configuration), `write .../E/config-report`;
 //! - department user D: `read wangge/v1/events/D/#`;
-//! - the hub's own user: read every edge's batches and status, write acks and events.
+//! - the hub's own user: read every edge's batches, status and config reports, write acks,
+//!   desired configurations and events.
 //!
 //! mosquitto must run with `use_username_as_clientid true` (a client's id becomes its username,
 //! so nobody can take over another's session or the hub's) and `allow_anonymous false`; the
@@ -73,7 +75,8 @@ pub fn render_acl(hubs: &[HubAccount], accounts: &[BrokerAccount]) -> String {
         let _ = write!(
             out,
             "{}user {}\ntopic read wangge/v1/edges/+/batches\ntopic read wangge/v1/edges/+/status\n\
-             topic write wangge/v1/edges/+/acks\ntopic write wangge/v1/events/#\n",
+             topic read wangge/v1/edges/+/config-report\ntopic write wangge/v1/edges/+/acks\n\
+             topic write wangge/v1/edges/+/config\ntopic write wangge/v1/events/#\n",
             if i > 0 { "\n" } else { "" },
             hub.username
         );
@@ -86,7 +89,8 @@ pub fn render_acl(hubs: &[HubAccount], accounts: &[BrokerAccount]) -> String {
                 let _ = write!(
                     out,
                     "topic write wangge/v1/edges/{e}/batches\ntopic write wangge/v1/edges/{e}/status\n\
-                     topic read wangge/v1/edges/{e}/acks\n"
+                     topic read wangge/v1/edges/{e}/acks\ntopic read wangge/v1/edges/{e}/config\n\
+                     topic write wangge/v1/edges/{e}/config-report\n"
                 );
             }
             BrokerAccountKind::Department { department_id } => {

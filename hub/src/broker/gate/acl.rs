@@ -45,7 +45,10 @@ impl MqttPrincipal {
                 if topic == status {
                     return true; // its status is retained by design
                 }
-                !retain && topic == topics::batches(edge_id)
+                // Batches and reports on the hub's desired configuration, never retained.
+                !retain
+                    && (topic == topics::batches(edge_id)
+                        || topic == topics::config_report(edge_id))
             }
             MqttPrincipal::Department { .. } => false,
         }
@@ -54,7 +57,9 @@ impl MqttPrincipal {
     /// Whether this principal may subscribe to `filter`.
     pub fn may_subscribe(&self, filter: &str) -> bool {
         match self {
-            MqttPrincipal::Edge { edge_id } => filter == topics::acks(edge_id),
+            MqttPrincipal::Edge { edge_id } => {
+                filter == topics::acks(edge_id) || filter == topics::config(edge_id)
+            }
             MqttPrincipal::Department { department_id, .. } => {
                 // Anything inside its own literal subtree; the department level itself is
                 // literal, so no wildcard can reach a sibling department.
@@ -105,6 +110,11 @@ mod tests {
         assert!(!a.may_publish("wangge/v1/edges/edge-b/batches", false));
         assert!(!a.may_publish("wangge/v1/edges/edge-b/status", true));
         assert!(!a.may_publish("wangge/v1/edges/edge-a/acks", false));
+        assert!(a.may_publish("wangge/v1/edges/edge-a/config-report", false));
+        assert!(!a.may_publish("wangge/v1/edges/edge-a/config-report", true));
+        assert!(!a.may_publish("wangge/v1/edges/edge-b/config-report", false));
+        assert!(!a.may_publish("wangge/v1/edges/edge-a/config", true));
+        assert!(!a.may_publish("wangge/v1/edges/edge-b/config", false));
         assert!(!a.may_publish("wangge/v1/events/cg/fire.smoke", false));
         assert!(!a.may_publish("anything/else", false));
         assert!(!dept("cg").may_publish("wangge/v1/events/cg/x", false));
@@ -114,7 +124,10 @@ mod tests {
     fn an_edge_subscribes_only_to_its_own_acks() {
         let a = edge("edge-a");
         assert!(a.may_subscribe("wangge/v1/edges/edge-a/acks"));
+        assert!(a.may_subscribe("wangge/v1/edges/edge-a/config"));
         for f in [
+            "wangge/v1/edges/edge-b/config",
+            "wangge/v1/edges/+/config",
             "wangge/v1/edges/edge-b/acks",
             "wangge/v1/edges/+/acks",
             "wangge/v1/edges/edge-a/#",
