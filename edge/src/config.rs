@@ -93,6 +93,10 @@ pub struct HubSection {
     /// PEM CA certificate(s): when set, the uplink uses TLS (rustls) and verifies the hub.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The same CA certificate(s) inline, as PEM text (what the hub's document can carry: a
+    /// file path would have to exist on the box already). `ca_pem` wins over `ca_file`.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
     /// MQTT keep-alive, seconds. Default 10.
     #[serde(default = "default_keepalive_s")]
     pub keepalive_s: u64,
@@ -279,6 +283,11 @@ pub struct UplinkSection {
     /// Retained status (backlog) every this often, ms. Default 5000.
     #[serde(default = "default_status_interval_ms")]
     pub status_interval_ms: u64,
+    /// After a configuration from the hub changed the uplink or the buffer, the uplink must be
+    /// back within this long, ms, or the edge returns to its last known good configuration.
+    /// Default 60000 (1000..=600000).
+    #[serde(default = "default_config_confirm_ms")]
+    pub config_confirm_ms: u64,
 }
 
 fn default_batch_readings_max() -> usize {
@@ -296,6 +305,9 @@ fn default_ack_timeout_ms() -> u64 {
 fn default_status_interval_ms() -> u64 {
     5000
 }
+fn default_config_confirm_ms() -> u64 {
+    60_000
+}
 
 impl Default for UplinkSection {
     fn default() -> Self {
@@ -305,6 +317,7 @@ impl Default for UplinkSection {
             inflight_batches_max: default_inflight_batches_max(),
             ack_timeout_ms: default_ack_timeout_ms(),
             status_interval_ms: default_status_interval_ms(),
+            config_confirm_ms: default_config_confirm_ms(),
         }
     }
 }
@@ -527,6 +540,13 @@ impl Config {
                 "uplink.inflight_batches_max",
                 "must be within 1..=1024",
                 "use 16",
+            ));
+        }
+        if !(1000..=600_000).contains(&self.uplink.config_confirm_ms) {
+            return Err(self.invalid(
+                "uplink.config_confirm_ms",
+                format!("{} is outside 1000..=600000", self.uplink.config_confirm_ms),
+                "use 60000",
             ));
         }
         for q in &self.validate.urgent {

@@ -10,6 +10,7 @@
 pub mod buffer;
 pub mod check;
 pub mod config;
+pub mod fleet;
 pub mod ingest;
 pub mod local_api;
 pub mod log;

@@ -60,6 +60,9 @@ pub struct Metrics {
     pub readings_out: AtomicU64,
     pub gaps_reported: AtomicU64,
     pub acks_unexpected: AtomicU64,
+    /// Desired configurations ignored because they do not open under this edge's key (forged,
+    /// for another edge, or tampered with).
+    pub configs_rejected: AtomicU64,
     /// Acks ignored, by reason (index into [`ACK_REJECT_REASONS`]): the buffer never moves on
     /// them.
     acks_rejected: [AtomicU64; ACK_REJECT_REASONS.len()],
@@ -81,15 +84,21 @@ impl Metrics {
         m
     }
 
+    /// The counters of source `name` of `kind`: the same ones again for a source restarted
+    /// by a configuration change, so its counters keep counting.
     pub fn source(&self, name: &str, kind: &'static str) -> Arc<SourceMetrics> {
+        let Ok(mut v) = self.sources.lock() else {
+            return Arc::new(SourceMetrics::default());
+        };
+        if let Some(s) = v.iter().find(|s| s.name == name && s.kind == kind) {
+            return s.clone();
+        }
         let s = Arc::new(SourceMetrics {
             name: name.into(),
             kind,
             ..Default::default()
         });
-        if let Ok(mut v) = self.sources.lock() {
-            v.push(s.clone());
-        }
+        v.push(s.clone());
         s
     }
 
@@ -193,6 +202,7 @@ impl Metrics {
             ("edge_readings_out_total", &self.readings_out),
             ("edge_gaps_reported_total", &self.gaps_reported),
             ("edge_acks_unexpected_total", &self.acks_unexpected),
+            ("edge_configs_rejected_total", &self.configs_rejected),
         ];
         for (name, c) in counters {
             let _ = writeln!(o, "# TYPE {name} counter\n{name} {}", c.load(Relaxed));

@@ -1,4 +1,5 @@
-//! `edge run`: wires sources → ingest → buffer → uplink, plus the local API.
+//! `edge run`: wires sources → ingest → buffer → uplink, plus the local API and the manager of
+//! the hub's configuration ([`crate::fleet`]).
 
 use crate::buffer::{spawn_sync_thread, Buffer, BufferOptions};
 use crate::config::Config;
@@ -7,23 +8,17 @@ use crate::local_api::{self, ApiState};
 use crate::metrics::Metrics;
 use crate::normalize::validate::Validator;
 use crate::normalize::Normalizer;
-use crate::{registry, source, uplink};
+use crate::source::running::Sources;
+use crate::{fleet, registry, source, uplink};
 use anyhow::Context;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let secret = cfg.secret()?;
-    let normalizer = Normalizer::load(&cfg.edge.profiles_dir, &cfg)?;
-    let registered = registry::registered(&cfg)?;
-    tracing::info!(
-        edge_id = %cfg.edge.id,
-        profiles = ?normalizer.profile_names(),
-        registered = registered.len(),
-        "starting"
-    );
+/// The validator of `cfg`: its registered sensors, limits and rate limit.
+pub fn validator(cfg: &Config) -> anyhow::Result<Validator> {
+    let registered = registry::registered(cfg)?;
     let default_urgent = cfg
         .validate
         .urgent
@@ -36,12 +31,29 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .iter()
         .filter_map(|(q, l)| Some((protocol::Quantity::from_name(q).ok()?, *l)))
         .collect();
-    let validator = Validator::new(registered, cfg.validate.future_skew_max_ms, default_urgent)
-        .with_limits(crate::normalize::validate::limits_with(&overrides))
-        .with_rate_limit(crate::normalize::validate::RateLimit {
-            reports_per_s_max: cfg.validate.sensor_reports_per_s_max,
-            burst_reports_max: cfg.validate.sensor_burst_reports_max,
-        });
+    Ok(
+        Validator::new(registered, cfg.validate.future_skew_max_ms, default_urgent)
+            .with_limits(crate::normalize::validate::limits_with(&overrides))
+            .with_rate_limit(crate::normalize::validate::RateLimit {
+                reports_per_s_max: cfg.validate.sensor_reports_per_s_max,
+                burst_reports_max: cfg.validate.sensor_burst_reports_max,
+            }),
+    )
+}
+
+/// Runs the agent on the local file `file_cfg` joined with the hub's stored configuration.
+pub async fn run(file_cfg: Config) -> anyhow::Result<()> {
+    let boot = fleet::boot(file_cfg)?;
+    let cfg = boot.cfg.clone();
+    let secret = cfg.secret()?;
+    let normalizer = Normalizer::load(&cfg.edge.profiles_dir, &cfg)?;
+    let validator = validator(&cfg)?;
+    tracing::info!(
+        edge_id = %cfg.edge.id,
+        profiles = ?normalizer.profile_names(),
+        hub_config = boot.state.current.as_ref().map(|c| c.version).unwrap_or(0),
+        "starting"
+    );
     let buffer_dir = cfg.edge.data_dir.join("buffer");
     let buffer = Buffer::open(
         &buffer_dir,
@@ -112,11 +124,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     });
     tokio::spawn(local_api::rate_sampler(ingest.clone()));
 
-    let topics = ingest.normalizer.topics();
-    let mut mqtt_sources = cfg.mqtt.clone();
+    let mut embedded = None;
     if let Some(sb) = &cfg.site_broker {
         let addr = source::embedded_broker::start(sb)?;
-        mqtt_sources.push(crate::config::MqttSource {
+        embedded = Some(crate::config::MqttSource {
             name: "embedded".into(),
             host: addr.ip().to_string(),
             port: addr.port(),
@@ -127,26 +138,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             reconnect_backoff_max_ms: 1000,
         });
     }
-    for src in mqtt_sources {
-        let t = if src.topics.is_empty() {
-            topics.clone()
-        } else {
-            src.topics.clone()
-        };
-        tokio::spawn(source::mqtt::run(
-            src,
-            cfg.edge.id.clone(),
-            secret.clone(),
-            t,
-            ingest.clone(),
-        ));
-    }
-    for line in cfg.modbus_lines().iter().cloned() {
-        tokio::spawn(source::modbus::poller::supervise(line, ingest.clone()));
-    }
-    for src in cfg.serial.clone() {
-        tokio::spawn(source::serial::run(src, ingest.clone()));
-    }
+    let sources = Sources::start(&cfg, &secret, ingest.clone(), embedded);
+    let manager = fleet::Manager::new(
+        boot,
+        fleet::Agent {
+            ingest: ingest.clone(),
+            sources,
+            metrics: metrics.clone(),
+            buffer: buffer.clone(),
+            client: up.client.clone(),
+            key: protocol::uplink::mac_key(&secret),
+        },
+    );
+    tokio::spawn(manager.run(up.configs.clone()));
     println!(
         "edge {} running; local API on http://{}",
         cfg.edge.id, cfg.local_api.listen

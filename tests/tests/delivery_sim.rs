@@ -124,6 +124,7 @@ impl Scenario {
             inflight_batches_max: r.range(1, 6) as usize,
             ack_timeout_ms: r.range(150, 2000),
             status_interval_ms: 5000,
+            ..UplinkSection::default()
         };
         let mut faults = Vec::new();
         let n = r.range(0, 8);

@@ -4,6 +4,7 @@
 pub mod embedded_broker;
 pub mod modbus;
 pub mod mqtt;
+pub mod running;
 pub mod serial;
 pub mod site_front;
 pub mod text;

@@ -21,13 +21,16 @@ use crate::config::{Config, UplinkSection};
 use crate::ingest::now_ns;
 use crate::metrics::Metrics;
 use crate::metrics::Metrics as EdgeMetrics;
+use protocol::edge_config::DesiredConfig;
 use protocol::uplink::{mac_key, topics, Ack, EdgeStatus, UplinkError, UPLINK_VERSION};
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, SubscribeFilter, Transport,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use window::{AckEffect, DeliveryWindow};
 
 pub mod window;
@@ -118,9 +121,15 @@ pub fn mqtt_options(cfg: &Config, secret: &str) -> anyhow::Result<MqttOptions> {
     o.set_clean_session(true);
     o.set_max_packet_size(PACKET_BYTES_MAX, PACKET_BYTES_MAX);
     o.set_inflight(u16::try_from(cfg.uplink.inflight_batches_max.max(2) * 2).unwrap_or(u16::MAX));
-    if let Some(ca_file) = &cfg.hub.ca_file {
-        let ca = std::fs::read(ca_file)
-            .map_err(|e| anyhow::anyhow!("hub.ca_file {}: {e}", ca_file.display()))?;
+    let ca = match (&cfg.hub.ca_pem, &cfg.hub.ca_file) {
+        (Some(pem), _) => Some(pem.clone().into_bytes()),
+        (None, Some(ca_file)) => Some(
+            std::fs::read(ca_file)
+                .map_err(|e| anyhow::anyhow!("hub.ca_file {}: {e}", ca_file.display()))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(ca) = ca {
         o.set_transport(Transport::tls_with_config(
             rumqttc::TlsConfiguration::Simple {
                 ca,
@@ -145,6 +154,9 @@ struct LinkIdentity {
     epoch: u64,
     key: [u8; 32],
     clock: Arc<StatusClock>,
+    /// The newest desired configuration the hub sealed for this edge (the fleet manager
+    /// applies it).
+    configs: watch::Sender<Option<DesiredConfig>>,
 }
 
 impl LinkIdentity {
@@ -178,8 +190,11 @@ async fn link_task(
         match el.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
-                // Batches go out only once acks can come back: after the SUBACK.
-                if let Err(e) = client.try_subscribe(acks_topic.clone(), QoS::AtLeastOnce) {
+                // Batches go out only once acks can come back: after the SUBACK. The hub's
+                // desired configuration comes on the same subscription (retained).
+                let filters = [acks_topic.clone(), topics::config(&id.edge_id)]
+                    .map(|t| SubscribeFilter::new(t, QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::warn!(error = %e, "subscribe to acks failed");
                 }
             }
@@ -199,6 +214,17 @@ async fn link_task(
                         }
                     }
                     Err(e) => reject_ack(&metrics, &mut log, e),
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == topics::config(&id.edge_id) => {
+                match DesiredConfig::open(&p.payload, &id.key, &id.edge_id) {
+                    Ok(c) => {
+                        id.configs.send_replace(Some(c));
+                    }
+                    Err(e) => {
+                        metrics.configs_rejected.fetch_add(1, Relaxed);
+                        tracing::warn!(reason = e.reason(), "configuration from the hub ignored: it does not open under this edge's key");
+                    }
                 }
             }
             Ok(_) => {}
@@ -226,6 +252,10 @@ async fn link_task(
 
 pub struct Uplink {
     pub shared: Arc<UplinkShared>,
+    /// The hub connection's client (the fleet manager publishes its reports on it).
+    pub client: AsyncClient,
+    /// The newest desired configuration from the hub that opened under this edge's key.
+    pub configs: watch::Receiver<Option<DesiredConfig>>,
 }
 
 /// Starts link and batcher tasks.
@@ -244,6 +274,7 @@ pub fn spawn(
     let epoch = buffer.lock().map(|b| b.epoch()).unwrap_or(0);
     let key = mac_key(secret);
     let clock = Arc::new(StatusClock::default());
+    let (configs_tx, configs) = watch::channel(None);
     tokio::spawn(link_task(
         el,
         client.clone(),
@@ -255,11 +286,12 @@ pub fn spawn(
             epoch,
             key,
             clock: clock.clone(),
+            configs: configs_tx,
         },
     ));
     let shared = Arc::new(UplinkShared::default());
     let b = Batcher {
-        client,
+        client: client.clone(),
         edge_id: edge_id.clone(),
         window: DeliveryWindow::new(&edge_id, key, epoch, cfg.uplink.clone()),
         status_key: key,
@@ -272,7 +304,11 @@ pub fn spawn(
         log: RateLimitedWarn::default(),
     };
     tokio::spawn(b.run(rx, durable));
-    Ok(Uplink { shared })
+    Ok(Uplink {
+        shared,
+        client,
+        configs,
+    })
 }
 
 struct Batcher {
