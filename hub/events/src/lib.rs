@@ -9,6 +9,8 @@
 //! - [`delivery`]: webhooks (signed, retried, durable) and MQTT publications from the outbox.
 //! - [`http`]: the axum routes the hub nests under `/api/v1` (REST, SSE).
 //! - [`report`]: the evaluation report (综合评价).
+//! - [`topology`]: `edge.offline` per edge, and the `device.offline` of the sensors behind an
+//!   offline edge held back (counted, listed).
 //! - [`attachments`]: photos as evidence on transitions (checked, location removed, by hash).
 //!
 //! Invariant: every change of an event is one SQLite transaction that also writes its history row
@@ -46,6 +48,7 @@ pub mod rules;
 pub mod sharing;
 pub mod status;
 pub mod store;
+pub mod topology;
 
 use crate::delivery::WebhookConfig;
 use crate::lifecycle::Deadlines;
@@ -295,7 +298,12 @@ impl Events {
         // Re-attach what the store still holds raised, so a restart cannot leave it uncleared.
         let mut evaluator = Evaluator::new(config.rules.unwrap_or_else(RuleSet::defaults));
         for (component_id, event_type, since_ns) in store.raised_conditions()? {
-            evaluator.restore_raised(&component_id, &event_type, since_ns);
+            match topology::edge_of_component(&component_id) {
+                Some(edge) if event_type == topology::EDGE_OFFLINE_EVENT => {
+                    evaluator.restore_edge_offline(edge, since_ns)
+                }
+                _ => evaluator.restore_raised(&component_id, &event_type, since_ns),
+            }
         }
         // …and what was pending (a `for_s` condition holding, not yet raised), so a restart in
         // the middle resumes the count instead of starting it over.
@@ -399,7 +407,52 @@ impl Events {
         self.evaluator().unwatch_sensor(sensor_id)
     }
 
-    /// The clock tick: `device.offline` for silent sensors, overdue flags for late cases.
+    /// `sensor_id` reports through `edge_id`: its `device.offline` is held back while that
+    /// edge is offline ([`topology`]).
+    pub fn set_sensor_edge(&self, sensor_id: &str, edge_id: &str) {
+        self.evaluator().set_sensor_edge(sensor_id, edge_id);
+    }
+
+    /// An accepted (authenticated, fresh) status of `edge_id`: `edge.offline` raised on an
+    /// offline status (its last will), cleared on an online one. Returns the event changes.
+    pub fn edge_status(
+        &self,
+        edge_id: &str,
+        online: bool,
+        now_ns: i64,
+    ) -> Result<Vec<Change>, StoreError> {
+        let mut evaluator = self.evaluator();
+        let conditions = evaluator.edge_status(edge_id, online, now_ns);
+        if conditions.is_empty() && self.unstored().is_empty() {
+            return Ok(Vec::new());
+        }
+        let changes = self.apply(conditions, now_ns);
+        drop(evaluator);
+        changes
+    }
+
+    /// In a cluster: only the edges this hub owns are watched for silence.
+    pub fn retain_edges(&self, owned: &std::collections::BTreeSet<String>) {
+        self.evaluator().retain_edges(owned);
+    }
+
+    /// `device.offline` events held back because their edge was offline, since start.
+    pub fn suppressed_total(&self) -> u64 {
+        self.evaluator().suppressed_total()
+    }
+
+    /// The sensors whose `device.offline` `edge_id`'s current outage holds back.
+    pub fn suppressed_of(&self, edge_id: &str) -> Vec<String> {
+        self.evaluator().suppressed_of(edge_id)
+    }
+
+    /// `wangge_events_suppressed_total{event="device.offline"}` for the hub's `/metrics`.
+    pub fn render_topology_metrics(&self, out: &mut String) {
+        topology::render_prometheus(self.suppressed_total(), out);
+    }
+
+    /// The clock tick: `edge.offline` for edges whose status is overdue, `device.offline` for
+    /// silent sensors (unless their edge is offline), overdue flags for late cases.
     pub fn tick(&self, now_ns: i64) -> Result<Vec<Change>, StoreError> {
         let mut evaluator = self.evaluator();
         let conditions = evaluator.tick(now_ns);

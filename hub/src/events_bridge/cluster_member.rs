@@ -53,7 +53,7 @@ pub(super) async fn poll_outbox(events: wangge_events::Events) {
 
 /// Keeps the offline watches equal to the sensors of the owned edges: a sensor is watched by
 /// the hub its readings go to, so no hub raises `device.offline` for a sensor that reports to
-/// a peer.
+/// a peer; likewise an edge's silence (`edge.offline`) is watched by its owner only.
 pub(super) async fn follow_owned_edges(
     events: wangge_events::Events,
     registry: Arc<dyn RegistryAdmin>,
@@ -102,7 +102,8 @@ fn rewatch(
             Ok(a) => a.and_then(|a| a.edge_id),
             Err(e) => return Err((e, before)),
         };
-        if edge.is_some_and(|e| edges.contains(&e)) {
+        if let Some(e) = edge.as_deref().filter(|e| edges.contains(*e)) {
+            events.set_sensor_edge(&s.sensor_id, e);
             if !before.contains(&s.sensor_id) {
                 events.watch_sensor(
                     &s.sensor_id,
@@ -118,5 +119,7 @@ fn rewatch(
     for gone in before.difference(&watched) {
         events.unwatch_sensor(gone);
     }
+    // The owner of an edge holds its silence watch too (its statuses reach only the owner).
+    events.retain_edges(edges);
     Ok(watched)
 }

@@ -12,6 +12,9 @@ pub(super) struct RegistryDirectory {
 
 impl wangge_events::ComponentDirectory for RegistryDirectory {
     fn component(&self, component_id: &str) -> Option<wangge_events::model::ComponentCtx> {
+        if let Some(edge) = wangge_events::topology::edge_of_component(component_id) {
+            return super::edge_status::edge_ctx(&*self.registry, edge);
+        }
         let c = self.registry.component(component_id).ok()??;
         Some(wangge_events::model::ComponentCtx {
             component_type: c.component_type,

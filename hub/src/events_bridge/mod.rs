@@ -1,12 +1,14 @@
 //! The bridge between the hub and the events engine (`wangge-events`): the registry as its
 //! component directory (`directory`), the hub's tokens as its authorizer (`auth`), its rules as
-//! ingest's last stage (`rules_feed`), component status kept in the registry from its outbox
+//! ingest's last stage (`rules_feed`), edge statuses into its topology (`edge_status`:
+//! `edge.offline`, the sensors behind an offline edge held back), component status kept in the registry from its outbox
 //! (`status_sync`), and [`start`], which opens the engine and supervises its tasks. `serve`
 //! only calls [`start`] and [`spawn_mqtt_delivery`].
 
 mod auth;
 mod cluster_member;
 mod directory;
+mod edge_status;
 mod rules_feed;
 mod status_sync;
 
@@ -67,7 +69,8 @@ pub(crate) fn start(
         // Offline detection starts for every attached sensor, even one that never reports.
         None => {
             let now = crate::registry::now_ns();
-            for s in registry.sensor_contexts()? {
+            let sensors = registry.sensor_contexts()?;
+            for s in &sensors {
                 events.watch_sensor(
                     &s.sensor_id,
                     &s.component_id,
@@ -76,6 +79,8 @@ pub(crate) fn start(
                     now,
                 );
             }
+            let ids = sensors.iter().map(|s| s.sensor_id.as_str());
+            edge_status::map_sensor_edges(&events, &**registry, ids)?;
         }
         // In a cluster, for the sensors of the edges this hub owns, as leases move; and the
         // change feed also wakes on peers' commits.

@@ -53,10 +53,15 @@ impl ingest::RulesStage for RulesFeed {
             }
             let r = &sr.reading;
             let registry = &self.registry;
+            let events = &self.events;
             let ctx = self
                 .cache
                 .entry(r.sensor.as_str().to_string())
-                .or_insert_with(|| registry.sensor_context(r.sensor.as_str()).ok().flatten());
+                .or_insert_with(|| {
+                    // Its readings came through this edge, the only one ingest accepts for it.
+                    events.set_sensor_edge(r.sensor.as_str(), &sr.edge_id);
+                    registry.sensor_context(r.sensor.as_str()).ok().flatten()
+                });
             let Some(ctx) = ctx else { continue };
             let input = wangge_events::rules::RuleInput {
                 component_id: &ctx.component_id,
@@ -73,6 +78,12 @@ impl ingest::RulesStage for RulesFeed {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    fn status_hook(&self) -> Option<Arc<dyn ingest::EdgeStatusHook>> {
+        Some(Arc::new(super::edge_status::EdgeStatusFeed {
+            events: self.events.clone(),
+        }))
     }
 }
 

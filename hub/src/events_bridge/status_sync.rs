@@ -29,7 +29,9 @@ pub(super) async fn sync_component_status(
             let mut done = std::collections::HashSet::new();
             for ch in &changes {
                 let id = ch.event.component_id.as_str();
-                if done.insert(id.to_string()) {
+                // An edge's events (`edge:<id>`) have no component in the registry.
+                let edge = wangge_events::topology::edge_of_component(id).is_some();
+                if !edge && done.insert(id.to_string()) {
                     let status = ev.component_status(id).map_err(|e| e.to_string())?;
                     reg.set_component_status(id, status)
                         .map_err(|e| e.to_string())?;

@@ -65,10 +65,13 @@ impl Worker {
         match self.registry.record_edge_status(&status) {
             Ok(Freshness::Fresh | Freshness::AnnouncedWill) => {
                 self.metrics.status_received.fetch_add(1, Relaxed);
+                self.tell_status_hook(edge, status.online);
             }
-            // The retained copy after a hub restart, or a QoS 1 redelivery: already recorded.
+            // The retained copy after a hub restart, or a QoS 1 redelivery: already recorded,
+            // and still the edge's current state (the events engine may not have seen it yet).
             Ok(Freshness::Same) => {
                 tracing::debug!(edge_id = edge, "status already recorded");
+                self.tell_status_hook(edge, status.online);
             }
             Ok(Freshness::Stale) => {
                 let detail = format!(
@@ -82,6 +85,12 @@ impl Worker {
                 self.metrics.registry_errors.fetch_add(1, Relaxed);
                 tracing::error!(error = %e, edge_id = edge, "cannot record edge status");
             }
+        }
+    }
+
+    fn tell_status_hook(&self, edge: &str, online: bool) {
+        if let Some(hook) = &self.status_hook {
+            hook.edge_status(edge, online);
         }
     }
 

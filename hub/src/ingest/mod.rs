@@ -179,6 +179,18 @@ pub trait RulesStage: Send {
     /// cleared could not be stored: the group's batches are then neither recorded nor acked
     /// (the edges resend them; the stage keeps what it could not store and retries it).
     fn evaluate(&mut self, group: &StoredGroup) -> Result<(), String>;
+
+    /// Who is told of every accepted edge status (the events engine's `edge.offline`); taken
+    /// once when ingest starts. None by default.
+    fn status_hook(&self) -> Option<Arc<dyn EdgeStatusHook>> {
+        None
+    }
+}
+
+/// Told of every accepted edge status — authenticated, naming its own edge, fresh (or the same
+/// as the last accepted: a retained copy states the current state) — on the `ingest` thread.
+pub trait EdgeStatusHook: Send + Sync {
+    fn edge_status(&self, edge_id: &str, online: bool);
 }
 
 /// A batch's identity: (edge, epoch, seq).
@@ -279,6 +291,7 @@ pub fn spawn_on_ledger(
     let (observers, _) = broadcast::channel(cfg.observer_queue_max);
     let in_flight: Arc<Mutex<HashSet<BatchId>>> = Arc::default();
     let (to_rules, from_ingest) = std::sync::mpsc::sync_channel(cfg.rules_queue_max);
+    let status_hook = rules.as_ref().and_then(|r| r.status_hook());
     let mut acker = Acker {
         rules,
         dedup: dedup.clone(),
@@ -305,6 +318,7 @@ pub fn spawn_on_ledger(
         keys: HashMap::new(),
         audited: HashSet::new(),
         version_logged: RefCell::new(HashMap::new()),
+        status_hook,
     };
     let ingest_thread = std::thread::Builder::new()
         .name("ingest".into())
@@ -354,6 +368,8 @@ struct Worker {
     audited: HashSet<(String, String)>,
     /// When a peer's unknown protocol version was last logged, per edge (once a minute).
     version_logged: RefCell<HashMap<String, Instant>>,
+    /// Told of accepted statuses ([`RulesStage::status_hook`]).
+    status_hook: Option<Arc<dyn EdgeStatusHook>>,
 }
 
 impl Worker {

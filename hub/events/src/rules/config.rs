@@ -87,7 +87,11 @@ pub struct RuleConfig {
     /// Raise only inside these local hours, `HH:MM-HH:MM` (e.g. when an intrusion sensor is armed).
     pub active_hours: Option<String>,
     /// Offline rules: silence longer than this many expected intervals. Default 3.
+    /// `edge_offline`: silence longer than this many status intervals. Default 3.
     pub interval_factor: Option<f64>,
+    /// `edge_offline`: how often an edge publishes its status, seconds (the edge's
+    /// `uplink.status_interval_ms`). Default 5.
+    pub status_interval_s: Option<f64>,
     /// Set false to keep a rule in the file but not evaluate it. Default true.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -235,6 +239,9 @@ impl Rule {
 pub struct RuleSet {
     pub settings: Settings,
     pub rules: Vec<Rule>,
+    /// The `edge_offline` rule, if the file has one (at most one): `edge.offline` per edge and
+    /// the suppression of its sensors' `device.offline` (`crate::topology`).
+    pub edge_offline: Option<EdgeOfflineRule>,
 }
 
 impl RuleSet {
@@ -258,14 +265,30 @@ impl RuleSet {
     pub fn parse(text: &str, path: &str) -> Result<RuleSet, RulesError> {
         let file: RulesFile = config_file::parse_toml(text, path)?;
         let mut rules = Vec::new();
+        let mut edge_offline = None;
         for (i, rc) in file.rules.iter().enumerate() {
-            if rc.enabled {
-                rules.push(validate(rc, i + 1, path)?);
+            if !rc.enabled {
+                continue;
             }
+            if rc.kind == EDGE_OFFLINE_KIND {
+                let rule = EdgeOfflineRule::validate(rc, i + 1, path)?;
+                if edge_offline.replace(rule).is_some() {
+                    return Err(invalid(
+                        rc,
+                        i + 1,
+                        path,
+                        "kind",
+                        "only one edge_offline rule",
+                    ));
+                }
+                continue;
+            }
+            rules.push(validate(rc, i + 1, path)?);
         }
         Ok(RuleSet {
             settings: file.settings,
             rules,
+            edge_offline,
         })
     }
 }
@@ -273,14 +296,77 @@ impl RuleSet {
 /// The default rules file, kept in the repo at `config/rules.toml`.
 pub const DEFAULT_RULES: &str = include_str!("../../../../config/rules.toml");
 
-fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<Rule, RulesError> {
-    let bad = |field: &'static str, reason: String| RulesError::Invalid {
+/// The `kind` of the rule that raises `edge.offline`.
+pub const EDGE_OFFLINE_KIND: &str = "edge_offline";
+
+/// `field` of rule #`index` is invalid for `reason`.
+fn invalid(
+    rc: &RuleConfig,
+    index: usize,
+    path: &str,
+    field: &'static str,
+    reason: impl Into<String>,
+) -> RulesError {
+    RulesError::Invalid {
         path: path.to_string(),
         index,
         event: rc.event.clone(),
         field,
-        reason,
-    };
+        reason: reason.into(),
+    }
+}
+
+/// The validated `edge_offline` rule: an edge is offline on its last will (or an offline
+/// status), or once no status came for `status_interval_s × interval_factor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeOfflineRule {
+    pub severity: Severity,
+    /// Silence allowed before an edge that was heard online counts as offline, ns.
+    pub silence_ns: i64,
+}
+
+impl EdgeOfflineRule {
+    fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<EdgeOfflineRule, RulesError> {
+        let bad = |field, reason: &str| invalid(rc, index, path, field, reason);
+        if rc.event != crate::topology::EDGE_OFFLINE_EVENT {
+            return Err(bad("event", "edge_offline rules raise edge.offline"));
+        }
+        if rc.component_type != "edge" {
+            return Err(bad(
+                "component_type",
+                "edge_offline rules apply to \"edge\"",
+            ));
+        }
+        let other = rc.quantity.is_some()
+            || rc.op.is_some()
+            || rc.value.is_some()
+            || rc.for_s > 0
+            || rc.while_true.is_some()
+            || rc.permitted_hours.is_some()
+            || rc.active_hours.is_some();
+        if other {
+            return Err(bad(
+                "kind",
+                "edge_offline takes only severity, interval_factor, status_interval_s",
+            ));
+        }
+        let factor = rc.interval_factor.unwrap_or(3.0);
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Err(bad("interval_factor", "must be ≥ 1"));
+        }
+        let interval = rc.status_interval_s.unwrap_or(5.0);
+        if !(interval.is_finite() && interval > 0.0 && interval <= 86_400.0) {
+            return Err(bad("status_interval_s", "must be > 0 and ≤ 86400"));
+        }
+        Ok(EdgeOfflineRule {
+            severity: rc.severity,
+            silence_ns: (interval * factor * NS_PER_S as f64) as i64,
+        })
+    }
+}
+
+fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<Rule, RulesError> {
+    let bad = |field: &'static str, reason: String| invalid(rc, index, path, field, reason);
     let quantity = |field: &'static str, name: &Option<String>| -> Result<Quantity, RulesError> {
         let name = name
             .as_deref()
@@ -299,6 +385,12 @@ fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<Rule, RulesErro
             .filter(|v| v.is_finite())
             .ok_or_else(|| bad("value", "required, a finite number".into()))
     };
+    if rc.status_interval_s.is_some() {
+        return Err(bad(
+            "status_interval_s",
+            "only for kind = \"edge_offline\"".into(),
+        ));
+    }
     if rc.hysteresis < 0.0 || !rc.hysteresis.is_finite() {
         return Err(bad("hysteresis", "must be ≥ 0".into()));
     }
@@ -336,7 +428,7 @@ fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<Rule, RulesErro
         other => {
             return Err(bad(
                 "kind",
-                format!("{other:?} is not one of threshold, state, rate, offline"),
+                format!("{other:?} is not one of threshold, state, rate, offline, edge_offline"),
             ))
         }
     };

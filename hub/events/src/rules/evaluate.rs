@@ -2,6 +2,7 @@
 
 use super::{Rule, RuleKind, RuleSet, MIN_PER_DAY, NS_PER_S, OFFLINE_EVENT};
 use crate::model::{Severity, Trigger};
+use crate::topology::{SilenceVerdict, Topology};
 use protocol::uplink::Quality;
 use protocol::Quantity;
 use serde_json::Value as Json;
@@ -80,12 +81,14 @@ struct ComponentState {
 }
 
 #[derive(Debug)]
-struct SensorWatch {
-    component_id: String,
-    component_type: String,
-    interval_ns: i64,
-    last_seen_ns: i64,
-    offline: bool,
+pub(super) struct SensorWatch {
+    pub(super) component_id: String,
+    pub(super) component_type: String,
+    pub(super) interval_ns: i64,
+    pub(super) last_seen_ns: i64,
+    pub(super) offline: bool,
+    /// Its silence ran out while its edge was offline: held back, not raised (`topology`).
+    pub(super) suppressed: bool,
 }
 
 /// A duration condition (`for_s` > 0) began holding (`since_ns` = its start) or stopped being
@@ -105,7 +108,9 @@ pub struct Evaluator {
     set: RuleSet,
     plans: HashMap<String, Arc<TypePlan>>,
     components: HashMap<String, ComponentState>,
-    sensors: HashMap<String, SensorWatch>,
+    pub(super) sensors: HashMap<String, SensorWatch>,
+    /// Edges, and whose `device.offline` an offline edge holds back (`rules::edges`).
+    pub(super) topology: Topology,
     /// Conditions the store still holds raised (from before a restart), per component, waiting for
     /// the component's first reading to be re-attached to its rules.
     restored: HashMap<String, Vec<(String, i64)>>,
@@ -120,6 +125,7 @@ pub struct Evaluator {
 impl Evaluator {
     pub fn new(set: RuleSet) -> Evaluator {
         Evaluator {
+            topology: Topology::new(set.edge_offline.clone()),
             set,
             plans: HashMap::new(),
             components: HashMap::new(),
@@ -249,6 +255,7 @@ impl Evaluator {
                 interval_ns: 0,
                 last_seen_ns,
                 offline: false,
+                suppressed: false,
             });
         w.interval_ns = i64::from(interval_s) * NS_PER_S;
         w.last_seen_ns = w.last_seen_ns.max(last_seen_ns);
@@ -257,6 +264,7 @@ impl Evaluator {
     /// Stops offline detection for a sensor (in a hub cluster, its edge moved to another hub,
     /// which watches it from now on). True if it was watched.
     pub fn unwatch_sensor(&mut self, sensor_id: &str) -> bool {
+        self.topology.forget_sensor(sensor_id);
         self.sensors.remove(sensor_id).is_some()
     }
 
@@ -445,6 +453,7 @@ impl Evaluator {
         if seen_ns > w.last_seen_ns {
             w.last_seen_ns = seen_ns;
         }
+        w.suppressed = false;
         if w.offline {
             w.offline = false;
             let (comp, ctype) = (w.component_id.clone(), w.component_type.clone());
@@ -482,12 +491,13 @@ impl Evaluator {
         }
     }
 
-    /// The clock tick: raises `device.offline` for every sensor silent longer than its rule allows.
+    /// The clock tick: `edge.offline` for edges whose status is overdue, then `device.offline`
+    /// for every sensor silent longer than its rule allows, unless its edge holds it back.
     pub fn tick(&mut self, now_ns: i64) -> Vec<Condition> {
-        let mut out = Vec::new();
+        let mut out = self.tick_edges(now_ns);
         let mut silent = Vec::new();
         for (id, w) in &self.sensors {
-            if !w.offline && w.interval_ns > 0 {
+            if !w.offline && !w.suppressed && w.interval_ns > 0 {
                 silent.push((id.clone(), w.component_type.clone()));
             }
         }
@@ -505,6 +515,14 @@ impl Evaluator {
             let limit_ns = (w.interval_ns as f64 * interval_factor) as i64;
             let silence_ns = now_ns - w.last_seen_ns;
             if silence_ns > limit_ns {
+                match self.topology.verdict(&id, w.last_seen_ns + limit_ns) {
+                    SilenceVerdict::Raise => {}
+                    SilenceVerdict::Wait => continue,
+                    SilenceVerdict::Suppress => {
+                        w.suppressed = true;
+                        continue;
+                    }
+                }
                 w.offline = true;
                 out.push(Condition {
                     kind: ConditionKind::Raised,

@@ -5,14 +5,17 @@
 //! resent backlog can never raise twice, and a backlog that arrives late is evaluated with its
 //! true times and its conditions are marked `late`.
 //!
-//! `config.rs` parses and validates `rules.toml` into a [`RuleSet`]; `evaluate.rs` runs it.
+//! `config.rs` parses and validates `rules.toml` into a [`RuleSet`]; `evaluate.rs` runs it;
+//! `edges.rs` raises `edge.offline` and holds back the sensors behind an offline edge
+//! (`crate::topology`).
 
 mod config;
+mod edges;
 mod evaluate;
 
 pub use config::{
-    Comparison, Op, Rule, RuleConfig, RuleKind, RuleSet, RulesError, RulesFile, Settings, Window,
-    DEFAULT_RULES,
+    Comparison, EdgeOfflineRule, Op, Rule, RuleConfig, RuleKind, RuleSet, RulesError, RulesFile,
+    Settings, Window, DEFAULT_RULES, EDGE_OFFLINE_KIND,
 };
 pub use evaluate::{Condition, ConditionKind, Evaluator, PendingChange, RuleInput};
 
