@@ -174,6 +174,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
+            // What the agent would run on: the local file joined with the hub's stored config.
+            let cfg = match edge::fleet::boot(cfg) {
+                Ok(b) => {
+                    if let Some(c) = &b.state.current {
+                        println!(
+                            "OK   hub config: v{} ({}) joined with the local file",
+                            c.version, c.hash
+                        );
+                    }
+                    b.cfg
+                }
+                Err(e) => {
+                    println!("FAIL config: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             let verdicts =
                 runtime()?.block_on(edge::check::run(&cfg, Duration::from_secs(timeout_s)));
             let failed = verdicts.iter().filter(|v| !v.ok).count();

@@ -280,3 +280,42 @@ fn kill_9_mid_apply_boots_on_the_old_or_the_new_config_never_a_torn_one() {
     publish_range(&mut p, 2, sent, sent + 50);
     assert_exactly_once(&store, (sent + 50) as usize);
 }
+
+#[test]
+fn only_the_sources_a_config_changes_restart() {
+    let (dir, site, hub, cfg) = setup("");
+    let site2 = broker();
+    let (store, _stub) = acking_hub(hub.port);
+    let edge = EdgeProc::start_site_up(dir.path(), &cfg, "d");
+    let hubcfg = HubConfig::connect(hub.port);
+    let mut p = Publisher::connect(site.port);
+    publish_range(&mut p, 2, 0, 100);
+    let mqtt = |name: &str, port: u16| {
+        format!("[[mqtt]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\n")
+    };
+    // v1 keeps `site` as it is and adds `site2`: only `site2` starts.
+    let doc = format!("{}{}", mqtt("site", site.port), mqtt("site2", site2.port));
+    hubcfg.publish(1, &doc);
+    let r = hubcfg.report_on(1, Duration::from_secs(20));
+    assert_eq!(r.outcome, ConfigOutcome::Applied);
+    edge.wait_source_up("site2");
+    assert!(
+        log_of(&edge).contains(r#"restarted=["mqtt:site2"]"#),
+        "{}",
+        log_of(&edge)
+    );
+    let mut p2 = Publisher::connect(site2.port);
+    for n in 100..200 {
+        let (topic, payload) = canonical(0, n);
+        p2.publish(&topic, payload);
+    }
+    p2.flush();
+    publish_range(&mut p, 2, 200, 300);
+    assert_exactly_once(&store, 300);
+    // `site` never reconnected: one connect in the whole log.
+    let connects = log_of(&edge)
+        .matches("site broker connected source=site\n")
+        .count();
+    assert_eq!(connects, 1, "the unchanged source kept its connection");
+    assert_eq!(edge.metric("edge_uplink_connects_total", ""), 1.0);
+}

@@ -9,6 +9,12 @@
 //! `[calibration]`); in `[edge]` the document may set only `sensors`, in `[hub]` only
 //! `keepalive_s` and `ca_pem`. Sections the document leaves out come from the file.
 //!
+//! `[profiles]` carries device profiles: `profiles.NAME = '''…'''`, each the text of a
+//! `NAME.toml` profile file. The edge writes the local `edge.profiles_dir`'s files and these
+//! (a document's profile wins over a local one of the same name) into a folder named by the
+//! profiles' hash, `DATA_DIR/hub-config/profiles/<hash>` (written whole under a temp name,
+//! then renamed), and runs with that folder as its profiles folder.
+//!
 //! The joined text is then parsed and validated by [`Config::parse`], the same rules as
 //! `edge check`, so a bad document is refused with the same field-level message.
 
@@ -18,6 +24,7 @@ use toml::{Table, Value};
 
 /// Sections a document may hold, with the keys it may set inside the two shared ones.
 const SECTIONS: &[&str] = &[
+    "profiles",
     "edge",
     "hub",
     "mqtt",
@@ -38,8 +45,8 @@ pub struct Change {
     /// The uplink's connection or the buffer: applied by restarting the agent on the new
     /// config, then confirmed (the uplink must come back within the confirm window).
     pub uplink: bool,
-    /// Calibration or the embedded site broker: applied by restarting the agent, no confirm
-    /// needed (the uplink does not change).
+    /// Calibration, device profiles or the embedded site broker: applied by restarting the
+    /// agent, no confirm needed (the uplink does not change).
     pub restart: bool,
     /// Registered sensors or validation limits: the validator is rebuilt in place.
     pub validator: bool,
@@ -58,28 +65,47 @@ impl Change {
                 || old.hub.ca_pem != new.hub.ca_pem
                 || old.hub.ca_file != new.hub.ca_file,
             restart: differ(&old.calibration, &new.calibration)
-                || differ(&old.site_broker, &new.site_broker),
+                || differ(&old.site_broker, &new.site_broker)
+                || old.edge.profiles_dir != new.edge.profiles_dir,
             validator: old.edge.sensors != new.edge.sensors || differ(&old.validate, &new.validate),
         }
     }
 }
 
-/// The running config: the local file at `file_path` (text `file_text`) joined with the hub's
+/// The running config: the local file `file` (its text `file_text`) joined with the hub's
 /// `document` of `version`. Errors name `hub config vN` and the document's line or field.
 pub fn join(
-    file_path: &Path,
+    file: &Config,
     file_text: &str,
     version: u64,
     document: &str,
 ) -> Result<Config, ConfigError> {
+    let file_path = file.source_path.as_path();
     let label = format!("hub config v{version}");
-    let doc: Table = document
+    let mut doc: Table = document
         .parse()
         .map_err(|e: toml::de::Error| toml_error(Path::new(&label), document, &e))?;
     check_keys(&label, &doc)?;
+    let profiles = match doc.remove("profiles") {
+        Some(p) => Some(super::profiles::materialize(&label, file, p)?),
+        None => None,
+    };
+    let file_dir = file_path.parent().unwrap_or(Path::new("."));
     let mut file: Table = file_text
         .parse()
         .map_err(|e: toml::de::Error| toml_error(file_path, file_text, &e))?;
+    if let Some(dir) = profiles {
+        // Relative paths resolve against the file's folder; this one is absolute already
+        // unless the data dir is relative to it.
+        let dir = dir
+            .strip_prefix(file_dir)
+            .unwrap_or(&dir)
+            .display()
+            .to_string();
+        if let Some(Value::Table(edge)) = file.get_mut("edge") {
+            edge.insert("profiles_dir".into(), Value::String(dir));
+        }
+    }
     for (section, value) in doc {
         match (section.as_str(), value) {
             ("edge" | "hub", Value::Table(keys)) => {
@@ -191,7 +217,8 @@ max = 5.0
 "#;
 
     fn join_doc(doc: &str) -> Result<Config, ConfigError> {
-        join(Path::new("/etc/w/edge.toml"), FILE, 3, doc)
+        let file = Config::parse(Path::new("/etc/w/edge.toml"), FILE).unwrap();
+        join(&file, FILE, 3, doc)
     }
 
     #[test]
@@ -256,5 +283,39 @@ max = 5.0
             join_doc("[[serial]]\nname = \"s1\"\npath = \"/dev/ttyS0\"\nformat = \"binary\"\n")
                 .unwrap();
         assert_eq!(Change::between(&old, &sources), Change::default());
+    }
+
+    #[test]
+    fn profiles_from_the_document_join_the_local_ones_in_a_folder_named_by_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("profiles")).unwrap();
+        std::fs::write(dir.path().join("profiles/local.toml"), "x").unwrap();
+        let path = dir.path().join("edge.toml");
+        let text = "[edge]\nid = \"e\"\nprofiles_dir = \"profiles\"\n[hub]\nsecret = \"s\"\n";
+        let file = Config::parse(&path, text).unwrap();
+        let doc = "[profiles]\nacme2 = '''\nkind = \"json\"\n'''\n";
+        let a = join(&file, text, 1, doc).unwrap();
+        let p = &a.edge.profiles_dir;
+        assert!(
+            p.starts_with(dir.path().join("data/edge/hub-config/profiles")),
+            "{p:?}"
+        );
+        assert_eq!(std::fs::read_to_string(p.join("local.toml")).unwrap(), "x");
+        assert!(std::fs::read_to_string(p.join("acme2.toml"))
+            .unwrap()
+            .contains("json"));
+        let b = join(&file, text, 2, doc).unwrap();
+        assert_eq!(
+            a.edge.profiles_dir, b.edge.profiles_dir,
+            "same profiles, same folder"
+        );
+        assert!(
+            Change::between(&file, &a).restart,
+            "new profiles restart the agent"
+        );
+        let e = join(&file, text, 3, "[profiles]\n\"../evil\" = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("profiles.../evil"), "{e}");
     }
 }

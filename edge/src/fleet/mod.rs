@@ -23,6 +23,7 @@
 //! unreachable), falling back to the last known good one, then to the local file alone.
 
 pub mod document;
+mod profiles;
 pub mod state;
 
 use crate::config::{read_text, Config};
@@ -42,7 +43,8 @@ use tokio::sync::watch;
 pub struct Boot {
     pub cfg: Config,
     pub state: FleetState,
-    /// The local file's text (joined with every document the hub sends later).
+    /// The local file, parsed, and its text (joined with every document the hub sends later).
+    pub file: Config,
     pub file_text: String,
 }
 
@@ -63,7 +65,10 @@ pub fn boot(file_cfg: Config) -> anyhow::Result<Boot> {
         ("last known good", state.previous.clone()),
     ] {
         let Some(s) = stored else { continue };
-        match document::join(&file_cfg.source_path, &file_text, s.version, &s.document) {
+        let joined = document::join(&file_cfg, &file_text, s.version, &s.document)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| loadable(&cfg).map(|()| cfg));
+        match joined {
             Ok(cfg) => {
                 tracing::info!(
                     version = s.version,
@@ -77,6 +82,7 @@ pub fn boot(file_cfg: Config) -> anyhow::Result<Boot> {
                 return Ok(Boot {
                     cfg,
                     state,
+                    file: file_cfg,
                     file_text,
                 });
             }
@@ -87,8 +93,9 @@ pub fn boot(file_cfg: Config) -> anyhow::Result<Boot> {
     state.current = None;
     state.unconfirmed = false;
     Ok(Boot {
-        cfg: file_cfg,
+        cfg: file_cfg.clone(),
         state,
+        file: file_cfg,
         file_text,
     })
 }
@@ -107,8 +114,9 @@ pub struct Agent {
 /// Applies the hub's documents to the running agent.
 pub struct Manager {
     running: Config,
+    file: Config,
     file_text: String,
-    file: StateFile,
+    state_file: StateFile,
     state: FleetState,
     agent: Agent,
 }
@@ -120,8 +128,9 @@ const LINK_CHECK: Duration = Duration::from_millis(200);
 impl Manager {
     pub fn new(boot: Boot, agent: Agent) -> Manager {
         Manager {
-            file: StateFile::new(&boot.cfg.edge.data_dir),
+            state_file: StateFile::new(&boot.cfg.edge.data_dir),
             running: boot.cfg,
+            file: boot.file,
             file_text: boot.file_text,
             state: boot.state,
             agent,
@@ -177,14 +186,9 @@ impl Manager {
             return;
         }
         self.state.seen_version = d.version;
-        let new = document::join(
-            &self.running.source_path,
-            &self.file_text,
-            d.version,
-            &d.document,
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|cfg| loadable(&cfg).map(|()| cfg));
+        let new = document::join(&self.file, &self.file_text, d.version, &d.document)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| loadable(&cfg).map(|()| cfg));
         let new = match new {
             Ok(cfg) => cfg,
             Err(error) => {
@@ -287,8 +291,8 @@ impl Manager {
     /// A state that cannot be stored must not be run on (a restart would boot on another):
     /// the agent stops and its supervisor starts it on what is on disk.
     fn save_or_exit(&self) {
-        if let Err(e) = self.file.save(&self.state) {
-            tracing::error!(error = %e, path = %self.file.path().display(), "cannot store the hub configuration state; stopping");
+        if let Err(e) = self.state_file.save(&self.state) {
+            tracing::error!(error = %e, path = %self.state_file.path().display(), "cannot store the hub configuration state; stopping");
             std::process::exit(74);
         }
     }
