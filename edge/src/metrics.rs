@@ -72,15 +72,24 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers one Modbus slave's counters for the exposition.
+    /// Registers one Modbus slave's counters for the exposition; a slave already registered
+    /// (same line, unit and sensor: its line restarted on a config change) keeps its counters.
     pub fn modbus_slave(
         &self,
         m: crate::source::modbus::metrics::SlaveMetrics,
     ) -> Arc<crate::source::modbus::metrics::SlaveMetrics> {
-        let m = Arc::new(m);
-        if let Ok(mut v) = self.modbus.lock() {
-            v.push(m.clone());
+        let Ok(mut v) = self.modbus.lock() else {
+            return Arc::new(m);
+        };
+        let same = |o: &Arc<crate::source::modbus::metrics::SlaveMetrics>| {
+            o.line == m.line && o.unit == m.unit && o.sensor == m.sensor
+        };
+        if let Some(o) = v.iter().find(|o| same(o)) {
+            o.plan_requests.store(m.plan_requests.load(Relaxed), Relaxed);
+            return o.clone();
         }
+        let m = Arc::new(m);
+        v.push(m.clone());
         m
     }
 
