@@ -340,7 +340,7 @@ fn a_database_migrated_by_a_newer_hub_is_refused() {
             refused,
             Err(StoreError::TooNew {
                 found: 99,
-                known: 2
+                known: 3
             })
         ),
         "{:?}",

@@ -12,6 +12,7 @@ use wangge_events::http::bodies::{
     AttachmentJson, AttachmentUpload, DeliveryJson, EventDetail, NewSubscription, Page,
     SubscriptionJson, TransitionBody,
 };
+use wangge_events::http::outages::{NewOutageBody, OutageJson};
 use wangge_events::model::EventJson;
 
 #[derive(Debug, IntoParams)]
@@ -168,3 +169,30 @@ pub fn delete_attachment() {}
 #[utoipa::path(get, path = "/api/v1/audit", tag = "reports", security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 403, body = ErrorBody)))]
 pub fn audit() {}
+
+/// Announces an outage of an edge: a planned window in which it will be silent (gateway
+/// replaced, roadworks). The evaluation report takes it off the data completeness of every
+/// sensor reporting through the edge. Admin, or a department maintaining a component on the
+/// edge with a write token; anyone else gets 404. Audited.
+#[utoipa::path(post, path = "/api/v1/edges/{id}/outages", tag = "edges",
+    params(("id" = String, Path)), security(("bearer" = [])),
+    request_body = NewOutageBody,
+    responses((status = 201, body = OutageJson),
+        (status = 400, body = ErrorBody, description = "`until` not after `from`, longer than 31 days, a bad time, or (admin) an edge no registered sensor reports through; names the field"),
+        (status = 403, body = ErrorBody, description = "the maintainer's read-only token"),
+        (status = 404, body = ErrorBody, description = "not an edge the token's department maintains"),
+        (status = 409, body = ErrorBody, description = "the edge holds 1000 announced outages")))]
+pub fn announce_outage() {}
+
+/// The edge's announced outages (not deleted), earliest first.
+#[utoipa::path(get, path = "/api/v1/edges/{id}/outages", tag = "edges",
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Page<OutageJson>), (status = 404, body = ErrorBody)))]
+pub fn list_outages() {}
+
+/// Deletes an announced outage (the record keeps who and when; audited).
+#[utoipa::path(delete, path = "/api/v1/edges/{id}/outages/{oid}", tag = "edges",
+    params(("id" = String, Path), ("oid" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = OutageJson), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub fn delete_outage() {}

@@ -54,6 +54,9 @@ pub const TABLES: &[TablePlan] = &[
     same(SourceFile::Registry, "edge_gaps"),
     same(SourceFile::Registry, "mqtt_users"),
     same(SourceFile::Registry, "ingest_audit"),
+    // Configuration from the hub: every version of each edge's, and its newest report.
+    same(SourceFile::Registry, "edge_configs"),
+    same(SourceFile::Registry, "edge_config_reports"),
     same(SourceFile::Events, "events"),
     same(SourceFile::Events, "event_history"),
     // Photo metadata (the bytes are files, copied by `blobs`).
@@ -69,6 +72,8 @@ pub const TABLES: &[TablePlan] = &[
     same(SourceFile::Events, "delivery_attempts"),
     same(SourceFile::Events, "cursors"),
     same(SourceFile::Events, "pending_conditions"),
+    // Announced edge outages (the evaluation report's exclusions).
+    same(SourceFile::Events, "edge_outages"),
     TablePlan {
         file: SourceFile::Dedup,
         sqlite: "stored_batches",

@@ -1,5 +1,6 @@
 //! The HTTP routes the hub nests under `/api/v1`: events, transitions, the SSE stream, webhook
-//! subscriptions, the evaluation report and the photos on events (`attachments.rs`).
+//! subscriptions, the evaluation report, the photos on events (`attachments.rs`) and announced
+//! edge outages (`outages.rs`).
 //! Authentication is the hub's ([`Authorizer`]); access per event is the sharing rules'.
 //! Errors are `{"error":{"code","message"}}`.
 mod attachments;
@@ -7,6 +8,7 @@ mod audit;
 pub mod bodies;
 mod error;
 mod events;
+pub mod outages;
 mod report;
 mod stream;
 mod subscriptions;
@@ -25,7 +27,7 @@ use crate::model::{parse_ts_ns, Actor};
 use crate::Events;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,6 +86,11 @@ pub fn router(events: Events, auth: Arc<dyn Authorizer>) -> Router {
         .route("/reports/evaluation", get(evaluation))
         .route("/reports/evaluation.csv", get(evaluation_csv))
         .route("/reports/evaluation.xlsx", get(evaluation_xlsx))
+        .route(
+            "/edges/{id}/outages",
+            get(outages::list).post(outages::announce),
+        )
+        .route("/edges/{id}/outages/{oid}", delete(outages::delete))
         .route("/audit", get(audit_log))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(ApiState { events, auth })

@@ -1,5 +1,6 @@
 //! Data completeness: reports received against reports expected over the part of the window
-//! each sensor was monitored, less the time its component was under maintenance; per sensor,
+//! each sensor was monitored, less the time its component was under maintenance and its edge
+//! was out on an announced outage; per sensor,
 //! per component, and rolled up per component type, grid cell, department and edge.
 
 use super::stats::ratio;
@@ -63,8 +64,12 @@ pub fn expected_reports(span_ns: i64, interval_s: u32) -> u64 {
 #[derive(Debug, Clone)]
 pub struct SensorScore {
     pub cov: SensorCoverage,
+    /// Excluded time (maintenance and outages, overlaps counted once).
     pub excluded_ns: i64,
+    /// Maintenance periods in the monitored part.
     pub excluded_periods: usize,
+    /// Announced outages of its edge in the monitored part.
+    pub outage_periods: usize,
     /// Received, less reports inside excluded spans, at most `expected`.
     pub received: u64,
     pub expected: u64,
@@ -88,11 +93,12 @@ pub fn clip_merge(spans: &[(i64, i64)], from: i64, to: i64) -> Vec<(i64, i64)> {
     out
 }
 
-/// Scores `cov` with its component's maintenance `spans`; `reports_in` counts the sensor's
-/// reports in a span (to take them off the received side too).
+/// Scores `cov` with its component's `maintenance` spans and its edge's announced `outages`;
+/// `reports_in` counts the sensor's reports in a span (to take them off the received side too).
 pub fn score(
     cov: SensorCoverage,
-    spans: &[(i64, i64)],
+    maintenance: &[(i64, i64)],
+    outages: &[(i64, i64)],
     reports_in: impl Fn(&str, i64, i64) -> u64,
 ) -> SensorScore {
     let Some(from) = cov.monitored_from_ns.filter(|_| cov.interval_s > 0) else {
@@ -101,11 +107,14 @@ pub fn score(
             cov,
             excluded_ns: 0,
             excluded_periods: 0,
+            outage_periods: 0,
             received,
             expected,
         };
     };
-    let excluded = clip_merge(spans, from, cov.monitored_to_ns);
+    let to = cov.monitored_to_ns;
+    let all: Vec<(i64, i64)> = maintenance.iter().chain(outages).copied().collect();
+    let excluded = clip_merge(&all, from, to);
     let excluded_ns: i64 = excluded.iter().map(|(a, b)| b - a).sum();
     let in_excluded: u64 = excluded
         .iter()
@@ -114,7 +123,8 @@ pub fn score(
     let expected = expected_reports(cov.monitored_to_ns - from - excluded_ns, cov.interval_s);
     let received = cov.received.saturating_sub(in_excluded).min(expected);
     SensorScore {
-        excluded_periods: excluded.len(),
+        excluded_periods: clip_merge(maintenance, from, to).len(),
+        outage_periods: clip_merge(outages, from, to).len(),
         cov,
         excluded_ns,
         received,
@@ -131,6 +141,7 @@ pub const SENSOR_COLUMNS: &[&str] = &[
     "monitored_from",
     "excluded_s",
     "maintenance_periods",
+    "outage_periods",
     "received",
     "expected",
     "completeness",
@@ -154,6 +165,7 @@ pub fn sensor_table(scores: &[SensorScore]) -> Table {
                     Cell::Time(s.cov.monitored_from_ns),
                     Cell::Num(Some((s.excluded_ns / 1_000_000_000) as f64)),
                     Cell::count(s.excluded_periods),
+                    Cell::count(s.outage_periods),
                     Cell::Int(s.received as i64),
                     Cell::Int(s.expected as i64),
                     Cell::Num(ratio(s.received, s.expected)),
@@ -180,6 +192,7 @@ pub const COMPONENT_COLUMNS: &[&str] = &[
     "sensors",
     "excluded_s",
     "maintenance_periods",
+    "outage_periods",
     "received",
     "expected",
     "completeness",
@@ -193,6 +206,7 @@ struct Sum {
     expected: u64,
     excluded_ns: i64,
     periods: usize,
+    outages: usize,
 }
 
 impl Sum {
@@ -203,6 +217,7 @@ impl Sum {
         self.expected += s.expected;
         self.excluded_ns = self.excluded_ns.max(s.excluded_ns);
         self.periods = self.periods.max(s.excluded_periods);
+        self.outages = self.outages.max(s.outage_periods);
     }
 }
 
@@ -238,6 +253,7 @@ pub fn component_table(scores: &[SensorScore]) -> Table {
                     Cell::count(sum.sensors),
                     Cell::Num(Some((sum.excluded_ns / 1_000_000_000) as f64)),
                     Cell::count(sum.periods),
+                    Cell::count(sum.outages),
                     Cell::Int(sum.received as i64),
                     Cell::Int(sum.expected as i64),
                     Cell::Num(ratio(sum.received, sum.expected)),
@@ -332,6 +348,7 @@ mod tests {
         let s = score(
             cov(0, 6000 * S, 100),
             &[(600 * S, 1500 * S), (1200 * S, 1800 * S)],
+            &[],
             |_, a, b| {
                 assert_eq!((a, b), (600 * S, 1800 * S));
                 5
@@ -339,6 +356,20 @@ mod tests {
         );
         assert_eq!((s.expected, s.received, s.excluded_periods), (80, 80, 1));
         assert_eq!(s.excluded_ns, 1200 * S);
+    }
+
+    #[test]
+    fn an_outage_overlapping_maintenance_is_excluded_once_and_counted_apart() {
+        // 100 minutes: maintenance 10–30 min, the edge announced out 20–50 min.
+        let s = score(
+            cov(0, 6000 * S, 50),
+            &[(600 * S, 1800 * S)],
+            &[(1200 * S, 3000 * S)],
+            |_, _, _| 0,
+        );
+        assert_eq!(s.excluded_ns, 2400 * S);
+        assert_eq!((s.excluded_periods, s.outage_periods), (1, 1));
+        assert_eq!((s.expected, s.received), (60, 50));
     }
 
     #[test]

@@ -7,16 +7,16 @@
 //! `trends` (event figures) · `completeness` (sensor coverage from the directory, less
 //! maintenance) · `table` (cells; JSON and CSV) · `xlsx` · `stats`.
 //!
-//! Exclusions: a component is under maintenance while one of its cases is dispatched or in
-//! progress (the status the hub shows, derived from its events); those spans come off both the
-//! expected and the received side. Announced edge outages are not excluded: the hub has no
-//! record of them (an edge's offline status is what the report measures, not an excuse).
-//! Only cases registered in the range are read, so maintenance that began on a case
-//! registered before the range is not excluded.
+//! Exclusions (`exclusions`): a component is under maintenance while one of its cases is
+//! dispatched or in progress (the status the hub shows, derived from its events), including
+//! cases registered before the range and still open at its start; an edge is out while an
+//! outage announced for it (`POST edges/{id}/outages`) lasts. Those spans come off both the
+//! expected and the received side of every sensor they concern, and are shown.
 
 mod cases;
 mod completeness;
 mod departments;
+mod exclusions;
 mod grid_cells;
 mod stats;
 mod table;
@@ -32,7 +32,8 @@ use crate::model::rfc3339;
 use crate::store::StoreError;
 use crate::Events;
 use completeness::SensorScore;
-use serde_json::{json, Value as Json};
+use exclusions::Exclusions;
+use serde_json::Value as Json;
 use std::collections::{BTreeSet, HashMap};
 
 /// Every table the report has, in the order of the JSON, the XLSX sheets and the docs.
@@ -56,6 +57,8 @@ pub struct Report {
     pub from_ns: i64,
     pub to_ns: i64,
     pub tables: Vec<Table>,
+    /// What completeness does not count, with the announced outages the reader sees.
+    pub exclusions: Json,
 }
 
 impl Report {
@@ -78,13 +81,7 @@ impl serde::Serialize for Report {
         map.serialize_entry("from", &rfc3339(self.from_ns))?;
         map.serialize_entry("to", &rfc3339(self.to_ns))?;
         map.serialize_entry("tables", TABLES)?;
-        map.serialize_entry(
-            "exclusions",
-            &json!({
-                "maintenance": "a component's cases while dispatched or in progress",
-                "edge_outages": "not excluded: the hub keeps no record of announced edge outages",
-            }),
-        )?;
+        map.serialize_entry("exclusions", &self.exclusions)?;
         for t in &self.tables {
             map.serialize_entry(t.name, t)?;
         }
@@ -110,27 +107,22 @@ pub fn evaluation(
         let history = events.store().history(e.id)?;
         all.push(Case::new(e, ctx, recipients, &history));
     }
-    let mut maintenance: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
-    for c in &all {
-        if !c.maintenance.is_empty() {
-            maintenance
-                .entry(c.event.component_id.as_str())
-                .or_default()
-                .extend(&c.maintenance);
-        }
-    }
+    let excluded = Exclusions::gather(events, &all, from_ns, to_ns)?;
     let sees = |d: &str| only.is_none_or(|o| o == d);
     let scores: Vec<SensorScore> = dir
         .sensor_coverage(from_ns, to_ns, now_ns)
         .into_iter()
         .filter(|s| sees(&s.component.owner_department) || sees(&s.component.maintainer_department))
         .map(|s| {
-            let spans = maintenance
-                .get(s.component_id.as_str())
-                .map_or(&[][..], Vec::as_slice);
-            completeness::score(s, spans, |sensor, a, b| dir.reports_between(sensor, a, b))
+            let maintenance = excluded.maintenance(&s.component_id);
+            let outages = excluded.outages(&s.edge);
+            completeness::score(s, maintenance, outages, |sensor, a, b| {
+                dir.reports_between(sensor, a, b)
+            })
         })
         .collect();
+    let edges: BTreeSet<&str> = scores.iter().map(|s| s.cov.edge.as_str()).collect();
+    let exclusions = excluded.to_json(&|e| only.is_none() || edges.contains(e));
     let cases: Vec<&Case> = all
         .iter()
         .filter(|c| only.is_none_or(|o| c.recipients.iter().any(|d| d == o)))
@@ -180,5 +172,6 @@ pub fn evaluation(
         from_ns,
         to_ns,
         tables,
+        exclusions,
     })
 }

@@ -55,6 +55,9 @@ pub trait EventLog {
     fn active_for_component(&self, component_id: &str) -> Result<Vec<Event>>;
     /// Events the hub registered in `[from, to)` (for the evaluation report).
     fn created_between(&self, from_ns: i64, to_ns: i64) -> Result<Vec<Event>>;
+    /// Events registered before `at_ns` and not closed by it (still open, or closed later):
+    /// those whose maintenance may reach into a report's range that starts at `at_ns`.
+    fn open_at(&self, at_ns: i64) -> Result<Vec<Event>>;
     /// (component, type, trigger time) of every event whose condition still holds (not cleared, not closed):
     /// what the rules re-attach to after a restart.
     fn raised_conditions(&self) -> Result<Vec<(String, String, i64)>>;
@@ -475,6 +478,14 @@ impl EventLog for SqliteStore {
             "SELECT {EVENT_COLS} FROM events WHERE created_at_ns >= ?1 AND created_at_ns < ?2 ORDER BY id"
         );
         query_events(&self.conn(), &sql, &[&from_ns, &to_ns])
+    }
+
+    fn open_at(&self, at_ns: i64) -> Result<Vec<Event>> {
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE created_at_ns < ?1 \
+             AND (closed_at_ns IS NULL OR closed_at_ns >= ?1) ORDER BY id"
+        );
+        query_events(&self.conn(), &sql, &[&at_ns])
     }
 
     fn raised_conditions(&self) -> Result<Vec<(String, String, i64)>> {

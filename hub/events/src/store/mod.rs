@@ -8,11 +8,13 @@
 //! One concept per file: `events.rs` (events, their history, pending conditions), `outbox.rs`
 //! (the `changes` log and named cursors), `subscriptions.rs` (webhook subscriptions and their
 //! deliveries), `audit.rs` (refusals and administrative actions), `attachments.rs` (photos'
-//! metadata; their bytes are the blob store's). [`EventStore`] is all five.
+//! metadata; their bytes are the blob store's), `outages.rs` (announced edge outages, which the
+//! evaluation report excludes). [`EventStore`] is all six.
 
 mod attachments;
 mod audit;
 mod events;
+mod outages;
 mod outbox;
 mod pg;
 mod subscriptions;
@@ -20,6 +22,7 @@ mod subscriptions;
 pub use attachments::{Attachment, Attachments, Deletion, NewAttachment};
 pub use audit::{AuditEntry, AuditLog};
 pub use events::{EventLog, ListQuery, Transition, TransitionRequest};
+pub use outages::{EdgeOutage, NewOutage, Outages};
 pub use outbox::{event_from_body, Outbox};
 pub use pg::PgStore;
 pub use subscriptions::{
@@ -37,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_events.sql"),
     include_str!("../../migrations/0002_pending_conditions.sql"),
     include_str!("../../migrations/0003_attachments.sql"),
+    include_str!("../../migrations/0004_edge_outages.sql"),
 ];
 /// How long a writer waits for another connection's transaction before giving up.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
@@ -93,13 +97,16 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The events store seam: SQLite now; a PostgreSQL implementation would follow the same contract
 /// (one active event per (component, type) enforced by a unique index, outbox row per change).
-/// It is the five per-concept traits together; every type that has all five is one.
+/// It is the six per-concept traits together; every type that has all six is one.
 pub trait EventStore:
-    EventLog + Outbox + Subscriptions + AuditLog + Attachments + Send + Sync
+    EventLog + Outbox + Subscriptions + AuditLog + Attachments + Outages + Send + Sync
 {
 }
 
-impl<T: EventLog + Outbox + Subscriptions + AuditLog + Attachments + Send + Sync> EventStore for T {}
+impl<T: EventLog + Outbox + Subscriptions + AuditLog + Attachments + Outages + Send + Sync>
+    EventStore for T
+{
+}
 
 /// The SQLite store. One connection behind a mutex: every operation is a short transaction.
 pub struct SqliteStore {

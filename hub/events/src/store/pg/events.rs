@@ -378,6 +378,14 @@ impl EventLog for PgStore {
         rows::events(&self.pg.query(&sql, &[&from_ns, &to_ns])?)
     }
 
+    fn open_at(&self, at_ns: i64) -> Result<Vec<Event>> {
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE created_at_ns < $1 \
+             AND (closed_at_ns IS NULL OR closed_at_ns >= $1) ORDER BY id"
+        );
+        rows::events(&self.pg.query(&sql, &[&at_ns])?)
+    }
+
     fn raised_conditions(&self) -> Result<Vec<(String, String, i64)>> {
         let rows = self.pg.query(
             "SELECT component_id, type, trigger_ts_ns FROM events \

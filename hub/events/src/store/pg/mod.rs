@@ -9,7 +9,7 @@
 //!   LOCKED` and a lease).
 //!
 //! One concept per file, as the SQLite store: `events.rs`, `outbox.rs`, `subscriptions.rs`,
-//! `audit.rs`, `attachments.rs`; `rows.rs` decodes rows.
+//! `audit.rs`, `attachments.rs`, `outages.rs`; `rows.rs` decodes rows.
 
 /// Inside a transaction: the value of a store `Result`, or ends the transaction with its
 /// refusal (rolled back by [`PgStore::write`]).
@@ -25,6 +25,7 @@ macro_rules! refuse_on_err {
 mod attachments;
 mod audit;
 mod events;
+mod outages;
 mod outbox;
 mod rows;
 mod subscriptions;
@@ -42,6 +43,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         sql: include_str!("../../../migrations/pg/0002_attachments.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("../../../migrations/pg/0003_edge_outages.sql"),
     },
 ];
 
