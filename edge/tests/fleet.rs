@@ -319,3 +319,28 @@ fn only_the_sources_a_config_changes_restart() {
     assert_eq!(connects, 1, "the unchanged source kept its connection");
     assert_eq!(edge.metric("edge_uplink_connects_total", ""), 1.0);
 }
+
+#[test]
+fn with_the_hub_unreachable_the_edge_boots_on_its_stored_config() {
+    let (dir, site, hub, cfg) = setup("");
+    let site2 = broker();
+    let (_store, stub) = acking_hub(hub.port);
+    let mut edge = EdgeProc::start_site_up(dir.path(), &cfg, "e");
+    let hubcfg = HubConfig::connect(hub.port);
+    let doc = format!(
+        "[[mqtt]]\nname = \"site\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         [[mqtt]]\nname = \"site2\"\nhost = \"127.0.0.1\"\nport = {}\n",
+        site.port, site2.port
+    );
+    hubcfg.publish(1, &doc);
+    assert_eq!(
+        hubcfg.report_on(1, Duration::from_secs(20)).outcome,
+        ConfigOutcome::Applied
+    );
+    edge.kill9();
+    drop((hubcfg, stub, hub)); // the hub and its broker are gone
+    let edge = EdgeProc::start(dir.path(), &cfg, "e2");
+    edge.wait_source_up("site2");
+    assert_eq!(edge.metric("edge_uplink_connected", ""), 0.0);
+    assert!(log_of(&edge).contains("running on the hub's configuration version=1"));
+}
