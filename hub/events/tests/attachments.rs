@@ -115,6 +115,27 @@ async fn to_in_progress(api: &Api, id: i64) {
     }
 }
 
+/// Before any transition names it, the upload has a history row of its own ("photo
+/// uploaded" on the event page), by its uploader, the status unchanged.
+async fn uploaded_alone_is_in_the_history(api: &Api, id: i64, att: i64) {
+    let (code, detail) = api.get(&format!("/events/{id}"), "sw-read").await;
+    assert_eq!(code, 200, "{detail}");
+    let last = detail["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["action"], "attachment.upload", "{last}");
+    assert_eq!(last["actor"], "sw/wang", "{last}");
+    assert_eq!(last["from_status"], last["to_status"], "{last}");
+    let note = last["note"].as_str().unwrap_or("");
+    assert!(
+        note.starts_with(&format!("attachment {att} uploaded")),
+        "{last}"
+    );
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
@@ -134,6 +155,7 @@ async fn a_photo_is_uploaded_referenced_by_a_resolve_and_listed_in_the_history()
     assert_eq!(a["referenced"], false);
     let att = a["id"].as_i64().unwrap();
     assert_eq!(a["url"], format!("/api/v1/events/{id}/attachments/{att}"));
+    uploaded_alone_is_in_the_history(&api, id, att).await;
 
     let (code, headers, bytes) = fetch(&api, id, att, "sw-read").await;
     assert_eq!(code, 200);
@@ -822,6 +844,7 @@ async fn served_by_two_hubs(a: &Events, b: &Events) -> String {
     let (code, up) = upload(&api_a, id, "sw-write", "p.png", PHOTO_PNG).await;
     assert_eq!(code, 201, "{up}");
     let att = up["id"].as_i64().unwrap();
+    uploaded_alone_is_in_the_history(&api_b, id, att).await;
     let hash = up["sha256"].as_str().unwrap().to_string();
     assert_eq!(hash, sha256_hex(PHOTO_PNG));
 

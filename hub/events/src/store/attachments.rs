@@ -4,8 +4,8 @@
 //!
 //! A transition that references photos links them in its own transaction, so a resolve that
 //! "has its photo" can never be committed without it (and a photo is referenced once).
-//! A deletion keeps the row (who, when, which hash) and writes a history row and an audit row
-//! in one transaction.
+//! An upload writes a history row (`attachment.upload`) with its row; a deletion keeps the row
+//! (who, when, which hash) and writes a history row and an audit row in one transaction.
 
 use super::events::transition_in;
 use super::{Result, SqliteStore, StoreError};
@@ -87,6 +87,14 @@ pub trait Attachments {
     fn history_ids(&self, event_id: i64) -> Result<Vec<i64>>;
 }
 
+/// The history note of an upload.
+pub(super) fn uploaded_note(a: &Attachment) -> String {
+    format!(
+        "attachment {} uploaded (sha256 {}, {}, {} bytes)",
+        a.id, a.sha256, a.content_type, a.bytes
+    )
+}
+
 const COLS: &str = "id, event_id, sha256, content_type, bytes, filename, uploaded_by, \
     uploaded_at_ns, location_removed, history_id, deleted_by, deleted_at_ns";
 
@@ -147,13 +155,11 @@ impl Attachments for SqliteStore {
     fn add_attachment(&self, a: &NewAttachment<'_>) -> Result<Attachment> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: Option<i64> = tx
-            .prepare_cached("SELECT id FROM events WHERE id = ?1")?
+        let status: String = tx
+            .prepare_cached("SELECT status FROM events WHERE id = ?1")?
             .query_row([a.event_id], |r| r.get(0))
-            .optional()?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(a.event_id));
-        }
+            .optional()?
+            .ok_or(StoreError::NotFound(a.event_id))?;
         let live: i64 = tx
             .prepare_cached(
                 "SELECT COUNT(*) FROM attachments WHERE event_id = ?1 AND deleted_at_ns IS NULL",
@@ -182,6 +188,12 @@ impl Attachments for SqliteStore {
         ])?;
         let id = tx.last_insert_rowid();
         let row = one(&tx, a.event_id, id)?.ok_or(StoreError::NotFound(a.event_id))?;
+        // The upload is in the event's history on its own (before any transition names it).
+        tx.prepare_cached(
+            "INSERT INTO event_history (event_id, at_ns, actor, action, from_status, to_status, note) \
+             VALUES (?1, ?2, ?3, 'attachment.upload', ?4, ?4, ?5)",
+        )?
+        .execute(params![a.event_id, a.at_ns, a.uploaded_by, status, uploaded_note(&row)])?;
         tx.commit()?;
         Ok(row)
     }

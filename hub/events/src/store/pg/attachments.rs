@@ -5,6 +5,7 @@
 
 use super::{DbResult, PgStore};
 use crate::model::{Change, Status};
+use crate::store::attachments::uploaded_note;
 use crate::store::{
     Attachment, Attachments, Deletion, NewAttachment, Result, StoreError, Transition,
 };
@@ -74,9 +75,9 @@ async fn unusable(tx: &Transaction<'_>, event_id: i64, id: i64) -> DbResult<Opti
 impl Attachments for PgStore {
     fn add_attachment(&self, a: &NewAttachment<'_>) -> Result<Attachment> {
         self.write(async |tx| {
-            if lock_event(tx, a.event_id).await?.is_none() {
+            let Some(status) = lock_event(tx, a.event_id).await? else {
                 return Ok(Err(StoreError::NotFound(a.event_id)));
-            }
+            };
             let live: i64 = tx
                 .query_one(
                     "SELECT COUNT(*) FROM attachments WHERE event_id = $1 AND deleted_at_ns IS NULL",
@@ -111,7 +112,14 @@ impl Attachments for PgStore {
                     ],
                 )
                 .await?;
-            Ok(Ok(attachment(&row)?))
+            let row = attachment(&row)?;
+            tx.execute(
+                "INSERT INTO event_history (event_id, at_ns, actor, action, from_status, \
+                 to_status, note) VALUES ($1, $2, $3, 'attachment.upload', $4, $4, $5)",
+                &[&a.event_id, &a.at_ns, &a.uploaded_by, &status, &uploaded_note(&row)],
+            )
+            .await?;
+            Ok(Ok(row))
         })
     }
 
