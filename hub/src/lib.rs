@@ -16,6 +16,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 mod events_bridge;
+pub mod fleet;
 pub mod http_server;
 pub mod ingest;
 pub mod migrate_to_pg;

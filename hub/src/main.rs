@@ -127,6 +127,27 @@ enum EdgeCommand {
     },
     /// Revoke an edge: it can no longer log in nor have batches accepted.
     Revoke { id: String },
+    /// The edge's desired configuration from the hub (everything but its identity).
+    Config {
+        #[command(subcommand)]
+        command: EdgeConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EdgeConfigCommand {
+    /// Print the desired document (after `#` lines: its version, and what the edge applied).
+    Get { id: String },
+    /// Store FILE (TOML) as the edge's next version; the hub delivers it sealed to the edge.
+    /// Refused, naming the file's line and the field, if it holds the edge's identity, an
+    /// unknown top-level key or a sensor not registered to the edge.
+    Set {
+        id: String,
+        file: PathBuf,
+        /// The version FILE was made from (0: none yet); refused if it is no longer current.
+        #[arg(long, value_name = "N")]
+        base_version: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -292,6 +313,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     reg.revoke_edge(&id)?;
                     eprintln!("edge {id}: revoked");
                 }
+                EdgeCommand::Config {
+                    command: EdgeConfigCommand::Get { id },
+                } => hub::fleet::cli::get(reg.as_ref(), &id)?,
+                EdgeCommand::Config {
+                    command:
+                        EdgeConfigCommand::Set {
+                            id,
+                            file,
+                            base_version,
+                        },
+                } => hub::fleet::cli::set(reg.as_ref(), &id, &file, base_version)?,
             }
             Ok(())
         }

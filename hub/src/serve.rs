@@ -161,6 +161,17 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         s
     }));
 
+    // Configuration from the hub: delivery of each edge's desired version and its reports.
+    let fleet_metrics = Arc::new(crate::fleet::FleetMetrics::default());
+    let kick = crate::fleet::spawn(
+        &sup,
+        registry.clone(),
+        &broker_handle,
+        cluster.as_ref().map(|c| c.ownership.clone()),
+        fleet_metrics.clone(),
+    );
+    metric_sources.push(Arc::new(move || fleet_metrics.render_prometheus()));
+
     let retention_store = embedded.clone();
     sup.spawn("retention", move |t| {
         until_cancelled(t, retention_loop(retention_store.clone()))
@@ -178,7 +189,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         None
     };
 
-    let state = app_state(
+    let mut state = app_state(
         &cfg,
         &registry,
         &embedded,
@@ -187,6 +198,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         metric_sources,
         cluster.clone(),
     )?;
+    state.fleet = Some(kick);
     // The dashboard (SPA at `/`, assets embedded) has no fallback, so it merges beside the API.
     let mut app = api::router(state).merge(wangge_dashboard::router());
     if let Some(r) = events_router {

@@ -9,6 +9,7 @@
 pub mod auth;
 mod cluster;
 mod components;
+pub mod edge_config;
 pub mod error;
 mod events_doc;
 pub mod metrics;
@@ -62,6 +63,9 @@ pub struct AppState {
     pub supervisor: Option<crate::supervise::Supervisor>,
     /// This hub as a cluster member; `None` on a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Asks the configuration delivery to publish an edge's new version now; `None`: no
+    /// delivery task (its periodic pass, if any, still publishes).
+    pub fleet: Option<crate::fleet::Kick>,
 }
 
 impl AppState {
@@ -76,6 +80,7 @@ impl AppState {
             started: std::time::Instant::now(),
             supervisor: None,
             cluster: None,
+            fleet: None,
         }
     }
 }
@@ -129,14 +134,28 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/openapi.json", get(openapi_json))
         .merge(protected);
+    // A configuration document may be larger than the other bodies: its own bound.
+    let config_body = edge_config::CONFIG_BODY_BYTES_MAX.max(state.limits.body_bytes_max);
+    let edge_config = Router::new()
+        .route(
+            "/api/v1/edges/{id}/config",
+            get(edge_config::get_edge_config).put(edge_config::put_edge_config),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(DefaultBodyLimit::max(config_body))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(config_body));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(metrics_text))
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.body_bytes_max))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             state.limits.body_bytes_max,
         ))
+        .merge(edge_config)
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), bound_query))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
@@ -468,6 +487,8 @@ impl utoipa::Modify for BearerAuth {
         components::delete_component,
         readings::component_readings,
         list_edges,
+        edge_config::get_edge_config,
+        edge_config::put_edge_config,
         list_unassigned,
         get_sensor,
         put_sensor,
@@ -498,6 +519,8 @@ impl utoipa::Modify for BearerAuth {
         UnassignedSensor, Page<UnassignedSensor>, Sensor, SensorInput, GridCell, Page<GridCell>, Department,
         Page<Department>,
         RegistryStats, Stats, Health, ErrorBody,
+        edge_config::EdgeConfigJson, edge_config::DesiredJson, edge_config::AppliedJson,
+        edge_config::EdgeConfigInput,
         error::ErrorDetail, readings::Readings, readings::PointOut, wangge_events::model::EventJson,
         wangge_events::model::TriggerJson, wangge_events::model::Severity,
         wangge_events::model::Status, wangge_events::model::HistoryEntry,

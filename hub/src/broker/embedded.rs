@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 
 /// Filter for the acks the hub publishes (must exist before the first ack, see module doc).
 const ALL_ACKS: &str = "wangge/v1/edges/+/acks";
+/// Filter for the desired configurations the hub publishes (retained, `crate::fleet`).
+const ALL_CONFIGS: &str = "wangge/v1/edges/+/config";
 /// Filter for the events the hub publishes (`wangge/v1/events/{department}/{type}`).
 const ALL_EVENTS: &str = "wangge/v1/events/#";
 
@@ -40,6 +42,7 @@ const ALL_EVENTS: &str = "wangge/v1/events/#";
 /// `hub_publishes_on_other_topics_do_not_cut_the_edges_off` did not observe the disconnect).
 fn publishable(topic: &str) -> bool {
     topic.starts_with("wangge/v1/events/")
+        || super::is_config(topic)
         || (topics::edge_of(topic).is_some()
             && topic.ends_with("/acks")
             && topic.matches('/').count() == 4)
@@ -100,7 +103,11 @@ pub(super) fn start(
     let (mut link_tx, link_rx) = broker
         .link("wangge-hub-ingest")
         .map_err(|e| BrokerError::Link(e.to_string()))?;
-    for filter in [topics::ALL_BATCHES, topics::ALL_STATUS] {
+    for filter in [
+        topics::ALL_BATCHES,
+        topics::ALL_STATUS,
+        topics::ALL_CONFIG_REPORTS,
+    ] {
         link_tx
             .subscribe(filter)
             .map_err(|e| BrokerError::Link(e.to_string()))?;
@@ -115,7 +122,8 @@ pub(super) fn start(
         .map_err(|e| BrokerError::Link(e.to_string()))?;
 
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(cfg.inbound_queue_max);
-    spawn_link_rx(link_rx, in_tx)?;
+    let (reports_tx, reports_rx) = mpsc::channel::<Inbound>(super::CONFIG_REPORTS_QUEUE_MAX);
+    spawn_link_rx(link_rx, in_tx, reports_tx)?;
 
     let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE_MAX);
     spawn_link_tx(link_tx, out_rx)?;
@@ -148,7 +156,11 @@ pub(super) fn start(
     }
     tracing::info!(?listen, ?tls_listen, %internal, "embedded MQTT broker listening behind the gate");
     Ok(BrokerHandle::new(
-        in_rx, out_tx, listen, tls_listen, metrics,
+        (in_rx, reports_rx),
+        out_tx,
+        listen,
+        tls_listen,
+        metrics,
     ))
 }
 
@@ -187,6 +199,9 @@ fn broker_config(cfg: &BrokerConfig, servers: HashMap<String, ServerSettings>) -
                 topics::ALL_BATCHES.to_string(),
                 topics::ALL_STATUS.to_string(),
                 ALL_ACKS.to_string(),
+                // Configuration from the hub (`crate::fleet`).
+                ALL_CONFIGS.to_string(),
+                topics::ALL_CONFIG_REPORTS.to_string(),
                 // Events the hub publishes (`wangge_events::delivery::run_mqtt`).
                 ALL_EVENTS.to_string(),
             ]),
@@ -197,10 +212,12 @@ fn broker_config(cfg: &BrokerConfig, servers: HashMap<String, ServerSettings>) -
     }
 }
 
-/// Forwards what the hub's link receives to ingest (`in_tx`), on its own thread.
+/// Forwards what the hub's link receives to ingest (`in_tx`), configuration reports to the
+/// fleet (`reports_tx`), on its own thread.
 fn spawn_link_rx(
     mut link_rx: rumqttd::local::LinkRx,
     in_tx: mpsc::Sender<Inbound>,
+    reports_tx: mpsc::Sender<Inbound>,
 ) -> Result<(), BrokerError> {
     std::thread::Builder::new()
         .name("broker-link-rx".into())
@@ -212,6 +229,10 @@ fn spawn_link_rx(
                         topic,
                         payload: f.publish.payload,
                     };
+                    if super::is_config_report(&msg.topic) {
+                        super::forward_config_report(&reports_tx, msg);
+                        continue;
+                    }
                     if in_tx.blocking_send(msg).is_err() {
                         return; // ingest is gone
                     }
@@ -246,7 +267,17 @@ fn spawn_link_tx(
                     tracing::error!(topic = %m.topic, "hub publish on a topic outside its filters dropped");
                     continue;
                 }
-                if let Err(e) = link_tx.publish(m.topic, m.payload) {
+                let sent = if super::is_config(&m.topic) {
+                    // Retained: rumqttd's local link has no retained `publish`, its raw `send`
+                    // does (it only queues the packet, it never waits).
+                    let p = rumqttd::protocol::Publish::new(m.topic.into(), m.payload, true);
+                    futures::executor::block_on(
+                        link_tx.send(rumqttd::protocol::Packet::Publish(p, None)),
+                    )
+                } else {
+                    link_tx.publish(m.topic, m.payload)
+                };
+                if let Err(e) = sent {
                     tracing::error!(error = %e, "embedded broker link closed");
                     return;
                 }
@@ -267,6 +298,11 @@ fn small_logs() -> HashMap<String, rumqttd::SegmentConfig> {
     HashMap::from([
         (ALL_ACKS.to_string(), small(SMALL_SEGMENT_BYTES)),
         (topics::ALL_STATUS.to_string(), small(SMALL_SEGMENT_BYTES)),
+        (
+            topics::ALL_CONFIG_REPORTS.to_string(),
+            small(SMALL_SEGMENT_BYTES),
+        ),
+        (ALL_CONFIGS.to_string(), small(EVENTS_SEGMENT_BYTES)),
         (ALL_EVENTS.to_string(), small(EVENTS_SEGMENT_BYTES)),
     ])
 }
@@ -350,6 +386,8 @@ mod tests {
         assert!(super::publishable(
             "wangge/v1/events/water/manhole.displaced"
         ));
+        assert!(super::publishable("wangge/v1/edges/edge-1/config"));
+        assert!(!super::publishable("wangge/v1/edges/edge-1/config-report"));
         assert!(!super::publishable("wangge/v1/edges/edge-1/batches"));
         assert!(!super::publishable("wangge/v1/edges/a/b/acks"));
         assert!(!super::publishable("other/topic"));

@@ -83,6 +83,7 @@ pub(super) fn start(
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let (in_tx, in_rx) = mpsc::channel(cfg.inbound_queue_max);
+    let (reports_tx, reports_rx) = mpsc::channel(super::CONFIG_REPORTS_QUEUE_MAX);
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE_MAX);
 
     let sub_client = client.clone();
@@ -98,7 +99,11 @@ pub(super) fn start(
                         subscriptions.resubscribe_all().await;
                         continue;
                     }
-                    for f in [topics::ALL_BATCHES, topics::ALL_STATUS] {
+                    for f in [
+                        topics::ALL_BATCHES,
+                        topics::ALL_STATUS,
+                        topics::ALL_CONFIG_REPORTS,
+                    ] {
                         if let Err(e) = sub_client.subscribe(f, QoS::AtLeastOnce).await {
                             tracing::error!(error = %e, "external broker subscribe failed");
                         }
@@ -109,6 +114,10 @@ pub(super) fn start(
                         topic: p.topic,
                         payload: p.payload,
                     };
+                    if super::is_config_report(&msg.topic) {
+                        super::forward_config_report(&reports_tx, msg);
+                        continue;
+                    }
                     if in_tx.send(msg).await.is_err() {
                         return;
                     }
@@ -123,8 +132,10 @@ pub(super) fn start(
     });
     tokio::spawn(async move {
         while let Some(m) = out_rx.recv().await {
+            // Desired configurations are retained: an edge connecting later still gets its own.
+            let retain = super::is_config(&m.topic);
             if let Err(e) = client
-                .publish(m.topic, QoS::AtLeastOnce, false, m.payload.to_vec())
+                .publish(m.topic, QoS::AtLeastOnce, retain, m.payload.to_vec())
                 .await
             {
                 tracing::error!(error = %e, "external broker publish failed");
@@ -132,7 +143,7 @@ pub(super) fn start(
         }
     });
     Ok(BrokerHandle::new(
-        in_rx,
+        (in_rx, reports_rx),
         out_tx,
         None,
         None,
@@ -140,7 +151,17 @@ pub(super) fn start(
     ))
 }
 
-/// A cluster member's subscriptions: the batch and status topics of each owned edge.
+/// What a cluster member subscribes to for each edge it owns.
+fn edge_topics(edge: &str) -> [String; 3] {
+    [
+        topics::batches(edge),
+        topics::status(edge),
+        topics::config_report(edge),
+    ]
+}
+
+/// A cluster member's subscriptions: the batch, status and configuration report topics of each
+/// owned edge.
 #[derive(Clone)]
 struct Subscriptions {
     client: AsyncClient,
@@ -185,7 +206,7 @@ impl Subscriptions {
                 owned.borrow_and_update().iter().cloned().collect();
             let mut current = self.current.lock().await;
             for gone in current.difference(&want).cloned().collect::<Vec<_>>() {
-                for t in [topics::batches(&gone), topics::status(&gone)] {
+                for t in edge_topics(&gone) {
                     if let Err(e) = self.client.unsubscribe(t).await {
                         tracing::warn!(error = %e, edge_id = %gone, "unsubscribe failed");
                     }
@@ -201,7 +222,7 @@ impl Subscriptions {
     }
 
     async fn subscribe(&self, edge: &str) -> bool {
-        for t in [topics::batches(edge), topics::status(edge)] {
+        for t in edge_topics(edge) {
             if let Err(e) = self.client.subscribe(t, QoS::AtLeastOnce).await {
                 tracing::error!(error = %e, edge_id = %edge, "external broker subscribe failed");
                 return false;

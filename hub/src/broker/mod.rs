@@ -179,9 +179,38 @@ pub enum BrokerError {
     },
 }
 
+/// Capacity of the queue of edges' configuration reports (`.../config-report`), messages. A
+/// report that finds it full is dropped (logged): the edge reports again with its next status
+/// change, and ingest is never held up by it.
+pub const CONFIG_REPORTS_QUEUE_MAX: usize = 64;
+
+/// True for an edge's configuration report topic (`wangge/v1/edges/{id}/config-report`): the
+/// broker link hands those to the fleet ([`BrokerHandle::take_config_reports`]), not to ingest.
+pub fn is_config_report(topic: &str) -> bool {
+    topic.ends_with("/config-report") && protocol::uplink::topics::edge_of(topic).is_some()
+}
+
+/// True for an edge's desired-configuration topic (`wangge/v1/edges/{id}/config`): the hub's
+/// publishes there are retained, so an edge that connects later still gets its newest version.
+pub fn is_config(topic: &str) -> bool {
+    topic.ends_with("/config")
+        && topic.matches('/').count() == 4
+        && protocol::uplink::topics::edge_of(topic).is_some()
+}
+
+/// Hands a configuration report to the fleet's queue without waiting (see
+/// [`CONFIG_REPORTS_QUEUE_MAX`]).
+pub(crate) fn forward_config_report(reports: &mpsc::Sender<Inbound>, msg: Inbound) {
+    if let Err(e) = reports.try_send(msg) {
+        tracing::warn!(error = %e, "configuration report dropped: the fleet's queue is full or gone");
+    }
+}
+
 /// A running broker connection: the seam between the broker and ingest.
 pub struct BrokerHandle {
     inbound: Mutex<Option<mpsc::Receiver<Inbound>>>,
+    /// Edges' configuration reports, for the fleet (`crate::fleet`).
+    config_reports: Mutex<Option<mpsc::Receiver<Inbound>>>,
     outbound: mpsc::Sender<Outbound>,
     /// Address of the plain listener (embedded mode).
     pub listen: Option<SocketAddr>,
@@ -193,7 +222,7 @@ pub struct BrokerHandle {
 
 impl BrokerHandle {
     pub(crate) fn new(
-        inbound: mpsc::Receiver<Inbound>,
+        (inbound, config_reports): (mpsc::Receiver<Inbound>, mpsc::Receiver<Inbound>),
         outbound: mpsc::Sender<Outbound>,
         listen: Option<SocketAddr>,
         tls_listen: Option<SocketAddr>,
@@ -201,6 +230,7 @@ impl BrokerHandle {
     ) -> Self {
         BrokerHandle {
             inbound: Mutex::new(Some(inbound)),
+            config_reports: Mutex::new(Some(config_reports)),
             outbound,
             listen,
             tls_listen,
@@ -211,6 +241,11 @@ impl BrokerHandle {
     /// The inbound stream; it has one consumer (ingest), so this returns `None` the second time.
     pub fn take_inbound(&self) -> Option<mpsc::Receiver<Inbound>> {
         self.inbound.lock().ok()?.take()
+    }
+
+    /// The edges' configuration reports; one consumer (the fleet), `None` the second time.
+    pub fn take_config_reports(&self) -> Option<mpsc::Receiver<Inbound>> {
+        self.config_reports.lock().ok()?.take()
     }
 
     /// Where to queue publishes (acks).

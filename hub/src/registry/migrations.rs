@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0007_sensor_registered_at.sql",
         include_str!("../../migrations/0007_sensor_registered_at.sql"),
     ),
+    (
+        8,
+        "0008_edge_config.sql",
+        include_str!("../../migrations/0008_edge_config.sql"),
+    ),
 ];
 
 /// Applies every migration newer than the database's version; returns the resulting version.

@@ -4,6 +4,7 @@
 //! cluster). Other modules use [`RegistryStore`] and [`RegistryAdmin`].
 
 pub mod codes;
+pub mod edge_config;
 mod migrations;
 pub mod model;
 #[macro_use]
@@ -13,6 +14,7 @@ pub mod seed;
 mod sqlite;
 pub mod validation;
 
+pub use edge_config::{ConfigDelivery, EdgeConfigState, NewConfig, StoredConfig, StoredReport};
 pub use model::*;
 pub use pg::PgRegistry;
 /// For bulk loads inside [`SqliteRegistry::write`] (the 100k-component bench).
@@ -342,6 +344,34 @@ pub trait RegistryAdmin: RegistryStore {
     fn import_seed(&self, dir: &std::path::Path) -> Result<seed::SeedSummary, seed::SeedError>;
     /// Writes every seed table to `dir` in the import format (see [`seed`]).
     fn export_seed(&self, dir: &std::path::Path) -> Result<seed::SeedSummary, seed::SeedError>;
+
+    /// The newest desired configuration of edge `edge_id` and its newest report; `None` if the
+    /// edge is unknown (see [`edge_config`]).
+    fn edge_config(&self, edge_id: &str) -> Result<Option<EdgeConfigState>, RegistryError>;
+    /// Stores the next version (the current + 1, from 1) of an edge's desired configuration;
+    /// the bool is true for its first. `NotFound` for an unknown edge, `Conflict` if
+    /// `base_version` is given and is not the current version. The document is not checked here.
+    fn put_edge_config(
+        &self,
+        config: &NewConfig<'_>,
+    ) -> Result<(StoredConfig, bool), RegistryError>;
+    /// Stores an opened report if it is newer (`ts_ns`) than the one stored for its edge;
+    /// false (nothing changed) for a replayed or older one.
+    fn record_config_report(
+        &self,
+        report: &protocol::edge_config::ConfigReport,
+        received_ns: i64,
+    ) -> Result<bool, RegistryError>;
+    /// The maintaining department of the component of every sensor registered to the edge,
+    /// distinct (`None`: a sensor on no component, or a component without a maintainer).
+    fn edge_sensor_maintainers(&self, edge_id: &str) -> Result<Vec<Option<String>>, RegistryError>;
+    /// The newest version of every edge that has one, by edge id, keyset-paginated, with the
+    /// version its newest report names (the delivery task's work list).
+    fn list_config_deliveries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConfigDelivery>, RegistryError>;
 }
 
 /// The invariant "only `hub::registry` talks to the registry database", checked on the sources:

@@ -1,7 +1,7 @@
 //! The registry traits for a back end whose entity files answer each method: one list of the
 //! trait methods, written once for both back ends (`sqlite`, `pg`). The invocation site
 //! supplies the back end's inherent methods of the same names, its `page` and its listings
-//! (`edges::EDGES`, `sensors::UNASSIGNED`, `reference::GRID_CELLS`, `reference::DEPARTMENTS`).
+//! (`edges::EDGES`, `sensors::UNASSIGNED`, `edge_configs::DELIVERIES`, `reference::GRID_CELLS`, `reference::DEPARTMENTS`).
 
 /// Writes trait methods that call the inherent method of the same name (in the entity's file)
 /// with the same arguments: a line `name(arguments) -> T` is a method returning
@@ -66,6 +66,10 @@ macro_rules! registry_traits_by_entity_files {
                 list_mqtt_users() -> Vec<MqttUser>;
                 department_exists(id: &str) -> bool;
                 coverage_sensors() -> Vec<CoverageSensor>;
+                edge_config(edge_id: &str) -> Option<EdgeConfigState>;
+                put_edge_config(config: &NewConfig<'_>) -> (StoredConfig, bool);
+                record_config_report(report: &ConfigReport, received_ns: i64) -> bool;
+                edge_sensor_maintainers(edge_id: &str) -> Vec<Option<String>>;
             }
 
             fn import_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {
@@ -81,6 +85,7 @@ macro_rules! registry_traits_by_entity_files {
                 list_unassigned_sensors -> UnassignedSensor = sensors::UNASSIGNED;
                 list_grid_cells -> GridCell = reference::GRID_CELLS;
                 list_departments -> Department = reference::DEPARTMENTS;
+                list_config_deliveries -> ConfigDelivery = edge_configs::DELIVERIES;
             }
         }
     };

@@ -20,6 +20,8 @@ use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
 };
+use super::{ConfigDelivery, EdgeConfigState, NewConfig, StoredConfig};
+use protocol::edge_config::ConfigReport;
 use protocol::uplink::EdgeStatus;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use wangge_pg::{migrate, Client, Migration, Pg, PgError, Row, ToSql, Transaction
 
 mod components;
 mod coverage;
+mod edge_configs;
 mod edges;
 mod mqtt_users;
 mod reference;
@@ -44,6 +47,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         sql: include_str!("../../../migrations/pg/0002_sensor_registered_at.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("../../../migrations/pg/0003_edge_config.sql"),
     },
 ];
 

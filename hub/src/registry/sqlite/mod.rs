@@ -18,6 +18,8 @@ use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
 };
+use super::{ConfigDelivery, EdgeConfigState, NewConfig, StoredConfig};
+use protocol::edge_config::ConfigReport;
 use protocol::uplink::EdgeStatus;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
@@ -39,6 +41,7 @@ pub struct SqliteRegistry {
 
 mod components;
 mod coverage;
+mod edge_configs;
 mod edges;
 mod mqtt_users;
 mod reference;

@@ -1,0 +1,141 @@
+//! Configuration from the hub (tables `edge_configs`, `edge_config_reports`, migration 0003).
+//! A new version is numbered under the edge's row locked `FOR UPDATE`, so two hubs storing a
+//! version for one edge at once number them one after the other (or one gets the `Conflict`
+//! its `base_version` asks for).
+
+use super::*;
+use crate::registry::edge_config::{
+    check_base, report_columns, sql, stored_u64, ConfigDelivery, EdgeConfigState, NewConfig,
+    StoredConfig, StoredReport,
+};
+use protocol::edge_config::{document_hash, ConfigReport};
+
+fn config_row(r: &Row) -> Result<StoredConfig, SqlError> {
+    Ok(StoredConfig {
+        edge_id: r.try_get(0)?,
+        version: count(r, 1)?,
+        hash: r.try_get(2)?,
+        document: r.try_get(3)?,
+        created_ns: r.try_get(4)?,
+        created_by: r.try_get(5)?,
+    })
+}
+
+fn report_row(r: &Row) -> Result<StoredReport, SqlError> {
+    Ok(StoredReport {
+        edge_id: r.try_get(0)?,
+        applied_version: count(r, 1)?,
+        applied_hash: r.try_get(2)?,
+        version: count(r, 3)?,
+        outcome: r.try_get(4)?,
+        error: r.try_get(5)?,
+        reported_ns: r.try_get(6)?,
+        received_ns: r.try_get(7)?,
+    })
+}
+
+/// The newest version of every edge that has one, with its newest report's version.
+pub(super) const DELIVERIES: Listing<ConfigDelivery> = Listing {
+    sql: sql::DELIVERIES,
+    row: |r| {
+        Ok(ConfigDelivery {
+            config: config_row(r)?,
+            reported_version: r.try_get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
+        })
+    },
+    key: |d| d.config.edge_id.clone(),
+};
+
+impl PgRegistry {
+    pub(super) fn edge_config(
+        &self,
+        edge_id: &str,
+    ) -> Result<Option<EdgeConfigState>, RegistryError> {
+        if self
+            .one("SELECT 1 FROM edges WHERE id = $1", edge_id, |_| Ok(()))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let desired = self.one(sql::DESIRED, edge_id, config_row)?;
+        let applied = self.one(sql::REPORT, edge_id, report_row)?;
+        Ok(Some(EdgeConfigState { desired, applied }))
+    }
+
+    pub(super) fn put_edge_config(
+        &self,
+        c: &NewConfig<'_>,
+    ) -> Result<(StoredConfig, bool), RegistryError> {
+        self.write(async |tx| {
+            let locked = tx
+                .query_opt(
+                    "SELECT 1 FROM edges WHERE id = $1 FOR UPDATE",
+                    &[&c.edge_id],
+                )
+                .await?;
+            if locked.is_none() {
+                return Err(RegistryError::NotFound(format!("edge {}", c.edge_id)).into());
+            }
+            let current: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0)::BIGINT FROM edge_configs WHERE edge_id = $1",
+                    &[&c.edge_id],
+                )
+                .await?
+                .try_get(0)?;
+            let current = current.max(0) as u64;
+            check_base(c.base_version, current)?;
+            let stored = StoredConfig {
+                edge_id: c.edge_id.to_string(),
+                version: current + 1,
+                hash: document_hash(c.document),
+                document: c.document.to_string(),
+                created_ns: c.created_ns,
+                created_by: c.created_by.to_string(),
+            };
+            let version = stored_u64("version", stored.version)?;
+            tx.execute(
+                sql::INSERT,
+                &[
+                    &stored.edge_id,
+                    &version,
+                    &stored.hash,
+                    &stored.document,
+                    &stored.created_ns,
+                    &stored.created_by,
+                ],
+            )
+            .await?;
+            Ok((stored, current == 0))
+        })
+    }
+
+    pub(super) fn record_config_report(
+        &self,
+        r: &ConfigReport,
+        received_ns: i64,
+    ) -> Result<bool, RegistryError> {
+        let (applied_version, version) = report_columns(r)?;
+        let n = self.execute(
+            sql::UPSERT_REPORT,
+            &[
+                &r.edge_id.as_str(),
+                &applied_version,
+                &r.applied_hash,
+                &version,
+                &r.outcome.name(),
+                &r.error,
+                &r.ts_ns,
+                &received_ns,
+            ],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub(super) fn edge_sensor_maintainers(
+        &self,
+        edge_id: &str,
+    ) -> Result<Vec<Option<String>>, RegistryError> {
+        self.all(sql::MAINTAINERS, &[&edge_id], |r| r.try_get(0))
+    }
+}
