@@ -18,6 +18,7 @@ use wangge_events::{ComponentDirectory, Events, EventsConfig};
 
 const MIN: i64 = 60 * S;
 const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
 /// The manhole cover's sensor (sw maintains it) and its edge; the smoke detector's (xf).
 const MH: (&str, &str) = ("MH-0001", "edge-xq-01");
 const SD: (&str, &str) = ("SD-0001", "edge-xf-01");
@@ -98,8 +99,8 @@ async fn world(silent: impl Fn(i64) -> (i64, i64)) -> World {
     let now = now_ns() / MIN * MIN;
     let from = now - 4 * HOUR;
     let reports = HashMap::from([
-        (MH.0, every_minute(from - 8 * HOUR, now, silent(now))),
-        (SD.0, every_minute(from - 8 * HOUR, now, (0, 0))),
+        (MH.0, every_minute(now - 3 * DAY, now, silent(now))),
+        (SD.0, every_minute(now - 3 * DAY, now, (0, 0))),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let sensors = Arc::new(Sensors {
@@ -124,7 +125,11 @@ async fn world(silent: impl Fn(i64) -> (i64, i64)) -> World {
 
 impl World {
     async fn report(&self, token: &str) -> Value {
-        let q = format!("from={}&to={}", self.from / 1_000_000, self.now / 1_000_000);
+        self.report_over(self.from, self.now, token).await
+    }
+
+    async fn report_over(&self, from: i64, to: i64, token: &str) -> Value {
+        let q = format!("from={}&to={}", from / 1_000_000, to / 1_000_000);
         let (code, report) = self
             .api
             .get(&format!("/reports/evaluation?{q}"), token)
@@ -322,4 +327,83 @@ async fn maintenance_on_a_case_registered_before_the_range_is_excluded() {
         "{}",
         report["departments"]
     );
+}
+
+#[tokio::test]
+async fn the_trends_give_data_completeness_per_day_and_week_in_json_and_csv() {
+    // The two whole days before today: the cover silent all the first, both on schedule after.
+    let today = now_ns() / DAY * DAY;
+    let w = world(move |_| (today - 2 * DAY, today - DAY)).await;
+    let report = w.report_over(today - 2 * DAY, today, "admin-token").await;
+    let day = |start: i64, dept: &str| {
+        report["trend_daily"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["period"] == rfc3339(start) && r["department"] == dept)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {dept} row for {start}: {}", report["trend_daily"]))
+    };
+    let (first, second) = (today - 2 * DAY, today - DAY);
+    assert_eq!(
+        day(first, "sw")["completeness"],
+        0.0,
+        "{}",
+        day(first, "sw")
+    );
+    assert_eq!(day(first, "xf")["completeness"], 1.0);
+    assert_eq!(day(first, "*")["reports_expected"], 2 * 1440);
+    assert_eq!(day(first, "*")["completeness"], 0.5);
+    assert_eq!(day(second, "sw")["completeness"], 1.0);
+    assert_eq!(day(second, "sw")["reports_received"], 1440);
+    // A week row sums its days.
+    let weeks: Vec<&Value> = report["trend_weekly"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["department"] == "sw")
+        .collect();
+    let sum = |k: &str| weeks.iter().map(|r| r[k].as_i64().unwrap()).sum::<i64>();
+    assert_eq!(
+        (sum("reports_received"), sum("reports_expected")),
+        (1440, 2880)
+    );
+    // The CSV carries the same columns and figures.
+    let q = format!(
+        "/reports/evaluation.csv?table=trend_daily&from={}&to={}",
+        first / 1_000_000,
+        today / 1_000_000
+    );
+    let csv = w
+        .api
+        .client
+        .get(format!("{}{q}", w.api.base))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let sw_first = csv
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|r| r[0] == rfc3339(first) && r[1] == "sw")
+        .expect("the sw row of the first day");
+    assert_eq!(sw_first[col("completeness")], "0");
+    assert_eq!(sw_first[col("reports_expected")], "1440");
+    // A department sees its own rows and the total of its own sensors only.
+    let xf = w.report_over(first, today, "xf-write").await;
+    let rows = xf["trend_daily"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["department"] == "xf" || r["department"] == "*"),
+        "{rows:?}"
+    );
+    assert!(rows
+        .iter()
+        .filter(|r| r["department"] == "*")
+        .all(|r| r["completeness"] == 1.0));
 }

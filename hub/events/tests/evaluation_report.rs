@@ -264,6 +264,20 @@ async fn the_xlsx_has_one_sheet_per_table_with_the_same_cells() {
     assert_eq!(sw[col("events_received")], Data::Float(3.0));
     assert_eq!(sw[col("on_time_closure_rate")], Data::Float(1.0));
     assert_eq!(sw[col("time_to_close_s.p50")], Data::Float(5400.0));
+    // The trend sheets carry the per-period data completeness next to the event figures.
+    for trend in ["trend_daily", "trend_weekly"] {
+        let sheet = book.worksheet_range(trend).unwrap();
+        let header: Vec<String> = sheet
+            .rows()
+            .next()
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        for c in ["reports_received", "reports_expected", "completeness"] {
+            assert!(header.iter().any(|h| h == c), "{trend}: {header:?}");
+        }
+    }
     // The department token's workbook holds its own department only.
     let r = get_raw(
         &api,

@@ -4,7 +4,7 @@
 //! the CSV (one table) and the XLSX (one sheet per table), so they always agree.
 //!
 //! Code map: `cases` (each event with its history's facts) → `departments`, `grid_cells`,
-//! `trends` (event figures) · `completeness` (sensor coverage from the directory, less
+//! `trends` (event figures, with `daily` completeness per period) · `completeness` (sensor coverage from the directory, less
 //! maintenance) · `table` (cells; JSON and CSV) · `xlsx` · `stats`.
 //!
 //! Exclusions (`exclusions`): a component is under maintenance while one of its cases is
@@ -15,6 +15,7 @@
 
 mod cases;
 mod completeness;
+mod daily;
 mod departments;
 mod exclusions;
 mod grid_cells;
@@ -152,18 +153,19 @@ pub fn evaluation(
     tables.push(departments::table(&cases, &departments, now_ns));
     tables.push(grid_cells::grid_table(&cases, &cells));
     tables.push(grid_cells::repeat_offenders(&cases, &names));
-    tables.push(trends::table(
-        &cases,
-        &departments,
-        trends::Period::Day,
-        now_ns,
-    ));
-    tables.push(trends::table(
-        &cases,
-        &departments,
-        trends::Period::Week,
-        now_ns,
-    ));
+    let daily = daily::per_day(dir.as_ref(), from_ns, to_ns, now_ns, &excluded, &|d| {
+        sees(d)
+    });
+    for period in [trends::Period::Day, trends::Period::Week] {
+        let completeness = daily::by_period(&daily, period);
+        tables.push(trends::table(
+            &cases,
+            &departments,
+            &completeness,
+            period,
+            now_ns,
+        ));
+    }
     debug_assert_eq!(
         tables.iter().map(|t| t.name).collect::<Vec<_>>(),
         TABLES.to_vec()

@@ -1,7 +1,9 @@
 //! The department figures per day and per week across the range (UTC; weeks start on Monday),
-//! for the trend charts and the department × week heat map.
+//! for the trend charts and the department × week heat map, with the data completeness of the
+//! department's sensors in the same period (`daily.rs`).
 
 use super::cases::Case;
+use super::daily::Counts;
 use super::departments::{closed_on_time, overdue};
 use super::stats::ratio;
 use super::table::{Cell, Table};
@@ -44,6 +46,9 @@ pub const COLUMNS: &[&str] = &[
     "closed_on_time",
     "on_time_closure_rate",
     "overdue",
+    "reports_received",
+    "reports_expected",
+    "completeness",
 ];
 
 #[derive(Default)]
@@ -53,12 +58,23 @@ struct Bucket {
     closed: u64,
     on_time: u64,
     overdue: u64,
+    reports: (u64, u64),
 }
 
 /// Per (period, department): events received (registered) in the period, acknowledged in it,
-/// closed in it (and on time), and of those received, overdue. Department `*` is all of them.
-pub fn table(cases: &[&Case], departments: &[String], period: Period, now_ns: i64) -> Table {
+/// closed in it (and on time), and of those received, overdue; and the `completeness` of its
+/// sensors' reports in the period. Department `*` is all of them.
+pub fn table(
+    cases: &[&Case],
+    departments: &[String],
+    completeness: &Counts,
+    period: Period,
+    now_ns: i64,
+) -> Table {
     let mut per: BTreeMap<(i64, String), Bucket> = BTreeMap::new();
+    for (key, reports) in completeness {
+        per.entry(key.clone()).or_default().reports = *reports;
+    }
     for c in cases {
         let e = &c.event;
         let mut who: Vec<&str> = c
@@ -98,6 +114,9 @@ pub fn table(cases: &[&Case], departments: &[String], period: Period, now_ns: i6
                     Cell::Int(b.on_time as i64),
                     Cell::Num(ratio(b.on_time, b.closed)),
                     Cell::Int(b.overdue as i64),
+                    Cell::Int(b.reports.0 as i64),
+                    Cell::Int(b.reports.1 as i64),
+                    Cell::Num(ratio(b.reports.0, b.reports.1)),
                 ]
             })
             .collect(),
