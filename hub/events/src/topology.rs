@@ -92,6 +92,10 @@ pub struct Topology {
     /// only statuses sealed with a registered edge's key reach it.
     edges: HashMap<String, EdgeState>,
     suppressed_total: u64,
+    /// The previous tick and the gap before it: a much longer gap means this hub itself was
+    /// not listening (stopped, starved), so no edge's silence is counted across it.
+    last_tick_ns: Option<i64>,
+    last_gap_ns: i64,
 }
 
 /// An edge changed state: what the evaluator turns into a condition.
@@ -126,6 +130,8 @@ impl Topology {
             sensor_edge: HashMap::new(),
             edges: HashMap::new(),
             suppressed_total: 0,
+            last_tick_ns: None,
+            last_gap_ns: 0,
         }
     }
 
@@ -192,11 +198,30 @@ impl Topology {
         })
     }
 
-    /// The clock: edges heard online whose status is overdue go offline.
+    /// The clock: edges heard online whose status is overdue go offline. After a stall of the
+    /// hub (a tick gap over a third of the allowance and twice the previous gap: a `SIGSTOP`, a
+    /// starved runtime), every online edge gets a fresh allowance instead: statuses could not be
+    /// heard, which says nothing about the edges.
     pub fn tick(&mut self, now_ns: i64) -> Vec<EdgeChange> {
         let Some(rule) = &self.rule else {
             return Vec::new();
         };
+        let gap = self.last_tick_ns.map_or(0, |t| now_ns.saturating_sub(t));
+        let stalled = gap > (rule.silence_ns / 3).max(self.last_gap_ns.saturating_mul(2));
+        self.last_tick_ns = Some(now_ns);
+        self.last_gap_ns = gap;
+        if stalled {
+            tracing::warn!(
+                gap_ms = gap / 1_000_000,
+                "events tick was late: edges' status silence restarts from now"
+            );
+            for e in self.edges.values_mut() {
+                if let Some(h) = &mut e.heard_ns {
+                    *h = (*h).max(now_ns);
+                }
+            }
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for (id, e) in &mut self.edges {
             let Some(heard) = e.heard_ns else { continue };

@@ -148,6 +148,33 @@ fn an_edge_that_stops_sending_statuses_goes_offline_before_its_sensors_count_as_
 }
 
 #[test]
+fn a_hub_that_was_stopped_does_not_read_its_own_pause_as_the_edges_silence() {
+    let mut ev = evaluator();
+    ev.edge_status(EDGE, true, T0);
+    for t in 1..=4 {
+        assert!(ev.tick(T0 + t * S).is_empty());
+    }
+    // SIGSTOPped for 16 s: more than the edge's 15 s allowance.
+    let out = ev.tick(T0 + 20 * S);
+    assert!(
+        out.iter().all(|c| c.event_type != EDGE_OFFLINE_EVENT),
+        "{out:?}"
+    );
+    for t in 21..=35 {
+        let out = ev.tick(T0 + t * S);
+        assert!(
+            out.iter().all(|c| c.event_type != EDGE_OFFLINE_EVENT),
+            "+{t}s: a fresh allowance from the stall: {out:?}"
+        );
+    }
+    let out = ev.tick(T0 + 36 * S);
+    assert!(
+        out.iter().any(|c| c.event_type == EDGE_OFFLINE_EVENT),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn a_sensor_silent_while_its_edge_keeps_reporting_raises_its_own() {
     let mut ev = evaluator();
     for t in (0..=40).step_by(5) {

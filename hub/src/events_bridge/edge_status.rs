@@ -9,10 +9,19 @@ use crate::registry::{RegistryAdmin, RegistryError};
 /// engine, which retries it in order on its next tick.
 pub(super) struct EdgeStatusFeed {
     pub(super) events: wangge_events::Events,
+    /// In a cluster, the edges this hub owns: a status of another (a late one, during a
+    /// hand-over) is its owner's to judge, and tracking it here would later read as silence.
+    pub(super) owned: Option<tokio::sync::watch::Receiver<Vec<String>>>,
 }
 
 impl ingest::EdgeStatusHook for EdgeStatusFeed {
     fn edge_status(&self, edge_id: &str, online: bool) {
+        if let Some(owned) = &self.owned {
+            if !owned.borrow().iter().any(|e| e == edge_id) {
+                tracing::debug!(edge_id, "status of an edge a peer owns: left to its owner");
+                return;
+            }
+        }
         let now = wangge_events::model::now_ns();
         if let Err(e) = self.events.edge_status(edge_id, online, now) {
             tracing::error!(error = %e, edge_id, online, "cannot store the edge's offline event; retried on the next tick");

@@ -98,7 +98,8 @@ pub(crate) fn start(
         }
     }
 
-    let stage = Box::new(RulesFeed::new(events.clone(), registry.clone()));
+    let owned = cluster.map(|c| c.ownership.subscribe());
+    let stage = Box::new(RulesFeed::new(events.clone(), registry.clone(), owned));
 
     // Each restarts from durable state: the ticker from the store, webhooks from the
     // deliveries table, the status sync from its outbox cursor.

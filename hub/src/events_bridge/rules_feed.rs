@@ -19,6 +19,8 @@ pub(super) struct RulesFeed {
     cache: HashMap<String, Option<crate::registry::SensorContext>>,
     cache_at: Instant,
     hooks: TestHooks,
+    /// In a cluster, the edges this hub owns (for the status hook).
+    owned: Option<tokio::sync::watch::Receiver<Vec<String>>>,
 }
 
 impl RulesFeed {
@@ -26,6 +28,7 @@ impl RulesFeed {
     pub(super) fn new(
         events: wangge_events::Events,
         registry: Arc<dyn RegistryAdmin>,
+        owned: Option<tokio::sync::watch::Receiver<Vec<String>>>,
     ) -> RulesFeed {
         RulesFeed {
             events,
@@ -33,6 +36,7 @@ impl RulesFeed {
             cache: HashMap::new(),
             cache_at: Instant::now(),
             hooks: TestHooks::from_env(),
+            owned,
         }
     }
 }
@@ -83,6 +87,7 @@ impl ingest::RulesStage for RulesFeed {
     fn status_hook(&self) -> Option<Arc<dyn ingest::EdgeStatusHook>> {
         Some(Arc::new(super::edge_status::EdgeStatusFeed {
             events: self.events.clone(),
+            owned: self.owned.clone(),
         }))
     }
 }
