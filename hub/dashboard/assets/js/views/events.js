@@ -116,16 +116,34 @@ function detail(e) {
     h("dl", { class: "kv" },
       row("event.severity", badge(e.severity, label("severity", e.severity))),
       row("event.status", h("span", { id: "event-status" }, badge("st", label("estatus", e.status)))),
-      row("event.component", h("a", { href: "#/component/" + encodeURIComponent(e.component_id) }, e.component_id)),
+      row("event.component", edgeOf(e)
+        ? h("a", { href: "#/edges" }, e.component_id)
+        : h("a", { href: "#/component/" + encodeURIComponent(e.component_id) }, e.component_id)),
       row("event.department", label("dept", e.department)),
       row("event.raised", fmtTime(e.raised_at)),
       row("event.cleared", fmtTime(e.cleared_at)),
       row("event.count", e.count),
       row("event.deadline", [fmtTime(e.deadline), e.overdue ? [" ", badge("overdue", t("event.overdue"))] : null]),
-      row("event.trigger", tr.quantity ? `${label("qty", tr.quantity)} = ${showValue(tr.quantity, tr.value)}${tr.threshold != null ? " (" + t("event.threshold") + " " + fmtNum(tr.threshold) + ")" : ""} @ ${fmtTime(tr.ts)}` : null),
+      row("event.trigger", edgeOf(e) ? edgeTrigger(tr) : tr.quantity ? `${label("qty", tr.quantity)} = ${showValue(tr.quantity, tr.value)}${tr.threshold != null ? " (" + t("event.threshold") + " " + fmtNum(tr.threshold) + ")" : ""} @ ${fmtTime(tr.ts)}` : null),
     ),
     h("h2", { style: "margin-top:14px" }, t("event.history")),
     history(e.history),
+  );
+}
+
+/** An `edge.offline` event names an edge (`edge:<id>`), not a component. */
+function edgeOf(e) {
+  return e.type === "edge.offline" && e.component_id.startsWith("edge:");
+}
+
+/** Why the edge is offline, and the sensors whose own `device.offline` it holds back. */
+function edgeTrigger(tr) {
+  const v = tr.value && typeof tr.value === "object" ? tr.value : {};
+  const sensors = Array.isArray(v.sensors) ? v.sensors : [];
+  const more = (v.sensors_behind ?? sensors.length) - sensors.length;
+  return h("span", { id: "edge-held-back" },
+    `${label("cause", v.cause)} @ ${fmtTime(tr.ts)} · ${v.sensors_behind ?? sensors.length} device.offline held back: `,
+    sensors.join(", ") + (more > 0 ? ` (+${more})` : ""),
   );
 }
 
