@@ -1,5 +1,7 @@
 // Edges page: each edge box's state, last contact, backlog and how long the backlog will take
-// to drain at the rate it is shrinking between refreshes (the hub reports backlog, not rate).
+// to drain at the rate it is shrinking between refreshes (the hub reports backlog, not rate),
+// and its configuration from the hub: desired vs applied version, in sync or not, last error
+// (only for the edges the caller may manage; the others answer 404 and show "—").
 
 import * as api from "../api.js";
 import { t } from "../i18n.js";
@@ -19,6 +21,40 @@ function fmtBytes(n) {
     i++;
   }
   return (i ? n.toFixed(1) : n) + " " + units[i];
+}
+
+/** Edges whose configuration is asked for on one refresh (one request each). */
+const CONFIG_ROWS_MAX = 100;
+
+/** What the edge did with the newest version it saw, when it did not apply it. */
+function outcomeText(applied) {
+  const v = { v: applied.version };
+  return applied.outcome === "refused" ? t("edges.config_outcome_refused", v) : t("edges.config_outcome_rolled_back", v);
+}
+
+/** The cell of an edge's configuration state, `cfg` the answer of `edges/{id}/config`. */
+function configCell(cfg) {
+  if (!cfg || !cfg.desired) return [h("span", { class: "muted" }, "—")];
+  const applied = cfg.applied;
+  const parts = [
+    cfg.in_sync ? badge("online", t("edges.config_in_sync")) : badge("alarm", t("edges.config_pending")),
+    " ",
+    t("edges.config_versions", { desired: cfg.desired.version, applied: applied ? applied.applied_version : "—" }),
+  ];
+  if (applied && applied.outcome !== "applied") {
+    parts.push(h("div", { class: "muted", dataset: { outcome: applied.outcome } },
+      outcomeText(applied) + (applied.error ? ": " + applied.error : "")));
+  }
+  return parts;
+}
+
+/** Fills the config cells of the first CONFIG_ROWS_MAX rows of `table`, one request per edge. */
+async function fillConfig(table) {
+  const cells = [...table.querySelectorAll("td[data-config]")].slice(0, CONFIG_ROWS_MAX);
+  await Promise.all(cells.map(async (td) => {
+    const cfg = await api.get("edges/" + encodeURIComponent(td.dataset.config) + "/config").catch(() => null);
+    empty(td).append(...configCell(cfg));
+  }));
 }
 
 /** A backlog unchanged this long is reported as not draining. */
@@ -62,7 +98,7 @@ function edgesView(items, now) {
           h("thead", {}, h("tr", {},
             h("th", {}, t("edges.id")), h("th", {}, t("edges.name")), h("th", {}, t("edges.site")), h("th", {}, t("edges.state")),
             h("th", {}, t("edges.last_seen")), h("th", { class: "num" }, t("edges.backlog")), h("th", { class: "num" }, t("edges.backlog_bytes")),
-            h("th", {}, t("edges.drain")), h("th", {}, t("edges.version")),
+            h("th", {}, t("edges.drain")), h("th", {}, t("edges.version")), h("th", {}, t("edges.config")),
           )),
           h("tbody", {}, items.map((e) =>
             h("tr", { dataset: { edge: e.id } },
@@ -73,6 +109,7 @@ function edgesView(items, now) {
               h("td", { class: "num" }, fmtBytes(e.backlog_bytes)),
               ((d) => h("td", { dataset: { drain: d[0] } }, d[1]))(drain(e, now)),
               h("td", {}, e.version || "—"),
+              h("td", { dataset: { config: e.id } }, "…"),
             ),
           )),
         )
@@ -88,6 +125,8 @@ export async function render(main) {
   const draw = async () => {
     const shown = await api.all("edges").then(({ items }) => edgesView(items, Date.now()), (e) => [errorBox(e)]);
     empty(panel).append(...shown);
+    const table = panel.querySelector("table");
+    if (table) await fillConfig(table);
   };
   await draw();
   const timer = setInterval(draw, REFRESH_INTERVAL_MS);
