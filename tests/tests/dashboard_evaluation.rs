@@ -7,6 +7,10 @@
 //! data completeness with their names, the ones on schedule near 100 %, the chart's axes
 //! labelled in the chosen language; a click on a name lists the events behind it. The page is
 //! saved in both languages as `target/screenshots/evaluation-zh.png` and `evaluation-en.png`.
+//! The ranked table pages on (‹ ›) past its first rows. Then the water department announces
+//! the outage of the edge over the time the three went silent (`POST edges/{id}/outages`; the
+//! city management bureau (cg), which maintains nothing on it, gets 404): the report scores them ≈ 100 % and
+//! the page lists the outage.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
@@ -174,6 +178,104 @@ fn percent(text: &str) -> Option<f64> {
     text.trim().trim_end_matches('%').trim().parse().ok()
 }
 
+/// The pager shows the rest of the reporting components (all on schedule), then pages back.
+async fn pages_on_to_the_rest(c: &Client, shown: usize) {
+    find(c, "#eval-components-table-pager .eval-next", "the pager")
+        .await
+        .click()
+        .await
+        .expect("next page");
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    let rest = loop {
+        let rows = ranked_components(c).await;
+        if rows.len() == REPORTING - shown {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "page 2: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        rest.iter()
+            .all(|(_, p)| percent(p).is_some_and(|p| p >= 95.0)),
+        "{rest:?}"
+    );
+    let at = find(
+        c,
+        "#eval-components-table-pager .eval-pager-at",
+        "the rows shown",
+    )
+    .await
+    .text()
+    .await
+    .expect("text");
+    assert!(at.contains(&REPORTING.to_string()), "{at}");
+    find(c, "#eval-components-table-pager .eval-prev", "back")
+        .await
+        .click()
+        .await
+        .expect("previous page");
+}
+
+/// Completeness per sensor id in the report over the last two hours.
+async fn sensor_completeness(base: &str, token: &str) -> serde_json::Value {
+    let from = (now_ns() - 2 * 3600 * S) / 1_000_000;
+    reqwest::Client::new()
+        .get(format!("{base}/api/v1/reports/evaluation?from={from}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("hub answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// The half-silent sensors' rows of `report`'s sensors table.
+fn half_silent_rows(report: &serde_json::Value) -> Vec<serde_json::Value> {
+    let ids: Vec<String> = (REPORTING - HALF_SILENT..REPORTING).map(sensor).collect();
+    let rows: Vec<serde_json::Value> = report["sensors"]
+        .as_array()
+        .expect("sensors")
+        .iter()
+        .filter(|r| ids.iter().any(|id| r["sensor_id"] == id.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(rows.len(), HALF_SILENT, "{}", report["totals"]);
+    rows
+}
+
+/// sw announces the outage of the edge over the half-silent sensors' silence: they score
+/// ≈ 100 %; cg (no component of its on the edge) gets 404.
+async fn an_announced_outage_excuses_the_silence(base: &str, admin: &str, sw: &str, cg: &str) {
+    let before = sensor_completeness(base, admin).await;
+    let rows = half_silent_rows(&before);
+    for r in &rows {
+        let p = r["completeness"].as_f64().unwrap_or(0.0);
+        assert!((0.45..=0.55).contains(&p), "unannounced: {r}");
+    }
+    let start = rows[0]["monitored_from"].as_str().expect("monitored");
+    let start_ms = protocol::time::parse_ts_ns(start).expect("RFC 3339") / 1_000_000;
+    let body = serde_json::json!({
+        "from": (start_ms + MINUTES / 2 * 60_000).to_string(),
+        "until": (now_ns() / 1_000_000 + 60_000).to_string(),
+        "reason": "网关更换",
+    });
+    let url = format!("{base}/api/v1/edges/{EDGE}/outages");
+    let http = reqwest::Client::new();
+    let post = |token: &str| http.post(&url).bearer_auth(token).json(&body).send();
+    assert_eq!(post(cg).await.expect("hub answers").status(), 404);
+    let r = post(sw).await.expect("hub answers");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let after = sensor_completeness(base, admin).await;
+    for r in half_silent_rows(&after) {
+        let p = r["completeness"].as_f64().unwrap_or(0.0);
+        assert!(p >= 0.98, "announced: {r}");
+        assert_eq!(r["outage_periods"], 1, "{r}");
+    }
+    let shown = &after["exclusions"]["announced_outages"];
+    assert_eq!(shown[0]["edge_id"], EDGE, "{shown}");
+}
+
 /// Opens the page, checks what it must show in this language, and saves it.
 async fn the_page_shows_completeness_with_names(
     c: &Client,
@@ -188,6 +290,7 @@ async fn the_page_shows_completeness_with_names(
     let rows = ranked_components(c).await;
     // The page shows the first ROWS_SHOWN rows of the ranking (the downloads hold all).
     assert_eq!(rows.len(), ROWS_SHOWN.min(REPORTING), "{rows:?}");
+    pages_on_to_the_rest(c, rows.len()).await;
     let on_schedule: Vec<&(String, String)> = rows
         .iter()
         .filter(|(_, p)| percent(p).is_some_and(|p| p >= 95.0))
@@ -232,6 +335,13 @@ async fn the_director_sees_completeness_near_100_percent_with_names_in_both_lang
     );
     let secret = hub_cli(&data, &["edge", "add", EDGE]);
     let admin = hub_cli(&data, &["token", "add", "--scope", "admin"]);
+    let token = |dept: &str| {
+        hub_cli(
+            &data,
+            &["token", "add", "--scope", "write", "--department", dept],
+        )
+    };
+    let (sw, cg) = (token("sw"), token("cg"));
     registered_two_hours_ago(&data);
     let serve = HubServe::config(&bin("hub"), &dir.path().join("hub.log"))
         .data_dir(&data)
@@ -299,6 +409,9 @@ async fn the_director_sees_completeness_near_100_percent_with_names_in_both_lang
         .expect("switch language");
     the_page_shows_completeness_with_names(&c, &base, "Data completeness (%)", "evaluation-en")
         .await;
+    an_announced_outage_excuses_the_silence(&base, &admin, &sw, &cg).await;
+    c.refresh().await.expect("reload");
+    find(&c, "#eval-outages li", "the announced outage on the page").await;
     let _ = c.close().await;
     drop(serve);
 }

@@ -291,3 +291,71 @@ async fn the_xlsx_has_one_sheet_per_table_with_the_same_cells() {
     let names: Vec<String> = sheet.rows().skip(1).map(|r| r[0].to_string()).collect();
     assert_eq!(names, vec!["hb".to_string()]);
 }
+
+#[tokio::test]
+async fn the_json_is_paged_per_table_with_totals_and_the_downloads_hold_every_row() {
+    let (_dir, _events, api, t0) = served().await;
+    let from = (t0 - HOUR) / 1_000_000;
+    let (code, all) = api
+        .get(&format!("/reports/evaluation?from={from}"), "admin-token")
+        .await;
+    assert_eq!(code, 200, "{all}");
+    let days = all["totals"]["trend_daily"].as_u64().unwrap();
+    assert!(days >= 3, "{}", all["totals"]);
+    assert_eq!(all["trend_daily"].as_array().unwrap().len() as u64, days);
+    assert_eq!(
+        (all["offset"].as_u64(), all["limit"].as_u64()),
+        (Some(0), Some(1000))
+    );
+    // One table, two rows from the second on: the same rows as in the whole list.
+    let (code, page) = api
+        .get(
+            &format!("/reports/evaluation?from={from}&table=trend_daily&offset=1&limit=2"),
+            "admin-token",
+        )
+        .await;
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(
+        page["trend_daily"],
+        json!(all["trend_daily"].as_array().unwrap()[1..3])
+    );
+    assert_eq!(page["totals"]["trend_daily"].as_u64(), Some(days));
+    assert!(
+        page.get("departments").is_none(),
+        "only the table asked for"
+    );
+    // Past the end: no rows, the total still there.
+    let (_, past) = api
+        .get(
+            &format!("/reports/evaluation?from={from}&table=trend_daily&offset=999"),
+            "admin-token",
+        )
+        .await;
+    assert_eq!(past["trend_daily"], json!([]));
+    // Bad paging names the field.
+    for (q, field) in [
+        ("limit=0", "limit"),
+        ("limit=10001", "limit"),
+        ("offset=-1", "offset"),
+        ("table=x", "table"),
+    ] {
+        let (code, body) = api
+            .get(
+                &format!("/reports/evaluation?from={from}&{q}"),
+                "admin-token",
+            )
+            .await;
+        assert_eq!(code, 400, "{q}: {body}");
+        let m = body["error"]["message"].as_str().unwrap_or("");
+        assert!(m.starts_with(&format!("query `{field}`")), "{q}: {body}");
+    }
+    // The CSV ignores paging: every row.
+    let r = get_raw(
+        &api,
+        &format!("/reports/evaluation.csv?table=trend_daily&from={from}&limit=1"),
+        "admin-token",
+    )
+    .await;
+    let lines = r.text().await.unwrap().lines().count() as u64;
+    assert_eq!(lines, days + 1);
+}

@@ -1,10 +1,12 @@
 //! `GET /reports/evaluation` (JSON), `/reports/evaluation.csv?table=…` (one table) and
 //! `/reports/evaluation.xlsx` (every table, one sheet each): the evaluation report (综合评价).
-//! All three see the same: an admin everything, a department token its own department.
+//! All three see the same: an admin everything, a department token its own department. The
+//! JSON is paged (`limit` rows per table from `offset`, `table` for one table, `totals` with
+//! every table's row count); the downloads hold every row.
 
 use super::{actor, blocking, param_ts, ApiError, ApiState};
 use crate::model::{now_ns, Scope};
-use crate::report::{Report, TABLES};
+use crate::report::{Page, Paging, Report, ROWS_DEFAULT, ROWS_MAX, TABLES};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -54,10 +56,22 @@ pub(super) async fn evaluation(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let paging = paging(&q)?;
+    let (offset, limit) = (paging.offset, paging.limit);
+    let table = paging.table.map(str::to_string);
     let report = build(&state, &headers, &q).await?;
-    // Tens of MB at district scale: serialized off the async workers too.
+    // Up to tens of MB at district scale: serialized off the async workers too.
     let body = blocking(move || {
-        serde_json::to_vec(&report).map_err(|e| {
+        let paging = Paging {
+            offset,
+            limit,
+            table: table.as_deref(),
+        };
+        let page = Page {
+            report: &report,
+            paging,
+        };
+        serde_json::to_vec(&page).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -67,6 +81,40 @@ pub(super) async fn evaluation(
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `table` (one of [`TABLES`]) and a query's `offset` and `limit` (1 to [`ROWS_MAX`]).
+fn table_param(q: &HashMap<String, String>) -> Result<Option<&str>, ApiError> {
+    match q.get("table").map(String::as_str) {
+        Some(name) if !TABLES.contains(&name) => Err(ApiError::bad_request(format!(
+            "query `table`: unknown table {name:?}; one of {}",
+            TABLES.join(", ")
+        ))),
+        t => Ok(t),
+    }
+}
+
+fn paging(q: &HashMap<String, String>) -> Result<Paging<'_>, ApiError> {
+    let number = |name: &str, default: usize, range: std::ops::RangeInclusive<usize>| {
+        let Some(v) = q.get(name) else {
+            return Ok(default);
+        };
+        v.parse::<usize>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "query `{name}`: {v:?} is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            })
+    };
+    Ok(Paging {
+        offset: number("offset", 0, 0..=usize::MAX)?,
+        limit: number("limit", ROWS_DEFAULT, 1..=ROWS_MAX)?,
+        table: table_param(q)?,
+    })
 }
 
 /// The file name of a download: `evaluation-<from date>-<to date>.<ext>`.
@@ -85,13 +133,7 @@ pub(super) async fn evaluation_csv(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let name = q.get("table").map(String::as_str).unwrap_or("components");
-    if !TABLES.contains(&name) {
-        return Err(ApiError::bad_request(format!(
-            "query `table`: unknown table {name:?}; one of {}",
-            TABLES.join(", ")
-        )));
-    }
+    let name = table_param(&q)?.unwrap_or("components");
     let report = build(&state, &headers, &q).await?;
     let file = file_name(&report, &format!("{name}.csv"));
     let name = name.to_string();

@@ -4,7 +4,8 @@
 //! the CSV (one table) and the XLSX (one sheet per table), so they always agree.
 //!
 //! Code map: `cases` (each event with its history's facts) → `departments`, `grid_cells`,
-//! `trends` (event figures, with `daily` completeness per period) · `completeness` (sensor coverage from the directory, less
+//! `trends` (event figures, with `daily` completeness per period) · `page` (the JSON's rows
+//! per table) · `completeness` (sensor coverage from the directory, less
 //! maintenance) · `table` (cells; JSON and CSV) · `xlsx` · `stats`.
 //!
 //! Exclusions (`exclusions`): a component is under maintenance while one of its cases is
@@ -19,6 +20,7 @@ mod daily;
 mod departments;
 mod exclusions;
 mod grid_cells;
+mod page;
 mod stats;
 mod table;
 mod trends;
@@ -26,10 +28,10 @@ mod xlsx;
 
 pub use cases::{Case, Dispatch};
 pub use completeness::{expected_reports, SensorCoverage};
+pub use page::{Page, Paging, ROWS_DEFAULT, ROWS_MAX};
 pub use table::{Cell, Table};
 pub use xlsx::to_xlsx;
 
-use crate::model::rfc3339;
 use crate::store::StoreError;
 use crate::Events;
 use completeness::SensorScore;
@@ -73,20 +75,19 @@ impl Report {
     }
 }
 
-/// `from`, `to`, `tables` (the names), `exclusions` (what completeness does not count), then
-/// one array per table, written straight to the output.
+/// The whole report: a [`Page`] holding every row of every table.
 impl serde::Serialize for Report {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(4 + self.tables.len()))?;
-        map.serialize_entry("from", &rfc3339(self.from_ns))?;
-        map.serialize_entry("to", &rfc3339(self.to_ns))?;
-        map.serialize_entry("tables", TABLES)?;
-        map.serialize_entry("exclusions", &self.exclusions)?;
-        for t in &self.tables {
-            map.serialize_entry(t.name, t)?;
+        let paging = Paging {
+            offset: 0,
+            limit: usize::MAX,
+            table: None,
+        };
+        Page {
+            report: self,
+            paging,
         }
-        map.end()
+        .serialize(s)
     }
 }
 

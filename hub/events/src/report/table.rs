@@ -119,8 +119,21 @@ impl Serialize for Cell {
 /// output (a 100k-row report is not built as a tree of maps first).
 impl Serialize for Table {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.rows.len()))?;
-        for row in &self.rows {
+        self.serialize_rows(0, self.rows.len(), s)
+    }
+}
+
+impl Table {
+    /// At most `limit` rows from `offset` on, serialized as [`Table`]'s array of objects.
+    pub fn serialize_rows<S: Serializer>(
+        &self,
+        offset: usize,
+        limit: usize,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let rows = self.rows.iter().skip(offset).take(limit);
+        let mut seq = s.serialize_seq(Some(rows.len()))?;
+        for row in rows {
             seq.serialize_element(&Fields {
                 columns: self.columns,
                 cells: row,

@@ -4,7 +4,9 @@
 // names, bar charts whose axes are labelled in the chosen language, a department × week heat
 // map, a drill-down from a name or a number to the events behind it, and CSV/XLSX downloads of
 // the same tables. Printing (A4) keeps the tables and charts and drops the controls (app.css,
-// block "evaluation print").
+// block "evaluation print"). The report's JSON is paged (`limit` rows per table, `totals`): the
+// page asks for the first ROWS_LOADED rows of every table and pages on (in what it holds, then
+// from the hub with `table=…&offset=…`), so a district's 100k components do not load at once.
 
 import * as api from "../api.js";
 import { t, label } from "../i18n.js";
@@ -15,8 +17,10 @@ const PERIODS = [
   { key: "range.7d", ms: 7 * 24 * 3600e3 },
   { key: "range.30d", ms: 30 * 24 * 3600e3 },
 ];
-/** Rows a ranked table shows; the downloads hold every row. */
+/** Rows a ranked table shows at a time (‹ › page on); the downloads hold every row. */
 const ROWS_SHOWN_MAX = 15;
+/** Rows of each table one report request loads (the hub's `limit`). */
+const ROWS_LOADED = 1000;
 /** Bars a chart draws. */
 const BARS_MAX = 12;
 let periodIndex = 1;
@@ -35,7 +39,7 @@ export async function render(main) {
     empty(downloads).append(h("button", { id: "eval-xlsx", onclick: () => download("reports/evaluation.xlsx", range, "evaluation.xlsx") }, t("eval.download_xlsx")));
     let report;
     try {
-      report = await api.get("reports/evaluation", range);
+      report = await api.get("reports/evaluation", { ...range, limit: ROWS_LOADED });
     } catch (e) {
       empty(body).append(errorBox(e));
       return;
@@ -48,14 +52,14 @@ export async function render(main) {
 /** The page's sections, in the order a director reads them. */
 function page(r, range) {
   const drill = h("section", { class: "panel eval-drill", id: "eval-drill", hidden: true });
-  const ctx = { range, drill };
+  const ctx = { range, drill, totals: r.totals || {} };
   const rows = (name) => (Array.isArray(r[name]) ? r[name] : []);
   return [
     h("p", { class: "muted eval-range" }, fmtTime(r.from), " – ", fmtTime(r.to), " · ", t("eval.drill.hint")),
     summary(r, rows),
     section("eval.q.late", "departments", ctx, departmentsPanel(rows("departments"), ctx), heatMap(rows("trend_weekly"), ctx)),
     section("eval.q.cluster", "grid_cells", ctx, gridPanel(rows("grid_cells"), ctx), offendersPanel(rows("repeat_offenders"), ctx)),
-    section("eval.q.unreliable", "components", ctx, componentsPanel(rows("components"), ctx), rollups(r, rows, ctx)),
+    section("eval.q.unreliable", "components", ctx, componentsPanel(rows("components"), ctx), rollups(r, rows, ctx), outages(r)),
     section("eval.q.trend", "trend_daily", ctx, trendPanel(rows("trend_daily"))),
     drill,
   ];
@@ -97,7 +101,8 @@ function fmtCell(col, v) {
 }
 
 function summary(r, rows) {
-  const comps = rows("components");
+  // Every sensor once, whatever page of the components is loaded.
+  const comps = rows("completeness_by_type");
   const sum = (list, k) => list.reduce((a, x) => a + (typeof x[k] === "number" ? x[k] : 0), 0);
   const expected = sum(comps, "expected");
   const depts = rows("departments");
@@ -113,8 +118,21 @@ function summary(r, rows) {
     h("p", { class: "muted eval-note" }, t("eval.exclusions")));
 }
 
-/** A ranked table: `cols` are [column, kind] with kind "name" (the row's label), "num" or "text". */
-function ranked(id, list, cols, ctx, nameOf, drillOf) {
+/** The announced edge outages the report excluded (`exclusions.announced_outages`). */
+function outages(r) {
+  const list = r.exclusions?.announced_outages || [];
+  if (!list.length) return null;
+  return h("div", { class: "eval-outages", id: "eval-outages" },
+    h("h3", {}, t("eval.outages")),
+    h("ul", {}, list.map((o) => h("li", {}, label("edge", o.edge_id), " · ", fmtTime(o.from), " – ", fmtTime(o.until), o.reason ? " · " + o.reason : ""))));
+}
+
+/**
+ * A ranked table: `cols` are [column, kind] with kind "name" (the row's label), "num" or "text".
+ * It shows ROWS_SHOWN_MAX rows at a time; ‹ › page through `list`, and past its end `more()`
+ * (if given) fetches the next rows from the hub (null when there are none).
+ */
+function ranked(id, list, cols, ctx, nameOf, drillOf, more) {
   if (!list.length) return h("p", { class: "muted" }, t("eval.empty"));
   const cell = (row, [c, kind]) => {
     const text = kind === "name" ? nameOf(row) : c === "grid_cell" ? label("grid", row[c]) : fmtCell(c, row[c]);
@@ -122,9 +140,39 @@ function ranked(id, list, cols, ctx, nameOf, drillOf) {
     const content = q ? h("a", { href: "#", class: "eval-drill-link", onclick: (ev) => { ev.preventDefault(); drillDown(ctx, q, nameOf(row)); } }, text) : text;
     return h("td", { class: kind === "text" || kind === "name" ? "" : "num" }, content);
   };
-  return h("table", { class: "eval-table", id },
+  const rows = [...list];
+  let start = 0;
+  let exhausted = !more;
+  const tbody = h("tbody", {});
+  const where = h("span", { class: "muted eval-pager-at" });
+  const prev = h("button", { class: "eval-prev", onclick: () => show(start - ROWS_SHOWN_MAX) }, "‹");
+  const next = h("button", { class: "eval-next", onclick: () => show(start + ROWS_SHOWN_MAX) }, "›");
+  const show = async (at) => {
+    if (at + ROWS_SHOWN_MAX > rows.length && !exhausted) {
+      const got = await more(rows.length);
+      if (got && got.length) rows.push(...got);
+      else exhausted = true;
+    }
+    start = Math.max(0, Math.min(at, rows.length - 1));
+    const page = rows.slice(start, start + ROWS_SHOWN_MAX);
+    empty(tbody).append(...page.map((row, i) => h("tr", {}, h("td", { class: "num" }, start + i + 1), cols.map((c) => cell(row, c)))));
+    where.textContent = t("eval.rows", { a: start + 1, b: start + page.length, n: exhausted ? rows.length : "…" });
+    prev.disabled = start === 0;
+    next.disabled = exhausted && start + ROWS_SHOWN_MAX >= rows.length;
+  };
+  show(0);
+  const table = h("table", { class: "eval-table", id },
     h("thead", {}, h("tr", {}, h("th", { class: "num" }, "#"), cols.map(([c, kind]) => h("th", { class: kind === "text" || kind === "name" ? "" : "num" }, label("col", c))))),
-    h("tbody", {}, list.slice(0, ROWS_SHOWN_MAX).map((row, i) => h("tr", {}, h("td", { class: "num" }, i + 1), cols.map((c) => cell(row, c))))));
+    tbody);
+  if (rows.length <= ROWS_SHOWN_MAX && exhausted) return table;
+  return h("div", { class: "eval-paged" }, table, h("div", { class: "eval-pager", id: id + "-pager" }, prev, where, next));
+}
+
+/** The next loaded page of `table` from the hub, from row `offset` on. */
+async function loadRows(ctx, table, offset) {
+  if (offset >= (ctx.totals[table] ?? 0)) return null;
+  const r = await api.get("reports/evaluation", { ...ctx.range, table, offset, limit: ROWS_LOADED });
+  return Array.isArray(r?.[table]) ? r[table] : null;
 }
 
 function departmentsPanel(list, ctx) {
@@ -173,6 +221,14 @@ function offendersPanel(list, ctx) {
 }
 
 function componentsPanel(list, ctx) {
+  // Rows of the hub's ranking loaded so far (the filter below drops some of each page).
+  let loaded = list.length;
+  const more = async () => {
+    const got = await loadRows(ctx, "components", loaded);
+    if (!got) return null;
+    loaded += got.length;
+    return got.filter((r) => r.expected > 0 && r.received > 0);
+  };
   // Reporting components worst first, as the hub ranks them; the ones that sent nothing at all
   // are counted apart (listed on demand), so they do not hide the partly reporting ones.
   const name = (r) => r.name || r.component_id;
@@ -188,7 +244,7 @@ function componentsPanel(list, ctx) {
   return h("div", {},
     h("div", { class: "eval-pair" },
       bars(shown.map(name), shown.map((r) => r.completeness), { axisLabel: t("eval.axis.completeness"), categoryLabel: t("eval.axis.component"), percent: true }),
-      ranked("eval-components-table", shown, cols, ctx, name, (r) => ({ component: r.component_id }))),
+      ranked("eval-components-table", shown, cols, ctx, name, (r) => ({ component: r.component_id }), loaded < (ctx.totals.components ?? 0) ? more : null)),
     silentLine, silentBox);
 }
 
@@ -204,7 +260,9 @@ function trendPanel(daily) {
   if (!all.length) return h("p", { class: "muted" }, t("eval.empty"));
   return h("div", { class: "eval-pair" },
     bars(all.map((r) => fmtDay(r.period)), all.map((r) => r.received), { axisLabel: t("eval.axis.received"), categoryLabel: t("eval.axis.day"), vertical: true }),
-    bars(all.map((r) => fmtDay(r.period)), all.map((r) => r.closed), { axisLabel: t("eval.axis.closed"), categoryLabel: t("eval.axis.day"), vertical: true }));
+    bars(all.map((r) => fmtDay(r.period)), all.map((r) => r.closed), { axisLabel: t("eval.axis.closed"), categoryLabel: t("eval.axis.day"), vertical: true }),
+    h("div", { id: "eval-trend-completeness" },
+      bars(all.map((r) => fmtDay(r.period)), all.map((r) => r.completeness), { axisLabel: t("eval.axis.completeness"), categoryLabel: t("eval.axis.day"), percent: true, vertical: true })));
 }
 
 function fmtDay(iso) {
