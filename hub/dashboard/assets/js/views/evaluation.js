@@ -188,7 +188,8 @@ function departmentsPanel(list, ctx) {
 
 /** Department × week: each cell the on-time closure rate (colour) and the events received. */
 function heatMap(weekly, ctx) {
-  const rows = weekly.filter((r) => r.department !== "*");
+  // Departments with an event figure (the weekly rows also carry every department's completeness).
+  const rows = weekly.filter((r) => r.department !== "*" && (r.received || r.acknowledged || r.closed || r.overdue));
   if (!rows.length) return null;
   const weeks = [...new Set(rows.map((r) => r.period))].sort();
   const depts = [...new Set(rows.map((r) => r.department))].sort();
