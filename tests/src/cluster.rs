@@ -4,6 +4,7 @@
 //! VictoriaMetrics (the hubs' InfluxDB-API sink); three edges on one site broker forward the
 //! demo scenario's MQTT sensors, split between them in the registry ([`split_seed`]).
 
+use crate::proxy::Proxy;
 use crate::system::{Hub, EDGE_ID};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
@@ -123,6 +124,10 @@ pub struct Cluster {
     // Field order is drop order: edges and hubs go before the servers they use.
     pub edges: Vec<ClusterEdge>,
     pub hubs: Vec<Hub>,
+    /// With [`Cluster::start_behind_links`], each hub reaches the broker through its own proxy
+    /// (`Pass` unless a test says otherwise), so a test can lose one hub's acks while it still
+    /// receives batches; empty with [`Cluster::start`] (the bench measures no proxy).
+    pub hub_links: Vec<Proxy>,
     pub site: Mosquitto,
     pub mosquitto: Option<Mosquitto>,
     pub mqtt_port: u16,
@@ -136,6 +141,15 @@ impl Cluster {
     /// Starts everything with `hubs` members and returns once every process answers (the
     /// edges' leases may still be on their way: [`Cluster::wait_every_edge_owned`]).
     pub fn start(hubs: usize) -> Cluster {
+        Cluster::start_inner(hubs, false)
+    }
+
+    /// [`Cluster::start`] with every hub's broker link through its own proxy ([`Cluster::hub_links`]).
+    pub fn start_behind_links(hubs: usize) -> Cluster {
+        Cluster::start_inner(hubs, true)
+    }
+
+    fn start_inner(hubs: usize, links: bool) -> Cluster {
         assert!(hubs > 0, "a cluster has at least one member");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -145,12 +159,16 @@ impl Cluster {
         let mosquitto = Mosquitto::config().port(mqtt_port).start();
         let vm = VictoriaMetrics::start();
         let seed = split_seed(d);
+        let hub_links: Vec<Proxy> = (0..if links { hubs } else { 0 })
+            .map(|_| Proxy::start(mqtt_port).unwrap())
+            .collect();
         let mut members = Vec::new();
         for i in 0..hubs {
             let hd = d.join(format!("hub-{i}"));
             std::fs::create_dir_all(&hd).unwrap();
             let http = free_port();
-            let cfg = hub_config(i, &pg_url, mqtt_port, vm.port, http);
+            let link = hub_links.get(i).map_or(mqtt_port, |p| p.port);
+            let cfg = hub_config(i, &pg_url, link, vm.port, http);
             // The first prepares the shared registry (PostgreSQL); the others find it.
             let mut hub = Hub::prepare_seeded(&hd, &cfg, &seed).unwrap();
             hub.http = http;
@@ -181,6 +199,7 @@ impl Cluster {
         let mut c = Cluster {
             edges,
             hubs: members,
+            hub_links,
             site,
             mosquitto: Some(mosquitto),
             mqtt_port,

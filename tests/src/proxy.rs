@@ -42,6 +42,10 @@ pub enum Mode {
     /// close, still ends the connection at once: a peer resets only with data unread, which a
     /// blackhole never delivers, so this does not arise with MQTT peers.)
     Blackhole,
+    /// Half a silent cut: what the client sends is held (as in `Blackhole`) while what the
+    /// upstream sends still reaches it. Between a hub and its broker: the hub receives batches
+    /// and commits them, but its acks never leave.
+    HoldUpstream,
     /// Each chunk is delivered no sooner than `latency` after it was read, and each direction of
     /// each connection carries at most `bytes_per_s`.
     Slow { latency: Duration, bytes_per_s: u64 },
@@ -254,13 +258,13 @@ async fn connection(mut client: TcpStream, mut link: Link) {
         let up = pump(
             client_read,
             server_write,
-            link.mode.clone(),
+            (link.mode.clone(), Direction::Up),
             &link.stats.bytes_up,
         );
         let down = pump(
             server_read,
             client_write,
-            link.mode.clone(),
+            (link.mode.clone(), Direction::Down),
             &link.stats.bytes_down,
         );
         tokio::pin!(up, down);
@@ -302,12 +306,19 @@ enum End {
     Broken,
 }
 
+/// Which way a pump copies: client → upstream, or back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
+}
+
 /// Copies one direction: a reader stage queues timestamped chunks, a writer stage delivers them
 /// as the mode allows (at once, held while blackholed, delayed and throttled while slow).
 async fn pump(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
-    mut mode: watch::Receiver<Mode>,
+    (mut mode, direction): (watch::Receiver<Mode>, Direction),
     delivered: &AtomicU64,
 ) -> End {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>(CHUNKS_QUEUED_MAX);
@@ -332,7 +343,7 @@ async fn pump(
         // When the next byte may go out on a slow link.
         let mut next_free = Instant::now();
         while let Some((read_at, chunk)) = rx.recv().await {
-            let Some(now_mode) = unless_blackholed(&mut mode).await else {
+            let Some(now_mode) = unless_held(&mut mode, direction).await else {
                 return End::Broken;
             };
             let Mode::Slow {
@@ -362,7 +373,7 @@ async fn pump(
             }
         }
         // The sender closed (or broke): pass the close on, unless the link is silent.
-        if unless_blackholed(&mut mode).await.is_none() {
+        if unless_held(&mut mode, direction).await.is_none() {
             return End::Broken;
         }
         let _ = to.shutdown().await;
@@ -380,12 +391,13 @@ async fn pump(
     }
 }
 
-/// Waits while the link is blackholed; the mode that lets data through, or `None` when the
-/// proxy is shutting down.
-async fn unless_blackholed(mode: &mut watch::Receiver<Mode>) -> Option<Mode> {
+/// Waits while the mode holds this direction; the mode that lets data through, or `None` when
+/// the proxy is shutting down.
+async fn unless_held(mode: &mut watch::Receiver<Mode>, direction: Direction) -> Option<Mode> {
     loop {
         let m = *mode.borrow_and_update();
-        if m != Mode::Blackhole {
+        let held = m == Mode::Blackhole || (m == Mode::HoldUpstream && direction == Direction::Up);
+        if !held {
             return Some(m);
         }
         mode.changed().await.ok()?;
@@ -513,6 +525,42 @@ mod tests {
         late.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"late");
         assert_eq!(proxy.counts().accepted, 2);
+    }
+
+    #[test]
+    fn hold_upstream_holds_what_the_client_sends_and_passes_what_comes_back() {
+        // A server that speaks first (after a moment), then echoes.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            conn.write_all(b"down").unwrap();
+            let mut buf = [0u8; 2];
+            if conn.read_exact(&mut buf).is_ok() {
+                let _ = conn.write_all(&buf);
+            }
+        });
+        let proxy = Proxy::start(port).unwrap();
+        let mut s = connect(&proxy);
+        proxy.set_mode(Mode::HoldUpstream);
+        s.write_all(b"up").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"down", "the upstream's bytes pass");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut two = [0u8; 2];
+        let silent = s.read(&mut two);
+        assert!(
+            matches!(&silent, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the client's bytes are held, so nothing is echoed: {silent:?}"
+        );
+        proxy.set_mode(Mode::Pass);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.read_exact(&mut two).unwrap();
+        assert_eq!(&two, b"up", "held bytes go out when the link heals");
     }
 
     #[test]

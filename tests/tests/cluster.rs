@@ -7,13 +7,17 @@
 //! * every 8–15 s a random hub is `kill -9`ed and restarted after 0–8 s;
 //! * one hub is `SIGSTOP`ped past the edges' ack timeout and the lease TTL, then `SIGCONT`ed
 //!   (it wakes up believing it owns edges it no longer owns: the database refuses its commits);
-//! * mosquitto is restarted once (every client reconnects; the hubs resubscribe).
+//! * mosquitto is restarted once (every client reconnects; the hubs resubscribe);
+//! * first of all, on every seed, the owner of the first edge loses its acks (its own link to
+//!   the broker holds what it sends while batches still reach it), commits at least one batch
+//!   that way, and is killed: its successor must answer the edge's resends `duplicate`.
 //!
 //! Then, after the drain: VictoriaMetrics holds exactly the simulator's record (no reading
 //! missing, none invented, none repeated); every demo incident raised exactly one event of its
 //! type on its component (the events store's unique index across hubs); every event's latest
 //! version reached the webhook receiver, signed, duplicates carrying the same id; and the
-//! duplicate-batch counters of the hubs show that the takeover race was hit.
+//! duplicate-batch counters of the hubs show that the takeover race was hit (a duplicate ack on
+//! every seed).
 //!
 //! Reproduce a run: `WANGGE_CLUSTER_SEED=<seed> cargo nextest run -p wangge-tests --test cluster`.
 
@@ -26,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use wangge_testkit::SplitMix64 as Rng;
 use wangge_tests::cluster::{Cluster, ACK_TIMEOUT_MS, EDGES, LEASE_TTL_MS};
+use wangge_tests::proxy::Mode;
 use wangge_tests::system::{
     night_start_ms, sensor_components, simulate, wait_every, wait_observing, Hub, ADMIN_TOKEN,
 };
@@ -36,6 +41,11 @@ const STREAM: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Step {
+    /// The owner of the first edge loses its acks (its broker link holds what it sends while it
+    /// still receives batches), commits at least one batch that way, then is killed and started
+    /// again: its successor must answer the edge's resends `duplicate` — the takeover race hit
+    /// on purpose, on every seed.
+    LoseAcksThenKill,
     KillHub(usize),
     StartHub(usize),
     StopHub(usize),
@@ -76,6 +86,8 @@ fn schedule(seed: u64) -> Vec<(Duration, Step)> {
         Step::ContHub(stopped),
     ));
     steps.push((rng.ms(20_000, 45_000), Step::RestartBroker));
+    // Before the first random kill (≥ 13 s): it blocks the schedule until its victim is back.
+    steps.push((Duration::from_secs(3), Step::LoseAcksThenKill));
     steps.sort_by_key(|(at, _)| *at);
     steps
 }
@@ -83,6 +95,7 @@ fn schedule(seed: u64) -> Vec<(Duration, Step)> {
 /// Applies one step; `seen` gathers the race counters of hubs about to be killed.
 fn apply(c: &mut Cluster, step: Step, seen: &mut (f64, f64)) {
     match step {
+        Step::LoseAcksThenKill => lose_acks_then_kill(c, seen),
         Step::KillHub(i) => {
             let (d, n) = race_counts(&c.hubs[i]);
             *seen = (seen.0 + d, seen.1 + n);
@@ -101,6 +114,30 @@ fn apply(c: &mut Cluster, step: Step, seen: &mut (f64, f64)) {
         }
         Step::RestartBroker => c.restart_broker(),
     }
+}
+
+/// [`Step::LoseAcksThenKill`].
+fn lose_acks_then_kill(c: &mut Cluster, seen: &mut (f64, f64)) {
+    let victim = c.owner_of(EDGES[0]).expect("the first edge has an owner");
+    let stored =
+        |c: &Cluster| Cluster::hub_metric(&c.hubs[victim], "wangge_ingest_batches_stored_total");
+    let before = stored(c);
+    c.hub_links[victim].set_mode(Mode::HoldUpstream);
+    wait_every(
+        "the owner to commit a batch whose ack cannot leave",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || (stored(c) > before).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
+    println!("hub-{victim} committed batches its edge never heard of; killing it");
+    apply(c, Step::KillHub(victim), seen);
+    // What the dead hub sent is discarded with its connection (a close would let the held acks
+    // drain once the link passes again), then the link heals for its restart.
+    c.hub_links[victim].cut_all();
+    c.hub_links[victim].set_mode(Mode::Pass);
+    std::thread::sleep(Duration::from_millis(LEASE_TTL_MS));
+    apply(c, Step::StartHub(victim), seen);
 }
 
 /// A hub's (duplicate batches acked, batches of edges it no longer owned) since its start.
@@ -134,7 +171,7 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
     println!(
         "cluster seed {seed} (replay: WANGGE_CLUSTER_SEED={seed} cargo nextest run -p wangge-tests --test cluster)\n{steps:#?}"
     );
-    let mut c = Cluster::start(HUBS);
+    let mut c = Cluster::start_behind_links(HUBS);
     let mut seen = (0.0, 0.0);
     // Every edge owned before the stream starts.
     c.wait_every_edge_owned(Duration::from_secs(60))
@@ -223,14 +260,15 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("hub-0") && text.contains("live"), "{text}");
     // The race between an edge's old owner and its successor: a batch the old owner committed
-    // (then died, or its ack was lost with the broker) is acked `duplicate` by the successor;
-    // a batch the old owner still held when its lease moved on (the SIGSTOPped hub wakes up to
-    // its queued messages) is refused at the commit and left to the successor.
+    // (then died, or its ack was lost with the broker) is acked `duplicate` by the successor —
+    // forced once per run by `LoseAcksThenKill`; a batch the old owner still held when its lease
+    // moved on (the SIGSTOPped hub wakes up to its queued messages) is refused at the commit and
+    // left to the successor (seed-dependent).
     let (dups, not_owned) = race_totals(&c, seen);
     println!("across hubs: {dups} batches acked as duplicates, {not_owned} not owned (not acked)");
     assert!(
-        dups + not_owned > 0.0,
-        "neither side of the takeover race was hit (no duplicate ack, no refused stale owner)"
+        dups > 0.0,
+        "the successor acked no batch as a duplicate: the committed-but-unacked batches were lost or stored twice"
     );
 }
 
@@ -364,7 +402,7 @@ fn every_seed_kills_each_hub_at_most_one_at_a_time_and_stops_one_past_the_ttl() 
             steps.iter().all(|(_, s)| match s {
                 Step::KillHub(h) | Step::StartHub(h) | Step::StopHub(h) | Step::ContHub(h) =>
                     *h < HUBS,
-                Step::RestartBroker => true,
+                Step::RestartBroker | Step::LoseAcksThenKill => true,
             }),
             "seed {seed}: a step names a hub that does not exist: {steps:?}"
         );
@@ -382,5 +420,7 @@ fn every_seed_kills_each_hub_at_most_one_at_a_time_and_stops_one_past_the_ttl() 
                 .count(),
             1
         );
+        // The forced takeover race comes first, before any random kill.
+        assert_eq!(steps[0].1, Step::LoseAcksThenKill, "seed {seed}: {steps:?}");
     }
 }
