@@ -200,6 +200,11 @@ pub enum ConfigError {
     },
 }
 
+/// The longest webhook attempt the config accepts: half the cluster's delivery claim
+/// (`DELIVERY_LEASE_NS` in hub/events/src/store/pg/subscriptions.rs, 120 s), so an attempt — all of a round's run
+/// concurrently — and its record always finish while this hub still holds the delivery.
+pub const WEBHOOK_TIMEOUT_MS_MAX: u64 = 60_000;
+
 impl HubConfig {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
@@ -302,6 +307,16 @@ impl HubConfig {
                 });
             }
         }
+        if self.events.webhooks.timeout_ms > WEBHOOK_TIMEOUT_MS_MAX {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "events.webhooks.timeout_ms",
+                reason: format!(
+                    "{} ms is over {WEBHOOK_TIMEOUT_MS_MAX} ms: in a cluster a delivery is claimed for 120 s, and an attempt must end well inside its claim (else another hub attempts it too)",
+                    self.events.webhooks.timeout_ms,
+                ),
+            });
+        }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -381,6 +396,20 @@ mod tests {
             e.starts_with("hub.toml:4:1: unknown field `body_bytes`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_webhook_timeout_longer_than_half_the_delivery_claim_is_refused() {
+        let e = parse_error("[events.webhooks]\ntimeout_ms = 60001\n");
+        assert!(
+            e.contains("events.webhooks.timeout_ms") && e.contains("120 s"),
+            "{e}"
+        );
+        let ok = HubConfig::parse(
+            Path::new("hub.toml"),
+            "[events.webhooks]\ntimeout_ms = 60000\n",
+        );
+        assert!(ok.is_ok());
     }
 
     #[test]
