@@ -29,15 +29,14 @@ impl ingest::EdgeStatusHook for EdgeStatusFeed {
     }
 }
 
-/// Maps every attached sensor of `sensors` to the edge the registry registered it to.
-pub(super) fn map_sensor_edges<'a>(
+/// Maps every attached sensor to the edge the registry registered it to (one query).
+pub(super) fn map_sensor_edges(
     events: &wangge_events::Events,
     registry: &dyn RegistryAdmin,
-    sensors: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), RegistryError> {
-    for s in sensors {
-        if let Some(edge) = registry.sensor_assignment(s)?.and_then(|a| a.edge_id) {
-            events.set_sensor_edge(s, &edge);
+    for s in registry.coverage_sensors()? {
+        if !s.edge.is_empty() {
+            events.set_sensor_edge(&s.sensor_id, &s.edge);
         }
     }
     Ok(())

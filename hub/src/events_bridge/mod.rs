@@ -69,8 +69,7 @@ pub(crate) fn start(
         // Offline detection starts for every attached sensor, even one that never reports.
         None => {
             let now = crate::registry::now_ns();
-            let sensors = registry.sensor_contexts()?;
-            for s in &sensors {
+            for s in registry.sensor_contexts()? {
                 events.watch_sensor(
                     &s.sensor_id,
                     &s.component_id,
@@ -79,8 +78,7 @@ pub(crate) fn start(
                     now,
                 );
             }
-            let ids = sensors.iter().map(|s| s.sensor_id.as_str());
-            edge_status::map_sensor_edges(&events, &**registry, ids)?;
+            edge_status::map_sensor_edges(&events, &**registry)?;
         }
         // In a cluster, for the sensors of the edges this hub owns, as leases move; and the
         // change feed also wakes on peers' commits.
