@@ -77,9 +77,12 @@ impl Status {
 /// What set off an event: the reading (or silence) and the threshold it crossed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
-    /// A catalogue quantity name, or `silence_s` for `device.offline`.
+    /// A catalogue quantity name, `silence_s` for `device.offline`, `edge_offline` for
+    /// `edge.offline`.
     pub quantity: String,
-    /// A number, or a boolean for boolean quantities.
+    /// A number, or a boolean for boolean quantities; for `edge.offline` an object:
+    /// `edge_id`, `cause` (`offline_status`, `silence`, `online_status` when cleared),
+    /// `sensors_behind` and `sensors` (those whose `device.offline` it holds back, ≤ 1000 named).
     pub value: Json,
     pub threshold: Option<f64>,
     /// The reading's own timestamp (UTC ns), not the time it arrived.
