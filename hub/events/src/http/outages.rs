@@ -207,20 +207,35 @@ fn window(body: &[u8]) -> Result<(i64, i64, String), ApiError> {
     Ok((from, until, reason))
 }
 
+/// Runs `f` off the async workers once the token may do `action` on edge `id`'s outages.
+async fn on_edge<R: IntoResponse>(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    (action, write): (&'static str, bool),
+    f: impl FnOnce(&Events, &Actor, &str) -> Result<R, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let actor = actor(state, headers)?;
+    let edge = edge_path(id)?;
+    let events = state.events.clone();
+    blocking(move || {
+        allowed(&events, &actor, &edge, action, write)?;
+        f(&events, &actor, &edge).map(IntoResponse::into_response)
+    })
+    .await
+}
+
 pub(super) async fn announce(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers)?;
-    let edge = edge_path(&id)?;
-    let events = state.events.clone();
-    blocking(move || {
-        allowed(&events, &actor, &edge, "outage.announce", true)?;
+    let action = ("outage.announce", true);
+    on_edge(&state, &headers, &id, action, move |events, actor, edge| {
         let (from_ns, until_ns, reason) = window(&body)?;
         let o = events.store().add_outage(&NewOutage {
-            edge_id: &edge,
+            edge_id: edge,
             from_ns,
             until_ns,
             reason: &reason,
@@ -229,13 +244,9 @@ pub(super) async fn announce(
             per_edge_max: OUTAGES_PER_EDGE_MAX,
         })?;
         tracing::info!(edge_id = %edge, outage_id = o.id, actor = %actor.label(), "edge outage announced");
-        audit(
-            &events,
-            &actor,
-            "outage.announce",
-            format!("edge {edge}: outage {} from {} until {}", o.id, rfc3339(from_ns), rfc3339(until_ns)),
-        );
-        Ok((StatusCode::CREATED, Json(OutageJson::from(&o))).into_response())
+        let what = format!("edge {edge}: outage {} from {} until {}", o.id, rfc3339(from_ns), rfc3339(until_ns));
+        audit(events, actor, "outage.announce", what);
+        Ok((StatusCode::CREATED, Json(OutageJson::from(&o))))
     })
     .await
 }
@@ -245,19 +256,21 @@ pub(super) async fn list(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers)?;
-    let edge = edge_path(&id)?;
-    let events = state.events.clone();
-    blocking(move || {
-        allowed(&events, &actor, &edge, "outage.list", false)?;
-        let items: Vec<OutageJson> = events
-            .store()
-            .outages(&edge)?
-            .iter()
-            .map(OutageJson::from)
-            .collect();
-        Ok(Json(super::bodies::Page { items, next: None }).into_response())
-    })
+    on_edge(
+        &state,
+        &headers,
+        &id,
+        ("outage.list", false),
+        |events, _, edge| {
+            let items: Vec<OutageJson> = events
+                .store()
+                .outages(edge)?
+                .iter()
+                .map(OutageJson::from)
+                .collect();
+            Ok(Json(super::bodies::Page { items, next: None }))
+        },
+    )
     .await
 }
 
@@ -266,29 +279,27 @@ pub(super) async fn delete(
     headers: HeaderMap,
     Path((id, oid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers)?;
-    let edge = edge_path(&id)?;
     let oid = parse_id(&oid, "oid")?;
-    let events = state.events.clone();
-    blocking(move || {
-        allowed(&events, &actor, &edge, "outage.delete", true)?;
-        let o = events
-            .store()
-            .delete_outage(&edge, oid, &actor.label(), now_ns())?
-            .ok_or_else(|| {
-                ApiError::not_found(format!("outage {oid} of edge {edge:?} not found"))
-            })?;
-        audit(
-            &events,
-            &actor,
-            "outage.delete",
-            format!(
+    on_edge(
+        &state,
+        &headers,
+        &id,
+        ("outage.delete", true),
+        move |events, actor, edge| {
+            let o = events
+                .store()
+                .delete_outage(edge, oid, &actor.label(), now_ns())?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("outage {oid} of edge {edge:?} not found"))
+                })?;
+            let what = format!(
                 "edge {edge}: outage {oid} from {} until {}",
                 rfc3339(o.from_ns),
                 rfc3339(o.until_ns)
-            ),
-        );
-        Ok(Json(OutageJson::from(&o)).into_response())
-    })
+            );
+            audit(events, actor, "outage.delete", what);
+            Ok(Json(OutageJson::from(&o)))
+        },
+    )
     .await
 }
