@@ -4,82 +4,21 @@
 //! stored, forged / foreign / replayed ones are counted and ignored, and a version set with
 //! the CLI while the hub runs is delivered by the periodic pass.
 
+mod edge_config_support;
 mod hub_cli_support;
 
+use edge_config_support::{edge_client, next_config, Seen, WAIT};
 use hub_cli_support::{hub_cli, serve};
-use protocol::edge_config::{document_hash, ConfigOutcome, ConfigReport, DesiredConfig};
+use protocol::edge_config::{document_hash, ConfigOutcome, ConfigReport};
 use protocol::uplink::{mac_key, topics, EdgeId};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
+use rumqttc::{QoS, SubscribeReasonCode};
 use serde_json::{json, Value as Json};
-use std::time::Duration;
-use tokio::sync::mpsc;
 use wangge_testkit::http::{http_get, metric_sum};
 use wangge_testkit::{eventually, eventually_some, now_ns};
 
 const ADMIN: &str = "edge-config-delivery-admin-5e0b7c93a14f2d68";
 const EDGE: &str = "edge-xq-01";
 const OTHER: &str = "edge-other-01";
-const WAIT: Duration = Duration::from_secs(30);
-
-/// What an MQTT client saw: publishes (topic, payload, retained) and subscription answers.
-enum Seen {
-    Publish(String, Vec<u8>, bool),
-    SubAck(Vec<SubscribeReasonCode>),
-}
-
-/// An MQTT client logged in as edge `id` (its secret as password), subscribed to `filter`.
-async fn edge_client(
-    port: u16,
-    id: &str,
-    secret: &str,
-    filter: &str,
-) -> (AsyncClient, mpsc::Receiver<Seen>) {
-    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
-    opts.set_credentials(id, secret);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut el) = AsyncClient::new(opts, 100);
-    let (tx, rx) = mpsc::channel(100);
-    let (sub, filter) = (client.clone(), filter.to_string());
-    tokio::spawn(async move {
-        loop {
-            let seen = match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = sub.subscribe(&filter, QoS::AtLeastOnce).await;
-                    continue;
-                }
-                Ok(Event::Incoming(Packet::SubAck(a))) => Seen::SubAck(a.return_codes),
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    Seen::Publish(p.topic, p.payload.to_vec(), p.retain)
-                }
-                Ok(_) => continue,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            if tx.send(seen).await.is_err() {
-                return;
-            }
-        }
-    });
-    (client, rx)
-}
-
-/// The next desired configuration for `EDGE` that opens under `key`, with its retain flag.
-async fn next_config(rx: &mut mpsc::Receiver<Seen>, key: &[u8; 32]) -> (DesiredConfig, bool) {
-    loop {
-        let seen = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("a config within 30 s");
-        if let Some(Seen::Publish(topic, payload, retain)) = seen {
-            assert_eq!(topic, topics::config(EDGE));
-            return (
-                DesiredConfig::open(&payload, key, EDGE).expect("sealed for EDGE"),
-                retain,
-            );
-        }
-    }
-}
 
 /// `GET url` as the admin, its JSON body.
 async fn config_of(http: &reqwest::Client, url: &str) -> Option<Json> {
@@ -119,7 +58,6 @@ async fn an_edge_gets_its_sealed_config_retained_and_its_sealed_reports_alone_co
         .unwrap();
     let key = mac_key(&secret);
 
-    // Stored before the edge connects: the retained copy is what it gets on subscribing.
     let doc = "[uplink]\nbatch_age_ms = 100\n";
     let http = reqwest::Client::new();
     let url = format!("{}/api/v1/edges/{EDGE}/config", hub.base());
@@ -131,12 +69,18 @@ async fn an_edge_gets_its_sealed_config_retained_and_its_sealed_reports_alone_co
         .await
         .unwrap();
     assert_eq!(put.status(), reqwest::StatusCode::CREATED);
-    let (edge, mut seen) = edge_client(hub.mqtt, EDGE, &secret, &topics::config(EDGE)).await;
-    let (c, retained) = next_config(&mut seen, &key).await;
+    let (first, mut seen) = edge_client(hub.mqtt, EDGE, &secret, &topics::config(EDGE)).await;
+    let (c, _) = next_config(&mut seen, EDGE, &key).await;
     assert_eq!((c.version, c.document.as_str()), (1, doc));
-    assert!(
-        retained,
-        "the first copy an edge gets on subscribing is the retained one"
+    // The broker holds it now: an edge (re)connecting later is handed the retained copy first.
+    first.disconnect().await.unwrap();
+    drop(seen);
+    let (edge, mut seen) = edge_client(hub.mqtt, EDGE, &secret, &topics::config(EDGE)).await;
+    let (c, retained) = next_config(&mut seen, EDGE, &key).await;
+    assert_eq!(
+        (c.version, retained),
+        (1, true),
+        "the copy on subscribing is the retained one"
     );
 
     // Another edge may not read it.
@@ -213,7 +157,7 @@ async fn an_edge_gets_its_sealed_config_retained_and_its_sealed_reports_alone_co
         &["edge", "config", "set", EDGE, file.to_str().unwrap()],
     );
     let v2 = loop {
-        let (c, _) = next_config(&mut seen, &key).await;
+        let (c, _) = next_config(&mut seen, EDGE, &key).await;
         if c.version == 2 {
             break c;
         }
