@@ -161,17 +161,6 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         s
     }));
 
-    // Configuration from the hub: delivery of each edge's desired version and its reports.
-    let fleet_metrics = Arc::new(crate::fleet::FleetMetrics::default());
-    let kick = crate::fleet::spawn(
-        &sup,
-        registry.clone(),
-        &broker_handle,
-        cluster.as_ref().map(|c| c.ownership.clone()),
-        fleet_metrics.clone(),
-    );
-    metric_sources.push(Arc::new(move || fleet_metrics.render_prometheus()));
-
     let retention_store = embedded.clone();
     sup.spawn("retention", move |t| {
         until_cancelled(t, retention_loop(retention_store.clone()))
@@ -189,7 +178,7 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         None
     };
 
-    let mut state = app_state(
+    let state = app_state(
         &cfg,
         &registry,
         &embedded,
@@ -197,8 +186,8 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
         &sup,
         metric_sources,
         cluster.clone(),
+        &broker_handle,
     )?;
-    state.fleet = Some(kick);
     // The dashboard (SPA at `/`, assets embedded) has no fallback, so it merges beside the API.
     let mut app = api::router(state).merge(wangge_dashboard::router());
     if let Some(r) = events_router {
@@ -243,6 +232,22 @@ pub async fn run(mut cfg: HubConfig) -> anyhow::Result<()> {
     drop(ingest_handle);
     drop(broker_handle);
     Ok(())
+}
+
+/// Configuration from the hub: the delivery of each edge's desired version and its reports
+/// (`crate::fleet`), counted on `/metrics`; the returned kick is the API's.
+fn start_fleet(
+    sup: &Supervisor,
+    registry: &Arc<dyn RegistryAdmin>,
+    broker: &broker::BrokerHandle,
+    cluster: &Option<Arc<crate::cluster::Cluster>>,
+    metric_sources: &mut Vec<Arc<dyn MetricsSource>>,
+) -> crate::fleet::Kick {
+    let metrics = Arc::new(crate::fleet::FleetMetrics::default());
+    let ownership = cluster.as_ref().map(|c| c.ownership.clone());
+    let kick = crate::fleet::spawn(sup, registry.clone(), broker, ownership, metrics.clone());
+    metric_sources.push(Arc::new(move || metrics.render_prometheus()));
+    kick
 }
 
 /// The cluster this hub joins (if `[cluster]`), the registry it serves from, and the lease
@@ -332,7 +337,9 @@ fn open_timeseries(
     Ok((embedded, sinks))
 }
 
-/// The API's state: the registry, where readings are answered from, limits, metrics.
+/// The API's state: the registry, where readings are answered from, limits, metrics, and the
+/// kick of the configuration delivery it starts (`start_fleet`).
+#[allow(clippy::too_many_arguments)]
 fn app_state(
     cfg: &HubConfig,
     registry: &Arc<dyn RegistryAdmin>,
@@ -341,6 +348,7 @@ fn app_state(
     sup: &Supervisor,
     mut metric_sources: Vec<Arc<dyn MetricsSource>>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    broker: &broker::BrokerHandle,
 ) -> anyhow::Result<AppState> {
     let mut state = AppState::new(registry.clone() as Arc<dyn RegistryAdmin>);
     state.readings = Some(match &cfg.victoria {
@@ -356,6 +364,13 @@ fn app_state(
     state.limits = Arc::new(cfg.http.clone());
     let tasks = sup.clone();
     metric_sources.push(Arc::new(move || tasks.render_prometheus()));
+    state.fleet = Some(start_fleet(
+        sup,
+        registry,
+        broker,
+        &cluster,
+        &mut metric_sources,
+    ));
     state.metric_sources = metric_sources;
     state.supervisor = Some(sup.clone());
     state.cluster = cluster;
