@@ -30,7 +30,8 @@
 //! its first copy waits for the rules is dropped (counted): the first copy's ack answers it.
 //! Status messages go to `RegistryStore::record_edge_status`, which refuses replays (an
 //! (epoch, counter) not newer than the last accepted one, except the last will it announced):
-//! counted as `stale_status`.
+//! counted as `stale_status`; an accepted one (or the same again) then goes to the rules stage's
+//! [`EdgeStatusHook`] (the events engine's `edge.offline`).
 //!
 //! Two threads: `ingest` (verify, dedup lookup, store: sinks and registry are synchronous and
 //! one writer keeps SQLite free of lock contention) and `ingest-rules` (rules, dedup insert,
