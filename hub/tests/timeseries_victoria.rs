@@ -415,3 +415,55 @@ fn a_bad_url_is_refused_at_construction_with_an_example() {
         );
     }
 }
+
+/// Data completeness in a cluster counts reports from the server: the same counts and first
+/// reports as the embedded store, whatever the window (day boundaries, partial days, empty).
+#[test]
+fn report_counts_and_first_reports_answer_as_the_embedded_store_does() {
+    use hub::timeseries::report_counts::ReportCounts;
+    let b = Both::start(|_| {});
+    let t0 = ten_days_ago();
+    // MH-7 reports tilt and battery together (one report, two points); HY-22 pressure alone,
+    // from an hour later; a window must count each report once.
+    let mut rs = series("MH-7", Quantity::Tilt, t0, 10 * MIN, 400, "c1");
+    rs.extend(series("MH-7", Quantity::Battery, t0, 10 * MIN, 400, "c1"));
+    rs.extend(series(
+        "HY-22",
+        Quantity::Pressure,
+        t0 + HOUR,
+        7 * MIN,
+        500,
+        "c2",
+    ));
+    b.write(&rs);
+    let now = protocol::time::now_ns();
+    let (vm, emb): (&dyn ReportCounts, &dyn ReportCounts) = (&b.victoria, &b.embedded);
+    for (from, to) in [
+        (t0, now),
+        (t0 + 3 * HOUR + 17 * MS, t0 + DAY + 5 * HOUR),
+        (t0 + DAY, t0 + 2 * DAY),
+        (t0 - DAY, t0),
+    ] {
+        let want = emb.report_counts(from, to, now).unwrap();
+        let got = vm.report_counts(from, to, now).unwrap();
+        let nonzero = |m: std::collections::HashMap<String, u64>| {
+            m.into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert_eq!(nonzero(got), nonzero(want), "reports in [{from}, {to})");
+        assert_eq!(
+            vm.report_count("HY-22", from, to).unwrap(),
+            emb.report_count("HY-22", from, to).unwrap(),
+            "reports of HY-22 in [{from}, {to})"
+        );
+    }
+    assert_eq!(emb.report_counts(t0, now, now).unwrap()["MH-7"], 400);
+    let sorted = |m: std::collections::HashMap<String, i64>| {
+        m.into_iter().collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        sorted(vm.first_reports(now).unwrap()),
+        sorted(emb.first_reports(now).unwrap())
+    );
+}

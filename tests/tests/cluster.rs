@@ -236,6 +236,7 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
     );
 
     check_readings(&c, &record);
+    check_completeness(&c);
     let events = check_events(&c);
     check_webhooks(&c, &receiver, &events);
     // The operator's view, from PostgreSQL, without a running hub in between.
@@ -269,6 +270,76 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
     assert!(
         dups > 0.0,
         "the successor acked no batch as a duplicate: the committed-but-unacked batches were lost or stored twice"
+    );
+}
+
+/// Data completeness counts every edge's reports, alike on every hub: from VictoriaMetrics, not
+/// from a member's own embedded store (which holds only the edges that member owned). The
+/// stream's sensor clocks ran before the sensors were registered (so they are not in any
+/// sensor's monitored window); three live reports of one sensor per edge are.
+fn check_completeness(c: &Cluster) {
+    let seed = std::fs::read_to_string(c.dir.path().join("seed/sensors.csv")).unwrap();
+    let now_ms = wangge_testkit::now_ns() / 1_000_000;
+    for e in EDGES {
+        let sensor = seed
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f.get(6) == Some(&e) && !f[3].starts_with("serial"))
+            .map(|f| f[0].to_string())
+            .expect("a sensor of every edge");
+        for k in 0..3i64 {
+            let payload = format!(
+                r#"{{"ts":{},"seq":{},"values":{{"battery":90}}}}"#,
+                now_ms - 3000 + k * 1000,
+                900_000 + k
+            );
+            let topic = format!("sensors/{sensor}/readings");
+            let args = ["-q", "1", "-t", topic.as_str(), "-m", payload.as_str()];
+            assert!(wangge_testkit::mosquitto::publish(c.site.port, &args));
+        }
+    }
+    let received_per_edge = |hub: &Hub| -> Option<BTreeMap<String, i64>> {
+        let csv = reqwest::blocking::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{}/api/v1/reports/evaluation.csv?table=completeness_by_edge",
+                hub.http
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.text())
+            .ok()?;
+        Some(
+            csv.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    Some((f.first()?.to_string(), f.get(3)?.parse().ok()?))
+                })
+                .collect(),
+        )
+    };
+    let (counted, per_hub) = wait_observing(
+        "every hub to count the live reports of every edge",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            c.hubs
+                .iter()
+                .filter(|h| h.proc.is_some())
+                .map(received_per_edge)
+                .collect::<Option<Vec<_>>>()
+        },
+        |per_hub: &Vec<BTreeMap<String, i64>>| {
+            !per_hub.is_empty()
+                && per_hub.iter().all(|m| {
+                    m == &per_hub[0] && EDGES.iter().all(|e| m.get(*e).is_some_and(|n| *n >= 3))
+                })
+        },
+    );
+    assert!(
+        counted.is_ok(),
+        "completeness per edge, per hub: {per_hub:#?}"
     );
 }
 

@@ -1,13 +1,14 @@
-//! The registry (and the embedded store) as the events engine's `ComponentDirectory`.
+//! The registry (and the store that counts reports) as the events engine's `ComponentDirectory`.
 
 use crate::registry::RegistryAdmin;
-use crate::timeseries::embedded::EmbeddedStore;
+use crate::timeseries::report_counts::ReportCounts;
 use std::sync::Arc;
 
-/// The registry (and, for data completeness, the embedded store) as the events engine sees it.
+/// The registry (and, for data completeness, the store that counts every hub's reports: the
+/// embedded store, or VictoriaMetrics in a cluster) as the events engine sees it.
 pub(super) struct RegistryDirectory {
     pub(super) registry: Arc<dyn RegistryAdmin>,
-    pub(super) store: Arc<EmbeddedStore>,
+    pub(super) store: Arc<dyn ReportCounts>,
 }
 
 impl wangge_events::ComponentDirectory for RegistryDirectory {
@@ -60,7 +61,7 @@ impl wangge_events::ComponentDirectory for RegistryDirectory {
                 warn("count reports", &e);
                 Default::default()
             });
-        let first = self.store.first_reports().unwrap_or_else(|e| {
+        let first = self.store.first_reports(now_ns).unwrap_or_else(|e| {
             warn("read first reports", &e);
             Default::default()
         });

@@ -42,9 +42,20 @@ pub(crate) fn start(
     Box<dyn ingest::RulesStage>,
 )> {
     let ecfg = cfg.events.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Data completeness counts every hub's readings: a member's embedded store holds only the
+    // edges it owned, so a cluster counts from VictoriaMetrics.
+    let counts: Arc<dyn crate::timeseries::report_counts::ReportCounts> =
+        match (cluster, &cfg.victoria) {
+            (Some(_), Some(v)) => Arc::new(
+                crate::timeseries::victoria::VictoriaQuery::new(v)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .context("[victoria]")?,
+            ),
+            _ => store.clone(),
+        };
     let directory = Arc::new(RegistryDirectory {
         registry: registry.clone(),
-        store: store.clone(),
+        store: counts,
     });
     let events = match cluster {
         None => {

@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod influx;
+pub mod report_counts;
 pub mod victoria;
 
 use protocol::uplink::{Quality, Reading};

@@ -32,7 +32,7 @@ pub fn sensor_values_selector(sensor: &str) -> String {
 
 /// The label value the sink's tag became (line breaks are written as spaces, see
 /// `influx::line`), quoted for a PromQL string.
-fn label_value(sensor: &str) -> String {
+pub(super) fn label_value(sensor: &str) -> String {
     let mut out = String::with_capacity(sensor.len());
     for c in sensor.chars() {
         match c {

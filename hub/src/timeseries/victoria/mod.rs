@@ -25,6 +25,7 @@
 //! (`http.rs`), so call it from a blocking thread (`spawn_blocking`), as the embedded store.
 
 mod config;
+mod counts;
 mod export;
 mod http;
 mod window;
