@@ -193,14 +193,16 @@ fn main() {
             .json()
             .await
             .unwrap();
+        // The JSON holds the first page (1000 rows) of each table; `totals` counts them all.
         let rows = r["components"].as_array().map_or(0, Vec::len);
+        let total = &r["totals"]["components"];
         let c = r["completeness_by_type"]
             .as_array()
             .and_then(|a| a.iter().find(|t| t["key"] == "street_light"))
             .cloned()
             .unwrap_or_default();
         println!(
-            "components in the report: {rows}; {} completeness {}",
+            "components in the report: {rows} of {total}; {} completeness {}",
             c["key"], c["completeness"]
         );
         let csv = format!("{base}/reports/evaluation.csv?table=components&{range}");

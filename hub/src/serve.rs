@@ -408,6 +408,14 @@ fn start_events(
             ev.attachment_metrics().render_prometheus(&mut s);
             s
         }));
+        // `wangge_events_suppressed_total{event="device.offline"}`: sensors held back behind an
+        // offline edge (one `edge.offline` instead).
+        let ev = events.clone();
+        metric_sources.push(Arc::new(move || {
+            let mut s = String::new();
+            ev.render_topology_metrics(&mut s);
+            s
+        }));
         (Some((events, router)), Some(stage))
     } else {
         (None, None)
