@@ -17,7 +17,7 @@
 /// `Type { a, b, c }` read from columns 0, 1, 2, … of a row, in the order the fields are
 /// named (so a SELECT and its struct read the same way, without an index per field);
 /// `field => f` passes that column through `f`. Used by the events store and the hub's registry
-/// (`$row` is a `rusqlite::Row`, or anything with `get(usize) -> Result<T, _>`).
+/// (`$row` is a `rusqlite::Row` or a `tokio_postgres::Row`: anything [`columns::Columns`]).
 #[macro_export]
 macro_rules! from_columns {
     ($row:expr, $ty:path { $($field:ident $(=> $map:expr)?),+ $(,)? }) => {{
@@ -27,14 +27,15 @@ macro_rules! from_columns {
         }
     }};
     (@column $row:expr, $columns:ident) => {
-        $row.get($columns.next().expect("unbounded"))?
+        $crate::columns::Columns::column($row, $columns.next().expect("unbounded"))?
     };
     (@column $row:expr, $columns:ident, $map:expr) => {
-        ($map)($row.get($columns.next().expect("unbounded"))?)
+        ($map)($crate::columns::Columns::column($row, $columns.next().expect("unbounded"))?)
     };
 }
 
 pub mod attachments;
+pub mod columns;
 pub mod config_file;
 pub mod delivery;
 pub mod egress;

@@ -20,6 +20,7 @@ use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
 };
+use super::{rows, sql};
 use protocol::uplink::EdgeStatus;
 use std::path::Path;
 use std::sync::Arc;
@@ -209,7 +210,7 @@ impl PgRegistry {
     ) -> Result<Page<T>, RegistryError> {
         let limit = limit.max(1);
         let items = self.all(
-            listing.sql,
+            &sql::pg(listing.sql),
             &[&after.unwrap_or(""), &(limit as i64 + 1)],
             listing.row,
         )?;
@@ -218,15 +219,16 @@ impl PgRegistry {
 
     fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {
         Ok(self
-            .one("SELECT 1 FROM departments WHERE id = $1", id, |_| Ok(()))?
+            .one(&sql::pg(sql::DEPARTMENT_EXISTS), id, |_| Ok(()))?
             .is_some())
     }
 }
 
 /// A keyset-paginated list of one entity, defined next to its SQL.
 struct Listing<T> {
-    /// Selects the rows whose key is `> $1` in key order, `LIMIT $2` (one row more than the
-    /// page, which only says that there is a next page).
+    /// Selects the rows whose key is `> ?1` in key order, `LIMIT ?2` (one row more than the
+    /// page, which only says that there is a next page); in the `?N` form of [`sql`], which
+    /// [`PgRegistry::page`] rewrites.
     sql: &'static str,
     row: fn(&Row) -> Result<T, SqlError>,
     /// The key of a row: the cursor of the next page.
@@ -247,11 +249,6 @@ async fn exists(
         )
         .await?
         .is_some())
-}
-
-/// A stored count or counter as the u64 the model holds (negative never is; 0 if it were).
-fn count(r: &Row, i: usize) -> Result<u64, SqlError> {
-    Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
 }
 
 registry_traits_by_entity_files!(PgRegistry);

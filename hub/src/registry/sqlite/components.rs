@@ -71,70 +71,26 @@ pub fn upsert_component(conn: &Connection, c: &Component) -> Result<(), Registry
     Ok(())
 }
 
-pub(super) const COMPONENT_COLUMNS: &str =
-    "id, type, name, address, lat, lon, grid_cell, owner_department, \
-                                 maintainer_department, status";
-
-pub(super) fn component_row(r: &Row<'_>) -> rusqlite::Result<Component> {
-    let status = |s: String| ComponentStatus::from_name(&s).unwrap_or(ComponentStatus::Normal);
-    Ok(from_columns!(
-        r,
-        Component {
-            id,
-            component_type,
-            name,
-            address,
-            lat,
-            lon,
-            grid_cell,
-            owner_department,
-            maintainer_department,
-            status => status
-        }
-    ))
-}
-
 impl SqliteRegistry {
     pub(super) fn list_components(
         &self,
         f: &ComponentFilter,
     ) -> Result<Page<Component>, RegistryError> {
-        let mut sql = format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE 1 = 1");
-        let mut args: Vec<String> = Vec::new();
-        let mut push = |sql: &mut String, clause: &str, v: &str| {
-            args.push(v.to_string());
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(t) = &f.component_type {
-            push(&mut sql, " AND type = ?", t);
-        }
-        if let Some(g) = &f.grid_cell {
-            push(&mut sql, " AND grid_cell = ?", g);
-        }
-        if let Some(d) = &f.department {
-            push(
-                &mut sql,
-                " AND (owner_department = ? OR maintainer_department = ?)",
-                d,
-            );
-        }
-        if let Some(s) = f.status {
-            push(&mut sql, " AND status = ?", s.name());
-        }
-        if let Some(a) = &f.after {
-            push(&mut sql, " AND id > ?", a);
-        }
-        let limit = f.limit.max(1);
-        sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
-        let items = self.all(&sql, rusqlite::params_from_iter(args.iter()), component_row)?;
-        Ok(paginate(items, limit, |c| c.id.clone()))
+        let (sql, args) = sql::component_list(f);
+        let items = self.all(&sql, rusqlite::params_from_iter(args.iter()), |r| {
+            rows::component(r)
+        })?;
+        Ok(paginate(items, f.limit.max(1), |c| c.id.clone()))
     }
 
     pub(super) fn component(&self, id: &str) -> Result<Option<Component>, RegistryError> {
         self.one(
-            &format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE id = ?1"),
+            &format!(
+                "SELECT {} FROM components WHERE id = ?1",
+                sql::COMPONENT_COLUMNS
+            ),
             id,
-            component_row,
+            |r| rows::component(r),
         )
     }
 
@@ -191,8 +147,7 @@ impl SqliteRegistry {
     ) -> Result<bool, RegistryError> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE components SET status = ?2, updated_at_ns = ?3
-                 WHERE id = ?1 AND status <> ?2",
+                sql::SET_COMPONENT_STATUS,
                 params![id, status.name(), now_ns()],
             )
             .map_err(db)?;
@@ -201,6 +156,6 @@ impl SqliteRegistry {
     }
 
     pub(super) fn delete_component(&self, id: &str) -> Result<bool, RegistryError> {
-        Ok(self.execute("DELETE FROM components WHERE id = ?1", [id])? > 0)
+        Ok(self.execute(sql::DELETE_COMPONENT, [id])? > 0)
     }
 }

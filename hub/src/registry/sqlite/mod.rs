@@ -9,8 +9,6 @@
 //! (`components`, `sensors`, `edges`, `tokens`, `mqtt_users`, `reference` for grid cells,
 //! departments and statistics). The module is private to `registry`.
 
-use wangge_events::from_columns;
-
 use super::model::*;
 use super::seed::{SeedError, SeedSummary};
 use super::validation::{field, non_empty};
@@ -18,6 +16,7 @@ use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
 };
+use super::{rows, sql};
 use protocol::uplink::EdgeStatus;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
@@ -160,7 +159,7 @@ impl SqliteRegistry {
 
     fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {
         self.read(|c| {
-            c.prepare_cached("SELECT 1 FROM departments WHERE id = ?1")?
+            c.prepare_cached(sql::DEPARTMENT_EXISTS)?
                 .exists(params![id])
         })
     }

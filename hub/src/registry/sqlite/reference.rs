@@ -3,38 +3,14 @@
 use super::*;
 
 pub(super) const GRID_CELLS: Listing<GridCell> = Listing {
-    sql: "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
-          FROM grid_cells WHERE id > ?1 ORDER BY id LIMIT ?2",
-    row: |r| {
-        Ok(from_columns!(
-            r,
-            GridCell {
-                id,
-                name,
-                parent,
-                lat_min,
-                lon_min,
-                lat_max,
-                lon_max
-            }
-        ))
-    },
+    sql: sql::GRID_CELLS,
+    row: |r| rows::grid_cell(r),
     key: |g| g.id.clone(),
 };
 
 pub(super) const DEPARTMENTS: Listing<Department> = Listing {
-    sql: "SELECT id, name, duty, contact FROM departments WHERE id > ?1 ORDER BY id LIMIT ?2",
-    row: |r| {
-        Ok(from_columns!(
-            r,
-            Department {
-                id,
-                name,
-                duty,
-                contact
-            }
-        ))
-    },
+    sql: sql::DEPARTMENTS,
+    row: |r| rows::department(r),
     key: |d| d.id.clone(),
 };
 

@@ -2,62 +2,14 @@
 
 use super::*;
 
-pub(super) const SENSOR_SQL: &str =
-    "SELECT id, component_id, type, profile, address, interval_s, edge FROM sensors";
-
-pub(super) fn sensor_row(r: &Row<'_>) -> rusqlite::Result<Sensor> {
-    Ok(from_columns!(
-        r,
-        Sensor {
-            id,
-            component_id,
-            sensor_type,
-            profile,
-            address,
-            interval_s,
-            edge
-        }
-    ))
-}
-
-pub(super) const SENSOR_CONTEXT_SQL: &str = "SELECT s.id, s.component_id, c.type, s.interval_s
-     FROM sensors s JOIN components c ON c.id = s.component_id WHERE 1 = 1";
-
-pub(super) fn sensor_context_row(r: &Row<'_>) -> rusqlite::Result<SensorContext> {
-    Ok(SensorContext {
-        sensor_id: r.get(0)?,
-        component_id: r.get(1)?,
-        component_type: r.get(2)?,
-        interval_s: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
-    })
-}
-
 impl SqliteRegistry {
     pub(super) fn sensor_assignment(
         &self,
         sensor_id: &str,
     ) -> Result<Option<SensorAssignment>, RegistryError> {
-        self.one(
-            "SELECT s.id, s.component_id, c.type, c.grid_cell, c.owner_department,
-                    c.maintainer_department, s.edge
-             FROM sensors s LEFT JOIN components c ON c.id = s.component_id
-             WHERE s.id = ?1",
-            sensor_id,
-            |r| {
-                Ok(from_columns!(
-                    r,
-                    SensorAssignment {
-                        sensor_id,
-                        component_id,
-                        component_type,
-                        grid_cell,
-                        owner_department,
-                        maintainer_department,
-                        edge_id
-                    }
-                ))
-            },
-        )
+        self.one(sql::SENSOR_ASSIGNMENT, sensor_id, |r| {
+            rows::sensor_assignment(r)
+        })
     }
 
     pub(super) fn note_unassigned_sensor(
@@ -78,7 +30,9 @@ impl SqliteRegistry {
     }
 
     pub(super) fn sensor(&self, id: &str) -> Result<Option<Sensor>, RegistryError> {
-        self.one(&format!("{SENSOR_SQL} WHERE id = ?1"), id, sensor_row)
+        self.one(&format!("{} WHERE id = ?1", sql::SENSORS), id, |r| {
+            rows::sensor(r)
+        })
     }
 
     pub(super) fn put_sensor(
@@ -136,17 +90,17 @@ impl SqliteRegistry {
         component_id: &str,
     ) -> Result<Vec<Sensor>, RegistryError> {
         self.all(
-            &format!("{SENSOR_SQL} WHERE component_id = ?1 ORDER BY id"),
+            &format!("{} WHERE component_id = ?1 ORDER BY id", sql::SENSORS),
             [component_id],
-            sensor_row,
+            |r| rows::sensor(r),
         )
     }
 
     pub(super) fn sensor_contexts(&self) -> Result<Vec<SensorContext>, RegistryError> {
         self.all(
-            &format!("{SENSOR_CONTEXT_SQL} ORDER BY s.id"),
+            &format!("{} ORDER BY s.id", sql::SENSOR_CONTEXTS),
             [],
-            sensor_context_row,
+            |r| rows::sensor_context(r),
         )
     }
 
@@ -155,29 +109,15 @@ impl SqliteRegistry {
         sensor_id: &str,
     ) -> Result<Option<SensorContext>, RegistryError> {
         self.one(
-            &format!("{SENSOR_CONTEXT_SQL} AND s.id = ?1"),
+            &format!("{} AND s.id = ?1", sql::SENSOR_CONTEXTS),
             sensor_id,
-            sensor_context_row,
+            |r| rows::sensor_context(r),
         )
     }
 }
 
-/// A sensor registered after it was first seen is no longer unassigned.
 pub(super) const UNASSIGNED: Listing<UnassignedSensor> = Listing {
-    sql: "SELECT u.sensor_id, u.edge_id, u.first_seen_ns, u.last_seen_ns, u.seen_count
-          FROM unassigned_sensors u
-          WHERE u.sensor_id > ?1
-            AND NOT EXISTS (SELECT 1 FROM sensors s WHERE s.id = u.sensor_id
-                            AND s.component_id IS NOT NULL)
-          ORDER BY u.sensor_id LIMIT ?2",
-    row: |r| {
-        Ok(UnassignedSensor {
-            sensor_id: r.get(0)?,
-            edge_id: r.get(1)?,
-            first_seen: crate::registry::format_ts(r.get(2)?),
-            last_seen: crate::registry::format_ts(r.get(3)?),
-            seen_count: r.get::<_, i64>(4)?.max(0) as u64,
-        })
-    },
+    sql: sql::UNASSIGNED,
+    row: |r| rows::unassigned_sensor(r),
     key: |u| u.sensor_id.clone(),
 };
