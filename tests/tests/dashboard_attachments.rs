@@ -12,23 +12,19 @@
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
 use fantoccini::Client;
-use protocol::uplink::{mac_key, topics, Quality, Reading, ReadingFlags, UplinkBatch};
+use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wangge_testkit::browser::{browser, chromium, find, shot};
-use wangge_testkit::hub::HubServe;
-use wangge_testkit::{bin, now_ns, workspace_root};
+use wangge_testkit::{now_ns, workspace_root};
+use wangge_tests::seeded_hub::{SeededHub, WAIT};
 
 /// The seed's water-supply manhole cover on MH-0001, owned by 水务 (sw).
 const COMPONENT: &str = "1201110101000001";
 const SENSOR: &str = "MH-0001";
-const EDGE: &str = "edge-xq-01";
-/// How long any one browser or API condition may take before the test fails.
-const WAIT_S: u64 = 30;
 /// The evidence rule the hub is configured with; the refusal must name it.
 const RULE: &str = "处置后照片";
 
@@ -36,94 +32,13 @@ fn photo_path() -> PathBuf {
     workspace_root().join("hub/events/tests/fixtures/after-repair.png")
 }
 
-/// A seeded data dir, its tokens, and the hub serving it (restartable on the same dir).
-struct Hub {
-    serve: Option<HubServe>,
-    dir: tempfile::TempDir,
-    edge_secret: String,
-    admin: String,
-    sw: String,
-    xf: String,
+/// What this story does on the hub besides the seeded hub's calls.
+trait CaseWork {
+    async fn act(&self, id: i64, body: Json);
+    async fn photo(&self, token: &str, id: i64, att: i64) -> (u16, Vec<u8>);
 }
 
-impl Hub {
-    fn new() -> Hub {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        let cli = |args: &[&str]| wangge_testkit::hub::cli(&bin("hub"), &data, args);
-        let seed = workspace_root().join("config/registry");
-        cli(&["registry", "import", seed.to_str().expect("utf-8 path")]);
-        let edge_secret = cli(&["edge", "add", EDGE]);
-        let admin = cli(&["token", "add", "--scope", "admin"]);
-        let sw = cli(&["token", "add", "--scope", "write", "--department", "sw"]);
-        let xf = cli(&["token", "add", "--scope", "write", "--department", "xf"]);
-        std::fs::write(
-            dir.path().join("hub.toml"),
-            format!("[[events.attachments.require]]\nname = \"{RULE}\"\nevent_types = [\"manhole.*\"]\n"),
-        )
-        .expect("write hub.toml");
-        let mut hub = Hub {
-            serve: None,
-            dir,
-            edge_secret,
-            admin,
-            sw,
-            xf,
-        };
-        hub.start();
-        hub
-    }
-
-    fn start(&mut self) {
-        let serve = HubServe::config(&bin("hub"), &self.dir.path().join("hub.log"))
-            .config_file(&self.dir.path().join("hub.toml"))
-            .data_dir(&self.dir.path().join("data"))
-            .cwd(self.dir.path())
-            .timeout(Duration::from_secs(WAIT_S))
-            .answering()
-            .start()
-            .expect("start hub");
-        self.serve = Some(serve);
-    }
-
-    /// `kill -9`, then the same binary on the same data dir.
-    fn restart(&mut self) {
-        if let Some(mut s) = self.serve.take() {
-            s.proc.kill9();
-        }
-        self.start();
-    }
-
-    fn serve(&self) -> &HubServe {
-        self.serve.as_ref().expect("hub running")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.serve().base())
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        token: &str,
-        path: &str,
-        body: Option<Json>,
-    ) -> (u16, Json) {
-        let mut req = reqwest::Client::new()
-            .request(method, self.url(&format!("/api/v1/{path}")))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("hub answers");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Json::Null))
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (u16, Json) {
-        self.call(reqwest::Method::GET, token, path, None).await
-    }
-
+impl CaseWork for SeededHub {
     async fn act(&self, id: i64, body: Json) {
         let (status, v) = self
             .call(
@@ -176,64 +91,9 @@ fn displaced_cover_readings() -> Vec<Reading> {
     out
 }
 
-/// Publishes `readings` as the seed's edge, sealed with its secret, and waits for every ack.
-async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
-    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", hub.serve().mqtt);
-    opts.set_credentials(EDGE, &hub.edge_secret);
-    opts.set_keep_alive(Duration::from_secs(10));
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut el) = AsyncClient::new(opts, 100);
-    client
-        .subscribe(topics::acks(EDGE), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe queued");
-    let key = mac_key(&hub.edge_secret);
-    let chunks: Vec<Vec<Reading>> = readings.chunks(200).map(|c| c.to_vec()).collect();
-    let mut acked = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    while acked.len() < chunks.len() {
-        assert!(
-            Instant::now() < deadline,
-            "acks {acked:?} of {}",
-            chunks.len()
-        );
-        let ev = tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
-            .await
-            .expect("MQTT progress");
-        match ev {
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                for (i, chunk) in chunks.iter().enumerate() {
-                    let b = UplinkBatch {
-                        edge_id: EDGE.into(),
-                        epoch: 1,
-                        seq: i as u64 + 1,
-                        readings: chunk.clone(),
-                        gaps: vec![],
-                    };
-                    client
-                        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, b.seal(&key))
-                        .await
-                        .expect("publish queued");
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Ok(a) = protocol::uplink::Ack::open(&p.payload, &key, EDGE) {
-                    acked.insert(a.seq);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => panic!(
-                "edge connection: {e}; hub log: {}",
-                hub.serve().proc.log_tail(3000)
-            ),
-        }
-    }
-    let _ = client.disconnect().await;
-}
-
 /// The id of the `manhole.displaced` event the readings raised.
-async fn raised_event(hub: &Hub) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+async fn raised_event(hub: &SeededHub) -> i64 {
+    let deadline = Instant::now() + WAIT;
     loop {
         let (_, v) = hub
             .get(&hub.admin, &format!("events?component={COMPONENT}"))
@@ -272,8 +132,10 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
         panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
     };
     let photo = std::fs::read(photo_path()).expect("fixture photo");
-    let mut hub = Hub::new();
-    send_as_edge(&hub, displaced_cover_readings()).await;
+    let mut hub = SeededHub::started(Some(&format!(
+        "[[events.attachments.require]]\nname = \"{RULE}\"\nevent_types = [\"manhole.*\"]\n"
+    )));
+    hub.send_as_edge(displaced_cover_readings(), None).await;
     let id = raised_event(&hub).await;
 
     // The served OpenAPI document lists the attachment routes.
@@ -354,7 +216,7 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
         "the thumbnail",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    let deadline = Instant::now() + WAIT;
     loop {
         let w = c
             .execute(
