@@ -7,54 +7,73 @@ use super::{
     format_ts, BrokerAccount, BrokerAccountKind, CoverageSensor, EdgeCredentials, MqttUser,
     MqttUserCredentials, RegistryError, SensorAssignment, TOKEN_PREFIX,
 };
-use wangge_events::columns::Columns;
+use wangge_events::columns::{Column, Columns};
 use wangge_events::from_columns;
 
+/// A value read from a row the same way on both back ends: the statement that selects it
+/// (see [`super::sql`]) names its columns in the order its `from_row` reads them.
+pub(super) trait FromRow: Sized {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error>;
+}
+
+/// A row only found, its columns not read (`SELECT 1 …`).
+impl FromRow for () {
+    fn from_row<R: Columns>(_: &R) -> Result<(), R::Error> {
+        Ok(())
+    }
+}
+
+/// Four columns as they are (e.g. [`EdgeRow`], [`TokenRow`]).
+impl<A: Column, B: Column, C: Column, D: Column> FromRow for (A, B, C, D) {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok((r.column(0)?, r.column(1)?, r.column(2)?, r.column(3)?))
+    }
+}
+
 /// A row of [`super::sql::COMPONENT_COLUMNS`]; an unknown status reads as `Normal`.
-pub(super) fn component<R: Columns>(r: &R) -> Result<Component, R::Error> {
-    let status = |s: String| ComponentStatus::from_name(&s).unwrap_or(ComponentStatus::Normal);
-    Ok(from_columns!(
-        r,
-        Component {
-            id,
-            component_type,
-            name,
-            address,
-            lat,
-            lon,
-            grid_cell,
-            owner_department,
-            maintainer_department,
-            status => status
-        }
-    ))
+impl FromRow for Component {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        let status = |s: String| ComponentStatus::from_name(&s).unwrap_or(ComponentStatus::Normal);
+        Ok(from_columns!(
+            r,
+            Component {
+                id,
+                component_type,
+                name,
+                address,
+                lat,
+                lon,
+                grid_cell,
+                owner_department,
+                maintainer_department,
+                status => status
+            }
+        ))
+    }
 }
 
 /// A row of [`super::sql::EDGES`].
-pub(super) fn edge<R: Columns>(r: &R) -> Result<Edge, R::Error> {
-    let last_seen: Option<i64> = r.column(4)?;
-    Ok(Edge {
-        id: r.column(0)?,
-        name: r.column(1)?,
-        site: r.column(2)?,
-        online: r.column(3)?,
-        last_seen: last_seen.map(format_ts),
-        version: r.column(5)?,
-        backlog_readings: r.count(6)?,
-        backlog_bytes: r.count(7)?,
-        has_credentials: r.column(8)?,
-        revoked: r.column(9)?,
-        readings_lost: r.count(10)?,
-    })
+impl FromRow for Edge {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        let last_seen: Option<i64> = r.column(4)?;
+        Ok(Edge {
+            id: r.column(0)?,
+            name: r.column(1)?,
+            site: r.column(2)?,
+            online: r.column(3)?,
+            last_seen: last_seen.map(format_ts),
+            version: r.column(5)?,
+            backlog_readings: r.count(6)?,
+            backlog_bytes: r.count(7)?,
+            has_credentials: r.column(8)?,
+            revoked: r.column(9)?,
+            readings_lost: r.count(10)?,
+        })
+    }
 }
 
 /// (id, password_hash, mac_key, revoked): a row of [`super::sql::EDGE_CREDENTIALS`].
 pub(super) type EdgeRow = (String, Option<String>, Option<Vec<u8>>, bool);
-
-/// A row of [`super::sql::EDGE_CREDENTIALS`].
-pub(super) fn edge_row<R: Columns>(r: &R) -> Result<EdgeRow, R::Error> {
-    Ok((r.column(0)?, r.column(1)?, r.column(2)?, r.column(3)?))
-}
 
 /// The credentials of an edge row; none while the edge has no secret issued.
 pub(super) fn edge_credentials(
@@ -74,20 +93,22 @@ pub(super) fn edge_credentials(
     }))
 }
 
-/// A row of [`super::sql::SENSORS`].
-pub(super) fn sensor<R: Columns>(r: &R) -> Result<Sensor, R::Error> {
-    Ok(from_columns!(
-        r,
-        Sensor {
-            id,
-            component_id,
-            sensor_type,
-            profile,
-            address,
-            interval_s,
-            edge
-        }
-    ))
+/// A row of [`super::sql::SENSOR`].
+impl FromRow for Sensor {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(from_columns!(
+            r,
+            Sensor {
+                id,
+                component_id,
+                sensor_type,
+                profile,
+                address,
+                interval_s,
+                edge
+            }
+        ))
+    }
 }
 
 /// An interval as the u32 the rules hold (a stored one beyond it reads as u32::MAX).
@@ -96,133 +117,146 @@ fn interval_s<R: Columns>(r: &R, i: usize) -> Result<u32, R::Error> {
 }
 
 /// A row of [`super::sql::SENSOR_CONTEXTS`].
-pub(super) fn sensor_context<R: Columns>(r: &R) -> Result<SensorContext, R::Error> {
-    Ok(SensorContext {
-        sensor_id: r.column(0)?,
-        component_id: r.column(1)?,
-        component_type: r.column(2)?,
-        interval_s: interval_s(r, 3)?,
-    })
+impl FromRow for SensorContext {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(SensorContext {
+            sensor_id: r.column(0)?,
+            component_id: r.column(1)?,
+            component_type: r.column(2)?,
+            interval_s: interval_s(r, 3)?,
+        })
+    }
 }
 
 /// A row of [`super::sql::SENSOR_ASSIGNMENT`].
-pub(super) fn sensor_assignment<R: Columns>(r: &R) -> Result<SensorAssignment, R::Error> {
-    Ok(from_columns!(
-        r,
-        SensorAssignment {
-            sensor_id,
-            component_id,
-            component_type,
-            grid_cell,
-            owner_department,
-            maintainer_department,
-            edge_id
-        }
-    ))
+impl FromRow for SensorAssignment {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(from_columns!(
+            r,
+            SensorAssignment {
+                sensor_id,
+                component_id,
+                component_type,
+                grid_cell,
+                owner_department,
+                maintainer_department,
+                edge_id
+            }
+        ))
+    }
 }
 
 /// A row of [`super::sql::UNASSIGNED`].
-pub(super) fn unassigned_sensor<R: Columns>(r: &R) -> Result<UnassignedSensor, R::Error> {
-    Ok(UnassignedSensor {
-        sensor_id: r.column(0)?,
-        edge_id: r.column(1)?,
-        first_seen: format_ts(r.column(2)?),
-        last_seen: format_ts(r.column(3)?),
-        seen_count: r.count(4)?,
-    })
+impl FromRow for UnassignedSensor {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(UnassignedSensor {
+            sensor_id: r.column(0)?,
+            edge_id: r.column(1)?,
+            first_seen: format_ts(r.column(2)?),
+            last_seen: format_ts(r.column(3)?),
+            seen_count: r.count(4)?,
+        })
+    }
 }
 
 /// A row of [`super::sql::COVERAGE_SENSORS`].
-pub(super) fn coverage_sensor<R: Columns>(r: &R) -> Result<CoverageSensor, R::Error> {
-    Ok(CoverageSensor {
-        sensor_id: r.column(0)?,
-        component_id: r.column(1)?,
-        component_name: r.column(2)?,
-        component_type: r.column(3)?,
-        grid_cell: r.column(4)?,
-        owner_department: r.column(5)?,
-        maintainer_department: r.column(6)?,
-        edge: r.column(7)?,
-        interval_s: interval_s(r, 8)?,
-        registered_at_ns: r.column(9)?,
-    })
+impl FromRow for CoverageSensor {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(CoverageSensor {
+            sensor_id: r.column(0)?,
+            component_id: r.column(1)?,
+            component_name: r.column(2)?,
+            component_type: r.column(3)?,
+            grid_cell: r.column(4)?,
+            owner_department: r.column(5)?,
+            maintainer_department: r.column(6)?,
+            edge: r.column(7)?,
+            interval_s: interval_s(r, 8)?,
+            registered_at_ns: r.column(9)?,
+        })
+    }
 }
 
 /// A row of [`super::sql::GRID_CELLS`].
-pub(super) fn grid_cell<R: Columns>(r: &R) -> Result<GridCell, R::Error> {
-    Ok(from_columns!(
-        r,
-        GridCell {
-            id,
-            name,
-            parent,
-            lat_min,
-            lon_min,
-            lat_max,
-            lon_max
-        }
-    ))
+impl FromRow for GridCell {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(from_columns!(
+            r,
+            GridCell {
+                id,
+                name,
+                parent,
+                lat_min,
+                lon_min,
+                lat_max,
+                lon_max
+            }
+        ))
+    }
 }
 
 /// A row of [`super::sql::DEPARTMENTS`].
-pub(super) fn department<R: Columns>(r: &R) -> Result<Department, R::Error> {
-    Ok(from_columns!(
-        r,
-        Department {
-            id,
-            name,
-            duty,
-            contact
-        }
-    ))
+impl FromRow for Department {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(from_columns!(
+            r,
+            Department {
+                id,
+                name,
+                duty,
+                contact
+            }
+        ))
+    }
 }
 
 /// A row of [`super::sql::MQTT_USER_CREDENTIALS`].
-pub(super) fn mqtt_user_credentials<R: Columns>(r: &R) -> Result<MqttUserCredentials, R::Error> {
-    Ok(from_columns!(
-        r,
-        MqttUserCredentials {
-            username,
-            department_id,
-            password_hash,
-            revoked
-        }
-    ))
+impl FromRow for MqttUserCredentials {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(from_columns!(
+            r,
+            MqttUserCredentials {
+                username,
+                department_id,
+                password_hash,
+                revoked
+            }
+        ))
+    }
 }
 
 /// A row of [`super::sql::MQTT_USERS`].
-pub(super) fn mqtt_user<R: Columns>(r: &R) -> Result<MqttUser, R::Error> {
-    Ok(from_columns!(
-        r,
-        MqttUser {
-            username,
-            department_id,
-            revoked,
-            created_at_ns
-        }
-    ))
+impl FromRow for MqttUser {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(from_columns!(
+            r,
+            MqttUser {
+                username,
+                department_id,
+                revoked,
+                created_at_ns
+            }
+        ))
+    }
 }
 
 /// A row of [`super::sql::BROKER_ACCOUNTS`]: an edge has no department.
-pub(super) fn broker_account<R: Columns>(r: &R) -> Result<BrokerAccount, R::Error> {
-    let department: Option<String> = r.column(1)?;
-    Ok(BrokerAccount {
-        username: r.column(0)?,
-        kind: match department {
-            None => BrokerAccountKind::Edge,
-            Some(department_id) => BrokerAccountKind::Department { department_id },
-        },
-        broker_hash: r.column(2)?,
-    })
+impl FromRow for BrokerAccount {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        let department: Option<String> = r.column(1)?;
+        Ok(BrokerAccount {
+            username: r.column(0)?,
+            kind: match department {
+                None => BrokerAccountKind::Edge,
+                Some(department_id) => BrokerAccountKind::Department { department_id },
+            },
+            broker_hash: r.column(2)?,
+        })
+    }
 }
 
 /// (secret_hash, department, scope, revoked): a row of [`super::sql::TOKEN`].
 pub(super) type TokenRow = (String, Option<String>, String, bool);
-
-/// A row of [`super::sql::TOKEN`].
-pub(super) fn token_row<R: Columns>(r: &R) -> Result<TokenRow, R::Error> {
-    Ok((r.column(0)?, r.column(1)?, r.column(2)?, r.column(3)?))
-}
 
 /// `token`'s id and secret (`wgt_<id>.<secret>`); None if it is not of that form.
 pub(super) fn token_parts(token: &str) -> Option<(&str, &str)> {

@@ -4,7 +4,16 @@
 //! differ (e.g. `MAX` against `GREATEST`, `FOR UPDATE`) stay in the back end's entity file.
 //! Each SELECT names its rows' decoder in [`super::rows`].
 
-use super::model::ComponentFilter;
+use super::model::*;
+
+/// A keyset-paginated list of one entity, the same on both back ends.
+pub(super) struct Listing<T> {
+    /// Selects the rows whose key is `> ?1` in key order, `LIMIT ?2` (one row more than the
+    /// page, which only says that there is a next page); decoded by `T`'s `FromRow`.
+    pub(super) sql: &'static str,
+    /// The key of a row: the cursor of the next page.
+    pub(super) key: fn(&T) -> String,
+}
 
 /// `sql` with every placeholder `?N` written `$N` (PostgreSQL's form); nothing else changes.
 pub(super) fn pg(sql: &str) -> String {
@@ -20,6 +29,10 @@ pub(super) fn pg(sql: &str) -> String {
 /// What [`super::rows::component`] reads, in its order.
 pub(super) const COMPONENT_COLUMNS: &str = "id, type, name, address, lat, lon, grid_cell, \
      owner_department, maintainer_department, status";
+
+/// One component by id (`?1`).
+pub(super) const COMPONENT: &str = "SELECT id, type, name, address, lat, lon, grid_cell, \
+     owner_department, maintainer_department, status FROM components WHERE id = ?1";
 
 /// A component's status (`?2`) with its update time (`?3`), where it differs.
 pub(super) const SET_COMPONENT_STATUS: &str =
@@ -58,13 +71,15 @@ pub(super) fn component_list(f: &ComponentFilter) -> (String, Vec<String>) {
     (sql, args)
 }
 
-/// A page of edges (keys `> ?1`, `LIMIT ?2`), with the readings each reported lost.
-pub(super) const EDGES: &str =
-    "SELECT id, name, site, online, last_seen_ns, version, backlog_readings, backlog_bytes,
+/// The edges, with the readings each reported lost.
+pub(super) const EDGES: Listing<Edge> = Listing {
+    sql: "SELECT id, name, site, online, last_seen_ns, version, backlog_readings, backlog_bytes,
             password_hash IS NOT NULL, revoked,
             (SELECT CAST(COALESCE(SUM(g.count), 0) AS BIGINT) FROM edge_gaps g
              WHERE g.edge_id = edges.id)
-     FROM edges WHERE id > ?1 ORDER BY id LIMIT ?2";
+     FROM edges WHERE id > ?1 ORDER BY id LIMIT ?2",
+    key: |e| e.id.clone(),
+};
 
 /// One edge's credentials by id (`?1`).
 pub(super) const EDGE_CREDENTIALS: &str =
@@ -79,13 +94,22 @@ pub(super) const AUDIT_INGEST: &str =
 pub(super) const REVOKE_EDGE: &str =
     "UPDATE edges SET revoked = true, online = false WHERE id = ?1";
 
-/// Sensors; the caller appends its WHERE.
-pub(super) const SENSORS: &str =
-    "SELECT id, component_id, type, profile, address, interval_s, edge FROM sensors";
+/// One sensor by id (`?1`).
+pub(super) const SENSOR: &str =
+    "SELECT id, component_id, type, profile, address, interval_s, edge FROM sensors WHERE id = ?1";
 
-/// Sensors attached to a component with the component's type; the caller appends `AND …`.
+/// The sensors of component `?1`.
+pub(super) const COMPONENT_SENSORS: &str =
+    "SELECT id, component_id, type, profile, address, interval_s, edge FROM sensors
+     WHERE component_id = ?1 ORDER BY id";
+
+/// Every sensor attached to a component, with the component's type.
 pub(super) const SENSOR_CONTEXTS: &str = "SELECT s.id, s.component_id, c.type, s.interval_s
-     FROM sensors s JOIN components c ON c.id = s.component_id WHERE true";
+     FROM sensors s JOIN components c ON c.id = s.component_id ORDER BY s.id";
+
+/// [`SENSOR_CONTEXTS`] of sensor `?1`.
+pub(super) const SENSOR_CONTEXT: &str = "SELECT s.id, s.component_id, c.type, s.interval_s
+     FROM sensors s JOIN components c ON c.id = s.component_id WHERE s.id = ?1";
 
 /// Where the readings of sensor `?1` belong.
 pub(super) const SENSOR_ASSIGNMENT: &str =
@@ -94,15 +118,17 @@ pub(super) const SENSOR_ASSIGNMENT: &str =
      FROM sensors s LEFT JOIN components c ON c.id = s.component_id
      WHERE s.id = ?1";
 
-/// A page of sensors seen but not attached (keys `> ?1`, `LIMIT ?2`); a sensor registered
-/// after it was first seen is no longer unassigned.
-pub(super) const UNASSIGNED: &str =
-    "SELECT u.sensor_id, u.edge_id, u.first_seen_ns, u.last_seen_ns, u.seen_count
+/// The sensors seen but not attached; a sensor registered after it was first seen is no
+/// longer unassigned.
+pub(super) const UNASSIGNED: Listing<UnassignedSensor> = Listing {
+    sql: "SELECT u.sensor_id, u.edge_id, u.first_seen_ns, u.last_seen_ns, u.seen_count
      FROM unassigned_sensors u
      WHERE u.sensor_id > ?1
        AND NOT EXISTS (SELECT 1 FROM sensors s WHERE s.id = u.sensor_id
                        AND s.component_id IS NOT NULL)
-     ORDER BY u.sensor_id LIMIT ?2";
+     ORDER BY u.sensor_id LIMIT ?2",
+    key: |u| u.sensor_id.clone(),
+};
 
 /// Every sensor attached to a component, with what data completeness needs of it.
 pub(super) const COVERAGE_SENSORS: &str =
@@ -111,13 +137,16 @@ pub(super) const COVERAGE_SENSORS: &str =
             COALESCE(s.edge, ''), s.interval_s, s.registered_at_ns
        FROM sensors s JOIN components c ON c.id = s.component_id";
 
-/// A page of grid cells (keys `> ?1`, `LIMIT ?2`).
-pub(super) const GRID_CELLS: &str = "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
-     FROM grid_cells WHERE id > ?1 ORDER BY id LIMIT ?2";
+pub(super) const GRID_CELLS: Listing<GridCell> = Listing {
+    sql: "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
+          FROM grid_cells WHERE id > ?1 ORDER BY id LIMIT ?2",
+    key: |g| g.id.clone(),
+};
 
-/// A page of departments (keys `> ?1`, `LIMIT ?2`).
-pub(super) const DEPARTMENTS: &str =
-    "SELECT id, name, duty, contact FROM departments WHERE id > ?1 ORDER BY id LIMIT ?2";
+pub(super) const DEPARTMENTS: Listing<Department> = Listing {
+    sql: "SELECT id, name, duty, contact FROM departments WHERE id > ?1 ORDER BY id LIMIT ?2",
+    key: |d| d.id.clone(),
+};
 
 pub(super) const DEPARTMENT_EXISTS: &str = "SELECT 1 FROM departments WHERE id = ?1";
 

@@ -131,19 +131,8 @@ impl PgRegistry {
         let (sql, args) = sql::component_list(f);
         let params: Vec<&(dyn ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        let items = self.all(&sql::pg(&sql), &params, rows::component)?;
+        let items = self.rows(&sql::pg(&sql), &params)?;
         Ok(Page::cut(items, f.limit.max(1), |c| c.id.clone()))
-    }
-
-    pub(super) fn component(&self, id: &str) -> Result<Option<Component>, RegistryError> {
-        self.one(
-            &format!(
-                "SELECT {} FROM components WHERE id = $1",
-                sql::COMPONENT_COLUMNS
-            ),
-            id,
-            rows::component,
-        )
     }
 
     pub(super) fn create_component(

@@ -7,14 +7,10 @@ use crate::registry::{CoverageSensor, RegistryError};
 impl PgRegistry {
     /// Every sensor attached to a component, in no particular order (the report ranks them).
     pub fn coverage_sensors(&self) -> Result<Vec<CoverageSensor>, RegistryError> {
-        self.all(
-            &super::sql::pg(super::sql::COVERAGE_SENSORS),
-            &[],
-            super::rows::coverage_sensor,
-        )
-        .map_err(|e| match e {
-            RegistryError::Db(m) => RegistryError::Db(format!("coverage sensors: {m}")),
-            other => other,
-        })
+        self.all(super::sql::COVERAGE_SENSORS, &[])
+            .map_err(|e| match e {
+                RegistryError::Db(m) => RegistryError::Db(format!("coverage sensors: {m}")),
+                other => other,
+            })
     }
 }

@@ -2,22 +2,12 @@
 
 use super::*;
 
-pub(super) const EDGES: Listing<Edge> = Listing {
-    sql: sql::EDGES,
-    row: rows::edge,
-    key: |e| e.id.clone(),
-};
-
 impl PgRegistry {
     pub(super) fn edge_credentials(
         &self,
         edge_id: &str,
     ) -> Result<Option<EdgeCredentials>, RegistryError> {
-        rows::edge_credentials(self.one(
-            &sql::pg(sql::EDGE_CREDENTIALS),
-            edge_id,
-            rows::edge_row,
-        )?)
+        rows::edge_credentials(self.one(sql::EDGE_CREDENTIALS, &[edge_id])?)
     }
 
     /// Judges `s` against the mark read `FOR UPDATE`: a second hub handed the same status waits

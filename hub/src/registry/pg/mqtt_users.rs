@@ -3,17 +3,6 @@
 use super::*;
 
 impl PgRegistry {
-    pub(super) fn mqtt_user_credentials(
-        &self,
-        username: &str,
-    ) -> Result<Option<MqttUserCredentials>, RegistryError> {
-        self.one(
-            &sql::pg(sql::MQTT_USER_CREDENTIALS),
-            username,
-            rows::mqtt_user_credentials,
-        )
-    }
-
     pub(super) fn add_mqtt_user(
         &self,
         department: &str,
@@ -40,13 +29,5 @@ impl PgRegistry {
 
     pub(super) fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError> {
         self.update_existing(&sql::pg(sql::REVOKE_MQTT_USER), "MQTT user", username)
-    }
-
-    pub(super) fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError> {
-        self.all(&sql::pg(sql::MQTT_USERS), &[], rows::mqtt_user)
-    }
-
-    pub(super) fn broker_accounts(&self) -> Result<Vec<BrokerAccount>, RegistryError> {
-        self.all(&sql::pg(sql::BROKER_ACCOUNTS), &[], rows::broker_account)
     }
 }

@@ -3,18 +3,6 @@
 use super::*;
 use wangge_events::columns::Columns;
 
-pub(super) const GRID_CELLS: Listing<GridCell> = Listing {
-    sql: sql::GRID_CELLS,
-    row: rows::grid_cell,
-    key: |g| g.id.clone(),
-};
-
-pub(super) const DEPARTMENTS: Listing<Department> = Listing {
-    sql: sql::DEPARTMENTS,
-    row: rows::department,
-    key: |d| d.id.clone(),
-};
-
 impl PgRegistry {
     /// The counts, read in one snapshot (a repeatable-read, read-only transaction).
     pub(super) fn stats(&self) -> Result<RegistryStats, RegistryError> {

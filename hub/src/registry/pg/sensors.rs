@@ -3,17 +3,6 @@
 use super::*;
 
 impl PgRegistry {
-    pub(super) fn sensor_assignment(
-        &self,
-        sensor_id: &str,
-    ) -> Result<Option<SensorAssignment>, RegistryError> {
-        self.one(
-            &sql::pg(sql::SENSOR_ASSIGNMENT),
-            sensor_id,
-            rows::sensor_assignment,
-        )
-    }
-
     pub(super) fn note_unassigned_sensor(
         &self,
         sensor_id: &str,
@@ -29,10 +18,6 @@ impl PgRegistry {
             &[&sensor_id, &edge_id, &at_ns],
         )?;
         Ok(())
-    }
-
-    pub(super) fn sensor(&self, id: &str) -> Result<Option<Sensor>, RegistryError> {
-        self.one(&format!("{} WHERE id = $1", sql::SENSORS), id, rows::sensor)
     }
 
     pub(super) fn put_sensor(
@@ -68,36 +53,6 @@ impl PgRegistry {
             Ok((sensor, !existed))
         })
     }
-
-    pub(super) fn component_sensors(
-        &self,
-        component_id: &str,
-    ) -> Result<Vec<Sensor>, RegistryError> {
-        self.all(
-            &format!("{} WHERE component_id = $1 ORDER BY id", sql::SENSORS),
-            &[&component_id],
-            rows::sensor,
-        )
-    }
-
-    pub(super) fn sensor_contexts(&self) -> Result<Vec<SensorContext>, RegistryError> {
-        self.all(
-            &format!("{} ORDER BY s.id", sql::SENSOR_CONTEXTS),
-            &[],
-            rows::sensor_context,
-        )
-    }
-
-    pub(super) fn sensor_context(
-        &self,
-        sensor_id: &str,
-    ) -> Result<Option<SensorContext>, RegistryError> {
-        self.one(
-            &format!("{} AND s.id = $1", sql::SENSOR_CONTEXTS),
-            sensor_id,
-            rows::sensor_context,
-        )
-    }
 }
 
 /// Inserts or replaces a sensor; `calibration` only from the seed (the API keeps what is stored).
@@ -128,9 +83,3 @@ pub(super) async fn upsert_sensor(
     .await?;
     Ok(())
 }
-
-pub(super) const UNASSIGNED: Listing<UnassignedSensor> = Listing {
-    sql: sql::UNASSIGNED,
-    row: rows::unassigned_sensor,
-    key: |u| u.sensor_id.clone(),
-};

@@ -34,7 +34,7 @@ impl PgRegistry {
         let Some((id, secret)) = rows::token_parts(token) else {
             return Ok(None);
         };
-        let row = self.one(&sql::pg(sql::TOKEN), id, rows::token_row)?;
+        let row = self.one(sql::TOKEN, &[id])?;
         Ok(rows::principal(id, secret, row))
     }
 

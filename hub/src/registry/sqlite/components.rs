@@ -77,21 +77,8 @@ impl SqliteRegistry {
         f: &ComponentFilter,
     ) -> Result<Page<Component>, RegistryError> {
         let (sql, args) = sql::component_list(f);
-        let items = self.all(&sql, rusqlite::params_from_iter(args.iter()), |r| {
-            rows::component(r)
-        })?;
-        Ok(paginate(items, f.limit.max(1), |c| c.id.clone()))
-    }
-
-    pub(super) fn component(&self, id: &str) -> Result<Option<Component>, RegistryError> {
-        self.one(
-            &format!(
-                "SELECT {} FROM components WHERE id = ?1",
-                sql::COMPONENT_COLUMNS
-            ),
-            id,
-            |r| rows::component(r),
-        )
+        let items = self.rows(&sql, rusqlite::params_from_iter(args.iter()))?;
+        Ok(Page::cut(items, f.limit.max(1), |c| c.id.clone()))
     }
 
     pub(super) fn create_component(

@@ -8,13 +8,11 @@ use crate::registry::{CoverageSensor, RegistryError};
 impl SqliteRegistry {
     /// Every sensor attached to a component, in no particular order (the report ranks them).
     pub fn coverage_sensors(&self) -> Result<Vec<CoverageSensor>, RegistryError> {
-        self.all(super::sql::COVERAGE_SENSORS, [], |r| {
-            super::rows::coverage_sensor(r)
-        })
-        .map_err(|e| match e {
-            RegistryError::Db(m) => RegistryError::Db(format!("coverage sensors: {m}")),
-            other => other,
-        })
+        self.all(super::sql::COVERAGE_SENSORS, &[])
+            .map_err(|e| match e {
+                RegistryError::Db(m) => RegistryError::Db(format!("coverage sensors: {m}")),
+                other => other,
+            })
     }
 
     /// Sets when `sensor_id` was registered (records carried over from an older system, where

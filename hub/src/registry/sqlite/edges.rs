@@ -2,18 +2,12 @@
 
 use super::*;
 
-pub(super) const EDGES: Listing<Edge> = Listing {
-    sql: sql::EDGES,
-    row: |r| rows::edge(r),
-    key: |e| e.id.clone(),
-};
-
 impl SqliteRegistry {
     pub(super) fn edge_credentials(
         &self,
         edge_id: &str,
     ) -> Result<Option<EdgeCredentials>, RegistryError> {
-        rows::edge_credentials(self.one(sql::EDGE_CREDENTIALS, edge_id, |r| rows::edge_row(r))?)
+        rows::edge_credentials(self.one(sql::EDGE_CREDENTIALS, &[edge_id])?)
     }
 
     pub(super) fn record_edge_status(&self, s: &EdgeStatus) -> Result<Freshness, RegistryError> {

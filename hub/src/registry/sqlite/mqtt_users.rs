@@ -3,15 +3,6 @@
 use super::*;
 
 impl SqliteRegistry {
-    pub(super) fn mqtt_user_credentials(
-        &self,
-        username: &str,
-    ) -> Result<Option<MqttUserCredentials>, RegistryError> {
-        self.one(sql::MQTT_USER_CREDENTIALS, username, |r| {
-            rows::mqtt_user_credentials(r)
-        })
-    }
-
     pub(super) fn add_mqtt_user(
         &self,
         department: &str,
@@ -44,13 +35,5 @@ impl SqliteRegistry {
 
     pub(super) fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError> {
         self.update_existing(sql::REVOKE_MQTT_USER, "MQTT user", username)
-    }
-
-    pub(super) fn list_mqtt_users(&self) -> Result<Vec<MqttUser>, RegistryError> {
-        self.all(sql::MQTT_USERS, [], |r| rows::mqtt_user(r))
-    }
-
-    pub(super) fn broker_accounts(&self) -> Result<Vec<BrokerAccount>, RegistryError> {
-        self.all(sql::BROKER_ACCOUNTS, [], |r| rows::broker_account(r))
     }
 }

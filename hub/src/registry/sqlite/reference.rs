@@ -2,18 +2,6 @@
 
 use super::*;
 
-pub(super) const GRID_CELLS: Listing<GridCell> = Listing {
-    sql: sql::GRID_CELLS,
-    row: |r| rows::grid_cell(r),
-    key: |g| g.id.clone(),
-};
-
-pub(super) const DEPARTMENTS: Listing<Department> = Listing {
-    sql: sql::DEPARTMENTS,
-    row: |r| rows::department(r),
-    key: |d| d.id.clone(),
-};
-
 impl SqliteRegistry {
     pub(super) fn stats(&self) -> Result<RegistryStats, RegistryError> {
         self.read(|c| {

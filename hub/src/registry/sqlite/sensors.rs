@@ -3,15 +3,6 @@
 use super::*;
 
 impl SqliteRegistry {
-    pub(super) fn sensor_assignment(
-        &self,
-        sensor_id: &str,
-    ) -> Result<Option<SensorAssignment>, RegistryError> {
-        self.one(sql::SENSOR_ASSIGNMENT, sensor_id, |r| {
-            rows::sensor_assignment(r)
-        })
-    }
-
     pub(super) fn note_unassigned_sensor(
         &self,
         sensor_id: &str,
@@ -27,12 +18,6 @@ impl SqliteRegistry {
             params![sensor_id, edge_id, at_ns],
         )?;
         Ok(())
-    }
-
-    pub(super) fn sensor(&self, id: &str) -> Result<Option<Sensor>, RegistryError> {
-        self.one(&format!("{} WHERE id = ?1", sql::SENSORS), id, |r| {
-            rows::sensor(r)
-        })
     }
 
     pub(super) fn put_sensor(
@@ -84,40 +69,4 @@ impl SqliteRegistry {
             Ok((sensor, !existed))
         })
     }
-
-    pub(super) fn component_sensors(
-        &self,
-        component_id: &str,
-    ) -> Result<Vec<Sensor>, RegistryError> {
-        self.all(
-            &format!("{} WHERE component_id = ?1 ORDER BY id", sql::SENSORS),
-            [component_id],
-            |r| rows::sensor(r),
-        )
-    }
-
-    pub(super) fn sensor_contexts(&self) -> Result<Vec<SensorContext>, RegistryError> {
-        self.all(
-            &format!("{} ORDER BY s.id", sql::SENSOR_CONTEXTS),
-            [],
-            |r| rows::sensor_context(r),
-        )
-    }
-
-    pub(super) fn sensor_context(
-        &self,
-        sensor_id: &str,
-    ) -> Result<Option<SensorContext>, RegistryError> {
-        self.one(
-            &format!("{} AND s.id = ?1", sql::SENSOR_CONTEXTS),
-            sensor_id,
-            |r| rows::sensor_context(r),
-        )
-    }
 }
-
-pub(super) const UNASSIGNED: Listing<UnassignedSensor> = Listing {
-    sql: sql::UNASSIGNED,
-    row: |r| rows::unassigned_sensor(r),
-    key: |u| u.sensor_id.clone(),
-};

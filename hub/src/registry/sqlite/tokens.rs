@@ -32,7 +32,7 @@ impl SqliteRegistry {
         let Some((id, secret)) = rows::token_parts(token) else {
             return Ok(None);
         };
-        let row = self.one(sql::TOKEN, id, |r| rows::token_row(r))?;
+        let row = self.one(sql::TOKEN, &[id])?;
         Ok(rows::principal(id, secret, row))
     }
 
