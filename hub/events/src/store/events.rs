@@ -25,6 +25,59 @@ pub struct Transition<'a> {
     pub now_ns: i64,
 }
 
+impl Transition<'_> {
+    /// `e` as this transition leaves it (status, version and the fields the action sets), or
+    /// the refusal; the same on both back ends, which then store it.
+    pub(super) fn apply(
+        &self,
+        mut e: Event,
+        deadlines: &crate::lifecycle::Deadlines,
+    ) -> Result<Event> {
+        let req = self.req;
+        let from = e.status;
+        let to =
+            lifecycle::next(from, req.action).ok_or_else(|| StoreError::InvalidTransition {
+                status: from.name(),
+                action: req.action.name().to_string(),
+                allowed: lifecycle::allowed(from),
+            })?;
+        match req.action {
+            Action::Dispatch => {
+                let d = req
+                    .department
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .ok_or(StoreError::MissingDepartment)?;
+                e.department = Some(d.to_string());
+            }
+            Action::Acknowledge => {
+                e.acknowledged_at_ns.get_or_insert(self.now_ns);
+            }
+            Action::Close => e.closed_at_ns = Some(self.now_ns),
+            Action::Reopen => {
+                e.closed_at_ns = None;
+                e.overdue = false;
+                e.deadline_ns = self
+                    .now_ns
+                    .saturating_add(deadlines.for_severity(e.severity));
+            }
+            Action::Start | Action::Resolve => {}
+        }
+        e.status = to;
+        e.version += 1;
+        Ok(e)
+    }
+}
+
+/// A reopened event that would be a second active one of its type on its component.
+pub(super) fn reopen_conflict(e: &Event) -> StoreError {
+    StoreError::Conflict(format!(
+        "cannot reopen: another active {} event on {} exists",
+        e.event_type, e.component_id
+    ))
+}
+
 /// Filters for listing events; newest first, paged by `before_id`.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -214,43 +267,14 @@ pub(super) fn transition_in(
         req,
         now_ns,
     } = t;
-    let mut e = load_event(tx, id)?.ok_or(StoreError::NotFound(id))?;
-    let from = e.status;
-    let to = lifecycle::next(from, req.action).ok_or_else(|| StoreError::InvalidTransition {
-        status: from.name(),
-        action: req.action.name().to_string(),
-        allowed: lifecycle::allowed(from),
-    })?;
-    match req.action {
-        Action::Dispatch => {
-            let d = req
-                .department
-                .as_deref()
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .ok_or(StoreError::MissingDepartment)?;
-            e.department = Some(d.to_string());
-        }
-        Action::Acknowledge => {
-            e.acknowledged_at_ns.get_or_insert(now_ns);
-        }
-        Action::Close => e.closed_at_ns = Some(now_ns),
-        Action::Reopen => {
-            e.closed_at_ns = None;
-            e.overdue = false;
-            e.deadline_ns = now_ns.saturating_add(deadlines.for_severity(e.severity));
-        }
-        Action::Start | Action::Resolve => {}
-    }
-    e.status = to;
-    e.version += 1;
+    let before = load_event(tx, id)?.ok_or(StoreError::NotFound(id))?;
+    let from = before.status;
+    let e = t.apply(before, deadlines)?;
+    let to = e.status;
     if let Err(err) = save_event(tx, &e) {
         if let StoreError::Sqlite(s) = &err {
             if is_unique_violation(s) {
-                return Err(StoreError::Conflict(format!(
-                    "cannot reopen: another active {} event on {} exists",
-                    e.event_type, e.component_id
-                )));
+                return Err(reopen_conflict(&e));
             }
         }
         return Err(err);
