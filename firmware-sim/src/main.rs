@@ -385,8 +385,8 @@ fn with_outputs(sensors: Vec<Sensor>, w: &Wanted) -> Vec<Sensor> {
 /// The scenario at `path` (none: the default) for the sensors `run` of `registry`, its skipped
 /// entries logged, and the simulated start: `--start` if given, else the scenario's, else now.
 fn scenario_and_start(
-    path: Option<&std::path::Path>,
-    start: Option<&str>,
+    path: &Option<PathBuf>,
+    start: &Option<String>,
     registry: &[Sensor],
     run: &[Sensor],
 ) -> Result<(Scenario, u64)> {
@@ -429,12 +429,7 @@ async fn run(a: RunArgs) -> Result<()> {
     if run_sensors.is_empty() && !(wanted.line_a || wanted.line_b) {
         bail!("no sensor left to simulate (check --only, --profiles and the outputs)");
     }
-    let (scenario, start_ms) = scenario_and_start(
-        a.scenario.as_deref(),
-        a.start.as_deref(),
-        &registry,
-        &run_sensors,
-    )?;
+    let (scenario, start_ms) = scenario_and_start(&a.scenario, &a.start, &registry, &run_sensors)?;
     let seed = a.seed.or(scenario.seed).unwrap_or(1);
     let horizon_ms = a.duration.map(|d| {
         let wall_ms = d.as_secs_f64() * 1000.0;
@@ -609,12 +604,7 @@ fn modbus_registry(a: &ModbusArgs) -> Result<Option<firmware_sim::output::modbus
             lines.join(", ")
         );
     }
-    let (scenario, start_ms) = scenario_and_start(
-        a.scenario.as_deref(),
-        a.start.as_deref(),
-        &registry,
-        &served,
-    )?;
+    let (scenario, start_ms) = scenario_and_start(&a.scenario, &a.start, &registry, &served)?;
     tracing::info!(
         sensors = served.len(),
         incidents = scenario.incidents.len(),
