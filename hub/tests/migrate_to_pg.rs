@@ -5,13 +5,12 @@
 //! into the same database, a running hub and a bad URL are refused, never showing the password.
 
 mod hub_cli_support;
+mod ingest_support;
 
 use hub::registry::seed::export_dir;
 use hub::registry::{PgRegistry, RegistryAdmin, RegistryStore};
-use hub_cli_support::{hub_cli, serve, HUB};
-use protocol::uplink::{topics, Ack, Quality, Reading, ReadingFlags, UplinkBatch};
-use protocol::{Quantity, Value};
-use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
+use hub_cli_support::{displaced_cover_tilt, hub_cli, member_config, serve, serve_member, HUB};
+use protocol::uplink::{mac_key, Ack};
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -88,65 +87,12 @@ async fn upload_photo(http: &reqwest::Client, api: &str, event_id: i64, token: &
 /// Publishes one sealed batch as the edge (21 readings of tilt 25°: manhole.displaced) and
 /// waits for its ack, which it returns.
 async fn send_batch(mqtt_port: u16, secret: &str) -> Ack {
-    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", mqtt_port);
-    opts.set_credentials(EDGE, secret);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut el) = AsyncClient::new(opts, 100);
-    let key = protocol::uplink::mac_key(secret);
-    let (ack_tx, mut acks) = tokio::sync::mpsc::channel::<Ack>(10);
-    let (sub_tx, mut subscribed) = tokio::sync::mpsc::channel::<()>(2);
-    let sub = client.clone();
-    tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                    let _ = sub.subscribe(topics::acks(EDGE), QoS::AtLeastOnce).await;
-                }
-                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
-                    let _ = sub_tx.try_send(());
-                }
-                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    if let Ok(a) = Ack::open(&p.payload, &key, EDGE) {
-                        let _ = ack_tx.send(a).await;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(30), subscribed.recv())
-        .await
-        .expect("the edge logged in and subscribed within 30 s");
-    let t0 = (now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
-    let readings = (0..21)
-        .map(|i| Reading {
-            sensor: "MH-0001".into(),
-            quantity: Quantity::Tilt,
-            value: Value::Float(25.0),
-            ts_ns: t0 + i * 1_000_000_000,
-            quality: Quality::Good,
-            flags: ReadingFlags::default(),
-        })
-        .collect();
-    let batch = UplinkBatch {
-        edge_id: EDGE.into(),
-        epoch: 1,
-        seq: 1,
-        readings,
-        gaps: vec![],
-    };
-    let sealed = batch.seal(&protocol::uplink::mac_key(secret));
-    client
-        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, sealed)
-        .await
-        .unwrap();
-    let ack = tokio::time::timeout(Duration::from_secs(30), acks.recv())
-        .await
-        .expect("ack within 30 s")
-        .unwrap();
+    let mut edge = ingest_support::login(mqtt_port, EDGE, secret).await;
+    let (_, readings) = displaced_cover_tilt();
+    let batch = ingest_support::batch(EDGE, 1, 1, readings);
+    let ack = edge.deliver(&batch, &mac_key(secret)).await;
     assert_eq!((ack.epoch, ack.seq), (1, 1));
-    let _ = client.disconnect().await;
+    let _ = edge.client.disconnect().await;
     ack
 }
 
@@ -612,31 +558,9 @@ fn a_cluster_member_serves_what_a_single_node_wrote_after_the_migration() {
 
     let mosq = wangge_testkit::Mosquitto::start();
     let vm = wangge_testkit::VictoriaMetrics::start();
-    let http = wangge_testkit::free_port();
-    let config = dir.path().join("member.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {member:?}\n[broker]\nmode = \"external\"\n[broker.external]\n\
-             host = \"127.0.0.1\"\nport = {mq}\nclient_id = \"wangge-hub-a\"\n\
-             [influx]\nurl = \"{vm}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
-             [victoria]\nurl = \"{vm}\"\n\
-             [cluster]\npostgres_url = \"{url}\"\nhub_id = \"hub-a\"\nlease_ttl_ms = 2000\nheartbeat_ms = 400\n",
-            member = dir.path().join("member").display().to_string(),
-            mq = mosq.port,
-            vm = vm.url(),
-        ),
-    )
-    .unwrap();
-    let _member = wangge_testkit::hub::HubServe::config(
-        std::path::Path::new(HUB),
-        &dir.path().join("member.log"),
-    )
-    .config_file(&config)
-    .admin_token(ADMIN)
-    .ports(http, mosq.port)
-    .start()
-    .unwrap();
+    let config = member_config(dir.path(), "hub-a", &url, mosq.port, &vm.url(), false);
+    let member = serve_member(&config, ADMIN, mosq.port);
+    let http = member.http;
     let base = format!("http://127.0.0.1:{http}/api/v1");
     rt.block_on(async {
         let client = reqwest::Client::new();
