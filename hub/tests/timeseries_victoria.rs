@@ -60,24 +60,31 @@ impl Both {
         http_get(self.vm.port, "/internal/force_flush").expect("force_flush answers");
     }
 
-    fn assert_points(&self, sensor: &str, q: Quantity, from: i64, to: i64, limit: usize) -> usize {
-        let want = self.embedded.points(sensor, q, from, to, limit).unwrap();
-        let got = self.victoria.points(sensor, q, from, to, limit).unwrap();
-        assert_eq!(
-            got, want,
-            "points of {sensor} {q:?} [{from}, {to}) limit {limit}"
-        );
+    /// Asks both stores the same `query` and asserts VictoriaMetrics answers what the
+    /// embedded store does (`what` names the query); returns the answer's length.
+    fn assert_same<T: PartialEq + std::fmt::Debug>(
+        &self,
+        what: String,
+        query: impl Fn(&dyn TimeSeriesQuery) -> Result<Vec<T>, TsError>,
+    ) -> usize {
+        let want = query(&self.embedded).unwrap();
+        let got = query(&self.victoria).unwrap();
+        assert_eq!(got, want, "{what}");
         got.len()
     }
 
+    fn assert_points(&self, sensor: &str, q: Quantity, from: i64, to: i64, limit: usize) -> usize {
+        self.assert_same(
+            format!("points of {sensor} {q:?} [{from}, {to}) limit {limit}"),
+            |s| s.points(sensor, q, from, to, limit),
+        )
+    }
+
     fn assert_downsample(&self, sensor: &str, q: Quantity, from: i64, to: i64, step: i64) -> usize {
-        let want = self.embedded.downsample(sensor, q, from, to, step).unwrap();
-        let got = self.victoria.downsample(sensor, q, from, to, step).unwrap();
-        assert_eq!(
-            got, want,
-            "downsample of {sensor} {q:?} [{from}, {to}) step {step}"
-        );
-        got.len()
+        self.assert_same(
+            format!("downsample of {sensor} {q:?} [{from}, {to}) step {step}"),
+            |s| s.downsample(sensor, q, from, to, step),
+        )
     }
 
     fn assert_latest(&self, sensor: &str) -> usize {
@@ -85,10 +92,9 @@ impl Both {
             v.sort_by_key(|(q, _)| q.code());
             v
         };
-        let want = sorted(self.embedded.latest(sensor).unwrap());
-        let got = sorted(self.victoria.latest(sensor).unwrap());
-        assert_eq!(got, want, "latest of {sensor}");
-        got.len()
+        self.assert_same(format!("latest of {sensor}"), |s| {
+            s.latest(sensor).map(sorted)
+        })
     }
 }
 
