@@ -6,69 +6,22 @@
 //! Measures a 30-day `GET reports/evaluation` cold (the first report counts each whole past
 //! day once and keeps the counts) and warm, the CSV of the components table and the XLSX.
 
-use hub::registry::upsert_component;
-use hub::registry::{seed, Component, ComponentStatus, RegistryError, SqliteRegistry};
+mod bench_support;
+
+use bench_support::{load_registry, seeded_registry, sensor_id, Load, COMPONENTS};
+
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::{StoredReading, TimeSeriesSink};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use wangge_testkit::hub::HubServe;
 
-const COMPONENTS: usize = 100_000;
 const INTERVAL_S: i64 = 6 * 3600;
 const DAYS: i64 = 30;
 const S: i64 = 1_000_000_000;
 const DAY: i64 = 86_400 * S;
-const CLASSES: [(&str, &str, &str); 4] = [
-    ("0101", "manhole_cover", "sw"),
-    ("0118", "street_light", "zm"),
-    ("0113", "fire_hydrant", "xf"),
-    ("0650", "flood_gauge", "sw"),
-];
-
-fn component_id(i: usize) -> String {
-    let (class, _, _) = CLASSES[i % CLASSES.len()];
-    format!("120111{class}{:06}", i / CLASSES.len())
-}
-
-/// 100k components, one sensor each, registered 40 days ago.
-fn load_registry(reg: &SqliteRegistry, registered_ns: i64) -> Result<(), RegistryError> {
-    let grids = [
-        "120111001001",
-        "120111001002",
-        "120111002001",
-        "120111002002",
-    ];
-    reg.write(|tx| {
-        for i in 0..COMPONENTS {
-            let (_, ty, owner) = CLASSES[i % CLASSES.len()];
-            let c = Component {
-                id: component_id(i),
-                component_type: ty.to_string(),
-                name: format!("bench component {i}"),
-                address: String::new(),
-                lat: None,
-                lon: None,
-                grid_cell: Some(grids[i % grids.len()].to_string()),
-                owner_department: Some(owner.to_string()),
-                maintainer_department: Some(owner.to_string()),
-                status: ComponentStatus::Normal,
-            };
-            upsert_component(tx, &c)?;
-            tx.execute(
-                "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge,
-                                     registered_at_ns)
-                 VALUES (?1, ?2, ?3, 'bench', '', ?4, 'edge-xq-01', ?5)",
-                rusqlite::params![format!("B-{i:06}"), c.id, ty, INTERVAL_S, registered_ns],
-            )
-            .map_err(|e| RegistryError::Db(e.to_string()))?;
-        }
-        Ok::<_, RegistryError>(())
-    })
-}
-
 /// Every sensor's reports from `from` to `now`, one store write per day.
 fn load_readings(store: &EmbeddedStore, from: i64, now: i64) -> usize {
     let mut total = 0;
@@ -81,7 +34,7 @@ fn load_readings(store: &EmbeddedStore, from: i64, now: i64) -> usize {
             while t < (day + DAY).min(now) {
                 rows.push(StoredReading {
                     reading: Reading {
-                        sensor: format!("B-{i:06}").as_str().into(),
+                        sensor: sensor_id(i).as_str().into(),
                         quantity: Quantity::WaterLevel,
                         value: Value::Float(1.0),
                         ts_ns: t,
@@ -124,14 +77,21 @@ fn main() {
     if kept.is_some() && data.join("timeseries.sqlite").exists() {
         println!("reusing {}", data.display());
     } else {
-        let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
-        seed::import_dir(
-            &reg,
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry"),
-        )
-        .unwrap();
+        let reg = seeded_registry(&data);
         let t = Instant::now();
-        load_registry(&reg, now - 40 * DAY).unwrap();
+        // 100k components, one sensor each, registered 40 days ago.
+        let load = Load {
+            grids: &[
+                "120111001001",
+                "120111001002",
+                "120111002001",
+                "120111002002",
+            ],
+            place: |_| (String::new(), None, None),
+            interval_s: INTERVAL_S,
+            registered_ns: Some(now - 40 * DAY),
+        };
+        load_registry(&reg, &load).unwrap();
         println!(
             "registry: {COMPONENTS} components + sensors in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -146,29 +106,23 @@ fn main() {
         );
     }
     let token = "bench-admin-token-0123456789abcdef";
-    let (port, mqtt) = (wangge_testkit::free_port(), wangge_testkit::free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
-        .args(["serve", "--data-dir"])
-        .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
-        .env("WANGGE_ADMIN_TOKEN", token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let hub = HubServe::config(
+        Path::new(env!("CARGO_BIN_EXE_hub")),
+        &dir.path().join("hub.log"),
+    )
+    .data_dir(&data)
+    .admin_token(token)
+    .timeout(Duration::from_secs(60))
+    .answering()
+    .start()
+    .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}/api/v1");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http.get(format!("{base}/health")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "hub did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let base = format!("{}/api/v1", hub.base());
         let range = format!("from={}&to={}", from / 1_000_000, now / 1_000_000);
         let url = format!("{base}/reports/evaluation?{range}");
         let (took, bytes, code) = timed_get(&http, &url, token).await;
@@ -218,6 +172,4 @@ fn main() {
             bytes as f64 / (1 << 20) as f64
         );
     });
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -6,7 +6,7 @@
 mod hub_cli_support;
 mod ingest_support;
 
-use hub_cli_support::{hub_cli_config, member_config, serve_member};
+use hub_cli_support::{get_json, hub_cli_config, member_config, serve_member};
 use ingest_support::*;
 use protocol::uplink::{mac_key, AckOutcome};
 use std::time::{Duration, Instant};
@@ -100,15 +100,7 @@ async fn a_member_without_postgres_acks_nothing_says_so_and_resumes_when_it_retu
             && metrics.contains("wangge_cluster_member{hub_id=\"hub-a\"} 1"),
         "{metrics}"
     );
-    let status: serde_json::Value = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{http}/api/v1/cluster"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(http, "/api/v1/cluster", ADMIN).await;
     let lag = status["members"][0]["last_commit_age_s"].as_f64();
     assert!(lag.is_some_and(|l| (0.0..60.0).contains(&l)), "{status:#}");
     assert_eq!(status["members"][0]["edges"][0], "edge-a", "{status:#}");

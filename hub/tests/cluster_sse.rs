@@ -8,7 +8,7 @@ mod ingest_support;
 
 use futures::StreamExt;
 use hub_cli_support::{
-    displaced_cover_tilt, hub_cli_config, member_config, seed_dir, serve_member,
+    displaced_cover_tilt, get_json, hub_cli_config, member_config, seed_dir, serve_member,
 };
 use ingest_support::*;
 use protocol::uplink::mac_key;
@@ -71,15 +71,7 @@ async fn a_stream_on_one_member_carries_changes_committed_by_the_others() {
     let client = reqwest::Client::new();
     // Which member owns the edge? The stream goes to the other one.
     let owner = loop {
-        let s: serde_json::Value = client
-            .get(format!("http://127.0.0.1:{}/api/v1/cluster", http[0]))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = get_json(http[0], "/api/v1/cluster", ADMIN).await;
         let found = s["members"].as_array().and_then(|ms| {
             ms.iter()
                 .find(|m| {

@@ -111,3 +111,16 @@ pub fn displaced_cover_tilt() -> (i64, Vec<Reading>) {
         .collect();
     (t0, readings)
 }
+
+/// `GET http://127.0.0.1:<http><path>` with `token`: the JSON body (null when it is not JSON).
+pub async fn get_json(http: u16, path: &str, token: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{http}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the hub answers")
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Null)
+}
