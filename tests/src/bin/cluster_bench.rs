@@ -25,27 +25,13 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wangge_testkit::bench::{arg, percentile};
 use wangge_testkit::{wait_for, workspace_root, Proc};
 use wangge_tests::cluster::{Cluster, EDGES, HEARTBEAT_MS, LEASE_TTL_MS};
 
 /// Acks arriving this soon after the kill were on the wire already: the dead hub's.
 const IN_FLIGHT: Duration = Duration::from_millis(100);
 const WARM_UP: Duration = Duration::from_secs(5);
-
-fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(n)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 /// A process's CPU seconds so far: utime + stime, plus its waited-for children's when
 /// `children` (PostgreSQL's backends that exited).
