@@ -15,7 +15,7 @@ use protocol::{Quantity, Value};
 use rumqttc::{Event, Packet};
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
-use wangge_testkit::browser::{browser, chromium, find, shot};
+use wangge_testkit::browser::{act_on_event, browser, find, require_chromium, shot, sign_in};
 use wangge_testkit::now_ns;
 use wangge_tests::seeded_hub::{next_event, SeededHub, SEED_EDGE, WAIT};
 
@@ -142,13 +142,6 @@ async fn open(
     find(c, css, what).await
 }
 
-async fn sign_in(c: &Client, hub: &SeededHub, token: &str) {
-    let input = open(c, hub, "", "#token", "the sign-in form").await;
-    input.send_keys(token).await.expect("type token");
-    click(c, "#signin-submit", "the submit button").await;
-    find(c, "#view-overview", "the overview after sign-in").await;
-}
-
 /// Switches the interface to `lang` with the header's button; the navigation then reads
 /// `overview` for the overview page.
 async fn switch_language(c: &Client, lang: &str, overview: &str) {
@@ -174,33 +167,9 @@ async fn visible_event_ids(hub: &SeededHub, token: &str) -> (Vec<i64>, Json) {
     (ids, v)
 }
 
-/// Chooses `action` (and `department`), writes `note` and submits on the open event.
-async fn act(c: &Client, action: &str, department: Option<&str>, note: &str) {
-    let action_sel = find(c, "#act-action", "the action form").await;
-    action_sel
-        .select_by_value(action)
-        .await
-        .expect("choose action");
-    if let Some(d) = department {
-        present(c, "#act-department", "the department select")
-            .await
-            .select_by_value(d)
-            .await
-            .expect("choose department");
-    }
-    present(c, "#act-note", "the note")
-        .await
-        .send_keys(note)
-        .await
-        .expect("type note");
-    click(c, "#act-submit", "the action's submit button").await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does_not_see_it() {
-    let Some((chromium_bin, driver_bin)) = chromium() else {
-        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
-    };
+    let (chromium_bin, driver_bin) = require_chromium();
     let hub = SeededHub::started(None);
     hub.send_as_edge(
         displaced_cover_readings(),
@@ -262,7 +231,7 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     shot(&c, "signin").await;
 
     // Overview: counts and open events.
-    sign_in(&c, &hub, &hub.admin).await;
+    sign_in(&c, &hub.url("/"), &hub.admin).await;
     let open_row = format!("#open-events tr[data-event=\"{id}\"]");
     find_each(
         &c,
@@ -329,9 +298,9 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     let event_page = format!("#/events/{id}");
     let open_event = "#event-detail [data-status=\"open\"]";
     open(&c, &hub, &event_page, open_event, "the open event").await;
-    act(&c, "acknowledge", None, "已到现场核实").await;
+    act_on_event(&c, "acknowledge", None, Some("已到现场核实")).await;
     event_shows(&c, "acknowledged", "the acknowledged status").await;
-    act(&c, "dispatch", Some("cg"), "请城管处置").await;
+    act_on_event(&c, "dispatch", Some("cg"), Some("请城管处置")).await;
     event_shows(&c, "dispatched", "the dispatched status").await;
     find(
         &c,
@@ -352,7 +321,7 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     assert!(resp.status().is_success(), "start: {}", resp.status());
     event_shows(&c, "in_progress", "the live in_progress status").await;
     // An action the state does not allow shows the hub's 409 message.
-    act(&c, "close", None, "").await;
+    act_on_event(&c, "close", None, Some("")).await;
     let refusal = "the refusal of a disallowed action";
     let text = text_of(&c, "#act-message.error", refusal).await;
     assert!(!text.is_empty(), "409 message shown");
@@ -405,7 +374,7 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     assert!(ids.contains(&id), "sw (owner) does not see event {id}: {v}");
 
     click(&c, "#signout", "sign out").await;
-    sign_in(&c, &hub, &hub.xf).await;
+    sign_in(&c, &hub.url("/"), &hub.xf).await;
     open(&c, &hub, "#/events", "#event-list h2", "the xf events list").await;
     assert!(
         c.find(Locator::Css(&format!(

@@ -11,14 +11,13 @@
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
-use fantoccini::Client;
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use wangge_testkit::browser::{browser, chromium, find, shot};
+use wangge_testkit::browser::{act_on_event, browser, find, require_chromium, shot, sign_in};
 use wangge_testkit::{now_ns, workspace_root};
 use wangge_tests::seeded_hub::{SeededHub, WAIT};
 
@@ -112,25 +111,9 @@ async fn raised_event(hub: &SeededHub) -> i64 {
     }
 }
 
-/// Chooses `action` and submits it on the open event page.
-async fn act_in_page(c: &Client, action: &str) {
-    find(c, "#act-action", "the action form")
-        .await
-        .select_by_value(action)
-        .await
-        .expect("choose action");
-    find(c, "#act-submit", "the submit button")
-        .await
-        .click()
-        .await
-        .expect("submit");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub_restart() {
-    let Some((chromium_bin, driver_bin)) = chromium() else {
-        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
-    };
+    let (chromium_bin, driver_bin) = require_chromium();
     let photo = std::fs::read(photo_path()).expect("fixture photo");
     let mut hub = SeededHub::started(Some(&format!(
         "[[events.attachments.require]]\nname = \"{RULE}\"\nevent_types = [\"manhole.*\"]\n"
@@ -163,18 +146,7 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
     let dir = tempfile::tempdir().expect("temp dir");
     let (_driver, c) = browser(&driver_bin, &chromium_bin, dir.path(), "1400,1000").await;
     c.set_window_size(1400, 1000).await.expect("window size");
-    c.goto(&hub.url("/")).await.expect("navigate");
-    find(&c, "#token", "the sign-in form")
-        .await
-        .send_keys(&hub.sw)
-        .await
-        .expect("type token");
-    find(&c, "#signin-submit", "sign in")
-        .await
-        .click()
-        .await
-        .expect("sign in");
-    find(&c, "#view-overview", "the overview after sign-in").await;
+    sign_in(&c, &hub.url("/"), &hub.sw).await;
     c.goto(&hub.url(&format!("/#/events/{id}")))
         .await
         .expect("navigate");
@@ -187,7 +159,7 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
     find(&c, "#att-none", "no photos yet").await;
 
     // Resolve without a photo: the rule refuses, and the page names it.
-    act_in_page(&c, "resolve").await;
+    act_on_event(&c, "resolve", None, None).await;
     let refusal = find(&c, "#act-message.error", "the refusal")
         .await
         .text()
@@ -234,7 +206,7 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
         );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    act_in_page(&c, "resolve").await;
+    act_on_event(&c, "resolve", None, None).await;
     find(
         &c,
         "#event-detail [data-status=\"resolved\"]",

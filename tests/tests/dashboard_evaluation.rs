@@ -15,7 +15,7 @@ use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use wangge_testkit::browser::{browser, chromium, find, shot};
+use wangge_testkit::browser::{browser, click_shown, find, require_chromium, shot, sign_in};
 use wangge_testkit::now_ns;
 use wangge_tests::seeded_hub::{SeededHub, WAIT};
 
@@ -159,9 +159,7 @@ async fn the_page_shows_completeness_with_names(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_director_sees_completeness_near_100_percent_with_names_in_both_languages() {
-    let Some((chromium_bin, driver_bin)) = chromium() else {
-        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
-    };
+    let (chromium_bin, driver_bin) = require_chromium();
     let mut hub = SeededHub::prepare(None);
     registered_two_hours_ago(&hub.data());
     hub.start();
@@ -180,40 +178,22 @@ async fn the_director_sees_completeness_near_100_percent_with_names_in_both_lang
     }
 
     let (_group, c) = browser(&driver_bin, &chromium_bin, hub.dir(), "1400,2400").await;
-    c.goto(&base).await.expect("navigate");
-    find(&c, "#token", "the sign-in form")
-        .await
-        .send_keys(&admin)
-        .await
-        .expect("type token");
-    find(&c, "#signin-submit", "submit")
-        .await
-        .click()
-        .await
-        .expect("submit");
-    find(&c, "#view-overview", "the overview").await;
+    sign_in(&c, &base, &admin).await;
 
     the_page_shows_completeness_with_names(&c, &base, "数据完整率（%）", "evaluation-zh").await;
     // The export buttons are there for every section, and the drill-down lists the events
     // behind a component (none here: it reported on schedule).
     find(&c, "#eval-components .eval-csv", "the CSV button").await;
     find(&c, "#eval-xlsx", "the XLSX button").await;
-    find(
+    click_shown(
         &c,
         "#eval-components-table a.eval-drill-link",
         "a component's drill-down",
     )
-    .await
-    .click()
-    .await
-    .expect("drill down");
+    .await;
     find(&c, "#eval-drill h2", "the events behind the component").await;
 
-    find(&c, "header button[data-lang=\"en\"]", "the English button")
-        .await
-        .click()
-        .await
-        .expect("switch language");
+    click_shown(&c, "header button[data-lang=\"en\"]", "the English button").await;
     the_page_shows_completeness_with_names(&c, &base, "Data completeness (%)", "evaluation-en")
         .await;
     let _ = c.close().await;
