@@ -136,6 +136,33 @@ impl SeededHub {
         self.call(reqwest::Method::GET, token, path, None).await
     }
 
+    /// Waits (up to [`WAIT`]) for the hub to list an event of `event_type` on `component`, as
+    /// the admin sees it; returns its id.
+    pub async fn raised_event(&self, component: &str, event_type: &str) -> i64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, v) = self
+                .get(&self.admin, &format!("events?component={component}"))
+                .await;
+            assert_ne!(status, 404, "the hub does not serve /api/v1/events");
+            let found = v["items"].as_array().and_then(|items| {
+                items
+                    .iter()
+                    .find(|e| e["type"] == event_type)
+                    .and_then(|e| e["id"].as_i64())
+            });
+            if let Some(id) = found {
+                return id;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {event_type} event for {component}: {v}; hub log: {}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// An MQTT connection to the hub's broker as [`SEED_EDGE`], signed in with its secret.
     pub fn edge_client(&self, cap: usize) -> (AsyncClient, EventLoop) {
         let mut opts = MqttOptions::new(SEED_EDGE, "127.0.0.1", self.serve().mqtt);

@@ -178,28 +178,7 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     .await;
 
     // The events engine raises manhole.displaced from these readings.
-    let deadline = Instant::now() + WAIT;
-    let id = loop {
-        let (status, v) = hub
-            .get(&hub.admin, &format!("events?component={COMPONENT}"))
-            .await;
-        assert_ne!(status, 404, "the hub does not serve /api/v1/events");
-        let found = v["items"].as_array().and_then(|items| {
-            items
-                .iter()
-                .find(|e| e["type"] == "manhole.displaced")
-                .and_then(|e| e["id"].as_i64())
-        });
-        if let Some(id) = found {
-            break id;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no manhole.displaced event for {COMPONENT}: {v}; hub log: {}",
-            hub.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let id = hub.raised_event(COMPONENT, "manhole.displaced").await;
     // The event puts its component in alarm (the registry status follows the events).
     let deadline = Instant::now() + WAIT;
     loop {

@@ -90,27 +90,6 @@ fn displaced_cover_readings() -> Vec<Reading> {
     out
 }
 
-/// The id of the `manhole.displaced` event the readings raised.
-async fn raised_event(hub: &SeededHub) -> i64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, v) = hub
-            .get(&hub.admin, &format!("events?component={COMPONENT}"))
-            .await;
-        let found = v["items"].as_array().and_then(|items| {
-            items
-                .iter()
-                .find(|e| e["type"] == "manhole.displaced")
-                .and_then(|e| e["id"].as_i64())
-        });
-        if let Some(id) = found {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "no manhole.displaced event: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub_restart() {
     let (chromium_bin, driver_bin) = require_chromium();
@@ -119,7 +98,7 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
         "[[events.attachments.require]]\nname = \"{RULE}\"\nevent_types = [\"manhole.*\"]\n"
     )));
     hub.send_as_edge(displaced_cover_readings(), None).await;
-    let id = raised_event(&hub).await;
+    let id = hub.raised_event(COMPONENT, "manhole.displaced").await;
 
     // The served OpenAPI document lists the attachment routes.
     let (_, doc) = hub.get(&hub.admin, "openapi.json").await;

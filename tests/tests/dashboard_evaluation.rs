@@ -14,12 +14,13 @@ use fantoccini::{Client, Locator};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
 use wangge_testkit::browser::{browser, click_shown, find, require_chromium, shot, sign_in};
 use wangge_testkit::now_ns;
-use wangge_tests::seeded_hub::{SeededHub, WAIT};
+use wangge_tests::seeded_hub::SeededHub;
 
 const S: i64 = 1_000_000_000;
+/// The component of the first sensor (MH-0001), whose cover is knocked over.
+const COVER: &str = "1201110101000001";
 /// Seeded sensors that report (every 60 s, their registered interval); the last three only for
 /// the first half of the time.
 const REPORTING: usize = 20;
@@ -167,15 +168,7 @@ async fn the_director_sees_completeness_near_100_percent_with_names_in_both_lang
     let admin = hub.admin.clone();
     let base = hub.serve().base();
     // The case is raised by the rules thread shortly after the readings are stored.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, events) = hub.get(&admin, "events").await;
-        if events["items"].as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no event raised: {events}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    hub.raised_event(COVER, "manhole.displaced").await;
 
     let (_group, c) = browser(&driver_bin, &chromium_bin, hub.dir(), "1400,2400").await;
     sign_in(&c, &base, &admin).await;
