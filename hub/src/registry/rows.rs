@@ -55,20 +55,23 @@ impl FromRow for Component {
 /// A row of [`super::sql::EDGES`].
 impl FromRow for Edge {
     fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
-        let last_seen: Option<i64> = r.column(4)?;
-        Ok(Edge {
-            id: r.column(0)?,
-            name: r.column(1)?,
-            site: r.column(2)?,
-            online: r.column(3)?,
-            last_seen: last_seen.map(format_ts),
-            version: r.column(5)?,
-            backlog_readings: r.count(6)?,
-            backlog_bytes: r.count(7)?,
-            has_credentials: r.column(8)?,
-            revoked: r.column(9)?,
-            readings_lost: r.count(10)?,
-        })
+        let last_seen = |ns: Option<i64>| ns.map(format_ts);
+        Ok(from_columns!(
+            r,
+            Edge {
+                id,
+                name,
+                site,
+                online,
+                last_seen => last_seen,
+                version,
+                backlog_readings => count,
+                backlog_bytes => count,
+                has_credentials,
+                revoked,
+                readings_lost => count
+            }
+        ))
     }
 }
 
@@ -111,20 +114,28 @@ impl FromRow for Sensor {
     }
 }
 
-/// An interval as the u32 the rules hold (a stored one beyond it reads as u32::MAX).
-fn interval_s<R: Columns>(r: &R, i: usize) -> Result<u32, R::Error> {
-    Ok(u32::try_from(r.column::<i64>(i)?).unwrap_or(u32::MAX))
+/// A stored interval as the u32 the rules hold (one beyond it reads as u32::MAX).
+fn interval_s(stored: i64) -> u32 {
+    u32::try_from(stored).unwrap_or(u32::MAX)
+}
+
+/// A stored count or counter as the u64 the models hold (negative never is; 0 if it were).
+fn count(stored: i64) -> u64 {
+    stored.max(0) as u64
 }
 
 /// A row of [`super::sql::SENSOR_CONTEXTS`].
 impl FromRow for SensorContext {
     fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
-        Ok(SensorContext {
-            sensor_id: r.column(0)?,
-            component_id: r.column(1)?,
-            component_type: r.column(2)?,
-            interval_s: interval_s(r, 3)?,
-        })
+        Ok(from_columns!(
+            r,
+            SensorContext {
+                sensor_id,
+                component_id,
+                component_type,
+                interval_s => interval_s
+            }
+        ))
     }
 }
 
@@ -149,31 +160,37 @@ impl FromRow for SensorAssignment {
 /// A row of [`super::sql::UNASSIGNED`].
 impl FromRow for UnassignedSensor {
     fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
-        Ok(UnassignedSensor {
-            sensor_id: r.column(0)?,
-            edge_id: r.column(1)?,
-            first_seen: format_ts(r.column(2)?),
-            last_seen: format_ts(r.column(3)?),
-            seen_count: r.count(4)?,
-        })
+        Ok(from_columns!(
+            r,
+            UnassignedSensor {
+                sensor_id,
+                edge_id,
+                first_seen => format_ts,
+                last_seen => format_ts,
+                seen_count => count
+            }
+        ))
     }
 }
 
 /// A row of [`super::sql::COVERAGE_SENSORS`].
 impl FromRow for CoverageSensor {
     fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
-        Ok(CoverageSensor {
-            sensor_id: r.column(0)?,
-            component_id: r.column(1)?,
-            component_name: r.column(2)?,
-            component_type: r.column(3)?,
-            grid_cell: r.column(4)?,
-            owner_department: r.column(5)?,
-            maintainer_department: r.column(6)?,
-            edge: r.column(7)?,
-            interval_s: interval_s(r, 8)?,
-            registered_at_ns: r.column(9)?,
-        })
+        Ok(from_columns!(
+            r,
+            CoverageSensor {
+                sensor_id,
+                component_id,
+                component_name,
+                component_type,
+                grid_cell,
+                owner_department,
+                maintainer_department,
+                edge,
+                interval_s => interval_s,
+                registered_at_ns
+            }
+        ))
     }
 }
 
@@ -243,15 +260,18 @@ impl FromRow for MqttUser {
 /// A row of [`super::sql::BROKER_ACCOUNTS`]: an edge has no department.
 impl FromRow for BrokerAccount {
     fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
-        let department: Option<String> = r.column(1)?;
-        Ok(BrokerAccount {
-            username: r.column(0)?,
-            kind: match department {
-                None => BrokerAccountKind::Edge,
-                Some(department_id) => BrokerAccountKind::Department { department_id },
-            },
-            broker_hash: r.column(2)?,
-        })
+        let kind = |department: Option<String>| match department {
+            None => BrokerAccountKind::Edge,
+            Some(department_id) => BrokerAccountKind::Department { department_id },
+        };
+        Ok(from_columns!(
+            r,
+            BrokerAccount {
+                username,
+                kind => kind,
+                broker_hash
+            }
+        ))
     }
 }
 

@@ -3,10 +3,11 @@
 
 use super::outbox::record_change;
 use super::{Result, SqliteStore, StoreError, PAGE_MAX};
+use crate::columns::Columns;
 use crate::lifecycle::{self, Action};
 use crate::model::{Change, Event, HistoryEntry, Severity, Status, Trigger};
 use crate::rules::{Condition, ConditionKind};
-use rusqlite::{params, Connection, Row, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 /// A transition asked for by a person or the platform.
 #[derive(Debug, Clone)]
@@ -118,14 +119,19 @@ pub trait EventLog {
     fn pending_conditions(&self) -> Result<Vec<(String, String, i64)>>;
 }
 
-const EVENT_COLS: &str = "id, version, component_id, type, severity, status, raised_at_ns, cleared_at_ns, \
+/// What [`event_from_row`] reads, in its order (both back ends).
+pub(super) const EVENT_COLS: &str = "id, version, component_id, type, severity, status, raised_at_ns, cleared_at_ns, \
      count, department, deadline_ns, overdue, late, trigger_quantity, trigger_value, trigger_threshold, \
      trigger_ts_ns, created_at_ns, acknowledged_at_ns, closed_at_ns";
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Event, String>> {
-    let severity: String = row.get(4)?;
-    let status: String = row.get(5)?;
-    let value: String = row.get(14)?;
+/// An event row of [`EVENT_COLS`] (either back end); `Err(what)` names a value the store never
+/// writes (the caller's `Corrupt`).
+pub(super) fn event_from_row<R: Columns>(
+    row: &R,
+) -> std::result::Result<std::result::Result<Event, String>, R::Error> {
+    let severity: String = row.column(4)?;
+    let status: String = row.column(5)?;
+    let value: String = row.column(14)?;
     let Some(severity) = Severity::from_name(&severity) else {
         return Ok(Err(format!("severity {severity:?}")));
     };
@@ -137,39 +143,60 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Event, 
         Err(_) => return Ok(Err(format!("trigger value {value:?}"))),
     };
     Ok(Ok(Event {
-        id: row.get(0)?,
-        version: row.get(1)?,
-        component_id: row.get(2)?,
-        event_type: row.get(3)?,
+        id: row.column(0)?,
+        version: row.column(1)?,
+        component_id: row.column(2)?,
+        event_type: row.column(3)?,
         severity,
         status,
-        raised_at_ns: row.get(6)?,
-        cleared_at_ns: row.get(7)?,
-        count: row.get(8)?,
-        department: row.get(9)?,
-        deadline_ns: row.get(10)?,
-        overdue: row.get::<_, i64>(11)? != 0,
-        late: row.get::<_, i64>(12)? != 0,
+        raised_at_ns: row.column(6)?,
+        cleared_at_ns: row.column(7)?,
+        count: row.column(8)?,
+        department: row.column(9)?,
+        deadline_ns: row.column(10)?,
+        overdue: row.column(11)?,
+        late: row.column(12)?,
         trigger: trigger_from_row(row, value)?,
-        created_at_ns: row.get(17)?,
-        acknowledged_at_ns: row.get(18)?,
-        closed_at_ns: row.get(19)?,
+        created_at_ns: row.column(17)?,
+        acknowledged_at_ns: row.column(18)?,
+        closed_at_ns: row.column(19)?,
     }))
 }
 
 /// The trigger columns (13 to 16) of an event row; `value` is column 14, already decoded.
-fn trigger_from_row(row: &Row<'_>, value: serde_json::Value) -> rusqlite::Result<Trigger> {
+fn trigger_from_row<R: Columns>(
+    row: &R,
+    value: serde_json::Value,
+) -> std::result::Result<Trigger, R::Error> {
     Ok(Trigger {
-        quantity: row.get(13)?,
+        quantity: row.column(13)?,
         value,
-        threshold: row.get(15)?,
-        ts_ns: row.get(16)?,
+        threshold: row.column(15)?,
+        ts_ns: row.column(16)?,
     })
+}
+
+/// A history row (at_ns, actor, action, from_status, to_status, department, note), either
+/// back end.
+pub(super) fn history_from_row<R: Columns>(r: &R) -> std::result::Result<HistoryEntry, R::Error> {
+    let at = crate::model::rfc3339;
+    Ok(from_columns!(
+        r,
+        HistoryEntry {
+            at => at,
+            actor,
+            action,
+            from_status,
+            to_status,
+            department,
+            note
+        }
+    ))
 }
 
 fn query_events(conn: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Event>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(p, event_from_row)?;
+    let rows = stmt.query_map(p, |r| event_from_row(r))?;
     let mut out = Vec::new();
     for r in rows {
         out.push(r?.map_err(StoreError::Corrupt)?);
@@ -446,21 +473,7 @@ impl EventLog for SqliteStore {
             "SELECT at_ns, actor, action, from_status, to_status, department, note FROM event_history \
              WHERE event_id = ?1 ORDER BY id",
         )?;
-        let rows = stmt.query_map([id], |r| {
-            let at = crate::model::rfc3339;
-            Ok(from_columns!(
-                r,
-                HistoryEntry {
-                    at => at,
-                    actor,
-                    action,
-                    from_status,
-                    to_status,
-                    department,
-                    note
-                }
-            ))
-        })?;
+        let rows = stmt.query_map([id], |r| history_from_row(r))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
