@@ -6,7 +6,7 @@
 mod hub_cli_support;
 mod ingest_support;
 
-use hub_cli_support::{displaced_cover_tilt, hub_cli, serve};
+use hub_cli_support::{displaced_cover_tilt, hub_cli, ok_json, serve};
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
@@ -191,16 +191,12 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     assert_eq!(list["items"][0]["id"], COMPONENT, "{list}");
 
     // The owner department's write token acts on it through the hub's token store.
-    let r = http
-        .post(format!("{}/events/{}/transitions", hub.base, event["id"]))
-        .bearer_auth(&sw_write)
-        .json(&json!({"action": "acknowledge", "note": "on our way"}))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    let body: Json = r.json().await.unwrap_or(Json::Null);
-    assert!(s.is_success(), "{s} {body}");
+    ok_json(
+        http.post(format!("{}/events/{}/transitions", hub.base, event["id"]))
+            .bearer_auth(&sw_write)
+            .json(&json!({"action": "acknowledge", "note": "on our way"})),
+    )
+    .await;
     // Data completeness in the evaluation report counts MH-0001 from its registration (the
     // hub's seed, moments ago): its 21 reports, sent a minute before, are not of that part.
     let from_ms = t0 / 1_000_000 - 3_600_000;

@@ -9,7 +9,9 @@ mod ingest_support;
 
 use hub::registry::seed::export_dir;
 use hub::registry::{PgRegistry, RegistryAdmin, RegistryStore};
-use hub_cli_support::{displaced_cover_tilt, hub_cli, member_config, serve, serve_member, HUB};
+use hub_cli_support::{
+    displaced_cover_tilt, hub_cli, member_config, ok_json, serve, serve_member, HUB,
+};
 use protocol::uplink::{mac_key, Ack};
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
@@ -67,20 +69,16 @@ async fn upload_photo(http: &reqwest::Client, api: &str, event_id: i64, token: &
     .into_bytes();
     body.extend_from_slice(PHOTO_PNG);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = http
-        .post(format!("{api}/events/{event_id}/attachments"))
-        .bearer_auth(token)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let a: Json = r.json().await.unwrap_or(Json::Null);
-    assert!(status.is_success(), "{status} {a}");
+    let a = ok_json(
+        http.post(format!("{api}/events/{event_id}/attachments"))
+            .bearer_auth(token)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body),
+    )
+    .await;
     a["id"].as_i64().expect("attachment id")
 }
 
@@ -138,18 +136,12 @@ async fn single_node_with_state(dir: &Path, data: &Path) -> Issued {
     let http = reqwest::Client::new();
     // A webhook subscription first, so the event's changes fan out to it (a public literal
     // address: allowed by the SSRF guard, unreachable here, so its delivery is retried).
-    let r = http
-        .post(format!("{api}/subscriptions"))
-        .bearer_auth(ADMIN)
-        .json(
-            &json!({"url": "https://93.184.216.34/wangge-hook", "secret": "0123456789abcdef0123"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let sub: Json = r.json().await.unwrap_or(Json::Null);
-    assert!(status.is_success(), "{status} {sub}");
+    let sub = ok_json(
+        http.post(format!("{api}/subscriptions"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"url": "https://93.184.216.34/wangge-hook", "secret": "0123456789abcdef0123"})),
+    )
+    .await;
     let subscription_id = sub["id"].as_i64().expect("subscription id");
 
     send_batch(hub.mqtt, &edge_secret).await;
@@ -240,6 +232,14 @@ fn events_before(data: &Path, issued: &Issued) -> EventsBefore {
     }
 }
 
+/// [`single_node_with_state`] in a fresh temp dir: (the dir, the node's data dir, what it issued).
+fn stopped_single_node(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, PathBuf, Issued) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let issued = rt.block_on(single_node_with_state(dir.path(), &data));
+    (dir, data, issued)
+}
+
 fn same_files(a: &Path, b: &Path) {
     let mut names: Vec<PathBuf> = std::fs::read_dir(a)
         .unwrap()
@@ -259,12 +259,10 @@ fn same_files(a: &Path, b: &Path) {
 
 #[test]
 fn a_stopped_single_node_moves_into_postgres_with_ids_cursors_and_secrets_intact() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     // The hub's clients are async; the PostgreSQL stores (like the hub's) are blocking calls
     // with a runtime of their own, so they run outside this one.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let issued = rt.block_on(single_node_with_state(dir.path(), &data));
+    let (dir, data, issued) = stopped_single_node(&rt);
     drop(rt);
     let before = events_before(&data, &issued);
     assert!(before.history.len() >= 2, "{:?}", before.history);
@@ -547,10 +545,8 @@ fn schema_drift_a_bad_value_or_a_refused_row_fails_naming_it_and_leaves_the_targ
 /// came along).
 #[test]
 fn a_cluster_member_serves_what_a_single_node_wrote_after_the_migration() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let issued = rt.block_on(single_node_with_state(dir.path(), &data));
+    let (dir, data, issued) = stopped_single_node(&rt);
     let server = Postgres::start();
     let url = server.create_database("served");
     let out = migrate(&data, &url);

@@ -124,3 +124,13 @@ pub async fn get_json(http: u16, path: &str, token: &str) -> serde_json::Value {
         .await
         .unwrap_or(serde_json::Value::Null)
 }
+
+/// Sends `req`, asserts a 2xx answer (showing the status and body otherwise), and returns its
+/// JSON body (null when it is not JSON).
+pub async fn ok_json(req: reqwest::RequestBuilder) -> serde_json::Value {
+    let r = req.send().await.expect("the hub answers");
+    let status = r.status();
+    let body = r.json().await.unwrap_or(serde_json::Value::Null);
+    assert!(status.is_success(), "{status} {body}");
+    body
+}
