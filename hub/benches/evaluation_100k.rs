@@ -8,15 +8,13 @@
 
 mod bench_support;
 
-use bench_support::{load_registry, seeded_registry, sensor_id, Load, COMPONENTS};
+use bench_support::{load_registry, runtime, seeded_registry, sensor_id, serve, Load, COMPONENTS};
 
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::{StoredReading, TimeSeriesSink};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
-use std::path::Path;
 use std::time::{Duration, Instant};
-use wangge_testkit::hub::HubServe;
 
 const INTERVAL_S: i64 = 6 * 3600;
 const DAYS: i64 = 30;
@@ -106,20 +104,8 @@ fn main() {
         );
     }
     let token = "bench-admin-token-0123456789abcdef";
-    let hub = HubServe::config(
-        Path::new(env!("CARGO_BIN_EXE_hub")),
-        &dir.path().join("hub.log"),
-    )
-    .data_dir(&data)
-    .admin_token(token)
-    .timeout(Duration::from_secs(60))
-    .answering()
-    .start()
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let hub = serve(dir.path(), &data, Some(token));
+    let rt = runtime();
     rt.block_on(async {
         let http = reqwest::Client::new();
         let base = format!("{}/api/v1", hub.base());

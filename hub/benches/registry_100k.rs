@@ -7,11 +7,11 @@
 
 mod bench_support;
 
-use bench_support::{component_id, load_registry, seeded_registry, sensor_id, Load, COMPONENTS};
+use bench_support::{
+    component_id, load_registry, runtime, seeded_registry, sensor_id, serve, Load, COMPONENTS,
+};
 use hub::registry::{ComponentFilter, RegistryAdmin, RegistryStore};
-use std::path::Path;
 use std::time::{Duration, Instant};
-use wangge_testkit::hub::HubServe;
 
 const LOOKUPS: usize = 100_000;
 
@@ -142,18 +142,8 @@ fn main() {
     drop(reg);
 
     // A real hub over that registry.
-    let hub = HubServe::config(
-        Path::new(env!("CARGO_BIN_EXE_hub")),
-        &dir.path().join("hub.log"),
-    )
-    .data_dir(&data)
-    .answering()
-    .start()
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let hub = serve(dir.path(), &data, None);
+    let rt = runtime();
     rt.block_on(async {
         let http = reqwest::Client::new();
         let base = hub.base();

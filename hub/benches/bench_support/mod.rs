@@ -85,3 +85,31 @@ pub fn seeded_registry(data: &std::path::Path) -> SqliteRegistry {
     hub::registry::seed::import_dir(&reg, &seed).unwrap();
     reg
 }
+
+/// `hub serve` (this crate's binary) on `data`, its log in `dir`, with `admin` as the bootstrap
+/// token when given; returns once its API answers (up to a minute: a big data dir opens slowly).
+pub fn serve(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    admin: Option<&str>,
+) -> wangge_testkit::hub::HubServe {
+    let mut c = wangge_testkit::hub::HubServe::config(
+        std::path::Path::new(env!("CARGO_BIN_EXE_hub")),
+        &dir.join("hub.log"),
+    )
+    .data_dir(data)
+    .timeout(std::time::Duration::from_secs(60))
+    .answering();
+    if let Some(token) = admin {
+        c = c.admin_token(token);
+    }
+    c.start().unwrap()
+}
+
+/// A current-thread runtime for the benches' HTTP clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
