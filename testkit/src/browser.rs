@@ -172,6 +172,21 @@ pub async fn act_on_event(c: &Client, action: &str, department: Option<&str>, no
     click_shown(c, "#act-submit", "the action's submit button").await;
 }
 
+/// Waits for the dashboard's open event page to show the event in `status`.
+pub async fn event_shows(c: &Client, status: &str, what: &str) {
+    let css = format!("#event-detail [data-status=\"{status}\"]");
+    find(c, &css, what).await;
+}
+
+/// The text of every element `css` matches now, in page order.
+pub async fn texts(c: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in c.find_all(Locator::Css(css)).await.expect("find_all") {
+        out.push(e.text().await.expect("text"));
+    }
+    out
+}
+
 /// `target/screenshots/` (under `CARGO_TARGET_DIR` when set), created if missing.
 pub fn screenshots_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

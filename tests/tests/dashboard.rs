@@ -15,7 +15,9 @@ use protocol::{Quantity, Value};
 use rumqttc::{Event, Packet};
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
-use wangge_testkit::browser::{act_on_event, browser, find, require_chromium, shot, sign_in};
+use wangge_testkit::browser::{
+    act_on_event, browser, event_shows, find, require_chromium, shot, sign_in,
+};
 use wangge_testkit::now_ns;
 use wangge_tests::seeded_hub::{next_event, SeededHub, SEED_EDGE, WAIT};
 
@@ -120,12 +122,6 @@ async fn find_each(c: &Client, expected: &[(&str, &str)]) {
 /// Waits for `css` and returns its text.
 async fn text_of(c: &Client, css: &str, what: &str) -> String {
     find(c, css, what).await.text().await.expect("text")
-}
-
-/// Waits for the open event's page to show it in `status`.
-async fn event_shows(c: &Client, status: &str, what: &str) {
-    let css = format!("#event-detail [data-status=\"{status}\"]");
-    find(c, &css, what).await;
 }
 
 /// Navigates to the dashboard's page `hash` and waits for `css`, the sign that it is shown.

@@ -17,7 +17,9 @@ use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use wangge_testkit::browser::{act_on_event, browser, find, require_chromium, shot, sign_in};
+use wangge_testkit::browser::{
+    act_on_event, browser, event_shows, find, require_chromium, shot, sign_in,
+};
 use wangge_testkit::{now_ns, workspace_root};
 use wangge_tests::seeded_hub::{SeededHub, WAIT};
 
@@ -129,12 +131,7 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
     c.goto(&hub.url(&format!("/#/events/{id}")))
         .await
         .expect("navigate");
-    find(
-        &c,
-        "#event-detail [data-status=\"in_progress\"]",
-        "the event in progress",
-    )
-    .await;
+    event_shows(&c, "in_progress", "the event in progress").await;
     find(&c, "#att-none", "no photos yet").await;
 
     // Resolve without a photo: the rule refuses, and the page names it.
@@ -186,12 +183,7 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     act_on_event(&c, "resolve", None, None).await;
-    find(
-        &c,
-        "#event-detail [data-status=\"resolved\"]",
-        "the resolved event",
-    )
-    .await;
+    event_shows(&c, "resolved", "the resolved event").await;
     find(&c, "#att-gallery figure.att", "the photo after resolve").await;
     c.execute("window.scrollTo(0, 0)", vec![])
         .await

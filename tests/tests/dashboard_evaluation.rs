@@ -14,7 +14,7 @@ use fantoccini::{Client, Locator};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
 use std::path::Path;
-use wangge_testkit::browser::{browser, click_shown, find, require_chromium, shot, sign_in};
+use wangge_testkit::browser::{browser, click_shown, find, require_chromium, shot, sign_in, texts};
 use wangge_testkit::now_ns;
 use wangge_tests::seeded_hub::SeededHub;
 
@@ -146,14 +146,7 @@ async fn the_page_shows_completeness_with_names(
         assert!((45.0..=55.0).contains(&p), "{name}: {p}");
     }
     find(c, "#eval-departments-table", "the departments' figures").await;
-    let axes = c
-        .find_all(Locator::Css("#eval-components svg.eval-chart text.axis"))
-        .await
-        .expect("axis titles");
-    let mut titles = Vec::new();
-    for a in axes {
-        titles.push(a.text().await.expect("axis text"));
-    }
+    let titles = texts(c, "#eval-components svg.eval-chart text.axis").await;
     assert!(titles.iter().any(|t| t == axis), "{titles:?}");
     shot(c, shot_name).await;
 }
