@@ -71,6 +71,34 @@ impl Transition<'_> {
     }
 }
 
+/// The active event `e` as `c` raising it again leaves it. A repeat is a new occurrence after
+/// the condition cleared; a raise while it still holds is a duplicate (a replay, or an
+/// evaluator that restarted) and changes nothing: None. The same on both back ends.
+pub(super) fn repeated(mut e: Event, c: &Condition) -> Option<Event> {
+    let stale = match e.cleared_at_ns {
+        Some(cleared) => c.trigger.ts_ns <= cleared,
+        None => true,
+    };
+    if stale {
+        return None;
+    }
+    e.count += 1;
+    e.version += 1;
+    e.cleared_at_ns = None;
+    Some(e)
+}
+
+/// The active event `e` as `c` clearing it leaves it; None if it is cleared already or `c` is
+/// older than its trigger. The same on both back ends.
+pub(super) fn cleared(mut e: Event, c: &Condition) -> Option<Event> {
+    if e.cleared_at_ns.is_some() || c.trigger.ts_ns < e.trigger.ts_ns {
+        return None;
+    }
+    e.cleared_at_ns = Some(c.trigger.ts_ns);
+    e.version += 1;
+    Some(e)
+}
+
 /// A reopened event that would be a second active one of its type on its component.
 pub(super) fn reopen_conflict(e: &Event) -> StoreError {
     StoreError::Conflict(format!(
@@ -333,19 +361,10 @@ impl SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let change = match active_event(&tx, &c.component_id, &c.event_type)? {
-            Some(mut e) => {
-                // A repeat is a new occurrence after the condition cleared. A raise while it still
-                // holds is a duplicate (a replay, or an evaluator that restarted) and changes nothing.
-                let stale = match e.cleared_at_ns {
-                    Some(cleared) => c.trigger.ts_ns <= cleared,
-                    None => true,
-                };
-                if stale {
+            Some(e) => {
+                let Some(e) = repeated(e, c) else {
                     return Ok(None);
-                }
-                e.count += 1;
-                e.version += 1;
-                e.cleared_at_ns = None;
+                };
                 save_event(&tx, &e)?;
                 add_system_history(&tx, e.id, now_ns, "repeat", Some(e.status), e.status)?;
                 record_change(&tx, &e, now_ns)?
@@ -404,14 +423,12 @@ impl SqliteStore {
     fn clear(&self, c: &Condition, now_ns: i64) -> Result<Option<Change>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(mut e) = active_event(&tx, &c.component_id, &c.event_type)? else {
+        let Some(e) = active_event(&tx, &c.component_id, &c.event_type)? else {
             return Ok(None);
         };
-        if e.cleared_at_ns.is_some() || c.trigger.ts_ns < e.trigger.ts_ns {
+        let Some(e) = cleared(e, c) else {
             return Ok(None);
-        }
-        e.cleared_at_ns = Some(c.trigger.ts_ns);
-        e.version += 1;
+        };
         save_event(&tx, &e)?;
         add_system_history(&tx, e.id, now_ns, "clear", Some(e.status), e.status)?;
         let change = record_change(&tx, &e, now_ns)?;

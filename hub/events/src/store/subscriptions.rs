@@ -52,6 +52,21 @@ pub struct AttemptOutcome {
     pub retry_at_ns: Option<i64>,
 }
 
+impl AttemptOutcome {
+    /// What the delivery becomes after this attempt at `now_ns`: (status, next attempt,
+    /// delivered at). The same on both back ends.
+    pub(super) fn delivery_state(&self, now_ns: i64) -> (&'static str, i64, Option<i64>) {
+        if self.success {
+            ("delivered", now_ns, Some(now_ns))
+        } else {
+            match self.retry_at_ns {
+                Some(t) => ("pending", t, None),
+                None => ("failed", now_ns, None),
+            }
+        }
+    }
+}
+
 /// What a new subscription is made of (its id and fan-out cursor are the store's).
 #[derive(Debug, Clone, Copy)]
 pub struct SubscriptionSpec<'a> {
@@ -276,14 +291,7 @@ impl Subscriptions for SqliteStore {
             "INSERT INTO delivery_attempts (delivery_id, delivery_uid, at_ns, http_status, error) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![delivery_id, o.delivery_uid, now_ns, o.http_status, o.error],
         )?;
-        let (status, next, delivered) = if o.success {
-            ("delivered", now_ns, Some(now_ns))
-        } else {
-            match o.retry_at_ns {
-                Some(t) => ("pending", t, None),
-                None => ("failed", now_ns, None),
-            }
-        };
+        let (status, next, delivered) = o.delivery_state(now_ns);
         tx.execute(
             "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_ns = ?3, last_status = ?4, \
              last_error = ?5, delivered_at_ns = ?6 WHERE id = ?1",

@@ -7,7 +7,7 @@ use super::{is_unique_violation, page, DbResult, PgStore};
 use crate::lifecycle::Action;
 use crate::model::{Change, Event, HistoryEntry, Status};
 use crate::rules::{Condition, ConditionKind};
-use crate::store::events::reopen_conflict;
+use crate::store::events::{cleared, reopen_conflict, repeated};
 use crate::store::{EventLog, ListQuery, Result, StoreError, Transition};
 use wangge_pg::Transaction;
 
@@ -102,20 +102,13 @@ impl<'a> HistoryRow<'a> {
 /// the condition still holds).
 async fn repeat(
     tx: &Transaction<'_>,
-    mut e: Event,
+    e: Event,
     c: &Condition,
     now_ns: i64,
 ) -> DbResult<Option<Change>> {
-    let stale = match e.cleared_at_ns {
-        Some(cleared) => c.trigger.ts_ns <= cleared,
-        None => true,
-    };
-    if stale {
+    let Some(e) = repeated(e, c) else {
         return Ok(None);
-    }
-    e.count += 1;
-    e.version += 1;
-    e.cleared_at_ns = None;
+    };
     save_event(tx, &e).await?;
     HistoryRow::system(&e, now_ns, "repeat", Some(e.status))
         .add(tx)
@@ -199,12 +192,9 @@ impl PgStore {
             let Some(e) = active_event(tx, &c.component_id, &c.event_type).await? else {
                 return Ok(Ok(None));
             };
-            let mut e = refuse_on_err!(e);
-            if e.cleared_at_ns.is_some() || c.trigger.ts_ns < e.trigger.ts_ns {
+            let Some(e) = cleared(refuse_on_err!(e), c) else {
                 return Ok(Ok(None));
-            }
-            e.cleared_at_ns = Some(c.trigger.ts_ns);
-            e.version += 1;
+            };
             save_event(tx, &e).await?;
             HistoryRow::system(&e, now_ns, "clear", Some(e.status))
                 .add(tx)
