@@ -124,6 +124,11 @@ async fn fetch(
     (code, headers, r.bytes().await.unwrap().to_vec())
 }
 
+/// `sw-write` posts the transition `body` on event `id`: (status, JSON body).
+async fn sw_acts(api: &Api, id: i64, body: Value) -> (u16, Value) {
+    api.transition(id, "sw-write", body).await
+}
+
 /// Walks `id` from open to in_progress (dispatched to sw).
 async fn to_in_progress(api: &Api, id: i64) {
     for body in [
@@ -171,13 +176,12 @@ async fn a_photo_is_uploaded_referenced_by_a_resolve_and_listed_in_the_history()
         .contains("sandbox"));
 
     to_in_progress(&api, id).await;
-    let (code, ev) = api
-        .transition(
-            id,
-            "sw-write",
-            json!({"action": "resolve", "note": "盖板复位", "attachments": [att]}),
-        )
-        .await;
+    let (code, ev) = sw_acts(
+        &api,
+        id,
+        json!({"action": "resolve", "note": "盖板复位", "attachments": [att]}),
+    )
+    .await;
     assert_eq!(code, 200, "{ev}");
     assert_eq!(ev["status"], "resolved");
 
@@ -468,9 +472,7 @@ async fn the_evidence_rule_refuses_resolve_and_close_without_a_photo_and_names_t
     .await;
     let id = open_manhole(&events);
     to_in_progress(&api, id).await;
-    let (code, err) = api
-        .transition(id, "sw-write", json!({"action": "resolve"}))
-        .await;
+    let (code, err) = sw_acts(&api, id, json!({"action": "resolve"})).await;
     assert_eq!(code, 422, "{err}");
     assert_eq!(err["error"]["code"], "evidence_required");
     assert_eq!(err["error"]["field"], "attachments");
@@ -481,13 +483,8 @@ async fn the_evidence_rule_refuses_resolve_and_close_without_a_photo_and_names_t
     let (code, foreign) = upload(&api, smoke, "xf-write", "smoke.png", PHOTO_PNG).await;
     assert_eq!(code, 201, "{foreign}");
     for bad in [foreign["id"].as_i64().unwrap(), 9999] {
-        let (code, err) = api
-            .transition(
-                id,
-                "sw-write",
-                json!({"action": "resolve", "attachments": [bad]}),
-            )
-            .await;
+        let (code, err) =
+            sw_acts(&api, id, json!({"action": "resolve", "attachments": [bad]})).await;
         assert_eq!(
             (code, err["error"]["code"].as_str()),
             (422, Some("attachment_unusable")),
@@ -506,31 +503,17 @@ async fn the_evidence_rule_refuses_resolve_and_close_without_a_photo_and_names_t
 
     let (_, a) = upload(&api, id, "sw-write", "after.png", PHOTO_PNG).await;
     let att = a["id"].as_i64().unwrap();
-    let (code, ev) = api
-        .transition(
-            id,
-            "sw-write",
-            json!({"action": "resolve", "attachments": [att]}),
-        )
-        .await;
+    let (code, ev) = sw_acts(&api, id, json!({"action": "resolve", "attachments": [att]})).await;
     assert_eq!(
         (code, ev["status"].as_str()),
         (200, Some("resolved")),
         "{ev}"
     );
     // A photo counts once: close needs its own (核查 photo).
-    let (code, err) = api
-        .transition(
-            id,
-            "sw-write",
-            json!({"action": "close", "attachments": [att]}),
-        )
-        .await;
+    let (code, err) = sw_acts(&api, id, json!({"action": "close", "attachments": [att]})).await;
     assert_eq!(code, 422, "{err}");
     assert!(error_message(&err).contains("already referenced"));
-    let (code, err) = api
-        .transition(id, "sw-write", json!({"action": "close"}))
-        .await;
+    let (code, err) = sw_acts(&api, id, json!({"action": "close"})).await;
     assert_eq!(
         (code, err["error"]["code"].as_str()),
         (422, Some("evidence_required"))
@@ -538,18 +521,15 @@ async fn the_evidence_rule_refuses_resolve_and_close_without_a_photo_and_names_t
     let mut check = PHOTO_PNG.to_vec();
     check.extend_from_slice(b"verified"); // after IEND: another hash, same picture
     let (_, b) = upload(&api, id, "sw-write", "check.png", &check).await;
-    let (code, ev) = api
-        .transition(
-            id,
-            "sw-write",
-            json!({"action": "close", "attachments": [b["id"]]}),
-        )
-        .await;
+    let (code, ev) = sw_acts(
+        &api,
+        id,
+        json!({"action": "close", "attachments": [b["id"]]}),
+    )
+    .await;
     assert_eq!((code, ev["status"].as_str()), (200, Some("closed")), "{ev}");
     // Actions the rule does not name need nothing.
-    let (code, ev) = api
-        .transition(id, "sw-write", json!({"action": "reopen"}))
-        .await;
+    let (code, ev) = sw_acts(&api, id, json!({"action": "reopen"})).await;
     assert_eq!(code, 200, "{ev}");
 }
 
@@ -613,13 +593,7 @@ async fn photos_and_their_references_survive_reopening_the_store() {
         let (_, a) = upload(&api, id, "sw-write", "p.png", PHOTO_PNG).await;
         let att = a["id"].as_i64().unwrap();
         to_in_progress(&api, id).await;
-        let (code, _) = api
-            .transition(
-                id,
-                "sw-write",
-                json!({"action": "resolve", "attachments": [att]}),
-            )
-            .await;
+        let (code, _) = sw_acts(&api, id, json!({"action": "resolve", "attachments": [att]})).await;
         assert_eq!(code, 200);
         (id, att)
     };
