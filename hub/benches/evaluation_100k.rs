@@ -62,6 +62,16 @@ async fn timed_get(http: &reqwest::Client, url: &str, token: &str) -> (Duration,
     (t.elapsed(), body.len(), code)
 }
 
+/// [`timed_get`] of `url`, printed after `what`: seconds, HTTP status and size.
+async fn print_download(http: &reqwest::Client, what: &str, url: &str, token: &str) {
+    let (took, bytes, code) = timed_get(http, url, token).await;
+    println!(
+        "{what}: {:.2} s, HTTP {code}, {:.1} MiB",
+        took.as_secs_f64(),
+        bytes as f64 / (1 << 20) as f64
+    );
+}
+
 fn main() {
     // EVAL_BENCH_DIR keeps the loaded data for the next run (loading takes minutes).
     let kept = std::env::var_os("EVAL_BENCH_DIR").map(std::path::PathBuf::from);
@@ -79,12 +89,7 @@ fn main() {
         let t = Instant::now();
         // 100k components, one sensor each, registered 40 days ago.
         let load = Load {
-            grids: &[
-                "120111001001",
-                "120111001002",
-                "120111002001",
-                "120111002002",
-            ],
+            cells_per_street: 2,
             place: |_| (String::new(), None, None),
             interval_s: INTERVAL_S,
             registered_ns: Some(now - 40 * DAY),
@@ -111,12 +116,13 @@ fn main() {
         let base = format!("{}/api/v1", hub.base());
         let range = format!("from={}&to={}", from / 1_000_000, now / 1_000_000);
         let url = format!("{base}/reports/evaluation?{range}");
-        let (took, bytes, code) = timed_get(&http, &url, token).await;
-        println!(
-            "30-day report, cold (counts each past day once): {:.2} s, HTTP {code}, {:.1} MiB JSON",
-            took.as_secs_f64(),
-            bytes as f64 / (1 << 20) as f64
-        );
+        print_download(
+            &http,
+            "30-day report (JSON), cold (counts each past day once)",
+            &url,
+            token,
+        )
+        .await;
         for run in 1..=3 {
             let (took, _, code) = timed_get(&http, &url, token).await;
             println!(
@@ -144,18 +150,8 @@ fn main() {
             c["key"], c["completeness"]
         );
         let csv = format!("{base}/reports/evaluation.csv?table=components&{range}");
-        let (took, bytes, code) = timed_get(&http, &csv, token).await;
-        println!(
-            "30-day CSV (components): {:.2} s, HTTP {code}, {:.1} MiB",
-            took.as_secs_f64(),
-            bytes as f64 / (1 << 20) as f64
-        );
+        print_download(&http, "30-day CSV (components)", &csv, token).await;
         let xlsx = format!("{base}/reports/evaluation.xlsx?{range}");
-        let (took, bytes, code) = timed_get(&http, &xlsx, token).await;
-        println!(
-            "30-day XLSX (every table): {:.2} s, HTTP {code}, {:.1} MiB",
-            took.as_secs_f64(),
-            bytes as f64 / (1 << 20) as f64
-        );
+        print_download(&http, "30-day XLSX (every table)", &xlsx, token).await;
     });
 }

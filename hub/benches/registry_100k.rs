@@ -71,14 +71,7 @@ fn main() {
     let reg = seeded_registry(&data);
     let t = Instant::now();
     let load = Load {
-        grids: &[
-            "120111001001",
-            "120111001002",
-            "120111001003",
-            "120111002001",
-            "120111002002",
-            "120111002003",
-        ],
+        cells_per_street: 3,
         place: |i| {
             (
                 format!("天津市西青区测试路{i}号"),

@@ -29,14 +29,25 @@ pub fn sensor_id(i: usize) -> String {
 pub type Place = (String, Option<f64>, Option<f64>);
 
 /// What differs between the benches' registries.
-pub struct Load<'a> {
-    /// Component `i`'s grid cell is `grids[i % grids.len()]`.
-    pub grids: &'a [&'a str],
+pub struct Load {
+    /// The grid cells are `120111<street><cell>` on two streets (`001`, `002`) of this many
+    /// cells each; component `i` is in cell `i % (2 × cells_per_street)` of that list.
+    pub cells_per_street: usize,
     /// Component `i`'s place.
     pub place: fn(usize) -> Place,
     pub interval_s: i64,
     /// The sensors' registration time (`None`: the column's default).
     pub registered_ns: Option<i64>,
+}
+
+/// The grid cell of component `i` (see [`Load::cells_per_street`]).
+fn grid_cell(i: usize, cells_per_street: usize) -> String {
+    let k = i % (2 * cells_per_street);
+    format!(
+        "120111{:03}{:03}",
+        k / cells_per_street + 1,
+        k % cells_per_street + 1
+    )
 }
 
 /// Writes [`COMPONENTS`] components and their sensors in one transaction.
@@ -52,7 +63,7 @@ pub fn load_registry(reg: &SqliteRegistry, load: &Load) -> Result<(), RegistryEr
                 address,
                 lat,
                 lon,
-                grid_cell: Some(load.grids[i % load.grids.len()].to_string()),
+                grid_cell: Some(grid_cell(i, load.cells_per_street)),
                 owner_department: Some(owner.to_string()),
                 maintainer_department: Some(owner.to_string()),
                 status: ComponentStatus::Normal,

@@ -139,14 +139,11 @@ impl PgRegistry {
         &self,
         input: &ComponentInput,
     ) -> Result<Component, RegistryError> {
-        let id = non_empty(&input.id).ok_or_else(|| field("id", "required"))?;
+        let id = non_empty(&input.id).ok_or_else(|| validation::field("id", "required"))?;
         // A second hub creating the same id meanwhile fails on the primary key: `Conflict` too.
         self.write(async |tx| {
             if exists(tx, "components", "id", &id).await? {
-                return Err(RegistryError::Conflict(format!(
-                    "component {id} already exists (use PUT to change it)"
-                ))
-                .into());
+                return Err(validation::component_exists(&id).into());
             }
             let c = validated(tx, &id, input).await?;
             store_component(tx, &c, false).await?;
@@ -167,14 +164,7 @@ impl PgRegistry {
         id: &str,
         input: &ComponentInput,
     ) -> Result<(Component, bool), RegistryError> {
-        if let Some(body_id) = non_empty(&input.id) {
-            if body_id != id {
-                return Err(field(
-                    "id",
-                    format!("{body_id:?} differs from the path's id {id:?}"),
-                ));
-            }
-        }
+        validation::same_id(id, input)?;
         self.write(async |tx| {
             let existed = exists(tx, "components", "id", id).await?;
             let c = validated(tx, id, input).await?;

@@ -17,7 +17,7 @@ use super::model::*;
 use super::rows::{self, FromRow};
 use super::seed::{SeedError, SeedSummary};
 use super::sql::{self, Listing};
-use super::validation::{field, non_empty};
+use super::validation::{self, non_empty, Reference};
 use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
@@ -224,6 +224,16 @@ impl PgRegistry {
     fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {
         Ok(self.one::<()>(sql::DEPARTMENT_EXISTS, &[id])?.is_some())
     }
+}
+
+/// Refuses the first of `refs` that names no row, as the transaction sees them.
+async fn check(tx: &Transaction<'_>, refs: &[Reference<'_>]) -> Result<(), Failure> {
+    for r in refs {
+        if !exists(tx, r.table, "id", r.value).await? {
+            return Err(r.unknown().into());
+        }
+    }
+    Ok(())
 }
 
 /// Whether `table` has a row whose `key` is `value`, as the transaction sees it.

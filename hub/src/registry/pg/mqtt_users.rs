@@ -7,16 +7,12 @@ impl PgRegistry {
         &self,
         department: &str,
     ) -> Result<(String, String), RegistryError> {
-        let username = crate::registry::validation::new_mqtt_username(department);
+        let username = validation::new_mqtt_username(department);
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
         let broker_hash = crate::broker::mosquitto::password_hash(&secret);
         self.write(async |tx| {
-            if !exists(tx, "departments", "id", department).await? {
-                return Err(
-                    field("department", format!("unknown department {department:?}")).into(),
-                );
-            }
+            check(tx, &[validation::department(department)]).await?;
             tx.execute(
                 &sql::pg(sql::ADD_MQTT_USER),
                 &[&username, &department, &hash, &broker_hash, &now_ns()],

@@ -25,30 +25,10 @@ impl PgRegistry {
         id: &str,
         input: &SensorInput,
     ) -> Result<(Sensor, bool), RegistryError> {
-        let (id, interval_s) = crate::registry::validation::sensor_fields(id, input)?;
-        let component = non_empty(&input.component_id);
-        let edge = non_empty(&input.edge);
+        let sensor = validation::sensor(id, input)?;
         self.write(async |tx| {
-            if let Some(c) = &component {
-                if !exists(tx, "components", "id", c).await? {
-                    return Err(field("component_id", format!("unknown component {c:?}")).into());
-                }
-            }
-            if let Some(e) = &edge {
-                if !exists(tx, "edges", "id", e).await? {
-                    return Err(field("edge", format!("unknown edge {e:?}")).into());
-                }
-            }
-            let existed = exists(tx, "sensors", "id", id).await?;
-            let sensor = Sensor {
-                id: id.to_string(),
-                component_id: component.clone(),
-                sensor_type: input.sensor_type.clone().unwrap_or_default(),
-                profile: input.profile.clone().unwrap_or_default(),
-                address: input.address.clone().unwrap_or_default(),
-                interval_s,
-                edge: edge.clone(),
-            };
+            check(tx, &validation::sensor_references(&sensor)).await?;
+            let existed = exists(tx, "sensors", "id", &sensor.id).await?;
             upsert_sensor(tx, &sensor, None).await?;
             Ok((sensor, !existed))
         })

@@ -10,16 +10,13 @@ impl PgRegistry {
         department: Option<&str>,
         scope: Scope,
     ) -> Result<String, RegistryError> {
-        crate::registry::validation::token_department(department, scope)?;
+        validation::token_department(department, scope)?;
         let id = hex::encode(rand::random::<[u8; 6]>());
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
         self.write(async |tx| {
-            if let Some(d) = department {
-                if !exists(tx, "departments", "id", d).await? {
-                    return Err(field("department", format!("unknown department {d:?}")).into());
-                }
-            }
+            let refs: Vec<_> = department.map(validation::department).into_iter().collect();
+            check(tx, &refs).await?;
             tx.execute(
                 &sql::pg(sql::ADD_TOKEN),
                 &[&id, &hash, &department, &scope.name(), &now_ns()],

@@ -85,12 +85,10 @@ impl SqliteRegistry {
         &self,
         input: &ComponentInput,
     ) -> Result<Component, RegistryError> {
-        let id = non_empty(&input.id).ok_or_else(|| field("id", "required"))?;
+        let id = non_empty(&input.id).ok_or_else(|| validation::field("id", "required"))?;
         self.write(|tx| {
             if exists(tx, "components", "id", &id).map_err(db)? {
-                return Err(RegistryError::Conflict(format!(
-                    "component {id} already exists (use PUT to change it)"
-                )));
+                return Err(validation::component_exists(&id));
             }
             let c = validated(tx, &id, input)?;
             upsert_component(tx, &c)?;
@@ -111,14 +109,7 @@ impl SqliteRegistry {
         id: &str,
         input: &ComponentInput,
     ) -> Result<(Component, bool), RegistryError> {
-        if let Some(body_id) = non_empty(&input.id) {
-            if body_id != id {
-                return Err(field(
-                    "id",
-                    format!("{body_id:?} differs from the path's id {id:?}"),
-                ));
-            }
-        }
+        validation::same_id(id, input)?;
         self.write(|tx| {
             let existed = exists(tx, "components", "id", id).map_err(db)?;
             let c = validated(tx, id, input)?;

@@ -13,7 +13,7 @@ use super::model::*;
 use super::rows::{self, FromRow};
 use super::seed::{SeedError, SeedSummary};
 use super::sql::{self, Listing};
-use super::validation::{field, non_empty};
+use super::validation::{self, non_empty, Reference};
 use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
@@ -199,6 +199,16 @@ impl SqliteRegistry {
 /// A poisoned lock only means another thread panicked mid-statement; SQLite rolled that back.
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Refuses the first of `refs` that names no row, as `tx` sees them.
+fn check(tx: &Connection, refs: &[Reference<'_>]) -> Result<(), RegistryError> {
+    for r in refs {
+        if !exists(tx, r.table, "id", r.value).map_err(db)? {
+            return Err(r.unknown());
+        }
+    }
+    Ok(())
 }
 
 fn exists(conn: &Connection, table: &str, key: &str, value: &str) -> rusqlite::Result<bool> {

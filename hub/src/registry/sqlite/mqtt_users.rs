@@ -7,17 +7,12 @@ impl SqliteRegistry {
         &self,
         department: &str,
     ) -> Result<(String, String), RegistryError> {
-        let username = crate::registry::validation::new_mqtt_username(department);
+        let username = validation::new_mqtt_username(department);
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
         let broker_hash = crate::broker::mosquitto::password_hash(&secret);
         self.write(|tx| {
-            if !exists(tx, "departments", "id", department).map_err(db)? {
-                return Err(field(
-                    "department",
-                    format!("unknown department {department:?}"),
-                ));
-            }
+            check(tx, &[validation::department(department)])?;
             tx.execute(
                 sql::ADD_MQTT_USER,
                 params![

@@ -25,30 +25,10 @@ impl SqliteRegistry {
         id: &str,
         input: &SensorInput,
     ) -> Result<(Sensor, bool), RegistryError> {
-        let (id, interval_s) = crate::registry::validation::sensor_fields(id, input)?;
-        let component = non_empty(&input.component_id);
-        let edge = non_empty(&input.edge);
+        let sensor = validation::sensor(id, input)?;
         self.write(|tx| {
-            if let Some(c) = &component {
-                if !exists(tx, "components", "id", c).map_err(db)? {
-                    return Err(field("component_id", format!("unknown component {c:?}")));
-                }
-            }
-            if let Some(e) = &edge {
-                if !exists(tx, "edges", "id", e).map_err(db)? {
-                    return Err(field("edge", format!("unknown edge {e:?}")));
-                }
-            }
-            let existed = exists(tx, "sensors", "id", id).map_err(db)?;
-            let sensor = Sensor {
-                id: id.to_string(),
-                component_id: component.clone(),
-                sensor_type: input.sensor_type.clone().unwrap_or_default(),
-                profile: input.profile.clone().unwrap_or_default(),
-                address: input.address.clone().unwrap_or_default(),
-                interval_s,
-                edge: edge.clone(),
-            };
+            check(tx, &validation::sensor_references(&sensor))?;
+            let existed = exists(tx, "sensors", "id", &sensor.id).map_err(db)?;
             tx.execute(
                 "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)

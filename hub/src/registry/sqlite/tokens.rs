@@ -9,16 +9,13 @@ impl SqliteRegistry {
         department: Option<&str>,
         scope: Scope,
     ) -> Result<String, RegistryError> {
-        crate::registry::validation::token_department(department, scope)?;
+        validation::token_department(department, scope)?;
         let id = hex::encode(rand::random::<[u8; 6]>());
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
         self.write(|tx| {
-            if let Some(d) = department {
-                if !exists(tx, "departments", "id", d).map_err(db)? {
-                    return Err(field("department", format!("unknown department {d:?}")));
-                }
-            }
+            let refs: Vec<_> = department.map(validation::department).into_iter().collect();
+            check(tx, &refs)?;
             tx.execute(
                 sql::ADD_TOKEN,
                 params![id, hash, department, scope.name(), now_ns()],
