@@ -382,6 +382,29 @@ fn with_outputs(sensors: Vec<Sensor>, w: &Wanted) -> Vec<Sensor> {
     keep
 }
 
+/// The scenario at `path` (none: the default) for the sensors `run` of `registry`, its skipped
+/// entries logged, and the simulated start: `--start` if given, else the scenario's, else now.
+fn scenario_and_start(
+    path: &Option<PathBuf>,
+    start: &Option<String>,
+    registry: &[Sensor],
+    run: &[Sensor],
+) -> Result<(Scenario, u64)> {
+    let scenario = match path {
+        Some(p) => scenario::load(p, registry, run)?,
+        None => Scenario::default(),
+    };
+    for note in &scenario.skipped {
+        tracing::info!("scenario: skipped {note}");
+    }
+    let start_ms = match start {
+        Some(s) => scenario::parse_time_ms(s)
+            .with_context(|| format!("--start {s:?}: neither Unix ms nor RFC 3339"))?,
+        None => scenario.start_ms.unwrap_or_else(now_ms),
+    };
+    Ok((scenario, start_ms))
+}
+
 fn now_ms() -> u64 {
     (protocol::time::now_ns() / 1_000_000) as u64
 }
@@ -406,18 +429,7 @@ async fn run(a: RunArgs) -> Result<()> {
     if run_sensors.is_empty() && !(wanted.line_a || wanted.line_b) {
         bail!("no sensor left to simulate (check --only, --profiles and the outputs)");
     }
-    let scenario = match &a.scenario {
-        Some(p) => scenario::load(p, &registry, &run_sensors)?,
-        None => Scenario::default(),
-    };
-    for note in &scenario.skipped {
-        tracing::info!("scenario: skipped {note}");
-    }
-    let start_ms = match &a.start {
-        Some(s) => scenario::parse_time_ms(s)
-            .with_context(|| format!("--start {s:?}: neither Unix ms nor RFC 3339"))?,
-        None => scenario.start_ms.unwrap_or_else(now_ms),
-    };
+    let (scenario, start_ms) = scenario_and_start(&a.scenario, &a.start, &registry, &run_sensors)?;
     let seed = a.seed.or(scenario.seed).unwrap_or(1);
     let horizon_ms = a.duration.map(|d| {
         let wall_ms = d.as_secs_f64() * 1000.0;
@@ -592,18 +604,7 @@ fn modbus_registry(a: &ModbusArgs) -> Result<Option<firmware_sim::output::modbus
             lines.join(", ")
         );
     }
-    let scenario = match &a.scenario {
-        Some(p) => scenario::load(p, &registry, &served)?,
-        None => Scenario::default(),
-    };
-    for note in &scenario.skipped {
-        tracing::info!("scenario: skipped {note}");
-    }
-    let start_ms = match &a.start {
-        Some(s) => scenario::parse_time_ms(s)
-            .with_context(|| format!("--start {s:?}: neither Unix ms nor RFC 3339"))?,
-        None => scenario.start_ms.unwrap_or_else(now_ms),
-    };
+    let (scenario, start_ms) = scenario_and_start(&a.scenario, &a.start, &registry, &served)?;
     tracing::info!(
         sensors = served.len(),
         incidents = scenario.incidents.len(),

@@ -6,69 +6,20 @@
 //! Measures a 30-day `GET reports/evaluation` cold (the first report counts each whole past
 //! day once and keeps the counts) and warm, the CSV of the components table and the XLSX.
 
-use hub::registry::upsert_component;
-use hub::registry::{seed, Component, ComponentStatus, RegistryError, SqliteRegistry};
+mod bench_support;
+
+use bench_support::{load_registry, runtime, seeded_registry, sensor_id, serve, Load, COMPONENTS};
+
 use hub::timeseries::embedded::{EmbeddedConfig, EmbeddedStore};
 use hub::timeseries::{StoredReading, TimeSeriesSink};
 use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const COMPONENTS: usize = 100_000;
 const INTERVAL_S: i64 = 6 * 3600;
 const DAYS: i64 = 30;
 const S: i64 = 1_000_000_000;
 const DAY: i64 = 86_400 * S;
-const CLASSES: [(&str, &str, &str); 4] = [
-    ("0101", "manhole_cover", "sw"),
-    ("0118", "street_light", "zm"),
-    ("0113", "fire_hydrant", "xf"),
-    ("0650", "flood_gauge", "sw"),
-];
-
-fn component_id(i: usize) -> String {
-    let (class, _, _) = CLASSES[i % CLASSES.len()];
-    format!("120111{class}{:06}", i / CLASSES.len())
-}
-
-/// 100k components, one sensor each, registered 40 days ago.
-fn load_registry(reg: &SqliteRegistry, registered_ns: i64) -> Result<(), RegistryError> {
-    let grids = [
-        "120111001001",
-        "120111001002",
-        "120111002001",
-        "120111002002",
-    ];
-    reg.write(|tx| {
-        for i in 0..COMPONENTS {
-            let (_, ty, owner) = CLASSES[i % CLASSES.len()];
-            let c = Component {
-                id: component_id(i),
-                component_type: ty.to_string(),
-                name: format!("bench component {i}"),
-                address: String::new(),
-                lat: None,
-                lon: None,
-                grid_cell: Some(grids[i % grids.len()].to_string()),
-                owner_department: Some(owner.to_string()),
-                maintainer_department: Some(owner.to_string()),
-                status: ComponentStatus::Normal,
-            };
-            upsert_component(tx, &c)?;
-            tx.execute(
-                "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge,
-                                     registered_at_ns)
-                 VALUES (?1, ?2, ?3, 'bench', '', ?4, 'edge-xq-01', ?5)",
-                rusqlite::params![format!("B-{i:06}"), c.id, ty, INTERVAL_S, registered_ns],
-            )
-            .map_err(|e| RegistryError::Db(e.to_string()))?;
-        }
-        Ok::<_, RegistryError>(())
-    })
-}
-
 /// Every sensor's reports from `from` to `now`, one store write per day.
 fn load_readings(store: &EmbeddedStore, from: i64, now: i64) -> usize {
     let mut total = 0;
@@ -81,7 +32,7 @@ fn load_readings(store: &EmbeddedStore, from: i64, now: i64) -> usize {
             while t < (day + DAY).min(now) {
                 rows.push(StoredReading {
                     reading: Reading {
-                        sensor: format!("B-{i:06}").as_str().into(),
+                        sensor: sensor_id(i).as_str().into(),
                         quantity: Quantity::WaterLevel,
                         value: Value::Float(1.0),
                         ts_ns: t,
@@ -111,6 +62,16 @@ async fn timed_get(http: &reqwest::Client, url: &str, token: &str) -> (Duration,
     (t.elapsed(), body.len(), code)
 }
 
+/// [`timed_get`] of `url`, printed after `what`: seconds, HTTP status and size.
+async fn print_download(http: &reqwest::Client, what: &str, url: &str, token: &str) {
+    let (took, bytes, code) = timed_get(http, url, token).await;
+    println!(
+        "{what}: {:.2} s, HTTP {code}, {:.1} MiB",
+        took.as_secs_f64(),
+        bytes as f64 / (1 << 20) as f64
+    );
+}
+
 fn main() {
     // EVAL_BENCH_DIR keeps the loaded data for the next run (loading takes minutes).
     let kept = std::env::var_os("EVAL_BENCH_DIR").map(std::path::PathBuf::from);
@@ -124,14 +85,16 @@ fn main() {
     if kept.is_some() && data.join("timeseries.sqlite").exists() {
         println!("reusing {}", data.display());
     } else {
-        let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
-        seed::import_dir(
-            &reg,
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry"),
-        )
-        .unwrap();
+        let reg = seeded_registry(&data);
         let t = Instant::now();
-        load_registry(&reg, now - 40 * DAY).unwrap();
+        // 100k components, one sensor each, registered 40 days ago.
+        let load = Load {
+            cells_per_street: 2,
+            place: |_| (String::new(), None, None),
+            interval_s: INTERVAL_S,
+            registered_ns: Some(now - 40 * DAY),
+        };
+        load_registry(&reg, &load).unwrap();
         println!(
             "registry: {COMPONENTS} components + sensors in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -146,37 +109,20 @@ fn main() {
         );
     }
     let token = "bench-admin-token-0123456789abcdef";
-    let (port, mqtt) = (wangge_testkit::free_port(), wangge_testkit::free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
-        .args(["serve", "--data-dir"])
-        .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
-        .env("WANGGE_ADMIN_TOKEN", token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let hub = serve(dir.path(), &data, Some(token));
+    let rt = runtime();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}/api/v1");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http.get(format!("{base}/health")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "hub did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let base = format!("{}/api/v1", hub.base());
         let range = format!("from={}&to={}", from / 1_000_000, now / 1_000_000);
         let url = format!("{base}/reports/evaluation?{range}");
-        let (took, bytes, code) = timed_get(&http, &url, token).await;
-        println!(
-            "30-day report, cold (counts each past day once): {:.2} s, HTTP {code}, {:.1} MiB JSON",
-            took.as_secs_f64(),
-            bytes as f64 / (1 << 20) as f64
-        );
+        print_download(
+            &http,
+            "30-day report (JSON), cold (counts each past day once)",
+            &url,
+            token,
+        )
+        .await;
         for run in 1..=3 {
             let (took, _, code) = timed_get(&http, &url, token).await;
             println!(
@@ -206,20 +152,8 @@ fn main() {
             c["key"], c["completeness"]
         );
         let csv = format!("{base}/reports/evaluation.csv?table=components&{range}");
-        let (took, bytes, code) = timed_get(&http, &csv, token).await;
-        println!(
-            "30-day CSV (components): {:.2} s, HTTP {code}, {:.1} MiB",
-            took.as_secs_f64(),
-            bytes as f64 / (1 << 20) as f64
-        );
+        print_download(&http, "30-day CSV (components)", &csv, token).await;
         let xlsx = format!("{base}/reports/evaluation.xlsx?{range}");
-        let (took, bytes, code) = timed_get(&http, &xlsx, token).await;
-        println!(
-            "30-day XLSX (every table): {:.2} s, HTTP {code}, {:.1} MiB",
-            took.as_secs_f64(),
-            bytes as f64 / (1 << 20) as f64
-        );
+        print_download(&http, "30-day XLSX (every table)", &xlsx, token).await;
     });
-    let _ = child.kill();
-    let _ = child.wait();
 }

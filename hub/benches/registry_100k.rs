@@ -5,23 +5,15 @@
 //! ingest path's call) and `component` (the API's), (3) a filtered page of 100, and (4) the RSS
 //! of a real `hub serve` process over that registry plus HTTP latency of `GET components/{id}`.
 
-use hub::registry::upsert_component;
-use hub::registry::{
-    seed, Component, ComponentFilter, ComponentStatus, RegistryAdmin, RegistryError, RegistryStore,
-    SqliteRegistry,
+mod bench_support;
+
+use bench_support::{
+    component_id, load_registry, runtime, seeded_registry, sensor_id, serve, Load, COMPONENTS,
 };
-use std::path::Path;
-use std::process::{Command, Stdio};
+use hub::registry::{ComponentFilter, RegistryAdmin, RegistryStore};
 use std::time::{Duration, Instant};
 
-const COMPONENTS: usize = 100_000;
 const LOOKUPS: usize = 100_000;
-const CLASSES: [(&str, &str, &str); 4] = [
-    ("0101", "manhole_cover", "sw"),
-    ("0118", "street_light", "zm"),
-    ("0113", "fire_hydrant", "xf"),
-    ("0650", "flood_gauge", "sw"),
-];
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -72,59 +64,25 @@ fn pick(i: usize) -> usize {
     (i.wrapping_mul(2_654_435_761)) % COMPONENTS
 }
 
-fn component_id(i: usize) -> String {
-    let (class, _, _) = CLASSES[i % CLASSES.len()];
-    format!("120111{class}{:06}", i / CLASSES.len())
-}
-
-fn load(reg: &SqliteRegistry) -> Result<(), RegistryError> {
-    let grids = [
-        "120111001001",
-        "120111001002",
-        "120111001003",
-        "120111002001",
-        "120111002002",
-        "120111002003",
-    ];
-    reg.write(|tx| {
-        for i in 0..COMPONENTS {
-            let (_, ty, owner) = CLASSES[i % CLASSES.len()];
-            let c = Component {
-                id: component_id(i),
-                component_type: ty.to_string(),
-                name: format!("bench component {i}"),
-                address: format!("天津市西青区测试路{i}号"),
-                lat: Some(39.1 + (i % 1000) as f64 * 1e-4),
-                lon: Some(117.0 + (i % 997) as f64 * 1e-4),
-                grid_cell: Some(grids[i % grids.len()].to_string()),
-                owner_department: Some(owner.to_string()),
-                maintainer_department: Some(owner.to_string()),
-                status: ComponentStatus::Normal,
-            };
-            upsert_component(tx, &c)?;
-            tx.execute(
-                "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge)
-                 VALUES (?1, ?2, ?3, 'bench', '', 60, 'edge-xq-01')",
-                rusqlite::params![format!("B-{i:06}"), c.id, ty],
-            )
-            .map_err(|e| RegistryError::Db(e.to_string()))?;
-        }
-        Ok::<_, RegistryError>(())
-    })
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
-    seed::import_dir(
-        &reg,
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry"),
-    )
-    .unwrap();
+    let reg = seeded_registry(&data);
     let t = Instant::now();
-    load(&reg).unwrap();
+    let load = Load {
+        cells_per_street: 3,
+        place: |i| {
+            (
+                format!("天津市西青区测试路{i}号"),
+                Some(39.1 + (i % 1000) as f64 * 1e-4),
+                Some(117.0 + (i % 997) as f64 * 1e-4),
+            )
+        },
+        interval_s: 60,
+        registered_ns: None,
+    };
+    load_registry(&reg, &load).unwrap();
     let load_s = t.elapsed().as_secs_f64();
     println!(
         "load: {COMPONENTS} components + {COMPONENTS} sensors in one transaction: {load_s:.2} s ({:.0} components/s)",
@@ -138,7 +96,7 @@ fn main() {
         db_bytes as f64 / (1 << 20) as f64
     );
 
-    let lat = timed_finds((0..LOOKUPS).map(|i| format!("B-{:06}", pick(i))), |id| {
+    let lat = timed_finds((0..LOOKUPS).map(|i| sensor_id(pick(i))), |id| {
         reg.sensor_assignment(id).unwrap().is_some()
     });
     report(
@@ -177,36 +135,14 @@ fn main() {
     drop(reg);
 
     // A real hub over that registry.
-    let (port, mqtt) = (wangge_testkit::free_port(), wangge_testkit::free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
-        .args(["serve", "--data-dir"])
-        .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let hub = serve(dir.path(), &data, None);
+    let rt = runtime();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http
-            .get(format!("{base}/api/v1/health"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "hub did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let base = hub.base();
         println!(
             "hub serve RSS after start: {} MiB",
-            rss_kib(child.id()) / 1024
+            rss_kib(hub.proc.pid()) / 1024
         );
         let mut lat = Vec::new();
         for i in 0..5000 {
@@ -235,9 +171,7 @@ fn main() {
         report("HTTP GET components?limit=100 (200 pages)", lat);
         println!(
             "hub serve RSS after queries: {} MiB",
-            rss_kib(child.id()) / 1024
+            rss_kib(hub.proc.pid()) / 1024
         );
     });
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -4,10 +4,9 @@
 //! tokens. Real processes and sockets, temp dir, killed by PID on drop.
 
 mod hub_cli_support;
+mod ingest_support;
 
-use hub_cli_support::{hub_cli, serve};
-use protocol::uplink::{topics, Ack, Quality, Reading, ReadingFlags, UplinkBatch};
-use protocol::{Quantity, Value};
+use hub_cli_support::{displaced_cover_tilt, hub_cli, ok_json, serve};
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
@@ -54,37 +53,9 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     let http = reqwest::Client::new();
 
     // The edge: logs in with its issued secret (client id = edge id), waits for its acks.
-    let mut opts = MqttOptions::new("edge-xq-01", "127.0.0.1", hub.mqtt_port);
-    opts.set_credentials("edge-xq-01", &secret);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut el) = AsyncClient::new(opts, 100);
-    let (ack_tx, mut acks) = tokio::sync::mpsc::channel::<Ack>(100);
+    let mut edge = ingest_support::login(hub.mqtt_port, "edge-xq-01", &secret).await;
     let (sub_tx, mut subscribed) = tokio::sync::mpsc::channel::<()>(2);
     let (mqtt_ev_tx, mut mqtt_events) = tokio::sync::mpsc::channel::<(String, Json)>(100);
-    let sub = client.clone();
-    let edge_subscribed = sub_tx.clone();
-    let ack_key = protocol::uplink::mac_key(&secret);
-    tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = sub
-                        .subscribe(topics::acks("edge-xq-01"), QoS::AtLeastOnce)
-                        .await;
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = edge_subscribed.try_send(());
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Ok(a) = Ack::open(&p.payload, &ack_key, "edge-xq-01") {
-                        let _ = ack_tx.send(a).await;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    });
     // The platform side: the owner department's MQTT consumer, with credentials the hub issued;
     // it may read its own subtree only.
     let issued = hub_cli(&data, &["mqtt-user", "add", "--department", "sw"]);
@@ -122,45 +93,16 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
             }
         }
     });
-    for _ in 0..2 {
-        tokio::time::timeout(Duration::from_secs(30), subscribed.recv())
-            .await
-            .expect("edge and department logged in and subscribed within 30 s");
-    }
+    tokio::time::timeout(Duration::from_secs(30), subscribed.recv())
+        .await
+        .expect("the department logged in and subscribed within 30 s");
 
     // 21 readings, 1 s apart, tilt 25° (> 15° for ≥ 10 s → manhole.displaced, critical).
-    let t0 = (now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
-    let readings: Vec<Reading> = (0..21)
-        .map(|i| Reading {
-            sensor: "MH-0001".into(),
-            quantity: Quantity::Tilt,
-            value: Value::Float(25.0),
-            ts_ns: t0 + i * 1_000_000_000,
-            quality: Quality::Good,
-            flags: ReadingFlags::default(),
-        })
-        .collect();
-    let batch = UplinkBatch {
-        edge_id: "edge-xq-01".into(),
-        epoch: 1,
-        seq: 1,
-        readings,
-        gaps: vec![],
-    };
-    let key = protocol::uplink::mac_key(&secret);
-    client
-        .publish(
-            topics::batches("edge-xq-01"),
-            QoS::AtLeastOnce,
-            false,
-            batch.seal(&key),
-        )
-        .await
-        .unwrap();
-    let ack = tokio::time::timeout(Duration::from_secs(30), acks.recv())
-        .await
-        .expect("ack within 30 s")
-        .unwrap();
+    let (t0, readings) = displaced_cover_tilt();
+    let batch = ingest_support::batch("edge-xq-01", 1, 1, readings);
+    let ack = edge
+        .deliver(&batch, &protocol::uplink::mac_key(&secret))
+        .await;
     assert_eq!((ack.epoch, ack.seq), (1, 1));
 
     // Stored before the ack: readable exactly once right away.
@@ -249,16 +191,12 @@ async fn an_edge_batch_is_stored_acked_readable_once_and_raises_the_catalogue_ev
     assert_eq!(list["items"][0]["id"], COMPONENT, "{list}");
 
     // The owner department's write token acts on it through the hub's token store.
-    let r = http
-        .post(format!("{}/events/{}/transitions", hub.base, event["id"]))
-        .bearer_auth(&sw_write)
-        .json(&json!({"action": "acknowledge", "note": "on our way"}))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    let body: Json = r.json().await.unwrap_or(Json::Null);
-    assert!(s.is_success(), "{s} {body}");
+    ok_json(
+        http.post(format!("{}/events/{}/transitions", hub.base, event["id"]))
+            .bearer_auth(&sw_write)
+            .json(&json!({"action": "acknowledge", "note": "on our way"})),
+    )
+    .await;
     // Data completeness in the evaluation report counts MH-0001 from its registration (the
     // hub's seed, moments ago): its 21 reports, sent a minute before, are not of that part.
     let from_ms = t0 / 1_000_000 - 3_600_000;

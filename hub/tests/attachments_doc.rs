@@ -3,24 +3,11 @@
 //! write (it derives from `AttachmentJson`, the type they serialize). Read without a server:
 //! the same value `GET openapi.json` serves (the browser test reads it from a running hub).
 
-use serde_json::Value as Json;
+mod openapi_support;
+
+use openapi_support::{doc, props};
 use wangge_events::http::bodies::AttachmentJson;
 use wangge_events::store::Attachment;
-
-fn doc() -> Json {
-    serde_json::to_value(<hub::api::ApiDoc as utoipa::OpenApi>::openapi()).unwrap()
-}
-
-fn props(doc: &Json, name: &str) -> Vec<String> {
-    let mut keys: Vec<String> = doc["components"]["schemas"][name]["properties"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no schema {name}"))
-        .keys()
-        .cloned()
-        .collect();
-    keys.sort();
-    keys
-}
 
 #[test]
 fn every_attachment_route_is_documented_with_its_refusals() {

@@ -3,13 +3,14 @@
 //! is back on its address the member takes its lease again and acks, without anyone's help.
 //! Real processes: the `hub` binary in cluster mode, PostgreSQL 15, mosquitto, VictoriaMetrics.
 
+mod hub_cli_support;
 mod ingest_support;
 
+use hub_cli_support::{get_json, hub_cli_config, member_config, serve_member};
 use ingest_support::*;
 use protocol::uplink::{mac_key, AckOutcome};
 use std::time::{Duration, Instant};
 use wangge_testkit::http::http_request;
-use wangge_testkit::hub::HubServe;
 use wangge_testkit::{free_port, metric_sum, Mosquitto, Postgres, VictoriaMetrics};
 
 const ADMIN: &str = "pg-outage-admin-0c4d8e2a7b91f3e6";
@@ -35,42 +36,10 @@ async fn a_member_without_postgres_acks_nothing_says_so_and_resumes_when_it_retu
     let mosq = Mosquitto::start();
     let vm = VictoriaMetrics::start();
     let work = tempfile::tempdir().unwrap();
-    let http = free_port();
-    let config = work.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {data:?}\n[broker]\nmode = \"external\"\n[broker.external]\n\
-             host = \"127.0.0.1\"\nport = {mq}\nclient_id = \"wangge-hub-a\"\n\
-             [influx]\nurl = \"{vm}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
-             [victoria]\nurl = \"{vm}\"\n\
-             [cluster]\npostgres_url = \"{url}\"\nhub_id = \"hub-a\"\nlease_ttl_ms = 2000\nheartbeat_ms = 400\n",
-            data = work.path().join("data").display().to_string(),
-            mq = mosq.port,
-            vm = vm.url(),
-        ),
-    )
-    .unwrap();
-    let hub_bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_hub"));
-    let out = std::process::Command::new(&hub_bin)
-        .arg("--config")
-        .arg(&config)
-        .args(["edge", "add", "edge-a"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let secret = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let _hub = HubServe::config(&hub_bin, &work.path().join("hub.log"))
-        .config_file(&config)
-        .admin_token(ADMIN)
-        // No MQTT listener of its own: its broker is mosquitto.
-        .ports(http, mosq.port)
-        .start()
-        .unwrap();
+    let config = member_config(work.path(), "hub-a", &url, mosq.port, &vm.url(), false);
+    let secret = hub_cli_config(&config, &["edge", "add", "edge-a"]);
+    let hub = serve_member(&config, ADMIN, mosq.port);
+    let http = hub.http;
     wait("edge-a leased", 30, || {
         metric_sum(
             &http_request(http, "/metrics")
@@ -131,15 +100,7 @@ async fn a_member_without_postgres_acks_nothing_says_so_and_resumes_when_it_retu
             && metrics.contains("wangge_cluster_member{hub_id=\"hub-a\"} 1"),
         "{metrics}"
     );
-    let status: serde_json::Value = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{http}/api/v1/cluster"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(http, "/api/v1/cluster", ADMIN).await;
     let lag = status["members"][0]["last_commit_age_s"].as_f64();
     assert!(lag.is_some_and(|l| (0.0..60.0).contains(&l)), "{status:#}");
     assert_eq!(status["members"][0]["edges"][0], "edge-a", "{status:#}");

@@ -3,39 +3,22 @@
 //! each member's streams on its peers' commits). Real `hub` binaries in cluster mode on one
 //! PostgreSQL, mosquitto and VictoriaMetrics; a sealed batch from a fake edge raises the event.
 
+mod hub_cli_support;
 mod ingest_support;
 
 use futures::StreamExt;
+use hub_cli_support::{
+    displaced_cover_tilt, get_json, hub_cli_config, member_config, seed_dir, serve_member,
+};
 use ingest_support::*;
-use protocol::uplink::{mac_key, Quality, Reading, ReadingFlags};
-use protocol::{Quantity, Value};
-use std::path::{Path, PathBuf};
+use protocol::uplink::mac_key;
+use std::path::PathBuf;
 use std::time::Duration;
 use wangge_testkit::hub::HubServe;
-use wangge_testkit::{free_port, Mosquitto, Postgres, VictoriaMetrics};
+use wangge_testkit::{Mosquitto, Postgres, VictoriaMetrics};
 
 const ADMIN: &str = "cluster-sse-admin-3e9d0a7c51b2f846";
 const EDGE: &str = "edge-xq-01";
-
-fn member_config(dir: &Path, id: &str, url: &str, mqtt: u16, vm: &str) -> PathBuf {
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry");
-    let path = dir.join(format!("{id}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "data_dir = {data:?}\n[registry]\nseed_dir = {seed:?}\n\
-             [broker]\nmode = \"external\"\n[broker.external]\nhost = \"127.0.0.1\"\nport = {mqtt}\n\
-             client_id = \"wangge-{id}\"\n\
-             [influx]\nurl = \"{vm}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
-             [victoria]\nurl = \"{vm}\"\n\
-             [cluster]\npostgres_url = \"{url}\"\nhub_id = \"{id}\"\nlease_ttl_ms = 2000\nheartbeat_ms = 400\n",
-            data = dir.join(id).display().to_string(),
-            seed = seed.display().to_string(),
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// Reads SSE `data:` lines from `stream` until one satisfies `want` (30 s at most).
 async fn next_matching(
@@ -70,58 +53,25 @@ async fn a_stream_on_one_member_carries_changes_committed_by_the_others() {
     let mosq = Mosquitto::start();
     let vm = VictoriaMetrics::start();
     let work = tempfile::tempdir().unwrap();
-    let hub_bin = PathBuf::from(env!("CARGO_BIN_EXE_hub"));
     let configs: Vec<PathBuf> = ["hub-a", "hub-b"]
         .iter()
-        .map(|id| member_config(work.path(), id, &url, mosq.port, &vm.url()))
+        .map(|id| member_config(work.path(), id, &url, mosq.port, &vm.url(), true))
         .collect();
-    let out = std::process::Command::new(&hub_bin)
-        .arg("--config")
-        .arg(&configs[0])
-        .args(["registry", "import"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/registry"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let seed = seed_dir();
+    hub_cli_config(
+        &configs[0],
+        &["registry", "import", seed.to_str().expect("utf-8 path")],
     );
-    let out = std::process::Command::new(&hub_bin)
-        .arg("--config")
-        .arg(&configs[0])
-        .args(["edge", "add", EDGE])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let secret = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let http: Vec<u16> = (0..2).map(|_| free_port()).collect();
-    let _members: Vec<HubServe> = (0..2)
-        .map(|i| {
-            HubServe::config(&hub_bin, &work.path().join(format!("hub-{i}.log")))
-                .config_file(&configs[i])
-                .admin_token(ADMIN)
-                .ports(http[i], mosq.port)
-                .start()
-                .unwrap()
-        })
+    let secret = hub_cli_config(&configs[0], &["edge", "add", EDGE]);
+    let members: Vec<HubServe> = configs
+        .iter()
+        .map(|c| serve_member(c, ADMIN, mosq.port))
         .collect();
+    let http: Vec<u16> = members.iter().map(|m| m.http).collect();
     let client = reqwest::Client::new();
     // Which member owns the edge? The stream goes to the other one.
     let owner = loop {
-        let s: serde_json::Value = client
-            .get(format!("http://127.0.0.1:{}/api/v1/cluster", http[0]))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = get_json(http[0], "/api/v1/cluster", ADMIN).await;
         let found = s["members"].as_array().and_then(|ms| {
             ms.iter()
                 .find(|m| {
@@ -152,17 +102,7 @@ async fn a_stream_on_one_member_carries_changes_committed_by_the_others() {
 
     // The owner raises manhole.displaced from the edge's batch (tilt 25° on MH-0001).
     let mut edge = login(mosq.port, EDGE, &secret).await;
-    let t0 = (now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
-    let tilt = (0..21)
-        .map(|i| Reading {
-            sensor: "MH-0001".into(),
-            quantity: Quantity::Tilt,
-            value: Value::Float(25.0),
-            ts_ns: t0 + i * 1_000_000_000,
-            quality: Quality::Good,
-            flags: ReadingFlags::default(),
-        })
-        .collect();
+    let (_, tilt) = displaced_cover_tilt();
     let b = batch(EDGE, 1, 1, tilt);
     edge.publish_until_acked(&[(&b, &mac_key(&secret))]).await;
     let raised = next_matching(&mut body, &mut buf, |j| j["type"] == "manhole.displaced").await;

@@ -4,6 +4,7 @@
 //! present, every value of the documented type.
 
 mod hub_cli_support;
+mod openapi_support;
 
 use hub_cli_support::serve;
 use serde_json::{json, Value as Json};
@@ -183,18 +184,8 @@ async fn events_and_subscription_answers_match_the_openapi_document() {
 #[test]
 fn every_event_body_schema_names_the_fields_the_handlers_write() {
     // The hub's document, read without a server: the same value `GET openapi.json` serves.
-    let doc: Json = serde_json::to_value(<hub::api::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
-    let schemas = &doc["components"]["schemas"];
-    let props = |name: &str| -> Vec<String> {
-        let mut keys: Vec<String> = schemas[name]["properties"]
-            .as_object()
-            .unwrap_or_else(|| panic!("no schema {name}"))
-            .keys()
-            .cloned()
-            .collect();
-        keys.sort();
-        keys
-    };
+    let doc = openapi_support::doc();
+    let props = |name: &str| openapi_support::props(&doc, name);
     assert_eq!(
         props("Subscription"),
         [

@@ -5,13 +5,14 @@
 //! into the same database, a running hub and a bad URL are refused, never showing the password.
 
 mod hub_cli_support;
+mod ingest_support;
 
 use hub::registry::seed::export_dir;
 use hub::registry::{PgRegistry, RegistryAdmin, RegistryStore};
-use hub_cli_support::{hub_cli, serve, HUB};
-use protocol::uplink::{topics, Ack, Quality, Reading, ReadingFlags, UplinkBatch};
-use protocol::{Quantity, Value};
-use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
+use hub_cli_support::{
+    displaced_cover_tilt, hub_cli, member_config, ok_json, serve, serve_member, HUB,
+};
+use protocol::uplink::{mac_key, Ack};
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -68,85 +69,28 @@ async fn upload_photo(http: &reqwest::Client, api: &str, event_id: i64, token: &
     .into_bytes();
     body.extend_from_slice(PHOTO_PNG);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = http
-        .post(format!("{api}/events/{event_id}/attachments"))
-        .bearer_auth(token)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let a: Json = r.json().await.unwrap_or(Json::Null);
-    assert!(status.is_success(), "{status} {a}");
+    let a = ok_json(
+        http.post(format!("{api}/events/{event_id}/attachments"))
+            .bearer_auth(token)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body),
+    )
+    .await;
     a["id"].as_i64().expect("attachment id")
 }
 
 /// Publishes one sealed batch as the edge (21 readings of tilt 25°: manhole.displaced) and
 /// waits for its ack, which it returns.
 async fn send_batch(mqtt_port: u16, secret: &str) -> Ack {
-    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", mqtt_port);
-    opts.set_credentials(EDGE, secret);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut el) = AsyncClient::new(opts, 100);
-    let key = protocol::uplink::mac_key(secret);
-    let (ack_tx, mut acks) = tokio::sync::mpsc::channel::<Ack>(10);
-    let (sub_tx, mut subscribed) = tokio::sync::mpsc::channel::<()>(2);
-    let sub = client.clone();
-    tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                    let _ = sub.subscribe(topics::acks(EDGE), QoS::AtLeastOnce).await;
-                }
-                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
-                    let _ = sub_tx.try_send(());
-                }
-                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    if let Ok(a) = Ack::open(&p.payload, &key, EDGE) {
-                        let _ = ack_tx.send(a).await;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(30), subscribed.recv())
-        .await
-        .expect("the edge logged in and subscribed within 30 s");
-    let t0 = (now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
-    let readings = (0..21)
-        .map(|i| Reading {
-            sensor: "MH-0001".into(),
-            quantity: Quantity::Tilt,
-            value: Value::Float(25.0),
-            ts_ns: t0 + i * 1_000_000_000,
-            quality: Quality::Good,
-            flags: ReadingFlags::default(),
-        })
-        .collect();
-    let batch = UplinkBatch {
-        edge_id: EDGE.into(),
-        epoch: 1,
-        seq: 1,
-        readings,
-        gaps: vec![],
-    };
-    let sealed = batch.seal(&protocol::uplink::mac_key(secret));
-    client
-        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, sealed)
-        .await
-        .unwrap();
-    let ack = tokio::time::timeout(Duration::from_secs(30), acks.recv())
-        .await
-        .expect("ack within 30 s")
-        .unwrap();
+    let mut edge = ingest_support::login(mqtt_port, EDGE, secret).await;
+    let (_, readings) = displaced_cover_tilt();
+    let batch = ingest_support::batch(EDGE, 1, 1, readings);
+    let ack = edge.deliver(&batch, &mac_key(secret)).await;
     assert_eq!((ack.epoch, ack.seq), (1, 1));
-    let _ = client.disconnect().await;
+    let _ = edge.client.disconnect().await;
     ack
 }
 
@@ -192,18 +136,12 @@ async fn single_node_with_state(dir: &Path, data: &Path) -> Issued {
     let http = reqwest::Client::new();
     // A webhook subscription first, so the event's changes fan out to it (a public literal
     // address: allowed by the SSRF guard, unreachable here, so its delivery is retried).
-    let r = http
-        .post(format!("{api}/subscriptions"))
-        .bearer_auth(ADMIN)
-        .json(
-            &json!({"url": "https://93.184.216.34/wangge-hook", "secret": "0123456789abcdef0123"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let sub: Json = r.json().await.unwrap_or(Json::Null);
-    assert!(status.is_success(), "{status} {sub}");
+    let sub = ok_json(
+        http.post(format!("{api}/subscriptions"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"url": "https://93.184.216.34/wangge-hook", "secret": "0123456789abcdef0123"})),
+    )
+    .await;
     let subscription_id = sub["id"].as_i64().expect("subscription id");
 
     send_batch(hub.mqtt, &edge_secret).await;
@@ -294,6 +232,14 @@ fn events_before(data: &Path, issued: &Issued) -> EventsBefore {
     }
 }
 
+/// [`single_node_with_state`] in a fresh temp dir: (the dir, the node's data dir, what it issued).
+fn stopped_single_node(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, PathBuf, Issued) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let issued = rt.block_on(single_node_with_state(dir.path(), &data));
+    (dir, data, issued)
+}
+
 fn same_files(a: &Path, b: &Path) {
     let mut names: Vec<PathBuf> = std::fs::read_dir(a)
         .unwrap()
@@ -313,12 +259,10 @@ fn same_files(a: &Path, b: &Path) {
 
 #[test]
 fn a_stopped_single_node_moves_into_postgres_with_ids_cursors_and_secrets_intact() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     // The hub's clients are async; the PostgreSQL stores (like the hub's) are blocking calls
     // with a runtime of their own, so they run outside this one.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let issued = rt.block_on(single_node_with_state(dir.path(), &data));
+    let (dir, data, issued) = stopped_single_node(&rt);
     drop(rt);
     let before = events_before(&data, &issued);
     assert!(before.history.len() >= 2, "{:?}", before.history);
@@ -601,10 +545,8 @@ fn schema_drift_a_bad_value_or_a_refused_row_fails_naming_it_and_leaves_the_targ
 /// came along).
 #[test]
 fn a_cluster_member_serves_what_a_single_node_wrote_after_the_migration() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let issued = rt.block_on(single_node_with_state(dir.path(), &data));
+    let (dir, data, issued) = stopped_single_node(&rt);
     let server = Postgres::start();
     let url = server.create_database("served");
     let out = migrate(&data, &url);
@@ -612,31 +554,9 @@ fn a_cluster_member_serves_what_a_single_node_wrote_after_the_migration() {
 
     let mosq = wangge_testkit::Mosquitto::start();
     let vm = wangge_testkit::VictoriaMetrics::start();
-    let http = wangge_testkit::free_port();
-    let config = dir.path().join("member.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {member:?}\n[broker]\nmode = \"external\"\n[broker.external]\n\
-             host = \"127.0.0.1\"\nport = {mq}\nclient_id = \"wangge-hub-a\"\n\
-             [influx]\nurl = \"{vm}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
-             [victoria]\nurl = \"{vm}\"\n\
-             [cluster]\npostgres_url = \"{url}\"\nhub_id = \"hub-a\"\nlease_ttl_ms = 2000\nheartbeat_ms = 400\n",
-            member = dir.path().join("member").display().to_string(),
-            mq = mosq.port,
-            vm = vm.url(),
-        ),
-    )
-    .unwrap();
-    let _member = wangge_testkit::hub::HubServe::config(
-        std::path::Path::new(HUB),
-        &dir.path().join("member.log"),
-    )
-    .config_file(&config)
-    .admin_token(ADMIN)
-    .ports(http, mosq.port)
-    .start()
-    .unwrap();
+    let config = member_config(dir.path(), "hub-a", &url, mosq.port, &vm.url(), false);
+    let member = serve_member(&config, ADMIN, mosq.port);
+    let http = member.http;
     let base = format!("http://127.0.0.1:{http}/api/v1");
     rt.block_on(async {
         let client = reqwest::Client::new();

@@ -114,11 +114,11 @@ fn migrations_are_applied_once_and_data_survives_reopen() {
     let path = dir.path().join("registry.sqlite");
     {
         let reg = SqliteRegistry::open(&path).unwrap();
-        assert_eq!(reg.schema_version().unwrap(), 7);
+        assert_eq!(reg.schema_version().unwrap(), 8);
         import_dir(&reg, &seed_dir()).unwrap();
     }
     let reg = SqliteRegistry::open(&path).unwrap();
-    assert_eq!(reg.schema_version().unwrap(), 7);
+    assert_eq!(reg.schema_version().unwrap(), 8);
     assert_eq!(reg.stats().unwrap().components, 200);
 
     let place = Place::postgres();
@@ -128,11 +128,11 @@ fn migrations_are_applied_once_and_data_survives_reopen() {
     let open = || PgRegistry::open(Arc::new(Pg::connect(url, 1).unwrap())).unwrap();
     {
         let reg = open();
-        assert_eq!(reg.schema_version().unwrap(), 2);
+        assert_eq!(reg.schema_version().unwrap(), 3);
         import_dir(&reg, &seed_dir()).unwrap();
     }
     let reg = open();
-    assert_eq!(reg.schema_version().unwrap(), 2);
+    assert_eq!(reg.schema_version().unwrap(), 3);
     assert_eq!(reg.stats().unwrap().components, 200);
 }
 

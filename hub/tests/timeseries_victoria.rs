@@ -60,24 +60,31 @@ impl Both {
         http_get(self.vm.port, "/internal/force_flush").expect("force_flush answers");
     }
 
-    fn assert_points(&self, sensor: &str, q: Quantity, from: i64, to: i64, limit: usize) -> usize {
-        let want = self.embedded.points(sensor, q, from, to, limit).unwrap();
-        let got = self.victoria.points(sensor, q, from, to, limit).unwrap();
-        assert_eq!(
-            got, want,
-            "points of {sensor} {q:?} [{from}, {to}) limit {limit}"
-        );
+    /// Asks both stores the same `query` and asserts VictoriaMetrics answers what the
+    /// embedded store does (`what` names the query); returns the answer's length.
+    fn assert_same<T: PartialEq + std::fmt::Debug>(
+        &self,
+        what: String,
+        query: impl Fn(&dyn TimeSeriesQuery) -> Result<Vec<T>, TsError>,
+    ) -> usize {
+        let want = query(&self.embedded).unwrap();
+        let got = query(&self.victoria).unwrap();
+        assert_eq!(got, want, "{what}");
         got.len()
     }
 
+    fn assert_points(&self, sensor: &str, q: Quantity, from: i64, to: i64, limit: usize) -> usize {
+        self.assert_same(
+            format!("points of {sensor} {q:?} [{from}, {to}) limit {limit}"),
+            |s| s.points(sensor, q, from, to, limit),
+        )
+    }
+
     fn assert_downsample(&self, sensor: &str, q: Quantity, from: i64, to: i64, step: i64) -> usize {
-        let want = self.embedded.downsample(sensor, q, from, to, step).unwrap();
-        let got = self.victoria.downsample(sensor, q, from, to, step).unwrap();
-        assert_eq!(
-            got, want,
-            "downsample of {sensor} {q:?} [{from}, {to}) step {step}"
-        );
-        got.len()
+        self.assert_same(
+            format!("downsample of {sensor} {q:?} [{from}, {to}) step {step}"),
+            |s| s.downsample(sensor, q, from, to, step),
+        )
     }
 
     fn assert_latest(&self, sensor: &str) -> usize {
@@ -85,10 +92,9 @@ impl Both {
             v.sort_by_key(|(q, _)| q.code());
             v
         };
-        let want = sorted(self.embedded.latest(sensor).unwrap());
-        let got = sorted(self.victoria.latest(sensor).unwrap());
-        assert_eq!(got, want, "latest of {sensor}");
-        got.len()
+        self.assert_same(format!("latest of {sensor}"), |s| {
+            s.latest(sensor).map(sorted)
+        })
     }
 }
 
@@ -113,6 +119,11 @@ fn reading(sensor: &str, q: Quantity, ts_ns: i64, value: f64, component: &str) -
         grid_cell: Some("grid 1".into()),
         department: Some("water,supply".into()),
     }
+}
+
+/// [`series`] of tilt, one reading a second.
+fn tilt_every_second(sensor: &str, t0: i64, n: i64, component: &str) -> Vec<StoredReading> {
+    series(sensor, Quantity::Tilt, t0, 1000 * MS, n, component)
 }
 
 /// `n` readings of `sensor`'s `q` every `every` from `t0` at irregular milliseconds, values
@@ -180,19 +191,15 @@ fn points_downsample_and_latest_answer_as_the_embedded_store_does() {
     both.write(&all);
 
     let end = t0 + 4 * DAY;
-    assert_eq!(
-        both.assert_points("MH-1", Quantity::Tilt, t0, end, 10_000),
-        864
-    );
-    assert_eq!(
-        both.assert_points("MH-2", Quantity::Tilt, t0, end, 10_000),
-        432
-    );
-    // The limit keeps the oldest points (the server's answer has them all).
-    assert_eq!(
-        both.assert_points("MH-1", Quantity::Tilt, t0, end, 100),
-        100
-    );
+    // The last: the limit keeps the oldest points (the server's answer has them all).
+    for (sensor, limit, n) in [
+        ("MH-1", 10_000, 864),
+        ("MH-2", 10_000, 432),
+        ("MH-1", 100, 100),
+    ] {
+        let got = both.assert_points(sensor, Quantity::Tilt, t0, end, limit);
+        assert_eq!(got, n, "{sensor} limit {limit}");
+    }
     // Bounds inside a millisecond, and a sub-range.
     let (a, b) = (t0 + 3 * HOUR + 1, t0 + 40 * HOUR + 999_999);
     assert!(both.assert_points("MH-1", Quantity::WaterLevel, a, b, 10_000) > 100);
@@ -208,14 +215,7 @@ fn points_downsample_and_latest_answer_as_the_embedded_store_does() {
 fn a_resent_batch_stores_no_duplicate_point() {
     let both = Both::start(|_| {});
     let t0 = ten_days_ago();
-    let batch = series(
-        "MH-7",
-        Quantity::Tilt,
-        t0,
-        1000 * MS,
-        500,
-        "3205080101000007",
-    );
+    let batch = tilt_every_second("MH-7", t0, 500, "3205080101000007");
     both.write(&batch);
     // The same batch again, as after a hub crash before its ack.
     both.write(&batch);
@@ -271,14 +271,7 @@ fn the_limit_keeps_the_oldest_points_even_when_every_response_must_be_small() {
     // 4 KiB per response: the 2000 points come in many windows.
     let both = Both::start(|c| c.response_bytes_max = 4096);
     let t0 = ten_days_ago();
-    both.write(&series(
-        "MH-3",
-        Quantity::Tilt,
-        t0,
-        1000 * MS,
-        2000,
-        "3205080101000003",
-    ));
+    both.write(&tilt_every_second("MH-3", t0, 2000, "3205080101000003"));
     let end = t0 + DAY;
     let before = exports_answered(&both.vm);
     assert_eq!(
@@ -290,15 +283,10 @@ fn the_limit_keeps_the_oldest_points_even_when_every_response_must_be_small() {
         asked > 10.0,
         "2000 points in {asked} exports of at most 4 KiB"
     );
-    assert_eq!(both.assert_points("MH-3", Quantity::Tilt, t0, end, 1), 1);
-    assert_eq!(
-        both.assert_points("MH-3", Quantity::Tilt, t0, end, 777),
-        777
-    );
-    assert_eq!(
-        both.assert_points("MH-3", Quantity::Tilt, t0, end, 10_000),
-        2000
-    );
+    for (limit, n) in [(1, 1), (777, 777), (10_000, 2000)] {
+        let got = both.assert_points("MH-3", Quantity::Tilt, t0, end, limit);
+        assert_eq!(got, n, "limit {limit}");
+    }
     assert!(both.assert_downsample("MH-3", Quantity::Tilt, t0, end, 90_000 * MS) > 20);
     assert_eq!(both.assert_latest("MH-3"), 1);
 }
@@ -307,14 +295,7 @@ fn the_limit_keeps_the_oldest_points_even_when_every_response_must_be_small() {
 fn an_empty_range_an_unknown_sensor_and_a_zero_limit_answer_nothing() {
     let both = Both::start(|_| {});
     let t0 = ten_days_ago();
-    both.write(&series(
-        "MH-4",
-        Quantity::Tilt,
-        t0,
-        1000 * MS,
-        50,
-        "3205080101000004",
-    ));
+    both.write(&tilt_every_second("MH-4", t0, 50, "3205080101000004"));
     let q = Quantity::Tilt;
     assert_eq!(both.assert_points("MH-4", q, t0, t0, 100), 0);
     assert_eq!(both.assert_points("MH-4", q, t0 + MS, t0, 100), 0);
@@ -377,14 +358,7 @@ fn a_server_that_is_down_or_mute_is_an_error_naming_it_not_a_hang() {
     // A server that goes away after answering, and comes back.
     let both = Both::start(|c| c.request_timeout_ms = 1000);
     let t0 = ten_days_ago();
-    both.write(&series(
-        "MH-5",
-        Quantity::Tilt,
-        t0,
-        1000 * MS,
-        10,
-        "3205080101000005",
-    ));
+    both.write(&tilt_every_second("MH-5", t0, 10, "3205080101000005"));
     assert_eq!(
         both.assert_points("MH-5", Quantity::Tilt, t0, t0 + DAY, 100),
         10

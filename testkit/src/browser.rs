@@ -1,6 +1,7 @@
 //! A real browser for the dashboard tests: headless Debian Chromium driven over WebDriver
-//! (chromedriver + fantoccini). One launcher, one element wait and one screenshot helper, so
-//! every browser test starts Chromium the same way and cleans it up the same way.
+//! (chromedriver + fantoccini). One launcher, one element wait (with click, choose and sign-in
+//! on top) and one screenshot helper, so every browser test starts Chromium the same way and
+//! cleans it up the same way.
 //!
 //! Invariant: chromedriver and every Chromium it starts live in a process group of their own,
 //! and that group is killed by its id when the [`DriverGroup`] drops — also when the test
@@ -27,6 +28,13 @@ pub fn chromium() -> Option<(PathBuf, PathBuf)> {
         find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"])?,
         find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])?,
     ))
+}
+
+/// [`chromium`]'s (browser, driver), failing the test with how to install them when missing.
+pub fn require_chromium() -> (PathBuf, PathBuf) {
+    chromium().unwrap_or_else(|| {
+        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps")
+    })
 }
 
 /// chromedriver and the Chromium it starts, in a process group of their own: dropping this
@@ -115,6 +123,68 @@ pub async fn find(c: &Client, css: &str, what: &str) -> Element {
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
+}
+
+/// `r`'s value, or a failure saying what was being done to what.
+fn done<T>(r: Result<T, fantoccini::error::CmdError>, doing: &str, what: &str) -> T {
+    r.unwrap_or_else(|e| panic!("{doing} {what}: {e}"))
+}
+
+/// Waits for `css` (as [`find`]) and clicks it.
+pub async fn click_shown(c: &Client, css: &str, what: &str) {
+    done(find(c, css, what).await.click().await, "click", what);
+}
+
+/// Waits for the `<select>` `css` (as [`find`]) and chooses its option `value`.
+pub async fn choose(c: &Client, css: &str, value: &str, what: &str) {
+    let select = find(c, css, what).await;
+    done(select.select_by_value(value).await, "choose in", what);
+}
+
+/// Waits for the input `css` (as [`find`]) and types `text` into it.
+pub async fn type_into(c: &Client, css: &str, text: &str, what: &str) {
+    done(
+        find(c, css, what).await.send_keys(text).await,
+        "type into",
+        what,
+    );
+}
+
+/// Signs in to the dashboard at `base` (`http://127.0.0.1:<port>`) with `token`: the sign-in
+/// form, its submit button, then the overview must show.
+pub async fn sign_in(c: &Client, base: &str, token: &str) {
+    c.goto(base).await.expect("navigate");
+    type_into(c, "#token", token, "the sign-in form").await;
+    click_shown(c, "#signin-submit", "the submit button").await;
+    find(c, "#view-overview", "the overview after sign-in").await;
+}
+
+/// On the dashboard's open event page: chooses `action` (and `department`), writes `note` and
+/// submits.
+pub async fn act_on_event(c: &Client, action: &str, department: Option<&str>, note: Option<&str>) {
+    choose(c, "#act-action", action, "the action form").await;
+    if let Some(d) = department {
+        choose(c, "#act-department", d, "the department select").await;
+    }
+    if let Some(n) = note {
+        type_into(c, "#act-note", n, "the note").await;
+    }
+    click_shown(c, "#act-submit", "the action's submit button").await;
+}
+
+/// Waits for the dashboard's open event page to show the event in `status`.
+pub async fn event_shows(c: &Client, status: &str, what: &str) {
+    let css = format!("#event-detail [data-status=\"{status}\"]");
+    find(c, &css, what).await;
+}
+
+/// The text of every element `css` matches now, in page order.
+pub async fn texts(c: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in c.find_all(Locator::Css(css)).await.expect("find_all") {
+        out.push(e.text().await.expect("text"));
+    }
+    out
 }
 
 /// `target/screenshots/` (under `CARGO_TARGET_DIR` when set), created if missing.

@@ -6,6 +6,7 @@
 //! Everything a launcher starts binds a free loopback port, keeps its files in a temp dir and is
 //! killed by its PID when its guard drops — never by name.
 
+pub mod bench;
 pub mod browser;
 pub mod certs;
 pub mod clock;

@@ -4,4 +4,5 @@
 
 pub mod cluster;
 pub mod proxy;
+pub mod seeded_hub;
 pub mod system;

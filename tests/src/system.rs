@@ -143,6 +143,14 @@ impl Hub {
         Ok(())
     }
 
+    /// [`Hub::prepare`] with no extra config, started, and a site broker next to it: what most
+    /// single-box stories begin with.
+    pub fn started_with_site(dir: &Path) -> anyhow::Result<(Hub, Mosquitto)> {
+        let mut hub = Hub::prepare(dir, "")?;
+        hub.start()?;
+        Ok((hub, Mosquitto::start()))
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.kill9();

@@ -23,16 +23,20 @@
 
 mod common;
 
-use common::checks::{list_events, vm_compare, VmDiff, EXPECTED_EVENTS};
-use common::webhook::{id_string, Receiver, WEBHOOK_SECRET};
+use common::checks::{
+    assert_demo_events_once, assert_webhooks_delivered, demo_stream_args, list_events, vm_compare,
+    VmDiff,
+};
+use common::webhook::Receiver;
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use wangge_testkit::process::run_ok;
 use wangge_testkit::SplitMix64 as Rng;
 use wangge_tests::cluster::{Cluster, ACK_TIMEOUT_MS, EDGES, LEASE_TTL_MS};
 use wangge_tests::proxy::Mode;
 use wangge_tests::system::{
-    night_start_ms, sensor_components, simulate, wait_every, wait_observing, Hub, ADMIN_TOKEN,
+    night_start_ms, simulate, wait_every, wait_observing, Hub, ADMIN_TOKEN,
 };
 
 const DEFAULT_SEED: u64 = 8;
@@ -177,41 +181,14 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
     c.wait_every_edge_owned(Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
     let receiver = Receiver::start();
-    let sub = reqwest::blocking::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{}/api/v1/subscriptions",
-            c.hubs[0].http
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({
-            "url": format!("http://127.0.0.1:{}/hook", receiver.port),
-            "secret": WEBHOOK_SECRET,
-        }))
-        .send()
-        .unwrap();
-    assert_eq!(sub.status().as_u16(), 201, "webhook subscription created");
+    receiver.subscribe_to(c.hubs[0].http);
 
-    let args: Vec<String> = [
-        "--scenario",
-        "config/scenarios/demo.toml",
-        "--profiles",
-        "canonical,acme,gridsense",
-        "--interval-scale",
-        "0.1",
-        "--seed",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        seed.to_string(),
-        "--start".to_string(),
-        night_start_ms().to_string(),
-        "--duration".to_string(),
-        format!("{}s", STREAM.as_secs()),
-        "--mqtt".to_string(),
-        format!("127.0.0.1:{}", c.site.port),
-    ])
-    .collect();
+    let args = demo_stream_args(
+        night_start_ms(),
+        STREAM,
+        c.site.port,
+        &["--seed".to_string(), seed.to_string()],
+    );
     let sim_dir = c.dir.path().to_path_buf();
     let t0 = Instant::now();
     let sim = std::thread::spawn(move || simulate(&sim_dir, "stream", &args));
@@ -237,18 +214,10 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
 
     check_readings(&c, &record);
     check_completeness(&c);
-    let events = check_events(&c);
-    check_webhooks(&c, &receiver, &events);
+    let events = assert_demo_events_once(|| list_events(c.live_hub()).ok(), || c.logs());
+    assert_webhooks_delivered(&receiver, &events, || c.logs());
     // The operator's view, from PostgreSQL, without a running hub in between.
-    let out = c.hubs[0]
-        .cli(&["cluster", "status", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&mut c.hubs[0].cli(&["cluster", "status", "--json"]));
     let status: Json = serde_json::from_slice(&out.stdout).unwrap();
     let members = status["members"].as_array().unwrap();
     assert_eq!(members.len(), HUBS, "{status:#}");
@@ -363,101 +332,6 @@ fn check_readings(c: &Cluster, record: &[wangge_testkit::record::Recorded]) {
             c.logs()
         );
     }
-}
-
-fn check_events(c: &Cluster) -> Vec<Json> {
-    let sc = sensor_components().unwrap();
-    let want: BTreeSet<(String, String)> = EXPECTED_EVENTS
-        .iter()
-        .map(|(s, t)| (sc[*s].clone(), t.to_string()))
-        .collect();
-    let keys = |evs: &[Json]| -> BTreeMap<(String, String), Vec<Json>> {
-        let mut m: BTreeMap<(String, String), Vec<Json>> = BTreeMap::new();
-        for e in evs {
-            m.entry((
-                e["component_id"].as_str().unwrap_or("").to_string(),
-                e["type"].as_str().unwrap_or("").to_string(),
-            ))
-            .or_default()
-            .push(e.clone());
-        }
-        m
-    };
-    let (raised, events) = wait_observing(
-        "every demo incident's event",
-        Duration::from_secs(60),
-        Duration::from_secs(1),
-        || list_events(c.live_hub()).ok(),
-        |events| {
-            let have = keys(events);
-            want.iter().all(|k| have.contains_key(k))
-        },
-    );
-    let by_key = keys(&events);
-    assert!(
-        raised.is_ok(),
-        "events missing: {:?}{}",
-        want.iter()
-            .filter(|k| !by_key.contains_key(*k))
-            .collect::<Vec<_>>(),
-        c.logs()
-    );
-    let unexpected: Vec<_> = by_key
-        .keys()
-        .filter(|k| !want.contains(*k) && k.1 != "device.offline")
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "events nobody caused: {unexpected:?}"
-    );
-    for k in &want {
-        assert_eq!(
-            by_key[k].len(),
-            1,
-            "{k:?}: exactly one event across the cluster: {:#?}",
-            by_key[k]
-        );
-    }
-    events
-}
-
-fn check_webhooks(c: &Cluster, receiver: &Receiver, events: &[Json]) {
-    let latest: BTreeMap<String, u64> = events
-        .iter()
-        .map(|e| (id_string(&e["id"]), e["version"].as_u64().unwrap_or(0)))
-        .collect();
-    let delivered = wait_every(
-        "every event's latest version at the webhook receiver",
-        Duration::from_secs(120),
-        Duration::from_millis(500),
-        || {
-            let got = receiver.accepted.lock().unwrap();
-            latest
-                .iter()
-                .all(|(id, v)| {
-                    got.iter()
-                        .any(|d| &d.header_event_id == id && d.version >= *v)
-                })
-                .then_some(())
-        },
-    );
-    let got = receiver.accepted.lock().unwrap().clone();
-    assert!(
-        delivered.is_ok(),
-        "events whose latest version never reached the webhook receiver: {:?}{}",
-        latest
-            .iter()
-            .filter(|(id, v)| !got
-                .iter()
-                .any(|d| &&d.header_event_id == id && d.version >= **v))
-            .collect::<Vec<_>>(),
-        c.logs()
-    );
-    let bad: Vec<_> = got
-        .iter()
-        .filter(|d| !d.signature_ok || d.header_event_id != d.body_id)
-        .collect();
-    assert!(bad.is_empty(), "bad signature or id header: {bad:#?}");
 }
 
 #[test]

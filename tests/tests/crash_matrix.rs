@@ -29,10 +29,12 @@
 
 mod common;
 
-use common::checks::{list_events, vm_compare, VmDiff, EXPECTED_EVENTS};
-use common::webhook::{id_string, Mode, Receiver, WEBHOOK_SECRET};
-use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet};
+use common::checks::{
+    assert_demo_events_once, assert_webhooks_delivered, demo_stream_args, list_events, vm_compare,
+    VmDiff,
+};
+use common::webhook::{id_string, Mode, Receiver};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,8 +42,7 @@ use wangge_testkit::record::Recorded;
 use wangge_testkit::SplitMix64 as Rng;
 use wangge_testkit::{free_port, metric_sum, wait_for, Mosquitto, VictoriaMetrics};
 use wangge_tests::system::{
-    self, assert_stream_recorded, night_start_ms, sensor_components, simulate, wait_every,
-    wait_observing, Edge, Hub, ADMIN_TOKEN,
+    self, assert_stream_recorded, night_start_ms, simulate, wait_observing, Edge, Hub,
 };
 
 /// The seed when `WANGGE_CRASH_SEED` is not set (printed at start). Chosen because its first hub
@@ -346,41 +347,11 @@ fn run(schedule: &Schedule) {
     edge.start().unwrap();
     let edge_data = d.join("edge-data");
     let receiver = Receiver::start();
-    let sub = reqwest::blocking::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{}/api/v1/subscriptions",
-            hub.http
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({
-            "url": format!("http://127.0.0.1:{}/hook", receiver.port),
-            "secret": WEBHOOK_SECRET,
-        }))
-        .send()
-        .unwrap();
-    assert_eq!(sub.status().as_u16(), 201, "webhook subscription created");
+    receiver.subscribe_to(hub.http);
 
     let sim_start_ms = night_start_ms();
     // The stream: demo incidents at 10× speed, MQTT sensors with their own clocks.
-    let args: Vec<String> = [
-        "--scenario",
-        "config/scenarios/demo.toml",
-        "--profiles",
-        "canonical,acme,gridsense",
-        "--interval-scale",
-        "0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--start".to_string(),
-        sim_start_ms.to_string(),
-        "--duration".to_string(),
-        format!("{}s", schedule.stream.as_secs()),
-        "--mqtt".to_string(),
-        format!("127.0.0.1:{}", site.port),
-    ])
-    .collect();
+    let args = demo_stream_args(sim_start_ms, schedule.stream, site.port, &[]);
     let sim_dir = d.to_path_buf();
     let t0 = Instant::now();
     let sim = std::thread::spawn(move || simulate(&sim_dir, "stream", &args));
@@ -581,110 +552,14 @@ fn run(schedule: &Schedule) {
          the known gap: readings stored and acked before the rules thread evaluated them are not \
          re-evaluated after a hub kill -9 (helper rules-replay is fixing hub/src/ingest)"
     );
-    let sc = sensor_components().unwrap();
-    let want: BTreeSet<(String, String)> = EXPECTED_EVENTS
-        .iter()
-        .map(|(s, t)| (sc[*s].clone(), t.to_string()))
-        .collect();
-    let keys = |evs: &[Json]| -> BTreeMap<(String, String), Vec<Json>> {
-        let mut m: BTreeMap<(String, String), Vec<Json>> = BTreeMap::new();
-        for e in evs {
-            m.entry((
-                e["component_id"].as_str().unwrap_or("").to_string(),
-                e["type"].as_str().unwrap_or("").to_string(),
-            ))
-            .or_default()
-            .push(e.clone());
-        }
-        m
-    };
-    let (raised, events) = wait_observing(
-        "every demo incident's event",
-        Duration::from_secs(60),
-        Duration::from_secs(1),
+    let events = assert_demo_events_once(
         || list_events(&hub).ok(),
-        |events| {
-            let have = keys(events);
-            want.iter().all(|k| have.contains_key(k))
-        },
+        || format!("{known_gap}\nhub log: {}", hub.log_tail()),
     );
-    let by_key = keys(&events);
-    if raised.is_err() {
-        let missing: Vec<_> = want.iter().filter(|k| !by_key.contains_key(*k)).collect();
-        panic!(
-            "events missing: {missing:?}\n{known_gap}\nhub log: {}",
-            hub.log_tail()
-        );
-    }
-    // All sensors fall silent when the stream ends: device.offline after 3 intervals is right;
-    // the matrix kills the edge, so its edge.offline is right too.
-    let unexpected: Vec<_> = by_key
-        .keys()
-        .filter(|k| !want.contains(*k) && k.1 != "device.offline" && k.1 != "edge.offline")
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "events nobody caused: {unexpected:?}"
-    );
-    for k in &want {
-        assert_eq!(
-            by_key[k].len(),
-            1,
-            "{k:?}: exactly one event (one active per component and type, none raised twice): {:#?}",
-            by_key[k]
-        );
-    }
 
     // 5. Webhooks: every event reached the receiver, signed, in its latest version; duplicates
     //    carry the event's id.
-    let latest: BTreeMap<String, u64> = events
-        .iter()
-        .map(|e| (id_string(&e["id"]), e["version"].as_u64().unwrap_or(0)))
-        .collect();
-    let delivered = wait_every(
-        "every event's latest version at the webhook receiver",
-        Duration::from_secs(120),
-        Duration::from_millis(500),
-        || {
-            let got = receiver.accepted.lock().unwrap();
-            let ok = latest.iter().all(|(id, v)| {
-                got.iter()
-                    .any(|d| &d.header_event_id == id && d.version >= *v)
-            });
-            drop(got);
-            ok.then_some(())
-        },
-    );
-    let got = receiver.accepted.lock().unwrap().clone();
-    let answered_503 = *receiver.refused_503.lock().unwrap();
-    let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
-    for g in &got {
-        *per_id.entry(g.header_event_id.as_str()).or_default() += 1;
-    }
-    println!(
-        "webhooks: {} deliveries accepted for {} events ({} answered 503 during the outage); per event: {per_id:?}",
-        got.len(),
-        latest.len(),
-        answered_503
-    );
-    assert!(
-        delivered.is_ok(),
-        "events whose latest version never reached the webhook receiver: {:?}",
-        latest
-            .iter()
-            .filter(|(id, v)| !got
-                .iter()
-                .any(|d| &&d.header_event_id == id && d.version >= **v))
-            .collect::<Vec<_>>()
-    );
-    let bad: Vec<_> = got
-        .iter()
-        .filter(|d| !d.signature_ok || d.header_event_id != d.body_id)
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "deliveries with a bad signature or an id header that is not the body's id: {bad:#?}"
-    );
+    let got = assert_webhooks_delivered(&receiver, &events, String::new);
     // Listed again: device.offline events may have been raised since (the sensors are silent).
     let known: BTreeSet<String> = list_events(&hub)
         .unwrap()

@@ -10,106 +10,23 @@
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
 use fantoccini::{Client, Locator};
-use protocol::uplink::{mac_key, topics, EdgeStatus, Quality, Reading, ReadingFlags, UplinkBatch};
+use protocol::uplink::{EdgeStatus, Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{Event, Packet};
 use serde_json::{json, Value as Json};
-use std::path::Path;
 use std::time::{Duration, Instant};
-use wangge_testkit::browser::{browser, chromium, find, shot};
-use wangge_testkit::hub::HubServe;
-use wangge_testkit::{bin, now_ns, workspace_root, Proc};
+use wangge_testkit::browser::{
+    act_on_event, browser, event_shows, find, require_chromium, shot, sign_in,
+};
+use wangge_testkit::now_ns;
+use wangge_tests::seeded_hub::{next_event, SeededHub, SEED_EDGE, WAIT};
 
 /// The seed's water-supply manhole cover on MH-0001, owned by 水务 (sw), in grid 120111001001.
 const COMPONENT: &str = "1201110101000001";
 const SENSOR: &str = "MH-0001";
-const EDGE: &str = "edge-xq-01";
+const EDGE: &str = SEED_EDGE;
 /// The version the test's edge reports in its status.
 const EDGE_VERSION: &str = "0.1.0-dashboard-test";
-/// How long any one browser or API condition may take before the test fails.
-const WAIT_S: u64 = 30;
-
-/// Runs a `hub` CLI command on `data`, returning its stdout (the printed secret or token).
-fn hub_cli(data: &Path, args: &[&str]) -> String {
-    wangge_testkit::hub::cli(&bin("hub"), data, args)
-}
-
-struct Hub {
-    proc: Proc,
-    http: u16,
-    mqtt: u16,
-    admin: String,
-    sw: String,
-    xf: String,
-    edge_secret: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Hub {
-    fn start() -> Hub {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        let seed = workspace_root().join("config/registry");
-        hub_cli(
-            &data,
-            &["registry", "import", seed.to_str().expect("utf-8 path")],
-        );
-        let edge_secret = hub_cli(&data, &["edge", "add", EDGE]);
-        let admin = hub_cli(&data, &["token", "add", "--scope", "admin"]);
-        let sw = hub_cli(
-            &data,
-            &["token", "add", "--scope", "write", "--department", "sw"],
-        );
-        let xf = hub_cli(
-            &data,
-            &["token", "add", "--scope", "write", "--department", "xf"],
-        );
-        let serve = HubServe::config(&bin("hub"), &dir.path().join("hub.log"))
-            .data_dir(&data)
-            .cwd(dir.path())
-            .timeout(Duration::from_secs(WAIT_S))
-            .answering()
-            .start()
-            .expect("start hub");
-        let (proc, http, mqtt) = (serve.proc, serve.http, serve.mqtt);
-        Hub {
-            proc,
-            http,
-            mqtt,
-            admin,
-            sw,
-            xf,
-            edge_secret,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http)
-    }
-
-    async fn api(&self, token: &str, path: &str) -> (u16, Json) {
-        let resp = reqwest::Client::new()
-            .get(self.url(&format!("/api/v1/{path}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("hub answers");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Json::Null))
-    }
-}
-
-/// An MQTT connection to the hub's broker as the seed's edge, signed in with its secret.
-fn edge_client(hub: &Hub, max_packet: Option<usize>, cap: usize) -> (AsyncClient, EventLoop) {
-    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", hub.mqtt);
-    opts.set_credentials(EDGE, &hub.edge_secret);
-    opts.set_keep_alive(Duration::from_secs(10));
-    if let Some(max) = max_packet {
-        opts.set_max_packet_size(max, max);
-    }
-    AsyncClient::new(opts, cap)
-}
 
 /// The edge's status as the edges page shows it: version and the backlog still to send.
 /// Freshness: each status must be newer than the last for the hub to take it, so `counter`
@@ -129,85 +46,12 @@ fn edge_status(epoch: u64, backlog_readings: u64, backlog_bytes: u64) -> EdgeSta
     }
 }
 
-/// Queues `status` on the edge's status topic.
-async fn queue_status(client: &AsyncClient, status: &EdgeStatus, key: &[u8; 32]) {
-    client
-        .publish(
-            topics::status(EDGE),
-            QoS::AtLeastOnce,
-            false,
-            status.seal(key),
-        )
-        .await
-        .expect("publish queued");
-}
-
-/// The next event of `el`, failing the test if the connection makes no progress in WAIT_S.
-async fn next_event(el: &mut EventLoop) -> Result<Event, rumqttc::ConnectionError> {
-    tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
-        .await
-        .expect("MQTT progress")
-}
-
-/// Publishes `readings` as the seed's edge (sealed with its secret) and waits for every ack:
-/// only then are they stored.
-async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
-    let (client, mut el) = edge_client(hub, Some(1 << 20), 100);
-    client
-        .subscribe(topics::acks(EDGE), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe queued");
-    let key = mac_key(&hub.edge_secret);
-    let epoch = 1;
-    let chunks: Vec<Vec<Reading>> = readings.chunks(200).map(|c| c.to_vec()).collect();
-    let batches = chunks.len();
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    let mut subscribed = false;
-    let mut acked = std::collections::BTreeSet::new();
-    while acked.len() < batches {
-        assert!(
-            Instant::now() < deadline,
-            "acks {acked:?} of {batches} batches"
-        );
-        match next_event(&mut el).await {
-            Ok(Event::Incoming(Packet::SubAck(_))) if !subscribed => {
-                subscribed = true;
-                for (i, chunk) in chunks.iter().enumerate() {
-                    let b = UplinkBatch {
-                        edge_id: EDGE.into(),
-                        epoch,
-                        seq: i as u64 + 1,
-                        readings: chunk.clone(),
-                        gaps: vec![],
-                    };
-                    client
-                        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, b.seal(&key))
-                        .await
-                        .expect("publish queued");
-                }
-                queue_status(&client, &edge_status(epoch, 1200, 96 * 1024), &key).await;
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Ok(a) = protocol::uplink::Ack::open(&p.payload, &key, EDGE) {
-                    acked.insert(a.seq);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => panic!(
-                "edge connection failed: {e}; hub log: {}",
-                hub.proc.log_tail(3000)
-            ),
-        }
-    }
-    let _ = client.disconnect().await;
-}
-
 /// Reports the edge's status (version, backlog) as the edge would, waiting for the broker's
 /// PubAck.
-async fn publish_status(hub: &Hub, backlog_readings: u64) {
-    let (client, mut el) = edge_client(hub, None, 10);
+async fn publish_status(hub: &SeededHub, backlog_readings: u64) {
+    let (client, mut el) = hub.edge_client(10);
     let status = edge_status(1, backlog_readings, backlog_readings * 80);
-    queue_status(&client, &status, &mac_key(&hub.edge_secret)).await;
+    hub.queue_status(&client, &status).await;
     loop {
         match next_event(&mut el).await {
             Ok(Event::Incoming(Packet::PubAck(_))) => break,
@@ -280,16 +124,10 @@ async fn text_of(c: &Client, css: &str, what: &str) -> String {
     find(c, css, what).await.text().await.expect("text")
 }
 
-/// Waits for the open event's page to show it in `status`.
-async fn event_shows(c: &Client, status: &str, what: &str) {
-    let css = format!("#event-detail [data-status=\"{status}\"]");
-    find(c, &css, what).await;
-}
-
 /// Navigates to the dashboard's page `hash` and waits for `css`, the sign that it is shown.
 async fn open(
     c: &Client,
-    hub: &Hub,
+    hub: &SeededHub,
     hash: &str,
     css: &str,
     what: &str,
@@ -298,13 +136,6 @@ async fn open(
         .await
         .expect("navigate");
     find(c, css, what).await
-}
-
-async fn sign_in(c: &Client, hub: &Hub, token: &str) {
-    let input = open(c, hub, "", "#token", "the sign-in form").await;
-    input.send_keys(token).await.expect("type token");
-    click(c, "#signin-submit", "the submit button").await;
-    find(c, "#view-overview", "the overview after sign-in").await;
 }
 
 /// Switches the interface to `lang` with the header's button; the navigation then reads
@@ -323,8 +154,8 @@ async fn switch_language(c: &Client, lang: &str, overview: &str) {
 }
 
 /// The ids of the events `token` is shown by `GET /api/v1/events`, with the body for messages.
-async fn visible_event_ids(hub: &Hub, token: &str) -> (Vec<i64>, Json) {
-    let (_, v) = hub.api(token, "events").await;
+async fn visible_event_ids(hub: &SeededHub, token: &str) -> (Vec<i64>, Json) {
+    let (_, v) = hub.get(token, "events").await;
     let ids = v["items"]
         .as_array()
         .map(|a| a.iter().filter_map(|e| e["id"].as_i64()).collect())
@@ -332,64 +163,23 @@ async fn visible_event_ids(hub: &Hub, token: &str) -> (Vec<i64>, Json) {
     (ids, v)
 }
 
-/// Chooses `action` (and `department`), writes `note` and submits on the open event.
-async fn act(c: &Client, action: &str, department: Option<&str>, note: &str) {
-    let action_sel = find(c, "#act-action", "the action form").await;
-    action_sel
-        .select_by_value(action)
-        .await
-        .expect("choose action");
-    if let Some(d) = department {
-        present(c, "#act-department", "the department select")
-            .await
-            .select_by_value(d)
-            .await
-            .expect("choose department");
-    }
-    present(c, "#act-note", "the note")
-        .await
-        .send_keys(note)
-        .await
-        .expect("type note");
-    click(c, "#act-submit", "the action's submit button").await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does_not_see_it() {
-    let Some((chromium_bin, driver_bin)) = chromium() else {
-        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
-    };
-    let hub = Hub::start();
-    send_as_edge(&hub, displaced_cover_readings()).await;
+    let (chromium_bin, driver_bin) = require_chromium();
+    let hub = SeededHub::started(None);
+    hub.send_as_edge(
+        displaced_cover_readings(),
+        Some(&edge_status(1, 1200, 96 * 1024)),
+    )
+    .await;
 
     // The events engine raises manhole.displaced from these readings.
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    let id = loop {
-        let (status, v) = hub
-            .api(&hub.admin, &format!("events?component={COMPONENT}"))
-            .await;
-        assert_ne!(status, 404, "the hub does not serve /api/v1/events");
-        let found = v["items"].as_array().and_then(|items| {
-            items
-                .iter()
-                .find(|e| e["type"] == "manhole.displaced")
-                .and_then(|e| e["id"].as_i64())
-        });
-        if let Some(id) = found {
-            break id;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no manhole.displaced event for {COMPONENT}: {v}; hub log: {}",
-            hub.proc.log_tail(3000)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let id = hub.raised_event(COMPONENT, "manhole.displaced").await;
     // The event puts its component in alarm (the registry status follows the events).
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    let deadline = Instant::now() + WAIT;
     loop {
         let (_, comp) = hub
-            .api(&hub.admin, &format!("components/{COMPONENT}"))
+            .get(&hub.admin, &format!("components/{COMPONENT}"))
             .await;
         if comp["status"] == "alarm" {
             break;
@@ -416,7 +206,7 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     shot(&c, "signin").await;
 
     // Overview: counts and open events.
-    sign_in(&c, &hub, &hub.admin).await;
+    sign_in(&c, &hub.url("/"), &hub.admin).await;
     let open_row = format!("#open-events tr[data-event=\"{id}\"]");
     find_each(
         &c,
@@ -433,7 +223,7 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     open(&c, &hub, "#/map", &dot_css, "the alarm on the map").await;
     shot(&c, "map").await;
     // A live update may redraw the map between finding the dot and clicking it: find again.
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    let deadline = Instant::now() + WAIT;
     loop {
         let dot = find(&c, &dot_css, "the alarm on the map").await;
         if dot.click().await.is_ok() {
@@ -483,9 +273,9 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     let event_page = format!("#/events/{id}");
     let open_event = "#event-detail [data-status=\"open\"]";
     open(&c, &hub, &event_page, open_event, "the open event").await;
-    act(&c, "acknowledge", None, "已到现场核实").await;
+    act_on_event(&c, "acknowledge", None, Some("已到现场核实")).await;
     event_shows(&c, "acknowledged", "the acknowledged status").await;
-    act(&c, "dispatch", Some("cg"), "请城管处置").await;
+    act_on_event(&c, "dispatch", Some("cg"), Some("请城管处置")).await;
     event_shows(&c, "dispatched", "the dispatched status").await;
     find(
         &c,
@@ -506,20 +296,20 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     assert!(resp.status().is_success(), "start: {}", resp.status());
     event_shows(&c, "in_progress", "the live in_progress status").await;
     // An action the state does not allow shows the hub's 409 message.
-    act(&c, "close", None, "").await;
+    act_on_event(&c, "close", None, Some("")).await;
     let refusal = "the refusal of a disallowed action";
     let text = text_of(&c, "#act-message.error", refusal).await;
     assert!(!text.is_empty(), "409 message shown");
     shot(&c, "events").await;
-    let (_, v) = hub.api(&hub.admin, &format!("events/{id}")).await;
+    let (_, v) = hub.get(&hub.admin, &format!("events/{id}")).await;
     assert_eq!(v["status"], "in_progress", "{v}");
     assert_eq!(v["department"], "cg", "{v}");
 
     let edge_row = format!("#edges tr[data-edge=\"{EDGE}\"]");
     open(&c, &hub, "#/edges", &edge_row, "the edge row").await;
     // The status the edge reported (version, backlog) reaches the page; the page refreshes
-    // itself every 10 s, so wait up to WAIT_S.
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    // itself every 10 s, so wait up to WAIT.
+    let deadline = Instant::now() + WAIT;
     loop {
         let row = find(&c, &edge_row, "the edge row").await;
         let text = row.text().await.unwrap_or_default();
@@ -559,7 +349,7 @@ async fn a_manager_acts_on_an_alarm_in_the_dashboard_and_another_department_does
     assert!(ids.contains(&id), "sw (owner) does not see event {id}: {v}");
 
     click(&c, "#signout", "sign out").await;
-    sign_in(&c, &hub, &hub.xf).await;
+    sign_in(&c, &hub.url("/"), &hub.xf).await;
     open(&c, &hub, "#/events", "#event-list h2", "the xf events list").await;
     assert!(
         c.find(Locator::Css(&format!(

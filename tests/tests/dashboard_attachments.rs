@@ -11,24 +11,21 @@
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
-use fantoccini::Client;
-use protocol::uplink::{mac_key, topics, Quality, Reading, ReadingFlags, UplinkBatch};
+use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use wangge_testkit::browser::{browser, chromium, find, shot};
-use wangge_testkit::hub::HubServe;
-use wangge_testkit::{bin, now_ns, workspace_root};
+use wangge_testkit::browser::{
+    act_on_event, browser, event_shows, find, require_chromium, shot, sign_in,
+};
+use wangge_testkit::{now_ns, workspace_root};
+use wangge_tests::seeded_hub::{SeededHub, WAIT};
 
 /// The seed's water-supply manhole cover on MH-0001, owned by 水务 (sw).
 const COMPONENT: &str = "1201110101000001";
 const SENSOR: &str = "MH-0001";
-const EDGE: &str = "edge-xq-01";
-/// How long any one browser or API condition may take before the test fails.
-const WAIT_S: u64 = 30;
 /// The evidence rule the hub is configured with; the refusal must name it.
 const RULE: &str = "处置后照片";
 
@@ -36,94 +33,13 @@ fn photo_path() -> PathBuf {
     workspace_root().join("hub/events/tests/fixtures/after-repair.png")
 }
 
-/// A seeded data dir, its tokens, and the hub serving it (restartable on the same dir).
-struct Hub {
-    serve: Option<HubServe>,
-    dir: tempfile::TempDir,
-    edge_secret: String,
-    admin: String,
-    sw: String,
-    xf: String,
+/// What this story does on the hub besides the seeded hub's calls.
+trait CaseWork {
+    async fn act(&self, id: i64, body: Json);
+    async fn photo(&self, token: &str, id: i64, att: i64) -> (u16, Vec<u8>);
 }
 
-impl Hub {
-    fn new() -> Hub {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        let cli = |args: &[&str]| wangge_testkit::hub::cli(&bin("hub"), &data, args);
-        let seed = workspace_root().join("config/registry");
-        cli(&["registry", "import", seed.to_str().expect("utf-8 path")]);
-        let edge_secret = cli(&["edge", "add", EDGE]);
-        let admin = cli(&["token", "add", "--scope", "admin"]);
-        let sw = cli(&["token", "add", "--scope", "write", "--department", "sw"]);
-        let xf = cli(&["token", "add", "--scope", "write", "--department", "xf"]);
-        std::fs::write(
-            dir.path().join("hub.toml"),
-            format!("[[events.attachments.require]]\nname = \"{RULE}\"\nevent_types = [\"manhole.*\"]\n"),
-        )
-        .expect("write hub.toml");
-        let mut hub = Hub {
-            serve: None,
-            dir,
-            edge_secret,
-            admin,
-            sw,
-            xf,
-        };
-        hub.start();
-        hub
-    }
-
-    fn start(&mut self) {
-        let serve = HubServe::config(&bin("hub"), &self.dir.path().join("hub.log"))
-            .config_file(&self.dir.path().join("hub.toml"))
-            .data_dir(&self.dir.path().join("data"))
-            .cwd(self.dir.path())
-            .timeout(Duration::from_secs(WAIT_S))
-            .answering()
-            .start()
-            .expect("start hub");
-        self.serve = Some(serve);
-    }
-
-    /// `kill -9`, then the same binary on the same data dir.
-    fn restart(&mut self) {
-        if let Some(mut s) = self.serve.take() {
-            s.proc.kill9();
-        }
-        self.start();
-    }
-
-    fn serve(&self) -> &HubServe {
-        self.serve.as_ref().expect("hub running")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.serve().base())
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        token: &str,
-        path: &str,
-        body: Option<Json>,
-    ) -> (u16, Json) {
-        let mut req = reqwest::Client::new()
-            .request(method, self.url(&format!("/api/v1/{path}")))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("hub answers");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Json::Null))
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (u16, Json) {
-        self.call(reqwest::Method::GET, token, path, None).await
-    }
-
+impl CaseWork for SeededHub {
     async fn act(&self, id: i64, body: Json) {
         let (status, v) = self
             .call(
@@ -176,105 +92,15 @@ fn displaced_cover_readings() -> Vec<Reading> {
     out
 }
 
-/// Publishes `readings` as the seed's edge, sealed with its secret, and waits for every ack.
-async fn send_as_edge(hub: &Hub, readings: Vec<Reading>) {
-    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", hub.serve().mqtt);
-    opts.set_credentials(EDGE, &hub.edge_secret);
-    opts.set_keep_alive(Duration::from_secs(10));
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut el) = AsyncClient::new(opts, 100);
-    client
-        .subscribe(topics::acks(EDGE), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe queued");
-    let key = mac_key(&hub.edge_secret);
-    let chunks: Vec<Vec<Reading>> = readings.chunks(200).map(|c| c.to_vec()).collect();
-    let mut acked = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    while acked.len() < chunks.len() {
-        assert!(
-            Instant::now() < deadline,
-            "acks {acked:?} of {}",
-            chunks.len()
-        );
-        let ev = tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
-            .await
-            .expect("MQTT progress");
-        match ev {
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                for (i, chunk) in chunks.iter().enumerate() {
-                    let b = UplinkBatch {
-                        edge_id: EDGE.into(),
-                        epoch: 1,
-                        seq: i as u64 + 1,
-                        readings: chunk.clone(),
-                        gaps: vec![],
-                    };
-                    client
-                        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, b.seal(&key))
-                        .await
-                        .expect("publish queued");
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Ok(a) = protocol::uplink::Ack::open(&p.payload, &key, EDGE) {
-                    acked.insert(a.seq);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => panic!(
-                "edge connection: {e}; hub log: {}",
-                hub.serve().proc.log_tail(3000)
-            ),
-        }
-    }
-    let _ = client.disconnect().await;
-}
-
-/// The id of the `manhole.displaced` event the readings raised.
-async fn raised_event(hub: &Hub) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    loop {
-        let (_, v) = hub
-            .get(&hub.admin, &format!("events?component={COMPONENT}"))
-            .await;
-        let found = v["items"].as_array().and_then(|items| {
-            items
-                .iter()
-                .find(|e| e["type"] == "manhole.displaced")
-                .and_then(|e| e["id"].as_i64())
-        });
-        if let Some(id) = found {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "no manhole.displaced event: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Chooses `action` and submits it on the open event page.
-async fn act_in_page(c: &Client, action: &str) {
-    find(c, "#act-action", "the action form")
-        .await
-        .select_by_value(action)
-        .await
-        .expect("choose action");
-    find(c, "#act-submit", "the submit button")
-        .await
-        .click()
-        .await
-        .expect("submit");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub_restart() {
-    let Some((chromium_bin, driver_bin)) = chromium() else {
-        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
-    };
+    let (chromium_bin, driver_bin) = require_chromium();
     let photo = std::fs::read(photo_path()).expect("fixture photo");
-    let mut hub = Hub::new();
-    send_as_edge(&hub, displaced_cover_readings()).await;
-    let id = raised_event(&hub).await;
+    let mut hub = SeededHub::started(Some(&format!(
+        "[[events.attachments.require]]\nname = \"{RULE}\"\nevent_types = [\"manhole.*\"]\n"
+    )));
+    hub.send_as_edge(displaced_cover_readings(), None).await;
+    let id = hub.raised_event(COMPONENT, "manhole.displaced").await;
 
     // The served OpenAPI document lists the attachment routes.
     let (_, doc) = hub.get(&hub.admin, "openapi.json").await;
@@ -301,31 +127,15 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
     let dir = tempfile::tempdir().expect("temp dir");
     let (_driver, c) = browser(&driver_bin, &chromium_bin, dir.path(), "1400,1000").await;
     c.set_window_size(1400, 1000).await.expect("window size");
-    c.goto(&hub.url("/")).await.expect("navigate");
-    find(&c, "#token", "the sign-in form")
-        .await
-        .send_keys(&hub.sw)
-        .await
-        .expect("type token");
-    find(&c, "#signin-submit", "sign in")
-        .await
-        .click()
-        .await
-        .expect("sign in");
-    find(&c, "#view-overview", "the overview after sign-in").await;
+    sign_in(&c, &hub.url("/"), &hub.sw).await;
     c.goto(&hub.url(&format!("/#/events/{id}")))
         .await
         .expect("navigate");
-    find(
-        &c,
-        "#event-detail [data-status=\"in_progress\"]",
-        "the event in progress",
-    )
-    .await;
+    event_shows(&c, "in_progress", "the event in progress").await;
     find(&c, "#att-none", "no photos yet").await;
 
     // Resolve without a photo: the rule refuses, and the page names it.
-    act_in_page(&c, "resolve").await;
+    act_on_event(&c, "resolve", None, None).await;
     let refusal = find(&c, "#act-message.error", "the refusal")
         .await
         .text()
@@ -354,7 +164,7 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
         "the thumbnail",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    let deadline = Instant::now() + WAIT;
     loop {
         let w = c
             .execute(
@@ -372,13 +182,8 @@ async fn a_photo_uploaded_on_the_event_page_resolves_the_case_and_survives_a_hub
         );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    act_in_page(&c, "resolve").await;
-    find(
-        &c,
-        "#event-detail [data-status=\"resolved\"]",
-        "the resolved event",
-    )
-    .await;
+    act_on_event(&c, "resolve", None, None).await;
+    event_shows(&c, "resolved", "the resolved event").await;
     find(&c, "#att-gallery figure.att", "the photo after resolve").await;
     c.execute("window.scrollTo(0, 0)", vec![])
         .await

@@ -15,19 +15,17 @@
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps installs them).
 
 use fantoccini::{Client, Locator};
-use protocol::uplink::{mac_key, topics, Quality, Reading, ReadingFlags, UplinkBatch};
+use protocol::uplink::{Quality, Reading, ReadingFlags};
 use protocol::{Quantity, Value};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use wangge_testkit::browser::{browser, chromium, find, shot};
-use wangge_testkit::hub::HubServe;
-use wangge_testkit::{bin, now_ns, workspace_root};
+use wangge_testkit::browser::{browser, click_shown, find, require_chromium, shot, sign_in, texts};
+use wangge_testkit::now_ns;
+use wangge_tests::seeded_hub::{SeededHub, SEED_EDGE as EDGE, WAIT};
 
-const EDGE: &str = "edge-xq-01";
-/// How long any one browser or API condition may take before the test fails.
-const WAIT_S: u64 = 30;
 const S: i64 = 1_000_000_000;
+/// The component of the first sensor (MH-0001), whose cover is knocked over.
+const COVER: &str = "1201110101000001";
 /// Seeded sensors that report (every 60 s, their registered interval); the last three only for
 /// the first half of the time.
 const REPORTING: usize = 20;
@@ -35,10 +33,6 @@ const HALF_SILENT: usize = 3;
 const MINUTES: i64 = 100;
 /// Rows a ranked table shows (`ROWS_SHOWN_MAX` in views/evaluation.js).
 const ROWS_SHOWN: usize = 15;
-
-fn hub_cli(data: &Path, args: &[&str]) -> String {
-    wangge_testkit::hub::cli(&bin("hub"), data, args)
-}
 
 /// Registered two hours ago: the seed was imported just now, so its registration times are
 /// set back as if the sensors had been installed this morning.
@@ -100,59 +94,6 @@ fn readings() -> Vec<Reading> {
     out
 }
 
-/// Publishes `readings` as the seed's edge and waits for every batch's ack (then they are
-/// stored).
-async fn send_as_edge(mqtt: u16, secret: &str, readings: Vec<Reading>) {
-    let mut opts = MqttOptions::new(EDGE, "127.0.0.1", mqtt);
-    opts.set_credentials(EDGE, secret);
-    opts.set_keep_alive(Duration::from_secs(10));
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut el) = AsyncClient::new(opts, 100);
-    client
-        .subscribe(topics::acks(EDGE), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe queued");
-    let key = mac_key(secret);
-    let chunks: Vec<Vec<Reading>> = readings.chunks(200).map(|c| c.to_vec()).collect();
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    let mut acked = std::collections::BTreeSet::new();
-    while acked.len() < chunks.len() {
-        assert!(
-            Instant::now() < deadline,
-            "acks {acked:?} of {}",
-            chunks.len()
-        );
-        let ev = tokio::time::timeout(Duration::from_secs(WAIT_S), el.poll())
-            .await
-            .expect("MQTT progress");
-        match ev {
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                for (i, chunk) in chunks.iter().enumerate() {
-                    let b = UplinkBatch {
-                        edge_id: EDGE.into(),
-                        epoch: 1,
-                        seq: i as u64 + 1,
-                        readings: chunk.clone(),
-                        gaps: vec![],
-                    };
-                    client
-                        .publish(topics::batches(EDGE), QoS::AtLeastOnce, false, b.seal(&key))
-                        .await
-                        .expect("publish queued");
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Ok(a) = protocol::uplink::Ack::open(&p.payload, &key, EDGE) {
-                    acked.insert(a.seq);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => panic!("edge connection failed: {e}"),
-        }
-    }
-    let _ = client.disconnect().await;
-}
-
 /// (name, completeness) of each row of the components table.
 async fn ranked_components(c: &Client) -> Vec<(String, String)> {
     let rows = c
@@ -185,7 +126,7 @@ async fn pages_on_to_the_rest(c: &Client, shown: usize) {
         .click()
         .await
         .expect("next page");
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
+    let deadline = Instant::now() + WAIT;
     let rest = loop {
         let rows = ranked_components(c).await;
         if rows.len() == REPORTING - shown {
@@ -309,109 +250,46 @@ async fn the_page_shows_completeness_with_names(
         assert!((45.0..=55.0).contains(&p), "{name}: {p}");
     }
     find(c, "#eval-departments-table", "the departments' figures").await;
-    let axes = c
-        .find_all(Locator::Css("#eval-components svg.eval-chart text.axis"))
-        .await
-        .expect("axis titles");
-    let mut titles = Vec::new();
-    for a in axes {
-        titles.push(a.text().await.expect("axis text"));
-    }
+    let titles = texts(c, "#eval-components svg.eval-chart text.axis").await;
     assert!(titles.iter().any(|t| t == axis), "{titles:?}");
     shot(c, shot_name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_director_sees_completeness_near_100_percent_with_names_in_both_languages() {
-    let Some((chromium_bin, driver_bin)) = chromium() else {
-        panic!("chromium and chromium-driver are not installed: run scripts/install-test-deps");
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
-    let seed = workspace_root().join("config/registry");
-    hub_cli(
-        &data,
-        &["registry", "import", seed.to_str().expect("utf-8")],
-    );
-    let secret = hub_cli(&data, &["edge", "add", EDGE]);
-    let admin = hub_cli(&data, &["token", "add", "--scope", "admin"]);
-    let token = |dept: &str| {
-        hub_cli(
-            &data,
-            &["token", "add", "--scope", "write", "--department", dept],
-        )
-    };
-    let (sw, cg) = (token("sw"), token("cg"));
-    registered_two_hours_ago(&data);
-    let serve = HubServe::config(&bin("hub"), &dir.path().join("hub.log"))
-        .data_dir(&data)
-        .cwd(dir.path())
-        .timeout(Duration::from_secs(WAIT_S))
-        .answering()
-        .start()
-        .expect("start hub");
-    send_as_edge(serve.mqtt, &secret, readings()).await;
-    let base = format!("http://127.0.0.1:{}", serve.http);
+    let (chromium_bin, driver_bin) = require_chromium();
+    let mut hub = SeededHub::prepare(None);
+    let cg = hub.cli(&["token", "add", "--scope", "write", "--department", "cg"]);
+    registered_two_hours_ago(&hub.data());
+    hub.start();
+    hub.send_as_edge(readings(), None).await;
+    let (admin, sw) = (hub.admin.clone(), hub.sw.clone());
+    let base = hub.serve().base();
     // The case is raised by the rules thread shortly after the readings are stored.
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S);
-    loop {
-        let events: serde_json::Value = http
-            .get(format!("{base}/api/v1/events"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("hub answers")
-            .json()
-            .await
-            .expect("JSON");
-        if events["items"].as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no event raised: {events}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    hub.raised_event(COVER, "manhole.displaced").await;
 
-    let (_group, c) = browser(&driver_bin, &chromium_bin, dir.path(), "1400,2400").await;
-    c.goto(&base).await.expect("navigate");
-    find(&c, "#token", "the sign-in form")
-        .await
-        .send_keys(&admin)
-        .await
-        .expect("type token");
-    find(&c, "#signin-submit", "submit")
-        .await
-        .click()
-        .await
-        .expect("submit");
-    find(&c, "#view-overview", "the overview").await;
+    let (_group, c) = browser(&driver_bin, &chromium_bin, hub.dir(), "1400,2400").await;
+    sign_in(&c, &base, &admin).await;
 
     the_page_shows_completeness_with_names(&c, &base, "数据完整率（%）", "evaluation-zh").await;
     // The export buttons are there for every section, and the drill-down lists the events
     // behind a component (none here: it reported on schedule).
     find(&c, "#eval-components .eval-csv", "the CSV button").await;
     find(&c, "#eval-xlsx", "the XLSX button").await;
-    find(
+    click_shown(
         &c,
         "#eval-components-table a.eval-drill-link",
         "a component's drill-down",
     )
-    .await
-    .click()
-    .await
-    .expect("drill down");
+    .await;
     find(&c, "#eval-drill h2", "the events behind the component").await;
 
-    find(&c, "header button[data-lang=\"en\"]", "the English button")
-        .await
-        .click()
-        .await
-        .expect("switch language");
+    click_shown(&c, "header button[data-lang=\"en\"]", "the English button").await;
     the_page_shows_completeness_with_names(&c, &base, "Data completeness (%)", "evaluation-en")
         .await;
     an_announced_outage_excuses_the_silence(&base, &admin, &sw, &cg).await;
     c.refresh().await.expect("reload");
     find(&c, "#eval-outages li", "the announced outage on the page").await;
     let _ = c.close().await;
-    drop(serve);
+    drop(hub);
 }

@@ -115,9 +115,7 @@ fn site_up(edge: &Edge) -> bool {
 #[test]
 fn hostile_mqtt_messages_are_counted_by_reason_and_good_readings_arrive_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = Hub::prepare(dir.path(), "").unwrap();
-    hub.start().unwrap();
-    let site = Mosquitto::start();
+    let (mut hub, site) = Hub::started_with_site(dir.path()).unwrap();
     // A tight flood guard so the flood below trips it quickly.
     let mut edge = Edge::prepare_with(
         dir.path(),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use wangge_testkit::paths::{bin, workspace_root};
-use wangge_testkit::process::Proc;
+use wangge_testkit::process::{run_ok, Proc};
 use wangge_testkit::record::read_record;
 use wangge_testkit::{free_port, now_ns, wait_for, Mosquitto};
 use wangge_tests::system::{Edge, Hub};
@@ -110,16 +110,7 @@ fn has_event(hub: &Hub, kind: &str, component: &str) -> bool {
 fn a_modbus_scenario_raises_its_events_and_every_recorded_reading_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut hub = Hub::prepare(dir.path(), "").unwrap();
-    let out = hub
-        .cli(&["registry", "import"])
-        .arg(modbus_demo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(hub.cli(&["registry", "import"]).arg(modbus_demo()));
     hub.start().unwrap();
     let site = Mosquitto::start();
     let (pty, tcp) = (dir.path().join("rs485"), free_port());

@@ -39,9 +39,7 @@ struct System {
 impl System {
     fn start() -> System {
         let dir = tempfile::tempdir().unwrap();
-        let mut hub = Hub::prepare(dir.path(), "").unwrap();
-        hub.start().unwrap();
-        let site = Mosquitto::start();
+        let (hub, site) = Hub::started_with_site(dir.path()).unwrap();
         let proxy = Proxy::start(hub.mqtt).unwrap();
         let mut edge = Edge::prepare_via(dir.path(), &hub, &site, proxy.port, "").unwrap();
         edge.start().unwrap();

@@ -11,8 +11,16 @@ use std::time::Duration;
 use wangge_testkit::hub::HubServe;
 use wangge_testkit::paths::workspace_root;
 use wangge_testkit::process::Proc;
-use wangge_testkit::{bin, free_port, port_open, wait_for, Mosquitto};
+use wangge_testkit::{bin, free_port, port_open, wait_for};
 use wangge_tests::system::{Edge, Hub};
+
+/// Fails naming `whose` log when `text` holds an ANSI colour code.
+fn assert_no_colour(whose: &str, text: &str) {
+    assert!(
+        !text.contains("\x1b["),
+        "colour codes in {whose} log:\n{text:?}"
+    );
+}
 
 /// Lines of `log` at ERROR level.
 fn error_lines(log: &str) -> Vec<&str> {
@@ -43,18 +51,13 @@ fn tcp_probes_of_the_hub_broker_port_log_no_error() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("hub serving"), "{text}");
     assert_eq!(error_lines(&text), Vec::<&str>::new(), "{text}");
-    assert!(
-        !text.contains("\x1b["),
-        "colour codes in the hub's log:\n{text:?}"
-    );
+    assert_no_colour("the hub's", &text);
 }
 
 #[test]
 fn the_edge_and_firmware_sim_write_no_colour_codes_into_a_log_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = Hub::prepare(dir.path(), "").unwrap();
-    hub.start().unwrap();
-    let site = Mosquitto::start();
+    let (mut hub, site) = Hub::started_with_site(dir.path()).unwrap();
     let mut edge = Edge::prepare(dir.path(), &hub, &site).unwrap();
     // The default filter, as a technician's box runs it (the testkit sets RUST_LOG otherwise).
     edge.rust_log = "info,rumqttc=warn".into();
@@ -68,7 +71,7 @@ fn the_edge_and_firmware_sim_write_no_colour_codes_into_a_log_file() {
     edge.kill9();
     hub.kill9();
     assert!(log.contains(" INFO "), "{log}");
-    assert!(!log.contains("\x1b["), "colour codes in the log:\n{log:?}");
+    assert_no_colour("the edge's", &log);
 
     // firmware-sim too (its log is stderr; stdout carries the summary).
     let sim_log = dir.path().join("sim.log");
@@ -82,18 +85,13 @@ fn the_edge_and_firmware_sim_write_no_colour_codes_into_a_log_file() {
     assert!(status.is_some_and(|s| s.success()), "{}", sim.log());
     let text = std::fs::read_to_string(&sim_log).unwrap();
     assert!(text.contains(" INFO "), "{text}");
-    assert!(
-        !text.contains("\x1b["),
-        "colour codes in firmware-sim's log:\n{text:?}"
-    );
+    assert_no_colour("firmware-sim's", &text);
 }
 
 #[test]
 fn edge_check_on_a_running_box_reports_what_the_agent_holds_as_ok() {
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = Hub::prepare(dir.path(), "").unwrap();
-    hub.start().unwrap();
-    let site = Mosquitto::start();
+    let (mut hub, site) = Hub::started_with_site(dir.path()).unwrap();
     // firmware-sim makes the two serial lines (ptys) the edge's config names.
     let mut sim = Command::new(bin("firmware-sim"));
     sim.current_dir(workspace_root())

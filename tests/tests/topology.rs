@@ -156,6 +156,14 @@ fn an_offline_edge_raises_one_event_and_only_a_sensor_still_silent_after_its_ret
     assert_eq!(listed, vec!["MH-0031", "MH-0032", "MH-0033"], "{ev:#}");
     std::thread::sleep(PAST_ALLOWANCE);
     assert_only_the_edge_event(&hub, "after SIGTERM");
+    // Counted: the three held back are on the hub's /metrics.
+    let metrics = wangge_testkit::http_get(hub.http, "/metrics").unwrap_or_default();
+    let held = wangge_testkit::metric_sum(
+        &metrics,
+        "wangge_events_suppressed_total",
+        &[("event", "device.offline")],
+    );
+    assert!(held >= 3.0, "suppressed counter: {held}\n{metrics}");
 
     // Visibility: admin and sw (owner of all three components) see it; ga sees nothing of it.
     let id = ev["id"].as_i64().unwrap();

@@ -19,24 +19,29 @@
 /// `Type { a, b, c }` read from columns 0, 1, 2, … of a row, in the order the fields are
 /// named (so a SELECT and its struct read the same way, without an index per field);
 /// `field => f` passes that column through `f`. Used by the events store and the hub's registry
-/// (`$row` is a `rusqlite::Row`, or anything with `get(usize) -> Result<T, _>`).
+/// (`$row` is a `rusqlite::Row` or a `tokio_postgres::Row`: anything [`columns::Columns`]).
+/// `from_columns!(row, at n, Type { … })` reads from column `n` on (a row that joins two).
 #[macro_export]
 macro_rules! from_columns {
-    ($row:expr, $ty:path { $($field:ident $(=> $map:expr)?),+ $(,)? }) => {{
-        let mut columns = 0usize..;
+    ($row:expr, at $at:expr, $ty:path { $($field:ident $(=> $map:expr)?),+ $(,)? }) => {{
+        let mut columns = $at..;
         $ty {
             $($field: $crate::from_columns!(@column $row, columns $(, $map)?)),+
         }
     }};
+    ($row:expr, $ty:path { $($field:ident $(=> $map:expr)?),+ $(,)? }) => {
+        $crate::from_columns!($row, at 0usize, $ty { $($field $(=> $map)?),+ })
+    };
     (@column $row:expr, $columns:ident) => {
-        $row.get($columns.next().expect("unbounded"))?
+        $crate::columns::Columns::column($row, $columns.next().expect("unbounded"))?
     };
     (@column $row:expr, $columns:ident, $map:expr) => {
-        ($map)($row.get($columns.next().expect("unbounded"))?)
+        ($map)($crate::columns::Columns::column($row, $columns.next().expect("unbounded"))?)
     };
 }
 
 pub mod attachments;
+pub mod columns;
 pub mod config_file;
 pub mod delivery;
 pub mod egress;

@@ -45,6 +45,27 @@ fn open_manhole(events: &Events) -> i64 {
     events.ingest(&r, now_ns()).unwrap()[0].event.id
 }
 
+/// A smoke detector's `fire.smoke` raised now (消防's, not shared with sw).
+fn raise_smoke(events: &Events) -> i64 {
+    events
+        .store()
+        .apply_condition(&raised(SMOKE, "fire.smoke", now_ns() / S), now_ns())
+        .unwrap()
+        .unwrap()
+        .event
+        .id
+}
+
+/// The last entry of event `id`'s history as `sw-read` sees it, which must be the deletion of
+/// the photo with `hash`; returns the event's detail.
+async fn deletion_is_last_in_history(api: &Api, id: i64, hash: &str) -> Value {
+    let (_, detail) = api.get(&format!("/events/{id}"), "sw-read").await;
+    let last = &detail["history"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["action"], "attachment.delete");
+    assert!(last["note"].as_str().unwrap().contains(hash), "{last}");
+    detail.clone()
+}
+
 /// A multipart/form-data body with one part per `(name, filename, content type, bytes)`.
 fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "----wangge-test-boundary-7MA4YWxkTrZu0gW";
@@ -101,6 +122,11 @@ async fn fetch(
     let code = r.status().as_u16();
     let headers = r.headers().clone();
     (code, headers, r.bytes().await.unwrap().to_vec())
+}
+
+/// `sw-write` posts the transition `body` on event `id`: (status, JSON body).
+async fn sw_acts(api: &Api, id: i64, body: Value) -> (u16, Value) {
+    api.transition(id, "sw-write", body).await
 }
 
 /// Walks `id` from open to in_progress (dispatched to sw).
@@ -172,13 +198,12 @@ async fn a_photo_is_uploaded_referenced_by_a_resolve_and_listed_in_the_history()
         .contains("sandbox"));
 
     to_in_progress(&api, id).await;
-    let (code, ev) = api
-        .transition(
-            id,
-            "sw-write",
-            json!({"action": "resolve", "note": "盖板复位", "attachments": [att]}),
-        )
-        .await;
+    let (code, ev) = sw_acts(
+        &api,
+        id,
+        json!({"action": "resolve", "note": "盖板复位", "attachments": [att]}),
+    )
+    .await;
     assert_eq!(code, 200, "{ev}");
     assert_eq!(ev["status"], "resolved");
 
@@ -314,7 +339,7 @@ async fn files_that_are_not_photos_are_refused_by_content_with_415_naming_the_ty
         assert_eq!(code, 415, "{detected}: {err}");
         assert_eq!(err["error"]["code"], "unsupported_type");
         assert_eq!(err["error"]["field"], "file");
-        let message = err["error"]["message"].as_str().unwrap();
+        let message = error_message(&err);
         assert!(message.contains(detected), "{message}");
     }
     // A JPEG header over garbage: the type is right but the file does not hold together.
@@ -334,24 +359,15 @@ async fn files_that_are_not_photos_are_refused_by_content_with_415_naming_the_ty
     // Not multipart at all, a part that is not `file`, no part: each named.
     let (code, err) = upload_raw(&api, id, "sw-write", "image/png", PHOTO_PNG.to_vec()).await;
     assert_eq!(code, 415, "{err}");
-    assert!(err["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("multipart/form-data"));
+    assert!(error_message(&err).contains("multipart/form-data"));
     let (ctype, body) = multipart(&[("photo", "a.png", "image/png", PHOTO_PNG)]);
     let (code, err) = upload_raw(&api, id, "sw-write", &ctype, body).await;
     assert_eq!(code, 400, "{err}");
-    assert!(err["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("field `photo`"));
+    assert!(error_message(&err).contains("field `photo`"));
     let (ctype, body) = multipart(&[]);
     let (code, err) = upload_raw(&api, id, "sw-write", &ctype, body).await;
     assert_eq!(code, 400, "{err}");
-    assert!(err["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("field `file`"));
+    assert!(error_message(&err).contains("field `file`"));
     let (_, list) = api
         .get(&format!("/events/{id}/attachments"), "sw-read")
         .await;
@@ -383,10 +399,7 @@ async fn a_photo_over_the_size_limit_is_refused_with_413() {
         assert_eq!(code, 413, "{size}: {err}");
         assert_eq!(err["error"]["code"], "too_large");
         assert_eq!(err["error"]["field"], "file");
-        assert!(err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("bytes_max"));
+        assert!(error_message(&err).contains("bytes_max"));
     }
     let (_, list) = api
         .get(&format!("/events/{id}/attachments"), "sw-read")
@@ -481,41 +494,25 @@ async fn the_evidence_rule_refuses_resolve_and_close_without_a_photo_and_names_t
     .await;
     let id = open_manhole(&events);
     to_in_progress(&api, id).await;
-    let (code, err) = api
-        .transition(id, "sw-write", json!({"action": "resolve"}))
-        .await;
+    let (code, err) = sw_acts(&api, id, json!({"action": "resolve"})).await;
     assert_eq!(code, 422, "{err}");
     assert_eq!(err["error"]["code"], "evidence_required");
     assert_eq!(err["error"]["field"], "attachments");
-    assert!(err["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("处置后照片"));
+    assert!(error_message(&err).contains("处置后照片"));
 
     // Another event's photo, an id that does not exist: refused, naming why.
-    let smoke = events
-        .store()
-        .apply_condition(&raised(SMOKE, "fire.smoke", now_ns() / S), now_ns())
-        .unwrap()
-        .unwrap()
-        .event
-        .id;
+    let smoke = raise_smoke(&events);
     let (code, foreign) = upload(&api, smoke, "xf-write", "smoke.png", PHOTO_PNG).await;
     assert_eq!(code, 201, "{foreign}");
     for bad in [foreign["id"].as_i64().unwrap(), 9999] {
-        let (code, err) = api
-            .transition(
-                id,
-                "sw-write",
-                json!({"action": "resolve", "attachments": [bad]}),
-            )
-            .await;
+        let (code, err) =
+            sw_acts(&api, id, json!({"action": "resolve", "attachments": [bad]})).await;
         assert_eq!(
             (code, err["error"]["code"].as_str()),
             (422, Some("attachment_unusable")),
             "{err}"
         );
-        let message = err["error"]["message"].as_str().unwrap();
+        let message = error_message(&err);
         assert!(
             message.contains(&format!(
                 "attachment {bad} is not an attachment of event {id}"
@@ -528,34 +525,17 @@ async fn the_evidence_rule_refuses_resolve_and_close_without_a_photo_and_names_t
 
     let (_, a) = upload(&api, id, "sw-write", "after.png", PHOTO_PNG).await;
     let att = a["id"].as_i64().unwrap();
-    let (code, ev) = api
-        .transition(
-            id,
-            "sw-write",
-            json!({"action": "resolve", "attachments": [att]}),
-        )
-        .await;
+    let (code, ev) = sw_acts(&api, id, json!({"action": "resolve", "attachments": [att]})).await;
     assert_eq!(
         (code, ev["status"].as_str()),
         (200, Some("resolved")),
         "{ev}"
     );
     // A photo counts once: close needs its own (核查 photo).
-    let (code, err) = api
-        .transition(
-            id,
-            "sw-write",
-            json!({"action": "close", "attachments": [att]}),
-        )
-        .await;
+    let (code, err) = sw_acts(&api, id, json!({"action": "close", "attachments": [att]})).await;
     assert_eq!(code, 422, "{err}");
-    assert!(err["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("already referenced"));
-    let (code, err) = api
-        .transition(id, "sw-write", json!({"action": "close"}))
-        .await;
+    assert!(error_message(&err).contains("already referenced"));
+    let (code, err) = sw_acts(&api, id, json!({"action": "close"})).await;
     assert_eq!(
         (code, err["error"]["code"].as_str()),
         (422, Some("evidence_required"))
@@ -563,18 +543,15 @@ async fn the_evidence_rule_refuses_resolve_and_close_without_a_photo_and_names_t
     let mut check = PHOTO_PNG.to_vec();
     check.extend_from_slice(b"verified"); // after IEND: another hash, same picture
     let (_, b) = upload(&api, id, "sw-write", "check.png", &check).await;
-    let (code, ev) = api
-        .transition(
-            id,
-            "sw-write",
-            json!({"action": "close", "attachments": [b["id"]]}),
-        )
-        .await;
+    let (code, ev) = sw_acts(
+        &api,
+        id,
+        json!({"action": "close", "attachments": [b["id"]]}),
+    )
+    .await;
     assert_eq!((code, ev["status"].as_str()), (200, Some("closed")), "{ev}");
     // Actions the rule does not name need nothing.
-    let (code, ev) = api
-        .transition(id, "sw-write", json!({"action": "reopen"}))
-        .await;
+    let (code, ev) = sw_acts(&api, id, json!({"action": "reopen"})).await;
     assert_eq!(code, 200, "{ev}");
 }
 
@@ -608,16 +585,11 @@ async fn deleting_a_photo_is_audited_shown_in_the_history_and_its_bytes_go() {
         409
     );
 
-    let (_, detail) = api.get(&format!("/events/{id}"), "sw-read").await;
-    let last = detail["history"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["action"], "attachment.delete");
-    assert_eq!(last["actor"], "sw/wang");
-    assert!(last["note"].as_str().unwrap().contains(&hash), "{last}");
+    let detail = deletion_is_last_in_history(&api, id, &hash).await;
+    assert_eq!(
+        detail["history"].as_array().unwrap().last().unwrap()["actor"],
+        "sw/wang"
+    );
     assert_eq!(detail["attachments"], json!([]));
     let (_, audit) = api.get("/audit", "admin-token").await;
     let entry = audit["items"]
@@ -643,13 +615,7 @@ async fn photos_and_their_references_survive_reopening_the_store() {
         let (_, a) = upload(&api, id, "sw-write", "p.png", PHOTO_PNG).await;
         let att = a["id"].as_i64().unwrap();
         to_in_progress(&api, id).await;
-        let (code, _) = api
-            .transition(
-                id,
-                "sw-write",
-                json!({"action": "resolve", "attachments": [att]}),
-            )
-            .await;
+        let (code, _) = sw_acts(&api, id, json!({"action": "resolve", "attachments": [att]})).await;
         assert_eq!(code, 200);
         (id, att)
     };
@@ -773,13 +739,7 @@ fn hostile_metadata_offsets_never_panic_the_location_stripper() {
 async fn one_photo_on_two_events_is_stored_once_and_deleting_one_keeps_the_other() {
     let (dir, events, api) = served(AttachmentsConfig::default()).await;
     let manhole = open_manhole(&events);
-    let smoke = events
-        .store()
-        .apply_condition(&raised(SMOKE, "fire.smoke", now_ns() / S), now_ns())
-        .unwrap()
-        .unwrap()
-        .event
-        .id;
+    let smoke = raise_smoke(&events);
     let (_, a) = upload(&api, manhole, "sw-write", "p.png", PHOTO_PNG).await;
     let (_, b) = upload(&api, smoke, "xf-write", "p.png", PHOTO_PNG).await;
     assert_eq!(a["sha256"], b["sha256"]);
@@ -872,10 +832,7 @@ async fn served_by_two_hubs(a: &Events, b: &Events) -> String {
     to_in_progress(&api_a, id).await;
     let (code, body) = api_a.transition(id, "sw-write", resolve).await;
     assert_eq!(code, 422, "{body}");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("already referenced"));
+    assert!(error_message(&body).contains("already referenced"));
     let (_, detail) = api_b.get(&format!("/events/{id}"), "sw-read").await;
     assert_eq!(
         detail["status"], "in_progress",
@@ -890,15 +847,7 @@ async fn served_by_two_hubs(a: &Events, b: &Events) -> String {
     );
     let (code, _, _) = fetch(&api_b, id, att, "sw-read").await;
     assert_eq!(code, 404);
-    let (_, detail) = api_b.get(&format!("/events/{id}"), "sw-read").await;
-    let last = detail["history"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["action"], "attachment.delete");
-    assert!(last["note"].as_str().unwrap().contains(&hash), "{last}");
+    deletion_is_last_in_history(&api_b, id, &hash).await;
     let (_, audit) = api_b.get("/audit", "admin-token").await;
     assert!(audit["items"]
         .as_array()

@@ -170,6 +170,11 @@ fn csv_rows(body: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The rows of the CSV at `path` as `token` gets it.
+async fn csv_of(api: &Api, path: &str, token: &str) -> Vec<Vec<String>> {
+    csv_rows(&get_raw(api, path, token).await.text().await.unwrap())
+}
+
 async fn get_raw(api: &Api, path: &str, token: &str) -> reqwest::Response {
     api.client
         .get(format!("{}{path}", api.base))
@@ -199,26 +204,15 @@ async fn every_table_exports_as_csv_and_the_department_token_sees_its_own_only()
             "{table}: no header"
         );
     }
-    let r = get_raw(
-        &api,
-        &format!("/reports/evaluation.csv?table=departments&from={from}"),
-        "admin-token",
-    )
-    .await;
-    let rows = csv_rows(&r.text().await.unwrap());
+    let departments = format!("/reports/evaluation.csv?table=departments&from={from}");
+    let rows = csv_of(&api, &departments, "admin-token").await;
     let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
     let sw = rows.iter().find(|r| r[0] == "sw").expect("an sw row");
     assert_eq!(sw[col("events_received")], "3");
     assert_eq!(sw[col("time_to_acknowledge_s.p90")], "1800");
     assert_eq!(sw[col("reopened_rate")], "0.5");
     // A department token: only its own row, as in the JSON.
-    let r = get_raw(
-        &api,
-        &format!("/reports/evaluation.csv?table=departments&from={from}"),
-        "hb-write",
-    )
-    .await;
-    let rows = csv_rows(&r.text().await.unwrap());
+    let rows = csv_of(&api, &departments, "hb-write").await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[1][0], "hb");
     // An unknown table is a 400 naming the field.

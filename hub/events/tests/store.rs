@@ -546,41 +546,23 @@ fn listing_filters_and_pages_newest_first(backend: &Backend) {
         store.list(&q).unwrap().iter().map(|e| e.id).collect()
     };
     assert_eq!(ids(ListQuery::default()), vec![offline, smoke, displaced]);
+    // One filter at a time.
+    let by = |set: fn(&mut ListQuery)| {
+        let mut q = ListQuery::default();
+        set(&mut q);
+        ids(q)
+    };
+    assert_eq!(by(|q| q.status = Some(Status::Dispatched)), vec![displaced]);
     assert_eq!(
-        ids(ListQuery {
-            status: Some(Status::Dispatched),
-            ..ListQuery::default()
-        }),
-        vec![displaced]
-    );
-    assert_eq!(
-        ids(ListQuery {
-            event_type: Some("fire.smoke".into()),
-            ..ListQuery::default()
-        }),
+        by(|q| q.event_type = Some("fire.smoke".into())),
         vec![smoke]
     );
     assert_eq!(
-        ids(ListQuery {
-            component: Some(MANHOLE.into()),
-            ..ListQuery::default()
-        }),
+        by(|q| q.component = Some(MANHOLE.into())),
         vec![offline, displaced]
     );
-    assert_eq!(
-        ids(ListQuery {
-            department: Some("sw".into()),
-            ..ListQuery::default()
-        }),
-        vec![displaced]
-    );
-    assert_eq!(
-        ids(ListQuery {
-            since_ns: Some(2 * S),
-            ..ListQuery::default()
-        }),
-        vec![offline, smoke]
-    );
+    assert_eq!(by(|q| q.department = Some("sw".into())), vec![displaced]);
+    assert_eq!(by(|q| q.since_ns = Some(2 * S)), vec![offline, smoke]);
     let page = ListQuery {
         before_id: Some(offline),
         limit: 1,

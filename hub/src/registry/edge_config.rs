@@ -6,7 +6,10 @@
 //! and increase by one; a write naming a `base_version` other than the current one is a
 //! `Conflict`, so two operators editing at once cannot overwrite each other unseen.
 
+use super::rows::FromRow;
+use super::sql::Listing;
 use protocol::edge_config::ConfigReport;
+use wangge_events::columns::Columns;
 
 /// One stored version of an edge's desired configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +79,52 @@ impl ConfigDelivery {
 }
 
 /// The statements, written once for both back ends: `$n` placeholders are PostgreSQL's, and
+/// A row of [`sql::DESIRED`] (the first six columns of [`sql::DELIVERIES`]).
+impl FromRow for StoredConfig {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(StoredConfig {
+            edge_id: r.column(0)?,
+            version: r.count(1)?,
+            hash: r.column(2)?,
+            document: r.column(3)?,
+            created_ns: r.column(4)?,
+            created_by: r.column(5)?,
+        })
+    }
+}
+
+/// A row of [`sql::REPORT`].
+impl FromRow for StoredReport {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(StoredReport {
+            edge_id: r.column(0)?,
+            applied_version: r.count(1)?,
+            applied_hash: r.column(2)?,
+            version: r.count(3)?,
+            outcome: r.column(4)?,
+            error: r.column(5)?,
+            reported_ns: r.column(6)?,
+            received_ns: r.column(7)?,
+        })
+    }
+}
+
+/// A row of [`sql::DELIVERIES`].
+impl FromRow for ConfigDelivery {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(ConfigDelivery {
+            config: StoredConfig::from_row(r)?,
+            reported_version: r.column::<Option<i64>>(6)?.map(|v| v.max(0) as u64),
+        })
+    }
+}
+
+/// The newest version of every edge that has one, with its newest report's version.
+pub(super) const DELIVERIES: Listing<ConfigDelivery> = Listing {
+    sql: sql::DELIVERIES,
+    key: |d| d.config.edge_id.clone(),
+};
+
 /// SQLite reads `$1`, `$2`, … as named parameters numbered in the order they first appear,
 /// which each statement keeps (so positional binding is the same on both).
 pub(super) mod sql {

@@ -10,7 +10,9 @@ pub mod model;
 #[macro_use]
 mod trait_impls;
 mod pg;
+mod rows;
 pub mod seed;
+mod sql;
 mod sqlite;
 pub mod validation;
 

@@ -1,7 +1,7 @@
 //! The registry traits for a back end whose entity files answer each method: one list of the
 //! trait methods, written once for both back ends (`sqlite`, `pg`). The invocation site
-//! supplies the back end's inherent methods of the same names, its `page` and its listings
-//! (`edges::EDGES`, `sensors::UNASSIGNED`, `edge_configs::DELIVERIES`, `reference::GRID_CELLS`, `reference::DEPARTMENTS`).
+//! supplies the back end's inherent methods of the same names, its `one`, `all` and `page`
+//! (which run a statement of `registry::sql` and decode its rows with `registry::rows`).
 
 /// Writes trait methods that call the inherent method of the same name (in the entity's file)
 /// with the same arguments: a line `name(arguments) -> T` is a method returning
@@ -15,7 +15,19 @@ macro_rules! answered_by_entity_files {
     )*};
 }
 
-/// Writes list methods, each one page of the back end's `Listing`: `name -> item = listing`.
+/// Writes methods answered by one statement of `registry::sql`, its keys the arguments in
+/// order (`?1`, …): `name(keys) -> one T = SQL;` returns the row if any, `-> all T` every row.
+macro_rules! read_by {
+    (@one $item:ty) => { Option<$item> };
+    (@all $item:ty) => { Vec<$item> };
+    ($($name:ident($($key:ident),*) -> $how:ident $item:ty = $sql:expr;)*) => {$(
+        fn $name(&self $(, $key: &str)*) -> Result<read_by!(@$how $item), RegistryError> {
+            self.$how($sql, &[$($key),*])
+        }
+    )*};
+}
+
+/// Writes list methods, each one page of a `registry::sql::Listing`: `name -> item = listing`.
 macro_rules! listed_by {
     ($($name:ident -> $item:ty = $listing:expr;)*) => {$(
         fn $name(&self, after: Option<&str>, limit: usize) -> Result<Page<$item>, RegistryError> {
@@ -29,32 +41,31 @@ macro_rules! registry_traits_by_entity_files {
     ($reg:ident) => {
         impl RegistryStore for $reg {
             answered_by_entity_files! { $reg:
-                sensor_assignment(sensor_id: &str) -> Option<SensorAssignment>;
                 note_unassigned_sensor(sensor_id: &str, edge_id: &str, at_ns: i64) -> ();
                 edge_credentials(edge_id: &str) -> Option<EdgeCredentials>;
                 record_edge_status(status: &EdgeStatus) -> Freshness;
                 audit_ingest(refusal: &IngestRefusal<'_>) -> bool;
                 record_edge_seen(edge_id: &str, at_ns: i64) -> ();
                 record_gaps(report: &GapReport<'_>, at_ns: i64) -> ();
-                mqtt_user_credentials(username: &str) -> Option<MqttUserCredentials>;
-                broker_accounts() -> Vec<BrokerAccount>;
+            }
+
+            read_by! {
+                sensor_assignment(sensor_id) -> one SensorAssignment = sql::SENSOR_ASSIGNMENT;
+                mqtt_user_credentials(username) -> one MqttUserCredentials =
+                    sql::MQTT_USER_CREDENTIALS;
+                broker_accounts() -> all BrokerAccount = sql::BROKER_ACCOUNTS;
             }
         }
 
         impl RegistryAdmin for $reg {
             answered_by_entity_files! { $reg:
                 list_components(filter: &ComponentFilter) -> Page<Component>;
-                component(id: &str) -> Option<Component>;
                 create_component(input: &ComponentInput) -> Component;
                 preview_component(id: &str, input: &ComponentInput) -> Component;
                 put_component(id: &str, input: &ComponentInput) -> (Component, bool);
                 set_component_status(id: &str, status: ComponentStatus) -> bool;
                 delete_component(id: &str) -> bool;
-                sensor(id: &str) -> Option<Sensor>;
                 put_sensor(id: &str, input: &SensorInput) -> (Sensor, bool);
-                component_sensors(component_id: &str) -> Vec<Sensor>;
-                sensor_contexts() -> Vec<SensorContext>;
-                sensor_context(sensor_id: &str) -> Option<SensorContext>;
                 stats() -> RegistryStats;
                 add_edge(edge_id: &str, name: Option<&str>, site: Option<&str>) -> String;
                 revoke_edge(edge_id: &str) -> ();
@@ -63,7 +74,6 @@ macro_rules! registry_traits_by_entity_files {
                 revoke_token(token_id: &str) -> ();
                 add_mqtt_user(department: &str) -> (String, String);
                 revoke_mqtt_user(username: &str) -> ();
-                list_mqtt_users() -> Vec<MqttUser>;
                 department_exists(id: &str) -> bool;
                 coverage_sensors() -> Vec<CoverageSensor>;
                 edge_config(edge_id: &str) -> Option<EdgeConfigState>;
@@ -80,12 +90,21 @@ macro_rules! registry_traits_by_entity_files {
                 $reg::export_seed(self, dir)
             }
 
+            read_by! {
+                component(id) -> one Component = sql::COMPONENT;
+                sensor(id) -> one Sensor = sql::SENSOR;
+                component_sensors(component_id) -> all Sensor = sql::COMPONENT_SENSORS;
+                sensor_contexts() -> all SensorContext = sql::SENSOR_CONTEXTS;
+                sensor_context(sensor_id) -> one SensorContext = sql::SENSOR_CONTEXT;
+                list_mqtt_users() -> all MqttUser = sql::MQTT_USERS;
+            }
+
             listed_by! {
-                list_edges -> Edge = edges::EDGES;
-                list_unassigned_sensors -> UnassignedSensor = sensors::UNASSIGNED;
-                list_grid_cells -> GridCell = reference::GRID_CELLS;
-                list_departments -> Department = reference::DEPARTMENTS;
-                list_config_deliveries -> ConfigDelivery = edge_configs::DELIVERIES;
+                list_edges -> Edge = sql::EDGES;
+                list_unassigned_sensors -> UnassignedSensor = sql::UNASSIGNED;
+                list_grid_cells -> GridCell = sql::GRID_CELLS;
+                list_departments -> Department = sql::DEPARTMENTS;
+                list_config_deliveries -> ConfigDelivery = crate::registry::edge_config::DELIVERIES;
             }
         }
     };

@@ -6,7 +6,7 @@
 //! import refuse the same things with the same words on both.
 
 use super::codes::ComponentCode;
-use super::model::{Component, ComponentInput, ComponentStatus};
+use super::model::{Component, ComponentInput, ComponentStatus, Sensor};
 use super::RegistryError;
 
 /// A component class as validation needs it.
@@ -39,6 +39,54 @@ pub(super) fn non_empty(s: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+/// A row the input points at: `value` in the `id` column of `table`, named by the input's
+/// `field`. The back end checks it exists in the transaction that writes the input.
+pub(super) struct Reference<'a> {
+    pub(super) table: &'static str,
+    pub(super) field: &'static str,
+    /// What the row is, for the refusal (`unknown component "x"`).
+    pub(super) what: &'static str,
+    pub(super) value: &'a str,
+}
+
+impl Reference<'_> {
+    /// The refusal when there is no such row.
+    pub(super) fn unknown(&self) -> RegistryError {
+        field(
+            self.field,
+            format!("unknown {} {:?}", self.what, self.value),
+        )
+    }
+}
+
+/// The department `id` that field `department` names.
+pub(super) fn department(id: &str) -> Reference<'_> {
+    Reference {
+        table: "departments",
+        field: "department",
+        what: "department",
+        value: id,
+    }
+}
+
+/// A PUT's body may name its id only if it is the path's.
+pub(super) fn same_id(id: &str, input: &ComponentInput) -> Result<(), RegistryError> {
+    match non_empty(&input.id) {
+        Some(body_id) if body_id != id => Err(field(
+            "id",
+            format!("{body_id:?} differs from the path's id {id:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Creating component `id`, which exists.
+pub(super) fn component_exists(id: &str) -> RegistryError {
+    RegistryError::Conflict(format!(
+        "component {id} already exists (use PUT to change it)"
+    ))
 }
 
 /// The departments `input` names itself (validation also asks about its class's default owner).
@@ -187,6 +235,38 @@ pub(super) fn sensor_fields<'a>(
         ));
     }
     Ok((id, interval_s))
+}
+
+/// The sensor `input` describes at `id`, checked (see [`sensor_fields`]); what it points at is
+/// in [`sensor_references`].
+pub(super) fn sensor(id: &str, input: &super::model::SensorInput) -> Result<Sensor, RegistryError> {
+    let (id, interval_s) = sensor_fields(id, input)?;
+    Ok(Sensor {
+        id: id.to_string(),
+        component_id: non_empty(&input.component_id),
+        sensor_type: input.sensor_type.clone().unwrap_or_default(),
+        profile: input.profile.clone().unwrap_or_default(),
+        address: input.address.clone().unwrap_or_default(),
+        interval_s,
+        edge: non_empty(&input.edge),
+    })
+}
+
+/// The component and the edge sensor `s` names, if it names them.
+pub(super) fn sensor_references(s: &Sensor) -> Vec<Reference<'_>> {
+    let component = s.component_id.as_deref().map(|c| Reference {
+        table: "components",
+        field: "component_id",
+        what: "component",
+        value: c,
+    });
+    let edge = s.edge.as_deref().map(|e| Reference {
+        table: "edges",
+        field: "edge",
+        what: "edge",
+        value: e,
+    });
+    component.into_iter().chain(edge).collect()
 }
 
 /// Only admin tokens may belong to no department.

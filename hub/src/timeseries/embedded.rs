@@ -527,15 +527,12 @@ impl TimeSeriesQuery for EmbeddedStore {
         to_ns: i64,
         step_ns: i64,
     ) -> Result<Vec<Bucket>, TsError> {
-        if step_ns <= 0 {
-            return Err(TsError::Store("downsample step must be > 0".into()));
-        }
+        // A bucket can span two day tables: each day's groups are merged.
+        let mut buckets = super::buckets::Buckets::new(from_ns, step_ns)?;
         let conn = self.reader()?;
         let Some(series) = self.series_id(&conn, sensor, quantity)? else {
             return Ok(Vec::new());
         };
-        // bucket index -> (min, max, sum, count); a bucket can span two day tables.
-        let mut buckets: std::collections::BTreeMap<i64, (f64, f64, f64, u64)> = Default::default();
         for day in self.days_in(&conn, from_ns, to_ns)? {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -557,25 +554,10 @@ impl TimeSeriesQuery for EmbeddedStore {
                 .map_err(db_err)?;
             for row in rows {
                 let (idx, mn, mx, sum, n) = row.map_err(db_err)?;
-                let e = buckets
-                    .entry(idx)
-                    .or_insert((f64::INFINITY, f64::NEG_INFINITY, 0.0, 0));
-                e.0 = e.0.min(mn);
-                e.1 = e.1.max(mx);
-                e.2 += sum;
-                e.3 += n as u64;
+                buckets.add_group(idx, mn, mx, sum, n as u64);
             }
         }
-        Ok(buckets
-            .into_iter()
-            .map(|(idx, (min, max, sum, count))| Bucket {
-                ts_ns: from_ns + idx * step_ns,
-                min,
-                max,
-                mean: sum / count as f64,
-                count,
-            })
-            .collect())
+        Ok(buckets.into_buckets())
     }
 
     fn latest(&self, sensor: &str) -> Result<Vec<(Quantity, Point)>, TsError> {

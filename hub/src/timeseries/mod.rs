@@ -3,6 +3,7 @@
 //! Readings are identified by (sensor, quantity, ts_ns) in every store: writing one twice
 //! stores it once. Both sinks can run at once (embedded for the dashboard, InfluxDB for analysts).
 
+mod buckets;
 pub mod embedded;
 pub mod influx;
 pub mod report_counts;

@@ -17,23 +17,9 @@ use std::io::BufRead;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wangge_testkit::bench::{arg, percentile};
 use wangge_testkit::{now_ms, wait_for, workspace_root, Mosquitto, Proc};
 use wangge_tests::system::{sensor_components, Edge, Hub, ADMIN_TOKEN};
-
-fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(n)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 /// SSE follower: records when each raise of `opened` (component, count) arrives.
 fn follow_sse_raises(http: u16, arrived: Arc<Mutex<HashMap<(String, u64), Instant>>>) {

@@ -25,27 +25,13 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wangge_testkit::bench::{arg, percentile};
 use wangge_testkit::{wait_for, workspace_root, Proc};
 use wangge_tests::cluster::{Cluster, EDGES, HEARTBEAT_MS, LEASE_TTL_MS};
 
 /// Acks arriving this soon after the kill were on the wire already: the dead hub's.
 const IN_FLIGHT: Duration = Duration::from_millis(100);
 const WARM_UP: Duration = Duration::from_secs(5);
-
-fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(n)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 /// A process's CPU seconds so far: utime + stime, plus its waited-for children's when
 /// `children` (PostgreSQL's backends that exited).
@@ -146,26 +132,38 @@ fn start_load(c: &Cluster, sensors: u64, rate: u64, duration: Duration, tag: &st
     .expect("firmware-sim load starts")
 }
 
+/// The counters the ingest figures are differences of.
+struct Sample {
+    /// Readings stored, summed over the hubs.
+    stored: f64,
+    /// Each hub's CPU seconds.
+    hubs: Vec<f64>,
+    postgres: f64,
+    /// Edges, brokers and VictoriaMetrics.
+    others: f64,
+}
+
+impl Sample {
+    fn of(c: &Cluster) -> Sample {
+        Sample {
+            stored: stored(c),
+            hubs: hubs_cpu_s(c),
+            postgres: postgres_cpu_s(c),
+            others: others_cpu_s(c),
+        }
+    }
+}
+
 fn ingest(hubs: usize, sensors: u64, rate: u64, window: Duration) -> anyhow::Result<()> {
     let c = Cluster::start(hubs);
     c.wait_every_edge_owned(Duration::from_secs(60))?;
     let mut load = start_load(&c, sensors, rate, WARM_UP + window, "load");
     std::thread::sleep(WARM_UP);
-    let (s0, h0, p0, o0, t0) = (
-        stored(&c),
-        hubs_cpu_s(&c),
-        postgres_cpu_s(&c),
-        others_cpu_s(&c),
-        Instant::now(),
-    );
+    let (before, t0) = (Sample::of(&c), Instant::now());
     std::thread::sleep(window);
-    let (s1, h1, p1, o1, dt) = (
-        stored(&c),
-        hubs_cpu_s(&c),
-        postgres_cpu_s(&c),
-        others_cpu_s(&c),
-        t0.elapsed().as_secs_f64(),
-    );
+    let (after, dt) = (Sample::of(&c), t0.elapsed().as_secs_f64());
+    let (s0, h0, p0, o0) = (before.stored, before.hubs, before.postgres, before.others);
+    let (s1, h1, p1, o1) = (after.stored, after.hubs, after.postgres, after.others);
     let _ = wait_for("the load to finish", Duration::from_secs(30), || {
         load.try_wait()
     });

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wangge_testkit::{free_port, wait_for};
+use wangge_tests::system::ADMIN_TOKEN;
 
 /// The subscription secret every receiver verifies signatures with.
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret-5d0c";
@@ -100,6 +101,21 @@ impl Receiver {
 
     pub fn set(&self, m: Mode) {
         self.mode.store(m as u8, Ordering::Relaxed);
+    }
+
+    /// Subscribes this receiver, with [`WEBHOOK_SECRET`], to every event of the hub whose API is
+    /// on `http` (as its admin); fails the test unless the subscription is created.
+    pub fn subscribe_to(&self, http: u16) {
+        let sub = reqwest::blocking::Client::new()
+            .post(format!("http://127.0.0.1:{http}/api/v1/subscriptions"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({
+                "url": format!("http://127.0.0.1:{}/hook", self.port),
+                "secret": WEBHOOK_SECRET,
+            }))
+            .send()
+            .unwrap();
+        assert_eq!(sub.status().as_u16(), 201, "webhook subscription created");
     }
 }
 

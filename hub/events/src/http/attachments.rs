@@ -190,6 +190,22 @@ pub(super) async fn list(
     .await
 }
 
+/// What every request on one attachment (`events/{id}/attachments/{att}`) checks first: the
+/// token's actor, both ids, and that the actor may `action` the event (see [`event_for`]).
+async fn one_attachment(
+    state: &ApiState,
+    headers: &HeaderMap,
+    (id, att): (String, String),
+    action: &'static str,
+    write: bool,
+) -> Result<(Actor, i64, i64), ApiError> {
+    let actor = actor(state, headers)?;
+    let id = parse_id(&id, "id")?;
+    let att = parse_id(&att, "att")?;
+    event_for(state, &actor, id, action, write).await?;
+    Ok((actor, id, att))
+}
+
 fn attachment_gone(id: i64, att: i64) -> ApiError {
     ApiError::not_found(format!("attachment {att} of event {id} not found"))
 }
@@ -197,12 +213,9 @@ fn attachment_gone(id: i64, att: i64) -> ApiError {
 pub(super) async fn get_one(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path((id, att)): Path<(String, String)>,
+    Path(ids): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers)?;
-    let id = parse_id(&id, "id")?;
-    let att = parse_id(&att, "att")?;
-    event_for(&state, &actor, id, "attachment.read", false).await?;
+    let (_, id, att) = one_attachment(&state, &headers, ids, "attachment.read", false).await?;
     let events = state.events.clone();
     blocking(move || {
         let a = events
@@ -243,12 +256,9 @@ pub(super) async fn get_one(
 pub(super) async fn delete(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path((id, att)): Path<(String, String)>,
+    Path(ids): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers)?;
-    let id = parse_id(&id, "id")?;
-    let att = parse_id(&att, "att")?;
-    event_for(&state, &actor, id, "attachment.delete", true).await?;
+    let (actor, id, att) = one_attachment(&state, &headers, ids, "attachment.delete", true).await?;
     let events = state.events.clone();
     blocking(move || {
         let a = events

@@ -38,14 +38,8 @@ impl ApiError {
         field: &'static str,
         message: impl Into<String>,
     ) -> ApiError {
-        ApiError {
-            field: Some(field),
-            ..ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                code,
-                format!("field `{field}`: {}", message.into()),
-            )
-        }
+        let message = format!("field `{field}`: {}", message.into());
+        ApiError::with_field(StatusCode::UNPROCESSABLE_ENTITY, code, field, message)
     }
     /// An error about one request field; `message` already names it.
     pub(super) fn with_field(

@@ -9,6 +9,7 @@
 
 use super::events::transition_in;
 use super::{Result, SqliteStore, StoreError};
+use crate::columns::Columns;
 use crate::model::{Change, Status};
 use crate::store::Transition;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -95,30 +96,33 @@ pub(super) fn uploaded_note(a: &Attachment) -> String {
     )
 }
 
-const COLS: &str = "id, event_id, sha256, content_type, bytes, filename, uploaded_by, \
+pub(super) const COLS: &str = "id, event_id, sha256, content_type, bytes, filename, uploaded_by, \
     uploaded_at_ns, location_removed, history_id, deleted_by, deleted_at_ns";
+
+/// An attachment row of [`COLS`] (either back end).
+pub(super) fn attachment_from_row<R: Columns>(r: &R) -> std::result::Result<Attachment, R::Error> {
+    Ok(from_columns!(
+        r,
+        Attachment {
+            id,
+            event_id,
+            sha256,
+            content_type,
+            bytes,
+            filename,
+            uploaded_by,
+            uploaded_at_ns,
+            location_removed,
+            history_id,
+            deleted_by,
+            deleted_at_ns
+        }
+    ))
+}
 
 fn query(conn: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Attachment>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(p, |r| {
-        Ok(from_columns!(
-            r,
-            Attachment {
-                id,
-                event_id,
-                sha256,
-                content_type,
-                bytes,
-                filename,
-                uploaded_by,
-                uploaded_at_ns,
-                location_removed => |v: i64| v != 0,
-                history_id,
-                deleted_by,
-                deleted_at_ns
-            }
-        ))
-    })?;
+    let rows = stmt.query_map(p, |r| attachment_from_row(r))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -139,7 +143,17 @@ fn hash_in_use(conn: &Connection, sha256: &str) -> Result<bool> {
 
 /// Why attachment `id` cannot be referenced by a transition of event `event_id`, if it cannot.
 fn unusable(conn: &Connection, event_id: i64, id: i64) -> Result<Option<String>> {
-    Ok(match one(conn, event_id, id)? {
+    Ok(why_unusable(
+        event_id,
+        id,
+        one(conn, event_id, id)?.as_ref(),
+    ))
+}
+
+/// Why attachment `id`, stored as `a` among event `event_id`'s (None: not among them), cannot
+/// be referenced by a transition of that event, if it cannot (the same on both back ends).
+pub(super) fn why_unusable(event_id: i64, id: i64, a: Option<&Attachment>) -> Option<String> {
+    match a {
         None => Some(format!(
             "attachment {id} is not an attachment of event {event_id}"
         )),
@@ -148,7 +162,7 @@ fn unusable(conn: &Connection, event_id: i64, id: i64) -> Result<Option<String>>
             "attachment {id} is already referenced by an earlier transition"
         )),
         Some(_) => None,
-    })
+    }
 }
 
 impl Attachments for SqliteStore {

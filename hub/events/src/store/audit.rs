@@ -1,6 +1,7 @@
 //! The audit log: refused requests and administrative actions, with their actor.
 
 use super::{Result, SqliteStore, PAGE_MAX};
+use crate::columns::Columns;
 use rusqlite::params;
 use serde::Serialize;
 
@@ -34,19 +35,22 @@ impl AuditLog for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT at_ns, actor, department, action, event_id, reason FROM audit ORDER BY id DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit.clamp(1, PAGE_MAX) as i64], |r| {
-            Ok(from_columns!(
-                r,
-                AuditEntry {
-                    at_ns,
-                    actor,
-                    department,
-                    action,
-                    event_id,
-                    reason
-                }
-            ))
-        })?;
+        let rows = stmt.query_map([limit.clamp(1, PAGE_MAX) as i64], |r| audit_from_row(r))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// An audit row (at_ns, actor, department, action, event_id, reason), either back end.
+pub(super) fn audit_from_row<R: Columns>(r: &R) -> std::result::Result<AuditEntry, R::Error> {
+    Ok(from_columns!(
+        r,
+        AuditEntry {
+            at_ns,
+            actor,
+            department,
+            action,
+            event_id,
+            reason
+        }
+    ))
 }

@@ -3,10 +3,11 @@
 
 use super::outbox::record_change;
 use super::{Result, SqliteStore, StoreError, PAGE_MAX};
+use crate::columns::Columns;
 use crate::lifecycle::{self, Action};
 use crate::model::{Change, Event, HistoryEntry, Severity, Status, Trigger};
 use crate::rules::{Condition, ConditionKind};
-use rusqlite::{params, Connection, Row, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 /// A transition asked for by a person or the platform.
 #[derive(Debug, Clone)]
@@ -23,6 +24,87 @@ pub struct Transition<'a> {
     pub actor: &'a str,
     pub req: &'a TransitionRequest,
     pub now_ns: i64,
+}
+
+impl Transition<'_> {
+    /// `e` as this transition leaves it (status, version and the fields the action sets), or
+    /// the refusal; the same on both back ends, which then store it.
+    pub(super) fn apply(
+        &self,
+        mut e: Event,
+        deadlines: &crate::lifecycle::Deadlines,
+    ) -> Result<Event> {
+        let req = self.req;
+        let from = e.status;
+        let to =
+            lifecycle::next(from, req.action).ok_or_else(|| StoreError::InvalidTransition {
+                status: from.name(),
+                action: req.action.name().to_string(),
+                allowed: lifecycle::allowed(from),
+            })?;
+        match req.action {
+            Action::Dispatch => {
+                let d = req
+                    .department
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .ok_or(StoreError::MissingDepartment)?;
+                e.department = Some(d.to_string());
+            }
+            Action::Acknowledge => {
+                e.acknowledged_at_ns.get_or_insert(self.now_ns);
+            }
+            Action::Close => e.closed_at_ns = Some(self.now_ns),
+            Action::Reopen => {
+                e.closed_at_ns = None;
+                e.overdue = false;
+                e.deadline_ns = self
+                    .now_ns
+                    .saturating_add(deadlines.for_severity(e.severity));
+            }
+            Action::Start | Action::Resolve => {}
+        }
+        e.status = to;
+        e.version += 1;
+        Ok(e)
+    }
+}
+
+/// The active event `e` as `c` raising it again leaves it. A repeat is a new occurrence after
+/// the condition cleared; a raise while it still holds is a duplicate (a replay, or an
+/// evaluator that restarted) and changes nothing: None. The same on both back ends.
+pub(super) fn repeated(mut e: Event, c: &Condition) -> Option<Event> {
+    let stale = match e.cleared_at_ns {
+        Some(cleared) => c.trigger.ts_ns <= cleared,
+        None => true,
+    };
+    if stale {
+        return None;
+    }
+    e.count += 1;
+    e.version += 1;
+    e.cleared_at_ns = None;
+    Some(e)
+}
+
+/// The active event `e` as `c` clearing it leaves it; None if it is cleared already or `c` is
+/// older than its trigger. The same on both back ends.
+pub(super) fn cleared(mut e: Event, c: &Condition) -> Option<Event> {
+    if e.cleared_at_ns.is_some() || c.trigger.ts_ns < e.trigger.ts_ns {
+        return None;
+    }
+    e.cleared_at_ns = Some(c.trigger.ts_ns);
+    e.version += 1;
+    Some(e)
+}
+
+/// A reopened event that would be a second active one of its type on its component.
+pub(super) fn reopen_conflict(e: &Event) -> StoreError {
+    StoreError::Conflict(format!(
+        "cannot reopen: another active {} event on {} exists",
+        e.event_type, e.component_id
+    ))
 }
 
 /// Filters for listing events; newest first, paged by `before_id`.
@@ -68,14 +150,19 @@ pub trait EventLog {
     fn pending_conditions(&self) -> Result<Vec<(String, String, i64)>>;
 }
 
-const EVENT_COLS: &str = "id, version, component_id, type, severity, status, raised_at_ns, cleared_at_ns, \
+/// What [`event_from_row`] reads, in its order (both back ends).
+pub(super) const EVENT_COLS: &str = "id, version, component_id, type, severity, status, raised_at_ns, cleared_at_ns, \
      count, department, deadline_ns, overdue, late, trigger_quantity, trigger_value, trigger_threshold, \
      trigger_ts_ns, created_at_ns, acknowledged_at_ns, closed_at_ns";
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Event, String>> {
-    let severity: String = row.get(4)?;
-    let status: String = row.get(5)?;
-    let value: String = row.get(14)?;
+/// An event row of [`EVENT_COLS`] (either back end); `Err(what)` names a value the store never
+/// writes (the caller's `Corrupt`).
+pub(super) fn event_from_row<R: Columns>(
+    row: &R,
+) -> std::result::Result<std::result::Result<Event, String>, R::Error> {
+    let severity: String = row.column(4)?;
+    let status: String = row.column(5)?;
+    let value: String = row.column(14)?;
     let Some(severity) = Severity::from_name(&severity) else {
         return Ok(Err(format!("severity {severity:?}")));
     };
@@ -87,39 +174,60 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Event, 
         Err(_) => return Ok(Err(format!("trigger value {value:?}"))),
     };
     Ok(Ok(Event {
-        id: row.get(0)?,
-        version: row.get(1)?,
-        component_id: row.get(2)?,
-        event_type: row.get(3)?,
+        id: row.column(0)?,
+        version: row.column(1)?,
+        component_id: row.column(2)?,
+        event_type: row.column(3)?,
         severity,
         status,
-        raised_at_ns: row.get(6)?,
-        cleared_at_ns: row.get(7)?,
-        count: row.get(8)?,
-        department: row.get(9)?,
-        deadline_ns: row.get(10)?,
-        overdue: row.get::<_, i64>(11)? != 0,
-        late: row.get::<_, i64>(12)? != 0,
+        raised_at_ns: row.column(6)?,
+        cleared_at_ns: row.column(7)?,
+        count: row.column(8)?,
+        department: row.column(9)?,
+        deadline_ns: row.column(10)?,
+        overdue: row.column(11)?,
+        late: row.column(12)?,
         trigger: trigger_from_row(row, value)?,
-        created_at_ns: row.get(17)?,
-        acknowledged_at_ns: row.get(18)?,
-        closed_at_ns: row.get(19)?,
+        created_at_ns: row.column(17)?,
+        acknowledged_at_ns: row.column(18)?,
+        closed_at_ns: row.column(19)?,
     }))
 }
 
 /// The trigger columns (13 to 16) of an event row; `value` is column 14, already decoded.
-fn trigger_from_row(row: &Row<'_>, value: serde_json::Value) -> rusqlite::Result<Trigger> {
+fn trigger_from_row<R: Columns>(
+    row: &R,
+    value: serde_json::Value,
+) -> std::result::Result<Trigger, R::Error> {
     Ok(Trigger {
-        quantity: row.get(13)?,
+        quantity: row.column(13)?,
         value,
-        threshold: row.get(15)?,
-        ts_ns: row.get(16)?,
+        threshold: row.column(15)?,
+        ts_ns: row.column(16)?,
     })
+}
+
+/// A history row (at_ns, actor, action, from_status, to_status, department, note), either
+/// back end.
+pub(super) fn history_from_row<R: Columns>(r: &R) -> std::result::Result<HistoryEntry, R::Error> {
+    let at = crate::model::rfc3339;
+    Ok(from_columns!(
+        r,
+        HistoryEntry {
+            at => at,
+            actor,
+            action,
+            from_status,
+            to_status,
+            department,
+            note
+        }
+    ))
 }
 
 fn query_events(conn: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Event>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(p, event_from_row)?;
+    let rows = stmt.query_map(p, |r| event_from_row(r))?;
     let mut out = Vec::new();
     for r in rows {
         out.push(r?.map_err(StoreError::Corrupt)?);
@@ -217,43 +325,14 @@ pub(super) fn transition_in(
         req,
         now_ns,
     } = t;
-    let mut e = load_event(tx, id)?.ok_or(StoreError::NotFound(id))?;
-    let from = e.status;
-    let to = lifecycle::next(from, req.action).ok_or_else(|| StoreError::InvalidTransition {
-        status: from.name(),
-        action: req.action.name().to_string(),
-        allowed: lifecycle::allowed(from),
-    })?;
-    match req.action {
-        Action::Dispatch => {
-            let d = req
-                .department
-                .as_deref()
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .ok_or(StoreError::MissingDepartment)?;
-            e.department = Some(d.to_string());
-        }
-        Action::Acknowledge => {
-            e.acknowledged_at_ns.get_or_insert(now_ns);
-        }
-        Action::Close => e.closed_at_ns = Some(now_ns),
-        Action::Reopen => {
-            e.closed_at_ns = None;
-            e.overdue = false;
-            e.deadline_ns = now_ns.saturating_add(deadlines.for_severity(e.severity));
-        }
-        Action::Start | Action::Resolve => {}
-    }
-    e.status = to;
-    e.version += 1;
+    let before = load_event(tx, id)?.ok_or(StoreError::NotFound(id))?;
+    let from = before.status;
+    let e = t.apply(before, deadlines)?;
+    let to = e.status;
     if let Err(err) = save_event(tx, &e) {
         if let StoreError::Sqlite(s) = &err {
             if is_unique_violation(s) {
-                return Err(StoreError::Conflict(format!(
-                    "cannot reopen: another active {} event on {} exists",
-                    e.event_type, e.component_id
-                )));
+                return Err(reopen_conflict(&e));
             }
         }
         return Err(err);
@@ -285,19 +364,10 @@ impl SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let change = match active_event(&tx, &c.component_id, &c.event_type)? {
-            Some(mut e) => {
-                // A repeat is a new occurrence after the condition cleared. A raise while it still
-                // holds is a duplicate (a replay, or an evaluator that restarted) and changes nothing.
-                let stale = match e.cleared_at_ns {
-                    Some(cleared) => c.trigger.ts_ns <= cleared,
-                    None => true,
-                };
-                if stale {
+            Some(e) => {
+                let Some(e) = repeated(e, c) else {
                     return Ok(None);
-                }
-                e.count += 1;
-                e.version += 1;
-                e.cleared_at_ns = None;
+                };
                 save_event(&tx, &e)?;
                 add_system_history(&tx, e.id, now_ns, "repeat", Some(e.status), e.status)?;
                 record_change(&tx, &e, now_ns)?
@@ -356,14 +426,12 @@ impl SqliteStore {
     fn clear(&self, c: &Condition, now_ns: i64) -> Result<Option<Change>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(mut e) = active_event(&tx, &c.component_id, &c.event_type)? else {
+        let Some(e) = active_event(&tx, &c.component_id, &c.event_type)? else {
             return Ok(None);
         };
-        if e.cleared_at_ns.is_some() || c.trigger.ts_ns < e.trigger.ts_ns {
+        let Some(e) = cleared(e, c) else {
             return Ok(None);
-        }
-        e.cleared_at_ns = Some(c.trigger.ts_ns);
-        e.version += 1;
+        };
         save_event(&tx, &e)?;
         add_system_history(&tx, e.id, now_ns, "clear", Some(e.status), e.status)?;
         let change = record_change(&tx, &e, now_ns)?;
@@ -425,21 +493,7 @@ impl EventLog for SqliteStore {
             "SELECT at_ns, actor, action, from_status, to_status, department, note FROM event_history \
              WHERE event_id = ?1 ORDER BY id",
         )?;
-        let rows = stmt.query_map([id], |r| {
-            let at = crate::model::rfc3339;
-            Ok(from_columns!(
-                r,
-                HistoryEntry {
-                    at => at,
-                    actor,
-                    action,
-                    from_status,
-                    to_status,
-                    department,
-                    note
-                }
-            ))
-        })?;
+        let rows = stmt.query_map([id], |r| history_from_row(r))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

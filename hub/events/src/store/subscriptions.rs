@@ -1,7 +1,8 @@
 //! Webhook subscriptions and their deliveries: fan-out from the outbox, due attempts, outcomes.
 
 use super::{Result, SqliteStore, PAGE_MAX};
-use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
+use crate::columns::Columns;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,21 @@ pub struct AttemptOutcome {
     pub success: bool,
     /// When to try again; None = give up (status `failed`).
     pub retry_at_ns: Option<i64>,
+}
+
+impl AttemptOutcome {
+    /// What the delivery becomes after this attempt at `now_ns`: (status, next attempt,
+    /// delivered at). The same on both back ends.
+    pub(super) fn delivery_state(&self, now_ns: i64) -> (&'static str, i64, Option<i64>) {
+        if self.success {
+            ("delivered", now_ns, Some(now_ns))
+        } else {
+            match self.retry_at_ns {
+                Some(t) => ("pending", t, None),
+                None => ("failed", now_ns, None),
+            }
+        }
+    }
 }
 
 /// What a new subscription is made of (its id and fan-out cursor are the store's).
@@ -102,10 +118,15 @@ pub trait Subscriptions {
     ) -> Result<Vec<(Delivery, Vec<DeliveryAttempt>)>>;
 }
 
-fn subscription_from_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
+/// A subscription row of [`SUB_COLS`] from column `at` on (either back end).
+pub(super) fn subscription_from_row<R: Columns>(
+    row: &R,
+    at: usize,
+) -> std::result::Result<Subscription, R::Error> {
     let patterns = |json: String| serde_json::from_str(&json).unwrap_or_default();
     Ok(from_columns!(
         row,
+        at at,
         Subscription {
             id,
             url,
@@ -118,12 +139,31 @@ fn subscription_from_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
     ))
 }
 
-const SUB_COLS: &str = "id, url, secret, department, event_types, created_at_ns, cursor";
-const DELIVERY_COLS: &str =
+/// An attempt's columns delivery_uid, at_ns, http_status, error from column `at` on (either
+/// back end).
+pub(super) fn attempt_from_row<R: Columns>(
+    row: &R,
+    at: usize,
+) -> std::result::Result<DeliveryAttempt, R::Error> {
+    Ok(from_columns!(
+        row,
+        at at,
+        DeliveryAttempt {
+            delivery_uid,
+            at_ns,
+            http_status,
+            error
+        }
+    ))
+}
+
+pub(super) const SUB_COLS: &str = "id, url, secret, department, event_types, created_at_ns, cursor";
+pub(super) const DELIVERY_COLS: &str =
     "d.id, d.subscription_id, d.cursor, d.event_id, d.version, d.status, d.attempts, \
      d.next_attempt_ns, d.last_status, d.last_error, d.delivered_at_ns";
 
-fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+/// A delivery row of [`DELIVERY_COLS`] (columns 0 to 10, either back end).
+pub(super) fn delivery_from_row<R: Columns>(row: &R) -> std::result::Result<Delivery, R::Error> {
     Ok(from_columns!(
         row,
         Delivery {
@@ -161,7 +201,7 @@ impl Subscriptions for SqliteStore {
         Ok(conn.query_row(
             &format!("SELECT {SUB_COLS} FROM subscriptions WHERE id = ?1"),
             [id],
-            subscription_from_row,
+            |r| subscription_from_row(r, 0),
         )?)
     }
 
@@ -169,7 +209,7 @@ impl Subscriptions for SqliteStore {
         let conn = self.conn();
         let mut stmt =
             conn.prepare_cached(&format!("SELECT {SUB_COLS} FROM subscriptions ORDER BY id"))?;
-        let rows = stmt.query_map([], subscription_from_row)?;
+        let rows = stmt.query_map([], |r| subscription_from_row(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -179,7 +219,7 @@ impl Subscriptions for SqliteStore {
             .query_row(
                 &format!("SELECT {SUB_COLS} FROM subscriptions WHERE id = ?1"),
                 [id],
-                subscription_from_row,
+                |r| subscription_from_row(r, 0),
             )
             .optional()?)
     }
@@ -230,16 +270,7 @@ impl Subscriptions for SqliteStore {
         let rows = stmt.query_map(params![now_ns, limit.clamp(1, PAGE_MAX) as i64], |r| {
             let d = delivery_from_row(r)?;
             let body: String = r.get(11)?;
-            let types: String = r.get(16)?;
-            let s = Subscription {
-                id: r.get(12)?,
-                url: r.get(13)?,
-                secret: r.get(14)?,
-                department: r.get(15)?,
-                event_types: serde_json::from_str(&types).unwrap_or_default(),
-                created_at_ns: r.get(17)?,
-                cursor: r.get(18)?,
-            };
+            let s = subscription_from_row(r, 12)?;
             Ok((d, body, s))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -260,14 +291,7 @@ impl Subscriptions for SqliteStore {
             "INSERT INTO delivery_attempts (delivery_id, delivery_uid, at_ns, http_status, error) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![delivery_id, o.delivery_uid, now_ns, o.http_status, o.error],
         )?;
-        let (status, next, delivered) = if o.success {
-            ("delivered", now_ns, Some(now_ns))
-        } else {
-            match o.retry_at_ns {
-                Some(t) => ("pending", t, None),
-                None => ("failed", now_ns, None),
-            }
-        };
+        let (status, next, delivered) = o.delivery_state(now_ns);
         tx.execute(
             "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_ns = ?3, last_status = ?4, \
              last_error = ?5, delivered_at_ns = ?6 WHERE id = ?1",
@@ -289,7 +313,7 @@ impl Subscriptions for SqliteStore {
         let ds: Vec<Delivery> = stmt
             .query_map(
                 params![subscription_id, limit.clamp(1, PAGE_MAX) as i64],
-                delivery_from_row,
+                |r| delivery_from_row(r),
             )?
             .collect::<rusqlite::Result<_>>()?;
         let mut attempts_stmt = conn.prepare_cached(
@@ -298,17 +322,7 @@ impl Subscriptions for SqliteStore {
         let mut out = Vec::with_capacity(ds.len());
         for d in ds {
             let attempts = attempts_stmt
-                .query_map([d.id], |r| {
-                    Ok(from_columns!(
-                        r,
-                        DeliveryAttempt {
-                            delivery_uid,
-                            at_ns,
-                            http_status,
-                            error
-                        }
-                    ))
-                })?
+                .query_map([d.id], |r| attempt_from_row(r, 0))?
                 .collect::<rusqlite::Result<_>>()?;
             out.push((d, attempts));
         }

@@ -201,3 +201,9 @@ impl Api {
 
 #[allow(unused_imports)]
 pub use wangge_testkit::eventually_some;
+
+/// The `error.message` of an API error body; "" when there is none, so a `contains` check on it
+/// fails.
+pub fn error_message(body: &serde_json::Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or("")
+}

@@ -4,25 +4,6 @@ use super::*;
 use crate::registry::codes::ComponentCode;
 use crate::registry::validation::{validate_component, ClassRef, ReferenceLookup};
 
-const COMPONENT_COLUMNS: &str = "id, type, name, address, lat, lon, grid_cell, owner_department, \
-                                 maintainer_department, status";
-
-fn component_row(r: &Row) -> Result<Component, SqlError> {
-    let status: String = r.try_get(9)?;
-    Ok(Component {
-        id: r.try_get(0)?,
-        component_type: r.try_get(1)?,
-        name: r.try_get(2)?,
-        address: r.try_get(3)?,
-        lat: r.try_get(4)?,
-        lon: r.try_get(5)?,
-        grid_cell: r.try_get(6)?,
-        owner_department: r.try_get(7)?,
-        maintainer_department: r.try_get(8)?,
-        status: ComponentStatus::from_name(&status).unwrap_or(ComponentStatus::Normal),
-    })
-}
-
 /// What validating one component asks of the reference tables, fetched for that component in
 /// one round trip (validation itself is synchronous and shared with SQLite), so the answers
 /// need not look at the key they are asked about.
@@ -147,59 +128,22 @@ impl PgRegistry {
         &self,
         f: &ComponentFilter,
     ) -> Result<Page<Component>, RegistryError> {
-        let mut sql = format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE true");
-        let mut args: Vec<String> = Vec::new();
-        let mut push = |sql: &mut String, clause: &str, v: &str| {
-            args.push(v.to_string());
-            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-        };
-        if let Some(t) = &f.component_type {
-            push(&mut sql, " AND type = ?", t);
-        }
-        if let Some(g) = &f.grid_cell {
-            push(&mut sql, " AND grid_cell = ?", g);
-        }
-        if let Some(d) = &f.department {
-            push(
-                &mut sql,
-                " AND (owner_department = ? OR maintainer_department = ?)",
-                d,
-            );
-        }
-        if let Some(s) = f.status {
-            push(&mut sql, " AND status = ?", s.name());
-        }
-        if let Some(a) = &f.after {
-            push(&mut sql, " AND id > ?", a);
-        }
-        let limit = f.limit.max(1);
-        sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
+        let (sql, args) = sql::component_list(f);
         let params: Vec<&(dyn ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        let items = self.all(&sql, &params, component_row)?;
-        Ok(Page::cut(items, limit, |c| c.id.clone()))
-    }
-
-    pub(super) fn component(&self, id: &str) -> Result<Option<Component>, RegistryError> {
-        self.one(
-            &format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE id = $1"),
-            id,
-            component_row,
-        )
+        let items = self.rows(&sql::pg(&sql), &params)?;
+        Ok(Page::cut(items, f.limit.max(1), |c| c.id.clone()))
     }
 
     pub(super) fn create_component(
         &self,
         input: &ComponentInput,
     ) -> Result<Component, RegistryError> {
-        let id = non_empty(&input.id).ok_or_else(|| field("id", "required"))?;
+        let id = non_empty(&input.id).ok_or_else(|| validation::field("id", "required"))?;
         // A second hub creating the same id meanwhile fails on the primary key: `Conflict` too.
         self.write(async |tx| {
             if exists(tx, "components", "id", &id).await? {
-                return Err(RegistryError::Conflict(format!(
-                    "component {id} already exists (use PUT to change it)"
-                ))
-                .into());
+                return Err(validation::component_exists(&id).into());
             }
             let c = validated(tx, &id, input).await?;
             store_component(tx, &c, false).await?;
@@ -220,14 +164,7 @@ impl PgRegistry {
         id: &str,
         input: &ComponentInput,
     ) -> Result<(Component, bool), RegistryError> {
-        if let Some(body_id) = non_empty(&input.id) {
-            if body_id != id {
-                return Err(field(
-                    "id",
-                    format!("{body_id:?} differs from the path's id {id:?}"),
-                ));
-            }
-        }
+        validation::same_id(id, input)?;
         self.write(async |tx| {
             let existed = exists(tx, "components", "id", id).await?;
             let c = validated(tx, id, input).await?;
@@ -243,8 +180,7 @@ impl PgRegistry {
     ) -> Result<bool, RegistryError> {
         self.write(async |tx| {
             tx.execute(
-                "UPDATE components SET status = $2, updated_at_ns = $3
-                 WHERE id = $1 AND status <> $2",
+                &sql::pg(sql::SET_COMPONENT_STATUS),
                 &[&id, &status.name(), &now_ns()],
             )
             .await?;
@@ -253,6 +189,6 @@ impl PgRegistry {
     }
 
     pub(super) fn delete_component(&self, id: &str) -> Result<bool, RegistryError> {
-        Ok(self.execute("DELETE FROM components WHERE id = $1", &[&id])? > 0)
+        Ok(self.execute(&sql::pg(sql::DELETE_COMPONENT), &[&id])? > 0)
     }
 }

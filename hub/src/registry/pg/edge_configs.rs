@@ -5,46 +5,9 @@
 
 use super::*;
 use crate::registry::edge_config::{
-    check_base, report_columns, sql, stored_u64, ConfigDelivery, EdgeConfigState, NewConfig,
-    StoredConfig, StoredReport,
+    check_base, report_columns, sql, stored_u64, EdgeConfigState, NewConfig, StoredConfig,
 };
 use protocol::edge_config::{document_hash, ConfigReport};
-
-fn config_row(r: &Row) -> Result<StoredConfig, SqlError> {
-    Ok(StoredConfig {
-        edge_id: r.try_get(0)?,
-        version: count(r, 1)?,
-        hash: r.try_get(2)?,
-        document: r.try_get(3)?,
-        created_ns: r.try_get(4)?,
-        created_by: r.try_get(5)?,
-    })
-}
-
-fn report_row(r: &Row) -> Result<StoredReport, SqlError> {
-    Ok(StoredReport {
-        edge_id: r.try_get(0)?,
-        applied_version: count(r, 1)?,
-        applied_hash: r.try_get(2)?,
-        version: count(r, 3)?,
-        outcome: r.try_get(4)?,
-        error: r.try_get(5)?,
-        reported_ns: r.try_get(6)?,
-        received_ns: r.try_get(7)?,
-    })
-}
-
-/// The newest version of every edge that has one, with its newest report's version.
-pub(super) const DELIVERIES: Listing<ConfigDelivery> = Listing {
-    sql: sql::DELIVERIES,
-    row: |r| {
-        Ok(ConfigDelivery {
-            config: config_row(r)?,
-            reported_version: r.try_get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
-        })
-    },
-    key: |d| d.config.edge_id.clone(),
-};
 
 impl PgRegistry {
     pub(super) fn edge_config(
@@ -52,13 +15,13 @@ impl PgRegistry {
         edge_id: &str,
     ) -> Result<Option<EdgeConfigState>, RegistryError> {
         if self
-            .one("SELECT 1 FROM edges WHERE id = $1", edge_id, |_| Ok(()))?
+            .one::<()>("SELECT 1 FROM edges WHERE id = $1", &[edge_id])?
             .is_none()
         {
             return Ok(None);
         }
-        let desired = self.one(sql::DESIRED, edge_id, config_row)?;
-        let applied = self.one(sql::REPORT, edge_id, report_row)?;
+        let desired = self.one(sql::DESIRED, &[edge_id])?;
+        let applied = self.one(sql::REPORT, &[edge_id])?;
         Ok(Some(EdgeConfigState { desired, applied }))
     }
 
@@ -136,6 +99,7 @@ impl PgRegistry {
         &self,
         edge_id: &str,
     ) -> Result<Vec<Option<String>>, RegistryError> {
-        self.all(sql::MAINTAINERS, &[&edge_id], |r| r.try_get(0))
+        let rows: Vec<(Option<String>,)> = self.all(sql::MAINTAINERS, &[edge_id])?;
+        Ok(rows.into_iter().map(|(d,)| d).collect())
     }
 }

@@ -2,56 +2,12 @@
 
 use super::*;
 
-fn edge_row(r: &Row) -> Result<Edge, SqlError> {
-    let last_seen: Option<i64> = r.try_get(4)?;
-    Ok(Edge {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        site: r.try_get(2)?,
-        online: r.try_get(3)?,
-        last_seen: last_seen.map(crate::registry::format_ts),
-        version: r.try_get(5)?,
-        backlog_readings: count(r, 6)?,
-        backlog_bytes: count(r, 7)?,
-        has_credentials: r.try_get(8)?,
-        revoked: r.try_get(9)?,
-        readings_lost: count(r, 10)?,
-    })
-}
-
-pub(super) const EDGES: Listing<Edge> = Listing {
-    sql: "SELECT id, name, site, online, last_seen_ns, version, backlog_readings, backlog_bytes,
-                 password_hash IS NOT NULL, revoked,
-                 (SELECT COALESCE(SUM(g.count), 0)::BIGINT FROM edge_gaps g
-                  WHERE g.edge_id = edges.id)
-          FROM edges WHERE id > $1 ORDER BY id LIMIT $2",
-    row: edge_row,
-    key: |e| e.id.clone(),
-};
-
 impl PgRegistry {
     pub(super) fn edge_credentials(
         &self,
         edge_id: &str,
     ) -> Result<Option<EdgeCredentials>, RegistryError> {
-        type EdgeRow = (String, Option<String>, Option<Vec<u8>>, bool);
-        let row: Option<EdgeRow> = self.one(
-            "SELECT id, password_hash, mac_key, revoked FROM edges WHERE id = $1",
-            edge_id,
-            |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
-        )?;
-        let Some((edge_id, Some(password_hash), Some(key), revoked)) = row else {
-            return Ok(None);
-        };
-        let mac_key: [u8; 32] = key
-            .try_into()
-            .map_err(|_| RegistryError::Db(format!("edge {edge_id}: mac_key is not 32 bytes")))?;
-        Ok(Some(EdgeCredentials {
-            edge_id,
-            password_hash,
-            mac_key,
-            revoked,
-        }))
+        rows::edge_credentials(self.one(sql::EDGE_CREDENTIALS, &[edge_id])?)
     }
 
     /// Judges `s` against the mark read `FOR UPDATE`: a second hub handed the same status waits
@@ -114,10 +70,7 @@ impl PgRegistry {
         self.write(async |tx| {
             let n = tx
                 .execute(
-                    "INSERT INTO ingest_audit(kind, edge_id, sensor_id, detail, first_seen_ns,
-                                              last_seen_ns)
-                     VALUES ($1, $2, $3, $4, $5, $5)
-                     ON CONFLICT(kind, edge_id, sensor_id) DO NOTHING",
+                    &sql::pg(sql::AUDIT_INGEST),
                     &[&kind, &edge_id, &sensor_id, &detail, &at_ns],
                 )
                 .await?;
@@ -203,10 +156,6 @@ impl PgRegistry {
     }
 
     pub(super) fn revoke_edge(&self, edge_id: &str) -> Result<(), RegistryError> {
-        self.update_existing(
-            "UPDATE edges SET revoked = true, online = false WHERE id = $1",
-            "edge",
-            edge_id,
-        )
+        self.update_existing(&sql::pg(sql::REVOKE_EDGE), "edge", edge_id)
     }
 }

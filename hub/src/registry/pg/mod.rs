@@ -14,8 +14,10 @@
 //! name the method of the same name in the entity's file, as `registry::sqlite` does.
 
 use super::model::*;
+use super::rows::{self, FromRow};
 use super::seed::{SeedError, SeedSummary};
-use super::validation::{field, non_empty};
+use super::sql::{self, Listing};
+use super::validation::{self, non_empty, Reference};
 use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
@@ -168,30 +170,34 @@ impl PgRegistry {
         }
     }
 
-    /// The row `sql` selects for `key` (`$1`), if any.
-    fn one<T>(
-        &self,
-        sql: &str,
-        key: &str,
-        row: impl FnOnce(&Row) -> Result<T, SqlError>,
-    ) -> Result<Option<T>, RegistryError> {
+    /// The row `sql` (in the `?N` form of [`sql`]) selects for `keys`, if any.
+    fn one<T: FromRow>(&self, sql: &str, keys: &[&str]) -> Result<Option<T>, RegistryError> {
+        let sql = sql::pg(sql);
+        let params: Vec<&(dyn ToSql + Sync)> = keys.iter().map(|k| k as _).collect();
         self.read(async |c| {
-            c.query_opt(sql, &[&key])
+            c.query_opt(&sql, &params)
                 .await?
                 .as_ref()
-                .map(row)
+                .map(T::from_row)
                 .transpose()
         })
     }
 
+    /// Every row `sql` (in the `?N` form of [`sql`]) selects for `keys`.
+    fn all<T: FromRow>(&self, sql: &str, keys: &[&str]) -> Result<Vec<T>, RegistryError> {
+        let params: Vec<&(dyn ToSql + Sync)> = keys.iter().map(|k| k as _).collect();
+        self.rows(&sql::pg(sql), &params)
+    }
+
     /// Every row `sql` selects with `params`.
-    fn all<T>(
-        &self,
-        sql: &str,
-        params: &Params<'_>,
-        row: impl FnMut(&Row) -> Result<T, SqlError>,
-    ) -> Result<Vec<T>, RegistryError> {
-        self.read(async |c| c.query(sql, params).await?.iter().map(row).collect())
+    fn rows<T: FromRow>(&self, sql: &str, params: &Params<'_>) -> Result<Vec<T>, RegistryError> {
+        self.read(async |c| {
+            c.query(sql, params)
+                .await?
+                .iter()
+                .map(T::from_row)
+                .collect()
+        })
     }
 
     /// Runs the one statement `sql`; returns the rows it changed.
@@ -208,36 +214,33 @@ impl PgRegistry {
     }
 
     /// One page of `listing` after the key `after`, at most `limit` (at least 1) rows.
-    fn page<T>(
+    fn page<T: FromRow>(
         &self,
         listing: &Listing<T>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<T>, RegistryError> {
         let limit = limit.max(1);
-        let items = self.all(
-            listing.sql,
+        let items = self.rows(
+            &sql::pg(listing.sql),
             &[&after.unwrap_or(""), &(limit as i64 + 1)],
-            listing.row,
         )?;
         Ok(Page::cut(items, limit, listing.key))
     }
 
     fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {
-        Ok(self
-            .one("SELECT 1 FROM departments WHERE id = $1", id, |_| Ok(()))?
-            .is_some())
+        Ok(self.one::<()>(sql::DEPARTMENT_EXISTS, &[id])?.is_some())
     }
 }
 
-/// A keyset-paginated list of one entity, defined next to its SQL.
-struct Listing<T> {
-    /// Selects the rows whose key is `> $1` in key order, `LIMIT $2` (one row more than the
-    /// page, which only says that there is a next page).
-    sql: &'static str,
-    row: fn(&Row) -> Result<T, SqlError>,
-    /// The key of a row: the cursor of the next page.
-    key: fn(&T) -> String,
+/// Refuses the first of `refs` that names no row, as the transaction sees them.
+async fn check(tx: &Transaction<'_>, refs: &[Reference<'_>]) -> Result<(), Failure> {
+    for r in refs {
+        if !exists(tx, r.table, "id", r.value).await? {
+            return Err(r.unknown().into());
+        }
+    }
+    Ok(())
 }
 
 /// Whether `table` has a row whose `key` is `value`, as the transaction sees it.
@@ -254,11 +257,6 @@ async fn exists(
         )
         .await?
         .is_some())
-}
-
-/// A stored count or counter as the u64 the model holds (negative never is; 0 if it were).
-fn count(r: &Row, i: usize) -> Result<u64, SqlError> {
-    Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
 }
 
 registry_traits_by_entity_files!(PgRegistry);

@@ -1,36 +1,7 @@
 //! Reference tables (grid cells, departments) and the registry statistics.
 
 use super::*;
-
-pub(super) const GRID_CELLS: Listing<GridCell> = Listing {
-    sql: "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
-          FROM grid_cells WHERE id > $1 ORDER BY id LIMIT $2",
-    row: |r| {
-        Ok(GridCell {
-            id: r.try_get(0)?,
-            name: r.try_get(1)?,
-            parent: r.try_get(2)?,
-            lat_min: r.try_get(3)?,
-            lon_min: r.try_get(4)?,
-            lat_max: r.try_get(5)?,
-            lon_max: r.try_get(6)?,
-        })
-    },
-    key: |g| g.id.clone(),
-};
-
-pub(super) const DEPARTMENTS: Listing<Department> = Listing {
-    sql: "SELECT id, name, duty, contact FROM departments WHERE id > $1 ORDER BY id LIMIT $2",
-    row: |r| {
-        Ok(Department {
-            id: r.try_get(0)?,
-            name: r.try_get(1)?,
-            duty: r.try_get(2)?,
-            contact: r.try_get(3)?,
-        })
-    },
-    key: |d| d.id.clone(),
-};
+use wangge_events::columns::Columns;
 
 impl PgRegistry {
     /// The counts, read in one snapshot (a repeatable-read, read-only transaction).
@@ -60,22 +31,22 @@ impl PgRegistry {
                 let rows = tx.query(sql, &[]).await?;
                 let group: std::collections::BTreeMap<String, u64> = rows
                     .iter()
-                    .map(|r| Ok((r.try_get(0)?, count(r, 1)?)))
+                    .map(|r| Ok((r.try_get(0)?, r.count(1)?)))
                     .collect::<Result<_, SqlError>>()?;
                 groups.push(group);
             }
             let components_by_type = groups.pop().unwrap_or_default();
             let components_by_status = groups.pop().unwrap_or_default();
             Ok(RegistryStats {
-                components: count(&counts, 0)?,
+                components: counts.count(0)?,
                 components_by_status,
                 components_by_type,
-                sensors: count(&counts, 1)?,
-                sensors_unassigned: count(&counts, 2)?,
-                edges: count(&counts, 3)?,
-                edges_online: count(&counts, 4)?,
-                departments: count(&counts, 5)?,
-                grid_cells: count(&counts, 6)?,
+                sensors: counts.count(1)?,
+                sensors_unassigned: counts.count(2)?,
+                edges: counts.count(3)?,
+                edges_online: counts.count(4)?,
+                departments: counts.count(5)?,
+                grid_cells: counts.count(6)?,
             })
         })
     }

@@ -10,19 +10,15 @@ impl PgRegistry {
         department: Option<&str>,
         scope: Scope,
     ) -> Result<String, RegistryError> {
-        crate::registry::validation::token_department(department, scope)?;
+        validation::token_department(department, scope)?;
         let id = hex::encode(rand::random::<[u8; 6]>());
         let secret = secrets::generate();
         let hash = secrets::hash(&secret);
         self.write(async |tx| {
-            if let Some(d) = department {
-                if !exists(tx, "departments", "id", d).await? {
-                    return Err(field("department", format!("unknown department {d:?}")).into());
-                }
-            }
+            let refs: Vec<_> = department.map(validation::department).into_iter().collect();
+            check(tx, &refs).await?;
             tx.execute(
-                "INSERT INTO api_tokens(id, secret_hash, department, scope, created_at_ns)
-                 VALUES ($1, $2, $3, $4, $5)",
+                &sql::pg(sql::ADD_TOKEN),
                 &[&id, &hash, &department, &scope.name(), &now_ns()],
             )
             .await?;
@@ -32,35 +28,14 @@ impl PgRegistry {
     }
 
     pub(super) fn verify_token(&self, token: &str) -> Result<Option<Principal>, RegistryError> {
-        let Some((id, secret)) = token
-            .strip_prefix(TOKEN_PREFIX)
-            .and_then(|t| t.split_once('.'))
-        else {
+        let Some((id, secret)) = rows::token_parts(token) else {
             return Ok(None);
         };
-        let row: Option<(String, Option<String>, String, bool)> = self.one(
-            "SELECT secret_hash, department, scope, revoked FROM api_tokens WHERE id = $1",
-            id,
-            |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
-        )?;
-        let Some((hash, department, scope, revoked)) = row else {
-            return Ok(None);
-        };
-        if revoked || !secrets::verify(&hash, secret) {
-            return Ok(None);
-        }
-        Ok(Scope::from_name(&scope).map(|scope| Principal {
-            token_id: id.to_string(),
-            department,
-            scope,
-        }))
+        let row = self.one(sql::TOKEN, &[id])?;
+        Ok(rows::principal(id, secret, row))
     }
 
     pub(super) fn revoke_token(&self, token_id: &str) -> Result<(), RegistryError> {
-        self.update_existing(
-            "UPDATE api_tokens SET revoked = true WHERE id = $1",
-            "token",
-            token_id,
-        )
+        self.update_existing(&sql::pg(sql::REVOKE_TOKEN), "token", token_id)
     }
 }

@@ -71,83 +71,24 @@ pub fn upsert_component(conn: &Connection, c: &Component) -> Result<(), Registry
     Ok(())
 }
 
-pub(super) const COMPONENT_COLUMNS: &str =
-    "id, type, name, address, lat, lon, grid_cell, owner_department, \
-                                 maintainer_department, status";
-
-pub(super) fn component_row(r: &Row<'_>) -> rusqlite::Result<Component> {
-    let status = |s: String| ComponentStatus::from_name(&s).unwrap_or(ComponentStatus::Normal);
-    Ok(from_columns!(
-        r,
-        Component {
-            id,
-            component_type,
-            name,
-            address,
-            lat,
-            lon,
-            grid_cell,
-            owner_department,
-            maintainer_department,
-            status => status
-        }
-    ))
-}
-
 impl SqliteRegistry {
     pub(super) fn list_components(
         &self,
         f: &ComponentFilter,
     ) -> Result<Page<Component>, RegistryError> {
-        let mut sql = format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE 1 = 1");
-        let mut args: Vec<String> = Vec::new();
-        let mut push = |sql: &mut String, clause: &str, v: &str| {
-            args.push(v.to_string());
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(t) = &f.component_type {
-            push(&mut sql, " AND type = ?", t);
-        }
-        if let Some(g) = &f.grid_cell {
-            push(&mut sql, " AND grid_cell = ?", g);
-        }
-        if let Some(d) = &f.department {
-            push(
-                &mut sql,
-                " AND (owner_department = ? OR maintainer_department = ?)",
-                d,
-            );
-        }
-        if let Some(s) = f.status {
-            push(&mut sql, " AND status = ?", s.name());
-        }
-        if let Some(a) = &f.after {
-            push(&mut sql, " AND id > ?", a);
-        }
-        let limit = f.limit.max(1);
-        sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
-        let items = self.all(&sql, rusqlite::params_from_iter(args.iter()), component_row)?;
-        Ok(paginate(items, limit, |c| c.id.clone()))
-    }
-
-    pub(super) fn component(&self, id: &str) -> Result<Option<Component>, RegistryError> {
-        self.one(
-            &format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE id = ?1"),
-            id,
-            component_row,
-        )
+        let (sql, args) = sql::component_list(f);
+        let items = self.rows(&sql, rusqlite::params_from_iter(args.iter()))?;
+        Ok(Page::cut(items, f.limit.max(1), |c| c.id.clone()))
     }
 
     pub(super) fn create_component(
         &self,
         input: &ComponentInput,
     ) -> Result<Component, RegistryError> {
-        let id = non_empty(&input.id).ok_or_else(|| field("id", "required"))?;
+        let id = non_empty(&input.id).ok_or_else(|| validation::field("id", "required"))?;
         self.write(|tx| {
             if exists(tx, "components", "id", &id).map_err(db)? {
-                return Err(RegistryError::Conflict(format!(
-                    "component {id} already exists (use PUT to change it)"
-                )));
+                return Err(validation::component_exists(&id));
             }
             let c = validated(tx, &id, input)?;
             upsert_component(tx, &c)?;
@@ -168,14 +109,7 @@ impl SqliteRegistry {
         id: &str,
         input: &ComponentInput,
     ) -> Result<(Component, bool), RegistryError> {
-        if let Some(body_id) = non_empty(&input.id) {
-            if body_id != id {
-                return Err(field(
-                    "id",
-                    format!("{body_id:?} differs from the path's id {id:?}"),
-                ));
-            }
-        }
+        validation::same_id(id, input)?;
         self.write(|tx| {
             let existed = exists(tx, "components", "id", id).map_err(db)?;
             let c = validated(tx, id, input)?;
@@ -191,8 +125,7 @@ impl SqliteRegistry {
     ) -> Result<bool, RegistryError> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE components SET status = ?2, updated_at_ns = ?3
-                 WHERE id = ?1 AND status <> ?2",
+                sql::SET_COMPONENT_STATUS,
                 params![id, status.name(), now_ns()],
             )
             .map_err(db)?;
@@ -201,6 +134,6 @@ impl SqliteRegistry {
     }
 
     pub(super) fn delete_component(&self, id: &str) -> Result<bool, RegistryError> {
-        Ok(self.execute("DELETE FROM components WHERE id = ?1", [id])? > 0)
+        Ok(self.execute(sql::DELETE_COMPONENT, [id])? > 0)
     }
 }

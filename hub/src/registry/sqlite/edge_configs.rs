@@ -2,46 +2,9 @@
 
 use super::*;
 use crate::registry::edge_config::{
-    check_base, report_columns, sql, stored_u64, ConfigDelivery, EdgeConfigState, NewConfig,
-    StoredConfig, StoredReport,
+    check_base, report_columns, sql, stored_u64, EdgeConfigState, NewConfig, StoredConfig,
 };
 use protocol::edge_config::{document_hash, ConfigReport};
-
-fn config_row(r: &Row<'_>) -> rusqlite::Result<StoredConfig> {
-    Ok(StoredConfig {
-        edge_id: r.get(0)?,
-        version: r.get::<_, i64>(1)?.max(0) as u64,
-        hash: r.get(2)?,
-        document: r.get(3)?,
-        created_ns: r.get(4)?,
-        created_by: r.get(5)?,
-    })
-}
-
-fn report_row(r: &Row<'_>) -> rusqlite::Result<StoredReport> {
-    Ok(StoredReport {
-        edge_id: r.get(0)?,
-        applied_version: r.get::<_, i64>(1)?.max(0) as u64,
-        applied_hash: r.get(2)?,
-        version: r.get::<_, i64>(3)?.max(0) as u64,
-        outcome: r.get(4)?,
-        error: r.get(5)?,
-        reported_ns: r.get(6)?,
-        received_ns: r.get(7)?,
-    })
-}
-
-/// The newest version of every edge that has one, with its newest report's version.
-pub(super) const DELIVERIES: Listing<ConfigDelivery> = Listing {
-    sql: sql::DELIVERIES,
-    row: |r| {
-        Ok(ConfigDelivery {
-            config: config_row(r)?,
-            reported_version: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
-        })
-    },
-    key: |d| d.config.edge_id.clone(),
-};
 
 impl SqliteRegistry {
     pub(super) fn edge_config(
@@ -49,13 +12,13 @@ impl SqliteRegistry {
         edge_id: &str,
     ) -> Result<Option<EdgeConfigState>, RegistryError> {
         if self
-            .one("SELECT 1 FROM edges WHERE id = ?1", edge_id, |_| Ok(()))?
+            .one::<()>("SELECT 1 FROM edges WHERE id = ?1", &[edge_id])?
             .is_none()
         {
             return Ok(None);
         }
-        let desired = self.one(sql::DESIRED, edge_id, config_row)?;
-        let applied = self.one(sql::REPORT, edge_id, report_row)?;
+        let desired = self.one(sql::DESIRED, &[edge_id])?;
+        let applied = self.one(sql::REPORT, &[edge_id])?;
         Ok(Some(EdgeConfigState { desired, applied }))
     }
 
@@ -126,6 +89,7 @@ impl SqliteRegistry {
         &self,
         edge_id: &str,
     ) -> Result<Vec<Option<String>>, RegistryError> {
-        self.all(sql::MAINTAINERS, [edge_id], |r| r.get(0))
+        let rows: Vec<(Option<String>,)> = self.all(sql::MAINTAINERS, &[edge_id])?;
+        Ok(rows.into_iter().map(|(d,)| d).collect())
     }
 }

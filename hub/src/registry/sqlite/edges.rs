@@ -2,57 +2,12 @@
 
 use super::*;
 
-/// (id, password_hash, mac_key, revoked) of an `edges` row.
-pub(super) type EdgeRow = (String, Option<String>, Option<Vec<u8>>, bool);
-
-pub(super) fn edge_row(r: &Row<'_>) -> rusqlite::Result<Edge> {
-    let last_seen: Option<i64> = r.get(4)?;
-    Ok(Edge {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        site: r.get(2)?,
-        online: r.get(3)?,
-        last_seen: last_seen.map(crate::registry::format_ts),
-        version: r.get(5)?,
-        backlog_readings: r.get::<_, i64>(6)?.max(0) as u64,
-        backlog_bytes: r.get::<_, i64>(7)?.max(0) as u64,
-        has_credentials: r.get(8)?,
-        revoked: r.get(9)?,
-        readings_lost: r.get::<_, i64>(10)?.max(0) as u64,
-    })
-}
-
-pub(super) const EDGES: Listing<Edge> = Listing {
-    sql: "SELECT id, name, site, online, last_seen_ns, version, backlog_readings, backlog_bytes,
-                 password_hash IS NOT NULL, revoked,
-                 (SELECT COALESCE(SUM(g.count), 0) FROM edge_gaps g WHERE g.edge_id = edges.id)
-          FROM edges WHERE id > ?1 ORDER BY id LIMIT ?2",
-    row: edge_row,
-    key: |e| e.id.clone(),
-};
-
 impl SqliteRegistry {
     pub(super) fn edge_credentials(
         &self,
         edge_id: &str,
     ) -> Result<Option<EdgeCredentials>, RegistryError> {
-        let row: Option<EdgeRow> = self.one(
-            "SELECT id, password_hash, mac_key, revoked FROM edges WHERE id = ?1",
-            edge_id,
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
-        let Some((edge_id, Some(password_hash), Some(key), revoked)) = row else {
-            return Ok(None);
-        };
-        let mac_key: [u8; 32] = key
-            .try_into()
-            .map_err(|_| RegistryError::Db(format!("edge {edge_id}: mac_key is not 32 bytes")))?;
-        Ok(Some(EdgeCredentials {
-            edge_id,
-            password_hash,
-            mac_key,
-            revoked,
-        }))
+        rows::edge_credentials(self.one(sql::EDGE_CREDENTIALS, &[edge_id])?)
     }
 
     pub(super) fn record_edge_status(&self, s: &EdgeStatus) -> Result<Freshness, RegistryError> {
@@ -112,10 +67,7 @@ impl SqliteRegistry {
         self.write(|tx| {
             let n = tx
                 .execute(
-                    "INSERT INTO ingest_audit(kind, edge_id, sensor_id, detail, first_seen_ns,
-                                              last_seen_ns)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                     ON CONFLICT(kind, edge_id, sensor_id) DO NOTHING",
+                    sql::AUDIT_INGEST,
                     params![kind, edge_id, sensor_id, detail, at_ns],
                 )
                 .map_err(db)?;
@@ -202,10 +154,6 @@ impl SqliteRegistry {
     }
 
     pub(super) fn revoke_edge(&self, edge_id: &str) -> Result<(), RegistryError> {
-        self.update_existing(
-            "UPDATE edges SET revoked = 1, online = 0 WHERE id = ?1",
-            "edge",
-            edge_id,
-        )
+        self.update_existing(sql::REVOKE_EDGE, "edge", edge_id)
     }
 }

@@ -9,11 +9,11 @@
 //! (`components`, `sensors`, `edges`, `tokens`, `mqtt_users`, `reference` for grid cells,
 //! departments and statistics). The module is private to `registry`.
 
-use wangge_events::from_columns;
-
 use super::model::*;
+use super::rows::{self, FromRow};
 use super::seed::{SeedError, SeedSummary};
-use super::validation::{field, non_empty};
+use super::sql::{self, Listing};
+use super::validation::{self, non_empty, Reference};
 use super::{
     now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
@@ -21,7 +21,7 @@ use super::{
 use super::{ConfigDelivery, EdgeConfigState, NewConfig, StoredConfig};
 use protocol::edge_config::ConfigReport;
 use protocol::uplink::EdgeStatus;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -109,41 +109,43 @@ impl SqliteRegistry {
     }
 
     /// One page of `listing` after the key `after`, at most `limit` (at least 1) rows.
-    fn page<T>(
+    fn page<T: FromRow>(
         &self,
         listing: &Listing<T>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<T>, RegistryError> {
         let limit = limit.max(1);
-        let items = self.all(
+        let items = self.rows(
             listing.sql,
             params![after.unwrap_or(""), (limit + 1) as i64],
-            listing.row,
         )?;
-        Ok(paginate(items, limit, listing.key))
+        Ok(Page::cut(items, limit, listing.key))
     }
 
-    /// The row `sql` selects for `key` (`?1`), if any.
-    fn one<T>(
-        &self,
-        sql: &str,
-        key: &str,
-        row: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Option<T>, RegistryError> {
-        self.read(|c| c.prepare_cached(sql)?.query_row([key], row).optional())
+    /// The row `sql` selects for `keys` (`?1`, …), if any.
+    fn one<T: FromRow>(&self, sql: &str, keys: &[&str]) -> Result<Option<T>, RegistryError> {
+        self.read(|c| {
+            c.prepare_cached(sql)?
+                .query_row(rusqlite::params_from_iter(keys), |r| T::from_row(r))
+                .optional()
+        })
+    }
+
+    /// Every row `sql` selects for `keys` (`?1`, …).
+    fn all<T: FromRow>(&self, sql: &str, keys: &[&str]) -> Result<Vec<T>, RegistryError> {
+        self.rows(sql, rusqlite::params_from_iter(keys))
     }
 
     /// Every row `sql` selects with `params`.
-    fn all<T>(
+    fn rows<T: FromRow>(
         &self,
         sql: &str,
         params: impl rusqlite::Params,
-        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>, RegistryError> {
         self.read(|c| {
             let mut st = c.prepare_cached(sql)?;
-            let rows = st.query_map(params, row)?;
+            let rows = st.query_map(params, |r| T::from_row(r))?;
             rows.collect()
         })
     }
@@ -163,7 +165,7 @@ impl SqliteRegistry {
 
     fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {
         self.read(|c| {
-            c.prepare_cached("SELECT 1 FROM departments WHERE id = ?1")?
+            c.prepare_cached(sql::DEPARTMENT_EXISTS)?
                 .exists(params![id])
         })
     }
@@ -197,24 +199,19 @@ impl SqliteRegistry {
     }
 }
 
-/// A keyset-paginated list of one entity, defined next to its SQL.
-struct Listing<T> {
-    /// Selects the rows whose key is `> ?1` in key order, `LIMIT ?2` (one row more than the
-    /// page, which only says that there is a next page).
-    sql: &'static str,
-    row: fn(&Row<'_>) -> rusqlite::Result<T>,
-    /// The key of a row: the cursor of the next page.
-    key: fn(&T) -> String,
-}
-
-/// See [`Page::cut`].
-fn paginate<T>(items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
-    Page::cut(items, limit, key)
-}
-
 /// A poisoned lock only means another thread panicked mid-statement; SQLite rolled that back.
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Refuses the first of `refs` that names no row, as `tx` sees them.
+fn check(tx: &Connection, refs: &[Reference<'_>]) -> Result<(), RegistryError> {
+    for r in refs {
+        if !exists(tx, r.table, "id", r.value).map_err(db)? {
+            return Err(r.unknown());
+        }
+    }
+    Ok(())
 }
 
 fn exists(conn: &Connection, table: &str, key: &str, value: &str) -> rusqlite::Result<bool> {

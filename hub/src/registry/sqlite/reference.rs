@@ -2,42 +2,6 @@
 
 use super::*;
 
-pub(super) const GRID_CELLS: Listing<GridCell> = Listing {
-    sql: "SELECT id, name, parent, lat_min, lon_min, lat_max, lon_max
-          FROM grid_cells WHERE id > ?1 ORDER BY id LIMIT ?2",
-    row: |r| {
-        Ok(from_columns!(
-            r,
-            GridCell {
-                id,
-                name,
-                parent,
-                lat_min,
-                lon_min,
-                lat_max,
-                lon_max
-            }
-        ))
-    },
-    key: |g| g.id.clone(),
-};
-
-pub(super) const DEPARTMENTS: Listing<Department> = Listing {
-    sql: "SELECT id, name, duty, contact FROM departments WHERE id > ?1 ORDER BY id LIMIT ?2",
-    row: |r| {
-        Ok(from_columns!(
-            r,
-            Department {
-                id,
-                name,
-                duty,
-                contact
-            }
-        ))
-    },
-    key: |d| d.id.clone(),
-};
-
 impl SqliteRegistry {
     pub(super) fn stats(&self) -> Result<RegistryStats, RegistryError> {
         self.read(|c| {

@@ -35,7 +35,6 @@ pub use config::VictoriaConfig;
 use super::{Bucket, Point, TimeSeriesQuery, TsError};
 use http::{Fetch, VictoriaHttp};
 use protocol::Quantity;
-use std::collections::BTreeMap;
 use window::{seconds, walk_backward, walk_forward, Window};
 
 /// How far ahead of the clock `latest` looks (edges with a fast clock), ms: two days.
@@ -136,44 +135,22 @@ impl TimeSeriesQuery for VictoriaQuery {
         to_ns: i64,
         step_ns: i64,
     ) -> Result<Vec<Bucket>, TsError> {
-        if step_ns <= 0 {
-            return Err(TsError::Store("downsample step must be > 0".into()));
-        }
+        let mut buckets = super::buckets::Buckets::new(from_ns, step_ns)?;
         let Some(range) = Window::of_ns(from_ns, to_ns) else {
             return Ok(Vec::new());
         };
-        // bucket index -> (min, max, sum, count), as the embedded store groups.
-        let mut buckets: BTreeMap<i64, (f64, f64, f64, u64)> = BTreeMap::new();
         walk_forward(
             range,
             self.describe(),
             |w| self.export(sensor, quantity, w),
             |found| {
                 for p in found {
-                    let e = buckets.entry((p.ts_ns - from_ns) / step_ns).or_insert((
-                        f64::INFINITY,
-                        f64::NEG_INFINITY,
-                        0.0,
-                        0,
-                    ));
-                    e.0 = e.0.min(p.value);
-                    e.1 = e.1.max(p.value);
-                    e.2 += p.value;
-                    e.3 += 1;
+                    buckets.add_point(p.ts_ns, p.value);
                 }
                 true
             },
         )?;
-        Ok(buckets
-            .into_iter()
-            .map(|(idx, (min, max, sum, count))| Bucket {
-                ts_ns: from_ns + idx * step_ns,
-                min,
-                max,
-                mean: sum / count as f64,
-                count,
-            })
-            .collect())
+        Ok(buckets.into_buckets())
     }
 
     fn latest(&self, sensor: &str) -> Result<Vec<(Quantity, Point)>, TsError> {

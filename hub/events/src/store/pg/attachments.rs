@@ -11,24 +11,10 @@ use crate::store::{
 };
 use wangge_pg::{Row, Transaction};
 
-const COLS: &str = "id, event_id, sha256, content_type, bytes, filename, uploaded_by, \
-    uploaded_at_ns, location_removed, history_id, deleted_by, deleted_at_ns";
+use crate::store::attachments::COLS;
 
 fn attachment(r: &Row) -> DbResult<Attachment> {
-    Ok(Attachment {
-        id: r.try_get(0)?,
-        event_id: r.try_get(1)?,
-        sha256: r.try_get(2)?,
-        content_type: r.try_get(3)?,
-        bytes: r.try_get(4)?,
-        filename: r.try_get(5)?,
-        uploaded_by: r.try_get(6)?,
-        uploaded_at_ns: r.try_get(7)?,
-        location_removed: r.try_get(8)?,
-        history_id: r.try_get(9)?,
-        deleted_by: r.try_get(10)?,
-        deleted_at_ns: r.try_get(11)?,
-    })
+    crate::store::attachments::attachment_from_row(r)
 }
 
 /// The status of event `id`, its row locked until the transaction ends; None if there is none.
@@ -60,16 +46,12 @@ async fn hash_in_use(tx: &Transaction<'_>, sha256: &str) -> DbResult<bool> {
 
 /// Why attachment `id` cannot be referenced by a transition of event `event_id`, if it cannot.
 async fn unusable(tx: &Transaction<'_>, event_id: i64, id: i64) -> DbResult<Option<String>> {
-    Ok(match one(tx, event_id, id).await? {
-        None => Some(format!(
-            "attachment {id} is not an attachment of event {event_id}"
-        )),
-        Some(a) if a.deleted_at_ns.is_some() => Some(format!("attachment {id} was deleted")),
-        Some(a) if a.history_id.is_some() => Some(format!(
-            "attachment {id} is already referenced by an earlier transition"
-        )),
-        Some(_) => None,
-    })
+    let a = one(tx, event_id, id).await?;
+    Ok(crate::store::attachments::why_unusable(
+        event_id,
+        id,
+        a.as_ref(),
+    ))
 }
 
 impl Attachments for PgStore {

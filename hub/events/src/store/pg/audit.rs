@@ -27,16 +27,7 @@ impl AuditLog for PgStore {
             &[&page(limit)],
         )?;
         rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    at_ns: r.try_get(0)?,
-                    actor: r.try_get(1)?,
-                    department: r.try_get(2)?,
-                    action: r.try_get(3)?,
-                    event_id: r.try_get(4)?,
-                    reason: r.try_get(5)?,
-                })
-            })
+            .map(|r| Ok(crate::store::audit::audit_from_row(r)?))
             .collect()
     }
 }

@@ -4,9 +4,10 @@
 use super::outbox::record_change;
 use super::rows::{self, EVENT_COLS};
 use super::{is_unique_violation, page, DbResult, PgStore};
-use crate::lifecycle::{self, Action};
+use crate::lifecycle::Action;
 use crate::model::{Change, Event, HistoryEntry, Status};
 use crate::rules::{Condition, ConditionKind};
+use crate::store::events::{cleared, reopen_conflict, repeated};
 use crate::store::{EventLog, ListQuery, Result, StoreError, Transition};
 use wangge_pg::Transaction;
 
@@ -101,20 +102,13 @@ impl<'a> HistoryRow<'a> {
 /// the condition still holds).
 async fn repeat(
     tx: &Transaction<'_>,
-    mut e: Event,
+    e: Event,
     c: &Condition,
     now_ns: i64,
 ) -> DbResult<Option<Change>> {
-    let stale = match e.cleared_at_ns {
-        Some(cleared) => c.trigger.ts_ns <= cleared,
-        None => true,
-    };
-    if stale {
+    let Some(e) = repeated(e, c) else {
         return Ok(None);
-    }
-    e.count += 1;
-    e.version += 1;
-    e.cleared_at_ns = None;
+    };
     save_event(tx, &e).await?;
     HistoryRow::system(&e, now_ns, "repeat", Some(e.status))
         .add(tx)
@@ -198,56 +192,15 @@ impl PgStore {
             let Some(e) = active_event(tx, &c.component_id, &c.event_type).await? else {
                 return Ok(Ok(None));
             };
-            let mut e = refuse_on_err!(e);
-            if e.cleared_at_ns.is_some() || c.trigger.ts_ns < e.trigger.ts_ns {
+            let Some(e) = cleared(refuse_on_err!(e), c) else {
                 return Ok(Ok(None));
-            }
-            e.cleared_at_ns = Some(c.trigger.ts_ns);
-            e.version += 1;
+            };
             save_event(tx, &e).await?;
             HistoryRow::system(&e, now_ns, "clear", Some(e.status))
                 .add(tx)
                 .await?;
             Ok(Ok(Some(record_change(tx, &e, now_ns).await?)))
         })
-    }
-
-    /// Applies `req` to the locked event `e`: its new fields, or the refusal.
-    fn transitioned(&self, mut e: Event, t: &Transition<'_>) -> Result<Event> {
-        let req = t.req;
-        let from = e.status;
-        let to =
-            lifecycle::next(from, req.action).ok_or_else(|| StoreError::InvalidTransition {
-                status: from.name(),
-                action: req.action.name().to_string(),
-                allowed: lifecycle::allowed(from),
-            })?;
-        match req.action {
-            Action::Dispatch => {
-                let d = req
-                    .department
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|d| !d.is_empty())
-                    .ok_or(StoreError::MissingDepartment)?;
-                e.department = Some(d.to_string());
-            }
-            Action::Acknowledge => {
-                e.acknowledged_at_ns.get_or_insert(t.now_ns);
-            }
-            Action::Close => e.closed_at_ns = Some(t.now_ns),
-            Action::Reopen => {
-                e.closed_at_ns = None;
-                e.overdue = false;
-                e.deadline_ns = t
-                    .now_ns
-                    .saturating_add(self.deadlines.for_severity(e.severity));
-            }
-            Action::Start | Action::Resolve => {}
-        }
-        e.status = to;
-        e.version += 1;
-        Ok(e)
     }
 }
 
@@ -265,14 +218,9 @@ impl PgStore {
         };
         let before = refuse_on_err!(rows::event(&row));
         let from = before.status;
-        let e = refuse_on_err!(self.transitioned(before, &t));
+        let e = refuse_on_err!(t.apply(before, &self.deadlines));
         match save_event(tx, &e).await {
-            Err(err) if is_unique_violation(&err) => {
-                return Ok(Err(StoreError::Conflict(format!(
-                    "cannot reopen: another active {} event on {} exists",
-                    e.event_type, e.component_id
-                ))))
-            }
+            Err(err) if is_unique_violation(&err) => return Ok(Err(reopen_conflict(&e))),
             other => other?,
         };
         let dispatched = t.req.action == Action::Dispatch;

@@ -134,14 +134,7 @@ impl Subscriptions for PgStore {
     }
 
     fn record_attempt(&self, delivery_id: i64, o: &AttemptOutcome, now_ns: i64) -> Result<()> {
-        let (status, next, delivered) = if o.success {
-            ("delivered", now_ns, Some(now_ns))
-        } else {
-            match o.retry_at_ns {
-                Some(t) => ("pending", t, None),
-                None => ("failed", now_ns, None),
-            }
-        };
+        let (status, next, delivered) = o.delivery_state(now_ns);
         self.write(async |tx| {
             tx.execute(
                 "INSERT INTO delivery_attempts (delivery_id, delivery_uid, at_ns, http_status, error) \
