@@ -85,7 +85,8 @@ impl Metrics {
             o.line == m.line && o.unit == m.unit && o.sensor == m.sensor
         };
         if let Some(o) = v.iter().find(|o| same(o)) {
-            o.plan_requests.store(m.plan_requests.load(Relaxed), Relaxed);
+            o.plan_requests
+                .store(m.plan_requests.load(Relaxed), Relaxed);
             return o.clone();
         }
         let m = Arc::new(m);
