@@ -66,6 +66,8 @@ pub struct Metrics {
     /// Acks ignored, by reason (index into [`ACK_REJECT_REASONS`]): the buffer never moves on
     /// them.
     acks_rejected: [AtomicU64; ACK_REJECT_REASONS.len()],
+    /// Which sources are down now (the status reports them; `edge_sources_down`).
+    pub sources_down: crate::source::down::SourcesDown,
     /// Readings acked per second (EWMA), ×1000 for integer storage.
     pub drain_rate_milli: AtomicU64,
     pub ingest_rate_milli: AtomicU64,
@@ -233,6 +235,16 @@ impl Metrics {
             o,
             "# TYPE edge_uplink_connected gauge\nedge_uplink_connected {}",
             u8::from(self.uplink_connected.load(Relaxed))
+        );
+        let _ = writeln!(
+            o,
+            "# HELP edge_sources_down Sources (Modbus lines, slaves) the status reports down.\n\
+             # TYPE edge_sources_down gauge\nedge_sources_down {}\n\
+             # HELP edge_status_sources_dropped Entries the last status left out of its down \
+             sources (over the protocol's bounds).\n\
+             # TYPE edge_status_sources_dropped gauge\nedge_status_sources_dropped {}",
+            self.sources_down.count(),
+            self.sources_down.dropped_last.load(Relaxed)
         );
         for (name, help, v) in extra {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

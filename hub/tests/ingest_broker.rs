@@ -271,6 +271,7 @@ async fn edge_status_is_recorded_in_the_registry() {
         backlog_bytes: 56789,
         oldest_unacked_ns: Some(1),
         ts_ns: now_ns(),
+        sources_down: Vec::new(),
     };
     let key = site.key;
     edge.publish_status(status.seal(&key)).await;

@@ -462,6 +462,7 @@ fn edge_status_and_unassigned_sensors_are_recorded() {
             backlog_bytes: 4200,
             oldest_unacked_ns: None,
             ts_ns: 1,
+            sources_down: Vec::new(),
         })
         .unwrap();
         let e = &reg.list_edges(None, 10).unwrap().items[0];

@@ -37,6 +37,8 @@ pub mod edge_config;
 #[cfg(feature = "std")]
 pub mod seed_csv;
 #[cfg(feature = "alloc")]
+pub mod sources_down;
+#[cfg(feature = "alloc")]
 mod status_mark;
 #[cfg(feature = "std")]
 pub mod time;

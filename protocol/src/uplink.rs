@@ -5,6 +5,8 @@
 //! own domain-separation prefix in the MAC input so a tag of one kind never verifies as
 //! another (see `protocol/README.md`).
 
+pub use crate::sources_down::SourceDown;
+use crate::sources_down::StatusWithoutSources;
 use crate::{Quantity, Value};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -185,6 +187,12 @@ pub struct EdgeStatus {
     pub oldest_unacked_ns: Option<i64>,
     /// When this status was produced, UTC ns.
     pub ts_ns: i64,
+    /// The edge's sources that are down now (a Modbus line it cannot open, a slave that stopped
+    /// answering) and the sensors behind each, within [`crate::sources_down`]'s bounds. Empty in
+    /// an offline status (the will says nothing of sources) and in statuses of older edges:
+    /// a status with none is encoded without the field (see [`EdgeStatus::seal`]).
+    #[serde(default)]
+    pub sources_down: Vec<SourceDown>,
 }
 
 /// Why an edge ↔ hub message was refused.
@@ -421,6 +429,7 @@ impl EdgeStatus {
             backlog_bytes: 0,
             oldest_unacked_ns: None,
             ts_ns,
+            sources_down: Vec::new(),
         }
     }
 
@@ -441,26 +450,41 @@ impl EdgeStatus {
 
     /// `version | postcard(status) | HMAC-SHA256(key, version | postcard(status))`, as a batch:
     /// the hub's broker has no per-topic ACL, so only the tag proves which edge sent a status.
+    /// With no source down the body is the layout without `sources_down`, so a hub that
+    /// predates the field still reads it.
     pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
+        if self.sources_down.is_empty() {
+            return seal_without_sources(self, key);
+        }
         seal(self, key, MacDomain::Status)
     }
 
-    /// Verifies a sealed status with the key of the edge its topic names, then decodes it.
-    /// Freshness is checked by the receiver against what it accepted before
+    /// Verifies a sealed status with the key of the edge its topic names, then decodes it
+    /// (either layout). Freshness is checked by the receiver against what it accepted before
     /// ([`StatusMark::judge`]).
     pub fn open(bytes: &[u8], key: &[u8; 32]) -> Result<EdgeStatus, UplinkError> {
-        decode(check_tag(key, MacDomain::Status, bytes)?)
+        EdgeStatus::decode(check_tag(key, MacDomain::Status, bytes)?)
     }
 
     /// The body without a tag (tests and tools that only read a status).
     pub fn encode(&self) -> Vec<u8> {
+        if self.sources_down.is_empty() {
+            return encode(&StatusWithoutSources::from(self));
+        }
         encode(self)
     }
 
-    /// Decodes an untagged body (see [`EdgeStatus::encode`]).
+    /// Decodes an untagged body (see [`EdgeStatus::encode`]): with `sources_down`, or the
+    /// layout without it (an older edge's, or nothing down).
     pub fn decode(bytes: &[u8]) -> Result<EdgeStatus, UplinkError> {
-        decode(bytes)
+        decode::<EdgeStatus>(bytes)
+            .or_else(|_| decode::<StatusWithoutSources>(bytes).map(EdgeStatus::from))
     }
+}
+
+/// A status sealed in the layout without `sources_down` (what older edges sent).
+pub(crate) fn seal_without_sources(st: &EdgeStatus, key: &[u8; 32]) -> Vec<u8> {
+    seal(&StatusWithoutSources::from(st), key, MacDomain::Status)
 }
 
 pub use crate::status_mark::{Freshness, StatusMark};

@@ -190,6 +190,7 @@ proptest! {
             backlog_bytes: epoch,
             oldest_unacked_ns: None,
             ts_ns: 1,
+            sources_down: Vec::new(),
         };
         let sealed = status.seal(&key);
         prop_assert_eq!(EdgeStatus::open(&sealed, &key).unwrap(), status);

@@ -43,6 +43,7 @@ fn edge_status(epoch: u64, backlog_readings: u64, backlog_bytes: u64) -> EdgeSta
         backlog_bytes,
         oldest_unacked_ns: None,
         ts_ns: now_ns(),
+        sources_down: Vec::new(),
     }
 }
 

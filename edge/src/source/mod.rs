@@ -1,6 +1,7 @@
 //! Ingest sources: site MQTT brokers, serial lines and Modbus lines. Each runs as its own task, survives
 //! its peer going away (reconnect / reopen with backoff) and feeds [`crate::ingest::Ingest`].
 
+pub mod down;
 pub mod embedded_broker;
 pub mod modbus;
 pub mod mqtt;

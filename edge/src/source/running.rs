@@ -65,6 +65,8 @@ impl Sources {
                 wanted.remove(key);
             } else {
                 r.task.abort();
+                // A line that stops running reports nothing down any more.
+                self.ingest.metrics.sources_down.forget(key);
                 touched.push(key.clone());
             }
             keep

@@ -14,7 +14,9 @@
 //!
 //! Statuses carry a counter for the hub's replay check: at each connect the link arms a last
 //! will (offline, counter c), then the batcher's online statuses count on from c + 1 and name
-//! c as the will the hub may accept once (see `protocol/README.md`).
+//! c as the will the hub may accept once (see `protocol/README.md`). Each online status
+//! lists the sources that are down ([`crate::source::down`]); one goes out at once whenever
+//! that set changes.
 
 use crate::buffer::Buffer;
 use crate::config::{Config, UplinkSection};
@@ -334,6 +336,8 @@ impl Batcher {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut status =
             tokio::time::interval(Duration::from_millis(self.cfg.status_interval_ms.max(100)));
+        // A source going down or coming back is told at once, not on the next interval.
+        let metrics = self.metrics.clone();
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
@@ -350,6 +354,11 @@ impl Batcher {
                 _ = durable.notified() => {}
                 _ = tick.tick() => {}
                 _ = status.tick() => {
+                    if self.connected {
+                        self.publish_status();
+                    }
+                }
+                _ = metrics.sources_down.changed.notified() => {
                     if self.connected {
                         self.publish_status();
                     }
@@ -456,6 +465,7 @@ impl Batcher {
             (a, b) => a.or(b),
         };
         let st = EdgeStatus {
+            sources_down: self.metrics.sources_down.snapshot(),
             backlog_readings: stats.records_unacked,
             backlog_bytes: stats.bytes,
             oldest_unacked_ns: oldest,

@@ -138,6 +138,8 @@ pub struct Rig {
     pub edge: EdgeProc,
     pub store: Arc<Mutex<Store>>,
     pub config: PathBuf,
+    /// The hub broker's port (its retained status topic tells what the edge reports).
+    pub hub_port: u16,
     _stub: HubStub,
     _site: Mosquitto,
     _hub: Mosquitto,
@@ -151,6 +153,7 @@ impl Rig {
         let edge = EdgeProc::start_text(dir, &render(&cfg, dir), cfg.api_port, tag);
         Rig {
             config: dir.join(format!("edge-{tag}.toml")),
+            hub_port: hub.port,
             edge,
             store,
             _stub: stub,

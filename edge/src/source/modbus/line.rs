@@ -29,6 +29,12 @@ pub struct ModbusLineConfig {
     /// Longest wait before a slave that stopped answering is tried again (backoff doubles).
     #[serde(default = "default_backoff_max", with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// A slave whose requests failed (timeouts, exceptions, garbled answers; retries included)
+    /// in this many consecutive polls is reported down in the edge's status. Default 2: with
+    /// the backoff starting at the poll interval, a dead slave is reported about one interval
+    /// after its first miss, before the hub's `device.offline` allowance (3 intervals) runs out.
+    #[serde(default = "default_down_after_polls")]
+    pub down_after_polls: u32,
     #[serde(rename = "slave")]
     pub slaves: Vec<SlaveConfig>,
 }
@@ -41,6 +47,9 @@ fn default_retries() -> u8 {
 }
 fn default_backoff_max() -> Duration {
     Duration::from_secs(60)
+}
+fn default_down_after_polls() -> u32 {
+    2
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,10 +129,22 @@ pub struct Line {
     pub timeout: Duration,
     pub retries: u8,
     pub backoff_max: Duration,
+    /// Consecutive failed polls after which a slave is reported down (≥ 1).
+    pub down_after_polls: u32,
     pub slaves: Vec<Slave>,
 }
 
 impl Line {
+    /// This line as a source of the edge's status (`modbus:<line>`).
+    pub fn source(&self) -> String {
+        protocol::sources_down::modbus_line_source(&self.name)
+    }
+
+    /// Every sensor on the line, in slave order.
+    pub fn sensors(&self) -> Vec<String> {
+        self.slaves.iter().map(|s| s.sensor.clone()).collect()
+    }
+
     /// The silence kept after every frame (zero on TCP).
     pub fn frame_gap(&self) -> Duration {
         match &self.transport {
@@ -154,6 +175,14 @@ impl ModbusLineConfig {
                     "set rtu = { path = \"/dev/ttyUSB0\", baud = 9600 } or tcp = \"10.0.0.5:502\"",
                 )),
             };
+        if self.down_after_polls == 0 {
+            return Err(ConfigError::invalid(
+                config,
+                field("down_after_polls"),
+                "zero".into(),
+                "count at least one failed poll before a slave is reported down, e.g. 2",
+            ));
+        }
         if self.timeout.is_zero() {
             return Err(ConfigError::invalid(
                 config,
@@ -204,6 +233,7 @@ impl ModbusLineConfig {
             timeout: self.timeout,
             retries: self.retries,
             backoff_max: self.backoff_max,
+            down_after_polls: self.down_after_polls,
             slaves,
         })
     }

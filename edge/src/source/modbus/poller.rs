@@ -12,6 +12,7 @@ use crate::ingest::Ingest;
 use crate::metrics::SourceMetrics;
 use crate::normalize::profile::Report;
 use crate::source::Backoff;
+use protocol::sources_down::modbus_slave_source;
 use protocol::Value;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -56,6 +57,9 @@ struct SlaveState {
     down_until: Option<Instant>,
     backoff: Backoff,
     metrics: Arc<SlaveMetrics>,
+    /// Polls in a row whose request failed; at the line's `down_after_polls` the slave is
+    /// reported down in the edge's status (`modbus:<line>/<unit>`), until it answers again.
+    failed_polls: u32,
 }
 
 impl SlaveState {
@@ -71,6 +75,7 @@ impl SlaveState {
             down_until: None,
             backoff: Backoff::new(min_poll, line.backoff_max),
             metrics,
+            failed_polls: 0,
         }
     }
     fn next_wake(&self) -> Option<Instant> {
@@ -161,6 +166,10 @@ async fn poll_due(
                 if st.down_until.take().is_some() {
                     tracing::info!(line = %line.name, unit = slave.unit, "modbus slave answers again");
                 }
+                if std::mem::take(&mut st.failed_polls) >= line.down_after_polls {
+                    let source = modbus_slave_source(&line.name, slave.unit);
+                    ingest.metrics.sources_down.set_up(&source);
+                }
                 st.backoff.reset();
                 st.metrics.up.store(true, Relaxed);
                 ingest.report(src, report_of(slave, req, &answer));
@@ -171,6 +180,15 @@ async fn poll_due(
                     tracing::warn!(line = %line.name, unit = slave.unit, sensor = %slave.sensor, failure = %f, "modbus slave not answering; backing off");
                 }
                 st.metrics.up.store(false, Relaxed);
+                st.failed_polls = st.failed_polls.saturating_add(1);
+                if st.failed_polls == line.down_after_polls {
+                    tracing::warn!(line = %line.name, unit = slave.unit, sensor = %slave.sensor, polls = st.failed_polls, "modbus slave reported down");
+                    let source = modbus_slave_source(&line.name, slave.unit);
+                    ingest
+                        .metrics
+                        .sources_down
+                        .set_down(&source, vec![slave.sensor.clone()]);
+                }
                 st.down_until = Some(Instant::now() + st.backoff.step());
                 return Pass::Done;
             }
@@ -230,11 +248,17 @@ pub async fn run(
         .map(|(s, m)| SlaveState::new(&line, s, m, now))
         .collect();
     let mut reopen = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    // What an earlier run of this line reported is not known to hold any more.
+    let down = &ingest.metrics.sources_down;
+    down.forget(&line.source());
     loop {
         let mut client = match Client::open(&line).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(line = %line.name, error = %e, "modbus line unavailable; retrying");
+                // A line that cannot be opened is down, with every sensor on it; one that was
+                // lost and reopens at once is not (a blip is no outage).
+                down.set_down(&line.source(), line.sensors());
                 src.up.store(false, Relaxed);
                 src.reconnects.fetch_add(1, Relaxed);
                 tokio::time::sleep(reopen.step()).await;
@@ -243,6 +267,7 @@ pub async fn run(
         };
         tracing::info!(line = %line.name, slaves = line.slaves.len(), "modbus line open");
         reopen.reset();
+        down.set_up(&line.source());
         src.up.store(true, Relaxed);
         'polling: loop {
             let wake = states.iter().filter_map(SlaveState::next_wake).min();
