@@ -303,6 +303,13 @@ impl Events {
         // Re-attach what the store still holds raised, so a restart cannot leave it uncleared.
         let mut evaluator = Evaluator::new(config.rules.unwrap_or_else(RuleSet::defaults));
         for (component_id, event_type, since_ns) in store.raised_conditions()? {
+            match topology::source_of_component(&component_id) {
+                Some((edge, source)) if event_type == topology::SOURCE_OFFLINE_EVENT => {
+                    evaluator.restore_source_down(edge, source);
+                    continue;
+                }
+                _ => {}
+            }
             match topology::edge_of_component(&component_id) {
                 Some(edge) if event_type == topology::EDGE_OFFLINE_EVENT => {
                     evaluator.restore_edge_offline(edge, since_ns)
@@ -436,6 +443,39 @@ impl Events {
         changes
     }
 
+    /// An accepted status of `edge_id` with the sources it lists down
+    /// ([`rules::Evaluator::edge_report`]): `edge.offline` as [`Events::edge_status`], and
+    /// (online statuses) one `source.offline` per source newly listed, cleared once it is no
+    /// longer listed. Returns the event changes.
+    pub fn edge_report(
+        &self,
+        edge_id: &str,
+        online: bool,
+        sources_down: &[protocol::uplink::SourceDown],
+        now_ns: i64,
+    ) -> Result<Vec<Change>, StoreError> {
+        let mut evaluator = self.evaluator();
+        let conditions = evaluator.edge_report(edge_id, online, sources_down, now_ns);
+        if conditions.is_empty() && self.unstored().is_empty() {
+            return Ok(Vec::new());
+        }
+        let changes = self.apply(conditions, now_ns);
+        drop(evaluator);
+        changes
+    }
+
+    /// The sources of `edge_id` its status lists down now, with the edge's own sensors behind
+    /// each (what sharing needs of a `source.offline` event).
+    pub fn sources_of(&self, edge_id: &str) -> Vec<(String, Vec<String>)> {
+        self.evaluator().sources_of(edge_id)
+    }
+
+    /// The sensors whose `device.offline` the current outage of `source` of `edge_id` holds
+    /// back.
+    pub fn source_suppressed_of(&self, edge_id: &str, source: &str) -> Vec<String> {
+        self.evaluator().source_suppressed_of(edge_id, source)
+    }
+
     /// In a cluster: only the edges this hub owns are watched for silence.
     pub fn retain_edges(&self, owned: &std::collections::BTreeSet<String>) {
         self.evaluator().retain_edges(owned);
@@ -453,7 +493,11 @@ impl Events {
 
     /// `wangge_events_suppressed_total{event="device.offline"}` for the hub's `/metrics`.
     pub fn render_topology_metrics(&self, out: &mut String) {
-        topology::render_prometheus(self.suppressed_total(), out);
+        let (suppressed, ignored) = {
+            let ev = self.evaluator();
+            (ev.suppressed_total(), ev.source_sensors_ignored())
+        };
+        topology::render_prometheus(suppressed, ignored, out);
     }
 
     /// The clock tick: `edge.offline` for edges whose status is overdue, `device.offline` for

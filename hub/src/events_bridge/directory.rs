@@ -9,10 +9,15 @@ use std::sync::Arc;
 pub(super) struct RegistryDirectory {
     pub(super) registry: Arc<dyn RegistryAdmin>,
     pub(super) store: Arc<dyn ReportCounts>,
+    /// The sensors behind each source an edge reports down (for `source.offline`'s sharing).
+    pub(super) sources: super::edge_status::SourceSensors,
 }
 
 impl wangge_events::ComponentDirectory for RegistryDirectory {
     fn component(&self, component_id: &str) -> Option<wangge_events::model::ComponentCtx> {
+        if let Some((edge, source)) = wangge_events::topology::source_of_component(component_id) {
+            return super::edge_status::source_ctx(&*self.registry, &self.sources, edge, source);
+        }
         if let Some(edge) = wangge_events::topology::edge_of_component(component_id) {
             return super::edge_status::edge_ctx(&*self.registry, edge);
         }

@@ -2,7 +2,16 @@
 //! [`ingest::EdgeStatusHook`], and the registry's sensor → edge map the engine needs.
 
 use crate::ingest;
-use crate::registry::{RegistryAdmin, RegistryError};
+use crate::registry::{CoverageSensor, RegistryAdmin, RegistryError};
+use protocol::uplink::SourceDown;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Per edge, the sources its newest status lists down with the edge's own sensors behind each
+/// (as the engine took them): what sharing reads for a `source.offline` event. Bounded by the
+/// registered edges × `SOURCES_DOWN_MAX`; a source back up leaves it (its event then shares as
+/// its edge's, which is never wider).
+pub(super) type SourceSensors = Arc<Mutex<HashMap<String, Vec<(String, Vec<String>)>>>>;
 
 /// Tells the events engine of every accepted edge status (`edge.offline` raised on the last
 /// will, cleared on the next online status). A store failure keeps the condition in the
@@ -12,10 +21,12 @@ pub(super) struct EdgeStatusFeed {
     /// In a cluster, the edges this hub owns: a status of another (a late one, during a
     /// hand-over) is its owner's to judge, and tracking it here would later read as silence.
     pub(super) owned: Option<tokio::sync::watch::Receiver<Vec<String>>>,
+    /// Written after every status, read by the directory.
+    pub(super) sources: SourceSensors,
 }
 
 impl ingest::EdgeStatusHook for EdgeStatusFeed {
-    fn edge_status(&self, edge_id: &str, online: bool) {
+    fn edge_status(&self, edge_id: &str, online: bool, sources_down: &[SourceDown]) {
         if let Some(owned) = &self.owned {
             if !owned.borrow().iter().any(|e| e == edge_id) {
                 tracing::debug!(edge_id, "status of an edge a peer owns: left to its owner");
@@ -23,8 +34,16 @@ impl ingest::EdgeStatusHook for EdgeStatusFeed {
             }
         }
         let now = wangge_events::model::now_ns();
-        if let Err(e) = self.events.edge_status(edge_id, online, now) {
+        if let Err(e) = self.events.edge_report(edge_id, online, sources_down, now) {
             tracing::error!(error = %e, edge_id, online, "cannot store the edge's offline event; retried on the next tick");
+        }
+        let down = self.events.sources_of(edge_id);
+        if let Ok(mut m) = self.sources.lock() {
+            if down.is_empty() {
+                m.remove(edge_id);
+            } else {
+                m.insert(edge_id.to_string(), down);
+            }
         }
     }
 }
@@ -52,16 +71,52 @@ pub(super) fn edge_ctx(
     registry: &dyn RegistryAdmin,
     edge_id: &str,
 ) -> Option<wangge_events::model::ComponentCtx> {
-    let sensors = match registry.coverage_sensors() {
-        Ok(s) => s,
+    let behind: Vec<_> = sensors_of_edge(registry, edge_id)?;
+    ctx_of(&behind)
+}
+
+/// What sharing sees of a source's events (`edge:<id>/<source>`): as [`edge_ctx`], over the
+/// edge's own sensors behind that source as the engine took them from the edge's status (only
+/// those the registry assigns to the edge). A source the engine does not hold down (back up,
+/// or not reported since a restart) shares as its edge, never wider.
+pub(super) fn source_ctx(
+    registry: &dyn RegistryAdmin,
+    sources: &SourceSensors,
+    edge_id: &str,
+    source: &str,
+) -> Option<wangge_events::model::ComponentCtx> {
+    let named: Option<Vec<String>> = sources.lock().ok().and_then(|m| {
+        m.get(edge_id)?
+            .iter()
+            .find(|(s, _)| s == source)
+            .map(|(_, sensors)| sensors.clone())
+    });
+    let Some(named) = named else {
+        return edge_ctx(registry, edge_id);
+    };
+    let behind: Vec<_> = sensors_of_edge(registry, edge_id)?
+        .into_iter()
+        .filter(|s| named.contains(&s.sensor_id))
+        .collect();
+    ctx_of(&behind)
+}
+
+/// The registry's sensors of `edge_id` (None, logged, if the registry cannot tell).
+fn sensors_of_edge(registry: &dyn RegistryAdmin, edge_id: &str) -> Option<Vec<CoverageSensor>> {
+    match registry.coverage_sensors() {
+        Ok(s) => Some(s.into_iter().filter(|s| s.edge == edge_id).collect()),
         Err(e) => {
             tracing::warn!(error = %e, edge_id, "cannot list the sensors behind an edge; its event stays hidden");
-            return None;
+            None
         }
-    };
-    let behind: Vec<_> = sensors.into_iter().filter(|s| s.edge == edge_id).collect();
+    }
+}
+
+/// Type `edge`, no grid cell, owner and maintainer each the one all of `behind` share (empty
+/// when they differ); None without sensors.
+fn ctx_of(behind: &[CoverageSensor]) -> Option<wangge_events::model::ComponentCtx> {
     let first = behind.first()?;
-    let unanimous = |f: &dyn Fn(&crate::registry::CoverageSensor) -> &str| {
+    let unanimous = |f: &dyn Fn(&CoverageSensor) -> &str| {
         let d = f(first);
         if behind.iter().all(|s| f(s) == d) {
             d.to_string()

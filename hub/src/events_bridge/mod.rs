@@ -1,7 +1,8 @@
 //! The bridge between the hub and the events engine (`wangge-events`): the registry as its
 //! component directory (`directory`), the hub's tokens as its authorizer (`auth`), its rules as
 //! ingest's last stage (`rules_feed`), edge statuses into its topology (`edge_status`:
-//! `edge.offline`, the sensors behind an offline edge held back), component status kept in the registry from its outbox
+//! `edge.offline`, the sensors behind an offline edge held back; `source.offline` for a line or
+//! slave it reports down), component status kept in the registry from its outbox
 //! (`status_sync`), and [`start`], which opens the engine and supervises its tasks. `serve`
 //! only calls [`start`] and [`spawn_mqtt_delivery`].
 
@@ -53,7 +54,9 @@ pub(crate) fn start(
             ),
             _ => store.clone(),
         };
+    let sources = edge_status::SourceSensors::default();
     let directory = Arc::new(RegistryDirectory {
+        sources: sources.clone(),
         registry: registry.clone(),
         store: counts,
     });
@@ -108,7 +111,12 @@ pub(crate) fn start(
     }
 
     let owned = cluster.map(|c| c.ownership.subscribe());
-    let stage = Box::new(RulesFeed::new(events.clone(), registry.clone(), owned));
+    let stage = Box::new(RulesFeed::new(
+        events.clone(),
+        registry.clone(),
+        owned,
+        sources,
+    ));
 
     // Each restarts from durable state: the ticker from the store, webhooks from the
     // deliveries table, the status sync from its outbox cursor.

@@ -21,6 +21,8 @@ pub(super) struct RulesFeed {
     hooks: TestHooks,
     /// In a cluster, the edges this hub owns (for the status hook).
     owned: Option<tokio::sync::watch::Receiver<Vec<String>>>,
+    /// The down sources' sensors the status hook keeps for the directory.
+    sources: super::edge_status::SourceSensors,
 }
 
 impl RulesFeed {
@@ -29,6 +31,7 @@ impl RulesFeed {
         events: wangge_events::Events,
         registry: Arc<dyn RegistryAdmin>,
         owned: Option<tokio::sync::watch::Receiver<Vec<String>>>,
+        sources: super::edge_status::SourceSensors,
     ) -> RulesFeed {
         RulesFeed {
             events,
@@ -37,6 +40,7 @@ impl RulesFeed {
             cache_at: Instant::now(),
             hooks: TestHooks::from_env(),
             owned,
+            sources,
         }
     }
 }
@@ -88,6 +92,7 @@ impl ingest::RulesStage for RulesFeed {
         Some(Arc::new(super::edge_status::EdgeStatusFeed {
             events: self.events.clone(),
             owned: self.owned.clone(),
+            sources: self.sources.clone(),
         }))
     }
 }

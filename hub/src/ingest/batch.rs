@@ -65,13 +65,13 @@ impl Worker {
         match self.registry.record_edge_status(&status) {
             Ok(Freshness::Fresh | Freshness::AnnouncedWill) => {
                 self.metrics.status_received.fetch_add(1, Relaxed);
-                self.tell_status_hook(edge, status.online);
+                self.tell_status_hook(edge, &status);
             }
             // The retained copy after a hub restart, or a QoS 1 redelivery: already recorded,
             // and still the edge's current state (the events engine may not have seen it yet).
             Ok(Freshness::Same) => {
                 tracing::debug!(edge_id = edge, "status already recorded");
-                self.tell_status_hook(edge, status.online);
+                self.tell_status_hook(edge, &status);
             }
             Ok(Freshness::Stale) => {
                 let detail = format!(
@@ -88,9 +88,9 @@ impl Worker {
         }
     }
 
-    fn tell_status_hook(&self, edge: &str, online: bool) {
+    fn tell_status_hook(&self, edge: &str, status: &EdgeStatus) {
         if let Some(hook) = &self.status_hook {
-            hook.edge_status(edge, online);
+            hook.edge_status(edge, status.online, &status.sources_down);
         }
     }
 

@@ -59,7 +59,7 @@ use crate::registry::{RegistryStore, SensorAssignment};
 use crate::timeseries::{StoredReading, TimeSeriesSink};
 pub use metrics::ReadingRejectReason;
 pub use metrics::{IngestMetrics, RejectReason, SinkStats};
-use protocol::uplink::{topics, UplinkBatch};
+use protocol::uplink::{topics, SourceDown, UplinkBatch};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -191,7 +191,9 @@ pub trait RulesStage: Send {
 /// Told of every accepted edge status — authenticated, naming its own edge, fresh (or the same
 /// as the last accepted: a retained copy states the current state) — on the `ingest` thread.
 pub trait EdgeStatusHook: Send + Sync {
-    fn edge_status(&self, edge_id: &str, online: bool);
+    /// `sources_down`: what the status lists down (the edge's word; the hook takes only the
+    /// edge's own sensors from it).
+    fn edge_status(&self, edge_id: &str, online: bool, sources_down: &[SourceDown]);
 }
 
 /// A batch's identity: (edge, epoch, seq).

@@ -242,6 +242,9 @@ pub struct RuleSet {
     /// The `edge_offline` rule, if the file has one (at most one): `edge.offline` per edge and
     /// the suppression of its sensors' `device.offline` (`crate::topology`).
     pub edge_offline: Option<EdgeOfflineRule>,
+    /// The `source_offline` rule, if the file has one (at most one): `source.offline` per
+    /// source an edge reports down, and the suppression of the sensors behind it.
+    pub source_offline: Option<SourceOfflineRule>,
 }
 
 impl RuleSet {
@@ -266,6 +269,7 @@ impl RuleSet {
         let file: RulesFile = config_file::parse_toml(text, path)?;
         let mut rules = Vec::new();
         let mut edge_offline = None;
+        let mut source_offline = None;
         for (i, rc) in file.rules.iter().enumerate() {
             if !rc.enabled {
                 continue;
@@ -283,12 +287,26 @@ impl RuleSet {
                 }
                 continue;
             }
+            if rc.kind == SOURCE_OFFLINE_KIND {
+                let rule = SourceOfflineRule::validate(rc, i + 1, path)?;
+                if source_offline.replace(rule).is_some() {
+                    return Err(invalid(
+                        rc,
+                        i + 1,
+                        path,
+                        "kind",
+                        "only one source_offline rule",
+                    ));
+                }
+                continue;
+            }
             rules.push(validate(rc, i + 1, path)?);
         }
         Ok(RuleSet {
             settings: file.settings,
             rules,
             edge_offline,
+            source_offline,
         })
     }
 }
@@ -298,6 +316,9 @@ pub const DEFAULT_RULES: &str = include_str!("../../../../config/rules.toml");
 
 /// The `kind` of the rule that raises `edge.offline`.
 pub const EDGE_OFFLINE_KIND: &str = "edge_offline";
+
+/// The `kind` of the rule that raises `source.offline`.
+pub const SOURCE_OFFLINE_KIND: &str = "source_offline";
 
 /// `field` of rule #`index` is invalid for `reason`.
 fn invalid(
@@ -365,6 +386,52 @@ impl EdgeOfflineRule {
     }
 }
 
+/// The validated `source_offline` rule: a source (Modbus line or slave) is down while its
+/// edge's status lists it; the rule sets the event's severity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceOfflineRule {
+    pub severity: Severity,
+}
+
+impl SourceOfflineRule {
+    fn validate(
+        rc: &RuleConfig,
+        index: usize,
+        path: &str,
+    ) -> Result<SourceOfflineRule, RulesError> {
+        let bad = |field, reason: &str| invalid(rc, index, path, field, reason);
+        if rc.event != crate::topology::SOURCE_OFFLINE_EVENT {
+            return Err(bad("event", "source_offline rules raise source.offline"));
+        }
+        if rc.component_type != "edge" {
+            return Err(bad(
+                "component_type",
+                "source_offline rules apply to \"edge\"",
+            ));
+        }
+        let fields: [(&'static str, bool); 9] = [
+            ("quantity", rc.quantity.is_some()),
+            ("op", rc.op.is_some()),
+            ("value", rc.value.is_some()),
+            ("for_s", rc.for_s > 0),
+            ("while_true", rc.while_true.is_some()),
+            ("permitted_hours", rc.permitted_hours.is_some()),
+            ("active_hours", rc.active_hours.is_some()),
+            ("interval_factor", rc.interval_factor.is_some()),
+            ("status_interval_s", rc.status_interval_s.is_some()),
+        ];
+        if let Some((field, _)) = fields.iter().find(|(_, set)| *set) {
+            return Err(bad(
+                *field,
+                "source_offline takes only severity (a source is down while its edge says so)",
+            ));
+        }
+        Ok(SourceOfflineRule {
+            severity: rc.severity,
+        })
+    }
+}
+
 fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<Rule, RulesError> {
     let bad = |field: &'static str, reason: String| invalid(rc, index, path, field, reason);
     let quantity = |field: &'static str, name: &Option<String>| -> Result<Quantity, RulesError> {
@@ -428,7 +495,10 @@ fn validate(rc: &RuleConfig, index: usize, path: &str) -> Result<Rule, RulesErro
         other => {
             return Err(bad(
                 "kind",
-                format!("{other:?} is not one of threshold, state, rate, offline, edge_offline"),
+                format!(
+                    "{other:?} is not one of threshold, state, rate, offline, edge_offline, \
+                     source_offline"
+                ),
             ))
         }
     };

@@ -1,12 +1,15 @@
 //! The evaluator's side of `crate::topology`: edge statuses and edge silence → `edge.offline`
-//! conditions, and the sensors behind an edge held back while it is offline.
+//! conditions, and the sensors behind an edge held back while it is offline; the sources an
+//! edge's status lists down → `source.offline` conditions, and their sensors held back.
 
 use super::evaluate::{Condition, ConditionKind, Evaluator};
 use super::NS_PER_S;
 use crate::model::Trigger;
 use crate::topology::{
-    edge_component_id, EdgeChange, OfflineCause, EDGE_OFFLINE_EVENT, LISTED_SENSORS_MAX,
+    edge_component_id, source_component_id, EdgeChange, IgnoredCounts, OfflineCause, SourceChange,
+    EDGE_OFFLINE_EVENT, LISTED_SENSORS_MAX, SOURCE_OFFLINE_EVENT,
 };
+use protocol::uplink::SourceDown;
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -21,6 +24,54 @@ impl Evaluator {
     pub fn edge_status(&mut self, edge_id: &str, online: bool, now_ns: i64) -> Vec<Condition> {
         let change = self.topology.status(edge_id, online, now_ns);
         change.map(|c| self.edge_condition(c)).into_iter().collect()
+    }
+
+    /// An accepted status of `edge_id` with the sources it lists down, at hub time `now_ns`:
+    /// [`Evaluator::edge_status`], then (online only: an offline status says nothing of its
+    /// sources) `source.offline` raised for each newly listed source and cleared for each no
+    /// longer listed — in one step, so no tick decides a sensor between the two.
+    pub fn edge_report(
+        &mut self,
+        edge_id: &str,
+        online: bool,
+        sources_down: &[SourceDown],
+        now_ns: i64,
+    ) -> Vec<Condition> {
+        let mut out = self.edge_status(edge_id, online, now_ns);
+        if online {
+            let update = self.topology.sources_status(edge_id, sources_down, now_ns);
+            // Sensors no source holds any more count their silence again from now.
+            for s in update.released {
+                if let Some(w) = self.sensors.get_mut(&s) {
+                    w.suppressed = false;
+                    w.last_seen_ns = w.last_seen_ns.max(now_ns);
+                }
+            }
+            for c in update.changes {
+                out.push(self.source_condition(c));
+            }
+        }
+        out
+    }
+
+    /// The store holds `source` of `edge_id` down (from before a restart).
+    pub fn restore_source_down(&mut self, edge_id: &str, source: &str) {
+        self.topology.restore_source_down(edge_id, source);
+    }
+
+    /// The sources of `edge_id` down now, with the edge's own sensors behind each.
+    pub fn sources_of(&self, edge_id: &str) -> Vec<(String, Vec<String>)> {
+        self.topology.sources_of(edge_id)
+    }
+
+    /// The sensors held back during the current outage of `source` of `edge_id`.
+    pub fn source_suppressed_of(&self, edge_id: &str, source: &str) -> Vec<String> {
+        self.topology.source_suppressed_of(edge_id, source)
+    }
+
+    /// Entries of down-source lists not taken since start, by reason.
+    pub fn source_sensors_ignored(&self) -> IgnoredCounts {
+        self.topology.ignored()
     }
 
     /// Edges whose status is overdue go offline (part of [`Evaluator::tick`]).
@@ -50,6 +101,67 @@ impl Evaluator {
     /// The sensors held back during `edge_id`'s current outage.
     pub fn suppressed_of(&self, edge_id: &str) -> Vec<String> {
         self.topology.suppressed_of(edge_id)
+    }
+
+    fn source_condition(&self, change: SourceChange) -> Condition {
+        let severity = self
+            .topology
+            .source_rule()
+            .map(|r| r.severity)
+            .unwrap_or(crate::model::Severity::Major);
+        match change {
+            SourceChange::Down {
+                edge_id,
+                source,
+                since_ns,
+                sensors,
+                ignored,
+            } => {
+                // The sensors it holds back: the edge's own behind it, not offline on their own.
+                let behind: Vec<&String> = sensors
+                    .iter()
+                    .filter(|s| self.sensors.get(*s).is_some_and(|w| !w.offline))
+                    .collect();
+                Condition {
+                    kind: ConditionKind::Raised,
+                    component_id: source_component_id(&edge_id, &source),
+                    event_type: SOURCE_OFFLINE_EVENT.to_string(),
+                    severity,
+                    trigger: Trigger {
+                        quantity: "source_offline".to_string(),
+                        value: json!({
+                            "edge_id": edge_id,
+                            "source": source,
+                            "cause": "reported_down",
+                            "sensors_behind": behind.len(),
+                            "sensors": behind.iter().take(LISTED_SENSORS_MAX).collect::<Vec<_>>(),
+                            "ignored_sensors": ignored.len(),
+                            "ignored": ignored.iter().take(LISTED_SENSORS_MAX).collect::<Vec<_>>(),
+                        }),
+                        threshold: None,
+                        ts_ns: since_ns,
+                    },
+                    late: false,
+                }
+            }
+            SourceChange::Up {
+                edge_id,
+                source,
+                at_ns,
+            } => Condition {
+                kind: ConditionKind::Cleared,
+                component_id: source_component_id(&edge_id, &source),
+                event_type: SOURCE_OFFLINE_EVENT.to_string(),
+                severity,
+                trigger: Trigger {
+                    quantity: "source_offline".to_string(),
+                    value: json!({ "edge_id": edge_id, "source": source, "cause": "reported_up" }),
+                    threshold: None,
+                    ts_ns: at_ns,
+                },
+                late: false,
+            },
+        }
     }
 
     fn edge_condition(&mut self, change: EdgeChange) -> Condition {

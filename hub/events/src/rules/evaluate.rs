@@ -125,7 +125,7 @@ pub struct Evaluator {
 impl Evaluator {
     pub fn new(set: RuleSet) -> Evaluator {
         Evaluator {
-            topology: Topology::new(set.edge_offline.clone()),
+            topology: Topology::new(set.edge_offline.clone(), set.source_offline.clone()),
             set,
             plans: HashMap::new(),
             components: HashMap::new(),

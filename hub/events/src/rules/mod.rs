@@ -15,7 +15,7 @@ mod evaluate;
 
 pub use config::{
     Comparison, EdgeOfflineRule, Op, Rule, RuleConfig, RuleKind, RuleSet, RulesError, RulesFile,
-    Settings, Window, DEFAULT_RULES, EDGE_OFFLINE_KIND,
+    Settings, SourceOfflineRule, Window, DEFAULT_RULES, EDGE_OFFLINE_KIND, SOURCE_OFFLINE_KIND,
 };
 pub use evaluate::{Condition, ConditionKind, Evaluator, PendingChange, RuleInput};
 

@@ -47,6 +47,7 @@ fn world() -> World {
     let directory = Arc::new(RegistryDirectory {
         registry: registry.clone(),
         store: store.clone(),
+        sources: Default::default(),
     });
     let events = Events::open(
         &dir.path().join("events.db"),
