@@ -29,6 +29,8 @@ pub struct Ingest {
     last_appended: AtomicU64,
     /// The buffer's `durable_total`, published by the sync thread.
     durable_rx: watch::Receiver<u64>,
+    /// Site-broker messages before a restart ([`Drain`]).
+    pub drain: Drain,
 }
 
 pub use protocol::time::now_ns;
@@ -55,6 +57,7 @@ impl Ingest {
                 flush_records,
                 last_appended: AtomicU64::new(0),
                 durable_rx,
+                drain: Drain::default(),
             }),
             kicks,
             durable_tx,
@@ -65,6 +68,36 @@ impl Ingest {
     /// they are all on disk.
     pub fn mark(&self) -> u64 {
         self.last_appended.load(Relaxed)
+    }
+
+    /// Before the agent restarts itself (a config from the hub) or stops (SIGTERM): stops
+    /// taking site-broker messages, waits until every reading ingested is durable and every
+    /// message behind them PUBACKed, at most `within`. A message PUBACKed is never redelivered,
+    /// so a reading the edge stamps itself (no sensor clock) is not stored a second time under
+    /// a new timestamp after the restart; one not taken is redelivered to the next process.
+    pub async fn drain(&self, within: std::time::Duration) -> bool {
+        self.drain.stopping.store(true, Relaxed);
+        let deadline = tokio::time::Instant::now() + within;
+        let settled = || *self.durable_rx.borrow() >= self.mark() && self.drain.acks_pending() == 0;
+        loop {
+            if settled() {
+                // A message between the source and its ack task is counted once received.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if settled() {
+                    // The PUBACKs are queued to each source's connection: let them go out.
+                    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+                    return true;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    acks_pending = self.drain.acks_pending(),
+                    "drain: not every site message acknowledged in time (redelivered after the restart)"
+                );
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Watches how many appended readings are durable.
@@ -168,5 +201,33 @@ impl Ingest {
                 let _ = self.tail.send(Arc::new(r));
             }
         }
+    }
+}
+
+/// What [`Ingest::drain`] waits for: site-broker messages received and not yet PUBACKed.
+#[derive(Debug, Default)]
+pub struct Drain {
+    stopping: std::sync::atomic::AtomicBool,
+    acks_pending: AtomicU64,
+}
+
+impl Drain {
+    /// True once a drain began: sources take no more messages (the broker keeps them).
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
+    /// `n` messages wait for their readings to be durable.
+    pub fn waiting(&self, n: u64) {
+        self.acks_pending.fetch_add(n, Relaxed);
+    }
+
+    /// `n` waiting messages were PUBACKed (or will never be: their source stopped).
+    pub fn done(&self, n: u64) {
+        self.acks_pending.fetch_sub(n, Relaxed);
+    }
+
+    pub fn acks_pending(&self) -> u64 {
+        self.acks_pending.load(Relaxed)
     }
 }

@@ -157,7 +157,8 @@ pub async fn run(file_cfg: Config) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
-    tracing::info!("shutting down: syncing the buffer");
+    tracing::info!("shutting down: acknowledging the site messages taken, syncing the buffer");
+    ingest.drain(Duration::from_secs(3)).await;
     if let Ok(mut b) = buffer.lock() {
         b.sync_now()?;
         b.persist_cursor()?;

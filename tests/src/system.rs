@@ -655,9 +655,21 @@ pub fn start_hours_ago(hours_ago: i64) -> String {
 /// on `site_port`, both serial lines as ptys in `dir`, interval scale 0.02, sensor clocks from 2 h
 /// ago; `extra` is appended (`--count`, `--duration`, `--seed`, …).
 pub fn sim_stream_args(dir: &Path, site_port: u16, extra: &[String]) -> Vec<String> {
+    sim_stream_args_since(dir, site_port, 2, extra)
+}
+
+/// [`sim_stream_args`] with sensor clocks from `hours_ago`. The clocks run 50× fast, so they
+/// pass the wall clock after `hours_ago` / 49 of real time; from then on the edge stamps the
+/// readings itself (more than `future_skew_max_ms` ahead). A longer stream starts further back.
+pub fn sim_stream_args_since(
+    dir: &Path,
+    site_port: u16,
+    hours_ago: i64,
+    extra: &[String],
+) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "--start".into(),
-        start_hours_ago(2),
+        start_hours_ago(hours_ago),
         "--mqtt".into(),
         format!("127.0.0.1:{site_port}"),
         "--pty-a".into(),

@@ -222,7 +222,7 @@ impl Manager {
                 "configuration from the hub: restarting the agent on it"
             );
             self.save_or_exit();
-            restart_agent(&self.agent.buffer);
+            restart_agent(&self.agent);
         }
         self.save_or_exit();
         if change.validator {
@@ -280,7 +280,7 @@ impl Manager {
             error: Some(error),
         });
         self.save_or_exit();
-        restart_agent(&self.agent.buffer);
+        restart_agent(&self.agent);
     }
 
     fn save_and_report(&mut self) {
@@ -330,8 +330,17 @@ fn loadable(cfg: &Config) -> Result<(), String> {
 
 /// Syncs the buffer and replaces this process with a fresh start of the same command line
 /// (same pid): the new image boots on the stored state. Never returns.
-fn restart_agent(buffer: &Arc<Mutex<crate::buffer::Buffer>>) -> ! {
-    if let Ok(mut b) = buffer.lock() {
+/// How long a restart waits for the site messages taken to be acknowledged.
+const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn restart_agent(agent: &Agent) -> ! {
+    // Every site message taken is durable and PUBACKed first, so none is redelivered to the
+    // next process (a clockless sensor's reading would be stored again, stamped anew).
+    let ingest = agent.ingest.clone();
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(ingest.drain(DRAIN_WITHIN))
+    });
+    if let Ok(mut b) = agent.buffer.lock() {
         if let Err(e) = b.sync_now().and_then(|_| b.persist_cursor()) {
             tracing::error!(error = %e, "cannot sync the buffer before the restart");
         }

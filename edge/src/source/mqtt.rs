@@ -7,7 +7,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Messages received and not yet acknowledged to the broker (waiting for group commit).
 const ACKS_PENDING_MAX: usize = 65_536;
@@ -17,25 +17,50 @@ const ACKS_PENDING_MAX: usize = 65_536;
 /// losing it (a redelivery is dropped as a duplicate (sensor, seq) if it was kept after all).
 async fn ack_when_durable(
     client: AsyncClient,
-    mut durable: watch::Receiver<u64>,
+    ingest: Arc<Ingest>,
     mut rx: mpsc::Receiver<(u64, Publish)>,
 ) {
-    let mut waiting: std::collections::VecDeque<(u64, Publish)> = Default::default();
+    let mut durable = ingest.durable();
+    let mut waiting = Waiting {
+        ingest: ingest.clone(),
+        messages: Default::default(),
+    };
     loop {
         tokio::select! {
             m = rx.recv() => match m {
-                Some(m) => waiting.push_back(m),
+                Some(m) => {
+                    ingest.drain.waiting(1);
+                    waiting.messages.push_back(m);
+                }
                 None => return,
             },
             r = durable.changed() => if r.is_err() { return },
         }
         let upto = *durable.borrow();
-        while waiting.front().is_some_and(|(mark, _)| *mark <= upto) {
-            let (_, p) = waiting.pop_front().expect("front exists");
+        while waiting
+            .messages
+            .front()
+            .is_some_and(|(mark, _)| *mark <= upto)
+        {
+            let (_, p) = waiting.messages.pop_front().expect("front exists");
+            ingest.drain.done(1);
             if client.ack(&p).await.is_err() {
                 return;
             }
         }
+    }
+}
+
+/// The messages an ack task holds; counted in [`crate::ingest::Drain`] until PUBACKed, and
+/// uncounted when the task ends or is aborted (its source restarted) with some still held.
+struct Waiting {
+    ingest: Arc<Ingest>,
+    messages: std::collections::VecDeque<(u64, Publish)>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.ingest.drain.done(self.messages.len() as u64);
     }
 }
 
@@ -78,7 +103,7 @@ pub async fn run(
     let metrics = ingest.metrics.source(&src.name, "mqtt");
     let (client, mut el) = AsyncClient::new(options(&src, &edge_id, Some(&secret)), 64);
     let (ack_tx, ack_rx) = mpsc::channel(ACKS_PENDING_MAX);
-    tokio::spawn(ack_when_durable(client.clone(), ingest.durable(), ack_rx));
+    tokio::spawn(ack_when_durable(client.clone(), ingest.clone(), ack_rx));
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
         Duration::from_millis(src.reconnect_backoff_max_ms),
@@ -108,6 +133,9 @@ pub async fn run(
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 metrics.up.store(true, Relaxed);
             }
+            // Draining before a restart: not taken, not acked; the broker redelivers it to
+            // the next process.
+            Ok(Event::Incoming(Packet::Publish(_))) if ingest.drain.stopping() => {}
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if p.payload.len() > MESSAGE_BYTES_MAX {
                     ingest.metrics.reject("too_large", &p.topic);
