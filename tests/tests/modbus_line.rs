@@ -1,8 +1,10 @@
 //! firmware-sim's Modbus slaves → edge → hub, all real processes: an RTU line (a pty) with three
 //! slaves — one answering, one slow, one mute — and a Modbus TCP device. Every value the
-//! answering slaves sent is stored exactly once; the mute slave is reported by the edge (metric)
-//! and by the hub (`device.offline` for its component); each poll cycle sends exactly the read
-//! plan's requests (the merge holds on the wire).
+//! answering slaves sent is stored exactly once; the mute slave is reported by the edge (metric,
+//! and down in its status) and by the hub as ONE `source.offline` for that slave, seen by the
+//! department its sensor serves and no other, with no `device.offline` for its component; when
+//! the simulator stops, each line is one `source.offline` and none of its sensors raises its
+//! own; each poll cycle sends exactly the read plan's requests (the merge holds on the wire).
 
 use serde_json::Value as Json;
 use std::path::Path;
@@ -149,7 +151,7 @@ fn stored(hub: &Hub, component: &str, profile: &str, from: i64) -> u64 {
 }
 
 #[test]
-fn modbus_slaves_reach_the_hub_exactly_once_and_the_mute_one_is_reported() {
+fn modbus_slaves_reach_the_hub_exactly_once_and_the_mute_one_is_reported_as_its_source() {
     let dir = tempfile::tempdir().unwrap();
     let seed = seed_with_devices(dir.path());
     let mut hub = Hub::prepare_seeded(dir.path(), "", &seed).unwrap();
@@ -220,20 +222,45 @@ fn modbus_slaves_reach_the_hub_exactly_once_and_the_mute_one_is_reported() {
         "{text}"
     );
 
-    // The hub raises device.offline for the mute slave's component (3 × 5 s of silence).
-    let offline = wait_for(
-        "device.offline for EF-9003's component",
+    // The hub raises one source.offline for the mute slave (its edge reports it down), naming
+    // its sensor, and no device.offline for its component past its allowance (3 × 5 s).
+    let slave = "edge:edge-xq-01/modbus:rs485-1/3";
+    let ev = wait_for(
+        "source.offline for the mute slave",
         Duration::from_secs(60),
         || {
-            let j = hub.get("/api/v1/events?limit=1000").ok()?;
-            j["items"]
-                .as_array()?
-                .iter()
-                .any(|e| e["type"] == "device.offline" && e["component_id"] == "1201110656009003")
-                .then_some(())
+            events(&hub)
+                .into_iter()
+                .find(|e| e["type"] == "source.offline" && e["component_id"] == slave)
         },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{:#?}
+{}",
+            events(&hub),
+            hub.log_tail()
+        )
+    });
+    assert_eq!(
+        ev["trigger"]["value"]["sensors"],
+        serde_json::json!(["EF-9003"]),
+        "{ev:#}"
     );
-    offline.unwrap_or_else(|e| panic!("{e}\n{}", hub.log_tail()));
+    std::thread::sleep(Duration::from_secs(20));
+    let all = events(&hub);
+    assert!(
+        devices_offline(&all).is_empty(),
+        "the slave reported down raised device.offline: {all:#?}"
+    );
+    assert_eq!(of_type(&all, "source.offline"), 1, "{all:#?}");
+    // Seen by xf (it owns what the slave serves), not by sw (nothing behind the slave is its).
+    let id = ev["id"].as_i64().unwrap();
+    let xf = hub.add_token("xf", "read").unwrap();
+    let sw = hub.add_token("sw", "read").unwrap();
+    assert_eq!(get_as(&hub, &xf, &format!("/api/v1/events/{id}")), 200);
+    assert_eq!(get_as(&hub, &sw, &format!("/api/v1/events/{id}")), 404);
 
     // Stop the simulator (it writes what it answered), then every answered value is at the hub once.
     sim.terminate(Duration::from_secs(10));
@@ -260,6 +287,71 @@ fn modbus_slaves_reach_the_hub_exactly_once_and_the_mute_one_is_reported() {
             stored(&hub, component, profile, started)
         );
     }
+    // The simulator is gone: both lines are down, one event each, and still no device.offline.
+    wait_for(
+        "source.offline for both lines",
+        Duration::from_secs(60),
+        || {
+            let all = events(&hub);
+            let lines = ["modbus:rs485-1", "modbus:tcp-1"].iter().all(|l| {
+                let id = format!("edge:edge-xq-01/{l}");
+                all.iter()
+                    .any(|e| e["type"] == "source.offline" && e["component_id"] == id)
+            });
+            lines.then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{:#?}
+{}",
+            events(&hub),
+            hub.log_tail()
+        )
+    });
+    std::thread::sleep(Duration::from_secs(20));
+    let all = events(&hub);
+    assert!(
+        devices_offline(&all).is_empty(),
+        "a sensor behind a line reported down raised its own: {all:#?}"
+    );
+    assert!(of_type(&all, "source.offline") >= 3, "{all:#?}");
     edge.kill9();
     hub.kill9();
+}
+
+/// Every event admin can list.
+fn events(hub: &Hub) -> Vec<Json> {
+    hub.get("/api/v1/events?limit=1000")
+        .ok()
+        .and_then(|j| j["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The simulated devices' components with a `device.offline` (the seed's other sensors of the
+/// edge are not simulated: theirs are expected).
+fn devices_offline(events: &[Json]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "device.offline")
+        .filter_map(|e| e["component_id"].as_str())
+        .filter(|c| DEVICES.iter().any(|d| d.1 == *c))
+        .map(str::to_string)
+        .collect()
+}
+
+/// How many events of type `t`.
+fn of_type(events: &[Json], t: &str) -> usize {
+    events.iter().filter(|e| e["type"] == t).count()
+}
+
+/// The HTTP status of `GET path` with `token`.
+fn get_as(hub: &Hub, token: &str, path: &str) -> u16 {
+    reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{}{path}", hub.http))
+        .bearer_auth(token)
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }

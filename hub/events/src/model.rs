@@ -78,11 +78,13 @@ impl Status {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
     /// A catalogue quantity name, `silence_s` for `device.offline`, `edge_offline` for
-    /// `edge.offline`.
+    /// `edge.offline`, `source_offline` for `source.offline`.
     pub quantity: String,
     /// A number, or a boolean for boolean quantities; for `edge.offline` an object:
     /// `edge_id`, `cause` (`offline_status`, `silence`, `online_status` when cleared),
-    /// `sensors_behind` and `sensors` (those whose `device.offline` it holds back, ≤ 1000 named).
+    /// `sensors_behind` and `sensors` (those whose `device.offline` it holds back, ≤ 1000 named);
+    /// for `source.offline` likewise with `source`, `cause` `reported_down`/`reported_up`, and
+    /// `ignored_sensors`/`ignored` (named by the edge but not its own).
     pub value: Json,
     pub threshold: Option<f64>,
     /// The reading's own timestamp (UTC ns), not the time it arrived.
@@ -136,7 +138,13 @@ pub struct EventJson<'a> {
     pub id: i64,
     /// Increments on every change (idempotency key with `id`).
     pub version: i64,
+    /// A registry component id; `edge:<edge_id>` for `edge.offline`;
+    /// `edge:<edge_id>/<source>` (`modbus:<line>` or `modbus:<line>/<unit>`) for `source.offline`.
     pub component_id: &'a str,
+    /// A catalogue event type (`config/rules.toml`, e.g. `manhole.displaced`), `device.offline`
+    /// (a sensor silent past its allowance), `edge.offline` (an edge's last will or silence;
+    /// holds back the `device.offline` of the sensors behind it) or `source.offline` (a Modbus
+    /// line or slave its edge reports down; holds back those of the edge's sensors behind it).
     #[serde(rename = "type")]
     pub event_type: &'a str,
     pub severity: Severity,
@@ -159,8 +167,15 @@ pub struct EventJson<'a> {
 // The wire shape of [`Trigger`]; the OpenAPI schema `EventTrigger`.
 #[schema(as = EventTrigger)]
 pub struct TriggerJson<'a> {
+    /// A catalogue quantity; `silence_s` for `device.offline`, `edge_offline` for `edge.offline`,
+    /// `source_offline` for `source.offline`.
     pub quantity: &'a str,
-    #[schema(value_type = f64)]
+    /// A number, or a boolean for boolean quantities. For `edge.offline` an object: `edge_id`,
+    /// `cause` (`offline_status`, `silence`; `online_status` when cleared), `sensors_behind`,
+    /// `sensors` (held back, ≤ 1000 named). For `source.offline` an object: `edge_id`, `source`,
+    /// `cause` (`reported_down`; `reported_up` when cleared), `sensors_behind`, `sensors`,
+    /// `ignored_sensors` and `ignored` (named by the edge but not its own: not held back).
+    #[schema(value_type = Value)]
     pub value: &'a Json,
     pub threshold: Option<f64>,
     /// RFC 3339, the reading's time.
