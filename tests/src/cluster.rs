@@ -45,17 +45,53 @@ pub fn split_seed(dir: &Path) -> PathBuf {
     seed
 }
 
-/// One cluster member's config.
-pub fn hub_config(i: usize, pg_url: &str, mqtt: u16, vm: u16, http: u16) -> String {
+/// One cluster member's config: its own account on the cluster's broker, which it provisions
+/// with every member's and every edge's account in `broker_files` ([`start_broker`]).
+pub fn hub_config(
+    i: usize,
+    pg_url: &str,
+    mqtt: u16,
+    vm: u16,
+    http: u16,
+    broker_files: &Path,
+) -> String {
     format!(
         "[broker]\nmode = \"external\"\n[broker.external]\nhost = \"127.0.0.1\"\nport = {mqtt}\n\
-         client_id = \"wangge-hub-{i}\"\n\
+         client_id = \"hub-{i}\"\nusername = \"hub-{i}\"\npassword = \"hub-{i}-{HUB_PASSWORD}\"\n\
+         provision_dir = {files:?}\nmosquitto_pid_file = {pid:?}\n\
          [influx]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
          [victoria]\nurl = \"http://127.0.0.1:{vm}\"\n\
          [events.webhooks]\ninsecure_allow_loopback = true\n\
          [cluster]\npostgres_url = \"{pg_url}\"\nhub_id = \"hub-{i}\"\n\
-         http_url = \"http://127.0.0.1:{http}\"\nlease_ttl_ms = {LEASE_TTL_MS}\nheartbeat_ms = {HEARTBEAT_MS}\n"
+         http_url = \"http://127.0.0.1:{http}\"\nlease_ttl_ms = {LEASE_TTL_MS}\nheartbeat_ms = {HEARTBEAT_MS}\n",
+        files = broker_files.display().to_string(),
+        pid = broker_files.join("mosquitto.pid").display().to_string(),
     )
+}
+
+/// The tail of every member's broker password (`hub-<i>-…`).
+const HUB_PASSWORD: &str = "cluster-test-7d41c2";
+
+/// The cluster's mosquitto on `port`, as production runs it: no anonymous clients, client id
+/// = username, the passwords and ACLs the hubs write to `files` (empty until the first hub
+/// provisions them; the hubs signal it through the pid file there).
+pub fn start_broker(port: u16, files: &Path) -> Mosquitto {
+    std::fs::create_dir_all(files).unwrap();
+    for f in ["passwd", "acl"] {
+        if !files.join(f).exists() {
+            std::fs::write(files.join(f), "").unwrap();
+        }
+    }
+    Mosquitto::config()
+        .port(port)
+        .anonymous(false)
+        .settings(&format!(
+            "user root\nuse_username_as_clientid true\npassword_file {}\nacl_file {}\npid_file {}\n",
+            files.join("passwd").display(),
+            files.join("acl").display(),
+            files.join("mosquitto.pid").display()
+        ))
+        .start()
 }
 
 /// An edge that forwards the site broker's MQTT sensors to mosquitto (the cluster's broker).
@@ -156,7 +192,8 @@ impl Cluster {
         let pg = Postgres::start();
         let pg_url = pg.create_database("cluster");
         let mqtt_port = free_port();
-        let mosquitto = Mosquitto::config().port(mqtt_port).start();
+        let broker_files = d.join("broker");
+        let mosquitto = start_broker(mqtt_port, &broker_files);
         let vm = VictoriaMetrics::start();
         let seed = split_seed(d);
         let hub_links: Vec<Proxy> = (0..if links { hubs } else { 0 })
@@ -168,7 +205,7 @@ impl Cluster {
             std::fs::create_dir_all(&hd).unwrap();
             let http = free_port();
             let link = hub_links.get(i).map_or(mqtt_port, |p| p.port);
-            let cfg = hub_config(i, &pg_url, link, vm.port, http);
+            let cfg = hub_config(i, &pg_url, link, vm.port, http, &broker_files);
             // The first prepares the shared registry (PostgreSQL); the others find it.
             let mut hub = Hub::prepare_seeded(&hd, &cfg, &seed).unwrap();
             hub.http = http;
@@ -276,7 +313,8 @@ impl Cluster {
     /// Kills mosquitto and starts it again on the same port (every client reconnects).
     pub fn restart_broker(&mut self) {
         drop(self.mosquitto.take());
-        self.mosquitto = Some(Mosquitto::config().port(self.mqtt_port).start());
+        let files = self.dir.path().join("broker");
+        self.mosquitto = Some(start_broker(self.mqtt_port, &files));
     }
 
     /// The tails of every hub's and edge's log, for a failure message.

@@ -1,8 +1,9 @@
 //! Step 8: a hub cluster under faults. Three hubs in cluster mode share one PostgreSQL 15, one
-//! mosquitto (the edges' and the hubs' broker) and one VictoriaMetrics (the hubs' InfluxDB-API
-//! sink); three edges on one site broker forward the demo scenario's MQTT sensors, split between
-//! them in the registry (each sensor registered to one edge: an edge forwarding another's sensor
-//! is refused as `foreign_sensor`). During the ≈60 s stream, on a schedule drawn from one seed:
+//! mosquitto (the edges' and the hubs' broker; no anonymous clients, the hubs provision its
+//! accounts and ACLs) and one VictoriaMetrics (the hubs' InfluxDB-API sink); three edges on one
+//! site broker forward the demo scenario's MQTT sensors, split between them in the registry
+//! (each sensor registered to one edge: an edge forwarding another's sensor is refused as
+//! `foreign_sensor`). During the ≈60 s stream, on a schedule drawn from one seed:
 //!
 //! * every 8–15 s a random hub is `kill -9`ed and restarted after 0–8 s;
 //! * one hub is `SIGSTOP`ped past the edges' ack timeout and the lease TTL, then `SIGCONT`ed
@@ -217,6 +218,22 @@ fn three_hubs_killed_stopped_and_cut_off_from_their_broker_lose_and_duplicate_no
     let events = assert_demo_events_once(|| list_events(c.live_hub()).ok(), || c.logs());
     assert_webhooks_delivered(&receiver, &events, || c.logs());
     // The operator's view, from PostgreSQL, without a running hub in between.
+    // The cluster's broker is the step-7 broker: no anonymous client gets in (the hubs and the
+    // edges above all logged in with their own provisioned accounts).
+    assert!(
+        !wangge_testkit::mosquitto::publish(
+            c.mqtt_port,
+            &[
+                "-q",
+                "1",
+                "-t",
+                "wangge/v1/edges/edge-xq-02/batches",
+                "-m",
+                "x"
+            ]
+        ),
+        "an anonymous client published on the cluster's broker"
+    );
     let out = run_ok(&mut c.hubs[0].cli(&["cluster", "status", "--json"]));
     let status: Json = serde_json::from_slice(&out.stdout).unwrap();
     let members = status["members"].as_array().unwrap();

@@ -6,7 +6,7 @@
 //! broker whose ACLs are wrong cannot let an edge publish as another. The session is persistent (clean_session = false)
 //! so batches published while the hub reconnects wait in the broker.
 
-use super::mosquitto::{password_hash, HubAccount, HubAccounts, Provisioner};
+use super::mosquitto::{password_hash, HubAccount, HubAccounts, ProvisionError, Provisioner};
 use super::{BrokerConfig, BrokerError, BrokerHandle, BrokerMetrics, Inbound, Outbound};
 use crate::registry::RegistryStore;
 use protocol::uplink::topics;
@@ -46,8 +46,19 @@ pub(super) fn start(
             })?;
             p = p.with_peers(peers);
         }
-        p.sync(&*registry)
-            .map_err(|e| BrokerError::Config(format!("broker.external.provision_dir: {e}")))?;
+        match p.sync(&*registry) {
+            Ok(_) => {}
+            // mosquitto is down or restarting (no pid file, or a stale one): the files are
+            // written; the periodic pass below signals it once it runs again.
+            Err(e @ ProvisionError::Pid { .. }) => {
+                tracing::warn!(error = %e, "external broker not signalled; retrying");
+            }
+            Err(e) => {
+                return Err(BrokerError::Config(format!(
+                    "broker.external.provision_dir: {e}"
+                )))
+            }
+        }
         let every = Duration::from_millis(cfg.revocation_check_ms.max(10));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
