@@ -128,6 +128,7 @@ pub(super) const DELIVERIES: Listing<ConfigDelivery> = Listing {
 /// SQLite reads `$1`, `$2`, … as named parameters numbered in the order they first appear,
 /// which each statement keeps (so positional binding is the same on both).
 pub(super) mod sql {
+    pub const EDGE_EXISTS: &str = "SELECT 1 FROM edges WHERE id = $1";
     pub const DESIRED: &str = "SELECT edge_id, version, hash, document, created_ns, created_by
          FROM edge_configs WHERE edge_id = $1 ORDER BY version DESC LIMIT 1";
     pub const INSERT: &str = "INSERT INTO edge_configs(edge_id, version, hash, document,

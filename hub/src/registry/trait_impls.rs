@@ -1,7 +1,8 @@
 //! The registry traits for a back end whose entity files answer each method: one list of the
 //! trait methods, written once for both back ends (`sqlite`, `pg`). The invocation site
 //! supplies the back end's inherent methods of the same names, its `one`, `all` and `page`
-//! (which run a statement of `registry::sql` and decode its rows with `registry::rows`).
+//! (which run a statement of `registry::sql` and decode its rows with `registry::rows`) and its
+//! `update_existing`; methods made of those alone are written here once.
 
 /// Writes trait methods that call the inherent method of the same name (in the entity's file)
 /// with the same arguments: a line `name(arguments) -> T` is a method returning
@@ -23,6 +24,16 @@ macro_rules! read_by {
     ($($name:ident($($key:ident),*) -> $how:ident $item:ty = $sql:expr;)*) => {$(
         fn $name(&self $(, $key: &str)*) -> Result<read_by!(@$how $item), RegistryError> {
             self.$how($sql, &[$($key),*])
+        }
+    )*};
+}
+
+/// Writes methods that run one statement of `registry::sql` on the row of their key (`?1`):
+/// `name(key) = SQL, "what";` is `NotFound("{what} {key}")` if there is no such row.
+macro_rules! updated_by {
+    ($($name:ident($key:ident) = $sql:expr, $what:expr;)*) => {$(
+        fn $name(&self, $key: &str) -> Result<(), RegistryError> {
+            self.update_existing($sql, $what, $key)
         }
     )*};
 }
@@ -68,18 +79,45 @@ macro_rules! registry_traits_by_entity_files {
                 put_sensor(id: &str, input: &SensorInput) -> (Sensor, bool);
                 stats() -> RegistryStats;
                 add_edge(edge_id: &str, name: Option<&str>, site: Option<&str>) -> String;
-                revoke_edge(edge_id: &str) -> ();
                 add_token(department: Option<&str>, scope: Scope) -> String;
-                verify_token(token: &str) -> Option<Principal>;
-                revoke_token(token_id: &str) -> ();
                 add_mqtt_user(department: &str) -> (String, String);
-                revoke_mqtt_user(username: &str) -> ();
                 department_exists(id: &str) -> bool;
                 coverage_sensors() -> Vec<CoverageSensor>;
-                edge_config(edge_id: &str) -> Option<EdgeConfigState>;
                 put_edge_config(config: &NewConfig<'_>) -> (StoredConfig, bool);
                 record_config_report(report: &ConfigReport, received_ns: i64) -> bool;
-                edge_sensor_maintainers(edge_id: &str) -> Vec<Option<String>>;
+            }
+
+            fn verify_token(&self, token: &str) -> Result<Option<Principal>, RegistryError> {
+                let Some((id, secret)) = rows::token_parts(token) else {
+                    return Ok(None);
+                };
+                let row = self.one(sql::TOKEN, &[id])?;
+                Ok(rows::principal(id, secret, row))
+            }
+
+            fn edge_config(&self, edge_id: &str) -> Result<Option<EdgeConfigState>, RegistryError> {
+                use crate::registry::edge_config::sql;
+                if self.one::<()>(sql::EDGE_EXISTS, &[edge_id])?.is_none() {
+                    return Ok(None);
+                }
+                let desired = self.one(sql::DESIRED, &[edge_id])?;
+                let applied = self.one(sql::REPORT, &[edge_id])?;
+                Ok(Some(EdgeConfigState { desired, applied }))
+            }
+
+            fn edge_sensor_maintainers(
+                &self,
+                edge_id: &str,
+            ) -> Result<Vec<Option<String>>, RegistryError> {
+                let rows: Vec<(Option<String>,)> =
+                    self.all(crate::registry::edge_config::sql::MAINTAINERS, &[edge_id])?;
+                Ok(rows.into_iter().map(|(d,)| d).collect())
+            }
+
+            updated_by! {
+                revoke_edge(edge_id) = sql::REVOKE_EDGE, "edge";
+                revoke_token(token_id) = sql::REVOKE_TOKEN, "token";
+                revoke_mqtt_user(username) = sql::REVOKE_MQTT_USER, "MQTT user";
             }
 
             fn import_seed(&self, dir: &Path) -> Result<SeedSummary, SeedError> {

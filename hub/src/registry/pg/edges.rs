@@ -154,8 +154,4 @@ impl PgRegistry {
         )?;
         Ok(secret)
     }
-
-    pub(super) fn revoke_edge(&self, edge_id: &str) -> Result<(), RegistryError> {
-        self.update_existing(&sql::pg(sql::REVOKE_EDGE), "edge", edge_id)
-    }
 }

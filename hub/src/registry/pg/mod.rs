@@ -205,9 +205,10 @@ impl PgRegistry {
         self.read(async |c| c.execute(sql, params).await)
     }
 
-    /// Runs `sql` on the row of `key` (`$1`); `NotFound("{what} {key}")` if there is none.
+    /// Runs `sql` (in the `?N` form of [`sql`]) on the row of `key` (`?1`);
+    /// `NotFound("{what} {key}")` if there is none.
     fn update_existing(&self, sql: &str, what: &str, key: &str) -> Result<(), RegistryError> {
-        match self.execute(sql, &[&key])? {
+        match self.execute(&sql::pg(sql), &[&key])? {
             0 => Err(RegistryError::NotFound(format!("{what} {key}"))),
             _ => Ok(()),
         }

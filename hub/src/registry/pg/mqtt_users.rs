@@ -22,8 +22,4 @@ impl PgRegistry {
         })?;
         Ok((username, secret))
     }
-
-    pub(super) fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError> {
-        self.update_existing(&sql::pg(sql::REVOKE_MQTT_USER), "MQTT user", username)
-    }
 }

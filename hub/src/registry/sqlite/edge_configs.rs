@@ -2,26 +2,11 @@
 
 use super::*;
 use crate::registry::edge_config::{
-    check_base, report_columns, sql, stored_u64, EdgeConfigState, NewConfig, StoredConfig,
+    check_base, report_columns, sql, stored_u64, NewConfig, StoredConfig,
 };
 use protocol::edge_config::{document_hash, ConfigReport};
 
 impl SqliteRegistry {
-    pub(super) fn edge_config(
-        &self,
-        edge_id: &str,
-    ) -> Result<Option<EdgeConfigState>, RegistryError> {
-        if self
-            .one::<()>("SELECT 1 FROM edges WHERE id = ?1", &[edge_id])?
-            .is_none()
-        {
-            return Ok(None);
-        }
-        let desired = self.one(sql::DESIRED, &[edge_id])?;
-        let applied = self.one(sql::REPORT, &[edge_id])?;
-        Ok(Some(EdgeConfigState { desired, applied }))
-    }
-
     pub(super) fn put_edge_config(
         &self,
         c: &NewConfig<'_>,
@@ -83,13 +68,5 @@ impl SqliteRegistry {
             ],
         )?;
         Ok(n > 0)
-    }
-
-    pub(super) fn edge_sensor_maintainers(
-        &self,
-        edge_id: &str,
-    ) -> Result<Vec<Option<String>>, RegistryError> {
-        let rows: Vec<(Option<String>,)> = self.all(sql::MAINTAINERS, &[edge_id])?;
-        Ok(rows.into_iter().map(|(d,)| d).collect())
     }
 }

@@ -152,8 +152,4 @@ impl SqliteRegistry {
         })?;
         Ok(secret)
     }
-
-    pub(super) fn revoke_edge(&self, edge_id: &str) -> Result<(), RegistryError> {
-        self.update_existing(sql::REVOKE_EDGE, "edge", edge_id)
-    }
 }

@@ -27,8 +27,4 @@ impl SqliteRegistry {
         })?;
         Ok((username, secret))
     }
-
-    pub(super) fn revoke_mqtt_user(&self, username: &str) -> Result<(), RegistryError> {
-        self.update_existing(sql::REVOKE_MQTT_USER, "MQTT user", username)
-    }
 }

@@ -24,16 +24,4 @@ impl SqliteRegistry {
         })?;
         Ok(format!("{TOKEN_PREFIX}{id}.{secret}"))
     }
-
-    pub(super) fn verify_token(&self, token: &str) -> Result<Option<Principal>, RegistryError> {
-        let Some((id, secret)) = rows::token_parts(token) else {
-            return Ok(None);
-        };
-        let row = self.one(sql::TOKEN, &[id])?;
-        Ok(rows::principal(id, secret, row))
-    }
-
-    pub(super) fn revoke_token(&self, token_id: &str) -> Result<(), RegistryError> {
-        self.update_existing(sql::REVOKE_TOKEN, "token", token_id)
-    }
 }
