@@ -25,6 +25,25 @@ pub struct StoredConfig {
     pub created_by: String,
 }
 
+impl StoredConfig {
+    /// The version after `current` (0: none yet) that `c` stores; `Conflict` unless `c`'s
+    /// `base_version` (if given) is `current`.
+    pub(super) fn next(
+        c: &NewConfig<'_>,
+        current: u64,
+    ) -> Result<StoredConfig, super::RegistryError> {
+        check_base(c.base_version, current)?;
+        Ok(StoredConfig {
+            edge_id: c.edge_id.to_string(),
+            version: current + 1,
+            hash: protocol::edge_config::document_hash(c.document),
+            document: c.document.to_string(),
+            created_ns: c.created_ns,
+            created_by: c.created_by.to_string(),
+        })
+    }
+}
+
 /// The newest report accepted from an edge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredReport {
@@ -169,7 +188,7 @@ pub(super) fn report_columns(r: &ConfigReport) -> Result<(i64, i64), super::Regi
 }
 
 /// `Conflict` unless `base` (if given) is the `current` version.
-pub(super) fn check_base(base: Option<u64>, current: u64) -> Result<(), super::RegistryError> {
+fn check_base(base: Option<u64>, current: u64) -> Result<(), super::RegistryError> {
     match base {
         Some(b) if b != current => Err(super::RegistryError::Conflict(format!(
             "base_version {b} is not the current version {current} (someone changed it since; \

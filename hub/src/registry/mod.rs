@@ -5,6 +5,7 @@
 
 pub mod codes;
 pub mod edge_config;
+mod issued;
 mod migrations;
 pub mod model;
 #[macro_use]

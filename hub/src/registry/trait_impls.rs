@@ -78,13 +78,37 @@ macro_rules! registry_traits_by_entity_files {
                 delete_component(id: &str) -> bool;
                 put_sensor(id: &str, input: &SensorInput) -> (Sensor, bool);
                 stats() -> RegistryStats;
-                add_edge(edge_id: &str, name: Option<&str>, site: Option<&str>) -> String;
-                add_token(department: Option<&str>, scope: Scope) -> String;
-                add_mqtt_user(department: &str) -> (String, String);
                 department_exists(id: &str) -> bool;
                 coverage_sensors() -> Vec<CoverageSensor>;
                 put_edge_config(config: &NewConfig<'_>) -> (StoredConfig, bool);
                 record_config_report(report: &ConfigReport, received_ns: i64) -> bool;
+            }
+
+            fn add_edge(
+                &self,
+                edge_id: &str,
+                name: Option<&str>,
+                site: Option<&str>,
+            ) -> Result<String, RegistryError> {
+                let new = crate::registry::issued::EdgeSecret::new(edge_id, name, site)?;
+                $reg::store_edge_secret(self, &new)?;
+                Ok(new.secret.secret)
+            }
+
+            fn add_token(
+                &self,
+                department: Option<&str>,
+                scope: Scope,
+            ) -> Result<String, RegistryError> {
+                let new = crate::registry::issued::NewToken::new(department, scope)?;
+                $reg::store_token(self, &new)?;
+                Ok(new.token())
+            }
+
+            fn add_mqtt_user(&self, department: &str) -> Result<(String, String), RegistryError> {
+                let new = crate::registry::issued::NewMqttUser::new(department);
+                $reg::store_mqtt_user(self, &new)?;
+                Ok((new.username, new.secret.secret))
             }
 
             fn verify_token(&self, token: &str) -> Result<Option<Principal>, RegistryError> {

@@ -4,10 +4,8 @@
 //! its `base_version` asks for).
 
 use super::*;
-use crate::registry::edge_config::{
-    check_base, report_columns, sql, stored_u64, NewConfig, StoredConfig,
-};
-use protocol::edge_config::{document_hash, ConfigReport};
+use crate::registry::edge_config::{report_columns, sql, stored_u64, NewConfig, StoredConfig};
+use protocol::edge_config::ConfigReport;
 
 impl PgRegistry {
     pub(super) fn put_edge_config(
@@ -32,15 +30,7 @@ impl PgRegistry {
                 .await?
                 .try_get(0)?;
             let current = current.max(0) as u64;
-            check_base(c.base_version, current)?;
-            let stored = StoredConfig {
-                edge_id: c.edge_id.to_string(),
-                version: current + 1,
-                hash: document_hash(c.document),
-                document: c.document.to_string(),
-                created_ns: c.created_ns,
-                created_by: c.created_by.to_string(),
-            };
+            let stored = StoredConfig::next(c, current)?;
             let version = stored_u64("version", stored.version)?;
             tx.execute(
                 sql::INSERT,

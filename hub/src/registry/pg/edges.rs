@@ -1,6 +1,7 @@
 //! Edges (tables `edges`, `edge_gaps`, `ingest_audit`): credentials, status, gaps.
 
 use super::*;
+use crate::registry::issued::EdgeSecret;
 
 impl PgRegistry {
     pub(super) fn edge_credentials(
@@ -131,17 +132,7 @@ impl PgRegistry {
         })
     }
 
-    pub(super) fn add_edge(
-        &self,
-        edge_id: &str,
-        name: Option<&str>,
-        site: Option<&str>,
-    ) -> Result<String, RegistryError> {
-        let edge_id = crate::registry::validation::edge_id(edge_id)?;
-        let secret = secrets::generate();
-        let hash = secrets::hash(&secret);
-        let key = protocol::uplink::mac_key(&secret);
-        let broker_hash = crate::broker::mosquitto::password_hash(&secret);
+    pub(super) fn store_edge_secret(&self, e: &EdgeSecret<'_>) -> Result<(), RegistryError> {
         // A re-issued secret starts the edge's status freshness over (see the SQLite store).
         self.execute(
             "INSERT INTO edges(id, name, site, password_hash, mac_key, revoked, broker_hash)
@@ -150,8 +141,15 @@ impl PgRegistry {
                  mac_key = excluded.mac_key, revoked = false, broker_hash = excluded.broker_hash,
                  status_counter = NULL, status_will_pending = NULL,
                  name = COALESCE($2, edges.name), site = COALESCE($3, edges.site)",
-            &[&edge_id, &name, &site, &hash, &key.as_slice(), &broker_hash],
+            &[
+                &e.edge_id,
+                &e.name,
+                &e.site,
+                &e.secret.hash,
+                &e.mac_key.as_slice(),
+                &e.broker_hash,
+            ],
         )?;
-        Ok(secret)
+        Ok(())
     }
 }

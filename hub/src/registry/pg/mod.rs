@@ -19,7 +19,7 @@ use super::seed::{SeedError, SeedSummary};
 use super::sql::{self, Listing};
 use super::validation::{self, non_empty, Reference};
 use super::{
-    now_ns, secrets, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
+    now_ns, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
     MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
 };
 use super::{ConfigDelivery, EdgeConfigState, NewConfig, StoredConfig};

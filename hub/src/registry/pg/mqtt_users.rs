@@ -1,25 +1,24 @@
 //! Department MQTT consumers' credentials (table `mqtt_users`).
 
 use super::*;
+use crate::registry::issued::NewMqttUser;
 
 impl PgRegistry {
-    pub(super) fn add_mqtt_user(
-        &self,
-        department: &str,
-    ) -> Result<(String, String), RegistryError> {
-        let username = validation::new_mqtt_username(department);
-        let secret = secrets::generate();
-        let hash = secrets::hash(&secret);
-        let broker_hash = crate::broker::mosquitto::password_hash(&secret);
+    pub(super) fn store_mqtt_user(&self, u: &NewMqttUser<'_>) -> Result<(), RegistryError> {
         self.write(async |tx| {
-            check(tx, &[validation::department(department)]).await?;
+            check(tx, &[validation::department(u.department)]).await?;
             tx.execute(
                 &sql::pg(sql::ADD_MQTT_USER),
-                &[&username, &department, &hash, &broker_hash, &now_ns()],
+                &[
+                    &u.username,
+                    &u.department,
+                    &u.secret.hash,
+                    &u.broker_hash,
+                    &now_ns(),
+                ],
             )
             .await?;
             Ok(())
-        })?;
-        Ok((username, secret))
+        })
     }
 }

@@ -1,10 +1,8 @@
 //! Configuration from the hub (tables `edge_configs`, `edge_config_reports`, migration 0008).
 
 use super::*;
-use crate::registry::edge_config::{
-    check_base, report_columns, sql, stored_u64, NewConfig, StoredConfig,
-};
-use protocol::edge_config::{document_hash, ConfigReport};
+use crate::registry::edge_config::{report_columns, sql, stored_u64, NewConfig, StoredConfig};
+use protocol::edge_config::ConfigReport;
 
 impl SqliteRegistry {
     pub(super) fn put_edge_config(
@@ -23,15 +21,7 @@ impl SqliteRegistry {
                 )
                 .map_err(db)?;
             let current = current.max(0) as u64;
-            check_base(c.base_version, current)?;
-            let stored = StoredConfig {
-                edge_id: c.edge_id.to_string(),
-                version: current + 1,
-                hash: document_hash(c.document),
-                document: c.document.to_string(),
-                created_ns: c.created_ns,
-                created_by: c.created_by.to_string(),
-            };
+            let stored = StoredConfig::next(c, current)?;
             tx.execute(
                 sql::INSERT,
                 params![

@@ -1,6 +1,7 @@
 //! Edges (tables `edges`, `edge_gaps`, ingest audit): credentials, status, gaps.
 
 use super::*;
+use crate::registry::issued::EdgeSecret;
 
 impl SqliteRegistry {
     pub(super) fn edge_credentials(
@@ -125,17 +126,7 @@ impl SqliteRegistry {
         Ok(())
     }
 
-    pub(super) fn add_edge(
-        &self,
-        edge_id: &str,
-        name: Option<&str>,
-        site: Option<&str>,
-    ) -> Result<String, RegistryError> {
-        let edge_id = crate::registry::validation::edge_id(edge_id)?;
-        let secret = secrets::generate();
-        let hash = secrets::hash(&secret);
-        let key = protocol::uplink::mac_key(&secret);
-        let broker_hash = crate::broker::mosquitto::password_hash(&secret);
+    pub(super) fn store_edge_secret(&self, e: &EdgeSecret<'_>) -> Result<(), RegistryError> {
         // A re-issued secret starts the edge's status freshness over: statuses sealed with the
         // old key no longer verify, and a re-provisioned box may restart its epochs at 1.
         self.write(|tx| {
@@ -146,10 +137,17 @@ impl SqliteRegistry {
                      mac_key = excluded.mac_key, revoked = 0, broker_hash = excluded.broker_hash,
                      status_counter = NULL, status_will_pending = NULL,
                      name = COALESCE(?2, name), site = COALESCE(?3, site)",
-                params![edge_id, name, site, hash, key.as_slice(), broker_hash],
+                params![
+                    e.edge_id,
+                    e.name,
+                    e.site,
+                    e.secret.hash,
+                    e.mac_key.as_slice(),
+                    e.broker_hash
+                ],
             )
             .map_err(db)
         })?;
-        Ok(secret)
+        Ok(())
     }
 }

@@ -1,30 +1,24 @@
 //! Department MQTT consumers' credentials (table `mqtt_users`, migration 0004).
 
 use super::*;
+use crate::registry::issued::NewMqttUser;
 
 impl SqliteRegistry {
-    pub(super) fn add_mqtt_user(
-        &self,
-        department: &str,
-    ) -> Result<(String, String), RegistryError> {
-        let username = validation::new_mqtt_username(department);
-        let secret = secrets::generate();
-        let hash = secrets::hash(&secret);
-        let broker_hash = crate::broker::mosquitto::password_hash(&secret);
+    pub(super) fn store_mqtt_user(&self, u: &NewMqttUser<'_>) -> Result<(), RegistryError> {
         self.write(|tx| {
-            check(tx, &[validation::department(department)])?;
+            check(tx, &[validation::department(u.department)])?;
             tx.execute(
                 sql::ADD_MQTT_USER,
                 params![
-                    username,
-                    department,
-                    hash,
-                    broker_hash,
-                    crate::registry::now_ns()
+                    u.username,
+                    u.department,
+                    u.secret.hash,
+                    u.broker_hash,
+                    now_ns()
                 ],
             )
-            .map_err(db)
-        })?;
-        Ok((username, secret))
+            .map_err(db)?;
+            Ok(())
+        })
     }
 }

@@ -1,27 +1,18 @@
-//! API tokens (table `api_tokens`): issue, verify, revoke.
+//! API tokens (table `api_tokens`): issue, verify, revoke (`registry::issued`).
 
 use super::*;
-use crate::registry::TOKEN_PREFIX;
+use crate::registry::issued::NewToken;
 
 impl SqliteRegistry {
-    pub(super) fn add_token(
-        &self,
-        department: Option<&str>,
-        scope: Scope,
-    ) -> Result<String, RegistryError> {
-        validation::token_department(department, scope)?;
-        let id = hex::encode(rand::random::<[u8; 6]>());
-        let secret = secrets::generate();
-        let hash = secrets::hash(&secret);
+    pub(super) fn store_token(&self, t: &NewToken<'_>) -> Result<(), RegistryError> {
         self.write(|tx| {
-            let refs: Vec<_> = department.map(validation::department).into_iter().collect();
-            check(tx, &refs)?;
+            check(tx, &t.references())?;
             tx.execute(
                 sql::ADD_TOKEN,
-                params![id, hash, department, scope.name(), now_ns()],
+                params![t.id, t.secret.hash, t.department, t.scope.name(), now_ns()],
             )
-            .map_err(db)
-        })?;
-        Ok(format!("{TOKEN_PREFIX}{id}.{secret}"))
+            .map_err(db)?;
+            Ok(())
+        })
     }
 }
