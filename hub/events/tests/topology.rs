@@ -5,53 +5,22 @@
 
 mod common;
 
+use common::behind::{evaluator_behind, kinds, reading, watch_behind, Kind, BEHIND, EDGE, T0};
 use common::{Api, S};
-use protocol::uplink::Quality;
-use protocol::Quantity;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use wangge_events::model::ComponentCtx;
-use wangge_events::rules::{Condition, ConditionKind, Evaluator, RuleInput, RuleSet};
+use wangge_events::rules::{ConditionKind, Evaluator, RuleSet};
 use wangge_events::topology::EDGE_OFFLINE_EVENT;
-use wangge_events::{Events, EventsConfig};
-
-const T0: i64 = 1_760_000_000 * S;
-const EDGE: &str = "edge-xq-01";
-
-/// Sensors behind `EDGE`: (sensor, component), bins reporting every 10 s (silent after 30 s).
-const BEHIND: [(&str, &str); 3] = [("WB-1", "C-1"), ("WB-2", "C-2"), ("WB-3", "C-3")];
-
-fn reading(sensor: &'static str, component: &'static str, ts_ns: i64) -> RuleInput<'static> {
-    RuleInput {
-        component_id: component,
-        component_type: "waste_bin",
-        sensor_id: sensor,
-        interval_s: 10,
-        quantity: Quantity::FillLevel,
-        value: 10.0,
-        ts_ns,
-        quality: Quality::Good,
-    }
-}
+use wangge_events::Events;
 
 /// The shipped rules, three sensors behind `EDGE` watched from `T0`.
 fn evaluator() -> Evaluator {
-    let mut ev = Evaluator::new(RuleSet::defaults());
-    for (s, c) in BEHIND {
-        ev.watch_sensor(s, c, "waste_bin", 10, T0);
-        ev.set_sensor_edge(s, EDGE);
-    }
-    ev
+    evaluator_behind(RuleSet::defaults())
 }
 
-fn kinds(out: &[Condition]) -> Vec<(ConditionKind, String, String)> {
-    out.iter()
-        .map(|c| (c.kind, c.component_id.clone(), c.event_type.clone()))
-        .collect()
-}
-
-fn edge_raised() -> (ConditionKind, String, String) {
+fn edge_raised() -> Kind {
     (
         ConditionKind::Raised,
         format!("edge:{EDGE}"),
@@ -236,11 +205,7 @@ fn without_an_edge_offline_rule_every_sensor_raises_its_own() {
     );
     let set = RuleSet::parse(&text, "rules.toml").unwrap();
     assert!(set.edge_offline.is_none());
-    let mut ev = Evaluator::new(set);
-    for (s, c) in BEHIND {
-        ev.watch_sensor(s, c, "waste_bin", 10, T0);
-        ev.set_sensor_edge(s, EDGE);
-    }
+    let mut ev = evaluator_behind(set);
     assert!(ev.edge_status(EDGE, false, T0).is_empty());
     assert_eq!(ev.tick(T0 + 31 * S).len(), 3);
 }
@@ -292,19 +257,11 @@ fn directory() -> Arc<common::Directory> {
 }
 
 fn open(dir: &std::path::Path) -> Events {
-    Events::open(
-        &dir.join("events.db"),
-        EventsConfig::defaults(),
-        directory(),
-    )
-    .unwrap()
+    common::behind::open(dir, directory())
 }
 
 fn watch(ev: &Events) {
-    for (s, c) in BEHIND {
-        ev.watch_sensor(s, c, "waste_bin", 10, T0);
-        ev.set_sensor_edge(s, EDGE);
-    }
+    watch_behind(ev);
 }
 
 #[test]

@@ -6,42 +6,20 @@
 
 mod common;
 
+use common::behind::{evaluator_behind, kinds, reading, watch_behind, Kind, EDGE, T0};
 use common::S;
-use protocol::uplink::{Quality, SourceDown};
-use protocol::Quantity;
+use protocol::uplink::SourceDown;
 use serde_json::json;
-use wangge_events::rules::{Condition, ConditionKind, Evaluator, RuleInput, RuleSet};
+use wangge_events::rules::{ConditionKind, Evaluator, RuleSet};
 use wangge_events::topology::SOURCE_OFFLINE_EVENT;
-use wangge_events::{Events, EventsConfig};
+use wangge_events::Events;
 
-const T0: i64 = 1_760_000_000 * S;
-const EDGE: &str = "edge-xq-01";
 const OTHER: &str = "edge-xq-02";
 const LINE: &str = "modbus:rs485-1";
 
-/// Sensors behind `EDGE`: (sensor, component), reporting every 10 s (silent after 30 s).
-const BEHIND: [(&str, &str); 3] = [("WB-1", "C-1"), ("WB-2", "C-2"), ("WB-3", "C-3")];
-
-fn reading(sensor: &'static str, component: &'static str, ts_ns: i64) -> RuleInput<'static> {
-    RuleInput {
-        component_id: component,
-        component_type: "waste_bin",
-        sensor_id: sensor,
-        interval_s: 10,
-        quantity: Quantity::FillLevel,
-        value: 10.0,
-        ts_ns,
-        quality: Quality::Good,
-    }
-}
-
 /// The shipped rules; three sensors behind `EDGE` and `WB-9` behind `OTHER`, watched from `T0`.
 fn evaluator() -> Evaluator {
-    let mut ev = Evaluator::new(RuleSet::defaults());
-    for (s, c) in BEHIND {
-        ev.watch_sensor(s, c, "waste_bin", 10, T0);
-        ev.set_sensor_edge(s, EDGE);
-    }
+    let mut ev = evaluator_behind(RuleSet::defaults());
     ev.watch_sensor("WB-9", "C-9", "waste_bin", 10, T0);
     ev.set_sensor_edge("WB-9", OTHER);
     ev
@@ -52,15 +30,6 @@ fn down(source: &str, sensors: &[&str]) -> SourceDown {
         source: source.into(),
         sensors: sensors.iter().map(|s| s.to_string()).collect(),
     }
-}
-
-/// (kind, component, event type) of a condition.
-type Kind = (ConditionKind, String, String);
-
-fn kinds(out: &[Condition]) -> Vec<Kind> {
-    out.iter()
-        .map(|c| (c.kind, c.component_id.clone(), c.event_type.clone()))
-        .collect()
 }
 
 fn source_event(kind: ConditionKind, source: &str) -> Kind {
@@ -253,11 +222,7 @@ fn without_a_source_offline_rule_every_sensor_raises_its_own() {
     );
     let set = RuleSet::parse(&text, "rules.toml").unwrap();
     assert!(set.source_offline.is_none());
-    let mut ev = Evaluator::new(set);
-    for (s, c) in BEHIND {
-        ev.watch_sensor(s, c, "waste_bin", 10, T0);
-        ev.set_sensor_edge(s, EDGE);
-    }
+    let mut ev = evaluator_behind(set);
     let line = [down(LINE, &["WB-1", "WB-2", "WB-3"])];
     assert!(ev.edge_report(EDGE, true, &line, T0).is_empty());
     let out = run(&mut ev, 5, 40, &line, &[]);
@@ -299,19 +264,11 @@ fn source_offline_rules_are_checked_field_by_field() {
 }
 
 fn open(dir: &std::path::Path) -> Events {
-    Events::open(
-        &dir.join("events.db"),
-        EventsConfig::defaults(),
-        common::directory(),
-    )
-    .unwrap()
+    common::behind::open(dir, common::directory())
 }
 
 fn watch(ev: &Events) {
-    for (s, c) in BEHIND {
-        ev.watch_sensor(s, c, "waste_bin", 10, T0);
-        ev.set_sensor_edge(s, EDGE);
-    }
+    watch_behind(ev);
     ev.watch_sensor("WB-9", "C-9", "waste_bin", 10, T0);
     ev.set_sensor_edge("WB-9", OTHER);
 }

@@ -1,6 +1,8 @@
 //! Small in-memory stand-ins for what the hub provides: its registry and its token store.
 #![allow(dead_code)]
 
+pub mod behind;
+
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
