@@ -5,6 +5,7 @@
 //! record; the HTTP side writes the audit rows.
 
 use super::{Result, SqliteStore, StoreError};
+use crate::columns::Columns;
 use rusqlite::{params, TransactionBehavior};
 
 /// An outage to record (checked by the caller: `until_ns > from_ns`, bounded length).
@@ -98,28 +99,32 @@ pub(super) fn too_many(edge_id: &str, max: u32) -> StoreError {
     ))
 }
 
+/// An outage from a row of [`sql`]'s statements (their columns in [`EdgeOutage`]'s field
+/// order), on either back end.
+pub(super) fn outage<R: Columns>(r: &R) -> std::result::Result<EdgeOutage, R::Error> {
+    Ok(from_columns!(
+        r,
+        EdgeOutage {
+            id,
+            edge_id,
+            from_ns,
+            until_ns,
+            reason,
+            announced_by,
+            announced_at_ns,
+            deleted_by,
+            deleted_at_ns
+        }
+    ))
+}
+
 fn query(
     conn: &rusqlite::Connection,
     sql: &str,
     p: &[&dyn rusqlite::ToSql],
 ) -> Result<Vec<EdgeOutage>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(p, |r| {
-        Ok(from_columns!(
-            r,
-            EdgeOutage {
-                id,
-                edge_id,
-                from_ns,
-                until_ns,
-                reason,
-                announced_by,
-                announced_at_ns,
-                deleted_by,
-                deleted_at_ns
-            }
-        ))
-    })?;
+    let rows = stmt.query_map(p, |r| outage(r))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -3,26 +3,12 @@
 //! neither passes the per-edge limit.
 
 use super::{DbResult, PgStore};
-use crate::store::outages::{sql, too_many};
+use crate::store::outages::{outage, sql, too_many};
 use crate::store::{EdgeOutage, NewOutage, Outages, Result};
 use wangge_pg::Row;
 
-fn outage(r: &Row) -> DbResult<EdgeOutage> {
-    Ok(EdgeOutage {
-        id: r.try_get(0)?,
-        edge_id: r.try_get(1)?,
-        from_ns: r.try_get(2)?,
-        until_ns: r.try_get(3)?,
-        reason: r.try_get(4)?,
-        announced_by: r.try_get(5)?,
-        announced_at_ns: r.try_get(6)?,
-        deleted_by: r.try_get(7)?,
-        deleted_at_ns: r.try_get(8)?,
-    })
-}
-
 fn rows(rows: &[Row]) -> Result<Vec<EdgeOutage>> {
-    Ok(rows.iter().map(outage).collect::<DbResult<_>>()?)
+    Ok(rows.iter().map(outage::<Row>).collect::<DbResult<_>>()?)
 }
 
 impl Outages for PgStore {
