@@ -7,6 +7,8 @@ use super::{
     format_ts, BrokerAccount, BrokerAccountKind, CoverageSensor, EdgeCredentials, MqttUser,
     MqttUserCredentials, RegistryError, SensorAssignment, TOKEN_PREFIX,
 };
+use super::{Freshness, StatusMark};
+use protocol::uplink::EdgeStatus;
 use wangge_events::columns::{Column, Columns};
 use wangge_events::from_columns;
 
@@ -34,6 +36,35 @@ impl<A: Column> FromRow for (A,) {
 impl<A: Column, B: Column, C: Column, D: Column> FromRow for (A, B, C, D) {
     fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
         Ok((r.column(0)?, r.column(1)?, r.column(2)?, r.column(3)?))
+    }
+}
+
+/// The status mark stored with an edge (`SELECT epoch, status_counter, status_will_pending`):
+/// counters are stored as i64 bit patterns; no status was accepted while NULL.
+pub(super) struct StoredMark(Option<StatusMark>);
+
+impl FromRow for StoredMark {
+    fn from_row<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        let (epoch, counter, will): (Option<i64>, Option<i64>, Option<i64>) =
+            (r.column(0)?, r.column(1)?, r.column(2)?);
+        Ok(StoredMark(epoch.zip(counter).map(|(e, c)| StatusMark {
+            epoch: e as u64,
+            counter: c as u64,
+            will_pending: will.map(|w| w as u64),
+        })))
+    }
+}
+
+impl StoredMark {
+    /// How `s` compares with the stored mark, and the mark to store if `s` is accepted.
+    pub(super) fn judge(&self, s: &EdgeStatus) -> (Freshness, Option<StatusMark>) {
+        let last = self.0.as_ref();
+        let fresh = StatusMark::judge(last, s);
+        let next = match fresh {
+            Freshness::Fresh | Freshness::AnnouncedWill => StatusMark::after(last, s, fresh),
+            Freshness::Same | Freshness::Stale => None,
+        };
+        (fresh, next)
     }
 }
 

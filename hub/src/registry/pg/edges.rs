@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::registry::issued::EdgeSecret;
+use crate::registry::rows::StoredMark;
 
 impl PgRegistry {
     pub(super) fn edge_credentials(
@@ -22,22 +23,11 @@ impl PgRegistry {
                     &[&s.edge_id.as_str()],
                 )
                 .await?;
-            let Some(row) = row else {
+            let Some(stored) = row.as_ref().map(StoredMark::from_row).transpose()? else {
                 return Err(RegistryError::NotFound(format!("edge {}", s.edge_id)).into());
             };
-            let (epoch, counter, will): (Option<i64>, Option<i64>, Option<i64>) =
-                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            // Counters are stored as i64 bit patterns; no status was accepted while NULL.
-            let last = epoch.zip(counter).map(|(e, c)| StatusMark {
-                epoch: e as u64,
-                counter: c as u64,
-                will_pending: will.map(|w| w as u64),
-            });
-            let fresh = StatusMark::judge(last.as_ref(), s);
-            if !matches!(fresh, Freshness::Fresh | Freshness::AnnouncedWill) {
-                return Ok(fresh);
-            }
-            let Some(mark) = StatusMark::after(last.as_ref(), s, fresh) else {
+            let (fresh, next) = stored.judge(s);
+            let Some(mark) = next else {
                 return Ok(fresh);
             };
             tx.execute(

@@ -20,7 +20,7 @@ use super::sql::{self, Listing};
 use super::validation::{self, non_empty, Reference};
 use super::{
     now_ns, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
-    MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment, StatusMark,
+    MqttUserCredentials, RegistryAdmin, RegistryError, RegistryStore, SensorAssignment,
 };
 use super::{ConfigDelivery, EdgeConfigState, NewConfig, StoredConfig};
 use protocol::edge_config::ConfigReport;

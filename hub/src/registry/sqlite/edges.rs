@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::registry::issued::EdgeSecret;
+use crate::registry::rows::StoredMark;
 
 impl SqliteRegistry {
     pub(super) fn edge_credentials(
@@ -13,28 +14,19 @@ impl SqliteRegistry {
 
     pub(super) fn record_edge_status(&self, s: &EdgeStatus) -> Result<Freshness, RegistryError> {
         self.write(|tx| {
-            let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = tx
+            let stored = tx
                 .query_row(
                     "SELECT epoch, status_counter, status_will_pending FROM edges WHERE id = ?1",
                     [s.edge_id.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| StoredMark::from_row(r),
                 )
                 .optional()
                 .map_err(db)?;
-            let Some((epoch, counter, will)) = row else {
+            let Some(stored) = stored else {
                 return Err(RegistryError::NotFound(format!("edge {}", s.edge_id)));
             };
-            // Counters are stored as i64 bit patterns; no status was accepted while NULL.
-            let last = epoch.zip(counter).map(|(e, c)| StatusMark {
-                epoch: e as u64,
-                counter: c as u64,
-                will_pending: will.map(|w| w as u64),
-            });
-            let fresh = StatusMark::judge(last.as_ref(), s);
-            if !matches!(fresh, Freshness::Fresh | Freshness::AnnouncedWill) {
-                return Ok(fresh);
-            }
-            let Some(mark) = StatusMark::after(last.as_ref(), s, fresh) else {
+            let (fresh, next) = stored.judge(s);
+            let Some(mark) = next else {
                 return Ok(fresh);
             };
             tx.execute(
