@@ -53,11 +53,17 @@ macro_rules! registry_traits_by_entity_files {
         impl RegistryStore for $reg {
             answered_by_entity_files! { $reg:
                 note_unassigned_sensor(sensor_id: &str, edge_id: &str, at_ns: i64) -> ();
-                edge_credentials(edge_id: &str) -> Option<EdgeCredentials>;
                 record_edge_status(status: &EdgeStatus) -> Freshness;
                 audit_ingest(refusal: &IngestRefusal<'_>) -> bool;
                 record_edge_seen(edge_id: &str, at_ns: i64) -> ();
                 record_gaps(report: &GapReport<'_>, at_ns: i64) -> ();
+            }
+
+            fn edge_credentials(
+                &self,
+                edge_id: &str,
+            ) -> Result<Option<EdgeCredentials>, RegistryError> {
+                rows::edge_credentials(self.one(sql::EDGE_CREDENTIALS, &[edge_id])?)
             }
 
             read_by! {

@@ -5,13 +5,6 @@ use crate::registry::issued::EdgeSecret;
 use crate::registry::rows::StoredMark;
 
 impl PgRegistry {
-    pub(super) fn edge_credentials(
-        &self,
-        edge_id: &str,
-    ) -> Result<Option<EdgeCredentials>, RegistryError> {
-        rows::edge_credentials(self.one(sql::EDGE_CREDENTIALS, &[edge_id])?)
-    }
-
     /// Judges `s` against the mark read `FOR UPDATE`: a second hub handed the same status waits
     /// for this transaction and then reads the mark it wrote, so it finds the status `Same`.
     pub(super) fn record_edge_status(&self, s: &EdgeStatus) -> Result<Freshness, RegistryError> {

@@ -5,13 +5,6 @@ use crate::registry::issued::EdgeSecret;
 use crate::registry::rows::StoredMark;
 
 impl SqliteRegistry {
-    pub(super) fn edge_credentials(
-        &self,
-        edge_id: &str,
-    ) -> Result<Option<EdgeCredentials>, RegistryError> {
-        rows::edge_credentials(self.one(sql::EDGE_CREDENTIALS, &[edge_id])?)
-    }
-
     pub(super) fn record_edge_status(&self, s: &EdgeStatus) -> Result<Freshness, RegistryError> {
         self.write(|tx| {
             let stored = tx
