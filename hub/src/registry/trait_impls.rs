@@ -82,12 +82,21 @@ macro_rules! registry_traits_by_entity_files {
                 put_component(id: &str, input: &ComponentInput) -> (Component, bool);
                 set_component_status(id: &str, status: ComponentStatus) -> bool;
                 delete_component(id: &str) -> bool;
-                put_sensor(id: &str, input: &SensorInput) -> (Sensor, bool);
                 stats() -> RegistryStats;
                 department_exists(id: &str) -> bool;
                 coverage_sensors() -> Vec<CoverageSensor>;
                 put_edge_config(config: &NewConfig<'_>) -> (StoredConfig, bool);
                 record_config_report(report: &ConfigReport, received_ns: i64) -> bool;
+            }
+
+            fn put_sensor(
+                &self,
+                id: &str,
+                input: &SensorInput,
+            ) -> Result<(Sensor, bool), RegistryError> {
+                let sensor = validation::sensor(id, input)?;
+                let created = $reg::store_sensor(self, &sensor)?;
+                Ok((sensor, created))
             }
 
             fn add_edge(

@@ -20,17 +20,13 @@ impl PgRegistry {
         Ok(())
     }
 
-    pub(super) fn put_sensor(
-        &self,
-        id: &str,
-        input: &SensorInput,
-    ) -> Result<(Sensor, bool), RegistryError> {
-        let sensor = validation::sensor(id, input)?;
+    /// Stores a validated sensor (its references checked); true if it is new.
+    pub(super) fn store_sensor(&self, sensor: &Sensor) -> Result<bool, RegistryError> {
         self.write(async |tx| {
-            check(tx, &validation::sensor_references(&sensor)).await?;
+            check(tx, &validation::sensor_references(sensor)).await?;
             let existed = exists(tx, "sensors", "id", &sensor.id).await?;
-            upsert_sensor(tx, &sensor, None).await?;
-            Ok((sensor, !existed))
+            upsert_sensor(tx, sensor, None).await?;
+            Ok(!existed)
         })
     }
 }

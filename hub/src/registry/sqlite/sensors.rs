@@ -20,14 +20,10 @@ impl SqliteRegistry {
         Ok(())
     }
 
-    pub(super) fn put_sensor(
-        &self,
-        id: &str,
-        input: &SensorInput,
-    ) -> Result<(Sensor, bool), RegistryError> {
-        let sensor = validation::sensor(id, input)?;
+    /// Stores a validated sensor (its references checked); true if it is new.
+    pub(super) fn store_sensor(&self, sensor: &Sensor) -> Result<bool, RegistryError> {
         self.write(|tx| {
-            check(tx, &validation::sensor_references(&sensor))?;
+            check(tx, &validation::sensor_references(sensor))?;
             let existed = exists(tx, "sensors", "id", &sensor.id).map_err(db)?;
             tx.execute(
                 "INSERT INTO sensors(id, component_id, type, profile, address, interval_s, edge)
@@ -46,7 +42,7 @@ impl SqliteRegistry {
                 ],
             )
             .map_err(db)?;
-            Ok((sensor, !existed))
+            Ok(!existed)
         })
     }
 }
