@@ -252,6 +252,10 @@ async fn the_page_shows_completeness_with_names(
     find(c, "#eval-departments-table", "the departments' figures").await;
     let titles = texts(c, "#eval-components svg.eval-chart text.axis").await;
     assert!(titles.iter().any(|t| t == axis), "{titles:?}");
+    // From the top, summary first, in either language (the switch keeps the scroll position).
+    c.execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .expect("scroll to the top");
     shot(c, shot_name).await;
 }
 

@@ -98,6 +98,18 @@ pub trait ComponentDirectory: Send + Sync {
         0
     }
 
+    /// Reports per sensor in each of `windows` (the daily trend's days, each inside one UTC
+    /// day) up to `now_ns`: sensor → one count per window, in order. With them the trend
+    /// scores each day from the window's [`ComponentDirectory::sensor_coverage`] instead of
+    /// asking for every day's coverage. None (the default): it asks for every day's.
+    fn reports_per_window(
+        &self,
+        _windows: &[(i64, i64)],
+        _now_ns: i64,
+    ) -> Option<std::collections::HashMap<String, Vec<u64>>> {
+        None
+    }
+
     /// Whether `department` is registered (dispatch targets must be). The default knows none,
     /// so a directory that cannot tell refuses every dispatch rather than allowing any name.
     fn department_exists(&self, _department: &str) -> bool {

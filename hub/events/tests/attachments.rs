@@ -225,6 +225,33 @@ async fn a_photo_is_uploaded_referenced_by_a_resolve_and_listed_in_the_history()
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
 
+/// A 1×1 lossless WebP (RIFF, `WEBP`, one `VP8L` chunk): the smallest photo a phone could send.
+const PHOTO_WEBP: &[u8] = &[
+    b'R', b'I', b'F', b'F', 0x1a, 0, 0, 0, b'W', b'E', b'B', b'P', b'V', b'P', b'8', b'L', 0x0d, 0,
+    0, 0, 0x2f, 0, 0, 0, 0x10, 0x07, 0x10, 0x11, 0x11, 0x88, 0x88, 0xfe, 0x07, 0x00,
+];
+
+#[tokio::test]
+async fn a_webp_photo_is_taken_by_its_content_and_served_as_webp() {
+    let (_dir, events, api) = served(AttachmentsConfig::default()).await;
+    let id = open_manhole(&events);
+    // Named and labelled as a JPEG (`upload` says image/jpeg): the content decides.
+    let (code, a) = upload(&api, id, "sw-write", "after.jpg", PHOTO_WEBP).await;
+    assert_eq!(code, 201, "{a}");
+    assert_eq!(a["content_type"], "image/webp");
+    assert_eq!(a["location_removed"], false, "nothing to remove");
+    assert_eq!(a["sha256"], sha256_hex(PHOTO_WEBP));
+    let att = a["id"].as_i64().unwrap();
+    let (code, headers, bytes) = fetch(&api, id, att, "sw-read").await;
+    assert_eq!(code, 200);
+    assert_eq!(bytes, PHOTO_WEBP);
+    assert_eq!(headers["content-type"], "image/webp");
+    assert_eq!(
+        headers["content-disposition"],
+        format!("inline; filename=\"event-{id}-attachment-{att}.webp\"")
+    );
+}
+
 /// A JPEG of 64×48 with EXIF: IFD0 holds an orientation and a GPS IFD pointer; the GPS IFD
 /// holds `N` and a latitude of 39° 7' 47.11" (out of line, 24 bytes).
 fn jpeg_with_gps() -> (Vec<u8>, [u8; 24]) {

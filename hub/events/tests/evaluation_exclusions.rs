@@ -407,3 +407,61 @@ async fn the_trends_give_data_completeness_per_day_and_week_in_json_and_csv() {
         .filter(|r| r["department"] == "*")
         .all(|r| r["completeness"] == 1.0));
 }
+
+/// The `key` row of roll-up `table`, whole.
+fn rollup_row(report: &Value, table: &str, key: &str) -> Value {
+    report[table]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["key"] == key))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {table} row {key}: {}", report[table]))
+}
+
+/// The `key` row of roll-up `table` as (components, sensors, received, expected, completeness).
+fn rollup(report: &Value, table: &str, key: &str) -> (i64, i64, i64, i64, f64) {
+    let r = rollup_row(report, table, key);
+    let n = |c: &str| {
+        r[c].as_i64()
+            .unwrap_or_else(|| panic!("{table} {key}: {r}"))
+    };
+    let c = completeness(&r);
+    (
+        n("components"),
+        n("sensors"),
+        n("received"),
+        n("expected"),
+        c,
+    )
+}
+
+#[tokio::test]
+async fn the_roll_ups_per_type_grid_cell_department_and_edge_sum_their_sensors() {
+    // The manhole cover (sw, edge-xq-01, cell …001001) silent two hours of the four; the smoke
+    // detector (xf, edge-xf-01, cell …002001) on schedule.
+    let w = world(|now| (now - 3 * HOUR, now - HOUR)).await;
+    let report = w.report("admin-token").await;
+    let half = (1, 1, 120, 240, 0.5);
+    let full = (1, 1, 240, 240, 1.0);
+    for (table, silent_key, on_schedule_key) in [
+        ("completeness_by_type", "manhole_cover", "smoke_detector"),
+        ("completeness_by_grid_cell", "120111001001", "120111002001"),
+        ("completeness_by_department", "sw", "xf"),
+        ("completeness_by_edge", MH.1, SD.1),
+    ] {
+        assert_eq!(rollup(&report, table, silent_key), half, "{table}");
+        assert_eq!(rollup(&report, table, on_schedule_key), full, "{table}");
+        // Worst first, as on the page.
+        assert_eq!(report[table][0]["key"], silent_key, "{table}");
+        assert_eq!(report["totals"][table], 2, "{table}");
+    }
+    // The fire department's report rolls up its own sensor only.
+    let xf = w.report("xf-write").await;
+    for (table, key) in [
+        ("completeness_by_type", "smoke_detector"),
+        ("completeness_by_edge", SD.1),
+        ("completeness_by_department", "xf"),
+    ] {
+        assert_eq!(xf[table], json!([rollup_row(&xf, table, key)]), "{table}");
+        assert_eq!(rollup(&xf, table, key), full, "{table}");
+    }
+}

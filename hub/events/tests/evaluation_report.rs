@@ -132,9 +132,12 @@ async fn department_figures_match_the_hand_computed_case_list() {
     let cell = row(&report, "grid_cells", "grid_cell", "120111001001");
     assert_eq!(cell["events"], 3, "{cell}");
     assert_eq!(cell["open_backlog"], 2, "{cell}");
+    assert_eq!(cell["components_with_events"], 1, "{cell}");
+    assert_eq!(cell["events_per_component"], 3.0, "{cell}");
     let worst = &report["repeat_offenders"][0];
     assert_eq!(worst["component_id"], MANHOLE, "{worst}");
     assert_eq!(worst["events"], 3, "{worst}");
+    assert_eq!(worst["open"], 2, "E2 reopened and E3: {worst}");
     // Trends: one case received per day for sw; a week row sums them.
     let days: Vec<&Value> = report["trend_daily"]
         .as_array()
@@ -301,6 +304,25 @@ async fn the_json_is_paged_per_table_with_totals_and_the_downloads_hold_every_ro
         (all["offset"].as_u64(), all["limit"].as_u64()),
         (Some(0), Some(1000))
     );
+    // `totals` counts every table, and a whole page holds each table's every row.
+    let totals = all["totals"].as_object().unwrap();
+    let mut names: Vec<&str> = totals.keys().map(String::as_str).collect();
+    let mut want = TABLES.to_vec();
+    names.sort();
+    want.sort();
+    assert_eq!(names, want, "{totals:?}");
+    for table in TABLES {
+        let rows = all[table].as_array().map(Vec::len);
+        assert_eq!(rows.map(|n| n as u64), totals[*table].as_u64(), "{table}");
+    }
+    // The largest page allowed is served.
+    let (code, _) = api
+        .get(
+            &format!("/reports/evaluation?from={from}&limit=10000"),
+            "admin-token",
+        )
+        .await;
+    assert_eq!(code, 200);
     // One table, two rows from the second on: the same rows as in the whole list.
     let (code, page) = api
         .get(
@@ -352,4 +374,19 @@ async fn the_json_is_paged_per_table_with_totals_and_the_downloads_hold_every_ro
     .await;
     let lines = r.text().await.unwrap().lines().count() as u64;
     assert_eq!(lines, days + 1);
+    // So does the XLSX: every row of every table, whatever the paging.
+    let r = get_raw(
+        &api,
+        &format!("/reports/evaluation.xlsx?from={from}&limit=1&offset=2"),
+        "admin-token",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap().to_vec();
+    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+    for table in TABLES {
+        let sheet = book.worksheet_range(table).unwrap();
+        let rows = sheet.rows().count().saturating_sub(1) as u64;
+        assert_eq!(Some(rows), totals[*table].as_u64(), "{table} sheet");
+    }
 }

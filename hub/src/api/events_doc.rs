@@ -94,8 +94,26 @@ pub fn delete_subscription() {}
     responses((status = 200, body = Page<DeliveryJson>)))]
 pub fn list_deliveries() {}
 
-/// Evaluation (综合评价) per department and per component over a period.
-#[utoipa::path(get, path = "/api/v1/reports/evaluation", tag = "reports", params(RangeQuery),
+/// A query of the evaluation report's JSON: the range and the page.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// RFC 3339 or Unix ms; default 30 days before `to`.
+    pub from: Option<String>,
+    /// RFC 3339 or Unix ms; default now.
+    pub to: Option<String>,
+    /// Rows of each table from `offset` on: 1 to 10000, default 1000 (`totals` counts them all).
+    pub limit: Option<usize>,
+    /// The first row of each table the page holds, default 0.
+    pub offset: Option<usize>,
+    /// Only this table (one of those `ReportCsvQuery.table` lists); default every table.
+    pub table: Option<String>,
+}
+
+/// Evaluation (综合评价) per department and per component over a period, paged: at most
+/// `limit` rows of each table from `offset` on, `totals` with every table's row count (the CSV
+/// and XLSX downloads hold every row). A bad `limit`, `offset` or `table` is a 400 naming it.
+#[utoipa::path(get, path = "/api/v1/reports/evaluation", tag = "reports", params(ReportQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
 pub fn evaluation() {}

@@ -511,7 +511,10 @@ impl utoipa::Modify for BearerAuth {
         events_doc::evaluation,
         events_doc::evaluation_csv,
         events_doc::evaluation_xlsx,
-        events_doc::audit
+        events_doc::audit,
+        events_doc::announce_outage,
+        events_doc::list_outages,
+        events_doc::delete_outage
     ),
     components(schemas(
         crate::cluster::status::ClusterStatus,

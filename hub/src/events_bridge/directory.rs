@@ -112,6 +112,19 @@ impl wangge_events::ComponentDirectory for RegistryDirectory {
             .collect()
     }
 
+    fn reports_per_window(
+        &self,
+        windows: &[(i64, i64)],
+        now_ns: i64,
+    ) -> Option<std::collections::HashMap<String, Vec<u64>>> {
+        self.store
+            .report_counts_per_window(windows, now_ns)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "data completeness: cannot count reports per day");
+            })
+            .ok()
+    }
+
     fn reports_between(&self, sensor_id: &str, from_ns: i64, to_ns: i64) -> u64 {
         self.store
             .report_count(sensor_id, from_ns, to_ns)

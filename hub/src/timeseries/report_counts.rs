@@ -20,6 +20,22 @@ pub trait ReportCounts: Send + Sync {
     /// Reports of one sensor in `[from_ns, to_ns)` (the short windows the report excludes).
     fn report_count(&self, sensor: &str, from_ns: i64, to_ns: i64) -> Result<u64, TsError>;
 
+    /// Reports per sensor in each of `windows` (the daily trend's days): sensor → one count
+    /// per window, in order. The default asks [`Self::report_counts`] once per window.
+    fn report_counts_per_window(
+        &self,
+        windows: &[(i64, i64)],
+        now_ns: i64,
+    ) -> Result<HashMap<String, Vec<u64>>, TsError> {
+        let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+        for (i, &(a, b)) in windows.iter().enumerate() {
+            for (sensor, n) in self.report_counts(a, b, now_ns)? {
+                out.entry(sensor).or_insert_with(|| vec![0; windows.len()])[i] += n;
+            }
+        }
+        Ok(out)
+    }
+
     /// The first report of every sensor that has one, ns.
     fn first_reports(&self, now_ns: i64) -> Result<HashMap<String, i64>, TsError>;
 }
@@ -36,6 +52,14 @@ impl ReportCounts for EmbeddedStore {
 
     fn report_count(&self, sensor: &str, from_ns: i64, to_ns: i64) -> Result<u64, TsError> {
         EmbeddedStore::report_count(self, sensor, from_ns, to_ns)
+    }
+
+    fn report_counts_per_window(
+        &self,
+        windows: &[(i64, i64)],
+        now_ns: i64,
+    ) -> Result<HashMap<String, Vec<u64>>, TsError> {
+        EmbeddedStore::report_counts_per_window(self, windows, now_ns)
     }
 
     fn first_reports(&self, _now_ns: i64) -> Result<HashMap<String, i64>, TsError> {

@@ -154,9 +154,8 @@ pub fn evaluation(
     tables.push(departments::table(&cases, &departments, now_ns));
     tables.push(grid_cells::grid_table(&cases, &cells));
     tables.push(grid_cells::repeat_offenders(&cases, &names));
-    let daily = daily::per_day(dir.as_ref(), from_ns, to_ns, now_ns, &excluded, &|d| {
-        sees(d)
-    });
+    let range = (from_ns, to_ns, now_ns);
+    let daily = daily::per_day(dir.as_ref(), &scores, range, &excluded, &|d| sees(d));
     for period in [trends::Period::Day, trends::Period::Week] {
         let completeness = daily::by_period(&daily, period);
         tables.push(trends::table(

@@ -244,3 +244,90 @@ fn a_department_sees_the_completeness_of_its_own_components_only() {
     );
     assert!(rows.iter().all(|c| c["component_id"] != ON_SCHEDULE.1));
 }
+
+/// The hub's directory without `reports_per_window`: the report then asks for every day's
+/// coverage, the reference the one-pass daily counts must agree with.
+struct DayByDay(RegistryDirectory);
+
+impl wangge_events::ComponentDirectory for DayByDay {
+    fn component(&self, id: &str) -> Option<wangge_events::model::ComponentCtx> {
+        self.0.component(id)
+    }
+    fn sensor_coverage(
+        &self,
+        from: i64,
+        to: i64,
+        now: i64,
+    ) -> Vec<wangge_events::report::SensorCoverage> {
+        self.0.sensor_coverage(from, to, now)
+    }
+    fn reports_between(&self, sensor: &str, from: i64, to: i64) -> u64 {
+        self.0.reports_between(sensor, from, to)
+    }
+    fn department_exists(&self, d: &str) -> bool {
+        self.0.department_exists(d)
+    }
+}
+
+#[test]
+fn the_daily_trend_counted_in_one_pass_matches_each_day_scored_as_its_own_window() {
+    use wangge_events::ComponentDirectory;
+    const DAY: i64 = 24 * HOUR;
+    let w = world();
+    let now = crate::registry::now_ns();
+    // Three whole past days (kept counts), the window's partial first day and today (points).
+    let from = now.div_euclid(DAY) * DAY - 3 * DAY - 5 * HOUR;
+    for (sensor, _) in [ON_SCHEDULE, HALF_SILENT, MAINTAINED, NEVER] {
+        w.registered_at(sensor, from - DAY);
+    }
+    // Registered on a day in the middle, reporting since before (unassigned) it.
+    w.registered_at(MID_WINDOW.0, from + 2 * DAY + 7 * HOUR);
+    w.reports(ON_SCHEDULE.0, from - HOUR, now, (0, 0));
+    w.reports(HALF_SILENT.0, from, now, (from + DAY, from + 3 * DAY));
+    w.reports(MID_WINDOW.0, from, now, (0, 0));
+    // Worked on across midnight, silent meanwhile.
+    let repair = (from + DAY + 20 * HOUR, from + 2 * DAY + 3 * HOUR);
+    w.reports(MAINTAINED.0, from, now, repair);
+    w.maintenance(MAINTAINED.1, repair.0, repair.1);
+    let directory = RegistryDirectory {
+        registry: w.registry.clone(),
+        store: w.store.clone(),
+        sources: Default::default(),
+    };
+    assert!(directory.reports_per_window(&[(from, now)], now).is_some());
+    let reference = Events::open(
+        &w._dir.path().join("events.db"),
+        EventsConfig::defaults(),
+        Arc::new(DayByDay(directory)),
+    )
+    .unwrap();
+    let trends = |events: &Events, only: Option<&str>| {
+        let r = wangge_events::report::evaluation(events, from, now, now, only)
+            .unwrap()
+            .to_json();
+        (r["trend_daily"].clone(), r["trend_weekly"].clone())
+    };
+    // Twice: the first report counts the past days and keeps them, the second reads them.
+    for run in ["counting", "kept"] {
+        for only in [None, Some("sw"), Some("xf")] {
+            let (daily, weekly) = trends(&w.events, only);
+            assert_eq!(
+                (&daily, &weekly),
+                (&trends(&reference, only).0, &trends(&reference, only).1),
+                "{run} {only:?}"
+            );
+            let days = daily.as_array().unwrap();
+            assert!(days.len() >= 5 * 2, "{run} {only:?}: {daily}");
+        }
+    }
+    // One row per day of the range for everyone (`*`), each with reports expected.
+    let (daily, _) = trends(&w.events, None);
+    let all: Vec<&Json> = daily
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["department"] == "*")
+        .collect();
+    assert_eq!(all.len(), 5, "{daily}");
+    assert!(all.iter().all(|r| r["reports_expected"].as_u64() > Some(0)));
+}

@@ -178,6 +178,52 @@ pub(super) fn add(
     Ok(())
 }
 
+/// Adds the kept counts of `days` (day, the window it answers) to `out`: sensor → one count per
+/// window (`windows` of them). Each block is read once, whatever the number of its days asked.
+pub(super) fn add_per_window(
+    conn: &Connection,
+    days: &[(i64, usize)],
+    windows: usize,
+    out: &mut HashMap<String, Vec<u64>>,
+) -> Result<(), TsError> {
+    let mut per_block: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
+    for &(d, window) in days {
+        let (b, i) = block_of(d);
+        per_block.entry(b).or_default().push((i, window));
+    }
+    let mut st = conn
+        .prepare_cached("SELECT sensor, counts FROM report_sensor_blocks WHERE block = ?1")
+        .map_err(db_err)?;
+    for (block, slots) in per_block {
+        let mut rows = st.query([block]).map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let blob = r
+                .get_ref(1)
+                .map_err(db_err)?
+                .as_blob()
+                .map_err(|e| TsError::Store(format!("report_sensor_blocks.counts: {e}")))?;
+            if slots.iter().all(|&(i, _)| slot(blob, i) == 0) {
+                continue;
+            }
+            let sensor = r
+                .get_ref(0)
+                .map_err(db_err)?
+                .as_str()
+                .map_err(|e| TsError::Store(format!("report_sensor_blocks.sensor: {e}")))?;
+            let v = match out.get_mut(sensor) {
+                Some(v) => v,
+                None => out
+                    .entry(sensor.to_string())
+                    .or_insert_with(|| vec![0; windows]),
+            };
+            for &(i, window) in &slots {
+                v[window] += slot(blob, i);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
