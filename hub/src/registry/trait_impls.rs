@@ -77,9 +77,7 @@ macro_rules! registry_traits_by_entity_files {
         impl RegistryAdmin for $reg {
             answered_by_entity_files! { $reg:
                 list_components(filter: &ComponentFilter) -> Page<Component>;
-                create_component(input: &ComponentInput) -> Component;
                 preview_component(id: &str, input: &ComponentInput) -> Component;
-                put_component(id: &str, input: &ComponentInput) -> (Component, bool);
                 set_component_status(id: &str, status: ComponentStatus) -> bool;
                 delete_component(id: &str) -> bool;
                 stats() -> RegistryStats;
@@ -87,6 +85,20 @@ macro_rules! registry_traits_by_entity_files {
                 coverage_sensors() -> Vec<CoverageSensor>;
                 put_edge_config(config: &NewConfig<'_>) -> (StoredConfig, bool);
                 record_config_report(report: &ConfigReport, received_ns: i64) -> bool;
+            }
+
+            fn create_component(&self, input: &ComponentInput) -> Result<Component, RegistryError> {
+                let id = non_empty(&input.id).ok_or_else(|| validation::field("id", "required"))?;
+                $reg::insert_component(self, &id, input)
+            }
+
+            fn put_component(
+                &self,
+                id: &str,
+                input: &ComponentInput,
+            ) -> Result<(Component, bool), RegistryError> {
+                validation::same_id(id, input)?;
+                $reg::replace_component(self, id, input)
             }
 
             fn put_sensor(

@@ -135,17 +135,18 @@ impl PgRegistry {
         Ok(Page::cut(items, f.limit.max(1), |c| c.id.clone()))
     }
 
-    pub(super) fn create_component(
+    /// Validates and stores the new component `id`; a stored one of that id is a `Conflict`
+    /// (and so is a second hub creating the same id meanwhile, on the primary key).
+    pub(super) fn insert_component(
         &self,
+        id: &str,
         input: &ComponentInput,
     ) -> Result<Component, RegistryError> {
-        let id = non_empty(&input.id).ok_or_else(|| validation::field("id", "required"))?;
-        // A second hub creating the same id meanwhile fails on the primary key: `Conflict` too.
         self.write(async |tx| {
-            if exists(tx, "components", "id", &id).await? {
-                return Err(validation::component_exists(&id).into());
+            if exists(tx, "components", "id", id).await? {
+                return Err(validation::component_exists(id).into());
             }
-            let c = validated(tx, &id, input).await?;
+            let c = validated(tx, id, input).await?;
             store_component(tx, &c, false).await?;
             Ok(c)
         })
@@ -159,12 +160,12 @@ impl PgRegistry {
         self.write(async |tx| validated(tx, id, input).await)
     }
 
-    pub(super) fn put_component(
+    /// Validates and stores component `id` over the stored one, if any; true if it is new.
+    pub(super) fn replace_component(
         &self,
         id: &str,
         input: &ComponentInput,
     ) -> Result<(Component, bool), RegistryError> {
-        validation::same_id(id, input)?;
         self.write(async |tx| {
             let existed = exists(tx, "components", "id", id).await?;
             let c = validated(tx, id, input).await?;

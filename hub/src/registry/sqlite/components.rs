@@ -81,16 +81,17 @@ impl SqliteRegistry {
         Ok(Page::cut(items, f.limit.max(1), |c| c.id.clone()))
     }
 
-    pub(super) fn create_component(
+    /// Validates and stores the new component `id`; a stored one of that id is a `Conflict`.
+    pub(super) fn insert_component(
         &self,
+        id: &str,
         input: &ComponentInput,
     ) -> Result<Component, RegistryError> {
-        let id = non_empty(&input.id).ok_or_else(|| validation::field("id", "required"))?;
         self.write(|tx| {
-            if exists(tx, "components", "id", &id).map_err(db)? {
-                return Err(validation::component_exists(&id));
+            if exists(tx, "components", "id", id).map_err(db)? {
+                return Err(validation::component_exists(id));
             }
-            let c = validated(tx, &id, input)?;
+            let c = validated(tx, id, input)?;
             upsert_component(tx, &c)?;
             Ok(c)
         })
@@ -104,12 +105,12 @@ impl SqliteRegistry {
         self.read(|c| Ok(validated(c, id, input)))?
     }
 
-    pub(super) fn put_component(
+    /// Validates and stores component `id` over the stored one, if any; true if it is new.
+    pub(super) fn replace_component(
         &self,
         id: &str,
         input: &ComponentInput,
     ) -> Result<(Component, bool), RegistryError> {
-        validation::same_id(id, input)?;
         self.write(|tx| {
             let existed = exists(tx, "components", "id", id).map_err(db)?;
             let c = validated(tx, id, input)?;
