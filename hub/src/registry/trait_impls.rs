@@ -76,7 +76,6 @@ macro_rules! registry_traits_by_entity_files {
 
         impl RegistryAdmin for $reg {
             answered_by_entity_files! { $reg:
-                list_components(filter: &ComponentFilter) -> Page<Component>;
                 preview_component(id: &str, input: &ComponentInput) -> Component;
                 set_component_status(id: &str, status: ComponentStatus) -> bool;
                 delete_component(id: &str) -> bool;
@@ -85,6 +84,16 @@ macro_rules! registry_traits_by_entity_files {
                 coverage_sensors() -> Vec<CoverageSensor>;
                 put_edge_config(config: &NewConfig<'_>) -> (StoredConfig, bool);
                 record_config_report(report: &ConfigReport, received_ns: i64) -> bool;
+            }
+
+            fn list_components(
+                &self,
+                f: &ComponentFilter,
+            ) -> Result<Page<Component>, RegistryError> {
+                let (sql, args) = sql::component_list(f);
+                let keys: Vec<&str> = args.iter().map(String::as_str).collect();
+                let items = self.all(&sql, &keys)?;
+                Ok(Page::cut(items, f.limit.max(1), |c| c.id.clone()))
             }
 
             fn create_component(&self, input: &ComponentInput) -> Result<Component, RegistryError> {

@@ -124,17 +124,6 @@ pub(super) async fn store_component(
 }
 
 impl PgRegistry {
-    pub(super) fn list_components(
-        &self,
-        f: &ComponentFilter,
-    ) -> Result<Page<Component>, RegistryError> {
-        let (sql, args) = sql::component_list(f);
-        let params: Vec<&(dyn ToSql + Sync)> =
-            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        let items = self.rows(&sql::pg(&sql), &params)?;
-        Ok(Page::cut(items, f.limit.max(1), |c| c.id.clone()))
-    }
-
     /// Validates and stores the new component `id`; a stored one of that id is a `Conflict`
     /// (and so is a second hub creating the same id meanwhile, on the primary key).
     pub(super) fn insert_component(

@@ -72,15 +72,6 @@ pub fn upsert_component(conn: &Connection, c: &Component) -> Result<(), Registry
 }
 
 impl SqliteRegistry {
-    pub(super) fn list_components(
-        &self,
-        f: &ComponentFilter,
-    ) -> Result<Page<Component>, RegistryError> {
-        let (sql, args) = sql::component_list(f);
-        let items = self.rows(&sql, rusqlite::params_from_iter(args.iter()))?;
-        Ok(Page::cut(items, f.limit.max(1), |c| c.id.clone()))
-    }
-
     /// Validates and stores the new component `id`; a stored one of that id is a `Conflict`.
     pub(super) fn insert_component(
         &self,
