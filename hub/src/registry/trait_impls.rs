@@ -38,11 +38,15 @@ macro_rules! updated_by {
     )*};
 }
 
-/// Writes list methods, each one page of a `registry::sql::Listing`: `name -> item = listing`.
+/// Writes list methods, each one page of a `registry::sql::Listing` (at most `limit`, at least
+/// 1, rows after the key `after`): `name -> item = listing`.
 macro_rules! listed_by {
     ($($name:ident -> $item:ty = $listing:expr;)*) => {$(
         fn $name(&self, after: Option<&str>, limit: usize) -> Result<Page<$item>, RegistryError> {
-            self.page(&$listing, after, limit)
+            let limit = limit.max(1);
+            let listing = &$listing;
+            let items = self.rows_after(listing.sql, after.unwrap_or(""), limit as i64 + 1)?;
+            Ok(Page::cut(items, limit, listing.key))
         }
     )*};
 }

@@ -16,7 +16,7 @@
 use super::model::*;
 use super::rows::{self, FromRow};
 use super::seed::{SeedError, SeedSummary};
-use super::sql::{self, Listing};
+use super::sql;
 use super::validation::{self, non_empty, Reference};
 use super::{
     now_ns, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
@@ -214,19 +214,14 @@ impl PgRegistry {
         }
     }
 
-    /// One page of `listing` after the key `after`, at most `limit` (at least 1) rows.
-    fn page<T: FromRow>(
+    /// The rows a [`sql::Listing`]'s `sql` selects after the key `after`, at most `rows`.
+    fn rows_after<T: FromRow>(
         &self,
-        listing: &Listing<T>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<T>, RegistryError> {
-        let limit = limit.max(1);
-        let items = self.rows(
-            &sql::pg(listing.sql),
-            &[&after.unwrap_or(""), &(limit as i64 + 1)],
-        )?;
-        Ok(Page::cut(items, limit, listing.key))
+        sql: &str,
+        after: &str,
+        rows: i64,
+    ) -> Result<Vec<T>, RegistryError> {
+        self.rows(&sql::pg(sql), &[&after, &rows])
     }
 
     fn department_exists(&self, id: &str) -> Result<bool, RegistryError> {

@@ -12,7 +12,7 @@
 use super::model::*;
 use super::rows::{self, FromRow};
 use super::seed::{SeedError, SeedSummary};
-use super::sql::{self, Listing};
+use super::sql;
 use super::validation::{self, non_empty, Reference};
 use super::{
     now_ns, BrokerAccount, EdgeCredentials, Freshness, GapReport, IngestRefusal, MqttUser,
@@ -108,19 +108,14 @@ impl SqliteRegistry {
         })
     }
 
-    /// One page of `listing` after the key `after`, at most `limit` (at least 1) rows.
-    fn page<T: FromRow>(
+    /// The rows a [`sql::Listing`]'s `sql` selects after the key `after`, at most `rows`.
+    fn rows_after<T: FromRow>(
         &self,
-        listing: &Listing<T>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<T>, RegistryError> {
-        let limit = limit.max(1);
-        let items = self.rows(
-            listing.sql,
-            params![after.unwrap_or(""), (limit + 1) as i64],
-        )?;
-        Ok(Page::cut(items, limit, listing.key))
+        sql: &str,
+        after: &str,
+        rows: i64,
+    ) -> Result<Vec<T>, RegistryError> {
+        self.rows(sql, params![after, rows])
     }
 
     /// The row `sql` selects for `keys` (`?1`, …), if any.
