@@ -46,26 +46,32 @@ pub fn split_seed(dir: &Path) -> PathBuf {
 }
 
 /// One cluster member's config: its own account on the cluster's broker, which it provisions
-/// with every member's and every edge's account in `broker_files` ([`start_broker`]).
+/// with every member's and every edge's account in `broker_files` ([`start_broker`]); with
+/// `None`, the broker is open (anonymous) and the member logs in as nobody.
 pub fn hub_config(
     i: usize,
     pg_url: &str,
     mqtt: u16,
     vm: u16,
     http: u16,
-    broker_files: &Path,
+    broker_files: Option<&Path>,
 ) -> String {
+    let account = broker_files.map_or(String::new(), |files| {
+        format!(
+            "username = \"hub-{i}\"\npassword = \"hub-{i}-{HUB_PASSWORD}\"\n\
+             provision_dir = {:?}\nmosquitto_pid_file = {:?}\n",
+            files.display().to_string(),
+            files.join("mosquitto.pid").display().to_string(),
+        )
+    });
     format!(
         "[broker]\nmode = \"external\"\n[broker.external]\nhost = \"127.0.0.1\"\nport = {mqtt}\n\
-         client_id = \"hub-{i}\"\nusername = \"hub-{i}\"\npassword = \"hub-{i}-{HUB_PASSWORD}\"\n\
-         provision_dir = {files:?}\nmosquitto_pid_file = {pid:?}\n\
+         client_id = \"hub-{i}\"\n{account}\
          [influx]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"wangge\"\nbucket = \"readings\"\ntoken = \"t\"\n\
          [victoria]\nurl = \"http://127.0.0.1:{vm}\"\n\
          [events.webhooks]\ninsecure_allow_loopback = true\n\
          [cluster]\npostgres_url = \"{pg_url}\"\nhub_id = \"hub-{i}\"\n\
-         http_url = \"http://127.0.0.1:{http}\"\nlease_ttl_ms = {LEASE_TTL_MS}\nheartbeat_ms = {HEARTBEAT_MS}\n",
-        files = broker_files.display().to_string(),
-        pid = broker_files.join("mosquitto.pid").display().to_string(),
+         http_url = \"http://127.0.0.1:{http}\"\nlease_ttl_ms = {LEASE_TTL_MS}\nheartbeat_ms = {HEARTBEAT_MS}\n"
     )
 }
 
@@ -74,8 +80,11 @@ const HUB_PASSWORD: &str = "cluster-test-7d41c2";
 
 /// The cluster's mosquitto on `port`, as production runs it: no anonymous clients, client id
 /// = username, the passwords and ACLs the hubs write to `files` (empty until the first hub
-/// provisions them; the hubs signal it through the pid file there).
-pub fn start_broker(port: u16, files: &Path) -> Mosquitto {
+/// provisions them; the hubs signal it through the pid file there). `None`: open to anyone.
+pub fn start_broker(port: u16, files: Option<&Path>) -> Mosquitto {
+    let Some(files) = files else {
+        return Mosquitto::config().port(port).start();
+    };
     std::fs::create_dir_all(files).unwrap();
     for f in ["passwd", "acl"] {
         if !files.join(f).exists() {
@@ -177,23 +186,29 @@ impl Cluster {
     /// Starts everything with `hubs` members and returns once every process answers (the
     /// edges' leases may still be on their way: [`Cluster::wait_every_edge_owned`]).
     pub fn start(hubs: usize) -> Cluster {
-        Cluster::start_inner(hubs, false)
+        Cluster::start_inner(hubs, false, false)
     }
 
     /// [`Cluster::start`] with every hub's broker link through its own proxy ([`Cluster::hub_links`]).
     pub fn start_behind_links(hubs: usize) -> Cluster {
-        Cluster::start_inner(hubs, true)
+        Cluster::start_inner(hubs, true, false)
     }
 
-    fn start_inner(hubs: usize, links: bool) -> Cluster {
+    /// [`Cluster::start`] on a broker open to anonymous clients, for a bench that watches the
+    /// edges' ack topics from outside (no account may read another's acks on the real one).
+    pub fn start_open_broker(hubs: usize) -> Cluster {
+        Cluster::start_inner(hubs, false, true)
+    }
+
+    fn start_inner(hubs: usize, links: bool, open_broker: bool) -> Cluster {
         assert!(hubs > 0, "a cluster has at least one member");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let pg = Postgres::start();
         let pg_url = pg.create_database("cluster");
         let mqtt_port = free_port();
-        let broker_files = d.join("broker");
-        let mosquitto = start_broker(mqtt_port, &broker_files);
+        let broker_files = (!open_broker).then(|| d.join("broker"));
+        let mosquitto = start_broker(mqtt_port, broker_files.as_deref());
         let vm = VictoriaMetrics::start();
         let seed = split_seed(d);
         let hub_links: Vec<Proxy> = (0..if links { hubs } else { 0 })
@@ -205,7 +220,7 @@ impl Cluster {
             std::fs::create_dir_all(&hd).unwrap();
             let http = free_port();
             let link = hub_links.get(i).map_or(mqtt_port, |p| p.port);
-            let cfg = hub_config(i, &pg_url, link, vm.port, http, &broker_files);
+            let cfg = hub_config(i, &pg_url, link, vm.port, http, broker_files.as_deref());
             // The first prepares the shared registry (PostgreSQL); the others find it.
             let mut hub = Hub::prepare_seeded(&hd, &cfg, &seed).unwrap();
             hub.http = http;
@@ -314,7 +329,8 @@ impl Cluster {
     pub fn restart_broker(&mut self) {
         drop(self.mosquitto.take());
         let files = self.dir.path().join("broker");
-        self.mosquitto = Some(start_broker(self.mqtt_port, &files));
+        let files = files.exists().then_some(files.as_path());
+        self.mosquitto = Some(start_broker(self.mqtt_port, files));
     }
 
     /// The tails of every hub's and edge's log, for a failure message.

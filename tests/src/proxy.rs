@@ -270,7 +270,11 @@ async fn connection(mut client: TcpStream, mut link: Link) {
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
         loop {
+            // A cut is looked at first: `cut_all` then `set_mode(Pass)` wakes both at once, and
+            // a pump polled first would deliver what was held (acks a test wants lost).
             tokio::select! {
+                biased;
+                _ = link.cuts.changed() => break true,
                 end = &mut up, if !up_done => {
                     if end == End::Broken {
                         break false;
@@ -283,7 +287,6 @@ async fn connection(mut client: TcpStream, mut link: Link) {
                     }
                     down_done = true;
                 }
-                _ = link.cuts.changed() => break true,
             }
             if up_done && down_done {
                 break false;

@@ -155,7 +155,13 @@ impl Sample {
 }
 
 fn ingest(hubs: usize, sensors: u64, rate: u64, window: Duration) -> anyhow::Result<()> {
-    let c = Cluster::start(hubs);
+    // WANGGE_BENCH_OPEN_BROKER=1: the broker open to anonymous clients (for before/after runs
+    // of the provisioned one).
+    let c = if std::env::var_os("WANGGE_BENCH_OPEN_BROKER").is_some() {
+        Cluster::start_open_broker(hubs)
+    } else {
+        Cluster::start(hubs)
+    };
     c.wait_every_edge_owned(Duration::from_secs(60))?;
     let mut load = start_load(&c, sensors, rate, WARM_UP + window, "load");
     std::thread::sleep(WARM_UP);
@@ -245,7 +251,7 @@ fn wait_one_edge_each(c: &Cluster) -> anyhow::Result<()> {
 }
 
 fn takeover(kills: usize) -> anyhow::Result<()> {
-    let mut c = Cluster::start(3);
+    let mut c = Cluster::start_open_broker(3);
     wait_one_edge_each(&c)?;
     let acks = follow_acks(c.mqtt_port);
     let mut load = start_load(&c, 30, 2, Duration::from_secs(kills as u64 * 40), "light");
