@@ -19,6 +19,36 @@ use sha2::{Digest, Sha256};
 /// memory attack.
 pub const CONFIG_DOCUMENT_BYTES_MAX: usize = 256 * 1024;
 
+/// The top-level tables a desired configuration may hold: the sections of the edge's
+/// `edge.toml` but `local_api`, and `profiles` (device profiles by name). The hub refuses a
+/// document with any other before storing it and the edge refuses it again before applying.
+pub const DOCUMENT_SECTIONS: &[&str] = &[
+    "profiles",
+    "edge",
+    "hub",
+    "mqtt",
+    "site_broker",
+    "serial",
+    "modbus",
+    "buffer",
+    "uplink",
+    "validate",
+    "calibration",
+];
+
+/// The keys of `[edge]` and `[hub]` a document may set; the rest of those tables is the edge's
+/// identity (id, paths, hub address, secret), which only its own file gives.
+pub const DOCUMENT_KEYS_IN: &[(&str, &[&str])] =
+    &[("edge", &["sensors"]), ("hub", &["keepalive_s", "ca_pem"])];
+
+/// The keys `section` may set, if a document may set only some of them.
+pub fn document_keys_in(section: &str) -> Option<&'static [&'static str]> {
+    DOCUMENT_KEYS_IN
+        .iter()
+        .find(|(s, _)| *s == section)
+        .map(|(_, keys)| *keys)
+}
+
 /// One version of an edge's desired configuration (everything but its identity and secret),
 /// as a TOML document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -19,25 +19,9 @@
 //! `edge check`, so a bad document is refused with the same field-level message.
 
 use crate::config::{toml_error, Config, ConfigError};
+use protocol::edge_config::{document_keys_in, DOCUMENT_SECTIONS};
 use std::path::Path;
 use toml::{Table, Value};
-
-/// Sections a document may hold, with the keys it may set inside the two shared ones.
-const SECTIONS: &[&str] = &[
-    "profiles",
-    "edge",
-    "hub",
-    "mqtt",
-    "site_broker",
-    "serial",
-    "modbus",
-    "buffer",
-    "uplink",
-    "validate",
-    "calibration",
-];
-const EDGE_KEYS: &[&str] = &["sensors"];
-const HUB_KEYS: &[&str] = &["keepalive_s", "ca_pem"];
 
 /// What applying a document would change, section by section.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -148,17 +132,15 @@ fn check_keys(label: &str, doc: &Table) -> Result<(), ConfigError> {
                 "remove local_api from the hub's document",
             ));
         }
-        if !SECTIONS.contains(&section.as_str()) {
+        if !DOCUMENT_SECTIONS.contains(&section.as_str()) {
             return Err(refuse(
                 section.clone(),
                 "not a section of edge.toml",
                 "use edge.toml's sections: mqtt, site_broker, serial, modbus, buffer, uplink, validate, calibration",
             ));
         }
-        let allowed = match section.as_str() {
-            "edge" => EDGE_KEYS,
-            "hub" => HUB_KEYS,
-            _ => continue,
+        let Some(allowed) = document_keys_in(section) else {
+            continue;
         };
         let Value::Table(keys) = value else {
             return Err(refuse(

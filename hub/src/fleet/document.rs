@@ -6,27 +6,7 @@
 //! id, paths, hub address and secret, and a document must not be able to move an edge to
 //! another hub). Every refusal names the field and, where it has one, the document's line.
 
-use protocol::edge_config::CONFIG_DOCUMENT_BYTES_MAX;
-
-/// Top-level tables a document may hold: the sections of `edge.toml` but `local_api`, and
-/// `profiles` (device profiles by name, see edge/src/fleet/document.rs).
-pub const ALLOWED_TOP_LEVEL: &[&str] = &[
-    "profiles",
-    "edge",
-    "hub",
-    "mqtt",
-    "site_broker",
-    "serial",
-    "modbus",
-    "buffer",
-    "uplink",
-    "validate",
-    "calibration",
-];
-
-/// Keys of `[edge]` and `[hub]` a document may set; the rest of those tables is identity.
-const ALLOWED_IN: &[(&str, &[&str])] =
-    &[("edge", &["sensors"]), ("hub", &["keepalive_s", "ca_pem"])];
+use protocol::edge_config::{document_keys_in, CONFIG_DOCUMENT_BYTES_MAX, DOCUMENT_SECTIONS};
 
 /// The identity keys: refused with [`IDENTITY`] as the reason.
 const IDENTITY_KEYS: &[&str] = &[
@@ -114,17 +94,17 @@ pub fn check(document: &str) -> Result<Checked, DocumentError> {
         if IDENTITY_KEYS.contains(&key.as_str()) {
             return Err(DocumentError::new(key, IDENTITY, line));
         }
-        if !ALLOWED_TOP_LEVEL.contains(&key.as_str()) {
+        if !DOCUMENT_SECTIONS.contains(&key.as_str()) {
             return Err(DocumentError::new(
                 key,
                 format!(
                     "unknown top-level key; allowed: {}",
-                    ALLOWED_TOP_LEVEL.join(", ")
+                    DOCUMENT_SECTIONS.join(", ")
                 ),
                 line,
             ));
         }
-        if let Some((_, allowed)) = ALLOWED_IN.iter().find(|(t, _)| t == key) {
+        if let Some(allowed) = document_keys_in(key) {
             check_restricted(document, key, value, allowed)?;
         }
     }
